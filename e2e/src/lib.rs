@@ -1,0 +1,1 @@
+//! Support for the whole-saga tests: starting the stack as processes.

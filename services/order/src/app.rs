@@ -1,0 +1,54 @@
+//! Starting and stopping the order service.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use omnisaga_runtime::service::Base;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{api, config::Config, handlers::SagaEvents, store};
+
+pub struct App {
+    base: Base,
+    listener: TcpListener,
+    config: Arc<Config>,
+}
+
+impl App {
+    /// Connects, migrates, seeds the catalog when configured and binds the listener.
+    pub async fn build(config: Config) -> Result<Self> {
+        let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
+        if let Some(path) = &config.seed_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
+            let items: Vec<store::CatalogItem> =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a valid catalog", path.display()))?;
+            store::upsert_catalog(&base.pool, &items).await?;
+        }
+        let listener = base.bind().await?;
+        Ok(Self { base, listener, config: Arc::new(config) })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn pool(&self) -> sqlx::PgPool {
+        self.base.pool.clone()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let state = api::ApiState {
+            pool: self.base.pool.clone(),
+            waker: self.base.waker.clone(),
+            orders_topic: self.base.topics.orders.clone(),
+            config: self.config.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(1))
+                .build()?,
+        };
+        let topics = vec![self.base.topics.payments.clone(), self.base.topics.warehouse.clone()];
+        let consumer = self.base.consumer(topics, Arc::new(SagaEvents));
+        self.base.run(self.listener, api::routes(state), vec![consumer], shutdown).await
+    }
+}

@@ -1,0 +1,45 @@
+//! Configuration of the order service, read once at start.
+//!
+//! Besides the common variables of `omnisaga_runtime::config`:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `127.0.0.1:8080` | API listen address |
+//! | `ORDER_DELIVERY_DAYS` | `3` | business days from order to estimated delivery |
+//! | `ORDER_MAX_QUANTITY` | `100` | largest quantity of one line item |
+//! | `ORDER_MAX_ITEMS` | `50` | most line items in one order |
+//! | `WAREHOUSE_URL` | unset | where `GET /v1/catalog` asks for availability |
+//! | `CATALOG_SEED_FILE` | unset | JSON catalog upserted at start |
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use omnisaga_runtime::config::{parse_or, var, CommonConfig};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub delivery_days: u32,
+    pub max_quantity: u32,
+    pub max_items: usize,
+    pub warehouse_url: Option<String>,
+    pub seed_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            common: CommonConfig::from_env("order", 8080)?,
+            delivery_days: parse_or("ORDER_DELIVERY_DAYS", 3)?,
+            max_quantity: parse_or("ORDER_MAX_QUANTITY", 100)?,
+            max_items: parse_or("ORDER_MAX_ITEMS", 50)?,
+            warehouse_url: var("WAREHOUSE_URL"),
+            seed_file: var("CATALOG_SEED_FILE").map(PathBuf::from),
+        })
+    }
+
+    /// Defaults for tests, around the given common settings.
+    pub fn with_common(common: CommonConfig) -> Self {
+        Self { common, delivery_days: 3, max_quantity: 100, max_items: 50, warehouse_url: None, seed_file: None }
+    }
+}

@@ -1,0 +1,138 @@
+//! The order database beyond the event store: catalog, idempotency keys and
+//! the order view.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct CatalogItem {
+    pub sku: String,
+    pub name: String,
+    pub unit_price_minor: i64,
+    pub currency: String,
+}
+
+pub async fn catalog(pool: &PgPool) -> Result<Vec<CatalogItem>, sqlx::Error> {
+    let rows = sqlx::query("SELECT sku, name, unit_price_minor, currency FROM catalog ORDER BY sku")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(catalog_row).collect())
+}
+
+pub async fn catalog_items(pool: &PgPool, skus: &[String]) -> Result<Vec<CatalogItem>, sqlx::Error> {
+    let rows = sqlx::query("SELECT sku, name, unit_price_minor, currency FROM catalog WHERE sku = ANY($1)")
+        .bind(skus)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(catalog_row).collect())
+}
+
+fn catalog_row(r: sqlx::postgres::PgRow) -> CatalogItem {
+    CatalogItem { sku: r.get(0), name: r.get(1), unit_price_minor: r.get(2), currency: r.get(3) }
+}
+
+/// Upserts catalog entries (the seed); prices change, nothing is deleted.
+pub async fn upsert_catalog(pool: &PgPool, items: &[CatalogItem]) -> Result<(), sqlx::Error> {
+    for item in items {
+        sqlx::query(
+            "INSERT INTO catalog (sku, name, unit_price_minor, currency) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (sku) DO UPDATE SET name = $2, unit_price_minor = $3, currency = $4",
+        )
+        .bind(&item.sku)
+        .bind(&item.name)
+        .bind(item.unit_price_minor)
+        .bind(&item.currency)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn next_order_number(pool: &PgPool) -> Result<String, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT nextval('order_number_seq')").fetch_one(pool).await?;
+    Ok(format!("OS-{n}"))
+}
+
+/// What an earlier request with the same key stored.
+pub struct StoredResponse {
+    pub request_hash: Vec<u8>,
+    pub response: Value,
+}
+
+/// Claims `key` for this request in `tx`; `None` when claimed, else what the
+/// earlier request stored (waiting for it to commit if it is in flight).
+pub async fn claim_idempotency_key(
+    tx: &mut PgConnection,
+    customer_id: &str,
+    key: &str,
+    request_hash: &[u8],
+    order_id: Uuid,
+    response: &Value,
+) -> Result<Option<StoredResponse>, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id, response)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(customer_id)
+    .bind(key)
+    .bind(request_hash)
+    .bind(order_id)
+    .bind(response)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query("SELECT request_hash, response FROM idempotency_keys WHERE customer_id = $1 AND key = $2")
+        .bind(customer_id)
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(Some(StoredResponse { request_hash: row.get(0), response: row.get(1) }))
+}
+
+pub struct NewOrderView<'a> {
+    pub order_id: Uuid,
+    pub order_number: &'a str,
+    pub customer_id: &'a str,
+    pub status: &'a str,
+    pub trace_id: Option<&'a str>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_view (order_id, order_number, customer_id, status, trace_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+    )
+    .bind(v.order_id)
+    .bind(v.order_number)
+    .bind(v.customer_id)
+    .bind(v.status)
+    .bind(v.trace_id)
+    .bind(v.at)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn update_view_status(tx: &mut PgConnection, order_id: Uuid, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE order_view SET status = $2, updated_at = now() WHERE order_id = $1")
+        .bind(order_id)
+        .bind(status)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn trace_id(pool: &PgPool, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let t: Option<Option<String>> = sqlx::query_scalar("SELECT trace_id FROM order_view WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(t.flatten())
+}

@@ -1,0 +1,223 @@
+//! HTTP plumbing: the one JSON error envelope `{code, message, request_id,
+//! details}`, the request-id and trace-context middleware (which also logs
+//! each error once), a JSON extractor whose rejections use the envelope, and
+//! the `/healthz` and `/readyz` endpoints.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Body,
+    extract::{rejection::JsonRejection, FromRequest, Request, State},
+    http::{header::HeaderValue, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::{config::KafkaConfig, event::TraceContext};
+
+/// The request id of the current request (`X-Request-Id`, or generated).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// An API error; rendered as the JSON envelope with the request id filled in.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), details: None }
+    }
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+    /// A failure the caller cannot fix; the cause is logged, never returned.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+    fn body(&self, request_id: &str) -> Value {
+        let mut body = json!({"code": self.code, "message": self.message, "request_id": request_id});
+        if let Some(d) = &self.details {
+            body["details"] = d.clone();
+        }
+        body
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body(""))).into_response();
+        resp.extensions_mut().insert(self);
+        resp
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::error!(error = %e, "database unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service temporarily unavailable, retry later")
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// `Json<T>` whose rejections (bad JSON, wrong content type, body too large)
+/// are [`ApiError`]s.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match &r {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        ),
+        JsonRejection::JsonDataError(e) => ApiError::validation(format!("invalid request body: {}", e.body_text())),
+        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", "request body is not valid JSON"),
+        _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
+        }
+        _ => ApiError::bad_request("bad_request", r.body_text()),
+    }
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Middleware: request id and trace context in, request id out, one span per
+/// request, each error logged once with the request id put in its body.
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let trace = {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        TraceContext::from_header_or_new(header("traceparent"), header("tracestate"))
+    };
+    let span = tracing::info_span!(
+        "http",
+        http.request.method = %req.method(),
+        url.path = %req.uri().path(),
+        request.id = %request_id,
+        trace_id = trace.trace_id().unwrap_or(""),
+        http.response.status_code = tracing::field::Empty,
+    );
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    req.extensions_mut().insert(trace);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
+    if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+        span.in_scope(|| {
+            if err.status.is_server_error() {
+                tracing::error!(code = err.code, status = err.status.as_u16(), "request failed");
+            } else {
+                tracing::info!(code = err.code, status = err.status.as_u16(), message = %err.message, "request rejected");
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        resp = Response::from_parts(parts, Body::from(err.body(&request_id).to_string()));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// What `/readyz` checks: the database and the broker.
+#[derive(Clone)]
+pub struct Readiness {
+    pool: PgPool,
+    broker: Arc<BaseConsumer>,
+}
+
+impl Readiness {
+    pub fn new(pool: PgPool, kafka: &KafkaConfig) -> anyhow::Result<Self> {
+        let broker: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("broker.address.family", "v4")
+            .create()?;
+        Ok(Self { pool, broker: Arc::new(broker) })
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&self.pool))
+            .await
+            .map_err(|_| "database: timeout".to_owned())?
+            .map_err(|e| format!("database: {e}"))?;
+        let broker = self.broker.clone();
+        tokio::task::spawn_blocking(move || broker.fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
+            .await
+            .map_err(|e| format!("broker: {e}"))?
+            .map_err(|e| format!("broker: {e}"))
+    }
+}
+
+/// `/healthz` (the process is alive) and `/readyz` (database and broker reachable).
+pub fn health_routes(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .with_state(readiness)
+}
+
+async fn readyz(State(r): State<Readiness>) -> Response {
+    match r.check().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": reason}))).into_response(),
+    }
+}
+
+/// Serves `router` until `shutdown`, finishing in-flight requests.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}

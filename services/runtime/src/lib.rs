@@ -1,0 +1,20 @@
+//! Plumbing every omnisaga service shares and no domain: configuration,
+//! JSON logs, graceful shutdown, the PostgreSQL pool and migrations, the event
+//! store, the transactional outbox and its relay, the Kafka consumer loop with
+//! its inbox, and the HTTP error envelope. The runtime never imports a service.
+
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod event;
+pub mod http;
+pub mod kafka;
+pub mod outbox;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod testing;
+
+pub use event::{EventMeta, TraceContext};
+pub use omnisaga_proto::v1 as pb;

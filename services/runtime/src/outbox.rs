@@ -1,0 +1,254 @@
+//! The transactional outbox. Rows are written in the business transaction;
+//! the relay publishes them with the idempotent producer in id order and marks
+//! a row published only after its delivery report.
+//!
+//! The relay keeps no watermark: every pass reads all rows not yet published,
+//! so a row whose transaction commits late (a lower id committing after a
+//! higher one) is published on the next pass instead of being skipped. Rows of
+//! one order always come from transactions serialized by that order's stream
+//! version, so per-key order is commit order. Only one relay per database
+//! publishes at a time (a PostgreSQL advisory lock), and it is woken in
+//! process after a commit, never by a NOTIFY inside the business transaction.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use futures::future::join_all;
+use omnisaga_proto::v1::Envelope;
+use prost::Message;
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::TraceContext;
+
+/// Content type header value of every business event.
+pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.Envelope";
+
+/// Wakes the relay after a commit. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxWaker(Arc<Notify>);
+
+impl OutboxWaker {
+    /// Call after the transaction that wrote outbox rows has committed.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Writes `envelope` to the outbox for `topic`, keyed by its order id, in
+/// the caller's transaction.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    topic: &str,
+    envelope: &Envelope,
+    trace: &TraceContext,
+) -> Result<(), sqlx::Error> {
+    let mut headers = BTreeMap::new();
+    headers.insert("event_type".to_owned(), envelope.event_type.clone());
+    headers.insert("content-type".to_owned(), CONTENT_TYPE.to_owned());
+    if let Some(tp) = &trace.traceparent {
+        headers.insert("traceparent".to_owned(), tp.clone());
+    }
+    if let Some(ts) = &trace.tracestate {
+        headers.insert("tracestate".to_owned(), ts.clone());
+    }
+    enqueue_raw(conn, topic, &envelope.order_id, &envelope.encode_to_vec(), &headers).await
+}
+
+/// Writes any record (a dead letter, say) to the outbox.
+pub async fn enqueue_raw(
+    conn: &mut PgConnection,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    headers: &BTreeMap<String, String>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (topic, message_key, payload, headers) VALUES ($1, $2, $3, $4)")
+        .bind(topic)
+        .bind(key)
+        .bind(payload)
+        .bind(sqlx::types::Json(headers))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Rows waiting to be published (the outbox backlog).
+pub async fn backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+}
+
+/// Publishes outbox rows until `shutdown`, then drains what is left.
+pub struct Relay {
+    pub pool: PgPool,
+    pub producer: FutureProducer,
+    pub waker: OutboxWaker,
+    pub poll: Duration,
+    pub batch: i64,
+    /// Advisory lock key shared by every replica of one service.
+    pub lock_key: i64,
+}
+
+struct Row_ {
+    id: i64,
+    topic: String,
+    key: String,
+    payload: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+impl Relay {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.lead(&shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "outbox relay failed, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {},
+                        _ = shutdown.cancelled() => {},
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Final drain so a graceful stop leaves nothing unpublished.
+        if let Ok(mut conn) = self.pool.acquire().await {
+            if self.try_lock(&mut conn).await.unwrap_or(false) {
+                while matches!(self.publish_batch().await, Ok(n) if n > 0) {}
+                let _ = self.unlock(&mut conn).await;
+            }
+        }
+        tracing::info!("outbox relay stopped");
+        Ok(())
+    }
+
+    /// Holds the leader lock on a dedicated connection and publishes.
+    async fn lead(&self, shutdown: &CancellationToken) -> Result<()> {
+        let mut conn = self.pool.acquire().await.context("Failed to acquire a connection")?;
+        while !self.try_lock(&mut conn).await? {
+            tokio::select! {
+                _ = tokio::time::sleep(self.poll * 4) => {},
+                _ = shutdown.cancelled() => return Ok(()),
+            }
+        }
+        let mut passes: u64 = 0;
+        let result = async {
+            loop {
+                let published = self.publish_batch().await?;
+                passes += 1;
+                if passes % 1000 == 0 {
+                    self.prune().await?;
+                }
+                if published as i64 == self.batch {
+                    continue;
+                }
+                tokio::select! {
+                    _ = self.waker.0.notified() => {},
+                    _ = tokio::time::sleep(self.poll) => {},
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+        .await;
+        let _ = self.unlock(&mut conn).await;
+        result
+    }
+
+    async fn try_lock(&self, conn: &mut PgConnection) -> Result<bool> {
+        Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(self.lock_key)
+            .fetch_one(conn)
+            .await?)
+    }
+
+    async fn unlock(&self, conn: &mut PgConnection) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.lock_key)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes up to one batch; returns how many rows were published.
+    async fn publish_batch(&self) -> Result<usize> {
+        let rows = sqlx::query(
+            "SELECT id, topic, message_key, payload, headers FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let rows: Vec<Row_> = rows
+            .into_iter()
+            .map(|r| Row_ {
+                id: r.get(0),
+                topic: r.get(1),
+                key: r.get(2),
+                payload: r.get(3),
+                headers: r.get::<sqlx::types::Json<BTreeMap<String, String>>, _>(4).0,
+            })
+            .collect();
+        let sends = rows.iter().map(|row| {
+            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+            for (k, v) in &row.headers {
+                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+            }
+            let record = FutureRecord::to(&row.topic)
+                .key(&row.key)
+                .payload(&row.payload)
+                .headers(headers);
+            let sent = self.producer.send_result(record).map_err(|(e, _)| e);
+            async move {
+                match sent {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(row.id),
+                        Ok(Err((e, _))) => Err(e.to_string()),
+                        Err(_) => Err("delivery cancelled".to_owned()),
+                    },
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        });
+        let results = join_all(sends).await;
+        let mut delivered = Vec::with_capacity(results.len());
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(id) => delivered.push(id),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&delivered)
+                .execute(&self.pool)
+                .await?;
+        }
+        match first_error {
+            Some(e) => anyhow::bail!("Failed to publish outbox rows: {e}"),
+            None => Ok(delivered.len()),
+        }
+    }
+
+    /// Deletes rows published more than an hour ago.
+    async fn prune(&self) -> Result<()> {
+        sqlx::query("DELETE FROM outbox WHERE published_at < now() - interval '1 hour'")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

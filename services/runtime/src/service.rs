@@ -1,0 +1,135 @@
+//! What every service does at start and stop: connect and migrate its
+//! database, create the topics, start the outbox relay, its consumers and
+//! its HTTP server, and stop them all on one token.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use axum::{middleware, Router};
+use futures::future::BoxFuture;
+use sqlx::{migrate::Migrator, PgPool};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{CommonConfig, Topics},
+    consumer::{Consumer, Handler},
+    db, http, kafka,
+    outbox::{OutboxWaker, Relay},
+};
+
+/// A background task of a service, started with the shutdown token.
+pub type Task = Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<()>> + Send>;
+
+/// The parts every service has once started.
+#[derive(Clone)]
+pub struct Base {
+    pub config: CommonConfig,
+    pub pool: PgPool,
+    pub topics: Topics,
+    pub waker: OutboxWaker,
+}
+
+impl Base {
+    /// Connects, migrates (runtime tables, then `migrator`) and creates the topics.
+    pub async fn start(config: CommonConfig, migrator: Migrator) -> Result<Self> {
+        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+        db::migrate(&pool, migrator).await?;
+        kafka::ensure_topics(&config.kafka).await?;
+        Ok(Self {
+            topics: config.kafka.topics(),
+            config,
+            pool,
+            waker: OutboxWaker::default(),
+        })
+    }
+
+    /// The consumer task for `topics`, in consumer group `<prefix><service>`.
+    pub fn consumer<H: Handler>(&self, topics: Vec<String>, handler: Arc<H>) -> Task {
+        let consumer = Consumer {
+            group: format!("{}{}", self.config.kafka.topic_prefix, self.config.service),
+            topics,
+            kafka: self.config.kafka.clone(),
+            pool: self.pool.clone(),
+            handler,
+            waker: self.waker.clone(),
+            max_attempts: 5,
+        };
+        Box::new(move |token| Box::pin(consumer.run(token)))
+    }
+
+    /// Binds the HTTP listener (port 0 in tests picks a free port).
+    pub async fn bind(&self) -> Result<TcpListener> {
+        TcpListener::bind(self.config.http_addr)
+            .await
+            .with_context(|| format!("Failed to bind {}", self.config.http_addr))
+    }
+
+    /// Runs the relay, `tasks` and the HTTP server with `api` until `shutdown`
+    /// (or until one of them fails, which stops the others).
+    pub async fn run(self, listener: TcpListener, api: Router, tasks: Vec<Task>, shutdown: CancellationToken) -> Result<()> {
+        let producer = kafka::producer(&self.config.kafka, self.config.service)?;
+        let relay = Relay {
+            pool: self.pool.clone(),
+            producer: producer.clone(),
+            waker: self.waker.clone(),
+            poll: self.config.outbox_poll,
+            batch: 500,
+            lock_key: lock_key(self.config.service),
+        };
+        let readiness = http::Readiness::new(self.pool.clone(), &self.config.kafka)?;
+        let router = api
+            .merge(http::health_routes(readiness))
+            .fallback(http::not_found)
+            .layer(middleware::from_fn(http::request_context));
+
+        // Work stops first; the relay stops last so it drains what they wrote.
+        let work = shutdown.child_token();
+        let relay_token = CancellationToken::new();
+        let mut set = tokio::task::JoinSet::new();
+        set.spawn(http::serve(listener, router, work.clone()));
+        for task in tasks {
+            set.spawn(task(work.clone()));
+        }
+        let relay_handle = tokio::spawn(relay.run(relay_token.clone()));
+        tracing::info!(service = self.config.service, "service started");
+
+        let mut result = Ok(());
+        while let Some(joined) = set.join_next().await {
+            let outcome = joined.context("a service task panicked").and_then(|r| r);
+            if let Err(e) = outcome {
+                tracing::error!(error = %format!("{e:#}"), "service task failed, stopping");
+                if result.is_ok() {
+                    result = Err(e);
+                }
+                work.cancel();
+            } else if !work.is_cancelled() {
+                // A task that ends by itself before shutdown is a bug; stop everything.
+                work.cancel();
+            }
+        }
+        relay_token.cancel();
+        relay_handle.await.context("the relay panicked")??;
+        let flushed = tokio::task::spawn_blocking(move || {
+            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10))
+        })
+        .await?;
+        if let Err(e) = flushed {
+            tracing::warn!(error = %e, "producer flush incomplete");
+        }
+        self.pool.close().await;
+        tracing::info!(service = self.config.service, "service stopped");
+        result
+    }
+}
+
+/// A stable advisory lock key per service name.
+fn lock_key(service: &str) -> i64 {
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in service.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h as i64
+}

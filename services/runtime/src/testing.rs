@@ -1,0 +1,58 @@
+//! Test support: a fresh database per test and a private topic prefix per
+//! test, against the real PostgreSQL and the real broker the test scripts
+//! start (`OMNISAGA_TEST_KAFKA`), plus waiting on a condition with a deadline.
+
+use std::{future::Future, time::Duration};
+
+use anyhow::{Context, Result};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::config::KafkaConfig;
+
+/// Server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`.
+pub fn pg_server() -> String {
+    std::env::var("OMNISAGA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Creates an empty database with a unique name and returns its URL.
+pub async fn fresh_database(label: &str) -> Result<String> {
+    let server = pg_server();
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .context("Failed to connect to PostgreSQL for tests (is it running on 127.0.0.1:5432?)")?;
+    let name = format!("test_{label}_{}", Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("Failed to create database {name}"))?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// The test broker with a topic prefix no other test uses.
+pub fn fresh_kafka() -> Result<KafkaConfig> {
+    let brokers = std::env::var("OMNISAGA_TEST_KAFKA")
+        .context("OMNISAGA_TEST_KAFKA is not set: run the tests with `make test`, which starts a broker")?;
+    Ok(KafkaConfig {
+        brokers,
+        topic_prefix: format!("t{}.", &Uuid::new_v4().simple().to_string()[..12]),
+    })
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
