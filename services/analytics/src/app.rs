@@ -1,0 +1,35 @@
+//! Starting and stopping the analytics service.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use omnisaga_runtime::{config::CommonConfig, service::Base};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{api, handlers::SagaEvents};
+
+pub struct App {
+    base: Base,
+    listener: TcpListener,
+}
+
+impl App {
+    pub async fn build(config: CommonConfig) -> Result<Self> {
+        let base = Base::start(config, sqlx::migrate!("./migrations")).await?;
+        let listener = base.bind().await?;
+        Ok(Self { base, listener })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let t = &self.base.topics;
+        let topics = vec![t.orders.clone(), t.payments.clone(), t.warehouse.clone()];
+        let consumer = self.base.consumer(topics, Arc::new(SagaEvents));
+        let router = api::routes(self.base.pool.clone());
+        self.base.run(self.listener, router, vec![consumer], shutdown).await
+    }
+}

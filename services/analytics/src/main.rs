@@ -1,0 +1,11 @@
+use anyhow::Result;
+use omnisaga_analytics::app::App;
+use omnisaga_runtime::{config::CommonConfig, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    telemetry::init("analytics");
+    let config = CommonConfig::from_env("analytics", 8084)?;
+    let app = App::build(config).await?;
+    app.run_until_stopped(shutdown::on_signal()).await
+}

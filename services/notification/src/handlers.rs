@@ -1,0 +1,52 @@
+//! Queues one message per customer-facing event, in the inbox transaction.
+
+use async_trait::async_trait;
+use omnisaga_proto::v1::envelope::Payload;
+use omnisaga_runtime::{
+    consumer::{Handler, HandlerError, Incoming},
+    event::event_id,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::templates::template_for;
+
+pub struct SagaEvents;
+
+#[async_trait]
+impl Handler for SagaEvents {
+    async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        let env = &event.envelope;
+        let Some(payload) = &env.payload else { return Ok(()) };
+        let order_id = Uuid::parse_str(&env.order_id)
+            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id)))?;
+        if let Payload::OrderPlaced(placed) = payload {
+            sqlx::query(
+                "INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(order_id)
+            .bind(placed.customer.as_ref().map(|c| c.customer_id.as_str()).unwrap_or("guest"))
+            .bind(&placed.order_number)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let Some(template) = template_for(payload) else { return Ok(()) };
+        let source = event_id(env).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template,
+                                        correlation_id, traceparent, tracestate)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source_event_id) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(order_id)
+        .bind(source)
+        .bind(&env.event_type)
+        .bind(template)
+        .bind(&env.correlation_id)
+        .bind(&event.trace.traceparent)
+        .bind(&event.trace.tracestate)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! The notification service tells the customer about their order: one chat
+//! message per saga event ("Order created", "Payment confirmed", "Ready for
+//! shipment", "Shipped", "Payment failed: please retry"). A message is queued
+//! in the same transaction as the event's inbox record, then a dispatcher
+//! hands it to the delivery channel and publishes `NotificationSent`.
+
+pub mod api;
+pub mod app;
+pub mod channel;
+pub mod dispatcher;
+pub mod handlers;
+pub mod templates;

@@ -1,0 +1,11 @@
+use anyhow::Result;
+use omnisaga_notification::app::App;
+use omnisaga_runtime::{config::CommonConfig, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    telemetry::init("notification");
+    let config = CommonConfig::from_env("notification", 8083)?;
+    let app = App::build(config).await?;
+    app.run_until_stopped(shutdown::on_signal()).await
+}

@@ -1,0 +1,46 @@
+//! Which event gets which message. Pure.
+
+use omnisaga_proto::v1::envelope::Payload;
+
+/// The template a customer message uses for `event`, if the customer is told about it.
+pub fn template_for(event: &Payload) -> Option<&'static str> {
+    match event {
+        Payload::OrderPlaced(_) => Some("order_created"),
+        Payload::PaymentAuthorized(_) => Some("payment_confirmed"),
+        Payload::PaymentFailed(_) => Some("payment_failed"),
+        Payload::OrderReadyForShipment(_) => Some("ready_for_shipment"),
+        Payload::OrderShipped(_) => Some("shipped"),
+        Payload::OrderCancelled(_) => Some("order_cancelled"),
+        _ => None,
+    }
+}
+
+/// The message text of `template` for order `number`.
+pub fn render(template: &str, number: &str) -> String {
+    match template {
+        "order_created" => format!("Order created: {number} is confirmed. We'll keep you posted."),
+        "payment_confirmed" => format!("Payment confirmed for order {number}."),
+        "payment_failed" => format!("Payment failed: please retry. Order {number} is waiting for payment."),
+        "ready_for_shipment" => format!("Ready for shipment: order {number} is packed."),
+        "shipped" => format!("Shipped: order {number} is on its way."),
+        "order_cancelled" => format!("Order {number} was cancelled."),
+        other => format!("Update on order {number}: {other}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnisaga_proto::v1::{OrderPlaced, StockReserved};
+
+    #[test]
+    fn customers_hear_about_steps_not_internal_events() {
+        assert_eq!(template_for(&Payload::OrderPlaced(OrderPlaced::default())), Some("order_created"));
+        assert_eq!(template_for(&Payload::StockReserved(StockReserved::default())), None);
+    }
+
+    #[test]
+    fn the_failure_message_asks_for_a_retry() {
+        assert!(render("payment_failed", "OS-1").starts_with("Payment failed: please retry"));
+    }
+}

@@ -1,0 +1,38 @@
+//! Configuration of the payment service.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `127.0.0.1:8081` | health and admin listen address |
+//! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
+//! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
+//! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use omnisaga_runtime::config::{parse_or, CommonConfig};
+
+use crate::provider::ProviderConfig;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub provider: ProviderConfig,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        let provider = ProviderConfig {
+            latency: Duration::from_millis(parse_or("PAYMENT_PROVIDER_LATENCY_MS", 0)?),
+            decline_rate: parse_or("PAYMENT_DECLINE_RATE", 0.0)?,
+            outage_rate: parse_or("PAYMENT_OUTAGE_RATE", 0.0)?,
+        };
+        ensure!((0.0..=1.0).contains(&provider.decline_rate), "PAYMENT_DECLINE_RATE must be between 0 and 1");
+        ensure!((0.0..=1.0).contains(&provider.outage_rate), "PAYMENT_OUTAGE_RATE must be between 0 and 1");
+        Ok(Self { common: CommonConfig::from_env("payment", 8081)?, provider })
+    }
+
+    pub fn with_common(common: CommonConfig) -> Self {
+        Self { common, provider: ProviderConfig::default() }
+    }
+}

@@ -1,0 +1,11 @@
+use anyhow::Result;
+use omnisaga_payment::{app::App, config::Config};
+use omnisaga_runtime::{shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    telemetry::init("payment");
+    let config = Config::from_env()?;
+    let app = App::build(config).await?;
+    app.run_until_stopped(shutdown::on_signal()).await
+}

@@ -1,0 +1,67 @@
+//! Starting and stopping the warehouse service.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use omnisaga_runtime::service::{Base, Task};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{api, config::Config, handlers::SagaEvents, pickers::Pickers, store};
+
+pub struct App {
+    base: Base,
+    listener: TcpListener,
+    config: Config,
+}
+
+#[derive(Deserialize)]
+struct SeedItem {
+    sku: String,
+    stock: i64,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self> {
+        let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
+        if let Some(path) = &config.seed_file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
+            let items: Vec<SeedItem> =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a valid catalog", path.display()))?;
+            let stock: Vec<(String, i64)> = items.into_iter().map(|i| (i.sku, i.stock)).collect();
+            store::seed_stock(&base.pool, &stock).await?;
+        }
+        let listener = base.bind().await?;
+        Ok(Self { base, listener, config })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn pool(&self) -> sqlx::PgPool {
+        self.base.pool.clone()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let topics = &self.base.topics;
+        let handler = SagaEvents { warehouse_topic: topics.warehouse.clone() };
+        let mut tasks = vec![self.base.consumer(vec![topics.orders.clone(), topics.payments.clone()], Arc::new(handler))];
+        let pickers = Pickers {
+            pool: self.base.pool.clone(),
+            waker: self.base.waker.clone(),
+            warehouse_topic: topics.warehouse.clone(),
+            pick: self.config.pick,
+            pack: self.config.pack,
+            ship: self.config.ship,
+        };
+        for _ in 0..self.config.pickers {
+            let p = pickers.clone();
+            let task: Task = Box::new(move |token| Box::pin(p.run(token)));
+            tasks.push(task);
+        }
+        let router = api::routes(self.base.pool.clone());
+        self.base.run(self.listener, router, tasks, shutdown).await
+    }
+}

@@ -1,0 +1,51 @@
+//! Configuration of the warehouse service.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HTTP_ADDR` | `127.0.0.1:8082` | API listen address |
+//! | `WAREHOUSE_PICKERS` | `4` | pick tasks worked at once |
+//! | `WAREHOUSE_PICK_MS` | `200` | time to pick an order |
+//! | `WAREHOUSE_PACK_MS` | `100` | time to pack it |
+//! | `WAREHOUSE_SHIP_MS` | `200` | from packed to handed to the carrier |
+//! | `CATALOG_SEED_FILE` | unset | JSON with initial stock per SKU (added once per SKU) |
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{ensure, Result};
+use omnisaga_runtime::config::{parse_or, var, CommonConfig};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub common: CommonConfig,
+    pub pickers: usize,
+    pub pick: Duration,
+    pub pack: Duration,
+    pub ship: Duration,
+    pub seed_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self> {
+        let pickers = parse_or("WAREHOUSE_PICKERS", 4)?;
+        ensure!(pickers >= 1, "WAREHOUSE_PICKERS must be at least 1");
+        Ok(Self {
+            common: CommonConfig::from_env("warehouse", 8082)?,
+            pickers,
+            pick: Duration::from_millis(parse_or("WAREHOUSE_PICK_MS", 200)?),
+            pack: Duration::from_millis(parse_or("WAREHOUSE_PACK_MS", 100)?),
+            ship: Duration::from_millis(parse_or("WAREHOUSE_SHIP_MS", 200)?),
+            seed_file: var("CATALOG_SEED_FILE").map(PathBuf::from),
+        })
+    }
+
+    pub fn with_common(common: CommonConfig) -> Self {
+        Self {
+            common,
+            pickers: 4,
+            pick: Duration::ZERO,
+            pack: Duration::ZERO,
+            ship: Duration::ZERO,
+            seed_file: None,
+        }
+    }
+}

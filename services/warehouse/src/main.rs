@@ -1,0 +1,11 @@
+use anyhow::Result;
+use omnisaga_runtime::{shutdown, telemetry};
+use omnisaga_warehouse::{app::App, config::Config};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    telemetry::init("warehouse");
+    let config = Config::from_env()?;
+    let app = App::build(config).await?;
+    app.run_until_stopped(shutdown::on_signal()).await
+}

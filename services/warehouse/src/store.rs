@@ -1,0 +1,138 @@
+//! The warehouse database: fulfilment streams, stock levels and pick tasks.
+
+use omnisaga_proto::v1::{Envelope, LineItem};
+use omnisaga_runtime::store::{self, StoreError};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::domain::{self, Fulfilment};
+
+pub fn stream(order_id: &str) -> String {
+    format!("fulfilment-{order_id}")
+}
+
+/// Loads an order's fulfilment: its state and stream version.
+pub async fn load(conn: &mut PgConnection, order_id: &str) -> Result<(Fulfilment, i64), StoreError> {
+    let history = store::load(conn, &stream(order_id)).await?;
+    let version = history.last().map_or(0, |e| e.version);
+    let state = history
+        .iter()
+        .filter_map(|e| e.envelope.payload.as_ref())
+        .fold(Fulfilment::default(), domain::evolve);
+    Ok((state, version))
+}
+
+pub async fn append(conn: &mut PgConnection, order_id: &str, version: i64, events: &[Envelope]) -> Result<i64, StoreError> {
+    store::append(conn, &stream(order_id), version, events).await
+}
+
+/// Locks the stock rows of `items` and returns the SKUs that cannot be covered.
+pub async fn shortfalls(conn: &mut PgConnection, items: &[LineItem]) -> Result<Vec<String>, sqlx::Error> {
+    let mut skus: Vec<String> = items.iter().map(|i| i.sku.clone()).collect();
+    skus.sort();
+    // Locks in SKU order so concurrent reservations never deadlock.
+    let rows = sqlx::query("SELECT sku, on_hand - reserved FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE")
+        .bind(&skus)
+        .fetch_all(&mut *conn)
+        .await?;
+    let available = |sku: &str| rows.iter().find(|r| r.get::<String, _>(0) == sku).map(|r| r.get::<i64, _>(1));
+    Ok(items
+        .iter()
+        .filter(|i| available(&i.sku).is_none_or(|a| a < i64::from(i.quantity)))
+        .map(|i| i.sku.clone())
+        .collect())
+}
+
+pub async fn reserve(conn: &mut PgConnection, items: &[LineItem]) -> Result<(), sqlx::Error> {
+    for i in items {
+        sqlx::query("UPDATE stock SET reserved = reserved + $2 WHERE sku = $1")
+            .bind(&i.sku)
+            .bind(i64::from(i.quantity))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Shipped goods leave the building: on hand and reserved both go down.
+pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sqlx::Error> {
+    for i in items {
+        sqlx::query("UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1")
+            .bind(&i.sku)
+            .bind(i64::from(i.quantity))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskItem {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+/// Context the events of a pick task carry on.
+#[derive(Debug, Clone, Default)]
+pub struct TaskContext {
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+pub async fn create_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    order_id: Uuid,
+    items: &[LineItem],
+    ready: bool,
+    ctx: &TaskContext,
+) -> Result<(), sqlx::Error> {
+    let items: Vec<TaskItem> = items.iter().map(|i| TaskItem { sku: i.sku.clone(), quantity: i.quantity }).collect();
+    sqlx::query(
+        "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(pick_task_id)
+    .bind(order_id)
+    .bind(sqlx::types::Json(items))
+    .bind(if ready { "READY" } else { "WAITING_PAYMENT" })
+    .bind(&ctx.correlation_id)
+    .bind(&ctx.causation_id)
+    .bind(&ctx.traceparent)
+    .bind(&ctx.tracestate)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes a waiting task workable once its order is paid.
+pub async fn release_task(conn: &mut PgConnection, order_id: Uuid, ctx: &TaskContext) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET status = 'READY', due_at = now(), updated_at = now(),
+                correlation_id = $2, causation_id = $3, traceparent = $4, tracestate = $5
+         WHERE order_id = $1 AND status = 'WAITING_PAYMENT'",
+    )
+    .bind(order_id)
+    .bind(&ctx.correlation_id)
+    .bind(&ctx.causation_id)
+    .bind(&ctx.traceparent)
+    .bind(&ctx.tracestate)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds seed stock for SKUs the warehouse does not know yet.
+pub async fn seed_stock(pool: &PgPool, items: &[(String, i64)]) -> Result<(), sqlx::Error> {
+    for (sku, qty) in items {
+        sqlx::query("INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING")
+            .bind(sku)
+            .bind(qty)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
