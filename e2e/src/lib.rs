@@ -1,1 +1,292 @@
-//! Support for the whole-saga tests: starting the stack as processes.
+//! Starts the whole omnisaga stack as real processes on this machine: the
+//! Nisshi broker, one database and role per service in the local PostgreSQL,
+//! and the five service binaries, each waited for until `/readyz` answers.
+//! `make run` (the `omnisaga-stack` binary), the e2e tests and the load
+//! generator all start the stack through [`Stack::start`].
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+
+/// The services in start order, with their default HTTP ports.
+pub const SERVICES: [(&str, u16); 5] = [
+    ("order", 8080),
+    ("payment", 8081),
+    ("warehouse", 8082),
+    ("notification", 8083),
+    ("analytics", 8084),
+];
+
+#[derive(Debug, Clone)]
+pub enum BrokerStorage {
+    Memory,
+    /// A sqlite file: the broker's data survives a restart.
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Working directory for logs and broker data.
+    pub dir: PathBuf,
+    /// Database names are `<db_prefix>_<service>`.
+    pub db_prefix: String,
+    /// Drop and recreate the databases before starting.
+    pub fresh_databases: bool,
+    pub broker: BrokerStorage,
+    /// Fixed ports (broker 9092 and the services' defaults) or free ones.
+    pub fixed_ports: bool,
+    /// Extra environment per service name ("*" for all).
+    pub env: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl StackOptions {
+    pub fn set_env(mut self, service: &str, key: &str, value: &str) -> Self {
+        self.env
+            .entry(service.to_owned())
+            .or_default()
+            .push((key.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+pub struct Service {
+    pub name: &'static str,
+    pub url: String,
+    child: Child,
+}
+
+pub struct Stack {
+    pub brokers: String,
+    pub services: Vec<Service>,
+    broker: Child,
+    options: StackOptions,
+}
+
+/// The directory holding this build's binaries (the service binaries live
+/// beside the launcher and beside `deps/` of the test binaries).
+pub fn bin_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("executable has no directory")?;
+    Ok(if dir.ends_with("deps") {
+        dir.parent().context("deps has no parent")?.to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+/// The repository root (for the seed catalog).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn pg_server() -> String {
+    std::env::var("OMNISAGA_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn nisshi_bin() -> Result<PathBuf> {
+    let path = std::env::var("NISSHI_BIN").map(PathBuf::from).unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        PathBuf::from(home).join(".cache/omnisaga/nisshi-0.8.1/bin/nisshi")
+    });
+    if !path.exists() {
+        bail!("broker binary {} not found: run `bash infra/scripts/install-deps.sh` (make does it)", path.display());
+    }
+    Ok(path)
+}
+
+/// Creates the role and the database of `service` (owned by the role, closed
+/// to every other role), recreating the database when `fresh`.
+async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fresh: bool) -> Result<()> {
+    let role = format!("omnisaga_{service}");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(&role)
+        .fetch_one(&mut *admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE ROLE \"{role}\" LOGIN")).execute(&mut *admin).await?;
+    }
+    if fresh {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut *admin).await?;
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(db)
+        .fetch_one(&mut *admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{db}\" OWNER \"{role}\"")).execute(&mut *admin).await?;
+        sqlx::query(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC")).execute(&mut *admin).await?;
+    }
+    Ok(())
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+async fn wait_tcp(addr: &str, child: &mut Child, log: &Path, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("exited with {status}; last log lines:\n{}", log_tail(log));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{addr} did not accept connections within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{name} exited with {status} before it was ready; last log lines:\n{}", log_tail(log));
+        }
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{name} was not ready within 60 s (log: {})", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> Result<Self> {
+        std::fs::create_dir_all(options.dir.join("logs"))?;
+        let bins = bin_dir()?;
+
+        let broker_port = if options.fixed_ports { 9092 } else { free_port()? };
+        let brokers = format!("127.0.0.1:{broker_port}");
+        // A sqlite path is taken relative to the broker's working directory.
+        let (storage, broker_dir) = match &options.broker {
+            BrokerStorage::Memory => ("memory://nisshi/".to_owned(), options.dir.join("broker")),
+            BrokerStorage::Sqlite(p) => (
+                format!("sqlite://{}", p.file_name().context("sqlite path has no file name")?.to_string_lossy()),
+                p.parent().context("sqlite path has no directory")?.to_path_buf(),
+            ),
+        };
+        std::fs::create_dir_all(&broker_dir)?;
+        let broker_log = std::fs::File::create(options.dir.join("logs/broker.log"))?;
+        let listener = format!("tcp://{brokers}");
+        // The broker reads a .env from its working directory: give it its own.
+        let broker = Command::new(nisshi_bin()?)
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", &storage, "--group-initial-rebalance-delay", "100ms"])
+            .current_dir(&broker_dir)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(broker_log.try_clone()?)
+            .stderr(broker_log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("Failed to start the broker")?;
+        let mut stack = Self { brokers: brokers.clone(), services: Vec::new(), broker, options };
+        let broker_log = stack.options.dir.join("logs/broker.log");
+        wait_tcp(&brokers, &mut stack.broker, &broker_log, Duration::from_secs(30))
+            .await
+            .context("the broker did not start")?;
+
+        let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server()))
+            .await
+            .context("Failed to connect to PostgreSQL on 127.0.0.1:5432 (make starts it)")?;
+        for (name, _) in SERVICES {
+            let db = format!("{}_{name}", stack.options.db_prefix);
+            ensure_database(&mut admin, name, &db, stack.options.fresh_databases).await?;
+        }
+        admin.close().await?;
+
+        let seed = repo_root().join("infra/seed/catalog.json");
+        let mut ports = BTreeMap::new();
+        for (name, default_port) in SERVICES {
+            let port = if stack.options.fixed_ports { default_port } else { free_port()? };
+            ports.insert(name, port);
+        }
+        for (name, _) in SERVICES {
+            let port = ports[name];
+            let url = format!("http://127.0.0.1:{port}");
+            let db_url = format!(
+                "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
+                stack.options.db_prefix
+            );
+            let log_path = stack.options.dir.join(format!("logs/{name}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            let mut cmd = Command::new(bins.join(name));
+            cmd.env("DATABASE_URL", db_url)
+                .env("KAFKA_BROKERS", &brokers)
+                .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+                .env("CATALOG_SEED_FILE", &seed)
+                .env("WAREHOUSE_URL", format!("http://127.0.0.1:{}", ports["warehouse"]))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true);
+            for key in ["*", name] {
+                for (k, v) in stack.options.env.get(key).into_iter().flatten() {
+                    cmd.env(k, v);
+                }
+            }
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("Failed to start {} (build it with `cargo build --bins`)", bins.join(name).display()))?;
+            wait_ready(name, &url, &mut child, &log_path).await?;
+            stack.services.push(Service { name, url, child });
+        }
+        Ok(stack)
+    }
+
+    pub fn url(&self, service: &str) -> &str {
+        self.services.iter().find(|s| s.name == service).map(|s| s.url.as_str()).unwrap_or_default()
+    }
+
+    /// Stops every service with SIGTERM (waiting for its graceful stop), then the broker.
+    pub async fn stop(mut self) -> Result<()> {
+        for s in self.services.iter_mut().rev() {
+            terminate(&mut s.child, s.name).await;
+        }
+        terminate(&mut self.broker, "broker").await;
+        Ok(())
+    }
+
+    /// Drops the stack's databases (for throwaway test stacks).
+    pub async fn drop_databases(prefix: &str) -> Result<()> {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
+        for (name, _) in SERVICES {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{prefix}_{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+async fn terminate(child: &mut Child, name: &str) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+        if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+            eprintln!("{name} did not stop within 20 s, killing it");
+            let _ = child.kill().await;
+        }
+    }
+}

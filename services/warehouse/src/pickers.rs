@@ -102,7 +102,7 @@ impl Pickers {
         store::append(&mut tx, &order, version, std::slice::from_ref(&envelope)).await?;
         outbox::enqueue(&mut tx, &self.warehouse_topic, &envelope, &meta.trace).await?;
         sqlx::query(
-            "UPDATE pick_tasks SET status = $2, due_at = now() + $3 * interval '1 millisecond',
+            "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
                     causation_id = $4, traceparent = $5, updated_at = now()
              WHERE pick_task_id = $1",
         )
