@@ -84,7 +84,10 @@ pub fn bin_dir() -> Result<PathBuf> {
 
 /// The repository root (for the seed catalog).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn free_port() -> Result<u16> {
@@ -96,12 +99,17 @@ fn pg_server() -> String {
 }
 
 fn nisshi_bin() -> Result<PathBuf> {
-    let path = std::env::var("NISSHI_BIN").map(PathBuf::from).unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        PathBuf::from(home).join(".cache/omnisaga/nisshi-0.8.1/bin/nisshi")
-    });
+    let path = std::env::var("NISSHI_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_default();
+            PathBuf::from(home).join(".cache/omnisaga/nisshi-0.8.1/bin/nisshi")
+        });
     if !path.exists() {
-        bail!("broker binary {} not found: run `bash infra/scripts/install-deps.sh` (make does it)", path.display());
+        bail!(
+            "broker binary {} not found: run `bash infra/scripts/install-deps.sh` (make does it)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -115,18 +123,26 @@ async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fres
         .fetch_one(&mut *admin)
         .await?;
     if !exists {
-        sqlx::query(&format!("CREATE ROLE \"{role}\" LOGIN")).execute(&mut *admin).await?;
+        sqlx::query(&format!("CREATE ROLE \"{role}\" LOGIN"))
+            .execute(&mut *admin)
+            .await?;
     }
     if fresh {
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut *admin).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .execute(&mut *admin)
+            .await?;
     }
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(db)
         .fetch_one(&mut *admin)
         .await?;
     if !exists {
-        sqlx::query(&format!("CREATE DATABASE \"{db}\" OWNER \"{role}\"")).execute(&mut *admin).await?;
-        sqlx::query(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC")).execute(&mut *admin).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{db}\" OWNER \"{role}\""))
+            .execute(&mut *admin)
+            .await?;
+        sqlx::query(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"))
+            .execute(&mut *admin)
+            .await?;
     }
     Ok(())
 }
@@ -158,7 +174,10 @@ async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Res
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!("{name} exited with {status} before it was ready; last log lines:\n{}", log_tail(log));
+            bail!(
+                "{name} exited with {status} before it was ready; last log lines:\n{}",
+                log_tail(log)
+            );
         }
         if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
             if r.status().is_success() {
@@ -183,7 +202,12 @@ impl Stack {
         let (storage, broker_dir) = match &options.broker {
             BrokerStorage::Memory => ("memory://nisshi/".to_owned(), options.dir.join("broker")),
             BrokerStorage::Sqlite(p) => (
-                format!("sqlite://{}", p.file_name().context("sqlite path has no file name")?.to_string_lossy()),
+                format!(
+                    "sqlite://{}",
+                    p.file_name()
+                        .context("sqlite path has no file name")?
+                        .to_string_lossy()
+                ),
                 p.parent().context("sqlite path has no directory")?.to_path_buf(),
             ),
         };
@@ -192,8 +216,19 @@ impl Stack {
         let listener = format!("tcp://{brokers}");
         // The broker reads a .env from its working directory: give it its own.
         let broker = Command::new(nisshi_bin()?)
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", &storage, "--group-initial-rebalance-delay", "100ms"])
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
+            .args([
+                "--storage-engine",
+                &storage,
+                "--group-initial-rebalance-delay",
+                "100ms",
+            ])
             .current_dir(&broker_dir)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
@@ -202,7 +237,12 @@ impl Stack {
             .kill_on_drop(true)
             .spawn()
             .context("Failed to start the broker")?;
-        let mut stack = Self { brokers: brokers.clone(), services: Vec::new(), broker, options };
+        let mut stack = Self {
+            brokers: brokers.clone(),
+            services: Vec::new(),
+            broker,
+            options,
+        };
         let broker_log = stack.options.dir.join("logs/broker.log");
         wait_tcp(&brokers, &mut stack.broker, &broker_log, Duration::from_secs(30))
             .await
@@ -220,7 +260,11 @@ impl Stack {
         let seed = repo_root().join("infra/seed/catalog.json");
         let mut ports = BTreeMap::new();
         for (name, default_port) in SERVICES {
-            let port = if stack.options.fixed_ports { default_port } else { free_port()? };
+            let port = if stack.options.fixed_ports {
+                default_port
+            } else {
+                free_port()?
+            };
             ports.insert(name, port);
         }
         for (name, _) in SERVICES {
@@ -237,7 +281,10 @@ impl Stack {
                 .env("KAFKA_BROKERS", &brokers)
                 .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
                 .env("CATALOG_SEED_FILE", &seed)
-                .env("WAREHOUSE_URL", format!("http://127.0.0.1:{}", ports["warehouse"]))
+                .env(
+                    "WAREHOUSE_URL",
+                    format!("http://127.0.0.1:{}", ports["warehouse"]),
+                )
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -247,9 +294,12 @@ impl Stack {
                     cmd.env(k, v);
                 }
             }
-            let mut child = cmd
-                .spawn()
-                .with_context(|| format!("Failed to start {} (build it with `cargo build --bins`)", bins.join(name).display()))?;
+            let mut child = cmd.spawn().with_context(|| {
+                format!(
+                    "Failed to start {} (build it with `cargo build --bins`)",
+                    bins.join(name).display()
+                )
+            })?;
             wait_ready(name, &url, &mut child, &log_path).await?;
             stack.services.push(Service { name, url, child });
         }
@@ -257,7 +307,11 @@ impl Stack {
     }
 
     pub fn url(&self, service: &str) -> &str {
-        self.services.iter().find(|s| s.name == service).map(|s| s.url.as_str()).unwrap_or_default()
+        self.services
+            .iter()
+            .find(|s| s.name == service)
+            .map(|s| s.url.as_str())
+            .unwrap_or_default()
     }
 
     /// Stops every service with SIGTERM (waiting for its graceful stop), then the broker.
@@ -273,9 +327,11 @@ impl Stack {
     pub async fn drop_databases(prefix: &str) -> Result<()> {
         let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
         for (name, _) in SERVICES {
-            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{prefix}_{name}\" WITH (FORCE)"))
-                .execute(&mut admin)
-                .await?;
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{prefix}_{name}\" WITH (FORCE)"
+            ))
+            .execute(&mut admin)
+            .await?;
         }
         Ok(())
     }
@@ -283,8 +339,14 @@ impl Stack {
 
 async fn terminate(child: &mut Child, name: &str) {
     if let Some(pid) = child.id() {
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-        if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .is_err()
+        {
             eprintln!("{name} did not stop within 20 s, killing it");
             let _ = child.kill().await;
         }

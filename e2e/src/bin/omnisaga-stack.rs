@@ -9,7 +9,9 @@ use omnisaga_e2e::{repo_root, BrokerStorage, Stack, StackOptions};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let dir = std::env::var("OMNISAGA_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join(".omnisaga"));
+    let dir = std::env::var("OMNISAGA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".omnisaga"));
     std::fs::create_dir_all(&dir)?;
     let options = StackOptions {
         dir: dir.clone(),
@@ -42,7 +44,10 @@ async fn main() -> Result<()> {
         "  curl -s -X POST {order}/v1/orders -H 'Content-Type: application/json' -H \"Idempotency-Key: $(uuidgen || date +%s%N)\" \\\n    -d '{{\"channel\":\"mobile\",\"items\":[{{\"sku\":\"SKU-MUG\",\"quantity\":2}}],\"shipping_address\":{{\"name\":\"Ada\",\"line1\":\"1 Main St\",\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"}},\"payment_method\":\"tok_visa\"}}'\n"
     );
     println!("Then follow it:  curl -s {order}/v1/orders/<order_id>");
-    println!("Its messages:    curl -s '{}/v1/notifications?order_id=<order_id>'", stack.url("notification"));
+    println!(
+        "Its messages:    curl -s '{}/v1/notifications?order_id=<order_id>'",
+        stack.url("notification")
+    );
     println!("Analytics:       curl -s {}/v1/summary\n", stack.url("analytics"));
     println!("Press Ctrl-C to stop.");
 
@@ -54,7 +59,8 @@ async fn main() -> Result<()> {
 }
 
 async fn wait_for_stop() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},

@@ -30,6 +30,8 @@ impl App {
         let topics = vec![t.orders.clone(), t.payments.clone(), t.warehouse.clone()];
         let consumer = self.base.consumer(topics, Arc::new(SagaEvents));
         let router = api::routes(self.base.pool.clone());
-        self.base.run(self.listener, router, vec![consumer], shutdown).await
+        self.base
+            .run(self.listener, router, vec![consumer], shutdown)
+            .await
     }
 }

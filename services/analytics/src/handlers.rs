@@ -27,9 +27,12 @@ fn stage_column(event: &Payload) -> Option<&'static str> {
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let Some(payload) = &env.payload else { return Ok(()) };
-        let order_id = Uuid::parse_str(&env.order_id)
-            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id)))?;
+        let Some(payload) = &env.payload else {
+            return Ok(());
+        };
+        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
+            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
+        })?;
         let at = occurred_at(env);
         let fresh = sqlx::query(
             "INSERT INTO received_events (event_id, order_id, event_type, occurred_at, topic)
@@ -53,7 +56,11 @@ impl Handler for SagaEvents {
                 "INSERT INTO order_stages (order_id, {column}) VALUES ($1, $2)
                  ON CONFLICT (order_id) DO UPDATE SET {column} = coalesce(order_stages.{column}, $2)"
             );
-            sqlx::query(&sql).bind(order_id).bind(at).execute(&mut *tx).await?;
+            sqlx::query(&sql)
+                .bind(order_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
         } else if matches!(payload, Payload::PaymentFailed(_)) {
             sqlx::query(
                 "INSERT INTO order_stages (order_id, payment_failures) VALUES ($1, 1)

@@ -13,7 +13,9 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 pub fn routes(pool: PgPool) -> Router {
-    Router::new().route("/v1/notifications", get(list)).with_state(pool)
+    Router::new()
+        .route("/v1/notifications", get(list))
+        .with_state(pool)
 }
 
 #[derive(Deserialize)]

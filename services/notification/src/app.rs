@@ -27,7 +27,11 @@ impl App {
     pub async fn build(config: CommonConfig) -> Result<Self> {
         let base = Base::start(config, sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
-        Ok(Self { base, listener, channel: Arc::new(LogChannel) })
+        Ok(Self {
+            base,
+            listener,
+            channel: Arc::new(LogChannel),
+        })
     }
 
     /// Replaces the delivery channel (the log channel by default).
@@ -54,6 +58,8 @@ impl App {
         };
         let dispatch: Task = Box::new(move |token| Box::pin(dispatcher.run(token)));
         let router = api::routes(self.base.pool.clone());
-        self.base.run(self.listener, router, vec![consumer, dispatch], shutdown).await
+        self.base
+            .run(self.listener, router, vec![consumer, dispatch], shutdown)
+            .await
     }
 }

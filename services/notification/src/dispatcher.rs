@@ -68,11 +68,23 @@ impl Dispatcher {
         let template: String = row.get(2);
         let source: Uuid = row.get(3);
         let text = render(&template, &row.get::<String, _>(8));
-        let msg = Message { notification_id: id, customer_id: row.get(7), text: text.clone() };
+        let msg = Message {
+            notification_id: id,
+            customer_id: row.get(7),
+            text: text.clone(),
+        };
         self.channel.send(&msg).await?;
 
-        let trace = TraceContext { traceparent: row.get(5), tracestate: row.get(6) }.child();
-        let meta = EventMeta { correlation_id: row.get(4), causation_id: source.to_string(), trace };
+        let trace = TraceContext {
+            traceparent: row.get(5),
+            tracestate: row.get(6),
+        }
+        .child();
+        let meta = EventMeta {
+            correlation_id: row.get(4),
+            causation_id: source.to_string(),
+            trace,
+        };
         let order = order_id.to_string();
         let payload = Payload::NotificationSent(NotificationSent {
             order_id: order.clone(),
@@ -84,10 +96,11 @@ impl Dispatcher {
         });
         let envelope = event::envelope("notification", &order, payload, &meta, Utc::now());
         let stream = format!("notifications-{order}");
-        let version: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
-            .bind(&stream)
-            .fetch_one(&mut *tx)
-            .await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
+                .bind(&stream)
+                .fetch_one(&mut *tx)
+                .await?;
         store::append(&mut tx, &stream, version, std::slice::from_ref(&envelope)).await?;
         outbox::enqueue(&mut tx, &self.notifications_topic, &envelope, &meta.trace).await?;
         sqlx::query("UPDATE notifications SET status = 'SENT', text = $2, channel = $3, sent_at = now() WHERE notification_id = $1")

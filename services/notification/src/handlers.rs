@@ -17,9 +17,12 @@ pub struct SagaEvents;
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let Some(payload) = &env.payload else { return Ok(()) };
-        let order_id = Uuid::parse_str(&env.order_id)
-            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id)))?;
+        let Some(payload) = &env.payload else {
+            return Ok(());
+        };
+        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
+            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
+        })?;
         if let Payload::OrderPlaced(placed) = payload {
             sqlx::query(
                 "INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -30,7 +33,9 @@ impl Handler for SagaEvents {
             .execute(&mut *tx)
             .await?;
         }
-        let Some(template) = template_for(payload) else { return Ok(()) };
+        let Some(template) = template_for(payload) else {
+            return Ok(());
+        };
         let source = event_id(env).unwrap_or_default();
         sqlx::query(
             "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template,

@@ -35,8 +35,14 @@ mod tests {
 
     #[test]
     fn customers_hear_about_steps_not_internal_events() {
-        assert_eq!(template_for(&Payload::OrderPlaced(OrderPlaced::default())), Some("order_created"));
-        assert_eq!(template_for(&Payload::StockReserved(StockReserved::default())), None);
+        assert_eq!(
+            template_for(&Payload::OrderPlaced(OrderPlaced::default())),
+            Some("order_created")
+        );
+        assert_eq!(
+            template_for(&Payload::StockReserved(StockReserved::default())),
+            None
+        );
     }
 
     #[test]

@@ -117,7 +117,9 @@ async fn catalog(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let items: Vec<Value> = items
         .into_iter()
         .map(|i| {
-            let avail = available.as_ref().map(|a| a.get(&i.sku).and_then(Value::as_i64).unwrap_or(0));
+            let avail = available
+                .as_ref()
+                .map(|a| a.get(&i.sku).and_then(Value::as_i64).unwrap_or(0));
             json!({
                 "sku": i.sku,
                 "name": i.name,
@@ -135,20 +137,31 @@ async fn stock_levels(http: &reqwest::Client, base: &str) -> Option<serde_json::
     let body: Value = resp.error_for_status().ok()?.json().await.ok()?;
     let mut out = serde_json::Map::new();
     for item in body.get("items")?.as_array()? {
-        out.insert(item.get("sku")?.as_str()?.to_owned(), item.get("available")?.clone());
+        out.insert(
+            item.get("sku")?.as_str()?.to_owned(),
+            item.get("available")?.clone(),
+        );
     }
     Some(out)
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    let key = headers
-        .get("idempotency-key")
-        .ok_or_else(|| ApiError::bad_request("missing_idempotency_key", "the Idempotency-Key header is required"))?;
+    let key = headers.get("idempotency-key").ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_idempotency_key",
+            "the Idempotency-Key header is required",
+        )
+    })?;
     key.to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 128 visible ASCII characters"))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 128 visible ASCII characters",
+            )
+        })
 }
 
 /// Field problems, reported together.
@@ -177,11 +190,23 @@ fn text_ok(s: &str, max: usize) -> bool {
 fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), ApiError> {
     let mut p = Problems::default();
     p.check(!req.items.is_empty(), "items", "at least one item is required");
-    p.check(req.items.len() <= config.max_items, "items", &format!("at most {} items", config.max_items));
+    p.check(
+        req.items.len() <= config.max_items,
+        "items",
+        &format!("at most {} items", config.max_items),
+    );
     let mut seen = BTreeSet::new();
     for (i, item) in req.items.iter().enumerate() {
-        p.check(text_ok(&item.sku, 64), &format!("items[{i}].sku"), "must be 1 to 64 characters");
-        p.check(seen.insert(item.sku.as_str()), &format!("items[{i}].sku"), "each SKU may appear once");
+        p.check(
+            text_ok(&item.sku, 64),
+            &format!("items[{i}].sku"),
+            "must be 1 to 64 characters",
+        );
+        p.check(
+            seen.insert(item.sku.as_str()),
+            &format!("items[{i}].sku"),
+            "each SKU may appear once",
+        );
         p.check(
             item.quantity >= 1 && item.quantity <= i64::from(config.max_quantity),
             &format!("items[{i}].quantity"),
@@ -189,11 +214,31 @@ fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), ApiError> {
         );
     }
     let a = &req.shipping_address;
-    p.check(text_ok(&a.name, 200), "shipping_address.name", "must be 1 to 200 characters");
-    p.check(text_ok(&a.line1, 200), "shipping_address.line1", "must be 1 to 200 characters");
-    p.check(a.line2.chars().count() <= 200, "shipping_address.line2", "at most 200 characters");
-    p.check(text_ok(&a.city, 100), "shipping_address.city", "must be 1 to 100 characters");
-    p.check(text_ok(&a.postal_code, 20), "shipping_address.postal_code", "must be 1 to 20 characters");
+    p.check(
+        text_ok(&a.name, 200),
+        "shipping_address.name",
+        "must be 1 to 200 characters",
+    );
+    p.check(
+        text_ok(&a.line1, 200),
+        "shipping_address.line1",
+        "must be 1 to 200 characters",
+    );
+    p.check(
+        a.line2.chars().count() <= 200,
+        "shipping_address.line2",
+        "at most 200 characters",
+    );
+    p.check(
+        text_ok(&a.city, 100),
+        "shipping_address.city",
+        "must be 1 to 100 characters",
+    );
+    p.check(
+        text_ok(&a.postal_code, 20),
+        "shipping_address.postal_code",
+        "must be 1 to 20 characters",
+    );
     p.check(
         a.country.len() == 2 && a.country.bytes().all(|b| b.is_ascii_uppercase()),
         "shipping_address.country",
@@ -202,13 +247,19 @@ fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), ApiError> {
     p.check(
         !req.payment_method.is_empty()
             && req.payment_method.len() <= 128
-            && req.payment_method.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            && req
+                .payment_method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
         "payment_method",
         "must be a payment method token (letters, digits, _ and -, at most 128)",
     );
     if let Some(c) = &req.customer_id {
         p.check(
-            !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            !c.is_empty()
+                && c.len() <= 64
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
             "customer_id",
             "must be 1 to 64 letters, digits, _ or -",
         );
@@ -256,14 +307,21 @@ async fn place_order(
                 sku: c.sku.clone(),
                 name: c.name.clone(),
                 quantity: item.quantity as u32,
-                unit_price: Some(Money { minor_units: c.unit_price_minor, currency: c.currency.clone() }),
+                unit_price: Some(Money {
+                    minor_units: c.unit_price_minor,
+                    currency: c.currency.clone(),
+                }),
             }),
             None => unknown.push(item.sku.clone()),
         }
     }
     if !unknown.is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_sku", "some items are not in the catalog")
-            .with_details(json!({ "skus": unknown })));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_sku",
+            "some items are not in the catalog",
+        )
+        .with_details(json!({ "skus": unknown })));
     }
 
     let order_id = Uuid::now_v7();
@@ -303,7 +361,9 @@ async fn place_order(
     });
 
     let mut tx = s.pool.begin().await?;
-    if let Some(earlier) = db::claim_idempotency_key(&mut tx, &customer_id, &key, &request_hash, order_id, &response).await? {
+    if let Some(earlier) =
+        db::claim_idempotency_key(&mut tx, &customer_id, &key, &request_hash, order_id, &response).await?
+    {
         tx.rollback().await?;
         if earlier.request_hash != request_hash {
             return Err(ApiError::new(
@@ -314,7 +374,11 @@ async fn place_order(
         }
         return Ok((StatusCode::CREATED, Json(earlier.response)));
     }
-    let meta = EventMeta { correlation_id: request_id, causation_id: String::new(), trace: trace.clone() };
+    let meta = EventMeta {
+        correlation_id: request_id,
+        causation_id: String::new(),
+        trace: trace.clone(),
+    };
     let envelopes: Vec<_> = events
         .into_iter()
         .map(|e| event::envelope("order", &order_id.to_string(), e, &meta, now))
@@ -346,7 +410,9 @@ async fn place_order(
 async fn get_order(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such order"))?;
     let mut conn = s.pool.acquire().await?;
-    let events = store::load(&mut conn, &format!("order-{order_id}")).await.map_err(ApiError::internal)?;
+    let events = store::load(&mut conn, &format!("order-{order_id}"))
+        .await
+        .map_err(ApiError::internal)?;
     drop(conn);
     let state = events
         .iter()
@@ -398,7 +464,13 @@ mod tests {
     #[test]
     fn delivery_estimates_skip_weekends() {
         let friday = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
-        assert_eq!(add_business_days(friday, 1), NaiveDate::from_ymd_opt(2026, 11, 30).unwrap());
-        assert_eq!(add_business_days(friday, 3), NaiveDate::from_ymd_opt(2026, 12, 2).unwrap());
+        assert_eq!(
+            add_business_days(friday, 1),
+            NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+        );
+        assert_eq!(
+            add_business_days(friday, 3),
+            NaiveDate::from_ymd_opt(2026, 12, 2).unwrap()
+        );
     }
 }

@@ -20,13 +20,18 @@ impl App {
     pub async fn build(config: Config) -> Result<Self> {
         let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         if let Some(path) = &config.seed_file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
-            let items: Vec<store::CatalogItem> =
-                serde_json::from_str(&text).with_context(|| format!("{} is not a valid catalog", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("Failed to read {}", path.display()))?;
+            let items: Vec<store::CatalogItem> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid catalog", path.display()))?;
             store::upsert_catalog(&base.pool, &items).await?;
         }
         let listener = base.bind().await?;
-        Ok(Self { base, listener, config: Arc::new(config) })
+        Ok(Self {
+            base,
+            listener,
+            config: Arc::new(config),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -47,8 +52,13 @@ impl App {
                 .timeout(std::time::Duration::from_secs(1))
                 .build()?,
         };
-        let topics = vec![self.base.topics.payments.clone(), self.base.topics.warehouse.clone()];
+        let topics = vec![
+            self.base.topics.payments.clone(),
+            self.base.topics.warehouse.clone(),
+        ];
         let consumer = self.base.consumer(topics, Arc::new(SagaEvents));
-        self.base.run(self.listener, api::routes(state), vec![consumer], shutdown).await
+        self.base
+            .run(self.listener, api::routes(state), vec![consumer], shutdown)
+            .await
     }
 }

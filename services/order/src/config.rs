@@ -40,6 +40,13 @@ impl Config {
 
     /// Defaults for tests, around the given common settings.
     pub fn with_common(common: CommonConfig) -> Self {
-        Self { common, delivery_days: 3, max_quantity: 100, max_items: 50, warehouse_url: None, seed_file: None }
+        Self {
+            common,
+            delivery_days: 3,
+            max_quantity: 100,
+            max_items: 50,
+            warehouse_url: None,
+            seed_file: None,
+        }
     }
 }

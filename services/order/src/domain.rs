@@ -80,7 +80,9 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
             Ok(vec![Payload::OrderPlaced(OrderPlaced {
                 order_id: p.order_id,
                 order_number: p.order_number,
-                customer: Some(Customer { customer_id: p.customer_id }),
+                customer: Some(Customer {
+                    customer_id: p.customer_id,
+                }),
                 channel: p.channel as i32,
                 items: p.items,
                 total: Some(total),
@@ -108,7 +110,10 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
 /// Folds one event into the state. No rules here: only what happened.
 pub fn evolve(state: Option<Order>, event: &Payload) -> Option<Order> {
     match (state, event) {
-        (None, Payload::OrderPlaced(placed)) => Some(Order { placed: placed.clone(), status: Status::Placed }),
+        (None, Payload::OrderPlaced(placed)) => Some(Order {
+            placed: placed.clone(),
+            status: Status::Placed,
+        }),
         (None, _) => None,
         (Some(mut order), event) => {
             let reached = match event {
@@ -132,7 +137,11 @@ pub fn evolve(state: Option<Order>, event: &Payload) -> Option<Order> {
 /// Sum of the line items; all must share one currency.
 pub fn total(items: &[LineItem]) -> Result<Money, OrderError> {
     let first = items.first().ok_or(OrderError::NoItems)?;
-    let currency = first.unit_price.as_ref().map(|m| m.currency.clone()).unwrap_or_default();
+    let currency = first
+        .unit_price
+        .as_ref()
+        .map(|m| m.currency.clone())
+        .unwrap_or_default();
     let mut minor_units = 0i64;
     for item in items {
         let price = item.unit_price.as_ref().ok_or(OrderError::MixedCurrencies)?;
@@ -141,7 +150,10 @@ pub fn total(items: &[LineItem]) -> Result<Money, OrderError> {
         }
         minor_units += price.minor_units * i64::from(item.quantity);
     }
-    Ok(Money { minor_units, currency })
+    Ok(Money {
+        minor_units,
+        currency,
+    })
 }
 
 #[cfg(test)]
@@ -154,7 +166,10 @@ mod tests {
             sku: sku.into(),
             name: sku.into(),
             quantity: qty,
-            unit_price: Some(Money { minor_units: price, currency: currency.into() }),
+            unit_price: Some(Money {
+                minor_units: price,
+                currency: currency.into(),
+            }),
         }
     }
 
@@ -177,21 +192,38 @@ mod tests {
     }
 
     fn placed() -> Payload {
-        decide(None, place(vec![line("A", 2, 500, "EUR")])).unwrap().remove(0)
+        decide(None, place(vec![line("A", 2, 500, "EUR")]))
+            .unwrap()
+            .remove(0)
     }
 
     #[test]
     fn placing_an_order_prices_it_from_its_lines() {
-        let events = decide(None, place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")])).unwrap();
-        let Payload::OrderPlaced(p) = &events[0] else { panic!("expected OrderPlaced") };
-        assert_eq!(p.total, Some(Money { minor_units: 1250, currency: "EUR".into() }));
+        let events = decide(
+            None,
+            place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")]),
+        )
+        .unwrap();
+        let Payload::OrderPlaced(p) = &events[0] else {
+            panic!("expected OrderPlaced")
+        };
+        assert_eq!(
+            p.total,
+            Some(Money {
+                minor_units: 1250,
+                currency: "EUR".into()
+            })
+        );
         assert_eq!(given(&events).unwrap().status, Status::Placed);
     }
 
     #[test]
     fn an_order_cannot_be_placed_twice() {
         let state = given(&[placed()]);
-        assert_eq!(decide(state.as_ref(), place(vec![line("A", 1, 1, "EUR")])), Err(OrderError::AlreadyPlaced));
+        assert_eq!(
+            decide(state.as_ref(), place(vec![line("A", 1, 1, "EUR")])),
+            Err(OrderError::AlreadyPlaced)
+        );
     }
 
     #[test]
@@ -213,8 +245,14 @@ mod tests {
     fn the_happy_path_moves_through_every_status() {
         let mut events = vec![placed()];
         for (event, status) in [
-            (Payload::PaymentAuthorized(PaymentAuthorized::default()), Status::Paid),
-            (Payload::OrderReadyForShipment(OrderReadyForShipment::default()), Status::ReadyForShipment),
+            (
+                Payload::PaymentAuthorized(PaymentAuthorized::default()),
+                Status::Paid,
+            ),
+            (
+                Payload::OrderReadyForShipment(OrderReadyForShipment::default()),
+                Status::ReadyForShipment,
+            ),
             (Payload::OrderShipped(OrderShipped::default()), Status::Shipped),
         ] {
             let state = given(&events);
@@ -237,6 +275,9 @@ mod tests {
     #[test]
     fn the_order_does_not_record_its_own_placement_from_outside() {
         let state = given(&[placed()]);
-        assert_eq!(decide(state.as_ref(), Command::Record(placed())), Err(OrderError::NotRecorded("OrderPlaced")));
+        assert_eq!(
+            decide(state.as_ref(), Command::Record(placed())),
+            Err(OrderError::NotRecorded("OrderPlaced"))
+        );
     }
 }

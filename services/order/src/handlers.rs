@@ -20,13 +20,19 @@ pub struct SagaEvents;
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let Some(payload) = env.payload.clone() else { return Ok(()) };
-        let order_id = Uuid::parse_str(&env.order_id)
-            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id)))?;
+        let Some(payload) = env.payload.clone() else {
+            return Ok(());
+        };
+        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
+            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
+        })?;
         let stream = format!("order-{order_id}");
         let history = store::load(tx, &stream).await?;
         let version = history.last().map_or(0, |e| e.version);
-        let state = history.iter().filter_map(|e| e.envelope.payload.as_ref()).fold(None, domain::evolve);
+        let state = history
+            .iter()
+            .filter_map(|e| e.envelope.payload.as_ref())
+            .fold(None, domain::evolve);
         match domain::decide(state.as_ref(), Command::Record(payload.clone())) {
             Ok(_) => {}
             Err(OrderError::NotRecorded(_)) => return Ok(()),

@@ -31,7 +31,12 @@ pub async fn catalog_items(pool: &PgPool, skus: &[String]) -> Result<Vec<Catalog
 }
 
 fn catalog_row(r: sqlx::postgres::PgRow) -> CatalogItem {
-    CatalogItem { sku: r.get(0), name: r.get(1), unit_price_minor: r.get(2), currency: r.get(3) }
+    CatalogItem {
+        sku: r.get(0),
+        name: r.get(1),
+        unit_price_minor: r.get(2),
+        currency: r.get(3),
+    }
 }
 
 /// Upserts catalog entries (the seed); prices change, nothing is deleted.
@@ -52,7 +57,9 @@ pub async fn upsert_catalog(pool: &PgPool, items: &[CatalogItem]) -> Result<(), 
 }
 
 pub async fn next_order_number(pool: &PgPool) -> Result<String, sqlx::Error> {
-    let n: i64 = sqlx::query_scalar("SELECT nextval('order_number_seq')").fetch_one(pool).await?;
+    let n: i64 = sqlx::query_scalar("SELECT nextval('order_number_seq')")
+        .fetch_one(pool)
+        .await?;
     Ok(format!("OS-{n}"))
 }
 
@@ -87,12 +94,17 @@ pub async fn claim_idempotency_key(
     if inserted == 1 {
         return Ok(None);
     }
-    let row = sqlx::query("SELECT request_hash, response FROM idempotency_keys WHERE customer_id = $1 AND key = $2")
-        .bind(customer_id)
-        .bind(key)
-        .fetch_one(&mut *tx)
-        .await?;
-    Ok(Some(StoredResponse { request_hash: row.get(0), response: row.get(1) }))
+    let row = sqlx::query(
+        "SELECT request_hash, response FROM idempotency_keys WHERE customer_id = $1 AND key = $2",
+    )
+    .bind(customer_id)
+    .bind(key)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Some(StoredResponse {
+        request_hash: row.get(0),
+        response: row.get(1),
+    }))
 }
 
 pub struct NewOrderView<'a> {
@@ -120,7 +132,11 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     Ok(())
 }
 
-pub async fn update_view_status(tx: &mut PgConnection, order_id: Uuid, status: &str) -> Result<(), sqlx::Error> {
+pub async fn update_view_status(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    status: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE order_view SET status = $2, updated_at = now() WHERE order_id = $1")
         .bind(order_id)
         .bind(status)

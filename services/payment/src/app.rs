@@ -20,7 +20,11 @@ impl App {
     pub async fn build(config: Config) -> Result<Self> {
         let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
-        Ok(Self { base, listener, provider: Arc::new(Provider::new(config.provider)) })
+        Ok(Self {
+            base,
+            listener,
+            provider: Arc::new(Provider::new(config.provider)),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -28,8 +32,15 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
-        let handler = OrderEvents { provider: self.provider.clone(), payments_topic: self.base.topics.payments.clone() };
-        let consumer = self.base.consumer(vec![self.base.topics.orders.clone()], Arc::new(handler));
-        self.base.run(self.listener, Router::new(), vec![consumer], shutdown).await
+        let handler = OrderEvents {
+            provider: self.provider.clone(),
+            payments_topic: self.base.topics.payments.clone(),
+        };
+        let consumer = self
+            .base
+            .consumer(vec![self.base.topics.orders.clone()], Arc::new(handler));
+        self.base
+            .run(self.listener, Router::new(), vec![consumer], shutdown)
+            .await
     }
 }

@@ -27,12 +27,24 @@ impl Config {
             decline_rate: parse_or("PAYMENT_DECLINE_RATE", 0.0)?,
             outage_rate: parse_or("PAYMENT_OUTAGE_RATE", 0.0)?,
         };
-        ensure!((0.0..=1.0).contains(&provider.decline_rate), "PAYMENT_DECLINE_RATE must be between 0 and 1");
-        ensure!((0.0..=1.0).contains(&provider.outage_rate), "PAYMENT_OUTAGE_RATE must be between 0 and 1");
-        Ok(Self { common: CommonConfig::from_env("payment", 8081)?, provider })
+        ensure!(
+            (0.0..=1.0).contains(&provider.decline_rate),
+            "PAYMENT_DECLINE_RATE must be between 0 and 1"
+        );
+        ensure!(
+            (0.0..=1.0).contains(&provider.outage_rate),
+            "PAYMENT_OUTAGE_RATE must be between 0 and 1"
+        );
+        Ok(Self {
+            common: CommonConfig::from_env("payment", 8081)?,
+            provider,
+        })
     }
 
     pub fn with_common(common: CommonConfig) -> Self {
-        Self { common, provider: ProviderConfig::default() }
+        Self {
+            common,
+            provider: ProviderConfig::default(),
+        }
     }
 }

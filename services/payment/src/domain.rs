@@ -96,7 +96,10 @@ mod tests {
     fn authorize(attempt: u32, answer: ProviderAnswer) -> AuthorizePayment {
         AuthorizePayment {
             order_id: "o-1".into(),
-            amount: Money { minor_units: 1999, currency: "EUR".into() },
+            amount: Money {
+                minor_units: 1999,
+                currency: "EUR".into(),
+            },
             attempt,
             answer,
         }
@@ -109,7 +112,9 @@ mod tests {
     #[test]
     fn an_approved_attempt_authorizes_the_amount() {
         let events = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
-        let Payload::PaymentAuthorized(e) = &events[0] else { panic!("expected PaymentAuthorized") };
+        let Payload::PaymentAuthorized(e) = &events[0] else {
+            panic!("expected PaymentAuthorized")
+        };
         assert_eq!(e.payment_id, "pay-o-1-1");
         assert_eq!(given(&events).authorized.as_deref(), Some("pay-o-1-1"));
     }
@@ -121,7 +126,9 @@ mod tests {
             (ProviderAnswer::Unavailable, "provider_unavailable"),
         ] {
             let events = decide(&given(&[]), authorize(1, answer)).unwrap();
-            let Payload::PaymentFailed(e) = &events[0] else { panic!("expected PaymentFailed") };
+            let Payload::PaymentFailed(e) = &events[0] else {
+                panic!("expected PaymentFailed")
+            };
             assert_eq!((e.reason.as_str(), e.retryable), (reason, true));
         }
     }
@@ -129,13 +136,19 @@ mod tests {
     #[test]
     fn a_paid_order_is_never_charged_again() {
         let paid = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
-        assert_eq!(decide(&given(&paid), authorize(2, ProviderAnswer::Approved)), Err(PaymentError::AlreadyAuthorized));
+        assert_eq!(
+            decide(&given(&paid), authorize(2, ProviderAnswer::Approved)),
+            Err(PaymentError::AlreadyAuthorized)
+        );
     }
 
     #[test]
     fn the_same_attempt_is_not_made_twice() {
         let failed = decide(&given(&[]), authorize(1, ProviderAnswer::Unavailable)).unwrap();
-        assert_eq!(decide(&given(&failed), authorize(1, ProviderAnswer::Approved)), Err(PaymentError::AttemptAlreadyMade(1)));
+        assert_eq!(
+            decide(&given(&failed), authorize(1, ProviderAnswer::Approved)),
+            Err(PaymentError::AttemptAlreadyMade(1))
+        );
         assert!(decide(&given(&failed), authorize(2, ProviderAnswer::Approved)).is_ok());
     }
 }

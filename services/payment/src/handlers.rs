@@ -27,9 +27,12 @@ pub struct OrderEvents {
 #[async_trait]
 impl Handler for OrderEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        let Some(Payload::OrderPlaced(placed)) = &event.envelope.payload else { return Ok(()) };
-        let order_id = Uuid::parse_str(&placed.order_id)
-            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", placed.order_id)))?;
+        let Some(Payload::OrderPlaced(placed)) = &event.envelope.payload else {
+            return Ok(());
+        };
+        let order_id = Uuid::parse_str(&placed.order_id).map_err(|_| {
+            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", placed.order_id))
+        })?;
         let amount = placed
             .total
             .clone()
@@ -44,14 +47,22 @@ impl Handler for OrderEvents {
         let attempt = state.attempts + 1;
         let answer = match self
             .provider
-            .authorize(&domain::payment_id(&placed.order_id, attempt), &placed.payment_method_token)
+            .authorize(
+                &domain::payment_id(&placed.order_id, attempt),
+                &placed.payment_method_token,
+            )
             .await
         {
             Outcome::Approved => ProviderAnswer::Approved,
             Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
             Outcome::Unavailable => ProviderAnswer::Unavailable,
         };
-        let cmd = AuthorizePayment { order_id: placed.order_id.clone(), amount, attempt, answer };
+        let cmd = AuthorizePayment {
+            order_id: placed.order_id.clone(),
+            amount,
+            attempt,
+            answer,
+        };
         let events = match domain::decide(&state, cmd) {
             Ok(events) => events,
             Err(PaymentError::AlreadyAuthorized) => return Ok(()),

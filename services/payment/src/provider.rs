@@ -45,7 +45,10 @@ pub struct Provider {
 
 impl Provider {
     pub fn new(config: ProviderConfig) -> Self {
-        Self { config, ..Self::default() }
+        Self {
+            config,
+            ..Self::default()
+        }
     }
 
     /// Authorises `amount_minor` for `payment_id` with `token`.
@@ -91,13 +94,19 @@ mod tests {
     async fn test_tokens_answer_deterministically() {
         let p = Provider::default();
         assert_eq!(p.authorize("p1", "tok_visa").await, Outcome::Approved);
-        assert_eq!(p.authorize("p2", "tok_decline").await, Outcome::Declined("card_declined".into()));
+        assert_eq!(
+            p.authorize("p2", "tok_decline").await,
+            Outcome::Declined("card_declined".into())
+        );
         assert_eq!(p.authorize("p3", "tok_unavailable").await, Outcome::Unavailable);
     }
 
     #[tokio::test]
     async fn a_repeated_payment_id_gets_the_first_answer() {
-        let p = Provider::new(ProviderConfig { decline_rate: 0.5, ..Default::default() });
+        let p = Provider::new(ProviderConfig {
+            decline_rate: 0.5,
+            ..Default::default()
+        });
         let first = p.authorize("same", "tok_visa").await;
         for _ in 0..20 {
             assert_eq!(p.authorize("same", "tok_visa").await, first);

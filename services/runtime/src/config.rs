@@ -75,10 +75,7 @@ impl CommonConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),
             },
-            http_addr: parse_or(
-                "HTTP_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], default_port)),
-            )?,
+            http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 500)?),
         })
     }
@@ -106,12 +103,7 @@ impl Topics {
 
     /// Every business topic.
     pub fn all(&self) -> [&str; 4] {
-        [
-            &self.orders,
-            &self.payments,
-            &self.warehouse,
-            &self.notifications,
-        ]
+        [&self.orders, &self.payments, &self.warehouse, &self.notifications]
     }
 
     pub fn dead_letter(topic: &str) -> String {

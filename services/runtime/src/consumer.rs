@@ -171,7 +171,9 @@ impl<H: Handler> Consumer<H> {
                     rejections += 1;
                     if rejections >= self.max_attempts {
                         let reason = format!("{e:#}");
-                        return self.dead_letter(msg, Some(&incoming.envelope), &reason, shutdown).await;
+                        return self
+                            .dead_letter(msg, Some(&incoming.envelope), &reason, shutdown)
+                            .await;
                     }
                     e
                 }

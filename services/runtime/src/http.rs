@@ -39,7 +39,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), details: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
     pub fn validation(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
@@ -84,7 +89,11 @@ impl From<sqlx::Error> for ApiError {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::error!(error = %e, "database unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "service temporarily unavailable, retry later")
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "service temporarily unavailable, retry later",
+                )
             }
             other => Self::internal(other),
         }
@@ -113,11 +122,17 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "Content-Type must be application/json",
         ),
-        JsonRejection::JsonDataError(e) => ApiError::validation(format!("invalid request body: {}", e.body_text())),
-        JsonRejection::JsonSyntaxError(_) => ApiError::bad_request("malformed_json", "request body is not valid JSON"),
-        _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large")
+        JsonRejection::JsonDataError(e) => {
+            ApiError::validation(format!("invalid request body: {}", e.body_text()))
         }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::bad_request("malformed_json", "request body is not valid JSON")
+        }
+        _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is too large",
+        ),
         _ => ApiError::bad_request("bad_request", r.body_text()),
     }
 }
@@ -183,14 +198,20 @@ impl Readiness {
             .set("bootstrap.servers", &kafka.brokers)
             .set("broker.address.family", "v4")
             .create()?;
-        Ok(Self { pool, broker: Arc::new(broker) })
+        Ok(Self {
+            pool,
+            broker: Arc::new(broker),
+        })
     }
 
     async fn check(&self) -> Result<(), String> {
-        tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&self.pool))
-            .await
-            .map_err(|_| "database: timeout".to_owned())?
-            .map_err(|e| format!("database: {e}"))?;
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await
+        .map_err(|_| "database: timeout".to_owned())?
+        .map_err(|e| format!("database: {e}"))?;
         let broker = self.broker.clone();
         tokio::task::spawn_blocking(move || broker.fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
             .await
@@ -210,12 +231,20 @@ pub fn health_routes(readiness: Readiness) -> Router {
 async fn readyz(State(r): State<Readiness>) -> Response {
     match r.check().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": reason}))).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": reason})),
+        )
+            .into_response(),
     }
 }
 
 /// Serves `router` until `shutdown`, finishing in-flight requests.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

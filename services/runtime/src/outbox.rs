@@ -57,7 +57,14 @@ pub async fn enqueue(
     if let Some(ts) = &trace.tracestate {
         headers.insert("tracestate".to_owned(), ts.clone());
     }
-    enqueue_raw(conn, topic, &envelope.order_id, &envelope.encode_to_vec(), &headers).await
+    enqueue_raw(
+        conn,
+        topic,
+        &envelope.order_id,
+        &envelope.encode_to_vec(),
+        &headers,
+    )
+    .await
 }
 
 /// Writes any record (a dead letter, say) to the outbox.
@@ -133,7 +140,11 @@ impl Relay {
 
     /// Holds the leader lock on a dedicated connection and publishes.
     async fn lead(&self, shutdown: &CancellationToken) -> Result<()> {
-        let mut conn = self.pool.acquire().await.context("Failed to acquire a connection")?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .context("Failed to acquire a connection")?;
         while !self.try_lock(&mut conn).await? {
             tokio::select! {
                 _ = tokio::time::sleep(self.poll * 4) => {},
@@ -203,7 +214,10 @@ impl Relay {
         let sends = rows.iter().map(|row| {
             let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
             for (k, v) in &row.headers {
-                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
             }
             let record = FutureRecord::to(&row.topic)
                 .key(&row.key)

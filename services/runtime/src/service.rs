@@ -67,7 +67,13 @@ impl Base {
 
     /// Runs the relay, `tasks` and the HTTP server with `api` until `shutdown`
     /// (or until one of them fails, which stops the others).
-    pub async fn run(self, listener: TcpListener, api: Router, tasks: Vec<Task>, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        api: Router,
+        tasks: Vec<Task>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let producer = kafka::producer(&self.config.kafka, self.config.service)?;
         let relay = Relay {
             pool: self.pool.clone(),

@@ -5,8 +5,8 @@ use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
     let pretty = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "pretty");
     let registry = tracing_subscriber::registry().with(filter);
     if pretty {

@@ -26,14 +26,19 @@ impl App {
     pub async fn build(config: Config) -> Result<Self> {
         let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         if let Some(path) = &config.seed_file {
-            let text = std::fs::read_to_string(path).with_context(|| format!("Failed to read {}", path.display()))?;
-            let items: Vec<SeedItem> =
-                serde_json::from_str(&text).with_context(|| format!("{} is not a valid catalog", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("Failed to read {}", path.display()))?;
+            let items: Vec<SeedItem> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid catalog", path.display()))?;
             let stock: Vec<(String, i64)> = items.into_iter().map(|i| (i.sku, i.stock)).collect();
             store::seed_stock(&base.pool, &stock).await?;
         }
         let listener = base.bind().await?;
-        Ok(Self { base, listener, config })
+        Ok(Self {
+            base,
+            listener,
+            config,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -46,8 +51,13 @@ impl App {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let topics = &self.base.topics;
-        let handler = SagaEvents { warehouse_topic: topics.warehouse.clone() };
-        let mut tasks = vec![self.base.consumer(vec![topics.orders.clone(), topics.payments.clone()], Arc::new(handler))];
+        let handler = SagaEvents {
+            warehouse_topic: topics.warehouse.clone(),
+        };
+        let mut tasks = vec![self.base.consumer(
+            vec![topics.orders.clone(), topics.payments.clone()],
+            Arc::new(handler),
+        )];
         let pickers = Pickers {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),

@@ -16,7 +16,12 @@ pub struct Fulfilment {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Reserve the items; `short` lists the SKUs the stock could not cover.
-    Reserve { order_id: String, items: Vec<LineItem>, short: Vec<String>, pick_task_id: String },
+    Reserve {
+        order_id: String,
+        items: Vec<LineItem>,
+        short: Vec<String>,
+        pick_task_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -27,13 +32,30 @@ pub enum FulfilmentError {
 
 pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, FulfilmentError> {
     match cmd {
-        Command::Reserve { .. } if state.reserved.is_some() || state.unavailable => Err(FulfilmentError::AlreadyReserved),
-        Command::Reserve { order_id, short, .. } if !short.is_empty() => {
-            Ok(vec![Payload::StockUnavailable(StockUnavailable { order_id, skus: short })])
+        Command::Reserve { .. } if state.reserved.is_some() || state.unavailable => {
+            Err(FulfilmentError::AlreadyReserved)
         }
-        Command::Reserve { order_id, items, pick_task_id, .. } => Ok(vec![
-            Payload::StockReserved(StockReserved { order_id: order_id.clone(), items: items.clone() }),
-            Payload::PickTaskCreated(PickTaskCreated { order_id, pick_task_id, items }),
+        Command::Reserve { order_id, short, .. } if !short.is_empty() => {
+            Ok(vec![Payload::StockUnavailable(StockUnavailable {
+                order_id,
+                skus: short,
+            })])
+        }
+        Command::Reserve {
+            order_id,
+            items,
+            pick_task_id,
+            ..
+        } => Ok(vec![
+            Payload::StockReserved(StockReserved {
+                order_id: order_id.clone(),
+                items: items.clone(),
+            }),
+            Payload::PickTaskCreated(PickTaskCreated {
+                order_id,
+                pick_task_id,
+                items,
+            }),
         ]),
     }
 }
@@ -59,7 +81,11 @@ mod tests {
     fn reserve(short: Vec<String>) -> Command {
         Command::Reserve {
             order_id: "o-1".into(),
-            items: vec![LineItem { sku: "A".into(), quantity: 2, ..Default::default() }],
+            items: vec![LineItem {
+                sku: "A".into(),
+                quantity: 2,
+                ..Default::default()
+            }],
             short,
             pick_task_id: "t-1".into(),
         }
@@ -80,14 +106,23 @@ mod tests {
     #[test]
     fn short_stock_is_reported_and_nothing_is_reserved() {
         let events = decide(&given(&[]), reserve(vec!["A".into()])).unwrap();
-        assert_eq!(events, vec![Payload::StockUnavailable(StockUnavailable { order_id: "o-1".into(), skus: vec!["A".into()] })]);
+        assert_eq!(
+            events,
+            vec![Payload::StockUnavailable(StockUnavailable {
+                order_id: "o-1".into(),
+                skus: vec!["A".into()]
+            })]
+        );
         assert_eq!(given(&events).reserved, None);
     }
 
     #[test]
     fn an_order_is_reserved_once() {
         let events = decide(&given(&[]), reserve(vec![])).unwrap();
-        assert_eq!(decide(&given(&events), reserve(vec![])), Err(FulfilmentError::AlreadyReserved));
+        assert_eq!(
+            decide(&given(&events), reserve(vec![])),
+            Err(FulfilmentError::AlreadyReserved)
+        );
     }
 
     #[test]

@@ -37,7 +37,12 @@ impl Handler for SagaEvents {
 }
 
 impl SagaEvents {
-    async fn reserve(&self, tx: &mut PgConnection, event: &Incoming, placed: &OrderPlaced) -> Result<(), HandlerError> {
+    async fn reserve(
+        &self,
+        tx: &mut PgConnection,
+        event: &Incoming,
+        placed: &OrderPlaced,
+    ) -> Result<(), HandlerError> {
         let order_id = order_uuid(&placed.order_id)?;
         let (state, version) = store::load(tx, &placed.order_id).await?;
         let short = store::shortfalls(tx, &placed.items).await?;

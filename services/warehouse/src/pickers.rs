@@ -72,8 +72,16 @@ impl Pickers {
         let order_id: Uuid = row.get(1);
         let items: Vec<TaskItem> = row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0;
         let status: String = row.get(3);
-        let trace = TraceContext { traceparent: row.get(6), tracestate: row.get(7) }.child();
-        let meta = EventMeta { correlation_id: row.get(4), causation_id: row.get(5), trace };
+        let trace = TraceContext {
+            traceparent: row.get(6),
+            tracestate: row.get(7),
+        }
+        .child();
+        let meta = EventMeta {
+            correlation_id: row.get(4),
+            causation_id: row.get(5),
+            trace,
+        };
         let order = order_id.to_string();
         let span = tracing::info_span!("pick", order.id = %order, pick_task.id = %task_id, request.id = %meta.correlation_id);
         let _guard = span.enter();
@@ -122,8 +130,10 @@ impl Pickers {
 
 /// Pick tasks per status: the backlog.
 pub async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query("SELECT status, count(*) FROM pick_tasks WHERE status <> 'SHIPPED' GROUP BY status ORDER BY status")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT status, count(*) FROM pick_tasks WHERE status <> 'SHIPPED' GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }

@@ -23,7 +23,12 @@ pub async fn load(conn: &mut PgConnection, order_id: &str) -> Result<(Fulfilment
     Ok((state, version))
 }
 
-pub async fn append(conn: &mut PgConnection, order_id: &str, version: i64, events: &[Envelope]) -> Result<i64, StoreError> {
+pub async fn append(
+    conn: &mut PgConnection,
+    order_id: &str,
+    version: i64,
+    events: &[Envelope],
+) -> Result<i64, StoreError> {
     store::append(conn, &stream(order_id), version, events).await
 }
 
@@ -32,11 +37,16 @@ pub async fn shortfalls(conn: &mut PgConnection, items: &[LineItem]) -> Result<V
     let mut skus: Vec<String> = items.iter().map(|i| i.sku.clone()).collect();
     skus.sort();
     // Locks in SKU order so concurrent reservations never deadlock.
-    let rows = sqlx::query("SELECT sku, on_hand - reserved FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE")
-        .bind(&skus)
-        .fetch_all(&mut *conn)
-        .await?;
-    let available = |sku: &str| rows.iter().find(|r| r.get::<String, _>(0) == sku).map(|r| r.get::<i64, _>(1));
+    let rows =
+        sqlx::query("SELECT sku, on_hand - reserved FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE")
+            .bind(&skus)
+            .fetch_all(&mut *conn)
+            .await?;
+    let available = |sku: &str| {
+        rows.iter()
+            .find(|r| r.get::<String, _>(0) == sku)
+            .map(|r| r.get::<i64, _>(1))
+    };
     Ok(items
         .iter()
         .filter(|i| available(&i.sku).is_none_or(|a| a < i64::from(i.quantity)))
@@ -90,7 +100,13 @@ pub async fn create_task(
     ready: bool,
     ctx: &TaskContext,
 ) -> Result<(), sqlx::Error> {
-    let items: Vec<TaskItem> = items.iter().map(|i| TaskItem { sku: i.sku.clone(), quantity: i.quantity }).collect();
+    let items: Vec<TaskItem> = items
+        .iter()
+        .map(|i| TaskItem {
+            sku: i.sku.clone(),
+            quantity: i.quantity,
+        })
+        .collect();
     sqlx::query(
         "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -109,7 +125,11 @@ pub async fn create_task(
 }
 
 /// Makes a waiting task workable once its order is paid.
-pub async fn release_task(conn: &mut PgConnection, order_id: Uuid, ctx: &TaskContext) -> Result<(), sqlx::Error> {
+pub async fn release_task(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    ctx: &TaskContext,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE pick_tasks SET status = 'READY', due_at = now(), updated_at = now(),
                 correlation_id = $2, causation_id = $3, traceparent = $4, tracestate = $5

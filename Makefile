@@ -1,0 +1,33 @@
+# omnisaga: `make run` starts everything, `make test` runs every test.
+# Build artefacts live outside the clone so repeated runs reuse them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/omnisaga/target
+SHELL := /bin/bash
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build run test lint fmt clean-data
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## install what the build and the stack need (Debian packages, the Nisshi broker), once
+	@bash infra/scripts/install-deps.sh >/dev/null
+	@bash infra/scripts/ensure-postgres.sh
+
+build: deps ## build every service and tool
+	cargo build --workspace --bins
+
+run: build ## build and start the whole system in the foreground (Ctrl-C stops it)
+	@NISSHI_BIN="$$(bash infra/scripts/install-deps.sh)" "$(CARGO_TARGET_DIR)/debug/omnisaga-stack"
+
+test: build ## unit, service and end-to-end tests against a real broker and PostgreSQL
+	@bash infra/scripts/test.sh
+
+lint: ## rustfmt and clippy, warnings are errors
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+clean-data: ## forget the local run's data (broker log, logs); databases stay
+	rm -rf .omnisaga
