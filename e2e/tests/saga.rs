@@ -1,0 +1,170 @@
+//! The whole saga as a user sees it: the stack as real processes, a real
+//! broker and PostgreSQL; 50 orders placed at once over HTTP must all ship,
+//! each with its full timeline, exactly four chat messages, and analytics
+//! must count them.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{ensure, Context, Result};
+use omnisaga_e2e::{BrokerStorage, Stack, StackOptions};
+use serde_json::{json, Value};
+
+const ORDERS: usize = 50;
+
+async fn start_stack() -> Result<(Stack, String)> {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let prefix = format!("e2e_{id}");
+    let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
+    let options = StackOptions {
+        dir,
+        db_prefix: prefix.clone(),
+        fresh_databases: true,
+        broker: BrokerStorage::Memory,
+        fixed_ports: false,
+        env: BTreeMap::new(),
+    }
+    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
+    .set_env("warehouse", "WAREHOUSE_PACK_MS", "10")
+    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
+    .set_env("*", "OUTBOX_POLL_MS", "200");
+    Ok((Stack::start(options).await?, prefix))
+}
+
+fn order_body(i: usize) -> Value {
+    let skus = ["SKU-MUG", "SKU-TSHIRT-M", "SKU-HOODIE-L", "SKU-BOTTLE"];
+    let channel = ["mobile", "web", "pos", "marketplace"][i % 4];
+    json!({
+        "channel": channel,
+        "items": [{"sku": skus[i % 4], "quantity": 1 + i % 3}],
+        "shipping_address": {"name": format!("Customer {i}"), "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment_method": "tok_visa",
+        "customer_id": format!("cust-{i}"),
+    })
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
+    Ok(http.get(url).send().await?.error_for_status()?.json().await?)
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout`.
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what} (last error: {last_error:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_orders_all_ship_with_their_timeline_messages_and_analytics() -> Result<()> {
+    let (stack, prefix) = start_stack().await?;
+    let result = run_saga(&stack).await;
+    stack.stop().await?;
+    if result.is_ok() {
+        Stack::drop_databases(&prefix).await?;
+    }
+    result
+}
+
+async fn run_saga(stack: &Stack) -> Result<()> {
+    let http = reqwest::Client::new();
+    let order_url = stack.url("order").to_owned();
+    let started = std::time::Instant::now();
+
+    let placing = (0..ORDERS).map(|i| {
+        let (http, url) = (http.clone(), order_url.clone());
+        tokio::spawn(async move {
+            let resp = http
+                .post(format!("{url}/v1/orders"))
+                .header("Idempotency-Key", format!("e2e-{i}"))
+                .json(&order_body(i))
+                .send()
+                .await?;
+            ensure!(resp.status() == 201, "order {i}: HTTP {}", resp.status());
+            Ok::<Value, anyhow::Error>(resp.json().await?)
+        })
+    });
+    let mut ids = Vec::new();
+    for placed in futures::future::join_all(placing).await {
+        let body = placed??;
+        assert_eq!(body["status"], "PLACED");
+        ids.push(body["order_id"].as_str().context("order_id")?.to_owned());
+    }
+
+    let orders = wait_for("every order to be SHIPPED", Duration::from_secs(120), || {
+        let (http, url, ids) = (http.clone(), order_url.clone(), ids.clone());
+        async move {
+            let mut orders = Vec::new();
+            for id in &ids {
+                let order = get_json(&http, &format!("{url}/v1/orders/{id}")).await?;
+                if order["status"] != "SHIPPED" {
+                    return Ok(None);
+                }
+                orders.push(order);
+            }
+            Ok(Some(orders))
+        }
+    })
+    .await?;
+    eprintln!("{ORDERS} orders placed and shipped in {:?}", started.elapsed());
+
+    for order in &orders {
+        let mut types: Vec<&str> = order["timeline"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+        assert_eq!(types[0], "OrderPlaced", "{order}");
+        types.sort_unstable();
+        assert_eq!(
+            types,
+            ["OrderPlaced", "OrderReadyForShipment", "OrderShipped", "PaymentAuthorized", "PickTaskCreated", "StockReserved"],
+            "timeline of {}",
+            order["order_id"]
+        );
+        let services: std::collections::BTreeSet<&str> =
+            order["timeline"].as_array().unwrap().iter().map(|e| e["service"].as_str().unwrap()).collect();
+        assert_eq!(services, ["order", "payment", "warehouse"].into_iter().collect());
+    }
+
+    let notify_url = stack.url("notification").to_owned();
+    for id in &ids {
+        let templates = wait_for("four messages per order", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), format!("{notify_url}/v1/notifications?order_id={id}"));
+            async move {
+                let body = get_json(&http, &url).await?;
+                let items = body["items"].as_array().cloned().unwrap_or_default();
+                let sent = items.iter().filter(|n| n["status"] == "SENT").count();
+                Ok((items.len() >= 4 && sent == items.len()).then_some(items))
+            }
+        })
+        .await?;
+        let mut names: Vec<&str> = templates.iter().map(|n| n["template"].as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["order_created", "payment_confirmed", "ready_for_shipment", "shipped"], "order {id}");
+    }
+
+    let summary_url = format!("{}/v1/summary", stack.url("analytics"));
+    let summary = wait_for("analytics to count every order", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), summary_url.clone());
+        async move {
+            let s = get_json(&http, &url).await?;
+            Ok((s["orders"]["shipped"] == ORDERS).then_some(s))
+        }
+    })
+    .await?;
+    assert_eq!(summary["orders"]["placed"], ORDERS);
+    assert_eq!(summary["orders"]["shipped"], ORDERS);
+    assert_eq!(summary["payments"]["success_share"], 1.0);
+    assert_eq!(summary["fulfilment_ms"]["placed_to_shipped"]["count"], ORDERS);
+    assert!(summary["fulfilment_ms"]["placed_to_ready_for_shipment"]["p50"].as_f64().unwrap() > 0.0);
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! `spawn_app`: the order service on port 0 with a fresh database and its own
+//! topic prefix, plus request builders.
+
+use std::path::Path;
+
+use omnisaga_order::{app::App, config::Config};
+use omnisaga_runtime::{config::CommonConfig, testing};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub url: String,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let common = CommonConfig {
+        service: "order",
+        database_url: testing::fresh_database("order").await.expect("test database"),
+        database_max_connections: 10,
+        kafka: testing::fresh_kafka().expect("test broker"),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        outbox_poll: std::time::Duration::from_millis(100),
+    };
+    let mut config = Config::with_common(common);
+    config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
+    let app = App::build(config).await.expect("order service starts");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let pool = app.pool();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp { url, pool, http: reqwest::Client::new(), shutdown }
+}
+
+pub fn order_body() -> Value {
+    json!({
+        "channel": "mobile",
+        "items": [{"sku": "SKU-MUG", "quantity": 2}, {"sku": "SKU-TSHIRT-M", "quantity": 1}],
+        "shipping_address": {"name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment_method": "tok_visa",
+        "customer_id": "cust-1"
+    })
+}
+
+impl TestApp {
+    pub async fn post_order(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}/v1/orders", self.url)).json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Rows in the event store and the outbox: what a rejected request must not change.
+    pub async fn written(&self) -> (i64, i64) {
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap();
+        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.unwrap();
+        (events, outbox)
+    }
+}

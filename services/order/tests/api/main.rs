@@ -1,0 +1,4 @@
+//! Service tests of the order API against the real PostgreSQL and broker.
+mod helpers;
+mod place_order;
+mod rejects_bad_input;
