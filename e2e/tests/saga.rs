@@ -121,24 +121,43 @@ async fn run_saga(stack: &Stack) -> Result<()> {
     eprintln!("{ORDERS} orders placed and shipped in {:?}", started.elapsed());
 
     for order in &orders {
-        let mut types: Vec<&str> = order["timeline"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+        let mut types: Vec<&str> = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_type"].as_str().unwrap())
+            .collect();
         assert_eq!(types[0], "OrderPlaced", "{order}");
         types.sort_unstable();
         assert_eq!(
             types,
-            ["OrderPlaced", "OrderReadyForShipment", "OrderShipped", "PaymentAuthorized", "PickTaskCreated", "StockReserved"],
+            [
+                "OrderPlaced",
+                "OrderReadyForShipment",
+                "OrderShipped",
+                "PaymentAuthorized",
+                "PickTaskCreated",
+                "StockReserved"
+            ],
             "timeline of {}",
             order["order_id"]
         );
-        let services: std::collections::BTreeSet<&str> =
-            order["timeline"].as_array().unwrap().iter().map(|e| e["service"].as_str().unwrap()).collect();
+        let services: std::collections::BTreeSet<&str> = order["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["service"].as_str().unwrap())
+            .collect();
         assert_eq!(services, ["order", "payment", "warehouse"].into_iter().collect());
     }
 
     let notify_url = stack.url("notification").to_owned();
     for id in &ids {
         let templates = wait_for("four messages per order", Duration::from_secs(30), || {
-            let (http, url) = (http.clone(), format!("{notify_url}/v1/notifications?order_id={id}"));
+            let (http, url) = (
+                http.clone(),
+                format!("{notify_url}/v1/notifications?order_id={id}"),
+            );
             async move {
                 let body = get_json(&http, &url).await?;
                 let items = body["items"].as_array().cloned().unwrap_or_default();
@@ -147,9 +166,21 @@ async fn run_saga(stack: &Stack) -> Result<()> {
             }
         })
         .await?;
-        let mut names: Vec<&str> = templates.iter().map(|n| n["template"].as_str().unwrap()).collect();
+        let mut names: Vec<&str> = templates
+            .iter()
+            .map(|n| n["template"].as_str().unwrap())
+            .collect();
         names.sort_unstable();
-        assert_eq!(names, ["order_created", "payment_confirmed", "ready_for_shipment", "shipped"], "order {id}");
+        assert_eq!(
+            names,
+            [
+                "order_created",
+                "payment_confirmed",
+                "ready_for_shipment",
+                "shipped"
+            ],
+            "order {id}"
+        );
     }
 
     let summary_url = format!("{}/v1/summary", stack.url("analytics"));
@@ -165,6 +196,11 @@ async fn run_saga(stack: &Stack) -> Result<()> {
     assert_eq!(summary["orders"]["shipped"], ORDERS);
     assert_eq!(summary["payments"]["success_share"], 1.0);
     assert_eq!(summary["fulfilment_ms"]["placed_to_shipped"]["count"], ORDERS);
-    assert!(summary["fulfilment_ms"]["placed_to_ready_for_shipment"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(
+        summary["fulfilment_ms"]["placed_to_ready_for_shipment"]["p50"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     Ok(())
 }

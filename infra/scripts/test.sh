@@ -6,6 +6,13 @@ set -euo pipefail
 nisshi="$(bash "$(dirname "$0")/install-deps.sh")"
 bash "$(dirname "$0")/ensure-postgres.sh"
 
+# Service tests create one database per test (test_*); forget earlier runs'.
+drop_test_databases() {
+  psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'" 2>/dev/null |
+    while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
+drop_test_databases
+
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 (cd "$work" && exec "$nisshi" broker --listener-url "tcp://127.0.0.1:$port" \

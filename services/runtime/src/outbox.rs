@@ -156,7 +156,7 @@ impl Relay {
             loop {
                 let published = self.publish_batch().await?;
                 passes += 1;
-                if passes % 1000 == 0 {
+                if passes.is_multiple_of(1000) {
                     self.prune().await?;
                 }
                 if published as i64 == self.batch {

@@ -38,7 +38,12 @@ pub async fn spawn_app() -> TestApp {
     let pool = app.pool();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp { url, pool, http: reqwest::Client::new(), shutdown }
+    TestApp {
+        url,
+        pool,
+        http: reqwest::Client::new(),
+        shutdown,
+    }
 }
 
 pub fn order_body() -> Value {
@@ -62,8 +67,14 @@ impl TestApp {
 
     /// Rows in the event store and the outbox: what a rejected request must not change.
     pub async fn written(&self) -> (i64, i64) {
-        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&self.pool).await.unwrap();
-        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&self.pool).await.unwrap();
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
         (events, outbox)
     }
 }

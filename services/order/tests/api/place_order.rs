@@ -20,7 +20,11 @@ async fn placing_an_order_answers_with_number_estimate_and_catalog_price() {
 
     let order: Value = app
         .http
-        .get(format!("{}/v1/orders/{}", app.url, body["order_id"].as_str().unwrap()))
+        .get(format!(
+            "{}/v1/orders/{}",
+            app.url,
+            body["order_id"].as_str().unwrap()
+        ))
         .send()
         .await
         .unwrap()
@@ -36,14 +40,22 @@ async fn placing_an_order_answers_with_number_estimate_and_catalog_price() {
 #[tokio::test]
 async fn the_same_idempotency_key_gives_one_order_and_the_same_response() {
     let app = spawn_app().await;
-    let first: Value = app.post_order(Some("same-key"), &order_body()).await.json().await.unwrap();
+    let first: Value = app
+        .post_order(Some("same-key"), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
     let again = app.post_order(Some("same-key"), &order_body()).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.json::<Value>().await.unwrap(), first);
 
     let concurrent = futures_join(&app, 20).await;
     assert!(concurrent.iter().all(|(s, _)| *s == 201), "{concurrent:?}");
-    let ids: HashSet<String> = concurrent.iter().map(|(_, b)| b["order_id"].to_string()).collect();
+    let ids: HashSet<String> = concurrent
+        .iter()
+        .map(|(_, b)| b["order_id"].to_string())
+        .collect();
     assert_eq!(ids.len(), 1, "20 concurrent retries made {} orders", ids.len());
     assert_eq!(app.written().await, (2, 2), "one order per key");
 }
@@ -78,7 +90,10 @@ async fn an_idempotency_key_reused_with_another_body_is_refused() {
     other["items"][0]["quantity"] = 3.into();
     let resp = app.post_order(Some("k"), &other).await;
     assert_eq!(resp.status(), 422);
-    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "idempotency_key_reused");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "idempotency_key_reused"
+    );
     assert_eq!(app.written().await, (1, 1));
 }
 
@@ -86,7 +101,12 @@ async fn an_idempotency_key_reused_with_another_body_is_refused() {
 async fn an_unknown_order_is_not_found() {
     let app = spawn_app().await;
     for id in ["01a20d7d-1508-77c2-b4f0-33e1730bd575", "not-a-uuid"] {
-        let resp = app.http.get(format!("{}/v1/orders/{id}", app.url)).send().await.unwrap();
+        let resp = app
+            .http
+            .get(format!("{}/v1/orders/{id}", app.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 404);
         assert_eq!(resp.json::<Value>().await.unwrap()["code"], "not_found");
     }
@@ -95,7 +115,15 @@ async fn an_unknown_order_is_not_found() {
 #[tokio::test]
 async fn the_catalog_lists_every_seeded_item_with_its_price() {
     let app = spawn_app().await;
-    let body: Value = app.http.get(format!("{}/v1/catalog", app.url)).send().await.unwrap().json().await.unwrap();
+    let body: Value = app
+        .http
+        .get(format!("{}/v1/catalog", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = body["items"].as_array().unwrap();
     assert_eq!(items.len(), 6);
     let mug = items.iter().find(|i| i["sku"] == "SKU-MUG").unwrap();

@@ -15,22 +15,75 @@ async fn assert_rejected(app: &TestApp, resp: reqwest::Response, status: u16, co
     assert_eq!(app.written().await, (0, 0), "a rejected request wrote something");
 }
 
+/// Turns the valid order body into an invalid one.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 #[tokio::test]
 async fn invalid_orders_are_rejected_with_the_reason_and_change_nothing() {
     let app = spawn_app().await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-        ("unknown sku", Box::new(|b| b["items"][0]["sku"] = json!("NOPE")), "unknown_sku"),
-        ("quantity 0", Box::new(|b| b["items"][0]["quantity"] = json!(0)), "validation_failed"),
-        ("quantity above limit", Box::new(|b| b["items"][0]["quantity"] = json!(101)), "validation_failed"),
-        ("negative quantity", Box::new(|b| b["items"][0]["quantity"] = json!(-1)), "validation_failed"),
-        ("no items", Box::new(|b| b["items"] = json!([])), "validation_failed"),
-        ("duplicate sku", Box::new(|b| b["items"][1]["sku"] = json!("SKU-MUG")), "validation_failed"),
-        ("bad country", Box::new(|b| b["shipping_address"]["country"] = json!("Germany")), "validation_failed"),
-        ("empty name", Box::new(|b| b["shipping_address"]["name"] = json!("  ")), "validation_failed"),
-        ("unknown channel", Box::new(|b| b["channel"] = json!("fax")), "validation_failed"),
-        ("missing address", Box::new(|b| { b.as_object_mut().unwrap().remove("shipping_address"); }), "validation_failed"),
-        ("quantity as text", Box::new(|b| b["items"][0]["quantity"] = json!("two")), "validation_failed"),
-        ("bad payment token", Box::new(|b| b["payment_method"] = json!("4111 1111 1111 1111")), "validation_failed"),
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "unknown sku",
+            Box::new(|b| b["items"][0]["sku"] = json!("NOPE")),
+            "unknown_sku",
+        ),
+        (
+            "quantity 0",
+            Box::new(|b| b["items"][0]["quantity"] = json!(0)),
+            "validation_failed",
+        ),
+        (
+            "quantity above limit",
+            Box::new(|b| b["items"][0]["quantity"] = json!(101)),
+            "validation_failed",
+        ),
+        (
+            "negative quantity",
+            Box::new(|b| b["items"][0]["quantity"] = json!(-1)),
+            "validation_failed",
+        ),
+        (
+            "no items",
+            Box::new(|b| b["items"] = json!([])),
+            "validation_failed",
+        ),
+        (
+            "duplicate sku",
+            Box::new(|b| b["items"][1]["sku"] = json!("SKU-MUG")),
+            "validation_failed",
+        ),
+        (
+            "bad country",
+            Box::new(|b| b["shipping_address"]["country"] = json!("Germany")),
+            "validation_failed",
+        ),
+        (
+            "empty name",
+            Box::new(|b| b["shipping_address"]["name"] = json!("  ")),
+            "validation_failed",
+        ),
+        (
+            "unknown channel",
+            Box::new(|b| b["channel"] = json!("fax")),
+            "validation_failed",
+        ),
+        (
+            "missing address",
+            Box::new(|b| {
+                b.as_object_mut().unwrap().remove("shipping_address");
+            }),
+            "validation_failed",
+        ),
+        (
+            "quantity as text",
+            Box::new(|b| b["items"][0]["quantity"] = json!("two")),
+            "validation_failed",
+        ),
+        (
+            "bad payment token",
+            Box::new(|b| b["payment_method"] = json!("4111 1111 1111 1111")),
+            "validation_failed",
+        ),
     ];
     for (i, (name, mutate, code)) in cases.into_iter().enumerate() {
         let mut body = order_body();
@@ -55,12 +108,26 @@ async fn a_missing_or_malformed_idempotency_key_is_rejected() {
 #[tokio::test]
 async fn malformed_json_wrong_content_type_and_oversized_bodies_are_rejected() {
     let app = spawn_app().await;
-    let post = || app.http.post(format!("{}/v1/orders", app.url)).header("Idempotency-Key", "k");
+    let post = || {
+        app.http
+            .post(format!("{}/v1/orders", app.url))
+            .header("Idempotency-Key", "k")
+    };
 
-    let resp = post().header("Content-Type", "application/json").body("{\"channel\": ").send().await.unwrap();
+    let resp = post()
+        .header("Content-Type", "application/json")
+        .body("{\"channel\": ")
+        .send()
+        .await
+        .unwrap();
     assert_rejected(&app, resp, 400, "malformed_json").await;
 
-    let resp = post().header("Content-Type", "text/plain").body(order_body().to_string()).send().await.unwrap();
+    let resp = post()
+        .header("Content-Type", "text/plain")
+        .body(order_body().to_string())
+        .send()
+        .await
+        .unwrap();
     assert_rejected(&app, resp, 415, "unsupported_media_type").await;
 
     let mut big = order_body();

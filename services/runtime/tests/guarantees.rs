@@ -1,0 +1,214 @@
+//! The runtime's delivery guarantees against the real broker and PostgreSQL:
+//! the outbox never skips a row that commits late, and the consumer applies a
+//! duplicate once and dead-letters what it cannot decode, then goes on.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Result;
+use async_trait::async_trait;
+use omnisaga_runtime::{
+    config::{KafkaConfig, Topics},
+    consumer::{Consumer, Handler, HandlerError, Incoming},
+    db,
+    event::{self, EventMeta},
+    kafka,
+    outbox::{self, OutboxWaker, Relay},
+    pb::{envelope::Payload, OrderPlaced},
+    testing,
+};
+use rdkafka::{
+    consumer::{Consumer as _, StreamConsumer},
+    message::{Header, Headers, Message, OwnedHeaders},
+    producer::FutureRecord,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+async fn setup() -> Result<(PgPool, KafkaConfig)> {
+    let pool = db::connect(&testing::fresh_database("runtime").await?, 5).await?;
+    db::migrate(&pool, sqlx::migrate!("./tests/migrations")).await?;
+    let kafka = testing::fresh_kafka()?;
+    kafka::ensure_topics(&kafka).await?;
+    Ok((pool, kafka))
+}
+
+fn start_relay(
+    pool: &PgPool,
+    kafka: &KafkaConfig,
+    waker: &OutboxWaker,
+    token: &CancellationToken,
+) -> Result<()> {
+    let relay = Relay {
+        pool: pool.clone(),
+        producer: kafka::producer(kafka, "test")?,
+        waker: waker.clone(),
+        poll: Duration::from_millis(50),
+        batch: 100,
+        lock_key: 42,
+    };
+    tokio::spawn(relay.run(token.clone()));
+    Ok(())
+}
+
+/// Reads `topic` from the start until `n` records arrived: (payload, headers).
+async fn read(kafka: &KafkaConfig, topic: &str, n: usize) -> Result<Vec<(Vec<u8>, HashMap<String, String>)>> {
+    let consumer: StreamConsumer = kafka::consumer(kafka, &format!("reader-{}", uuid::Uuid::new_v4()))?;
+    consumer.subscribe(&[topic])?;
+    let mut out = Vec::new();
+    while out.len() < n {
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
+        let mut headers = HashMap::new();
+        if let Some(h) = msg.headers() {
+            for header in h.iter() {
+                headers.insert(
+                    header.key.to_owned(),
+                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+        out.push((msg.payload().unwrap_or_default().to_vec(), headers));
+    }
+    Ok(out)
+}
+
+async fn unpublished(pool: &PgPool) -> i64 {
+    outbox::backlog(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_row_that_commits_after_a_later_row_is_still_published() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let none = BTreeMap::new();
+
+    // Transaction A takes the lower id but commits last.
+    let mut late = pool.begin().await?;
+    outbox::enqueue_raw(&mut late, &topic, "a", b"late", &none).await?;
+    let mut early = pool.begin().await?;
+    outbox::enqueue_raw(&mut early, &topic, "b", b"early", &none).await?;
+    early.commit().await?;
+
+    let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+    start_relay(&pool, &kafka, &waker, &token)?;
+    testing::wait_for(
+        "the early row to be published",
+        Duration::from_secs(20),
+        || async {
+            let published: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+            (published == 1).then_some(())
+        },
+    )
+    .await?;
+
+    late.commit().await?;
+    waker.wake();
+    testing::wait_for(
+        "the late row to be published",
+        Duration::from_secs(20),
+        || async { (unpublished(&pool).await == 0).then_some(()) },
+    )
+    .await?;
+    let mut payloads: Vec<Vec<u8>> = read(&kafka, &topic, 2)
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, vec![b"early".to_vec(), b"late".to_vec()]);
+    token.cancel();
+    Ok(())
+}
+
+/// Records the event ids it was given.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, _tx: &mut sqlx::PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(event.envelope.event_id.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topics = kafka.topics();
+    let producer = kafka::producer(&kafka, "test-producer")?;
+    let placed = |id: &str| {
+        let payload = Payload::OrderPlaced(OrderPlaced {
+            order_id: id.into(),
+            ..Default::default()
+        });
+        event::envelope("test", id, payload, &EventMeta::default(), chrono::Utc::now())
+    };
+    let first = placed("order-1");
+    let second = placed("order-2");
+    let records: Vec<(&str, Vec<u8>)> = vec![
+        ("order-1", prost::Message::encode_to_vec(&first)),
+        ("order-1", prost::Message::encode_to_vec(&first)),
+        ("order-9", b"\xff\xffnot protobuf".to_vec()),
+        ("order-2", prost::Message::encode_to_vec(&second)),
+    ];
+    for (key, payload) in &records {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        });
+        let record = FutureRecord::to(&topics.orders)
+            .key(*key)
+            .payload(payload)
+            .headers(headers);
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+
+    let recorder = Arc::new(Recorder::default());
+    let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+    let consumer = Consumer {
+        group: format!("{}test", kafka.topic_prefix),
+        topics: vec![topics.orders.clone()],
+        kafka: kafka.clone(),
+        pool: pool.clone(),
+        handler: recorder.clone(),
+        waker: waker.clone(),
+        max_attempts: 3,
+    };
+    tokio::spawn(consumer.run(token.clone()));
+    start_relay(&pool, &kafka, &waker, &token)?;
+
+    let dead = read(&kafka, &Topics::dead_letter(&topics.orders), 1).await?;
+    testing::wait_for("both events to be handled", Duration::from_secs(20), || async {
+        (recorder.0.lock().unwrap().len() >= 2).then_some(())
+    })
+    .await?;
+    let seen = recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![first.event_id.clone(), second.event_id.clone()],
+        "the duplicate was applied twice"
+    );
+
+    let (payload, headers) = &dead[0];
+    assert_eq!(payload.as_slice(), b"\xff\xffnot protobuf");
+    assert!(headers["dlq.error"].contains("undecodable"), "{headers:?}");
+    assert_eq!(headers["dlq.source.topic"], topics.orders);
+    assert!(headers.contains_key("dlq.source.partition") && headers.contains_key("dlq.source.offset"));
+    assert_eq!(
+        headers["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    token.cancel();
+    Ok(())
+}

@@ -1,0 +1,2 @@
+-- No tables of its own: the runtime's tests use only the runtime tables.
+SELECT 1;
