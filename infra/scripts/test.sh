@@ -29,4 +29,10 @@ done
 echo "[test] broker on 127.0.0.1:$port"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
 export NISSHI_BIN="$nisshi"
-cargo test --workspace "$@"
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$work/test.out"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\ntests: %d passed, %d failed, %d skipped\n", p, f, i }' "$work/test.out"
+exit "$status"
