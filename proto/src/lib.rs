@@ -30,6 +30,7 @@ impl v1::envelope::Payload {
             P::StockUnavailable(_) => "StockUnavailable",
             P::PaymentVoided(_) => "PaymentVoided",
             P::PaymentRetryRequested(_) => "PaymentRetryRequested",
+            P::PaymentDelayed(_) => "PaymentDelayed",
         }
     }
 }

@@ -25,6 +25,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
+    commands::{CommandError, Orders},
     config::Config,
     domain::{self, Command, PlaceOrder},
     store::{self as db, NewOrderView},
@@ -40,6 +41,7 @@ pub struct ApiState {
     pub orders_topic: String,
     pub config: Arc<Config>,
     pub http: reqwest::Client,
+    pub orders: Orders,
 }
 
 pub fn routes(state: ApiState) -> Router {
@@ -47,6 +49,8 @@ pub fn routes(state: ApiState) -> Router {
         .route("/v1/catalog", get(catalog))
         .route("/v1/orders", post(place_order))
         .route("/v1/orders/{id}", get(get_order))
+        .route("/v1/orders/{id}/payment-retry", post(retry_payment))
+        .route("/v1/orders/{id}/cancel", post(cancel_order))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -366,11 +370,7 @@ async fn place_order(
     {
         tx.rollback().await?;
         if earlier.request_hash != request_hash {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was already used with a different request body",
-            ));
+            return Err(idempotency_key_reused());
         }
         return Ok((StatusCode::CREATED, Json(earlier.response)));
     }
@@ -405,6 +405,108 @@ async fn place_order(
     s.waker.wake();
     tracing::info!(order.id = %order_id, order.number = %order_number, "order placed");
     Ok((StatusCode::CREATED, Json(response)))
+}
+
+fn command_error(e: CommandError) -> ApiError {
+    use crate::domain::OrderError as E;
+    match e {
+        CommandError::Domain(E::UnknownOrder) => ApiError::not_found("no such order"),
+        CommandError::Domain(e @ E::RetryNotAllowed(_)) => ApiError::conflict("payment_retry_not_allowed", e.to_string()),
+        CommandError::Domain(e @ E::RetryPending) => ApiError::conflict("payment_retry_in_progress", e.to_string()),
+        CommandError::Domain(e @ E::TooLateToCancel(_)) => ApiError::conflict("order_not_cancellable", e.to_string()),
+        CommandError::Domain(e) => ApiError::conflict("conflict", e.to_string()),
+        CommandError::Store(e) => ApiError::internal(e),
+    }
+}
+
+fn parse_order_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("no such order"))
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RetryRequest {
+    pub payment_method: String,
+}
+
+/// `POST /v1/orders/{id}/payment-retry`: a new payment attempt with another method.
+async fn retry_payment(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RetryRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = idempotency_key(&headers)?;
+    let order_id = parse_order_id(&id)?;
+    let mut p = Problems::default();
+    p.check(valid_token(&req.payment_method), "payment_method", TOKEN_RULE);
+    p.into_result()?;
+    let request_hash = Sha256::digest(serde_json::to_vec(&req).map_err(ApiError::internal)?).to_vec();
+    let scope = format!("order:{order_id}:payment-retry");
+    let meta = EventMeta { correlation_id: request_id, causation_id: String::new(), trace };
+    let cmd = Command::RetryPayment { payment_method_token: req.payment_method.clone() };
+
+    let mut tx = s.pool.begin().await?;
+    let outcome = s.orders.execute_in(&mut tx, order_id, cmd, Some(meta), None).await;
+    let response = match &outcome {
+        Ok(o) => json!({"order_id": order_id, "status": o.order.status.as_str(), "attempt": o.order.attempts}),
+        Err(_) => Value::Null,
+    };
+    // A retry of the same request answers as the first did, even once the state moved on.
+    let earlier = db::claim_idempotency_key(&mut tx, &scope, &key, &request_hash, order_id, &response).await?;
+    if let Some(earlier) = earlier {
+        tx.rollback().await?;
+        if earlier.request_hash != request_hash {
+            return Err(idempotency_key_reused());
+        }
+        return Ok((StatusCode::ACCEPTED, Json(earlier.response)));
+    }
+    outcome.map_err(command_error)?;
+    tx.commit().await?;
+    s.waker.wake();
+    tracing::info!(order.id = %order_id, "payment retry requested");
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// `POST /v1/orders/{id}/cancel`: cancels before the order is packed;
+/// cancelling a cancelled order answers the same again.
+async fn cancel_order(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(trace): Extension<TraceContext>,
+) -> Result<Json<Value>, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    let meta = EventMeta { correlation_id: request_id, causation_id: String::new(), trace };
+    let cmd = Command::Cancel { reason: "customer_request".into() };
+    match s.orders.execute(order_id, cmd, Some(meta)).await {
+        Ok(o) => {
+            tracing::info!(order.id = %order_id, "order cancelled by the customer");
+            Ok(Json(json!({"order_id": order_id, "status": o.order.status.as_str(), "reason": o.order.cancel_reason})))
+        }
+        Err(CommandError::Domain(crate::domain::OrderError::AlreadyCancelled)) => {
+            let mut conn = s.pool.acquire().await?;
+            let history = store::load(&mut conn, &crate::commands::stream(order_id)).await.map_err(ApiError::internal)?;
+            let order = crate::commands::fold(&history).ok_or_else(|| ApiError::not_found("no such order"))?;
+            Ok(Json(json!({"order_id": order_id, "status": order.status.as_str(), "reason": order.cancel_reason})))
+        }
+        Err(e) => Err(command_error(e)),
+    }
+}
+
+fn idempotency_key_reused() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used with a different request body",
+    )
+}
+
+const TOKEN_RULE: &str = "must be a payment method token (letters, digits, _ and -, at most 128)";
+
+fn valid_token(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 async fn get_order(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -7,7 +7,9 @@ use omnisaga_runtime::service::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, config::Config, handlers::SagaEvents, store};
+use omnisaga_runtime::service::Task;
+
+use crate::{api, commands::Orders, config::Config, deadlines::Deadlines, handlers::SagaEvents, store};
 
 pub struct App {
     base: Base,
@@ -43,10 +45,17 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let orders = Orders {
+            pool: self.base.pool.clone(),
+            waker: self.base.waker.clone(),
+            topic: self.base.topics.orders.clone(),
+            payment_deadline: self.config.payment_deadline,
+        };
         let state = api::ApiState {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),
             orders_topic: self.base.topics.orders.clone(),
+            orders: orders.clone(),
             config: self.config.clone(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(1))
@@ -56,9 +65,13 @@ impl App {
             self.base.topics.payments.clone(),
             self.base.topics.warehouse.clone(),
         ];
-        let consumer = self.base.consumer(topics, Arc::new(SagaEvents));
-        self.base
-            .run(self.listener, api::routes(state), vec![consumer], shutdown)
-            .await
+        let consumer = self.base.consumer(topics, Arc::new(SagaEvents { orders: orders.clone() }));
+        let deadlines = Deadlines {
+            orders,
+            delay_notice: self.config.payment_delay_notice,
+            tick: self.config.deadline_tick,
+        };
+        let deadlines: Task = Box::new(move |token| Box::pin(deadlines.run(token)));
+        self.base.run(self.listener, api::routes(state), vec![consumer, deadlines], shutdown).await
     }
 }

@@ -8,10 +8,13 @@
 //! | `ORDER_DELIVERY_DAYS` | `3` | business days from order to estimated delivery |
 //! | `ORDER_MAX_QUANTITY` | `100` | largest quantity of one line item |
 //! | `ORDER_MAX_ITEMS` | `50` | most line items in one order |
+//! | `ORDER_PAYMENT_DEADLINE_MS` | `900000` | after a failed payment, time to pay before the order is cancelled |
+//! | `ORDER_PAYMENT_DELAY_NOTICE_MS` | `60000` | no payment answer for this long: the customer is told it is delayed |
+//! | `ORDER_DEADLINE_TICK_MS` | `250` | how often deadlines are checked |
 //! | `WAREHOUSE_URL` | unset | where `GET /v1/catalog` asks for availability |
 //! | `CATALOG_SEED_FILE` | unset | JSON catalog upserted at start |
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use omnisaga_runtime::config::{parse_or, var, CommonConfig};
@@ -24,6 +27,9 @@ pub struct Config {
     pub max_items: usize,
     pub warehouse_url: Option<String>,
     pub seed_file: Option<PathBuf>,
+    pub payment_deadline: Duration,
+    pub payment_delay_notice: Duration,
+    pub deadline_tick: Duration,
 }
 
 impl Config {
@@ -35,6 +41,9 @@ impl Config {
             max_items: parse_or("ORDER_MAX_ITEMS", 50)?,
             warehouse_url: var("WAREHOUSE_URL"),
             seed_file: var("CATALOG_SEED_FILE").map(PathBuf::from),
+            payment_deadline: Duration::from_millis(parse_or("ORDER_PAYMENT_DEADLINE_MS", 900_000)?),
+            payment_delay_notice: Duration::from_millis(parse_or("ORDER_PAYMENT_DELAY_NOTICE_MS", 60_000)?),
+            deadline_tick: Duration::from_millis(parse_or("ORDER_DEADLINE_TICK_MS", 250)?),
         })
     }
 
@@ -47,6 +56,9 @@ impl Config {
             max_items: 50,
             warehouse_url: None,
             seed_file: None,
+            payment_deadline: Duration::from_secs(900),
+            payment_delay_notice: Duration::from_secs(60),
+            deadline_tick: Duration::from_millis(250),
         }
     }
 }

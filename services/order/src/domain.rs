@@ -2,7 +2,10 @@
 //! `evolve` folds an event into the state. No I/O, no clock, no ids: they
 //! come in with the command. Events are the canonical `omnisaga.v1` payloads.
 
-use omnisaga_proto::v1::{envelope::Payload, Address, Channel, Customer, LineItem, Money, OrderPlaced};
+use omnisaga_proto::v1::{
+    envelope::Payload, Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced, PaymentDelayed,
+    PaymentRetryRequested,
+};
 
 /// Where an order is in the saga. Ranks only go up, so an event that arrives
 /// late (a payment after the warehouse's news) never moves an order back.
@@ -35,6 +38,12 @@ impl Status {
 pub struct Order {
     pub placed: OrderPlaced,
     pub status: Status,
+    /// Highest payment attempt made or requested.
+    pub attempts: u32,
+    /// A retry was requested and payment has not answered it yet.
+    pub retry_pending: bool,
+    pub delay_noticed: bool,
+    pub cancel_reason: Option<String>,
 }
 
 /// A validated request to place an order, priced from the catalog.
@@ -53,9 +62,19 @@ pub struct PlaceOrder {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Place(PlaceOrder),
-    /// Record a fact another service published about this order.
+    /// Record a fact another service published about this order. The fact is
+    /// stored as it is; the events `decide` returns are the owner's reaction.
     Record(Payload),
+    /// The customer asks for a new payment attempt with another method.
+    RetryPayment { payment_method_token: String },
+    /// Cancel: by the customer, or because the payment deadline passed.
+    Cancel { reason: String },
+    /// Payment has not answered for longer than usual: tell the customer.
+    NoticePaymentDelay { waited_ms: i64 },
 }
+
+/// Why an order was cancelled when its payment deadline passed.
+pub const PAYMENT_DEADLINE_PASSED: &str = "payment_deadline_passed";
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OrderError {
@@ -69,41 +88,93 @@ pub enum OrderError {
     MixedCurrencies,
     #[error("event {0} is not one the order records")]
     NotRecorded(&'static str),
+    #[error("a payment retry is only possible while the order awaits payment (it is {0})")]
+    RetryNotAllowed(&'static str),
+    #[error("a payment retry is already in progress")]
+    RetryPending,
+    #[error("the order is already cancelled")]
+    AlreadyCancelled,
+    #[error("the order is {0} and can no longer be cancelled")]
+    TooLateToCancel(&'static str),
+    #[error("nothing to tell: the order is not waiting for payment")]
+    NotWaitingForPayment,
 }
 
 /// Decides which events a command produces.
 pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, OrderError> {
-    match (state, cmd) {
-        (Some(_), Command::Place(_)) => Err(OrderError::AlreadyPlaced),
-        (None, Command::Place(p)) => {
-            let total = total(&p.items)?;
-            Ok(vec![Payload::OrderPlaced(OrderPlaced {
-                order_id: p.order_id,
-                order_number: p.order_number,
-                customer: Some(Customer {
-                    customer_id: p.customer_id,
-                }),
-                channel: p.channel as i32,
-                items: p.items,
-                total: Some(total),
-                shipping_address: Some(p.shipping_address),
-                payment_method_token: p.payment_method_token,
-                estimated_delivery: p.estimated_delivery,
+    let order = match (state, cmd) {
+        (Some(_), Command::Place(_)) => return Err(OrderError::AlreadyPlaced),
+        (None, Command::Place(p)) => return place(p),
+        (None, _) => return Err(OrderError::UnknownOrder),
+        (Some(order), cmd) => (order, cmd),
+    };
+    match order {
+        (order, Command::Record(event)) => react(order, &event),
+        (order, Command::RetryPayment { payment_method_token }) => {
+            if order.status != Status::AwaitingPayment {
+                return Err(OrderError::RetryNotAllowed(order.status.as_str()));
+            }
+            if order.retry_pending {
+                return Err(OrderError::RetryPending);
+            }
+            Ok(vec![Payload::PaymentRetryRequested(PaymentRetryRequested {
+                order_id: order.placed.order_id.clone(),
+                attempt: order.attempts + 1,
+                payment_method_token,
             })])
         }
-        (None, Command::Record(_)) => Err(OrderError::UnknownOrder),
-        (Some(_), Command::Record(event)) => match event {
-            Payload::PaymentAuthorized(_)
-            | Payload::PaymentFailed(_)
-            | Payload::PaymentVoided(_)
-            | Payload::StockReserved(_)
-            | Payload::StockUnavailable(_)
-            | Payload::StockReleased(_)
-            | Payload::PickTaskCreated(_)
-            | Payload::OrderReadyForShipment(_)
-            | Payload::OrderShipped(_) => Ok(vec![event]),
-            other => Err(OrderError::NotRecorded(other.event_type())),
+        (order, Command::Cancel { reason }) => match order.status {
+            Status::Cancelled => Err(OrderError::AlreadyCancelled),
+            Status::ReadyForShipment | Status::Shipped => Err(OrderError::TooLateToCancel(order.status.as_str())),
+            _ => Ok(vec![cancelled(order, &reason)]),
         },
+        (order, Command::NoticePaymentDelay { waited_ms }) => {
+            if order.status != Status::Placed || order.delay_noticed {
+                return Err(OrderError::NotWaitingForPayment);
+            }
+            Ok(vec![Payload::PaymentDelayed(PaymentDelayed { order_id: order.placed.order_id.clone(), waited_ms })])
+        }
+        (_, Command::Place(_)) => Err(OrderError::AlreadyPlaced),
+    }
+}
+
+fn place(p: PlaceOrder) -> Result<Vec<Payload>, OrderError> {
+    let total = total(&p.items)?;
+    Ok(vec![Payload::OrderPlaced(OrderPlaced {
+        order_id: p.order_id,
+        order_number: p.order_number,
+        customer: Some(Customer { customer_id: p.customer_id }),
+        channel: p.channel as i32,
+        items: p.items,
+        total: Some(total),
+        shipping_address: Some(p.shipping_address),
+        payment_method_token: p.payment_method_token,
+        estimated_delivery: p.estimated_delivery,
+    })])
+}
+
+fn cancelled(order: &Order, reason: &str) -> Payload {
+    Payload::OrderCancelled(OrderCancelled { order_id: order.placed.order_id.clone(), reason: reason.to_owned() })
+}
+
+/// Which facts the order records, and how the saga's owner reacts to them.
+/// Compensations of a cancelled order (releasing stock, voiding an
+/// authorisation) are run by the services that own them on `OrderCancelled`.
+fn react(order: &Order, event: &Payload) -> Result<Vec<Payload>, OrderError> {
+    match event {
+        Payload::StockUnavailable(_) if !matches!(order.status, Status::Cancelled | Status::Shipped) => {
+            Ok(vec![cancelled(order, "stock_unavailable")])
+        }
+        Payload::PaymentAuthorized(_)
+        | Payload::PaymentFailed(_)
+        | Payload::PaymentVoided(_)
+        | Payload::StockReserved(_)
+        | Payload::StockUnavailable(_)
+        | Payload::StockReleased(_)
+        | Payload::PickTaskCreated(_)
+        | Payload::OrderReadyForShipment(_)
+        | Payload::OrderShipped(_) => Ok(vec![]),
+        other => Err(OrderError::NotRecorded(other.event_type())),
     }
 }
 
@@ -113,15 +184,40 @@ pub fn evolve(state: Option<Order>, event: &Payload) -> Option<Order> {
         (None, Payload::OrderPlaced(placed)) => Some(Order {
             placed: placed.clone(),
             status: Status::Placed,
+            attempts: 0,
+            retry_pending: false,
+            delay_noticed: false,
+            cancel_reason: None,
         }),
         (None, _) => None,
         (Some(mut order), event) => {
             let reached = match event {
-                Payload::PaymentAuthorized(_) => Some(Status::Paid),
-                Payload::PaymentFailed(_) => Some(Status::AwaitingPayment),
+                Payload::PaymentAuthorized(e) => {
+                    order.attempts = order.attempts.max(e.attempt);
+                    order.retry_pending = false;
+                    Some(Status::Paid)
+                }
+                Payload::PaymentFailed(e) => {
+                    order.attempts = order.attempts.max(e.attempt);
+                    order.retry_pending = false;
+                    Some(Status::AwaitingPayment)
+                }
+                Payload::PaymentRetryRequested(e) => {
+                    order.attempts = order.attempts.max(e.attempt);
+                    order.retry_pending = true;
+                    None
+                }
+                Payload::PaymentDelayed(_) => {
+                    order.delay_noticed = true;
+                    None
+                }
                 Payload::OrderReadyForShipment(_) => Some(Status::ReadyForShipment),
                 Payload::OrderShipped(_) => Some(Status::Shipped),
-                Payload::OrderCancelled(_) => Some(Status::Cancelled),
+                Payload::OrderCancelled(e) => {
+                    order.cancel_reason = Some(e.reason.clone());
+                    order.status = Status::Cancelled;
+                    None
+                }
                 _ => None,
             };
             if let Some(s) = reached {
@@ -159,17 +255,16 @@ pub fn total(items: &[LineItem]) -> Result<Money, OrderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omnisaga_proto::v1::{OrderReadyForShipment, OrderShipped, PaymentAuthorized, PaymentFailed};
+    use omnisaga_proto::v1::{
+        OrderReadyForShipment, OrderShipped, PaymentAuthorized, PaymentFailed, StockReserved, StockUnavailable,
+    };
 
     fn line(sku: &str, qty: u32, price: i64, currency: &str) -> LineItem {
         LineItem {
             sku: sku.into(),
             name: sku.into(),
             quantity: qty,
-            unit_price: Some(Money {
-                minor_units: price,
-                currency: currency.into(),
-            }),
+            unit_price: Some(Money { minor_units: price, currency: currency.into() }),
         }
     }
 
@@ -186,44 +281,68 @@ mod tests {
         })
     }
 
-    /// given `events`, the folded state.
-    fn given(events: &[Payload]) -> Option<Order> {
-        events.iter().fold(None, evolve)
+    fn placed() -> Payload {
+        decide(None, place(vec![line("A", 2, 500, "EUR")])).unwrap().remove(0)
+    }
+    fn authorized(attempt: u32) -> Payload {
+        Payload::PaymentAuthorized(PaymentAuthorized { attempt, ..Default::default() })
+    }
+    fn failed(attempt: u32) -> Payload {
+        Payload::PaymentFailed(PaymentFailed { attempt, reason: "card_declined".into(), retryable: true, ..Default::default() })
+    }
+    fn ready() -> Payload {
+        Payload::OrderReadyForShipment(OrderReadyForShipment::default())
+    }
+    fn shipped() -> Payload {
+        Payload::OrderShipped(OrderShipped::default())
+    }
+    fn cancel() -> Command {
+        Command::Cancel { reason: "customer_request".into() }
+    }
+    fn retry() -> Command {
+        Command::RetryPayment { payment_method_token: "tok_visa".into() }
+    }
+    fn cancelled(reason: &str) -> Payload {
+        Payload::OrderCancelled(OrderCancelled { order_id: "o-1".into(), reason: reason.into() })
     }
 
-    fn placed() -> Payload {
-        decide(None, place(vec![line("A", 2, 500, "EUR")]))
-            .unwrap()
-            .remove(0)
+    /// given `history`, when `cmd`: the decision and the state after it.
+    struct Given(Vec<Payload>);
+
+    fn given(history: &[Payload]) -> Given {
+        Given(history.to_vec())
+    }
+
+    impl Given {
+        fn state(&self) -> Option<Order> {
+            self.0.iter().fold(None, evolve)
+        }
+        fn when(&self, cmd: Command) -> Result<Vec<Payload>, OrderError> {
+            decide(self.state().as_ref(), cmd)
+        }
+        /// Records `event` as the order service does: the fact, then the reaction.
+        fn record(mut self, event: Payload) -> Self {
+            let reaction = self.when(Command::Record(event.clone())).unwrap();
+            self.0.push(event);
+            self.0.extend(reaction);
+            self
+        }
+        fn status(&self) -> Status {
+            self.state().unwrap().status
+        }
     }
 
     #[test]
     fn placing_an_order_prices_it_from_its_lines() {
-        let events = decide(
-            None,
-            place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")]),
-        )
-        .unwrap();
-        let Payload::OrderPlaced(p) = &events[0] else {
-            panic!("expected OrderPlaced")
-        };
-        assert_eq!(
-            p.total,
-            Some(Money {
-                minor_units: 1250,
-                currency: "EUR".into()
-            })
-        );
-        assert_eq!(given(&events).unwrap().status, Status::Placed);
+        let events = decide(None, place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")])).unwrap();
+        let Payload::OrderPlaced(p) = &events[0] else { panic!("expected OrderPlaced") };
+        assert_eq!(p.total, Some(Money { minor_units: 1250, currency: "EUR".into() }));
+        assert_eq!(given(&events).status(), Status::Placed);
     }
 
     #[test]
     fn an_order_cannot_be_placed_twice() {
-        let state = given(&[placed()]);
-        assert_eq!(
-            decide(state.as_ref(), place(vec![line("A", 1, 1, "EUR")])),
-            Err(OrderError::AlreadyPlaced)
-        );
+        assert_eq!(given(&[placed()]).when(place(vec![line("A", 1, 1, "EUR")])), Err(OrderError::AlreadyPlaced));
     }
 
     #[test]
@@ -236,48 +355,99 @@ mod tests {
     }
 
     #[test]
-    fn facts_about_an_unknown_order_are_refused() {
-        let paid = Payload::PaymentAuthorized(PaymentAuthorized::default());
-        assert_eq!(decide(None, Command::Record(paid)), Err(OrderError::UnknownOrder));
-    }
-
-    #[test]
-    fn the_happy_path_moves_through_every_status() {
-        let mut events = vec![placed()];
-        for (event, status) in [
-            (
-                Payload::PaymentAuthorized(PaymentAuthorized::default()),
-                Status::Paid,
-            ),
-            (
-                Payload::OrderReadyForShipment(OrderReadyForShipment::default()),
-                Status::ReadyForShipment,
-            ),
-            (Payload::OrderShipped(OrderShipped::default()), Status::Shipped),
-        ] {
-            let state = given(&events);
-            events.extend(decide(state.as_ref(), Command::Record(event)).unwrap());
-            assert_eq!(given(&events).unwrap().status, status);
+    fn commands_for_an_unknown_order_are_refused() {
+        for cmd in [Command::Record(authorized(1)), cancel(), retry()] {
+            assert_eq!(given(&[]).when(cmd), Err(OrderError::UnknownOrder));
         }
     }
 
     #[test]
+    fn the_happy_path_moves_through_every_status() {
+        let g = given(&[placed()]).record(authorized(1));
+        assert_eq!(g.status(), Status::Paid);
+        let g = g.record(ready());
+        assert_eq!(g.status(), Status::ReadyForShipment);
+        let g = g.record(shipped());
+        assert_eq!(g.status(), Status::Shipped);
+    }
+
+    #[test]
     fn a_late_event_never_moves_the_status_back() {
-        let state = given(&[
-            placed(),
-            Payload::OrderReadyForShipment(OrderReadyForShipment::default()),
-            Payload::PaymentAuthorized(PaymentAuthorized::default()),
-            Payload::PaymentFailed(PaymentFailed::default()),
-        ]);
-        assert_eq!(state.unwrap().status, Status::ReadyForShipment);
+        let g = given(&[placed(), ready(), authorized(1), failed(1)]);
+        assert_eq!(g.status(), Status::ReadyForShipment);
     }
 
     #[test]
     fn the_order_does_not_record_its_own_placement_from_outside() {
-        let state = given(&[placed()]);
-        assert_eq!(
-            decide(state.as_ref(), Command::Record(placed())),
-            Err(OrderError::NotRecorded("OrderPlaced"))
-        );
+        assert_eq!(given(&[placed()]).when(Command::Record(placed())), Err(OrderError::NotRecorded("OrderPlaced")));
+    }
+
+    #[test]
+    fn a_declined_payment_awaits_a_retry_which_asks_for_the_next_attempt() {
+        let g = given(&[placed()]).record(failed(1));
+        assert_eq!(g.status(), Status::AwaitingPayment);
+        let events = g.when(retry()).unwrap();
+        let Payload::PaymentRetryRequested(r) = &events[0] else { panic!("expected a retry request") };
+        assert_eq!(r.attempt, 2);
+        let g = Given([g.0, events].concat());
+        assert_eq!(g.when(retry()), Err(OrderError::RetryPending), "one retry at a time");
+        let g = g.record(authorized(2));
+        assert_eq!(g.status(), Status::Paid);
+    }
+
+    #[test]
+    fn a_retry_is_refused_unless_the_order_awaits_payment() {
+        assert_eq!(given(&[placed()]).when(retry()), Err(OrderError::RetryNotAllowed("PLACED")));
+        let paid = given(&[placed()]).record(authorized(1));
+        assert_eq!(paid.when(retry()), Err(OrderError::RetryNotAllowed("PAID")));
+        let gone = given(&[placed(), cancelled("customer_request")]);
+        assert_eq!(gone.when(retry()), Err(OrderError::RetryNotAllowed("CANCELLED")));
+    }
+
+    #[test]
+    fn an_order_can_be_cancelled_until_it_is_packed() {
+        for history in [vec![placed()], vec![placed(), failed(1)], vec![placed(), authorized(1)]] {
+            let events = given(&history).when(cancel()).unwrap();
+            assert_eq!(events, vec![cancelled("customer_request")]);
+        }
+        for (history, status) in [(vec![placed(), authorized(1), ready()], "READY_FOR_SHIPMENT"), (vec![placed(), authorized(1), ready(), shipped()], "SHIPPED")] {
+            assert_eq!(given(&history).when(cancel()), Err(OrderError::TooLateToCancel(status)));
+        }
+        assert_eq!(given(&[placed(), cancelled("x")]).when(cancel()), Err(OrderError::AlreadyCancelled));
+    }
+
+    #[test]
+    fn unavailable_stock_cancels_the_order() {
+        let g = given(&[placed()]).record(Payload::StockUnavailable(StockUnavailable::default()));
+        assert_eq!(g.status(), Status::Cancelled);
+        assert_eq!(g.state().unwrap().cancel_reason.as_deref(), Some("stock_unavailable"));
+    }
+
+    #[test]
+    fn an_authorisation_for_a_cancelled_order_is_recorded_and_the_order_stays_cancelled() {
+        // Payment voids it on OrderCancelled; the order only records the fact.
+        let g = given(&[placed(), cancelled(PAYMENT_DEADLINE_PASSED)]).record(authorized(1));
+        assert_eq!(g.status(), Status::Cancelled);
+        assert_eq!(g.0.len(), 3, "no reaction");
+    }
+
+    #[test]
+    fn facts_after_cancellation_cause_no_second_cancellation() {
+        let g = given(&[placed(), cancelled("customer_request")])
+            .record(Payload::StockUnavailable(StockUnavailable::default()))
+            .record(Payload::StockReserved(StockReserved::default()));
+        let cancellations = g.0.iter().filter(|e| matches!(e, Payload::OrderCancelled(_))).count();
+        assert_eq!(cancellations, 1);
+    }
+
+    #[test]
+    fn the_customer_is_told_of_a_payment_delay_once_and_only_while_waiting() {
+        let g = given(&[placed()]);
+        let events = g.when(Command::NoticePaymentDelay { waited_ms: 5000 }).unwrap();
+        assert!(matches!(events[0], Payload::PaymentDelayed(_)));
+        let g = Given([g.0, events].concat());
+        assert_eq!(g.when(Command::NoticePaymentDelay { waited_ms: 9000 }), Err(OrderError::NotWaitingForPayment));
+        let paid = given(&[placed()]).record(authorized(1));
+        assert_eq!(paid.when(Command::NoticePaymentDelay { waited_ms: 1 }), Err(OrderError::NotWaitingForPayment));
     }
 }

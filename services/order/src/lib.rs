@@ -6,7 +6,9 @@
 
 pub mod api;
 pub mod app;
+pub mod commands;
 pub mod config;
+pub mod deadlines;
 pub mod domain;
 pub mod handlers;
 pub mod store;

@@ -132,23 +132,39 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     Ok(())
 }
 
-pub async fn update_view_status(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    status: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE order_view SET status = $2, updated_at = now() WHERE order_id = $1")
-        .bind(order_id)
-        .bind(status)
-        .execute(tx)
-        .await?;
-    Ok(())
-}
 
-pub async fn trace_id(pool: &PgPool, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(ex: E, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
     let t: Option<Option<String>> = sqlx::query_scalar("SELECT trace_id FROM order_view WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(pool)
+        .fetch_optional(ex)
         .await?;
     Ok(t.flatten())
+}
+
+/// Orders whose payment deadline passed while they still wait for payment.
+pub async fn past_payment_deadline(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT order_id FROM order_view WHERE status = 'AWAITING_PAYMENT' AND payment_deadline_at <= now()
+         ORDER BY payment_deadline_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Orders with no payment answer for longer than `after`, not yet told so: (id, waited ms).
+pub async fn payment_delayed(
+    pool: &PgPool,
+    after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, (extract(epoch FROM now() - created_at) * 1000)::bigint FROM order_view
+         WHERE status = 'PLACED' AND NOT delay_noticed AND created_at <= now() - $1 * interval '1 millisecond'
+         ORDER BY created_at LIMIT $2",
+    )
+    .bind(after.as_millis() as f64)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }

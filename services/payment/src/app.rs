@@ -3,12 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use axum::Router;
 use omnisaga_runtime::service::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, handlers::OrderEvents, provider::Provider};
+use crate::{api, config::Config, handlers::OrderEvents, provider::Provider};
 
 pub struct App {
     base: Base,
@@ -39,8 +38,9 @@ impl App {
         let consumer = self
             .base
             .consumer(vec![self.base.topics.orders.clone()], Arc::new(handler));
+        let router = api::routes(self.base.pool.clone(), self.provider.clone());
         self.base
-            .run(self.listener, Router::new(), vec![consumer], shutdown)
+            .run(self.listener, router, vec![consumer], shutdown)
             .await
     }
 }

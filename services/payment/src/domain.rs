@@ -1,13 +1,16 @@
 //! The payment aggregate of one order, pure. The provider's answer comes in
 //! with the command, so `decide` has no I/O.
 
-use omnisaga_proto::v1::{envelope::Payload, Money, PaymentAuthorized, PaymentFailed};
+use omnisaga_proto::v1::{envelope::Payload, Money, PaymentAuthorized, PaymentFailed, PaymentVoided};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Payment {
     pub amount: Option<Money>,
     pub attempts: u32,
     pub authorized: Option<String>,
+    pub voided: bool,
+    /// The order was cancelled: no further attempt may charge it.
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +32,8 @@ pub struct AuthorizePayment {
 pub enum PaymentError {
     #[error("the order is already paid")]
     AlreadyAuthorized,
+    #[error("the order is cancelled")]
+    OrderCancelled,
     #[error("attempt {0} was already made")]
     AttemptAlreadyMade(u32),
 }
@@ -38,13 +43,35 @@ pub fn payment_id(order_id: &str, attempt: u32) -> String {
     format!("pay-{order_id}-{attempt}")
 }
 
-pub fn decide(state: &Payment, cmd: AuthorizePayment) -> Result<Vec<Payload>, PaymentError> {
+/// Compensation of a cancelled order: an authorisation still standing is voided.
+pub fn void_on_cancel(state: &Payment, order_id: &str) -> Vec<Payload> {
+    match &state.authorized {
+        Some(payment_id) if !state.voided => vec![Payload::PaymentVoided(PaymentVoided {
+            order_id: order_id.to_owned(),
+            payment_id: payment_id.clone(),
+            amount: state.amount.clone(),
+        })],
+        _ => vec![],
+    }
+}
+
+/// Whether `attempt` may still be made: not for a cancelled or paid order,
+/// and never twice.
+pub fn may_attempt(state: &Payment, attempt: u32) -> Result<(), PaymentError> {
+    if state.cancelled {
+        return Err(PaymentError::OrderCancelled);
+    }
     if state.authorized.is_some() {
         return Err(PaymentError::AlreadyAuthorized);
     }
-    if cmd.attempt <= state.attempts {
-        return Err(PaymentError::AttemptAlreadyMade(cmd.attempt));
+    if attempt <= state.attempts {
+        return Err(PaymentError::AttemptAlreadyMade(attempt));
     }
+    Ok(())
+}
+
+pub fn decide(state: &Payment, cmd: AuthorizePayment) -> Result<Vec<Payload>, PaymentError> {
+    may_attempt(state, cmd.attempt)?;
     let payment_id = payment_id(&cmd.order_id, cmd.attempt);
     let event = match cmd.answer {
         ProviderAnswer::Approved => Payload::PaymentAuthorized(PaymentAuthorized {
@@ -84,6 +111,8 @@ pub fn evolve(mut state: Payment, event: &Payload) -> Payment {
             state.attempts = state.attempts.max(e.attempt);
             state.amount = e.amount.clone();
         }
+        Payload::PaymentVoided(_) => state.voided = true,
+        Payload::OrderCancelled(_) => state.cancelled = true,
         _ => {}
     }
     state
@@ -140,6 +169,28 @@ mod tests {
             decide(&given(&paid), authorize(2, ProviderAnswer::Approved)),
             Err(PaymentError::AlreadyAuthorized)
         );
+    }
+
+    fn order_cancelled() -> Payload {
+        Payload::OrderCancelled(omnisaga_proto::v1::OrderCancelled::default())
+    }
+
+    #[test]
+    fn cancelling_an_authorized_order_voids_the_authorization_once() {
+        let paid = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
+        let history = [paid, vec![order_cancelled()]].concat();
+        let voided = void_on_cancel(&given(&history), "o-1");
+        let Payload::PaymentVoided(v) = &voided[0] else { panic!("expected PaymentVoided") };
+        assert_eq!(v.payment_id, "pay-o-1-1");
+        assert_eq!(void_on_cancel(&given(&[history, voided].concat()), "o-1"), vec![], "voided twice");
+    }
+
+    #[test]
+    fn cancelling_an_unpaid_order_voids_nothing_and_stops_further_attempts() {
+        let failed = decide(&given(&[]), authorize(1, ProviderAnswer::Declined("card_declined".into()))).unwrap();
+        let history = [failed, vec![order_cancelled()]].concat();
+        assert_eq!(void_on_cancel(&given(&history), "o-1"), vec![]);
+        assert_eq!(decide(&given(&history), authorize(2, ProviderAnswer::Approved)), Err(PaymentError::OrderCancelled));
     }
 
     #[test]

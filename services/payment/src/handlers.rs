@@ -1,11 +1,12 @@
-//! On `OrderPlaced`: ask the provider, record the answer in the order's
-//! payment stream and publish it through the outbox, in one transaction.
+//! On `OrderPlaced` and `PaymentRetryRequested`: ask the provider, record the
+//! answer in the order's payment stream and publish it through the outbox, in
+//! one transaction. On `OrderCancelled`: void an authorisation still standing.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use omnisaga_proto::v1::envelope::Payload;
+use omnisaga_proto::v1::{envelope::Payload, Envelope, Money};
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::{self, EventMeta},
@@ -15,7 +16,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, AuthorizePayment, Payment, PaymentError, ProviderAnswer},
+    domain::{self, AuthorizePayment, Payment, ProviderAnswer},
     provider::{Outcome, Provider},
 };
 
@@ -24,77 +25,99 @@ pub struct OrderEvents {
     pub payments_topic: String,
 }
 
+fn rejected(msg: String) -> HandlerError {
+    HandlerError::Rejected(anyhow::anyhow!(msg))
+}
+
 #[async_trait]
 impl Handler for OrderEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        let Some(Payload::OrderPlaced(placed)) = &event.envelope.payload else {
-            return Ok(());
-        };
-        let order_id = Uuid::parse_str(&placed.order_id).map_err(|_| {
-            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", placed.order_id))
-        })?;
-        let amount = placed
-            .total
-            .clone()
-            .ok_or_else(|| HandlerError::Rejected(anyhow::anyhow!("OrderPlaced has no total")))?;
+        let env = &event.envelope;
+        let order_id =
+            Uuid::parse_str(&env.order_id).map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
         let stream = format!("payment-{order_id}");
         let history = store::load(tx, &stream).await?;
         let version = history.last().map_or(0, |e| e.version);
-        let state = history
-            .iter()
-            .filter_map(|e| e.envelope.payload.as_ref())
-            .fold(Payment::default(), domain::evolve);
-        let attempt = state.attempts + 1;
-        let answer = match self
-            .provider
-            .authorize(
-                &domain::payment_id(&placed.order_id, attempt),
-                &placed.payment_method_token,
-            )
-            .await
-        {
+        let state =
+            history.iter().filter_map(|e| e.envelope.payload.as_ref()).fold(Payment::default(), domain::evolve);
+        let meta = EventMeta::caused_by(env, &event.trace);
+        let (recorded, events) = match &env.payload {
+            Some(Payload::OrderPlaced(placed)) => {
+                let amount = placed.total.clone().ok_or_else(|| rejected("OrderPlaced has no total".into()))?;
+                let attempt = state.attempts + 1;
+                (None, self.authorize(&state, &env.order_id, amount, attempt, &placed.payment_method_token).await?)
+            }
+            Some(Payload::PaymentRetryRequested(retry)) => {
+                let amount = state.amount.clone().ok_or_else(|| rejected("retry before any attempt".into()))?;
+                (None, self.authorize(&state, &env.order_id, amount, retry.attempt, &retry.payment_method_token).await?)
+            }
+            Some(cancelled @ Payload::OrderCancelled(_)) if !state.cancelled => {
+                let voids = domain::void_on_cancel(&domain::evolve(state.clone(), cancelled), &env.order_id);
+                for v in &voids {
+                    if let Payload::PaymentVoided(v) = v {
+                        self.provider.void(&v.payment_id).await;
+                    }
+                }
+                (Some(env.clone()), voids)
+            }
+            _ => return Ok(()),
+        };
+        let now = Utc::now();
+        let envelopes: Vec<Envelope> =
+            events.into_iter().map(|e| event::envelope("payment", &env.order_id, e, &meta, now)).collect();
+        let all: Vec<Envelope> = recorded.into_iter().chain(envelopes.iter().cloned()).collect();
+        store::append(tx, &stream, version, &all).await?;
+        for out in &envelopes {
+            outbox::enqueue(tx, &self.payments_topic, out, &meta.trace).await?;
+            tracing::info!(event.type = %out.event_type, "payment event");
+        }
+        let after = all.iter().filter_map(|e| e.payload.as_ref()).fold(state, domain::evolve);
+        update_view(tx, order_id, &after).await?;
+        Ok(())
+    }
+}
+
+impl OrderEvents {
+    async fn authorize(
+        &self,
+        state: &Payment,
+        order_id: &str,
+        amount: Money,
+        attempt: u32,
+        token: &str,
+    ) -> Result<Vec<Payload>, HandlerError> {
+        // Checked before calling the provider: a duplicate or late attempt must not charge.
+        if domain::may_attempt(state, attempt).is_err() {
+            return Ok(vec![]);
+        }
+        let answer = match self.provider.authorize(&domain::payment_id(order_id, attempt), token).await {
             Outcome::Approved => ProviderAnswer::Approved,
             Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
             Outcome::Unavailable => ProviderAnswer::Unavailable,
         };
-        let cmd = AuthorizePayment {
-            order_id: placed.order_id.clone(),
-            amount,
-            attempt,
-            answer,
-        };
-        let events = match domain::decide(&state, cmd) {
-            Ok(events) => events,
-            Err(PaymentError::AlreadyAuthorized) => return Ok(()),
-            Err(e) => return Err(HandlerError::Rejected(e.into())),
-        };
-        let meta = EventMeta::caused_by(&event.envelope, &event.trace);
-        let now = Utc::now();
-        let envelopes: Vec<_> = events
-            .into_iter()
-            .map(|e| event::envelope("payment", &placed.order_id, e, &meta, now))
-            .collect();
-        store::append(tx, &stream, version, &envelopes).await?;
-        for env in &envelopes {
-            outbox::enqueue(tx, &self.payments_topic, env, &meta.trace).await?;
-            tracing::info!(event.type = %env.event_type, "payment answered");
-        }
-        let after = envelopes
-            .iter()
-            .filter_map(|e| e.payload.as_ref())
-            .fold(state, domain::evolve);
-        let total = after.amount.clone().unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO payment_view (order_id, status, attempts, amount_minor, currency) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (order_id) DO UPDATE SET status = $2, attempts = $3, updated_at = now()",
-        )
-        .bind(order_id)
-        .bind(if after.authorized.is_some() { "AUTHORIZED" } else { "FAILED" })
-        .bind(after.attempts as i32)
-        .bind(total.minor_units)
-        .bind(&total.currency)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        let cmd = AuthorizePayment { order_id: order_id.to_owned(), amount, attempt, answer };
+        domain::decide(state, cmd).map_err(|e| HandlerError::Rejected(e.into()))
     }
+}
+
+async fn update_view(tx: &mut PgConnection, order_id: Uuid, p: &Payment) -> Result<(), sqlx::Error> {
+    let status = match (p.cancelled, p.voided, p.authorized.is_some()) {
+        (_, true, _) => "VOIDED",
+        (_, _, true) => "AUTHORIZED",
+        (true, _, _) => "CANCELLED",
+        _ => "FAILED",
+    };
+    let total = p.amount.clone().unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO payment_view (order_id, status, attempts, amount_minor, currency) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (order_id) DO UPDATE SET status = $2, attempts = $3, updated_at = now()",
+    )
+    .bind(order_id)
+    .bind(status)
+    .bind(p.attempts as i32)
+    .bind(total.minor_units)
+    .bind(&total.currency)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! `PaymentAuthorized` ("Payment successful") or `PaymentFailed`. It owns the
 //! payment streams in its own database and never touches another service's.
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod domain;

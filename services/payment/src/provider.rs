@@ -86,6 +86,16 @@ impl Provider {
     }
 }
 
+impl Provider {
+    /// Releases an authorisation. The simulator always can.
+    pub async fn void(&self, payment_id: &str) {
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+        tracing::info!(payment.id = payment_id, "authorisation voided with the provider");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

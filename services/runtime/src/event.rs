@@ -33,6 +33,11 @@ impl TraceContext {
         }
     }
 
+    /// A new span in the trace `trace_id` (32 hex digits), or a new trace if malformed.
+    pub fn for_trace(trace_id: &str) -> Self {
+        Self::from_header_or_new(Some(&format!("00-{trace_id}-{}-01", new_span_id())), None)
+    }
+
     /// The 32-hex-digit trace id, if any.
     pub fn trace_id(&self) -> Option<&str> {
         self.traceparent
