@@ -4,6 +4,8 @@
 //! `make run` (the `omnisaga-stack` binary), the e2e tests and the load
 //! generator all start the stack through [`Stack::start`].
 
+pub mod client;
+
 use std::{
     collections::BTreeMap,
     net::TcpListener,
@@ -68,6 +70,7 @@ pub struct Stack {
     pub services: Vec<Service>,
     broker: Child,
     options: StackOptions,
+    ports: BTreeMap<&'static str, u16>,
 }
 
 /// The directory holding this build's binaries (the service binaries live
@@ -194,7 +197,6 @@ async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Res
 impl Stack {
     pub async fn start(options: StackOptions) -> Result<Self> {
         std::fs::create_dir_all(options.dir.join("logs"))?;
-        let bins = bin_dir()?;
 
         let broker_port = if options.fixed_ports { 9092 } else { free_port()? };
         let brokers = format!("127.0.0.1:{broker_port}");
@@ -242,6 +244,7 @@ impl Stack {
             services: Vec::new(),
             broker,
             options,
+            ports: BTreeMap::new(),
         };
         let broker_log = stack.options.dir.join("logs/broker.log");
         wait_tcp(&brokers, &mut stack.broker, &broker_log, Duration::from_secs(30))
@@ -257,60 +260,98 @@ impl Stack {
         }
         admin.close().await?;
 
-        let seed = repo_root().join("infra/seed/catalog.json");
-        let mut ports = BTreeMap::new();
         for (name, default_port) in SERVICES {
             let port = if stack.options.fixed_ports {
                 default_port
             } else {
                 free_port()?
             };
-            ports.insert(name, port);
+            stack.ports.insert(name, port);
         }
         for (name, _) in SERVICES {
-            let port = ports[name];
-            let url = format!("http://127.0.0.1:{port}");
-            let db_url = format!(
-                "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
-                stack.options.db_prefix
-            );
-            let log_path = stack.options.dir.join(format!("logs/{name}.log"));
-            let log = std::fs::File::create(&log_path)?;
-            let mut cmd = Command::new(bins.join(name));
-            cmd.env("DATABASE_URL", db_url)
-                .env("KAFKA_BROKERS", &brokers)
-                .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-                .env("CATALOG_SEED_FILE", &seed)
-                .env(
-                    "WAREHOUSE_URL",
-                    format!("http://127.0.0.1:{}", ports["warehouse"]),
-                )
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .kill_on_drop(true);
-            for key in ["*", name] {
-                for (k, v) in stack.options.env.get(key).into_iter().flatten() {
-                    cmd.env(k, v);
-                }
-            }
-            let mut child = cmd.spawn().with_context(|| {
-                format!(
-                    "Failed to start {} (build it with `cargo build --bins`)",
-                    bins.join(name).display()
-                )
-            })?;
-            wait_ready(name, &url, &mut child, &log_path).await?;
-            stack.services.push(Service { name, url, child });
+            let service = stack.spawn(name).await?;
+            stack.services.push(service);
         }
         Ok(stack)
     }
 
-    pub fn url(&self, service: &str) -> &str {
-        self.services
+    /// Starts service `name` with the stack's settings and waits until it is ready.
+    async fn spawn(&self, name: &'static str) -> Result<Service> {
+        let port = self.ports[name];
+        let url = format!("http://127.0.0.1:{port}");
+        let db_url = format!(
+            "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
+            self.options.db_prefix
+        );
+        let log_path = self.options.dir.join(format!("logs/{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        let bin = bin_dir()?.join(name);
+        let mut cmd = Command::new(&bin);
+        cmd.env("DATABASE_URL", db_url)
+            .env("KAFKA_BROKERS", &self.brokers)
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("CATALOG_SEED_FILE", repo_root().join("infra/seed/catalog.json"))
+            .env(
+                "WAREHOUSE_URL",
+                format!("http://127.0.0.1:{}", self.ports["warehouse"]),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        for key in ["*", name] {
+            for (k, v) in self.options.env.get(key).into_iter().flatten() {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd.spawn().with_context(|| {
+            format!(
+                "Failed to start {} (build it with `cargo build --bins`)",
+                bin.display()
+            )
+        })?;
+        wait_ready(name, &url, &mut child, &log_path).await?;
+        Ok(Service { name, url, child })
+    }
+
+    fn take(&mut self, name: &str) -> Result<Service> {
+        let i = self
+            .services
             .iter()
-            .find(|s| s.name == service)
-            .map(|s| s.url.as_str())
+            .position(|s| s.name == name)
+            .with_context(|| format!("{name} is not running"))?;
+        Ok(self.services.remove(i))
+    }
+
+    /// Stops service `name` gracefully (SIGTERM).
+    pub async fn stop_service(&mut self, name: &str) -> Result<()> {
+        let mut s = self.take(name)?;
+        terminate(&mut s.child, s.name).await;
+        Ok(())
+    }
+
+    /// Kills service `name` with SIGKILL: no chance to finish anything.
+    pub async fn kill_service(&mut self, name: &str) -> Result<()> {
+        let mut s = self.take(name)?;
+        s.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts a stopped service again, on the same port and database.
+    pub async fn start_service(&mut self, name: &'static str) -> Result<()> {
+        let s = self.spawn(name).await?;
+        self.services.push(s);
+        Ok(())
+    }
+
+    /// The service's URL (known while it is stopped too).
+    pub fn url(&self, service: &str) -> String {
+        self.ports
+            .get(service)
+            .map(|p| format!("http://127.0.0.1:{p}"))
             .unwrap_or_default()
     }
 

@@ -11,6 +11,7 @@ pub fn template_for(event: &Payload) -> Option<&'static str> {
         Payload::OrderReadyForShipment(_) => Some("ready_for_shipment"),
         Payload::OrderShipped(_) => Some("shipped"),
         Payload::OrderCancelled(_) => Some("order_cancelled"),
+        Payload::PaymentDelayed(_) => Some("payment_delayed"),
         _ => None,
     }
 }
@@ -24,6 +25,11 @@ pub fn render(template: &str, number: &str) -> String {
         "ready_for_shipment" => format!("Ready for shipment: order {number} is packed."),
         "shipped" => format!("Shipped: order {number} is on its way."),
         "order_cancelled" => format!("Order {number} was cancelled."),
+        "payment_delayed" => {
+            format!(
+                "Payment is delayed: order {number} is saved and will go ahead as soon as payment answers."
+            )
+        }
         other => format!("Update on order {number}: {other}."),
     }
 }

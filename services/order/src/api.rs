@@ -411,9 +411,15 @@ fn command_error(e: CommandError) -> ApiError {
     use crate::domain::OrderError as E;
     match e {
         CommandError::Domain(E::UnknownOrder) => ApiError::not_found("no such order"),
-        CommandError::Domain(e @ E::RetryNotAllowed(_)) => ApiError::conflict("payment_retry_not_allowed", e.to_string()),
-        CommandError::Domain(e @ E::RetryPending) => ApiError::conflict("payment_retry_in_progress", e.to_string()),
-        CommandError::Domain(e @ E::TooLateToCancel(_)) => ApiError::conflict("order_not_cancellable", e.to_string()),
+        CommandError::Domain(e @ E::RetryNotAllowed(_)) => {
+            ApiError::conflict("payment_retry_not_allowed", e.to_string())
+        }
+        CommandError::Domain(e @ E::RetryPending) => {
+            ApiError::conflict("payment_retry_in_progress", e.to_string())
+        }
+        CommandError::Domain(e @ E::TooLateToCancel(_)) => {
+            ApiError::conflict("order_not_cancellable", e.to_string())
+        }
         CommandError::Domain(e) => ApiError::conflict("conflict", e.to_string()),
         CommandError::Store(e) => ApiError::internal(e),
     }
@@ -444,17 +450,29 @@ async fn retry_payment(
     p.into_result()?;
     let request_hash = Sha256::digest(serde_json::to_vec(&req).map_err(ApiError::internal)?).to_vec();
     let scope = format!("order:{order_id}:payment-retry");
-    let meta = EventMeta { correlation_id: request_id, causation_id: String::new(), trace };
-    let cmd = Command::RetryPayment { payment_method_token: req.payment_method.clone() };
+    let meta = EventMeta {
+        correlation_id: request_id,
+        causation_id: String::new(),
+        trace,
+    };
+    let cmd = Command::RetryPayment {
+        payment_method_token: req.payment_method.clone(),
+    };
 
     let mut tx = s.pool.begin().await?;
-    let outcome = s.orders.execute_in(&mut tx, order_id, cmd, Some(meta), None).await;
+    let outcome = s
+        .orders
+        .execute_in(&mut tx, order_id, cmd, Some(meta), None)
+        .await;
     let response = match &outcome {
-        Ok(o) => json!({"order_id": order_id, "status": o.order.status.as_str(), "attempt": o.order.attempts}),
+        Ok(o) => {
+            json!({"order_id": order_id, "status": o.order.status.as_str(), "attempt": o.order.attempts})
+        }
         Err(_) => Value::Null,
     };
     // A retry of the same request answers as the first did, even once the state moved on.
-    let earlier = db::claim_idempotency_key(&mut tx, &scope, &key, &request_hash, order_id, &response).await?;
+    let earlier =
+        db::claim_idempotency_key(&mut tx, &scope, &key, &request_hash, order_id, &response).await?;
     if let Some(earlier) = earlier {
         tx.rollback().await?;
         if earlier.request_hash != request_hash {
@@ -478,18 +496,31 @@ async fn cancel_order(
     Extension(trace): Extension<TraceContext>,
 ) -> Result<Json<Value>, ApiError> {
     let order_id = parse_order_id(&id)?;
-    let meta = EventMeta { correlation_id: request_id, causation_id: String::new(), trace };
-    let cmd = Command::Cancel { reason: "customer_request".into() };
+    let meta = EventMeta {
+        correlation_id: request_id,
+        causation_id: String::new(),
+        trace,
+    };
+    let cmd = Command::Cancel {
+        reason: "customer_request".into(),
+    };
     match s.orders.execute(order_id, cmd, Some(meta)).await {
         Ok(o) => {
             tracing::info!(order.id = %order_id, "order cancelled by the customer");
-            Ok(Json(json!({"order_id": order_id, "status": o.order.status.as_str(), "reason": o.order.cancel_reason})))
+            Ok(Json(
+                json!({"order_id": order_id, "status": o.order.status.as_str(), "reason": o.order.cancel_reason}),
+            ))
         }
         Err(CommandError::Domain(crate::domain::OrderError::AlreadyCancelled)) => {
             let mut conn = s.pool.acquire().await?;
-            let history = store::load(&mut conn, &crate::commands::stream(order_id)).await.map_err(ApiError::internal)?;
-            let order = crate::commands::fold(&history).ok_or_else(|| ApiError::not_found("no such order"))?;
-            Ok(Json(json!({"order_id": order_id, "status": order.status.as_str(), "reason": order.cancel_reason})))
+            let history = store::load(&mut conn, &crate::commands::stream(order_id))
+                .await
+                .map_err(ApiError::internal)?;
+            let order =
+                crate::commands::fold(&history).ok_or_else(|| ApiError::not_found("no such order"))?;
+            Ok(Json(
+                json!({"order_id": order_id, "status": order.status.as_str(), "reason": order.cancel_reason}),
+            ))
         }
         Err(e) => Err(command_error(e)),
     }
@@ -506,7 +537,10 @@ fn idempotency_key_reused() -> ApiError {
 const TOKEN_RULE: &str = "must be a payment method token (letters, digits, _ and -, at most 128)";
 
 fn valid_token(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 128 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 async fn get_order(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -65,13 +65,25 @@ impl App {
             self.base.topics.payments.clone(),
             self.base.topics.warehouse.clone(),
         ];
-        let consumer = self.base.consumer(topics, Arc::new(SagaEvents { orders: orders.clone() }));
+        let consumer = self.base.consumer(
+            topics,
+            Arc::new(SagaEvents {
+                orders: orders.clone(),
+            }),
+        );
         let deadlines = Deadlines {
             orders,
             delay_notice: self.config.payment_delay_notice,
             tick: self.config.deadline_tick,
         };
         let deadlines: Task = Box::new(move |token| Box::pin(deadlines.run(token)));
-        self.base.run(self.listener, api::routes(state), vec![consumer, deadlines], shutdown).await
+        self.base
+            .run(
+                self.listener,
+                api::routes(state),
+                vec![consumer, deadlines],
+                shutdown,
+            )
+            .await
     }
 }

@@ -51,7 +51,10 @@ pub struct Outcome {
 }
 
 pub fn fold(history: &[store::StoredEvent]) -> Option<Order> {
-    history.iter().filter_map(|e| e.envelope.payload.as_ref()).fold(None, domain::evolve)
+    history
+        .iter()
+        .filter_map(|e| e.envelope.payload.as_ref())
+        .fold(None, domain::evolve)
 }
 
 pub fn stream(order_id: Uuid) -> String {
@@ -61,11 +64,19 @@ pub fn stream(order_id: Uuid) -> String {
 impl Orders {
     /// Runs `cmd` in its own transaction, retrying when a concurrent writer
     /// moved the stream on. `meta` is `None` to continue the order's own trace.
-    pub async fn execute(&self, order_id: Uuid, cmd: Command, meta: Option<EventMeta>) -> Result<Outcome, CommandError> {
+    pub async fn execute(
+        &self,
+        order_id: Uuid,
+        cmd: Command,
+        meta: Option<EventMeta>,
+    ) -> Result<Outcome, CommandError> {
         let mut attempt = 0;
         loop {
             let mut tx = self.pool.begin().await?;
-            match self.execute_in(&mut tx, order_id, cmd.clone(), meta.clone(), None).await {
+            match self
+                .execute_in(&mut tx, order_id, cmd.clone(), meta.clone(), None)
+                .await
+            {
                 Ok(outcome) => {
                     tx.commit().await?;
                     if !outcome.events.is_empty() {
@@ -106,33 +117,60 @@ impl Orders {
             None => own_meta(tx, order_id, &history).await?,
         };
         let now = Utc::now();
-        let envelopes: Vec<Envelope> =
-            new.into_iter().map(|p| event::envelope("order", &order_id.to_string(), p, &meta, now)).collect();
+        let envelopes: Vec<Envelope> = new
+            .into_iter()
+            .map(|p| event::envelope("order", &order_id.to_string(), p, &meta, now))
+            .collect();
         store::append(tx, &stream(order_id), version, &envelopes).await?;
         for env in &envelopes {
             outbox::enqueue(tx, &self.topic, env, &meta.trace).await?;
-            order = order.and_then(|o| env.payload.as_ref().map(|p| domain::evolve(Some(o.clone()), p)).unwrap_or(Some(o)));
+            order = order.and_then(|o| {
+                env.payload
+                    .as_ref()
+                    .map(|p| domain::evolve(Some(o.clone()), p))
+                    .unwrap_or(Some(o))
+            });
         }
         let order = order.ok_or(OrderError::UnknownOrder)?;
         if Some(order.status) != before || order.delay_noticed {
             sync_view(tx, order_id, &order, self.payment_deadline).await?;
         }
-        Ok(Outcome { order, events: envelopes })
+        Ok(Outcome {
+            order,
+            events: envelopes,
+        })
     }
 }
 
 /// Metadata for events the order service causes by itself (deadlines): the
 /// saga's correlation id and trace, caused by the stream's last event.
-async fn own_meta(tx: &mut PgConnection, order_id: Uuid, history: &[store::StoredEvent]) -> Result<EventMeta, sqlx::Error> {
+async fn own_meta(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    history: &[store::StoredEvent],
+) -> Result<EventMeta, sqlx::Error> {
     let trace_id = db::trace_id(&mut *tx, order_id).await?;
     Ok(EventMeta {
-        correlation_id: history.first().map(|e| e.envelope.correlation_id.clone()).unwrap_or_default(),
-        causation_id: history.last().map(|e| e.envelope.event_id.clone()).unwrap_or_default(),
-        trace: trace_id.map(|t| TraceContext::for_trace(&t)).unwrap_or_else(TraceContext::new_root),
+        correlation_id: history
+            .first()
+            .map(|e| e.envelope.correlation_id.clone())
+            .unwrap_or_default(),
+        causation_id: history
+            .last()
+            .map(|e| e.envelope.event_id.clone())
+            .unwrap_or_default(),
+        trace: trace_id
+            .map(|t| TraceContext::for_trace(&t))
+            .unwrap_or_else(TraceContext::new_root),
     })
 }
 
-async fn sync_view(tx: &mut PgConnection, order_id: Uuid, order: &Order, deadline: Duration) -> Result<(), sqlx::Error> {
+async fn sync_view(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    order: &Order,
+    deadline: Duration,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE order_view SET status = $2, updated_at = now(), delay_noticed = $3,
                 payment_deadline_at = CASE WHEN $2 = 'AWAITING_PAYMENT'

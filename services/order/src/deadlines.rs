@@ -36,7 +36,9 @@ impl Deadlines {
 
     async fn check(&self) -> Result<()> {
         for order_id in db::past_payment_deadline(&self.orders.pool, 100).await? {
-            let cmd = Command::Cancel { reason: PAYMENT_DEADLINE_PASSED.into() };
+            let cmd = Command::Cancel {
+                reason: PAYMENT_DEADLINE_PASSED.into(),
+            };
             match self.orders.execute(order_id, cmd, None).await {
                 Ok(_) => tracing::info!(order.id = %order_id, "payment deadline passed, order cancelled"),
                 Err(CommandError::Domain(_)) => {} // paid or cancelled meanwhile
@@ -44,7 +46,11 @@ impl Deadlines {
             }
         }
         for (order_id, waited_ms) in db::payment_delayed(&self.orders.pool, self.delay_notice, 100).await? {
-            match self.orders.execute(order_id, Command::NoticePaymentDelay { waited_ms }, None).await {
+            match self
+                .orders
+                .execute(order_id, Command::NoticePaymentDelay { waited_ms }, None)
+                .await
+            {
                 Ok(_) => tracing::info!(order.id = %order_id, waited_ms, "payment delayed, customer told"),
                 Err(CommandError::Domain(_)) => {}
                 Err(e) => return Err(e.into()),

@@ -3,8 +3,8 @@
 //! come in with the command. Events are the canonical `omnisaga.v1` payloads.
 
 use omnisaga_proto::v1::{
-    envelope::Payload, Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced, PaymentDelayed,
-    PaymentRetryRequested,
+    envelope::Payload, Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced,
+    PaymentDelayed, PaymentRetryRequested,
 };
 
 /// Where an order is in the saga. Ranks only go up, so an event that arrives
@@ -66,11 +66,17 @@ pub enum Command {
     /// stored as it is; the events `decide` returns are the owner's reaction.
     Record(Payload),
     /// The customer asks for a new payment attempt with another method.
-    RetryPayment { payment_method_token: String },
+    RetryPayment {
+        payment_method_token: String,
+    },
     /// Cancel: by the customer, or because the payment deadline passed.
-    Cancel { reason: String },
+    Cancel {
+        reason: String,
+    },
     /// Payment has not answered for longer than usual: tell the customer.
-    NoticePaymentDelay { waited_ms: i64 },
+    NoticePaymentDelay {
+        waited_ms: i64,
+    },
 }
 
 /// Why an order was cancelled when its payment deadline passed.
@@ -125,14 +131,19 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
         }
         (order, Command::Cancel { reason }) => match order.status {
             Status::Cancelled => Err(OrderError::AlreadyCancelled),
-            Status::ReadyForShipment | Status::Shipped => Err(OrderError::TooLateToCancel(order.status.as_str())),
+            Status::ReadyForShipment | Status::Shipped => {
+                Err(OrderError::TooLateToCancel(order.status.as_str()))
+            }
             _ => Ok(vec![cancelled(order, &reason)]),
         },
         (order, Command::NoticePaymentDelay { waited_ms }) => {
             if order.status != Status::Placed || order.delay_noticed {
                 return Err(OrderError::NotWaitingForPayment);
             }
-            Ok(vec![Payload::PaymentDelayed(PaymentDelayed { order_id: order.placed.order_id.clone(), waited_ms })])
+            Ok(vec![Payload::PaymentDelayed(PaymentDelayed {
+                order_id: order.placed.order_id.clone(),
+                waited_ms,
+            })])
         }
         (_, Command::Place(_)) => Err(OrderError::AlreadyPlaced),
     }
@@ -143,7 +154,9 @@ fn place(p: PlaceOrder) -> Result<Vec<Payload>, OrderError> {
     Ok(vec![Payload::OrderPlaced(OrderPlaced {
         order_id: p.order_id,
         order_number: p.order_number,
-        customer: Some(Customer { customer_id: p.customer_id }),
+        customer: Some(Customer {
+            customer_id: p.customer_id,
+        }),
         channel: p.channel as i32,
         items: p.items,
         total: Some(total),
@@ -154,7 +167,10 @@ fn place(p: PlaceOrder) -> Result<Vec<Payload>, OrderError> {
 }
 
 fn cancelled(order: &Order, reason: &str) -> Payload {
-    Payload::OrderCancelled(OrderCancelled { order_id: order.placed.order_id.clone(), reason: reason.to_owned() })
+    Payload::OrderCancelled(OrderCancelled {
+        order_id: order.placed.order_id.clone(),
+        reason: reason.to_owned(),
+    })
 }
 
 /// Which facts the order records, and how the saga's owner reacts to them.
@@ -256,7 +272,8 @@ pub fn total(items: &[LineItem]) -> Result<Money, OrderError> {
 mod tests {
     use super::*;
     use omnisaga_proto::v1::{
-        OrderReadyForShipment, OrderShipped, PaymentAuthorized, PaymentFailed, StockReserved, StockUnavailable,
+        OrderReadyForShipment, OrderShipped, PaymentAuthorized, PaymentFailed, StockReserved,
+        StockUnavailable,
     };
 
     fn line(sku: &str, qty: u32, price: i64, currency: &str) -> LineItem {
@@ -264,7 +281,10 @@ mod tests {
             sku: sku.into(),
             name: sku.into(),
             quantity: qty,
-            unit_price: Some(Money { minor_units: price, currency: currency.into() }),
+            unit_price: Some(Money {
+                minor_units: price,
+                currency: currency.into(),
+            }),
         }
     }
 
@@ -282,13 +302,23 @@ mod tests {
     }
 
     fn placed() -> Payload {
-        decide(None, place(vec![line("A", 2, 500, "EUR")])).unwrap().remove(0)
+        decide(None, place(vec![line("A", 2, 500, "EUR")]))
+            .unwrap()
+            .remove(0)
     }
     fn authorized(attempt: u32) -> Payload {
-        Payload::PaymentAuthorized(PaymentAuthorized { attempt, ..Default::default() })
+        Payload::PaymentAuthorized(PaymentAuthorized {
+            attempt,
+            ..Default::default()
+        })
     }
     fn failed(attempt: u32) -> Payload {
-        Payload::PaymentFailed(PaymentFailed { attempt, reason: "card_declined".into(), retryable: true, ..Default::default() })
+        Payload::PaymentFailed(PaymentFailed {
+            attempt,
+            reason: "card_declined".into(),
+            retryable: true,
+            ..Default::default()
+        })
     }
     fn ready() -> Payload {
         Payload::OrderReadyForShipment(OrderReadyForShipment::default())
@@ -297,13 +327,20 @@ mod tests {
         Payload::OrderShipped(OrderShipped::default())
     }
     fn cancel() -> Command {
-        Command::Cancel { reason: "customer_request".into() }
+        Command::Cancel {
+            reason: "customer_request".into(),
+        }
     }
     fn retry() -> Command {
-        Command::RetryPayment { payment_method_token: "tok_visa".into() }
+        Command::RetryPayment {
+            payment_method_token: "tok_visa".into(),
+        }
     }
     fn cancelled(reason: &str) -> Payload {
-        Payload::OrderCancelled(OrderCancelled { order_id: "o-1".into(), reason: reason.into() })
+        Payload::OrderCancelled(OrderCancelled {
+            order_id: "o-1".into(),
+            reason: reason.into(),
+        })
     }
 
     /// given `history`, when `cmd`: the decision and the state after it.
@@ -334,15 +371,30 @@ mod tests {
 
     #[test]
     fn placing_an_order_prices_it_from_its_lines() {
-        let events = decide(None, place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")])).unwrap();
-        let Payload::OrderPlaced(p) = &events[0] else { panic!("expected OrderPlaced") };
-        assert_eq!(p.total, Some(Money { minor_units: 1250, currency: "EUR".into() }));
+        let events = decide(
+            None,
+            place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")]),
+        )
+        .unwrap();
+        let Payload::OrderPlaced(p) = &events[0] else {
+            panic!("expected OrderPlaced")
+        };
+        assert_eq!(
+            p.total,
+            Some(Money {
+                minor_units: 1250,
+                currency: "EUR".into()
+            })
+        );
         assert_eq!(given(&events).status(), Status::Placed);
     }
 
     #[test]
     fn an_order_cannot_be_placed_twice() {
-        assert_eq!(given(&[placed()]).when(place(vec![line("A", 1, 1, "EUR")])), Err(OrderError::AlreadyPlaced));
+        assert_eq!(
+            given(&[placed()]).when(place(vec![line("A", 1, 1, "EUR")])),
+            Err(OrderError::AlreadyPlaced)
+        );
     }
 
     #[test]
@@ -379,7 +431,10 @@ mod tests {
 
     #[test]
     fn the_order_does_not_record_its_own_placement_from_outside() {
-        assert_eq!(given(&[placed()]).when(Command::Record(placed())), Err(OrderError::NotRecorded("OrderPlaced")));
+        assert_eq!(
+            given(&[placed()]).when(Command::Record(placed())),
+            Err(OrderError::NotRecorded("OrderPlaced"))
+        );
     }
 
     #[test]
@@ -387,17 +442,26 @@ mod tests {
         let g = given(&[placed()]).record(failed(1));
         assert_eq!(g.status(), Status::AwaitingPayment);
         let events = g.when(retry()).unwrap();
-        let Payload::PaymentRetryRequested(r) = &events[0] else { panic!("expected a retry request") };
+        let Payload::PaymentRetryRequested(r) = &events[0] else {
+            panic!("expected a retry request")
+        };
         assert_eq!(r.attempt, 2);
         let g = Given([g.0, events].concat());
-        assert_eq!(g.when(retry()), Err(OrderError::RetryPending), "one retry at a time");
+        assert_eq!(
+            g.when(retry()),
+            Err(OrderError::RetryPending),
+            "one retry at a time"
+        );
         let g = g.record(authorized(2));
         assert_eq!(g.status(), Status::Paid);
     }
 
     #[test]
     fn a_retry_is_refused_unless_the_order_awaits_payment() {
-        assert_eq!(given(&[placed()]).when(retry()), Err(OrderError::RetryNotAllowed("PLACED")));
+        assert_eq!(
+            given(&[placed()]).when(retry()),
+            Err(OrderError::RetryNotAllowed("PLACED"))
+        );
         let paid = given(&[placed()]).record(authorized(1));
         assert_eq!(paid.when(retry()), Err(OrderError::RetryNotAllowed("PAID")));
         let gone = given(&[placed(), cancelled("customer_request")]);
@@ -406,21 +470,37 @@ mod tests {
 
     #[test]
     fn an_order_can_be_cancelled_until_it_is_packed() {
-        for history in [vec![placed()], vec![placed(), failed(1)], vec![placed(), authorized(1)]] {
+        for history in [
+            vec![placed()],
+            vec![placed(), failed(1)],
+            vec![placed(), authorized(1)],
+        ] {
             let events = given(&history).when(cancel()).unwrap();
             assert_eq!(events, vec![cancelled("customer_request")]);
         }
-        for (history, status) in [(vec![placed(), authorized(1), ready()], "READY_FOR_SHIPMENT"), (vec![placed(), authorized(1), ready(), shipped()], "SHIPPED")] {
-            assert_eq!(given(&history).when(cancel()), Err(OrderError::TooLateToCancel(status)));
+        for (history, status) in [
+            (vec![placed(), authorized(1), ready()], "READY_FOR_SHIPMENT"),
+            (vec![placed(), authorized(1), ready(), shipped()], "SHIPPED"),
+        ] {
+            assert_eq!(
+                given(&history).when(cancel()),
+                Err(OrderError::TooLateToCancel(status))
+            );
         }
-        assert_eq!(given(&[placed(), cancelled("x")]).when(cancel()), Err(OrderError::AlreadyCancelled));
+        assert_eq!(
+            given(&[placed(), cancelled("x")]).when(cancel()),
+            Err(OrderError::AlreadyCancelled)
+        );
     }
 
     #[test]
     fn unavailable_stock_cancels_the_order() {
         let g = given(&[placed()]).record(Payload::StockUnavailable(StockUnavailable::default()));
         assert_eq!(g.status(), Status::Cancelled);
-        assert_eq!(g.state().unwrap().cancel_reason.as_deref(), Some("stock_unavailable"));
+        assert_eq!(
+            g.state().unwrap().cancel_reason.as_deref(),
+            Some("stock_unavailable")
+        );
     }
 
     #[test]
@@ -436,7 +516,10 @@ mod tests {
         let g = given(&[placed(), cancelled("customer_request")])
             .record(Payload::StockUnavailable(StockUnavailable::default()))
             .record(Payload::StockReserved(StockReserved::default()));
-        let cancellations = g.0.iter().filter(|e| matches!(e, Payload::OrderCancelled(_))).count();
+        let cancellations =
+            g.0.iter()
+                .filter(|e| matches!(e, Payload::OrderCancelled(_)))
+                .count();
         assert_eq!(cancellations, 1);
     }
 
@@ -446,8 +529,14 @@ mod tests {
         let events = g.when(Command::NoticePaymentDelay { waited_ms: 5000 }).unwrap();
         assert!(matches!(events[0], Payload::PaymentDelayed(_)));
         let g = Given([g.0, events].concat());
-        assert_eq!(g.when(Command::NoticePaymentDelay { waited_ms: 9000 }), Err(OrderError::NotWaitingForPayment));
+        assert_eq!(
+            g.when(Command::NoticePaymentDelay { waited_ms: 9000 }),
+            Err(OrderError::NotWaitingForPayment)
+        );
         let paid = given(&[placed()]).record(authorized(1));
-        assert_eq!(paid.when(Command::NoticePaymentDelay { waited_ms: 1 }), Err(OrderError::NotWaitingForPayment));
+        assert_eq!(
+            paid.when(Command::NoticePaymentDelay { waited_ms: 1 }),
+            Err(OrderError::NotWaitingForPayment)
+        );
     }
 }

@@ -24,11 +24,18 @@ pub struct SagaEvents {
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let Some(payload) = env.payload.clone() else { return Ok(()) };
-        let order_id = Uuid::parse_str(&env.order_id)
-            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id)))?;
+        let Some(payload) = env.payload.clone() else {
+            return Ok(());
+        };
+        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
+            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
+        })?;
         let meta = EventMeta::caused_by(env, &event.trace);
-        match self.orders.execute_in(tx, order_id, Command::Record(payload), Some(meta), Some(env)).await {
+        match self
+            .orders
+            .execute_in(tx, order_id, Command::Record(payload), Some(meta), Some(env))
+            .await
+        {
             Ok(_) | Err(CommandError::Domain(OrderError::NotRecorded(_))) => Ok(()),
             Err(CommandError::Domain(e)) => Err(HandlerError::Rejected(e.into())),
             Err(CommandError::Store(e @ StoreError::Corrupt(_))) => Err(HandlerError::Rejected(e.into())),

@@ -132,8 +132,10 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     Ok(())
 }
 
-
-pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(ex: E, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(
+    ex: E,
+    order_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
     let t: Option<Option<String>> = sqlx::query_scalar("SELECT trace_id FROM order_view WHERE order_id = $1")
         .bind(order_id)
         .fetch_optional(ex)

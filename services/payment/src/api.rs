@@ -46,11 +46,12 @@ async fn get_provider(State(s): State<ApiState>) -> Json<Value> {
 
 async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such payment"))?;
-    let row = sqlx::query("SELECT status, attempts, amount_minor, currency FROM payment_view WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(&s.pool)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such payment"))?;
+    let row =
+        sqlx::query("SELECT status, attempts, amount_minor, currency FROM payment_view WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&s.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no such payment"))?;
     Ok(Json(json!({
         "order_id": order_id,
         "status": row.get::<String, _>(0),

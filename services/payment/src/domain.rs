@@ -180,17 +180,30 @@ mod tests {
         let paid = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
         let history = [paid, vec![order_cancelled()]].concat();
         let voided = void_on_cancel(&given(&history), "o-1");
-        let Payload::PaymentVoided(v) = &voided[0] else { panic!("expected PaymentVoided") };
+        let Payload::PaymentVoided(v) = &voided[0] else {
+            panic!("expected PaymentVoided")
+        };
         assert_eq!(v.payment_id, "pay-o-1-1");
-        assert_eq!(void_on_cancel(&given(&[history, voided].concat()), "o-1"), vec![], "voided twice");
+        assert_eq!(
+            void_on_cancel(&given(&[history, voided].concat()), "o-1"),
+            vec![],
+            "voided twice"
+        );
     }
 
     #[test]
     fn cancelling_an_unpaid_order_voids_nothing_and_stops_further_attempts() {
-        let failed = decide(&given(&[]), authorize(1, ProviderAnswer::Declined("card_declined".into()))).unwrap();
+        let failed = decide(
+            &given(&[]),
+            authorize(1, ProviderAnswer::Declined("card_declined".into())),
+        )
+        .unwrap();
         let history = [failed, vec![order_cancelled()]].concat();
         assert_eq!(void_on_cancel(&given(&history), "o-1"), vec![]);
-        assert_eq!(decide(&given(&history), authorize(2, ProviderAnswer::Approved)), Err(PaymentError::OrderCancelled));
+        assert_eq!(
+            decide(&given(&history), authorize(2, ProviderAnswer::Approved)),
+            Err(PaymentError::OrderCancelled)
+        );
     }
 
     #[test]

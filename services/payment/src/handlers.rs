@@ -33,23 +33,51 @@ fn rejected(msg: String) -> HandlerError {
 impl Handler for OrderEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let order_id =
-            Uuid::parse_str(&env.order_id).map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
+        let order_id = Uuid::parse_str(&env.order_id)
+            .map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
         let stream = format!("payment-{order_id}");
         let history = store::load(tx, &stream).await?;
         let version = history.last().map_or(0, |e| e.version);
-        let state =
-            history.iter().filter_map(|e| e.envelope.payload.as_ref()).fold(Payment::default(), domain::evolve);
+        let state = history
+            .iter()
+            .filter_map(|e| e.envelope.payload.as_ref())
+            .fold(Payment::default(), domain::evolve);
         let meta = EventMeta::caused_by(env, &event.trace);
         let (recorded, events) = match &env.payload {
             Some(Payload::OrderPlaced(placed)) => {
-                let amount = placed.total.clone().ok_or_else(|| rejected("OrderPlaced has no total".into()))?;
+                let amount = placed
+                    .total
+                    .clone()
+                    .ok_or_else(|| rejected("OrderPlaced has no total".into()))?;
                 let attempt = state.attempts + 1;
-                (None, self.authorize(&state, &env.order_id, amount, attempt, &placed.payment_method_token).await?)
+                (
+                    None,
+                    self.authorize(
+                        &state,
+                        &env.order_id,
+                        amount,
+                        attempt,
+                        &placed.payment_method_token,
+                    )
+                    .await?,
+                )
             }
             Some(Payload::PaymentRetryRequested(retry)) => {
-                let amount = state.amount.clone().ok_or_else(|| rejected("retry before any attempt".into()))?;
-                (None, self.authorize(&state, &env.order_id, amount, retry.attempt, &retry.payment_method_token).await?)
+                let amount = state
+                    .amount
+                    .clone()
+                    .ok_or_else(|| rejected("retry before any attempt".into()))?;
+                (
+                    None,
+                    self.authorize(
+                        &state,
+                        &env.order_id,
+                        amount,
+                        retry.attempt,
+                        &retry.payment_method_token,
+                    )
+                    .await?,
+                )
             }
             Some(cancelled @ Payload::OrderCancelled(_)) if !state.cancelled => {
                 let voids = domain::void_on_cancel(&domain::evolve(state.clone(), cancelled), &env.order_id);
@@ -63,15 +91,20 @@ impl Handler for OrderEvents {
             _ => return Ok(()),
         };
         let now = Utc::now();
-        let envelopes: Vec<Envelope> =
-            events.into_iter().map(|e| event::envelope("payment", &env.order_id, e, &meta, now)).collect();
+        let envelopes: Vec<Envelope> = events
+            .into_iter()
+            .map(|e| event::envelope("payment", &env.order_id, e, &meta, now))
+            .collect();
         let all: Vec<Envelope> = recorded.into_iter().chain(envelopes.iter().cloned()).collect();
         store::append(tx, &stream, version, &all).await?;
         for out in &envelopes {
             outbox::enqueue(tx, &self.payments_topic, out, &meta.trace).await?;
             tracing::info!(event.type = %out.event_type, "payment event");
         }
-        let after = all.iter().filter_map(|e| e.payload.as_ref()).fold(state, domain::evolve);
+        let after = all
+            .iter()
+            .filter_map(|e| e.payload.as_ref())
+            .fold(state, domain::evolve);
         update_view(tx, order_id, &after).await?;
         Ok(())
     }
@@ -90,12 +123,21 @@ impl OrderEvents {
         if domain::may_attempt(state, attempt).is_err() {
             return Ok(vec![]);
         }
-        let answer = match self.provider.authorize(&domain::payment_id(order_id, attempt), token).await {
+        let answer = match self
+            .provider
+            .authorize(&domain::payment_id(order_id, attempt), token)
+            .await
+        {
             Outcome::Approved => ProviderAnswer::Approved,
             Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
             Outcome::Unavailable => ProviderAnswer::Unavailable,
         };
-        let cmd = AuthorizePayment { order_id: order_id.to_owned(), amount, attempt, answer };
+        let cmd = AuthorizePayment {
+            order_id: order_id.to_owned(),
+            amount,
+            attempt,
+            answer,
+        };
         domain::decide(state, cmd).map_err(|e| HandlerError::Rejected(e.into()))
     }
 }

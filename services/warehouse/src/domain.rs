@@ -1,7 +1,9 @@
 //! Fulfilment of one order, pure: reserve when the order is placed, create
 //! the pick task, and release it for picking once the order is paid.
 
-use omnisaga_proto::v1::{envelope::Payload, LineItem, PickTaskCreated, StockReserved, StockUnavailable};
+use omnisaga_proto::v1::{
+    envelope::Payload, LineItem, PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
+};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Fulfilment {
@@ -11,6 +13,8 @@ pub struct Fulfilment {
     pub paid: bool,
     pub ready: bool,
     pub shipped: bool,
+    pub released: bool,
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +36,7 @@ pub enum FulfilmentError {
 
 pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, FulfilmentError> {
     match cmd {
-        Command::Reserve { .. } if state.reserved.is_some() || state.unavailable => {
+        Command::Reserve { .. } if state.reserved.is_some() || state.unavailable || state.cancelled => {
             Err(FulfilmentError::AlreadyReserved)
         }
         Command::Reserve { order_id, short, .. } if !short.is_empty() => {
@@ -60,6 +64,19 @@ pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, Fulfilme
     }
 }
 
+/// Compensation of a cancelled order: stock reserved and not yet shipped goes back.
+pub fn release_on_cancel(state: &Fulfilment, order_id: &str) -> Vec<Payload> {
+    match &state.reserved {
+        Some(items) if !state.shipped && !state.released => {
+            vec![Payload::StockReleased(StockReleased {
+                order_id: order_id.to_owned(),
+                items: items.clone(),
+            })]
+        }
+        _ => vec![],
+    }
+}
+
 pub fn evolve(mut state: Fulfilment, event: &Payload) -> Fulfilment {
     match event {
         Payload::StockReserved(e) => state.reserved = Some(e.items.clone()),
@@ -68,6 +85,8 @@ pub fn evolve(mut state: Fulfilment, event: &Payload) -> Fulfilment {
         Payload::PaymentAuthorized(_) => state.paid = true,
         Payload::OrderReadyForShipment(_) => state.ready = true,
         Payload::OrderShipped(_) => state.shipped = true,
+        Payload::StockReleased(_) => state.released = true,
+        Payload::OrderCancelled(_) => state.cancelled = true,
         _ => {}
     }
     state
@@ -121,6 +140,42 @@ mod tests {
         let events = decide(&given(&[]), reserve(vec![])).unwrap();
         assert_eq!(
             decide(&given(&events), reserve(vec![])),
+            Err(FulfilmentError::AlreadyReserved)
+        );
+    }
+
+    fn cancelled() -> Payload {
+        Payload::OrderCancelled(omnisaga_proto::v1::OrderCancelled::default())
+    }
+
+    #[test]
+    fn a_cancelled_order_releases_its_reservation_once() {
+        let reserved = decide(&given(&[]), reserve(vec![])).unwrap();
+        let history = [reserved, vec![cancelled()]].concat();
+        let released = release_on_cancel(&given(&history), "o-1");
+        assert!(matches!(&released[..], [Payload::StockReleased(r)] if r.items.len() == 1));
+        assert_eq!(
+            release_on_cancel(&given(&[history, released].concat()), "o-1"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn nothing_is_released_when_nothing_was_reserved_or_it_already_shipped() {
+        let short = decide(&given(&[]), reserve(vec!["A".into()])).unwrap();
+        assert_eq!(
+            release_on_cancel(&given(&[short, vec![cancelled()]].concat()), "o-1"),
+            vec![]
+        );
+        let mut shipped = decide(&given(&[]), reserve(vec![])).unwrap();
+        shipped.push(Payload::OrderShipped(Default::default()));
+        assert_eq!(release_on_cancel(&given(&shipped), "o-1"), vec![]);
+    }
+
+    #[test]
+    fn a_cancelled_order_is_never_reserved() {
+        assert_eq!(
+            decide(&given(&[cancelled()]), reserve(vec![])),
             Err(FulfilmentError::AlreadyReserved)
         );
     }

@@ -31,6 +31,7 @@ impl Handler for SagaEvents {
         match &event.envelope.payload {
             Some(Payload::OrderPlaced(placed)) => self.reserve(tx, event, placed).await,
             Some(Payload::PaymentAuthorized(_)) => self.paid(tx, event).await,
+            Some(Payload::OrderCancelled(_)) => self.cancelled(tx, event).await,
             _ => Ok(()),
         }
     }
@@ -79,6 +80,42 @@ impl SagaEvents {
             tracing::info!(pick_task.id = %pick_task_id, "item needs to be picked");
         } else {
             tracing::info!(skus = ?short, "stock unavailable");
+        }
+        Ok(())
+    }
+
+    /// Releases what a cancelled order holds and takes its task off the queue.
+    async fn cancelled(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        let env = &event.envelope;
+        let order_id = order_uuid(&env.order_id)?;
+        // The task row first: pickers lock it before stock, so this order never deadlocks.
+        store::cancel_task(tx, order_id).await?;
+        let (state, version) = store::load(tx, &env.order_id).await?;
+        if state.cancelled {
+            return Ok(());
+        }
+        let after = env
+            .payload
+            .as_ref()
+            .map(|p| domain::evolve(state.clone(), p))
+            .unwrap_or(state);
+        let releases = domain::release_on_cancel(&after, &env.order_id);
+        let meta = EventMeta::caused_by(env, &event.trace);
+        let now = Utc::now();
+        let envelopes: Vec<_> = releases
+            .into_iter()
+            .map(|e| event::envelope("warehouse", &env.order_id, e, &meta, now))
+            .collect();
+        let all: Vec<_> = std::iter::once(env.clone())
+            .chain(envelopes.iter().cloned())
+            .collect();
+        store::append(tx, &env.order_id, version, &all).await?;
+        for out in &envelopes {
+            if let Some(Payload::StockReleased(r)) = &out.payload {
+                store::release(tx, &r.items).await?;
+            }
+            outbox::enqueue(tx, &self.warehouse_topic, out, &meta.trace).await?;
+            tracing::info!(event.type = %out.event_type, "reservation released");
         }
         Ok(())
     }

@@ -131,7 +131,8 @@ impl Pickers {
 /// Pick tasks per status: the backlog.
 pub async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT status, count(*) FROM pick_tasks WHERE status <> 'SHIPPED' GROUP BY status ORDER BY status",
+        "SELECT status, count(*) FROM pick_tasks WHERE status NOT IN ('SHIPPED', 'CANCELLED')
+         GROUP BY status ORDER BY status",
     )
     .fetch_all(pool)
     .await?;

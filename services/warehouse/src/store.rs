@@ -65,6 +65,26 @@ pub async fn reserve(conn: &mut PgConnection, items: &[LineItem]) -> Result<(), 
     Ok(())
 }
 
+pub async fn release(conn: &mut PgConnection, items: &[LineItem]) -> Result<(), sqlx::Error> {
+    for i in items {
+        sqlx::query("UPDATE stock SET reserved = reserved - $2 WHERE sku = $1")
+            .bind(&i.sku)
+            .bind(i64::from(i.quantity))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes an order's task off the queue unless it already shipped.
+pub async fn cancel_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE pick_tasks SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1 AND status <> 'SHIPPED'")
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Shipped goods leave the building: on hand and reserved both go down.
 pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sqlx::Error> {
     for i in items {

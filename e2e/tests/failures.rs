@@ -1,0 +1,280 @@
+//! The saga's failure paths against the stack as real processes: declines
+//! and retries, provider outage, payment deadline, unavailable stock,
+//! customer cancel, the payment service down, and the warehouse killed in
+//! the middle of a backlog. Each compensation must show as an event.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{ensure, Result};
+use omnisaga_e2e::{
+    client::{order_body, wait_for, Client},
+    BrokerStorage, Stack, StackOptions,
+};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start_stack() -> Result<(Stack, String)> {
+    let prefix = format!("e2e_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let options = StackOptions {
+        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
+        db_prefix: prefix.clone(),
+        fresh_databases: true,
+        broker: BrokerStorage::Memory,
+        fixed_ports: false,
+        env: BTreeMap::new(),
+    }
+    .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "3000")
+    .set_env("order", "ORDER_PAYMENT_DELAY_NOTICE_MS", "1500")
+    .set_env("order", "ORDER_DEADLINE_TICK_MS", "100")
+    .set_env("warehouse", "WAREHOUSE_PICKERS", "2")
+    .set_env("warehouse", "WAREHOUSE_PICK_MS", "100")
+    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
+    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
+    .set_env("*", "OUTBOX_POLL_MS", "200");
+    Ok((Stack::start(options).await?, prefix))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_path_ends_in_a_consistent_state() -> Result<()> {
+    let (mut stack, prefix) = start_stack().await?;
+    let result = run(&mut stack).await;
+    stack.stop().await?;
+    if result.is_ok() {
+        Stack::drop_databases(&prefix).await?;
+    }
+    result
+}
+
+async fn run(stack: &mut Stack) -> Result<()> {
+    let c = Client::new(stack);
+    let (a, b, cc, d, e) = tokio::join!(
+        declined_payment_is_retried_and_completes(&c),
+        payment_deadline_cancels_and_releases_stock(&c),
+        unavailable_stock_cancels_and_voids_the_payment(&c),
+        customer_cancel_before_shipment_compensates(&c),
+        cancel_after_shipment_is_refused(&c),
+    );
+    a?;
+    b?;
+    cc?;
+    d?;
+    e?;
+    provider_outage_takes_the_retry_path(&c).await?;
+    orders_survive_the_payment_service_being_down(stack, &c).await?;
+    killing_the_warehouse_mid_backlog_loses_nothing(stack, &c).await?;
+    Ok(())
+}
+
+async fn declined_payment_is_retried_and_completes(c: &Client) -> Result<()> {
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_decline", "decline"))
+        .await?;
+    c.wait_status(&id, "AWAITING_PAYMENT", WAIT).await?;
+    c.wait_message(&id, "payment_failed", WAIT).await?;
+
+    let url = format!("{}/v1/orders/{id}/payment-retry", c.order);
+    let body = json!({"payment_method": "tok_visa"});
+    let (status, first) = c
+        .send(reqwest::Method::POST, &url, Some("retry-1"), &body)
+        .await?;
+    ensure!(status == 202, "retry answered {status}: {first}");
+    assert_eq!(first["attempt"], 2);
+    let (status, again) = c
+        .send(reqwest::Method::POST, &url, Some("retry-1"), &body)
+        .await?;
+    assert_eq!(
+        (status, &again),
+        (202, &first),
+        "a repeated retry request answers the same"
+    );
+
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    let timeline = c.timeline(&id).await?;
+    let count = |t: &str| timeline.iter().filter(|e| *e == t).count();
+    assert_eq!(
+        (
+            count("PaymentFailed"),
+            count("PaymentRetryRequested"),
+            count("PaymentAuthorized")
+        ),
+        (1, 1, 1),
+        "{timeline:?}"
+    );
+    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment)).await?;
+    assert_eq!(
+        (payment["status"].as_str(), payment["attempts"].as_i64()),
+        (Some("AUTHORIZED"), Some(2))
+    );
+
+    let (status, late) = c
+        .send(reqwest::Method::POST, &url, Some("retry-2"), &body)
+        .await?;
+    assert_eq!(
+        (status, late["code"].as_str()),
+        (409, Some("payment_retry_not_allowed"))
+    );
+    Ok(())
+}
+
+async fn payment_deadline_cancels_and_releases_stock(c: &Client) -> Result<()> {
+    let id = c
+        .place(&order_body("SKU-LAMP", 2, "tok_insufficient_funds", "deadline"))
+        .await?;
+    c.wait_status(&id, "AWAITING_PAYMENT", WAIT).await?;
+    let order = c.wait_status(&id, "CANCELLED", WAIT).await?;
+    let timeline = c.wait_event(&id, "StockReleased", WAIT).await?;
+    assert!(timeline.contains(&"OrderCancelled".to_owned()), "{order}");
+    c.wait_message(&id, "order_cancelled", WAIT).await?;
+    Ok(())
+}
+
+async fn unavailable_stock_cancels_and_voids_the_payment(c: &Client) -> Result<()> {
+    let (on_hand, _) = c.stock("SKU-RARE").await?;
+    let id = c
+        .place(&order_body("SKU-RARE", (on_hand + 1) as u32, "tok_visa", "rare"))
+        .await?;
+    c.wait_status(&id, "CANCELLED", WAIT).await?;
+    let timeline = c.wait_event(&id, "PaymentVoided", WAIT).await?;
+    for step in [
+        "StockUnavailable",
+        "OrderCancelled",
+        "PaymentAuthorized",
+        "PaymentVoided",
+    ] {
+        assert!(
+            timeline.iter().any(|e| e == step),
+            "{step} missing from {timeline:?}"
+        );
+    }
+    assert!(!timeline.iter().any(|e| e == "StockReserved"), "{timeline:?}");
+    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment)).await?;
+    assert_eq!(payment["status"], "VOIDED");
+    assert_eq!(c.stock("SKU-RARE").await?, (on_hand, 0), "nothing reserved");
+    Ok(())
+}
+
+async fn customer_cancel_before_shipment_compensates(c: &Client) -> Result<()> {
+    let id = c
+        .place(&order_body("SKU-BOTTLE", 3, "tok_decline", "cancel"))
+        .await?;
+    c.wait_status(&id, "AWAITING_PAYMENT", WAIT).await?;
+    c.wait_event(&id, "StockReserved", WAIT).await?;
+    let url = format!("{}/v1/orders/{id}/cancel", c.order);
+    let (status, body) = c.send(reqwest::Method::POST, &url, None, &json!({})).await?;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("CANCELLED")),
+        "{body}"
+    );
+    let (status, again) = c.send(reqwest::Method::POST, &url, None, &json!({})).await?;
+    assert_eq!((status, again), (200, body), "cancelling twice answers the same");
+    c.wait_event(&id, "StockReleased", WAIT).await?;
+    c.wait_message(&id, "order_cancelled", WAIT).await?;
+    Ok(())
+}
+
+async fn cancel_after_shipment_is_refused(c: &Client) -> Result<()> {
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_visa", "late-cancel"))
+        .await?;
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    let (status, body) = c
+        .send(
+            reqwest::Method::POST,
+            &format!("{}/v1/orders/{id}/cancel", c.order),
+            None,
+            &json!({}),
+        )
+        .await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("order_not_cancellable")),
+        "{body}"
+    );
+    assert_eq!(c.order(&id).await?["status"], "SHIPPED");
+    Ok(())
+}
+
+async fn provider_outage_takes_the_retry_path(c: &Client) -> Result<()> {
+    c.set_provider_outage(true).await?;
+    let id = c.place(&order_body("SKU-MUG", 1, "tok_visa", "outage")).await?;
+    c.wait_status(&id, "AWAITING_PAYMENT", WAIT).await?;
+    c.set_provider_outage(false).await?;
+    let url = format!("{}/v1/orders/{id}/payment-retry", c.order);
+    let (status, _) = c
+        .send(
+            reqwest::Method::POST,
+            &url,
+            Some("r"),
+            &json!({"payment_method": "tok_visa"}),
+        )
+        .await?;
+    assert_eq!(status, 202);
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    Ok(())
+}
+
+async fn orders_survive_the_payment_service_being_down(stack: &mut Stack, c: &Client) -> Result<()> {
+    stack.stop_service("payment").await?;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            c.place(&order_body("SKU-TSHIRT-M", 1, "tok_visa", &format!("down-{i}")))
+                .await?,
+        );
+    }
+    for id in &ids {
+        c.wait_message(id, "payment_delayed", WAIT).await?;
+        assert_eq!(
+            c.order(id).await?["status"],
+            "PLACED",
+            "kept, not cancelled, while payment is down"
+        );
+    }
+    stack.start_service("payment").await?;
+    for id in &ids {
+        c.wait_status(id, "SHIPPED", WAIT).await?;
+    }
+    Ok(())
+}
+
+async fn killing_the_warehouse_mid_backlog_loses_nothing(stack: &mut Stack, c: &Client) -> Result<()> {
+    let (on_hand_before, _) = c.stock("SKU-HOODIE-L").await?;
+    let mut ids = Vec::new();
+    for i in 0..16 {
+        ids.push(
+            c.place(&order_body("SKU-HOODIE-L", 1, "tok_visa", &format!("burst-{i}")))
+                .await?,
+        );
+    }
+    let backlog_url = format!("{}/v1/pick-tasks/backlog", c.warehouse);
+    let backlog = wait_for("a pick backlog", WAIT, || async {
+        let b = c.get(&backlog_url).await?;
+        Ok((b["by_status"]["READY"].as_i64().unwrap_or(0) >= 4).then_some(b))
+    })
+    .await?;
+    eprintln!("killing the warehouse with backlog {backlog}");
+    stack.kill_service("warehouse").await?;
+    stack.start_service("warehouse").await?;
+    for id in &ids {
+        c.wait_status(id, "SHIPPED", WAIT).await?;
+        let timeline = c.timeline(id).await?;
+        let count = |t: &str| timeline.iter().filter(|e| *e == t).count();
+        assert_eq!(
+            (count("OrderReadyForShipment"), count("OrderShipped")),
+            (1, 1),
+            "{id}: {timeline:?}"
+        );
+    }
+    let (on_hand_after, reserved_after) = c.stock("SKU-HOODIE-L").await?;
+    assert_eq!(
+        on_hand_before - on_hand_after,
+        ids.len() as i64,
+        "stock shipped once per order"
+    );
+    assert_eq!(reserved_after, 0);
+    let b = c.get(&backlog_url).await?;
+    assert_eq!(b["total"], 0);
+    Ok(())
+}
