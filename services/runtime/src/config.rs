@@ -8,6 +8,7 @@
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
 //! | `OUTBOX_POLL_MS` | `500` | relay poll interval when nothing woke it |
+//! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
 //! | `LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter |
 //!
@@ -49,6 +50,8 @@ pub struct CommonConfig {
     pub kafka: KafkaConfig,
     pub http_addr: SocketAddr,
     pub outbox_poll: Duration,
+    /// Appended to consumer group ids (`KAFKA_GROUP_SUFFIX`), e.g. to replay topics from the start.
+    pub group_suffix: String,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +80,7 @@ impl CommonConfig {
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 500)?),
+            group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
         })
     }
 }

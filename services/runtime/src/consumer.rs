@@ -3,9 +3,11 @@
 //! apply the handler; commit; only then store the offset. Records are handled
 //! one at a time, so one order's events (one key, one partition) keep their
 //! order. Transient failures are retried with backoff and jitter without
-//! moving on; a record that cannot be decoded, or that the handler rejects
-//! `max_attempts` times, goes to the topic's dead-letter topic (through the
-//! outbox) with the error in its headers, and the loop goes on.
+//! moving on. A record that cannot be decoded, or that the handler rejects
+//! `max_attempts` times, is dead-lettered (see [`crate::dead_letter`]): kept
+//! in the service's database, copied to `<topic>.dlq` with the error in its
+//! headers, and its key parked, so the order's later records queue behind it
+//! until it is replayed. The loop goes on with other orders.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -23,10 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    config::{KafkaConfig, Topics},
+    config::KafkaConfig,
+    dead_letter,
     event::{event_id, TraceContext},
     kafka,
-    outbox::{self, OutboxWaker},
+    outbox::OutboxWaker,
     store::StoreError,
 };
 
@@ -73,21 +76,168 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError>;
 }
 
-/// A consumer group member that feeds `topics` to `handler`.
-pub struct Consumer<H> {
-    /// Consumer group id and inbox name.
-    pub group: String,
-    pub topics: Vec<String>,
-    pub kafka: KafkaConfig,
+/// A record as received, owned: what is kept when it is dead-lettered.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Raw {
+    fn from_message(msg: &BorrowedMessage<'_>) -> Self {
+        let mut headers = BTreeMap::new();
+        if let Some(h) = msg.headers() {
+            for header in h.iter() {
+                if let Some(v) = header.value.and_then(|v| std::str::from_utf8(v).ok()) {
+                    headers.insert(header.key.to_owned(), v.to_owned());
+                }
+            }
+        }
+        Self {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
+    pub fn trace(&self) -> TraceContext {
+        TraceContext {
+            traceparent: self.headers.get("traceparent").cloned(),
+            tracestate: self.headers.get("tracestate").cloned(),
+        }
+    }
+
+    pub fn incoming(&self, envelope: Envelope) -> Incoming {
+        Incoming {
+            envelope,
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            trace: self.trace(),
+        }
+    }
+}
+
+/// What a consumer shares with its dead-letter tools: how to apply a record.
+pub struct Applier<H> {
+    /// Inbox and dead-letter name of this consumer (the service name).
+    pub name: String,
     pub pool: PgPool,
     pub handler: Arc<H>,
     pub waker: OutboxWaker,
     pub max_attempts: u32,
 }
 
-enum Outcome {
+/// How applying one record ended.
+pub enum Applied {
     Done,
-    Stopped,
+    /// Its key is parked: the record was queued behind the earlier dead letter.
+    Parked,
+}
+
+impl<H: Handler> Applier<H> {
+    /// Applies `incoming` (decoded from `raw`) unless its key is parked.
+    pub async fn apply(&self, raw: &Raw, incoming: &Incoming) -> Result<Applied, HandlerError> {
+        let id = event_id(&incoming.envelope)
+            .ok_or_else(|| HandlerError::Rejected(anyhow::anyhow!("event id is not a UUID")))?;
+        let mut tx = self.pool.begin().await?;
+        if dead_letter::is_parked(&mut tx, &self.name, &raw.key).await? {
+            let reason = "parked behind an earlier dead letter of the same key";
+            dead_letter::park(
+                &mut tx,
+                &self.name,
+                raw,
+                Some(&incoming.envelope.event_type),
+                reason,
+            )
+            .await?;
+            tx.commit().await?;
+            self.waker.wake();
+            return Ok(Applied::Parked);
+        }
+        self.apply_in(&mut tx, id, incoming).await?;
+        tx.commit().await?;
+        self.waker.wake();
+        Ok(Applied::Done)
+    }
+
+    /// Inbox record and handler, in `tx`.
+    pub async fn apply_in(
+        &self,
+        tx: &mut PgConnection,
+        id: uuid::Uuid,
+        incoming: &Incoming,
+    ) -> Result<(), HandlerError> {
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(id)
+        .bind(&incoming.topic)
+        .bind(incoming.partition)
+        .bind(incoming.offset)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tracing::debug!("duplicate event skipped");
+            return Ok(());
+        }
+        self.handler.handle(tx, incoming).await
+    }
+
+    /// Parks `raw` as a dead letter, retrying until the database takes it.
+    async fn dead_letter(
+        &self,
+        raw: &Raw,
+        event_type: Option<&str>,
+        reason: &str,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        tracing::error!(error = reason, "dead-lettering record");
+        let mut attempt = 0;
+        loop {
+            let result: Result<(), sqlx::Error> = async {
+                let mut tx = self.pool.begin().await?;
+                dead_letter::park(&mut tx, &self.name, raw, event_type, reason).await?;
+                tx.commit().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    self.waker.wake();
+                    return true;
+                }
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "dead-lettering failed, retrying");
+                    if !sleep_backoff(attempt, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A consumer group member that feeds `topics` to its applier.
+pub struct Consumer<H> {
+    pub group: String,
+    pub topics: Vec<String>,
+    pub kafka: KafkaConfig,
+    pub applier: Arc<Applier<H>>,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -108,10 +258,10 @@ impl<H: Handler> Consumer<H> {
                     continue;
                 }
             };
-            match self.process(&msg, &shutdown).await {
-                Outcome::Done => consumer.store_offset_from_message(&msg)?,
-                Outcome::Stopped => break,
+            if !self.process(Raw::from_message(&msg), &shutdown).await {
+                break;
             }
+            consumer.store_offset_from_message(&msg)?;
         }
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "no offsets to commit at shutdown");
@@ -120,18 +270,16 @@ impl<H: Handler> Consumer<H> {
         Ok(())
     }
 
-    async fn process(&self, msg: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Outcome {
-        let trace = TraceContext {
-            traceparent: header(msg, "traceparent"),
-            tracestate: header(msg, "tracestate"),
-        };
-        let decoded = decode(msg.payload().unwrap_or_default());
+    /// Handles one record to the end; false when stopped before that.
+    async fn process(&self, raw: Raw, shutdown: &CancellationToken) -> bool {
+        let decoded = decode(&raw.payload);
+        let trace = raw.trace();
         let span = tracing::info_span!(
             "consume",
             messaging.system = "kafka",
-            messaging.destination.name = msg.topic(),
-            messaging.kafka.partition = msg.partition(),
-            messaging.kafka.offset = msg.offset(),
+            messaging.destination.name = %raw.topic,
+            messaging.kafka.partition = raw.partition,
+            messaging.kafka.offset = raw.offset,
             messaging.consumer.group.name = %self.group,
             event.type = decoded.as_ref().map(|e| e.event_type.as_str()).unwrap_or("undecodable"),
             order.id = decoded.as_ref().map(|e| e.order_id.as_str()).unwrap_or(""),
@@ -139,41 +287,34 @@ impl<H: Handler> Consumer<H> {
             trace_id = trace.trace_id().unwrap_or(""),
         );
         async {
-            let envelope = match decoded {
-                Ok(env) => env,
-                Err(reason) => return self.dead_letter(msg, None, &reason, shutdown).await,
-            };
-            let incoming = Incoming {
-                envelope,
-                topic: msg.topic().to_owned(),
-                partition: msg.partition(),
-                offset: msg.offset(),
-                trace,
-            };
-            self.apply_with_retries(msg, &incoming, shutdown).await
+            match decoded {
+                Ok(envelope) => {
+                    self.apply_with_retries(&raw, raw.incoming(envelope), shutdown)
+                        .await
+                }
+                Err(reason) => self.applier.dead_letter(&raw, None, &reason, shutdown).await,
+            }
         }
         .instrument(span)
         .await
     }
 
-    async fn apply_with_retries(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        incoming: &Incoming,
-        shutdown: &CancellationToken,
-    ) -> Outcome {
+    async fn apply_with_retries(&self, raw: &Raw, incoming: Incoming, shutdown: &CancellationToken) -> bool {
         let mut rejections = 0;
         let mut attempt = 0u32;
         loop {
-            let error = match self.apply(incoming).await {
-                Ok(()) => return Outcome::Done,
+            let error = match self.applier.apply(raw, &incoming).await {
+                Ok(Applied::Done) => return true,
+                Ok(Applied::Parked) => {
+                    tracing::warn!("record parked behind an earlier dead letter of its order");
+                    return true;
+                }
                 Err(HandlerError::Rejected(e)) => {
                     rejections += 1;
-                    if rejections >= self.max_attempts {
+                    if rejections >= self.applier.max_attempts {
                         let reason = format!("{e:#}");
-                        return self
-                            .dead_letter(msg, Some(&incoming.envelope), &reason, shutdown)
-                            .await;
+                        let event_type = Some(incoming.envelope.event_type.as_str());
+                        return self.applier.dead_letter(raw, event_type, &reason, shutdown).await;
                     }
                     e
                 }
@@ -182,112 +323,10 @@ impl<H: Handler> Consumer<H> {
             attempt += 1;
             tracing::warn!(error = %format!("{error:#}"), attempt, "handling failed, retrying");
             if !sleep_backoff(attempt, shutdown).await {
-                return Outcome::Stopped;
+                return false;
             }
         }
     }
-
-    async fn apply(&self, incoming: &Incoming) -> Result<(), HandlerError> {
-        let id = event_id(&incoming.envelope)
-            .ok_or_else(|| HandlerError::Rejected(anyhow::anyhow!("event id is not a UUID")))?;
-        let mut tx = self.pool.begin().await?;
-        let fresh = sqlx::query(
-            "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(&self.group)
-        .bind(id)
-        .bind(&incoming.topic)
-        .bind(incoming.partition)
-        .bind(incoming.offset)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            tracing::debug!("duplicate event skipped");
-            return Ok(());
-        }
-        self.handler.handle(&mut tx, incoming).await?;
-        tx.commit().await?;
-        self.waker.wake();
-        Ok(())
-    }
-
-    /// Parks the record on `<topic>.dlq`, retrying until the database takes it.
-    async fn dead_letter(
-        &self,
-        msg: &BorrowedMessage<'_>,
-        envelope: Option<&Envelope>,
-        reason: &str,
-        shutdown: &CancellationToken,
-    ) -> Outcome {
-        tracing::error!(error = reason, "dead-lettering record");
-        let mut headers = BTreeMap::new();
-        if let Some(h) = msg.headers() {
-            for header in h.iter() {
-                if let Some(v) = header.value.and_then(|v| std::str::from_utf8(v).ok()) {
-                    headers.insert(header.key.to_owned(), v.to_owned());
-                }
-            }
-        }
-        headers.insert("dlq.error".into(), reason.to_owned());
-        headers.insert("dlq.source.topic".into(), msg.topic().to_owned());
-        headers.insert("dlq.source.partition".into(), msg.partition().to_string());
-        headers.insert("dlq.source.offset".into(), msg.offset().to_string());
-        headers.insert("dlq.consumer.group".into(), self.group.clone());
-        let key = msg
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .unwrap_or_default();
-        let topic = Topics::dead_letter(msg.topic());
-        let payload = msg.payload().unwrap_or_default();
-        let mut attempt = 0;
-        loop {
-            let result: Result<(), sqlx::Error> = async {
-                let mut tx = self.pool.begin().await?;
-                outbox::enqueue_raw(&mut tx, &topic, &key, payload, &headers).await?;
-                if let Some(id) = envelope.and_then(event_id) {
-                    sqlx::query(
-                        "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&self.group)
-                    .bind(id)
-                    .bind(msg.topic())
-                    .bind(msg.partition())
-                    .bind(msg.offset())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await
-            }
-            .await;
-            match result {
-                Ok(()) => {
-                    self.waker.wake();
-                    return Outcome::Done;
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "dead-lettering failed, retrying");
-                    if !sleep_backoff(attempt, shutdown).await {
-                        return Outcome::Stopped;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn header(msg: &BorrowedMessage<'_>, key: &str) -> Option<String> {
-    let headers = msg.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == key)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_owned)
 }
 
 /// Decodes an envelope and checks what every handler relies on.

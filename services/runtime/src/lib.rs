@@ -6,6 +6,7 @@
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letter;
 pub mod event;
 pub mod http;
 pub mod kafka;

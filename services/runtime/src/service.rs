@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{CommonConfig, Topics},
-    consumer::{Consumer, Handler},
-    db, http, kafka,
+    consumer::{Applier, Consumer, Handler},
+    db,
+    dead_letter::{self, Replay},
+    http, kafka,
     outbox::{OutboxWaker, Relay},
 };
 
@@ -28,6 +30,7 @@ pub struct Base {
     pub pool: PgPool,
     pub topics: Topics,
     pub waker: OutboxWaker,
+    replayers: Arc<std::sync::Mutex<Vec<Arc<dyn Replay>>>>,
 }
 
 impl Base {
@@ -41,19 +44,34 @@ impl Base {
             config,
             pool,
             waker: OutboxWaker::default(),
+            replayers: Default::default(),
         })
     }
 
-    /// The consumer task for `topics`, in consumer group `<prefix><service>`.
+    /// The consumer task for `topics`, in consumer group `<prefix><service>`
+    /// (plus `KAFKA_GROUP_SUFFIX`, to replay a topic under a new group). Its
+    /// inbox and dead letters are named after the service, so a replay under
+    /// another group still applies each event once.
     pub fn consumer<H: Handler>(&self, topics: Vec<String>, handler: Arc<H>) -> Task {
-        let consumer = Consumer {
-            group: format!("{}{}", self.config.kafka.topic_prefix, self.config.service),
-            topics,
-            kafka: self.config.kafka.clone(),
+        let applier = Arc::new(Applier {
+            name: self.config.service.to_owned(),
             pool: self.pool.clone(),
             handler,
             waker: self.waker.clone(),
             max_attempts: 5,
+        });
+        self.replayers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(applier.clone());
+        let consumer = Consumer {
+            group: format!(
+                "{}{}{}",
+                self.config.kafka.topic_prefix, self.config.service, self.config.group_suffix
+            ),
+            topics,
+            kafka: self.config.kafka.clone(),
+            applier,
         };
         Box::new(move |token| Box::pin(consumer.run(token)))
     }
@@ -84,8 +102,10 @@ impl Base {
             lock_key: lock_key(self.config.service),
         };
         let readiness = http::Readiness::new(self.pool.clone(), &self.config.kafka)?;
+        let replayers = self.replayers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let router = api
             .merge(http::health_routes(readiness))
+            .merge(dead_letter::routes(self.pool.clone(), replayers))
             .fallback(http::not_found)
             .layer(middleware::from_fn(http::request_context));
 

@@ -12,7 +12,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use omnisaga_runtime::{
     config::{KafkaConfig, Topics},
-    consumer::{Consumer, Handler, HandlerError, Incoming},
+    consumer::{Applier, Consumer, Handler, HandlerError, Incoming},
     db,
     event::{self, EventMeta},
     kafka,
@@ -180,10 +180,13 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
         group: format!("{}test", kafka.topic_prefix),
         topics: vec![topics.orders.clone()],
         kafka: kafka.clone(),
-        pool: pool.clone(),
-        handler: recorder.clone(),
-        waker: waker.clone(),
-        max_attempts: 3,
+        applier: Arc::new(Applier {
+            name: "test".into(),
+            pool: pool.clone(),
+            handler: recorder.clone(),
+            waker: waker.clone(),
+            max_attempts: 3,
+        }),
     };
     tokio::spawn(consumer.run(token.clone()));
     start_relay(&pool, &kafka, &waker, &token)?;
@@ -208,6 +211,122 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
     assert_eq!(
         headers["traceparent"],
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    token.cancel();
+    Ok(())
+}
+
+/// Rejects the events of order "poison" until told to accept them.
+#[derive(Default)]
+struct Picky {
+    accept_poison: std::sync::atomic::AtomicBool,
+    seen: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Handler for Picky {
+    async fn handle(&self, _tx: &mut sqlx::PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        let env = &event.envelope;
+        if env.order_id == "poison" && !self.accept_poison.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(HandlerError::Rejected(anyhow::anyhow!("invalid content")));
+        }
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{}:{}", env.order_id, env.correlation_id));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -> Result<()> {
+    use omnisaga_runtime::dead_letter::Replay;
+
+    let (pool, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let producer = kafka::producer(&kafka, "test-producer")?;
+    let send = |order: &'static str, step: &'static str| {
+        let payload = Payload::OrderPlaced(OrderPlaced {
+            order_id: order.into(),
+            ..Default::default()
+        });
+        let meta = EventMeta {
+            correlation_id: step.into(),
+            ..Default::default()
+        };
+        let env = event::envelope("test", order, payload, &meta, chrono::Utc::now());
+        let (producer, topic) = (producer.clone(), topic.clone());
+        async move {
+            let bytes = prost::Message::encode_to_vec(&env);
+            let record = FutureRecord::to(&topic).key(order).payload(&bytes);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+        }
+    };
+    send("poison", "1").await?;
+    send("poison", "2").await?;
+    send("healthy", "1").await?;
+
+    let picky = Arc::new(Picky::default());
+    let applier = Arc::new(Applier {
+        name: "test".into(),
+        pool: pool.clone(),
+        handler: picky.clone(),
+        waker: OutboxWaker::default(),
+        max_attempts: 2,
+    });
+    let token = CancellationToken::new();
+    let consumer = Consumer {
+        group: format!("{}test", kafka.topic_prefix),
+        topics: vec![topic.clone()],
+        kafka: kafka.clone(),
+        applier: applier.clone(),
+    };
+    tokio::spawn(consumer.run(token.clone()));
+
+    let dead_letters = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM dead_letters WHERE message_key = 'poison'")
+            .fetch_one(&pool)
+            .await
+            .ok()
+    };
+    testing::wait_for(
+        "both poison events to be parked",
+        Duration::from_secs(30),
+        || async {
+            (dead_letters().await == Some(2) && !picky.seen.lock().unwrap().is_empty()).then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(
+        *picky.seen.lock().unwrap(),
+        vec!["healthy:1"],
+        "the healthy order went on"
+    );
+
+    // Still broken: the replay stops at the first and keeps both, in order.
+    let report = applier.replay("poison").await?;
+    assert_eq!((report.replayed, report.remaining), (0, 2));
+    assert!(report.error.unwrap().contains("invalid content"));
+
+    picky
+        .accept_poison
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = applier.replay("poison").await?;
+    assert_eq!((report.replayed, report.remaining, report.error), (2, 0, None));
+
+    send("poison", "3").await?;
+    testing::wait_for(
+        "the next poison event to be applied directly",
+        Duration::from_secs(30),
+        || async { (picky.seen.lock().unwrap().len() == 4).then_some(()) },
+    )
+    .await?;
+    assert_eq!(
+        *picky.seen.lock().unwrap(),
+        vec!["healthy:1", "poison:1", "poison:2", "poison:3"]
     );
     token.cancel();
     Ok(())

@@ -1,0 +1,291 @@
+//! Sequenced dead letters (after Axon's sequenced dead-letter queue). A
+//! record a consumer could not handle is kept in the service's database and
+//! copied to `<topic>.dlq` with `dlq.error`, `dlq.source.topic`,
+//! `dlq.source.partition` and `dlq.source.offset` headers; its key (the order
+//! id) is parked, so the order's later records are kept behind it rather than
+//! applied out of order. Replaying a key applies its dead letters in order
+//! through the same handler and unparks it once none is left. The admin API
+//! (`/v1/admin/dead-letters`) lists, shows and replays them; the `omnisaga`
+//! CLI calls it.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use axum::{
+    extract::{Path, Query, State},
+    routing::{get, post},
+    Json, Router,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::{
+    config::Topics,
+    consumer::{decode, Applier, Handler, Raw},
+    event::event_id,
+    http::{ApiError, ApiJson},
+    outbox,
+};
+
+/// Whether `key` is parked for `consumer` (share-locks the park so a replay
+/// cannot unpark it in between).
+pub async fn is_parked(tx: &mut PgConnection, consumer: &str, key: &str) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 FROM parked WHERE consumer = $1 AND message_key = $2 FOR SHARE")
+        .bind(consumer)
+        .bind(key)
+        .fetch_optional(tx)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Keeps `raw` as a dead letter, parks its key and copies it to the topic's
+/// dead-letter topic through the outbox, in the caller's transaction.
+pub async fn park(
+    tx: &mut PgConnection,
+    consumer: &str,
+    raw: &Raw,
+    event_type: Option<&str>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let mut headers = raw.headers.clone();
+    headers.insert("dlq.error".into(), reason.to_owned());
+    headers.insert("dlq.source.topic".into(), raw.topic.clone());
+    headers.insert("dlq.source.partition".into(), raw.partition.to_string());
+    headers.insert("dlq.source.offset".into(), raw.offset.to_string());
+    headers.insert("dlq.consumer".into(), consumer.to_owned());
+    sqlx::query(
+        "INSERT INTO dead_letters (consumer, message_key, topic, partition, \"offset\", event_type, payload, headers, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(consumer)
+    .bind(&raw.key)
+    .bind(&raw.topic)
+    .bind(raw.partition)
+    .bind(raw.offset)
+    .bind(event_type)
+    .bind(&raw.payload)
+    .bind(sqlx::types::Json(&headers))
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO parked (consumer, message_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(consumer)
+        .bind(&raw.key)
+        .execute(&mut *tx)
+        .await?;
+    outbox::enqueue_raw(
+        tx,
+        &Topics::dead_letter(&raw.topic),
+        &raw.key,
+        &raw.payload,
+        &headers,
+    )
+    .await
+}
+
+/// How a replay of one key went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReplayReport {
+    pub key: String,
+    pub replayed: u32,
+    pub remaining: i64,
+    pub error: Option<String>,
+}
+
+/// A consumer whose dead letters can be replayed.
+#[async_trait]
+pub trait Replay: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    async fn replay(&self, key: &str) -> Result<ReplayReport, sqlx::Error>;
+}
+
+#[async_trait]
+impl<H: Handler> Replay for Applier<H> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn replay(&self, key: &str) -> Result<ReplayReport, sqlx::Error> {
+        let mut replayed = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let parked =
+                sqlx::query("SELECT 1 FROM parked WHERE consumer = $1 AND message_key = $2 FOR UPDATE")
+                    .bind(&self.name)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let next = sqlx::query(
+                "SELECT id, topic, partition, \"offset\", payload, headers FROM dead_letters
+                 WHERE consumer = $1 AND message_key = $2 ORDER BY id LIMIT 1",
+            )
+            .bind(&self.name)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = next else {
+                if parked.is_some() {
+                    sqlx::query("DELETE FROM parked WHERE consumer = $1 AND message_key = $2")
+                        .bind(&self.name)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                tracing::info!(key, replayed, "dead letters replayed, key unparked");
+                return Ok(ReplayReport {
+                    key: key.to_owned(),
+                    replayed,
+                    remaining: 0,
+                    error: None,
+                });
+            };
+            let id: i64 = row.get(0);
+            let raw = Raw {
+                topic: row.get(1),
+                partition: row.get(2),
+                offset: row.get(3),
+                key: key.to_owned(),
+                payload: row.get(4),
+                headers: row.get::<sqlx::types::Json<BTreeMap<String, String>>, _>(5).0,
+            };
+            let applied = match decode(&raw.payload) {
+                Err(reason) => Err(reason),
+                Ok(env) => match event_id(&env) {
+                    None => Err("event id is not a UUID".to_owned()),
+                    Some(event) => self
+                        .apply_in(&mut tx, event, &raw.incoming(env))
+                        .await
+                        .map_err(|e| e.to_string()),
+                },
+            };
+            if let Err(error) = applied {
+                tx.rollback().await?;
+                let remaining = self.record_failure(id, key, &error).await?;
+                return Ok(ReplayReport {
+                    key: key.to_owned(),
+                    replayed,
+                    remaining,
+                    error: Some(error),
+                });
+            }
+            sqlx::query("DELETE FROM dead_letters WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            self.waker.wake();
+            replayed += 1;
+        }
+    }
+}
+
+impl<H: Handler> Applier<H> {
+    async fn record_failure(&self, id: i64, key: &str, error: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query(
+            "UPDATE dead_letters SET attempts = attempts + 1, error = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE consumer = $1 AND message_key = $2")
+            .bind(&self.name)
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    pool: PgPool,
+    replayers: Arc<Vec<Arc<dyn Replay>>>,
+}
+
+/// `/v1/admin/dead-letters`: list, show, replay.
+pub fn routes(pool: PgPool, replayers: Vec<Arc<dyn Replay>>) -> Router {
+    Router::new()
+        .route("/v1/admin/dead-letters", get(list))
+        .route("/v1/admin/dead-letters/replay", post(replay))
+        .route("/v1/admin/dead-letters/{id}", get(show))
+        .with_state(AdminState {
+            pool,
+            replayers: Arc::new(replayers),
+        })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    key: Option<String>,
+}
+
+fn letter_json(r: &sqlx::postgres::PgRow) -> Value {
+    json!({
+        "id": r.get::<i64, _>("id"),
+        "consumer": r.get::<String, _>("consumer"),
+        "key": r.get::<String, _>("message_key"),
+        "topic": r.get::<String, _>("topic"),
+        "partition": r.get::<i32, _>("partition"),
+        "offset": r.get::<i64, _>("offset"),
+        "event_type": r.get::<Option<String>, _>("event_type"),
+        "error": r.get::<String, _>("error"),
+        "attempts": r.get::<i32, _>("attempts"),
+        "created_at": r.get::<DateTime<Utc>, _>("created_at"),
+    })
+}
+
+async fn list(State(s): State<AdminState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT id, consumer, message_key, topic, partition, \"offset\", event_type, error, attempts, created_at
+         FROM dead_letters WHERE $1::text IS NULL OR message_key = $1 ORDER BY id LIMIT 1000",
+    )
+    .bind(&q.key)
+    .fetch_all(&s.pool)
+    .await?;
+    let parked: Vec<String> = sqlx::query_scalar("SELECT message_key FROM parked ORDER BY parked_at")
+        .fetch_all(&s.pool)
+        .await?;
+    Ok(Json(
+        json!({"items": rows.iter().map(letter_json).collect::<Vec<_>>(), "parked_keys": parked}),
+    ))
+}
+
+async fn show(State(s): State<AdminState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let row = sqlx::query(
+        "SELECT id, consumer, message_key, topic, partition, \"offset\", event_type, error, attempts, created_at,
+                payload, headers FROM dead_letters WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&s.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such dead letter"))?;
+    let mut body = letter_json(&row);
+    let payload: Vec<u8> = row.get("payload");
+    body["headers"] = row.get::<Value, _>("headers");
+    body["payload_hex"] = json!(payload.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    body["decoded"] = match decode(&payload) {
+        Ok(env) => json!(format!("{env:?}")),
+        Err(e) => json!({ "error": e }),
+    };
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct ReplayRequest {
+    key: String,
+}
+
+async fn replay(
+    State(s): State<AdminState>,
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let mut reports = Vec::new();
+    for r in s.replayers.iter() {
+        let report = r.replay(&req.key).await?;
+        reports.push(json!({"consumer": r.name(), "report": report}));
+    }
+    Ok(Json(json!({ "replays": reports })))
+}
