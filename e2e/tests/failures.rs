@@ -60,6 +60,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
     cc?;
     d?;
     e?;
+    poison_messages_are_dead_lettered_and_the_consumers_go_on(stack, &c).await?;
     provider_outage_takes_the_retry_path(&c).await?;
     orders_survive_the_payment_service_being_down(stack, &c).await?;
     killing_the_warehouse_mid_backlog_loses_nothing(stack, &c).await?;
@@ -276,5 +277,125 @@ async fn killing_the_warehouse_mid_backlog_loses_nothing(stack: &mut Stack, c: &
     assert_eq!(reserved_after, 0);
     let b = c.get(&backlog_url).await?;
     assert_eq!(b["total"], 0);
+    Ok(())
+}
+
+/// Writes `payload` straight to `topic`, as a broken or foreign producer would.
+async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+fn envelope(
+    order_id: &str,
+    payload: Option<omnisaga_proto::v1::envelope::Payload>,
+    event_type: &str,
+) -> Vec<u8> {
+    let env = omnisaga_proto::v1::Envelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        event_type: event_type.into(),
+        order_id: order_id.into(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp(),
+            nanos: 0,
+        }),
+        schema_version: 1,
+        producer: "intruder".into(),
+        payload,
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&env)
+}
+
+async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack, c: &Client) -> Result<()> {
+    use omnisaga_proto::v1::{envelope::Payload, OrderPlaced};
+    let topic = "omnisaga.orders.v1";
+    let (bad_bytes, unknown, invalid) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    produce_raw(
+        &stack.brokers,
+        topic,
+        &bad_bytes,
+        b"\x08\x96\x01 definitely not an envelope",
+    )
+    .await?;
+    produce_raw(
+        &stack.brokers,
+        topic,
+        &unknown,
+        &envelope(&unknown, None, "OrderTeleported"),
+    )
+    .await?;
+    // A valid envelope whose content is invalid: an OrderPlaced without a total.
+    let no_total = Payload::OrderPlaced(OrderPlaced {
+        order_id: invalid.clone(),
+        ..Default::default()
+    });
+    produce_raw(
+        &stack.brokers,
+        topic,
+        &invalid,
+        &envelope(&invalid, Some(no_total), "OrderPlaced"),
+    )
+    .await?;
+
+    let list_url = format!("{}/v1/admin/dead-letters", c.payment);
+    let letters = wait_for("three dead letters at payment", WAIT, || async {
+        let body = c.get(&list_url).await?;
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        Ok((items.len() >= 3).then_some(items))
+    })
+    .await?;
+    let error_of = |key: &str| {
+        letters
+            .iter()
+            .find(|d| d["key"] == key)
+            .and_then(|d| d["error"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(error_of(&bad_bytes).contains("undecodable"), "{letters:?}");
+    assert!(error_of(&unknown).contains("unknown event type"), "{letters:?}");
+    assert!(error_of(&invalid).contains("no total"), "{letters:?}");
+
+    // Other orders are unaffected.
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_visa", "after-poison"))
+        .await?;
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+
+    // The CLI lists and shows them.
+    let cli = omnisaga_e2e::bin_dir()?.join("omnisaga");
+    let out = tokio::process::Command::new(&cli)
+        .args(["dlq", "list", "payment"])
+        .env("PAYMENT_URL", &c.payment)
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains(&bad_bytes) && text.contains("undecodable"),
+        "CLI said: {text}"
+    );
+    let first = letters[0]["id"].to_string();
+    let out = tokio::process::Command::new(&cli)
+        .args(["dlq", "show", "payment", &first])
+        .env("PAYMENT_URL", &c.payment)
+        .output()
+        .await?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).contains("dlq.source.offset"),
+        "show lacks headers"
+    );
     Ok(())
 }

@@ -45,6 +45,11 @@ impl SagaEvents {
         placed: &OrderPlaced,
     ) -> Result<(), HandlerError> {
         let order_id = order_uuid(&placed.order_id)?;
+        if placed.items.is_empty() || placed.items.iter().any(|i| i.quantity == 0 || i.sku.is_empty()) {
+            return Err(HandlerError::Rejected(anyhow::anyhow!(
+                "OrderPlaced has no items or an empty line"
+            )));
+        }
         let (state, version) = store::load(tx, &placed.order_id).await?;
         let short = store::shortfalls(tx, &placed.items).await?;
         let pick_task_id = Uuid::now_v7();
