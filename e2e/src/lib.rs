@@ -326,6 +326,15 @@ impl Stack {
         Ok(self.services.remove(i))
     }
 
+    /// Sets an environment variable for the next start of `service`.
+    pub fn set_service_env(&mut self, service: &str, key: &str, value: &str) {
+        self.options
+            .env
+            .entry(service.to_owned())
+            .or_default()
+            .push((key.to_owned(), value.to_owned()));
+    }
+
     /// Stops service `name` gracefully (SIGTERM).
     pub async fn stop_service(&mut self, name: &str) -> Result<()> {
         let mut s = self.take(name)?;

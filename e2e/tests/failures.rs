@@ -64,6 +64,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
     provider_outage_takes_the_retry_path(&c).await?;
     orders_survive_the_payment_service_being_down(stack, &c).await?;
     killing_the_warehouse_mid_backlog_loses_nothing(stack, &c).await?;
+    replaying_every_topic_changes_nothing(stack, &c).await?;
     Ok(())
 }
 
@@ -397,5 +398,71 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
         String::from_utf8_lossy(&out.stdout).contains("dlq.source.offset"),
         "show lacks headers"
     );
+    Ok(())
+}
+
+/// Waits until `service`'s consumer has read every partition to its end
+/// (in a group ending with `suffix`).
+async fn caught_up(stack: &Stack, c: &Client, service: &str, suffix: &str) -> Result<()> {
+    let url = format!("{}/v1/admin/consumers", stack.url(service));
+    wait_for(
+        &format!("{service} to read every topic to its end"),
+        WAIT,
+        || async {
+            let body = c.get(&url).await?;
+            let consumer = &body["consumers"][0];
+            let parts = consumer["partitions"].as_array().cloned().unwrap_or_default();
+            let read_all =
+                !parts.is_empty() && parts.iter().all(|p| p["lag"] == 0 && !p["position"].is_null());
+            Ok((read_all && consumer["group"].as_str().is_some_and(|g| g.ends_with(suffix))).then_some(()))
+        },
+    )
+    .await
+}
+
+const CONSUMERS: [&str; 5] = ["payment", "warehouse", "notification", "analytics", "order"];
+
+/// Restarts the consumers under new consumer groups, so they re-read every
+/// topic from the start, and checks that nothing changed: no second charge,
+/// reservation, message, analytics count or timeline entry.
+async fn replaying_every_topic_changes_nothing(stack: &mut Stack, c: &Client) -> Result<()> {
+    let id = c.place(&order_body("SKU-MUG", 2, "tok_visa", "replay")).await?;
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    c.wait_message(&id, "shipped", WAIT).await?;
+    for service in CONSUMERS {
+        caught_up(stack, c, service, "").await?;
+    }
+    let summary_url = format!("{}/v1/summary", c.analytics);
+    let letters_url = format!("{}/v1/admin/dead-letters", c.payment);
+    let before = (
+        c.get(&summary_url).await?,
+        c.messages(&id).await?,
+        c.stock("SKU-MUG").await?,
+        c.timeline(&id).await?,
+        c.get(&letters_url).await?["items"].clone(),
+    );
+
+    for service in CONSUMERS {
+        stack.stop_service(service).await?;
+        stack.set_service_env(service, "KAFKA_GROUP_SUFFIX", "-replay");
+        stack.start_service(service).await?;
+    }
+    for service in CONSUMERS {
+        caught_up(stack, c, service, "-replay").await?;
+    }
+    let after = (
+        c.get(&summary_url).await?,
+        c.messages(&id).await?,
+        c.stock("SKU-MUG").await?,
+        c.timeline(&id).await?,
+        c.get(&letters_url).await?["items"].clone(),
+    );
+    assert_eq!(after.0, before.0, "analytics counted a replayed event");
+    assert_eq!(after.1, before.1, "a message was sent twice");
+    assert_eq!(after.2, before.2, "stock moved on a replay");
+    assert_eq!(after.3, before.3, "the order recorded an event twice");
+    assert_eq!(after.4, before.4, "a poison record was parked twice");
+    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment)).await?;
+    assert_eq!(payment["attempts"], 1, "charged again");
     Ok(())
 }

@@ -24,3 +24,6 @@ CREATE TABLE IF NOT EXISTS parked (
     parked_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer, message_key)
 );
+
+-- A record re-read (a replayed topic) is parked once.
+CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_source ON dead_letters (consumer, topic, partition, "offset");

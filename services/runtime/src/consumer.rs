@@ -238,13 +238,16 @@ pub struct Consumer<H> {
     pub topics: Vec<String>,
     pub kafka: KafkaConfig,
     pub applier: Arc<Applier<H>>,
+    /// Where the running consumer is published for the progress endpoint.
+    pub slot: crate::progress::Slot,
 }
 
 impl<H: Handler> Consumer<H> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let consumer = kafka::consumer(&self.kafka, &self.group)?;
+        let consumer = Arc::new(kafka::consumer(&self.kafka, &self.group)?);
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        self.slot.set(Some(consumer.clone()));
         tracing::info!(group = %self.group, topics = ?self.topics, "consumer started");
         loop {
             let msg = tokio::select! {
@@ -263,6 +266,7 @@ impl<H: Handler> Consumer<H> {
             }
             consumer.store_offset_from_message(&msg)?;
         }
+        self.slot.set(None);
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(error = %e, "no offsets to commit at shutdown");
         }

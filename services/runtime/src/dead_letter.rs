@@ -55,9 +55,10 @@ pub async fn park(
     headers.insert("dlq.source.partition".into(), raw.partition.to_string());
     headers.insert("dlq.source.offset".into(), raw.offset.to_string());
     headers.insert("dlq.consumer".into(), consumer.to_owned());
-    sqlx::query(
+    let kept = sqlx::query(
         "INSERT INTO dead_letters (consumer, message_key, topic, partition, \"offset\", event_type, payload, headers, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (consumer, topic, partition, \"offset\") DO NOTHING",
     )
     .bind(consumer)
     .bind(&raw.key)
@@ -69,7 +70,11 @@ pub async fn park(
     .bind(sqlx::types::Json(&headers))
     .bind(reason)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if kept == 0 {
+        return Ok(()); // parked before (the topic is being re-read)
+    }
     sqlx::query("INSERT INTO parked (consumer, message_key) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(consumer)
         .bind(&raw.key)

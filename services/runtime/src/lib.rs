@@ -11,6 +11,7 @@ pub mod event;
 pub mod http;
 pub mod kafka;
 pub mod outbox;
+pub mod progress;
 pub mod service;
 pub mod shutdown;
 pub mod store;

@@ -18,6 +18,7 @@ use crate::{
     dead_letter::{self, Replay},
     http, kafka,
     outbox::{OutboxWaker, Relay},
+    progress,
 };
 
 /// A background task of a service, started with the shutdown token.
@@ -31,6 +32,7 @@ pub struct Base {
     pub topics: Topics,
     pub waker: OutboxWaker,
     replayers: Arc<std::sync::Mutex<Vec<Arc<dyn Replay>>>>,
+    consumers: Arc<std::sync::Mutex<Vec<progress::Registered>>>,
 }
 
 impl Base {
@@ -45,6 +47,7 @@ impl Base {
             pool,
             waker: OutboxWaker::default(),
             replayers: Default::default(),
+            consumers: Default::default(),
         })
     }
 
@@ -64,14 +67,25 @@ impl Base {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(applier.clone());
+        let group = format!(
+            "{}{}{}",
+            self.config.kafka.topic_prefix, self.config.service, self.config.group_suffix
+        );
+        let slot = progress::Slot::default();
+        self.consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(progress::Registered {
+                name: self.config.service.to_owned(),
+                group: group.clone(),
+                slot: slot.clone(),
+            });
         let consumer = Consumer {
-            group: format!(
-                "{}{}{}",
-                self.config.kafka.topic_prefix, self.config.service, self.config.group_suffix
-            ),
+            group,
             topics,
             kafka: self.config.kafka.clone(),
             applier,
+            slot,
         };
         Box::new(move |token| Box::pin(consumer.run(token)))
     }
@@ -106,6 +120,9 @@ impl Base {
         let router = api
             .merge(http::health_routes(readiness))
             .merge(dead_letter::routes(self.pool.clone(), replayers))
+            .merge(progress::routes(
+                self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            ))
             .fallback(http::not_found)
             .layer(middleware::from_fn(http::request_context));
 

@@ -187,6 +187,7 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
             waker: waker.clone(),
             max_attempts: 3,
         }),
+        slot: Default::default(),
     };
     tokio::spawn(consumer.run(token.clone()));
     start_relay(&pool, &kafka, &waker, &token)?;
@@ -283,6 +284,7 @@ async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -
         topics: vec![topic.clone()],
         kafka: kafka.clone(),
         applier: applier.clone(),
+        slot: Default::default(),
     };
     tokio::spawn(consumer.run(token.clone()));
 

@@ -1,0 +1,104 @@
+//! Consumer progress: per assigned partition, the position reached, the
+//! partition's end and the lag between them (`GET /v1/admin/consumers`).
+//! Operators read it to see a backlog; tests wait on it for "caught up".
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{extract::State, routing::get, Json, Router};
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    Offset,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Where a running consumer publishes itself for the progress endpoint.
+#[derive(Clone, Default)]
+pub struct Slot(Arc<Mutex<Option<Arc<StreamConsumer>>>>);
+
+impl Slot {
+    pub fn set(&self, consumer: Option<Arc<StreamConsumer>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = consumer;
+    }
+    fn get(&self) -> Option<Arc<StreamConsumer>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionProgress {
+    pub topic: String,
+    pub partition: i32,
+    /// Next offset this consumer will read (its committed offset before it read any).
+    pub position: Option<i64>,
+    pub high_watermark: i64,
+    pub lag: i64,
+}
+
+/// Blocking: asks the broker for each assigned partition's end.
+fn progress(consumer: &StreamConsumer) -> Result<Vec<PartitionProgress>, rdkafka::error::KafkaError> {
+    let timeout = Duration::from_secs(2);
+    let positions = consumer.position()?;
+    let committed = consumer.committed(timeout)?;
+    let mut out = Vec::new();
+    for e in positions.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let position = match e.offset() {
+            Offset::Offset(n) => Some(n),
+            _ => committed.find_partition(e.topic(), e.partition()).and_then(|c| {
+                if let Offset::Offset(n) = c.offset() {
+                    Some(n)
+                } else {
+                    None
+                }
+            }),
+        };
+        let lag = high - position.unwrap_or(low);
+        out.push(PartitionProgress {
+            topic: e.topic().to_owned(),
+            partition: e.partition(),
+            position,
+            high_watermark: high,
+            lag,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Clone)]
+pub struct Registered {
+    pub name: String,
+    pub group: String,
+    pub slot: Slot,
+}
+
+pub fn routes(consumers: Vec<Registered>) -> Router {
+    Router::new()
+        .route("/v1/admin/consumers", get(list))
+        .with_state(Arc::new(consumers))
+}
+
+async fn list(State(consumers): State<Arc<Vec<Registered>>>) -> Json<Value> {
+    let mut out = Vec::new();
+    for c in consumers.iter() {
+        let partitions = match c.slot.get() {
+            None => json!(null),
+            Some(consumer) => match tokio::task::spawn_blocking(move || progress(&consumer)).await {
+                Ok(Ok(p)) => json!(p),
+                Ok(Err(e)) => json!({"error": e.to_string()}),
+                Err(e) => json!({"error": e.to_string()}),
+            },
+        };
+        let lag: i64 = partitions
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["lag"].as_i64())
+            .sum();
+        out.push(json!({"name": c.name, "group": c.group, "lag": lag, "partitions": partitions}));
+    }
+    Json(json!({ "consumers": out }))
+}
