@@ -194,62 +194,83 @@ async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Res
     }
 }
 
+/// Starts the broker and waits until it accepts connections.
+async fn spawn_broker(options: &StackOptions, brokers: &str) -> Result<Child> {
+    // A sqlite path is taken relative to the broker's working directory.
+    let (storage, broker_dir) = match &options.broker {
+        BrokerStorage::Memory => ("memory://nisshi/".to_owned(), options.dir.join("broker")),
+        BrokerStorage::Sqlite(p) => (
+            format!(
+                "sqlite://{}",
+                p.file_name()
+                    .context("sqlite path has no file name")?
+                    .to_string_lossy()
+            ),
+            p.parent().context("sqlite path has no directory")?.to_path_buf(),
+        ),
+    };
+    std::fs::create_dir_all(&broker_dir)?;
+    let log_path = options.dir.join("logs/broker.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let listener = format!("tcp://{brokers}");
+    // The broker reads a .env from its working directory: give it its own.
+    let mut broker = Command::new(nisshi_bin()?)
+        .args([
+            "broker",
+            "--listener-url",
+            &listener,
+            "--advertised-listener-url",
+            &listener,
+        ])
+        .args([
+            "--storage-engine",
+            &storage,
+            "--group-initial-rebalance-delay",
+            "100ms",
+        ])
+        .current_dir(&broker_dir)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("Failed to start the broker")?;
+    wait_tcp(brokers, &mut broker, &log_path, Duration::from_secs(30))
+        .await
+        .context("the broker did not start")?;
+    Ok(broker)
+}
+
 impl Stack {
+    /// Kills the broker (SIGKILL), as a crash or a lost host would.
+    pub async fn kill_broker(&mut self) -> Result<()> {
+        self.broker.kill().await?;
+        Ok(())
+    }
+
+    /// Starts the broker again on the same address and storage.
+    pub async fn restart_broker(&mut self) -> Result<()> {
+        self.broker = spawn_broker(&self.options, &self.brokers).await?;
+        Ok(())
+    }
+
     pub async fn start(options: StackOptions) -> Result<Self> {
         std::fs::create_dir_all(options.dir.join("logs"))?;
 
         let broker_port = if options.fixed_ports { 9092 } else { free_port()? };
         let brokers = format!("127.0.0.1:{broker_port}");
-        // A sqlite path is taken relative to the broker's working directory.
-        let (storage, broker_dir) = match &options.broker {
-            BrokerStorage::Memory => ("memory://nisshi/".to_owned(), options.dir.join("broker")),
-            BrokerStorage::Sqlite(p) => (
-                format!(
-                    "sqlite://{}",
-                    p.file_name()
-                        .context("sqlite path has no file name")?
-                        .to_string_lossy()
-                ),
-                p.parent().context("sqlite path has no directory")?.to_path_buf(),
-            ),
-        };
-        std::fs::create_dir_all(&broker_dir)?;
-        let broker_log = std::fs::File::create(options.dir.join("logs/broker.log"))?;
-        let listener = format!("tcp://{brokers}");
-        // The broker reads a .env from its working directory: give it its own.
-        let broker = Command::new(nisshi_bin()?)
-            .args([
-                "broker",
-                "--listener-url",
-                &listener,
-                "--advertised-listener-url",
-                &listener,
-            ])
-            .args([
-                "--storage-engine",
-                &storage,
-                "--group-initial-rebalance-delay",
-                "100ms",
-            ])
-            .current_dir(&broker_dir)
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(broker_log.try_clone()?)
-            .stderr(broker_log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("Failed to start the broker")?;
+        let broker = spawn_broker(&options, &brokers).await?;
         let mut stack = Self {
-            brokers: brokers.clone(),
+            brokers,
             services: Vec::new(),
             broker,
             options,
             ports: BTreeMap::new(),
         };
-        let broker_log = stack.options.dir.join("logs/broker.log");
-        wait_tcp(&brokers, &mut stack.broker, &broker_log, Duration::from_secs(30))
-            .await
-            .context("the broker did not start")?;
 
         let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server()))
             .await

@@ -1,0 +1,111 @@
+//! Transient outages: the broker killed and restarted (its data on sqlite
+//! survives), and every database connection of the services dropped, as a
+//! PostgreSQL restart does. Orders are accepted through the broker outage,
+//! readiness reports it, services retry without crashing, nothing is lost.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{ensure, Result};
+use omnisaga_e2e::{
+    client::{order_body, wait_for, Client},
+    BrokerStorage, Stack, StackOptions,
+};
+use sqlx::Connection;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_complete_across_a_broker_restart_and_dropped_database_connections() -> Result<()> {
+    let prefix = format!("e2e_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
+    let options = StackOptions {
+        dir: dir.clone(),
+        db_prefix: prefix.clone(),
+        fresh_databases: true,
+        broker: BrokerStorage::Sqlite(dir.join("broker/broker.db")),
+        fixed_ports: false,
+        env: BTreeMap::new(),
+    }
+    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
+    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
+    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
+    .set_env("*", "OUTBOX_POLL_MS", "200");
+    let mut stack = Stack::start(options).await?;
+    let result = run(&mut stack, &prefix).await;
+    stack.stop().await?;
+    if result.is_ok() {
+        Stack::drop_databases(&prefix).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn ready(c: &Client, url: &str) -> Result<u16> {
+    Ok(c.http
+        .get(format!("{url}/readyz"))
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
+    let c = Client::new(stack);
+    let first = c.place(&order_body("SKU-MUG", 1, "tok_visa", "before")).await?;
+    c.wait_status(&first, "SHIPPED", WAIT).await?;
+
+    stack.kill_broker().await?;
+    wait_for("order readiness to report the broker outage", WAIT, || async {
+        Ok((ready(&c, &c.order).await? == 503).then_some(()))
+    })
+    .await?;
+    let mut during = Vec::new();
+    for i in 0..5 {
+        during.push(
+            c.place(&order_body("SKU-MUG", 1, "tok_visa", &format!("outage-{i}")))
+                .await?,
+        );
+    }
+    stack.restart_broker().await?;
+    for id in &during {
+        c.wait_status(id, "SHIPPED", WAIT).await?;
+    }
+    ensure!(
+        ready(&c, &c.order).await? == 200,
+        "order not ready after the broker came back"
+    );
+
+    // Every service connection dropped at once, while orders are in flight.
+    let mut after = Vec::new();
+    for i in 0..5 {
+        after.push(
+            c.place(&order_body("SKU-TSHIRT-M", 1, "tok_visa", &format!("db-{i}")))
+                .await?,
+        );
+    }
+    let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+    let dropped: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname LIKE $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(format!("{prefix}\\_%"))
+    .fetch_all(&mut admin)
+    .await?;
+    ensure!(!dropped.is_empty(), "no service connection was dropped");
+    for id in after.iter().chain(&during) {
+        let order = c.wait_status(id, "SHIPPED", WAIT).await?;
+        let timeline = order["timeline"].as_array().cloned().unwrap_or_default();
+        let shipped = timeline
+            .iter()
+            .filter(|e| e["event_type"] == "OrderShipped")
+            .count();
+        assert_eq!(shipped, 1, "{id}");
+        c.wait_message(id, "shipped", WAIT).await?;
+    }
+    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
+        ensure!(
+            ready(&c, &stack.url(service)).await? == 200,
+            "{service} did not recover"
+        );
+    }
+    Ok(())
+}
