@@ -48,7 +48,9 @@ async fn main() -> Result<()> {
         "Its messages:    curl -s '{}/v1/notifications?order_id=<order_id>'",
         stack.url("notification")
     );
-    println!("Analytics:       curl -s {}/v1/summary\n", stack.url("analytics"));
+    println!("Analytics:       curl -s {}/v1/summary", stack.url("analytics"));
+    let cli = omnisaga_e2e::bin_dir()?.join("omnisaga");
+    println!("Timeline (CLI):  {} timeline <order_id>\n", cli.display());
     println!("Press Ctrl-C to stop.");
 
     wait_for_stop().await;
