@@ -398,6 +398,27 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
         String::from_utf8_lossy(&out.stdout).contains("dlq.source.offset"),
         "show lacks headers"
     );
+
+    // Replaying a letter that still cannot be applied keeps it, parked.
+    let out = tokio::process::Command::new(&cli)
+        .args(["dlq", "replay", "payment", &unknown])
+        .env("PAYMENT_URL", &c.payment)
+        .output()
+        .await?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let report = &report["replays"][0]["report"];
+    assert_eq!(
+        (report["replayed"].as_i64(), report["remaining"].as_i64()),
+        (Some(0), Some(1)),
+        "{report}"
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown event type"),
+        "{report}"
+    );
     Ok(())
 }
 
