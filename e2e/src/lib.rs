@@ -67,6 +67,10 @@ pub struct Service {
 
 pub struct Stack {
     pub brokers: String,
+    /// The trace viewer: Jaeger UI and query API.
+    pub traces_url: String,
+    otlp_endpoint: String,
+    viewer: Child,
     pub services: Vec<Service>,
     broker: Child,
     options: StackOptions,
@@ -194,6 +198,35 @@ async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Res
     }
 }
 
+/// Starts the trace viewer and waits until it accepts connections.
+async fn spawn_viewer(options: &StackOptions, ui_port: u16, otlp_port: u16) -> Result<Child> {
+    let log_path = options.dir.join("logs/trace-viewer.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut viewer = Command::new(bin_dir()?.join("trace-viewer"))
+        .env("TRACES_HTTP_ADDR", format!("127.0.0.1:{ui_port}"))
+        .env("TRACES_OTLP_GRPC_ADDR", format!("127.0.0.1:{otlp_port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("Failed to start the trace viewer (build it with `cargo build --bins`)")?;
+    for port in [ui_port, otlp_port] {
+        wait_tcp(
+            &format!("127.0.0.1:{port}"),
+            &mut viewer,
+            &log_path,
+            Duration::from_secs(30),
+        )
+        .await
+        .context("the trace viewer did not start")?;
+    }
+    Ok(viewer)
+}
+
 /// Starts the broker and waits until it accepts connections.
 async fn spawn_broker(options: &StackOptions, brokers: &str) -> Result<Child> {
     // A sqlite path is taken relative to the broker's working directory.
@@ -264,8 +297,17 @@ impl Stack {
         let broker_port = if options.fixed_ports { 9092 } else { free_port()? };
         let brokers = format!("127.0.0.1:{broker_port}");
         let broker = spawn_broker(&options, &brokers).await?;
+        let (ui_port, otlp_port) = if options.fixed_ports {
+            (16686, 4317)
+        } else {
+            (free_port()?, free_port()?)
+        };
+        let viewer = spawn_viewer(&options, ui_port, otlp_port).await?;
         let mut stack = Self {
             brokers,
+            traces_url: format!("http://127.0.0.1:{ui_port}"),
+            otlp_endpoint: format!("http://127.0.0.1:{otlp_port}"),
+            viewer,
             services: Vec::new(),
             broker,
             options,
@@ -319,6 +361,9 @@ impl Stack {
                 "WAREHOUSE_URL",
                 format!("http://127.0.0.1:{}", self.ports["warehouse"]),
             )
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otlp_endpoint)
+            .env("OTEL_SERVICE_NAME", name)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "500")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -391,6 +436,7 @@ impl Stack {
             terminate(&mut s.child, s.name).await;
         }
         terminate(&mut self.broker, "broker").await;
+        terminate(&mut self.viewer, "trace viewer").await;
         Ok(())
     }
 

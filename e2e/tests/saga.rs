@@ -202,5 +202,93 @@ async fn run_saga(stack: &Stack) -> Result<()> {
             .unwrap()
             > 0.0
     );
+    for order in orders.iter().take(10) {
+        let trace_id = order["trace_id"].as_str().context("the order has no trace_id")?;
+        check_trace(&http, &stack.traces_url, trace_id).await?;
+    }
     Ok(())
+}
+
+const SERVICES: [&str; 5] = ["order", "payment", "warehouse", "notification", "analytics"];
+
+/// Asks the trace viewer's query API for the order's trace and fails unless
+/// it is one connected tree rooted at the HTTP request, with spans of every
+/// service and a publish and a process span for every hop.
+async fn check_trace(http: &reqwest::Client, traces_url: &str, trace_id: &str) -> Result<()> {
+    let url = format!("{traces_url}/api/traces/{trace_id}");
+    let last = std::sync::Mutex::new(String::from("no trace yet"));
+    let found = wait_for("the order's trace to be whole", Duration::from_secs(30), || {
+        let (http, url, last) = (http.clone(), url.clone(), &last);
+        async move {
+            let resp = http.get(&url).send().await?;
+            if !resp.status().is_success() {
+                return Ok(None);
+            }
+            let body: Value = resp.json().await?;
+            match trace_problems(&body["data"][0]) {
+                None => Ok(Some(())),
+                Some(problem) => {
+                    *last.lock().unwrap() = problem;
+                    Ok(None)
+                }
+            }
+        }
+    })
+    .await;
+    let last = last.lock().unwrap().clone();
+    found.with_context(|| format!("trace {trace_id}: {last}"))
+}
+
+/// What is wrong with a trace, or `None` when it is whole.
+fn trace_problems(trace: &Value) -> Option<String> {
+    let Some(spans) = trace["spans"].as_array() else {
+        return Some("no spans".into());
+    };
+    let processes = &trace["processes"];
+    let ids: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
+    let mut roots = Vec::new();
+    for span in spans {
+        let parents: Vec<&str> = span["references"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["refType"] == "CHILD_OF")
+            .filter_map(|r| r["spanID"].as_str())
+            .collect();
+        match parents.as_slice() {
+            [] => roots.push(span["operationName"].as_str().unwrap_or("?")),
+            [p] if ids.contains(p) => {}
+            _ => {
+                return Some(format!(
+                    "span {} has a parent outside the trace",
+                    span["operationName"]
+                ))
+            }
+        }
+    }
+    if roots != ["POST /v1/orders"] {
+        return Some(format!("roots are {roots:?}, not the one HTTP request"));
+    }
+    let services: std::collections::BTreeSet<&str> = spans
+        .iter()
+        .filter_map(|s| s["processID"].as_str())
+        .filter_map(|p| processes[p]["serviceName"].as_str())
+        .collect();
+    if let Some(missing) = SERVICES.iter().find(|s| !services.contains(*s)) {
+        return Some(format!("no span from {missing} (services: {services:?})"));
+    }
+    let names: std::collections::BTreeSet<&str> =
+        spans.iter().filter_map(|s| s["operationName"].as_str()).collect();
+    for hop in ["orders", "payments", "warehouse"] {
+        for op in ["publish", "process"] {
+            let name = format!("{op} omnisaga.{hop}.v1");
+            if !names.contains(name.as_str()) {
+                return Some(format!("no {name:?} span (spans: {names:?})"));
+            }
+        }
+    }
+    if !names.contains("publish omnisaga.notifications.v1") {
+        return Some("no publish span for the notifications topic".into());
+    }
+    None
 }

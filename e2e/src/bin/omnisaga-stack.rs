@@ -29,6 +29,7 @@ async fn main() -> Result<()> {
         writeln!(env, "{}_URL={}", s.name.to_uppercase(), s.url)?;
     }
     writeln!(env, "KAFKA_BROKERS={}", stack.brokers)?;
+    writeln!(env, "TRACES_URL={}", stack.traces_url)?;
     std::fs::write(dir.join("env"), &env)?;
 
     let order = stack.url("order");
@@ -37,6 +38,10 @@ async fn main() -> Result<()> {
         println!("  {:<13} {}   (health: {}/readyz)", s.name, s.url, s.url);
     }
     println!("  {:<13} {}", "kafka", stack.brokers);
+    println!(
+        "  {:<13} {}   (Jaeger UI; find an order's trace by the trace_id its API returns)",
+        "traces", stack.traces_url
+    );
     println!("  {:<13} {}/logs/", "logs", dir.display());
     println!("  {:<13} {}/env\n", "env file", dir.display());
     println!("Place an order:\n");
@@ -44,6 +49,7 @@ async fn main() -> Result<()> {
         "  curl -s -X POST {order}/v1/orders -H 'Content-Type: application/json' -H \"Idempotency-Key: $(uuidgen || date +%s%N)\" \\\n    -d '{{\"channel\":\"mobile\",\"items\":[{{\"sku\":\"SKU-MUG\",\"quantity\":2}}],\"shipping_address\":{{\"name\":\"Ada\",\"line1\":\"1 Main St\",\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"}},\"payment_method\":\"tok_visa\"}}'\n"
     );
     println!("Then follow it:  curl -s {order}/v1/orders/<order_id>");
+    println!("Its trace:       {}/trace/<trace_id>", stack.traces_url);
     println!(
         "Its messages:    curl -s '{}/v1/notifications?order_id=<order_id>'",
         stack.url("notification")

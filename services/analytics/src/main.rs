@@ -4,8 +4,10 @@ use omnisaga_runtime::{config::CommonConfig, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    telemetry::init("analytics");
+    let telemetry = telemetry::init("analytics");
     let config = CommonConfig::from_env("analytics", 8084)?;
     let app = App::build(config).await?;
-    app.run_until_stopped(shutdown::on_signal()).await
+    let result = app.run_until_stopped(shutdown::on_signal()).await;
+    telemetry.shutdown();
+    result
 }

@@ -14,6 +14,7 @@ use omnisaga_runtime::{
 };
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -67,37 +68,37 @@ impl Dispatcher {
         let order_id: Uuid = row.get(1);
         let template: String = row.get(2);
         let source: Uuid = row.get(3);
-        let text = render(&template, &row.get::<String, _>(8));
-        let msg = Message {
-            notification_id: id,
-            customer_id: row.get(7),
-            text: text.clone(),
-        };
-        self.channel.send(&msg).await?;
-
-        let trace = TraceContext {
+        let correlation_id: String = row.get(4);
+        let parent = TraceContext {
             traceparent: row.get(5),
             tracestate: row.get(6),
-        }
-        .child();
-        let meta = EventMeta {
-            correlation_id: row.get(4),
-            causation_id: source.to_string(),
-            trace,
         };
-        let order = order_id.to_string();
-        let payload = Payload::NotificationSent(NotificationSent {
-            order_id: order.clone(),
-            notification_id: id.to_string(),
-            channel: self.channel.name().to_owned(),
-            template,
-            text: text.clone(),
-            source_event_id: source.to_string(),
-        });
-        let envelope = event::envelope("notification", &order, payload, &meta, Utc::now());
-        let stream = format!("notifications-{order}");
-        let version: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
+        let span = tracing::info_span!(
+            "notify",
+            otel.name = %format!("send {template}"),
+            order.id = %order_id,
+            notification.id = %id,
+            request.id = %correlation_id,
+        );
+        parent.attach(&span);
+        async move {
+            let text = render(&template, &row.get::<String, _>(8));
+            let msg = Message { notification_id: id, customer_id: row.get(7), text: text.clone() };
+            self.channel.send(&msg).await?;
+
+            let meta = EventMeta { correlation_id, causation_id: source.to_string(), trace: TraceContext::current() };
+            let order = order_id.to_string();
+            let payload = Payload::NotificationSent(NotificationSent {
+                order_id: order.clone(),
+                notification_id: id.to_string(),
+                channel: self.channel.name().to_owned(),
+                template,
+                text: text.clone(),
+                source_event_id: source.to_string(),
+            });
+            let envelope = event::envelope("notification", &order, payload, &meta, Utc::now());
+            let stream = format!("notifications-{order}");
+            let version: i64 = sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = $1")
                 .bind(&stream)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -112,5 +113,8 @@ impl Dispatcher {
         tx.commit().await?;
         self.waker.wake();
         Ok(true)
+        }
+        .instrument(span)
+        .await
     }
 }

@@ -5,6 +5,7 @@ use omnisaga_proto::v1::envelope::Payload;
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::event_id,
+    TraceContext,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -37,6 +38,8 @@ impl Handler for SagaEvents {
             return Ok(());
         };
         let source = event_id(env).unwrap_or_default();
+        // The message's span will be a child of this consumer's span.
+        let trace = TraceContext::current();
         sqlx::query(
             "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template,
                                         correlation_id, traceparent, tracestate)
@@ -48,8 +51,8 @@ impl Handler for SagaEvents {
         .bind(&env.event_type)
         .bind(template)
         .bind(&env.correlation_id)
-        .bind(&event.trace.traceparent)
-        .bind(&event.trace.tracestate)
+        .bind(&trace.traceparent)
+        .bind(&trace.tracestate)
         .execute(&mut *tx)
         .await?;
         Ok(())

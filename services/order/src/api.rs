@@ -397,6 +397,7 @@ async fn place_order(
             customer_id: &customer_id,
             status: "PLACED",
             trace_id: trace.trace_id(),
+            traceparent: trace.traceparent.as_deref(),
             at: now,
         },
     )

@@ -15,10 +15,7 @@ use omnisaga_runtime::{
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{
-    domain::{self, Command, Order, OrderError},
-    store as db,
-};
+use crate::domain::{self, Command, Order, OrderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -114,7 +111,7 @@ impl Orders {
         }
         let meta = match meta {
             Some(m) => m,
-            None => own_meta(tx, order_id, &history).await?,
+            None => own_meta(&history),
         };
         let now = Utc::now();
         let envelopes: Vec<Envelope> = new
@@ -143,14 +140,9 @@ impl Orders {
 }
 
 /// Metadata for events the order service causes by itself (deadlines): the
-/// saga's correlation id and trace, caused by the stream's last event.
-async fn own_meta(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    history: &[store::StoredEvent],
-) -> Result<EventMeta, sqlx::Error> {
-    let trace_id = db::trace_id(&mut *tx, order_id).await?;
-    Ok(EventMeta {
+/// saga's correlation id, caused by the stream's last event, in the current span.
+fn own_meta(history: &[store::StoredEvent]) -> EventMeta {
+    EventMeta {
         correlation_id: history
             .first()
             .map(|e| e.envelope.correlation_id.clone())
@@ -159,10 +151,8 @@ async fn own_meta(
             .last()
             .map(|e| e.envelope.event_id.clone())
             .unwrap_or_default(),
-        trace: trace_id
-            .map(|t| TraceContext::for_trace(&t))
-            .unwrap_or_else(TraceContext::new_root),
-    })
+        trace: TraceContext::current(),
+    }
 }
 
 async fn sync_view(

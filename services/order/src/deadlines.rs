@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use omnisaga_runtime::TraceContext;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::{
     commands::{CommandError, Orders},
@@ -35,23 +37,44 @@ impl Deadlines {
     }
 
     async fn check(&self) -> Result<()> {
-        for order_id in db::past_payment_deadline(&self.orders.pool, 100).await? {
+        for (order_id, traceparent) in db::past_payment_deadline(&self.orders.pool, 100).await? {
             let cmd = Command::Cancel {
                 reason: PAYMENT_DEADLINE_PASSED.into(),
             };
-            match self.orders.execute(order_id, cmd, None).await {
-                Ok(_) => tracing::info!(order.id = %order_id, "payment deadline passed, order cancelled"),
+            let span = tracing::info_span!("payment deadline", order.id = %order_id);
+            TraceContext {
+                traceparent,
+                tracestate: None,
+            }
+            .attach(&span);
+            match self
+                .orders
+                .execute(order_id, cmd, None)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(_) => span.in_scope(|| tracing::info!("payment deadline passed, order cancelled")),
                 Err(CommandError::Domain(_)) => {} // paid or cancelled meanwhile
                 Err(e) => return Err(e.into()),
             }
         }
-        for (order_id, waited_ms) in db::payment_delayed(&self.orders.pool, self.delay_notice, 100).await? {
+        for (order_id, waited_ms, traceparent) in
+            db::payment_delayed(&self.orders.pool, self.delay_notice, 100).await?
+        {
+            let span = tracing::info_span!("payment delay notice", order.id = %order_id);
+            TraceContext {
+                traceparent,
+                tracestate: None,
+            }
+            .attach(&span);
+            let cmd = Command::NoticePaymentDelay { waited_ms };
             match self
                 .orders
-                .execute(order_id, Command::NoticePaymentDelay { waited_ms }, None)
+                .execute(order_id, cmd, None)
+                .instrument(span.clone())
                 .await
             {
-                Ok(_) => tracing::info!(order.id = %order_id, waited_ms, "payment delayed, customer told"),
+                Ok(_) => span.in_scope(|| tracing::info!(waited_ms, "payment delayed, customer told")),
                 Err(CommandError::Domain(_)) => {}
                 Err(e) => return Err(e.into()),
             }

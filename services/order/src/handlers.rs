@@ -30,7 +30,7 @@ impl Handler for SagaEvents {
         let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
             HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
         })?;
-        let meta = EventMeta::caused_by(env, &event.trace);
+        let meta = EventMeta::caused_by(env);
         match self
             .orders
             .execute_in(tx, order_id, Command::Record(payload), Some(meta), Some(env))

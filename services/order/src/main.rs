@@ -4,8 +4,10 @@ use omnisaga_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    telemetry::init("order");
+    let telemetry = telemetry::init("order");
     let config = Config::from_env()?;
     let app = App::build(config).await?;
-    app.run_until_stopped(shutdown::on_signal()).await
+    let result = app.run_until_stopped(shutdown::on_signal()).await;
+    telemetry.shutdown();
+    result
 }

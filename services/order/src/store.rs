@@ -113,13 +113,14 @@ pub struct NewOrderView<'a> {
     pub customer_id: &'a str,
     pub status: &'a str,
     pub trace_id: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
     pub at: DateTime<Utc>,
 }
 
 pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO order_view (order_id, order_number, customer_id, status, trace_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        "INSERT INTO order_view (order_id, order_number, customer_id, status, trace_id, created_at, updated_at, traceparent)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
     )
     .bind(v.order_id)
     .bind(v.order_number)
@@ -127,6 +128,7 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     .bind(v.status)
     .bind(v.trace_id)
     .bind(v.at)
+    .bind(v.traceparent)
     .execute(tx)
     .await?;
     Ok(())
@@ -144,9 +146,12 @@ pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(
 }
 
 /// Orders whose payment deadline passed while they still wait for payment.
-pub async fn past_payment_deadline(pool: &PgPool, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT order_id FROM order_view WHERE status = 'AWAITING_PAYMENT' AND payment_deadline_at <= now()
+pub async fn past_payment_deadline(
+    pool: &PgPool,
+    limit: i64,
+) -> Result<Vec<(Uuid, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, traceparent FROM order_view WHERE status = 'AWAITING_PAYMENT' AND payment_deadline_at <= now()
          ORDER BY payment_deadline_at LIMIT $1",
     )
     .bind(limit)
@@ -159,9 +164,9 @@ pub async fn payment_delayed(
     pool: &PgPool,
     after: std::time::Duration,
     limit: i64,
-) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
+) -> Result<Vec<(Uuid, i64, Option<String>)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT order_id, (extract(epoch FROM now() - created_at) * 1000)::bigint FROM order_view
+        "SELECT order_id, (extract(epoch FROM now() - created_at) * 1000)::bigint, traceparent FROM order_view
          WHERE status = 'PLACED' AND NOT delay_noticed AND created_at <= now() - $1 * interval '1 millisecond'
          ORDER BY created_at LIMIT $2",
     )

@@ -42,7 +42,7 @@ impl Handler for OrderEvents {
             .iter()
             .filter_map(|e| e.envelope.payload.as_ref())
             .fold(Payment::default(), domain::evolve);
-        let meta = EventMeta::caused_by(env, &event.trace);
+        let meta = EventMeta::caused_by(env);
         let (recorded, events) = match &env.payload {
             Some(Payload::OrderPlaced(placed)) => {
                 let amount = placed

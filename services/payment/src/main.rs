@@ -4,8 +4,10 @@ use omnisaga_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    telemetry::init("payment");
+    let telemetry = telemetry::init("payment");
     let config = Config::from_env()?;
     let app = App::build(config).await?;
-    app.run_until_stopped(shutdown::on_signal()).await
+    let result = app.run_until_stopped(shutdown::on_signal()).await;
+    telemetry.shutdown();
+    result
 }

@@ -280,16 +280,25 @@ impl<H: Handler> Consumer<H> {
         let trace = raw.trace();
         let span = tracing::info_span!(
             "consume",
+            otel.name = %format!("process {}", raw.topic),
+            otel.kind = "consumer",
             messaging.system = "kafka",
+            messaging.operation.type = "process",
             messaging.destination.name = %raw.topic,
-            messaging.kafka.partition = raw.partition,
+            messaging.destination.partition.id = raw.partition,
             messaging.kafka.offset = raw.offset,
+            messaging.kafka.message.key = %raw.key,
             messaging.consumer.group.name = %self.group,
+            messaging.message.id = decoded.as_ref().map(|e| e.event_id.as_str()).unwrap_or(""),
             event.type = decoded.as_ref().map(|e| e.event_type.as_str()).unwrap_or("undecodable"),
             order.id = decoded.as_ref().map(|e| e.order_id.as_str()).unwrap_or(""),
             request.id = decoded.as_ref().map(|e| e.correlation_id.as_str()).unwrap_or(""),
-            trace_id = trace.trace_id().unwrap_or(""),
+            trace_id = tracing::field::Empty,
         );
+        trace.attach(&span);
+        if let Some(t) = span.in_scope(TraceContext::current).trace_id() {
+            span.record("trace_id", t);
+        }
         async {
             match decoded {
                 Ok(envelope) => {

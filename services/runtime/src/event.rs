@@ -1,12 +1,18 @@
 //! Building and reading envelopes: event id (UUIDv7), time, correlation and
 //! causation ids, and the W3C trace context that rides with every event.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, TimeZone, Utc};
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 /// W3C trace context (`traceparent`, `tracestate`) carried from the HTTP
-/// request through each outbox row and Kafka header to every consumer.
+/// request through each outbox row and Kafka header to every consumer, so an
+/// order's whole saga is one trace.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceContext {
     pub traceparent: Option<String>,
@@ -14,28 +20,25 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// Accepts a `traceparent` only when it is well formed, else starts a new trace.
-    pub fn from_header_or_new(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
-        match traceparent.filter(|tp| parse_traceparent(tp).is_some()) {
-            Some(tp) => Self {
-                traceparent: Some(tp.to_owned()),
-                tracestate: tracestate.map(str::to_owned),
-            },
-            None => Self::new_root(),
-        }
-    }
-
-    pub fn new_root() -> Self {
-        let trace = Uuid::new_v4().simple().to_string();
+    /// The context of the current span: what an event written now carries on.
+    pub fn current() -> Self {
+        let cx = tracing::Span::current().context();
+        let mut carrier = HashMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut carrier);
         Self {
-            traceparent: Some(format!("00-{trace}-{}-01", new_span_id())),
-            tracestate: None,
+            traceparent: carrier.remove("traceparent"),
+            tracestate: carrier.remove("tracestate").filter(|s| !s.is_empty()),
         }
     }
 
-    /// A new span in the trace `trace_id` (32 hex digits), or a new trace if malformed.
-    pub fn for_trace(trace_id: &str) -> Self {
-        Self::from_header_or_new(Some(&format!("00-{trace_id}-{}-01", new_span_id())), None)
+    /// Makes `span` a child of this context; a missing or malformed
+    /// `traceparent` leaves it a root.
+    pub fn attach(&self, span: &tracing::Span) {
+        if self.trace_id().is_none() {
+            return;
+        }
+        let cx = TraceContextPropagator::new().extract(self);
+        let _ = span.set_parent(cx);
     }
 
     /// The 32-hex-digit trace id, if any.
@@ -45,21 +48,19 @@ impl TraceContext {
             .and_then(parse_traceparent)
             .map(|(t, _)| t)
     }
-
-    /// Same trace, new span id: the context a hop passes on.
-    pub fn child(&self) -> Self {
-        match self.trace_id() {
-            Some(trace) => Self {
-                traceparent: Some(format!("00-{trace}-{}-01", new_span_id())),
-                tracestate: self.tracestate.clone(),
-            },
-            None => Self::new_root(),
-        }
-    }
 }
 
-fn new_span_id() -> String {
-    Uuid::new_v4().simple().to_string()[..16].to_owned()
+impl Extractor for TraceContext {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => self.traceparent.as_deref(),
+            "tracestate" => self.tracestate.as_deref(),
+            _ => None,
+        }
+    }
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent", "tracestate"]
+    }
 }
 
 fn parse_traceparent(tp: &str) -> Option<(&str, &str)> {
@@ -85,12 +86,12 @@ pub struct EventMeta {
 }
 
 impl EventMeta {
-    /// Metadata of an event caused by `cause`, continuing `trace`.
-    pub fn caused_by(cause: &Envelope, trace: &TraceContext) -> Self {
+    /// Metadata of an event caused by `cause`, in the current span's trace.
+    pub fn caused_by(cause: &Envelope) -> Self {
         Self {
             correlation_id: cause.correlation_id.clone(),
             causation_id: cause.event_id.clone(),
-            trace: trace.child(),
+            trace: TraceContext::current(),
         }
     }
 }
@@ -135,21 +136,49 @@ pub fn event_id(env: &Envelope) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::prelude::*;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn with_tracing<T>(f: impl FnOnce() -> T) -> T {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f)
+    }
 
     #[test]
-    fn malformed_traceparent_starts_a_new_trace() {
-        let ctx = TraceContext::from_header_or_new(Some("00-xyz-abc-01"), None);
-        assert_ne!(ctx.traceparent.as_deref(), Some("00-xyz-abc-01"));
+    fn a_child_span_carries_the_parents_trace_with_its_own_span_id() {
+        let parent = TraceContext {
+            traceparent: Some(PARENT.into()),
+            tracestate: None,
+        };
+        let child = with_tracing(|| {
+            let span = tracing::info_span!("hop");
+            parent.attach(&span);
+            span.in_scope(TraceContext::current)
+        });
+        assert_eq!(child.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_ne!(child.traceparent.as_deref(), Some(PARENT));
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_new_trace() {
+        let bad = TraceContext {
+            traceparent: Some("00-xyz-abc-01".into()),
+            tracestate: None,
+        };
+        assert_eq!(bad.trace_id(), None);
+        let ctx = with_tracing(|| {
+            let span = tracing::info_span!("root");
+            bad.attach(&span);
+            span.in_scope(TraceContext::current)
+        });
         assert_eq!(ctx.trace_id().map(str::len), Some(32));
     }
 
     #[test]
-    fn child_keeps_the_trace_and_changes_the_span() {
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ctx = TraceContext::from_header_or_new(Some(tp), Some("a=b"));
-        let child = ctx.child();
-        assert_eq!(child.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        assert_ne!(child.traceparent.as_deref(), Some(tp));
-        assert_eq!(child.tracestate.as_deref(), Some("a=b"));
+    fn without_a_span_there_is_no_context_to_carry() {
+        assert_eq!(with_tracing(TraceContext::current), TraceContext::default());
     }
 }

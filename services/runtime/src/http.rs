@@ -152,22 +152,43 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
-    let trace = {
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        TraceContext::from_header_or_new(header("traceparent"), header("tracestate"))
+    let parent = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        TraceContext {
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+        }
     };
+    let route = route_of(req.uri().path());
     let span = tracing::info_span!(
         "http",
+        otel.name = %format!("{} {route}", req.method()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         http.request.method = %req.method(),
+        http.route = %route,
         url.path = %req.uri().path(),
         request.id = %request_id,
-        trace_id = trace.trace_id().unwrap_or(""),
+        trace_id = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
+    parent.attach(&span);
+    let trace = span.in_scope(TraceContext::current);
+    if let Some(t) = trace.trace_id() {
+        span.record("trace_id", t);
+    }
     req.extensions_mut().insert(RequestId(request_id.clone()));
     req.extensions_mut().insert(trace);
     let mut resp = next.run(req).instrument(span.clone()).await;
     span.record("http.response.status_code", resp.status().as_u16());
+    if resp.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
         span.in_scope(|| {
             if err.status.is_server_error() {
@@ -183,6 +204,23 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The route template of `path`: ids (UUIDs, numbers) become `{id}`, so
+/// span names and metric labels stay few.
+pub fn route_of(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if uuid::Uuid::parse_str(seg).is_ok()
+                || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
+            {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// What `/readyz` checks: the database and the broker.

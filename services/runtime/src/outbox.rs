@@ -212,8 +212,33 @@ impl Relay {
             })
             .collect();
         let sends = rows.iter().map(|row| {
+            // One producer span per record, child of the transaction that wrote
+            // it; the consumer continues from this span.
+            let span = tracing::info_span!(
+                "publish",
+                otel.name = %format!("publish {}", row.topic),
+                otel.kind = "producer",
+                messaging.system = "kafka",
+                messaging.operation.type = "publish",
+                messaging.destination.name = %row.topic,
+                messaging.kafka.message.key = %row.key,
+                event.type = row.headers.get("event_type").map(String::as_str).unwrap_or(""),
+                order.id = %row.key,
+                messaging.destination.partition.id = tracing::field::Empty,
+                messaging.kafka.offset = tracing::field::Empty,
+            );
+            let stored = TraceContext {
+                traceparent: row.headers.get("traceparent").cloned(),
+                tracestate: row.headers.get("tracestate").cloned(),
+            };
+            stored.attach(&span);
+            let carried = span.in_scope(TraceContext::current);
             let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
             for (k, v) in &row.headers {
+                let v = match k.as_str() {
+                    "traceparent" => carried.traceparent.as_deref().unwrap_or(v),
+                    _ => v,
+                };
                 headers = headers.insert(Header {
                     key: k,
                     value: Some(v.as_bytes()),
@@ -227,7 +252,11 @@ impl Relay {
             async move {
                 match sent {
                     Ok(delivery) => match delivery.await {
-                        Ok(Ok(_)) => Ok(row.id),
+                        Ok(Ok(d)) => {
+                            span.record("messaging.destination.partition.id", d.partition);
+                            span.record("messaging.kafka.offset", d.offset);
+                            Ok(row.id)
+                        }
                         Ok(Err((e, _))) => Err(e.to_string()),
                         Err(_) => Err("delivery cancelled".to_owned()),
                     },

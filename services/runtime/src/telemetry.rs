@@ -1,14 +1,50 @@
-//! Logs: JSON lines by default (one object per line with the span fields such
-//! as `request.id` and `order.id`), or human-readable with `LOG_FORMAT=pretty`.
+//! Logs and traces. Logs are JSON lines by default (each with its span
+//! fields: `request.id`, `order.id`, `trace_id`), or human-readable with
+//! `LOG_FORMAT=pretty`. Spans go to OpenTelemetry: W3C trace context is
+//! always propagated; spans are exported by OTLP/gRPC when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
+//! set, with the SDK's standard variables (`OTEL_SERVICE_NAME`,
+//! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, ...) honoured.
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
-/// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init(service: &'static str) {
+/// Keeps the tracer provider; [`Telemetry::shutdown`] flushes it.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+/// Installs logging and tracing. Call once, first thing in `main`, inside
+/// the Tokio runtime (the gRPC exporter needs it).
+pub fn init(service: &'static str) -> Telemetry {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
+    let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
+    // service.instance.id tells replicas apart (and the Jaeger view keys processes by it).
+    let instance = format!("{service}-{}", uuid::Uuid::new_v4().simple());
+    let resource = Resource::builder()
+        .with_service_name(service_name)
+        .with_attribute(opentelemetry::KeyValue::new("service.instance.id", instance))
+        .build();
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    let exporting = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|e| !e.is_empty()));
+    let mut export_error = None;
+    if exporting {
+        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(e) => export_error = Some(e.to_string()),
+        }
+    }
+    let provider = builder.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
     let pretty = std::env::var("LOG_FORMAT").is_ok_and(|f| f == "pretty");
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     if pretty {
         registry.with(fmt::layer().with_target(false)).init();
     } else {
@@ -22,5 +58,18 @@ pub fn init(service: &'static str) {
             )
             .init();
     }
-    tracing::info!(service, "starting");
+    if let Some(e) = export_error {
+        tracing::error!(error = %e, "trace export disabled: the OTLP exporter could not be built");
+    }
+    tracing::info!(service, exporting, "starting");
+    Telemetry { provider }
+}
+
+impl Telemetry {
+    /// Flushes spans not yet exported. Call after the service stopped.
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::warn!(error = %e, "trace exporter did not flush cleanly");
+        }
+    }
 }

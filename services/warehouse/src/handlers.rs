@@ -63,7 +63,7 @@ impl SagaEvents {
             Ok(events) => events,
             Err(FulfilmentError::AlreadyReserved) => return Ok(()),
         };
-        let meta = EventMeta::caused_by(&event.envelope, &event.trace);
+        let meta = EventMeta::caused_by(&event.envelope);
         let now = Utc::now();
         let envelopes: Vec<_> = events
             .into_iter()
@@ -105,7 +105,7 @@ impl SagaEvents {
             .map(|p| domain::evolve(state.clone(), p))
             .unwrap_or(state);
         let releases = domain::release_on_cancel(&after, &env.order_id);
-        let meta = EventMeta::caused_by(env, &event.trace);
+        let meta = EventMeta::caused_by(env);
         let now = Utc::now();
         let envelopes: Vec<_> = releases
             .into_iter()
@@ -133,7 +133,7 @@ impl SagaEvents {
             return Ok(());
         }
         store::append(tx, &env.order_id, version, std::slice::from_ref(env)).await?;
-        let meta = EventMeta::caused_by(env, &event.trace);
+        let meta = EventMeta::caused_by(env);
         let ctx = TaskContext {
             correlation_id: meta.correlation_id,
             causation_id: meta.causation_id,

@@ -4,8 +4,10 @@ use omnisaga_warehouse::{app::App, config::Config};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    telemetry::init("warehouse");
+    let telemetry = telemetry::init("warehouse");
     let config = Config::from_env()?;
     let app = App::build(config).await?;
-    app.run_until_stopped(shutdown::on_signal()).await
+    let result = app.run_until_stopped(shutdown::on_signal()).await;
+    telemetry.shutdown();
+    result
 }

@@ -15,6 +15,7 @@ use omnisaga_runtime::{
 };
 use sqlx::{PgPool, Row};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::store::{self, TaskItem};
@@ -72,59 +73,68 @@ impl Pickers {
         let order_id: Uuid = row.get(1);
         let items: Vec<TaskItem> = row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0;
         let status: String = row.get(3);
-        let trace = TraceContext {
+        let parent = TraceContext {
             traceparent: row.get(6),
             tracestate: row.get(7),
-        }
-        .child();
-        let meta = EventMeta {
-            correlation_id: row.get(4),
-            causation_id: row.get(5),
-            trace,
         };
+        let correlation_id: String = row.get(4);
+        let causation_id: String = row.get(5);
         let order = order_id.to_string();
-        let span = tracing::info_span!("pick", order.id = %order, pick_task.id = %task_id, request.id = %meta.correlation_id);
-        let _guard = span.enter();
-
-        let (payload, next_status, due_in) = if status == "READY" {
-            drop(_guard);
-            tokio::time::sleep(self.pick + self.pack).await;
-            let payload = Payload::OrderReadyForShipment(OrderReadyForShipment {
-                order_id: order.clone(),
-                pick_task_id: task_id.to_string(),
-                parcels: 1,
-            });
-            (payload, "PACKED", self.ship)
+        let step = if status == "READY" {
+            "pick and pack"
         } else {
-            drop(_guard);
-            store::ship(&mut tx, &items).await?;
-            let payload = Payload::OrderShipped(OrderShipped {
-                order_id: order.clone(),
-                carrier: "omnisaga-post".into(),
-                tracking_number: format!("OSP{}", &task_id.simple().to_string()[20..]).to_uppercase(),
-            });
-            (payload, "SHIPPED", Duration::ZERO)
+            "ship"
         };
-        let (_, version) = store::load(&mut tx, &order).await?;
-        let envelope = event::envelope("warehouse", &order, payload, &meta, Utc::now());
-        store::append(&mut tx, &order, version, std::slice::from_ref(&envelope)).await?;
-        outbox::enqueue(&mut tx, &self.warehouse_topic, &envelope, &meta.trace).await?;
-        sqlx::query(
-            "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
-                    causation_id = $4, traceparent = $5, updated_at = now()
-             WHERE pick_task_id = $1",
-        )
-        .bind(task_id)
-        .bind(next_status)
-        .bind(due_in.as_millis() as f64)
-        .bind(&envelope.event_id)
-        .bind(&meta.trace.traceparent)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.waker.wake();
-        span.in_scope(|| tracing::info!(event.type = %envelope.event_type, "pick task advanced"));
-        Ok(true)
+        let span = tracing::info_span!(
+            "pick",
+            otel.name = step,
+            order.id = %order,
+            pick_task.id = %task_id,
+            request.id = %correlation_id,
+        );
+        parent.attach(&span);
+        async move {
+            let (payload, next_status, due_in) = if status == "READY" {
+                tokio::time::sleep(self.pick + self.pack).await;
+                let payload = Payload::OrderReadyForShipment(OrderReadyForShipment {
+                    order_id: order.clone(),
+                    pick_task_id: task_id.to_string(),
+                    parcels: 1,
+                });
+                (payload, "PACKED", self.ship)
+            } else {
+                store::ship(&mut tx, &items).await?;
+                let payload = Payload::OrderShipped(OrderShipped {
+                    order_id: order.clone(),
+                    carrier: "omnisaga-post".into(),
+                    tracking_number: format!("OSP{}", &task_id.simple().to_string()[20..]).to_uppercase(),
+                });
+                (payload, "SHIPPED", Duration::ZERO)
+            };
+            let meta = EventMeta { correlation_id, causation_id, trace: TraceContext::current() };
+            let (_, version) = store::load(&mut tx, &order).await?;
+            let envelope = event::envelope("warehouse", &order, payload, &meta, Utc::now());
+            store::append(&mut tx, &order, version, std::slice::from_ref(&envelope)).await?;
+            outbox::enqueue(&mut tx, &self.warehouse_topic, &envelope, &meta.trace).await?;
+            sqlx::query(
+                "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
+                        causation_id = $4, traceparent = $5, updated_at = now()
+                 WHERE pick_task_id = $1",
+            )
+            .bind(task_id)
+            .bind(next_status)
+            .bind(due_in.as_millis() as f64)
+            .bind(&envelope.event_id)
+            .bind(&meta.trace.traceparent)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.waker.wake();
+            tracing::info!(event.type = %envelope.event_type, "pick task advanced");
+            Ok(true)
+        }
+        .instrument(span)
+        .await
     }
 }
 
