@@ -206,6 +206,92 @@ async fn run_saga(stack: &Stack) -> Result<()> {
         let trace_id = order["trace_id"].as_str().context("the order has no trace_id")?;
         check_trace(&http, &stack.traces_url, trace_id).await?;
     }
+    check_metrics(&http, stack).await?;
+    Ok(())
+}
+
+/// Sum of the samples of `name` whose labels include every pair of `labels`.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
+        if metric != name
+            || !labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+        {
+            continue;
+        }
+        *found.get_or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
+    }
+    found
+}
+
+/// Each service's `/metrics` counts what the saga did.
+async fn check_metrics(http: &reqwest::Client, stack: &Stack) -> Result<()> {
+    let mut text = std::collections::HashMap::new();
+    for service in SERVICES {
+        let body = http
+            .get(format!("{}/metrics", stack.url(service)))
+            .send()
+            .await?
+            .text()
+            .await?;
+        text.insert(service, body);
+    }
+    let n = ORDERS as f64;
+    let posted = sample(
+        &text["order"],
+        "http_server_requests_total",
+        &[("route", "/v1/orders"), ("status", "201")],
+    );
+    assert_eq!(posted, Some(n), "order requests");
+    let authorized = sample(
+        &text["payment"],
+        "omnisaga_payment_outcomes_total",
+        &[("outcome", "authorized")],
+    );
+    assert_eq!(authorized, Some(n), "payment outcomes");
+    let shipped = sample(
+        &text["analytics"],
+        "omnisaga_saga_stage_duration_seconds_count",
+        &[("stage", "placed_to_shipped")],
+    );
+    assert_eq!(shipped, Some(n), "saga stage durations");
+    assert_eq!(
+        sample(
+            &text["warehouse"],
+            "omnisaga_pick_backlog",
+            &[("status", "READY")]
+        ),
+        Some(0.0)
+    );
+    for service in SERVICES {
+        let t = &text[service];
+        assert!(
+            t.contains(&format!("service=\"{service}\"")),
+            "{service} metrics lack the service label"
+        );
+        if service != "analytics" {
+            // Analytics owns no topic; every other service published at least one event per order.
+            let published = sample(t, "omnisaga_outbox_published_total", &[]).unwrap_or(0.0);
+            assert!(published >= n, "{service} published {published}");
+        }
+        assert_eq!(
+            sample(t, "omnisaga_outbox_backlog", &[]),
+            Some(0.0),
+            "{service} outbox backlog"
+        );
+        let handled = sample(t, "omnisaga_consumer_handled_total", &[("outcome", "ok")]).unwrap_or(0.0);
+        assert!(handled >= n, "{service} handled {handled}");
+        assert!(
+            sample(t, "omnisaga_consumer_lag", &[]).is_some(),
+            "{service} reports no consumer lag"
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,14 @@ use omnisaga_runtime::{
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+static STAGES: std::sync::LazyLock<omnisaga_runtime::metrics::Histograms> = std::sync::LazyLock::new(|| {
+    omnisaga_runtime::metrics::histogram_vec(
+        "omnisaga_saga_stage_duration_seconds",
+        "From OrderPlaced to a later stage (placed_to_paid, placed_to_ready_for_shipment, placed_to_shipped)",
+        &["stage"],
+    )
+});
+
 pub struct SagaEvents;
 
 /// The `order_stages` column an event sets, if it marks a stage.
@@ -61,6 +69,27 @@ impl Handler for SagaEvents {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+            let stage = match column {
+                "paid_at" => Some("placed_to_paid"),
+                "ready_at" => Some("placed_to_ready_for_shipment"),
+                "shipped_at" => Some("placed_to_shipped"),
+                _ => None,
+            };
+            if let Some(stage) = stage {
+                // The time from placement to this stage, when this event set it.
+                let sql = format!(
+                    "SELECT extract(epoch FROM {column} - placed_at)::float8 FROM order_stages
+                     WHERE order_id = $1 AND {column} = $2 AND placed_at IS NOT NULL"
+                );
+                let seconds: Option<Option<f64>> = sqlx::query_scalar(&sql)
+                    .bind(order_id)
+                    .bind(at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(s) = seconds.flatten() {
+                    STAGES.with_label_values(&[stage]).observe(s.max(0.0));
+                }
+            }
         } else if matches!(payload, Payload::PaymentFailed(_)) {
             sqlx::query(
                 "INSERT INTO order_stages (order_id, payment_failures) VALUES ($1, 1)

@@ -65,6 +65,19 @@ impl App {
             self.base.topics.payments.clone(),
             self.base.topics.warehouse.clone(),
         ];
+        let past_deadline = omnisaga_runtime::metrics::gauge_vec(
+            "omnisaga_sagas_past_deadline",
+            "Orders still awaiting payment after their payment deadline (the scheduler is stuck)",
+            &[],
+        );
+        self.base.on_scrape(Arc::new(move |pool| {
+            let gauge = past_deadline.clone();
+            Box::pin(async move {
+                if let Ok(n) = store::count_past_payment_deadline(&pool).await {
+                    gauge.with_label_values::<&str>(&[]).set(n);
+                }
+            })
+        }));
         let consumer = self.base.consumer(
             topics,
             Arc::new(SagaEvents {

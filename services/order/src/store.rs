@@ -159,6 +159,15 @@ pub async fn past_payment_deadline(
     .await
 }
 
+/// How many orders wait for payment past their deadline (should be none for long).
+pub async fn count_past_payment_deadline(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM order_view WHERE status = 'AWAITING_PAYMENT' AND payment_deadline_at <= now()",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Orders with no payment answer for longer than `after`, not yet told so: (id, waited ms).
 pub async fn payment_delayed(
     pool: &PgPool,

@@ -20,6 +20,14 @@ use crate::{
     provider::{Outcome, Provider},
 };
 
+static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> = std::sync::LazyLock::new(|| {
+    omnisaga_runtime::metrics::counter_vec(
+        "omnisaga_payment_outcomes_total",
+        "Payment answers and compensations (authorized, declined, unavailable, voided)",
+        &["outcome"],
+    )
+});
+
 pub struct OrderEvents {
     pub provider: Arc<Provider>,
     pub payments_topic: String,
@@ -99,6 +107,14 @@ impl Handler for OrderEvents {
         store::append(tx, &stream, version, &all).await?;
         for out in &envelopes {
             outbox::enqueue(tx, &self.payments_topic, out, &meta.trace).await?;
+            let outcome = match &out.payload {
+                Some(Payload::PaymentAuthorized(_)) => "authorized",
+                Some(Payload::PaymentFailed(f)) if f.reason == "provider_unavailable" => "unavailable",
+                Some(Payload::PaymentFailed(_)) => "declined",
+                Some(Payload::PaymentVoided(_)) => "voided",
+                _ => "other",
+            };
+            OUTCOMES.with_label_values(&[outcome]).inc();
             tracing::info!(event.type = %out.event_type, "payment event");
         }
         let after = all

@@ -141,8 +141,18 @@ pub struct Applier<H> {
 /// How applying one record ended.
 pub enum Applied {
     Done,
+    /// The inbox had its event id: nothing was applied again.
+    Duplicate,
     /// Its key is parked: the record was queued behind the earlier dead letter.
     Parked,
+}
+
+/// Counts one handled record under `outcome`.
+fn count(consumer: &str, topic: &str, outcome: &str) {
+    crate::metrics::get()
+        .consumer_handled
+        .with_label_values(&[consumer, topic, outcome])
+        .inc();
 }
 
 impl<H: Handler> Applier<H> {
@@ -165,19 +175,22 @@ impl<H: Handler> Applier<H> {
             self.waker.wake();
             return Ok(Applied::Parked);
         }
-        self.apply_in(&mut tx, id, incoming).await?;
+        let fresh = self.apply_in(&mut tx, id, incoming).await?;
         tx.commit().await?;
+        if !fresh {
+            return Ok(Applied::Duplicate);
+        }
         self.waker.wake();
         Ok(Applied::Done)
     }
 
-    /// Inbox record and handler, in `tx`.
+    /// Inbox record and handler, in `tx`; false when the event was a duplicate.
     pub async fn apply_in(
         &self,
         tx: &mut PgConnection,
         id: uuid::Uuid,
         incoming: &Incoming,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<bool, HandlerError> {
         let fresh = sqlx::query(
             "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -193,9 +206,10 @@ impl<H: Handler> Applier<H> {
             == 1;
         if !fresh {
             tracing::debug!("duplicate event skipped");
-            return Ok(());
+            return Ok(false);
         }
-        self.handler.handle(tx, incoming).await
+        self.handler.handle(tx, incoming).await?;
+        Ok(true)
     }
 
     /// Parks `raw` as a dead letter, retrying until the database takes it.
@@ -218,6 +232,11 @@ impl<H: Handler> Applier<H> {
             match result {
                 Ok(()) => {
                     self.waker.wake();
+                    crate::metrics::get()
+                        .dead_letters
+                        .with_label_values(&[self.name.as_str(), raw.topic.as_str()])
+                        .inc();
+                    count(&self.name, &raw.topic, "dead_lettered");
                     return true;
                 }
                 Err(e) => {
@@ -299,7 +318,8 @@ impl<H: Handler> Consumer<H> {
         if let Some(t) = span.in_scope(TraceContext::current).trace_id() {
             span.record("trace_id", t);
         }
-        async {
+        let started = std::time::Instant::now();
+        let done = async {
             match decoded {
                 Ok(envelope) => {
                     self.apply_with_retries(&raw, raw.incoming(envelope), shutdown)
@@ -309,17 +329,31 @@ impl<H: Handler> Consumer<H> {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        crate::metrics::get()
+            .consumer_duration
+            .with_label_values(&[self.applier.name.as_str(), raw.topic.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        done
     }
 
     async fn apply_with_retries(&self, raw: &Raw, incoming: Incoming, shutdown: &CancellationToken) -> bool {
         let mut rejections = 0;
         let mut attempt = 0u32;
         loop {
+            let (name, topic) = (self.applier.name.as_str(), raw.topic.as_str());
             let error = match self.applier.apply(raw, &incoming).await {
-                Ok(Applied::Done) => return true,
+                Ok(Applied::Done) => {
+                    count(name, topic, "ok");
+                    return true;
+                }
+                Ok(Applied::Duplicate) => {
+                    count(name, topic, "duplicate");
+                    return true;
+                }
                 Ok(Applied::Parked) => {
                     tracing::warn!("record parked behind an earlier dead letter of its order");
+                    count(name, topic, "parked");
                     return true;
                 }
                 Err(HandlerError::Rejected(e)) => {
@@ -334,6 +368,7 @@ impl<H: Handler> Consumer<H> {
                 Err(HandlerError::Transient(e)) => e,
             };
             attempt += 1;
+            count(name, topic, "retried");
             tracing::warn!(error = %format!("{error:#}"), attempt, "handling failed, retrying");
             if !sleep_backoff(attempt, shutdown).await {
                 return false;

@@ -163,6 +163,7 @@ impl<H: Handler> Replay for Applier<H> {
                     Some(event) => self
                         .apply_in(&mut tx, event, &raw.incoming(env))
                         .await
+                        .map(|_| ())
                         .map_err(|e| e.to_string()),
                 },
             };

@@ -182,10 +182,19 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Some(t) = trace.trace_id() {
         span.record("trace_id", t);
     }
+    let (method, started) = (req.method().to_string(), std::time::Instant::now());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     req.extensions_mut().insert(trace);
     let mut resp = next.run(req).instrument(span.clone()).await;
     span.record("http.response.status_code", resp.status().as_u16());
+    let status = resp.status().as_u16().to_string();
+    let m = crate::metrics::get();
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
     if resp.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

@@ -109,6 +109,7 @@ struct Row_ {
     key: String,
     payload: Vec<u8>,
     headers: BTreeMap<String, String>,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Relay {
@@ -192,7 +193,7 @@ impl Relay {
     /// Publishes up to one batch; returns how many rows were published.
     async fn publish_batch(&self) -> Result<usize> {
         let rows = sqlx::query(
-            "SELECT id, topic, message_key, payload, headers FROM outbox
+            "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.batch)
@@ -209,6 +210,7 @@ impl Relay {
                 key: r.get(2),
                 payload: r.get(3),
                 headers: r.get::<sqlx::types::Json<BTreeMap<String, String>>, _>(4).0,
+                created_at: r.get(5),
             })
             .collect();
         let sends = rows.iter().map(|row| {
@@ -255,6 +257,14 @@ impl Relay {
                         Ok(Ok(d)) => {
                             span.record("messaging.destination.partition.id", d.partition);
                             span.record("messaging.kafka.offset", d.offset);
+                            let m = crate::metrics::get();
+                            m.outbox_published.with_label_values(&[row.topic.as_str()]).inc();
+                            let waited = (chrono::Utc::now() - row.created_at)
+                                .num_microseconds()
+                                .unwrap_or(0);
+                            m.outbox_latency
+                                .with_label_values(&[row.topic.as_str()])
+                                .observe(waited.max(0) as f64 / 1e6);
                             Ok(row.id)
                         }
                         Ok(Err((e, _))) => Err(e.to_string()),

@@ -23,7 +23,7 @@ impl Slot {
     pub fn set(&self, consumer: Option<Arc<StreamConsumer>>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = consumer;
     }
-    fn get(&self) -> Option<Arc<StreamConsumer>> {
+    pub fn get(&self) -> Option<Arc<StreamConsumer>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -39,7 +39,7 @@ pub struct PartitionProgress {
 }
 
 /// Blocking: asks the broker for each assigned partition's end.
-fn progress(consumer: &StreamConsumer) -> Result<Vec<PartitionProgress>, rdkafka::error::KafkaError> {
+pub fn progress(consumer: &StreamConsumer) -> Result<Vec<PartitionProgress>, rdkafka::error::KafkaError> {
     let timeout = Duration::from_secs(2);
     let positions = consumer.position()?;
     let committed = consumer.committed(timeout)?;
@@ -73,6 +73,28 @@ pub struct Registered {
     pub name: String,
     pub group: String,
     pub slot: Slot,
+}
+
+/// Scrape-time refresh of `omnisaga_consumer_lag` for `consumers`.
+pub fn lag_refresh(consumers: Vec<Registered>) -> crate::metrics::Refresh {
+    let consumers = Arc::new(consumers);
+    Arc::new(move |_pool| {
+        let consumers = consumers.clone();
+        Box::pin(async move {
+            for c in consumers.iter() {
+                let Some(consumer) = c.slot.get() else { continue };
+                let Ok(Ok(parts)) = tokio::task::spawn_blocking(move || progress(&consumer)).await else {
+                    continue;
+                };
+                for p in parts {
+                    crate::metrics::get()
+                        .consumer_lag
+                        .with_label_values(&[c.name.as_str(), p.topic.as_str(), &p.partition.to_string()])
+                        .set(p.lag);
+                }
+            }
+        })
+    })
 }
 
 pub fn routes(consumers: Vec<Registered>) -> Router {

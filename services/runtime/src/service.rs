@@ -16,7 +16,7 @@ use crate::{
     consumer::{Applier, Consumer, Handler},
     db,
     dead_letter::{self, Replay},
-    http, kafka,
+    http, kafka, metrics,
     outbox::{OutboxWaker, Relay},
     progress,
 };
@@ -33,6 +33,7 @@ pub struct Base {
     pub waker: OutboxWaker,
     replayers: Arc<std::sync::Mutex<Vec<Arc<dyn Replay>>>>,
     consumers: Arc<std::sync::Mutex<Vec<progress::Registered>>>,
+    refreshers: Arc<std::sync::Mutex<Vec<metrics::Refresh>>>,
 }
 
 impl Base {
@@ -48,6 +49,7 @@ impl Base {
             waker: OutboxWaker::default(),
             replayers: Default::default(),
             consumers: Default::default(),
+            refreshers: Default::default(),
         })
     }
 
@@ -90,6 +92,14 @@ impl Base {
         Box::new(move |token| Box::pin(consumer.run(token)))
     }
 
+    /// Adds a scrape-time refresh of the service's own gauges.
+    pub fn on_scrape(&self, refresh: metrics::Refresh) {
+        self.refreshers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(refresh);
+    }
+
     /// Binds the HTTP listener (port 0 in tests picks a free port).
     pub async fn bind(&self) -> Result<TcpListener> {
         TcpListener::bind(self.config.http_addr)
@@ -117,12 +127,14 @@ impl Base {
         };
         let readiness = http::Readiness::new(self.pool.clone(), &self.config.kafka)?;
         let replayers = self.replayers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        refreshers.push(progress::lag_refresh(consumers.clone()));
         let router = api
             .merge(http::health_routes(readiness))
             .merge(dead_letter::routes(self.pool.clone(), replayers))
-            .merge(progress::routes(
-                self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            ))
+            .merge(progress::routes(consumers))
+            .merge(metrics::routes(self.pool.clone(), refreshers))
             .fallback(http::not_found)
             .layer(middleware::from_fn(http::request_context));
 

@@ -61,6 +61,7 @@ pub fn init(service: &'static str) -> Telemetry {
     if let Some(e) = export_error {
         tracing::error!(error = %e, "trace export disabled: the OTLP exporter could not be built");
     }
+    crate::metrics::init(service);
     tracing::info!(service, exporting, "starting");
     Telemetry { provider }
 }

@@ -71,6 +71,22 @@ impl App {
             let task: Task = Box::new(move |token| Box::pin(p.run(token)));
             tasks.push(task);
         }
+        let pick_backlog = omnisaga_runtime::metrics::gauge_vec(
+            "omnisaga_pick_backlog",
+            "Pick tasks not yet shipped, per status",
+            &["status"],
+        );
+        self.base.on_scrape(Arc::new(move |pool| {
+            let gauge = pick_backlog.clone();
+            Box::pin(async move {
+                if let Ok(counts) = crate::pickers::backlog(&pool).await {
+                    for status in ["WAITING_PAYMENT", "READY", "PACKED"] {
+                        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+                        gauge.with_label_values(&[status]).set(n);
+                    }
+                }
+            })
+        }));
         let router = api::routes(self.base.pool.clone());
         self.base.run(self.listener, router, tasks, shutdown).await
     }
