@@ -27,6 +27,7 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 echo "[test] broker on 127.0.0.1:$port"
+bash "$(dirname "$0")/check-infra.sh"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
 export NISSHI_BIN="$nisshi"
 set +e
