@@ -285,6 +285,12 @@ impl Stack {
         Ok(())
     }
 
+    /// Kills the trace viewer: services go on, their span exports fail.
+    pub async fn kill_trace_viewer(&mut self) -> Result<()> {
+        self.viewer.kill().await?;
+        Ok(())
+    }
+
     /// Starts the broker again on the same address and storage.
     pub async fn restart_broker(&mut self) -> Result<()> {
         self.broker = spawn_broker(&self.options, &self.brokers).await?;

@@ -107,5 +107,28 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
             "{service} did not recover"
         );
     }
+
+    // Without the trace backend the saga goes on; the lost spans are counted.
+    stack.kill_trace_viewer().await?;
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_visa", "no-traces"))
+        .await?;
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    let metrics_url = format!("{}/metrics", c.order);
+    wait_for(
+        "the order service to count spans it could not export",
+        WAIT,
+        || async {
+            let text = c.http.get(&metrics_url).send().await?.text().await?;
+            let dropped = text
+                .lines()
+                .find(|l| l.starts_with("omnisaga_spans_dropped_total"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            Ok((dropped > 0.0).then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -7,8 +7,49 @@
 //! `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, ...) honoured.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::{trace::SdkTracerProvider, Resource};
+use opentelemetry_sdk::{
+    error::OTelSdkResult,
+    trace::{SdkTracerProvider, SpanData, SpanExporter},
+    Resource,
+};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+/// Counts the spans of every batch the exporter failed to deliver in
+/// `omnisaga_spans_dropped_total` (spans the SDK drops on a full queue are
+/// only logged by it).
+#[derive(Debug)]
+struct Counted<E>(E);
+
+static DROPPED: std::sync::LazyLock<crate::metrics::Counters> = std::sync::LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "omnisaga_spans_dropped_total",
+        "Spans that could not be exported",
+        &[],
+    )
+});
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let spans = batch.len() as u64;
+        let exported = self.0.export(batch);
+        async move {
+            let result = exported.await;
+            if result.is_err() {
+                DROPPED.with_label_values::<&str>(&[]).inc_by(spans);
+            }
+            result
+        }
+    }
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource)
+    }
+}
 
 /// Keeps the tracer provider; [`Telemetry::shutdown`] flushes it.
 pub struct Telemetry {
@@ -18,6 +59,8 @@ pub struct Telemetry {
 /// Installs logging and tracing. Call once, first thing in `main`, inside
 /// the Tokio runtime (the gRPC exporter needs it).
 pub fn init(service: &'static str) -> Telemetry {
+    // Metrics first: the exporter's counter registers in the service's registry.
+    crate::metrics::init(service);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rdkafka=warn"));
     let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
@@ -37,7 +80,7 @@ pub fn init(service: &'static str) -> Telemetry {
     let mut export_error = None;
     if exporting {
         match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
-            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Ok(exporter) => builder = builder.with_batch_exporter(Counted(exporter)),
             Err(e) => export_error = Some(e.to_string()),
         }
     }
@@ -61,7 +104,6 @@ pub fn init(service: &'static str) -> Telemetry {
     if let Some(e) = export_error {
         tracing::error!(error = %e, "trace export disabled: the OTLP exporter could not be built");
     }
-    crate::metrics::init(service);
     tracing::info!(service, exporting, "starting");
     Telemetry { provider }
 }
