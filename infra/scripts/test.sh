@@ -31,7 +31,7 @@ bash "$(dirname "$0")/check-infra.sh"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
 export NISSHI_BIN="$nisshi"
 set +e
-cargo test --workspace "$@" 2>&1 | tee "$work/test.out"
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$work/test.out"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
