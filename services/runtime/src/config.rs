@@ -52,12 +52,19 @@ pub struct CommonConfig {
     pub outbox_poll: Duration,
     /// Appended to consumer group ids (`KAFKA_GROUP_SUFFIX`), e.g. to replay topics from the start.
     pub group_suffix: String,
+    /// Most records a consumer applies in one transaction (`CONSUMER_BATCH_MAX`).
+    pub consumer_batch_max: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
     pub topic_prefix: String,
+    /// Longest a fetch waits at the broker for new records
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`). Nisshi looks for new records at halving
+    /// intervals of this wait rather than being woken by a produce, so it
+    /// bounds every hop's latency; Apache Kafka answers at once and takes 500.
+    pub fetch_wait_max_ms: u32,
 }
 
 impl KafkaConfig {
@@ -77,10 +84,12 @@ impl CommonConfig {
             kafka: KafkaConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),
+                fetch_wait_max_ms: parse_or("KAFKA_FETCH_WAIT_MAX_MS", 20)?,
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 500)?),
             group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
+            consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
         })
     }
 }

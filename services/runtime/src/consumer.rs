@@ -1,8 +1,12 @@
 //! The Kafka consumer loop. For each record: decode the envelope, then in one
 //! transaction record its event id in the inbox (a duplicate stops here) and
 //! apply the handler; commit; only then store the offset. Records are handled
-//! one at a time, so one order's events (one key, one partition) keep their
-//! order. Transient failures are retried with backoff and jitter without
+//! in the order received, so one order's events (one key, one partition) keep
+//! their order. Records already fetched when one arrives (up to
+//! `batch_max`) are applied in one transaction, one commit for all; if any
+//! of them fails, the batch is rolled back and its records are handled one
+//! by one as below, so a batch changes the cost and never the outcome.
+//! Transient failures are retried with backoff and jitter without
 //! moving on. A record that cannot be decoded, or that the handler rejects
 //! `max_attempts` times, is dead-lettered (see [`crate::dead_letter`]): kept
 //! in the service's database, copied to `<topic>.dlq` with the error in its
@@ -13,7 +17,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::Result;
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use omnisaga_proto::v1::Envelope;
+use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use rand::Rng;
 use rdkafka::{
@@ -23,6 +29,7 @@ use rdkafka::{
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::{
     config::KafkaConfig,
@@ -259,6 +266,8 @@ pub struct Consumer<H> {
     pub applier: Arc<Applier<H>>,
     /// Where the running consumer is published for the progress endpoint.
     pub slot: crate::progress::Slot,
+    /// Most records applied in one transaction.
+    pub batch_max: usize,
 }
 
 impl<H: Handler> Consumer<H> {
@@ -280,10 +289,25 @@ impl<H: Handler> Consumer<H> {
                     continue;
                 }
             };
-            if !self.process(Raw::from_message(&msg), &shutdown).await {
+            // Whatever else is already fetched joins the batch; nothing waits for more.
+            let mut batch = vec![msg];
+            while batch.len() < self.batch_max {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(m),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "kafka consumer error");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let raws: Vec<Raw> = batch.iter().map(|m| Raw::from_message(m)).collect();
+            if !self.process_all(raws, &shutdown).await {
                 break;
             }
-            consumer.store_offset_from_message(&msg)?;
+            for msg in &batch {
+                consumer.store_offset_from_message(msg)?;
+            }
         }
         self.slot.set(None);
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -293,10 +317,80 @@ impl<H: Handler> Consumer<H> {
         Ok(())
     }
 
-    /// Handles one record to the end; false when stopped before that.
-    async fn process(&self, raw: Raw, shutdown: &CancellationToken) -> bool {
-        let decoded = decode(&raw.payload);
-        let trace = raw.trace();
+    /// Handles every record to the end, in order; false when stopped before that.
+    async fn process_all(&self, raws: Vec<Raw>, shutdown: &CancellationToken) -> bool {
+        if raws.len() > 1 && self.try_batch(&raws).await {
+            return true;
+        }
+        for raw in raws {
+            if !self.process(raw, shutdown).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Applies all `raws` in one transaction; false (and nothing written)
+    /// unless every one decodes, is not parked and applies at the first try.
+    async fn try_batch(&self, raws: &[Raw]) -> bool {
+        let mut decoded = Vec::with_capacity(raws.len());
+        for raw in raws {
+            match decode(&raw.payload) {
+                Ok(env) => match event_id(&env) {
+                    Some(id) => decoded.push((id, raw.incoming(env))),
+                    None => return false,
+                },
+                Err(_) => return false,
+            }
+        }
+        let started = std::time::Instant::now();
+        let name = self.applier.name.as_str();
+        let mut links = Vec::with_capacity(raws.len());
+        let mut outcomes = Vec::with_capacity(raws.len());
+        let applied: Result<(), HandlerError> = async {
+            let mut tx = self.applier.pool.begin().await?;
+            for (raw, (id, incoming)) in raws.iter().zip(&decoded) {
+                let span = self.record_span(raw, Some(&incoming.envelope));
+                links.push(span.context().span().span_context().clone());
+                let fresh = async {
+                    if dead_letter::is_parked(&mut tx, name, &raw.key).await? {
+                        return Err(HandlerError::Transient(anyhow::anyhow!("key is parked")));
+                    }
+                    self.applier.apply_in(&mut tx, *id, incoming).await
+                }
+                .instrument(span)
+                .await?;
+                outcomes.push(if fresh { "ok" } else { "duplicate" });
+            }
+            // One commit for the batch; its span links every record's span.
+            let commit = tracing::info_span!("commit batch", messaging.batch.message_count = raws.len());
+            for link in links.drain(..) {
+                commit.add_link(link);
+            }
+            tx.commit().instrument(commit).await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = applied {
+            tracing::debug!(error = %e, records = raws.len(), "batch rolled back, handling its records one by one");
+            return false;
+        }
+        if outcomes.contains(&"ok") {
+            self.applier.waker.wake();
+        }
+        let per_record = started.elapsed().as_secs_f64() / raws.len() as f64;
+        let m = crate::metrics::get();
+        for (raw, outcome) in raws.iter().zip(outcomes) {
+            count(name, &raw.topic, outcome);
+            m.consumer_duration
+                .with_label_values(&[name, raw.topic.as_str()])
+                .observe(per_record);
+        }
+        true
+    }
+
+    /// The span of handling one record: a child of the span that produced it.
+    fn record_span(&self, raw: &Raw, decoded: Option<&Envelope>) -> tracing::Span {
         let span = tracing::info_span!(
             "consume",
             otel.name = %format!("process {}", raw.topic),
@@ -308,16 +402,23 @@ impl<H: Handler> Consumer<H> {
             messaging.kafka.offset = raw.offset,
             messaging.kafka.message.key = %raw.key,
             messaging.consumer.group.name = %self.group,
-            messaging.message.id = decoded.as_ref().map(|e| e.event_id.as_str()).unwrap_or(""),
-            event.type = decoded.as_ref().map(|e| e.event_type.as_str()).unwrap_or("undecodable"),
-            order.id = decoded.as_ref().map(|e| e.order_id.as_str()).unwrap_or(""),
-            request.id = decoded.as_ref().map(|e| e.correlation_id.as_str()).unwrap_or(""),
+            messaging.message.id = decoded.map(|e| e.event_id.as_str()).unwrap_or(""),
+            event.type = decoded.map(|e| e.event_type.as_str()).unwrap_or("undecodable"),
+            order.id = decoded.map(|e| e.order_id.as_str()).unwrap_or(""),
+            request.id = decoded.map(|e| e.correlation_id.as_str()).unwrap_or(""),
             trace_id = tracing::field::Empty,
         );
-        trace.attach(&span);
+        raw.trace().attach(&span);
         if let Some(t) = span.in_scope(TraceContext::current).trace_id() {
             span.record("trace_id", t);
         }
+        span
+    }
+
+    /// Handles one record to the end; false when stopped before that.
+    async fn process(&self, raw: Raw, shutdown: &CancellationToken) -> bool {
+        let decoded = decode(&raw.payload);
+        let span = self.record_span(&raw, decoded.as_ref().ok());
         let started = std::time::Instant::now();
         let done = async {
             match decoded {

@@ -48,6 +48,7 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         .create()
         .context("Failed to create the Kafka consumer")
 }

@@ -29,14 +29,22 @@ use crate::event::TraceContext;
 /// Content type header value of every business event.
 pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.Envelope";
 
-/// Wakes the relay after a commit. Cheap to clone.
+/// Wakes the relay after a commit, and whoever else waits for committed
+/// work (the warehouse's pickers). Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct OutboxWaker(Arc<Notify>);
+pub struct OutboxWaker(Arc<Notify>, Arc<Notify>);
 
 impl OutboxWaker {
     /// Call after the transaction that wrote outbox rows has committed.
     pub fn wake(&self) {
         self.0.notify_one();
+        self.1.notify_waiters();
+    }
+
+    /// Notified by every later [`OutboxWaker::wake`]; `enable` it before
+    /// looking for work so a commit in between is not missed.
+    pub fn committed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.1.notified()
     }
 }
 

@@ -88,6 +88,7 @@ impl Base {
             kafka: self.config.kafka.clone(),
             applier,
             slot,
+            batch_max: self.config.consumer_batch_max,
         };
         Box::new(move |token| Box::pin(consumer.run(token)))
     }

@@ -188,6 +188,7 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
             max_attempts: 3,
         }),
         slot: Default::default(),
+        batch_max: 16,
     };
     tokio::spawn(consumer.run(token.clone()));
     start_relay(&pool, &kafka, &waker, &token)?;
@@ -217,26 +218,34 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
     Ok(())
 }
 
-/// Rejects the events of order "poison" until told to accept them.
+/// Rejects the events of order "poison" until told to accept them; records
+/// what it applies in the consumer's transaction.
 #[derive(Default)]
 struct Picky {
     accept_poison: std::sync::atomic::AtomicBool,
-    seen: Mutex<Vec<String>>,
 }
 
 #[async_trait]
 impl Handler for Picky {
-    async fn handle(&self, _tx: &mut sqlx::PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+    async fn handle(&self, tx: &mut sqlx::PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
         if env.order_id == "poison" && !self.accept_poison.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(HandlerError::Rejected(anyhow::anyhow!("invalid content")));
         }
-        self.seen
-            .lock()
-            .unwrap()
-            .push(format!("{}:{}", env.order_id, env.correlation_id));
+        sqlx::query("INSERT INTO test_applied (label) VALUES ($1)")
+            .bind(format!("{}:{}", env.order_id, env.correlation_id))
+            .execute(tx)
+            .await?;
         Ok(())
     }
+}
+
+/// What the handler applied and committed, in commit order.
+async fn applied(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT label FROM test_applied ORDER BY seq")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -285,6 +294,7 @@ async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -
         kafka: kafka.clone(),
         applier: applier.clone(),
         slot: Default::default(),
+        batch_max: 16,
     };
     tokio::spawn(consumer.run(token.clone()));
 
@@ -297,13 +307,11 @@ async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -
     testing::wait_for(
         "both poison events to be parked",
         Duration::from_secs(30),
-        || async {
-            (dead_letters().await == Some(2) && !picky.seen.lock().unwrap().is_empty()).then_some(())
-        },
+        || async { (dead_letters().await == Some(2) && !applied(&pool).await.is_empty()).then_some(()) },
     )
     .await?;
     assert_eq!(
-        *picky.seen.lock().unwrap(),
+        applied(&pool).await,
         vec!["healthy:1"],
         "the healthy order went on"
     );
@@ -323,12 +331,99 @@ async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -
     testing::wait_for(
         "the next poison event to be applied directly",
         Duration::from_secs(30),
-        || async { (picky.seen.lock().unwrap().len() == 4).then_some(()) },
+        || async { (applied(&pool).await.len() == 4).then_some(()) },
     )
     .await?;
     assert_eq!(
-        *picky.seen.lock().unwrap(),
+        applied(&pool).await,
         vec!["healthy:1", "poison:1", "poison:2", "poison:3"]
+    );
+    token.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn records_fetched_together_commit_together_and_a_failing_one_changes_no_outcome() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let producer = kafka::producer(&kafka, "test-producer")?;
+    // 40 orders with two events each, and one poison order in the middle, all
+    // produced before the consumer starts so they arrive together.
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        for step in ["1", "2"] {
+            let order = if i == 20 {
+                "poison".to_owned()
+            } else {
+                format!("order-{i}")
+            };
+            let payload = Payload::OrderPlaced(OrderPlaced {
+                order_id: order.clone(),
+                ..Default::default()
+            });
+            let meta = EventMeta {
+                correlation_id: step.into(),
+                ..Default::default()
+            };
+            let env = event::envelope("test", &order, payload, &meta, chrono::Utc::now());
+            let bytes = prost::Message::encode_to_vec(&env);
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&order).payload(&bytes),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+            if order != "poison" {
+                sent.push(format!("{order}:{step}"));
+            }
+        }
+    }
+    let token = CancellationToken::new();
+    let consumer = Consumer {
+        group: format!("{}test", kafka.topic_prefix),
+        topics: vec![topic.clone()],
+        kafka: kafka.clone(),
+        applier: Arc::new(Applier {
+            name: "test".into(),
+            pool: pool.clone(),
+            handler: Arc::new(Picky::default()),
+            waker: OutboxWaker::default(),
+            max_attempts: 2,
+        }),
+        slot: Default::default(),
+        batch_max: 16,
+    };
+    tokio::spawn(consumer.run(token.clone()));
+    testing::wait_for(
+        "every healthy event to be applied",
+        Duration::from_secs(60),
+        || async { (applied(&pool).await.len() >= sent.len()).then_some(()) },
+    )
+    .await?;
+    let seen = applied(&pool).await;
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sent.sort();
+    assert_eq!(sorted, sent, "every healthy event exactly once");
+    for i in (0..40).filter(|i| *i != 20) {
+        let first = seen.iter().position(|s| *s == format!("order-{i}:1"));
+        let second = seen.iter().position(|s| *s == format!("order-{i}:2"));
+        assert!(first < second, "order-{i} applied out of order: {seen:?}");
+    }
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE message_key = 'poison'")
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(parked, 2, "the poison order's events are dead-lettered, in order");
+    // Records of one transaction share its start time: fewer distinct times than records means batches.
+    let transactions: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT processed_at) FROM inbox WHERE consumer = 'test'")
+            .fetch_one(&pool)
+            .await?;
+    assert!(
+        transactions < sent.len() as i64 / 2,
+        "{} records took {transactions} transactions: not batched",
+        sent.len()
     );
     token.cancel();
     Ok(())

@@ -35,11 +35,18 @@ impl Pickers {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
+            // Listening before looking: a task committed meanwhile wakes it at once.
+            let committed = self.waker.committed();
+            tokio::pin!(committed);
+            committed.as_mut().enable();
             match self.work_one().await {
                 Ok(true) => backoff = Duration::from_millis(100),
                 Ok(false) => {
+                    // Nothing due: sleep until the next task falls due or one is committed.
+                    let idle = self.next_due().await.unwrap_or(Duration::from_secs(1));
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {},
+                        _ = committed => {},
+                        _ = tokio::time::sleep(idle) => {},
                         _ = shutdown.cancelled() => {},
                     }
                 }
@@ -54,6 +61,17 @@ impl Pickers {
             }
         }
         Ok(())
+    }
+
+    /// How long until the next queued task falls due, at most a second.
+    async fn next_due(&self) -> Result<Duration> {
+        let seconds: Option<f64> = sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM min(due_at) - clock_timestamp())::float8
+             FROM pick_tasks WHERE status IN ('READY', 'PACKED')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Duration::from_secs_f64(seconds.unwrap_or(1.0).clamp(0.005, 1.0)))
     }
 
     /// Works one due task; false when there was none.

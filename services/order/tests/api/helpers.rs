@@ -31,6 +31,7 @@ pub async fn spawn_app() -> TestApp {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         outbox_poll: std::time::Duration::from_millis(100),
         group_suffix: String::new(),
+        consumer_batch_max: 64,
     };
     let mut config = Config::with_common(common);
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
