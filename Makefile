@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/omnisaga/target
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test lint fmt clean-data
+.PHONY: help deps build run test bench bench-quick lint fmt clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,6 +21,14 @@ run: build ## build and start the whole system in the foreground (Ctrl-C stops i
 
 test: build ## unit, service and end-to-end tests against a real broker and PostgreSQL
 	@bash infra/scripts/test.sh
+
+bench: deps ## limits, maximum order rate and runs at 25/50/80/100% of it (release build; BENCH_ARGS=--duration 300 ...)
+	cargo build --release --workspace --bins
+	"$(CARGO_TARGET_DIR)/release/omnisaga-bench" $(BENCH_ARGS)
+
+bench-quick: deps ## the same table in about a minute, numbers not judged
+	cargo build --release --workspace --bins
+	"$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all --check

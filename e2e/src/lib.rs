@@ -4,6 +4,7 @@
 //! `make run` (the `omnisaga-stack` binary), the e2e tests and the load
 //! generator all start the stack through [`Stack::start`].
 
+pub mod bench;
 pub mod client;
 
 use std::{
@@ -101,7 +102,11 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn pg_server() -> String {
+/// Partitions of every omnisaga topic.
+pub const PARTITIONS: i32 = 3;
+
+/// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one.
+pub fn pg_server() -> String {
     std::env::var("OMNISAGA_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
@@ -396,6 +401,18 @@ impl Stack {
             .position(|s| s.name == name)
             .with_context(|| format!("{name} is not running"))?;
         Ok(self.services.remove(i))
+    }
+
+    /// Every process of the stack by name: the services, the broker and the trace viewer.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.to_owned(), s.child.id()?)))
+            .collect();
+        out.extend(self.broker.id().map(|p| ("broker".to_owned(), p)));
+        out.extend(self.viewer.id().map(|p| ("trace-viewer".to_owned(), p)));
+        out
     }
 
     /// Sets an environment variable for the next start of `service`.

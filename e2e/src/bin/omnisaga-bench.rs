@@ -1,0 +1,352 @@
+//! `make bench` / `make bench-quick`: measures the machine's limits, finds
+//! the stack's maximum sustainable order rate, runs at shares of it and
+//! prints the table (JSON beside it in target/bench/).
+//!
+//! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S]
+//!        [--max-rate N] [--shares 25,50,80,100] [--broker sqlite|memory]
+//!        [--tracing-cost | --no-tracing-cost] [--out DIR]
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use omnisaga_e2e::{
+    bench::{
+        limits::{self, LimitOptions, Limits},
+        load::{self, Follower, RunOptions, Target},
+        report::{self, Machine, Report, SearchStep, TracingCost},
+    },
+    BrokerStorage, Stack, StackOptions, SERVICES,
+};
+
+struct Args {
+    quick: bool,
+    duration: f64,
+    search_seconds: f64,
+    max_rate: Option<f64>,
+    shares: Vec<f64>,
+    broker: String,
+    tracing_cost: bool,
+    out: PathBuf,
+}
+
+const USAGE: &str = "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--max-rate N] \
+                     [--shares 25,50,80,100] [--broker sqlite|memory] [--tracing-cost|--no-tracing-cost] [--out DIR]";
+
+fn parse_args() -> Result<Args> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let quick = raw.iter().any(|a| a == "--quick");
+    let mut args = Args {
+        quick,
+        duration: if quick { 4.0 } else { 60.0 },
+        search_seconds: if quick { 3.0 } else { 10.0 },
+        max_rate: None,
+        shares: vec![25.0, 50.0, 80.0, 100.0],
+        broker: "sqlite".into(),
+        tracing_cost: !quick,
+        out: PathBuf::from("target/bench"),
+    };
+    let mut it = raw.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value\n{USAGE}"));
+        let number = |v: String, name: &str| -> Result<f64> {
+            match v.parse::<f64>() {
+                Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
+                _ => bail!("{name} must be a positive number, got {v:?}"),
+            }
+        };
+        match a.as_str() {
+            "--quick" => {}
+            "--duration" => args.duration = number(value()?, "--duration")?,
+            "--search-seconds" => args.search_seconds = number(value()?, "--search-seconds")?,
+            "--max-rate" => args.max_rate = Some(number(value()?, "--max-rate")?),
+            "--shares" => {
+                args.shares = value()?
+                    .split(',')
+                    .map(|s| number(s.trim().to_owned(), "--shares"))
+                    .collect::<Result<_>>()?
+            }
+            "--broker" => {
+                args.broker = value()?;
+                if !["sqlite", "memory"].contains(&args.broker.as_str()) {
+                    bail!("--broker is sqlite or memory, got {:?}", args.broker);
+                }
+            }
+            "--tracing-cost" => args.tracing_cost = true,
+            "--no-tracing-cost" => args.tracing_cost = false,
+            "--out" => args.out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    Ok(args)
+}
+
+fn git(args: &[&str]) -> String {
+    std::process::Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn target_of(stack: &Stack, prefix: &str) -> Target {
+    Target {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("an HTTP client without TLS builds"),
+        order_url: stack.url("order"),
+        service_urls: SERVICES.iter().map(|(n, _)| stack.url(n)).collect(),
+        service_names: SERVICES.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        processes: stack.pids(),
+        pg_server: omnisaga_e2e::pg_server(),
+        db_prefix: prefix.to_owned(),
+    }
+}
+
+async fn restart_services(stack: &mut Stack) -> Result<()> {
+    for (name, _) in SERVICES.iter().rev() {
+        stack.stop_service(name).await?;
+    }
+    for (name, _) in SERVICES {
+        stack.start_service(name).await?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let prefix = "bench";
+    let dir = args.out.join("stack");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let broker = match args.broker.as_str() {
+        "memory" => BrokerStorage::Memory,
+        _ => BrokerStorage::Sqlite(std::path::absolute(dir.join("broker/bench.db"))?),
+    };
+    // Simulated delays at zero: the bench measures the software, not the sleeps.
+    let options = StackOptions {
+        dir: std::path::absolute(&dir)?,
+        db_prefix: prefix.into(),
+        fresh_databases: true,
+        broker,
+        fixed_ports: false,
+        env: BTreeMap::new(),
+    }
+    .set_env("warehouse", "WAREHOUSE_PICK_MS", "0")
+    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
+    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "0")
+    .set_env("payment", "PAYMENT_PROVIDER_LATENCY_MS", "0");
+    let settings = serde_json::json!({
+        "broker": args.broker,
+        "run_seconds": args.duration,
+        "search_seconds": args.search_seconds,
+        "simulated_delays_ms": 0,
+        "trace_sampling": "100%",
+        "fsync": "on (PostgreSQL defaults)",
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+    });
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; `make bench` builds with --release");
+    }
+
+    eprintln!("starting the stack (logs in {})", dir.join("logs").display());
+    let mut stack = Stack::start(options).await?;
+    let result = bench(&args, &mut stack, prefix, settings).await;
+    stack.stop().await?;
+    let report = result?;
+
+    let text = report::table(&report);
+    println!("\n{text}");
+    std::fs::create_dir_all(&args.out)?;
+    let json = serde_json::to_string_pretty(&report)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let file = args.out.join(format!("bench-{stamp}.json"));
+    std::fs::write(&file, &json)?;
+    std::fs::write(args.out.join("latest.json"), &json)?;
+    std::fs::write(args.out.join("latest.txt"), &text)?;
+    println!("JSON: {}", file.display());
+
+    // Absolute numbers are not judged; errors at half the maximum rate are.
+    let broken: Vec<_> = report
+        .runs
+        .iter()
+        .filter(|r| r.offered_per_s <= report.max_sustainable_per_s * 0.5 && !r.clean())
+        .collect();
+    if !broken.is_empty() {
+        for r in &broken {
+            eprintln!("run {} had errors: {:?}", r.label, r.error_samples);
+        }
+        bail!("orders failed at a rate the stack sustains");
+    }
+    Ok(())
+}
+
+async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_json::Value) -> Result<Report> {
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let dirty = !git(&["status", "--porcelain"]).is_empty();
+    let commit = format!(
+        "{}{}",
+        git(&["rev-parse", "--short", "HEAD"]),
+        if dirty { "-dirty" } else { "" }
+    );
+
+    eprintln!("measuring the broker's round trip and produce rate");
+    let limit_options = LimitOptions {
+        round_trips: if args.quick { 100 } else { 1000 },
+        produce_records: if args.quick { 5_000 } else { 50_000 },
+        pg_seconds: if args.quick { 1.5 } else { 5.0 },
+    };
+    let broker = limits::broker(&stack.brokers, &limit_options).await?;
+    eprintln!("measuring PostgreSQL's commit rate for a saga step at 1 and 16 clients");
+    let postgres = limits::postgres(&omnisaga_e2e::pg_server(), &[1, 16], limit_options.pg_seconds).await?;
+    let limits = Limits { broker, postgres };
+
+    let target = target_of(stack, prefix);
+    let follower = Follower::start(&stack.brokers).await?;
+    let idle = Duration::from_secs(180);
+
+    // Warm-up: connections, caches, the consumers' first fetches.
+    load::wait_idle(&target, idle).await?;
+    let warm = load::run(
+        &target,
+        &follower,
+        &RunOptions {
+            label: "warm-up".into(),
+            rate: 50.0,
+            duration: Duration::from_secs(2),
+            drain: Duration::from_secs(30),
+        },
+    )
+    .await?;
+    if !warm.clean() {
+        bail!(
+            "orders failed during the warm-up at 50/s: {:?}",
+            warm.error_samples
+        );
+    }
+
+    let mut search = Vec::new();
+    let max = match args.max_rate {
+        Some(r) => r,
+        None => {
+            eprintln!("searching the maximum sustainable order rate");
+            let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
+            let mut rate: f64 = 100.0;
+            for _ in 0..if args.quick { 5 } else { 10 } {
+                load::wait_idle(&target, idle).await?;
+                let run = load::run(
+                    &target,
+                    &follower,
+                    &RunOptions {
+                        label: format!("search {rate:.0}/s"),
+                        rate,
+                        duration: Duration::from_secs_f64(args.search_seconds),
+                        drain: Duration::from_secs(5),
+                    },
+                )
+                .await?;
+                let sustainable = run.clean() && run.saga.p99_ms <= 1000.0;
+                eprintln!(
+                    "  {rate:.0}/s: {} (saga p99 {:.0} ms, {} errors)",
+                    if sustainable {
+                        "sustainable"
+                    } else {
+                        "not sustainable"
+                    },
+                    run.saga.p99_ms,
+                    run.errors + run.cancelled
+                );
+                search.push(SearchStep {
+                    offered_per_s: rate,
+                    sustainable,
+                    saga_p99_ms: run.saga.p99_ms,
+                    errors: run.errors + run.cancelled,
+                });
+                if sustainable {
+                    good = Some(rate);
+                } else {
+                    bad = Some(rate);
+                }
+                rate = match (good, bad) {
+                    (Some(g), None) => g * 2.0,
+                    (None, Some(b)) => b / 2.0,
+                    (Some(g), Some(b)) if b / g > 1.1 => ((g + b) / 2.0).round(),
+                    _ => break,
+                };
+                if rate < 5.0 {
+                    break;
+                }
+            }
+            good.context("the stack sustained none of the rates tried")?
+        }
+    };
+
+    let mut runs = Vec::new();
+    for share in &args.shares {
+        load::wait_idle(&target, idle).await?;
+        let rate = (max * share / 100.0).max(1.0);
+        let label = format!("{share:.0}% {rate:.0}/s");
+        eprintln!("running at {label} for {:.0} s", args.duration);
+        runs.push(
+            load::run(
+                &target,
+                &follower,
+                &RunOptions {
+                    label,
+                    rate,
+                    duration: Duration::from_secs_f64(args.duration),
+                    drain: Duration::from_secs(60),
+                },
+            )
+            .await?,
+        );
+    }
+    let ratios = runs.iter().map(|r| report::ratios(&limits, r)).collect();
+
+    let tracing = if args.tracing_cost {
+        let overload = |label: &str| RunOptions {
+            label: label.into(),
+            rate: max * 1.5,
+            duration: Duration::from_secs_f64(args.search_seconds * 2.0),
+            drain: Duration::from_secs(120),
+        };
+        eprintln!("capacity with 100% trace sampling");
+        load::wait_idle(&target, idle).await?;
+        let sampled = load::run(&target, &follower, &overload("capacity traced")).await?;
+        eprintln!("restarting the services without trace sampling");
+        load::wait_idle(&target, idle).await?;
+        stack.set_service_env("*", "OTEL_TRACES_SAMPLER", "always_off");
+        restart_services(stack).await?;
+        let target = target_of(stack, prefix);
+        load::wait_idle(&target, idle).await?;
+        let unsampled = load::run(&target, &follower, &overload("capacity untraced")).await?;
+        Some(TracingCost {
+            sampled_per_s: sampled.completed_per_s,
+            unsampled_per_s: unsampled.completed_per_s,
+            sampled_cpu_per_order: sampled.cpu_seconds_per_order,
+            unsampled_cpu_per_order: unsampled.cpu_seconds_per_order,
+            throughput_cost: 1.0 - sampled.completed_per_s / unsampled.completed_per_s,
+        })
+    } else {
+        None
+    };
+
+    Ok(Report {
+        date,
+        commit,
+        machine: Machine::read(),
+        settings,
+        limits,
+        search,
+        max_sustainable_per_s: max,
+        runs,
+        ratios,
+        tracing,
+    })
+}
