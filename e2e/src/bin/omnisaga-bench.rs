@@ -4,7 +4,7 @@
 //!
 //! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S]
 //!        [--max-rate N] [--shares 25,50,80,100] [--broker sqlite|memory]
-//!        [--tracing-cost | --no-tracing-cost] [--out DIR]
+//!        [--tracing-cost | --no-tracing-cost] [--env KEY=VALUE]... [--out DIR]
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -26,11 +26,14 @@ struct Args {
     shares: Vec<f64>,
     broker: String,
     tracing_cost: bool,
+    /// Extra environment for every service, e.g. to compare settings.
+    env: Vec<(String, String)>,
     out: PathBuf,
 }
 
 const USAGE: &str = "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--max-rate N] \
-                     [--shares 25,50,80,100] [--broker sqlite|memory] [--tracing-cost|--no-tracing-cost] [--out DIR]";
+                     [--shares 25,50,80,100] [--broker sqlite|memory] [--tracing-cost|--no-tracing-cost] \
+                     [--env KEY=VALUE]... [--out DIR]";
 
 fn parse_args() -> Result<Args> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Args> {
         shares: vec![25.0, 50.0, 80.0, 100.0],
         broker: "sqlite".into(),
         tracing_cost: !quick,
+        env: Vec::new(),
         out: PathBuf::from("target/bench"),
     };
     let mut it = raw.into_iter();
@@ -74,6 +78,13 @@ fn parse_args() -> Result<Args> {
             "--tracing-cost" => args.tracing_cost = true,
             "--no-tracing-cost" => args.tracing_cost = false,
             "--out" => args.out = PathBuf::from(value()?),
+            "--env" => {
+                let kv = value()?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--env takes KEY=VALUE, got {kv:?}"))?;
+                args.env.push((k.to_owned(), v.to_owned()));
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -142,6 +153,7 @@ async fn main() -> Result<()> {
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_SHIP_MS", "0")
     .set_env("payment", "PAYMENT_PROVIDER_LATENCY_MS", "0");
+    let options = args.env.iter().fold(options, |o, (k, v)| o.set_env("*", k, v));
     let settings = serde_json::json!({
         "broker": args.broker,
         "run_seconds": args.duration,
@@ -150,6 +162,7 @@ async fn main() -> Result<()> {
         "trace_sampling": "100%",
         "fsync": "on (PostgreSQL defaults)",
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "service_env": args.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
     });
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; `make bench` builds with --release");
