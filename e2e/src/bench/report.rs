@@ -55,13 +55,16 @@ pub struct SearchStep {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TracingCost {
-    /// Sagas finished per second when offered more than the stack can take.
-    pub sampled_per_s: f64,
-    pub unsampled_per_s: f64,
+    /// Orders per second of both runs (half the maximum).
+    pub rate: f64,
     pub sampled_cpu_per_order: f64,
     pub unsampled_cpu_per_order: f64,
-    /// 1 - sampled / unsampled.
+    pub sampled_saga_p50_ms: f64,
+    pub unsampled_saga_p50_ms: f64,
+    /// 1 - unsampled / sampled CPU per order: the share of throughput a
+    /// CPU-bound stack gives up to 100% sampling.
     pub throughput_cost: f64,
+    pub errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,12 +209,20 @@ pub fn table(r: &Report) -> String {
     }
     if let Some(t) = &r.tracing {
         s += &format!(
-            "\nTracing at 100% sampling vs none, offered more than the stack takes:\n  sampled {:.0} orders/s ({:.4} cpu s/order), unsampled {:.0} orders/s ({:.4} cpu s/order): throughput cost {:.1}%\n",
-            t.sampled_per_s,
+            "\nTracing at 100% sampling vs none, at {:.0} orders/s each on restarted services:\n  \
+             sampled {:.4} cpu s/order (saga p50 {} ms), unsampled {:.4} cpu s/order (saga p50 {} ms): \
+             throughput cost {:.1}%{}\n",
+            t.rate,
             t.sampled_cpu_per_order,
-            t.unsampled_per_s,
+            ms(t.sampled_saga_p50_ms),
             t.unsampled_cpu_per_order,
-            t.throughput_cost * 100.0
+            ms(t.unsampled_saga_p50_ms),
+            t.throughput_cost * 100.0,
+            if t.errors > 0 {
+                format!(" ({} errors)", t.errors)
+            } else {
+                String::new()
+            }
         );
     }
     s

@@ -322,29 +322,35 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
     }
     let ratios = runs.iter().map(|r| report::ratios(&limits, r)).collect();
 
+    // On a CPU-bound machine throughput is inversely proportional to CPU per
+    // order, measured at a fixed rate both ways on freshly started services.
     let tracing = if args.tracing_cost {
-        let overload = |label: &str| RunOptions {
-            label: label.into(),
-            rate: max * 1.5,
-            duration: Duration::from_secs_f64(args.search_seconds * 2.0),
-            drain: Duration::from_secs(120),
-        };
-        eprintln!("capacity with 100% trace sampling");
-        load::wait_idle(&target, idle).await?;
-        let sampled = load::run(&target, &follower, &overload("capacity traced")).await?;
-        eprintln!("restarting the services without trace sampling");
-        load::wait_idle(&target, idle).await?;
-        stack.set_service_env("*", "OTEL_TRACES_SAMPLER", "always_off");
-        restart_services(stack).await?;
-        let target = target_of(stack, prefix);
-        load::wait_idle(&target, idle).await?;
-        let unsampled = load::run(&target, &follower, &overload("capacity untraced")).await?;
+        let rate = (max * 0.5).max(1.0);
+        let mut measured = Vec::new();
+        for sampler in ["always_on", "always_off"] {
+            eprintln!("restarting the services with OTEL_TRACES_SAMPLER={sampler}");
+            load::wait_idle(&target, idle).await?;
+            stack.set_service_env("*", "OTEL_TRACES_SAMPLER", sampler);
+            restart_services(stack).await?;
+            let target = target_of(stack, prefix);
+            load::wait_idle(&target, idle).await?;
+            let options = RunOptions {
+                label: format!("{sampler} {rate:.0}/s"),
+                rate,
+                duration: Duration::from_secs_f64(args.duration.min(60.0)),
+                drain: Duration::from_secs(60),
+            };
+            measured.push(load::run(&target, &follower, &options).await?);
+        }
+        let (on, off) = (&measured[0], &measured[1]);
         Some(TracingCost {
-            sampled_per_s: sampled.completed_per_s,
-            unsampled_per_s: unsampled.completed_per_s,
-            sampled_cpu_per_order: sampled.cpu_seconds_per_order,
-            unsampled_cpu_per_order: unsampled.cpu_seconds_per_order,
-            throughput_cost: 1.0 - sampled.completed_per_s / unsampled.completed_per_s,
+            rate,
+            sampled_cpu_per_order: on.cpu_seconds_per_order,
+            unsampled_cpu_per_order: off.cpu_seconds_per_order,
+            sampled_saga_p50_ms: on.saga.p50_ms,
+            unsampled_saga_p50_ms: off.saga.p50_ms,
+            throughput_cost: 1.0 - off.cpu_seconds_per_order / on.cpu_seconds_per_order,
+            errors: on.errors + on.cancelled + off.errors + off.cancelled,
         })
     } else {
         None
