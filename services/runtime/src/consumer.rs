@@ -219,6 +219,32 @@ impl<H: Handler> Applier<H> {
         Ok(true)
     }
 
+    /// Records every event id of a batch in the inbox in one statement;
+    /// returns the ids that were not there yet.
+    async fn record_all(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[(uuid::Uuid, Incoming)],
+    ) -> Result<std::collections::HashSet<uuid::Uuid>, HandlerError> {
+        let ids: Vec<uuid::Uuid> = batch.iter().map(|(id, _)| *id).collect();
+        let topics: Vec<&str> = batch.iter().map(|(_, i)| i.topic.as_str()).collect();
+        let partitions: Vec<i32> = batch.iter().map(|(_, i)| i.partition).collect();
+        let offsets: Vec<i64> = batch.iter().map(|(_, i)| i.offset).collect();
+        let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
+            "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(&self.name)
+        .bind(&ids)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(fresh.into_iter().collect())
+    }
+
     /// Parks `raw` as a dead letter, retrying until the database takes it.
     async fn dead_letter(
         &self,
@@ -349,18 +375,29 @@ impl<H: Handler> Consumer<H> {
         let mut outcomes = Vec::with_capacity(raws.len());
         let applied: Result<(), HandlerError> = async {
             let mut tx = self.applier.pool.begin().await?;
+            // One statement each for the whole batch: is any key parked, and
+            // which event ids are new to the inbox.
+            let keys: Vec<&str> = raws.iter().map(|r| r.key.as_str()).collect();
+            if dead_letter::any_parked(&mut tx, name, &keys).await? {
+                return Err(HandlerError::Transient(anyhow::anyhow!(
+                    "a key of the batch is parked"
+                )));
+            }
+            let mut fresh = self.applier.record_all(&mut tx, &decoded).await?;
             for (raw, (id, incoming)) in raws.iter().zip(&decoded) {
                 let span = self.record_span(raw, Some(&incoming.envelope));
                 links.push(span.context().span().span_context().clone());
-                let fresh = async {
-                    if dead_letter::is_parked(&mut tx, name, &raw.key).await? {
-                        return Err(HandlerError::Transient(anyhow::anyhow!("key is parked")));
-                    }
-                    self.applier.apply_in(&mut tx, *id, incoming).await
+                // An id twice in one batch: only its first record is new.
+                if fresh.remove(id) {
+                    self.applier
+                        .handler
+                        .handle(&mut tx, incoming)
+                        .instrument(span)
+                        .await?;
+                    outcomes.push("ok");
+                } else {
+                    outcomes.push("duplicate");
                 }
-                .instrument(span)
-                .await?;
-                outcomes.push(if fresh { "ok" } else { "duplicate" });
             }
             // One commit for the batch; its span links every record's span.
             let commit = tracing::info_span!("commit batch", messaging.batch.message_count = raws.len());

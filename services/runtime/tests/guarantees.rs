@@ -347,8 +347,9 @@ async fn records_fetched_together_commit_together_and_a_failing_one_changes_no_o
     let (pool, kafka) = setup().await?;
     let topic = kafka.topics().orders;
     let producer = kafka::producer(&kafka, "test-producer")?;
-    // 40 orders with two events each, and one poison order in the middle, all
-    // produced before the consumer starts so they arrive together.
+    // 40 orders with two events each, one of them duplicated, and one poison
+    // order in the middle, all produced before the consumer starts so they
+    // arrive together.
     let mut sent = Vec::new();
     for i in 0..40 {
         for step in ["1", "2"] {
@@ -367,13 +368,17 @@ async fn records_fetched_together_commit_together_and_a_failing_one_changes_no_o
             };
             let env = event::envelope("test", &order, payload, &meta, chrono::Utc::now());
             let bytes = prost::Message::encode_to_vec(&env);
-            producer
-                .send(
-                    FutureRecord::to(&topic).key(&order).payload(&bytes),
-                    Duration::from_secs(10),
-                )
-                .await
-                .map_err(|(e, _)| e)?;
+            // Order 7's first event is delivered twice, back to back: one batch sees it twice.
+            let copies = if i == 7 && step == "1" { 2 } else { 1 };
+            for _ in 0..copies {
+                producer
+                    .send(
+                        FutureRecord::to(&topic).key(&order).payload(&bytes),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)?;
+            }
             if order != "poison" {
                 sent.push(format!("{order}:{step}"));
             }
