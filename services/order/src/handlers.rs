@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::EventMeta,
-    store::StoreError,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -38,8 +37,7 @@ impl Handler for SagaEvents {
         {
             Ok(_) | Err(CommandError::Domain(OrderError::NotRecorded(_))) => Ok(()),
             Err(CommandError::Domain(e)) => Err(HandlerError::Rejected(e.into())),
-            Err(CommandError::Store(e @ StoreError::Corrupt(_))) => Err(HandlerError::Rejected(e.into())),
-            Err(CommandError::Store(e)) => Err(HandlerError::Transient(e.into())),
+            Err(CommandError::Store(e)) => Err(e.into()),
         }
     }
 }

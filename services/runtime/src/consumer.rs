@@ -61,8 +61,21 @@ pub enum HandlerError {
 }
 
 impl From<sqlx::Error> for HandlerError {
+    /// Data exceptions and constraint violations (SQLSTATE classes 22 and
+    /// 23) fail the same way on every try, so they are rejections: retried a
+    /// bounded number of times, then dead-lettered instead of blocking the
+    /// consumer forever. Everything else (connections, deadlocks, a database
+    /// restarting) is transient.
     fn from(e: sqlx::Error) -> Self {
-        Self::Transient(e.into())
+        let permanent = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
+        if permanent {
+            Self::Rejected(e.into())
+        } else {
+            Self::Transient(e.into())
+        }
     }
 }
 
@@ -70,7 +83,8 @@ impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Corrupt(_) => Self::Rejected(e.into()),
-            other => Self::Transient(other.into()),
+            StoreError::Database(db) => db.into(),
+            conflict @ StoreError::Conflict { .. } => Self::Transient(conflict.into()),
         }
     }
 }
@@ -183,7 +197,7 @@ impl<H: Handler> Applier<H> {
             return Ok(Applied::Parked);
         }
         let fresh = self.apply_in(&mut tx, id, incoming).await?;
-        tx.commit().await?;
+        tx.commit().instrument(crate::db::span("COMMIT")).await?;
         if !fresh {
             return Ok(Applied::Duplicate);
         }
@@ -208,6 +222,7 @@ impl<H: Handler> Applier<H> {
         .bind(incoming.partition)
         .bind(incoming.offset)
         .execute(&mut *tx)
+        .instrument(crate::db::span("INSERT inbox"))
         .await?
         .rows_affected()
             == 1;
@@ -241,6 +256,7 @@ impl<H: Handler> Applier<H> {
         .bind(&partitions)
         .bind(&offsets)
         .fetch_all(&mut *tx)
+        .instrument(crate::db::span("INSERT inbox"))
         .await?;
         Ok(fresh.into_iter().collect())
     }
@@ -332,7 +348,11 @@ impl<H: Handler> Consumer<H> {
                 break;
             }
             for msg in &batch {
-                consumer.store_offset_from_message(msg)?;
+                // After a rebalance took the partition away the store fails;
+                // its new owner redelivers the record and the inbox drops it.
+                if let Err(e) = consumer.store_offset_from_message(msg) {
+                    tracing::warn!(error = %e, partition = msg.partition(), "offset not stored");
+                }
             }
         }
         self.slot.set(None);
