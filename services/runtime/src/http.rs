@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{rejection::JsonRejection, FromRequest, Request, State},
+    extract::{rejection::JsonRejection, FromRequest, MatchedPath, Request, State},
     http::{header::HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -35,6 +35,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// What went wrong underneath: logged by the middleware, never returned.
+    pub cause: Option<String>,
 }
 
 impl ApiError {
@@ -44,6 +46,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            cause: None,
         }
     }
     pub fn validation(message: impl Into<String>) -> Self {
@@ -60,8 +63,11 @@ impl ApiError {
     }
     /// A failure the caller cannot fix; the cause is logged, never returned.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").caused_by(cause)
+    }
+    pub fn caused_by(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(format!("{cause:#}"));
+        self
     }
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -87,14 +93,12 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::error!(error = %e, "database unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "service temporarily unavailable, retry later",
-                )
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "service temporarily unavailable, retry later",
+            )
+            .caused_by(format_args!("database unavailable: {e}")),
             other => Self::internal(other),
         }
     }
@@ -143,7 +147,8 @@ pub async fn not_found() -> ApiError {
 }
 
 /// Middleware: request id and trace context in, request id out, one span per
-/// request, each error logged once with the request id put in its body.
+/// request (probes and scrapes excepted), each error logged once, with its
+/// cause, and the request id put in its body.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id = req
         .headers()
@@ -164,7 +169,20 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
             tracestate: header("tracestate"),
         }
     };
-    let route = route_of(req.uri().path());
+    // Templates only, so span names and metric labels stay few whatever is asked.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    if matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        // Probes and scrapes every few seconds would crowd the traces out.
+        let mut resp = next.run(req).await;
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        return resp;
+    }
     let span = tracing::info_span!(
         "http",
         otel.name = %format!("{} {route}", req.method()),
@@ -201,7 +219,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
         span.in_scope(|| {
             if err.status.is_server_error() {
-                tracing::error!(code = err.code, status = err.status.as_u16(), "request failed");
+                let cause = err.cause.as_deref().unwrap_or("");
+                tracing::error!(code = err.code, status = err.status.as_u16(), error = cause, "request failed");
             } else {
                 tracing::info!(code = err.code, status = err.status.as_u16(), message = %err.message, "request rejected");
             }
@@ -213,23 +232,6 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
-}
-
-/// The route template of `path`: ids (UUIDs, numbers) become `{id}`, so
-/// span names and metric labels stay few.
-pub fn route_of(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            if uuid::Uuid::parse_str(seg).is_ok()
-                || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
-            {
-                "{id}"
-            } else {
-                seg
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// What `/readyz` checks: the database and the broker.

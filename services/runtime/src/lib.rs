@@ -10,6 +10,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod http;
 pub mod kafka;
+pub mod logs;
 pub mod metrics;
 pub mod outbox;
 pub mod progress;

@@ -75,26 +75,46 @@ pub struct Registered {
     pub slot: Slot,
 }
 
-/// Scrape-time refresh of `omnisaga_consumer_lag` for `consumers`.
+/// Scrape-time refresh of `omnisaga_consumer_lag` for `consumers`. The
+/// broker calls block (up to 2 s each) when the broker is down, so they run
+/// in their own task, one at a time, and a scrape waits for them at most a
+/// second: it then reports the last values rather than timing out.
 pub fn lag_refresh(consumers: Vec<Registered>) -> crate::metrics::Refresh {
     let consumers = Arc::new(consumers);
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
     Arc::new(move |_pool| {
-        let consumers = consumers.clone();
+        let (consumers, running) = (consumers.clone(), running.clone());
         Box::pin(async move {
-            for c in consumers.iter() {
-                let Some(consumer) = c.slot.get() else { continue };
-                let Ok(Ok(parts)) = tokio::task::spawn_blocking(move || progress(&consumer)).await else {
-                    continue;
-                };
-                for p in parts {
-                    crate::metrics::get()
-                        .consumer_lag
-                        .with_label_values(&[c.name.as_str(), p.topic.as_str(), &p.partition.to_string()])
-                        .set(p.lag);
-                }
+            if running.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                return;
             }
+            let task = tokio::spawn(async move {
+                let _done = ClearOnDrop(running);
+                for c in consumers.iter() {
+                    let Some(consumer) = c.slot.get() else { continue };
+                    let Ok(Ok(parts)) = tokio::task::spawn_blocking(move || progress(&consumer)).await else {
+                        continue;
+                    };
+                    for p in parts {
+                        crate::metrics::get()
+                            .consumer_lag
+                            .with_label_values(&[c.name.as_str(), p.topic.as_str(), &p.partition.to_string()])
+                            .set(p.lag);
+                    }
+                }
+            });
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         })
     })
+}
+
+/// Lowers the flag when the refresh ends, however it ends.
+struct ClearOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 pub fn routes(consumers: Vec<Registered>) -> Router {

@@ -1,5 +1,5 @@
-//! Logs and traces. Logs are JSON lines by default (each with its span
-//! fields: `request.id`, `order.id`, `trace_id`), or human-readable with
+//! Logs and traces. Logs are JSON lines by default (flat, with the fields of
+//! their spans and the `trace_id` and `span_id`: see [`crate::logs`]), or human-readable with
 //! `LOG_FORMAT=pretty`. Spans go to OpenTelemetry: W3C trace context is
 //! always propagated; spans are exported by OTLP/gRPC when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is
@@ -94,10 +94,8 @@ pub fn init(service: &'static str) -> Telemetry {
         registry
             .with(
                 fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(true),
+                    .fmt_fields(fmt::format::JsonFields::new())
+                    .event_format(crate::logs::FlatJson),
             )
             .init();
     }
