@@ -29,6 +29,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     }
 }
 
+/// The client span of one statement (or a commit) on the service's
+/// database, named and labelled by OpenTelemetry's database conventions
+/// (`summary` is e.g. `INSERT events`). The statement text is not recorded:
+/// it is fixed, and its parameters may hold customer data.
+pub fn span(summary: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "db",
+        otel.name = summary,
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.query.summary = summary,
+    )
+}
+
 /// Applies the runtime's migrations and then `service` (whose versions must
 /// start at 1000 so the two sets never collide).
 pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<()> {

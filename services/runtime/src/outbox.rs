@@ -23,6 +23,7 @@ use rdkafka::{
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::event::TraceContext;
 
@@ -89,6 +90,7 @@ pub async fn enqueue_raw(
         .bind(payload)
         .bind(sqlx::types::Json(headers))
         .execute(conn)
+        .instrument(crate::db::span("INSERT outbox"))
         .await?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 use omnisaga_proto::v1::Envelope;
 use prost::Message;
 use sqlx::{PgConnection, Row};
+use tracing::Instrument as _;
 
 use crate::event::{event_id, occurred_at};
 
@@ -30,6 +31,7 @@ pub async fn load(conn: &mut PgConnection, stream_id: &str) -> Result<Vec<Stored
     let rows = sqlx::query("SELECT version, envelope FROM events WHERE stream_id = $1 ORDER BY version")
         .bind(stream_id)
         .fetch_all(conn)
+        .instrument(crate::db::span("SELECT events"))
         .await?;
     rows.into_iter()
         .map(|row| {
@@ -66,6 +68,7 @@ pub async fn append(
         .bind(occurred_at(env))
         .bind(env.encode_to_vec())
         .execute(&mut *conn)
+        .instrument(crate::db::span("INSERT events"))
         .await;
         match result {
             Ok(_) => {}
