@@ -15,13 +15,14 @@ use omnisaga_runtime::{
     event::{self, EventMeta},
     http::{ApiError, ApiJson, RequestId},
     outbox::{self, OutboxWaker},
-    store::{self, StoredEvent},
+    store::{self, StoreError, StoredEvent},
     TraceContext,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
@@ -402,7 +403,9 @@ async fn place_order(
         },
     )
     .await?;
-    tx.commit().await?;
+    tx.commit()
+        .instrument(omnisaga_runtime::db::span("COMMIT"))
+        .await?;
     s.waker.wake();
     tracing::info!(order.id = %order_id, order.number = %order_number, "order placed");
     Ok((StatusCode::CREATED, Json(response)))
@@ -422,6 +425,10 @@ fn command_error(e: CommandError) -> ApiError {
             ApiError::conflict("order_not_cancellable", e.to_string())
         }
         CommandError::Domain(e) => ApiError::conflict("conflict", e.to_string()),
+        CommandError::Store(StoreError::Conflict { .. }) => {
+            ApiError::conflict("conflict", "the order is changing right now, retry")
+        }
+        CommandError::Store(StoreError::Database(e)) => e.into(),
         CommandError::Store(e) => ApiError::internal(e),
     }
 }
@@ -460,11 +467,24 @@ async fn retry_payment(
         payment_method_token: req.payment_method.clone(),
     };
 
-    let mut tx = s.pool.begin().await?;
-    let outcome = s
-        .orders
-        .execute_in(&mut tx, order_id, cmd, Some(meta), None)
-        .await;
+    // A concurrent writer of the order (a payment event, the same request
+    // twice at once) aborts the transaction: start it again on the new state.
+    let mut conflicts = 0;
+    let (mut tx, outcome) = loop {
+        let mut tx = s.pool.begin().await?;
+        let outcome = s
+            .orders
+            .execute_in(&mut tx, order_id, cmd.clone(), Some(meta.clone()), None)
+            .await;
+        match outcome {
+            Err(CommandError::Store(StoreError::Conflict { .. })) if conflicts < 5 => {
+                tx.rollback().await?;
+                conflicts += 1;
+            }
+            Err(e @ CommandError::Store(_)) => return Err(command_error(e)),
+            outcome => break (tx, outcome),
+        }
+    };
     let response = match &outcome {
         Ok(o) => {
             json!({"order_id": order_id, "status": o.order.status.as_str(), "attempt": o.order.attempts})
