@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod client;
+pub mod logs;
 
 use std::{
     collections::BTreeMap,
@@ -347,6 +348,11 @@ impl Stack {
             stack.services.push(service);
         }
         Ok(stack)
+    }
+
+    /// Where service (or `broker`, `trace-viewer`) `name` writes its log.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.options.dir.join(format!("logs/{name}.log"))
     }
 
     /// Starts service `name` with the stack's settings and waits until it is ready.

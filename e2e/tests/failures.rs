@@ -77,11 +77,17 @@ async fn declined_payment_is_retried_and_completes(c: &Client) -> Result<()> {
 
     let url = format!("{}/v1/orders/{id}/payment-retry", c.order);
     let body = json!({"payment_method": "tok_visa"});
-    let (status, first) = c
-        .send(reqwest::Method::POST, &url, Some("retry-1"), &body)
-        .await?;
+    // A double tap: the same retry five times at once makes one attempt and one answer.
+    let answers = futures::future::try_join_all(
+        (0..5).map(|_| c.send(reqwest::Method::POST, &url, Some("retry-1"), &body)),
+    )
+    .await?;
+    let (status, first) = answers[0].clone();
     ensure!(status == 202, "retry answered {status}: {first}");
     assert_eq!(first["attempt"], 2);
+    for answer in &answers {
+        assert_eq!(answer, &(202, first.clone()), "concurrent retries answer alike");
+    }
     let (status, again) = c
         .send(reqwest::Method::POST, &url, Some("retry-1"), &body)
         .await?;

@@ -1,7 +1,8 @@
 //! Transient outages: the broker killed and restarted (its data on sqlite
-//! survives), and every database connection of the services dropped, as a
-//! PostgreSQL restart does. Orders are accepted through the broker outage,
-//! readiness reports it, services retry without crashing, nothing is lost.
+//! survives), every database connection of the services dropped, and the
+//! PostgreSQL server itself stopped and started again. Orders are accepted
+//! through the broker outage, refused with 503 while the database is down,
+//! readiness reports both, services retry without crashing, nothing is lost.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -108,6 +109,45 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
         );
     }
 
+    // The database server stopped while orders are in flight, then started again.
+    let mut inflight = Vec::new();
+    for i in 0..5 {
+        inflight.push(
+            c.place(&order_body("SKU-MUG", 1, "tok_visa", &format!("pg-{i}")))
+                .await?,
+        );
+    }
+    let stopped = PostgresStopped::stop()?;
+    wait_for("order readiness to report the database outage", WAIT, || async {
+        Ok((ready(&c, &c.order).await? == 503).then_some(()))
+    })
+    .await?;
+    let (status, refused) = c
+        .send(
+            reqwest::Method::POST,
+            &format!("{}/v1/orders", c.order),
+            Some("placed-while-the-database-is-down"),
+            &order_body("SKU-MUG", 1, "tok_visa", "pg-down"),
+        )
+        .await?;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (503, Some("unavailable")),
+        "an order while the database is down: {refused}"
+    );
+    drop(stopped);
+    for id in &inflight {
+        c.wait_status(id, "SHIPPED", WAIT).await?;
+        c.wait_message(id, "shipped", WAIT).await?;
+    }
+    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
+        let url = stack.url(service);
+        wait_for(&format!("{service} to be ready again"), WAIT, || async {
+            Ok((ready(&c, &url).await? == 200).then_some(()))
+        })
+        .await?;
+    }
+
     // Without the trace backend the saga goes on; the lost spans are counted.
     stack.kill_trace_viewer().await?;
     let id = c
@@ -130,5 +170,39 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+/// The machine's PostgreSQL cluster, stopped until this is dropped (also
+/// when the test fails, so the rest of the suite finds it running).
+struct PostgresStopped(String);
+
+impl PostgresStopped {
+    fn stop() -> Result<Self> {
+        let version = std::fs::read_dir("/etc/postgresql")?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+            .ok_or_else(|| anyhow::anyhow!("no PostgreSQL cluster in /etc/postgresql"))?;
+        pg_ctlcluster(&version, "stop")?;
+        Ok(Self(version))
+    }
+}
+
+impl Drop for PostgresStopped {
+    fn drop(&mut self) {
+        if let Err(e) = pg_ctlcluster(&self.0, "start") {
+            eprintln!("PostgreSQL did not start again: {e:#}");
+        }
+    }
+}
+
+fn pg_ctlcluster(version: &str, action: &str) -> Result<()> {
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main", action])
+        .status()?;
+    ensure!(
+        status.success(),
+        "pg_ctlcluster {version} main {action}: {status}"
+    );
     Ok(())
 }

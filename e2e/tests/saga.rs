@@ -207,6 +207,27 @@ async fn run_saga(stack: &Stack) -> Result<()> {
         check_trace(&http, &stack.traces_url, trace_id).await?;
     }
     check_metrics(&http, stack).await?;
+    check_logs(stack, &orders)?;
+    Ok(())
+}
+
+/// The services' logs: JSON, traced, with request ids, and no customer data.
+fn check_logs(stack: &Stack, orders: &[Value]) -> Result<()> {
+    use omnisaga_e2e::logs::{self, PlacedOrder};
+    let mut all = Vec::new();
+    for service in SERVICES {
+        all.push((service, logs::read(&stack.log_path(service))?));
+    }
+    let placed: Vec<PlacedOrder<'_>> = orders
+        .iter()
+        .map(|o| PlacedOrder {
+            order_id: o["order_id"].as_str().unwrap_or_default(),
+            trace_id: o["trace_id"].as_str().unwrap_or_default(),
+        })
+        .collect();
+    let secrets = ["tok_visa", "1 Main St", "Customer 7"];
+    let problems = logs::problems(&all, &placed, &secrets);
+    ensure!(problems.is_empty(), "log problems: {problems:#?}");
     Ok(())
 }
 
