@@ -440,7 +440,7 @@ impl<H: Handler> Consumer<H> {
         for (raw, outcome) in raws.iter().zip(outcomes) {
             count(name, &raw.topic, outcome);
             m.consumer_duration
-                .with_label_values(&[name, raw.topic.as_str()])
+                .with_label_values(&[name, raw.topic.as_str(), &raw.partition.to_string()])
                 .observe(per_record);
         }
         true
@@ -490,7 +490,11 @@ impl<H: Handler> Consumer<H> {
         .await;
         crate::metrics::get()
             .consumer_duration
-            .with_label_values(&[self.applier.name.as_str(), raw.topic.as_str()])
+            .with_label_values(&[
+                self.applier.name.as_str(),
+                raw.topic.as_str(),
+                &raw.partition.to_string(),
+            ])
             .observe(started.elapsed().as_secs_f64());
         done
     }

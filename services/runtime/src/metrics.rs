@@ -85,7 +85,7 @@ impl Metrics {
             consumer_duration: histogram(
                 "omnisaga_consumer_handle_duration_seconds",
                 "Time to handle one record, retries included",
-                &["consumer", "topic"],
+                &["consumer", "topic", "partition"],
             )?,
             consumer_lag,
             outbox_backlog: gauge("omnisaga_outbox_backlog", "Outbox rows not yet published")?,

@@ -78,6 +78,8 @@ pub fn init(service: &'static str) -> Telemetry {
     .iter()
     .any(|v| std::env::var(v).is_ok_and(|e| !e.is_empty()));
     let mut export_error = None;
+    // The series exists from the start, so `increase()` sees the first loss.
+    DROPPED.with_label_values::<&str>(&[]).inc_by(0);
     if exporting {
         match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
             Ok(exporter) => builder = builder.with_batch_exporter(Counted(exporter)),
