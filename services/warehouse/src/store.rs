@@ -1,7 +1,11 @@
 //! The warehouse database: fulfilment streams, stock levels and pick tasks.
 
-use omnisaga_proto::v1::{Envelope, LineItem};
-use omnisaga_runtime::store::{self, StoreError};
+use omnisaga_proto::v1::{envelope::Payload, Envelope, LineItem};
+use omnisaga_runtime::{
+    event::{self, EventMeta},
+    outbox,
+    store::{self, StoreError},
+};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -21,6 +25,37 @@ pub async fn load(conn: &mut PgConnection, order_id: &str) -> Result<(Fulfilment
         .filter_map(|e| e.envelope.payload.as_ref())
         .fold(Fulfilment::default(), domain::evolve);
     Ok((state, version))
+}
+
+/// Appends what `decide` decided to the order's stream after `version`. A
+/// fact from another service is stored as the envelope it came in (`cause`);
+/// the warehouse's own events get new envelopes and go to the outbox for
+/// `topic` in the same transaction. Returns every envelope appended, in order.
+pub async fn record(
+    conn: &mut PgConnection,
+    topic: &str,
+    order_id: &str,
+    version: i64,
+    events: Vec<Payload>,
+    cause: Option<&Envelope>,
+    meta: &EventMeta,
+) -> Result<Vec<Envelope>, StoreError> {
+    let now = chrono::Utc::now();
+    let mut envelopes = Vec::with_capacity(events.len());
+    for payload in events {
+        envelopes.push(match cause {
+            Some(fact) if !domain::publishes(&payload) => fact.clone(),
+            _ => event::envelope("warehouse", order_id, payload, meta, now),
+        });
+    }
+    store::append(conn, &stream(order_id), version, &envelopes).await?;
+    for env in envelopes
+        .iter()
+        .filter(|e| e.payload.as_ref().is_some_and(domain::publishes))
+    {
+        outbox::enqueue(conn, topic, env, &meta.trace).await?;
+    }
+    Ok(envelopes)
 }
 
 pub async fn append(
@@ -76,7 +111,17 @@ pub async fn release(conn: &mut PgConnection, items: &[LineItem]) -> Result<(), 
     Ok(())
 }
 
-/// Takes an order's task off the queue unless it already shipped.
+/// Locks an order's task row, if it has one. Every writer of an order's
+/// stream takes it first, as the pickers do, so none of them deadlock.
+pub async fn lock_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM pick_tasks WHERE order_id = $1 FOR UPDATE")
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes an order's task off the queue; a shipped task stays done.
 pub async fn cancel_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE pick_tasks SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1 AND status <> 'SHIPPED'")
         .bind(order_id)
