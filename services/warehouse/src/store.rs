@@ -1,10 +1,13 @@
 //! The warehouse database: fulfilment streams, stock levels and pick tasks.
 
+use std::time::Duration;
+
 use omnisaga_proto::v1::{envelope::Payload, Envelope, LineItem};
 use omnisaga_runtime::{
     event::{self, EventMeta},
     outbox,
     store::{self, StoreError},
+    TraceContext,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
@@ -56,15 +59,6 @@ pub async fn record(
         outbox::enqueue(conn, topic, env, &meta.trace).await?;
     }
     Ok(envelopes)
-}
-
-pub async fn append(
-    conn: &mut PgConnection,
-    order_id: &str,
-    version: i64,
-    events: &[Envelope],
-) -> Result<i64, StoreError> {
-    store::append(conn, &stream(order_id), version, events).await
 }
 
 /// Locks the stock rows of `items` and returns the SKUs that cannot be covered.
@@ -205,6 +199,82 @@ pub async fn release_task(
     .bind(&ctx.causation_id)
     .bind(&ctx.traceparent)
     .bind(&ctx.tracestate)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A workable task, locked by the picker that claimed it.
+pub struct DueTask {
+    pub pick_task_id: Uuid,
+    pub order_id: Uuid,
+    pub items: Vec<TaskItem>,
+    /// Picked and packed: shipping is next.
+    pub packed: bool,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub trace: TraceContext,
+}
+
+/// Claims the task due first, skipping those other pickers hold.
+pub async fn claim_due_task(conn: &mut PgConnection) -> Result<Option<DueTask>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate
+         FROM pick_tasks WHERE status IN ('READY', 'PACKED') AND due_at <= now()
+         ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| DueTask {
+        pick_task_id: row.get(0),
+        order_id: row.get(1),
+        items: row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0,
+        packed: row.get::<String, _>(3) == "PACKED",
+        correlation_id: row.get(4),
+        causation_id: row.get(5),
+        trace: TraceContext {
+            traceparent: row.get(6),
+            tracestate: row.get(7),
+        },
+    }))
+}
+
+/// Moves a task on to `status`, due in `due_in`; the task's next events
+/// are caused by `event_id` and continue `traceparent`.
+pub async fn advance_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    status: &str,
+    due_in: Duration,
+    event_id: &str,
+    traceparent: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
+                causation_id = $4, traceparent = $5, updated_at = now()
+         WHERE pick_task_id = $1",
+    )
+    .bind(pick_task_id)
+    .bind(status)
+    .bind(due_in.as_millis() as f64)
+    .bind(event_id)
+    .bind(traceparent)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a task whose step was refused back where its order's stream says it is.
+pub async fn requeue_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET status = $2, due_at = now(), updated_at = now() WHERE pick_task_id = $1",
+    )
+    .bind(pick_task_id)
+    .bind(status)
     .execute(conn)
     .await?;
     Ok(())
