@@ -1,12 +1,24 @@
-//! The payment aggregate of one order, pure. The provider's answer comes in
-//! with the command, so `decide` has no I/O.
+//! The payment aggregate of one order, pure: `decide` turns a command into
+//! the events the order's payment stream gets, and `evolve` folds them into
+//! the state. The provider's answer comes in with the command, so there is no
+//! I/O; [`attempt`] says, before the provider is called, which attempt a
+//! request makes, so a refused one never charges. `OrderCancelled`, a fact
+//! from the order service, is among the events decided when recorded;
+//! [`publishes`] tells it from payment's own.
 
-use omnisaga_proto::v1::{envelope::Payload, Money, PaymentAuthorized, PaymentFailed, PaymentVoided};
+use omnisaga_proto::v1::{
+    envelope::Payload, Money, OrderCancelled, PaymentAuthorized, PaymentFailed, PaymentVoided,
+};
+
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Payment {
     pub amount: Option<Money>,
+    /// Highest attempt made.
     pub attempts: u32,
+    /// The payment id of the authorisation.
     pub authorized: Option<String>,
     pub voided: bool,
     /// The order was cancelled: no further attempt may charge it.
@@ -20,12 +32,32 @@ pub enum ProviderAnswer {
     Unavailable,
 }
 
+/// What the order service asks payment for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AuthorizePayment {
-    pub order_id: String,
+pub enum Request {
+    /// The first attempt, for the total of the order just placed.
+    Placed { amount: Money },
+    /// Another attempt after a failure, numbered by the order service.
+    Retry { attempt: u32 },
+}
+
+/// An attempt that may be made: its number and the amount it charges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub number: u32,
     pub amount: Money,
-    pub attempt: u32,
-    pub answer: ProviderAnswer,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Record the provider's answer to the attempt `request` makes.
+    Authorize {
+        order_id: String,
+        request: Request,
+        answer: ProviderAnswer,
+    },
+    /// The order is cancelled: void an authorisation still standing.
+    Cancel(OrderCancelled),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,8 +66,12 @@ pub enum PaymentError {
     AlreadyAuthorized,
     #[error("the order is cancelled")]
     OrderCancelled,
+    #[error("the order is already cancelled")]
+    AlreadyCancelled,
     #[error("attempt {0} was already made")]
     AttemptAlreadyMade(u32),
+    #[error("a retry before any attempt: the amount is unknown")]
+    NothingToRetry,
 }
 
 /// The provider's payment id of an attempt; stable, so the provider dedupes retries.
@@ -43,63 +79,92 @@ pub fn payment_id(order_id: &str, attempt: u32) -> String {
     format!("pay-{order_id}-{attempt}")
 }
 
-/// Compensation of a cancelled order: an authorisation still standing is voided.
-pub fn void_on_cancel(state: &Payment, order_id: &str) -> Vec<Payload> {
-    match &state.authorized {
-        Some(payment_id) if !state.voided => vec![Payload::PaymentVoided(PaymentVoided {
-            order_id: order_id.to_owned(),
-            payment_id: payment_id.clone(),
-            amount: state.amount.clone(),
-        })],
-        _ => vec![],
-    }
-}
-
-/// Whether `attempt` may still be made: not for a cancelled or paid order,
-/// and never twice.
-pub fn may_attempt(state: &Payment, attempt: u32) -> Result<(), PaymentError> {
+/// Which attempt `request` makes. Asked before the provider is called: a
+/// cancelled or paid order is never charged, and an attempt never twice.
+pub fn attempt(state: &Payment, request: &Request) -> Result<Attempt, PaymentError> {
+    let (number, amount) = match request {
+        Request::Placed { amount } => (1, amount.clone()),
+        Request::Retry { attempt } => {
+            let amount = state.amount.clone().ok_or(PaymentError::NothingToRetry)?;
+            (*attempt, amount)
+        }
+    };
     if state.cancelled {
         return Err(PaymentError::OrderCancelled);
     }
     if state.authorized.is_some() {
         return Err(PaymentError::AlreadyAuthorized);
     }
-    if attempt <= state.attempts {
-        return Err(PaymentError::AttemptAlreadyMade(attempt));
+    if number <= state.attempts {
+        return Err(PaymentError::AttemptAlreadyMade(number));
     }
-    Ok(())
+    Ok(Attempt { number, amount })
 }
 
-pub fn decide(state: &Payment, cmd: AuthorizePayment) -> Result<Vec<Payload>, PaymentError> {
-    may_attempt(state, cmd.attempt)?;
-    let payment_id = payment_id(&cmd.order_id, cmd.attempt);
-    let event = match cmd.answer {
-        ProviderAnswer::Approved => Payload::PaymentAuthorized(PaymentAuthorized {
-            order_id: cmd.order_id,
-            payment_id,
-            amount: Some(cmd.amount),
-            attempt: cmd.attempt,
-        }),
-        ProviderAnswer::Declined(reason) => Payload::PaymentFailed(PaymentFailed {
-            order_id: cmd.order_id,
-            payment_id,
-            amount: Some(cmd.amount),
-            attempt: cmd.attempt,
-            reason,
-            retryable: true,
-        }),
-        ProviderAnswer::Unavailable => Payload::PaymentFailed(PaymentFailed {
-            order_id: cmd.order_id,
-            payment_id,
-            amount: Some(cmd.amount),
-            attempt: cmd.attempt,
-            reason: "provider_unavailable".into(),
-            retryable: true,
-        }),
+/// Decides which events a command appends to the order's payment stream.
+pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentError> {
+    match cmd {
+        Command::Authorize {
+            order_id,
+            request,
+            answer,
+        } => {
+            let Attempt { number, amount } = attempt(state, &request)?;
+            Ok(vec![answered(order_id, number, amount, answer)])
+        }
+        Command::Cancel(cancelled) => {
+            if state.cancelled {
+                return Err(PaymentError::AlreadyCancelled);
+            }
+            let void = match &state.authorized {
+                Some(payment_id) if !state.voided => Some(Payload::PaymentVoided(PaymentVoided {
+                    order_id: cancelled.order_id.clone(),
+                    payment_id: payment_id.clone(),
+                    amount: state.amount.clone(),
+                })),
+                _ => None,
+            };
+            Ok(std::iter::once(Payload::OrderCancelled(cancelled))
+                .chain(void)
+                .collect())
+        }
+    }
+}
+
+/// The event of the provider's `answer` to attempt `number`.
+fn answered(order_id: String, number: u32, amount: Money, answer: ProviderAnswer) -> Payload {
+    let payment_id = payment_id(&order_id, number);
+    let reason = match answer {
+        ProviderAnswer::Approved => {
+            return Payload::PaymentAuthorized(PaymentAuthorized {
+                order_id,
+                payment_id,
+                amount: Some(amount),
+                attempt: number,
+            })
+        }
+        ProviderAnswer::Declined(reason) => reason,
+        ProviderAnswer::Unavailable => "provider_unavailable".into(),
     };
-    Ok(vec![event])
+    Payload::PaymentFailed(PaymentFailed {
+        order_id,
+        payment_id,
+        amount: Some(amount),
+        attempt: number,
+        reason,
+        retryable: true,
+    })
 }
 
+/// Whether payment publishes `event`; the others are facts it only records.
+pub fn publishes(event: &Payload) -> bool {
+    matches!(
+        event,
+        Payload::PaymentAuthorized(_) | Payload::PaymentFailed(_) | Payload::PaymentVoided(_)
+    )
+}
+
+/// Folds one event into the state. No rules here: only what happened.
 pub fn evolve(mut state: Payment, event: &Payload) -> Payment {
     match event {
         Payload::PaymentAuthorized(e) => {
@@ -116,103 +181,4 @@ pub fn evolve(mut state: Payment, event: &Payload) -> Payment {
         _ => {}
     }
     state
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn authorize(attempt: u32, answer: ProviderAnswer) -> AuthorizePayment {
-        AuthorizePayment {
-            order_id: "o-1".into(),
-            amount: Money {
-                minor_units: 1999,
-                currency: "EUR".into(),
-            },
-            attempt,
-            answer,
-        }
-    }
-
-    fn given(events: &[Payload]) -> Payment {
-        events.iter().fold(Payment::default(), evolve)
-    }
-
-    #[test]
-    fn an_approved_attempt_authorizes_the_amount() {
-        let events = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
-        let Payload::PaymentAuthorized(e) = &events[0] else {
-            panic!("expected PaymentAuthorized")
-        };
-        assert_eq!(e.payment_id, "pay-o-1-1");
-        assert_eq!(given(&events).authorized.as_deref(), Some("pay-o-1-1"));
-    }
-
-    #[test]
-    fn a_decline_and_an_outage_fail_retryably_with_their_reason() {
-        for (answer, reason) in [
-            (ProviderAnswer::Declined("card_declined".into()), "card_declined"),
-            (ProviderAnswer::Unavailable, "provider_unavailable"),
-        ] {
-            let events = decide(&given(&[]), authorize(1, answer)).unwrap();
-            let Payload::PaymentFailed(e) = &events[0] else {
-                panic!("expected PaymentFailed")
-            };
-            assert_eq!((e.reason.as_str(), e.retryable), (reason, true));
-        }
-    }
-
-    #[test]
-    fn a_paid_order_is_never_charged_again() {
-        let paid = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
-        assert_eq!(
-            decide(&given(&paid), authorize(2, ProviderAnswer::Approved)),
-            Err(PaymentError::AlreadyAuthorized)
-        );
-    }
-
-    fn order_cancelled() -> Payload {
-        Payload::OrderCancelled(omnisaga_proto::v1::OrderCancelled::default())
-    }
-
-    #[test]
-    fn cancelling_an_authorized_order_voids_the_authorization_once() {
-        let paid = decide(&given(&[]), authorize(1, ProviderAnswer::Approved)).unwrap();
-        let history = [paid, vec![order_cancelled()]].concat();
-        let voided = void_on_cancel(&given(&history), "o-1");
-        let Payload::PaymentVoided(v) = &voided[0] else {
-            panic!("expected PaymentVoided")
-        };
-        assert_eq!(v.payment_id, "pay-o-1-1");
-        assert_eq!(
-            void_on_cancel(&given(&[history, voided].concat()), "o-1"),
-            vec![],
-            "voided twice"
-        );
-    }
-
-    #[test]
-    fn cancelling_an_unpaid_order_voids_nothing_and_stops_further_attempts() {
-        let failed = decide(
-            &given(&[]),
-            authorize(1, ProviderAnswer::Declined("card_declined".into())),
-        )
-        .unwrap();
-        let history = [failed, vec![order_cancelled()]].concat();
-        assert_eq!(void_on_cancel(&given(&history), "o-1"), vec![]);
-        assert_eq!(
-            decide(&given(&history), authorize(2, ProviderAnswer::Approved)),
-            Err(PaymentError::OrderCancelled)
-        );
-    }
-
-    #[test]
-    fn the_same_attempt_is_not_made_twice() {
-        let failed = decide(&given(&[]), authorize(1, ProviderAnswer::Unavailable)).unwrap();
-        assert_eq!(
-            decide(&given(&failed), authorize(1, ProviderAnswer::Approved)),
-            Err(PaymentError::AttemptAlreadyMade(1))
-        );
-        assert!(decide(&given(&failed), authorize(2, ProviderAnswer::Approved)).is_ok());
-    }
 }

@@ -9,3 +9,4 @@ pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod provider;
+pub mod store;

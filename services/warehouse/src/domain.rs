@@ -1,10 +1,19 @@
-//! Fulfilment of one order, pure: reserve when the order is placed, create
-//! the pick task, and release it for picking once the order is paid.
+//! Fulfilment of one order, pure: `decide` turns a command into the events
+//! the order's warehouse stream gets, and `evolve` folds them into the state.
+//! Facts from other services (`PaymentAuthorized`, `OrderCancelled`) come in
+//! with their command and are among the events decided, so the stream is
+//! exactly what `decide` said; [`publishes`] tells them from the warehouse's
+//! own. No I/O: stock shortfalls, ids and carrier data come with the command.
 
 use omnisaga_proto::v1::{
-    envelope::Payload, LineItem, PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
+    envelope::Payload, LineItem, OrderCancelled, OrderReadyForShipment, OrderShipped, PaymentAuthorized,
+    PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
 };
 
+#[cfg(test)]
+mod tests;
+
+/// The folded warehouse stream of one order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Fulfilment {
     pub reserved: Option<Vec<LineItem>>,
@@ -17,66 +26,206 @@ pub struct Fulfilment {
     pub cancelled: bool,
 }
 
+impl Fulfilment {
+    /// Whether its pick task may be worked now: reserved, paid, not yet packed, not cancelled.
+    pub fn pickable(&self) -> bool {
+        self.pick_task_id.is_some() && self.paid && !self.ready && !self.cancelled
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Reserve the items; `short` lists the SKUs the stock could not cover.
+    /// Reserve the items of a placed order and create its pick task;
+    /// `short` lists the SKUs the stock could not cover.
     Reserve {
         order_id: String,
         items: Vec<LineItem>,
         short: Vec<String>,
         pick_task_id: String,
     },
+    /// The order is paid: its pick task may be worked (now, or once reserved).
+    ReleaseForPicking(PaymentAuthorized),
+    /// The order is cancelled: stock it holds and has not shipped goes back.
+    Cancel(OrderCancelled),
+    /// The pick task was picked and packed into `parcels`.
+    Pack {
+        order_id: String,
+        pick_task_id: String,
+        parcels: u32,
+    },
+    /// The packed order left with `carrier`.
+    Ship {
+        order_id: String,
+        pick_task_id: String,
+        carrier: String,
+        tracking_number: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FulfilmentError {
-    #[error("stock for this order was already handled")]
+    #[error("stock for this order is already reserved")]
     AlreadyReserved,
+    #[error("stock for this order was unavailable")]
+    StockWasUnavailable,
+    #[error("the order is cancelled")]
+    OrderCancelled,
+    #[error("the order is already cancelled")]
+    AlreadyCancelled,
+    #[error("the order is already paid")]
+    AlreadyPaid,
+    #[error("the order has no pick task {0}")]
+    UnknownPickTask(String),
+    #[error("the order is not paid")]
+    NotPaid,
+    #[error("the order is already packed")]
+    AlreadyPacked,
+    #[error("the order is not packed yet")]
+    NotPacked,
+    #[error("the order has already shipped")]
+    AlreadyShipped,
 }
 
+/// Decides which events a command appends to the order's stream.
 pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, FulfilmentError> {
     match cmd {
-        Command::Reserve { .. } if state.reserved.is_some() || state.unavailable || state.cancelled => {
-            Err(FulfilmentError::AlreadyReserved)
-        }
-        Command::Reserve { order_id, short, .. } if !short.is_empty() => {
-            Ok(vec![Payload::StockUnavailable(StockUnavailable {
-                order_id,
-                skus: short,
-            })])
-        }
         Command::Reserve {
             order_id,
             items,
+            short,
             pick_task_id,
-            ..
-        } => Ok(vec![
-            Payload::StockReserved(StockReserved {
-                order_id: order_id.clone(),
-                items: items.clone(),
-            }),
-            Payload::PickTaskCreated(PickTaskCreated {
+        } => reserve(state, order_id, items, short, pick_task_id),
+        Command::ReleaseForPicking(paid) => {
+            if state.cancelled {
+                return Err(FulfilmentError::OrderCancelled);
+            }
+            if state.unavailable {
+                return Err(FulfilmentError::StockWasUnavailable);
+            }
+            if state.paid {
+                return Err(FulfilmentError::AlreadyPaid);
+            }
+            Ok(vec![Payload::PaymentAuthorized(paid)])
+        }
+        Command::Cancel(cancelled) => cancel(state, cancelled),
+        Command::Pack {
+            order_id,
+            pick_task_id,
+            parcels,
+        } => {
+            workable(state, &pick_task_id)?;
+            if !state.paid {
+                return Err(FulfilmentError::NotPaid);
+            }
+            if state.ready {
+                return Err(FulfilmentError::AlreadyPacked);
+            }
+            Ok(vec![Payload::OrderReadyForShipment(OrderReadyForShipment {
                 order_id,
                 pick_task_id,
-                items,
-            }),
-        ]),
-    }
-}
-
-/// Compensation of a cancelled order: stock reserved and not yet shipped goes back.
-pub fn release_on_cancel(state: &Fulfilment, order_id: &str) -> Vec<Payload> {
-    match &state.reserved {
-        Some(items) if !state.shipped && !state.released => {
-            vec![Payload::StockReleased(StockReleased {
-                order_id: order_id.to_owned(),
-                items: items.clone(),
-            })]
+                parcels,
+            })])
         }
-        _ => vec![],
+        Command::Ship {
+            order_id,
+            pick_task_id,
+            carrier,
+            tracking_number,
+        } => {
+            workable(state, &pick_task_id)?;
+            if !state.ready {
+                return Err(FulfilmentError::NotPacked);
+            }
+            Ok(vec![Payload::OrderShipped(OrderShipped {
+                order_id,
+                carrier,
+                tracking_number,
+            })])
+        }
     }
 }
 
+fn reserve(
+    state: &Fulfilment,
+    order_id: String,
+    items: Vec<LineItem>,
+    short: Vec<String>,
+    pick_task_id: String,
+) -> Result<Vec<Payload>, FulfilmentError> {
+    if state.cancelled {
+        return Err(FulfilmentError::OrderCancelled);
+    }
+    if state.reserved.is_some() {
+        return Err(FulfilmentError::AlreadyReserved);
+    }
+    if state.unavailable {
+        return Err(FulfilmentError::StockWasUnavailable);
+    }
+    if !short.is_empty() {
+        return Ok(vec![Payload::StockUnavailable(StockUnavailable {
+            order_id,
+            skus: short,
+        })]);
+    }
+    Ok(vec![
+        Payload::StockReserved(StockReserved {
+            order_id: order_id.clone(),
+            items: items.clone(),
+        }),
+        Payload::PickTaskCreated(PickTaskCreated {
+            order_id,
+            pick_task_id,
+            items,
+        }),
+    ])
+}
+
+/// Records the cancellation; stock reserved and not shipped goes back, once.
+fn cancel(state: &Fulfilment, cancelled: OrderCancelled) -> Result<Vec<Payload>, FulfilmentError> {
+    if state.cancelled {
+        return Err(FulfilmentError::AlreadyCancelled);
+    }
+    let release = match &state.reserved {
+        Some(items) if !state.shipped && !state.released => Some(Payload::StockReleased(StockReleased {
+            order_id: cancelled.order_id.clone(),
+            items: items.clone(),
+        })),
+        _ => None,
+    };
+    Ok(std::iter::once(Payload::OrderCancelled(cancelled))
+        .chain(release)
+        .collect())
+}
+
+/// Whether the order's pick task `pick_task_id` can still be worked on.
+fn workable(state: &Fulfilment, pick_task_id: &str) -> Result<(), FulfilmentError> {
+    if state.cancelled {
+        return Err(FulfilmentError::OrderCancelled);
+    }
+    if state.pick_task_id.as_deref() != Some(pick_task_id) {
+        return Err(FulfilmentError::UnknownPickTask(pick_task_id.to_owned()));
+    }
+    if state.shipped {
+        return Err(FulfilmentError::AlreadyShipped);
+    }
+    Ok(())
+}
+
+/// Whether the warehouse publishes `event`; the others are facts from other
+/// services it only records in the stream.
+pub fn publishes(event: &Payload) -> bool {
+    matches!(
+        event,
+        Payload::StockReserved(_)
+            | Payload::StockUnavailable(_)
+            | Payload::PickTaskCreated(_)
+            | Payload::StockReleased(_)
+            | Payload::OrderReadyForShipment(_)
+            | Payload::OrderShipped(_)
+    )
+}
+
+/// Folds one event into the state. No rules here: only what happened.
 pub fn evolve(mut state: Fulfilment, event: &Payload) -> Fulfilment {
     match event {
         Payload::StockReserved(e) => state.reserved = Some(e.items.clone()),
@@ -90,100 +239,4 @@ pub fn evolve(mut state: Fulfilment, event: &Payload) -> Fulfilment {
         _ => {}
     }
     state
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use omnisaga_proto::v1::PaymentAuthorized;
-
-    fn reserve(short: Vec<String>) -> Command {
-        Command::Reserve {
-            order_id: "o-1".into(),
-            items: vec![LineItem {
-                sku: "A".into(),
-                quantity: 2,
-                ..Default::default()
-            }],
-            short,
-            pick_task_id: "t-1".into(),
-        }
-    }
-
-    fn given(events: &[Payload]) -> Fulfilment {
-        events.iter().fold(Fulfilment::default(), evolve)
-    }
-
-    #[test]
-    fn reserving_creates_a_pick_task() {
-        let events = decide(&given(&[]), reserve(vec![])).unwrap();
-        let types: Vec<_> = events.iter().map(Payload::event_type).collect();
-        assert_eq!(types, ["StockReserved", "PickTaskCreated"]);
-        assert_eq!(given(&events).pick_task_id.as_deref(), Some("t-1"));
-    }
-
-    #[test]
-    fn short_stock_is_reported_and_nothing_is_reserved() {
-        let events = decide(&given(&[]), reserve(vec!["A".into()])).unwrap();
-        assert_eq!(
-            events,
-            vec![Payload::StockUnavailable(StockUnavailable {
-                order_id: "o-1".into(),
-                skus: vec!["A".into()]
-            })]
-        );
-        assert_eq!(given(&events).reserved, None);
-    }
-
-    #[test]
-    fn an_order_is_reserved_once() {
-        let events = decide(&given(&[]), reserve(vec![])).unwrap();
-        assert_eq!(
-            decide(&given(&events), reserve(vec![])),
-            Err(FulfilmentError::AlreadyReserved)
-        );
-    }
-
-    fn cancelled() -> Payload {
-        Payload::OrderCancelled(omnisaga_proto::v1::OrderCancelled::default())
-    }
-
-    #[test]
-    fn a_cancelled_order_releases_its_reservation_once() {
-        let reserved = decide(&given(&[]), reserve(vec![])).unwrap();
-        let history = [reserved, vec![cancelled()]].concat();
-        let released = release_on_cancel(&given(&history), "o-1");
-        assert!(matches!(&released[..], [Payload::StockReleased(r)] if r.items.len() == 1));
-        assert_eq!(
-            release_on_cancel(&given(&[history, released].concat()), "o-1"),
-            vec![]
-        );
-    }
-
-    #[test]
-    fn nothing_is_released_when_nothing_was_reserved_or_it_already_shipped() {
-        let short = decide(&given(&[]), reserve(vec!["A".into()])).unwrap();
-        assert_eq!(
-            release_on_cancel(&given(&[short, vec![cancelled()]].concat()), "o-1"),
-            vec![]
-        );
-        let mut shipped = decide(&given(&[]), reserve(vec![])).unwrap();
-        shipped.push(Payload::OrderShipped(Default::default()));
-        assert_eq!(release_on_cancel(&given(&shipped), "o-1"), vec![]);
-    }
-
-    #[test]
-    fn a_cancelled_order_is_never_reserved() {
-        assert_eq!(
-            decide(&given(&[cancelled()]), reserve(vec![])),
-            Err(FulfilmentError::AlreadyReserved)
-        );
-    }
-
-    #[test]
-    fn a_payment_seen_before_the_order_is_remembered() {
-        let state = given(&[Payload::PaymentAuthorized(PaymentAuthorized::default())]);
-        assert!(state.paid);
-        assert!(decide(&state, reserve(vec![])).is_ok());
-    }
 }

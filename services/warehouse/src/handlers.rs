@@ -1,19 +1,21 @@
 //! Reacts to the order and payment topics: reserve on `OrderPlaced`, release
-//! the pick task on `PaymentAuthorized`.
+//! the pick task on `PaymentAuthorized`, release stock on `OrderCancelled`.
+//! Each is one shape: begin (the consumer's transaction), load, decide,
+//! append with the outbox, then the stock and pick-queue rows the events
+//! imply. A refused command changes nothing: it is a duplicate or a fact
+//! that comes too late (a payment for a cancelled order picks nothing).
 
 use async_trait::async_trait;
-use chrono::Utc;
-use omnisaga_proto::v1::{envelope::Payload, OrderPlaced};
+use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced};
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
-    event::{self, EventMeta},
-    outbox,
+    event::EventMeta,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Command, FulfilmentError},
+    domain::{self, Command, Fulfilment},
     store::{self, TaskContext},
 };
 
@@ -28,119 +30,111 @@ fn order_uuid(id: &str) -> Result<Uuid, HandlerError> {
 #[async_trait]
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        match &event.envelope.payload {
-            Some(Payload::OrderPlaced(placed)) => self.reserve(tx, event, placed).await,
-            Some(Payload::PaymentAuthorized(_)) => self.paid(tx, event).await,
-            Some(Payload::OrderCancelled(_)) => self.cancelled(tx, event).await,
-            _ => Ok(()),
-        }
+        let env = &event.envelope;
+        let Some(
+            payload @ (Payload::OrderPlaced(_) | Payload::PaymentAuthorized(_) | Payload::OrderCancelled(_)),
+        ) = &env.payload
+        else {
+            return Ok(());
+        };
+        let order_id = order_uuid(&env.order_id)?;
+        // The task row first, as the pickers lock it before the stock rows and the stream.
+        store::lock_task(tx, order_id).await?;
+        let cmd = match payload {
+            Payload::OrderPlaced(placed) => reserve(tx, placed).await?,
+            Payload::PaymentAuthorized(paid) => Command::ReleaseForPicking(paid.clone()),
+            Payload::OrderCancelled(cancelled) => Command::Cancel(cancelled.clone()),
+            _ => return Ok(()),
+        };
+        self.execute(tx, order_id, env, cmd).await
     }
 }
 
 impl SagaEvents {
-    async fn reserve(
+    /// Decides `cmd`, caused by `env`, and records the decision with the
+    /// stock and queue rows it implies.
+    async fn execute(
         &self,
         tx: &mut PgConnection,
-        event: &Incoming,
-        placed: &OrderPlaced,
+        order_id: Uuid,
+        env: &Envelope,
+        cmd: Command,
     ) -> Result<(), HandlerError> {
-        let order_id = order_uuid(&placed.order_id)?;
-        if placed.items.is_empty() || placed.items.iter().any(|i| i.quantity == 0 || i.sku.is_empty()) {
-            return Err(HandlerError::Rejected(anyhow::anyhow!(
-                "OrderPlaced has no items or an empty line"
-            )));
-        }
-        let (state, version) = store::load(tx, &placed.order_id).await?;
-        let short = store::shortfalls(tx, &placed.items).await?;
-        let pick_task_id = Uuid::now_v7();
-        let cmd = Command::Reserve {
-            order_id: placed.order_id.clone(),
-            items: placed.items.clone(),
-            short: short.clone(),
-            pick_task_id: pick_task_id.to_string(),
-        };
+        let (state, version) = store::load(tx, &env.order_id).await?;
         let events = match domain::decide(&state, cmd) {
             Ok(events) => events,
-            Err(FulfilmentError::AlreadyReserved) => return Ok(()),
+            Err(reason) => {
+                tracing::debug!(%reason, event.type = %env.event_type, "nothing to do");
+                return Ok(());
+            }
         };
-        let meta = EventMeta::caused_by(&event.envelope);
-        let now = Utc::now();
-        let envelopes: Vec<_> = events
-            .into_iter()
-            .map(|e| event::envelope("warehouse", &placed.order_id, e, &meta, now))
-            .collect();
-        store::append(tx, &placed.order_id, version, &envelopes).await?;
-        for env in &envelopes {
-            outbox::enqueue(tx, &self.warehouse_topic, env, &meta.trace).await?;
-        }
-        if short.is_empty() {
-            store::reserve(tx, &placed.items).await?;
-            let ctx = TaskContext {
-                correlation_id: meta.correlation_id.clone(),
-                causation_id: envelopes.last().map(|e| e.event_id.clone()).unwrap_or_default(),
-                traceparent: meta.trace.traceparent.clone(),
-                tracestate: meta.trace.tracestate.clone(),
-            };
-            store::create_task(tx, pick_task_id, order_id, &placed.items, state.paid, &ctx).await?;
-            tracing::info!(pick_task.id = %pick_task_id, "item needs to be picked");
-        } else {
-            tracing::info!(skus = ?short, "stock unavailable");
+        let after = events.iter().fold(state, domain::evolve);
+        let meta = EventMeta::caused_by(env);
+        let appended = store::record(
+            tx,
+            &self.warehouse_topic,
+            &env.order_id,
+            version,
+            events,
+            Some(env),
+            &meta,
+        )
+        .await?;
+        for out in &appended {
+            apply(tx, order_id, out, &after, &meta).await?;
         }
         Ok(())
     }
+}
 
-    /// Releases what a cancelled order holds and takes its task off the queue.
-    async fn cancelled(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        let env = &event.envelope;
-        let order_id = order_uuid(&env.order_id)?;
-        // The task row first: pickers lock it before stock, so this order never deadlocks.
-        store::cancel_task(tx, order_id).await?;
-        let (state, version) = store::load(tx, &env.order_id).await?;
-        if state.cancelled {
-            return Ok(());
+/// The reservation a placed order asks for, with the SKUs stock cannot cover.
+async fn reserve(tx: &mut PgConnection, placed: &OrderPlaced) -> Result<Command, HandlerError> {
+    if placed.items.is_empty() || placed.items.iter().any(|i| i.quantity == 0 || i.sku.is_empty()) {
+        return Err(HandlerError::Rejected(anyhow::anyhow!(
+            "OrderPlaced has no items or an empty line"
+        )));
+    }
+    let short = store::shortfalls(tx, &placed.items).await?;
+    Ok(Command::Reserve {
+        order_id: placed.order_id.clone(),
+        items: placed.items.clone(),
+        short,
+        pick_task_id: Uuid::now_v7().to_string(),
+    })
+}
+
+/// Brings stock levels and the pick queue in line with one recorded event.
+async fn apply(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    out: &Envelope,
+    after: &Fulfilment,
+    meta: &EventMeta,
+) -> Result<(), HandlerError> {
+    let ctx = TaskContext {
+        correlation_id: meta.correlation_id.clone(),
+        causation_id: out.event_id.clone(),
+        traceparent: meta.trace.traceparent.clone(),
+        tracestate: meta.trace.tracestate.clone(),
+    };
+    match &out.payload {
+        Some(Payload::StockReserved(r)) => store::reserve(tx, &r.items).await?,
+        Some(Payload::PickTaskCreated(t)) => {
+            let pick_task_id = Uuid::parse_str(&t.pick_task_id)
+                .map_err(|e| HandlerError::Rejected(anyhow::anyhow!("pick task id: {e}")))?;
+            store::create_task(tx, pick_task_id, order_id, &t.items, after.pickable(), &ctx).await?;
+            tracing::info!(pick_task.id = %pick_task_id, "item needs to be picked");
         }
-        let after = env
-            .payload
-            .as_ref()
-            .map(|p| domain::evolve(state.clone(), p))
-            .unwrap_or(state);
-        let releases = domain::release_on_cancel(&after, &env.order_id);
-        let meta = EventMeta::caused_by(env);
-        let now = Utc::now();
-        let envelopes: Vec<_> = releases
-            .into_iter()
-            .map(|e| event::envelope("warehouse", &env.order_id, e, &meta, now))
-            .collect();
-        let all: Vec<_> = std::iter::once(env.clone())
-            .chain(envelopes.iter().cloned())
-            .collect();
-        store::append(tx, &env.order_id, version, &all).await?;
-        for out in &envelopes {
-            if let Some(Payload::StockReleased(r)) = &out.payload {
-                store::release(tx, &r.items).await?;
-            }
-            outbox::enqueue(tx, &self.warehouse_topic, out, &meta.trace).await?;
+        Some(Payload::StockUnavailable(u)) => tracing::info!(skus = ?u.skus, "stock unavailable"),
+        Some(Payload::PaymentAuthorized(_)) if after.pickable() => {
+            store::release_task(tx, order_id, &ctx).await?;
+        }
+        Some(Payload::OrderCancelled(_)) => store::cancel_task(tx, order_id).await?,
+        Some(Payload::StockReleased(r)) => {
+            store::release(tx, &r.items).await?;
             tracing::info!(event.type = %out.event_type, "reservation released");
         }
-        Ok(())
+        _ => {}
     }
-
-    async fn paid(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        let env = &event.envelope;
-        let order_id = order_uuid(&env.order_id)?;
-        let (state, version) = store::load(tx, &env.order_id).await?;
-        if state.paid {
-            return Ok(());
-        }
-        store::append(tx, &env.order_id, version, std::slice::from_ref(env)).await?;
-        let meta = EventMeta::caused_by(env);
-        let ctx = TaskContext {
-            correlation_id: meta.correlation_id,
-            causation_id: meta.causation_id,
-            traceparent: meta.trace.traceparent,
-            tracestate: meta.trace.tracestate,
-        };
-        store::release_task(tx, order_id, &ctx).await?;
-        Ok(())
-    }
+    Ok(())
 }

@@ -1,24 +1,21 @@
 //! The pickers: a bounded pool working the durable pick queue. A task is
 //! locked while it is worked (`FOR UPDATE SKIP LOCKED`), so a crash returns it
 //! to the queue and another picker redoes it; its events commit with its new
-//! status, so nothing is published twice.
+//! status, so nothing is published twice. The queue says which step is due;
+//! whether it may happen is decided over the order's stream.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use chrono::Utc;
-use omnisaga_proto::v1::{envelope::Payload, OrderReadyForShipment, OrderShipped};
-use omnisaga_runtime::{
-    event::{self, EventMeta},
-    outbox::{self, OutboxWaker},
-    TraceContext,
-};
-use sqlx::{PgPool, Row};
+use omnisaga_runtime::{event::EventMeta, outbox::OutboxWaker, TraceContext};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use uuid::Uuid;
 
-use crate::store::{self, TaskItem};
+use crate::{
+    domain::{self, Command, Fulfilment},
+    store::{self, DueTask},
+};
 
 #[derive(Clone)]
 pub struct Pickers {
@@ -77,82 +74,110 @@ impl Pickers {
     /// Works one due task; false when there was none.
     async fn work_one(&self) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query(
-            "SELECT pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate
-             FROM pick_tasks WHERE status IN ('READY', 'PACKED') AND due_at <= now()
-             ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-        )
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some(task) = store::claim_due_task(&mut tx).await? else {
             return Ok(false);
         };
-        let task_id: Uuid = row.get(0);
-        let order_id: Uuid = row.get(1);
-        let items: Vec<TaskItem> = row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0;
-        let status: String = row.get(3);
-        let parent = TraceContext {
-            traceparent: row.get(6),
-            tracestate: row.get(7),
-        };
-        let correlation_id: String = row.get(4);
-        let causation_id: String = row.get(5);
-        let order = order_id.to_string();
-        let step = if status == "READY" {
-            "pick and pack"
-        } else {
-            "ship"
-        };
+        let step = if task.packed { "ship" } else { "pick and pack" };
         let span = tracing::info_span!(
             "pick",
             otel.name = step,
-            order.id = %order,
-            pick_task.id = %task_id,
-            request.id = %correlation_id,
+            order.id = %task.order_id,
+            pick_task.id = %task.pick_task_id,
+            request.id = %task.correlation_id,
         );
-        parent.attach(&span);
-        async move {
-            let (payload, next_status, due_in) = if status == "READY" {
-                tokio::time::sleep(self.pick + self.pack).await;
-                let payload = Payload::OrderReadyForShipment(OrderReadyForShipment {
-                    order_id: order.clone(),
-                    pick_task_id: task_id.to_string(),
-                    parcels: 1,
-                });
-                (payload, "PACKED", self.ship)
-            } else {
-                store::ship(&mut tx, &items).await?;
-                let payload = Payload::OrderShipped(OrderShipped {
-                    order_id: order.clone(),
-                    carrier: "omnisaga-post".into(),
-                    tracking_number: format!("OSP{}", &task_id.simple().to_string()[20..]).to_uppercase(),
-                });
-                (payload, "SHIPPED", Duration::ZERO)
-            };
-            let meta = EventMeta { correlation_id, causation_id, trace: TraceContext::current() };
-            let (_, version) = store::load(&mut tx, &order).await?;
-            let envelope = event::envelope("warehouse", &order, payload, &meta, Utc::now());
-            store::append(&mut tx, &order, version, std::slice::from_ref(&envelope)).await?;
-            outbox::enqueue(&mut tx, &self.warehouse_topic, &envelope, &meta.trace).await?;
-            sqlx::query(
-                "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
-                        causation_id = $4, traceparent = $5, updated_at = now()
-                 WHERE pick_task_id = $1",
-            )
-            .bind(task_id)
-            .bind(next_status)
-            .bind(due_in.as_millis() as f64)
-            .bind(&envelope.event_id)
-            .bind(&meta.trace.traceparent)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            self.waker.wake();
-            tracing::info!(event.type = %envelope.event_type, "pick task advanced");
-            Ok(true)
+        task.trace.attach(&span);
+        self.work(tx, task).instrument(span).await?;
+        Ok(true)
+    }
+
+    /// Load, decide, work, append: the task's next step, if its stream allows it.
+    async fn work(&self, mut tx: Transaction<'_, Postgres>, task: DueTask) -> Result<()> {
+        let order = task.order_id.to_string();
+        let (state, version) = store::load(&mut tx, &order).await?;
+        let events = match domain::decide(&state, next_step(&task)) {
+            Ok(events) => events,
+            Err(reason) => {
+                // The stream is the truth: the task goes where it says, so it never blocks the queue.
+                let status = queue_status(&state, &task.pick_task_id.to_string());
+                tracing::warn!(%reason, pick_task.status = status, "pick task refused");
+                store::requeue_task(&mut tx, task.pick_task_id, status).await?;
+                tx.commit().await?;
+                return Ok(());
+            }
+        };
+        let (next_status, due_in) = if task.packed {
+            store::ship(&mut tx, &task.items).await?;
+            ("SHIPPED", Duration::ZERO)
+        } else {
+            tokio::time::sleep(self.pick + self.pack).await;
+            ("PACKED", self.ship)
+        };
+        let meta = EventMeta {
+            correlation_id: task.correlation_id,
+            causation_id: task.causation_id,
+            trace: TraceContext::current(),
+        };
+        let appended = store::record(
+            &mut tx,
+            &self.warehouse_topic,
+            &order,
+            version,
+            events,
+            None,
+            &meta,
+        )
+        .await?;
+        let caused = appended.last().map_or("", |e| e.event_id.as_str());
+        let traceparent = meta.trace.traceparent.as_deref();
+        store::advance_task(
+            &mut tx,
+            task.pick_task_id,
+            next_status,
+            due_in,
+            caused,
+            traceparent,
+        )
+        .await?;
+        tx.commit().await?;
+        self.waker.wake();
+        for env in &appended {
+            tracing::info!(event.type = %env.event_type, "pick task advanced");
         }
-        .instrument(span)
-        .await
+        Ok(())
+    }
+}
+
+/// The command a due task asks for: pack a picked one, ship a packed one.
+fn next_step(task: &DueTask) -> Command {
+    let order_id = task.order_id.to_string();
+    let pick_task_id = task.pick_task_id.to_string();
+    if !task.packed {
+        return Command::Pack {
+            order_id,
+            pick_task_id,
+            parcels: 1,
+        };
+    }
+    Command::Ship {
+        order_id,
+        pick_task_id,
+        carrier: "omnisaga-post".into(),
+        tracking_number: format!("OSP{}", &task.pick_task_id.simple().to_string()[20..]).to_uppercase(),
+    }
+}
+
+/// Where task `pick_task_id` belongs in the queue by its order's stream.
+fn queue_status(state: &Fulfilment, pick_task_id: &str) -> &'static str {
+    if state.shipped {
+        "SHIPPED"
+    } else if state.cancelled || state.pick_task_id.as_deref() != Some(pick_task_id) {
+        "CANCELLED"
+    } else if state.ready {
+        "PACKED"
+    } else if state.paid {
+        "READY"
+    } else {
+        "WAITING_PAYMENT"
     }
 }
 
@@ -165,4 +190,39 @@ pub async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnisaga_proto::v1::{envelope::Payload, PickTaskCreated};
+
+    #[test]
+    fn a_refused_task_goes_where_its_stream_says() {
+        let created = Payload::PickTaskCreated(PickTaskCreated {
+            pick_task_id: "t-1".into(),
+            ..Default::default()
+        });
+        let state = |events: &[Payload]| {
+            [vec![created.clone()], events.to_vec()]
+                .concat()
+                .iter()
+                .fold(Fulfilment::default(), domain::evolve)
+        };
+        let paid = Payload::PaymentAuthorized(Default::default());
+        let ready = Payload::OrderReadyForShipment(Default::default());
+        let shipped = Payload::OrderShipped(Default::default());
+        let cancelled = Payload::OrderCancelled(Default::default());
+        for (events, status) in [
+            (vec![], "WAITING_PAYMENT"),
+            (vec![paid.clone()], "READY"),
+            (vec![paid.clone(), ready.clone()], "PACKED"),
+            (vec![paid.clone(), ready.clone(), shipped.clone()], "SHIPPED"),
+            (vec![paid.clone(), cancelled.clone()], "CANCELLED"),
+            (vec![paid, ready, shipped, cancelled], "SHIPPED"),
+        ] {
+            assert_eq!(queue_status(&state(&events), "t-1"), status, "{events:?}");
+        }
+        assert_eq!(queue_status(&state(&[]), "t-other"), "CANCELLED");
+    }
 }

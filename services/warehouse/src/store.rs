@@ -1,7 +1,14 @@
 //! The warehouse database: fulfilment streams, stock levels and pick tasks.
 
-use omnisaga_proto::v1::{Envelope, LineItem};
-use omnisaga_runtime::store::{self, StoreError};
+use std::time::Duration;
+
+use omnisaga_proto::v1::{envelope::Payload, Envelope, LineItem};
+use omnisaga_runtime::{
+    event::{self, EventMeta},
+    outbox,
+    store::{self, StoreError},
+    TraceContext,
+};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -23,13 +30,35 @@ pub async fn load(conn: &mut PgConnection, order_id: &str) -> Result<(Fulfilment
     Ok((state, version))
 }
 
-pub async fn append(
+/// Appends what `decide` decided to the order's stream after `version`. A
+/// fact from another service is stored as the envelope it came in (`cause`);
+/// the warehouse's own events get new envelopes and go to the outbox for
+/// `topic` in the same transaction. Returns every envelope appended, in order.
+pub async fn record(
     conn: &mut PgConnection,
+    topic: &str,
     order_id: &str,
     version: i64,
-    events: &[Envelope],
-) -> Result<i64, StoreError> {
-    store::append(conn, &stream(order_id), version, events).await
+    events: Vec<Payload>,
+    cause: Option<&Envelope>,
+    meta: &EventMeta,
+) -> Result<Vec<Envelope>, StoreError> {
+    let now = chrono::Utc::now();
+    let mut envelopes = Vec::with_capacity(events.len());
+    for payload in events {
+        envelopes.push(match cause {
+            Some(fact) if !domain::publishes(&payload) => fact.clone(),
+            _ => event::envelope("warehouse", order_id, payload, meta, now),
+        });
+    }
+    store::append(conn, &stream(order_id), version, &envelopes).await?;
+    for env in envelopes
+        .iter()
+        .filter(|e| e.payload.as_ref().is_some_and(domain::publishes))
+    {
+        outbox::enqueue(conn, topic, env, &meta.trace).await?;
+    }
+    Ok(envelopes)
 }
 
 /// Locks the stock rows of `items` and returns the SKUs that cannot be covered.
@@ -76,7 +105,17 @@ pub async fn release(conn: &mut PgConnection, items: &[LineItem]) -> Result<(), 
     Ok(())
 }
 
-/// Takes an order's task off the queue unless it already shipped.
+/// Locks an order's task row, if it has one. Every writer of an order's
+/// stream takes it first, as the pickers do, so none of them deadlock.
+pub async fn lock_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM pick_tasks WHERE order_id = $1 FOR UPDATE")
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes an order's task off the queue; a shipped task stays done.
 pub async fn cancel_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE pick_tasks SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1 AND status <> 'SHIPPED'")
         .bind(order_id)
@@ -160,6 +199,82 @@ pub async fn release_task(
     .bind(&ctx.causation_id)
     .bind(&ctx.traceparent)
     .bind(&ctx.tracestate)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A workable task, locked by the picker that claimed it.
+pub struct DueTask {
+    pub pick_task_id: Uuid,
+    pub order_id: Uuid,
+    pub items: Vec<TaskItem>,
+    /// Picked and packed: shipping is next.
+    pub packed: bool,
+    pub correlation_id: String,
+    pub causation_id: String,
+    pub trace: TraceContext,
+}
+
+/// Claims the task due first, skipping those other pickers hold.
+pub async fn claim_due_task(conn: &mut PgConnection) -> Result<Option<DueTask>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate
+         FROM pick_tasks WHERE status IN ('READY', 'PACKED') AND due_at <= now()
+         ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| DueTask {
+        pick_task_id: row.get(0),
+        order_id: row.get(1),
+        items: row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0,
+        packed: row.get::<String, _>(3) == "PACKED",
+        correlation_id: row.get(4),
+        causation_id: row.get(5),
+        trace: TraceContext {
+            traceparent: row.get(6),
+            tracestate: row.get(7),
+        },
+    }))
+}
+
+/// Moves a task on to `status`, due in `due_in`; the task's next events
+/// are caused by `event_id` and continue `traceparent`.
+pub async fn advance_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    status: &str,
+    due_in: Duration,
+    event_id: &str,
+    traceparent: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
+                causation_id = $4, traceparent = $5, updated_at = now()
+         WHERE pick_task_id = $1",
+    )
+    .bind(pick_task_id)
+    .bind(status)
+    .bind(due_in.as_millis() as f64)
+    .bind(event_id)
+    .bind(traceparent)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Puts a task whose step was refused back where its order's stream says it is.
+pub async fn requeue_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET status = $2, due_at = now(), updated_at = now() WHERE pick_task_id = $1",
+    )
+    .bind(pick_task_id)
+    .bind(status)
     .execute(conn)
     .await?;
     Ok(())

@@ -1,0 +1,241 @@
+//! Every payment transition, given/when/then, impossible ones included.
+
+use super::*;
+
+/// given `history`, when `cmd`: the decision, checked by `then` or `refused`.
+#[derive(Debug, Clone)]
+struct Given(Vec<Payload>);
+
+fn given(history: &[Payload]) -> Given {
+    Given(history.to_vec())
+}
+
+struct When {
+    history: Vec<Payload>,
+    decision: Result<Vec<Payload>, PaymentError>,
+}
+
+impl Given {
+    fn state(&self) -> Payment {
+        self.0.iter().fold(Payment::default(), evolve)
+    }
+    fn when(&self, cmd: Command) -> When {
+        When {
+            history: self.0.clone(),
+            decision: decide(&self.state(), cmd),
+        }
+    }
+}
+
+impl When {
+    /// Asserts the events decided; the history with them, to go on with.
+    #[track_caller]
+    fn then(self, expected: &[Payload]) -> Given {
+        assert_eq!(self.decision, Ok(expected.to_vec()));
+        Given([self.history, expected.to_vec()].concat())
+    }
+    /// Asserts the command is refused; the history is unchanged.
+    #[track_caller]
+    fn refused(self, reason: PaymentError) -> Given {
+        assert_eq!(self.decision, Err(reason));
+        Given(self.history)
+    }
+}
+
+fn total() -> Money {
+    Money {
+        minor_units: 1999,
+        currency: "EUR".into(),
+    }
+}
+fn authorize(request: Request, answer: ProviderAnswer) -> Command {
+    Command::Authorize {
+        order_id: "o-1".into(),
+        request,
+        answer,
+    }
+}
+fn placed(answer: ProviderAnswer) -> Command {
+    authorize(Request::Placed { amount: total() }, answer)
+}
+fn retry(attempt: u32, answer: ProviderAnswer) -> Command {
+    authorize(Request::Retry { attempt }, answer)
+}
+fn approved() -> ProviderAnswer {
+    ProviderAnswer::Approved
+}
+fn declined() -> ProviderAnswer {
+    ProviderAnswer::Declined("card_declined".into())
+}
+fn authorized(attempt: u32) -> Payload {
+    Payload::PaymentAuthorized(PaymentAuthorized {
+        order_id: "o-1".into(),
+        payment_id: payment_id("o-1", attempt),
+        amount: Some(total()),
+        attempt,
+    })
+}
+fn failed(attempt: u32, reason: &str) -> Payload {
+    Payload::PaymentFailed(PaymentFailed {
+        order_id: "o-1".into(),
+        payment_id: payment_id("o-1", attempt),
+        amount: Some(total()),
+        attempt,
+        reason: reason.into(),
+        retryable: true,
+    })
+}
+fn cancellation() -> OrderCancelled {
+    OrderCancelled {
+        order_id: "o-1".into(),
+        reason: "customer_request".into(),
+    }
+}
+fn cancel() -> Command {
+    Command::Cancel(cancellation())
+}
+fn cancelled() -> Payload {
+    Payload::OrderCancelled(cancellation())
+}
+fn voided(attempt: u32) -> Payload {
+    Payload::PaymentVoided(PaymentVoided {
+        order_id: "o-1".into(),
+        payment_id: payment_id("o-1", attempt),
+        amount: Some(total()),
+    })
+}
+
+#[test]
+fn an_approved_first_attempt_authorizes_the_total() {
+    let g = given(&[]).when(placed(approved())).then(&[authorized(1)]);
+    assert_eq!(g.state().authorized.as_deref(), Some("pay-o-1-1"));
+}
+
+#[test]
+fn a_decline_and_an_outage_fail_retryably_with_their_reason() {
+    given(&[])
+        .when(placed(declined()))
+        .then(&[failed(1, "card_declined")]);
+    given(&[])
+        .when(placed(ProviderAnswer::Unavailable))
+        .then(&[failed(1, "provider_unavailable")]);
+}
+
+#[test]
+fn a_retry_after_a_failure_charges_the_same_amount_again() {
+    given(&[])
+        .when(placed(declined()))
+        .then(&[failed(1, "card_declined")])
+        .when(retry(2, ProviderAnswer::Unavailable))
+        .then(&[failed(2, "provider_unavailable")])
+        .when(retry(3, approved()))
+        .then(&[authorized(3)]);
+}
+
+#[test]
+fn the_attempt_a_request_makes_is_known_before_the_provider_is_asked() {
+    let g = given(&[failed(1, "card_declined")]);
+    assert_eq!(
+        attempt(&g.state(), &Request::Retry { attempt: 2 }),
+        Ok(Attempt {
+            number: 2,
+            amount: total()
+        })
+    );
+    assert_eq!(
+        attempt(&given(&[]).state(), &Request::Placed { amount: total() }).map(|a| a.number),
+        Ok(1)
+    );
+}
+
+#[test]
+fn a_placement_seen_twice_is_not_charged_twice() {
+    given(&[failed(1, "card_declined")])
+        .when(placed(approved()))
+        .refused(PaymentError::AttemptAlreadyMade(1));
+}
+
+#[test]
+fn a_retry_with_a_stale_attempt_number_is_refused() {
+    let g = given(&[failed(1, "card_declined"), failed(2, "card_declined")]);
+    for stale in [1, 2] {
+        g.when(retry(stale, approved()))
+            .refused(PaymentError::AttemptAlreadyMade(stale));
+    }
+    g.when(retry(3, approved())).then(&[authorized(3)]);
+}
+
+#[test]
+fn a_retry_before_any_attempt_has_no_amount_to_charge() {
+    given(&[])
+        .when(retry(2, approved()))
+        .refused(PaymentError::NothingToRetry);
+}
+
+#[test]
+fn an_authorized_order_is_never_authorized_twice() {
+    let g = given(&[authorized(1)]);
+    g.when(placed(approved()))
+        .refused(PaymentError::AlreadyAuthorized);
+    g.when(retry(2, approved()))
+        .refused(PaymentError::AlreadyAuthorized);
+}
+
+#[test]
+fn a_late_failure_after_the_authorization_changes_nothing() {
+    let g = given(&[failed(1, "card_declined")])
+        .when(retry(2, approved()))
+        .then(&[authorized(2)]);
+    let g = g
+        .when(retry(3, ProviderAnswer::Unavailable))
+        .refused(PaymentError::AlreadyAuthorized);
+    assert_eq!(g.state().authorized.as_deref(), Some("pay-o-1-2"));
+}
+
+#[test]
+fn a_cancelled_order_is_never_authorized() {
+    given(&[cancelled()])
+        .when(placed(approved()))
+        .refused(PaymentError::OrderCancelled);
+    let g = given(&[failed(1, "card_declined"), cancelled()]);
+    g.when(retry(2, approved())).refused(PaymentError::OrderCancelled);
+    g.when(placed(approved())).refused(PaymentError::OrderCancelled);
+}
+
+#[test]
+fn cancelling_an_authorized_order_voids_the_authorization() {
+    given(&[authorized(1)])
+        .when(cancel())
+        .then(&[cancelled(), voided(1)]);
+}
+
+#[test]
+fn an_order_voided_on_cancel_is_not_authorized_again() {
+    let g = given(&[failed(1, "card_declined"), authorized(2)])
+        .when(cancel())
+        .then(&[cancelled(), voided(2)]);
+    g.when(retry(3, approved())).refused(PaymentError::OrderCancelled);
+}
+
+#[test]
+fn cancelling_an_unpaid_order_voids_nothing() {
+    given(&[failed(1, "card_declined")])
+        .when(cancel())
+        .then(&[cancelled()]);
+    given(&[]).when(cancel()).then(&[cancelled()]);
+}
+
+#[test]
+fn a_cancel_is_recorded_once_and_voids_once() {
+    given(&[authorized(1)])
+        .when(cancel())
+        .then(&[cancelled(), voided(1)])
+        .when(cancel())
+        .refused(PaymentError::AlreadyCancelled);
+}
+
+#[test]
+fn payment_publishes_its_own_events_and_only_records_the_cancellation() {
+    assert!([authorized(1), failed(1, "x"), voided(1)].iter().all(publishes));
+    assert!(!publishes(&cancelled()));
+}
