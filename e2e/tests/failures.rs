@@ -48,18 +48,20 @@ async fn every_failure_path_ends_in_a_consistent_state() -> Result<()> {
 
 async fn run(stack: &mut Stack) -> Result<()> {
     let c = Client::new(stack);
-    let (a, b, cc, d, e) = tokio::join!(
+    let (a, b, cc, d, e, f) = tokio::join!(
         declined_payment_is_retried_and_completes(&c),
         payment_deadline_cancels_and_releases_stock(&c),
         unavailable_stock_cancels_and_voids_the_payment(&c),
         customer_cancel_before_shipment_compensates(&c),
         cancel_after_shipment_is_refused(&c),
+        cancelling_paid_orders_never_ships_unpaid_goods_or_holds_money(&c),
     );
     a?;
     b?;
     cc?;
     d?;
     e?;
+    f?;
     poison_messages_are_dead_lettered_and_the_consumers_go_on(stack, &c).await?;
     provider_outage_takes_the_retry_path(&c).await?;
     orders_survive_the_payment_service_being_down(stack, &c).await?;
@@ -179,6 +181,69 @@ async fn customer_cancel_before_shipment_compensates(c: &Client) -> Result<()> {
     assert_eq!((status, again), (200, body), "cancelling twice answers the same");
     c.wait_event(&id, "StockReleased", WAIT).await?;
     c.wait_message(&id, "order_cancelled", WAIT).await?;
+    Ok(())
+}
+
+/// Paid orders cancelled while the warehouse picks them: each ends either
+/// cancelled with its stock back and its authorisation voided, or (if the
+/// parcel left first) shipped and still paid; never shipped unpaid, never
+/// cancelled with the money held.
+async fn cancelling_paid_orders_never_ships_unpaid_goods_or_holds_money(c: &Client) -> Result<()> {
+    const SKU: &str = "SKU-HOODIE-L";
+    let (on_hand_before, _) = c.stock(SKU).await?;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            c.place(&order_body(SKU, 1, "tok_visa", &format!("paid-cancel-{i}")))
+                .await?,
+        );
+    }
+    for id in &ids {
+        c.wait_event(id, "PaymentAuthorized", WAIT).await?;
+        let url = format!("{}/v1/orders/{id}/cancel", c.order);
+        let (status, body) = c.send(reqwest::Method::POST, &url, None, &json!({})).await?;
+        ensure!(
+            status == 200 || body["code"] == "order_not_cancellable",
+            "cancel answered {status}: {body}"
+        );
+    }
+    let mut shipped = 0;
+    for id in &ids {
+        let payment_url = format!("{}/v1/payments/{id}", c.payment);
+        let (status, payment) = wait_for(&format!("order {id} to settle"), WAIT, || async {
+            let order = c.order(id).await?;
+            let payment = c.get(&payment_url).await?;
+            let settled = match (order["status"].as_str(), payment["status"].as_str()) {
+                (Some("CANCELLED"), Some("VOIDED")) | (Some("SHIPPED"), Some("AUTHORIZED")) => true,
+                _ => false,
+            };
+            Ok(settled.then(|| (order["status"].clone(), payment["status"].clone())))
+        })
+        .await?;
+        let timeline = c.timeline(id).await?;
+        if status == "SHIPPED" {
+            shipped += 1;
+            ensure!(
+                !timeline.iter().any(|e| e == "PaymentVoided"),
+                "{id}: shipped and voided: {timeline:?}"
+            );
+        } else {
+            ensure!(
+                timeline.iter().any(|e| e == "StockReleased"),
+                "{id}: {payment}: {timeline:?}"
+            );
+            ensure!(
+                !timeline.iter().any(|e| e == "OrderShipped"),
+                "{id}: cancelled and shipped: {timeline:?}"
+            );
+        }
+    }
+    // Stock is conserved: what shipped left the shelf, the rest came back.
+    wait_for("the hoodies' stock to settle", WAIT, || async {
+        let (on_hand, reserved) = c.stock(SKU).await?;
+        Ok((on_hand == on_hand_before - shipped && reserved == 0).then_some(()))
+    })
+    .await?;
     Ok(())
 }
 

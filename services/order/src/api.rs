@@ -508,7 +508,7 @@ async fn retry_payment(
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
-/// `POST /v1/orders/{id}/cancel`: cancels before the order is packed;
+/// `POST /v1/orders/{id}/cancel`: cancels until the order has shipped;
 /// cancelling a cancelled order answers the same again.
 async fn cancel_order(
     State(s): State<ApiState>,

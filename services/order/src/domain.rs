@@ -131,9 +131,7 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
         }
         (order, Command::Cancel { reason }) => match order.status {
             Status::Cancelled => Err(OrderError::AlreadyCancelled),
-            Status::ReadyForShipment | Status::Shipped => {
-                Err(OrderError::TooLateToCancel(order.status.as_str()))
-            }
+            Status::Shipped => Err(OrderError::TooLateToCancel(order.status.as_str())),
             _ => Ok(vec![cancelled(order, &reason)]),
         },
         (order, Command::NoticePaymentDelay { waited_ms }) => {
@@ -174,8 +172,9 @@ fn cancelled(order: &Order, reason: &str) -> Payload {
 }
 
 /// Which facts the order records, and how the saga's owner reacts to them.
-/// Compensations of a cancelled order (releasing stock, voiding an
-/// authorisation) are run by the services that own them on `OrderCancelled`.
+/// Compensations of a cancelled order are run by the services that own
+/// them: the warehouse releases stock not yet shipped (`StockReleased`), and
+/// payment voids an authorisation once the warehouse says nothing ships.
 fn react(order: &Order, event: &Payload) -> Result<Vec<Payload>, OrderError> {
     match event {
         Payload::StockUnavailable(_) if !matches!(order.status, Status::Cancelled | Status::Shipped) => {
@@ -228,7 +227,12 @@ pub fn evolve(state: Option<Order>, event: &Payload) -> Option<Order> {
                     None
                 }
                 Payload::OrderReadyForShipment(_) => Some(Status::ReadyForShipment),
-                Payload::OrderShipped(_) => Some(Status::Shipped),
+                Payload::OrderShipped(_) => {
+                    // The parcel left before the cancellation reached the
+                    // warehouse: it ships, and payment keeps its money.
+                    order.status = Status::Shipped;
+                    None
+                }
                 Payload::OrderCancelled(e) => {
                     order.cancel_reason = Some(e.reason.clone());
                     order.status = Status::Cancelled;
@@ -469,28 +473,35 @@ mod tests {
     }
 
     #[test]
-    fn an_order_can_be_cancelled_until_it_is_packed() {
+    fn an_order_can_be_cancelled_until_it_ships() {
         for history in [
             vec![placed()],
             vec![placed(), failed(1)],
             vec![placed(), authorized(1)],
+            vec![placed(), authorized(1), ready()],
         ] {
             let events = given(&history).when(cancel()).unwrap();
             assert_eq!(events, vec![cancelled("customer_request")]);
         }
-        for (history, status) in [
-            (vec![placed(), authorized(1), ready()], "READY_FOR_SHIPMENT"),
-            (vec![placed(), authorized(1), ready(), shipped()], "SHIPPED"),
-        ] {
-            assert_eq!(
-                given(&history).when(cancel()),
-                Err(OrderError::TooLateToCancel(status))
-            );
-        }
+        assert_eq!(
+            given(&[placed(), authorized(1), ready(), shipped()]).when(cancel()),
+            Err(OrderError::TooLateToCancel("SHIPPED"))
+        );
         assert_eq!(
             given(&[placed(), cancelled("x")]).when(cancel()),
             Err(OrderError::AlreadyCancelled)
         );
+    }
+
+    #[test]
+    fn a_parcel_that_left_before_the_cancellation_arrived_ships() {
+        let g = given(&[placed(), authorized(1), cancelled("customer_request")]).record(shipped());
+        assert_eq!(g.status(), Status::Shipped);
+        assert_eq!(g.0.len(), 4, "no reaction");
+        assert_eq!(g.when(cancel()), Err(OrderError::TooLateToCancel("SHIPPED")));
+        // Packed news after the cancellation does not undo it.
+        let g = given(&[placed(), authorized(1), cancelled("customer_request")]).record(ready());
+        assert_eq!(g.status(), Status::Cancelled);
     }
 
     #[test]
@@ -505,7 +516,7 @@ mod tests {
 
     #[test]
     fn an_authorisation_for_a_cancelled_order_is_recorded_and_the_order_stays_cancelled() {
-        // Payment voids it on OrderCancelled; the order only records the fact.
+        // Payment voids it once the warehouse released the stock; the order only records the fact.
         let g = given(&[placed(), cancelled(PAYMENT_DEADLINE_PASSED)]).record(authorized(1));
         assert_eq!(g.status(), Status::Cancelled);
         assert_eq!(g.0.len(), 3, "no reaction");

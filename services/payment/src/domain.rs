@@ -2,9 +2,15 @@
 //! the events the order's payment stream gets, and `evolve` folds them into
 //! the state. The provider's answer comes in with the command, so there is no
 //! I/O; [`attempt`] says, before the provider is called, which attempt a
-//! request makes, so a refused one never charges. `OrderCancelled`, a fact
-//! from the order service, is among the events decided when recorded;
-//! [`publishes`] tells it from payment's own.
+//! request makes, so a refused one never charges. Facts of other services
+//! (`OrderCancelled`; the warehouse's `StockReleased` and `StockUnavailable`)
+//! are among the events decided when recorded; [`publishes`] tells them from
+//! payment's own.
+//!
+//! An authorisation is voided when the warehouse says nothing of the order
+//! will ship (its stock went back or was never there), not when the order is
+//! cancelled: a cancellation that reaches the warehouse after the parcel left
+//! must not release the money for goods on their way.
 
 use omnisaga_proto::v1::{
     envelope::Payload, Money, OrderCancelled, PaymentAuthorized, PaymentFailed, PaymentVoided,
@@ -23,6 +29,8 @@ pub struct Payment {
     pub voided: bool,
     /// The order was cancelled: no further attempt may charge it.
     pub cancelled: bool,
+    /// The warehouse released the order's stock or had none: nothing ships.
+    pub nothing_ships: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -56,8 +64,11 @@ pub enum Command {
         request: Request,
         answer: ProviderAnswer,
     },
-    /// The order is cancelled: void an authorisation still standing.
+    /// The order is cancelled: no further attempt may charge it.
     Cancel(OrderCancelled),
+    /// The warehouse's word that nothing of the order ships (`StockReleased`
+    /// or `StockUnavailable`): void an authorisation still standing.
+    Void(Payload),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -68,6 +79,12 @@ pub enum PaymentError {
     OrderCancelled,
     #[error("the order is already cancelled")]
     AlreadyCancelled,
+    #[error("nothing of the order ships")]
+    NothingShips,
+    #[error("the warehouse already said nothing ships")]
+    AlreadyVoidable,
+    #[error("event {0} does not void a payment")]
+    NotAVoid(&'static str),
     #[error("attempt {0} was already made")]
     AttemptAlreadyMade(u32),
     #[error("a retry before any attempt: the amount is unknown")]
@@ -91,6 +108,9 @@ pub fn attempt(state: &Payment, request: &Request) -> Result<Attempt, PaymentErr
     };
     if state.cancelled {
         return Err(PaymentError::OrderCancelled);
+    }
+    if state.nothing_ships {
+        return Err(PaymentError::NothingShips);
     }
     if state.authorized.is_some() {
         return Err(PaymentError::AlreadyAuthorized);
@@ -116,17 +136,26 @@ pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentErro
             if state.cancelled {
                 return Err(PaymentError::AlreadyCancelled);
             }
+            Ok(vec![Payload::OrderCancelled(cancelled)])
+        }
+        Command::Void(fact) => {
+            let order_id = match &fact {
+                Payload::StockReleased(e) => e.order_id.clone(),
+                Payload::StockUnavailable(e) => e.order_id.clone(),
+                other => return Err(PaymentError::NotAVoid(other.event_type())),
+            };
+            if state.nothing_ships {
+                return Err(PaymentError::AlreadyVoidable);
+            }
             let void = match &state.authorized {
                 Some(payment_id) if !state.voided => Some(Payload::PaymentVoided(PaymentVoided {
-                    order_id: cancelled.order_id.clone(),
+                    order_id,
                     payment_id: payment_id.clone(),
                     amount: state.amount.clone(),
                 })),
                 _ => None,
             };
-            Ok(std::iter::once(Payload::OrderCancelled(cancelled))
-                .chain(void)
-                .collect())
+            Ok(std::iter::once(fact).chain(void).collect())
         }
     }
 }
@@ -178,6 +207,7 @@ pub fn evolve(mut state: Payment, event: &Payload) -> Payment {
         }
         Payload::PaymentVoided(_) => state.voided = true,
         Payload::OrderCancelled(_) => state.cancelled = true,
+        Payload::StockReleased(_) | Payload::StockUnavailable(_) => state.nothing_ships = true,
         _ => {}
     }
     state

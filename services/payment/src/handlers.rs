@@ -1,6 +1,8 @@
 //! On `OrderPlaced` and `PaymentRetryRequested`: ask the provider, record the
 //! answer in the order's payment stream and publish it through the outbox, in
-//! one transaction. On `OrderCancelled`: void an authorisation still standing.
+//! one transaction. On `OrderCancelled`: no further attempt. On the
+//! warehouse's `StockReleased` or `StockUnavailable` (nothing of the order
+//! ships): void an authorisation still standing.
 //! Each is one shape: begin (the consumer's transaction), load, decide,
 //! append with the outbox. A refused command changes nothing: it is a
 //! duplicate or comes too late (an attempt for a cancelled or paid order).
@@ -45,6 +47,19 @@ impl Handler for OrderEvents {
         let env = &event.envelope;
         let order_id = Uuid::parse_str(&env.order_id)
             .map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
+        let concerns_payment = matches!(
+            &env.payload,
+            Some(
+                Payload::OrderPlaced(_)
+                    | Payload::PaymentRetryRequested(_)
+                    | Payload::OrderCancelled(_)
+                    | Payload::StockReleased(_)
+                    | Payload::StockUnavailable(_)
+            )
+        );
+        if !concerns_payment {
+            return Ok(());
+        }
         let (state, version) = store::load(tx, order_id).await?;
         let cmd = match &env.payload {
             Some(Payload::OrderPlaced(placed)) => {
@@ -64,6 +79,9 @@ impl Handler for OrderEvents {
                     .await
             }
             Some(Payload::OrderCancelled(cancelled)) => Ok(Command::Cancel(cancelled.clone())),
+            Some(fact @ (Payload::StockReleased(_) | Payload::StockUnavailable(_))) => {
+                Ok(Command::Void(fact.clone()))
+            }
             _ => return Ok(()),
         };
         let events = match cmd.and_then(|cmd| domain::decide(&state, cmd)) {

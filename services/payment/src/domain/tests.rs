@@ -97,6 +97,21 @@ fn cancel() -> Command {
 fn cancelled() -> Payload {
     Payload::OrderCancelled(cancellation())
 }
+fn void(fact: Payload) -> Command {
+    Command::Void(fact)
+}
+fn stock_released() -> Payload {
+    Payload::StockReleased(omnisaga_proto::v1::StockReleased {
+        order_id: "o-1".into(),
+        items: vec![],
+    })
+}
+fn stock_unavailable() -> Payload {
+    Payload::StockUnavailable(omnisaga_proto::v1::StockUnavailable {
+        order_id: "o-1".into(),
+        skus: vec!["SKU-MUG".into()],
+    })
+}
 fn voided(attempt: u32) -> Payload {
     Payload::PaymentVoided(PaymentVoided {
         order_id: "o-1".into(),
@@ -203,22 +218,8 @@ fn a_cancelled_order_is_never_authorized() {
 }
 
 #[test]
-fn cancelling_an_authorized_order_voids_the_authorization() {
-    given(&[authorized(1)])
-        .when(cancel())
-        .then(&[cancelled(), voided(1)]);
-}
-
-#[test]
-fn an_order_voided_on_cancel_is_not_authorized_again() {
-    let g = given(&[failed(1, "card_declined"), authorized(2)])
-        .when(cancel())
-        .then(&[cancelled(), voided(2)]);
-    g.when(retry(3, approved())).refused(PaymentError::OrderCancelled);
-}
-
-#[test]
-fn cancelling_an_unpaid_order_voids_nothing() {
+fn a_cancellation_alone_voids_nothing_the_parcel_may_have_left() {
+    given(&[authorized(1)]).when(cancel()).then(&[cancelled()]);
     given(&[failed(1, "card_declined")])
         .when(cancel())
         .then(&[cancelled()]);
@@ -226,16 +227,58 @@ fn cancelling_an_unpaid_order_voids_nothing() {
 }
 
 #[test]
-fn a_cancel_is_recorded_once_and_voids_once() {
-    given(&[authorized(1)])
+fn stock_released_for_a_cancelled_order_voids_the_authorization() {
+    let g = given(&[failed(1, "card_declined"), authorized(2)])
         .when(cancel())
-        .then(&[cancelled(), voided(1)])
-        .when(cancel())
-        .refused(PaymentError::AlreadyCancelled);
+        .then(&[cancelled()])
+        .when(void(stock_released()))
+        .then(&[stock_released(), voided(2)]);
+    g.when(retry(3, approved())).refused(PaymentError::OrderCancelled);
 }
 
 #[test]
-fn payment_publishes_its_own_events_and_only_records_the_cancellation() {
+fn unavailable_stock_voids_the_authorization_and_blocks_any_other() {
+    let g = given(&[authorized(1)])
+        .when(void(stock_unavailable()))
+        .then(&[stock_unavailable(), voided(1)]);
+    assert!(g.state().voided);
+    // The warehouse's word arrived before the order's placement was handled.
+    given(&[stock_unavailable()])
+        .when(placed(approved()))
+        .refused(PaymentError::NothingShips);
+}
+
+#[test]
+fn with_nothing_authorized_the_warehouse_word_voids_nothing() {
+    given(&[failed(1, "card_declined"), cancelled()])
+        .when(void(stock_released()))
+        .then(&[stock_released()]);
+}
+
+#[test]
+fn a_cancel_and_a_void_are_recorded_once_and_void_once() {
+    given(&[authorized(1)])
+        .when(cancel())
+        .then(&[cancelled()])
+        .when(cancel())
+        .refused(PaymentError::AlreadyCancelled)
+        .when(void(stock_released()))
+        .then(&[stock_released(), voided(1)])
+        .when(void(stock_released()))
+        .refused(PaymentError::AlreadyVoidable);
+}
+
+#[test]
+fn only_the_warehouse_word_that_nothing_ships_voids() {
+    given(&[authorized(1)])
+        .when(void(authorized(1)))
+        .refused(PaymentError::NotAVoid("PaymentAuthorized"));
+}
+
+#[test]
+fn payment_publishes_its_own_events_and_only_records_the_facts_of_others() {
     assert!([authorized(1), failed(1, "x"), voided(1)].iter().all(publishes));
-    assert!(!publishes(&cancelled()));
+    assert!(![cancelled(), stock_released(), stock_unavailable()]
+        .iter()
+        .any(publishes));
 }
