@@ -1,14 +1,16 @@
 //! The trace viewer of the local stack: the real Jaeger UI and Jaeger's query
 //! API (`/api/services`, `/api/traces/{id}`) served from an in-memory store
 //! fed by an OTLP receiver on gRPC and on HTTP (`POST /v1/traces`, protobuf).
-//! Keeps the most recent traces only (`TRACES_MAX`, `TRACES_MAX_MEMORY_MB`).
+//! Keeps the most recent `TRACES_MAX` traces. The count is the only bound:
+//! otlp-embedded 0.0.2 adds a trace's whole size to its memory estimate on
+//! every span and never takes the old size off (schnellru's `remove` does not
+//! tell its limiter), so a memory limit would soon drop every trace.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `TRACES_HTTP_ADDR` | `127.0.0.1:16686` | UI, query API and OTLP/HTTP |
 //! | `TRACES_OTLP_GRPC_ADDR` | `127.0.0.1:4317` | OTLP/gRPC receiver |
-//! | `TRACES_MAX` | `10000` | traces kept |
-//! | `TRACES_MAX_MEMORY_MB` | `256` | memory for traces |
+//! | `TRACES_MAX` | `2000` | traces kept, the oldest dropped first |
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -43,8 +45,8 @@ async fn main() -> Result<()> {
     let http_addr: SocketAddr = env_or("TRACES_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 16686)))?;
     let grpc_addr: SocketAddr = env_or("TRACES_OTLP_GRPC_ADDR", SocketAddr::from(([127, 0, 0, 1], 4317)))?;
     let state: StateRef = otlp_embedded::State::new(Config {
-        max_length: env_or("TRACES_MAX", 10_000)?,
-        max_memory_usage: env_or::<usize>("TRACES_MAX_MEMORY_MB", 256)? << 20,
+        max_length: env_or("TRACES_MAX", 2_000)?,
+        max_memory_usage: usize::MAX,
     });
 
     let ingest = Arc::new(TraceServiceImpl::new(state.clone()));
