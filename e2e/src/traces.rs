@@ -240,11 +240,11 @@ fn hop_problems(spans: &[Span], topic: &Topic) -> Vec<String> {
 }
 
 /// Every order of `own` (order id to the id of its trace) whose spans turn
-/// up in another trace of `listing` (the `data` of `/api/traces?limit=N`):
-/// one line per order and stray trace. The viewer lists complete traces only,
-/// so a stray trace whose root was never exported goes unseen here.
-pub fn stray_traces(listing: &[Value], own: &BTreeMap<String, String>) -> Vec<String> {
-    let mut problems = Vec::new();
+/// up in another trace of `listing` (the `data` of `/api/traces?limit=N`),
+/// with one line per stray trace. The viewer lists complete traces only, so
+/// a stray trace whose root was never exported goes unseen here.
+pub fn stray_traces(listing: &[Value], own: &BTreeMap<String, String>) -> BTreeMap<String, Vec<String>> {
+    let mut problems: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for trace in listing {
         let trace_id = trace["traceID"].as_str().unwrap_or("?");
         let spans = spans(trace);
@@ -260,8 +260,8 @@ pub fn stray_traces(listing: &[Value], own: &BTreeMap<String, String>) -> Vec<St
             .find(|s| s.parents.is_empty())
             .map_or_else(|| "no root".to_owned(), |r| format!("root {r}"));
         for (order, found) in strays {
-            problems.push(format!(
-                "order {order}: trace {trace_id} ({root}) holds {} of its spans, first {}",
+            problems.entry(order.to_owned()).or_default().push(format!(
+                "another trace, {trace_id} ({root}), holds {} of its spans, first {}",
                 found.len(),
                 found[0]
             ));

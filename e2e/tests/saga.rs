@@ -342,10 +342,10 @@ async fn check_traces(
     let catalog = Catalog::load()?;
     let started = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut pending: BTreeMap<&str, Vec<String>> = own.keys().map(|o| (o.as_str(), Vec::new())).collect();
+    let mut pending: BTreeMap<String, Vec<String>> = own.keys().map(|o| (o.clone(), Vec::new())).collect();
     loop {
         for (order, problems) in pending.iter_mut() {
-            *problems = problems_of_trace(http, traces_url, order, &own[*order], &catalog).await?;
+            *problems = problems_of_trace(http, traces_url, order, &own[order], &catalog).await?;
         }
         pending.retain(|_, problems| !problems.is_empty());
         if pending.is_empty() || tokio::time::Instant::now() > deadline {
@@ -355,24 +355,27 @@ async fn check_traces(
     }
     let listing = get_json(http, &format!("{traces_url}/api/traces?limit={TRACES_KEPT}")).await?;
     let listed = listing["data"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let mut report: Vec<String> = pending
+    for (order, strays) in stray_traces(listed, own) {
+        pending.entry(order).or_default().extend(strays);
+    }
+    let report: Vec<String> = pending
         .iter()
+        .take(3)
         .map(|(order, problems)| {
             format!(
                 "order {order}, trace {}:\n  {}",
-                own[*order],
+                own[order],
                 problems.join("\n  ")
             )
         })
         .collect();
-    report.extend(stray_traces(listed, own));
     ensure!(
-        report.is_empty(),
-        "{} of {} orders' traces are not whole after {:?}; first problems:\n{}",
+        pending.is_empty(),
+        "{} of {} orders' traces are not whole after {:?}; the first:\n{}",
         pending.len(),
         own.len(),
         started.elapsed(),
-        report.iter().take(12).cloned().collect::<Vec<_>>().join("\n")
+        report.join("\n")
     );
     eprintln!(
         "{} traces whole and alone among the {} listed, checked in {:?}",

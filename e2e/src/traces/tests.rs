@@ -267,7 +267,7 @@ fn an_order_alone_in_its_trace_has_no_strays() {
     let get = unrelated.add("order", "GET /v1/orders/{id}", None, None);
     unrelated.add("order", "load order", Some(&get), Some("another-order"));
     let listing = [whole(&catalog()).json(), unrelated.json()];
-    assert_eq!(stray_traces(&listing, &own()), Vec::<String>::new());
+    assert_eq!(stray_traces(&listing, &own()), BTreeMap::new());
 }
 
 #[test]
@@ -281,10 +281,12 @@ fn an_order_whose_spans_start_another_trace_is_named() {
         Some(ORDER),
     );
     let listing = [whole(&catalog()).json(), stray.json()];
+    let strays = stray_traces(&listing, &own());
+    assert_eq!(strays.keys().collect::<Vec<_>>(), [ORDER]);
     assert_eq!(
-        stray_traces(&listing, &own()),
+        strays[ORDER],
         [format!(
-            r#"order {ORDER}: trace {OTHER_TRACE} (root "process omnisaga.orders.v1" of payment) holds 2 of its spans, first "process omnisaga.orders.v1" of payment"#
+            r#"another trace, {OTHER_TRACE} (root "process omnisaga.orders.v1" of payment), holds 2 of its spans, first "process omnisaga.orders.v1" of payment"#
         )]
     );
 }
