@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod client;
 pub mod logs;
+pub mod traces;
 
 use std::{
     collections::BTreeMap,

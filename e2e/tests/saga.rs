@@ -1,12 +1,16 @@
 //! The whole saga as a user sees it: the stack as real processes, a real
 //! broker and PostgreSQL; 50 orders placed at once over HTTP must all ship,
 //! each with its full timeline, exactly four chat messages, and analytics
-//! must count them.
+//! must count them; the trace viewer must hold each order as one whole trace
+//! across all five services and every Kafka hop.
 
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use omnisaga_e2e::{BrokerStorage, Stack, StackOptions};
+use omnisaga_e2e::{
+    traces::{stray_traces, trace_problems, Catalog},
+    BrokerStorage, Stack, StackOptions,
+};
 use serde_json::{json, Value};
 
 const ORDERS: usize = 50;
@@ -202,10 +206,15 @@ async fn run_saga(stack: &Stack) -> Result<()> {
             .unwrap()
             > 0.0
     );
-    for order in orders.iter().take(10) {
-        let trace_id = order["trace_id"].as_str().context("the order has no trace_id")?;
-        check_trace(&http, &stack.traces_url, trace_id).await?;
-    }
+    let traced = orders
+        .iter()
+        .map(|o| {
+            let order = o["order_id"].as_str().context("order_id")?;
+            let trace = o["trace_id"].as_str().context("the order has no trace_id")?;
+            Ok((order.to_owned(), trace.to_owned()))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
+    check_traces(&http, &stack.traces_url, &traced).await?;
     check_metrics(&http, stack).await?;
     check_logs(stack, &orders)?;
     Ok(())
@@ -318,84 +327,81 @@ async fn check_metrics(http: &reqwest::Client, stack: &Stack) -> Result<()> {
 
 const SERVICES: [&str; 5] = ["order", "payment", "warehouse", "notification", "analytics"];
 
-/// Asks the trace viewer's query API for the order's trace and fails unless
-/// it is one connected tree rooted at the HTTP request, with spans of every
-/// service and a publish and a process span for every hop.
-async fn check_trace(http: &reqwest::Client, traces_url: &str, trace_id: &str) -> Result<()> {
-    let url = format!("{traces_url}/api/traces/{trace_id}");
-    let last = std::sync::Mutex::new(String::from("no trace yet"));
-    let found = wait_for("the order's trace to be whole", Duration::from_secs(30), || {
-        let (http, url, last) = (http.clone(), url.clone(), &last);
-        async move {
-            let resp = http.get(&url).send().await?;
-            if !resp.status().is_success() {
-                return Ok(None);
-            }
-            let body: Value = resp.json().await?;
-            match trace_problems(&body["data"][0]) {
-                None => Ok(Some(())),
-                Some(problem) => {
-                    *last.lock().unwrap() = problem;
-                    Ok(None)
-                }
-            }
+/// How many traces the viewer keeps (its `TRACES_MAX` default): the listing
+/// asks for all of them.
+const TRACES_KEPT: usize = 10_000;
+
+/// Asks the trace viewer's query API for each order's trace until every one
+/// is whole (see [`omnisaga_e2e::traces`]), then lists the traces it keeps
+/// and fails if any other trace holds a span of one of these orders.
+async fn check_traces(
+    http: &reqwest::Client,
+    traces_url: &str,
+    own: &BTreeMap<String, String>,
+) -> Result<()> {
+    let catalog = Catalog::load()?;
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut pending: BTreeMap<String, Vec<String>> = own.keys().map(|o| (o.clone(), Vec::new())).collect();
+    loop {
+        for (order, problems) in pending.iter_mut() {
+            *problems = problems_of_trace(http, traces_url, order, &own[order], &catalog).await?;
         }
-    })
-    .await;
-    let last = last.lock().unwrap().clone();
-    found.with_context(|| format!("trace {trace_id}: {last}"))
+        pending.retain(|_, problems| !problems.is_empty());
+        if pending.is_empty() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let listing = get_json(http, &format!("{traces_url}/api/traces?limit={TRACES_KEPT}")).await?;
+    let listed = listing["data"].as_array().map(Vec::as_slice).unwrap_or_default();
+    for (order, strays) in stray_traces(listed, own) {
+        pending.entry(order).or_default().extend(strays);
+    }
+    let report: Vec<String> = pending
+        .iter()
+        .take(3)
+        .map(|(order, problems)| {
+            format!(
+                "order {order}, trace {}:\n  {}",
+                own[order],
+                problems.join("\n  ")
+            )
+        })
+        .collect();
+    ensure!(
+        pending.is_empty(),
+        "{} of {} orders' traces are not whole after {:?}; the first:\n{}",
+        pending.len(),
+        own.len(),
+        started.elapsed(),
+        report.join("\n")
+    );
+    eprintln!(
+        "{} traces whole and alone among the {} listed, checked in {:?}",
+        own.len(),
+        listed.len(),
+        started.elapsed()
+    );
+    Ok(())
 }
 
-/// What is wrong with a trace, or `None` when it is whole.
-fn trace_problems(trace: &Value) -> Option<String> {
-    let Some(spans) = trace["spans"].as_array() else {
-        return Some("no spans".into());
-    };
-    let processes = &trace["processes"];
-    let ids: std::collections::HashSet<&str> = spans.iter().filter_map(|s| s["spanID"].as_str()).collect();
-    let mut roots = Vec::new();
-    for span in spans {
-        let parents: Vec<&str> = span["references"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["refType"] == "CHILD_OF")
-            .filter_map(|r| r["spanID"].as_str())
-            .collect();
-        match parents.as_slice() {
-            [] => roots.push(span["operationName"].as_str().unwrap_or("?")),
-            [p] if ids.contains(p) => {}
-            _ => {
-                return Some(format!(
-                    "span {} has a parent outside the trace",
-                    span["operationName"]
-                ))
-            }
-        }
+/// What keeps the trace `trace_id` from being the whole trace of `order`.
+async fn problems_of_trace(
+    http: &reqwest::Client,
+    traces_url: &str,
+    order: &str,
+    trace_id: &str,
+    catalog: &Catalog,
+) -> Result<Vec<String>> {
+    let resp = http
+        .get(format!("{traces_url}/api/traces/{trace_id}"))
+        .send()
+        .await
+        .context("Failed to ask the trace viewer")?;
+    if !resp.status().is_success() {
+        return Ok(vec![format!("the viewer answers {}", resp.status())]);
     }
-    if roots != ["POST /v1/orders"] {
-        return Some(format!("roots are {roots:?}, not the one HTTP request"));
-    }
-    let services: std::collections::BTreeSet<&str> = spans
-        .iter()
-        .filter_map(|s| s["processID"].as_str())
-        .filter_map(|p| processes[p]["serviceName"].as_str())
-        .collect();
-    if let Some(missing) = SERVICES.iter().find(|s| !services.contains(*s)) {
-        return Some(format!("no span from {missing} (services: {services:?})"));
-    }
-    let names: std::collections::BTreeSet<&str> =
-        spans.iter().filter_map(|s| s["operationName"].as_str()).collect();
-    for hop in ["orders", "payments", "warehouse"] {
-        for op in ["publish", "process"] {
-            let name = format!("{op} omnisaga.{hop}.v1");
-            if !names.contains(name.as_str()) {
-                return Some(format!("no {name:?} span (spans: {names:?})"));
-            }
-        }
-    }
-    if !names.contains("publish omnisaga.notifications.v1") {
-        return Some("no publish span for the notifications topic".into());
-    }
-    None
+    let body: Value = resp.json().await?;
+    Ok(trace_problems(&body["data"][0], order, catalog))
 }
