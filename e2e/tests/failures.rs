@@ -213,10 +213,10 @@ async fn cancelling_paid_orders_never_ships_unpaid_goods_or_holds_money(c: &Clie
         let (status, payment) = wait_for(&format!("order {id} to settle"), WAIT, || async {
             let order = c.order(id).await?;
             let payment = c.get(&payment_url).await?;
-            let settled = match (order["status"].as_str(), payment["status"].as_str()) {
-                (Some("CANCELLED"), Some("VOIDED")) | (Some("SHIPPED"), Some("AUTHORIZED")) => true,
-                _ => false,
-            };
+            let settled = matches!(
+                (order["status"].as_str(), payment["status"].as_str()),
+                (Some("CANCELLED"), Some("VOIDED")) | (Some("SHIPPED"), Some("AUTHORIZED"))
+            );
             Ok(settled.then(|| (order["status"].clone(), payment["status"].clone())))
         })
         .await?;

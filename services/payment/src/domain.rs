@@ -68,7 +68,7 @@ pub enum Command {
     Cancel(OrderCancelled),
     /// The warehouse's word that nothing of the order ships (`StockReleased`
     /// or `StockUnavailable`): void an authorisation still standing.
-    Void(Payload),
+    Void(Box<Payload>),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -139,7 +139,7 @@ pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentErro
             Ok(vec![Payload::OrderCancelled(cancelled)])
         }
         Command::Void(fact) => {
-            let order_id = match &fact {
+            let order_id = match fact.as_ref() {
                 Payload::StockReleased(e) => e.order_id.clone(),
                 Payload::StockUnavailable(e) => e.order_id.clone(),
                 other => return Err(PaymentError::NotAVoid(other.event_type())),
@@ -155,7 +155,7 @@ pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentErro
                 })),
                 _ => None,
             };
-            Ok(std::iter::once(fact).chain(void).collect())
+            Ok(std::iter::once(*fact).chain(void).collect())
         }
     }
 }

@@ -80,7 +80,7 @@ impl Handler for OrderEvents {
             }
             Some(Payload::OrderCancelled(cancelled)) => Ok(Command::Cancel(cancelled.clone())),
             Some(fact @ (Payload::StockReleased(_) | Payload::StockUnavailable(_))) => {
-                Ok(Command::Void(fact.clone()))
+                Ok(Command::Void(Box::new(fact.clone())))
             }
             _ => return Ok(()),
         };

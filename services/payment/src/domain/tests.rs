@@ -98,7 +98,7 @@ fn cancelled() -> Payload {
     Payload::OrderCancelled(cancellation())
 }
 fn void(fact: Payload) -> Command {
-    Command::Void(fact)
+    Command::Void(Box::new(fact))
 }
 fn stock_released() -> Payload {
     Payload::StockReleased(omnisaga_proto::v1::StockReleased {
