@@ -2,44 +2,26 @@
 
 use super::*;
 
-/// given `history`, when `cmd`: the decision, checked by `then` or `refused`.
-#[derive(Debug, Clone)]
-struct Given(Vec<Payload>);
+use omnisaga_runtime::testing::decider::{self, Decider};
 
-fn given(history: &[Payload]) -> Given {
-    Given(history.to_vec())
-}
+/// This domain's `decide` and `evolve`, for the given/when/then harness.
+struct Domain;
 
-struct When {
-    history: Vec<Payload>,
-    decision: Result<Vec<Payload>, FulfilmentError>,
-}
-
-impl Given {
-    fn state(&self) -> Fulfilment {
-        self.0.iter().fold(Fulfilment::default(), evolve)
+impl Decider for Domain {
+    type State = Fulfilment;
+    type Command = Command;
+    type Event = Payload;
+    type Error = FulfilmentError;
+    fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, FulfilmentError> {
+        decide(state, cmd)
     }
-    fn when(&self, cmd: Command) -> When {
-        When {
-            history: self.0.clone(),
-            decision: decide(&self.state(), cmd),
-        }
+    fn evolve(state: Fulfilment, event: &Payload) -> Fulfilment {
+        evolve(state, event)
     }
 }
 
-impl When {
-    /// Asserts the events decided; the history with them, to go on with.
-    #[track_caller]
-    fn then(self, expected: &[Payload]) -> Given {
-        assert_eq!(self.decision, Ok(expected.to_vec()));
-        Given([self.history, expected.to_vec()].concat())
-    }
-    /// Asserts the command is refused; the history is unchanged.
-    #[track_caller]
-    fn refused(self, reason: FulfilmentError) -> Given {
-        assert_eq!(self.decision, Err(reason));
-        Given(self.history)
-    }
+fn given(history: &[Payload]) -> decider::Given<Domain> {
+    decider::given(history)
 }
 
 fn items() -> Vec<LineItem> {

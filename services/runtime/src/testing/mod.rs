@@ -1,6 +1,9 @@
 //! Test support: a fresh database per test and a private topic prefix per
 //! test, against the real PostgreSQL and the real broker the test scripts
-//! start (`OMNISAGA_TEST_KAFKA`), plus waiting on a condition with a deadline.
+//! start (`OMNISAGA_TEST_KAFKA`), plus waiting on a condition with a deadline,
+//! and the given/when/then harness of the services' pure deciders.
+
+pub mod decider;
 
 use std::{future::Future, time::Duration};
 
