@@ -65,6 +65,10 @@ pub struct KafkaConfig {
     /// intervals of this wait rather than being woken by a produce, so it
     /// bounds every hop's latency; Apache Kafka answers at once and takes 500.
     pub fetch_wait_max_ms: u32,
+    /// Partitions of each topic the service creates when it is missing
+    /// (`KAFKA_TOPIC_PARTITIONS`, default 3). Nisshi cannot add partitions
+    /// later; existing topics keep theirs.
+    pub topic_partitions: i32,
 }
 
 impl KafkaConfig {
@@ -85,6 +89,7 @@ impl CommonConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),
                 fetch_wait_max_ms: parse_or("KAFKA_FETCH_WAIT_MAX_MS", 20)?,
+                topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", PARTITIONS)?.max(1),
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 500)?),
@@ -124,5 +129,5 @@ impl Topics {
     }
 }
 
-/// Partitions of every business topic (Nisshi cannot add partitions later).
+/// Default partitions of every business topic (Nisshi cannot add partitions later).
 pub const PARTITIONS: i32 = 3;

@@ -14,7 +14,7 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::config::{KafkaConfig, Topics, PARTITIONS};
+use crate::config::{KafkaConfig, Topics};
 
 fn base(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -67,7 +67,7 @@ pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<()> {
         .context("Failed to create the Kafka admin client")?;
     let new: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
+        .map(|n| NewTopic::new(n, kafka.topic_partitions, TopicReplication::Fixed(1)))
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let mut delay = Duration::from_millis(200);
