@@ -1,4 +1,5 @@
-//! Queues one message per customer-facing event, in the inbox transaction.
+//! Queues one message per customer-facing event, in the inbox transaction,
+//! unless a cancellation already made it stale (see [`stale_once_cancelled`]).
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::envelope::Payload;
@@ -10,7 +11,7 @@ use omnisaga_runtime::{
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::templates::template_for;
+use crate::templates::{stale_once_cancelled, template_for};
 
 pub struct SagaEvents;
 
@@ -37,6 +38,18 @@ impl Handler for SagaEvents {
         let Some(template) = template_for(payload) else {
             return Ok(());
         };
+        if stale_once_cancelled(template) {
+            let cancelled: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND template = 'order_cancelled')",
+            )
+            .bind(order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if cancelled {
+                tracing::debug!(template, "not sent: the customer was told the order is cancelled");
+                return Ok(());
+            }
+        }
         let source = event_id(env).unwrap_or_default();
         // The message's span will be a child of this consumer's span.
         let trace = TraceContext::current();

@@ -16,6 +16,14 @@ pub fn template_for(event: &Payload) -> Option<&'static str> {
     }
 }
 
+/// Whether `template` is stale once the customer was told the order is
+/// cancelled: news that it was paid or packed would mislead (the
+/// authorisation is voided, the parcel unpacked). "Shipped" is still sent: a
+/// parcel that left before the cancellation arrived does ship.
+pub fn stale_once_cancelled(template: &str) -> bool {
+    matches!(template, "payment_confirmed" | "ready_for_shipment")
+}
+
 /// The message text of `template` for order `number`.
 pub fn render(template: &str, number: &str) -> String {
     match template {
@@ -49,6 +57,15 @@ mod tests {
             template_for(&Payload::StockReserved(StockReserved::default())),
             None
         );
+    }
+
+    #[test]
+    fn after_a_cancellation_paid_and_packed_news_is_not_sent_but_shipped_is() {
+        assert!(stale_once_cancelled("payment_confirmed"));
+        assert!(stale_once_cancelled("ready_for_shipment"));
+        for still_told in ["shipped", "order_cancelled", "payment_failed", "order_created"] {
+            assert!(!stale_once_cancelled(still_told), "{still_told}");
+        }
     }
 
     #[test]
