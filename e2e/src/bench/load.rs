@@ -64,6 +64,12 @@ impl Tracker {
 
 /// Follows the order and warehouse topics from their end: every saga that
 /// ends (ready for shipment, or cancelled) is reported to the current run.
+///
+/// A saga ends when the record that ends it was produced: its Kafka
+/// timestamp (set by the service's producer when its relay sends it), not
+/// when the follower happens to fetch it. So the follower can fetch lazily
+/// (a long fetch wait, records gathered at the broker) and add next to no
+/// load to the broker it measures.
 pub struct Follower {
     tracker: Arc<Mutex<Tracker>>,
     _task: tokio::task::JoinHandle<()>,
@@ -80,22 +86,36 @@ impl Follower {
             )
             .set("group.protocol", "classic")
             .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "5")
+            .set("fetch.wait.max.ms", FOLLOWER_FETCH_WAIT_MS)
+            .set("fetch.min.bytes", "65536")
             .create()?;
+        // Every partition the topics have (the services create them with
+        // `KAFKA_TOPIC_PARTITIONS`), from the end.
         let mut tpl = TopicPartitionList::new();
         for topic in [ORDERS_TOPIC, WAREHOUSE_TOPIC] {
-            for p in 0..crate::PARTITIONS {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let partitions = metadata
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            anyhow::ensure!(partitions > 0, "topic {topic} has no partitions yet");
+            for p in 0..partitions as i32 {
                 tpl.add_partition_offset(topic, p, Offset::End)?;
             }
         }
         consumer.assign(&tpl)?;
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let shared = tracker.clone();
+        let clock = Clock::now();
         let task = tokio::spawn(async move {
             let mut stream = consumer.stream();
             while let Some(m) = stream.next().await {
                 let Ok(m) = m else { continue };
-                let at = Instant::now();
+                let at = m
+                    .timestamp()
+                    .to_millis()
+                    .map_or_else(Instant::now, |ms| clock.instant(ms));
                 let event_type = m
                     .headers()
                     .and_then(|h| h.iter().find(|h| h.key == "event_type"))
@@ -122,6 +142,40 @@ impl Follower {
     }
 }
 
+/// How long the follower's fetches wait at the broker (it reads record
+/// timestamps, so this bounds only how soon a run sees its last saga end).
+const FOLLOWER_FETCH_WAIT_MS: &str = "250";
+
+/// Maps wall-clock milliseconds (Kafka timestamps) onto the monotonic clock
+/// the generator measures intended starts with.
+#[derive(Clone, Copy)]
+struct Clock {
+    instant: Instant,
+    unix_ms: i64,
+}
+
+impl Clock {
+    fn now() -> Self {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Self {
+            instant: Instant::now(),
+            unix_ms,
+        }
+    }
+
+    fn instant(&self, unix_ms: i64) -> Instant {
+        let offset = unix_ms - self.unix_ms;
+        let magnitude = Duration::from_millis(offset.unsigned_abs());
+        if offset >= 0 {
+            self.instant + magnitude
+        } else {
+            self.instant.checked_sub(magnitude).unwrap_or(self.instant)
+        }
+    }
+}
+
 /// What one run measured.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunResult {
@@ -138,7 +192,7 @@ pub struct RunResult {
     pub completed_per_s: f64,
     /// From the intended start of the POST to its 201.
     pub http_201: Latency,
-    /// From the intended start of the POST to OrderReadyForShipment on the broker.
+    /// From the intended start of the POST to OrderReadyForShipment sent to the broker (its record timestamp).
     pub saga: Latency,
     pub cpu_seconds: BTreeMap<String, f64>,
     pub cpu_seconds_per_order: f64,
@@ -524,5 +578,24 @@ pub async fn wait_idle(target: &Target, timeout: Duration) -> Result<()> {
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_timestamps_map_onto_the_monotonic_clock() {
+        let clock = Clock::now();
+        assert_eq!(clock.instant(clock.unix_ms), clock.instant);
+        assert_eq!(
+            clock.instant(clock.unix_ms + 1_500) - clock.instant,
+            Duration::from_millis(1_500)
+        );
+        assert_eq!(
+            clock.instant - clock.instant(clock.unix_ms - 250),
+            Duration::from_millis(250)
+        );
     }
 }

@@ -22,6 +22,9 @@ use crate::{
     templates::render,
 };
 
+/// Longest the dispatcher sleeps with nothing to send before looking again.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
 pub struct Dispatcher {
     pub pool: PgPool,
     pub waker: OutboxWaker,
@@ -33,16 +36,30 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
+            // Listening before looking: a message queued meanwhile wakes it at once.
+            let committed = self.waker.committed();
+            tokio::pin!(committed);
+            committed.as_mut().enable();
             let wait = match self.send_one().await {
-                Ok(true) => continue,
-                Ok(false) => Duration::from_millis(50),
+                Ok(true) => {
+                    backoff = Duration::from_millis(100);
+                    continue;
+                }
+                // Messages are queued by this service's own commits, which
+                // wake it; the poll is only a fallback.
+                Ok(false) => IDLE_POLL,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "dispatch failed, retrying");
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    backoff
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {},
+                        _ = shutdown.cancelled() => {},
+                    }
+                    continue;
                 }
             };
             tokio::select! {
+                _ = committed => {},
                 _ = tokio::time::sleep(wait) => {},
                 _ = shutdown.cancelled() => {},
             }

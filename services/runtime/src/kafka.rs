@@ -49,6 +49,7 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
         .set("heartbeat.interval.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+        .set("fetch.min.bytes", kafka.fetch_min_bytes.to_string())
         .create()
         .context("Failed to create the Kafka consumer")
 }

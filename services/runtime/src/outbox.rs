@@ -30,8 +30,15 @@ use crate::event::TraceContext;
 /// Content type header value of every business event.
 pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.Envelope";
 
-/// Wakes the relay after a commit, and whoever else waits for committed
-/// work (the warehouse's pickers). Cheap to clone.
+/// Wakes the relay after a commit, and one of the workers that wait for
+/// committed work (the warehouse's pickers, the notification dispatcher).
+/// Cheap to clone.
+///
+/// A commit wakes one worker, not all of them: a pool of idle workers woken
+/// together would each look for work that at most one finds, a transaction
+/// and a query per worker per commit. A worker that finds work passes the
+/// wake on ([`OutboxWaker::pass_on`]), so a backlog still fans out to every
+/// worker, one look at a time.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxWaker(Arc<Notify>, Arc<Notify>);
 
@@ -39,13 +46,21 @@ impl OutboxWaker {
     /// Call after the transaction that wrote outbox rows has committed.
     pub fn wake(&self) {
         self.0.notify_one();
-        self.1.notify_waiters();
+        self.1.notify_one();
     }
 
-    /// Notified by every later [`OutboxWaker::wake`]; `enable` it before
-    /// looking for work so a commit in between is not missed.
+    /// Completes at the next [`OutboxWaker::wake`] (at once if one came
+    /// while no worker was waiting); `enable` it before looking for work so
+    /// a commit in between is not missed. Dropped after it was woken, it
+    /// hands the wake to another waiting worker.
     pub fn committed(&self) -> tokio::sync::futures::Notified<'_> {
         self.1.notified()
+    }
+
+    /// Wakes one more waiting worker: called by a worker that found work,
+    /// since more may be waiting.
+    pub fn pass_on(&self) {
+        self.1.notify_one();
     }
 }
 
@@ -313,5 +328,79 @@ impl Relay {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Starts `n` workers that each wait for one commit, returning how many
+    /// were woken so far.
+    async fn waiting_workers(waker: &OutboxWaker, n: usize) -> Arc<AtomicUsize> {
+        let woken = Arc::new(AtomicUsize::new(0));
+        for _ in 0..n {
+            let (waker, woken) = (waker.clone(), woken.clone());
+            let (listening, ready) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let committed = waker.committed();
+                tokio::pin!(committed);
+                committed.as_mut().enable();
+                let _ = listening.send(());
+                committed.await;
+                woken.fetch_add(1, Ordering::SeqCst);
+            });
+            ready.await.expect("worker listening");
+        }
+        woken
+    }
+
+    /// Lets every task that can run on this single-threaded runtime run.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_wakes_one_idle_worker_and_each_pass_on_one_more() {
+        let waker = OutboxWaker::default();
+        let woken = waiting_workers(&waker, 4).await;
+        settle().await;
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+
+        waker.wake();
+        settle().await;
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "one commit, one worker looks");
+
+        waker.pass_on();
+        settle().await;
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_commit_while_every_worker_is_busy_is_kept_for_the_next_to_wait() {
+        let waker = OutboxWaker::default();
+        waker.wake();
+        let next = tokio::time::timeout(Duration::from_secs(5), waker.committed()).await;
+        assert!(next.is_ok(), "the wake was kept");
+    }
+
+    #[tokio::test]
+    async fn a_woken_worker_that_found_work_hands_its_wake_on() {
+        let waker = OutboxWaker::default();
+        // A busy worker listens before it looks for work, and finds some.
+        let mut busy = Box::pin(waker.committed());
+        busy.as_mut().enable();
+        let idle = waiting_workers(&waker, 1).await;
+        waker.wake();
+        settle().await;
+        // Whichever of the two the wake went to, dropping the busy worker's
+        // listener leaves it with the idle one.
+        drop(busy);
+        settle().await;
+        assert_eq!(idle.load(Ordering::SeqCst), 1);
     }
 }

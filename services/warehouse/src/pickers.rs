@@ -14,8 +14,14 @@ use tracing::Instrument;
 
 use crate::{
     domain::{self, Command, Fulfilment},
-    store::{self, DueTask},
+    store::{self, Claim, DueTask},
 };
+
+/// Longest an idle picker waits before looking at the queue again; a commit
+/// wakes it sooner.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Shortest wait for a task about to fall due.
+const MIN_WAIT: Duration = Duration::from_millis(1);
 
 #[derive(Clone)]
 pub struct Pickers {
@@ -37,10 +43,9 @@ impl Pickers {
             tokio::pin!(committed);
             committed.as_mut().enable();
             match self.work_one().await {
-                Ok(true) => backoff = Duration::from_millis(100),
-                Ok(false) => {
+                Ok(None) => backoff = Duration::from_millis(100),
+                Ok(Some(idle)) => {
                     // Nothing due: sleep until the next task falls due or one is committed.
-                    let idle = self.next_due().await.unwrap_or(Duration::from_secs(1));
                     tokio::select! {
                         _ = committed => {},
                         _ = tokio::time::sleep(idle) => {},
@@ -60,22 +65,20 @@ impl Pickers {
         Ok(())
     }
 
-    /// How long until the next queued task falls due, at most a second.
-    async fn next_due(&self) -> Result<Duration> {
-        let seconds: Option<f64> = sqlx::query_scalar(
-            "SELECT EXTRACT(EPOCH FROM min(due_at) - clock_timestamp())::float8
-             FROM pick_tasks WHERE status IN ('READY', 'PACKED')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Duration::from_secs_f64(seconds.unwrap_or(1.0).clamp(0.005, 1.0)))
-    }
-
-    /// Works one due task; false when there was none.
-    async fn work_one(&self) -> Result<bool> {
+    /// Works one due task; with none due, how long to wait for one (at
+    /// most [`IDLE_POLL`]; a commit wakes the picker sooner).
+    async fn work_one(&self) -> Result<Option<Duration>> {
         let mut tx = self.pool.begin().await?;
-        let Some(task) = store::claim_due_task(&mut tx).await? else {
-            return Ok(false);
+        let task = match store::claim_next_task(&mut tx).await? {
+            Claim::Due { task, more } => {
+                if more {
+                    // Another task is due as well: let one more idle picker take it.
+                    self.waker.pass_on();
+                }
+                task
+            }
+            Claim::NotYet(due_in) => return Ok(Some(due_in.clamp(MIN_WAIT, IDLE_POLL))),
+            Claim::Empty => return Ok(Some(IDLE_POLL)),
         };
         let step = if task.packed { "ship" } else { "pick and pack" };
         let span = tracing::info_span!(
@@ -87,7 +90,7 @@ impl Pickers {
         );
         task.trace.attach(&span);
         self.work(tx, task).instrument(span).await?;
-        Ok(true)
+        Ok(None)
     }
 
     /// Load, decide, work, append: the task's next step, if its stream allows it.

@@ -216,16 +216,43 @@ pub struct DueTask {
     pub trace: TraceContext,
 }
 
-/// Claims the task due first, skipping those other pickers hold.
-pub async fn claim_due_task(conn: &mut PgConnection) -> Result<Option<DueTask>, sqlx::Error> {
+/// What a picker finds in the queue.
+pub enum Claim {
+    /// The task due first, locked by this picker; `more` when another task
+    /// is due as well.
+    Due { task: DueTask, more: bool },
+    /// Nothing is due yet: the first task no other picker holds falls due
+    /// in this long.
+    NotYet(std::time::Duration),
+    /// No task is queued that no other picker holds.
+    Empty,
+}
+
+/// Claims the task due first, skipping those other pickers hold. One
+/// statement whatever it finds: with nothing due it tells how long until
+/// something is (the not yet due task it locked is released with the
+/// caller's transaction).
+pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate
-         FROM pick_tasks WHERE status IN ('READY', 'PACKED') AND due_at <= now()
-         ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+        "SELECT t.pick_task_id, t.order_id, t.items, t.status, t.correlation_id, t.causation_id,
+                t.traceparent, t.tracestate,
+                EXTRACT(EPOCH FROM t.due_at - clock_timestamp())::float8,
+                EXISTS (SELECT 1 FROM pick_tasks o
+                        WHERE o.status IN ('READY', 'PACKED') AND o.due_at <= clock_timestamp()
+                          AND o.pick_task_id <> t.pick_task_id)
+         FROM pick_tasks t WHERE t.status IN ('READY', 'PACKED')
+         ORDER BY t.due_at LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|row| DueTask {
+    let Some(row) = row else {
+        return Ok(Claim::Empty);
+    };
+    let due_in: f64 = row.get(8);
+    if due_in > 0.0 {
+        return Ok(Claim::NotYet(std::time::Duration::from_secs_f64(due_in)));
+    }
+    let task = DueTask {
         pick_task_id: row.get(0),
         order_id: row.get(1),
         items: row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0,
@@ -236,7 +263,11 @@ pub async fn claim_due_task(conn: &mut PgConnection) -> Result<Option<DueTask>, 
             traceparent: row.get(6),
             tracestate: row.get(7),
         },
-    }))
+    };
+    Ok(Claim::Due {
+        task,
+        more: row.get(9),
+    })
 }
 
 /// Moves a task on to `status`, due in `due_in`; the task's next events

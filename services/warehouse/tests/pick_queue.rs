@@ -1,0 +1,107 @@
+//! The pick queue against the real PostgreSQL: what a picker finds when it
+//! looks, in one statement.
+
+use std::time::Duration;
+
+use omnisaga_runtime::{db, testing};
+use omnisaga_warehouse::store::{self, Claim};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn queue() -> PgPool {
+    let url = testing::fresh_database("pick_queue")
+        .await
+        .expect("test database");
+    let pool = db::connect(&url, 4).await.expect("pool");
+    db::migrate(&pool, sqlx::migrate!("./migrations"))
+        .await
+        .expect("migrations");
+    pool
+}
+
+/// Queues a task in `status`, due `due_in_ms` from now (negative: overdue).
+async fn task(pool: &PgPool, status: &str, due_in_ms: i64) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, due_at)
+         VALUES ($1, $2, '[]', $3, clock_timestamp() + $4 * interval '1 millisecond')",
+    )
+    .bind(id)
+    .bind(Uuid::new_v4())
+    .bind(status)
+    .bind(due_in_ms as f64)
+    .execute(pool)
+    .await
+    .expect("task queued");
+    id
+}
+
+#[tokio::test]
+async fn an_empty_queue_has_nothing_to_claim() {
+    let pool = queue().await;
+    task(&pool, "WAITING_PAYMENT", -1_000).await;
+    task(&pool, "SHIPPED", -1_000).await;
+    let mut tx = pool.begin().await.unwrap();
+    assert!(matches!(
+        store::claim_next_task(&mut tx).await.unwrap(),
+        Claim::Empty
+    ));
+}
+
+#[tokio::test]
+async fn a_task_not_yet_due_tells_how_long_to_wait() {
+    let pool = queue().await;
+    task(&pool, "PACKED", 5_000).await;
+    task(&pool, "READY", 60_000).await;
+    let mut tx = pool.begin().await.unwrap();
+    match store::claim_next_task(&mut tx).await.unwrap() {
+        Claim::NotYet(wait) => assert!(
+            wait > Duration::from_secs(4) && wait <= Duration::from_secs(5),
+            "waits for the first task to fall due, not the later one: {wait:?}"
+        ),
+        _ => panic!("nothing is due yet"),
+    }
+}
+
+#[tokio::test]
+async fn the_task_due_first_is_claimed_and_says_whether_another_is_due() {
+    let pool = queue().await;
+    let first = task(&pool, "READY", -2_000).await;
+    let second = task(&pool, "PACKED", -1_000).await;
+    task(&pool, "READY", 60_000).await;
+
+    let mut one = pool.begin().await.unwrap();
+    let Claim::Due { task: claimed, more } = store::claim_next_task(&mut one).await.unwrap() else {
+        panic!("two tasks are due");
+    };
+    assert_eq!(claimed.pick_task_id, first);
+    assert!(!claimed.packed);
+    assert!(more, "the second task is due as well");
+
+    // A second picker skips the task the first one holds.
+    let mut two = pool.begin().await.unwrap();
+    let Claim::Due { task: claimed, .. } = store::claim_next_task(&mut two).await.unwrap() else {
+        panic!("the second task is free");
+    };
+    assert_eq!(claimed.pick_task_id, second);
+    assert!(claimed.packed);
+
+    // A third finds only the task not yet due.
+    let mut three = pool.begin().await.unwrap();
+    assert!(matches!(
+        store::claim_next_task(&mut three).await.unwrap(),
+        Claim::NotYet(_)
+    ));
+}
+
+#[tokio::test]
+async fn the_only_due_task_has_no_other_behind_it() {
+    let pool = queue().await;
+    let only = task(&pool, "READY", -1).await;
+    let mut tx = pool.begin().await.unwrap();
+    let Claim::Due { task: claimed, more } = store::claim_next_task(&mut tx).await.unwrap() else {
+        panic!("the task is due");
+    };
+    assert_eq!(claimed.pick_task_id, only);
+    assert!(!more);
+}
