@@ -121,6 +121,29 @@ pub fn attempt(state: &Payment, request: &Request) -> Result<Attempt, PaymentErr
     Ok(Attempt { number, amount })
 }
 
+/// The attempt a refused `request` would have made, when the provider may
+/// still hold an answer to it that was never recorded.
+///
+/// The provider is asked before the answer is recorded, so a transaction
+/// that rolled back after the provider approved (a crash, a lost database
+/// connection) leaves an approval nobody knows of. When its redelivery is
+/// refused because nothing is to be paid any more (the order was cancelled,
+/// nothing of it ships, or another attempt was approved), no `PaymentVoided`
+/// will ever release that approval: the caller asks the provider and voids
+/// it. An attempt already recorded is not one of these: its answer is
+/// known, and a standing authorisation is voided by [`Command::Void`].
+pub fn unrecorded_attempt(state: &Payment, request: &Request, refusal: &PaymentError) -> Option<u32> {
+    let number = match request {
+        Request::Placed { .. } => 1,
+        Request::Retry { attempt } => *attempt,
+    };
+    let nothing_to_pay = matches!(
+        refusal,
+        PaymentError::OrderCancelled | PaymentError::NothingShips | PaymentError::AlreadyAuthorized
+    );
+    (nothing_to_pay && number > state.attempts).then_some(number)
+}
+
 /// Decides which events a command appends to the order's payment stream.
 pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentError> {
     match cmd {

@@ -2,7 +2,9 @@
 //! answer in the order's payment stream and publish it through the outbox, in
 //! one transaction. On `OrderCancelled`: no further attempt. On the
 //! warehouse's `StockReleased` or `StockUnavailable` (nothing of the order
-//! ships): void an authorisation still standing.
+//! ships): void an authorisation still standing. An attempt refused because
+//! nothing is to be paid any more also voids an approval the provider holds
+//! for it whose recording was rolled back.
 //! Each is one shape: begin (the consumer's transaction), load, decide,
 //! append with the outbox. A refused command changes nothing: it is a
 //! duplicate or comes too late (an attempt for a cancelled or paid order).
@@ -27,7 +29,7 @@ use crate::{
 static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> = std::sync::LazyLock::new(|| {
     omnisaga_runtime::metrics::counter_vec(
         "omnisaga_payment_outcomes_total",
-        "Payment answers and compensations (authorized, declined, unavailable, voided)",
+        "Payment answers and compensations (authorized, declined, unavailable, voided, voided_unrecorded)",
         &["outcome"],
     )
 });
@@ -115,7 +117,16 @@ impl OrderEvents {
         request: Request,
         token: &str,
     ) -> Result<Command, PaymentError> {
-        let attempt = domain::attempt(state, &request)?;
+        let attempt = match domain::attempt(state, &request) {
+            Ok(attempt) => attempt,
+            Err(refusal) => {
+                if let Some(number) = domain::unrecorded_attempt(state, &request, &refusal) {
+                    self.void_unrecorded(&domain::payment_id(&env.order_id, number))
+                        .await;
+                }
+                return Err(refusal);
+            }
+        };
         let payment_id = domain::payment_id(&env.order_id, attempt.number);
         let answer = match self.provider.authorize(&payment_id, token).await {
             Outcome::Approved => ProviderAnswer::Approved,
@@ -127,6 +138,21 @@ impl OrderEvents {
             request,
             answer,
         })
+    }
+}
+
+impl OrderEvents {
+    /// Voids an approval the provider holds for an attempt that was never
+    /// recorded (see [`domain::unrecorded_attempt`]).
+    async fn void_unrecorded(&self, payment_id: &str) {
+        if self.provider.holds(payment_id) {
+            self.provider.void(payment_id).await;
+            OUTCOMES.with_label_values(&["voided_unrecorded"]).inc();
+            tracing::warn!(
+                payment.id = payment_id,
+                "voided an approval whose recording was rolled back"
+            );
+        }
     }
 }
 

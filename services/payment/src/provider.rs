@@ -41,6 +41,8 @@ pub struct Provider {
     /// When set, every call answers `Unavailable` (an outage switch for tests and demos).
     pub outage: AtomicBool,
     answers: Mutex<HashMap<String, Outcome>>,
+    /// Payment ids whose authorisation was voided.
+    voided: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Provider {
@@ -87,12 +89,34 @@ impl Provider {
 }
 
 impl Provider {
-    /// Releases an authorisation. The simulator always can.
+    /// Releases an authorisation. The simulator always can; voiding twice,
+    /// or an id it never approved, changes nothing.
     pub async fn void(&self, payment_id: &str) {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
+        self.voided
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(payment_id.to_owned());
         tracing::info!(payment.id = payment_id, "authorisation voided with the provider");
+    }
+
+    /// Whether the provider holds money for `payment_id`: approved and not
+    /// voided (a real provider answers this by the payment's idempotency key).
+    pub fn holds(&self, payment_id: &str) -> bool {
+        let approved = self
+            .answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(payment_id)
+            .is_some_and(|a| *a == Outcome::Approved);
+        approved
+            && !self
+                .voided
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(payment_id)
     }
 }
 
@@ -121,6 +145,24 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(p.authorize("same", "tok_visa").await, first);
         }
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_held_until_voided() {
+        let p = Provider::default();
+        assert!(!p.holds("p1"), "nothing asked, nothing held");
+        p.authorize("p1", "tok_visa").await;
+        p.authorize("p2", "tok_decline").await;
+        assert!(p.holds("p1"));
+        assert!(!p.holds("p2"), "a decline holds nothing");
+        p.void("p1").await;
+        assert!(!p.holds("p1"));
+        assert_eq!(
+            p.authorize("p1", "tok_visa").await,
+            Outcome::Approved,
+            "asking again gives the first answer"
+        );
+        assert!(!p.holds("p1"), "and does not authorise again");
     }
 
     #[tokio::test]

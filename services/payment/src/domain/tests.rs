@@ -264,3 +264,33 @@ fn payment_publishes_its_own_events_and_only_records_the_facts_of_others() {
         .iter()
         .any(publishes));
 }
+
+#[test]
+fn a_refused_attempt_never_recorded_may_hold_money_at_the_provider() {
+    let placed = Request::Placed { amount: total() };
+    let retry = |attempt| Request::Retry { attempt };
+    let unrecorded = |history: &[Payload], request: &Request| -> Option<u32> {
+        let state = given(history).state();
+        let refusal = attempt(&state, request).expect_err("the attempt is refused");
+        unrecorded_attempt(&state, request, &refusal)
+    };
+    // Cancelled, or nothing ships, before the attempt was ever recorded: an
+    // approval from a rolled-back try may stand.
+    assert_eq!(unrecorded(&[cancelled()], &placed), Some(1));
+    assert_eq!(unrecorded(&[stock_released()], &placed), Some(1));
+    assert_eq!(
+        unrecorded(&[failed(1, "card_declined"), cancelled()], &retry(2)),
+        Some(2)
+    );
+    // Another attempt was approved and recorded: a second approval is voided too.
+    assert_eq!(
+        unrecorded(&[failed(1, "card_declined"), authorized(2)], &retry(3)),
+        Some(3)
+    );
+    // An attempt recorded has a known answer, voided (or not) through the stream.
+    assert_eq!(unrecorded(&[authorized(1), cancelled()], &placed), None);
+    assert_eq!(unrecorded(&[failed(1, "card_declined")], &placed), None);
+    assert_eq!(unrecorded(&[authorized(1)], &placed), None);
+    // A retry of an order payment never saw asked nothing of the provider.
+    assert_eq!(unrecorded(&[], &retry(2)), None);
+}
