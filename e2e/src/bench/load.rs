@@ -192,7 +192,7 @@ pub struct RunResult {
     pub completed_per_s: f64,
     /// From the intended start of the POST to its 201.
     pub http_201: Latency,
-    /// From the intended start of the POST to OrderReadyForShipment sent to the broker (its record timestamp).
+    /// From the intended start of the POST to OrderReadyForShipment handed to the warehouse's producer (its record timestamp).
     pub saga: Latency,
     pub cpu_seconds: BTreeMap<String, f64>,
     pub cpu_seconds_per_order: f64,

@@ -172,7 +172,7 @@ pub fn table(r: &Report) -> String {
             run.errors + run.cancelled,
         );
     }
-    s += "(latencies in ms, from each request's intended start; saga = to OrderReadyForShipment sent to the broker, by its record timestamp)\n";
+    s += "(latencies in ms, from each request's intended start; saga = to OrderReadyForShipment handed to the producer: its record timestamp)\n";
     if let Some(run) = r.runs.last() {
         s += &format!("\nRSS MiB at start -> end (max) of run {}\n  ", run.label);
         s += &run

@@ -51,8 +51,10 @@ impl OutboxWaker {
 
     /// Completes at the next [`OutboxWaker::wake`] (at once if one came
     /// while no worker was waiting); `enable` it before looking for work so
-    /// a commit in between is not missed. Dropped after it was woken, it
-    /// hands the wake to another waiting worker.
+    /// a commit in between is not missed. Dropped unpolled after a wake
+    /// reached it while it was listening, it hands the wake to another
+    /// listening worker: a worker that found work drops it before working,
+    /// so wakes go to the idle.
     pub fn committed(&self) -> tokio::sync::futures::Notified<'_> {
         self.1.notified()
     }

@@ -17,6 +17,18 @@ use crate::{
     store::{self, Claim, DueTask},
 };
 
+/// What a look at the queue found.
+enum Next {
+    /// A due task, locked in `tx`; `more` when another one is due as well.
+    Work {
+        tx: Transaction<'static, Postgres>,
+        task: DueTask,
+        more: bool,
+    },
+    /// Nothing to do for this long.
+    Wait(Duration),
+}
+
 /// Longest an idle picker waits before looking at the queue again; a commit
 /// wakes it sooner.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -39,20 +51,33 @@ impl Pickers {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             // Listening before looking: a task committed meanwhile wakes it at once.
-            let committed = self.waker.committed();
-            tokio::pin!(committed);
+            let mut committed = Box::pin(self.waker.committed());
             committed.as_mut().enable();
-            match self.work_one().await {
-                Ok(None) => backoff = Duration::from_millis(100),
-                Ok(Some(idle)) => {
+            let failed = match self.claim().await {
+                Ok(Next::Work { tx, task, more }) => {
+                    // Busy from here on: a wake must reach an idle picker,
+                    // and dropping the listener hands on one it already got.
+                    drop(committed);
+                    if more {
+                        // Another task is due as well: let one more idle picker take it.
+                        self.waker.pass_on();
+                    }
+                    self.work_one(tx, task).await.err()
+                }
+                Ok(Next::Wait(idle)) => {
                     // Nothing due: sleep until the next task falls due or one is committed.
                     tokio::select! {
                         _ = committed => {},
                         _ = tokio::time::sleep(idle) => {},
                         _ = shutdown.cancelled() => {},
                     }
+                    None
                 }
-                Err(e) => {
+                Err(e) => Some(e),
+            };
+            match failed {
+                None => backoff = Duration::from_millis(100),
+                Some(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "picker failed, retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {},
@@ -65,21 +90,24 @@ impl Pickers {
         Ok(())
     }
 
-    /// Works one due task; with none due, how long to wait for one (at
-    /// most [`IDLE_POLL`]; a commit wakes the picker sooner).
-    async fn work_one(&self) -> Result<Option<Duration>> {
+    /// Looks at the queue: the task due first, locked in its transaction, or
+    /// how long to wait for one (at most [`IDLE_POLL`]; a commit wakes the
+    /// picker sooner).
+    async fn claim(&self) -> Result<Next> {
         let mut tx = self.pool.begin().await?;
-        let task = match store::claim_next_task(&mut tx).await? {
-            Claim::Due { task, more } => {
-                if more {
-                    // Another task is due as well: let one more idle picker take it.
-                    self.waker.pass_on();
-                }
-                task
-            }
-            Claim::NotYet(due_in) => return Ok(Some(due_in.clamp(MIN_WAIT, IDLE_POLL))),
-            Claim::Empty => return Ok(Some(IDLE_POLL)),
+        let wait = match store::claim_next_task(&mut tx).await? {
+            Claim::Due { task, more } => return Ok(Next::Work { tx, task, more }),
+            Claim::NotYet(due_in) => due_in.clamp(MIN_WAIT, IDLE_POLL),
+            Claim::Empty => IDLE_POLL,
         };
+        // Release the task locked but not due now, not when the pool gets
+        // round to it: the next look must not skip it.
+        tx.rollback().await?;
+        Ok(Next::Wait(wait))
+    }
+
+    /// Works the claimed `task`'s next step.
+    async fn work_one(&self, tx: Transaction<'static, Postgres>, task: DueTask) -> Result<()> {
         let step = if task.packed { "ship" } else { "pick and pack" };
         let span = tracing::info_span!(
             "pick",
@@ -89,8 +117,7 @@ impl Pickers {
             request.id = %task.correlation_id,
         );
         task.trace.attach(&span);
-        self.work(tx, task).instrument(span).await?;
-        Ok(None)
+        self.work(tx, task).instrument(span).await
     }
 
     /// Load, decide, work, append: the task's next step, if its stream allows it.

@@ -219,7 +219,8 @@ pub struct DueTask {
 /// What a picker finds in the queue.
 pub enum Claim {
     /// The task due first, locked by this picker; `more` when another task
-    /// is due as well.
+    /// is due as well (perhaps held by another picker, which then makes one
+    /// idle picker look in vain).
     Due { task: DueTask, more: bool },
     /// Nothing is due yet: the first task no other picker holds falls due
     /// in this long.
