@@ -12,7 +12,7 @@ use omnisaga_notification::{
     channel::{Channel, Message},
     dispatcher::Dispatcher,
 };
-use omnisaga_runtime::{db, outbox::OutboxWaker, testing};
+use omnisaga_runtime::{outbox::OutboxWaker, testing};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -44,12 +44,9 @@ impl Channel for Recording {
 }
 
 async fn database() -> PgPool {
-    let url = testing::fresh_database("dispatch").await.expect("test database");
-    let pool = db::connect(&url, 4).await.expect("pool");
-    db::migrate(&pool, sqlx::migrate!("./migrations"))
+    testing::migrated_database("dispatch", sqlx::migrate!("./migrations"))
         .await
-        .expect("migrations");
-    pool
+        .expect("test database")
 }
 
 /// Queues `n` messages for a new order, oldest first; returns their ids.

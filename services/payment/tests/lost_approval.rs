@@ -11,7 +11,6 @@ use omnisaga_payment::{
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderCancelled, OrderPlaced};
 use omnisaga_runtime::{
     consumer::{Handler, Incoming},
-    db,
     event::{self, EventMeta},
     testing, TraceContext,
 };
@@ -19,14 +18,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 async fn database() -> PgPool {
-    let url = testing::fresh_database("lost_approval")
+    testing::migrated_database("lost_approval", sqlx::migrate!("./migrations"))
         .await
-        .expect("test database");
-    let pool = db::connect(&url, 4).await.expect("pool");
-    db::migrate(&pool, sqlx::migrate!("./migrations"))
-        .await
-        .expect("migrations");
-    pool
+        .expect("test database")
 }
 
 fn incoming(order_id: &str, payload: Payload) -> Incoming {

@@ -3,20 +3,15 @@
 
 use std::time::Duration;
 
-use omnisaga_runtime::{db, testing};
+use omnisaga_runtime::testing;
 use omnisaga_warehouse::store::{self, Claim};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 async fn queue() -> PgPool {
-    let url = testing::fresh_database("pick_queue")
+    testing::migrated_database("pick_queue", sqlx::migrate!("./migrations"))
         .await
-        .expect("test database");
-    let pool = db::connect(&url, 4).await.expect("pool");
-    db::migrate(&pool, sqlx::migrate!("./migrations"))
-        .await
-        .expect("migrations");
-    pool
+        .expect("test database")
 }
 
 /// Queues a task in `status`, due `due_in_ms` from now (negative: overdue).

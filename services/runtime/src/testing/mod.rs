@@ -32,6 +32,15 @@ pub async fn fresh_database(label: &str) -> Result<String> {
     Ok(format!("{server}/{name}"))
 }
 
+/// A pool on a fresh database holding the runtime's tables and the
+/// service's (`migrator`, e.g. `sqlx::migrate!("./migrations")`).
+pub async fn migrated_database(label: &str, migrator: sqlx::migrate::Migrator) -> Result<sqlx::PgPool> {
+    let url = fresh_database(label).await?;
+    let pool = crate::db::connect(&url, 4).await?;
+    crate::db::migrate(&pool, migrator).await?;
+    Ok(pool)
+}
+
 /// The test broker with a topic prefix no other test uses.
 pub fn fresh_kafka() -> Result<KafkaConfig> {
     let brokers = std::env::var("OMNISAGA_TEST_KAFKA")
