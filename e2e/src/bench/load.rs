@@ -66,7 +66,8 @@ impl Tracker {
 /// ends (ready for shipment, or cancelled) is reported to the current run.
 ///
 /// A saga ends when the record that ends it was produced: its Kafka
-/// timestamp (set by the service's producer when its relay sends it), not
+/// timestamp (set when the service's relay hands it to the producer, before
+/// the broker acknowledges it), not
 /// when the follower happens to fetch it. So the follower can fetch lazily
 /// (a long fetch wait, records gathered at the broker) and add next to no
 /// load to the broker it measures.
