@@ -104,9 +104,6 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Partitions of every omnisaga topic.
-pub const PARTITIONS: i32 = 3;
-
 /// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one.
 pub fn pg_server() -> String {
     std::env::var("OMNISAGA_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())

@@ -139,9 +139,7 @@ impl OrderEvents {
             answer,
         })
     }
-}
 
-impl OrderEvents {
     /// Voids an approval the provider holds for an attempt that was never
     /// recorded (see [`domain::unrecorded_attempt`]).
     async fn void_unrecorded(&self, payment_id: &str) {

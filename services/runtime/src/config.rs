@@ -76,8 +76,8 @@ pub struct KafkaConfig {
     /// bounds every hop's latency; Apache Kafka answers at once and takes 500.
     /// The default follows the service's [`Urgency`].
     pub fetch_wait_max_ms: u32,
-    /// Bytes a fetch waits for before it answers (`KAFKA_FETCH_MIN_BYTES`).
-    /// The default follows the service's [`Urgency`].
+    /// Bytes a fetch waits for before it answers (`KAFKA_FETCH_MIN_BYTES`,
+    /// default 1: it answers as soon as a record is there).
     pub fetch_min_bytes: u32,
     /// Partitions of each topic the service creates when it is missing
     /// (`KAFKA_TOPIC_PARTITIONS`, default 3). Nisshi cannot add partitions
@@ -92,7 +92,7 @@ impl KafkaConfig {
 }
 
 /// How soon a service's consumers must see a new record; it sets the
-/// defaults of the fetch settings.
+/// default fetch wait.
 ///
 /// Every fetch Nisshi holds re-reads each of its partitions at halving
 /// intervals of the fetch wait, whether a record came or not, so a short wait
@@ -111,15 +111,15 @@ pub enum Urgency {
 
 impl Urgency {
     /// `(fetch wait in ms, fetch minimum bytes)` from the values of
-    /// `KAFKA_FETCH_WAIT_MAX_MS` and `KAFKA_FETCH_MIN_BYTES`, each
-    /// defaulting by urgency when unset.
+    /// `KAFKA_FETCH_WAIT_MAX_MS` (defaulting by urgency when unset) and
+    /// `KAFKA_FETCH_MIN_BYTES` (default 1).
     pub fn fetch_settings(self, wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
-        let (default_wait, default_min) = match self {
-            Self::SagaStep => (SAGA_STEP_FETCH_WAIT_MS, 1),
-            Self::Follower => (FOLLOWER_FETCH_WAIT_MS, 1),
+        let default_wait = match self {
+            Self::SagaStep => SAGA_STEP_FETCH_WAIT_MS,
+            Self::Follower => FOLLOWER_FETCH_WAIT_MS,
         };
         let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, default_wait)?;
-        let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, default_min)?;
+        let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, 1)?;
         if min_bytes == 0 {
             anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
         }
