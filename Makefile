@@ -1,6 +1,10 @@
 # omnisaga: `make run` starts everything, `make test` runs every test.
-# Build artefacts live outside the clone so repeated runs reuse them.
-export CARGO_TARGET_DIR ?= $(HOME)/.cache/omnisaga/target
+# Cargo's intermediate artefacts live outside the clone, shared by every clone
+# and CI run on the machine so rebuilds reuse them; each clone's binaries go
+# to its own target/, so two clones never run each other's builds.
+export CARGO_BUILD_BUILD_DIR ?= $(HOME)/.cache/omnisaga/target
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+export OMNISAGA_ROOT := $(CURDIR)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
@@ -9,7 +13,7 @@ SHELL := /bin/bash
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## install what the build and the stack need (Debian packages, the Nisshi broker), once
+deps: ## install what the build and the stack need (Debian packages, PostgreSQL, Apache Kafka), once
 	@bash infra/scripts/install-deps.sh >/dev/null
 	@bash infra/scripts/ensure-postgres.sh
 
@@ -17,18 +21,18 @@ build: deps ## build every service and tool
 	cargo build --workspace --bins
 
 run: build ## build and start the whole system in the foreground (Ctrl-C stops it)
-	@NISSHI_BIN="$$(bash infra/scripts/install-deps.sh)" "$(CARGO_TARGET_DIR)/debug/omnisaga-stack"
+	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-stack"
 
 test: build ## unit, service and end-to-end tests against a real broker and PostgreSQL
-	@bash infra/scripts/test.sh
+	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" bash infra/scripts/test.sh
 
 bench: deps ## limits, maximum order rate and runs at 25/50/80/100% of it (release build; BENCH_ARGS=--duration 300 ...)
 	cargo build --release --workspace --bins
-	"$(CARGO_TARGET_DIR)/release/omnisaga-bench" $(BENCH_ARGS)
+	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" $(BENCH_ARGS)
 
 bench-quick: deps ## the same table in about a minute, numbers not judged
 	cargo build --release --workspace --bins
-	"$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
+	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
 
 lint: ## rustfmt and clippy, warnings are errors
 	cargo fmt --all --check

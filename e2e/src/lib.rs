@@ -1,6 +1,7 @@
-//! Starts the whole omnisaga stack as real processes on this machine: the
-//! Nisshi broker, one database and role per service in the local PostgreSQL,
-//! and the five service binaries, each waited for until `/readyz` answers.
+//! Starts the whole omnisaga stack as real processes on this machine: an
+//! Apache Kafka node (or a broker already running), one database and role per
+//! service in the local PostgreSQL, and the five service binaries, each
+//! waited for until `/readyz` answers.
 //! `make run` (the `omnisaga-stack` binary), the e2e tests and the load
 //! generator all start the stack through [`Stack::start`].
 
@@ -30,11 +31,27 @@ pub const SERVICES: [(&str, u16); 5] = [
     ("analytics", 8084),
 ];
 
+/// Where the stack's broker comes from.
 #[derive(Debug, Clone)]
-pub enum BrokerStorage {
-    Memory,
-    /// A sqlite file: the broker's data survives a restart.
-    Sqlite(PathBuf),
+pub enum Broker {
+    /// A Kafka node of the stack's own (`infra/kafka/broker.sh`), its data in
+    /// the stack's directory under `broker/`: it survives a restart, and the
+    /// stack can kill and restart it.
+    Own,
+    /// A broker already running at this bootstrap address, shared with other
+    /// stacks (give each its own [`StackOptions::topic_prefix`]).
+    Shared(String),
+}
+
+impl Broker {
+    /// The broker `make test` started for the whole run (`OMNISAGA_TEST_KAFKA`),
+    /// else one of the stack's own.
+    pub fn for_tests() -> Self {
+        match std::env::var("OMNISAGA_TEST_KAFKA") {
+            Ok(brokers) if !brokers.is_empty() => Self::Shared(brokers),
+            _ => Self::Own,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,8 +62,11 @@ pub struct StackOptions {
     pub db_prefix: String,
     /// Drop and recreate the databases before starting.
     pub fresh_databases: bool,
-    pub broker: BrokerStorage,
-    /// Fixed ports (broker 9092 and the services' defaults) or free ones.
+    pub broker: Broker,
+    /// Prefix of every topic and consumer group (`KAFKA_TOPIC_PREFIX`).
+    pub topic_prefix: String,
+    /// Fixed ports (broker 9092, its controller 9093, the services'
+    /// defaults) or free ones.
     pub fixed_ports: bool,
     /// Extra environment per service name ("*" for all).
     pub env: BTreeMap<String, Vec<(String, String)>>,
@@ -75,14 +95,20 @@ pub struct Stack {
     otlp_endpoint: String,
     viewer: Child,
     pub services: Vec<Service>,
-    broker: Child,
+    /// The stack's own broker and its controller port; `None` when shared.
+    broker: Option<(Child, u16)>,
     options: StackOptions,
     ports: BTreeMap<&'static str, u16>,
 }
 
-/// The directory holding this build's binaries (the service binaries live
-/// beside the launcher and beside `deps/` of the test binaries).
+/// The directory holding this build's binaries: `OMNISAGA_BIN_DIR` (make
+/// sets it: test binaries live in cargo's shared build directory, apart from
+/// the clone's binaries), else the launcher's own directory, or the parent
+/// of `deps/` for a test binary of a plain `cargo test`.
 pub fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("OMNISAGA_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
     let exe = std::env::current_exe()?;
     let dir = exe.parent().context("executable has no directory")?;
     Ok(if dir.ends_with("deps") {
@@ -92,12 +118,29 @@ pub fn bin_dir() -> Result<PathBuf> {
     })
 }
 
-/// The repository root (for the seed catalog).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+/// The clone the stack runs from: `OMNISAGA_ROOT`, else the nearest folder
+/// at or above the working directory that holds `infra/kafka/broker.sh`. Never
+/// the folder the binary was compiled in, so clones sharing a build cache
+/// each use their own files.
+pub fn repo_root() -> Result<PathBuf> {
+    if let Ok(root) = std::env::var("OMNISAGA_ROOT") {
+        return Ok(PathBuf::from(root));
+    }
+    let cwd = std::env::current_dir().context("Failed to read the working directory")?;
+    find_root(&cwd).with_context(|| {
+        format!(
+            "{} is not inside an omnisaga clone (no infra/kafka/broker.sh above it): \
+             run from the clone, or set OMNISAGA_ROOT",
+            cwd.display()
+        )
+    })
+}
+
+fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join("infra/kafka/broker.sh").is_file())
         .map(Path::to_path_buf)
-        .unwrap_or_default()
 }
 
 fn free_port() -> Result<u16> {
@@ -107,22 +150,6 @@ fn free_port() -> Result<u16> {
 /// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one.
 pub fn pg_server() -> String {
     std::env::var("OMNISAGA_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-fn nisshi_bin() -> Result<PathBuf> {
-    let path = std::env::var("NISSHI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/omnisaga/nisshi-0.8.1/bin/nisshi")
-        });
-    if !path.exists() {
-        bail!(
-            "broker binary {} not found: run `bash infra/scripts/install-deps.sh` (make does it)",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// Creates the role and the database of `service` (owned by the role, closed
@@ -231,61 +258,45 @@ async fn spawn_viewer(options: &StackOptions, ui_port: u16, otlp_port: u16) -> R
     Ok(viewer)
 }
 
-/// Starts the broker and waits until it accepts connections.
-async fn spawn_broker(options: &StackOptions, brokers: &str) -> Result<Child> {
-    // A sqlite path is taken relative to the broker's working directory.
-    let (storage, broker_dir) = match &options.broker {
-        BrokerStorage::Memory => ("memory://nisshi/".to_owned(), options.dir.join("broker")),
-        BrokerStorage::Sqlite(p) => (
-            format!(
-                "sqlite://{}",
-                p.file_name()
-                    .context("sqlite path has no file name")?
-                    .to_string_lossy()
-            ),
-            p.parent().context("sqlite path has no directory")?.to_path_buf(),
-        ),
-    };
-    std::fs::create_dir_all(&broker_dir)?;
+/// Starts the stack's own Kafka node on `port` (controller on
+/// `controller_port`) and waits until it accepts connections.
+async fn spawn_broker(options: &StackOptions, port: u16, controller_port: u16) -> Result<Child> {
     let log_path = options.dir.join("logs/broker.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)?;
-    let listener = format!("tcp://{brokers}");
-    // The broker reads a .env from its working directory: give it its own.
-    let mut broker = Command::new(nisshi_bin()?)
-        .args([
-            "broker",
-            "--listener-url",
-            &listener,
-            "--advertised-listener-url",
-            &listener,
-        ])
-        .args([
-            "--storage-engine",
-            &storage,
-            "--group-initial-rebalance-delay",
-            "100ms",
-        ])
-        .current_dir(&broker_dir)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+    let script = repo_root()?.join("infra/kafka/broker.sh");
+    let mut broker = Command::new("bash")
+        .arg(&script)
+        .arg(options.dir.join("broker"))
+        .args([port.to_string(), controller_port.to_string()])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
         .spawn()
-        .context("Failed to start the broker")?;
-    wait_tcp(brokers, &mut broker, &log_path, Duration::from_secs(30))
-        .await
-        .context("the broker did not start")?;
+        .with_context(|| format!("Failed to run {}", script.display()))?;
+    // A JVM on a busy 2-core machine: formatting and starting take seconds.
+    wait_tcp(
+        &format!("127.0.0.1:{port}"),
+        &mut broker,
+        &log_path,
+        Duration::from_secs(90),
+    )
+    .await
+    .context("the Kafka broker did not start")?;
     Ok(broker)
 }
 
 impl Stack {
-    /// Kills the broker (SIGKILL), as a crash or a lost host would.
+    /// Kills the stack's own broker (SIGKILL), as a crash or a lost host would.
     pub async fn kill_broker(&mut self) -> Result<()> {
-        self.broker.kill().await?;
+        let (broker, _) = self
+            .broker
+            .as_mut()
+            .context("the broker is shared: not the stack's to kill")?;
+        broker.kill().await?;
         Ok(())
     }
 
@@ -295,18 +306,36 @@ impl Stack {
         Ok(())
     }
 
-    /// Starts the broker again on the same address and storage.
+    /// Starts the stack's own broker again on the same ports and data.
     pub async fn restart_broker(&mut self) -> Result<()> {
-        self.broker = spawn_broker(&self.options, &self.brokers).await?;
+        let (_, controller_port) = self.broker.as_ref().context("the broker is shared")?;
+        let controller_port = *controller_port;
+        let port = self
+            .brokers
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("broker address has no port")?;
+        let child = spawn_broker(&self.options, port, controller_port).await?;
+        self.broker = Some((child, controller_port));
         Ok(())
     }
 
     pub async fn start(options: StackOptions) -> Result<Self> {
         std::fs::create_dir_all(options.dir.join("logs"))?;
 
-        let broker_port = if options.fixed_ports { 9092 } else { free_port()? };
-        let brokers = format!("127.0.0.1:{broker_port}");
-        let broker = spawn_broker(&options, &brokers).await?;
+        let (brokers, broker) = match &options.broker {
+            Broker::Shared(brokers) => (brokers.clone(), None),
+            Broker::Own => {
+                let (port, controller_port) = if options.fixed_ports {
+                    (9092, 9093)
+                } else {
+                    (free_port()?, free_port()?)
+                };
+                let child = spawn_broker(&options, port, controller_port).await?;
+                (format!("127.0.0.1:{port}"), Some((child, controller_port)))
+            }
+        };
         let (ui_port, otlp_port) = if options.fixed_ports {
             (16686, 4317)
         } else {
@@ -348,6 +377,11 @@ impl Stack {
         Ok(stack)
     }
 
+    /// The prefix of the stack's topics and consumer groups.
+    pub fn topic_prefix(&self) -> &str {
+        &self.options.topic_prefix
+    }
+
     /// Where service (or `broker`, `trace-viewer`) `name` writes its log.
     pub fn log_path(&self, name: &str) -> PathBuf {
         self.options.dir.join(format!("logs/{name}.log"))
@@ -371,7 +405,8 @@ impl Stack {
         cmd.env("DATABASE_URL", db_url)
             .env("KAFKA_BROKERS", &self.brokers)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("CATALOG_SEED_FILE", repo_root().join("infra/seed/catalog.json"))
+            .env("KAFKA_TOPIC_PREFIX", &self.options.topic_prefix)
+            .env("CATALOG_SEED_FILE", repo_root()?.join("infra/seed/catalog.json"))
             .env(
                 "WAREHOUSE_URL",
                 format!("http://127.0.0.1:{}", self.ports["warehouse"]),
@@ -414,7 +449,12 @@ impl Stack {
             .iter()
             .filter_map(|s| Some((s.name.to_owned(), s.child.id()?)))
             .collect();
-        out.extend(self.broker.id().map(|p| ("broker".to_owned(), p)));
+        out.extend(
+            self.broker
+                .as_ref()
+                .and_then(|(b, _)| b.id())
+                .map(|p| ("broker".to_owned(), p)),
+        );
         out.extend(self.viewer.id().map(|p| ("trace-viewer".to_owned(), p)));
         out
     }
@@ -457,12 +497,15 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// Stops every service with SIGTERM (waiting for its graceful stop), then the broker.
+    /// Stops every service with SIGTERM (waiting for its graceful stop), then
+    /// the stack's own broker.
     pub async fn stop(mut self) -> Result<()> {
         for s in self.services.iter_mut().rev() {
             terminate(&mut s.child, s.name).await;
         }
-        terminate(&mut self.broker, "broker").await;
+        if let Some((broker, _)) = self.broker.as_mut() {
+            terminate(broker, "broker").await;
+        }
         terminate(&mut self.viewer, "trace viewer").await;
         Ok(())
     }

@@ -41,10 +41,21 @@ pub struct Catalog {
 impl Catalog {
     /// Reads the repository's catalog.
     pub fn load() -> Result<Self> {
-        let path = crate::repo_root().join("schemas/topics.json");
+        let path = crate::repo_root()?.join("schemas/topics.json");
         let text =
             std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("Failed to parse {}", path.display()))
+    }
+
+    /// The catalog as a stack whose topics start with `prefix` (its
+    /// `KAFKA_TOPIC_PREFIX`) names them; the catalog's own prefix is `omnisaga.`.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        for topic in &mut self.topics {
+            if let Some(rest) = topic.name.strip_prefix("omnisaga.") {
+                topic.name = format!("{prefix}{rest}");
+            }
+        }
+        self
     }
 
     /// Every service that owns or reads a topic.

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{ensure, Result};
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    BrokerStorage, Stack, StackOptions,
+    Broker, Stack, StackOptions,
 };
 use serde_json::json;
 
@@ -20,7 +20,8 @@ async fn start_stack() -> Result<(Stack, String)> {
         dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
         db_prefix: prefix.clone(),
         fresh_databases: true,
-        broker: BrokerStorage::Memory,
+        broker: Broker::for_tests(),
+        topic_prefix: format!("{prefix}."),
         fixed_ports: false,
         env: BTreeMap::new(),
     }
@@ -395,7 +396,7 @@ fn envelope(
 
 async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack, c: &Client) -> Result<()> {
     use omnisaga_proto::v1::{envelope::Payload, OrderPlaced};
-    let topic = "omnisaga.orders.v1";
+    let topic = &format!("{}orders.v1", stack.topic_prefix());
     let (bad_bytes, unknown, invalid) = (
         uuid::Uuid::new_v4().to_string(),
         uuid::Uuid::new_v4().to_string(),

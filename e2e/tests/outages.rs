@@ -1,5 +1,5 @@
-//! Transient outages: the broker killed and restarted (its data on sqlite
-//! survives), every database connection of the services dropped, and the
+//! Transient outages: the stack's own Kafka broker killed (SIGKILL) and
+//! restarted (its acknowledged records survive), every database connection of the services dropped, and the
 //! PostgreSQL server itself stopped and started again. Orders are accepted
 //! through the broker outage, refused with 503 while the database is down,
 //! readiness reports both, services retry without crashing, nothing is lost.
@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{ensure, Result};
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    BrokerStorage, Stack, StackOptions,
+    Broker, Stack, StackOptions,
 };
 use sqlx::Connection;
 
@@ -23,7 +23,9 @@ async fn orders_complete_across_a_broker_restart_and_dropped_database_connection
         dir: dir.clone(),
         db_prefix: prefix.clone(),
         fresh_databases: true,
-        broker: BrokerStorage::Sqlite(dir.join("broker/broker.db")),
+        // Its own broker, not the run's shared one: this test kills it.
+        broker: Broker::Own,
+        topic_prefix: "omnisaga.".into(),
         fixed_ports: false,
         env: BTreeMap::new(),
     }

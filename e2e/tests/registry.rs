@@ -12,7 +12,7 @@ use prost_types::{field_descriptor_proto::Type, FileDescriptorSet};
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    omnisaga_e2e::repo_root()
+    omnisaga_e2e::repo_root().expect("the tests run inside the clone")
 }
 
 fn json(rel: &str) -> Value {

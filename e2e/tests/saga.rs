@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
     traces::{stray_traces, trace_problems, Catalog},
-    BrokerStorage, Stack, StackOptions,
+    Broker, Stack, StackOptions,
 };
 use serde_json::{json, Value};
 
@@ -23,7 +23,8 @@ async fn start_stack() -> Result<(Stack, String)> {
         dir,
         db_prefix: prefix.clone(),
         fresh_databases: true,
-        broker: BrokerStorage::Memory,
+        broker: Broker::for_tests(),
+        topic_prefix: format!("{prefix}."),
         fixed_ports: false,
         env: BTreeMap::new(),
     }
@@ -214,7 +215,7 @@ async fn run_saga(stack: &Stack) -> Result<()> {
             Ok((order.to_owned(), trace.to_owned()))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
-    check_traces(&http, &stack.traces_url, &traced).await?;
+    check_traces(&http, &stack.traces_url, &traced, stack.topic_prefix()).await?;
     check_metrics(&http, stack).await?;
     check_logs(stack, &orders)?;
     Ok(())
@@ -338,8 +339,9 @@ async fn check_traces(
     http: &reqwest::Client,
     traces_url: &str,
     own: &BTreeMap<String, String>,
+    topic_prefix: &str,
 ) -> Result<()> {
-    let catalog = Catalog::load()?;
+    let catalog = Catalog::load()?.with_prefix(topic_prefix);
     let started = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut pending: BTreeMap<String, Vec<String>> = own.keys().map(|o| (o.clone(), Vec::new())).collect();

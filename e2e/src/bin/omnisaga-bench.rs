@@ -3,7 +3,7 @@
 //! prints the table (JSON beside it in target/bench/).
 //!
 //! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S]
-//!        [--max-rate N] [--shares 25,50,80,100] [--broker sqlite|memory]
+//!        [--max-rate N] [--shares 25,50,80,100]
 //!        [--tracing-cost | --no-tracing-cost] [--env KEY=VALUE]... [--out DIR]
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
@@ -15,7 +15,7 @@ use omnisaga_e2e::{
         load::{self, Follower, RunOptions, Target},
         report::{self, Machine, Report, SearchStep, TracingCost},
     },
-    BrokerStorage, Stack, StackOptions, SERVICES,
+    Broker, Stack, StackOptions, SERVICES,
 };
 
 struct Args {
@@ -24,7 +24,6 @@ struct Args {
     search_seconds: f64,
     max_rate: Option<f64>,
     shares: Vec<f64>,
-    broker: String,
     tracing_cost: bool,
     /// Extra environment for every service, e.g. to compare settings.
     env: Vec<(String, String)>,
@@ -32,7 +31,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--max-rate N] \
-                     [--shares 25,50,80,100] [--broker sqlite|memory] [--tracing-cost|--no-tracing-cost] \
+                     [--shares 25,50,80,100] [--tracing-cost|--no-tracing-cost] \
                      [--env KEY=VALUE]... [--out DIR]";
 
 fn parse_args() -> Result<Args> {
@@ -44,7 +43,6 @@ fn parse_args() -> Result<Args> {
         search_seconds: if quick { 3.0 } else { 10.0 },
         max_rate: None,
         shares: vec![25.0, 50.0, 80.0, 100.0],
-        broker: "sqlite".into(),
         tracing_cost: !quick,
         env: Vec::new(),
         out: PathBuf::from("target/bench"),
@@ -68,12 +66,6 @@ fn parse_args() -> Result<Args> {
                     .split(',')
                     .map(|s| number(s.trim().to_owned(), "--shares"))
                     .collect::<Result<_>>()?
-            }
-            "--broker" => {
-                args.broker = value()?;
-                if !["sqlite", "memory"].contains(&args.broker.as_str()) {
-                    bail!("--broker is sqlite or memory, got {:?}", args.broker);
-                }
             }
             "--tracing-cost" => args.tracing_cost = true,
             "--no-tracing-cost" => args.tracing_cost = false,
@@ -136,16 +128,14 @@ async fn main() -> Result<()> {
     let dir = args.out.join("stack");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let broker = match args.broker.as_str() {
-        "memory" => BrokerStorage::Memory,
-        _ => BrokerStorage::Sqlite(std::path::absolute(dir.join("broker/bench.db"))?),
-    };
     // Simulated delays at zero: the bench measures the software, not the sleeps.
     let options = StackOptions {
         dir: std::path::absolute(&dir)?,
         db_prefix: prefix.into(),
         fresh_databases: true,
-        broker,
+        // A broker of its own, durable like the deployed one, measured alone.
+        broker: Broker::Own,
+        topic_prefix: "omnisaga.".into(),
         fixed_ports: false,
         env: BTreeMap::new(),
     }
@@ -155,7 +145,7 @@ async fn main() -> Result<()> {
     .set_env("payment", "PAYMENT_PROVIDER_LATENCY_MS", "0");
     let options = args.env.iter().fold(options, |o, (k, v)| o.set_env("*", k, v));
     let settings = serde_json::json!({
-        "broker": args.broker,
+        "broker": "Apache Kafka (infra/kafka)",
         "run_seconds": args.duration,
         "search_seconds": args.search_seconds,
         "simulated_delays_ms": 0,

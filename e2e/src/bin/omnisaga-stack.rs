@@ -5,19 +5,21 @@
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::Result;
-use omnisaga_e2e::{repo_root, BrokerStorage, Stack, StackOptions};
+use omnisaga_e2e::{repo_root, Broker, Stack, StackOptions};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let dir = std::env::var("OMNISAGA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".omnisaga"));
+    let dir = match std::env::var("OMNISAGA_DIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => repo_root()?.join(".omnisaga"),
+    };
     std::fs::create_dir_all(&dir)?;
     let options = StackOptions {
         dir: dir.clone(),
         db_prefix: "omnisaga".into(),
         fresh_databases: false,
-        broker: BrokerStorage::Sqlite(dir.join("broker/broker.db")),
+        broker: Broker::Own,
+        topic_prefix: "omnisaga.".into(),
         fixed_ports: true,
         env: Default::default(),
     };

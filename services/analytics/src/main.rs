@@ -1,14 +1,11 @@
 use anyhow::Result;
 use omnisaga_analytics::app::App;
-use omnisaga_runtime::{
-    config::{CommonConfig, Urgency},
-    shutdown, telemetry,
-};
+use omnisaga_runtime::{config::CommonConfig, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let telemetry = telemetry::init("analytics");
-    let config = CommonConfig::from_env_for("analytics", 8084, Urgency::Follower)?;
+    let config = CommonConfig::from_env("analytics", 8084)?;
     let app = App::build(config).await?;
     let result = app.run_until_stopped(shutdown::on_signal()).await;
     telemetry.shutdown();

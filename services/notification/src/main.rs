@@ -1,14 +1,11 @@
 use anyhow::Result;
 use omnisaga_notification::app::App;
-use omnisaga_runtime::{
-    config::{CommonConfig, Urgency},
-    shutdown, telemetry,
-};
+use omnisaga_runtime::{config::CommonConfig, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let telemetry = telemetry::init("notification");
-    let config = CommonConfig::from_env_for("notification", 8083, Urgency::Follower)?;
+    let config = CommonConfig::from_env("notification", 8083)?;
     let app = App::build(config).await?;
     let result = app.run_until_stopped(shutdown::on_signal()).await;
     telemetry.shutdown();

@@ -5,10 +5,11 @@
 //! | `DATABASE_URL` | (required) | the service's own PostgreSQL database |
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
-//! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name |
+//! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
+//! | `KAFKA_TOPIC_PARTITIONS` | `3` | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
 //! | `OUTBOX_POLL_MS` | `500` | relay poll interval when nothing woke it |
-//! | `KAFKA_FETCH_WAIT_MAX_MS` | `20`, `250` for followers | longest a fetch waits at the broker (see [`Urgency`]) |
+//! | `KAFKA_FETCH_WAIT_MAX_MS` | `500` | longest a fetch waits at the broker when no record comes (a produce wakes it at once) |
 //! | `KAFKA_FETCH_MIN_BYTES` | `1` | bytes a fetch waits for before it answers |
 //! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
 //! | `LOG_FORMAT` | `json` | `json` or `pretty` |
@@ -70,18 +71,17 @@ pub struct CommonConfig {
 pub struct KafkaConfig {
     pub brokers: String,
     pub topic_prefix: String,
-    /// Longest a fetch waits at the broker for new records
-    /// (`KAFKA_FETCH_WAIT_MAX_MS`). Nisshi looks for new records at halving
-    /// intervals of this wait rather than being woken by a produce, so it
-    /// bounds every hop's latency; Apache Kafka answers at once and takes 500.
-    /// The default follows the service's [`Urgency`].
+    /// Longest a fetch waits at the broker when no record comes
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`, default 500). Kafka answers a waiting fetch
+    /// as soon as a produce brings a record, so the wait costs no latency; a
+    /// long one only saves the requests of an idle consumer.
     pub fetch_wait_max_ms: u32,
     /// Bytes a fetch waits for before it answers (`KAFKA_FETCH_MIN_BYTES`,
     /// default 1: it answers as soon as a record is there).
     pub fetch_min_bytes: u32,
     /// Partitions of each topic the service creates when it is missing
-    /// (`KAFKA_TOPIC_PARTITIONS`, default 3). Nisshi cannot add partitions
-    /// later; existing topics keep theirs.
+    /// (`KAFKA_TOPIC_PARTITIONS`, default 3); existing topics keep theirs
+    /// (add partitions with Kafka's tools, knowing that keys then move).
     pub topic_partitions: i32,
 }
 
@@ -91,56 +91,26 @@ impl KafkaConfig {
     }
 }
 
-/// How soon a service's consumers must see a new record; it sets the
-/// default fetch wait.
-///
-/// Every fetch Nisshi holds re-reads each of its partitions at halving
-/// intervals of the fetch wait, whether a record came or not, so a short wait
-/// costs the broker CPU on every consumer all the time. Only the consumers a
-/// saga step waits on pay for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Urgency {
-    /// The saga waits on this service (order, payment, warehouse): a fetch
-    /// answers as soon as a record is there and waits at most 20 ms.
-    SagaStep,
-    /// Nothing waits on this service (notification, analytics): a fetch
-    /// waits up to 250 ms, so a customer message or an analytics row comes
-    /// at most that much later.
-    Follower,
-}
-
-impl Urgency {
-    /// `(fetch wait in ms, fetch minimum bytes)` from the values of
-    /// `KAFKA_FETCH_WAIT_MAX_MS` (defaulting by urgency when unset) and
-    /// `KAFKA_FETCH_MIN_BYTES` (default 1).
-    pub fn fetch_settings(self, wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
-        let default_wait = match self {
-            Self::SagaStep => SAGA_STEP_FETCH_WAIT_MS,
-            Self::Follower => FOLLOWER_FETCH_WAIT_MS,
-        };
-        let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, default_wait)?;
-        let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, 1)?;
-        if min_bytes == 0 {
-            anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
-        }
-        Ok((wait, min_bytes))
+/// `(fetch wait in ms, fetch minimum bytes)` from the values of
+/// `KAFKA_FETCH_WAIT_MAX_MS` (default 500) and `KAFKA_FETCH_MIN_BYTES`
+/// (default 1: a fetch answers as soon as a record is there).
+pub fn fetch_settings(wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
+    let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, FETCH_WAIT_MAX_MS)?;
+    let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, 1)?;
+    if min_bytes == 0 {
+        anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
     }
+    Ok((wait, min_bytes))
 }
 
-const SAGA_STEP_FETCH_WAIT_MS: u32 = 20;
-const FOLLOWER_FETCH_WAIT_MS: u32 = 250;
+const FETCH_WAIT_MAX_MS: u32 = 500;
 
 impl CommonConfig {
-    /// Reads the common variables of a saga step; `default_port` is the
-    /// service's usual HTTP port.
+    /// Reads the common variables; `default_port` is the service's usual
+    /// HTTP port.
     pub fn from_env(service: &'static str, default_port: u16) -> Result<Self> {
-        Self::from_env_for(service, default_port, Urgency::SagaStep)
-    }
-
-    /// Reads the common variables, with fetch defaults for `urgency`.
-    pub fn from_env_for(service: &'static str, default_port: u16, urgency: Urgency) -> Result<Self> {
         let (fetch_wait_max_ms, fetch_min_bytes) =
-            urgency.fetch_settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
+            fetch_settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
         Ok(Self {
             service,
@@ -191,7 +161,8 @@ impl Topics {
     }
 }
 
-/// Default partitions of every business topic (Nisshi cannot add partitions later).
+/// Default partitions of every business topic: three consumers of a group can
+/// share a topic.
 pub const PARTITIONS: i32 = 3;
 
 #[cfg(test)]
@@ -199,33 +170,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn followers_let_records_gather_longer_than_saga_steps() {
-        let (step, _) = Urgency::SagaStep.fetch_settings(None, None).unwrap();
-        let (follower, min_bytes) = Urgency::Follower.fetch_settings(None, None).unwrap();
-        assert!(follower > step, "{follower} ms against {step} ms");
-        assert_eq!(min_bytes, 1, "a fetch answers as soon as a record is there");
+    fn a_fetch_waits_long_and_answers_on_the_first_byte_by_default() {
+        assert_eq!(fetch_settings(None, None).unwrap(), (500, 1));
     }
 
     #[test]
     fn the_environment_overrides_the_fetch_defaults() {
         let set = |v: &str| Some(v.to_owned());
-        assert_eq!(
-            Urgency::Follower.fetch_settings(set("20"), set("4096")).unwrap(),
-            (20, 4096)
-        );
-        assert_eq!(Urgency::SagaStep.fetch_settings(set("500"), None).unwrap().0, 500);
+        assert_eq!(fetch_settings(set("20"), set("4096")).unwrap(), (20, 4096));
     }
 
     #[test]
     fn bad_fetch_settings_are_refused_by_name() {
         let set = |v: &str| Some(v.to_owned());
-        let err = Urgency::SagaStep.fetch_settings(set("soon"), None).unwrap_err();
+        let err = fetch_settings(set("soon"), None).unwrap_err();
         assert!(
             err.to_string().contains("KAFKA_FETCH_WAIT_MAX_MS=\"soon\""),
             "{err}"
         );
-        let err = Urgency::SagaStep.fetch_settings(None, set("0")).unwrap_err();
+        let err = fetch_settings(None, set("0")).unwrap_err();
         assert!(err.to_string().contains("KAFKA_FETCH_MIN_BYTES"), "{err}");
-        assert!(Urgency::SagaStep.fetch_settings(None, set("-1")).is_err());
+        assert!(fetch_settings(None, set("-1")).is_err());
     }
 }

@@ -54,8 +54,15 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
         .context("Failed to create the Kafka consumer")
 }
 
-/// Creates every business topic and its dead-letter topic; topics that
-/// already exist are left as they are.
+/// How long a business topic keeps its records: 7 days, long enough to
+/// replay a week into a new consumer or a rebuilt projection.
+pub const RETENTION_MS: &str = "604800000";
+/// How long a dead-letter topic keeps its records: 28 days, so a parked
+/// record outlives a long weekend and its investigation.
+pub const DEAD_LETTER_RETENTION_MS: &str = "2419200000";
+
+/// Creates every business topic and its dead-letter topic, with the
+/// retention above; topics that already exist are left as they are.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<()> {
     let topics = kafka.topics();
     let mut names: Vec<String> = Vec::new();
@@ -68,7 +75,15 @@ pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<()> {
         .context("Failed to create the Kafka admin client")?;
     let new: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, kafka.topic_partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            let retention = if n.ends_with(".dlq") {
+                DEAD_LETTER_RETENTION_MS
+            } else {
+                RETENTION_MS
+            };
+            NewTopic::new(n, kafka.topic_partitions, TopicReplication::Fixed(1))
+                .set("retention.ms", retention)
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let mut delay = Duration::from_millis(200);
