@@ -199,6 +199,9 @@ pub struct RunResult {
     pub cpu_seconds_per_order: f64,
     /// PostgreSQL commits in the services' databases per finished order.
     pub transactions_per_order: f64,
+    /// PostgreSQL statements (BEGIN and COMMIT included) per finished
+    /// order, when the server keeps `pg_stat_statements`.
+    pub statements_per_order: Option<f64>,
     pub outbox_backlog_max: f64,
     pub consumer_lag_max: f64,
     /// Per service: (largest outbox backlog, largest consumer lag) seen.
@@ -240,16 +243,35 @@ pub struct RunOptions {
     pub drain: Duration,
 }
 
-async fn committed_transactions(target: &Target) -> Result<i64> {
+/// Commits so far in the stack's databases, and the statements they ran
+/// (BEGIN and COMMIT included) when the server keeps `pg_stat_statements`
+/// (`infra/postgres/omnisaga.conf` preloads it).
+async fn database_counters(target: &Target) -> Result<(i64, Option<i64>)> {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&format!("{}/postgres", target.pg_server)).await?;
-    let n: Option<i64> =
+    let pattern = format!("{}\\_%", target.db_prefix);
+    let commits: Option<i64> =
         sqlx::query_scalar("SELECT sum(xact_commit)::bigint FROM pg_stat_database WHERE datname LIKE $1")
-            .bind(format!("{}\\_%", target.db_prefix))
+            .bind(&pattern)
             .fetch_one(&mut c)
             .await?;
+    let statements = match sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&mut c)
+        .await
+    {
+        Ok(_) => sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT sum(s.calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+             WHERE d.datname LIKE $1",
+        )
+        .bind(&pattern)
+        .fetch_one(&mut c)
+        .await
+        .ok()
+        .flatten(),
+        Err(_) => None,
+    };
     c.close().await?;
-    Ok(n.unwrap_or(0))
+    Ok((commits.unwrap_or(0), statements))
 }
 
 fn order_body(i: u64) -> serde_json::Value {
@@ -284,7 +306,7 @@ pub async fn run(target: &Target, follower: &Follower, options: &RunOptions) -> 
     let counters = Arc::new(Counters::default());
     let http_hist = Arc::new(Mutex::new(histogram()));
     let error_samples = Arc::new(Mutex::new(Vec::<String>::new()));
-    let tx_before = committed_transactions(target).await?;
+    let (tx_before, statements_before) = database_counters(target).await?;
     let cpu_before = probe::CpuSnapshot::take(&target.processes);
     let rss: Arc<Mutex<BTreeMap<String, Rss>>> = Arc::new(Mutex::new(
         target
@@ -497,7 +519,7 @@ pub async fn run(target: &Target, follower: &Follower, options: &RunOptions) -> 
         // Woken by answers; sagas end on the follower's side, so look again soon.
         let _ = tokio::time::timeout(Duration::from_millis(20), done.notified()).await;
     }
-    let tx_after = committed_transactions(target).await?;
+    let (tx_after, statements_after) = database_counters(target).await?;
     let cpu = probe::CpuSnapshot::take(&target.processes).since(&cpu_before);
     finished.store(true, Ordering::Relaxed);
     let _ = progress.await;
@@ -549,6 +571,10 @@ pub async fn run(target: &Target, follower: &Follower, options: &RunOptions) -> 
             (tx_after - tx_before) as f64 / completed as f64
         } else {
             0.0
+        },
+        statements_per_order: match (statements_before, statements_after) {
+            (Some(before), Some(after)) if completed > 0 => Some((after - before) as f64 / completed as f64),
+            _ => None,
         },
         outbox_backlog_max: outbox_max,
         consumer_lag_max: lag_max,

@@ -67,6 +67,27 @@ pub struct TracingCost {
     pub errors: u64,
 }
 
+/// What the stack costs while nothing happens: every process's CPU over a
+/// quiet window after the warm-up, in percent of one core.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub seconds: f64,
+    pub cpu_percent: std::collections::BTreeMap<String, f64>,
+}
+
+impl Idle {
+    /// The broker's and the services' share together (PostgreSQL, the
+    /// trace viewer and the load generator are not part of the stack's
+    /// own idle cost, but shown).
+    pub fn stack_percent(&self) -> f64 {
+        self.cpu_percent
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "postgres" | "trace-viewer"))
+            .map(|(_, p)| p)
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratios {
     pub label: String,
@@ -83,6 +104,7 @@ pub struct Report {
     pub machine: Machine,
     pub settings: serde_json::Value,
     pub limits: Limits,
+    pub idle: Idle,
     pub search: Vec<SearchStep>,
     pub max_sustainable_per_s: f64,
     pub runs: Vec<RunResult>,
@@ -138,7 +160,19 @@ pub fn table(r: &Report) -> String {
             ms(p.latency.p99_ms)
         );
     }
-    s += "\nMaximum sustainable order rate (no errors, every saga done, saga p99 under 1 s)\n  ";
+    s += &format!(
+        "\nIdle, {:.0} s after the warm-up: broker and services {:.1}% of one core\n  ",
+        r.idle.seconds,
+        r.idle.stack_percent()
+    );
+    s += &r
+        .idle
+        .cpu_percent
+        .iter()
+        .map(|(n, p)| format!("{n} {p:.2}%"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    s += "\n\nMaximum sustainable order rate (no errors, every saga done, saga p99 under 1 s)\n  ";
     s += &r
         .search
         .iter()
@@ -152,10 +186,10 @@ pub fn table(r: &Report) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     s += &format!("  =>  {:.0} orders/s\n\n", r.max_sustainable_per_s);
-    s += "run              offered  done/s  201 p50  201 p99  saga p50    p95    p99    max  cpu s/order  tx/order  outbox max  lag max  errors\n";
+    s += "run              offered  done/s  201 p50  201 p99  saga p50    p95    p99    max  cpu s/order  tx/order  stmts/order  outbox max  lag max  errors\n";
     for run in &r.runs {
         s += &format!(
-            "{:<16} {:>7.0} {:>7.0} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6} {:>12.4} {:>9.1} {:>11.0} {:>8.0} {:>7}\n",
+            "{:<16} {:>7.0} {:>7.0} {:>8} {:>8} {:>9} {:>6} {:>6} {:>6} {:>12.4} {:>9.1} {:>12} {:>11.0} {:>8.0} {:>7}\n",
             run.label,
             run.offered_per_s,
             run.completed_per_s,
@@ -167,6 +201,9 @@ pub fn table(r: &Report) -> String {
             ms(run.saga.max_ms),
             run.cpu_seconds_per_order,
             run.transactions_per_order,
+            run.statements_per_order
+                .map(|n| format!("{n:.0}"))
+                .unwrap_or_else(|| "-".into()),
             run.outbox_backlog_max,
             run.consumer_lag_max,
             run.errors + run.cancelled,

@@ -13,7 +13,8 @@ use omnisaga_e2e::{
     bench::{
         limits::{self, LimitOptions, Limits},
         load::{self, Follower, RunOptions, Target},
-        report::{self, Machine, Report, SearchStep, TracingCost},
+        probe::CpuSnapshot,
+        report::{self, Idle, Machine, Report, SearchStep, TracingCost},
     },
     Broker, Stack, StackOptions, SERVICES,
 };
@@ -109,6 +110,25 @@ fn target_of(stack: &Stack, prefix: &str) -> Target {
         pg_server: omnisaga_e2e::pg_server(),
         db_prefix: prefix.to_owned(),
     }
+}
+
+/// CPU of every process over `seconds` with no load, once the stack is
+/// quiet (outbox and consumers caught up).
+async fn measure_idle(target: &Target, seconds: f64) -> Result<Idle> {
+    load::wait_idle(target, Duration::from_secs(60)).await?;
+    eprintln!("measuring the idle stack's CPU for {seconds:.0} s");
+    let before = CpuSnapshot::take(&target.processes);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let used = CpuSnapshot::take(&target.processes).since(&before);
+    Ok(Idle {
+        seconds: elapsed,
+        cpu_percent: used
+            .into_iter()
+            .map(|(name, cpu)| (name, cpu / elapsed * 100.0))
+            .collect(),
+    })
 }
 
 async fn restart_services(stack: &mut Stack) -> Result<()> {
@@ -234,6 +254,8 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         );
     }
 
+    let idle_cost = measure_idle(&target, if args.quick { 5.0 } else { 30.0 }).await?;
+
     let mut search = Vec::new();
     let max = match args.max_rate {
         Some(r) => r,
@@ -352,6 +374,7 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         machine: Machine::read(),
         settings,
         limits,
+        idle: idle_cost,
         search,
         max_sustainable_per_s: max,
         runs,

@@ -42,7 +42,7 @@ pub struct PartitionProgress {
 ///
 /// The questions go out together: the broker answers the requests of one
 /// connection in order, so each waits behind the consumer's own fetch (up to
-/// its fetch wait, 250 ms for a follower); asked one after the other, a
+/// its fetch wait, `KAFKA_FETCH_WAIT_MAX_MS`); asked one after the other, a
 /// consumer of nine partitions took seconds.
 pub fn progress(consumer: &StreamConsumer) -> Result<Vec<PartitionProgress>, rdkafka::error::KafkaError> {
     let timeout = Duration::from_secs(2);
