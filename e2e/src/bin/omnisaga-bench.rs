@@ -2,7 +2,7 @@
 //! the stack's maximum sustainable order rate, runs at shares of it and
 //! prints the table (JSON beside it in target/bench/).
 //!
-//! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S]
+//! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S]
 //!        [--max-rate N] [--shares 25,50,80,100]
 //!        [--tracing-cost | --no-tracing-cost] [--env KEY=VALUE]... [--out DIR]
 
@@ -23,6 +23,8 @@ struct Args {
     quick: bool,
     duration: f64,
     search_seconds: f64,
+    /// The quiet window over which the idle stack's CPU is measured.
+    idle_seconds: f64,
     max_rate: Option<f64>,
     shares: Vec<f64>,
     tracing_cost: bool,
@@ -31,7 +33,8 @@ struct Args {
     out: PathBuf,
 }
 
-const USAGE: &str = "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--max-rate N] \
+const USAGE: &str =
+    "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S] [--max-rate N] \
                      [--shares 25,50,80,100] [--tracing-cost|--no-tracing-cost] \
                      [--env KEY=VALUE]... [--out DIR]";
 
@@ -42,6 +45,7 @@ fn parse_args() -> Result<Args> {
         quick,
         duration: if quick { 4.0 } else { 60.0 },
         search_seconds: if quick { 3.0 } else { 10.0 },
+        idle_seconds: if quick { 5.0 } else { 30.0 },
         max_rate: None,
         shares: vec![25.0, 50.0, 80.0, 100.0],
         tracing_cost: !quick,
@@ -61,6 +65,7 @@ fn parse_args() -> Result<Args> {
             "--quick" => {}
             "--duration" => args.duration = number(value()?, "--duration")?,
             "--search-seconds" => args.search_seconds = number(value()?, "--search-seconds")?,
+            "--idle-seconds" => args.idle_seconds = number(value()?, "--idle-seconds")?,
             "--max-rate" => args.max_rate = Some(number(value()?, "--max-rate")?),
             "--shares" => {
                 args.shares = value()?
@@ -168,6 +173,7 @@ async fn main() -> Result<()> {
         "broker": "Apache Kafka (infra/kafka)",
         "run_seconds": args.duration,
         "search_seconds": args.search_seconds,
+        "idle_seconds": args.idle_seconds,
         "simulated_delays_ms": 0,
         "trace_sampling": "100%",
         "fsync": "on (PostgreSQL defaults)",
@@ -254,7 +260,7 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         );
     }
 
-    let idle_cost = measure_idle(&target, if args.quick { 5.0 } else { 30.0 }).await?;
+    let idle_cost = measure_idle(&target, args.idle_seconds).await?;
 
     let mut search = Vec::new();
     let max = match args.max_rate {
