@@ -4,7 +4,7 @@
 //!
 //! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S]
 //!        [--max-rate N] [--shares 25,50,80,100]
-//!        [--tracing-cost | --no-tracing-cost] [--env KEY=VALUE]... [--out DIR]
+//!        [--tracing-cost | --no-tracing-cost] [--env [SERVICE:]KEY=VALUE]... [--out DIR]
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -28,15 +28,15 @@ struct Args {
     max_rate: Option<f64>,
     shares: Vec<f64>,
     tracing_cost: bool,
-    /// Extra environment for every service, e.g. to compare settings.
-    env: Vec<(String, String)>,
+    /// Extra environment as (service or "*", key, value), e.g. to compare settings.
+    env: Vec<(String, String, String)>,
     out: PathBuf,
 }
 
 const USAGE: &str =
     "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S] [--max-rate N] \
                      [--shares 25,50,80,100] [--tracing-cost|--no-tracing-cost] \
-                     [--env KEY=VALUE]... [--out DIR]";
+                     [--env [SERVICE:]KEY=VALUE]... [--out DIR]";
 
 fn parse_args() -> Result<Args> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -80,8 +80,12 @@ fn parse_args() -> Result<Args> {
                 let kv = value()?;
                 let (k, v) = kv
                     .split_once('=')
-                    .with_context(|| format!("--env takes KEY=VALUE, got {kv:?}"))?;
-                args.env.push((k.to_owned(), v.to_owned()));
+                    .with_context(|| format!("--env takes [SERVICE:]KEY=VALUE, got {kv:?}"))?;
+                let (service, k) = k.split_once(':').unwrap_or(("*", k));
+                if service != "*" && !SERVICES.iter().any(|(name, _)| *name == service) {
+                    bail!("--env {kv:?}: {service:?} is not a service");
+                }
+                args.env.push((service.to_owned(), k.to_owned(), v.to_owned()));
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -168,7 +172,7 @@ async fn main() -> Result<()> {
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_SHIP_MS", "0")
     .set_env("payment", "PAYMENT_PROVIDER_LATENCY_MS", "0");
-    let options = args.env.iter().fold(options, |o, (k, v)| o.set_env("*", k, v));
+    let options = args.env.iter().fold(options, |o, (s, k, v)| o.set_env(s, k, v));
     let settings = serde_json::json!({
         "broker": "Apache Kafka (infra/kafka)",
         "run_seconds": args.duration,
@@ -178,7 +182,7 @@ async fn main() -> Result<()> {
         "trace_sampling": "100%",
         "fsync": "on (PostgreSQL defaults)",
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
-        "service_env": args.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        "service_env": args.env.iter().map(|(s, k, v)| format!("{s}:{k}={v}")).collect::<Vec<_>>(),
     });
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; `make bench` builds with --release");
@@ -240,7 +244,9 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
     let follower = Follower::start(&stack.brokers).await?;
     let idle = Duration::from_secs(180);
 
-    // Warm-up: connections, caches, the consumers' first fetches.
+    // Warm-up: connections, caches, the consumers' first fetches, and the
+    // broker's JIT: a JVM compiles its hot paths in its first minute, which
+    // otherwise shows as broker CPU in the first runs and the idle window.
     load::wait_idle(&target, idle).await?;
     let warm = load::run(
         &target,
@@ -248,7 +254,7 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         &RunOptions {
             label: "warm-up".into(),
             rate: 50.0,
-            duration: Duration::from_secs(2),
+            duration: Duration::from_secs(if args.quick { 5 } else { 20 }),
             drain: Duration::from_secs(30),
         },
     )

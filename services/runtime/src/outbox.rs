@@ -16,10 +16,7 @@ use anyhow::{Context, Result};
 use futures::future::join_all;
 use omnisaga_proto::v1::Envelope;
 use prost::Message;
-use rdkafka::{
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::message::{Header, OwnedHeaders};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -122,7 +119,7 @@ pub async fn backlog(pool: &PgPool) -> Result<i64, sqlx::Error> {
 /// Publishes outbox rows until `shutdown`, then drains what is left.
 pub struct Relay {
     pub pool: PgPool,
-    pub producer: FutureProducer,
+    pub producer: crate::kafka::Producer,
     pub waker: OutboxWaker,
     pub poll: Duration,
     pub batch: i64,
@@ -273,17 +270,15 @@ impl Relay {
                     value: Some(v.as_bytes()),
                 });
             }
-            let record = FutureRecord::to(&row.topic)
-                .key(&row.key)
-                .payload(&row.payload)
-                .headers(headers);
-            let sent = self.producer.send_result(record).map_err(|(e, _)| e);
+            let sent = self
+                .producer
+                .send(&row.topic, &row.key, &row.payload, Some(headers));
             async move {
                 match sent {
                     Ok(delivery) => match delivery.await {
-                        Ok(Ok(d)) => {
-                            span.record("messaging.destination.partition.id", d.partition);
-                            span.record("messaging.kafka.offset", d.offset);
+                        Ok((partition, offset)) => {
+                            span.record("messaging.destination.partition.id", partition);
+                            span.record("messaging.kafka.offset", offset);
                             let m = crate::metrics::get();
                             m.outbox_published.with_label_values(&[row.topic.as_str()]).inc();
                             let waited = (chrono::Utc::now() - row.created_at)
@@ -294,8 +289,7 @@ impl Relay {
                                 .observe(waited.max(0) as f64 / 1e6);
                             Ok(row.id)
                         }
-                        Ok(Err((e, _))) => Err(e.to_string()),
-                        Err(_) => Err("delivery cancelled".to_owned()),
+                        Err(e) => Err(e.to_string()),
                     },
                     Err(e) => Err(e.to_string()),
                 }

@@ -166,10 +166,7 @@ impl Base {
         }
         relay_token.cancel();
         relay_handle.await.context("the relay panicked")??;
-        let flushed = tokio::task::spawn_blocking(move || {
-            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10))
-        })
-        .await?;
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
         if let Err(e) = flushed {
             tracing::warn!(error = %e, "producer flush incomplete");
         }

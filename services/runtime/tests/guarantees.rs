@@ -23,7 +23,6 @@ use omnisaga_runtime::{
 use rdkafka::{
     consumer::{Consumer as _, StreamConsumer},
     message::{Header, Headers, Message, OwnedHeaders},
-    producer::FutureRecord,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -164,14 +163,9 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
             key: "traceparent",
             value: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         });
-        let record = FutureRecord::to(&topics.orders)
-            .key(*key)
-            .payload(payload)
-            .headers(headers);
         producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)?;
+            .send(&topics.orders, key, payload, Some(headers))?
+            .await?;
     }
 
     let recorder = Arc::new(Recorder::default());
@@ -268,11 +262,7 @@ async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -
         let (producer, topic) = (producer.clone(), topic.clone());
         async move {
             let bytes = prost::Message::encode_to_vec(&env);
-            let record = FutureRecord::to(&topic).key(order).payload(&bytes);
-            producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
+            producer.send(&topic, order, &bytes, None)?.await
         }
     };
     send("poison", "1").await?;
@@ -371,13 +361,7 @@ async fn records_fetched_together_commit_together_and_a_failing_one_changes_no_o
             // Order 7's first event is delivered twice, back to back: one batch sees it twice.
             let copies = if i == 7 && step == "1" { 2 } else { 1 };
             for _ in 0..copies {
-                producer
-                    .send(
-                        FutureRecord::to(&topic).key(&order).payload(&bytes),
-                        Duration::from_secs(10),
-                    )
-                    .await
-                    .map_err(|(e, _)| e)?;
+                producer.send(&topic, &order, &bytes, None)?.await?;
             }
             if order != "poison" {
                 sent.push(format!("{order}:{step}"));
