@@ -9,8 +9,8 @@
 //! | `KAFKA_TOPIC_PARTITIONS` | `3` | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
 //! | `OUTBOX_POLL_MS` | `500` | relay poll interval when nothing woke it |
-//! | `KAFKA_FETCH_WAIT_MAX_MS` | `500` | longest a fetch waits at the broker when no record comes (a produce wakes it at once) |
-//! | `KAFKA_FETCH_MIN_BYTES` | `1` | bytes a fetch waits for before it answers |
+//! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
+//! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
 //! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
 //! | `LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter |
@@ -71,13 +71,11 @@ pub struct CommonConfig {
 pub struct KafkaConfig {
     pub brokers: String,
     pub topic_prefix: String,
-    /// Longest a fetch waits at the broker when no record comes
-    /// (`KAFKA_FETCH_WAIT_MAX_MS`, default 500). Kafka answers a waiting fetch
-    /// as soon as a produce brings a record, so the wait costs no latency; a
-    /// long one only saves the requests of an idle consumer.
+    /// Longest a fetch waits at the broker for `fetch_min_bytes`
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`; the default follows the service's [`Fetch`]).
     pub fetch_wait_max_ms: u32,
-    /// Bytes a fetch waits for before it answers (`KAFKA_FETCH_MIN_BYTES`,
-    /// default 1: it answers as soon as a record is there).
+    /// Bytes a fetch waits for before it answers (`KAFKA_FETCH_MIN_BYTES`;
+    /// the default follows the service's [`Fetch`]).
     pub fetch_min_bytes: u32,
     /// Partitions of each topic the service creates when it is missing
     /// (`KAFKA_TOPIC_PARTITIONS`, default 3); existing topics keep theirs
@@ -91,26 +89,55 @@ impl KafkaConfig {
     }
 }
 
-/// `(fetch wait in ms, fetch minimum bytes)` from the values of
-/// `KAFKA_FETCH_WAIT_MAX_MS` (default 500) and `KAFKA_FETCH_MIN_BYTES`
-/// (default 1: a fetch answers as soon as a record is there).
-pub fn fetch_settings(wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
-    let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, FETCH_WAIT_MAX_MS)?;
-    let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, 1)?;
-    if min_bytes == 0 {
-        anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
-    }
-    Ok((wait, min_bytes))
+/// How a service's consumers fetch: what its fetch settings default to.
+///
+/// Kafka answers a waiting fetch as soon as it holds `fetch.min.bytes`, so
+/// with 1 byte every record travels alone: the lowest latency, and one
+/// transaction per record for the consumer. Only the saga's steps need
+/// that; the others take what a short wait gathers and apply it in one
+/// transaction. Measured at 30 orders/s (README, Performance): the
+/// followers' records in bunches cut the saga's p50 from 143 to 29 ms and
+/// the CPU per order by 15%, because they stop competing with the saga's
+/// steps for the two cores and the database on every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// A saga step (order, payment, warehouse): a fetch answers on the first
+    /// record; an idle one returns after 500 ms.
+    Prompt,
+    /// Nothing waits on this service (notification, analytics): a fetch
+    /// answers when 1 MB is there or 100 ms have passed, so a customer
+    /// message or an analytics row comes at most about 100 ms later.
+    Batched,
 }
 
-const FETCH_WAIT_MAX_MS: u32 = 500;
+impl Fetch {
+    /// `(fetch wait in ms, fetch minimum bytes)` from the values of
+    /// `KAFKA_FETCH_WAIT_MAX_MS` and `KAFKA_FETCH_MIN_BYTES`, defaulting by kind.
+    pub fn settings(self, wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
+        let (default_wait, default_min_bytes) = match self {
+            Self::Prompt => (500, 1),
+            Self::Batched => (100, 1_000_000),
+        };
+        let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, default_wait)?;
+        let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, default_min_bytes)?;
+        if min_bytes == 0 {
+            anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
+        }
+        Ok((wait, min_bytes))
+    }
+}
 
 impl CommonConfig {
-    /// Reads the common variables; `default_port` is the service's usual
-    /// HTTP port.
+    /// Reads the common variables of a saga step; `default_port` is the
+    /// service's usual HTTP port.
     pub fn from_env(service: &'static str, default_port: u16) -> Result<Self> {
+        Self::from_env_with(service, default_port, Fetch::Prompt)
+    }
+
+    /// Reads the common variables, with the fetch defaults of `fetch`.
+    pub fn from_env_with(service: &'static str, default_port: u16, fetch: Fetch) -> Result<Self> {
         let (fetch_wait_max_ms, fetch_min_bytes) =
-            fetch_settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
+            fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
         Ok(Self {
             service,
@@ -170,26 +197,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fetch_waits_long_and_answers_on_the_first_byte_by_default() {
-        assert_eq!(fetch_settings(None, None).unwrap(), (500, 1));
+    fn a_saga_step_fetches_each_record_at_once_and_a_follower_gathers() {
+        assert_eq!(Fetch::Prompt.settings(None, None).unwrap(), (500, 1));
+        let (wait, min_bytes) = Fetch::Batched.settings(None, None).unwrap();
+        assert!(min_bytes > 1 && wait < 500, "{wait} ms, {min_bytes} B");
     }
 
     #[test]
     fn the_environment_overrides_the_fetch_defaults() {
         let set = |v: &str| Some(v.to_owned());
-        assert_eq!(fetch_settings(set("20"), set("4096")).unwrap(), (20, 4096));
+        assert_eq!(Fetch::Batched.settings(set("20"), set("1")).unwrap(), (20, 1));
+        assert_eq!(Fetch::Prompt.settings(None, set("4096")).unwrap(), (500, 4096));
     }
 
     #[test]
     fn bad_fetch_settings_are_refused_by_name() {
         let set = |v: &str| Some(v.to_owned());
-        let err = fetch_settings(set("soon"), None).unwrap_err();
+        let err = Fetch::Prompt.settings(set("soon"), None).unwrap_err();
         assert!(
             err.to_string().contains("KAFKA_FETCH_WAIT_MAX_MS=\"soon\""),
             "{err}"
         );
-        let err = fetch_settings(None, set("0")).unwrap_err();
+        let err = Fetch::Batched.settings(None, set("0")).unwrap_err();
         assert!(err.to_string().contains("KAFKA_FETCH_MIN_BYTES"), "{err}");
-        assert!(fetch_settings(None, set("-1")).is_err());
+        assert!(Fetch::Prompt.settings(None, set("-1")).is_err());
     }
 }
