@@ -10,7 +10,7 @@
 //! | `ORDER_MAX_ITEMS` | `50` | most line items in one order |
 //! | `ORDER_PAYMENT_DEADLINE_MS` | `900000` | after a failed payment, time to pay before the order is cancelled |
 //! | `ORDER_PAYMENT_DELAY_NOTICE_MS` | `60000` | no payment answer for this long: the customer is told it is delayed |
-//! | `ORDER_DEADLINE_TICK_MS` | `250` | how often deadlines are checked |
+//! | `ORDER_DEADLINE_TICK_MS` | `1000` | how often deadlines are checked (they are seconds to minutes long) |
 //! | `WAREHOUSE_URL` | unset | where `GET /v1/catalog` asks for availability |
 //! | `CATALOG_SEED_FILE` | unset | JSON catalog upserted at start |
 
@@ -43,7 +43,7 @@ impl Config {
             seed_file: var("CATALOG_SEED_FILE").map(PathBuf::from),
             payment_deadline: Duration::from_millis(parse_or("ORDER_PAYMENT_DEADLINE_MS", 900_000)?),
             payment_delay_notice: Duration::from_millis(parse_or("ORDER_PAYMENT_DELAY_NOTICE_MS", 60_000)?),
-            deadline_tick: Duration::from_millis(parse_or("ORDER_DEADLINE_TICK_MS", 250)?),
+            deadline_tick: Duration::from_millis(parse_or("ORDER_DEADLINE_TICK_MS", 1000)?),
         })
     }
 

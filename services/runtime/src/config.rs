@@ -8,7 +8,7 @@
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `3` | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
-//! | `OUTBOX_POLL_MS` | `500` | relay poll interval when nothing woke it |
+//! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
 //! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
@@ -151,7 +151,7 @@ impl CommonConfig {
                 topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", PARTITIONS)?.max(1),
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
-            outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 500)?),
+            outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
             group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
         })
