@@ -53,9 +53,10 @@ if [ "$status" -ne 0 ]; then
   fail "check the connection to Maven Central, or set KAFKA_HOME to a Kafka $version distribution"
 fi
 check "$partial" || fail "Maven finished but $partial/libs lacks Kafka's jars"
-# The broker's main class must be in what was fetched.
+# The broker's main class must be in what was fetched (unzip lists just
+# that entry, and fails when there is none).
 if command -v unzip >/dev/null 2>&1; then
-  unzip -l "$partial/libs/kafka_2.13-$version.jar" | grep -q ' kafka/Kafka.class$' ||
+  unzip -l "$partial/libs/kafka_2.13-$version.jar" kafka/Kafka.class >/dev/null 2>&1 ||
     fail "kafka_2.13-$version.jar has no kafka.Kafka class"
 fi
 touch "$partial/.installed"
