@@ -34,6 +34,16 @@ static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> = std:
     )
 });
 
+/// The event types payment acts on: the order's placement, retries and
+/// cancellation, and the warehouse's word that nothing ships (which voids).
+const HANDLED: [&str; 5] = [
+    "OrderPlaced",
+    "PaymentRetryRequested",
+    "OrderCancelled",
+    "StockReleased",
+    "StockUnavailable",
+];
+
 pub struct OrderEvents {
     pub provider: Arc<Provider>,
     pub payments_topic: String,
@@ -45,20 +55,18 @@ fn rejected(msg: String) -> HandlerError {
 
 #[async_trait]
 impl Handler for OrderEvents {
+    /// The order's own steps and the warehouse's word that nothing ships;
+    /// the warehouse's progress (reserved, picked, ready, shipped) is passed
+    /// over before any transaction.
+    fn wants(&self, event_type: &str) -> bool {
+        HANDLED.contains(&event_type)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
         let order_id = Uuid::parse_str(&env.order_id)
             .map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
-        let concerns_payment = matches!(
-            &env.payload,
-            Some(
-                Payload::OrderPlaced(_)
-                    | Payload::PaymentRetryRequested(_)
-                    | Payload::OrderCancelled(_)
-                    | Payload::StockReleased(_)
-                    | Payload::StockUnavailable(_)
-            )
-        );
+        let concerns_payment = env.payload.as_ref().is_some_and(|p| self.wants(p.event_type()));
         if !concerns_payment {
             return Ok(());
         }

@@ -95,6 +95,16 @@ pub trait Handler: Send + Sync + 'static {
     /// Called at most once per event id and consumer (the inbox filters
     /// duplicates); everything it writes commits with the inbox record.
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError>;
+
+    /// Whether the handler acts on events of `event_type` (the record's
+    /// `event_type` header). A record it does not act on is passed over
+    /// before any transaction: no inbox row, no commit, counted as
+    /// `ignored`. `handle` must do nothing with such an event. The default
+    /// takes every type.
+    fn wants(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        true
+    }
 }
 
 /// A record as received, owned: what is kept when it is dead-lettered.
@@ -365,6 +375,22 @@ impl<H: Handler> Consumer<H> {
 
     /// Handles every record to the end, in order; false when stopped before that.
     async fn process_all(&self, raws: Vec<Raw>, shutdown: &CancellationToken) -> bool {
+        // Records of a type the handler never acts on cost no transaction,
+        // but still make their hop of the order's trace: a process span,
+        // ended at once. A record without the header goes the whole way (and
+        // is dead-lettered if it is not an event at all).
+        let name = self.applier.name.as_str();
+        let raws: Vec<Raw> = raws
+            .into_iter()
+            .filter(|raw| match raw.headers.get("event_type") {
+                Some(t) if !self.applier.handler.wants(t) => {
+                    drop(self.record_span(raw, decode(&raw.payload).ok().as_ref()));
+                    count(name, &raw.topic, "ignored");
+                    false
+                }
+                _ => true,
+            })
+            .collect();
         if raws.len() > 1 && self.try_batch(&raws).await {
             return true;
         }

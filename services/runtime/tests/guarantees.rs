@@ -17,7 +17,7 @@ use omnisaga_runtime::{
     event::{self, EventMeta},
     kafka,
     outbox::{self, OutboxWaker, Relay},
-    pb::{envelope::Payload, OrderPlaced},
+    pb::{envelope::Payload, OrderPlaced, StockReserved},
     testing,
 };
 use rdkafka::{
@@ -207,6 +207,93 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
     assert_eq!(
         headers["traceparent"],
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    token.cancel();
+    Ok(())
+}
+
+/// Records what it is given, and wants only `OrderPlaced`.
+#[derive(Default)]
+struct OnlyPlaced(Recorder);
+
+#[async_trait]
+impl Handler for OnlyPlaced {
+    async fn handle(&self, tx: &mut sqlx::PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        self.0.handle(tx, event).await
+    }
+
+    fn wants(&self, event_type: &str) -> bool {
+        event_type == "OrderPlaced"
+    }
+}
+
+#[tokio::test]
+async fn an_event_the_handler_never_acts_on_costs_no_transaction() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let meta = EventMeta::default();
+    let now = chrono::Utc::now();
+    let reserved = event::envelope(
+        "test",
+        "order-1",
+        Payload::StockReserved(StockReserved {
+            order_id: "order-1".into(),
+            ..Default::default()
+        }),
+        &meta,
+        now,
+    );
+    let placed = event::envelope(
+        "test",
+        "order-1",
+        Payload::OrderPlaced(OrderPlaced {
+            order_id: "order-1".into(),
+            ..Default::default()
+        }),
+        &meta,
+        now,
+    );
+    // Written through the outbox, as every service writes them: the relay
+    // sets the event_type header the consumer filters on.
+    let mut tx = pool.begin().await?;
+    for env in [&reserved, &placed] {
+        outbox::enqueue(&mut tx, &topic, env, &Default::default()).await?;
+    }
+    tx.commit().await?;
+
+    let handler = Arc::new(OnlyPlaced::default());
+    let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+    let consumer = Consumer {
+        group: format!("{}test", kafka.topic_prefix),
+        topics: vec![topic.clone()],
+        kafka: kafka.clone(),
+        applier: Arc::new(Applier {
+            name: "test".into(),
+            pool: pool.clone(),
+            handler: handler.clone(),
+            waker: waker.clone(),
+            max_attempts: 3,
+        }),
+        slot: Default::default(),
+        batch_max: 16,
+    };
+    tokio::spawn(consumer.run(token.clone()));
+    start_relay(&pool, &kafka, &waker, &token)?;
+
+    testing::wait_for(
+        "the placed event to be handled",
+        Duration::from_secs(20),
+        || async { (!handler.0 .0.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await?;
+    assert_eq!(*handler.0 .0.lock().unwrap(), vec![placed.event_id.clone()]);
+    let inbox: Vec<String> = sqlx::query_scalar("SELECT event_id::text FROM inbox WHERE consumer = 'test'")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(
+        inbox,
+        vec![placed.event_id.clone()],
+        "the passed-over event left an inbox row"
     );
     token.cancel();
     Ok(())
