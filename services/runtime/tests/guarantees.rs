@@ -53,6 +53,34 @@ fn start_relay(
     Ok(())
 }
 
+/// Starts a consumer of `topic` that applies with `handler` (three
+/// attempts before a dead letter), and the relay that publishes what it writes.
+fn start_consumer_and_relay<H: Handler>(
+    pool: &PgPool,
+    kafka: &KafkaConfig,
+    topic: &str,
+    handler: Arc<H>,
+    waker: &OutboxWaker,
+    token: &CancellationToken,
+) -> Result<()> {
+    let consumer = Consumer {
+        group: format!("{}test", kafka.topic_prefix),
+        topics: vec![topic.to_owned()],
+        kafka: kafka.clone(),
+        applier: Arc::new(Applier {
+            name: "test".into(),
+            pool: pool.clone(),
+            handler,
+            waker: waker.clone(),
+            max_attempts: 3,
+        }),
+        slot: Default::default(),
+        batch_max: 16,
+    };
+    tokio::spawn(consumer.run(token.clone()));
+    start_relay(pool, kafka, waker, token)
+}
+
 /// Reads `topic` from the start until `n` records arrived: (payload, headers).
 async fn read(kafka: &KafkaConfig, topic: &str, n: usize) -> Result<Vec<(Vec<u8>, HashMap<String, String>)>> {
     let consumer: StreamConsumer = kafka::consumer(kafka, &format!("reader-{}", uuid::Uuid::new_v4()))?;
@@ -170,22 +198,7 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
 
     let recorder = Arc::new(Recorder::default());
     let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
-    let consumer = Consumer {
-        group: format!("{}test", kafka.topic_prefix),
-        topics: vec![topics.orders.clone()],
-        kafka: kafka.clone(),
-        applier: Arc::new(Applier {
-            name: "test".into(),
-            pool: pool.clone(),
-            handler: recorder.clone(),
-            waker: waker.clone(),
-            max_attempts: 3,
-        }),
-        slot: Default::default(),
-        batch_max: 16,
-    };
-    tokio::spawn(consumer.run(token.clone()));
-    start_relay(&pool, &kafka, &waker, &token)?;
+    start_consumer_and_relay(&pool, &kafka, &topics.orders, recorder.clone(), &waker, &token)?;
 
     let dead = read(&kafka, &Topics::dead_letter(&topics.orders), 1).await?;
     testing::wait_for("both events to be handled", Duration::from_secs(20), || async {
@@ -263,22 +276,7 @@ async fn an_event_the_handler_never_acts_on_costs_no_transaction() -> Result<()>
 
     let handler = Arc::new(OnlyPlaced::default());
     let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
-    let consumer = Consumer {
-        group: format!("{}test", kafka.topic_prefix),
-        topics: vec![topic.clone()],
-        kafka: kafka.clone(),
-        applier: Arc::new(Applier {
-            name: "test".into(),
-            pool: pool.clone(),
-            handler: handler.clone(),
-            waker: waker.clone(),
-            max_attempts: 3,
-        }),
-        slot: Default::default(),
-        batch_max: 16,
-    };
-    tokio::spawn(consumer.run(token.clone()));
-    start_relay(&pool, &kafka, &waker, &token)?;
+    start_consumer_and_relay(&pool, &kafka, &topic, handler.clone(), &waker, &token)?;
 
     testing::wait_for(
         "the placed event to be handled",
