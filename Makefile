@@ -16,6 +16,7 @@ help: ## list the targets
 deps: ## install what the build and the stack need (Debian packages, PostgreSQL, Apache Kafka), once
 	@bash infra/scripts/install-deps.sh >/dev/null
 	@bash infra/scripts/ensure-postgres.sh
+	@bash infra/scripts/claim-build-dir.sh
 
 build: deps ## build every service and tool
 	cargo build --workspace --bins
@@ -35,6 +36,7 @@ bench-quick: deps ## the same table in about a minute, numbers not judged
 	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
 
 lint: ## rustfmt and clippy, warnings are errors
+	@bash infra/scripts/claim-build-dir.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 

@@ -5,9 +5,10 @@
 #
 #   infra/kafka/broker.sh DIR PORT CONTROLLER_PORT
 #
-# Kafka comes from KAFKA_HOME (a distribution's folder, or the jars
-# infra/scripts/install-kafka.sh resolved from Maven Central; `make deps`
-# installs them). KAFKA_HEAP_OPTS and KAFKA_JVM_OPTS replace the JVM settings.
+# Kafka comes from infra/scripts/install-kafka.sh: KAFKA_HOME when set, else
+# the jars it resolved from Maven Central (`make deps` fetches them; a missing
+# install is fetched here). KAFKA_HEAP_OPTS and KAFKA_JVM_OPTS replace the
+# JVM settings.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if [ $# -ne 3 ]; then
@@ -15,12 +16,7 @@ if [ $# -ne 3 ]; then
   exit 2
 fi
 dir="$1" port="$2" controller_port="$3"
-version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")"
-kafka_home="${KAFKA_HOME:-${OMNISAGA_CACHE:-$HOME/.cache/omnisaga}/kafka-$version}"
-if ! compgen -G "$kafka_home/libs/kafka_2.13-*.jar" >/dev/null; then
-  echo "[broker] no Apache Kafka in $kafka_home (no libs/kafka_2.13-*.jar): run \`make deps\`, or set KAFKA_HOME to a Kafka distribution" >&2
-  exit 1
-fi
+kafka_home="$(bash "$here/../scripts/install-kafka.sh")"
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 mkdir -p "$dir/data"
@@ -33,20 +29,13 @@ sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DAT
 # collector settings are the ones Kafka's own scripts use.
 heap_opts="${KAFKA_HEAP_OPTS:--Xms512m -Xmx512m}"
 jvm_opts="${KAFKA_JVM_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true}"
-run_java() {
-  # shellcheck disable=SC2086 # the option strings are lists of words
-  "$java" $heap_opts $jvm_opts -Dlog4j2.configurationFile="$here/log4j2.properties" \
-    -cp "$kafka_home/libs/*" "$@"
-}
+# shellcheck disable=SC2206 # the option strings are lists of words
+java_cmd=("$java" $heap_opts $jvm_opts -Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$kafka_home/libs/*")
 
 if [ ! -f "$dir/data/meta.properties" ]; then
   cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
   echo "[broker] formatting $dir/data for cluster $cluster_id" >&2
-  KAFKA_HEAP_OPTS="-Xmx256m" heap_opts="-Xmx256m" run_java kafka.tools.StorageTool format \
-    --cluster-id "$cluster_id" --config "$dir/server.properties" >&2
+  "${java_cmd[@]}" kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" >&2
 fi
-echo "[broker] Apache Kafka $version from $kafka_home on 127.0.0.1:$port (controller $controller_port), data in $dir/data" >&2
-set -- kafka.Kafka "$dir/server.properties"
-# shellcheck disable=SC2086
-exec "$java" $heap_opts $jvm_opts -Dlog4j2.configurationFile="$here/log4j2.properties" \
-  -cp "$kafka_home/libs/*" "$@"
+echo "[broker] Apache Kafka from $kafka_home on 127.0.0.1:$port (controller $controller_port), data in $dir/data" >&2
+exec "${java_cmd[@]}" kafka.Kafka "$dir/server.properties"
