@@ -89,6 +89,30 @@ impl Handler for SagaEvents {
                 if let Some(s) = seconds.flatten() {
                     STAGES.with_label_values(&[stage]).observe(s.max(0.0));
                 }
+            } else if column == "placed_at" {
+                // Stages come from other topics and may arrive before the
+                // placement: time those now, when this event set it.
+                let later: Option<(Option<f64>, Option<f64>, Option<f64>)> = sqlx::query_as(
+                    "SELECT extract(epoch FROM paid_at - placed_at)::float8,
+                            extract(epoch FROM ready_at - placed_at)::float8,
+                            extract(epoch FROM shipped_at - placed_at)::float8
+                     FROM order_stages WHERE order_id = $1 AND placed_at = $2",
+                )
+                .bind(order_id)
+                .bind(at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some((paid, ready, shipped)) = later {
+                    for (stage, s) in [
+                        ("placed_to_paid", paid),
+                        ("placed_to_ready_for_shipment", ready),
+                        ("placed_to_shipped", shipped),
+                    ] {
+                        if let Some(s) = s {
+                            STAGES.with_label_values(&[stage]).observe(s.max(0.0));
+                        }
+                    }
+                }
             }
         } else if matches!(payload, Payload::PaymentFailed(_)) {
             sqlx::query(
