@@ -9,7 +9,7 @@ use chrono::Utc;
 use omnisaga_proto::v1::{envelope::Payload, NotificationSent};
 use omnisaga_runtime::{
     event::{self, EventMeta},
-    outbox::{self, OutboxWaker},
+    outbox::{self, OutboxWaker, Written},
     store, TraceContext,
 };
 use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
@@ -134,7 +134,8 @@ impl Dispatcher {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            self.waker.wake();
+            // The dispatcher looks for the next batch itself.
+            self.waker.wake_for(Written::OUTBOX);
         }
         match refused {
             Some(e) => Err(e),

@@ -6,7 +6,7 @@ use omnisaga_proto::v1::envelope::Payload;
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::event_id,
-    TraceContext,
+    outbox, TraceContext,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -68,6 +68,7 @@ impl Handler for SagaEvents {
         .bind(&trace.tracestate)
         .execute(&mut *tx)
         .await?;
+        outbox::note_work();
         Ok(())
     }
 }

@@ -189,6 +189,14 @@ fn count(consumer: &str, topic: &str, outcome: &str) {
 impl<H: Handler> Applier<H> {
     /// Applies `incoming` (decoded from `raw`) unless its key is parked.
     pub async fn apply(&self, raw: &Raw, incoming: &Incoming) -> Result<Applied, HandlerError> {
+        let (applied, written) = crate::outbox::noting(self.apply_noted(raw, incoming)).await;
+        if matches!(applied, Ok(Applied::Done | Applied::Parked)) {
+            self.waker.wake_for(written);
+        }
+        applied
+    }
+
+    async fn apply_noted(&self, raw: &Raw, incoming: &Incoming) -> Result<Applied, HandlerError> {
         let id = event_id(&incoming.envelope)
             .ok_or_else(|| HandlerError::Rejected(anyhow::anyhow!("event id is not a UUID")))?;
         let mut tx = self.pool.begin().await?;
@@ -203,16 +211,11 @@ impl<H: Handler> Applier<H> {
             )
             .await?;
             tx.commit().await?;
-            self.waker.wake();
             return Ok(Applied::Parked);
         }
         let fresh = self.apply_in(&mut tx, id, incoming).await?;
         tx.commit().instrument(crate::db::span("COMMIT")).await?;
-        if !fresh {
-            return Ok(Applied::Duplicate);
-        }
-        self.waker.wake();
-        Ok(Applied::Done)
+        Ok(if fresh { Applied::Done } else { Applied::Duplicate })
     }
 
     /// Inbox record and handler, in `tx`; false when the event was a duplicate.
@@ -419,7 +422,7 @@ impl<H: Handler> Consumer<H> {
         let name = self.applier.name.as_str();
         let mut links = Vec::with_capacity(raws.len());
         let mut outcomes = Vec::with_capacity(raws.len());
-        let applied: Result<(), HandlerError> = async {
+        let (applied, written) = crate::outbox::noting(async {
             let mut tx = self.applier.pool.begin().await?;
             // One statement each for the whole batch: is any key parked, and
             // which event ids are new to the inbox.
@@ -451,16 +454,14 @@ impl<H: Handler> Consumer<H> {
                 commit.add_link(link);
             }
             tx.commit().instrument(commit).await?;
-            Ok(())
-        }
+            Ok::<_, HandlerError>(())
+        })
         .await;
         if let Err(e) = applied {
             tracing::debug!(error = %e, records = raws.len(), "batch rolled back, handling its records one by one");
             return false;
         }
-        if outcomes.contains(&"ok") {
-            self.applier.waker.wake();
-        }
+        self.applier.waker.wake_for(written);
         let per_record = started.elapsed().as_secs_f64() / raws.len() as f64;
         let m = crate::metrics::get();
         for (raw, outcome) in raws.iter().zip(outcomes) {

@@ -35,7 +35,10 @@ pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.
 /// together would each look for work that at most one finds, a transaction
 /// and a query per worker per commit. A worker that finds work passes the
 /// wake on ([`OutboxWaker::pass_on`]), so a backlog still fans out to every
-/// worker, one look at a time.
+/// worker, one look at a time. And a commit wakes only whoever it wrote for
+/// when its transaction ran inside [`noting`] ([`OutboxWaker::wake_for`]):
+/// the consumers do, so the relay looks at the outbox only after a commit
+/// that wrote to it, and a worker at its queue only after one that queued work.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxWaker(Arc<Notify>, Arc<Notify>);
 
@@ -61,6 +64,77 @@ impl OutboxWaker {
     pub fn pass_on(&self) {
         self.1.notify_one();
     }
+
+    /// Call after a transaction run inside [`noting`] committed: wakes the
+    /// relay if it wrote outbox rows and a worker if it queued work, nobody
+    /// otherwise. A commit that wrote neither (most of what the order
+    /// service's consumer applies, every fact the warehouse only records)
+    /// then costs no look at the outbox or the queue.
+    pub fn wake_for(&self, written: Written) {
+        if written.outbox {
+            self.0.notify_one();
+        }
+        if written.work {
+            self.1.notify_one();
+        }
+    }
+}
+
+/// What the transactions run inside [`noting`] wrote that somebody waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Outbox rows, for the relay.
+    pub outbox: bool,
+    /// Work for the workers waiting on [`OutboxWaker::committed`] (a pick
+    /// task falling due, a message to send): noted with [`note_work`].
+    pub work: bool,
+}
+
+impl Written {
+    /// Outbox rows only: what a worker's own commit writes (it looks for
+    /// its next piece of work itself).
+    pub const OUTBOX: Written = Written {
+        outbox: true,
+        work: false,
+    };
+}
+
+tokio::task_local! {
+    static WRITES: std::cell::Cell<Written>;
+}
+
+/// Runs `f`, noting whether it wrote outbox rows ([`enqueue`] notes them) or
+/// queued work ([`note_work`]), for [`OutboxWaker::wake_for`]. Outside it
+/// nothing is noted, and callers wake everybody with [`OutboxWaker::wake`].
+/// What a rolled-back attempt noted still counts: a wake too many is
+/// harmless, one too few would leave a row waiting for the next poll.
+pub async fn noting<F: std::future::Future>(f: F) -> (F::Output, Written) {
+    WRITES
+        .scope(std::cell::Cell::new(Written::default()), async {
+            let out = f.await;
+            (out, WRITES.with(|w| w.get()))
+        })
+        .await
+}
+
+/// Notes, inside [`noting`], that the transaction queued work a worker
+/// waits for.
+pub fn note_work() {
+    let _ = WRITES.try_with(|w| {
+        w.set(Written {
+            work: true,
+            ..w.get()
+        })
+    });
+}
+
+fn note_outbox() {
+    let _ = WRITES.try_with(|w| {
+        w.set(Written {
+            outbox: true,
+            ..w.get()
+        })
+    });
 }
 
 /// Writes `envelope` to the outbox for `topic`, keyed by its order id, in
@@ -106,6 +180,7 @@ pub async fn enqueue_raw(
         .execute(conn)
         .instrument(crate::db::span("INSERT outbox"))
         .await?;
+    note_outbox();
     Ok(())
 }
 
@@ -398,5 +473,62 @@ mod tests {
         drop(busy);
         settle().await;
         assert_eq!(idle.load(Ordering::SeqCst), 1);
+    }
+
+    /// Whether a wake is waiting for the relay and for a worker.
+    fn pending(waker: &OutboxWaker) -> (bool, bool) {
+        use futures::FutureExt as _;
+        (
+            waker.0.notified().now_or_never().is_some(),
+            waker.committed().now_or_never().is_some(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_commit_wakes_only_whoever_it_wrote_for() {
+        let waker = OutboxWaker::default();
+        let ((), written) = noting(async {}).await;
+        assert_eq!(written, Written::default());
+        waker.wake_for(written);
+        assert_eq!(pending(&waker), (false, false), "nothing written, nobody woken");
+
+        let ((), written) = noting(async { note_work() }).await;
+        assert_eq!(
+            written,
+            Written {
+                outbox: false,
+                work: true
+            }
+        );
+        waker.wake_for(written);
+        assert_eq!(
+            pending(&waker),
+            (false, true),
+            "work queued: a worker, not the relay"
+        );
+
+        let ((), written) = noting(async { note_outbox() }).await;
+        waker.wake_for(written);
+        assert_eq!(
+            pending(&waker),
+            (true, false),
+            "outbox rows: the relay, no worker"
+        );
+
+        // Outside `noting` nothing is noted, and the callers wake everybody.
+        note_work();
+        waker.wake();
+        assert_eq!(pending(&waker), (true, true));
+    }
+
+    #[tokio::test]
+    async fn what_a_scope_notes_stays_in_it() {
+        let (inner, outer) = noting(async {
+            let ((), inner) = noting(async { note_work() }).await;
+            inner
+        })
+        .await;
+        assert!(inner.work);
+        assert_eq!(outer, Written::default(), "a nested scope keeps its notes");
     }
 }

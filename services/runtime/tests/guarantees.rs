@@ -154,6 +154,21 @@ async fn a_row_that_commits_after_a_later_row_is_still_published() -> Result<()>
     Ok(())
 }
 
+#[tokio::test]
+async fn a_transaction_that_writes_outbox_rows_is_noted_so_its_commit_wakes_the_relay() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let (committed, written) = outbox::noting(async {
+        let mut tx = pool.begin().await?;
+        outbox::enqueue_raw(&mut tx, &topic, "a", b"row", &BTreeMap::new()).await?;
+        tx.commit().await
+    })
+    .await;
+    committed?;
+    assert_eq!(written, outbox::Written::OUTBOX);
+    Ok(())
+}
+
 /// Records the event ids it was given.
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);

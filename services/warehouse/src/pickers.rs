@@ -7,7 +7,11 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use omnisaga_runtime::{event::EventMeta, outbox::OutboxWaker, TraceContext};
+use omnisaga_runtime::{
+    event::EventMeta,
+    outbox::{OutboxWaker, Written},
+    TraceContext,
+};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -136,7 +140,6 @@ impl Pickers {
             }
         };
         let (next_status, due_in) = if task.packed {
-            store::ship(&mut tx, &task.items).await?;
             ("SHIPPED", Duration::ZERO)
         } else {
             tokio::time::sleep(self.pick + self.pack).await;
@@ -168,8 +171,14 @@ impl Pickers {
             traceparent,
         )
         .await?;
+        if task.packed {
+            // Last before the commit: the stock rows are shared by every
+            // order of their SKUs, so their locks are held for the commit only.
+            store::ship(&mut tx, &task.items).await?;
+        }
         tx.commit().await?;
-        self.waker.wake();
+        // This picker looks for the next due task itself.
+        self.waker.wake_for(Written::OUTBOX);
         for env in &appended {
             tracing::info!(event.type = %env.event_type, "pick task advanced");
         }

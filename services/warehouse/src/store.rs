@@ -125,7 +125,11 @@ pub async fn cancel_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), 
 }
 
 /// Shipped goods leave the building: on hand and reserved both go down.
+/// Rows are locked in SKU order, as the reservation locks them, so two
+/// transactions never wait for each other's rows.
 pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sqlx::Error> {
+    let mut items: Vec<&TaskItem> = items.iter().collect();
+    items.sort_by(|a, b| a.sku.cmp(&b.sku));
     for i in items {
         sqlx::query("UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1")
             .bind(&i.sku)
@@ -180,6 +184,9 @@ pub async fn create_task(
     .bind(&ctx.tracestate)
     .execute(conn)
     .await?;
+    if ready {
+        outbox::note_work();
+    }
     Ok(())
 }
 
@@ -189,7 +196,7 @@ pub async fn release_task(
     order_id: Uuid,
     ctx: &TaskContext,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    let released = sqlx::query(
         "UPDATE pick_tasks SET status = 'READY', due_at = now(), updated_at = now(),
                 correlation_id = $2, causation_id = $3, traceparent = $4, tracestate = $5
          WHERE order_id = $1 AND status = 'WAITING_PAYMENT'",
@@ -201,6 +208,9 @@ pub async fn release_task(
     .bind(&ctx.tracestate)
     .execute(conn)
     .await?;
+    if released.rows_affected() > 0 {
+        outbox::note_work();
+    }
     Ok(())
 }
 
