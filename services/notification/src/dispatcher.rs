@@ -9,7 +9,7 @@ use chrono::Utc;
 use omnisaga_proto::v1::{envelope::Payload, NotificationSent};
 use omnisaga_runtime::{
     event::{self, EventMeta},
-    outbox::{self, OutboxWaker, Written},
+    outbox::{OutboxWaker, Written},
     store, TraceContext,
 };
 use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
@@ -199,8 +199,16 @@ impl Dispatcher {
                 source_event_id: source.to_string(),
             });
             let envelope = event::envelope("notification", &order, payload, &meta, Utc::now());
-            store::append(&mut *tx, stream, version, std::slice::from_ref(&envelope)).await?;
-            outbox::enqueue(&mut *tx, &self.notifications_topic, &envelope, &meta.trace).await?;
+            store::append_publishing(
+                &mut *tx,
+                stream,
+                version,
+                std::slice::from_ref(&envelope),
+                |_| true,
+                &self.notifications_topic,
+                &meta.trace,
+            )
+            .await?;
             Ok(Ok((id, text)))
         }
         .instrument(span)

@@ -14,7 +14,7 @@ use omnisaga_proto::v1::{envelope::Payload, Address, Channel, LineItem, Money};
 use omnisaga_runtime::{
     event::{self, EventMeta},
     http::{ApiError, ApiJson, RequestId},
-    outbox::{self, OutboxWaker},
+    outbox::OutboxWaker,
     store::{self, StoreError, StoredEvent},
     TraceContext,
 };
@@ -384,12 +384,17 @@ async fn place_order(
         .into_iter()
         .map(|e| event::envelope("order", &order_id.to_string(), e, &meta, now))
         .collect();
-    store::append(&mut tx, &format!("order-{order_id}"), 0, &envelopes)
-        .await
-        .map_err(ApiError::internal)?;
-    for env in &envelopes {
-        outbox::enqueue(&mut tx, &s.orders_topic, env, &trace).await?;
-    }
+    store::append_publishing(
+        &mut tx,
+        &format!("order-{order_id}"),
+        0,
+        &envelopes,
+        |_| true,
+        &s.orders_topic,
+        &trace,
+    )
+    .await
+    .map_err(ApiError::internal)?;
     db::insert_view(
         &mut tx,
         NewOrderView {

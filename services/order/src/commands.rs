@@ -8,7 +8,7 @@ use chrono::Utc;
 use omnisaga_proto::v1::Envelope;
 use omnisaga_runtime::{
     event::{self, EventMeta},
-    outbox::{self, OutboxWaker},
+    outbox::OutboxWaker,
     store::{self, StoreError},
     TraceContext,
 };
@@ -98,16 +98,13 @@ impl Orders {
         recorded: Option<&Envelope>,
     ) -> Result<Outcome, CommandError> {
         let history = store::load(tx, &stream(order_id)).await?;
-        let mut version = history.last().map_or(0, |e| e.version);
+        let version = history.last().map_or(0, |e| e.version);
         let state = fold(&history);
         let before = state.as_ref().map(|o| o.status);
         let new = domain::decide(state.as_ref(), cmd)?;
         let mut order = state;
-        if let Some(fact) = recorded {
-            version = store::append(tx, &stream(order_id), version, std::slice::from_ref(fact)).await?;
-            if let Some(p) = &fact.payload {
-                order = domain::evolve(order, p);
-            }
+        if let Some(p) = recorded.and_then(|fact| fact.payload.as_ref()) {
+            order = domain::evolve(order, p);
         }
         let meta = match meta {
             Some(m) => m,
@@ -118,9 +115,26 @@ impl Orders {
             .into_iter()
             .map(|p| event::envelope("order", &order_id.to_string(), p, &meta, now))
             .collect();
-        store::append(tx, &stream(order_id), version, &envelopes).await?;
+        // The fact recorded and the order's own events, in one statement;
+        // only the order's own go to the outbox.
+        let all: Vec<Envelope> = recorded
+            .into_iter()
+            .cloned()
+            .chain(envelopes.iter().cloned())
+            .collect();
+        let fact = recorded.map(|f| f.event_id.as_str());
+        let own = |e: &Envelope| Some(e.event_id.as_str()) != fact;
+        store::append_publishing(
+            tx,
+            &stream(order_id),
+            version,
+            &all,
+            own,
+            &self.topic,
+            &meta.trace,
+        )
+        .await?;
         for env in &envelopes {
-            outbox::enqueue(tx, &self.topic, env, &meta.trace).await?;
             order = order.and_then(|o| {
                 env.payload
                     .as_ref()

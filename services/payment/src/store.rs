@@ -4,7 +4,6 @@
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use omnisaga_runtime::{
     event::{self, EventMeta},
-    outbox,
     store::{self, StoreError},
 };
 use sqlx::PgConnection;
@@ -49,15 +48,18 @@ pub async fn record(
             cause.clone()
         });
     }
-    store::append(conn, &stream(order_id), version, &all).await?;
-    let own: Vec<Envelope> = all
-        .into_iter()
-        .filter(|e| e.payload.as_ref().is_some_and(domain::publishes))
-        .collect();
-    for env in &own {
-        outbox::enqueue(conn, topic, env, &meta.trace).await?;
-    }
-    Ok(own)
+    let publishes = |e: &Envelope| e.payload.as_ref().is_some_and(domain::publishes);
+    store::append_publishing(
+        conn,
+        &stream(order_id),
+        version,
+        &all,
+        publishes,
+        topic,
+        &meta.trace,
+    )
+    .await?;
+    Ok(all.into_iter().filter(publishes).collect())
 }
 
 /// Writes the order's payment as support sees it.

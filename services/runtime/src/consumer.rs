@@ -200,7 +200,8 @@ impl<H: Handler> Applier<H> {
         let id = event_id(&incoming.envelope)
             .ok_or_else(|| HandlerError::Rejected(anyhow::anyhow!("event id is not a UUID")))?;
         let mut tx = self.pool.begin().await?;
-        if dead_letter::is_parked(&mut tx, &self.name, &raw.key).await? {
+        let (parked, fresh) = self.record(&mut tx, &[&raw.key], &[(id, incoming)]).await?;
+        if parked {
             let reason = "parked behind an earlier dead letter of the same key";
             dead_letter::park(
                 &mut tx,
@@ -213,9 +214,14 @@ impl<H: Handler> Applier<H> {
             tx.commit().await?;
             return Ok(Applied::Parked);
         }
-        let fresh = self.apply_in(&mut tx, id, incoming).await?;
+        if fresh.is_empty() {
+            tracing::debug!("duplicate event skipped");
+            tx.commit().await?;
+            return Ok(Applied::Duplicate);
+        }
+        self.handler.handle(&mut tx, incoming).await?;
         tx.commit().instrument(crate::db::span("COMMIT")).await?;
-        Ok(if fresh { Applied::Done } else { Applied::Duplicate })
+        Ok(Applied::Done)
     }
 
     /// Inbox record and handler, in `tx`; false when the event was a duplicate.
@@ -247,31 +253,42 @@ impl<H: Handler> Applier<H> {
         Ok(true)
     }
 
-    /// Records every event id of a batch in the inbox in one statement;
-    /// returns the ids that were not there yet.
-    async fn record_all(
+    /// Records the event ids of `batch` in the inbox unless one of `keys` is
+    /// parked, in one statement: whether a key is parked (nothing recorded
+    /// then), and the ids that were not in the inbox yet. A parked row it
+    /// finds stays share-locked until `tx` ends, so a replay cannot unpark
+    /// the key in between.
+    async fn record(
         &self,
         tx: &mut PgConnection,
-        batch: &[(uuid::Uuid, Incoming)],
-    ) -> Result<std::collections::HashSet<uuid::Uuid>, HandlerError> {
+        keys: &[&str],
+        batch: &[(uuid::Uuid, &Incoming)],
+    ) -> Result<(bool, std::collections::HashSet<uuid::Uuid>), HandlerError> {
         let ids: Vec<uuid::Uuid> = batch.iter().map(|(id, _)| *id).collect();
         let topics: Vec<&str> = batch.iter().map(|(_, i)| i.topic.as_str()).collect();
         let partitions: Vec<i32> = batch.iter().map(|(_, i)| i.partition).collect();
         let offsets: Vec<i64> = batch.iter().map(|(_, i)| i.offset).collect();
-        let fresh: Vec<uuid::Uuid> = sqlx::query_scalar(
-            "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
-             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
-             ON CONFLICT DO NOTHING RETURNING event_id",
+        let (parked, fresh): (bool, Vec<uuid::Uuid>) = sqlx::query_as(
+            "WITH parked_key AS (
+                 SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
+             ), recorded AS (
+                 INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+                 SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+                 WHERE NOT EXISTS (SELECT 1 FROM parked_key)
+                 ON CONFLICT DO NOTHING RETURNING event_id
+             )
+             SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded)",
         )
         .bind(&self.name)
         .bind(&ids)
         .bind(&topics)
         .bind(&partitions)
         .bind(&offsets)
-        .fetch_all(&mut *tx)
+        .bind(keys)
+        .fetch_one(&mut *tx)
         .instrument(crate::db::span("INSERT inbox"))
         .await?;
-        Ok(fresh.into_iter().collect())
+        Ok((parked, fresh.into_iter().collect()))
     }
 
     /// Parks `raw` as a dead letter, retrying until the database takes it.
@@ -424,15 +441,16 @@ impl<H: Handler> Consumer<H> {
         let mut outcomes = Vec::with_capacity(raws.len());
         let (applied, written) = crate::outbox::noting(async {
             let mut tx = self.applier.pool.begin().await?;
-            // One statement each for the whole batch: is any key parked, and
+            // One statement for the whole batch: is any key parked, and
             // which event ids are new to the inbox.
             let keys: Vec<&str> = raws.iter().map(|r| r.key.as_str()).collect();
-            if dead_letter::any_parked(&mut tx, name, &keys).await? {
+            let batch: Vec<(uuid::Uuid, &Incoming)> = decoded.iter().map(|(id, i)| (*id, i)).collect();
+            let (parked, mut fresh) = self.applier.record(&mut tx, &keys, &batch).await?;
+            if parked {
                 return Err(HandlerError::Transient(anyhow::anyhow!(
                     "a key of the batch is parked"
                 )));
             }
-            let mut fresh = self.applier.record_all(&mut tx, &decoded).await?;
             for (raw, (id, incoming)) in raws.iter().zip(&decoded) {
                 let span = self.record_span(raw, Some(&incoming.envelope));
                 links.push(span.context().span().span_context().clone());

@@ -29,28 +29,6 @@ use crate::{
     outbox,
 };
 
-/// Whether `key` is parked for `consumer` (share-locks the park so a replay
-/// cannot unpark it in between).
-pub async fn is_parked(tx: &mut PgConnection, consumer: &str, key: &str) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT 1 FROM parked WHERE consumer = $1 AND message_key = $2 FOR SHARE")
-        .bind(consumer)
-        .bind(key)
-        .fetch_optional(tx)
-        .await?;
-    Ok(row.is_some())
-}
-
-/// Whether any of `keys` is parked for `consumer` (one statement for a batch).
-pub async fn any_parked(tx: &mut PgConnection, consumer: &str, keys: &[&str]) -> Result<bool, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($2) LIMIT 1 FOR SHARE")
-            .bind(consumer)
-            .bind(keys)
-            .fetch_optional(tx)
-            .await?;
-    Ok(row.is_some())
-}
-
 /// Keeps `raw` as a dead letter, parks its key and copies it to the topic's
 /// dead-letter topic through the outbox, in the caller's transaction.
 pub async fn park(

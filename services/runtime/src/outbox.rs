@@ -128,7 +128,7 @@ pub fn note_work() {
     });
 }
 
-fn note_outbox() {
+pub(crate) fn note_outbox() {
     let _ = WRITES.try_with(|w| {
         w.set(Written {
             outbox: true,
@@ -145,6 +145,19 @@ pub async fn enqueue(
     envelope: &Envelope,
     trace: &TraceContext,
 ) -> Result<(), sqlx::Error> {
+    enqueue_raw(
+        conn,
+        topic,
+        &envelope.order_id,
+        &envelope.encode_to_vec(),
+        &headers(envelope, trace),
+    )
+    .await
+}
+
+/// The Kafka headers of a business event: its type, the content type and
+/// the trace context of the transaction that wrote it.
+pub fn headers(envelope: &Envelope, trace: &TraceContext) -> BTreeMap<String, String> {
     let mut headers = BTreeMap::new();
     headers.insert("event_type".to_owned(), envelope.event_type.clone());
     headers.insert("content-type".to_owned(), CONTENT_TYPE.to_owned());
@@ -154,14 +167,7 @@ pub async fn enqueue(
     if let Some(ts) = &trace.tracestate {
         headers.insert("tracestate".to_owned(), ts.clone());
     }
-    enqueue_raw(
-        conn,
-        topic,
-        &envelope.order_id,
-        &envelope.encode_to_vec(),
-        &headers,
-    )
-    .await
+    headers
 }
 
 /// Writes any record (a dead letter, say) to the outbox.

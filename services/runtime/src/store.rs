@@ -6,7 +6,7 @@ use prost::Message;
 use sqlx::{PgConnection, Row};
 use tracing::Instrument as _;
 
-use crate::event::{event_id, occurred_at};
+use crate::event::{event_id, occurred_at, TraceContext};
 
 /// One recorded event of a stream.
 #[derive(Debug, Clone)]
@@ -52,36 +52,98 @@ pub async fn append(
     expected_version: i64,
     events: &[Envelope],
 ) -> Result<i64, StoreError> {
-    let mut version = expected_version;
-    for env in events {
-        version += 1;
-        let id = event_id(env).unwrap_or_else(uuid::Uuid::now_v7);
-        let result = sqlx::query(
-            "INSERT INTO events (stream_id, version, event_id, event_type, order_id, occurred_at, envelope)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(stream_id)
-        .bind(version)
-        .bind(id)
-        .bind(&env.event_type)
-        .bind(&env.order_id)
-        .bind(occurred_at(env))
-        .bind(env.encode_to_vec())
-        .execute(&mut *conn)
-        .instrument(crate::db::span("INSERT events"))
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(StoreError::Conflict {
-                    stream_id: stream_id.to_owned(),
-                    expected: expected_version,
-                })
-            }
-            Err(e) => return Err(e.into()),
-        }
+    append_publishing(
+        conn,
+        stream_id,
+        expected_version,
+        events,
+        |_| false,
+        "",
+        &TraceContext::default(),
+    )
+    .await
+}
+
+/// Appends `events` after `expected_version` (0 for a new stream) and writes
+/// those `publish` picks to the outbox for `topic`, with the headers of
+/// `trace`, in one statement: a saga step's whole write is one round trip,
+/// however many events it decided. Fails with [`StoreError::Conflict`] when
+/// the stream moved on (nothing is written then); the caller's transaction
+/// must then be rolled back.
+pub async fn append_publishing(
+    conn: &mut PgConnection,
+    stream_id: &str,
+    expected_version: i64,
+    events: &[Envelope],
+    publish: impl Fn(&Envelope) -> bool,
+    topic: &str,
+    trace: &TraceContext,
+) -> Result<i64, StoreError> {
+    if events.is_empty() {
+        return Ok(expected_version);
     }
-    Ok(version)
+    let mut ids = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    let mut orders = Vec::with_capacity(events.len());
+    let mut times = Vec::with_capacity(events.len());
+    let mut bodies = Vec::with_capacity(events.len());
+    let (mut keys, mut payloads, mut headers) = (Vec::new(), Vec::new(), Vec::new());
+    for env in events {
+        let body = env.encode_to_vec();
+        if publish(env) {
+            keys.push(env.order_id.as_str());
+            payloads.push(body.clone());
+            let h = crate::outbox::headers(env, trace);
+            headers.push(serde_json::to_string(&h).expect("string headers serialize"));
+        }
+        ids.push(event_id(env).unwrap_or_else(uuid::Uuid::now_v7));
+        types.push(env.event_type.as_str());
+        orders.push(env.order_id.as_str());
+        times.push(occurred_at(env));
+        bodies.push(body);
+    }
+    // Data-modifying statements in a WITH always run to completion, and the
+    // whole statement fails, writing nothing, if one of its rows does.
+    let result = sqlx::query(
+        "WITH appended AS (
+             INSERT INTO events (stream_id, version, event_id, event_type, order_id, occurred_at, envelope)
+             SELECT $1, $2 + e.n, e.id, e.event_type, e.order_id, e.occurred_at, e.envelope
+             FROM unnest($3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[])
+                  WITH ORDINALITY AS e(id, event_type, order_id, occurred_at, envelope, n)
+             RETURNING 1
+         )
+         INSERT INTO outbox (topic, message_key, payload, headers)
+         SELECT $8, o.message_key, o.payload, o.headers::jsonb
+         FROM unnest($9::text[], $10::bytea[], $11::text[]) WITH ORDINALITY AS o(message_key, payload, headers, n)
+         ORDER BY o.n",
+    )
+    .bind(stream_id)
+    .bind(expected_version)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&orders)
+    .bind(&times)
+    .bind(&bodies)
+    .bind(topic)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&headers)
+    .execute(&mut *conn)
+    .instrument(crate::db::span(if keys.is_empty() { "INSERT events" } else { "INSERT events, outbox" }))
+    .await;
+    match result {
+        Ok(_) => {
+            if !keys.is_empty() {
+                crate::outbox::note_outbox();
+            }
+            Ok(expected_version + events.len() as i64)
+        }
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::Conflict {
+            stream_id: stream_id.to_owned(),
+            expected: expected_version,
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether an event with this id is already in the store (any stream).

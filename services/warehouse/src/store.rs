@@ -51,13 +51,16 @@ pub async fn record(
             _ => event::envelope("warehouse", order_id, payload, meta, now),
         });
     }
-    store::append(conn, &stream(order_id), version, &envelopes).await?;
-    for env in envelopes
-        .iter()
-        .filter(|e| e.payload.as_ref().is_some_and(domain::publishes))
-    {
-        outbox::enqueue(conn, topic, env, &meta.trace).await?;
-    }
+    store::append_publishing(
+        conn,
+        &stream(order_id),
+        version,
+        &envelopes,
+        |e| e.payload.as_ref().is_some_and(domain::publishes),
+        topic,
+        &meta.trace,
+    )
+    .await?;
     Ok(envelopes)
 }
 
