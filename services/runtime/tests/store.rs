@@ -31,16 +31,22 @@ fn meta() -> EventMeta {
     }
 }
 
-/// Outbox rows as (topic, key, payload, headers), in id order.
-async fn outbox_rows(pool: &PgPool) -> Result<Vec<(String, String, Vec<u8>, BTreeMap<String, String>)>> {
-    let rows: Vec<(
-        String,
-        String,
-        Vec<u8>,
-        sqlx::types::Json<BTreeMap<String, String>>,
-    )> = sqlx::query_as("SELECT topic, message_key, payload, headers FROM outbox ORDER BY id")
-        .fetch_all(pool)
-        .await?;
+/// One outbox row: topic, key, payload and headers.
+type OutboxRow = (String, String, Vec<u8>, BTreeMap<String, String>);
+
+/// The outbox rows, in id order.
+async fn outbox_rows(pool: &PgPool) -> Result<Vec<OutboxRow>> {
+    let rows = sqlx::query_as::<
+        _,
+        (
+            String,
+            String,
+            Vec<u8>,
+            sqlx::types::Json<BTreeMap<String, String>>,
+        ),
+    >("SELECT topic, message_key, payload, headers FROM outbox ORDER BY id")
+    .fetch_all(pool)
+    .await?;
     Ok(rows.into_iter().map(|(t, k, p, h)| (t, k, p, h.0)).collect())
 }
 
