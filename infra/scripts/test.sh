@@ -9,9 +9,13 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bash "$here/install-deps.sh" >/dev/null
 bash "$here/ensure-postgres.sh"
 
-# Service tests create one database per test (test_*); forget earlier runs'.
+# Service tests create one database per test (test_*), e2e stacks one per
+# service (e2e_*); forget earlier runs'. Only those untouched for half an
+# hour: a run going on in another clone on this machine keeps its own.
 drop_test_databases() {
-  psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%' OR datname LIKE 'e2e\\_%'" 2>/dev/null |
+  psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT datname FROM pg_database d
+      WHERE (datname LIKE 'test\\_%' OR datname LIKE 'e2e\\_%')
+        AND (pg_stat_file('base/' || d.oid)).modification < now() - interval '30 minutes'" 2>/dev/null |
     while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
 drop_test_databases
