@@ -13,7 +13,7 @@ pub fn routes(pool: PgPool) -> Router {
 }
 
 async fn stock(State(pool): State<PgPool>) -> Result<Json<Value>, ApiError> {
-    let rows = sqlx::query("SELECT sku, on_hand, reserved FROM stock ORDER BY sku")
+    let rows = sqlx::query("SELECT sku, on_hand, reserved FROM stock_levels ORDER BY sku")
         .fetch_all(&pool)
         .await?;
     let items: Vec<Value> = rows

@@ -127,18 +127,22 @@ pub async fn cancel_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), 
     Ok(())
 }
 
-/// Shipped goods leave the building: on hand and reserved both go down.
-/// Rows are locked in SKU order, as the reservation locks them, so two
-/// transactions never wait for each other's rows.
+/// Shipped goods leave the building: on hand and reserved both go down, by
+/// counting them in `shipped` (see the migration `1001_shipped.sql`), not in
+/// the `stock` row the reservations lock. Rows are locked in SKU order, so
+/// two pickers never wait for each other's rows.
 pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sqlx::Error> {
     let mut items: Vec<&TaskItem> = items.iter().collect();
     items.sort_by(|a, b| a.sku.cmp(&b.sku));
     for i in items {
-        sqlx::query("UPDATE stock SET on_hand = on_hand - $2, reserved = reserved - $2 WHERE sku = $1")
-            .bind(&i.sku)
-            .bind(i64::from(i.quantity))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT INTO shipped (sku, quantity) VALUES ($1, $2)
+             ON CONFLICT (sku) DO UPDATE SET quantity = shipped.quantity + EXCLUDED.quantity",
+        )
+        .bind(&i.sku)
+        .bind(i64::from(i.quantity))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
