@@ -33,7 +33,12 @@ jvm_opts="${KAFKA_JVM_OPTS:--server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:Ini
 java_cmd=("$java" $heap_opts $jvm_opts -Dlog4j2.configurationFile="$here/log4j2.properties" -cp "$kafka_home/libs/*")
 
 if [ ! -f "$dir/data/meta.properties" ]; then
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  # A URL-safe base64 UUID, as Kafka's own `random-uuid` makes one: never
+  # starting with '-', which the format tool would read as an option.
+  cluster_id="-"
+  while [[ "$cluster_id" == -* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
   echo "[broker] formatting $dir/data for cluster $cluster_id" >&2
   "${java_cmd[@]}" kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" >&2
 fi
