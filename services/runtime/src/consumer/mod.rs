@@ -14,6 +14,8 @@
 //! until it is replayed. The loop goes on with other orders.
 
 mod apply;
+mod batch;
+mod observe;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -21,7 +23,6 @@ use anyhow::Result;
 use async_trait::async_trait;
 use futures::FutureExt as _;
 use omnisaga_proto::v1::Envelope;
-use opentelemetry::trace::TraceContextExt as _;
 use prost::Message as _;
 use rand::Rng;
 use rdkafka::{
@@ -31,8 +32,8 @@ use rdkafka::{
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use self::observe::count;
 use crate::{
     config::KafkaConfig,
     dead_letter,
@@ -180,14 +181,6 @@ pub enum Applied {
     Parked,
 }
 
-/// Counts one handled record under `outcome`.
-fn count(consumer: &str, topic: &str, outcome: &str) {
-    crate::metrics::get()
-        .consumer_handled
-        .with_label_values(&[consumer, topic, outcome])
-        .inc();
-}
-
 impl<H: Handler> Applier<H> {
     /// Parks `raw` as a dead letter, retrying until the database takes it.
     async fn dead_letter(
@@ -318,101 +311,6 @@ impl<H: Handler> Consumer<H> {
             }
         }
         true
-    }
-
-    /// Applies all `raws` in one transaction; false (and nothing written)
-    /// unless every one decodes, is not parked and applies at the first try.
-    async fn try_batch(&self, raws: &[Raw]) -> bool {
-        let mut decoded = Vec::with_capacity(raws.len());
-        for raw in raws {
-            match decode(&raw.payload) {
-                Ok(env) => match event_id(&env) {
-                    Some(id) => decoded.push((id, raw.incoming(env))),
-                    None => return false,
-                },
-                Err(_) => return false,
-            }
-        }
-        let started = std::time::Instant::now();
-        let name = self.applier.name.as_str();
-        let mut links = Vec::with_capacity(raws.len());
-        let mut outcomes = Vec::with_capacity(raws.len());
-        let (applied, written) = crate::outbox::noting(async {
-            let mut tx = self.applier.pool.begin().await?;
-            // One statement for the whole batch: is any key parked, and
-            // which event ids are new to the inbox.
-            let keys: Vec<&str> = raws.iter().map(|r| r.key.as_str()).collect();
-            let batch: Vec<(uuid::Uuid, &Incoming)> = decoded.iter().map(|(id, i)| (*id, i)).collect();
-            let (parked, mut fresh) = self.applier.record(&mut tx, &keys, &batch).await?;
-            if parked {
-                return Err(HandlerError::Transient(anyhow::anyhow!(
-                    "a key of the batch is parked"
-                )));
-            }
-            for (raw, (id, incoming)) in raws.iter().zip(&decoded) {
-                let span = self.record_span(raw, Some(&incoming.envelope));
-                links.push(span.context().span().span_context().clone());
-                // An id twice in one batch: only its first record is new.
-                if fresh.remove(id) {
-                    self.applier
-                        .handler
-                        .handle(&mut tx, incoming)
-                        .instrument(span)
-                        .await?;
-                    outcomes.push("ok");
-                } else {
-                    outcomes.push("duplicate");
-                }
-            }
-            // One commit for the batch; its span links every record's span.
-            let commit = tracing::info_span!("commit batch", messaging.batch.message_count = raws.len());
-            for link in links.drain(..) {
-                commit.add_link(link);
-            }
-            tx.commit().instrument(commit).await?;
-            Ok::<_, HandlerError>(())
-        })
-        .await;
-        if let Err(e) = applied {
-            tracing::debug!(error = %e, records = raws.len(), "batch rolled back, handling its records one by one");
-            return false;
-        }
-        self.applier.waker.wake_for(written);
-        let per_record = started.elapsed().as_secs_f64() / raws.len() as f64;
-        let m = crate::metrics::get();
-        for (raw, outcome) in raws.iter().zip(outcomes) {
-            count(name, &raw.topic, outcome);
-            m.consumer_duration
-                .with_label_values(&[name, raw.topic.as_str(), &raw.partition.to_string()])
-                .observe(per_record);
-        }
-        true
-    }
-
-    /// The span of handling one record: a child of the span that produced it.
-    fn record_span(&self, raw: &Raw, decoded: Option<&Envelope>) -> tracing::Span {
-        let span = tracing::info_span!(
-            "consume",
-            otel.name = %format!("process {}", raw.topic),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = %raw.topic,
-            messaging.destination.partition.id = raw.partition,
-            messaging.kafka.offset = raw.offset,
-            messaging.kafka.message.key = %raw.key,
-            messaging.consumer.group.name = %self.group,
-            messaging.message.id = decoded.map(|e| e.event_id.as_str()).unwrap_or(""),
-            event.type = decoded.map(|e| e.event_type.as_str()).unwrap_or("undecodable"),
-            order.id = decoded.map(|e| e.order_id.as_str()).unwrap_or(""),
-            request.id = decoded.map(|e| e.correlation_id.as_str()).unwrap_or(""),
-            trace_id = tracing::field::Empty,
-        );
-        raw.trace().attach(&span);
-        if let Some(t) = span.in_scope(TraceContext::current).trace_id() {
-            span.record("trace_id", t);
-        }
-        span
     }
 
     /// Handles one record to the end; false when stopped before that.
