@@ -12,6 +12,13 @@
 //! in the service's database, copied to `<topic>.dlq` with the error in its
 //! headers, and its key parked, so the order's later records queue behind it
 //! until it is replayed. The loop goes on with other orders.
+//!
+//! Here is the contract: what a handler implements, how its errors are
+//! taken, and the two entry points, [`Consumer`] and [`Applier`]. The
+//! mechanics are in private submodules: `run` polls and stores offsets,
+//! `batch` applies a fetched batch in one transaction, `apply` applies one
+//! record with its inbox row, `retry` retries and dead-letters, `observe`
+//! holds a record's span and counts.
 
 mod apply;
 mod batch;
@@ -43,6 +50,12 @@ pub struct Incoming {
     pub trace: TraceContext,
 }
 
+/// Why a [`Handler`] did not apply an event: the error taxonomy at the Kafka
+/// boundary, which decides what becomes of the record. A conflict or trouble
+/// in the infrastructure is `Transient`: the record is retried, and the loop
+/// does not move past it until it passes. An event that cannot be applied is
+/// `Rejected`: after `max_attempts` rejections it is dead-lettered and its key
+/// parked. The `From` conversions below sort the runtime's own errors.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     /// Infrastructure trouble or a concurrency conflict: retried until it passes.
@@ -73,6 +86,9 @@ impl From<sqlx::Error> for HandlerError {
 }
 
 impl From<StoreError> for HandlerError {
+    /// A stored event that cannot be decoded fails on every try: rejected. A
+    /// version conflict passes once the stream is loaded again: transient. A
+    /// database error is sorted as above.
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Corrupt(_) => Self::Rejected(e.into()),
@@ -112,6 +128,7 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// The trace context its producer put in the headers.
     pub fn trace(&self) -> TraceContext {
         TraceContext {
             traceparent: self.headers.get("traceparent").cloned(),
@@ -119,6 +136,7 @@ impl Raw {
         }
     }
 
+    /// The record as a handler sees it, once `envelope` is decoded from it.
     pub fn incoming(&self, envelope: Envelope) -> Incoming {
         Incoming {
             envelope,
@@ -130,18 +148,22 @@ impl Raw {
     }
 }
 
-/// What a consumer shares with its dead-letter tools: how to apply a record.
+/// What a consumer shares with its dead-letter tools: how to apply a record
+/// (`apply`, or `apply_in` inside a caller's transaction).
 pub struct Applier<H> {
     /// Inbox and dead-letter name of this consumer (the service name).
     pub name: String,
     pub pool: PgPool,
     pub handler: Arc<H>,
+    /// Woken after a commit, for what the commit wrote.
     pub waker: OutboxWaker,
+    /// Rejections of one record before it is dead-lettered.
     pub max_attempts: u32,
 }
 
 /// How applying one record ended.
 pub enum Applied {
+    /// Handled and committed with its inbox row.
     Done,
     /// The inbox had its event id: nothing was applied again.
     Duplicate,

@@ -17,6 +17,11 @@ use super::{decode, observe::count, Consumer, Handler, Raw};
 use crate::kafka;
 
 impl<H: Handler> Consumer<H> {
+    /// Consumes `topics` until `shutdown` is cancelled. What was fetched by
+    /// then is still handled, unless a record waits to be retried: that stops
+    /// it there, with the batch's offsets not stored, so the batch is
+    /// redelivered. Then the stored offsets are committed. Fails only when the
+    /// Kafka consumer cannot be created or subscribed.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let consumer = Arc::new(kafka::consumer(&self.kafka, &self.group)?);
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
