@@ -4,8 +4,9 @@
 //! I/O; [`attempt`] says, before the provider is called, which attempt a
 //! request makes, so a refused one never charges. Facts of other services
 //! (`OrderCancelled`; the warehouse's `StockReleased` and `StockUnavailable`)
-//! are among the events decided when recorded; [`publishes`] tells them from
-//! payment's own.
+//! are among the [`Event`]s decided when recorded; [`publishes`] tells them
+//! from payment's own. `crate::wire` maps the events to and from the
+//! protobuf payloads.
 //!
 //! An authorisation is voided when the warehouse says nothing of the order
 //! will ship (its stock went back or was never there), not when the order is
@@ -13,11 +14,61 @@
 //! must not release the money for goods on their way.
 
 use omnisaga_proto::v1::{
-    envelope::Payload, Money, OrderCancelled, PaymentAuthorized, PaymentFailed, PaymentVoided,
+    Money, OrderCancelled, PaymentAuthorized, PaymentFailed, PaymentVoided, StockReleased, StockUnavailable,
 };
+use omnisaga_runtime::aggregate::Decider;
 
 #[cfg(test)]
 mod tests;
+
+/// What an order's payment stream holds: payment's own events and the facts
+/// of other services it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// "Payment successful": the provider approved an attempt.
+    PaymentAuthorized(PaymentAuthorized),
+    /// The provider declined an attempt or could not be reached.
+    PaymentFailed(PaymentFailed),
+    /// An authorisation was released because nothing of the order ships.
+    PaymentVoided(PaymentVoided),
+    /// The order service's fact: the order is cancelled.
+    OrderCancelled(OrderCancelled),
+    /// The warehouse's fact: the order's stock went back.
+    StockReleased(StockReleased),
+    /// The warehouse's fact: the order's stock was never there.
+    StockUnavailable(StockUnavailable),
+}
+
+impl Event {
+    /// The event's name, as its payload's type is called.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::PaymentAuthorized(_) => "PaymentAuthorized",
+            Event::PaymentFailed(_) => "PaymentFailed",
+            Event::PaymentVoided(_) => "PaymentVoided",
+            Event::OrderCancelled(_) => "OrderCancelled",
+            Event::StockReleased(_) => "StockReleased",
+            Event::StockUnavailable(_) => "StockUnavailable",
+        }
+    }
+}
+
+/// The payment aggregate of one order: [`decide`] and [`evolve`] over
+/// [`Payment`], for the executor (`crate::wire`) and the tests.
+pub struct PaymentAggregate;
+
+impl Decider for PaymentAggregate {
+    type State = Payment;
+    type Command = Command;
+    type Event = Event;
+    type Error = PaymentError;
+    fn decide(state: &Payment, cmd: Command) -> Result<Vec<Event>, PaymentError> {
+        decide(state, cmd)
+    }
+    fn evolve(state: Payment, event: &Event) -> Payment {
+        evolve(state, event)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Payment {
@@ -68,7 +119,7 @@ pub enum Command {
     Cancel(OrderCancelled),
     /// The warehouse's word that nothing of the order ships (`StockReleased`
     /// or `StockUnavailable`): void an authorisation still standing.
-    Void(Box<Payload>),
+    Void(Box<Event>),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -145,7 +196,7 @@ pub fn unrecorded_attempt(state: &Payment, request: &Request, refusal: &PaymentE
 }
 
 /// Decides which events a command appends to the order's payment stream.
-pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentError> {
+pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Event>, PaymentError> {
     match cmd {
         Command::Authorize {
             order_id,
@@ -159,19 +210,19 @@ pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentErro
             if state.cancelled {
                 return Err(PaymentError::AlreadyCancelled);
             }
-            Ok(vec![Payload::OrderCancelled(cancelled)])
+            Ok(vec![Event::OrderCancelled(cancelled)])
         }
         Command::Void(fact) => {
             let order_id = match fact.as_ref() {
-                Payload::StockReleased(e) => e.order_id.clone(),
-                Payload::StockUnavailable(e) => e.order_id.clone(),
-                other => return Err(PaymentError::NotAVoid(other.event_type())),
+                Event::StockReleased(e) => e.order_id.clone(),
+                Event::StockUnavailable(e) => e.order_id.clone(),
+                other => return Err(PaymentError::NotAVoid(other.name())),
             };
             if state.nothing_ships {
                 return Err(PaymentError::AlreadyVoidable);
             }
             let void = match &state.authorized {
-                Some(payment_id) if !state.voided => Some(Payload::PaymentVoided(PaymentVoided {
+                Some(payment_id) if !state.voided => Some(Event::PaymentVoided(PaymentVoided {
                     order_id,
                     payment_id: payment_id.clone(),
                     amount: state.amount.clone(),
@@ -184,11 +235,11 @@ pub fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentErro
 }
 
 /// The event of the provider's `answer` to attempt `number`.
-fn answered(order_id: String, number: u32, amount: Money, answer: ProviderAnswer) -> Payload {
+fn answered(order_id: String, number: u32, amount: Money, answer: ProviderAnswer) -> Event {
     let payment_id = payment_id(&order_id, number);
     let reason = match answer {
         ProviderAnswer::Approved => {
-            return Payload::PaymentAuthorized(PaymentAuthorized {
+            return Event::PaymentAuthorized(PaymentAuthorized {
                 order_id,
                 payment_id,
                 amount: Some(amount),
@@ -198,7 +249,7 @@ fn answered(order_id: String, number: u32, amount: Money, answer: ProviderAnswer
         ProviderAnswer::Declined(reason) => reason,
         ProviderAnswer::Unavailable => "provider_unavailable".into(),
     };
-    Payload::PaymentFailed(PaymentFailed {
+    Event::PaymentFailed(PaymentFailed {
         order_id,
         payment_id,
         amount: Some(amount),
@@ -209,29 +260,28 @@ fn answered(order_id: String, number: u32, amount: Money, answer: ProviderAnswer
 }
 
 /// Whether payment publishes `event`; the others are facts it only records.
-pub fn publishes(event: &Payload) -> bool {
-    matches!(
-        event,
-        Payload::PaymentAuthorized(_) | Payload::PaymentFailed(_) | Payload::PaymentVoided(_)
-    )
+pub fn publishes(event: &Event) -> bool {
+    match event {
+        Event::PaymentAuthorized(_) | Event::PaymentFailed(_) | Event::PaymentVoided(_) => true,
+        Event::OrderCancelled(_) | Event::StockReleased(_) | Event::StockUnavailable(_) => false,
+    }
 }
 
 /// Folds one event into the state. No rules here: only what happened.
-pub fn evolve(mut state: Payment, event: &Payload) -> Payment {
+pub fn evolve(mut state: Payment, event: &Event) -> Payment {
     match event {
-        Payload::PaymentAuthorized(e) => {
+        Event::PaymentAuthorized(e) => {
             state.attempts = state.attempts.max(e.attempt);
             state.amount = e.amount.clone();
             state.authorized = Some(e.payment_id.clone());
         }
-        Payload::PaymentFailed(e) => {
+        Event::PaymentFailed(e) => {
             state.attempts = state.attempts.max(e.attempt);
             state.amount = e.amount.clone();
         }
-        Payload::PaymentVoided(_) => state.voided = true,
-        Payload::OrderCancelled(_) => state.cancelled = true,
-        Payload::StockReleased(_) | Payload::StockUnavailable(_) => state.nothing_ships = true,
-        _ => {}
+        Event::PaymentVoided(_) => state.voided = true,
+        Event::OrderCancelled(_) => state.cancelled = true,
+        Event::StockReleased(_) | Event::StockUnavailable(_) => state.nothing_ships = true,
     }
     state
 }

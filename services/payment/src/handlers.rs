@@ -5,15 +5,17 @@
 //! ships): void an authorisation still standing. An attempt refused because
 //! nothing is to be paid any more also voids an approval the provider holds
 //! for it whose recording was rolled back.
-//! Each is one shape: begin (the consumer's transaction), load, decide,
-//! append with the outbox. A refused command changes nothing: it is a
-//! duplicate or comes too late (an attempt for a cancelled or paid order).
+//! Each is one shape, the runtime's aggregate executor in the consumer's
+//! transaction: load, decide, append with the outbox. A refused command
+//! changes nothing: it is a duplicate or comes too late (an attempt for a
+//! cancelled or paid order).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use omnisaga_runtime::{
+    aggregate::{ExecuteError, Executor},
     consumer::{Handler, HandlerError, Incoming},
     event::EventMeta,
 };
@@ -21,9 +23,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Command, Payment, PaymentError, ProviderAnswer, Request},
+    domain::{self, Command, Event, Payment, PaymentAggregate, PaymentError, ProviderAnswer, Request},
     provider::{Outcome, Provider},
-    store,
+    store, wire,
 };
 
 static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> = std::sync::LazyLock::new(|| {
@@ -70,7 +72,10 @@ impl Handler for OrderEvents {
         if !concerns_payment {
             return Ok(());
         }
-        let (state, version) = store::load(tx, order_id).await?;
+        let executor = Executor::<PaymentAggregate>::new(&self.payments_topic);
+        let stream_key = order_id.to_string();
+        let loaded = executor.load(tx, &stream_key).await?;
+        let state = &loaded.state;
         let cmd = match &env.payload {
             Some(Payload::OrderPlaced(placed)) => {
                 let amount = placed
@@ -78,39 +83,49 @@ impl Handler for OrderEvents {
                     .clone()
                     .ok_or_else(|| rejected("OrderPlaced has no total".into()))?;
                 let request = Request::Placed { amount };
-                self.authorize(&state, env, request, &placed.payment_method_token)
+                self.authorize(state, env, request, &placed.payment_method_token)
                     .await
             }
             Some(Payload::PaymentRetryRequested(retry)) => {
                 let request = Request::Retry {
                     attempt: retry.attempt,
                 };
-                self.authorize(&state, env, request, &retry.payment_method_token)
+                self.authorize(state, env, request, &retry.payment_method_token)
                     .await
             }
             Some(Payload::OrderCancelled(cancelled)) => Ok(Command::Cancel(cancelled.clone())),
             Some(fact @ (Payload::StockReleased(_) | Payload::StockUnavailable(_))) => {
-                Ok(Command::Void(Box::new(fact.clone())))
+                let fact = wire::event(fact).expect("payment keeps the warehouse's word that nothing ships");
+                Ok(Command::Void(Box::new(fact)))
             }
             _ => return Ok(()),
         };
-        let events = match cmd.and_then(|cmd| domain::decide(&state, cmd)) {
-            Ok(events) => events,
+        let cmd = match cmd {
+            Ok(cmd) => cmd,
             Err(reason) => return refused(reason),
         };
-        for event in &events {
-            if let Payload::PaymentVoided(v) = event {
+        let meta = EventMeta::caused_by(env);
+        let done = match executor
+            .decide(tx, &stream_key, loaded, cmd, Some(env), &meta)
+            .await
+        {
+            Ok(done) => done,
+            Err(ExecuteError::Refused(reason)) => return refused(reason),
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+            Err(e @ ExecuteError::FactWithoutCause) => return Err(HandlerError::Rejected(e.into())),
+        };
+        // Still inside the transaction: a crash before its commit redelivers
+        // the fact, which voids again (the provider dedupes on the payment id).
+        for event in &done.events {
+            if let Event::PaymentVoided(v) = event {
                 self.provider.void(&v.payment_id).await;
             }
         }
-        let after = events.iter().fold(state, domain::evolve);
-        let meta = EventMeta::caused_by(env);
-        let own = store::record(tx, &self.payments_topic, order_id, version, events, env, &meta).await?;
-        for out in &own {
+        for out in &done.published {
             OUTCOMES.with_label_values(&[outcome(out)]).inc();
             tracing::info!(event.type = %out.event_type, "payment event");
         }
-        store::update_view(tx, order_id, &after).await?;
+        store::update_view(tx, order_id, &done.state).await?;
         Ok(())
     }
 }

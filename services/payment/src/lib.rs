@@ -10,3 +10,4 @@ pub mod domain;
 pub mod handlers;
 pub mod provider;
 pub mod store;
+pub mod wire;

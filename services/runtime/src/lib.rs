@@ -1,8 +1,10 @@
 //! Plumbing every omnisaga service shares and no domain: configuration,
 //! JSON logs, graceful shutdown, the PostgreSQL pool and migrations, the event
-//! store, the transactional outbox and its relay, the Kafka consumer loop with
-//! its inbox, and the HTTP error envelope. The runtime never imports a service.
+//! store and the aggregate executor over it, the transactional outbox and its
+//! relay, the Kafka consumer loop with its inbox, and the HTTP error envelope.
+//! The runtime never imports a service.
 
+pub mod aggregate;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -2,25 +2,9 @@
 
 use super::*;
 
-use omnisaga_runtime::testing::decider::{self, Decider};
+use omnisaga_runtime::testing::decider;
 
-/// This domain's `decide` and `evolve`, for the given/when/then harness.
-struct Domain;
-
-impl Decider for Domain {
-    type State = Payment;
-    type Command = Command;
-    type Event = Payload;
-    type Error = PaymentError;
-    fn decide(state: &Payment, cmd: Command) -> Result<Vec<Payload>, PaymentError> {
-        decide(state, cmd)
-    }
-    fn evolve(state: Payment, event: &Payload) -> Payment {
-        evolve(state, event)
-    }
-}
-
-fn given(history: &[Payload]) -> decider::Given<Domain> {
+fn given(history: &[Event]) -> decider::Given<PaymentAggregate> {
     decider::given(history)
 }
 
@@ -49,16 +33,16 @@ fn approved() -> ProviderAnswer {
 fn declined() -> ProviderAnswer {
     ProviderAnswer::Declined("card_declined".into())
 }
-fn authorized(attempt: u32) -> Payload {
-    Payload::PaymentAuthorized(PaymentAuthorized {
+fn authorized(attempt: u32) -> Event {
+    Event::PaymentAuthorized(PaymentAuthorized {
         order_id: "o-1".into(),
         payment_id: payment_id("o-1", attempt),
         amount: Some(total()),
         attempt,
     })
 }
-fn failed(attempt: u32, reason: &str) -> Payload {
-    Payload::PaymentFailed(PaymentFailed {
+fn failed(attempt: u32, reason: &str) -> Event {
+    Event::PaymentFailed(PaymentFailed {
         order_id: "o-1".into(),
         payment_id: payment_id("o-1", attempt),
         amount: Some(total()),
@@ -76,26 +60,26 @@ fn cancellation() -> OrderCancelled {
 fn cancel() -> Command {
     Command::Cancel(cancellation())
 }
-fn cancelled() -> Payload {
-    Payload::OrderCancelled(cancellation())
+fn cancelled() -> Event {
+    Event::OrderCancelled(cancellation())
 }
-fn void(fact: Payload) -> Command {
+fn void(fact: Event) -> Command {
     Command::Void(Box::new(fact))
 }
-fn stock_released() -> Payload {
-    Payload::StockReleased(omnisaga_proto::v1::StockReleased {
+fn stock_released() -> Event {
+    Event::StockReleased(omnisaga_proto::v1::StockReleased {
         order_id: "o-1".into(),
         items: vec![],
     })
 }
-fn stock_unavailable() -> Payload {
-    Payload::StockUnavailable(omnisaga_proto::v1::StockUnavailable {
+fn stock_unavailable() -> Event {
+    Event::StockUnavailable(omnisaga_proto::v1::StockUnavailable {
         order_id: "o-1".into(),
         skus: vec!["SKU-MUG".into()],
     })
 }
-fn voided(attempt: u32) -> Payload {
-    Payload::PaymentVoided(PaymentVoided {
+fn voided(attempt: u32) -> Event {
+    Event::PaymentVoided(PaymentVoided {
         order_id: "o-1".into(),
         payment_id: payment_id("o-1", attempt),
         amount: Some(total()),
@@ -269,7 +253,7 @@ fn payment_publishes_its_own_events_and_only_records_the_facts_of_others() {
 fn a_refused_attempt_never_recorded_may_hold_money_at_the_provider() {
     let placed = Request::Placed { amount: total() };
     let retry = |attempt| Request::Retry { attempt };
-    let unrecorded = |history: &[Payload], request: &Request| -> Option<u32> {
+    let unrecorded = |history: &[Event], request: &Request| -> Option<u32> {
         let state = given(history).state();
         let refusal = attempt(&state, request).expect_err("the attempt is refused");
         unrecorded_attempt(&state, request, &refusal)

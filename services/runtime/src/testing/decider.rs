@@ -3,17 +3,7 @@
 //! then exactly these events follow, or the command is refused for this
 //! reason and the history stays as it was.
 
-use std::fmt::Debug;
-
-/// An aggregate's pure `decide` and `evolve`, as its tests see them.
-pub trait Decider {
-    type State: Default;
-    type Command;
-    type Event: Clone + PartialEq + Debug;
-    type Error: PartialEq + Debug;
-    fn decide(state: &Self::State, cmd: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
-    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
-}
+pub use crate::aggregate::Decider;
 
 /// A history of events, folded into state on demand.
 pub struct Given<D: Decider>(pub Vec<D::Event>);
