@@ -79,6 +79,8 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// The aggregate's own envelopes that went to the outbox, in order.
     pub published: Vec<Envelope>,
+    /// Every envelope appended (one per event, facts as they came), in order.
+    pub appended: Vec<Envelope>,
     /// The stream's version after the append.
     pub version: i64,
 }
@@ -199,6 +201,7 @@ impl<A: Aggregate> Executor<A> {
             state,
             events,
             published,
+            appended: envelopes,
             version,
         })
     }

@@ -4,14 +4,50 @@
 //! with their command and are among the events decided, so the stream is
 //! exactly what `decide` said; [`publishes`] tells them from the warehouse's
 //! own. No I/O: stock shortfalls, ids and carrier data come with the command.
+//! `crate::wire` maps the [`Event`]s to and from the protobuf payloads.
 
 use omnisaga_proto::v1::{
-    envelope::Payload, LineItem, OrderCancelled, OrderReadyForShipment, OrderShipped, PaymentAuthorized,
-    PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
+    LineItem, OrderCancelled, OrderReadyForShipment, OrderShipped, PaymentAuthorized, PickTaskCreated,
+    StockReleased, StockReserved, StockUnavailable,
 };
+use omnisaga_runtime::aggregate::Decider;
 
 #[cfg(test)]
 mod tests;
+
+/// What an order's warehouse stream holds: the warehouse's own events and
+/// the facts of other services it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    StockReserved(StockReserved),
+    StockUnavailable(StockUnavailable),
+    PickTaskCreated(PickTaskCreated),
+    StockReleased(StockReleased),
+    /// "Order ready for shipment": picked and packed.
+    OrderReadyForShipment(OrderReadyForShipment),
+    OrderShipped(OrderShipped),
+    /// Payment's fact: the order is paid, its pick task may be worked.
+    PaymentAuthorized(PaymentAuthorized),
+    /// The order service's fact: the order is cancelled.
+    OrderCancelled(OrderCancelled),
+}
+
+/// The fulfilment aggregate of one order: [`decide`] and [`evolve`] over
+/// [`Fulfilment`], for the executor (`crate::wire`) and the tests.
+pub struct FulfilmentAggregate;
+
+impl Decider for FulfilmentAggregate {
+    type State = Fulfilment;
+    type Command = Command;
+    type Event = Event;
+    type Error = FulfilmentError;
+    fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Event>, FulfilmentError> {
+        decide(state, cmd)
+    }
+    fn evolve(state: Fulfilment, event: &Event) -> Fulfilment {
+        evolve(state, event)
+    }
+}
 
 /// The folded warehouse stream of one order.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -87,7 +123,7 @@ pub enum FulfilmentError {
 }
 
 /// Decides which events a command appends to the order's stream.
-pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, FulfilmentError> {
+pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Event>, FulfilmentError> {
     match cmd {
         Command::Reserve {
             order_id,
@@ -105,7 +141,7 @@ pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, Fulfilme
             if state.paid {
                 return Err(FulfilmentError::AlreadyPaid);
             }
-            Ok(vec![Payload::PaymentAuthorized(paid)])
+            Ok(vec![Event::PaymentAuthorized(paid)])
         }
         Command::Cancel(cancelled) => cancel(state, cancelled),
         Command::Pack {
@@ -120,7 +156,7 @@ pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, Fulfilme
             if state.ready {
                 return Err(FulfilmentError::AlreadyPacked);
             }
-            Ok(vec![Payload::OrderReadyForShipment(OrderReadyForShipment {
+            Ok(vec![Event::OrderReadyForShipment(OrderReadyForShipment {
                 order_id,
                 pick_task_id,
                 parcels,
@@ -136,7 +172,7 @@ pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, Fulfilme
             if !state.ready {
                 return Err(FulfilmentError::NotPacked);
             }
-            Ok(vec![Payload::OrderShipped(OrderShipped {
+            Ok(vec![Event::OrderShipped(OrderShipped {
                 order_id,
                 carrier,
                 tracking_number,
@@ -151,7 +187,7 @@ fn reserve(
     items: Vec<LineItem>,
     short: Vec<String>,
     pick_task_id: String,
-) -> Result<Vec<Payload>, FulfilmentError> {
+) -> Result<Vec<Event>, FulfilmentError> {
     if state.cancelled {
         return Err(FulfilmentError::OrderCancelled);
     }
@@ -162,17 +198,17 @@ fn reserve(
         return Err(FulfilmentError::StockWasUnavailable);
     }
     if !short.is_empty() {
-        return Ok(vec![Payload::StockUnavailable(StockUnavailable {
+        return Ok(vec![Event::StockUnavailable(StockUnavailable {
             order_id,
             skus: short,
         })]);
     }
     Ok(vec![
-        Payload::StockReserved(StockReserved {
+        Event::StockReserved(StockReserved {
             order_id: order_id.clone(),
             items: items.clone(),
         }),
-        Payload::PickTaskCreated(PickTaskCreated {
+        Event::PickTaskCreated(PickTaskCreated {
             order_id,
             pick_task_id,
             items,
@@ -181,18 +217,18 @@ fn reserve(
 }
 
 /// Records the cancellation; stock reserved and not shipped goes back, once.
-fn cancel(state: &Fulfilment, cancelled: OrderCancelled) -> Result<Vec<Payload>, FulfilmentError> {
+fn cancel(state: &Fulfilment, cancelled: OrderCancelled) -> Result<Vec<Event>, FulfilmentError> {
     if state.cancelled {
         return Err(FulfilmentError::AlreadyCancelled);
     }
     let release = match &state.reserved {
-        Some(items) if !state.shipped && !state.released => Some(Payload::StockReleased(StockReleased {
+        Some(items) if !state.shipped && !state.released => Some(Event::StockReleased(StockReleased {
             order_id: cancelled.order_id.clone(),
             items: items.clone(),
         })),
         _ => None,
     };
-    Ok(std::iter::once(Payload::OrderCancelled(cancelled))
+    Ok(std::iter::once(Event::OrderCancelled(cancelled))
         .chain(release)
         .collect())
 }
@@ -213,30 +249,29 @@ fn workable(state: &Fulfilment, pick_task_id: &str) -> Result<(), FulfilmentErro
 
 /// Whether the warehouse publishes `event`; the others are facts from other
 /// services it only records in the stream.
-pub fn publishes(event: &Payload) -> bool {
-    matches!(
-        event,
-        Payload::StockReserved(_)
-            | Payload::StockUnavailable(_)
-            | Payload::PickTaskCreated(_)
-            | Payload::StockReleased(_)
-            | Payload::OrderReadyForShipment(_)
-            | Payload::OrderShipped(_)
-    )
+pub fn publishes(event: &Event) -> bool {
+    match event {
+        Event::StockReserved(_)
+        | Event::StockUnavailable(_)
+        | Event::PickTaskCreated(_)
+        | Event::StockReleased(_)
+        | Event::OrderReadyForShipment(_)
+        | Event::OrderShipped(_) => true,
+        Event::PaymentAuthorized(_) | Event::OrderCancelled(_) => false,
+    }
 }
 
 /// Folds one event into the state. No rules here: only what happened.
-pub fn evolve(mut state: Fulfilment, event: &Payload) -> Fulfilment {
+pub fn evolve(mut state: Fulfilment, event: &Event) -> Fulfilment {
     match event {
-        Payload::StockReserved(e) => state.reserved = Some(e.items.clone()),
-        Payload::StockUnavailable(_) => state.unavailable = true,
-        Payload::PickTaskCreated(e) => state.pick_task_id = Some(e.pick_task_id.clone()),
-        Payload::PaymentAuthorized(_) => state.paid = true,
-        Payload::OrderReadyForShipment(_) => state.ready = true,
-        Payload::OrderShipped(_) => state.shipped = true,
-        Payload::StockReleased(_) => state.released = true,
-        Payload::OrderCancelled(_) => state.cancelled = true,
-        _ => {}
+        Event::StockReserved(e) => state.reserved = Some(e.items.clone()),
+        Event::StockUnavailable(_) => state.unavailable = true,
+        Event::PickTaskCreated(e) => state.pick_task_id = Some(e.pick_task_id.clone()),
+        Event::PaymentAuthorized(_) => state.paid = true,
+        Event::OrderReadyForShipment(_) => state.ready = true,
+        Event::OrderShipped(_) => state.shipped = true,
+        Event::StockReleased(_) => state.released = true,
+        Event::OrderCancelled(_) => state.cancelled = true,
     }
     state
 }

@@ -1,13 +1,14 @@
 //! Reacts to the order and payment topics: reserve on `OrderPlaced`, release
 //! the pick task on `PaymentAuthorized`, release stock on `OrderCancelled`.
-//! Each is one shape: begin (the consumer's transaction), load, decide,
-//! append with the outbox, then the stock and pick-queue rows the events
-//! imply. A refused command changes nothing: it is a duplicate or a fact
+//! Each is one shape: the runtime's aggregate executor in the consumer's
+//! transaction (load, decide, append with the outbox), then the stock and
+//! pick-queue rows the events imply. A refused command changes nothing: it is a duplicate or a fact
 //! that comes too late (a payment for a cancelled order picks nothing).
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced};
 use omnisaga_runtime::{
+    aggregate::{ExecuteError, Executor},
     consumer::{Handler, HandlerError, Incoming},
     event::EventMeta,
 };
@@ -15,7 +16,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Command, Fulfilment},
+    domain::{Command, Event, Fulfilment, FulfilmentAggregate},
     store::{self, TaskContext},
 };
 
@@ -60,28 +61,22 @@ impl SagaEvents {
         env: &Envelope,
         cmd: Command,
     ) -> Result<(), HandlerError> {
-        let (state, version) = store::load(tx, &env.order_id).await?;
-        let events = match domain::decide(&state, cmd) {
-            Ok(events) => events,
-            Err(reason) => {
+        let meta = EventMeta::caused_by(env);
+        let executor = Executor::<FulfilmentAggregate>::new(&self.warehouse_topic);
+        let done = match executor
+            .execute(tx, &order_id.to_string(), cmd, Some(env), &meta)
+            .await
+        {
+            Ok(done) => done,
+            Err(ExecuteError::Refused(reason)) => {
                 tracing::debug!(%reason, event.type = %env.event_type, "nothing to do");
                 return Ok(());
             }
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+            Err(e @ ExecuteError::FactWithoutCause) => return Err(HandlerError::Rejected(e.into())),
         };
-        let after = events.iter().fold(state, domain::evolve);
-        let meta = EventMeta::caused_by(env);
-        let appended = store::record(
-            tx,
-            &self.warehouse_topic,
-            &env.order_id,
-            version,
-            events,
-            Some(env),
-            &meta,
-        )
-        .await?;
-        for out in &appended {
-            apply(tx, order_id, out, &after, &meta).await?;
+        for (event, out) in done.events.iter().zip(&done.appended) {
+            apply(tx, order_id, event, out, &done.state, &meta).await?;
         }
         Ok(())
     }
@@ -103,10 +98,12 @@ async fn reserve(tx: &mut PgConnection, placed: &OrderPlaced) -> Result<Command,
     })
 }
 
-/// Brings stock levels and the pick queue in line with one recorded event.
+/// Brings stock levels and the pick queue in line with one recorded event
+/// (`out`, the envelope it was recorded in).
 async fn apply(
     tx: &mut PgConnection,
     order_id: Uuid,
+    event: &Event,
     out: &Envelope,
     after: &Fulfilment,
     meta: &EventMeta,
@@ -117,24 +114,27 @@ async fn apply(
         traceparent: meta.trace.traceparent.clone(),
         tracestate: meta.trace.tracestate.clone(),
     };
-    match &out.payload {
-        Some(Payload::StockReserved(r)) => store::reserve(tx, &r.items).await?,
-        Some(Payload::PickTaskCreated(t)) => {
+    match event {
+        Event::StockReserved(r) => store::reserve(tx, &r.items).await?,
+        Event::PickTaskCreated(t) => {
             let pick_task_id = Uuid::parse_str(&t.pick_task_id)
                 .map_err(|e| HandlerError::Rejected(anyhow::anyhow!("pick task id: {e}")))?;
             store::create_task(tx, pick_task_id, order_id, &t.items, after.pickable(), &ctx).await?;
             tracing::info!(pick_task.id = %pick_task_id, "item needs to be picked");
         }
-        Some(Payload::StockUnavailable(u)) => tracing::info!(skus = ?u.skus, "stock unavailable"),
-        Some(Payload::PaymentAuthorized(_)) if after.pickable() => {
+        Event::StockUnavailable(u) => tracing::info!(skus = ?u.skus, "stock unavailable"),
+        Event::PaymentAuthorized(_) if after.pickable() => {
             store::release_task(tx, order_id, &ctx).await?;
         }
-        Some(Payload::OrderCancelled(_)) => store::cancel_task(tx, order_id).await?,
-        Some(Payload::StockReleased(r)) => {
+        Event::OrderCancelled(_) => store::cancel_task(tx, order_id).await?,
+        Event::StockReleased(r) => {
             store::release(tx, &r.items).await?;
             tracing::info!(event.type = %out.event_type, "reservation released");
         }
-        _ => {}
+        // Paid before the stock was reserved: the task is created workable.
+        Event::PaymentAuthorized(_) => {}
+        // The pickers' own steps: their queue rows move with them.
+        Event::OrderReadyForShipment(_) | Event::OrderShipped(_) => {}
     }
     Ok(())
 }

@@ -11,3 +11,4 @@ pub mod domain;
 pub mod handlers;
 pub mod pickers;
 pub mod store;
+pub mod wire;

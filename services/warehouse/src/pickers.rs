@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use omnisaga_runtime::{
+    aggregate::{ExecuteError, Executor},
     event::EventMeta,
     outbox::{OutboxWaker, Written},
     TraceContext,
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    domain::{self, Command, Fulfilment},
+    domain::{self, Command, Fulfilment, FulfilmentAggregate},
     store::{self, Claim, DueTask},
 };
 
@@ -127,18 +128,17 @@ impl Pickers {
     /// Load, decide, work, append: the task's next step, if its stream allows it.
     async fn work(&self, mut tx: Transaction<'_, Postgres>, task: DueTask) -> Result<()> {
         let order = task.order_id.to_string();
-        let (state, version) = store::load(&mut tx, &order).await?;
-        let events = match domain::decide(&state, next_step(&task)) {
-            Ok(events) => events,
-            Err(reason) => {
-                // The stream is the truth: the task goes where it says, so it never blocks the queue.
-                let status = queue_status(&state, &task.pick_task_id.to_string());
-                tracing::warn!(%reason, pick_task.status = status, "pick task refused");
-                store::requeue_task(&mut tx, task.pick_task_id, status).await?;
-                tx.commit().await?;
-                return Ok(());
-            }
-        };
+        let step = next_step(&task);
+        let executor = Executor::<FulfilmentAggregate>::new(&self.warehouse_topic);
+        let loaded = executor.load(&mut tx, &order).await?;
+        // The stream is the truth: a refused task goes where it says, so it never blocks the queue.
+        let status_if_refused = queue_status(&loaded.state, &task.pick_task_id.to_string());
+        if let Err(reason) = domain::decide(&loaded.state, step.clone()) {
+            tracing::warn!(%reason, pick_task.status = status_if_refused, "pick task refused");
+            store::requeue_task(&mut tx, task.pick_task_id, status_if_refused).await?;
+            tx.commit().await?;
+            return Ok(());
+        }
         let (next_status, due_in) = if task.packed {
             ("SHIPPED", Duration::ZERO)
         } else {
@@ -150,16 +150,12 @@ impl Pickers {
             causation_id: task.causation_id,
             trace: TraceContext::current(),
         };
-        let appended = store::record(
-            &mut tx,
-            &self.warehouse_topic,
-            &order,
-            version,
-            events,
-            None,
-            &meta,
-        )
-        .await?;
+        let done = match executor.decide(&mut tx, &order, loaded, step, None, &meta).await {
+            Ok(done) => done,
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+            Err(e) => anyhow::bail!("pick task step not recorded: {e}"),
+        };
+        let appended = done.appended;
         let caused = appended.last().map_or("", |e| e.event_id.as_str());
         let traceparent = meta.trace.traceparent.as_deref();
         store::advance_task(
@@ -234,24 +230,26 @@ pub async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omnisaga_proto::v1::{envelope::Payload, PickTaskCreated};
+    use omnisaga_proto::v1::PickTaskCreated;
+
+    use crate::domain::Event;
 
     #[test]
     fn a_refused_task_goes_where_its_stream_says() {
-        let created = Payload::PickTaskCreated(PickTaskCreated {
+        let created = Event::PickTaskCreated(PickTaskCreated {
             pick_task_id: "t-1".into(),
             ..Default::default()
         });
-        let state = |events: &[Payload]| {
+        let state = |events: &[Event]| {
             [vec![created.clone()], events.to_vec()]
                 .concat()
                 .iter()
                 .fold(Fulfilment::default(), domain::evolve)
         };
-        let paid = Payload::PaymentAuthorized(Default::default());
-        let ready = Payload::OrderReadyForShipment(Default::default());
-        let shipped = Payload::OrderShipped(Default::default());
-        let cancelled = Payload::OrderCancelled(Default::default());
+        let paid = Event::PaymentAuthorized(Default::default());
+        let ready = Event::OrderReadyForShipment(Default::default());
+        let shipped = Event::OrderShipped(Default::default());
+        let cancelled = Event::OrderCancelled(Default::default());
         for (events, status) in [
             (vec![], "WAITING_PAYMENT"),
             (vec![paid.clone()], "READY"),

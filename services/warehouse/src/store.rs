@@ -1,68 +1,13 @@
-//! The warehouse database: fulfilment streams, stock levels and pick tasks.
+//! The warehouse database beside the fulfilment streams (which the runtime's
+//! aggregate executor keeps, see `crate::wire`): stock levels and pick tasks.
 
 use std::time::Duration;
 
-use omnisaga_proto::v1::{envelope::Payload, Envelope, LineItem};
-use omnisaga_runtime::{
-    event::{self, EventMeta},
-    outbox,
-    store::{self, StoreError},
-    TraceContext,
-};
+use omnisaga_proto::v1::LineItem;
+use omnisaga_runtime::{outbox, TraceContext};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
-
-use crate::domain::{self, Fulfilment};
-
-pub fn stream(order_id: &str) -> String {
-    format!("fulfilment-{order_id}")
-}
-
-/// Loads an order's fulfilment: its state and stream version.
-pub async fn load(conn: &mut PgConnection, order_id: &str) -> Result<(Fulfilment, i64), StoreError> {
-    let history = store::load(conn, &stream(order_id)).await?;
-    let version = history.last().map_or(0, |e| e.version);
-    let state = history
-        .iter()
-        .filter_map(|e| e.envelope.payload.as_ref())
-        .fold(Fulfilment::default(), domain::evolve);
-    Ok((state, version))
-}
-
-/// Appends what `decide` decided to the order's stream after `version`. A
-/// fact from another service is stored as the envelope it came in (`cause`);
-/// the warehouse's own events get new envelopes and go to the outbox for
-/// `topic` in the same transaction. Returns every envelope appended, in order.
-pub async fn record(
-    conn: &mut PgConnection,
-    topic: &str,
-    order_id: &str,
-    version: i64,
-    events: Vec<Payload>,
-    cause: Option<&Envelope>,
-    meta: &EventMeta,
-) -> Result<Vec<Envelope>, StoreError> {
-    let now = chrono::Utc::now();
-    let mut envelopes = Vec::with_capacity(events.len());
-    for payload in events {
-        envelopes.push(match cause {
-            Some(fact) if !domain::publishes(&payload) => fact.clone(),
-            _ => event::envelope("warehouse", order_id, payload, meta, now),
-        });
-    }
-    store::append_publishing(
-        conn,
-        &stream(order_id),
-        version,
-        &envelopes,
-        |e| e.payload.as_ref().is_some_and(domain::publishes),
-        topic,
-        &meta.trace,
-    )
-    .await?;
-    Ok(envelopes)
-}
 
 /// Locks the stock rows of `items` and returns the SKUs that cannot be covered.
 pub async fn shortfalls(conn: &mut PgConnection, items: &[LineItem]) -> Result<Vec<String>, sqlx::Error> {

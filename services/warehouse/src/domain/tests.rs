@@ -2,25 +2,9 @@
 
 use super::*;
 
-use omnisaga_runtime::testing::decider::{self, Decider};
+use omnisaga_runtime::testing::decider;
 
-/// This domain's `decide` and `evolve`, for the given/when/then harness.
-struct Domain;
-
-impl Decider for Domain {
-    type State = Fulfilment;
-    type Command = Command;
-    type Event = Payload;
-    type Error = FulfilmentError;
-    fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Payload>, FulfilmentError> {
-        decide(state, cmd)
-    }
-    fn evolve(state: Fulfilment, event: &Payload) -> Fulfilment {
-        evolve(state, event)
-    }
-}
-
-fn given(history: &[Payload]) -> decider::Given<Domain> {
+fn given(history: &[Event]) -> decider::Given<FulfilmentAggregate> {
     decider::given(history)
 }
 
@@ -46,21 +30,21 @@ fn reserve() -> Command {
 fn reserve_short() -> Command {
     reserve_with(&["A"])
 }
-fn reserved() -> [Payload; 2] {
+fn reserved() -> [Event; 2] {
     [
-        Payload::StockReserved(StockReserved {
+        Event::StockReserved(StockReserved {
             order_id: "o-1".into(),
             items: items(),
         }),
-        Payload::PickTaskCreated(PickTaskCreated {
+        Event::PickTaskCreated(PickTaskCreated {
             order_id: "o-1".into(),
             pick_task_id: "t-1".into(),
             items: items(),
         }),
     ]
 }
-fn unavailable() -> Payload {
-    Payload::StockUnavailable(StockUnavailable {
+fn unavailable() -> Event {
+    Event::StockUnavailable(StockUnavailable {
         order_id: "o-1".into(),
         skus: vec!["A".into()],
     })
@@ -76,8 +60,8 @@ fn authorization() -> PaymentAuthorized {
 fn release_for_picking() -> Command {
     Command::ReleaseForPicking(authorization())
 }
-fn paid() -> Payload {
-    Payload::PaymentAuthorized(authorization())
+fn paid() -> Event {
+    Event::PaymentAuthorized(authorization())
 }
 fn cancellation() -> OrderCancelled {
     OrderCancelled {
@@ -88,11 +72,11 @@ fn cancellation() -> OrderCancelled {
 fn cancel() -> Command {
     Command::Cancel(cancellation())
 }
-fn cancelled() -> Payload {
-    Payload::OrderCancelled(cancellation())
+fn cancelled() -> Event {
+    Event::OrderCancelled(cancellation())
 }
-fn released() -> Payload {
-    Payload::StockReleased(StockReleased {
+fn released() -> Event {
+    Event::StockReleased(StockReleased {
         order_id: "o-1".into(),
         items: items(),
     })
@@ -107,8 +91,8 @@ fn pack_task(pick_task_id: &str) -> Command {
 fn pack() -> Command {
     pack_task("t-1")
 }
-fn ready() -> Payload {
-    Payload::OrderReadyForShipment(OrderReadyForShipment {
+fn ready() -> Event {
+    Event::OrderReadyForShipment(OrderReadyForShipment {
         order_id: "o-1".into(),
         pick_task_id: "t-1".into(),
         parcels: 1,
@@ -122,15 +106,15 @@ fn ship() -> Command {
         tracking_number: "OSP1".into(),
     }
 }
-fn shipped() -> Payload {
-    Payload::OrderShipped(OrderShipped {
+fn shipped() -> Event {
+    Event::OrderShipped(OrderShipped {
         order_id: "o-1".into(),
         carrier: "omnisaga-post".into(),
         tracking_number: "OSP1".into(),
     })
 }
 
-fn placed_and_paid() -> Vec<Payload> {
+fn placed_and_paid() -> Vec<Event> {
     [reserved().to_vec(), vec![paid()]].concat()
 }
 
@@ -239,8 +223,7 @@ fn an_order_is_not_shipped_before_it_is_packed() {
 
 #[test]
 fn nothing_is_picked_packed_or_shipped_after_a_cancel() {
-    let cancelled_at =
-        |history: Vec<Payload>| given(&history).when(cancel()).then(&[cancelled(), released()]);
+    let cancelled_at = |history: Vec<Event>| given(&history).when(cancel()).then(&[cancelled(), released()]);
     let unpaid = cancelled_at(reserved().to_vec());
     unpaid.when(pack()).refused(FulfilmentError::OrderCancelled);
     let paid = cancelled_at(placed_and_paid());
