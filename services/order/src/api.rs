@@ -10,12 +10,12 @@ use axum::{
     Extension, Json, Router,
 };
 use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
-use omnisaga_proto::v1::{envelope::Payload, Address, Channel, LineItem, Money};
+use omnisaga_proto::v1::{Address, Channel, LineItem, Money};
 use omnisaga_runtime::{
     event::{self, EventMeta},
     http::{ApiError, ApiJson, RequestId},
     outbox::OutboxWaker,
-    store::{self, StoreError, StoredEvent},
+    store::{StoreError, StoredEvent},
     TraceContext,
 };
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct ApiState {
     pub pool: PgPool,
     pub waker: OutboxWaker,
-    pub orders_topic: String,
     pub config: Arc<Config>,
     pub http: reqwest::Client,
     pub orders: Orders,
@@ -351,9 +350,8 @@ async fn place_order(
         payment_method_token: req.payment_method.clone(),
         estimated_delivery: estimated_delivery.clone(),
     });
-    let events = domain::decide(None, cmd).map_err(|e| ApiError::validation(e.to_string()))?;
-    let total = match &events[0] {
-        Payload::OrderPlaced(p) => p.total.clone(),
+    let total = match &cmd {
+        Command::Place(p) => Some(domain::total(&p.items).map_err(|e| ApiError::validation(e.to_string()))?),
         _ => None,
     };
     let response = json!({
@@ -380,21 +378,11 @@ async fn place_order(
         causation_id: String::new(),
         trace: trace.clone(),
     };
-    let envelopes: Vec<_> = events
-        .into_iter()
-        .map(|e| event::envelope("order", &order_id.to_string(), e, &meta, now))
-        .collect();
-    store::append_publishing(
-        &mut tx,
-        &format!("order-{order_id}"),
-        0,
-        &envelopes,
-        |_| true,
-        &s.orders_topic,
-        &trace,
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    match s.orders.place_in(&mut tx, order_id, cmd, &meta).await {
+        Ok(_) => {}
+        Err(CommandError::Domain(e)) => return Err(ApiError::validation(e.to_string())),
+        Err(e) => return Err(command_error(e)),
+    }
     db::insert_view(
         &mut tx,
         NewOrderView {
@@ -435,6 +423,7 @@ fn command_error(e: CommandError) -> ApiError {
         }
         CommandError::Store(StoreError::Database(e)) => e.into(),
         CommandError::Store(e) => ApiError::internal(e),
+        e @ CommandError::FactWithoutCause => ApiError::internal(e),
     }
 }
 
@@ -539,11 +528,12 @@ async fn cancel_order(
         }
         Err(CommandError::Domain(crate::domain::OrderError::AlreadyCancelled)) => {
             let mut conn = s.pool.acquire().await?;
-            let history = store::load(&mut conn, &crate::commands::stream(order_id))
+            let (order, _) = s
+                .orders
+                .load(&mut conn, order_id)
                 .await
-                .map_err(ApiError::internal)?;
-            let order =
-                crate::commands::fold(&history).ok_or_else(|| ApiError::not_found("no such order"))?;
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::not_found("no such order"))?;
             Ok(Json(
                 json!({"order_id": order_id, "status": order.status.as_str(), "reason": order.cancel_reason}),
             ))
@@ -572,15 +562,13 @@ fn valid_token(t: &str) -> bool {
 async fn get_order(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such order"))?;
     let mut conn = s.pool.acquire().await?;
-    let events = store::load(&mut conn, &format!("order-{order_id}"))
+    let (state, events) = s
+        .orders
+        .load(&mut conn, order_id)
         .await
-        .map_err(ApiError::internal)?;
-    drop(conn);
-    let state = events
-        .iter()
-        .filter_map(|e| e.envelope.payload.as_ref())
-        .fold(None, domain::evolve)
+        .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found("no such order"))?;
+    drop(conn);
     let trace_id = db::trace_id(&s.pool, order_id).await?;
     Ok(Json(order_json(&state, &events, trace_id)))
 }

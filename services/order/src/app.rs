@@ -54,7 +54,6 @@ impl App {
         let state = api::ApiState {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),
-            orders_topic: self.base.topics.orders.clone(),
             orders: orders.clone(),
             config: self.config.clone(),
             http: reqwest::Client::builder()

@@ -1,13 +1,14 @@
-//! Running a command against one order: begin, load, decide, append (plus
-//! outbox rows and the view), commit. Shared by the API, the deadline
-//! scheduler and the consumer (which brings its own transaction).
+//! Running a command against one order through the runtime's aggregate
+//! executor (load, decide, append with the outbox rows), keeping the order
+//! view in step. Shared by the API, the deadline scheduler and the consumer
+//! (which brings its own transaction).
 
 use std::time::Duration;
 
-use chrono::Utc;
 use omnisaga_proto::v1::Envelope;
 use omnisaga_runtime::{
-    event::{self, EventMeta},
+    aggregate::{ExecuteError, Executor, Loaded},
+    event::EventMeta,
     outbox::OutboxWaker,
     store::{self, StoreError},
     TraceContext,
@@ -15,7 +16,7 @@ use omnisaga_runtime::{
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::domain::{self, Command, Order, OrderError};
+use crate::domain::{Command, Order, OrderAggregate, OrderError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -23,11 +24,24 @@ pub enum CommandError {
     Domain(#[from] OrderError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A fact was recorded without the envelope it came in (a bug).
+    #[error("a fact of another service was decided without the envelope it came in")]
+    FactWithoutCause,
 }
 
 impl From<sqlx::Error> for CommandError {
     fn from(e: sqlx::Error) -> Self {
         Self::Store(e.into())
+    }
+}
+
+impl From<ExecuteError<OrderError>> for CommandError {
+    fn from(e: ExecuteError<OrderError>) -> Self {
+        match e {
+            ExecuteError::Refused(e) => Self::Domain(e),
+            ExecuteError::Store(e) => Self::Store(e),
+            ExecuteError::FactWithoutCause => Self::FactWithoutCause,
+        }
     }
 }
 
@@ -44,21 +58,16 @@ pub struct Orders {
 /// An order's state after a command, with the events it produced.
 pub struct Outcome {
     pub order: Order,
+    /// The order's own events, published.
     pub events: Vec<Envelope>,
 }
 
-pub fn fold(history: &[store::StoredEvent]) -> Option<Order> {
-    history
-        .iter()
-        .filter_map(|e| e.envelope.payload.as_ref())
-        .fold(None, domain::evolve)
-}
-
-pub fn stream(order_id: Uuid) -> String {
-    format!("order-{order_id}")
-}
-
 impl Orders {
+    /// The runtime's aggregate executor for orders, publishing on the orders topic.
+    pub fn executor(&self) -> Executor<OrderAggregate> {
+        Executor::new(&self.topic)
+    }
+
     /// Runs `cmd` in its own transaction, retrying when a concurrent writer
     /// moved the stream on. `meta` is `None` to continue the order's own trace.
     pub async fn execute(
@@ -87,69 +96,60 @@ impl Orders {
         }
     }
 
-    /// Runs `cmd` inside `tx`. For `Command::Record`, `recorded` is the
-    /// envelope of the fact, stored as it is before the reaction.
+    /// Runs `cmd` inside `tx` through the executor, and keeps the order view
+    /// in step. For `Command::Record`, `cause` is the envelope of the fact,
+    /// stored as it came.
     pub async fn execute_in(
         &self,
         tx: &mut PgConnection,
         order_id: Uuid,
         cmd: Command,
         meta: Option<EventMeta>,
-        recorded: Option<&Envelope>,
+        cause: Option<&Envelope>,
     ) -> Result<Outcome, CommandError> {
-        let history = store::load(tx, &stream(order_id)).await?;
-        let version = history.last().map_or(0, |e| e.version);
-        let state = fold(&history);
-        let before = state.as_ref().map(|o| o.status);
-        let new = domain::decide(state.as_ref(), cmd)?;
-        let mut order = state;
-        if let Some(p) = recorded.and_then(|fact| fact.payload.as_ref()) {
-            order = domain::evolve(order, p);
-        }
+        let executor = self.executor();
+        let key = order_id.to_string();
+        let loaded = executor.load(tx, &key).await?;
+        let before = loaded.state.as_ref().map(|o| o.status);
         let meta = match meta {
             Some(m) => m,
-            None => own_meta(&history),
+            None => own_meta(&loaded.history),
         };
-        let now = Utc::now();
-        let envelopes: Vec<Envelope> = new
-            .into_iter()
-            .map(|p| event::envelope("order", &order_id.to_string(), p, &meta, now))
-            .collect();
-        // The fact recorded and the order's own events, in one statement;
-        // only the order's own go to the outbox.
-        let all: Vec<Envelope> = recorded
-            .into_iter()
-            .cloned()
-            .chain(envelopes.iter().cloned())
-            .collect();
-        let fact = recorded.map(|f| f.event_id.as_str());
-        let own = |e: &Envelope| Some(e.event_id.as_str()) != fact;
-        store::append_publishing(
-            tx,
-            &stream(order_id),
-            version,
-            &all,
-            own,
-            &self.topic,
-            &meta.trace,
-        )
-        .await?;
-        for env in &envelopes {
-            order = order.and_then(|o| {
-                env.payload
-                    .as_ref()
-                    .map(|p| domain::evolve(Some(o.clone()), p))
-                    .unwrap_or(Some(o))
-            });
-        }
-        let order = order.ok_or(OrderError::UnknownOrder)?;
+        let done = executor.decide(tx, &key, loaded, cmd, cause, &meta).await?;
+        let order = done.state.ok_or(OrderError::UnknownOrder)?;
         if Some(order.status) != before || order.delay_noticed {
             sync_view(tx, order_id, &order, self.payment_deadline).await?;
         }
         Ok(Outcome {
             order,
-            events: envelopes,
+            events: done.published,
         })
+    }
+
+    /// Places a new order (`cmd` is a [`Command::Place`] with a fresh id) in
+    /// `tx`, without looking for a stream that cannot exist yet.
+    pub async fn place_in(
+        &self,
+        tx: &mut PgConnection,
+        order_id: Uuid,
+        cmd: Command,
+        meta: &EventMeta,
+    ) -> Result<Order, CommandError> {
+        let done = self
+            .executor()
+            .decide(tx, &order_id.to_string(), Loaded::new_stream(), cmd, None, meta)
+            .await?;
+        Ok(done.state.ok_or(OrderError::UnknownOrder)?)
+    }
+
+    /// The order and its whole stream (its timeline), if it exists.
+    pub async fn load(
+        &self,
+        conn: &mut PgConnection,
+        order_id: Uuid,
+    ) -> Result<Option<(Order, Vec<store::StoredEvent>)>, StoreError> {
+        let loaded = self.executor().load(conn, &order_id.to_string()).await?;
+        Ok(loaded.state.map(|order| (order, loaded.history)))
     }
 }
 

@@ -1,11 +1,97 @@
 //! The order aggregate, pure: `decide` turns a command into events and
 //! `evolve` folds an event into the state. No I/O, no clock, no ids: they
-//! come in with the command. Events are the canonical `omnisaga.v1` payloads.
+//! come in with the command. The order's stream holds its own [`Event`]s and
+//! the facts of payment and the warehouse it records (its timeline);
+//! `crate::wire` maps them to and from the `omnisaga.v1` payloads.
 
 use omnisaga_proto::v1::{
-    envelope::Payload, Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced,
-    PaymentDelayed, PaymentRetryRequested,
+    Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced, OrderReadyForShipment,
+    OrderShipped, PaymentAuthorized, PaymentDelayed, PaymentFailed, PaymentRetryRequested, PaymentVoided,
+    PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
 };
+use omnisaga_runtime::aggregate::Decider;
+
+/// What an order's stream holds. Unboxed like the protobuf oneof it
+/// mirrors: an event is built once and moved, so the placement's size costs
+/// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    // The order's own events.
+    OrderPlaced(OrderPlaced),
+    OrderCancelled(OrderCancelled),
+    PaymentRetryRequested(PaymentRetryRequested),
+    PaymentDelayed(PaymentDelayed),
+    // Payment's facts.
+    PaymentAuthorized(PaymentAuthorized),
+    PaymentFailed(PaymentFailed),
+    PaymentVoided(PaymentVoided),
+    // The warehouse's facts.
+    StockReserved(StockReserved),
+    StockUnavailable(StockUnavailable),
+    StockReleased(StockReleased),
+    PickTaskCreated(PickTaskCreated),
+    OrderReadyForShipment(OrderReadyForShipment),
+    OrderShipped(OrderShipped),
+}
+
+impl Event {
+    /// The event's name, as its payload's type is called.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::OrderPlaced(_) => "OrderPlaced",
+            Event::OrderCancelled(_) => "OrderCancelled",
+            Event::PaymentRetryRequested(_) => "PaymentRetryRequested",
+            Event::PaymentDelayed(_) => "PaymentDelayed",
+            Event::PaymentAuthorized(_) => "PaymentAuthorized",
+            Event::PaymentFailed(_) => "PaymentFailed",
+            Event::PaymentVoided(_) => "PaymentVoided",
+            Event::StockReserved(_) => "StockReserved",
+            Event::StockUnavailable(_) => "StockUnavailable",
+            Event::StockReleased(_) => "StockReleased",
+            Event::PickTaskCreated(_) => "PickTaskCreated",
+            Event::OrderReadyForShipment(_) => "OrderReadyForShipment",
+            Event::OrderShipped(_) => "OrderShipped",
+        }
+    }
+
+    /// Whether the order service publishes it; the others are facts of
+    /// payment and the warehouse it records.
+    pub fn is_own(&self) -> bool {
+        match self {
+            Event::OrderPlaced(_)
+            | Event::OrderCancelled(_)
+            | Event::PaymentRetryRequested(_)
+            | Event::PaymentDelayed(_) => true,
+            Event::PaymentAuthorized(_)
+            | Event::PaymentFailed(_)
+            | Event::PaymentVoided(_)
+            | Event::StockReserved(_)
+            | Event::StockUnavailable(_)
+            | Event::StockReleased(_)
+            | Event::PickTaskCreated(_)
+            | Event::OrderReadyForShipment(_)
+            | Event::OrderShipped(_) => false,
+        }
+    }
+}
+
+/// The order aggregate: [`decide`] and [`evolve`] over the order (`None`
+/// before it is placed), for the executor (`crate::wire`) and the tests.
+pub struct OrderAggregate;
+
+impl Decider for OrderAggregate {
+    type State = Option<Order>;
+    type Command = Command;
+    type Event = Event;
+    type Error = OrderError;
+    fn decide(state: &Option<Order>, cmd: Command) -> Result<Vec<Event>, OrderError> {
+        decide(state.as_ref(), cmd)
+    }
+    fn evolve(state: Option<Order>, event: &Event) -> Option<Order> {
+        evolve(state, event)
+    }
+}
 
 /// Where an order is in the saga. Ranks only go up, so an event that arrives
 /// late (a payment after the warehouse's news) never moves an order back.
@@ -62,9 +148,10 @@ pub struct PlaceOrder {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Place(PlaceOrder),
-    /// Record a fact another service published about this order. The fact is
-    /// stored as it is; the events `decide` returns are the owner's reaction.
-    Record(Payload),
+    /// Record a fact another service published about this order: the
+    /// events decided are the fact (stored as it came), then the owner's
+    /// reaction.
+    Record(Event),
     /// The customer asks for a new payment attempt with another method.
     RetryPayment {
         payment_method_token: String,
@@ -107,7 +194,7 @@ pub enum OrderError {
 }
 
 /// Decides which events a command produces.
-pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, OrderError> {
+pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Event>, OrderError> {
     let order = match (state, cmd) {
         (Some(_), Command::Place(_)) => return Err(OrderError::AlreadyPlaced),
         (None, Command::Place(p)) => return place(p),
@@ -115,7 +202,10 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
         (Some(order), cmd) => (order, cmd),
     };
     match order {
-        (order, Command::Record(event)) => react(order, &event),
+        (order, Command::Record(fact)) => {
+            let reaction = react(order, &fact)?;
+            Ok(std::iter::once(fact).chain(reaction).collect())
+        }
         (order, Command::RetryPayment { payment_method_token }) => {
             if order.status != Status::AwaitingPayment {
                 return Err(OrderError::RetryNotAllowed(order.status.as_str()));
@@ -123,7 +213,7 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
             if order.retry_pending {
                 return Err(OrderError::RetryPending);
             }
-            Ok(vec![Payload::PaymentRetryRequested(PaymentRetryRequested {
+            Ok(vec![Event::PaymentRetryRequested(PaymentRetryRequested {
                 order_id: order.placed.order_id.clone(),
                 attempt: order.attempts + 1,
                 payment_method_token,
@@ -138,7 +228,7 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
             if order.status != Status::Placed || order.delay_noticed {
                 return Err(OrderError::NotWaitingForPayment);
             }
-            Ok(vec![Payload::PaymentDelayed(PaymentDelayed {
+            Ok(vec![Event::PaymentDelayed(PaymentDelayed {
                 order_id: order.placed.order_id.clone(),
                 waited_ms,
             })])
@@ -147,9 +237,9 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Payload>, Order
     }
 }
 
-fn place(p: PlaceOrder) -> Result<Vec<Payload>, OrderError> {
+fn place(p: PlaceOrder) -> Result<Vec<Event>, OrderError> {
     let total = total(&p.items)?;
-    Ok(vec![Payload::OrderPlaced(OrderPlaced {
+    Ok(vec![Event::OrderPlaced(OrderPlaced {
         order_id: p.order_id,
         order_number: p.order_number,
         customer: Some(Customer {
@@ -164,8 +254,8 @@ fn place(p: PlaceOrder) -> Result<Vec<Payload>, OrderError> {
     })])
 }
 
-fn cancelled(order: &Order, reason: &str) -> Payload {
-    Payload::OrderCancelled(OrderCancelled {
+fn cancelled(order: &Order, reason: &str) -> Event {
+    Event::OrderCancelled(OrderCancelled {
         order_id: order.placed.order_id.clone(),
         reason: reason.to_owned(),
     })
@@ -175,28 +265,32 @@ fn cancelled(order: &Order, reason: &str) -> Payload {
 /// Compensations of a cancelled order are run by the services that own
 /// them: the warehouse releases stock not yet shipped (`StockReleased`), and
 /// payment voids an authorisation once the warehouse says nothing ships.
-fn react(order: &Order, event: &Payload) -> Result<Vec<Payload>, OrderError> {
+fn react(order: &Order, event: &Event) -> Result<Vec<Event>, OrderError> {
     match event {
-        Payload::StockUnavailable(_) if !matches!(order.status, Status::Cancelled | Status::Shipped) => {
+        Event::StockUnavailable(_) if !matches!(order.status, Status::Cancelled | Status::Shipped) => {
             Ok(vec![cancelled(order, "stock_unavailable")])
         }
-        Payload::PaymentAuthorized(_)
-        | Payload::PaymentFailed(_)
-        | Payload::PaymentVoided(_)
-        | Payload::StockReserved(_)
-        | Payload::StockUnavailable(_)
-        | Payload::StockReleased(_)
-        | Payload::PickTaskCreated(_)
-        | Payload::OrderReadyForShipment(_)
-        | Payload::OrderShipped(_) => Ok(vec![]),
-        other => Err(OrderError::NotRecorded(other.event_type())),
+        Event::PaymentAuthorized(_)
+        | Event::PaymentFailed(_)
+        | Event::PaymentVoided(_)
+        | Event::StockReserved(_)
+        | Event::StockUnavailable(_)
+        | Event::StockReleased(_)
+        | Event::PickTaskCreated(_)
+        | Event::OrderReadyForShipment(_)
+        | Event::OrderShipped(_) => Ok(vec![]),
+        // Its own events come from its own decisions, never from outside.
+        own @ (Event::OrderPlaced(_)
+        | Event::OrderCancelled(_)
+        | Event::PaymentRetryRequested(_)
+        | Event::PaymentDelayed(_)) => Err(OrderError::NotRecorded(own.name())),
     }
 }
 
 /// Folds one event into the state. No rules here: only what happened.
-pub fn evolve(state: Option<Order>, event: &Payload) -> Option<Order> {
+pub fn evolve(state: Option<Order>, event: &Event) -> Option<Order> {
     match (state, event) {
-        (None, Payload::OrderPlaced(placed)) => Some(Order {
+        (None, Event::OrderPlaced(placed)) => Some(Order {
             placed: placed.clone(),
             status: Status::Placed,
             attempts: 0,
@@ -207,38 +301,45 @@ pub fn evolve(state: Option<Order>, event: &Payload) -> Option<Order> {
         (None, _) => None,
         (Some(mut order), event) => {
             let reached = match event {
-                Payload::PaymentAuthorized(e) => {
+                Event::PaymentAuthorized(e) => {
                     order.attempts = order.attempts.max(e.attempt);
                     order.retry_pending = false;
                     Some(Status::Paid)
                 }
-                Payload::PaymentFailed(e) => {
+                Event::PaymentFailed(e) => {
                     order.attempts = order.attempts.max(e.attempt);
                     order.retry_pending = false;
                     Some(Status::AwaitingPayment)
                 }
-                Payload::PaymentRetryRequested(e) => {
+                Event::PaymentRetryRequested(e) => {
                     order.attempts = order.attempts.max(e.attempt);
                     order.retry_pending = true;
                     None
                 }
-                Payload::PaymentDelayed(_) => {
+                Event::PaymentDelayed(_) => {
                     order.delay_noticed = true;
                     None
                 }
-                Payload::OrderReadyForShipment(_) => Some(Status::ReadyForShipment),
-                Payload::OrderShipped(_) => {
+                Event::OrderReadyForShipment(_) => Some(Status::ReadyForShipment),
+                Event::OrderShipped(_) => {
                     // The parcel left before the cancellation reached the
                     // warehouse: it ships, and payment keeps its money.
                     order.status = Status::Shipped;
                     None
                 }
-                Payload::OrderCancelled(e) => {
+                Event::OrderCancelled(e) => {
                     order.cancel_reason = Some(e.reason.clone());
                     order.status = Status::Cancelled;
                     None
                 }
-                _ => None,
+                // Facts kept for the timeline that move no status, and a
+                // second placement (never decided).
+                Event::PaymentVoided(_)
+                | Event::StockReserved(_)
+                | Event::StockUnavailable(_)
+                | Event::StockReleased(_)
+                | Event::PickTaskCreated(_)
+                | Event::OrderPlaced(_) => None,
             };
             if let Some(s) = reached {
                 if order.status != Status::Cancelled && s > order.status {
@@ -275,10 +376,6 @@ pub fn total(items: &[LineItem]) -> Result<Money, OrderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omnisaga_proto::v1::{
-        OrderReadyForShipment, OrderShipped, PaymentAuthorized, PaymentFailed, StockReserved,
-        StockUnavailable,
-    };
 
     fn line(sku: &str, qty: u32, price: i64, currency: &str) -> LineItem {
         LineItem {
@@ -305,30 +402,30 @@ mod tests {
         })
     }
 
-    fn placed() -> Payload {
+    fn placed() -> Event {
         decide(None, place(vec![line("A", 2, 500, "EUR")]))
             .unwrap()
             .remove(0)
     }
-    fn authorized(attempt: u32) -> Payload {
-        Payload::PaymentAuthorized(PaymentAuthorized {
+    fn authorized(attempt: u32) -> Event {
+        Event::PaymentAuthorized(PaymentAuthorized {
             attempt,
             ..Default::default()
         })
     }
-    fn failed(attempt: u32) -> Payload {
-        Payload::PaymentFailed(PaymentFailed {
+    fn failed(attempt: u32) -> Event {
+        Event::PaymentFailed(PaymentFailed {
             attempt,
             reason: "card_declined".into(),
             retryable: true,
             ..Default::default()
         })
     }
-    fn ready() -> Payload {
-        Payload::OrderReadyForShipment(OrderReadyForShipment::default())
+    fn ready() -> Event {
+        Event::OrderReadyForShipment(OrderReadyForShipment::default())
     }
-    fn shipped() -> Payload {
-        Payload::OrderShipped(OrderShipped::default())
+    fn shipped() -> Event {
+        Event::OrderShipped(OrderShipped::default())
     }
     fn cancel() -> Command {
         Command::Cancel {
@@ -340,17 +437,17 @@ mod tests {
             payment_method_token: "tok_visa".into(),
         }
     }
-    fn cancelled(reason: &str) -> Payload {
-        Payload::OrderCancelled(OrderCancelled {
+    fn cancelled(reason: &str) -> Event {
+        Event::OrderCancelled(OrderCancelled {
             order_id: "o-1".into(),
             reason: reason.into(),
         })
     }
 
     /// given `history`, when `cmd`: the decision and the state after it.
-    struct Given(Vec<Payload>);
+    struct Given(Vec<Event>);
 
-    fn given(history: &[Payload]) -> Given {
+    fn given(history: &[Event]) -> Given {
         Given(history.to_vec())
     }
 
@@ -358,14 +455,14 @@ mod tests {
         fn state(&self) -> Option<Order> {
             self.0.iter().fold(None, evolve)
         }
-        fn when(&self, cmd: Command) -> Result<Vec<Payload>, OrderError> {
+        fn when(&self, cmd: Command) -> Result<Vec<Event>, OrderError> {
             decide(self.state().as_ref(), cmd)
         }
         /// Records `event` as the order service does: the fact, then the reaction.
-        fn record(mut self, event: Payload) -> Self {
-            let reaction = self.when(Command::Record(event.clone())).unwrap();
-            self.0.push(event);
-            self.0.extend(reaction);
+        fn record(mut self, event: Event) -> Self {
+            let decided = self.when(Command::Record(event.clone())).unwrap();
+            assert_eq!(decided.first(), Some(&event), "the fact comes first");
+            self.0.extend(decided);
             self
         }
         fn status(&self) -> Status {
@@ -380,7 +477,7 @@ mod tests {
             place(vec![line("A", 2, 500, "EUR"), line("B", 1, 250, "EUR")]),
         )
         .unwrap();
-        let Payload::OrderPlaced(p) = &events[0] else {
+        let Event::OrderPlaced(p) = &events[0] else {
             panic!("expected OrderPlaced")
         };
         assert_eq!(
@@ -446,7 +543,7 @@ mod tests {
         let g = given(&[placed()]).record(failed(1));
         assert_eq!(g.status(), Status::AwaitingPayment);
         let events = g.when(retry()).unwrap();
-        let Payload::PaymentRetryRequested(r) = &events[0] else {
+        let Event::PaymentRetryRequested(r) = &events[0] else {
             panic!("expected a retry request")
         };
         assert_eq!(r.attempt, 2);
@@ -506,7 +603,7 @@ mod tests {
 
     #[test]
     fn unavailable_stock_cancels_the_order() {
-        let g = given(&[placed()]).record(Payload::StockUnavailable(StockUnavailable::default()));
+        let g = given(&[placed()]).record(Event::StockUnavailable(StockUnavailable::default()));
         assert_eq!(g.status(), Status::Cancelled);
         assert_eq!(
             g.state().unwrap().cancel_reason.as_deref(),
@@ -525,11 +622,11 @@ mod tests {
     #[test]
     fn facts_after_cancellation_cause_no_second_cancellation() {
         let g = given(&[placed(), cancelled("customer_request")])
-            .record(Payload::StockUnavailable(StockUnavailable::default()))
-            .record(Payload::StockReserved(StockReserved::default()));
+            .record(Event::StockUnavailable(StockUnavailable::default()))
+            .record(Event::StockReserved(StockReserved::default()));
         let cancellations =
             g.0.iter()
-                .filter(|e| matches!(e, Payload::OrderCancelled(_)))
+                .filter(|e| matches!(e, Event::OrderCancelled(_)))
                 .count();
         assert_eq!(cancellations, 1);
     }
@@ -538,7 +635,7 @@ mod tests {
     fn the_customer_is_told_of_a_payment_delay_once_and_only_while_waiting() {
         let g = given(&[placed()]);
         let events = g.when(Command::NoticePaymentDelay { waited_ms: 5000 }).unwrap();
-        assert!(matches!(events[0], Payload::PaymentDelayed(_)));
+        assert!(matches!(events[0], Event::PaymentDelayed(_)));
         let g = Given([g.0, events].concat());
         assert_eq!(
             g.when(Command::NoticePaymentDelay { waited_ms: 9000 }),

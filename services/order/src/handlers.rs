@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::{
     commands::{CommandError, Orders},
     domain::{Command, OrderError},
+    wire,
 };
 
 pub struct SagaEvents {
@@ -23,7 +24,8 @@ pub struct SagaEvents {
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let Some(payload) = env.payload.clone() else {
+        // Only what the order keeps (`crate::wire`); the rest is passed over.
+        let Some(fact) = env.payload.as_ref().and_then(wire::event) else {
             return Ok(());
         };
         let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
@@ -32,11 +34,12 @@ impl Handler for SagaEvents {
         let meta = EventMeta::caused_by(env);
         match self
             .orders
-            .execute_in(tx, order_id, Command::Record(payload), Some(meta), Some(env))
+            .execute_in(tx, order_id, Command::Record(fact), Some(meta), Some(env))
             .await
         {
             Ok(_) | Err(CommandError::Domain(OrderError::NotRecorded(_))) => Ok(()),
             Err(CommandError::Domain(e)) => Err(HandlerError::Rejected(e.into())),
+            Err(e @ CommandError::FactWithoutCause) => Err(HandlerError::Rejected(e.into())),
             Err(CommandError::Store(e)) => Err(e.into()),
         }
     }

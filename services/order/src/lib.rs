@@ -12,3 +12,4 @@ pub mod deadlines;
 pub mod domain;
 pub mod handlers;
 pub mod store;
+pub mod wire;

@@ -71,6 +71,19 @@ pub struct Loaded<A: Aggregate> {
     pub history: Vec<StoredEvent>,
 }
 
+impl<A: Aggregate> Loaded<A> {
+    /// A stream known not to exist yet (its id was just made): deciding on
+    /// it costs no look at the store, and appending to it fails with
+    /// [`StoreError::Conflict`] should it exist after all.
+    pub fn new_stream() -> Self {
+        Self {
+            state: A::State::default(),
+            version: 0,
+            history: Vec::new(),
+        }
+    }
+}
+
 /// What a command did.
 pub struct Executed<A: Aggregate> {
     /// The state with the new events folded in.

@@ -1,0 +1,112 @@
+//! The order's events on the wire: each [`Event`] to and from its protobuf
+//! payload, and the order aggregate as the runtime's executor stores it
+//! (stream `order-<order id>`, the order's own events published on the
+//! orders topic, payment's and the warehouse's facts kept as the envelopes
+//! they came in).
+//!
+//! Both mappings name every payload type: a new one in `omnisaga.v1` does
+//! not compile here until it is decided whether the order keeps it.
+
+use omnisaga_proto::v1::envelope::Payload;
+use omnisaga_runtime::aggregate::{Aggregate, Wire};
+
+use crate::domain::{Event, OrderAggregate};
+
+impl Aggregate for OrderAggregate {
+    const PRODUCER: &'static str = "order";
+
+    fn stream(order_id: &str) -> String {
+        format!("order-{order_id}")
+    }
+
+    fn from_wire(payload: &Payload) -> Option<Event> {
+        event(payload)
+    }
+
+    fn to_wire(event: &Event) -> Wire {
+        if event.is_own() {
+            Wire::Own {
+                payload: Box::new(payload(event)),
+                publish: true,
+            }
+        } else {
+            Wire::Fact
+        }
+    }
+}
+
+/// The order event `payload` is, if the order keeps it.
+pub fn event(payload: &Payload) -> Option<Event> {
+    match payload {
+        Payload::OrderPlaced(e) => Some(Event::OrderPlaced(e.clone())),
+        Payload::OrderCancelled(e) => Some(Event::OrderCancelled(e.clone())),
+        Payload::PaymentRetryRequested(e) => Some(Event::PaymentRetryRequested(e.clone())),
+        Payload::PaymentDelayed(e) => Some(Event::PaymentDelayed(e.clone())),
+        Payload::PaymentAuthorized(e) => Some(Event::PaymentAuthorized(e.clone())),
+        Payload::PaymentFailed(e) => Some(Event::PaymentFailed(e.clone())),
+        Payload::PaymentVoided(e) => Some(Event::PaymentVoided(e.clone())),
+        Payload::StockReserved(e) => Some(Event::StockReserved(e.clone())),
+        Payload::StockUnavailable(e) => Some(Event::StockUnavailable(e.clone())),
+        Payload::StockReleased(e) => Some(Event::StockReleased(e.clone())),
+        Payload::PickTaskCreated(e) => Some(Event::PickTaskCreated(e.clone())),
+        Payload::OrderReadyForShipment(e) => Some(Event::OrderReadyForShipment(e.clone())),
+        Payload::OrderShipped(e) => Some(Event::OrderShipped(e.clone())),
+        // The customer's messages are notification's record, not the order's.
+        Payload::NotificationSent(_) => None,
+    }
+}
+
+/// The payload of `event`.
+pub fn payload(event: &Event) -> Payload {
+    match event {
+        Event::OrderPlaced(e) => Payload::OrderPlaced(e.clone()),
+        Event::OrderCancelled(e) => Payload::OrderCancelled(e.clone()),
+        Event::PaymentRetryRequested(e) => Payload::PaymentRetryRequested(e.clone()),
+        Event::PaymentDelayed(e) => Payload::PaymentDelayed(e.clone()),
+        Event::PaymentAuthorized(e) => Payload::PaymentAuthorized(e.clone()),
+        Event::PaymentFailed(e) => Payload::PaymentFailed(e.clone()),
+        Event::PaymentVoided(e) => Payload::PaymentVoided(e.clone()),
+        Event::StockReserved(e) => Payload::StockReserved(e.clone()),
+        Event::StockUnavailable(e) => Payload::StockUnavailable(e.clone()),
+        Event::StockReleased(e) => Payload::StockReleased(e.clone()),
+        Event::PickTaskCreated(e) => Payload::PickTaskCreated(e.clone()),
+        Event::OrderReadyForShipment(e) => Payload::OrderReadyForShipment(e.clone()),
+        Event::OrderShipped(e) => Payload::OrderShipped(e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_survives_the_wire_and_is_stored_by_the_right_convention() {
+        let events = [
+            Event::OrderPlaced(Default::default()),
+            Event::OrderCancelled(Default::default()),
+            Event::PaymentRetryRequested(Default::default()),
+            Event::PaymentDelayed(Default::default()),
+            Event::PaymentAuthorized(Default::default()),
+            Event::PaymentFailed(Default::default()),
+            Event::PaymentVoided(Default::default()),
+            Event::StockReserved(Default::default()),
+            Event::StockUnavailable(Default::default()),
+            Event::StockReleased(Default::default()),
+            Event::PickTaskCreated(Default::default()),
+            Event::OrderReadyForShipment(Default::default()),
+            Event::OrderShipped(Default::default()),
+        ];
+        for e in &events {
+            assert_eq!(event(&payload(e)).as_ref(), Some(e));
+            assert_eq!(payload(e).event_type(), e.name());
+            match OrderAggregate::to_wire(e) {
+                Wire::Own { payload: p, publish } => {
+                    assert!(publish && e.is_own(), "{e:?}");
+                    assert_eq!(*p, payload(e));
+                }
+                Wire::Fact => assert!(!e.is_own(), "{e:?} is the order's own"),
+            }
+        }
+        assert_eq!(event(&Payload::NotificationSent(Default::default())), None);
+    }
+}
