@@ -9,7 +9,7 @@
 //! logs and processes; services, broker and trace viewer stopped, killed and
 //! started again), a [`client`] of its HTTP APIs, the checks of its
 //! [`logs`] and [`traces`], and the load generator behind `make bench`
-//! ([`bench`]). [`bin_dir`], [`repo_root`] and [`pg_server`] say where the
+//! ([`bench`](mod@bench)). [`bin_dir`], [`repo_root`] and [`pg_server`] say where the
 //! build's binaries, the clone and the PostgreSQL server are.
 
 pub mod bench;
