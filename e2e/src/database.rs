@@ -1,0 +1,70 @@
+//! The services' databases in the local PostgreSQL: one role and one database
+//! per service, `<db_prefix>_<service>`, owned by the role and closed to
+//! every other role.
+
+use anyhow::{Context, Result};
+use sqlx::{Connection, PgConnection};
+
+use crate::{pg_server, Stack, StackOptions, SERVICES};
+
+/// Creates every service's role and database that is missing, recreating
+/// the databases when `options` ask for fresh ones.
+pub(crate) async fn ensure_all(options: &StackOptions) -> Result<()> {
+    let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server()))
+        .await
+        .context("Failed to connect to PostgreSQL on 127.0.0.1:5432 (make starts it)")?;
+    for (name, _) in SERVICES {
+        let db = format!("{}_{name}", options.db_prefix);
+        ensure_database(&mut admin, name, &db, options.fresh_databases).await?;
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Creates the role and the database of `service` (owned by the role, closed
+/// to every other role), recreating the database when `fresh`.
+async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fresh: bool) -> Result<()> {
+    let role = format!("omnisaga_{service}");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(&role)
+        .fetch_one(&mut *admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE ROLE \"{role}\" LOGIN"))
+            .execute(&mut *admin)
+            .await?;
+    }
+    if fresh {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .execute(&mut *admin)
+            .await?;
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(db)
+        .fetch_one(&mut *admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{db}\" OWNER \"{role}\""))
+            .execute(&mut *admin)
+            .await?;
+        sqlx::query(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"))
+            .execute(&mut *admin)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Stack {
+    /// Drops the stack's databases (for throwaway test stacks).
+    pub async fn drop_databases(prefix: &str) -> Result<()> {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
+        for (name, _) in SERVICES {
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{prefix}_{name}\" WITH (FORCE)"
+            ))
+            .execute(&mut admin)
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The child processes of the stack: free ports to start them on, their log
+//! files, waiting until one accepts connections or answers `/readyz` (failing
+//! with its last log lines when it exits first), and stopping one gracefully.
+
+use std::{fs::File, net::TcpListener, path::Path, time::Duration};
+
+use anyhow::{bail, Result};
+use tokio::process::{Child, Command};
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Opens a process's log for appending, creating it when missing, so a
+/// restarted process adds to what it wrote before.
+pub(crate) fn open_log(path: &Path) -> Result<File> {
+    Ok(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+}
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// Waits until `addr` accepts TCP connections; fails when `child` exits
+/// first or `timeout` passes.
+pub(crate) async fn wait_tcp(addr: &str, child: &mut Child, log: &Path, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("exited with {status}; last log lines:\n{}", log_tail(log));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{addr} did not accept connections within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until service `name` at `url` answers `/readyz` with a success;
+/// fails when `child` exits first or 60 s pass.
+pub(crate) async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{name} exited with {status} before it was ready; last log lines:\n{}",
+                log_tail(log)
+            );
+        }
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{name} was not ready within 60 s (log: {})", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops `child` with SIGTERM and waits for it; kills it when it has not
+/// stopped within 20 s.
+pub(crate) async fn terminate(child: &mut Child, name: &str) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("{name} did not stop within 20 s, killing it");
+            let _ = child.kill().await;
+        }
+    }
+}

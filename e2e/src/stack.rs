@@ -1,0 +1,187 @@
+//! Starting and stopping the stack: the broker, the trace viewer, the
+//! databases and the five services in order, and each service stopped,
+//! killed or started again on its own port and database.
+
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
+
+use anyhow::{Context, Result};
+use tokio::process::Command;
+
+use crate::{
+    bin_dir, broker, database,
+    process::{free_port, open_log, terminate, wait_ready},
+    repo_root, viewer, Service, Stack, StackOptions, SERVICES,
+};
+
+impl Stack {
+    /// Starts the broker (unless shared), the trace viewer and every service
+    /// in [`SERVICES`] order, creating the databases first; returns once
+    /// every service answers `/readyz`.
+    pub async fn start(options: StackOptions) -> Result<Self> {
+        std::fs::create_dir_all(options.dir.join("logs"))?;
+
+        let (brokers, broker) = broker::start(&options).await?;
+        let (ui_port, otlp_port) = if options.fixed_ports {
+            (16686, 4317)
+        } else {
+            (free_port()?, free_port()?)
+        };
+        let viewer = viewer::spawn(&options, ui_port, otlp_port).await?;
+        let mut stack = Self {
+            brokers,
+            traces_url: format!("http://127.0.0.1:{ui_port}"),
+            otlp_endpoint: format!("http://127.0.0.1:{otlp_port}"),
+            viewer,
+            services: Vec::new(),
+            broker,
+            options,
+            ports: BTreeMap::new(),
+        };
+
+        database::ensure_all(&stack.options).await?;
+
+        for (name, default_port) in SERVICES {
+            let port = if stack.options.fixed_ports {
+                default_port
+            } else {
+                free_port()?
+            };
+            stack.ports.insert(name, port);
+        }
+        for (name, _) in SERVICES {
+            let service = stack.spawn(name).await?;
+            stack.services.push(service);
+        }
+        Ok(stack)
+    }
+
+    /// The prefix of the stack's topics and consumer groups.
+    pub fn topic_prefix(&self) -> &str {
+        &self.options.topic_prefix
+    }
+
+    /// Where service (or `broker`, `trace-viewer`) `name` writes its log.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.options.dir.join(format!("logs/{name}.log"))
+    }
+
+    /// Starts service `name` with the stack's settings and waits until it is ready.
+    async fn spawn(&self, name: &'static str) -> Result<Service> {
+        let port = self.ports[name];
+        let url = format!("http://127.0.0.1:{port}");
+        let db_url = format!(
+            "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
+            self.options.db_prefix
+        );
+        let log_path = self.options.dir.join(format!("logs/{name}.log"));
+        let log = open_log(&log_path)?;
+        let bin = bin_dir()?.join(name);
+        let mut cmd = Command::new(&bin);
+        cmd.env("DATABASE_URL", db_url)
+            .env("KAFKA_BROKERS", &self.brokers)
+            .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("KAFKA_TOPIC_PREFIX", &self.options.topic_prefix)
+            .env("CATALOG_SEED_FILE", repo_root()?.join("infra/seed/catalog.json"))
+            .env(
+                "WAREHOUSE_URL",
+                format!("http://127.0.0.1:{}", self.ports["warehouse"]),
+            )
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otlp_endpoint)
+            .env("OTEL_SERVICE_NAME", name)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true);
+        for key in ["*", name] {
+            for (k, v) in self.options.env.get(key).into_iter().flatten() {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = cmd.spawn().with_context(|| {
+            format!(
+                "Failed to start {} (build it with `cargo build --bins`)",
+                bin.display()
+            )
+        })?;
+        wait_ready(name, &url, &mut child, &log_path).await?;
+        Ok(Service { name, url, child })
+    }
+
+    fn take(&mut self, name: &str) -> Result<Service> {
+        let i = self
+            .services
+            .iter()
+            .position(|s| s.name == name)
+            .with_context(|| format!("{name} is not running"))?;
+        Ok(self.services.remove(i))
+    }
+
+    /// Every process of the stack by name: the services, the broker and the trace viewer.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.to_owned(), s.child.id()?)))
+            .collect();
+        out.extend(
+            self.broker
+                .as_ref()
+                .and_then(|(b, _)| b.id())
+                .map(|p| ("broker".to_owned(), p)),
+        );
+        out.extend(self.viewer.id().map(|p| ("trace-viewer".to_owned(), p)));
+        out
+    }
+
+    /// Sets an environment variable for the next start of `service`.
+    pub fn set_service_env(&mut self, service: &str, key: &str, value: &str) {
+        self.options
+            .env
+            .entry(service.to_owned())
+            .or_default()
+            .push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Stops service `name` gracefully (SIGTERM).
+    pub async fn stop_service(&mut self, name: &str) -> Result<()> {
+        let mut s = self.take(name)?;
+        terminate(&mut s.child, s.name).await;
+        Ok(())
+    }
+
+    /// Kills service `name` with SIGKILL: no chance to finish anything.
+    pub async fn kill_service(&mut self, name: &str) -> Result<()> {
+        let mut s = self.take(name)?;
+        s.child.kill().await?;
+        Ok(())
+    }
+
+    /// Starts a stopped service again, on the same port and database.
+    pub async fn start_service(&mut self, name: &'static str) -> Result<()> {
+        let s = self.spawn(name).await?;
+        self.services.push(s);
+        Ok(())
+    }
+
+    /// The service's URL (known while it is stopped too).
+    pub fn url(&self, service: &str) -> String {
+        self.ports
+            .get(service)
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .unwrap_or_default()
+    }
+
+    /// Stops every service with SIGTERM (waiting for its graceful stop), then
+    /// the stack's own broker and the trace viewer.
+    pub async fn stop(mut self) -> Result<()> {
+        for s in self.services.iter_mut().rev() {
+            terminate(&mut s.child, s.name).await;
+        }
+        if let Some((broker, _)) = self.broker.as_mut() {
+            terminate(broker, "broker").await;
+        }
+        terminate(&mut self.viewer, "trace viewer").await;
+        Ok(())
+    }
+}
