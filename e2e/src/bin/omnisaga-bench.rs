@@ -44,7 +44,8 @@ fn parse_args() -> Result<Args> {
     let mut args = Args {
         quick,
         duration: if quick { 4.0 } else { 60.0 },
-        search_seconds: if quick { 3.0 } else { 10.0 },
+        // Long enough for a backlog at nearly full cores to show in the saga's p99.
+        search_seconds: if quick { 3.0 } else { 30.0 },
         idle_seconds: if quick { 5.0 } else { 30.0 },
         max_rate: None,
         shares: vec![25.0, 50.0, 80.0, 100.0],
