@@ -1,0 +1,60 @@
+//! The order HTTP API (`/v1`): catalog, place an order, show an order with
+//! its timeline. Every error is the runtime's JSON envelope.
+//!
+//! | route | served by |
+//! |---|---|
+//! | `GET /v1/catalog` | `catalog.rs` |
+//! | `POST /v1/orders` | `orders.rs` (`place_order`) |
+//! | `GET /v1/orders/{id}` | `orders.rs` (`get_order`) |
+//! | `POST /v1/orders/{id}/payment-retry` | `orders.rs` (`retry_payment`) |
+//! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
+//!
+//! Beside them, `dto.rs` holds the request and response bodies,
+//! `validation.rs` the checks of a request and the problem list it answers
+//! with, and `idempotency.rs` the `Idempotency-Key` header.
+
+mod catalog;
+mod dto;
+mod idempotency;
+mod orders;
+mod validation;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
+use omnisaga_runtime::outbox::OutboxWaker;
+use sqlx::PgPool;
+
+use crate::{commands::Orders, config::Config};
+
+pub use dto::{AddressDto, ChannelDto, ItemRequest, PlaceOrderRequest, RetryRequest};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every route handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: PgPool,
+    pub waker: OutboxWaker,
+    pub config: Arc<Config>,
+    /// Client for the warehouse's stock levels.
+    pub http: reqwest::Client,
+    pub orders: Orders,
+}
+
+/// The API's routes over `state`, with the body limit.
+pub fn routes(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/catalog", get(catalog::catalog))
+        .route("/v1/orders", post(orders::place_order))
+        .route("/v1/orders/{id}", get(orders::get_order))
+        .route("/v1/orders/{id}/payment-retry", post(orders::retry_payment))
+        .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

@@ -1,0 +1,338 @@
+//! The order routes: place an order, show it with its timeline, cancel it,
+//! and retry its payment with another method.
+
+use axum::{
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    Extension, Json,
+};
+use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
+use omnisaga_proto::v1::{LineItem, Money};
+use omnisaga_runtime::{
+    event::EventMeta,
+    http::{ApiError, ApiJson, RequestId},
+    store::StoreError,
+    TraceContext,
+};
+use serde_json::{json, Value};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::{
+    dto::{
+        CancelResponse, OrderResponse, PlaceOrderRequest, PlaceOrderResponse, RetryRequest, RetryResponse,
+    },
+    idempotency::{idempotency_key, idempotency_key_reused, request_hash},
+    validation::{valid_token, validate, Problems, TOKEN_RULE},
+    ApiState,
+};
+use crate::{
+    commands::CommandError,
+    domain::{self, Command, OrderError, PlaceOrder},
+    store::{self as db, CatalogItem, NewOrderView},
+};
+
+/// The target of this API's log lines, the module they were first written in.
+const LOG_TARGET: &str = "omnisaga_order::api";
+
+/// `POST /v1/orders`: prices the items from the catalog and places the order;
+/// the same `Idempotency-Key` and body answers as the first request did.
+pub(super) async fn place_order(
+    State(s): State<ApiState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PlaceOrderRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = idempotency_key(&headers)?;
+    validate(&req, &s.config)?;
+    let customer_id = req.customer_id.clone().unwrap_or_else(|| "guest".to_owned());
+    let request_hash = request_hash(&req)?;
+
+    let skus: Vec<String> = req.items.iter().map(|i| i.sku.clone()).collect();
+    let catalog = db::catalog_items(&s.pool, &skus).await?;
+    let items = priced_items(&req, &catalog)?;
+
+    let order_id = Uuid::now_v7();
+    let order_number = db::next_order_number(&s.pool).await?;
+    let now = Utc::now();
+    let estimated_delivery = add_business_days(now.date_naive(), s.config.delivery_days).to_string();
+    let cmd = Command::Place(PlaceOrder {
+        order_id: order_id.to_string(),
+        order_number: order_number.clone(),
+        customer_id: customer_id.clone(),
+        channel: req.channel.into(),
+        items,
+        shipping_address: req.shipping_address.to_address(),
+        payment_method_token: req.payment_method.clone(),
+        estimated_delivery: estimated_delivery.clone(),
+    });
+    let total = match &cmd {
+        Command::Place(p) => Some(domain::total(&p.items).map_err(|e| ApiError::validation(e.to_string()))?),
+        _ => None,
+    };
+    let response = serde_json::to_value(PlaceOrderResponse {
+        estimated_delivery,
+        order_id,
+        order_number: order_number.clone(),
+        status: "PLACED",
+        total: total.as_ref().into(),
+        trace_id: trace.trace_id().map(str::to_owned),
+    })
+    .map_err(ApiError::internal)?;
+
+    let mut tx = s.pool.begin().await?;
+    if let Some(earlier) =
+        db::claim_idempotency_key(&mut tx, &customer_id, &key, &request_hash, order_id, &response).await?
+    {
+        tx.rollback().await?;
+        if earlier.request_hash != request_hash {
+            return Err(idempotency_key_reused());
+        }
+        return Ok((StatusCode::CREATED, Json(earlier.response)));
+    }
+    let meta = EventMeta {
+        correlation_id: request_id,
+        causation_id: String::new(),
+        trace: trace.clone(),
+    };
+    match s.orders.place_in(&mut tx, order_id, cmd, &meta).await {
+        Ok(_) => {}
+        Err(CommandError::Domain(e)) => return Err(ApiError::validation(e.to_string())),
+        Err(e) => return Err(command_error(e)),
+    }
+    db::insert_view(
+        &mut tx,
+        NewOrderView {
+            order_id,
+            order_number: &order_number,
+            customer_id: &customer_id,
+            status: "PLACED",
+            trace_id: trace.trace_id(),
+            traceparent: trace.traceparent.as_deref(),
+            at: now,
+        },
+    )
+    .await?;
+    tx.commit()
+        .instrument(omnisaga_runtime::db::span("COMMIT"))
+        .await?;
+    s.waker.wake();
+    tracing::info!(target: LOG_TARGET, { order.id = %order_id, order.number = %order_number }, "order placed");
+    Ok((StatusCode::CREATED, Json(response)))
+}
+
+/// The request's items priced from `catalog`, in request order; `unknown_sku`
+/// listing every SKU the catalog lacks.
+fn priced_items(req: &PlaceOrderRequest, catalog: &[CatalogItem]) -> Result<Vec<LineItem>, ApiError> {
+    let mut items = Vec::with_capacity(req.items.len());
+    let mut unknown = Vec::new();
+    for item in &req.items {
+        match catalog.iter().find(|c| c.sku == item.sku) {
+            Some(c) => items.push(LineItem {
+                sku: c.sku.clone(),
+                name: c.name.clone(),
+                quantity: item.quantity as u32,
+                unit_price: Some(Money {
+                    minor_units: c.unit_price_minor,
+                    currency: c.currency.clone(),
+                }),
+            }),
+            None => unknown.push(item.sku.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_sku",
+            "some items are not in the catalog",
+        )
+        .with_details(json!({ "skus": unknown })));
+    }
+    Ok(items)
+}
+
+/// `days` business days after `from`.
+fn add_business_days(from: NaiveDate, days: u32) -> NaiveDate {
+    let mut d = from;
+    let mut left = days;
+    while left > 0 {
+        d += Duration::days(1);
+        if !matches!(d.weekday(), Weekday::Sat | Weekday::Sun) {
+            left -= 1;
+        }
+    }
+    d
+}
+
+/// `GET /v1/orders/{id}`: the order as its stream folds, with its timeline.
+pub(super) async fn get_order(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderResponse>, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    let mut conn = s.pool.acquire().await?;
+    let (state, events) = s
+        .orders
+        .load(&mut conn, order_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such order"))?;
+    drop(conn);
+    let trace_id = db::trace_id(&s.pool, order_id).await?;
+    Ok(Json(OrderResponse::new(&state, &events, trace_id)))
+}
+
+/// `POST /v1/orders/{id}/payment-retry`: a new payment attempt with another method.
+pub(super) async fn retry_payment(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(trace): Extension<TraceContext>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<RetryRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = idempotency_key(&headers)?;
+    let order_id = parse_order_id(&id)?;
+    let mut p = Problems::default();
+    p.check(valid_token(&req.payment_method), "payment_method", TOKEN_RULE);
+    p.into_result()?;
+    let request_hash = request_hash(&req)?;
+    let scope = format!("order:{order_id}:payment-retry");
+    let meta = EventMeta {
+        correlation_id: request_id,
+        causation_id: String::new(),
+        trace,
+    };
+    let cmd = Command::RetryPayment {
+        payment_method_token: req.payment_method.clone(),
+    };
+
+    // A concurrent writer of the order (a payment event, the same request
+    // twice at once) aborts the transaction: start it again on the new state.
+    let mut conflicts = 0;
+    let (mut tx, outcome) = loop {
+        let mut tx = s.pool.begin().await?;
+        let outcome = s
+            .orders
+            .execute_in(&mut tx, order_id, cmd.clone(), Some(meta.clone()), None)
+            .await;
+        match outcome {
+            Err(CommandError::Store(StoreError::Conflict { .. })) if conflicts < 5 => {
+                tx.rollback().await?;
+                conflicts += 1;
+            }
+            Err(e @ CommandError::Store(_)) => return Err(command_error(e)),
+            outcome => break (tx, outcome),
+        }
+    };
+    // A refused retry stores `null`: its replay answers with the error again.
+    let response = match &outcome {
+        Ok(o) => serde_json::to_value(RetryResponse {
+            attempt: o.order.attempts,
+            order_id,
+            status: o.order.status.as_str(),
+        })
+        .map_err(ApiError::internal)?,
+        Err(_) => Value::Null,
+    };
+    // A retry of the same request answers as the first did, even once the state moved on.
+    let earlier =
+        db::claim_idempotency_key(&mut tx, &scope, &key, &request_hash, order_id, &response).await?;
+    if let Some(earlier) = earlier {
+        tx.rollback().await?;
+        if earlier.request_hash != request_hash {
+            return Err(idempotency_key_reused());
+        }
+        return Ok((StatusCode::ACCEPTED, Json(earlier.response)));
+    }
+    outcome.map_err(command_error)?;
+    tx.commit().await?;
+    s.waker.wake();
+    tracing::info!(target: LOG_TARGET, { order.id = %order_id }, "payment retry requested");
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// `POST /v1/orders/{id}/cancel`: cancels until the order has shipped;
+/// cancelling a cancelled order answers the same again.
+pub(super) async fn cancel_order(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(trace): Extension<TraceContext>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let order_id = parse_order_id(&id)?;
+    let meta = EventMeta {
+        correlation_id: request_id,
+        causation_id: String::new(),
+        trace,
+    };
+    let cmd = Command::Cancel {
+        reason: "customer_request".into(),
+    };
+    match s.orders.execute(order_id, cmd, Some(meta)).await {
+        Ok(o) => {
+            tracing::info!(target: LOG_TARGET, { order.id = %order_id }, "order cancelled by the customer");
+            Ok(Json(CancelResponse::new(order_id, &o.order)))
+        }
+        Err(CommandError::Domain(OrderError::AlreadyCancelled)) => {
+            let mut conn = s.pool.acquire().await?;
+            let (order, _) = s
+                .orders
+                .load(&mut conn, order_id)
+                .await
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| ApiError::not_found("no such order"))?;
+            Ok(Json(CancelResponse::new(order_id, &order)))
+        }
+        Err(e) => Err(command_error(e)),
+    }
+}
+
+/// The order id of a path; one that is not a UUID is no such order.
+fn parse_order_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("no such order"))
+}
+
+/// The API's answer to a command that failed: a refusal is a conflict with
+/// its business reason, an unknown order is 404, the rest is a server error.
+fn command_error(e: CommandError) -> ApiError {
+    use OrderError as E;
+    match e {
+        CommandError::Domain(E::UnknownOrder) => ApiError::not_found("no such order"),
+        CommandError::Domain(e @ E::RetryNotAllowed(_)) => {
+            ApiError::conflict("payment_retry_not_allowed", e.to_string())
+        }
+        CommandError::Domain(e @ E::RetryPending) => {
+            ApiError::conflict("payment_retry_in_progress", e.to_string())
+        }
+        CommandError::Domain(e @ E::TooLateToCancel(_)) => {
+            ApiError::conflict("order_not_cancellable", e.to_string())
+        }
+        CommandError::Domain(e) => ApiError::conflict("conflict", e.to_string()),
+        CommandError::Store(StoreError::Conflict { .. }) => {
+            ApiError::conflict("conflict", "the order is changing right now, retry")
+        }
+        CommandError::Store(StoreError::Database(e)) => e.into(),
+        CommandError::Store(e) => ApiError::internal(e),
+        e @ CommandError::FactWithoutCause => ApiError::internal(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_estimates_skip_weekends() {
+        let friday = NaiveDate::from_ymd_opt(2026, 11, 27).unwrap();
+        assert_eq!(
+            add_business_days(friday, 1),
+            NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
+        );
+        assert_eq!(
+            add_business_days(friday, 3),
+            NaiveDate::from_ymd_opt(2026, 12, 2).unwrap()
+        );
+    }
+}
