@@ -5,4 +5,6 @@
 
 pub mod api;
 pub mod app;
+pub mod domain;
 pub mod handlers;
+pub mod store;

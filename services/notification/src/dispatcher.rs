@@ -2,7 +2,7 @@
 //! news may arrive before its `OrderPlaced`), in the order they were queued,
 //! and records each as a `NotificationSent` event published by the outbox.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
 use chrono::Utc;
@@ -10,16 +10,17 @@ use omnisaga_proto::v1::{envelope::Payload, NotificationSent};
 use omnisaga_runtime::{
     event::{self, EventMeta},
     outbox::{OutboxWaker, Written},
-    store, TraceContext,
+    TraceContext,
 };
-use sqlx::{postgres::PgRow, PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
     channel::{Channel, Message},
-    templates::render,
+    domain::render,
+    store::{self, Queued},
 };
 
 /// Most messages sent and recorded in one transaction.
@@ -82,34 +83,19 @@ impl Dispatcher {
     /// rest stay queued.
     async fn send_batch(&self) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
-                    n.traceparent, n.tracestate, r.customer_id, r.order_number
-             FROM notifications n JOIN recipients r USING (order_id)
-             WHERE n.status = 'QUEUED' ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
+        let queued = store::lock_queued(&mut tx, BATCH).await?;
+        if queued.is_empty() {
             tx.rollback().await?;
             return Ok(0);
         }
         // Each order's messages are one stream: its version now, once for all.
-        let streams: Vec<String> = rows.iter().map(|row| stream_of(row.get::<Uuid, _>(1))).collect();
-        let mut versions: HashMap<String, i64> = sqlx::query_as(
-            "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-        )
-        .bind(&streams)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let mut sent: Vec<(Uuid, String)> = Vec::with_capacity(rows.len());
+        let streams: Vec<String> = queued.iter().map(|q| stream_of(q.order_id)).collect();
+        let mut versions = store::stream_versions(&mut tx, &streams).await?;
+        let mut sent: Vec<(Uuid, String)> = Vec::with_capacity(queued.len());
         let mut refused = None;
-        for (row, stream) in rows.iter().zip(streams) {
+        for (msg, stream) in queued.into_iter().zip(streams) {
             let version = versions.entry(stream.clone()).or_insert(0);
-            match self.send(&mut tx, row, &stream, *version).await? {
+            match self.send(&mut tx, msg, &stream, *version).await? {
                 Ok(done) => {
                     *version += 1;
                     sent.push(done);
@@ -124,15 +110,7 @@ impl Dispatcher {
         }
         if !sent.is_empty() {
             let (ids, texts): (Vec<Uuid>, Vec<String>) = sent.iter().cloned().unzip();
-            sqlx::query(
-                "UPDATE notifications n SET status = 'SENT', text = u.text, channel = $3, sent_at = now()
-                 FROM unnest($1::uuid[], $2::text[]) AS u(id, text) WHERE n.notification_id = u.id",
-            )
-            .bind(&ids)
-            .bind(&texts)
-            .bind(self.channel.name())
-            .execute(&mut *tx)
-            .await?;
+            store::mark_sent(&mut tx, &ids, &texts, self.channel.name()).await?;
             tx.commit().await?;
             // The dispatcher looks for the next batch itself.
             self.waker.wake_for(Written::OUTBOX);
@@ -152,19 +130,20 @@ impl Dispatcher {
     async fn send(
         &self,
         tx: &mut PgConnection,
-        row: &PgRow,
+        queued: Queued,
         stream: &str,
         version: i64,
     ) -> Result<Result<(Uuid, String)>> {
-        let id: Uuid = row.get(0);
-        let order_id: Uuid = row.get(1);
-        let template: String = row.get(2);
-        let source: Uuid = row.get(3);
-        let correlation_id: String = row.get(4);
-        let parent = TraceContext {
-            traceparent: row.get(5),
-            tracestate: row.get(6),
-        };
+        let Queued {
+            notification_id: id,
+            order_id,
+            template,
+            source_event_id: source,
+            correlation_id,
+            trace: parent,
+            customer_id,
+            order_number,
+        } = queued;
         let span = tracing::info_span!(
             "notify",
             otel.name = %format!("send {template}"),
@@ -174,10 +153,10 @@ impl Dispatcher {
         );
         parent.attach(&span);
         async move {
-            let text = render(&template, &row.get::<String, _>(8));
+            let text = render(&template, &order_number);
             let msg = Message {
                 notification_id: id,
-                customer_id: row.get(7),
+                customer_id,
                 text: text.clone(),
             };
             if let Err(refused) = self.channel.send(&msg).await {
@@ -199,7 +178,7 @@ impl Dispatcher {
                 source_event_id: source.to_string(),
             });
             let envelope = event::envelope("notification", &order, payload, &meta, Utc::now());
-            store::append_publishing(
+            omnisaga_runtime::store::append_publishing(
                 &mut *tx,
                 stream,
                 version,

@@ -1,5 +1,7 @@
 //! Queues one message per customer-facing event, in the inbox transaction,
 //! unless a cancellation already made it stale (see [`stale_once_cancelled`]).
+//! An `OrderPlaced` also records who receives the order's messages. What is
+//! told comes from [`crate::domain`], the rows from [`crate::store`].
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::envelope::Payload;
@@ -11,7 +13,10 @@ use omnisaga_runtime::{
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::templates::{stale_once_cancelled, template_for};
+use crate::{
+    domain::{recipient_of, stale_once_cancelled, template_for},
+    store::{self, NewMessage},
+};
 
 pub struct SagaEvents;
 
@@ -26,48 +31,27 @@ impl Handler for SagaEvents {
             HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
         })?;
         if let Payload::OrderPlaced(placed) = payload {
-            sqlx::query(
-                "INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(order_id)
-            .bind(placed.customer.as_ref().map(|c| c.customer_id.as_str()).unwrap_or("guest"))
-            .bind(&placed.order_number)
-            .execute(&mut *tx)
-            .await?;
+            store::add_recipient(tx, order_id, recipient_of(placed), &placed.order_number).await?;
         }
         let Some(template) = template_for(payload) else {
             return Ok(());
         };
-        if stale_once_cancelled(template) {
-            let cancelled: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND template = 'order_cancelled')",
-            )
-            .bind(order_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if cancelled {
-                tracing::debug!(template, "not sent: the customer was told the order is cancelled");
-                return Ok(());
-            }
+        if stale_once_cancelled(template) && store::told_cancelled(tx, order_id).await? {
+            tracing::debug!(template, "not sent: the customer was told the order is cancelled");
+            return Ok(());
         }
-        let source = event_id(env).unwrap_or_default();
         // The message's span will be a child of this consumer's span.
         let trace = TraceContext::current();
-        sqlx::query(
-            "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template,
-                                        correlation_id, traceparent, tracestate)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (source_event_id) DO NOTHING",
-        )
-        .bind(Uuid::now_v7())
-        .bind(order_id)
-        .bind(source)
-        .bind(&env.event_type)
-        .bind(template)
-        .bind(&env.correlation_id)
-        .bind(&trace.traceparent)
-        .bind(&trace.tracestate)
-        .execute(&mut *tx)
-        .await?;
+        let msg = NewMessage {
+            notification_id: Uuid::now_v7(),
+            order_id,
+            source_event_id: event_id(env).unwrap_or_default(),
+            source_event_type: &env.event_type,
+            template,
+            correlation_id: &env.correlation_id,
+            trace: &trace,
+        };
+        store::queue(tx, &msg).await?;
         outbox::note_work();
         Ok(())
     }

@@ -8,5 +8,6 @@ pub mod api;
 pub mod app;
 pub mod channel;
 pub mod dispatcher;
+pub mod domain;
 pub mod handlers;
-pub mod templates;
+pub mod store;

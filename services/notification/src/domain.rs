@@ -1,6 +1,18 @@
-//! Which event gets which message. Pure.
+//! What the customer is told, decided without I/O: which event gets which
+//! message, which messages a cancellation makes stale, who receives them and
+//! the text each one says.
 
-use omnisaga_proto::v1::envelope::Payload;
+use omnisaga_proto::v1::{envelope::Payload, OrderPlaced};
+
+/// The customer id an order's messages go to: the one `placed` names, or
+/// `guest` for an order placed without one.
+pub fn recipient_of(placed: &OrderPlaced) -> &str {
+    placed
+        .customer
+        .as_ref()
+        .map(|c| c.customer_id.as_str())
+        .unwrap_or("guest")
+}
 
 /// The template a customer message uses for `event`, if the customer is told about it.
 pub fn template_for(event: &Payload) -> Option<&'static str> {
@@ -45,7 +57,7 @@ pub fn render(template: &str, number: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use omnisaga_proto::v1::{OrderPlaced, StockReserved};
+    use omnisaga_proto::v1::{Customer, StockReserved};
 
     #[test]
     fn customers_hear_about_steps_not_internal_events() {
@@ -66,6 +78,38 @@ mod tests {
         for still_told in ["shipped", "order_cancelled", "payment_failed", "order_created"] {
             assert!(!stale_once_cancelled(still_told), "{still_told}");
         }
+    }
+
+    #[test]
+    fn messages_go_to_the_customer_who_placed_the_order_or_to_a_guest() {
+        let placed = OrderPlaced {
+            customer: Some(Customer {
+                customer_id: "c-42".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(recipient_of(&placed), "c-42");
+        assert_eq!(recipient_of(&OrderPlaced::default()), "guest");
+    }
+
+    #[test]
+    fn every_template_names_the_order_and_an_unknown_one_still_says_something() {
+        for template in [
+            "order_created",
+            "payment_confirmed",
+            "payment_failed",
+            "ready_for_shipment",
+            "shipped",
+            "order_cancelled",
+            "payment_delayed",
+            "renamed_later",
+        ] {
+            assert!(render(template, "OS-7").contains("OS-7"), "{template}");
+        }
+        assert_eq!(
+            render("renamed_later", "OS-7"),
+            "Update on order OS-7: renamed_later."
+        );
     }
 
     #[test]

@@ -1,0 +1,87 @@
+use chrono::{Duration, TimeZone};
+use omnisaga_proto::v1::{OrderPlaced, OrderShipped, PaymentFailed, StockReserved};
+
+use super::*;
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000, 0).unwrap() + Duration::milliseconds(ms)
+}
+
+#[test]
+fn saga_steps_mark_their_stage_a_failed_payment_counts_and_the_rest_does_not() {
+    assert_eq!(
+        mark_of(&Payload::OrderPlaced(OrderPlaced::default())),
+        Some(Mark::Reached(Stage::Placed))
+    );
+    assert_eq!(
+        mark_of(&Payload::OrderShipped(OrderShipped::default())),
+        Some(Mark::Reached(Stage::Shipped))
+    );
+    assert_eq!(
+        mark_of(&Payload::PaymentFailed(PaymentFailed::default())),
+        Some(Mark::PaymentFailure)
+    );
+    assert_eq!(mark_of(&Payload::StockReserved(StockReserved::default())), None);
+}
+
+#[test]
+fn a_later_stage_times_itself_from_the_placement() {
+    let stages = Stages {
+        placed: Some(at(0)),
+        paid: Some(at(1_500)),
+        ready: Some(at(4_000)),
+        ..Stages::default()
+    };
+    assert_eq!(durations(Stage::Paid, &stages), vec![("placed_to_paid", 1.5)]);
+    assert_eq!(
+        durations(Stage::ReadyForShipment, &stages),
+        vec![("placed_to_ready_for_shipment", 4.0)]
+    );
+}
+
+#[test]
+fn a_stage_before_the_placement_is_timed_when_the_placement_arrives() {
+    let early = Stages {
+        paid: Some(at(1_000)),
+        shipped: Some(at(9_000)),
+        ..Stages::default()
+    };
+    assert_eq!(durations(Stage::Shipped, &early), vec![]);
+    let placed = Stages {
+        placed: Some(at(0)),
+        ..early
+    };
+    assert_eq!(
+        durations(Stage::Placed, &placed),
+        vec![("placed_to_paid", 1.0), ("placed_to_shipped", 9.0)]
+    );
+}
+
+#[test]
+fn a_cancellation_times_nothing() {
+    let stages = Stages {
+        placed: Some(at(0)),
+        paid: Some(at(1_000)),
+        ..Stages::default()
+    };
+    assert!(!Stage::Cancelled.is_timed());
+    assert_eq!(durations(Stage::Cancelled, &stages), vec![]);
+}
+
+#[test]
+fn a_stage_stamped_before_the_placement_by_another_clock_takes_no_time() {
+    assert_eq!(seconds_between(at(2_000), at(1_250)), 0.0);
+    assert_eq!(seconds_between(at(0), at(1)), 0.001);
+}
+
+#[test]
+fn the_payment_success_share_is_unknown_before_the_first_attempt() {
+    assert_eq!(success_share(0, 0), None);
+    assert_eq!(success_share(3, 1), Some(0.75));
+}
+
+#[test]
+fn summary_durations_are_shown_to_a_tenth_of_a_millisecond() {
+    assert_eq!(to_tenths(12.345), 12.3);
+    assert_eq!(to_tenths(12.96), 13.0);
+}
