@@ -51,10 +51,12 @@ fi
 status="$(pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c { print $4 }')"
 if [ "$status" = online ] && [ "$changed" = 1 ]; then
   log "restarting cluster $version/$cluster with omnisaga's settings"
-  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" restart
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" restart -- -t 600
 elif [ "$status" != online ]; then
-  log "starting cluster $version/$cluster on 127.0.0.1:5432"
-  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start
+  # After an unclean stop the server syncs its data directory before it
+  # answers, which takes minutes with many test databases: wait that long.
+  log "starting cluster $version/$cluster on 127.0.0.1:5432 (after an unclean stop, recovery may take minutes)"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start -- -t 600
 fi
 for _ in $(seq 1 100); do
   pg_isready -q -h 127.0.0.1 -p 5432 && exit 0

@@ -1,35 +1,34 @@
 //! Sends queued messages once the recipient is known (an order's payment
 //! news may arrive before its `OrderPlaced`), in the order they were queued,
-//! and records each as a `NotificationSent` event published by the outbox.
+//! and records each as a `NotificationSent` event of the order's
+//! notification stream through the runtime's executor, published by the
+//! outbox. It is the runtime's durable-work loop (`work::run`) over the queue.
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Result;
-use chrono::Utc;
-use omnisaga_proto::v1::{envelope::Payload, NotificationSent};
+use async_trait::async_trait;
+use omnisaga_proto::v1::NotificationSent;
 use omnisaga_runtime::{
-    event::{self, EventMeta},
+    aggregate::{Aggregate, ExecuteError, Executor, Loaded},
+    event::EventMeta,
     outbox::{OutboxWaker, Written},
+    work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
     channel::{Channel, Message},
-    domain::render,
+    domain::{render, Command, Messages, MessagesAggregate},
     store::{self, Queued},
 };
 
 /// Most messages sent and recorded in one transaction.
 const BATCH: i64 = 32;
-
-/// The event stream of an order's messages.
-fn stream_of(order_id: Uuid) -> String {
-    format!("notifications-{order_id}")
-}
 
 /// Longest the dispatcher sleeps with nothing to send before looking again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -43,59 +42,51 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            // Listening before looking: a message queued meanwhile wakes it at once.
-            let committed = self.waker.committed();
-            tokio::pin!(committed);
-            committed.as_mut().enable();
-            let wait = match self.send_batch().await {
-                Ok(sent) if sent > 0 => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                // Messages are queued by this service's own commits, which
-                // wake it; the poll is only a fallback.
-                Ok(_) => IDLE_POLL,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "dispatch failed, retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {},
-                        _ = shutdown.cancelled() => {},
-                    }
-                    continue;
-                }
-            };
-            tokio::select! {
-                _ = committed => {},
-                _ = tokio::time::sleep(wait) => {},
-                _ = shutdown.cancelled() => {},
-            }
-        }
-        Ok(())
+        let waker = self.waker.clone();
+        work::run(self, waker, Wakes::Work, shutdown).await
+    }
+}
+
+#[async_trait]
+impl Worker for Dispatcher {
+    /// The oldest sendable messages, locked in their transaction.
+    type Work = (Transaction<'static, Postgres>, Vec<Queued>);
+
+    fn name(&self) -> &'static str {
+        "dispatcher"
     }
 
-    /// Sends the oldest sendable messages, up to [`BATCH`], in the order
-    /// they were queued, and records them in one transaction; returns how
-    /// many were sent. A message the channel refuses ends the batch: the
-    /// ones sent before it are recorded (so none is sent twice), it and the
-    /// rest stay queued.
-    async fn send_batch(&self) -> Result<usize> {
+    /// Up to [`BATCH`] sendable messages, oldest first. Messages are queued
+    /// by this service's own commits, which wake it; the poll is a fallback.
+    async fn claim(&self) -> Result<Claimed<Self::Work>> {
         let mut tx = self.pool.begin().await?;
         let queued = store::lock_queued(&mut tx, BATCH).await?;
         if queued.is_empty() {
             tx.rollback().await?;
-            return Ok(0);
+            return Ok(Claimed::Wait(IDLE_POLL));
         }
+        Ok(Claimed::Work {
+            work: (tx, queued),
+            then: Then::LookAgain,
+        })
+    }
+
+    /// Sends the claimed messages in the order they were queued and records
+    /// them in one transaction. A message the channel refuses ends the
+    /// batch: the ones sent before it are recorded (so none is sent twice),
+    /// it and the rest stay queued.
+    async fn work(&self, (mut tx, queued): Self::Work) -> Result<()> {
         // Each order's messages are one stream: its version now, once for all.
-        let streams: Vec<String> = queued.iter().map(|q| stream_of(q.order_id)).collect();
+        let streams: Vec<String> = queued
+            .iter()
+            .map(|q| MessagesAggregate::stream(&q.order_id.to_string()))
+            .collect();
         let mut versions = store::stream_versions(&mut tx, &streams).await?;
         let mut sent: Vec<(Uuid, String)> = Vec::with_capacity(queued.len());
         let mut refused = None;
         for (msg, stream) in queued.into_iter().zip(streams) {
-            let version = versions.entry(stream.clone()).or_insert(0);
-            match self.send(&mut tx, msg, &stream, *version).await? {
+            let version = versions.entry(stream).or_insert(0);
+            match self.send(&mut tx, msg, *version).await? {
                 Ok(done) => {
                     *version += 1;
                     sent.push(done);
@@ -109,7 +100,7 @@ impl Dispatcher {
             }
         }
         if !sent.is_empty() {
-            let (ids, texts): (Vec<Uuid>, Vec<String>) = sent.iter().cloned().unzip();
+            let (ids, texts): (Vec<Uuid>, Vec<String>) = sent.into_iter().unzip();
             store::mark_sent(&mut tx, &ids, &texts, self.channel.name()).await?;
             tx.commit().await?;
             // The dispatcher looks for the next batch itself.
@@ -117,10 +108,12 @@ impl Dispatcher {
         }
         match refused {
             Some(e) => Err(e),
-            None => Ok(sent.len()),
+            None => Ok(()),
         }
     }
+}
 
+impl Dispatcher {
     /// Sends one queued message and records it as the next event of its
     /// stream, with its outbox row, in `tx`; its span continues the trace of
     /// the event that queued it. The inner error is the channel's refusal,
@@ -131,7 +124,6 @@ impl Dispatcher {
         &self,
         tx: &mut PgConnection,
         queued: Queued,
-        stream: &str,
         version: i64,
     ) -> Result<Result<(Uuid, String)>> {
         let Queued {
@@ -169,25 +161,30 @@ impl Dispatcher {
                 trace: TraceContext::current(),
             };
             let order = order_id.to_string();
-            let payload = Payload::NotificationSent(NotificationSent {
+            let sent = NotificationSent {
                 order_id: order.clone(),
                 notification_id: id.to_string(),
                 channel: self.channel.name().to_owned(),
                 template,
                 text: text.clone(),
                 source_event_id: source.to_string(),
-            });
-            let envelope = event::envelope("notification", &order, payload, &meta, Utc::now());
-            omnisaga_runtime::store::append_publishing(
-                &mut *tx,
-                stream,
+            };
+            // Decided over the version read for the whole batch: the
+            // aggregate has no rule that needs the events themselves.
+            let loaded = Loaded {
+                state: Messages::default(),
                 version,
-                std::slice::from_ref(&envelope),
-                |_| true,
-                &self.notifications_topic,
-                &meta.trace,
-            )
-            .await?;
+                history: Vec::new(),
+            };
+            let executor = Executor::<MessagesAggregate>::new(&self.notifications_topic);
+            match executor
+                .decide(&mut *tx, &order, loaded, Command::RecordSent(sent), None, &meta)
+                .await
+            {
+                Ok(_) => {}
+                Err(ExecuteError::Store(e)) => return Err(e.into()),
+                Err(e) => anyhow::bail!("message not recorded: {e}"),
+            }
             Ok(Ok((id, text)))
         }
         .instrument(span)

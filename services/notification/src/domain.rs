@@ -1,8 +1,53 @@
 //! What the customer is told, decided without I/O: which event gets which
 //! message, which messages a cancellation makes stale, who receives them and
-//! the text each one says.
+//! the text each one says; and an order's messages as the aggregate the
+//! dispatcher records them in (`crate::wire` maps it to the wire).
 
-use omnisaga_proto::v1::{envelope::Payload, OrderPlaced};
+use omnisaga_proto::v1::{envelope::Payload, NotificationSent, OrderPlaced};
+use omnisaga_runtime::aggregate::Decider;
+
+/// What an order's notification stream (`notifications-<order id>`) holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The channel accepted a message for the customer.
+    NotificationSent(NotificationSent),
+}
+
+/// What the dispatcher asks of an order's notification stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Record a message the channel accepted. The queue sends each message
+    /// once, so there is nothing to refuse.
+    RecordSent(NotificationSent),
+}
+
+/// An order's messages: how many were sent. The dispatcher decides over the
+/// stream's version only (it reads the versions of a whole batch at once),
+/// so no rule may depend on more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Messages {
+    pub sent: u32,
+}
+
+/// The notification aggregate of one order, for the executor.
+pub struct MessagesAggregate;
+
+impl Decider for MessagesAggregate {
+    type State = Messages;
+    type Command = Command;
+    type Event = Event;
+    type Error = std::convert::Infallible;
+    fn decide(_: &Messages, cmd: Command) -> Result<Vec<Event>, std::convert::Infallible> {
+        match cmd {
+            Command::RecordSent(sent) => Ok(vec![Event::NotificationSent(sent)]),
+        }
+    }
+    fn evolve(state: Messages, event: &Event) -> Messages {
+        match event {
+            Event::NotificationSent(_) => Messages { sent: state.sent + 1 },
+        }
+    }
+}
 
 /// The customer id an order's messages go to: the one `placed` names, or
 /// `guest` for an order placed without one.
@@ -14,45 +59,99 @@ pub fn recipient_of(placed: &OrderPlaced) -> &str {
         .unwrap_or("guest")
 }
 
+/// The messages a customer gets, one per step of the saga they are told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    OrderCreated,
+    PaymentConfirmed,
+    PaymentFailed,
+    ReadyForShipment,
+    Shipped,
+    OrderCancelled,
+    PaymentDelayed,
+}
+
+impl Template {
+    /// The name the queue, the API and `NotificationSent` carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::OrderCreated => "order_created",
+            Template::PaymentConfirmed => "payment_confirmed",
+            Template::PaymentFailed => "payment_failed",
+            Template::ReadyForShipment => "ready_for_shipment",
+            Template::Shipped => "shipped",
+            Template::OrderCancelled => "order_cancelled",
+            Template::PaymentDelayed => "payment_delayed",
+        }
+    }
+
+    /// Whether the message is stale once the customer was told the order
+    /// is cancelled: news that it was paid or packed would mislead (the
+    /// authorisation is voided, the parcel unpacked). "Shipped" is still
+    /// sent: a parcel that left before the cancellation arrived does ship.
+    pub fn stale_once_cancelled(self) -> bool {
+        match self {
+            Template::PaymentConfirmed | Template::ReadyForShipment => true,
+            Template::OrderCreated
+            | Template::PaymentFailed
+            | Template::Shipped
+            | Template::OrderCancelled
+            | Template::PaymentDelayed => false,
+        }
+    }
+
+    /// The message text for order `number`.
+    pub fn render(self, number: &str) -> String {
+        match self {
+            Template::OrderCreated => format!("Order created: {number} is confirmed. We'll keep you posted."),
+            Template::PaymentConfirmed => format!("Payment confirmed for order {number}."),
+            Template::PaymentFailed => {
+                format!("Payment failed: please retry. Order {number} is waiting for payment.")
+            }
+            Template::ReadyForShipment => format!("Ready for shipment: order {number} is packed."),
+            Template::Shipped => format!("Shipped: order {number} is on its way."),
+            Template::OrderCancelled => format!("Order {number} was cancelled."),
+            Template::PaymentDelayed => format!(
+                "Payment is delayed: order {number} is saved and will go ahead as soon as payment answers."
+            ),
+        }
+    }
+}
+
 /// The template a customer message uses for `event`, if the customer is told about it.
-pub fn template_for(event: &Payload) -> Option<&'static str> {
+pub fn template_for(event: &Payload) -> Option<Template> {
     match event {
-        Payload::OrderPlaced(_) => Some("order_created"),
-        Payload::PaymentAuthorized(_) => Some("payment_confirmed"),
-        Payload::PaymentFailed(_) => Some("payment_failed"),
-        Payload::OrderReadyForShipment(_) => Some("ready_for_shipment"),
-        Payload::OrderShipped(_) => Some("shipped"),
-        Payload::OrderCancelled(_) => Some("order_cancelled"),
-        Payload::PaymentDelayed(_) => Some("payment_delayed"),
+        Payload::OrderPlaced(_) => Some(Template::OrderCreated),
+        Payload::PaymentAuthorized(_) => Some(Template::PaymentConfirmed),
+        Payload::PaymentFailed(_) => Some(Template::PaymentFailed),
+        Payload::OrderReadyForShipment(_) => Some(Template::ReadyForShipment),
+        Payload::OrderShipped(_) => Some(Template::Shipped),
+        Payload::OrderCancelled(_) => Some(Template::OrderCancelled),
+        Payload::PaymentDelayed(_) => Some(Template::PaymentDelayed),
         _ => None,
     }
 }
 
-/// Whether `template` is stale once the customer was told the order is
-/// cancelled: news that it was paid or packed would mislead (the
-/// authorisation is voided, the parcel unpacked). "Shipped" is still sent: a
-/// parcel that left before the cancellation arrived does ship.
-pub fn stale_once_cancelled(template: &str) -> bool {
-    matches!(template, "payment_confirmed" | "ready_for_shipment")
-}
-
-/// The message text of `template` for order `number`.
-pub fn render(template: &str, number: &str) -> String {
-    match template {
-        "order_created" => format!("Order created: {number} is confirmed. We'll keep you posted."),
-        "payment_confirmed" => format!("Payment confirmed for order {number}."),
-        "payment_failed" => format!("Payment failed: please retry. Order {number} is waiting for payment."),
-        "ready_for_shipment" => format!("Ready for shipment: order {number} is packed."),
-        "shipped" => format!("Shipped: order {number} is on its way."),
-        "order_cancelled" => format!("Order {number} was cancelled."),
-        "payment_delayed" => {
-            format!(
-                "Payment is delayed: order {number} is saved and will go ahead as soon as payment answers."
-            )
-        }
-        other => format!("Update on order {number}: {other}."),
+/// The text of a queued message whose template is `name`. A name this
+/// version does not know (queued by a newer one, then rolled back) still
+/// gets a message that says what happened to which order.
+pub fn render(name: &str, number: &str) -> String {
+    match ALL.iter().find(|t| t.name() == name) {
+        Some(template) => template.render(number),
+        None => format!("Update on order {number}: {name}."),
     }
 }
+
+/// Every template.
+pub const ALL: [Template; 7] = [
+    Template::OrderCreated,
+    Template::PaymentConfirmed,
+    Template::PaymentFailed,
+    Template::ReadyForShipment,
+    Template::Shipped,
+    Template::OrderCancelled,
+    Template::PaymentDelayed,
+];
 
 #[cfg(test)]
 mod tests {
@@ -63,7 +162,7 @@ mod tests {
     fn customers_hear_about_steps_not_internal_events() {
         assert_eq!(
             template_for(&Payload::OrderPlaced(OrderPlaced::default())),
-            Some("order_created")
+            Some(Template::OrderCreated)
         );
         assert_eq!(
             template_for(&Payload::StockReserved(StockReserved::default())),
@@ -73,11 +172,8 @@ mod tests {
 
     #[test]
     fn after_a_cancellation_paid_and_packed_news_is_not_sent_but_shipped_is() {
-        assert!(stale_once_cancelled("payment_confirmed"));
-        assert!(stale_once_cancelled("ready_for_shipment"));
-        for still_told in ["shipped", "order_cancelled", "payment_failed", "order_created"] {
-            assert!(!stale_once_cancelled(still_told), "{still_told}");
-        }
+        let stale: Vec<_> = ALL.into_iter().filter(|t| t.stale_once_cancelled()).collect();
+        assert_eq!(stale, [Template::PaymentConfirmed, Template::ReadyForShipment]);
     }
 
     #[test]
@@ -94,18 +190,11 @@ mod tests {
 
     #[test]
     fn every_template_names_the_order_and_an_unknown_one_still_says_something() {
-        for template in [
-            "order_created",
-            "payment_confirmed",
-            "payment_failed",
-            "ready_for_shipment",
-            "shipped",
-            "order_cancelled",
-            "payment_delayed",
-            "renamed_later",
-        ] {
+        for template in ALL.map(Template::name).into_iter().chain(["renamed_later"]) {
             assert!(render(template, "OS-7").contains("OS-7"), "{template}");
         }
+        let names: std::collections::HashSet<_> = ALL.map(Template::name).into_iter().collect();
+        assert_eq!(names.len(), ALL.len(), "every template has its own name");
         assert_eq!(
             render("renamed_later", "OS-7"),
             "Update on order OS-7: renamed_later."

@@ -14,7 +14,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{recipient_of, stale_once_cancelled, template_for},
+    domain::{recipient_of, template_for},
     store::{self, NewMessage},
 };
 
@@ -36,8 +36,11 @@ impl Handler for SagaEvents {
         let Some(template) = template_for(payload) else {
             return Ok(());
         };
-        if stale_once_cancelled(template) && store::told_cancelled(tx, order_id).await? {
-            tracing::debug!(template, "not sent: the customer was told the order is cancelled");
+        if template.stale_once_cancelled() && store::told_cancelled(tx, order_id).await? {
+            tracing::debug!(
+                template = template.name(),
+                "not sent: the customer was told the order is cancelled"
+            );
             return Ok(());
         }
         // The message's span will be a child of this consumer's span.

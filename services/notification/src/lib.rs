@@ -11,3 +11,4 @@ pub mod dispatcher;
 pub mod domain;
 pub mod handlers;
 pub mod store;
+pub mod wire;

@@ -9,6 +9,8 @@ use omnisaga_runtime::TraceContext;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+use crate::domain::Template;
+
 /// Records who receives `order_id`'s messages; the first record stands.
 pub async fn add_recipient(
     conn: &mut PgConnection,
@@ -30,12 +32,11 @@ pub async fn add_recipient(
 /// Whether the customer of `order_id` was told it is cancelled (its
 /// `order_cancelled` message is queued or sent).
 pub async fn told_cancelled(conn: &mut PgConnection, order_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND template = 'order_cancelled')",
-    )
-    .bind(order_id)
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND template = $2)")
+        .bind(order_id)
+        .bind(Template::OrderCancelled.name())
+        .fetch_one(conn)
+        .await
 }
 
 /// A message to queue for the event `source_event_id`.
@@ -44,7 +45,7 @@ pub struct NewMessage<'a> {
     pub order_id: Uuid,
     pub source_event_id: Uuid,
     pub source_event_type: &'a str,
-    pub template: &'a str,
+    pub template: Template,
     pub correlation_id: &'a str,
     /// The trace its sending continues.
     pub trace: &'a TraceContext,
@@ -61,7 +62,7 @@ pub async fn queue(conn: &mut PgConnection, msg: &NewMessage<'_>) -> Result<(), 
     .bind(msg.order_id)
     .bind(msg.source_event_id)
     .bind(msg.source_event_type)
-    .bind(msg.template)
+    .bind(msg.template.name())
     .bind(msg.correlation_id)
     .bind(&msg.trace.traceparent)
     .bind(&msg.trace.tracestate)

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use omnisaga_runtime::service::Base;
+use omnisaga_runtime::service::{Base, Task};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, config::Config, handlers::OrderEvents, provider::Provider};
+use crate::{api, calls::ProviderCalls, config::Config, handlers::OrderEvents, provider::Provider};
 
 pub struct App {
     base: Base,
     listener: TcpListener,
     pub provider: Arc<Provider>,
+    callers: usize,
 }
 
 impl App {
@@ -23,6 +24,7 @@ impl App {
             base,
             listener,
             provider: Arc::new(Provider::new(config.provider)),
+            callers: config.provider_callers,
         })
     }
 
@@ -31,20 +33,41 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
+        let topics = &self.base.topics;
         let handler = OrderEvents {
-            provider: self.provider.clone(),
-            payments_topic: self.base.topics.payments.clone(),
+            payments_topic: topics.payments.clone(),
         };
-        let consumer = self.base.consumer(
-            vec![
-                self.base.topics.orders.clone(),
-                self.base.topics.warehouse.clone(),
-            ],
+        let mut tasks = vec![self.base.consumer(
+            vec![topics.orders.clone(), topics.warehouse.clone()],
             Arc::new(handler),
+        )];
+        let callers = ProviderCalls {
+            pool: self.base.pool.clone(),
+            waker: self.base.waker.clone(),
+            provider: self.provider.clone(),
+            payments_topic: topics.payments.clone(),
+        };
+        for _ in 0..self.callers {
+            let c = callers.clone();
+            let task: Task = Box::new(move |token| Box::pin(c.run(token)));
+            tasks.push(task);
+        }
+        let queued = omnisaga_runtime::metrics::gauge_vec(
+            "omnisaga_provider_calls_queued",
+            "Calls to the payment provider queued and not yet made",
+            &[],
         );
+        self.base.on_scrape(Arc::new(move |pool| {
+            let gauge = queued.clone();
+            Box::pin(async move {
+                if let Ok(mut conn) = pool.acquire().await {
+                    if let Ok(n) = crate::store::calls_queued(&mut conn).await {
+                        gauge.with_label_values::<&str>(&[]).set(n);
+                    }
+                }
+            })
+        }));
         let router = api::routes(self.base.pool.clone(), self.provider.clone());
-        self.base
-            .run(self.listener, router, vec![consumer], shutdown)
-            .await
+        self.base.run(self.listener, router, tasks, shutdown).await
     }
 }

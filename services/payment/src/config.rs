@@ -6,6 +6,7 @@
 //! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
 //! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |
+//! | `PAYMENT_PROVIDER_CALLERS` | `4` | provider calls made at once (each a worker with its own transaction) |
 
 use std::time::Duration;
 
@@ -18,7 +19,13 @@ use crate::provider::ProviderConfig;
 pub struct Config {
     pub common: CommonConfig,
     pub provider: ProviderConfig,
+    /// Provider calls made at once (`PAYMENT_PROVIDER_CALLERS`).
+    pub provider_callers: usize,
 }
+
+/// Provider calls made at once by default: enough to keep a provider with
+/// some latency busy, few enough to leave the pool its connections.
+const PROVIDER_CALLERS: usize = 4;
 
 impl Config {
     pub fn from_env() -> Result<Self> {
@@ -35,9 +42,15 @@ impl Config {
             (0.0..=1.0).contains(&provider.outage_rate),
             "PAYMENT_OUTAGE_RATE must be between 0 and 1"
         );
+        let provider_callers = parse_or("PAYMENT_PROVIDER_CALLERS", PROVIDER_CALLERS)?;
+        ensure!(
+            provider_callers >= 1,
+            "PAYMENT_PROVIDER_CALLERS must be at least 1"
+        );
         Ok(Self {
             common: CommonConfig::from_env("payment", 8081)?,
             provider,
+            provider_callers,
         })
     }
 
@@ -45,6 +58,7 @@ impl Config {
         Self {
             common,
             provider: ProviderConfig::default(),
+            provider_callers: PROVIDER_CALLERS,
         }
     }
 }

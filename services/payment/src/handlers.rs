@@ -1,16 +1,14 @@
-//! On `OrderPlaced` and `PaymentRetryRequested`: ask the provider, record the
-//! answer in the order's payment stream and publish it through the outbox, in
-//! one transaction. On `OrderCancelled`: no further attempt. On the
-//! warehouse's `StockReleased` or `StockUnavailable` (nothing of the order
-//! ships): void an authorisation still standing. An attempt refused because
-//! nothing is to be paid any more also voids an approval the provider holds
-//! for it whose recording was rolled back.
+//! On `OrderPlaced` and `PaymentRetryRequested`: queue the call to the
+//! provider the attempt needs, once the order's payment stream says it may
+//! be made (the provider callers of `crate::calls` make it and record the
+//! answer). On `OrderCancelled`: no further attempt. On the warehouse's
+//! `StockReleased` or `StockUnavailable` (nothing of the order ships): void
+//! an authorisation still standing, the provider's release queued the same
+//! way. The consumer's transaction never waits for the provider.
 //! Each is one shape, the runtime's aggregate executor in the consumer's
 //! transaction: load, decide, append with the outbox. A refused command
 //! changes nothing: it is a duplicate or comes too late (an attempt for a
 //! cancelled or paid order).
-
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
@@ -23,18 +21,20 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, Command, Event, Payment, PaymentAggregate, PaymentError, ProviderAnswer, Request},
-    provider::{Outcome, Provider},
-    store, wire,
+    domain::{self, Command, Event, Payment, PaymentAggregate, PaymentError, Request},
+    store::{self, Action},
+    wire,
 };
 
-static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> = std::sync::LazyLock::new(|| {
-    omnisaga_runtime::metrics::counter_vec(
+/// Payment outcomes by kind, counted where each is recorded.
+pub(crate) static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> =
+    std::sync::LazyLock::new(|| {
+        omnisaga_runtime::metrics::counter_vec(
         "omnisaga_payment_outcomes_total",
         "Payment answers and compensations (authorized, declined, unavailable, voided, voided_unrecorded)",
         &["outcome"],
     )
-});
+    });
 
 /// The event types payment acts on: the order's placement, retries and
 /// cancellation, and the warehouse's word that nothing ships (which voids).
@@ -47,7 +47,6 @@ const HANDLED: [&str; 5] = [
 ];
 
 pub struct OrderEvents {
-    pub provider: Arc<Provider>,
     pub payments_topic: String,
 }
 
@@ -75,7 +74,7 @@ impl Handler for OrderEvents {
         let executor = Executor::<PaymentAggregate>::new(&self.payments_topic);
         let stream_key = order_id.to_string();
         let loaded = executor.load(tx, &stream_key).await?;
-        let state = &loaded.state;
+        let meta = EventMeta::caused_by(env);
         let cmd = match &env.payload {
             Some(Payload::OrderPlaced(placed)) => {
                 let amount = placed
@@ -83,28 +82,39 @@ impl Handler for OrderEvents {
                     .clone()
                     .ok_or_else(|| rejected("OrderPlaced has no total".into()))?;
                 let request = Request::Placed { amount };
-                self.authorize(state, env, request, &placed.payment_method_token)
-                    .await
+                return self
+                    .queue_attempt(
+                        tx,
+                        &loaded.state,
+                        env,
+                        request,
+                        &placed.payment_method_token,
+                        &meta,
+                    )
+                    .await;
             }
             Some(Payload::PaymentRetryRequested(retry)) => {
                 let request = Request::Retry {
                     attempt: retry.attempt,
                 };
-                self.authorize(state, env, request, &retry.payment_method_token)
-                    .await
+                return self
+                    .queue_attempt(
+                        tx,
+                        &loaded.state,
+                        env,
+                        request,
+                        &retry.payment_method_token,
+                        &meta,
+                    )
+                    .await;
             }
-            Some(Payload::OrderCancelled(cancelled)) => Ok(Command::Cancel(cancelled.clone())),
+            Some(Payload::OrderCancelled(cancelled)) => Command::Cancel(cancelled.clone()),
             Some(fact @ (Payload::StockReleased(_) | Payload::StockUnavailable(_))) => {
                 let fact = wire::event(fact).expect("payment keeps the warehouse's word that nothing ships");
-                Ok(Command::Void(Box::new(fact)))
+                Command::Void(Box::new(fact))
             }
             _ => return Ok(()),
         };
-        let cmd = match cmd {
-            Ok(cmd) => cmd,
-            Err(reason) => return refused(reason),
-        };
-        let meta = EventMeta::caused_by(env);
         let done = match executor
             .decide(tx, &stream_key, loaded, cmd, Some(env), &meta)
             .await
@@ -114,11 +124,20 @@ impl Handler for OrderEvents {
             Err(ExecuteError::Store(e)) => return Err(e.into()),
             Err(e @ ExecuteError::FactWithoutCause) => return Err(HandlerError::Rejected(e.into())),
         };
-        // Still inside the transaction: a crash before its commit redelivers
-        // the fact, which voids again (the provider dedupes on the payment id).
-        for event in &done.events {
+        // The provider releases the money once this commits.
+        for (event, out) in done.events.iter().zip(&done.appended) {
             if let Event::PaymentVoided(v) = event {
-                self.provider.void(&v.payment_id).await;
+                let void = Action::Void;
+                store::queue_call(
+                    tx,
+                    order_id,
+                    &v.payment_id,
+                    &void,
+                    &env.correlation_id,
+                    &out.event_id,
+                    &meta.trace,
+                )
+                .await?;
             }
         }
         for out in &done.published {
@@ -131,49 +150,40 @@ impl Handler for OrderEvents {
 }
 
 impl OrderEvents {
-    /// Asks the provider about the attempt `request` makes, once the domain
-    /// says it may be made: a duplicate or late attempt must not charge.
-    async fn authorize(
+    /// Queues the provider call for the attempt `request` makes, once the
+    /// domain says it may be made: a duplicate or late attempt must not
+    /// charge. An attempt refused here is not voided: a call queued for it
+    /// and made meanwhile is the caller's to compensate (see `crate::calls`).
+    async fn queue_attempt(
         &self,
+        tx: &mut PgConnection,
         state: &Payment,
         env: &Envelope,
         request: Request,
         token: &str,
-    ) -> Result<Command, PaymentError> {
+        meta: &EventMeta,
+    ) -> Result<(), HandlerError> {
         let attempt = match domain::attempt(state, &request) {
             Ok(attempt) => attempt,
-            Err(refusal) => {
-                if let Some(number) = domain::unrecorded_attempt(state, &request, &refusal) {
-                    self.void_unrecorded(&domain::payment_id(&env.order_id, number))
-                        .await;
-                }
-                return Err(refusal);
-            }
+            Err(refusal) => return refused(refusal),
         };
+        let order_id = Uuid::parse_str(&env.order_id).map_err(|e| HandlerError::Rejected(e.into()))?;
         let payment_id = domain::payment_id(&env.order_id, attempt.number);
-        let answer = match self.provider.authorize(&payment_id, token).await {
-            Outcome::Approved => ProviderAnswer::Approved,
-            Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
-            Outcome::Unavailable => ProviderAnswer::Unavailable,
-        };
-        Ok(Command::Authorize {
-            order_id: env.order_id.clone(),
+        let authorize = Action::Authorize {
             request,
-            answer,
-        })
-    }
-
-    /// Voids an approval the provider holds for an attempt that was never
-    /// recorded (see [`domain::unrecorded_attempt`]).
-    async fn void_unrecorded(&self, payment_id: &str) {
-        if self.provider.holds(payment_id) {
-            self.provider.void(payment_id).await;
-            OUTCOMES.with_label_values(&["voided_unrecorded"]).inc();
-            tracing::warn!(
-                payment.id = payment_id,
-                "voided an approval whose recording was rolled back"
-            );
-        }
+            token: token.to_owned(),
+        };
+        store::queue_call(
+            tx,
+            order_id,
+            &payment_id,
+            &authorize,
+            &meta.correlation_id,
+            &env.event_id,
+            &meta.trace,
+        )
+        .await?;
+        Ok(())
     }
 }
 
@@ -189,7 +199,7 @@ fn refused(reason: PaymentError) -> Result<(), HandlerError> {
     }
 }
 
-fn outcome(out: &Envelope) -> &'static str {
+pub(crate) fn outcome(out: &Envelope) -> &'static str {
     match &out.payload {
         Some(Payload::PaymentAuthorized(_)) => "authorized",
         Some(Payload::PaymentFailed(f)) if f.reason == "provider_unavailable" => "unavailable",

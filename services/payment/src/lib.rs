@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod calls;
 pub mod config;
 pub mod domain;
 pub mod handlers;

@@ -1,30 +1,188 @@
 //! The payment database beside the streams (which the runtime's aggregate
-//! executor keeps, see `crate::wire`): the payment view support reads.
+//! executor keeps, see `crate::wire`): the payment view support reads, and
+//! the queue of calls to the provider.
 
-use sqlx::PgConnection;
+use omnisaga_proto::v1::Money;
+use omnisaga_runtime::{outbox, TraceContext};
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::domain::Payment;
+use crate::domain::{Payment, Request};
+
+/// A payment as support sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewStatus {
+    /// An attempt was approved and stands.
+    Authorized,
+    /// No attempt was approved (yet): declined or the provider unreachable.
+    Failed,
+    /// The order was cancelled before any attempt was approved.
+    Cancelled,
+    /// The authorisation was released because nothing of the order ships.
+    Voided,
+}
+
+impl ViewStatus {
+    /// What the view says of `payment`.
+    pub fn of(payment: &Payment) -> Self {
+        match (payment.cancelled, payment.voided, payment.authorized.is_some()) {
+            (_, true, _) => ViewStatus::Voided,
+            (_, _, true) => ViewStatus::Authorized,
+            (true, _, _) => ViewStatus::Cancelled,
+            _ => ViewStatus::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViewStatus::Authorized => "AUTHORIZED",
+            ViewStatus::Failed => "FAILED",
+            ViewStatus::Cancelled => "CANCELLED",
+            ViewStatus::Voided => "VOIDED",
+        }
+    }
+}
 
 /// Writes the order's payment as support sees it.
 pub async fn update_view(conn: &mut PgConnection, order_id: Uuid, p: &Payment) -> Result<(), sqlx::Error> {
-    let status = match (p.cancelled, p.voided, p.authorized.is_some()) {
-        (_, true, _) => "VOIDED",
-        (_, _, true) => "AUTHORIZED",
-        (true, _, _) => "CANCELLED",
-        _ => "FAILED",
-    };
     let total = p.amount.clone().unwrap_or_default();
     sqlx::query(
         "INSERT INTO payment_view (order_id, status, attempts, amount_minor, currency) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (order_id) DO UPDATE SET status = $2, attempts = $3, updated_at = now()",
     )
     .bind(order_id)
-    .bind(status)
+    .bind(ViewStatus::of(p).as_str())
     .bind(p.attempts as i32)
     .bind(total.minor_units)
     .bind(&total.currency)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A call to the provider, queued in the transaction that decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub id: i64,
+    pub order_id: Uuid,
+    pub payment_id: String,
+    pub action: Action,
+    pub correlation_id: String,
+    /// The event the call is for: the placement or retry, or the
+    /// `PaymentVoided` recorded.
+    pub causation_id: String,
+    pub trace: TraceContext,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Ask for the attempt `request` makes, with `token`.
+    Authorize { request: Request, token: String },
+    /// Release the authorisation.
+    Void,
+}
+
+/// Queues the call `action` for `payment_id`, unless it is queued already
+/// (a redelivered placement); a worker is woken once the caller commits.
+pub async fn queue_call(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    payment_id: &str,
+    action: &Action,
+    correlation_id: &str,
+    causation_id: &str,
+    trace: &TraceContext,
+) -> Result<(), sqlx::Error> {
+    let (name, attempt, amount, token) = match action {
+        Action::Authorize { request, token } => match request {
+            Request::Placed { amount } => ("AUTHORIZE", 1, Some(amount), token.as_str()),
+            Request::Retry { attempt } => ("AUTHORIZE", *attempt as i32, None, token.as_str()),
+        },
+        Action::Void => ("VOID", 0, None, ""),
+    };
+    sqlx::query(
+        "INSERT INTO provider_calls (payment_id, order_id, action, attempt, amount_minor, currency,
+                                     payment_method_token, correlation_id, causation_id, traceparent, tracestate)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (payment_id, action) DO NOTHING",
+    )
+    .bind(payment_id)
+    .bind(order_id)
+    .bind(name)
+    .bind(attempt)
+    .bind(amount.map(|a| a.minor_units))
+    .bind(amount.map(|a| a.currency.as_str()))
+    .bind(token)
+    .bind(correlation_id)
+    .bind(causation_id)
+    .bind(&trace.traceparent)
+    .bind(&trace.tracestate)
+    .execute(conn)
+    .await?;
+    outbox::note_work();
+    Ok(())
+}
+
+/// The oldest queued call, locked until the caller's transaction ends
+/// (`SKIP LOCKED`: each caller takes another), and whether more are queued.
+pub async fn claim_call(conn: &mut PgConnection) -> Result<Option<(Call, bool)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT c.id, c.order_id, c.payment_id, c.action, c.attempt, c.amount_minor, c.currency,
+                c.payment_method_token, c.correlation_id, c.causation_id, c.traceparent, c.tracestate,
+                EXISTS (SELECT 1 FROM provider_calls o WHERE o.id <> c.id)
+         FROM provider_calls c ORDER BY c.id LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
+    )
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let action = match row.get::<&str, _>(3) {
+        "VOID" => Action::Void,
+        _ => {
+            let amount: Option<i64> = row.get(5);
+            let request = match amount {
+                Some(minor_units) => Request::Placed {
+                    amount: Money {
+                        minor_units,
+                        currency: row.get::<Option<String>, _>(6).unwrap_or_default(),
+                    },
+                },
+                None => Request::Retry {
+                    attempt: row.get::<i32, _>(4) as u32,
+                },
+            };
+            Action::Authorize {
+                request,
+                token: row.get(7),
+            }
+        }
+    };
+    let call = Call {
+        id: row.get(0),
+        order_id: row.get(1),
+        payment_id: row.get(2),
+        action,
+        correlation_id: row.get(8),
+        causation_id: row.get(9),
+        trace: TraceContext {
+            traceparent: row.get(10),
+            tracestate: row.get(11),
+        },
+    };
+    Ok(Some((call, row.get(12))))
+}
+
+/// Takes a call made off the queue.
+pub async fn call_done(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM provider_calls WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Calls queued and not yet made: the backlog.
+pub async fn calls_queued(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM provider_calls")
+        .fetch_one(conn)
+        .await
 }

@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod work;
 
 pub use event::{EventMeta, TraceContext};
 pub use omnisaga_proto::v1 as pb;

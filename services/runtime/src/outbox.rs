@@ -17,12 +17,15 @@ use futures::future::join_all;
 use omnisaga_proto::v1::Envelope;
 use prost::Message;
 use rdkafka::message::{Header, OwnedHeaders};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{pool::PoolConnection, PgConnection, PgPool, Postgres, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::event::TraceContext;
+use crate::{
+    event::TraceContext,
+    work::{Claimed, Then, Wakes, Worker},
+};
 
 /// Content type header value of every business event.
 pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.Envelope";
@@ -57,6 +60,14 @@ impl OutboxWaker {
     /// so wakes go to the idle.
     pub fn committed(&self) -> tokio::sync::futures::Notified<'_> {
         self.1.notified()
+    }
+
+    /// Completes at the next commit `wakes` names: the relay's or a worker's.
+    pub fn listen(&self, wakes: crate::work::Wakes) -> tokio::sync::futures::Notified<'_> {
+        match wakes {
+            crate::work::Wakes::Outbox => self.0.notified(),
+            crate::work::Wakes::Work => self.1.notified(),
+        }
     }
 
     /// Wakes one more waiting worker: called by a worker that found work,
@@ -219,67 +230,115 @@ struct Row_ {
 
 impl Relay {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            match self.lead(&shutdown).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "outbox relay failed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {},
-                        _ = shutdown.cancelled() => {},
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        // Final drain so a graceful stop leaves nothing unpublished.
-        if let Ok(mut conn) = self.pool.acquire().await {
-            if self.try_lock(&mut conn).await.unwrap_or(false) {
-                while matches!(self.publish_batch().await, Ok(n) if n > 0) {}
-                let _ = self.unlock(&mut conn).await;
-            }
-        }
-        tracing::info!("outbox relay stopped");
-        Ok(())
+        let waker = self.waker.clone();
+        let leader = Leader {
+            relay: self,
+            lock: tokio::sync::Mutex::new(None),
+            passes: std::sync::atomic::AtomicU64::new(0),
+        };
+        crate::work::run(leader, waker, Wakes::Outbox, shutdown).await
+    }
+}
+
+/// The relay as a [`Worker`]: it publishes only while it holds the leader
+/// lock, on a connection of its own, so one replica of a service publishes
+/// at a time and in id order.
+struct Leader {
+    relay: Relay,
+    /// The connection holding the advisory lock, once this replica leads.
+    lock: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
+    passes: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Worker for Leader {
+    type Work = Vec<Row_>;
+
+    fn name(&self) -> &'static str {
+        "outbox relay"
     }
 
-    /// Holds the leader lock on a dedicated connection and publishes.
-    async fn lead(&self, shutdown: &CancellationToken) -> Result<()> {
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .context("Failed to acquire a connection")?;
-        while !self.try_lock(&mut conn).await? {
-            tokio::select! {
-                _ = tokio::time::sleep(self.poll * 4) => {},
-                _ = shutdown.cancelled() => return Ok(()),
+    /// The oldest rows not yet published, once this replica leads; while
+    /// another does, a look now and then whether it still does.
+    async fn claim(&self) -> Result<Claimed<Vec<Row_>>> {
+        let relay = &self.relay;
+        {
+            let mut lock = self.lock.lock().await;
+            if lock.is_none() {
+                let mut conn = relay
+                    .pool
+                    .acquire()
+                    .await
+                    .context("Failed to acquire a connection")?;
+                if !relay.try_lock(&mut conn).await? {
+                    return Ok(Claimed::Wait(relay.poll * 4));
+                }
+                *lock = Some(conn);
             }
         }
-        let mut passes: u64 = 0;
-        let result = async {
-            loop {
-                let published = self.publish_batch().await?;
-                passes += 1;
-                if passes.is_multiple_of(1000) {
-                    self.prune().await?;
-                }
-                if published as i64 == self.batch {
-                    continue;
-                }
-                tokio::select! {
-                    _ = self.waker.0.notified() => {},
-                    _ = tokio::time::sleep(self.poll) => {},
-                    _ = shutdown.cancelled() => return Ok(()),
-                }
-            }
+        let passes = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if passes.is_multiple_of(1000) {
+            relay.prune().await?;
         }
-        .await;
-        let _ = self.unlock(&mut conn).await;
-        result
+        let rows = relay.unpublished().await?;
+        if rows.is_empty() {
+            return Ok(Claimed::Wait(relay.poll));
+        }
+        // A full batch may have left rows behind; a short one read them all.
+        let then = if rows.len() as i64 == relay.batch {
+            Then::LookAgain
+        } else {
+            Then::Wait(relay.poll)
+        };
+        Ok(Claimed::Work { work: rows, then })
     }
 
+    async fn work(&self, rows: Vec<Row_>) -> Result<()> {
+        self.relay.publish(rows).await.map(|_| ())
+    }
+
+    /// Gives the lead up: its connection may be the broken part, and a lock
+    /// on a lost connection is no lock.
+    async fn failed(&self) {
+        self.resign().await;
+    }
+
+    /// A final drain, so a graceful stop leaves nothing unpublished.
+    async fn stopped(&self) {
+        let relay = &self.relay;
+        let mut lock = self.lock.lock().await;
+        if lock.is_none() {
+            if let Ok(mut conn) = relay.pool.acquire().await {
+                if relay.try_lock(&mut conn).await.unwrap_or(false) {
+                    *lock = Some(conn);
+                }
+            }
+        }
+        if lock.is_some() {
+            drop(lock);
+            while let Ok(rows) = relay.unpublished().await {
+                if rows.is_empty() || relay.publish(rows).await.is_err() {
+                    break;
+                }
+            }
+            self.resign().await;
+        }
+    }
+}
+
+impl Leader {
+    /// Releases the leader lock; a connection that cannot is closed, which
+    /// releases it too.
+    async fn resign(&self) {
+        if let Some(mut conn) = self.lock.lock().await.take() {
+            if self.relay.unlock(&mut conn).await.is_err() {
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+impl Relay {
     async fn try_lock(&self, conn: &mut PgConnection) -> Result<bool> {
         Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(self.lock_key)
@@ -295,8 +354,8 @@ impl Relay {
         Ok(())
     }
 
-    /// Publishes up to one batch; returns how many rows were published.
-    async fn publish_batch(&self) -> Result<usize> {
+    /// Up to one batch of the rows not yet published, oldest first.
+    async fn unpublished(&self) -> Result<Vec<Row_>> {
         let rows = sqlx::query(
             "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
@@ -304,10 +363,7 @@ impl Relay {
         .bind(self.batch)
         .fetch_all(&self.pool)
         .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let rows: Vec<Row_> = rows
+        Ok(rows
             .into_iter()
             .map(|r| Row_ {
                 id: r.get(0),
@@ -317,7 +373,12 @@ impl Relay {
                 headers: r.get::<sqlx::types::Json<BTreeMap<String, String>>, _>(4).0,
                 created_at: r.get(5),
             })
-            .collect();
+            .collect())
+    }
+
+    /// Publishes `rows` and marks the delivered ones published; returns how
+    /// many were.
+    async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
         let sends = rows.iter().map(|row| {
             // One producer span per record, child of the transaction that wrote
             // it; the consumer continues from this span.

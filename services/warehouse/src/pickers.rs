@@ -7,10 +7,12 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use async_trait::async_trait;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     event::EventMeta,
     outbox::{OutboxWaker, Written},
+    work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
 };
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -21,18 +23,6 @@ use crate::{
     domain::{self, Command, Fulfilment, FulfilmentAggregate},
     store::{self, Claim, DueTask},
 };
-
-/// What a look at the queue found.
-enum Next {
-    /// A due task, locked in `tx`; `more` when another one is due as well.
-    Work {
-        tx: Transaction<'static, Postgres>,
-        task: DueTask,
-        more: bool,
-    },
-    /// Nothing to do for this long.
-    Wait(Duration),
-}
 
 /// Longest an idle picker waits before looking at the queue again; a commit
 /// wakes it sooner.
@@ -53,64 +43,49 @@ pub struct Pickers {
 impl Pickers {
     /// One picker: works tasks until `shutdown`, finishing the one in hand.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        while !shutdown.is_cancelled() {
-            // Listening before looking: a task committed meanwhile wakes it at once.
-            let mut committed = Box::pin(self.waker.committed());
-            committed.as_mut().enable();
-            let failed = match self.claim().await {
-                Ok(Next::Work { tx, task, more }) => {
-                    // Busy from here on: a wake must reach an idle picker,
-                    // and dropping the listener hands on one it already got.
-                    drop(committed);
-                    if more {
-                        // Another task is due as well: let one more idle picker take it.
-                        self.waker.pass_on();
-                    }
-                    self.work_one(tx, task).await.err()
-                }
-                Ok(Next::Wait(idle)) => {
-                    // Nothing due: sleep until the next task falls due or one is committed.
-                    tokio::select! {
-                        _ = committed => {},
-                        _ = tokio::time::sleep(idle) => {},
-                        _ = shutdown.cancelled() => {},
-                    }
-                    None
-                }
-                Err(e) => Some(e),
-            };
-            match failed {
-                None => backoff = Duration::from_millis(100),
-                Some(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "picker failed, retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {},
-                        _ = shutdown.cancelled() => {},
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        Ok(())
+        let waker = self.waker.clone();
+        work::run(self, waker, Wakes::Work, shutdown).await
+    }
+}
+
+#[async_trait]
+impl Worker for Pickers {
+    /// A due task, locked in its transaction.
+    type Work = (Transaction<'static, Postgres>, DueTask);
+
+    fn name(&self) -> &'static str {
+        "picker"
     }
 
-    /// Looks at the queue: the task due first, locked in its transaction, or
-    /// how long to wait for one (at most [`IDLE_POLL`]; a commit wakes the
-    /// picker sooner).
-    async fn claim(&self) -> Result<Next> {
+    /// The task due first, locked in its transaction, or how long to wait
+    /// for one (at most [`IDLE_POLL`]; a commit wakes the picker sooner).
+    /// After a step the picker looks again at once: the task it advanced
+    /// falls due later, and only a look says when.
+    async fn claim(&self) -> Result<Claimed<Self::Work>> {
         let mut tx = self.pool.begin().await?;
         let wait = match store::claim_next_task(&mut tx).await? {
-            Claim::Due { task, more } => return Ok(Next::Work { tx, task, more }),
+            Claim::Due { task, more } => {
+                let then = if more { Then::WakeAnother } else { Then::LookAgain };
+                return Ok(Claimed::Work {
+                    work: (tx, task),
+                    then,
+                });
+            }
             Claim::NotYet(due_in) => due_in.clamp(MIN_WAIT, IDLE_POLL),
             Claim::Empty => IDLE_POLL,
         };
         // Release the task locked but not due now, not when the pool gets
         // round to it: the next look must not skip it.
         tx.rollback().await?;
-        Ok(Next::Wait(wait))
+        Ok(Claimed::Wait(wait))
     }
 
+    async fn work(&self, (tx, task): Self::Work) -> Result<()> {
+        self.work_one(tx, task).await
+    }
+}
+
+impl Pickers {
     /// Works the claimed `task`'s next step.
     async fn work_one(&self, tx: Transaction<'static, Postgres>, task: DueTask) -> Result<()> {
         let step = if task.packed { "ship" } else { "pick and pack" };

@@ -1,0 +1,188 @@
+//! The provider callers: a small pool making the calls to the payment
+//! provider that the consumer queued (`store::queue_call`), each in a
+//! transaction of its own, outside every consumer batch. A call is locked
+//! while it is made (`FOR UPDATE SKIP LOCKED`), so a crash returns it to the
+//! queue and a caller makes it again; the provider answers a payment id it
+//! knows with its first answer, so asking twice charges once.
+//!
+//! An authorisation is decided over the order's stream twice: before the
+//! provider is asked (a cancelled or paid order is never charged) and when
+//! its answer is recorded, in the transaction that takes the call off the
+//! queue. When the recording is lost (a crash, a lost connection, a stream
+//! that moved on meanwhile), the call is made again; if by then nothing is
+//! to be paid any more, the approval the provider holds is voided
+//! ([`domain::unrecorded_attempt`]).
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Result;
+use async_trait::async_trait;
+use omnisaga_runtime::{
+    aggregate::{ExecuteError, Executor},
+    event::EventMeta,
+    outbox::{OutboxWaker, Written},
+    work::{self, Claimed, Then, Wakes, Worker},
+    TraceContext,
+};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    domain::{self, Command, PaymentAggregate, ProviderAnswer, Request},
+    handlers::OUTCOMES,
+    provider::{Outcome, Provider},
+    store::{self, Action, Call},
+};
+
+/// Longest an idle caller waits before looking at the queue again; the
+/// consumer's commits wake it sooner.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub struct ProviderCalls {
+    pub pool: PgPool,
+    pub waker: OutboxWaker,
+    pub provider: Arc<Provider>,
+    pub payments_topic: String,
+}
+
+impl ProviderCalls {
+    /// One caller: makes calls until `shutdown`, finishing the one in hand.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let waker = self.waker.clone();
+        work::run(self, waker, Wakes::Work, shutdown).await
+    }
+}
+
+#[async_trait]
+impl Worker for ProviderCalls {
+    /// The oldest queued call, locked in its transaction.
+    type Work = (Transaction<'static, Postgres>, Call);
+
+    fn name(&self) -> &'static str {
+        "provider caller"
+    }
+
+    async fn claim(&self) -> Result<Claimed<Self::Work>> {
+        let mut tx = self.pool.begin().await?;
+        match store::claim_call(&mut tx).await? {
+            Some((call, more)) => {
+                let then = if more { Then::WakeAnother } else { Then::LookAgain };
+                Ok(Claimed::Work {
+                    work: (tx, call),
+                    then,
+                })
+            }
+            None => {
+                tx.rollback().await?;
+                Ok(Claimed::Wait(IDLE_POLL))
+            }
+        }
+    }
+
+    async fn work(&self, (mut tx, call): Self::Work) -> Result<()> {
+        let written = self.make(&mut tx, call).await?;
+        tx.commit().await?;
+        // This caller looks for the next call itself.
+        if written {
+            self.waker.wake_for(Written::OUTBOX);
+        }
+        Ok(())
+    }
+}
+
+impl ProviderCalls {
+    /// Makes `call` and takes it off the queue in `tx`, recording the
+    /// answer; the caller commits. Returns whether events were published.
+    /// Its span continues the trace of the event that queued the call.
+    pub async fn make(&self, tx: &mut PgConnection, call: Call) -> Result<bool> {
+        let name = match call.action {
+            Action::Authorize { .. } => "authorize payment",
+            Action::Void => "void payment",
+        };
+        let span = tracing::info_span!(
+            "provider call",
+            otel.name = name,
+            order.id = %call.order_id,
+            payment.id = %call.payment_id,
+            request.id = %call.correlation_id,
+        );
+        call.trace.attach(&span);
+        async move {
+            store::call_done(&mut *tx, call.id).await?;
+            match call.action {
+                Action::Void => {
+                    self.provider.void(&call.payment_id).await;
+                    Ok(false)
+                }
+                Action::Authorize {
+                    ref request,
+                    ref token,
+                } => self.authorize(tx, &call, request.clone(), token).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Asks the provider about the attempt `request` makes, once the stream
+    /// says it may be made, and records the answer.
+    async fn authorize(
+        &self,
+        tx: &mut PgConnection,
+        call: &Call,
+        request: Request,
+        token: &str,
+    ) -> Result<bool> {
+        let executor = Executor::<PaymentAggregate>::new(&self.payments_topic);
+        let order = call.order_id.to_string();
+        let loaded = executor.load(tx, &order).await?;
+        if let Err(refusal) = domain::attempt(&loaded.state, &request) {
+            if let Some(number) = domain::unrecorded_attempt(&loaded.state, &request, &refusal) {
+                self.void_unrecorded(&domain::payment_id(&order, number)).await;
+            }
+            tracing::debug!(reason = %refusal, "attempt not made");
+            return Ok(false);
+        }
+        let answer = match self.provider.authorize(&call.payment_id, token).await {
+            Outcome::Approved => ProviderAnswer::Approved,
+            Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
+            Outcome::Unavailable => ProviderAnswer::Unavailable,
+        };
+        let cmd = Command::Authorize {
+            order_id: order.clone(),
+            request,
+            answer,
+        };
+        let meta = EventMeta {
+            correlation_id: call.correlation_id.clone(),
+            causation_id: call.causation_id.clone(),
+            trace: TraceContext::current(),
+        };
+        let done = match executor.decide(tx, &order, loaded, cmd, None, &meta).await {
+            Ok(done) => done,
+            Err(ExecuteError::Store(e)) => return Err(e.into()),
+            Err(e) => anyhow::bail!("provider answer not recorded: {e}"),
+        };
+        for out in &done.published {
+            OUTCOMES.with_label_values(&[crate::handlers::outcome(out)]).inc();
+            tracing::info!(event.type = %out.event_type, "payment event");
+        }
+        store::update_view(tx, call.order_id, &done.state).await?;
+        Ok(!done.published.is_empty())
+    }
+
+    /// Voids an approval the provider holds for an attempt that was never
+    /// recorded (see [`domain::unrecorded_attempt`]).
+    async fn void_unrecorded(&self, payment_id: &str) {
+        if self.provider.holds(payment_id) {
+            self.provider.void(payment_id).await;
+            OUTCOMES.with_label_values(&["voided_unrecorded"]).inc();
+            tracing::warn!(
+                payment.id = payment_id,
+                "voided an approval whose recording was rolled back"
+            );
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Provider calls made outside the consumer's transaction, against the real
+//! PostgreSQL: the consumer only queues them, a caller makes each and records
+//! the answer, and an approval whose recording rolled back is voided once
+//! the order no longer needs paying.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use omnisaga_payment::{
+    calls::ProviderCalls,
+    handlers::OrderEvents,
+    provider::{Provider, ProviderConfig},
+};
+use omnisaga_proto::v1::{envelope::Payload, Money, OrderCancelled, OrderPlaced, StockReleased};
+use omnisaga_runtime::{
+    consumer::{Handler, Incoming},
+    event::{self, EventMeta},
+    outbox::OutboxWaker,
+    testing,
+    work::{Claimed, Worker},
+    TraceContext,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const PAYMENTS: &str = "omnisaga.payments.v1";
+
+struct Payment {
+    pool: PgPool,
+    provider: Arc<Provider>,
+    handler: OrderEvents,
+    calls: ProviderCalls,
+    order_id: String,
+}
+
+impl Payment {
+    async fn new(name: &str) -> Self {
+        let pool = testing::migrated_database(name, sqlx::migrate!("./migrations"))
+            .await
+            .expect("test database");
+        let provider = Arc::new(Provider::new(ProviderConfig::default()));
+        Self {
+            handler: OrderEvents {
+                payments_topic: PAYMENTS.into(),
+            },
+            calls: ProviderCalls {
+                pool: pool.clone(),
+                waker: OutboxWaker::default(),
+                provider: provider.clone(),
+                payments_topic: PAYMENTS.into(),
+            },
+            pool,
+            provider,
+            order_id: Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// The consumer handles `payload` of this order and commits.
+    async fn consume(&self, producer: &str, payload: Payload) {
+        let meta = EventMeta {
+            correlation_id: "req-1".into(),
+            causation_id: String::new(),
+            trace: TraceContext::default(),
+        };
+        let incoming = Incoming {
+            envelope: event::envelope(producer, &self.order_id, payload, &meta, Utc::now()),
+            topic: "omnisaga.orders.v1".into(),
+            partition: 0,
+            offset: 0,
+            trace: TraceContext::default(),
+        };
+        let mut tx = self.pool.begin().await.unwrap();
+        self.handler.handle(&mut tx, &incoming).await.expect("handled");
+        tx.commit().await.unwrap();
+    }
+
+    fn placed(&self) -> Payload {
+        Payload::OrderPlaced(OrderPlaced {
+            order_id: self.order_id.clone(),
+            total: Some(Money {
+                minor_units: 1999,
+                currency: "EUR".into(),
+            }),
+            payment_method_token: "tok_visa".into(),
+            ..Default::default()
+        })
+    }
+
+    fn payment_id(&self) -> String {
+        format!("pay-{}-1", self.order_id)
+    }
+
+    /// Makes the next queued call and commits it.
+    async fn call_next(&self) {
+        match self.calls.claim().await.expect("claimed") {
+            Claimed::Work { work, .. } => self.calls.work(work).await.expect("call made"),
+            Claimed::Wait(_) => panic!("no call was queued"),
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+
+    async fn recorded(&self, event_type: &str) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = $1")
+            .bind(event_type)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_consumer_queues_the_call_and_a_caller_makes_it_and_records_the_answer() {
+    let p = Payment::new("provider_calls_authorize").await;
+    p.consume("order", p.placed()).await;
+    assert!(!p.provider.holds(&p.payment_id()), "the consumer asked nobody");
+    assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 1);
+
+    // A redelivered placement queues nothing more.
+    p.consume("order", p.placed()).await;
+    assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 1);
+
+    p.call_next().await;
+    assert!(p.provider.holds(&p.payment_id()));
+    assert_eq!(p.recorded("PaymentAuthorized").await, 1);
+    assert_eq!(
+        p.count("SELECT count(*) FROM provider_calls").await,
+        0,
+        "the call is off the queue"
+    );
+    assert_eq!(
+        p.count("SELECT count(*) FROM outbox WHERE headers->>'event_type' = 'PaymentAuthorized'")
+            .await,
+        1,
+        "the answer is published"
+    );
+    let status: String = sqlx::query_scalar("SELECT status FROM payment_view")
+        .fetch_one(&p.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "AUTHORIZED");
+    assert!(
+        matches!(p.calls.claim().await.unwrap(), Claimed::Wait(_)),
+        "nothing left to call"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_rolled_back_and_then_cancelled_is_voided_at_the_provider() {
+    let p = Payment::new("provider_calls_lost_approval").await;
+    p.consume("order", p.placed()).await;
+
+    // The provider approves, then the transaction recording it is lost.
+    let Claimed::Work {
+        work: (mut tx, call), ..
+    } = p.calls.claim().await.unwrap()
+    else {
+        panic!("the placement queued a call");
+    };
+    p.calls.make(&mut tx, call).await.expect("authorised");
+    tx.rollback().await.unwrap();
+    assert!(p.provider.holds(&p.payment_id()), "the provider holds the money");
+
+    // The customer cancels before the call is made again.
+    p.consume(
+        "order",
+        Payload::OrderCancelled(OrderCancelled {
+            order_id: p.order_id.clone(),
+            reason: "customer_request".into(),
+        }),
+    )
+    .await;
+
+    // The call made again is refused, and the stray approval released.
+    p.call_next().await;
+    assert!(
+        !p.provider.holds(&p.payment_id()),
+        "the approval nobody recorded was voided"
+    );
+    assert_eq!(
+        p.recorded("PaymentAuthorized").await,
+        0,
+        "the refused attempt recorded nothing"
+    );
+    assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 0);
+}
+
+#[tokio::test]
+async fn an_authorisation_is_released_at_the_provider_once_its_void_is_recorded() {
+    let p = Payment::new("provider_calls_void").await;
+    p.consume("order", p.placed()).await;
+    p.call_next().await;
+    assert!(p.provider.holds(&p.payment_id()));
+
+    p.consume(
+        "warehouse",
+        Payload::StockReleased(StockReleased {
+            order_id: p.order_id.clone(),
+            ..Default::default()
+        }),
+    )
+    .await;
+    assert_eq!(p.recorded("PaymentVoided").await, 1);
+    assert!(
+        p.provider.holds(&p.payment_id()),
+        "released by a caller, not the consumer"
+    );
+
+    p.call_next().await;
+    assert!(!p.provider.holds(&p.payment_id()), "voided at the provider");
+    assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 0);
+}
