@@ -27,15 +27,11 @@ async fn stock(State(pool): State<PgPool>) -> Result<Json<Value>, ApiError> {
 }
 
 async fn backlog(State(pool): State<PgPool>) -> Result<Json<Value>, ApiError> {
-    let counts = crate::pickers::backlog(&pool).await?;
-    let mut by_status = serde_json::Map::new();
-    for s in ["WAITING_PAYMENT", "READY", "PACKED"] {
-        by_status.insert(s.to_owned(), json!(0));
-    }
-    let mut total = 0;
-    for (status, n) in counts {
-        total += n;
-        by_status.insert(status, json!(n));
-    }
+    let counts = crate::store::backlog(&pool).await?;
+    let total: i64 = counts.iter().map(|(_, n)| n).sum();
+    let by_status: serde_json::Map<String, Value> = counts
+        .into_iter()
+        .map(|(status, n)| (status.as_str().to_owned(), json!(n)))
+        .collect();
     Ok(Json(json!({"total": total, "by_status": by_status})))
 }

@@ -79,10 +79,9 @@ impl App {
         self.base.on_scrape(Arc::new(move |pool| {
             let gauge = pick_backlog.clone();
             Box::pin(async move {
-                if let Ok(counts) = crate::pickers::backlog(&pool).await {
-                    for status in ["WAITING_PAYMENT", "READY", "PACKED"] {
-                        let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-                        gauge.with_label_values(&[status]).set(n);
+                if let Ok(counts) = crate::store::backlog(&pool).await {
+                    for (status, n) in counts {
+                        gauge.with_label_values(&[status.as_str()]).set(n);
                     }
                 }
             })

@@ -15,13 +15,13 @@ use omnisaga_runtime::{
     work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
 };
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
     domain::{self, Command, Fulfilment, FulfilmentAggregate},
-    store::{self, Claim, DueTask},
+    store::{self, Claim, DueTask, TaskStatus},
 };
 
 /// Longest an idle picker waits before looking at the queue again; a commit
@@ -109,16 +109,16 @@ impl Pickers {
         // The stream is the truth: a refused task goes where it says, so it never blocks the queue.
         let status_if_refused = queue_status(&loaded.state, &task.pick_task_id.to_string());
         if let Err(reason) = domain::decide(&loaded.state, step.clone()) {
-            tracing::warn!(%reason, pick_task.status = status_if_refused, "pick task refused");
+            tracing::warn!(%reason, pick_task.status = status_if_refused.as_str(), "pick task refused");
             store::requeue_task(&mut tx, task.pick_task_id, status_if_refused).await?;
             tx.commit().await?;
             return Ok(());
         }
         let (next_status, due_in) = if task.packed {
-            ("SHIPPED", Duration::ZERO)
+            (TaskStatus::Shipped, Duration::ZERO)
         } else {
             tokio::time::sleep(self.pick + self.pack).await;
-            ("PACKED", self.ship)
+            (TaskStatus::Packed, self.ship)
         };
         let meta = EventMeta {
             correlation_id: task.correlation_id,
@@ -177,29 +177,18 @@ fn next_step(task: &DueTask) -> Command {
 }
 
 /// Where task `pick_task_id` belongs in the queue by its order's stream.
-fn queue_status(state: &Fulfilment, pick_task_id: &str) -> &'static str {
+fn queue_status(state: &Fulfilment, pick_task_id: &str) -> TaskStatus {
     if state.shipped {
-        "SHIPPED"
+        TaskStatus::Shipped
     } else if state.cancelled || state.pick_task_id.as_deref() != Some(pick_task_id) {
-        "CANCELLED"
+        TaskStatus::Cancelled
     } else if state.ready {
-        "PACKED"
+        TaskStatus::Packed
     } else if state.paid {
-        "READY"
+        TaskStatus::Ready
     } else {
-        "WAITING_PAYMENT"
+        TaskStatus::WaitingPayment
     }
-}
-
-/// Pick tasks per status: the backlog.
-pub async fn backlog(pool: &PgPool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT status, count(*) FROM pick_tasks WHERE status NOT IN ('SHIPPED', 'CANCELLED')
-         GROUP BY status ORDER BY status",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 #[cfg(test)]
@@ -226,15 +215,18 @@ mod tests {
         let shipped = Event::OrderShipped(Default::default());
         let cancelled = Event::OrderCancelled(Default::default());
         for (events, status) in [
-            (vec![], "WAITING_PAYMENT"),
-            (vec![paid.clone()], "READY"),
-            (vec![paid.clone(), ready.clone()], "PACKED"),
-            (vec![paid.clone(), ready.clone(), shipped.clone()], "SHIPPED"),
-            (vec![paid.clone(), cancelled.clone()], "CANCELLED"),
-            (vec![paid, ready, shipped, cancelled], "SHIPPED"),
+            (vec![], TaskStatus::WaitingPayment),
+            (vec![paid.clone()], TaskStatus::Ready),
+            (vec![paid.clone(), ready.clone()], TaskStatus::Packed),
+            (
+                vec![paid.clone(), ready.clone(), shipped.clone()],
+                TaskStatus::Shipped,
+            ),
+            (vec![paid.clone(), cancelled.clone()], TaskStatus::Cancelled),
+            (vec![paid, ready, shipped, cancelled], TaskStatus::Shipped),
         ] {
             assert_eq!(queue_status(&state(&events), "t-1"), status, "{events:?}");
         }
-        assert_eq!(queue_status(&state(&[]), "t-other"), "CANCELLED");
+        assert_eq!(queue_status(&state(&[]), "t-other"), TaskStatus::Cancelled);
     }
 }

@@ -9,6 +9,35 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+/// Where a pick task is in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// Created with the reservation; the order is not paid yet.
+    WaitingPayment,
+    /// Paid: due to be picked and packed.
+    Ready,
+    /// Packed: due to ship.
+    Packed,
+    Shipped,
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// The statuses of tasks still to be worked: the backlog.
+    pub const OPEN: [TaskStatus; 3] = [TaskStatus::WaitingPayment, TaskStatus::Ready, TaskStatus::Packed];
+
+    /// The name the `pick_tasks.status` column, the API and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::WaitingPayment => "WAITING_PAYMENT",
+            TaskStatus::Ready => "READY",
+            TaskStatus::Packed => "PACKED",
+            TaskStatus::Shipped => "SHIPPED",
+            TaskStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
 /// Locks the stock rows of `items` and returns the SKUs that cannot be covered.
 pub async fn shortfalls(conn: &mut PgConnection, items: &[LineItem]) -> Result<Vec<String>, sqlx::Error> {
     let mut skus: Vec<String> = items.iter().map(|i| i.sku.clone()).collect();
@@ -129,7 +158,7 @@ pub async fn create_task(
     .bind(pick_task_id)
     .bind(order_id)
     .bind(sqlx::types::Json(items))
-    .bind(if ready { "READY" } else { "WAITING_PAYMENT" })
+    .bind(if ready { TaskStatus::Ready } else { TaskStatus::WaitingPayment }.as_str())
     .bind(&ctx.correlation_id)
     .bind(&ctx.causation_id)
     .bind(&ctx.traceparent)
@@ -219,7 +248,7 @@ pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Err
         pick_task_id: row.get(0),
         order_id: row.get(1),
         items: row.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0,
-        packed: row.get::<String, _>(3) == "PACKED",
+        packed: row.get::<&str, _>(3) == TaskStatus::Packed.as_str(),
         correlation_id: row.get(4),
         causation_id: row.get(5),
         trace: TraceContext {
@@ -238,7 +267,7 @@ pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Err
 pub async fn advance_task(
     conn: &mut PgConnection,
     pick_task_id: Uuid,
-    status: &str,
+    status: TaskStatus,
     due_in: Duration,
     event_id: &str,
     traceparent: Option<&str>,
@@ -249,7 +278,7 @@ pub async fn advance_task(
          WHERE pick_task_id = $1",
     )
     .bind(pick_task_id)
-    .bind(status)
+    .bind(status.as_str())
     .bind(due_in.as_millis() as f64)
     .bind(event_id)
     .bind(traceparent)
@@ -262,13 +291,13 @@ pub async fn advance_task(
 pub async fn requeue_task(
     conn: &mut PgConnection,
     pick_task_id: Uuid,
-    status: &str,
+    status: TaskStatus,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE pick_tasks SET status = $2, due_at = now(), updated_at = now() WHERE pick_task_id = $1",
     )
     .bind(pick_task_id)
-    .bind(status)
+    .bind(status.as_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -284,4 +313,23 @@ pub async fn seed_stock(pool: &PgPool, items: &[(String, i64)]) -> Result<(), sq
             .await?;
     }
     Ok(())
+}
+
+/// Open pick tasks per status, every open status counted (the backlog).
+pub async fn backlog(pool: &PgPool) -> Result<Vec<(TaskStatus, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM pick_tasks WHERE status NOT IN ('SHIPPED', 'CANCELLED') GROUP BY status",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(TaskStatus::OPEN
+        .into_iter()
+        .map(|status| {
+            let n = rows
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            (status, n)
+        })
+        .collect())
 }
