@@ -37,8 +37,15 @@ done
 echo "[test] Apache Kafka on 127.0.0.1:$port (log: $work/broker.log while the run lasts)"
 bash "$here/check-infra.sh"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
+# Every package, unless the arguments name some (`-p omnisaga-payment --test
+# api`): cargo lets `--workspace` win over `-p`, which would run every
+# package's binary of that name.
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in -p | -p* | --package | --package=*) scope=() ;; esac
+done
 set +e
-cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$work/test.out"
+cargo test "${scope[@]}" --no-fail-fast "$@" 2>&1 | tee "$work/test.out"
 status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -ne 0 ]; then
