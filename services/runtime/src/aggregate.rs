@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// An aggregate's pure `decide` and `evolve`: no I/O, so its tests are
-/// given/when/then over events ([`crate::testing::decider`]).
+/// given/when/then over events (`testing::decider`, with the `testing` feature).
 pub trait Decider {
     type State: Default;
     type Command;

@@ -2,6 +2,8 @@
 //! JSON logs, graceful shutdown, the PostgreSQL pool and migrations, the event
 //! store and the aggregate executor over it, the transactional outbox and its
 //! relay, the Kafka consumer loop with its inbox, and the HTTP error envelope.
+//! Test support (`testing`) sits behind the `testing` feature, which only
+//! tests turn on.
 //! The runtime never imports a service.
 
 pub mod aggregate;
@@ -20,6 +22,7 @@ pub mod service;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod work;
 

@@ -1,10 +1,11 @@
-//! `spawn_app`: the order service on port 0 with a fresh database and its own
-//! topic prefix, plus request builders.
+//! `spawn_app`: the order service with the runtime's test configuration
+//! (`testing::config`: port 0, a fresh database, its own topic prefix) and
+//! the seed catalog, plus request builders.
 
 use std::path::Path;
 
 use omnisaga_order::{app::App, config::Config};
-use omnisaga_runtime::{config::CommonConfig, testing};
+use omnisaga_runtime::testing;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -23,16 +24,7 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let common = CommonConfig {
-        service: "order",
-        database_url: testing::fresh_database("order").await.expect("test database"),
-        database_max_connections: 10,
-        kafka: testing::fresh_kafka().expect("test broker"),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        outbox_poll: std::time::Duration::from_millis(100),
-        group_suffix: String::new(),
-        consumer_batch_max: 64,
-    };
+    let common = testing::config("order").await.expect("test configuration");
     let mut config = Config::with_common(common);
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
     let app = App::build(config).await.expect("order service starts");

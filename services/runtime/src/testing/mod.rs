@@ -1,9 +1,17 @@
 //! Test support: a fresh database per test and a private topic prefix per
 //! test, against the real PostgreSQL and the real broker the test scripts
-//! start (`OMNISAGA_TEST_KAFKA`), plus waiting on a condition with a deadline,
-//! and the given/when/then harness of the services' pure deciders.
+//! start (`OMNISAGA_TEST_KAFKA`), a service's whole test configuration built
+//! from them ([`config`]), events published as another service would, plus
+//! waiting on a condition with a deadline, and the given/when/then harness of
+//! the services' pure deciders. Behind the `testing` feature: only tests
+//! turn it on.
 
 pub mod decider;
+mod events;
+mod service;
+
+pub use events::{envelope, publish};
+pub use service::config;
 
 use std::{future::Future, time::Duration};
 

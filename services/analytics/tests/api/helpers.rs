@@ -1,0 +1,106 @@
+//! `spawn_app`: the analytics service with the runtime's test configuration
+//! (`testing::config`: port 0, a fresh database, its own topic prefix), plus
+//! the saga's events for it to count.
+
+use omnisaga_analytics::app::App;
+use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced, PaymentAuthorized, PaymentFailed};
+use omnisaga_runtime::{config::KafkaConfig, testing};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    /// The topics' names under this test's prefix.
+    pub kafka: KafkaConfig,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let config = testing::config("analytics").await.expect("test configuration");
+    let kafka = config.kafka.clone();
+    let app = App::build(config).await.expect("analytics starts");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        url,
+        http: reqwest::Client::new(),
+        kafka,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header("X-Request-Id", "test-request")
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn summary(&self) -> Value {
+        let resp = self.get("/v1/summary").await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("a JSON summary")
+    }
+
+    /// Publishes `envelope` on `topic` (a name from `self.kafka.topics()`),
+    /// as its service would.
+    pub async fn publish(&self, topic: &str, envelope: &Envelope) {
+        testing::publish(&self.kafka, topic, envelope)
+            .await
+            .expect("event published");
+    }
+
+    /// An order placed, on the orders topic; returns its id.
+    pub async fn place_order(&self) -> Uuid {
+        let order_id = Uuid::new_v4();
+        self.publish(&self.kafka.topics().orders, &placed(order_id)).await;
+        order_id
+    }
+
+    /// Payment's first answer for `order_id`, on the payments topic.
+    pub async fn pay(&self, order_id: Uuid, authorized: bool) {
+        self.publish(&self.kafka.topics().payments, &paid(order_id, authorized))
+            .await;
+    }
+}
+
+/// `OrderPlaced` for `order_id`, as the order service writes it.
+pub fn placed(order_id: Uuid) -> Envelope {
+    let placed = Payload::OrderPlaced(OrderPlaced {
+        order_id: order_id.to_string(),
+        ..Default::default()
+    });
+    testing::envelope("order", &order_id.to_string(), placed)
+}
+
+/// Payment's first answer for `order_id`: authorised, or declined.
+pub fn paid(order_id: Uuid, authorized: bool) -> Envelope {
+    let id = order_id.to_string();
+    let answer = if authorized {
+        Payload::PaymentAuthorized(PaymentAuthorized {
+            order_id: id.clone(),
+            attempt: 1,
+            ..Default::default()
+        })
+    } else {
+        Payload::PaymentFailed(PaymentFailed {
+            order_id: id.clone(),
+            attempt: 1,
+            reason: "card_declined".into(),
+            ..Default::default()
+        })
+    };
+    testing::envelope("payment", &id, answer)
+}

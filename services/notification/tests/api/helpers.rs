@@ -1,0 +1,68 @@
+//! `spawn_app`: the notification service with the runtime's test
+//! configuration (`testing::config`: port 0, a fresh database, its own topic
+//! prefix) and its log channel, plus what the tests send it.
+
+use omnisaga_notification::app::App;
+use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced};
+use omnisaga_runtime::{config::KafkaConfig, testing};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    kafka: KafkaConfig,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    let config = testing::config("notification").await.expect("test configuration");
+    let kafka = config.kafka.clone();
+    let app = App::build(config).await.expect("notification service starts");
+    let url = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    TestApp {
+        url,
+        http: reqwest::Client::new(),
+        kafka,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    /// `GET /v1/notifications` with `query` as it is (`order_id=...`).
+    pub async fn list(&self, query: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/v1/notifications?{query}", self.url))
+            .header("X-Request-Id", "test-request")
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Places order `number` for `customer` as the order service would, on
+    /// the orders topic the service consumes; returns the order's id.
+    pub async fn place_order(&self, number: &str, customer: &str) -> Uuid {
+        let order_id = Uuid::new_v4();
+        let placed = Payload::OrderPlaced(OrderPlaced {
+            order_id: order_id.to_string(),
+            order_number: number.into(),
+            customer: Some(Customer {
+                customer_id: customer.into(),
+            }),
+            ..Default::default()
+        });
+        let envelope = testing::envelope("order", &order_id.to_string(), placed);
+        testing::publish(&self.kafka, &self.kafka.topics().orders, &envelope)
+            .await
+            .expect("OrderPlaced published");
+        order_id
+    }
+}

@@ -1,0 +1,68 @@
+//! `GET /v1/notifications?order_id=`: the messages an order's customer got,
+//! and what a bad query gets.
+
+use std::time::Duration;
+
+use omnisaga_runtime::testing;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn listing_needs_an_order_id_that_is_a_uuid() {
+    let app = spawn_app().await;
+    for (query, message) in [
+        ("", "the order_id query parameter is required"),
+        ("order_id=OS-1234", "order_id must be a UUID"),
+    ] {
+        let resp = app.list(query).await;
+        assert_eq!(resp.status(), 422, "?{query}");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap(),
+            json!({"code": "validation_failed", "message": message, "request_id": "test-request"})
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_order_nobody_told_about_has_no_messages() {
+    let app = spawn_app().await;
+    let resp = app.list(&format!("order_id={}", Uuid::new_v4())).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"items": []}));
+}
+
+#[tokio::test]
+async fn a_placed_order_gets_its_confirmation_sent() {
+    let app = spawn_app().await;
+    let order_id = app.place_order("OS-0001", "cust-7").await;
+
+    let items = testing::wait_for("the confirmation to be sent", Duration::from_secs(30), || async {
+        let body: Value = app
+            .list(&format!("order_id={order_id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        let items = body["items"].as_array()?.clone();
+        items
+            .iter()
+            .all(|n| n["status"] == "SENT")
+            .then_some(items)
+            .filter(|i| !i.is_empty())
+    })
+    .await
+    .unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    let sent = &items[0];
+    assert_eq!(sent["order_id"], order_id.to_string());
+    assert_eq!(sent["template"], "order_created");
+    assert_eq!(sent["source_event_type"], "OrderPlaced");
+    assert_eq!(sent["channel"], "log");
+    assert_eq!(
+        sent["text"],
+        "Order created: OS-0001 is confirmed. We'll keep you posted."
+    );
+    assert!(sent["sent_at"].is_string(), "{sent}");
+}

@@ -1,0 +1,3 @@
+//! Service tests of the notification API against the real PostgreSQL and broker.
+mod helpers;
+mod list;

@@ -1,0 +1,30 @@
+//! A service's settings for a test: what `CommonConfig::from_env` reads in
+//! production, made for one test so that tests running side by side share
+//! nothing but the servers.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::config::CommonConfig;
+
+/// The common settings of `service` for one test: a fresh, empty database
+/// (the service migrates it when it starts), the test broker under a topic
+/// and group prefix no other test uses, HTTP on a free port of 127.0.0.1, and
+/// the relay's fallback poll at 100 ms so a lost wake costs a test little.
+///
+/// The fields are public: a test that needs another value sets it on the
+/// result (`CommonConfig { consumer_batch_max: 1, ..config }`).
+pub async fn config(service: &'static str) -> Result<CommonConfig> {
+    Ok(CommonConfig {
+        service,
+        database_url: super::fresh_database(service).await?,
+        // Small: many tests' services hold pools on one PostgreSQL at once.
+        database_max_connections: 5,
+        kafka: super::fresh_kafka()?,
+        http_addr: ([127, 0, 0, 1], 0).into(),
+        outbox_poll: Duration::from_millis(100),
+        group_suffix: String::new(),
+        consumer_batch_max: 64,
+    })
+}
