@@ -5,6 +5,7 @@
 //! The runtime never imports a service.
 
 pub mod aggregate;
+pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod db;
