@@ -35,13 +35,7 @@ impl App {
             provider: self.provider.clone(),
             payments_topic: self.base.topics.payments.clone(),
         };
-        let consumer = self.base.consumer(
-            vec![
-                self.base.topics.orders.clone(),
-                self.base.topics.warehouse.clone(),
-            ],
-            Arc::new(handler),
-        );
+        let consumer = self.base.consumer(self.base.subscriptions(), Arc::new(handler));
         let router = api::routes(self.base.pool.clone(), self.provider.clone());
         self.base
             .run(self.listener, router, vec![consumer], shutdown)
