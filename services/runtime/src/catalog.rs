@@ -169,7 +169,8 @@ impl Catalog {
 
     /// The partitions every topic is created with, unless
     /// `KAFKA_TOPIC_PARTITIONS` says otherwise ([`Catalog::parse`] checks
-    /// they are one number).
+    /// they are one number). The catalog says 3: three consumers of a group
+    /// can share a topic.
     pub fn partitions(&self) -> i32 {
         self.topics[0].partitions
     }
