@@ -26,9 +26,9 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
-        let t = &self.base.topics;
-        let topics = vec![t.orders.clone(), t.payments.clone(), t.warehouse.clone()];
-        let consumer = self.base.consumer(topics, Arc::new(SagaEvents));
+        let consumer = self
+            .base
+            .consumer(self.base.subscriptions(), Arc::new(SagaEvents));
         let router = api::routes(self.base.pool.clone());
         self.base
             .run(self.listener, router, vec![consumer], shutdown)

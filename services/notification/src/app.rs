@@ -46,10 +46,9 @@ impl App {
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let t = &self.base.topics;
-        let consumer = self.base.consumer(
-            vec![t.orders.clone(), t.payments.clone(), t.warehouse.clone()],
-            Arc::new(SagaEvents),
-        );
+        let consumer = self
+            .base
+            .consumer(self.base.subscriptions(), Arc::new(SagaEvents));
         let dispatcher = Dispatcher {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),

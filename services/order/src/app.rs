@@ -60,10 +60,6 @@ impl App {
                 .timeout(std::time::Duration::from_secs(1))
                 .build()?,
         };
-        let topics = vec![
-            self.base.topics.payments.clone(),
-            self.base.topics.warehouse.clone(),
-        ];
         let past_deadline = omnisaga_runtime::metrics::gauge_vec(
             "omnisaga_sagas_past_deadline",
             "Orders still awaiting payment after their payment deadline (the scheduler is stuck)",
@@ -78,7 +74,7 @@ impl App {
             })
         }));
         let consumer = self.base.consumer(
-            topics,
+            self.base.subscriptions(),
             Arc::new(SagaEvents {
                 orders: orders.clone(),
             }),

@@ -37,10 +37,7 @@ impl App {
         let handler = OrderEvents {
             payments_topic: topics.payments.clone(),
         };
-        let mut tasks = vec![self.base.consumer(
-            vec![topics.orders.clone(), topics.warehouse.clone()],
-            Arc::new(handler),
-        )];
+        let mut tasks = vec![self.base.consumer(self.base.subscriptions(), Arc::new(handler))];
         let callers = ProviderCalls {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),

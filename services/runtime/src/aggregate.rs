@@ -22,6 +22,7 @@ use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use sqlx::{PgConnection, PgPool};
 
 use crate::{
+    catalog::catalog,
     event::{self, EventMeta},
     store::{self, StoreError, StoredEvent},
 };
@@ -189,6 +190,15 @@ impl<A: Aggregate> Executor<A> {
         for event in &events {
             match A::to_wire(event) {
                 Wire::Own { payload, publish } => {
+                    // The catalog is the contract consumers were built
+                    // against: an event on a topic that does not list it
+                    // would be dead-lettered by every one of them.
+                    debug_assert!(
+                        !publish || catalog().publishes(A::PRODUCER, payload.event_type()),
+                        "{} publishes {}, which its topic in schemas/topics.json does not carry",
+                        A::PRODUCER,
+                        payload.event_type()
+                    );
                     let envelope = event::envelope(A::PRODUCER, order_id, *payload, meta, now);
                     if publish {
                         published.push(envelope.clone());

@@ -6,7 +6,7 @@
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
-//! | `KAFKA_TOPIC_PARTITIONS` | `3` | partitions of a topic the service creates because it is missing |
+//! | `KAFKA_TOPIC_PARTITIONS` | `3` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
@@ -21,6 +21,8 @@
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::{Context, Result};
+
+use crate::catalog::{self, catalog};
 
 /// Reads `name`, or the contents of the file named by `name_FILE`.
 pub fn var(name: &str) -> Option<String> {
@@ -78,7 +80,7 @@ pub struct KafkaConfig {
     /// the default follows the service's [`Fetch`]).
     pub fetch_min_bytes: u32,
     /// Partitions of each topic the service creates when it is missing
-    /// (`KAFKA_TOPIC_PARTITIONS`, default 3); existing topics keep theirs
+    /// (`KAFKA_TOPIC_PARTITIONS`, default the catalog's, 3); existing topics keep theirs
     /// (add partitions with Kafka's tools, knowing that keys then move).
     pub topic_partitions: i32,
 }
@@ -148,7 +150,7 @@ impl CommonConfig {
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),
                 fetch_wait_max_ms,
                 fetch_min_bytes,
-                topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", PARTITIONS)?.max(1),
+                topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", catalog().partitions())?.max(1),
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
@@ -158,38 +160,60 @@ impl CommonConfig {
     }
 }
 
-/// Names of the saga's topics under one prefix. Each service owns one topic;
-/// every topic has a dead-letter topic named `<topic>.dlq`.
+/// Names of the saga's topics under one prefix, from the topic catalog
+/// ([`crate::catalog`]): each service owns one topic, and every topic has a
+/// dead-letter topic named `<topic>.dlq`.
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub orders: String,
     pub payments: String,
     pub warehouse: String,
     pub notifications: String,
+    prefix: String,
 }
 
 impl Topics {
     pub fn new(prefix: &str) -> Self {
         Self {
-            orders: format!("{prefix}orders.v1"),
-            payments: format!("{prefix}payments.v1"),
-            warehouse: format!("{prefix}warehouse.v1"),
-            notifications: format!("{prefix}notifications.v1"),
+            orders: Self::owned_by("order", prefix),
+            payments: Self::owned_by("payment", prefix),
+            warehouse: Self::owned_by("warehouse", prefix),
+            notifications: Self::owned_by("notification", prefix),
+            prefix: prefix.to_owned(),
         }
     }
 
-    /// Every business topic.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.orders, &self.payments, &self.warehouse, &self.notifications]
+    /// The name of `service`'s topic under `prefix`. The catalog's tests
+    /// hold the four owners above, so a missing one is a broken build.
+    fn owned_by(service: &str, prefix: &str) -> String {
+        catalog()
+            .owned_by(service)
+            .unwrap_or_else(|| panic!("schemas/topics.json has no topic owned by {service}"))
+            .name(prefix)
+    }
+
+    /// Every business topic, in the catalog's order.
+    pub fn all(&self) -> Vec<String> {
+        catalog().topics().iter().map(|t| t.name(&self.prefix)).collect()
+    }
+
+    /// The topics the catalog lists `service` as a consumer of: what its
+    /// consumer subscribes to.
+    pub fn consumed_by(&self, service: &str) -> Vec<String> {
+        catalog()
+            .consumed_by(service)
+            .map(|t| t.name(&self.prefix))
+            .collect()
     }
 
     pub fn dead_letter(topic: &str) -> String {
-        format!("{topic}.dlq")
+        catalog::dead_letter(topic)
     }
 }
 
-/// Default partitions of every business topic: three consumers of a group can
-/// share a topic.
+/// The catalog's partitions of every topic, as a constant for struct
+/// literals; the default of `KAFKA_TOPIC_PARTITIONS` is
+/// [`catalog::Catalog::partitions`], and a test holds the two equal.
 pub const PARTITIONS: i32 = 3;
 
 #[cfg(test)]
@@ -221,5 +245,37 @@ mod tests {
         let err = Fetch::Batched.settings(None, set("0")).unwrap_err();
         assert!(err.to_string().contains("KAFKA_FETCH_MIN_BYTES"), "{err}");
         assert!(Fetch::Prompt.settings(None, set("-1")).is_err());
+    }
+
+    #[test]
+    fn topics_are_the_catalogs_under_the_prefix() {
+        let topics = Topics::new("omnisaga.");
+        assert_eq!(
+            topics.all(),
+            [
+                "omnisaga.orders.v1",
+                "omnisaga.payments.v1",
+                "omnisaga.warehouse.v1",
+                "omnisaga.notifications.v1"
+            ]
+        );
+        let t = Topics::new("t1.");
+        assert_eq!(
+            [t.orders.as_str(), &t.payments, &t.warehouse, &t.notifications],
+            [
+                "t1.orders.v1",
+                "t1.payments.v1",
+                "t1.warehouse.v1",
+                "t1.notifications.v1"
+            ]
+        );
+        assert_eq!(Topics::dead_letter(&t.orders), "t1.orders.v1.dlq");
+        assert_eq!(t.consumed_by("order"), ["t1.payments.v1", "t1.warehouse.v1"]);
+        assert_eq!(t.consumed_by("notification").len(), 3);
+    }
+
+    #[test]
+    fn the_partitions_constant_is_the_catalogs() {
+        assert_eq!(PARTITIONS, catalog().partitions());
     }
 }

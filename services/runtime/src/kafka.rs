@@ -24,7 +24,7 @@ use rdkafka::{
 };
 use tokio::sync::oneshot;
 
-use crate::config::{KafkaConfig, Topics};
+use crate::{catalog::catalog, config::KafkaConfig};
 
 fn base(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -165,37 +165,29 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
         .context("Failed to create the Kafka consumer")
 }
 
-/// How long a business topic keeps its records: 7 days, long enough to
-/// replay a week into a new consumer or a rebuilt projection.
-pub const RETENTION_MS: &str = "604800000";
-/// How long a dead-letter topic keeps its records: 28 days, so a parked
-/// record outlives a long weekend and its investigation.
-pub const DEAD_LETTER_RETENTION_MS: &str = "2419200000";
-
-/// Creates every business topic and its dead-letter topic, with the
-/// retention above; topics that already exist are left as they are.
+/// Creates every topic of the catalog and its dead-letter topic, with the
+/// catalog's retention (`schemas/topics.json`: 7 days for a business topic,
+/// long enough to replay a week into a new consumer or a rebuilt
+/// projection; 28 for a dead-letter topic, so a parked record outlives a
+/// long weekend and its investigation) and `kafka.topic_partitions`
+/// partitions; topics that already exist are left as they are.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<()> {
-    let topics = kafka.topics();
-    let mut names: Vec<String> = Vec::new();
-    for t in topics.all() {
-        names.push(t.to_owned());
-        names.push(Topics::dead_letter(t));
+    let mut new: Vec<(String, String)> = Vec::new();
+    for t in catalog().topics() {
+        let prefix = &kafka.topic_prefix;
+        new.push((t.name(prefix), t.retention_ms.to_string()));
+        new.push((t.dead_letter_name(prefix), t.dead_letter_retention_ms.to_string()));
     }
-    let admin: AdminClient<DefaultClientContext> = base(&kafka.brokers)
-        .create()
-        .context("Failed to create the Kafka admin client")?;
-    let new: Vec<NewTopic> = names
+    let new: Vec<NewTopic> = new
         .iter()
-        .map(|n| {
-            let retention = if n.ends_with(".dlq") {
-                DEAD_LETTER_RETENTION_MS
-            } else {
-                RETENTION_MS
-            };
-            NewTopic::new(n, kafka.topic_partitions, TopicReplication::Fixed(1))
+        .map(|(name, retention)| {
+            NewTopic::new(name, kafka.topic_partitions, TopicReplication::Fixed(1))
                 .set("retention.ms", retention)
         })
         .collect();
+    let admin: AdminClient<DefaultClientContext> = base(&kafka.brokers)
+        .create()
+        .context("Failed to create the Kafka admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let mut delay = Duration::from_millis(200);
     for attempt in 0.. {

@@ -1,12 +1,14 @@
-//! Plumbing every omnisaga service shares and no domain: configuration,
-//! JSON logs, graceful shutdown, the PostgreSQL pool and migrations, the event
-//! store and the aggregate executor over it, the transactional outbox and its
+//! Plumbing every omnisaga service shares and no domain: the topic catalog
+//! (`schemas/topics.json`, compiled in), configuration, JSON logs, graceful
+//! shutdown, the PostgreSQL pool and migrations, the event store and the
+//! aggregate executor over it, the transactional outbox and its
 //! relay, the Kafka consumer loop with its inbox, and the HTTP error envelope.
 //! Test support (`testing`) sits behind the `testing` feature, which only
 //! tests turn on.
 //! The runtime never imports a service.
 
 pub mod aggregate;
+pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -53,6 +53,12 @@ impl Base {
         })
     }
 
+    /// The topics the catalog lists this service as a consumer of
+    /// (`schemas/topics.json`): what its consumer subscribes to.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.topics.consumed_by(self.config.service)
+    }
+
     /// The consumer task for `topics`, in consumer group `<prefix><service>`
     /// (plus `KAFKA_GROUP_SUFFIX`, to replay a topic under a new group). Its
     /// inbox and dead letters are named after the service, so a replay under

@@ -54,10 +54,7 @@ impl App {
         let handler = SagaEvents {
             warehouse_topic: topics.warehouse.clone(),
         };
-        let mut tasks = vec![self.base.consumer(
-            vec![topics.orders.clone(), topics.payments.clone()],
-            Arc::new(handler),
-        )];
+        let mut tasks = vec![self.base.consumer(self.base.subscriptions(), Arc::new(handler))];
         let pickers = Pickers {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),

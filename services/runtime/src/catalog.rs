@@ -1,0 +1,180 @@
+//! The topic catalog: `schemas/topics.json`, compiled in and read as data.
+//!
+//! The registry file other teams read is the only place a topic is written
+//! down: its name, owner, the event types it carries, who consumes it, its
+//! partitions and retention, its dead-letter topic. The runtime names,
+//! creates and subscribes to topics from it ([`crate::config::Topics`],
+//! [`crate::kafka::ensure_topics`]), so a topic added or changed there is
+//! what the services use, and a catalog that contradicts itself or the
+//! proto `Envelope` fails this module's tests rather than a deployment.
+//!
+//! The file names topics under the default `KAFKA_TOPIC_PREFIX`,
+//! [`DEFAULT_PREFIX`]; a stack with another prefix swaps it.
+
+use std::{collections::BTreeSet, sync::LazyLock};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::Deserialize;
+
+/// The catalog as published, `schemas/topics.json`.
+const JSON: &str = include_str!("../../../schemas/topics.json");
+
+/// The prefix the catalog's names are written under: the default of
+/// `KAFKA_TOPIC_PREFIX`.
+pub const DEFAULT_PREFIX: &str = "omnisaga.";
+
+/// What a topic's name is followed by in its dead-letter topic's name.
+pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
+
+/// One topic of the catalog, as much of it as the code reads (the prose,
+/// `purpose`, `key` and `retention`, is for people).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Topic {
+    /// The name under [`DEFAULT_PREFIX`], e.g. `omnisaga.orders.v1`.
+    name: String,
+    /// The only service that publishes on it.
+    pub owner: String,
+    /// Every event type (a payload of the `Envelope`) it carries.
+    pub message_types: Vec<String>,
+    /// Every service that consumes it.
+    pub consumers: Vec<String>,
+    /// Partitions it is created with (`KAFKA_TOPIC_PARTITIONS` overrides).
+    pub partitions: i32,
+    /// Its `retention.ms`.
+    pub retention_ms: u64,
+    /// Its dead-letter topic's `retention.ms`.
+    pub dead_letter_retention_ms: u64,
+    /// The dead-letter topic's name under [`DEFAULT_PREFIX`].
+    dead_letter_topic: String,
+}
+
+impl Topic {
+    /// The name without a prefix, e.g. `orders.v1`.
+    pub fn base_name(&self) -> &str {
+        self.name.strip_prefix(DEFAULT_PREFIX).unwrap_or(&self.name)
+    }
+
+    /// The name in a stack whose topic names start with `prefix`.
+    pub fn name(&self, prefix: &str) -> String {
+        format!("{prefix}{}", self.base_name())
+    }
+
+    /// Its dead-letter topic's name in a stack whose topic names start with `prefix`.
+    pub fn dead_letter_name(&self, prefix: &str) -> String {
+        dead_letter(&self.name(prefix))
+    }
+
+    /// True when `event_type` is one of its message types.
+    pub fn carries(&self, event_type: &str) -> bool {
+        self.message_types.iter().any(|t| t == event_type)
+    }
+
+    /// True when `service` consumes it.
+    pub fn is_consumed_by(&self, service: &str) -> bool {
+        self.consumers.iter().any(|c| c == service)
+    }
+}
+
+/// The dead-letter topic of `topic` (any prefix): `<topic>.dlq`.
+pub fn dead_letter(topic: &str) -> String {
+    format!("{topic}{DEAD_LETTER_SUFFIX}")
+}
+
+/// Every topic of the saga.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Catalog {
+    topics: Vec<Topic>,
+}
+
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::parse(JSON).unwrap_or_else(|e| panic!("schemas/topics.json: {e:#}")));
+
+/// The compiled-in catalog. Its checks run in this module's tests, so a
+/// build whose catalog contradicts itself never passes `make test`.
+pub fn catalog() -> &'static Catalog {
+    &CATALOG
+}
+
+impl Catalog {
+    /// Parses a catalog and checks that it holds together: every name under
+    /// [`DEFAULT_PREFIX`] with its dead-letter topic `<name>.dlq`, one topic
+    /// per owner, every event type on exactly one topic, one partition
+    /// count (`KAFKA_TOPIC_PARTITIONS` sets all topics' alike), and a
+    /// positive retention.
+    pub fn parse(json: &str) -> Result<Self> {
+        let catalog: Self = serde_json::from_str(json).context("Failed to parse the topic catalog")?;
+        ensure!(!catalog.topics.is_empty(), "the catalog has no topics");
+        let mut owners = BTreeSet::new();
+        let mut types = BTreeSet::new();
+        for t in &catalog.topics {
+            let name = &t.name;
+            ensure!(
+                name.starts_with(DEFAULT_PREFIX) && name.len() > DEFAULT_PREFIX.len(),
+                "{name} is not named under {DEFAULT_PREFIX:?}"
+            );
+            ensure!(
+                t.dead_letter_topic == dead_letter(name),
+                "{name}'s dead-letter topic is {}, not {}",
+                t.dead_letter_topic,
+                dead_letter(name)
+            );
+            ensure!(owners.insert(&t.owner), "{} owns two topics", t.owner);
+            ensure!(!t.message_types.is_empty(), "{name} carries no message type");
+            for m in &t.message_types {
+                ensure!(types.insert(m), "{m} is carried by two topics (again on {name})");
+            }
+            ensure!(t.partitions >= 1, "{name} has {} partitions", t.partitions);
+            ensure!(
+                t.retention_ms > 0 && t.dead_letter_retention_ms > 0,
+                "{name} keeps nothing"
+            );
+        }
+        let partitions = catalog.topics[0].partitions;
+        if let Some(t) = catalog.topics.iter().find(|t| t.partitions != partitions) {
+            bail!(
+                "{} has {} partitions and {} {partitions}: KAFKA_TOPIC_PARTITIONS sets every topic's",
+                t.name,
+                t.partitions,
+                catalog.topics[0].name
+            );
+        }
+        Ok(catalog)
+    }
+
+    /// Every topic, in the catalog's order.
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    /// The topic `service` publishes on, if it owns one.
+    pub fn owned_by(&self, service: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.owner == service)
+    }
+
+    /// The topic that carries `event_type`, if any.
+    pub fn carrying(&self, event_type: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.carries(event_type))
+    }
+
+    /// True when `event_type` is carried by the topic `service` owns: the
+    /// only events `service` may publish.
+    pub fn publishes(&self, service: &str, event_type: &str) -> bool {
+        self.owned_by(service).is_some_and(|t| t.carries(event_type))
+    }
+
+    /// The topics `service` consumes.
+    pub fn consumed_by<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Topic> + 'a {
+        self.topics.iter().filter(move |t| t.is_consumed_by(service))
+    }
+
+    /// The partitions every topic is created with, unless
+    /// `KAFKA_TOPIC_PARTITIONS` says otherwise ([`Catalog::parse`] checks
+    /// they are one number). The catalog says 3: three consumers of a group
+    /// can share a topic.
+    pub fn partitions(&self) -> i32 {
+        self.topics[0].partitions
+    }
+}
+
+#[cfg(test)]
+mod tests;

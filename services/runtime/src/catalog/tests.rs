@@ -1,0 +1,160 @@
+//! The compiled-in catalog holds together and agrees with the proto
+//! `Envelope`; a catalog that drifts (a type on two topics or on none, a
+//! dead-letter topic misnamed) is refused with the reason.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+use prost_types::{field_descriptor_proto::Type, FileDescriptorSet};
+use serde_json::Value;
+
+use super::*;
+
+/// The message types of the `Envelope`'s `oneof payload`, from the
+/// descriptor set the proto crate compiled.
+fn payload_types() -> BTreeSet<String> {
+    let set = FileDescriptorSet::decode(omnisaga_proto::DESCRIPTOR_SET).unwrap();
+    let envelope = set
+        .file
+        .iter()
+        .filter(|f| f.package() == "omnisaga.v1")
+        .flat_map(|f| &f.message_type)
+        .find(|m| m.name() == "Envelope")
+        .expect("omnisaga.v1.Envelope");
+    envelope
+        .field
+        .iter()
+        .filter(|f| f.oneof_index.is_some() && f.r#type() == Type::Message)
+        .map(|f| f.type_name().rsplit('.').next().unwrap().to_owned())
+        .collect()
+}
+
+/// What the catalog and the `Envelope` disagree on: payloads no topic
+/// carries, and message types that are no payload.
+fn disagreement(catalog: &Catalog) -> (Vec<String>, Vec<String>) {
+    let listed: BTreeSet<String> = catalog
+        .topics()
+        .iter()
+        .flat_map(|t| t.message_types.iter().cloned())
+        .collect();
+    let payloads = payload_types();
+    (
+        payloads.difference(&listed).cloned().collect(),
+        listed.difference(&payloads).cloned().collect(),
+    )
+}
+
+/// The published catalog with `change` made to its JSON.
+fn edited(change: impl FnOnce(&mut Value)) -> Result<Catalog> {
+    let mut json: Value = serde_json::from_str(JSON).unwrap();
+    change(&mut json);
+    Catalog::parse(&json.to_string())
+}
+
+fn topic_of<'a>(json: &'a mut Value, owner: &str) -> &'a mut Value {
+    json["topics"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|t| t["owner"] == owner)
+        .unwrap()
+}
+
+#[test]
+fn the_published_catalog_holds_together() {
+    Catalog::parse(JSON).unwrap();
+    assert_eq!(catalog().topics().len(), 4);
+}
+
+#[test]
+fn every_payload_of_the_envelope_is_carried_by_exactly_one_topic() {
+    assert_eq!(
+        disagreement(catalog()),
+        (vec![], vec![]),
+        "(payloads no topic carries, message types that are no payload): \
+         schemas/topics.json and proto/omnisaga/v1/events.proto disagree"
+    );
+    for event_type in payload_types() {
+        let carriers = catalog().topics().iter().filter(|t| t.carries(&event_type));
+        assert_eq!(carriers.count(), 1, "{event_type}");
+    }
+}
+
+#[test]
+fn a_payload_missing_from_the_catalog_or_a_type_that_is_no_payload_is_found() {
+    let mut catalog = catalog().clone();
+    let orders = &mut catalog.topics[0];
+    let dropped = orders.message_types.remove(0);
+    orders.message_types.push("OrderTeleported".into());
+    assert_eq!(
+        disagreement(&catalog),
+        (vec![dropped], vec!["OrderTeleported".to_owned()])
+    );
+}
+
+#[test]
+fn a_type_on_two_topics_is_refused() {
+    let err = edited(|json| {
+        topic_of(json, "payment")["message_types"]
+            .as_array_mut()
+            .unwrap()
+            .push("OrderPlaced".into());
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("OrderPlaced is carried by two topics"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dead_letter_topic_not_named_after_its_topic_is_refused() {
+    let err = edited(|json| {
+        topic_of(json, "order")["dead_letter_topic"] = "omnisaga.orders.v1.dead".into();
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("dead-letter topic"), "{err}");
+}
+
+#[test]
+fn topics_with_different_partitions_are_refused() {
+    let err = edited(|json| topic_of(json, "warehouse")["partitions"] = 6.into()).unwrap_err();
+    assert!(err.to_string().contains("KAFKA_TOPIC_PARTITIONS"), "{err}");
+}
+
+#[test]
+fn a_service_owning_two_topics_is_refused() {
+    let err = edited(|json| topic_of(json, "notification")["owner"] = "order".into()).unwrap_err();
+    assert!(err.to_string().contains("order owns two topics"), "{err}");
+}
+
+#[test]
+fn the_retention_prose_states_the_retention_the_topics_get() {
+    let json: Value = serde_json::from_str(JSON).unwrap();
+    for (t, prose) in catalog().topics().iter().zip(json["topics"].as_array().unwrap()) {
+        let prose = prose["retention"].as_str().unwrap();
+        assert!(
+            prose.contains(&t.retention_ms.to_string())
+                && prose.contains(&t.dead_letter_retention_ms.to_string()),
+            "{}: {prose:?} does not say {} and {}",
+            t.base_name(),
+            t.retention_ms,
+            t.dead_letter_retention_ms
+        );
+    }
+}
+
+#[test]
+fn names_follow_the_prefix_and_dead_letters_their_topic() {
+    let orders = catalog().owned_by("order").unwrap();
+    assert_eq!(orders.base_name(), "orders.v1");
+    assert_eq!(orders.name(DEFAULT_PREFIX), "omnisaga.orders.v1");
+    assert_eq!(orders.name("t1."), "t1.orders.v1");
+    assert_eq!(orders.dead_letter_name("t1."), "t1.orders.v1.dlq");
+    assert_eq!(
+        catalog().carrying("PaymentVoided").map(|t| t.owner.as_str()),
+        Some("payment")
+    );
+    assert!(catalog().publishes("payment", "PaymentVoided"));
+    assert!(!catalog().publishes("order", "PaymentVoided"));
+}
