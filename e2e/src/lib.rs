@@ -39,6 +39,14 @@ pub const SERVICES: [(&str, u16); 5] = [
     ("analytics", 8084),
 ];
 
+/// A test stack's database prefix, `e2e_` and 16 hex digits: the first 12
+/// are the creation time in milliseconds (a UUIDv7's), so `make test` can
+/// drop the databases of runs long over (`infra/scripts/test.sh`) without
+/// asking anything but their names.
+pub fn test_db_prefix() -> String {
+    format!("e2e_{}", &uuid::Uuid::now_v7().simple().to_string()[..16])
+}
+
 /// Where the stack's broker comes from.
 #[derive(Debug, Clone)]
 pub enum Broker {

@@ -15,7 +15,7 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn start_stack() -> Result<(Stack, String)> {
-    let prefix = format!("e2e_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let prefix = omnisaga_e2e::test_db_prefix();
     let options = StackOptions {
         dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
         db_prefix: prefix.clone(),

@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_complete_across_a_broker_restart_and_dropped_database_connections() -> Result<()> {
-    let prefix = format!("e2e_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let prefix = omnisaga_e2e::test_db_prefix();
     let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
     let options = StackOptions {
         dir: dir.clone(),

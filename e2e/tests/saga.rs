@@ -16,8 +16,7 @@ use serde_json::{json, Value};
 const ORDERS: usize = 50;
 
 async fn start_stack() -> Result<(Stack, String)> {
-    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let prefix = format!("e2e_{id}");
+    let prefix = omnisaga_e2e::test_db_prefix();
     let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
     let options = StackOptions {
         dir,

@@ -9,13 +9,24 @@ here="$(cd "$(dirname "$0")" && pwd)"
 bash "$here/install-deps.sh" >/dev/null
 bash "$here/ensure-postgres.sh"
 
-# Service tests create one database per test (test_*), e2e stacks one per
-# service (e2e_*); forget earlier runs'. Only those untouched for half an
-# hour: a run going on in another clone on this machine keeps its own.
+# Service tests create one database per test (test_<label>_<UUIDv7>), e2e
+# stacks one per service (e2e_<16 hex>_<service>), the first 12 hex digits of
+# either the creation time in milliseconds; forget earlier runs' databases,
+# those created over half an hour ago: a run going on in another clone on
+# this machine keeps its own. (A directory's mtime is no age: PostgreSQL
+# rewrites files in it whenever it reconnects.) Names of an older scheme,
+# without the time, go too.
 drop_test_databases() {
-  psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT datname FROM pg_database d
-      WHERE (datname LIKE 'test\\_%' OR datname LIKE 'e2e\\_%')
-        AND (pg_stat_file('base/' || d.oid)).modification < now() - interval '30 minutes'" 2>/dev/null |
+  psql -h 127.0.0.1 -U postgres -d postgres -Atqc "
+    WITH t AS (
+      SELECT datname, CASE
+          WHEN datname ~ '^test_.*_[0-9a-f]{12}7[0-9a-f]{19}$' THEN left(right(datname, 32), 12)
+          WHEN datname ~ '^e2e_[0-9a-f]{12}7[0-9a-f]{3}_' THEN substr(datname, 5, 12)
+        END AS created_hex
+      FROM pg_database WHERE datname LIKE 'test\\_%' OR datname LIKE 'e2e\\_%')
+    SELECT datname FROM t
+    WHERE created_hex IS NULL
+       OR to_timestamp(('x' || lpad(created_hex, 16, '0'))::bit(64)::bigint / 1000.0) < now() - interval '30 minutes'" 2>/dev/null |
     while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
 }
 drop_test_databases

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use omnisaga_runtime::{config::CommonConfig, service::Base};
+use omnisaga_runtime::service::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, handlers::SagaEvents};
+use crate::{api, config::Config, handlers::SagaEvents};
 
 pub struct App {
     base: Base,
@@ -15,8 +15,8 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: CommonConfig) -> Result<Self> {
-        let base = Base::start(config, sqlx::migrate!("./migrations")).await?;
+    pub async fn build(config: Config) -> Result<Self> {
+        let base = Base::start(config.common, sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
         Ok(Self { base, listener })
     }

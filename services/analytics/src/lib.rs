@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod store;

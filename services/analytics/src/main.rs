@@ -1,14 +1,11 @@
 use anyhow::Result;
-use omnisaga_analytics::app::App;
-use omnisaga_runtime::{
-    config::{CommonConfig, Fetch},
-    shutdown, telemetry,
-};
+use omnisaga_analytics::{app::App, config::Config};
+use omnisaga_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let telemetry = telemetry::init("analytics");
-    let config = CommonConfig::from_env_with("analytics", 8084, Fetch::Batched)?;
+    let config = Config::from_env()?;
     let app = App::build(config).await?;
     let result = app.run_until_stopped(shutdown::on_signal()).await;
     telemetry.shutdown();

@@ -3,16 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use omnisaga_runtime::{
-    config::CommonConfig,
-    service::{Base, Task},
-};
+use omnisaga_runtime::service::{Base, Task};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     api,
     channel::{Channel, LogChannel},
+    config::Config,
     dispatcher::Dispatcher,
     handlers::SagaEvents,
 };
@@ -24,8 +22,8 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: CommonConfig) -> Result<Self> {
-        let base = Base::start(config, sqlx::migrate!("./migrations")).await?;
+    pub async fn build(config: Config) -> Result<Self> {
+        let base = Base::start(config.common, sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
         Ok(Self {
             base,

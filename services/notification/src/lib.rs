@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod channel;
+pub mod config;
 pub mod dispatcher;
 pub mod domain;
 pub mod handlers;

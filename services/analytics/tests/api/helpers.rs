@@ -2,7 +2,7 @@
 //! (`testing::config`: port 0, a fresh database, its own topic prefix), plus
 //! the saga's events for it to count.
 
-use omnisaga_analytics::app::App;
+use omnisaga_analytics::{app::App, config::Config};
 use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced, PaymentAuthorized, PaymentFailed};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use serde_json::Value;
@@ -26,7 +26,9 @@ impl Drop for TestApp {
 pub async fn spawn_app() -> TestApp {
     let config = testing::config("analytics").await.expect("test configuration");
     let kafka = config.kafka.clone();
-    let app = App::build(config).await.expect("analytics starts");
+    let app = App::build(Config::with_common(config))
+        .await
+        .expect("analytics starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));

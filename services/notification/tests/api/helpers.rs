@@ -2,7 +2,7 @@
 //! configuration (`testing::config`: port 0, a fresh database, its own topic
 //! prefix) and its log channel, plus what the tests send it.
 
-use omnisaga_notification::app::App;
+use omnisaga_notification::{app::App, config::Config};
 use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,9 @@ impl Drop for TestApp {
 pub async fn spawn_app() -> TestApp {
     let config = testing::config("notification").await.expect("test configuration");
     let kafka = config.kafka.clone();
-    let app = App::build(config).await.expect("notification service starts");
+    let app = App::build(Config::with_common(config))
+        .await
+        .expect("notification service starts");
     let url = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
