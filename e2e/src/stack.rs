@@ -174,6 +174,19 @@ impl Stack {
 
     /// Stops every service with SIGTERM (waiting for its graceful stop), then
     /// the stack's own broker and the trace viewer.
+    /// Stops a throwaway test stack; when its test `passed`, also drops its
+    /// databases and removes its directory. A failed run keeps both, the
+    /// logs with them, for a look.
+    pub async fn finish(self, passed: bool) -> Result<()> {
+        let (prefix, dir) = (self.options.db_prefix.clone(), self.options.dir.clone());
+        self.stop().await?;
+        if passed {
+            Self::drop_databases(&prefix).await?;
+            std::fs::remove_dir_all(&dir)?;
+        }
+        Ok(())
+    }
+
     pub async fn stop(mut self) -> Result<()> {
         for s in self.services.iter_mut().rev() {
             terminate(&mut s.child, s.name).await;

@@ -14,7 +14,7 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn start_stack() -> Result<(Stack, String)> {
+async fn start_stack() -> Result<Stack> {
     let prefix = omnisaga_e2e::test_db_prefix();
     let options = StackOptions {
         dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
@@ -33,17 +33,14 @@ async fn start_stack() -> Result<(Stack, String)> {
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
     .set_env("*", "OUTBOX_POLL_MS", "200");
-    Ok((Stack::start(options).await?, prefix))
+    Stack::start(options).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_path_ends_in_a_consistent_state() -> Result<()> {
-    let (mut stack, prefix) = start_stack().await?;
+    let mut stack = start_stack().await?;
     let result = run(&mut stack).await;
-    stack.stop().await?;
-    if result.is_ok() {
-        Stack::drop_databases(&prefix).await?;
-    }
+    stack.finish(result.is_ok()).await?;
     result
 }
 

@@ -18,9 +18,8 @@ const WAIT: Duration = Duration::from_secs(90);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_complete_across_a_broker_restart_and_dropped_database_connections() -> Result<()> {
     let prefix = omnisaga_e2e::test_db_prefix();
-    let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
     let options = StackOptions {
-        dir: dir.clone(),
+        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
         db_prefix: prefix.clone(),
         fresh_databases: true,
         // Its own broker, not the run's shared one: this test kills it.
@@ -35,11 +34,7 @@ async fn orders_complete_across_a_broker_restart_and_dropped_database_connection
     .set_env("*", "OUTBOX_POLL_MS", "200");
     let mut stack = Stack::start(options).await?;
     let result = run(&mut stack, &prefix).await;
-    stack.stop().await?;
-    if result.is_ok() {
-        Stack::drop_databases(&prefix).await?;
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    stack.finish(result.is_ok()).await?;
     result
 }
 

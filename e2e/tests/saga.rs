@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 const ORDERS: usize = 50;
 
-async fn start_stack() -> Result<(Stack, String)> {
+async fn start_stack() -> Result<Stack> {
     let prefix = omnisaga_e2e::test_db_prefix();
     let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
     let options = StackOptions {
@@ -31,7 +31,7 @@ async fn start_stack() -> Result<(Stack, String)> {
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "10")
     .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
     .set_env("*", "OUTBOX_POLL_MS", "200");
-    Ok((Stack::start(options).await?, prefix))
+    Stack::start(options).await
 }
 
 fn order_body(i: usize) -> Value {
@@ -73,12 +73,9 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_orders_all_ship_with_their_timeline_messages_and_analytics() -> Result<()> {
-    let (stack, prefix) = start_stack().await?;
+    let stack = start_stack().await?;
     let result = run_saga(&stack).await;
-    stack.stop().await?;
-    if result.is_ok() {
-        Stack::drop_databases(&prefix).await?;
-    }
+    stack.finish(result.is_ok()).await?;
     result
 }
 
