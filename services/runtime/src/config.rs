@@ -211,11 +211,6 @@ impl Topics {
     }
 }
 
-/// The catalog's partitions of every topic, as a constant for struct
-/// literals; the default of `KAFKA_TOPIC_PARTITIONS` is
-/// [`catalog::Catalog::partitions`], and a test holds the two equal.
-pub const PARTITIONS: i32 = 3;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,10 +267,5 @@ mod tests {
         assert_eq!(Topics::dead_letter(&t.orders), "t1.orders.v1.dlq");
         assert_eq!(t.consumed_by("order"), ["t1.payments.v1", "t1.warehouse.v1"]);
         assert_eq!(t.consumed_by("notification").len(), 3);
-    }
-
-    #[test]
-    fn the_partitions_constant_is_the_catalogs() {
-        assert_eq!(PARTITIONS, catalog().partitions());
     }
 }

@@ -60,7 +60,7 @@ pub fn fresh_kafka() -> Result<KafkaConfig> {
         topic_prefix: format!("t{}.", &Uuid::new_v4().simple().to_string()[..12]),
         fetch_wait_max_ms: 20,
         fetch_min_bytes: 1,
-        topic_partitions: crate::config::PARTITIONS,
+        topic_partitions: crate::catalog::catalog().partitions(),
     })
 }
 
