@@ -11,8 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use anyhow::{Context, Result};
-use serde::Deserialize;
+use omnisaga_runtime::catalog;
 use serde_json::Value;
 
 /// The name of the span that starts every order's trace.
@@ -22,9 +21,10 @@ pub const ROOT: &str = "POST /v1/orders";
 /// `publish` and `process` span, services on their own spans of an order.
 pub const ORDER_ID: &str = "order.id";
 
-/// One topic of `schemas/topics.json`.
-#[derive(Debug, Clone, Deserialize)]
+/// One topic of the catalog, as the trace checks read it.
+#[derive(Debug, Clone)]
 pub struct Topic {
+    /// Its name in the stack checked.
     pub name: String,
     /// The only service that publishes on it.
     pub owner: String,
@@ -32,30 +32,27 @@ pub struct Topic {
     pub consumers: Vec<String>,
 }
 
-/// The topic catalog, `schemas/topics.json`: who publishes and who reads each topic.
-#[derive(Debug, Clone, Deserialize)]
+/// The topic catalog (`schemas/topics.json`, as the services read it:
+/// `omnisaga_runtime::catalog`): who publishes and who reads each topic.
+#[derive(Debug, Clone)]
 pub struct Catalog {
     pub topics: Vec<Topic>,
 }
 
 impl Catalog {
-    /// Reads the repository's catalog.
-    pub fn load() -> Result<Self> {
-        let path = crate::repo_root()?.join("schemas/topics.json");
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("Failed to parse {}", path.display()))
-    }
-
     /// The catalog as a stack whose topics start with `prefix` (its
-    /// `KAFKA_TOPIC_PREFIX`) names them; the catalog's own prefix is `omnisaga.`.
-    pub fn with_prefix(mut self, prefix: &str) -> Self {
-        for topic in &mut self.topics {
-            if let Some(rest) = topic.name.strip_prefix("omnisaga.") {
-                topic.name = format!("{prefix}{rest}");
-            }
-        }
-        self
+    /// `KAFKA_TOPIC_PREFIX`) names them.
+    pub fn under(prefix: &str) -> Self {
+        let topics = catalog::catalog()
+            .topics()
+            .iter()
+            .map(|t| Topic {
+                name: t.name(prefix),
+                owner: t.owner.clone(),
+                consumers: t.consumers.clone(),
+            })
+            .collect();
+        Self { topics }
     }
 
     /// Every service that owns or reads a topic.

@@ -337,7 +337,7 @@ async fn check_traces(
     own: &BTreeMap<String, String>,
     topic_prefix: &str,
 ) -> Result<()> {
-    let catalog = Catalog::load()?.with_prefix(topic_prefix);
+    let catalog = Catalog::under(topic_prefix);
     let started = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut pending: BTreeMap<String, Vec<String>> = own.keys().map(|o| (o.clone(), Vec::new())).collect();

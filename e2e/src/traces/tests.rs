@@ -10,7 +10,7 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const OTHER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
 fn catalog() -> Catalog {
-    Catalog::load().expect("schemas/topics.json")
+    Catalog::under(omnisaga_runtime::catalog::DEFAULT_PREFIX)
 }
 
 /// A Jaeger JSON trace under construction.
