@@ -10,12 +10,16 @@
 //! changes nothing: it is a duplicate or comes too late (an attempt for a
 //! cancelled or paid order).
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     consumer::{Handler, HandlerError, Incoming},
     event::EventMeta,
+    metrics::Counters,
+    TraceContext,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -27,14 +31,13 @@ use crate::{
 };
 
 /// Payment outcomes by kind, counted where each is recorded.
-pub(crate) static OUTCOMES: std::sync::LazyLock<omnisaga_runtime::metrics::Counters> =
-    std::sync::LazyLock::new(|| {
-        omnisaga_runtime::metrics::counter_vec(
+pub(crate) static OUTCOMES: LazyLock<Counters> = LazyLock::new(|| {
+    omnisaga_runtime::metrics::counter_vec(
         "omnisaga_payment_outcomes_total",
         "Payment answers and compensations (authorized, declined, unavailable, voided, voided_unrecorded)",
         &["outcome"],
     )
-    });
+});
 
 /// The event types payment acts on: the order's placement, retries and
 /// cancellation, and the warehouse's word that nothing ships (which voids).
@@ -74,40 +77,29 @@ impl Handler for OrderEvents {
         let executor = Executor::<PaymentAggregate>::new(&self.payments_topic);
         let stream_key = order_id.to_string();
         let loaded = executor.load(tx, &stream_key).await?;
-        let meta = EventMeta::caused_by(env);
-        let cmd = match &env.payload {
+        // A placement or a retry asks for an attempt: a provider call, queued.
+        let attempt = match &env.payload {
             Some(Payload::OrderPlaced(placed)) => {
                 let amount = placed
                     .total
                     .clone()
                     .ok_or_else(|| rejected("OrderPlaced has no total".into()))?;
-                let request = Request::Placed { amount };
-                return self
-                    .queue_attempt(
-                        tx,
-                        &loaded.state,
-                        env,
-                        request,
-                        &placed.payment_method_token,
-                        &meta,
-                    )
-                    .await;
+                Some((Request::Placed { amount }, placed.payment_method_token.as_str()))
             }
-            Some(Payload::PaymentRetryRequested(retry)) => {
-                let request = Request::Retry {
+            Some(Payload::PaymentRetryRequested(retry)) => Some((
+                Request::Retry {
                     attempt: retry.attempt,
-                };
-                return self
-                    .queue_attempt(
-                        tx,
-                        &loaded.state,
-                        env,
-                        request,
-                        &retry.payment_method_token,
-                        &meta,
-                    )
-                    .await;
-            }
+                },
+                retry.payment_method_token.as_str(),
+            )),
+            _ => None,
+        };
+        if let Some((request, token)) = attempt {
+            return self
+                .queue_attempt(tx, order_id, &loaded.state, env, request, token)
+                .await;
+        }
+        let cmd = match &env.payload {
             Some(Payload::OrderCancelled(cancelled)) => Command::Cancel(cancelled.clone()),
             Some(fact @ (Payload::StockReleased(_) | Payload::StockUnavailable(_))) => {
                 let fact = wire::event(fact).expect("payment keeps the warehouse's word that nothing ships");
@@ -115,6 +107,7 @@ impl Handler for OrderEvents {
             }
             _ => return Ok(()),
         };
+        let meta = EventMeta::caused_by(env);
         let done = match executor
             .decide(tx, &stream_key, loaded, cmd, Some(env), &meta)
             .await
@@ -157,17 +150,16 @@ impl OrderEvents {
     async fn queue_attempt(
         &self,
         tx: &mut PgConnection,
+        order_id: Uuid,
         state: &Payment,
         env: &Envelope,
         request: Request,
         token: &str,
-        meta: &EventMeta,
     ) -> Result<(), HandlerError> {
         let attempt = match domain::attempt(state, &request) {
             Ok(attempt) => attempt,
             Err(refusal) => return refused(refusal),
         };
-        let order_id = Uuid::parse_str(&env.order_id).map_err(|e| HandlerError::Rejected(e.into()))?;
         let payment_id = domain::payment_id(&env.order_id, attempt.number);
         let authorize = Action::Authorize {
             request,
@@ -178,9 +170,10 @@ impl OrderEvents {
             order_id,
             &payment_id,
             &authorize,
-            &meta.correlation_id,
+            &env.correlation_id,
             &env.event_id,
-            &meta.trace,
+            // The call's span will be a child of this consumer's span.
+            &TraceContext::current(),
         )
         .await?;
         Ok(())
