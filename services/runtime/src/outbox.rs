@@ -52,17 +52,12 @@ impl OutboxWaker {
         self.1.notify_one();
     }
 
-    /// Completes at the next [`OutboxWaker::wake`] (at once if one came
-    /// while no worker was waiting); `enable` it before looking for work so
-    /// a commit in between is not missed. Dropped unpolled after a wake
-    /// reached it while it was listening, it hands the wake to another
-    /// listening worker: a worker that found work drops it before working,
-    /// so wakes go to the idle.
-    pub fn committed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.1.notified()
-    }
-
-    /// Completes at the next commit `wakes` names: the relay's or a worker's.
+    /// Completes at the next commit `wakes` names, the relay's or a
+    /// worker's (at once if one came while nobody was waiting); `enable` it
+    /// before looking for work so a commit in between is not missed.
+    /// Dropped unpolled after a wake reached it while it was listening, it
+    /// hands the wake to another listening worker: a worker that found work
+    /// drops it before working, so wakes go to the idle.
     pub fn listen(&self, wakes: crate::work::Wakes) -> tokio::sync::futures::Notified<'_> {
         match wakes {
             crate::work::Wakes::Outbox => self.0.notified(),
@@ -96,7 +91,7 @@ impl OutboxWaker {
 pub struct Written {
     /// Outbox rows, for the relay.
     pub outbox: bool,
-    /// Work for the workers waiting on [`OutboxWaker::committed`] (a pick
+    /// Work for the workers waiting on [`OutboxWaker::listen`] (a pick
     /// task falling due, a message to send): noted with [`note_work`].
     pub work: bool,
 }
@@ -483,7 +478,7 @@ mod tests {
             let (waker, woken) = (waker.clone(), woken.clone());
             let (listening, ready) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
-                let committed = waker.committed();
+                let committed = waker.listen(crate::work::Wakes::Work);
                 tokio::pin!(committed);
                 committed.as_mut().enable();
                 let _ = listening.send(());
@@ -522,7 +517,7 @@ mod tests {
     async fn a_commit_while_every_worker_is_busy_is_kept_for_the_next_to_wait() {
         let waker = OutboxWaker::default();
         waker.wake();
-        let next = tokio::time::timeout(Duration::from_secs(5), waker.committed()).await;
+        let next = tokio::time::timeout(Duration::from_secs(5), waker.listen(crate::work::Wakes::Work)).await;
         assert!(next.is_ok(), "the wake was kept");
     }
 
@@ -530,7 +525,7 @@ mod tests {
     async fn a_woken_worker_that_found_work_hands_its_wake_on() {
         let waker = OutboxWaker::default();
         // A busy worker listens before it looks for work, and finds some.
-        let mut busy = Box::pin(waker.committed());
+        let mut busy = Box::pin(waker.listen(crate::work::Wakes::Work));
         busy.as_mut().enable();
         let idle = waiting_workers(&waker, 1).await;
         waker.wake();
@@ -547,7 +542,7 @@ mod tests {
         use futures::FutureExt as _;
         (
             waker.0.notified().now_or_never().is_some(),
-            waker.committed().now_or_never().is_some(),
+            waker.listen(crate::work::Wakes::Work).now_or_never().is_some(),
         )
     }
 
