@@ -6,7 +6,7 @@ use omnisaga_analytics::{app::App, config::Config};
 use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced, PaymentAuthorized, PaymentFailed};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -14,13 +14,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The topics' names under this test's prefix.
     pub kafka: KafkaConfig,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Stops the service when the test drops its app.
+    _stop: DropGuard,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -36,7 +31,7 @@ pub async fn spawn_app() -> TestApp {
         url,
         http: reqwest::Client::new(),
         kafka,
-        shutdown,
+        _stop: shutdown.drop_guard(),
     }
 }
 

@@ -5,20 +5,15 @@
 use omnisaga_notification::{app::App, config::Config};
 use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced};
 use omnisaga_runtime::{config::KafkaConfig, testing};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
     kafka: KafkaConfig,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Stops the service when the test drops its app.
+    _stop: DropGuard,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -34,7 +29,7 @@ pub async fn spawn_app() -> TestApp {
         url,
         http: reqwest::Client::new(),
         kafka,
-        shutdown,
+        _stop: shutdown.drop_guard(),
     }
 }
 

@@ -8,19 +8,14 @@ use omnisaga_order::{app::App, config::Config};
 use omnisaga_runtime::testing;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub struct TestApp {
     pub url: String,
     pub pool: PgPool,
     pub http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Stops the service when the test drops its app.
+    _stop: DropGuard,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -36,7 +31,7 @@ pub async fn spawn_app() -> TestApp {
         url,
         pool,
         http: reqwest::Client::new(),
-        shutdown,
+        _stop: shutdown.drop_guard(),
     }
 }
 

@@ -8,7 +8,7 @@ use omnisaga_payment::{app::App, config::Config, provider::Provider};
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderPlaced};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -17,13 +17,8 @@ pub struct TestApp {
     /// The provider the running service calls: what its outage switch sets.
     pub provider: Arc<Provider>,
     kafka: KafkaConfig,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Stops the service when the test drops its app.
+    _stop: DropGuard,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -41,7 +36,7 @@ pub async fn spawn_app() -> TestApp {
         http: reqwest::Client::new(),
         provider,
         kafka,
-        shutdown,
+        _stop: shutdown.drop_guard(),
     }
 }
 

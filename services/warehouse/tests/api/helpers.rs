@@ -9,7 +9,7 @@ use omnisaga_runtime::{config::KafkaConfig, testing};
 use omnisaga_warehouse::{app::App, config::Config};
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -17,13 +17,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub pool: PgPool,
     kafka: KafkaConfig,
-    shutdown: CancellationToken,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Stops the service when the test drops its app.
+    _stop: DropGuard,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -41,7 +36,7 @@ pub async fn spawn_app() -> TestApp {
         http: reqwest::Client::new(),
         pool,
         kafka,
-        shutdown,
+        _stop: shutdown.drop_guard(),
     }
 }
 
