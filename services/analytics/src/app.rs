@@ -11,14 +11,19 @@ use crate::{api, config::Config, handlers::SagaEvents};
 
 pub struct App {
     base: Base,
+    config: Config,
     listener: TcpListener,
 }
 
 impl App {
     pub async fn build(config: Config) -> Result<Self> {
-        let base = Base::start(config.common, sqlx::migrate!("./migrations")).await?;
+        let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
-        Ok(Self { base, listener })
+        Ok(Self {
+            base,
+            config,
+            listener,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -29,7 +34,7 @@ impl App {
         let consumer = self
             .base
             .consumer(self.base.subscriptions(), Arc::new(SagaEvents));
-        let router = api::routes(self.base.pool.clone());
+        let router = api::routes(self.base.pool.clone(), self.config);
         self.base
             .run(self.listener, router, vec![consumer], shutdown)
             .await

@@ -1,60 +1,111 @@
 //! What analytics makes of an event, decided without I/O: which stage it
-//! marks, which stage durations it lets time and how long each took, and the
-//! summary's arithmetic.
+//! marks and how an order's row keeps it, which stage durations it lets time
+//! and how long each took, and the summary's arithmetic.
 
 use chrono::{DateTime, Utc};
-use omnisaga_proto::v1::envelope::Payload;
+use omnisaga_proto::v1::{envelope::Payload, Channel};
 
-/// A saga stage an order reaches; each is one `order_stages` column.
+/// A saga stage event: one `dim_stage` row and one `stage_events` row per
+/// event received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Placed,
     Paid,
     ReadyForShipment,
     Shipped,
+    PaymentDeclined,
+    PaymentVoided,
     Cancelled,
 }
 
+/// How an order's `fact_orders` row keeps a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// The first time the order reached it, in this column.
+    FirstTime(&'static str),
+    /// How many times, in this column.
+    Count(&'static str),
+}
+
 impl Stage {
-    /// The `order_stages` column that holds when the order reached it.
-    pub fn column(self) -> &'static str {
+    /// Every stage, in `dim_stage`'s order.
+    pub const ALL: [Stage; 7] = [
+        Stage::Placed,
+        Stage::Paid,
+        Stage::ReadyForShipment,
+        Stage::Shipped,
+        Stage::PaymentDeclined,
+        Stage::PaymentVoided,
+        Stage::Cancelled,
+    ];
+
+    /// The stage `event` marks, if any.
+    pub fn of(event: &Payload) -> Option<Stage> {
+        Some(match event {
+            Payload::OrderPlaced(_) => Stage::Placed,
+            Payload::PaymentAuthorized(_) => Stage::Paid,
+            Payload::OrderReadyForShipment(_) => Stage::ReadyForShipment,
+            Payload::OrderShipped(_) => Stage::Shipped,
+            Payload::PaymentFailed(_) => Stage::PaymentDeclined,
+            Payload::PaymentVoided(_) => Stage::PaymentVoided,
+            Payload::OrderCancelled(_) => Stage::Cancelled,
+            Payload::StockReserved(_)
+            | Payload::PickTaskCreated(_)
+            | Payload::NotificationSent(_)
+            | Payload::StockReleased(_)
+            | Payload::StockUnavailable(_)
+            | Payload::PaymentRetryRequested(_)
+            | Payload::PaymentDelayed(_) => return None,
+        })
+    }
+
+    /// Its key in `dim_stage`.
+    pub fn name(self) -> &'static str {
         match self {
-            Stage::Placed => "placed_at",
-            Stage::Paid => "paid_at",
-            Stage::ReadyForShipment => "ready_at",
-            Stage::Shipped => "shipped_at",
-            Stage::Cancelled => "cancelled_at",
+            Stage::Placed => "placed",
+            Stage::Paid => "paid",
+            Stage::ReadyForShipment => "ready_for_shipment",
+            Stage::Shipped => "shipped",
+            Stage::PaymentDeclined => "payment_declined",
+            Stage::PaymentVoided => "payment_voided",
+            Stage::Cancelled => "cancelled",
         }
     }
 
-    /// Whether reaching it lets a stage duration be timed: a later stage
-    /// times itself, the placement times the later stages that came first.
+    /// How `fact_orders` keeps it.
+    pub fn kept(self) -> Kept {
+        match self {
+            Stage::Placed => Kept::FirstTime("placed_at"),
+            Stage::Paid => Kept::FirstTime("paid_at"),
+            Stage::ReadyForShipment => Kept::FirstTime("ready_at"),
+            Stage::Shipped => Kept::FirstTime("shipped_at"),
+            Stage::Cancelled => Kept::FirstTime("cancelled_at"),
+            Stage::PaymentDeclined => Kept::Count("payment_failures"),
+            Stage::PaymentVoided => Kept::Count("payment_voids"),
+        }
+    }
+
+    /// Whether reaching it lets a stage duration be timed: a later stage of
+    /// the happy path times itself, the placement times the later stages
+    /// that came first.
     pub fn is_timed(self) -> bool {
-        self != Stage::Cancelled
+        matches!(
+            self,
+            Stage::Placed | Stage::Paid | Stage::ReadyForShipment | Stage::Shipped
+        )
     }
 }
 
-/// What an event counts for in an order's `order_stages` row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// The order reached a stage.
-    Reached(Stage),
-    /// A payment attempt failed.
-    PaymentFailure,
-}
-
-/// What `event` counts for, if anything.
-pub fn mark_of(event: &Payload) -> Option<Mark> {
-    let stage = match event {
-        Payload::OrderPlaced(_) => Stage::Placed,
-        Payload::PaymentAuthorized(_) => Stage::Paid,
-        Payload::OrderReadyForShipment(_) => Stage::ReadyForShipment,
-        Payload::OrderShipped(_) => Stage::Shipped,
-        Payload::OrderCancelled(_) => Stage::Cancelled,
-        Payload::PaymentFailed(_) => return Some(Mark::PaymentFailure),
-        _ => return None,
-    };
-    Some(Mark::Reached(stage))
+/// The sales channel as analytics names it (`dim_channel`, and the order
+/// API's names).
+pub fn channel_name(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Mobile => "mobile",
+        Channel::Web => "web",
+        Channel::Pos => "pos",
+        Channel::Marketplace => "marketplace",
+        Channel::Unspecified => "unspecified",
+    }
 }
 
 /// When an order reached each timed stage, as far as it is known.
@@ -98,10 +149,12 @@ pub fn seconds_between(placed: DateTime<Utc>, reached: DateTime<Utc>) -> f64 {
     (micros as f64 / 1e6).max(0.0)
 }
 
-/// The share of payment attempts that were authorised, none before the first.
-pub fn success_share(authorized: i64, failed: i64) -> Option<f64> {
-    let attempts = authorized + failed;
-    (attempts != 0).then(|| authorized as f64 / attempts as f64)
+/// The payment success share: of the orders that had a payment answer, the
+/// share with an authorisation (whatever declines came before it); none
+/// before the first answer.
+pub fn success_share(authorized: i64, declined: i64) -> Option<f64> {
+    let answered = authorized + declined;
+    (answered != 0).then(|| authorized as f64 / answered as f64)
 }
 
 /// A duration in milliseconds as the summary shows it: to a tenth.

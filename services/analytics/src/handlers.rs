@@ -1,7 +1,10 @@
-//! Records each event and the stage it marks, and times the stages it
-//! completes (see [`crate::domain`]); the rows are [`crate::store`]'s.
+//! Records each event, the stage it marks and, for a placement, the order's
+//! channel and lines; times the stages it completes (see [`crate::domain`]).
+//! The rows are [`crate::store`]'s.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use omnisaga_proto::v1::{envelope::Payload, Channel, OrderPlaced};
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::{event_id, occurred_at},
@@ -10,8 +13,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    domain::{durations, mark_of, Mark},
-    store::{self, Received},
+    domain::{channel_name, durations, Stage},
+    store::{self, Line, Placement, Received},
 };
 
 static STAGES: std::sync::LazyLock<omnisaga_runtime::metrics::Histograms> = std::sync::LazyLock::new(|| {
@@ -45,21 +48,53 @@ impl Handler for SagaEvents {
         if !store::record_received(tx, &received).await? {
             return Ok(());
         }
-        match mark_of(payload) {
-            Some(Mark::Reached(stage)) => {
-                store::mark_stage(tx, order_id, stage, at).await?;
-                // Time the stages this event completed, when it set its own.
-                if stage.is_timed() {
-                    if let Some(stages) = store::stages_if_reached_at(tx, order_id, stage, at).await? {
-                        for (label, seconds) in durations(stage, &stages) {
-                            STAGES.with_label_values(&[label]).observe(seconds);
-                        }
-                    }
+        let Some(stage) = Stage::of(payload) else {
+            return Ok(());
+        };
+        if let Payload::OrderPlaced(placed) = payload {
+            record_placement(tx, order_id, placed, at).await?;
+        }
+        store::record_stage(tx, received.event_id, order_id, stage, at).await?;
+        // Time the stages this event completed, when it set its own.
+        if stage.is_timed() {
+            if let Some(stages) = store::stages_if_reached_at(tx, order_id, stage, at).await? {
+                for (label, seconds) in durations(stage, &stages) {
+                    STAGES.with_label_values(&[label]).observe(seconds);
                 }
             }
-            Some(Mark::PaymentFailure) => store::count_payment_failure(tx, order_id).await?,
-            None => {}
         }
         Ok(())
     }
+}
+
+/// Records what `placed` tells besides the stage: channel, lines, total.
+async fn record_placement(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    placed: &OrderPlaced,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let total = placed.total.clone().unwrap_or_default();
+    let lines: Vec<Line> = placed
+        .items
+        .iter()
+        .map(|item| {
+            let price = item.unit_price.as_ref();
+            Line {
+                sku: &item.sku,
+                name: &item.name,
+                quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
+                unit_price_minor_units: price.map_or(0, |p| p.minor_units),
+                currency: price.map_or("", |p| p.currency.as_str()),
+            }
+        })
+        .collect();
+    let placement = Placement {
+        channel: channel_name(Channel::try_from(placed.channel).unwrap_or(Channel::Unspecified)),
+        at,
+        lines: &lines,
+        total_minor_units: total.minor_units,
+        currency: &total.currency,
+    };
+    store::record_placement(tx, order_id, &placement).await
 }

@@ -1,11 +1,14 @@
-//! The analytics service records when each order reached each saga stage
-//! and answers with fulfilment time percentiles (placed to ready for
-//! shipment, placed to shipped) and the share of successful payments. Its
-//! tables are projections of the events it received, kept in its own database.
+//! The analytics service records every saga stage event of every order in a
+//! star schema analysts query (docs/analytics.md), and answers with stage
+//! counts, fulfilment time percentiles and the payment success share,
+//! overall and per channel (`GET /v1/summary`), one order's stages, and a
+//! dashboard for people (`GET /dashboard`). Its tables are projections of
+//! the events it received, kept in its own database.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dashboard;
 pub mod domain;
 pub mod handlers;
 pub mod store;

@@ -1,12 +1,14 @@
-//! The analytics database: every event received (`received_events`) and
-//! when each order reached each stage (`order_stages`), with the summary's
-//! queries over them. One function per statement.
+//! The analytics database: every event received (`received_events`), and
+//! the star schema analysts query (migrations/1001_star_schema.sql,
+//! docs/analytics.md): each stage event (`stage_events`), each order
+//! (`fact_orders`) and its lines (`fact_order_lines`), with the dimensions
+//! they name. The API's and the dashboard's queries are here too.
 
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::domain::{Stage, Stages};
+use crate::domain::{Kept, Stage, Stages};
 
 /// An event as received.
 pub struct Received<'a> {
@@ -34,21 +36,127 @@ pub async fn record_received(conn: &mut PgConnection, event: &Received<'_>) -> R
     Ok(inserted == 1)
 }
 
-/// Records that `order_id` reached `stage` at `at`, unless it was recorded
-/// reaching it before.
-pub async fn mark_stage(
+/// Records the stage event `event_id` of `order_id` (`stage_events`), its
+/// day (`dim_day`) and the order's row (`fact_orders`): the stage's first
+/// time, or one more of it.
+pub async fn record_stage(
     conn: &mut PgConnection,
+    event_id: Uuid,
     order_id: Uuid,
     stage: Stage,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let column = stage.column();
-    // `column` comes from the fixed list of `Stage`, never from input.
-    let sql = format!(
-        "INSERT INTO order_stages (order_id, {column}) VALUES ($1, $2)
-         ON CONFLICT (order_id) DO UPDATE SET {column} = coalesce(order_stages.{column}, $2)"
-    );
-    sqlx::query(&sql).bind(order_id).bind(at).execute(conn).await?;
+    let day = ensure_day(conn, at).await?;
+    sqlx::query(
+        "INSERT INTO stage_events (event_id, order_id, stage, occurred_at, day)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(order_id)
+    .bind(stage.name())
+    .bind(at)
+    .bind(day)
+    .execute(&mut *conn)
+    .await?;
+    // The columns come from the fixed list of `Stage`, never from input.
+    let sql = match stage.kept() {
+        Kept::FirstTime(column) => format!(
+            "INSERT INTO fact_orders (order_id, {column}) VALUES ($1, $2)
+             ON CONFLICT (order_id) DO UPDATE SET {column} = coalesce(fact_orders.{column}, $2)"
+        ),
+        Kept::Count(column) => format!(
+            "INSERT INTO fact_orders (order_id, {column}) VALUES ($1, 1)
+             ON CONFLICT (order_id) DO UPDATE SET {column} = fact_orders.{column} + 1"
+        ),
+    };
+    let query = sqlx::query(&sql).bind(order_id);
+    let query = match stage.kept() {
+        Kept::FirstTime(_) => query.bind(at),
+        Kept::Count(_) => query,
+    };
+    query.execute(conn).await?;
+    Ok(())
+}
+
+/// The UTC day of `at`, in `dim_day` from now on.
+async fn ensure_day(conn: &mut PgConnection, at: DateTime<Utc>) -> Result<NaiveDate, sqlx::Error> {
+    let day = at.date_naive();
+    sqlx::query(
+        "INSERT INTO dim_day (day, year, quarter, month, iso_year, iso_week, iso_weekday, is_weekend)
+         SELECT $1, extract(year FROM $1), extract(quarter FROM $1), extract(month FROM $1),
+                extract(isoyear FROM $1), extract(week FROM $1), extract(isodow FROM $1),
+                extract(isodow FROM $1) >= 6
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(day)
+    .execute(conn)
+    .await?;
+    Ok(day)
+}
+
+/// What an `OrderPlaced` tells about the order besides its stage.
+pub struct Placement<'a> {
+    pub channel: &'static str,
+    pub at: DateTime<Utc>,
+    pub lines: &'a [Line<'a>],
+    pub total_minor_units: i64,
+    pub currency: &'a str,
+}
+
+/// One line of an order.
+pub struct Line<'a> {
+    pub sku: &'a str,
+    pub name: &'a str,
+    pub quantity: i32,
+    pub unit_price_minor_units: i64,
+    pub currency: &'a str,
+}
+
+/// Records the order's channel, day, size and total in its `fact_orders`
+/// row, its lines in `fact_order_lines` and their SKUs in `dim_sku`.
+pub async fn record_placement(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    placement: &Placement<'_>,
+) -> Result<(), sqlx::Error> {
+    let day = ensure_day(conn, placement.at).await?;
+    let items: i32 = placement.lines.iter().map(|l| l.quantity).sum();
+    sqlx::query(
+        "INSERT INTO fact_orders (order_id, channel, placed_day, items, total_minor_units, currency)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (order_id) DO UPDATE SET channel = $2, placed_day = $3, items = $4,
+             total_minor_units = $5, currency = $6",
+    )
+    .bind(order_id)
+    .bind(placement.channel)
+    .bind(day)
+    .bind(items)
+    .bind(placement.total_minor_units)
+    .bind(placement.currency)
+    .execute(&mut *conn)
+    .await?;
+    for (line, l) in placement.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO dim_sku (sku, name) VALUES ($1, $2)
+             ON CONFLICT (sku) DO UPDATE SET name = $2",
+        )
+        .bind(l.sku)
+        .bind(l.name)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO fact_order_lines (order_id, line, sku, quantity, unit_price_minor_units, currency)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(line as i32 + 1)
+        .bind(l.sku)
+        .bind(l.quantity)
+        .bind(l.unit_price_minor_units)
+        .bind(l.currency)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -60,10 +168,12 @@ pub async fn stages_if_reached_at(
     stage: Stage,
     at: DateTime<Utc>,
 ) -> Result<Option<Stages>, sqlx::Error> {
-    let column = stage.column();
+    let Kept::FirstTime(column) = stage.kept() else {
+        return Ok(None);
+    };
     // `column` comes from the fixed list of `Stage`, never from input.
     let sql = format!(
-        "SELECT placed_at, paid_at, ready_at, shipped_at FROM order_stages
+        "SELECT placed_at, paid_at, ready_at, shipped_at FROM fact_orders
          WHERE order_id = $1 AND {column} = $2"
     );
     let row = sqlx::query(&sql)
@@ -79,52 +189,60 @@ pub async fn stages_if_reached_at(
     }))
 }
 
-/// Counts one more failed payment attempt of `order_id`.
-pub async fn count_payment_failure(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_stages (order_id, payment_failures) VALUES ($1, 1)
-         ON CONFLICT (order_id) DO UPDATE SET payment_failures = order_stages.payment_failures + 1",
-    )
-    .bind(order_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// How many orders reached each stage.
-pub struct StageCounts {
+/// What one channel's orders reached: how many reached each stage, and
+/// their payment outcomes (`fact_orders.payment_outcome`).
+#[derive(Debug, Clone, Default)]
+pub struct ChannelCounts {
+    pub channel: String,
     pub placed: i64,
     pub paid: i64,
     pub ready_for_shipment: i64,
     pub shipped: i64,
     pub cancelled: i64,
+    /// Orders with an authorised payment.
+    pub authorized: i64,
+    /// Orders whose every payment attempt so far failed.
+    pub declined: i64,
+    /// Orders with an authorisation voided after a cancellation.
+    pub voided: i64,
 }
 
-/// How many orders reached each stage.
-pub async fn stage_counts(pool: &PgPool) -> Result<StageCounts, sqlx::Error> {
-    let r = sqlx::query(
-        "SELECT count(placed_at), count(paid_at), count(ready_at), count(shipped_at), count(cancelled_at)
-         FROM order_stages",
+/// The counts of each channel's orders (`unknown` for orders whose
+/// placement has not arrived), by channel name.
+pub async fn channel_counts(conn: &mut PgConnection) -> Result<Vec<ChannelCounts>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT coalesce(channel, 'unknown'), count(placed_at), count(paid_at), count(ready_at),
+                count(shipped_at), count(cancelled_at),
+                count(*) FILTER (WHERE payment_outcome = 'authorized'),
+                count(*) FILTER (WHERE payment_outcome = 'declined'),
+                count(*) FILTER (WHERE payment_voids > 0)
+         FROM fact_orders GROUP BY 1 ORDER BY 1",
     )
-    .fetch_one(pool)
+    .fetch_all(conn)
     .await?;
-    Ok(StageCounts {
-        placed: r.get(0),
-        paid: r.get(1),
-        ready_for_shipment: r.get(2),
-        shipped: r.get(3),
-        cancelled: r.get(4),
-    })
+    Ok(rows
+        .into_iter()
+        .map(|r| ChannelCounts {
+            channel: r.get(0),
+            placed: r.get(1),
+            paid: r.get(2),
+            ready_for_shipment: r.get(3),
+            shipped: r.get(4),
+            cancelled: r.get(5),
+            authorized: r.get(6),
+            declined: r.get(7),
+            voided: r.get(8),
+        })
+        .collect())
 }
 
 /// How many payment attempts were authorised and how many failed.
-pub async fn payment_answers(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
+pub async fn payment_answers(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
     let r = sqlx::query(
-        "SELECT count(*) FILTER (WHERE event_type = 'PaymentAuthorized'),
-                count(*) FILTER (WHERE event_type = 'PaymentFailed')
-         FROM received_events WHERE event_type IN ('PaymentAuthorized', 'PaymentFailed')",
+        "SELECT count(*) FILTER (WHERE stage = 'paid'), count(*) FILTER (WHERE stage = 'payment_declined')
+         FROM stage_events WHERE stage IN ('paid', 'payment_declined')",
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok((r.get(0), r.get(1)))
 }
@@ -139,9 +257,22 @@ pub struct Percentiles {
     pub max: Option<f64>,
 }
 
-/// The distribution of the time from placement to `stage`.
-pub async fn time_to(pool: &PgPool, stage: Stage) -> Result<Percentiles, sqlx::Error> {
-    let column = stage.column();
+/// The distribution of the time from placement to `stage`, over every
+/// order or one channel's.
+pub async fn time_to(
+    conn: &mut PgConnection,
+    stage: Stage,
+    channel: Option<&str>,
+) -> Result<Percentiles, sqlx::Error> {
+    let Kept::FirstTime(column) = stage.kept() else {
+        return Ok(Percentiles {
+            count: 0,
+            p50: None,
+            p95: None,
+            p99: None,
+            max: None,
+        });
+    };
     // `column` comes from the fixed list of `Stage`, never from input.
     let sql = format!(
         "SELECT count(*),
@@ -150,9 +281,10 @@ pub async fn time_to(pool: &PgPool, stage: Stage) -> Result<Percentiles, sqlx::E
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
                 max(ms)
          FROM (SELECT extract(epoch FROM {column} - placed_at)::float8 * 1000 AS ms
-               FROM order_stages WHERE {column} IS NOT NULL AND placed_at IS NOT NULL) d"
+               FROM fact_orders WHERE {column} IS NOT NULL AND placed_at IS NOT NULL
+                 AND ($1::text IS NULL OR coalesce(channel, 'unknown') = $1)) d"
     );
-    let r = sqlx::query(&sql).fetch_one(pool).await?;
+    let r = sqlx::query(&sql).bind(channel).fetch_one(conn).await?;
     Ok(Percentiles {
         count: r.get(0),
         p50: r.get(1),
@@ -160,4 +292,124 @@ pub async fn time_to(pool: &PgPool, stage: Stage) -> Result<Percentiles, sqlx::E
         p99: r.get(3),
         max: r.get(4),
     })
+}
+
+/// One order as analytics knows it: its channel, payment outcome and stage
+/// events with the seconds since the previous one (`fact_stages`).
+pub struct OrderStages {
+    pub channel: String,
+    pub payment_outcome: String,
+    pub stages: Vec<StageEvent>,
+}
+
+pub struct StageEvent {
+    pub stage: String,
+    pub at: DateTime<Utc>,
+    pub seconds_since_previous: Option<f64>,
+}
+
+/// `order_id`'s stages, or `None` when analytics has no event of it.
+pub async fn order_stages(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+) -> Result<Option<OrderStages>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT channel, payment_outcome, stage, occurred_at, seconds_since_previous
+         FROM fact_stages WHERE order_id = $1 ORDER BY occurred_at, event_id",
+    )
+    .bind(order_id)
+    .fetch_all(conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(OrderStages {
+        channel: first.get(0),
+        payment_outcome: first.get(1),
+        stages: rows
+            .iter()
+            .map(|r| StageEvent {
+                stage: r.get(2),
+                at: r.get(3),
+                seconds_since_previous: r.get(4),
+            })
+            .collect(),
+    }))
+}
+
+/// Orders placed in each of the last `minutes` minutes (the current one
+/// last), by the minute they were placed in.
+pub async fn orders_per_minute(
+    conn: &mut PgConnection,
+    minutes: i32,
+) -> Result<Vec<(DateTime<Utc>, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT m, count(o.order_id)
+         FROM generate_series(date_trunc('minute', now()) - ($1 - 1) * interval '1 minute',
+                              date_trunc('minute', now()), interval '1 minute') m
+         LEFT JOIN fact_orders o ON o.placed_at >= m AND o.placed_at < m + interval '1 minute'
+         GROUP BY m ORDER BY m",
+    )
+    .bind(minutes)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The seconds from placement to shipment of every shipped order, in
+/// `bins` equal bins from 0 to the longest: the longest and each bin's count.
+pub async fn fulfilment_histogram(
+    conn: &mut PgConnection,
+    bins: i32,
+) -> Result<(f64, Vec<i64>), sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH d AS (SELECT greatest(0, extract(epoch FROM shipped_at - placed_at))::float8 AS s
+                    FROM fact_orders WHERE shipped_at IS NOT NULL AND placed_at IS NOT NULL),
+              top AS (SELECT max(s) AS hi FROM d)
+         SELECT least(width_bucket(d.s, 0, top.hi, $1), $1), top.hi, count(*)
+         FROM d, top WHERE top.hi > 0 GROUP BY 1, 2",
+    )
+    .bind(bins)
+    .fetch_all(conn)
+    .await?;
+    let mut counts = vec![0; bins.max(0) as usize];
+    let mut longest = 0.0;
+    for r in rows {
+        let bin: i32 = r.get(0);
+        longest = r.get(1);
+        if let Some(count) = counts.get_mut((bin - 1).max(0) as usize) {
+            *count += r.get::<i64, _>(2);
+        }
+    }
+    Ok((longest, counts))
+}
+
+/// How many orders have been at their latest stage of the happy path
+/// (`placed`, `paid`, `ready_for_shipment`) for longer than `seconds`,
+/// neither shipped nor cancelled, by that stage.
+pub async fn stuck_orders(conn: &mut PgConnection, seconds: f64) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT stage, count(*) FROM (
+             SELECT CASE WHEN ready_at IS NOT NULL THEN 'ready_for_shipment'
+                         WHEN paid_at IS NOT NULL THEN 'paid' ELSE 'placed' END AS stage,
+                    greatest(placed_at, paid_at, ready_at) AS since
+             FROM fact_orders
+             WHERE placed_at IS NOT NULL AND shipped_at IS NULL AND cancelled_at IS NULL) o
+         WHERE since < now() - $1 * interval '1 second'
+         GROUP BY stage",
+    )
+    .bind(seconds)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// A read-only transaction that sees one snapshot, so that every figure of
+/// one answer comes from the same moment.
+pub async fn snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }

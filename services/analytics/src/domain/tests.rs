@@ -8,20 +8,37 @@ fn at(ms: i64) -> DateTime<Utc> {
 }
 
 #[test]
-fn saga_steps_mark_their_stage_a_failed_payment_counts_and_the_rest_does_not() {
+fn saga_steps_mark_their_stage_and_the_rest_marks_none() {
     assert_eq!(
-        mark_of(&Payload::OrderPlaced(OrderPlaced::default())),
-        Some(Mark::Reached(Stage::Placed))
+        Stage::of(&Payload::OrderPlaced(OrderPlaced::default())),
+        Some(Stage::Placed)
     );
     assert_eq!(
-        mark_of(&Payload::OrderShipped(OrderShipped::default())),
-        Some(Mark::Reached(Stage::Shipped))
+        Stage::of(&Payload::OrderShipped(OrderShipped::default())),
+        Some(Stage::Shipped)
     );
     assert_eq!(
-        mark_of(&Payload::PaymentFailed(PaymentFailed::default())),
-        Some(Mark::PaymentFailure)
+        Stage::of(&Payload::PaymentFailed(PaymentFailed::default())),
+        Some(Stage::PaymentDeclined)
     );
-    assert_eq!(mark_of(&Payload::StockReserved(StockReserved::default())), None);
+    assert_eq!(Stage::of(&Payload::StockReserved(StockReserved::default())), None);
+}
+
+#[test]
+fn stages_on_the_happy_path_are_kept_by_time_and_the_others_by_count_or_time() {
+    assert_eq!(Stage::Paid.kept(), Kept::FirstTime("paid_at"));
+    assert_eq!(Stage::PaymentDeclined.kept(), Kept::Count("payment_failures"));
+    assert_eq!(Stage::Cancelled.kept(), Kept::FirstTime("cancelled_at"));
+    let timed: Vec<_> = Stage::ALL.into_iter().filter(|s| s.is_timed()).collect();
+    assert_eq!(
+        timed,
+        [
+            Stage::Placed,
+            Stage::Paid,
+            Stage::ReadyForShipment,
+            Stage::Shipped
+        ]
+    );
 }
 
 #[test]
@@ -75,7 +92,7 @@ fn a_stage_stamped_before_the_placement_by_another_clock_takes_no_time() {
 }
 
 #[test]
-fn the_payment_success_share_is_unknown_before_the_first_attempt() {
+fn the_payment_success_share_is_unknown_before_the_first_answer() {
     assert_eq!(success_share(0, 0), None);
     assert_eq!(success_share(3, 1), Some(0.75));
 }

@@ -3,9 +3,12 @@
 //! the saga's events for it to count.
 
 use omnisaga_analytics::{app::App, config::Config};
-use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced, PaymentAuthorized, PaymentFailed};
+use omnisaga_proto::v1::{
+    envelope::Payload, Channel, Envelope, LineItem, Money, OrderPlaced, PaymentAuthorized, PaymentFailed,
+};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
@@ -14,6 +17,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The topics' names under this test's prefix.
     pub kafka: KafkaConfig,
+    /// The service's database, for what analysts query.
+    pub db: PgPool,
     /// Stops the service when the test drops its app.
     _stop: DropGuard,
 }
@@ -21,6 +26,9 @@ pub struct TestApp {
 pub async fn spawn_app() -> TestApp {
     let config = testing::config("analytics").await.expect("test configuration");
     let kafka = config.kafka.clone();
+    let db = PgPool::connect(&config.database_url)
+        .await
+        .expect("the test database");
     let app = App::build(Config::with_common(config))
         .await
         .expect("analytics starts");
@@ -31,6 +39,7 @@ pub async fn spawn_app() -> TestApp {
         url,
         http: reqwest::Client::new(),
         kafka,
+        db,
         _stop: shutdown.drop_guard(),
     }
 }
@@ -73,10 +82,33 @@ impl TestApp {
     }
 }
 
-/// `OrderPlaced` for `order_id`, as the order service writes it.
+/// `OrderPlaced` for `order_id` with no channel or lines.
 pub fn placed(order_id: Uuid) -> Envelope {
+    placed_through(order_id, Channel::Unspecified, &[])
+}
+
+/// `OrderPlaced` for `order_id` through `channel` with `lines` of (SKU,
+/// quantity, unit price in cents), as the order service writes it.
+pub fn placed_through(order_id: Uuid, channel: Channel, lines: &[(&str, u32, i64)]) -> Envelope {
+    let eur = |minor_units| {
+        Some(Money {
+            minor_units,
+            currency: "EUR".into(),
+        })
+    };
     let placed = Payload::OrderPlaced(OrderPlaced {
         order_id: order_id.to_string(),
+        channel: channel.into(),
+        items: lines
+            .iter()
+            .map(|(sku, quantity, cents)| LineItem {
+                sku: sku.to_string(),
+                name: format!("{sku} name"),
+                quantity: *quantity,
+                unit_price: eur(*cents),
+            })
+            .collect(),
+        total: eur(lines.iter().map(|(_, q, c)| i64::from(*q) * c).sum()),
         ..Default::default()
     });
     testing::envelope("order", &order_id.to_string(), placed)

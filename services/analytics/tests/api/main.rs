@@ -1,4 +1,6 @@
 //! Service tests of the analytics API against the real PostgreSQL and broker.
+mod dashboard;
 mod helpers;
 mod operations;
+mod star;
 mod summary;
