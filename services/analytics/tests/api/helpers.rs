@@ -54,10 +54,13 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The summary, checked against its schema in `schemas/openapi/analytics.json`.
     pub async fn summary(&self) -> Value {
         let resp = self.get("/v1/summary").await;
         assert_eq!(resp.status(), 200);
-        resp.json().await.expect("a JSON summary")
+        let summary = resp.json().await.expect("a JSON summary");
+        testing::openapi::check_response("analytics", "get", "/v1/summary", 200, &summary).unwrap();
+        summary
     }
 
     /// Publishes `envelope` on `topic` (a name from `self.kafka.topics()`),

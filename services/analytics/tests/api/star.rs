@@ -165,6 +165,7 @@ async fn one_orders_stages_are_listed_in_order_and_an_unknown_order_is_not_found
     let resp = app.get(&format!("/v1/orders/{order_id}/stages")).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
+    testing::openapi::check_response("analytics", "get", "/v1/orders/{id}/stages", 200, &body).unwrap();
     assert_eq!(body["channel"], "pos");
     assert_eq!(body["payment_outcome"], "authorized");
     let stages: BTreeSet<&str> = body["stages"]
@@ -196,6 +197,7 @@ async fn one_orders_stages_are_listed_in_order_and_an_unknown_order_is_not_found
         let resp = app.get(&format!("/v1/orders/{unknown}/stages")).await;
         assert_eq!(resp.status(), 404, "{unknown}");
         let error: Value = resp.json().await.unwrap();
+        testing::openapi::check_response("analytics", "get", "/v1/orders/{id}/stages", 404, &error).unwrap();
         assert_eq!(error["code"], "not_found", "{error}");
     }
 }

@@ -2,12 +2,14 @@
 //! test, against the real PostgreSQL and the real broker the test scripts
 //! start (`OMNISAGA_TEST_KAFKA`), a service's whole test configuration built
 //! from them ([`config`]), events published as another service would, plus
-//! waiting on a condition with a deadline, and the given/when/then harness of
-//! the services' pure deciders. Behind the `testing` feature: only tests
+//! waiting on a condition with a deadline, the given/when/then harness of
+//! the services' pure deciders, and responses checked against the OpenAPI
+//! documents ([`openapi`]). Behind the `testing` feature: only tests
 //! turn it on.
 
 pub mod decider;
 mod events;
+pub mod openapi;
 mod service;
 
 pub use events::{envelope, publish};

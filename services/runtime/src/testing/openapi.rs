@@ -1,0 +1,65 @@
+//! Checking a real response against the service's OpenAPI document in
+//! `schemas/openapi/`: the schema documented for a path, method and status,
+//! validated with a JSON Schema validator (OpenAPI 3.1 schemas are JSON
+//! Schema 2020-12), so a document that drifts from the code fails a test.
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::{json, Value};
+
+/// The OpenAPI document of `service`.
+pub fn document(service: &str) -> Result<Value> {
+    let path = format!(
+        "{}/../../schemas/openapi/{service}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))
+}
+
+/// Checks that `body` matches the JSON schema `service`'s document gives
+/// for `method` on `path` (as written in the document, e.g.
+/// `/v1/orders/{id}/stages`) answering `status`; the error lists every
+/// mismatch with where it is.
+pub fn check_response(service: &str, method: &str, path: &str, status: u16, body: &Value) -> Result<()> {
+    let doc = document(service)?;
+    let pointer = format!(
+        "/paths/{}/{method}/responses/{status}/content/application~1json/schema",
+        path.replace('~', "~0").replace('/', "~1")
+    );
+    let schema = doc
+        .pointer(&pointer)
+        .with_context(|| format!("{service}.json documents no JSON {status} for {method} {path}"))?;
+    // `$ref`s point into the document's components: keep them beside the schema.
+    let rooted = json!({ "allOf": [schema], "components": doc["components"] });
+    let validator = jsonschema::validator_for(&rooted).map_err(|e| anyhow!("{service}.json: {e}"))?;
+    let problems: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{method} {path} {status} does not match {service}.json:\n  {}\nbody: {body}",
+            problems.join("\n  ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_that_drifts_from_its_schema_is_refused_with_where() {
+        let error = json!({"code": "not_found", "message": "no such order", "request_id": "r-1"});
+        check_response("analytics", "get", "/v1/orders/{id}/stages", 404, &error).unwrap();
+        let drifted = json!({"code": 404, "message": "no such order"});
+        let problem = check_response("analytics", "get", "/v1/orders/{id}/stages", 404, &drifted)
+            .unwrap_err()
+            .to_string();
+        assert!(problem.contains("request_id"), "{problem}");
+        assert!(problem.contains("/code"), "{problem}");
+        assert!(check_response("analytics", "get", "/v1/nowhere", 200, &error).is_err());
+    }
+}
