@@ -1,11 +1,16 @@
 //! The services' databases in the local PostgreSQL: one role and one database
 //! per service, `<db_prefix>_<service>`, owned by the role and closed to
-//! every other role.
+//! every other role; and the analysts' role, [`ANALYST`], which may connect
+//! to the analytics database only (the analytics service grants it reads of
+//! its star schema).
 
 use anyhow::{Context, Result};
 use sqlx::{Connection, PgConnection};
 
 use crate::{pg_server, Stack, StackOptions, SERVICES};
+
+/// The analysts' read-only database role.
+pub const ANALYST: &str = "omnisaga_analyst";
 
 /// Creates every service's role and database that is missing, recreating
 /// the databases when `options` ask for fresh ones.
@@ -17,6 +22,11 @@ pub(crate) async fn ensure_all(options: &StackOptions) -> Result<()> {
         let db = format!("{}_{name}", options.db_prefix);
         ensure_database(&mut admin, name, &db, options.fresh_databases).await?;
     }
+    ensure_role(&mut admin, ANALYST).await?;
+    let analytics = format!("{}_analytics", options.db_prefix);
+    sqlx::query(&format!("GRANT CONNECT ON DATABASE \"{analytics}\" TO {ANALYST}"))
+        .execute(&mut admin)
+        .await?;
     admin.close().await?;
     Ok(())
 }
@@ -25,15 +35,7 @@ pub(crate) async fn ensure_all(options: &StackOptions) -> Result<()> {
 /// to every other role), recreating the database when `fresh`.
 async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fresh: bool) -> Result<()> {
     let role = format!("omnisaga_{service}");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-        .bind(&role)
-        .fetch_one(&mut *admin)
-        .await?;
-    if !exists {
-        sqlx::query(&format!("CREATE ROLE \"{role}\" LOGIN"))
-            .execute(&mut *admin)
-            .await?;
-    }
+    ensure_role(admin, &role).await?;
     if fresh {
         sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
             .execute(&mut *admin)
@@ -48,6 +50,20 @@ async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fres
             .execute(&mut *admin)
             .await?;
         sqlx::query(&format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"))
+            .execute(&mut *admin)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the login role `role` unless it exists.
+async fn ensure_role(admin: &mut PgConnection, role: &str) -> Result<()> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(role)
+        .fetch_one(&mut *admin)
+        .await?;
+    if !exists {
+        sqlx::query(&format!("CREATE ROLE \"{role}\" LOGIN"))
             .execute(&mut *admin)
             .await?;
     }

@@ -28,6 +28,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use tokio::process::Child;
 
+pub use database::ANALYST;
 pub use env::{bin_dir, pg_server, repo_root};
 
 /// The services in start order, with their default HTTP ports.

@@ -172,8 +172,11 @@ impl Stack {
             .unwrap_or_default()
     }
 
-    /// Stops every service with SIGTERM (waiting for its graceful stop), then
-    /// the stack's own broker and the trace viewer.
+    /// The name of `service`'s database.
+    pub fn database(&self, service: &str) -> String {
+        format!("{}_{service}", self.options.db_prefix)
+    }
+
     /// Stops a throwaway test stack; when its test `passed`, also drops its
     /// databases and removes its directory. A failed run keeps both, the
     /// logs with them, for a look.
@@ -187,6 +190,8 @@ impl Stack {
         Ok(())
     }
 
+    /// Stops every service with SIGTERM (waiting for its graceful stop), then
+    /// the stack's own broker and the trace viewer.
     pub async fn stop(mut self) -> Result<()> {
         for s in self.services.iter_mut().rev() {
             terminate(&mut s.child, s.name).await;

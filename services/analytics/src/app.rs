@@ -7,7 +7,7 @@ use omnisaga_runtime::service::Base;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, config::Config, handlers::SagaEvents};
+use crate::{api, config::Config, handlers::SagaEvents, store};
 
 pub struct App {
     base: Base,
@@ -19,6 +19,9 @@ impl App {
     pub async fn build(config: Config) -> Result<Self> {
         let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
+        if !store::grant_analyst_reads(&base.pool, &config.reader_role).await? {
+            tracing::info!(role = %config.reader_role, "no analysts' database role: none granted read access");
+        }
         Ok(Self {
             base,
             config,

@@ -18,7 +18,7 @@ use crate::{
     domain::success_share,
     store::{self, ChannelCounts},
 };
-use charts::{bars, Series, PALETTE};
+use charts::{bars, Scale, Series, PALETTE};
 
 /// Minutes the orders-per-minute chart covers.
 const MINUTES: i32 = 60;
@@ -232,7 +232,7 @@ fn orders_per_minute(f: &Figures) -> Result<String, String> {
         color: PALETTE[0],
         values: f.per_minute.iter().map(|(_, n)| *n as f64).collect(),
     }];
-    bars("Orders per minute", &labels, &series, "orders", count)
+    bars("Orders per minute", &labels, &series, "orders", Scale::Count)
 }
 
 fn funnel(f: &Figures) -> Result<String, String> {
@@ -248,7 +248,7 @@ fn funnel(f: &Figures) -> Result<String, String> {
         stage("ready for shipment", PALETTE[2], |c| c.ready_for_shipment),
         stage("shipped", PALETTE[3], |c| c.shipped),
     ];
-    bars("Funnel by channel", &channels, &series, "orders", count)
+    bars("Funnel by channel", &channels, &series, "orders", Scale::Count)
 }
 
 fn fulfilment(f: &Figures) -> Result<String, String> {
@@ -257,7 +257,7 @@ fn fulfilment(f: &Figures) -> Result<String, String> {
     let labels: Vec<String> = (0..counts.len())
         .map(|i| {
             if i % 2 == 0 {
-                format!("{:.1}s", i as f64 * width)
+                duration(i as f64 * width)
             } else {
                 String::new()
             }
@@ -273,7 +273,7 @@ fn fulfilment(f: &Figures) -> Result<String, String> {
         &labels,
         &series,
         "orders",
-        count,
+        Scale::Count,
     )
 }
 
@@ -293,7 +293,7 @@ fn success_by_channel(f: &Figures) -> Result<String, String> {
         &channels,
         &series,
         "share",
-        percent,
+        Scale::Share,
     )
 }
 
@@ -304,7 +304,7 @@ fn stuck_by_stage(f: &Figures) -> Result<String, String> {
         color: PALETTE[3],
         values: f.stuck.iter().map(|n| *n as f64).collect(),
     }];
-    bars("Stuck orders by stage", &stages, &series, "orders", count)
+    bars("Stuck orders by stage", &stages, &series, "orders", Scale::Count)
 }
 
 /// The per-channel figures as a table.
@@ -343,6 +343,17 @@ fn channel_table(page: &mut String, f: &Figures) {
     page.push_str("</table>\n");
 }
 
+/// Seconds as a short label: milliseconds under a second, minutes from two.
+fn duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.0} ms", seconds * 1000.0)
+    } else if seconds < 120.0 {
+        format!("{seconds:.1} s")
+    } else {
+        format!("{:.1} min", seconds / 60.0)
+    }
+}
+
 fn count(v: f64) -> String {
     format!("{v:.0}")
 }
@@ -357,4 +368,25 @@ fn escape(text: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_labelled_in_the_unit_that_reads_best() {
+        assert_eq!(duration(0.0), "0 ms");
+        assert_eq!(duration(0.0426), "43 ms");
+        assert_eq!(duration(2.26), "2.3 s");
+        assert_eq!(duration(300.0), "5.0 min");
+    }
+
+    #[test]
+    fn text_is_escaped_for_html() {
+        assert_eq!(
+            escape(r#"<a href="x">&</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
+    }
 }

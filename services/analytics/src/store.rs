@@ -413,3 +413,34 @@ pub async fn snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>, s
         .await?;
     Ok(tx)
 }
+
+/// The tables and views analysts read (docs/analytics.md); the operational
+/// tables (outbox, inbox, dead letters with whole events) are not among them.
+pub const ANALYST_TABLES: [&str; 10] = [
+    "fact_orders",
+    "stage_events",
+    "fact_stages",
+    "fact_order_lines",
+    "received_events",
+    "dim_channel",
+    "dim_stage",
+    "dim_payment_outcome",
+    "dim_day",
+    "dim_sku",
+];
+
+/// Lets `role` read [`ANALYST_TABLES`] and nothing else, when the role
+/// exists (the deployment creates it); whether it did. Granting again is
+/// harmless, so every start does it, for tables a migration added too.
+pub async fn grant_analyst_reads(pool: &PgPool, role: &str) -> Result<bool, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(role)
+        .fetch_one(pool)
+        .await?;
+    if exists {
+        // `role` is checked to be a plain identifier by the configuration.
+        let sql = format!("GRANT SELECT ON {} TO \"{role}\"", ANALYST_TABLES.join(", "));
+        sqlx::query(&sql).execute(pool).await?;
+    }
+    Ok(exists)
+}

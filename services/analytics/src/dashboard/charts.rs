@@ -21,18 +21,48 @@ pub const PALETTE: [RGBColor; 4] = [
     RGBColor(0x94, 0x67, 0xbd),
 ];
 
+/// What the y axis counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Whole numbers from 0, a label on whole numbers only.
+    Count,
+    /// A share from 0 to 1, shown in per cent.
+    Share,
+}
+
+impl Scale {
+    /// The top of the axis for values up to `highest`, and how many labels it gets.
+    fn range(self, highest: f64) -> (f64, usize) {
+        match self {
+            Scale::Share => (1.0, 6),
+            Scale::Count => {
+                let top = (highest * 1.1).ceil().max(1.0);
+                // A label per whole number up to 10, else about 10 labels.
+                (top, (top as usize).min(10) + 1)
+            }
+        }
+    }
+
+    fn label(self, v: f64) -> String {
+        match self {
+            Scale::Count => format!("{v:.0}"),
+            Scale::Share => format!("{:.0} %", v * 100.0),
+        }
+    }
+}
+
 /// A bar chart of `series` over `categories` (an empty label leaves that
-/// category unlabelled), the y axis described by `y_desc` and its values
-/// written by `y_format`; an SVG document.
+/// category unlabelled), the y axis described by `y_desc` on `scale`; an
+/// SVG document.
 pub fn bars(
     title: &str,
     categories: &[String],
     series: &[Series],
     y_desc: &str,
-    y_format: fn(f64) -> String,
+    scale: Scale,
 ) -> Result<String, String> {
     let mut svg = String::new();
-    draw(&mut svg, title, categories, series, y_desc, y_format).map_err(|e| e.to_string())?;
+    draw(&mut svg, title, categories, series, y_desc, scale).map_err(|e| e.to_string())?;
     Ok(svg)
 }
 
@@ -42,7 +72,7 @@ fn draw(
     categories: &[String],
     series: &[Series],
     y_desc: &str,
-    y_format: fn(f64) -> String,
+    scale: Scale,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
@@ -53,7 +83,7 @@ fn draw(
         .iter()
         .flat_map(|s| s.values.iter().copied())
         .fold(0.0, f64::max);
-    let top = if highest > 0.0 { highest * 1.15 } else { 1.0 };
+    let (top, y_labels) = scale.range(highest);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -76,7 +106,8 @@ fn draw(
         .x_labels(slots as usize)
         .x_label_formatter(&label)
         .y_desc(y_desc)
-        .y_label_formatter(&|v| y_format(*v))
+        .y_labels(y_labels)
+        .y_label_formatter(&|v| scale.label(*v))
         .draw()?;
     for (i, s) in series.iter().enumerate() {
         let color = s.color;
@@ -110,10 +141,6 @@ fn draw(
 mod tests {
     use super::*;
 
-    fn count(v: f64) -> String {
-        format!("{v:.0}")
-    }
-
     #[test]
     fn a_chart_is_an_svg_with_a_bar_per_value_and_the_labels() {
         let categories = vec!["mobile".to_owned(), "web".to_owned()];
@@ -129,7 +156,7 @@ mod tests {
                 values: vec![3.0, 0.0],
             },
         ];
-        let svg = bars("Funnel", &categories, &series, "orders", count).unwrap();
+        let svg = bars("Funnel", &categories, &series, "orders", Scale::Count).unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         for text in ["Funnel", "mobile", "web", "placed", "shipped", "orders"] {
             assert!(
@@ -147,8 +174,18 @@ mod tests {
     }
 
     #[test]
+    fn counts_are_labelled_on_whole_numbers_and_shares_up_to_100_per_cent() {
+        assert_eq!(Scale::Count.range(0.0), (1.0, 2));
+        assert_eq!(Scale::Count.range(4.0), (5.0, 6));
+        assert_eq!(Scale::Count.range(300.0), (330.0, 11));
+        assert_eq!(Scale::Share.range(0.4), (1.0, 6));
+        assert_eq!(Scale::Share.label(0.6), "60 %");
+        assert_eq!(Scale::Count.label(3.0), "3");
+    }
+
+    #[test]
     fn a_chart_of_nothing_still_draws_its_axes() {
-        let svg = bars("Empty", &[], &[], "orders", count).unwrap();
+        let svg = bars("Empty", &[], &[], "orders", Scale::Count).unwrap();
         assert!(svg.contains("Empty"), "{svg}");
     }
 }
