@@ -174,7 +174,7 @@ async fn browse(url: &str) -> Result<Page> {
         .args(&common)
         .args([
             "--hide-scrollbars",
-            "--window-size=1400,2200",
+            "--window-size=1400,1600",
             &format!("--screenshot={}", screenshot.display()),
             url,
         ])
