@@ -80,6 +80,8 @@ ALTER TABLE fact_orders
              WHEN payment_failures > 0 THEN 'declined'
              ELSE 'none' END) STORED;
 CREATE INDEX fact_orders_placed_at ON fact_orders (placed_at);
+-- The orders still under way, for the dashboard's stuck orders.
+CREATE INDEX fact_orders_open ON fact_orders (placed_at) WHERE shipped_at IS NULL AND cancelled_at IS NULL;
 
 -- One row per stage event received.
 CREATE TABLE stage_events (
