@@ -58,7 +58,9 @@ async fn main() -> Result<()> {
     );
     println!("Analytics:       curl -s {}/v1/summary", stack.url("analytics"));
     println!("Dashboard:       {}/dashboard", stack.url("analytics"));
-    println!("Analysts' SQL:   psql -h 127.0.0.1 -U omnisaga_analyst omnisaga_analytics   (docs/analytics.md)");
+    println!(
+        "Analysts' SQL:   psql -h 127.0.0.1 -U omnisaga_analyst omnisaga_analytics   (docs/analytics.md)"
+    );
     let cli = omnisaga_e2e::bin_dir()?.join("omnisaga");
     println!("Timeline (CLI):  {} timeline <order_id>\n", cli.display());
     println!("Press Ctrl-C to stop.");

@@ -278,15 +278,16 @@ fn fulfilment(f: &Figures) -> Result<String, String> {
 }
 
 fn success_by_channel(f: &Figures) -> Result<String, String> {
-    let channels: Vec<String> = f.channels.iter().map(|c| c.channel.clone()).collect();
+    // Only the channels with a payment answer have a share.
+    let (channels, shares): (Vec<String>, Vec<f64>) = f
+        .channels
+        .iter()
+        .filter_map(|c| success_share(c.authorized, c.declined).map(|share| (c.channel.clone(), share)))
+        .unzip();
     let series = [Series {
         name: "success share",
         color: PALETTE[1],
-        values: f
-            .channels
-            .iter()
-            .map(|c| success_share(c.authorized, c.declined).unwrap_or(0.0))
-            .collect(),
+        values: shares,
     }];
     bars(
         "Payment success share by channel",
