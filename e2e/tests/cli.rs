@@ -49,6 +49,7 @@ async fn run(stack: &Stack) -> Result<()> {
     c.wait_message(&id, "shipped", WAIT).await?;
 
     events_tail_decodes_the_orders_events_with_their_trace(stack, &id).await?;
+    events_tail_follows_new_records_from_a_time(stack, &c).await?;
     events_tail_keeps_a_record_that_does_not_decode(stack).await?;
     topics_lists_every_catalog_topic_with_each_groups_lag(stack).await?;
     order_timeline_shows_every_services_view(stack, &id).await?;
@@ -59,8 +60,15 @@ async fn run(stack: &Stack) -> Result<()> {
 
 /// Runs `omnisaga args...` against the stack.
 async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    let cli = omnisaga_e2e::bin_dir()?.join("omnisaga");
-    let mut cmd = tokio::process::Command::new(&cli);
+    omnisaga_command(stack, args)?
+        .output()
+        .await
+        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
+}
+
+/// `omnisaga args...` with the stack's URLs, broker and topic prefix.
+fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Command> {
+    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
     cmd.args(args)
         .env("KAFKA_BROKERS", &stack.brokers)
         .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
@@ -71,12 +79,7 @@ async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
     for service in ["order", "payment", "warehouse", "notification", "analytics"] {
         cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
     }
-    cmd.output().await.with_context(|| {
-        format!(
-            "Failed to run {} (build it with `cargo build --bins`)",
-            cli.display()
-        )
-    })
+    Ok(cmd)
 }
 
 /// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.
@@ -151,6 +154,43 @@ async fn events_tail_decodes_the_orders_events_with_their_trace(stack: &Stack, i
     .await?;
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["topic"], format!("{}warehouse.v1", stack.topic_prefix()));
+    Ok(())
+}
+
+/// `--follow` from a time before an order is placed prints its placement
+/// as it comes, and `--limit` ends the tail there.
+async fn events_tail_follows_new_records_from_a_time(stack: &Stack, c: &Client) -> Result<()> {
+    let since = chrono::Utc::now().to_rfc3339();
+    let args = [
+        "events",
+        "tail",
+        "orders",
+        "--follow",
+        "--since",
+        &since,
+        "--type",
+        "OrderPlaced",
+        "--limit",
+        "1",
+    ];
+    let cli = omnisaga_command(stack, &args)?
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_visa", "cli-follow"))
+        .await?;
+    let out = tokio::time::timeout(WAIT, cli.wait_with_output())
+        .await
+        .context("the tail did not stop at its limit")??;
+    ensure!(
+        out.status.success(),
+        "tail --follow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(line["envelope"]["order_id"], id, "{line}");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use indicatif::ProgressBar;
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     error::KafkaError,
@@ -43,70 +44,88 @@ pub async fn tail(args: &TailArgs, settings: &Settings, json: bool) -> Result<()
         .create()
         .with_context(|| format!("Failed to create a Kafka consumer for {}", settings.brokers))?;
     let spinner = output::spinner("finding where to start", json);
-    let ranges = start_offsets(&consumer, &topics, args)?;
+    let ranges = start_offsets(&consumer, &topics, args);
     spinner.finish_and_clear();
-    let mut remaining: Partitions = if args.follow {
-        ranges.clone()
-    } else {
-        ranges
-            .iter()
-            .filter(|(_, r)| r.start < r.end)
-            .map(|(k, r)| (k.clone(), *r))
-            .collect()
-    };
+    let remaining = to_read(ranges?, args.follow);
     if remaining.is_empty() {
         return Ok(());
     }
     assign(&consumer, &remaining)?;
     let total = remaining.values().map(|r| (r.end - r.start) as u64).sum();
-    let progress = if args.follow {
-        output::spinner("following", json)
-    } else {
-        output::bar(total, "reading", json)
+    let mut reader = Reader {
+        decoder,
+        filter: Filter {
+            order: args.order.as_deref(),
+            event_type: args.event_type.as_deref(),
+        },
+        remaining,
+        follow: args.follow,
+        left: args.limit,
+        progress: if args.follow {
+            output::spinner("following", json)
+        } else {
+            output::bar(total, "reading", json)
+        },
     };
-    let filter = Filter {
-        order: args.order.as_deref(),
-        event_type: args.event_type.as_deref(),
+    let result = tokio::select! {
+        result = reader.run(&consumer) => result,
+        _ = tokio::signal::ctrl_c() => Ok(()),
     };
-    let mut printed = 0u64;
-    let read = async {
-        loop {
-            if args.limit.is_some_and(|n| printed >= n) || (!args.follow && remaining.is_empty()) {
-                return Ok::<_, anyhow::Error>(());
-            }
+    reader.progress.finish_and_clear();
+    result
+}
+
+/// The partitions to read: with `--follow` all, else those with records
+/// before the end they had at the start.
+fn to_read(ranges: Partitions, follow: bool) -> Partitions {
+    ranges
+        .into_iter()
+        .filter(|(_, r)| follow || r.start < r.end)
+        .collect()
+}
+
+/// Reads the assigned partitions and prints what passes the filter.
+struct Reader<'a> {
+    decoder: Decoder,
+    filter: Filter<'a>,
+    /// Without `--follow`, the partitions not read to their end yet.
+    remaining: Partitions,
+    follow: bool,
+    /// Records still to print under `--limit`.
+    left: Option<u64>,
+    progress: ProgressBar,
+}
+
+impl Reader<'_> {
+    /// Reads until the ends (or forever with `--follow`) or the limit.
+    async fn run(&mut self, consumer: &StreamConsumer) -> Result<()> {
+        while self.left != Some(0) && (self.follow || !self.remaining.is_empty()) {
             match consumer.recv().await {
-                Ok(message) => {
-                    progress.inc(1);
-                    if !args.follow {
-                        done_at(
-                            &mut remaining,
-                            message.topic(),
-                            message.partition(),
-                            message.offset() + 1,
-                        );
-                    }
-                    let line = decoder.record(&record(&message));
-                    if filter.passes(&line) {
-                        progress.suspend(|| println!("{line}"));
-                        printed += 1;
-                    }
-                }
-                Err(KafkaError::PartitionEOF(_)) if !args.follow => {
-                    // A partition ending in a transaction marker never shows
-                    // its last offset: compare positions instead.
-                    positions_done(&consumer, &mut remaining)?;
+                Ok(message) => self.take(&message),
+                // A partition ending in a transaction marker never shows its
+                // last offset: its position says it was read.
+                Err(KafkaError::PartitionEOF(_)) if !self.follow => {
+                    positions_done(consumer, &mut self.remaining)?
                 }
                 Err(KafkaError::PartitionEOF(_)) => {}
                 Err(e) => return Err(e).context("Failed to read from Kafka"),
             }
         }
-    };
-    tokio::select! {
-        result = read => result?,
-        _ = tokio::signal::ctrl_c() => {}
+        Ok(())
     }
-    progress.finish_and_clear();
-    Ok(())
+
+    fn take(&mut self, message: &BorrowedMessage) {
+        self.progress.inc(1);
+        if !self.follow {
+            let next = message.offset() + 1;
+            done_at(&mut self.remaining, message.topic(), message.partition(), next);
+        }
+        let line = self.decoder.record(&record(message));
+        if self.filter.passes(&line) {
+            self.progress.suspend(|| println!("{line}"));
+            self.left = self.left.map(|n| n - 1);
+        }
+    }
 }
 
 /// Every partition of `topics` with the offset to start at and the high

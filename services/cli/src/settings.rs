@@ -51,6 +51,18 @@ impl Settings {
         settings
     }
 
+    /// The defaults, read from nowhere.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: omnisaga_catalog::DEFAULT_PREFIX.into(),
+            group_suffix: String::new(),
+            traces_url: "http://127.0.0.1:16686".into(),
+            file: Vec::new(),
+        }
+    }
+
     /// `name` from the environment, else the env file, else `default`.
     fn var(&self, name: &str, default: &str) -> String {
         std::env::var(name)

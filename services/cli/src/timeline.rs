@@ -37,46 +37,49 @@ struct Timeline {
 
 /// Runs `order timeline <id>`.
 pub async fn run(id: &str, settings: &Settings, json: bool) -> Result<()> {
-    let client = http::client()?;
     let spinner = output::spinner("asking the services", json);
-    let url = |service: &str, path: String| format!("{}{path}", settings.service_url(service));
-    let order = http::try_call(client.get(url("order", format!("/v1/orders/{id}"))));
-    let payment = view(
-        "payment",
-        client.get(url("payment", format!("/v1/payments/{id}"))),
-    );
-    let warehouse = view(
-        "warehouse",
-        client.get(url("warehouse", format!("/v1/orders/{id}/fulfilment"))),
-    );
-    let notification = view(
-        "notification",
-        client
-            .get(url("notification", "/v1/notifications".into()))
-            .query(&[("order_id", id)]),
-    );
-    let analytics = view(
-        "analytics",
-        client.get(url("analytics", format!("/v1/orders/{id}/stages"))),
-    );
-    let (order, payment, warehouse, notification, analytics) =
-        tokio::join!(order, payment, warehouse, notification, analytics);
+    let timeline = fetch(id, settings).await;
     spinner.finish_and_clear();
+    let timeline = timeline?;
+    if json {
+        return output::print_json(&timeline);
+    }
+    print_page(&timeline);
+    Ok(())
+}
+
+/// Asks every service at once; fails only when the order service does.
+async fn fetch(id: &str, settings: &Settings) -> Result<Timeline> {
+    let client = http::client()?;
+    let get = |service: &str, path: String| client.get(format!("{}{path}", settings.service_url(service)));
+    let notifications = get("notification", "/v1/notifications".into()).query(&[("order_id", id)]);
+    let (order, payment, warehouse, notification, analytics) = tokio::join!(
+        http::try_call(get("order", format!("/v1/orders/{id}"))),
+        view("payment", get("payment", format!("/v1/payments/{id}"))),
+        view(
+            "warehouse",
+            get("warehouse", format!("/v1/orders/{id}/fulfilment"))
+        ),
+        view("notification", notifications),
+        view("analytics", get("analytics", format!("/v1/orders/{id}/stages"))),
+    );
     let order = match order {
         Ok(order) => order,
         Err(Failure::Status(status, message)) if status == 404 => bail!("order {id} not found: {message}"),
         Err(Failure::Status(status, message)) => {
             bail!("order {id}: the order service answered {status}: {message}")
         }
-        Err(e @ Failure::Unreachable(_)) => bail!(
-            "the order service at {}: {e} (set ORDER_URL)",
-            settings.service_url("order")
-        ),
+        Err(e @ Failure::Unreachable(_)) => {
+            bail!(
+                "the order service at {}: {e} (set ORDER_URL)",
+                settings.service_url("order")
+            )
+        }
     };
     let trace_url = order["trace_id"]
         .as_str()
         .map(|t| format!("{}/trace/{t}", settings.traces_url.trim_end_matches('/')));
-    let timeline = Timeline {
+    Ok(Timeline {
         order_id: id.to_owned(),
         order,
         payment,
@@ -84,12 +87,7 @@ pub async fn run(id: &str, settings: &Settings, json: bool) -> Result<()> {
         notification,
         analytics,
         trace_url,
-    };
-    if json {
-        return output::print_json(&timeline);
-    }
-    print_page(&timeline);
-    Ok(())
+    })
 }
 
 /// `service`'s answer, or why there is none.

@@ -1,9 +1,15 @@
 //! `omnisaga topics`: the topic catalog as the stack has it, with each
 //! consumer group's lag (its committed offsets against the high watermarks).
 
+use std::collections::{btree_map::Entry, BTreeMap};
+
 use anyhow::{Context, Result};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table};
 use omnisaga_catalog::{catalog, Topic};
-use rdkafka::{consumer::Consumer, Offset, TopicPartitionList};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    Offset, TopicPartitionList,
+};
 use serde::Serialize;
 
 use crate::{kafka, output, settings::Settings};
@@ -47,48 +53,67 @@ struct PartitionLag {
 /// Runs `topics`: a table, or `{"topics": [...]}` with `--json`.
 pub async fn run(settings: &Settings, json: bool) -> Result<()> {
     let spinner = output::spinner("reading offsets and consumer groups", json);
-    let views: Result<Vec<TopicView>> = catalog().topics().iter().map(|t| view(t, settings)).collect();
+    let views = views(settings);
     spinner.finish_and_clear();
     let views = views?;
     if json {
         return output::print_json(&serde_json::json!({ "topics": views }));
     }
-    print_tables(&views);
+    let (topics, lags) = tables(&views);
+    println!("{topics}\n{lags}");
     Ok(())
 }
 
-fn view(topic: &Topic, settings: &Settings) -> Result<TopicView> {
-    let name = topic.name(&settings.topic_prefix);
+/// Every catalog topic with its lag, one Kafka client per consumer group.
+fn views(settings: &Settings) -> Result<Vec<TopicView>> {
     let client = kafka::base_consumer(&settings.brokers, "omnisaga-cli")?;
-    let partitions = kafka::partitions(&client, &name)?;
-    let marks: Vec<(i32, i64, i64)> = partitions
-        .iter()
-        .map(|&p| kafka::watermarks(&client, &name, p).map(|(low, high)| (p, low, high)))
-        .collect::<Result<_>>()?;
-    let consumers = topic
-        .consumers
-        .iter()
-        .map(|service| lag(settings, service, &name, &marks))
-        .collect::<Result<_>>()?;
-    Ok(TopicView {
-        dead_letter_topic: topic.dead_letter_name(&settings.topic_prefix),
-        name,
+    let mut groups: BTreeMap<String, BaseConsumer> = BTreeMap::new();
+    let mut views = Vec::new();
+    for topic in catalog().topics() {
+        let name = topic.name(&settings.topic_prefix);
+        let marks: Vec<(i32, i64, i64)> = kafka::partitions(&client, &name)?
+            .into_iter()
+            .map(|p| kafka::watermarks(&client, &name, p).map(|(low, high)| (p, low, high)))
+            .collect::<Result<_>>()?;
+        let mut consumers = Vec::new();
+        for service in &topic.consumers {
+            let group = format!("{}{service}{}", settings.topic_prefix, settings.group_suffix);
+            let group_client = match groups.entry(group.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(kafka::base_consumer(&settings.brokers, &group)?),
+            };
+            consumers.push(lag(group_client, service, group, &name, &marks)?);
+        }
+        views.push(view(topic, settings, marks.len(), consumers));
+    }
+    Ok(views)
+}
+
+fn view(topic: &Topic, settings: &Settings, partitions: usize, consumers: Vec<ConsumerLag>) -> TopicView {
+    TopicView {
+        name: topic.name(&settings.topic_prefix),
         owner: topic.owner.clone(),
         purpose: topic.purpose.clone(),
         key: topic.key.clone(),
         message_types: topic.message_types.clone(),
-        partitions: partitions.len() as i32,
+        partitions: partitions as i32,
         retention: topic.retention.clone(),
         retention_ms: topic.retention_ms,
+        dead_letter_topic: topic.dead_letter_name(&settings.topic_prefix),
         dead_letter_retention_ms: topic.dead_letter_retention_ms,
         consumers,
-    })
+    }
 }
 
-/// `service`'s group (`<prefix><service><suffix>`, as the runtime names it) on `topic`.
-fn lag(settings: &Settings, service: &str, topic: &str, marks: &[(i32, i64, i64)]) -> Result<ConsumerLag> {
-    let group = format!("{}{service}{}", settings.topic_prefix, settings.group_suffix);
-    let client = kafka::base_consumer(&settings.brokers, &group)?;
+/// The lag of `group` (`<prefix><service><suffix>`, as the runtime names
+/// it) on `topic`, whose partitions have the watermarks `marks`.
+fn lag(
+    client: &BaseConsumer,
+    service: &str,
+    group: String,
+    topic: &str,
+    marks: &[(i32, i64, i64)],
+) -> Result<ConsumerLag> {
     let mut list = TopicPartitionList::new();
     for (p, _, _) in marks {
         list.add_partition(topic, *p);
@@ -103,11 +128,12 @@ fn lag(settings: &Settings, service: &str, topic: &str, marks: &[(i32, i64, i64)
                 Some(Offset::Offset(o)) => Some(o),
                 _ => None,
             };
+            let lag = (high - committed.unwrap_or(low)).max(0);
             PartitionLag {
                 partition,
                 committed,
                 high_watermark: high,
-                lag: (high - committed.unwrap_or(low)).max(0),
+                lag,
             }
         })
         .collect();
@@ -119,7 +145,12 @@ fn lag(settings: &Settings, service: &str, topic: &str, marks: &[(i32, i64, i64)
     })
 }
 
-fn print_tables(views: &[TopicView]) {
+/// The catalog table and the lag table.
+fn tables(views: &[TopicView]) -> (Table, Table) {
+    (catalog_table(views), lag_table(views))
+}
+
+fn catalog_table(views: &[TopicView]) -> Table {
     let mut topics = output::table([
         "TOPIC",
         "OWNER",
@@ -130,10 +161,6 @@ fn print_tables(views: &[TopicView]) {
         "RETENTION",
         "DEAD LETTERS",
     ]);
-    // The prose wraps rather than making the table wider than a terminal.
-    topics
-        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
-        .set_width(160);
     for v in views {
         topics.add_row([
             v.name.clone(),
@@ -146,7 +173,20 @@ fn print_tables(views: &[TopicView]) {
             v.dead_letter_topic.clone(),
         ]);
     }
-    println!("{topics}");
+    // The prose (purpose, retention) wraps rather than making the table
+    // wider than a terminal; names and types keep their width.
+    topics
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_width(160);
+    for column in [0, 4, 7] {
+        if let Some(c) = topics.column_mut(column) {
+            c.set_constraint(ColumnConstraint::ContentWidth);
+        }
+    }
+    topics
+}
+
+fn lag_table(views: &[TopicView]) -> Table {
     let mut lags = output::table(["TOPIC", "CONSUMER", "GROUP", "LAG", "BY PARTITION"]);
     for v in views {
         for c in &v.consumers {
@@ -164,5 +204,44 @@ fn print_tables(views: &[TopicView]) {
             ]);
         }
     }
-    println!("{lags}");
+    lags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lagging(service: &str, lags: [i64; 3]) -> ConsumerLag {
+        ConsumerLag {
+            service: service.into(),
+            group: format!("omnisaga.{service}"),
+            lag: lags.iter().sum(),
+            partitions: (0..3)
+                .map(|p| PartitionLag {
+                    partition: p,
+                    committed: Some(10 - lags[p as usize]),
+                    high_watermark: 10,
+                    lag: lags[p as usize],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_tables_keep_names_whole_and_sum_the_lag() {
+        let views: Vec<TopicView> = catalog()
+            .topics()
+            .iter()
+            .map(|t| view(t, &Settings::for_tests(), 3, vec![lagging("payment", [0, 2, 5])]))
+            .collect();
+        let (topics, lags) = tables(&views);
+        let (topics, lags) = (topics.to_string(), lags.to_string());
+        for t in catalog().topics() {
+            assert!(topics.contains(&t.name("omnisaga.")), "{topics}");
+            assert!(topics.contains(&t.dead_letter_name("omnisaga.")), "{topics}");
+        }
+        assert!(topics.lines().all(|l| l.chars().count() <= 160), "{topics}");
+        let row = lags.lines().find(|l| l.contains("omnisaga.orders.v1")).unwrap();
+        assert!(row.contains(" 7 ") && row.contains("0:0 1:2 2:5"), "{row}");
+    }
 }
