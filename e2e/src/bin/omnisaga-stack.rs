@@ -31,6 +31,7 @@ async fn main() -> Result<()> {
         writeln!(env, "{}_URL={}", s.name.to_uppercase(), s.url)?;
     }
     writeln!(env, "KAFKA_BROKERS={}", stack.brokers)?;
+    writeln!(env, "KAFKA_TOPIC_PREFIX={}", stack.topic_prefix())?;
     writeln!(env, "TRACES_URL={}", stack.traces_url)?;
     std::fs::write(dir.join("env"), &env)?;
 

@@ -8,7 +8,6 @@
 //! The runtime never imports a service.
 
 pub mod aggregate;
-pub mod catalog;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -29,4 +28,7 @@ pub mod testing;
 pub mod work;
 
 pub use event::{EventMeta, TraceContext};
+/// The topic catalog (`schemas/topics.json`), its own crate so the CLI reads
+/// it without the runtime.
+pub use omnisaga_catalog as catalog;
 pub use omnisaga_proto::v1 as pb;

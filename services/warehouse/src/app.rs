@@ -83,7 +83,7 @@ impl App {
                 }
             })
         }));
-        let router = api::routes(self.base.pool.clone());
+        let router = api::routes(self.base.pool.clone(), self.base.topics.warehouse.clone());
         self.base.run(self.listener, router, tasks, shutdown).await
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use omnisaga_proto::v1::LineItem;
 use omnisaga_runtime::{outbox, TraceContext};
 use serde::{Deserialize, Serialize};
@@ -332,4 +334,32 @@ pub async fn backlog(pool: &PgPool) -> Result<Vec<(TaskStatus, i64)>, sqlx::Erro
             (status, n)
         })
         .collect())
+}
+
+/// An order's pick task as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PickTask {
+    pub pick_task_id: Uuid,
+    /// One of [`TaskStatus`]'s names.
+    pub status: String,
+    pub items: Vec<TaskItem>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The pick task of `order_id`, if the warehouse made one.
+pub async fn pick_task(pool: &PgPool, order_id: Uuid) -> Result<Option<PickTask>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT pick_task_id, status, items, created_at, updated_at FROM pick_tasks WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| PickTask {
+        pick_task_id: r.get(0),
+        status: r.get(1),
+        items: r.get::<sqlx::types::Json<Vec<TaskItem>>, _>(2).0,
+        created_at: r.get(3),
+        updated_at: r.get(4),
+    }))
 }

@@ -1,4 +1,5 @@
 //! Service tests of the warehouse API against the real PostgreSQL and broker.
+mod fulfilment;
 mod helpers;
 mod pick_backlog;
 mod stock;

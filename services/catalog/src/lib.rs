@@ -1,4 +1,6 @@
 //! The topic catalog: `schemas/topics.json`, compiled in and read as data.
+//! Its own crate, so the `omnisaga` CLI reads it without the runtime's
+//! database and server; the runtime re-exports it as `omnisaga_runtime::catalog`.
 //!
 //! The registry file other teams read is the only place a topic is written
 //! down: its name, owner, the event types it carries, who consumes it, its
@@ -26,8 +28,8 @@ pub const DEFAULT_PREFIX: &str = "omnisaga.";
 /// What a topic's name is followed by in its dead-letter topic's name.
 pub const DEAD_LETTER_SUFFIX: &str = ".dlq";
 
-/// One topic of the catalog, as much of it as the code reads (the prose,
-/// `purpose`, `key` and `retention`, is for people).
+/// One topic of the catalog. The prose (`purpose`, `key`, `retention`) is
+/// for people: the code never decides on it, the CLI shows it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Topic {
     /// The name under [`DEFAULT_PREFIX`], e.g. `omnisaga.orders.v1`.
@@ -46,6 +48,12 @@ pub struct Topic {
     pub dead_letter_retention_ms: u64,
     /// The dead-letter topic's name under [`DEFAULT_PREFIX`].
     dead_letter_topic: String,
+    /// What the topic is for, in a sentence.
+    pub purpose: String,
+    /// What its records are keyed by.
+    pub key: String,
+    /// Its retention, in words.
+    pub retention: String,
 }
 
 impl Topic {

@@ -1,0 +1,404 @@
+//! The `omnisaga` CLI against the stack as real processes: it decodes an
+//! order's events off the topics, lists the catalog with consumer lag, shows
+//! one order as every service sees it, replays a parked key, and says
+//! clearly, with a non-zero exit, what it cannot do. One stack for all of it.
+
+use std::{collections::BTreeMap, process::Output, time::Duration};
+
+use anyhow::{ensure, Context, Result};
+use omnisaga_e2e::{
+    client::{order_body, wait_for, Client},
+    Broker, Stack, StackOptions,
+};
+use omnisaga_proto::v1::{envelope::Payload, Money, OrderPlaced, PaymentRetryRequested};
+use omnisaga_runtime::catalog::catalog;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn start_stack() -> Result<Stack> {
+    let prefix = omnisaga_e2e::test_db_prefix();
+    let options = StackOptions {
+        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
+        db_prefix: prefix.clone(),
+        fresh_databases: true,
+        broker: Broker::for_tests(),
+        topic_prefix: format!("{prefix}."),
+        fixed_ports: false,
+        env: BTreeMap::new(),
+    }
+    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
+    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
+    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
+    .set_env("*", "OUTBOX_POLL_MS", "200");
+    Stack::start(options).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_the_topics_the_catalog_an_order_and_dead_letters_of_a_live_stack() -> Result<()> {
+    let stack = start_stack().await?;
+    let result = run(&stack).await;
+    stack.finish(result.is_ok()).await?;
+    result
+}
+
+async fn run(stack: &Stack) -> Result<()> {
+    let c = Client::new(stack);
+    let id = c.place(&order_body("SKU-MUG", 1, "tok_visa", "cli")).await?;
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    c.wait_message(&id, "shipped", WAIT).await?;
+
+    events_tail_decodes_the_orders_events_with_their_trace(stack, &id).await?;
+    events_tail_follows_new_records_from_a_time(stack, &c).await?;
+    events_tail_keeps_a_record_that_does_not_decode(stack).await?;
+    topics_lists_every_catalog_topic_with_each_groups_lag(stack).await?;
+    order_timeline_shows_every_services_view(stack, &id).await?;
+    a_parked_key_is_replayed_through_the_cli(stack).await?;
+    what_the_cli_cannot_do_fails_with_a_clear_message(stack).await?;
+    Ok(())
+}
+
+/// Runs `omnisaga args...` against the stack.
+async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
+    omnisaga_command(stack, args)?
+        .output()
+        .await
+        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
+}
+
+/// `omnisaga args...` with the stack's URLs, broker and topic prefix.
+fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Command> {
+    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
+    cmd.args(args)
+        .env("KAFKA_BROKERS", &stack.brokers)
+        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
+        .env("TRACES_URL", &stack.traces_url)
+        .env_remove("KAFKA_GROUP_SUFFIX")
+        // No `.omnisaga/env` of a stack started by hand is read.
+        .current_dir(std::env::temp_dir());
+    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
+        cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
+    }
+    Ok(cmd)
+}
+
+/// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.
+async fn omnisaga_json(stack: &Stack, args: &[&str]) -> Result<Value> {
+    let out = omnisaga(stack, args).await?;
+    ensure!(
+        out.status.success(),
+        "omnisaga {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).with_context(|| format!("omnisaga {args:?} printed no JSON"))
+}
+
+/// Runs `events tail`, which must succeed, and parses its JSON lines.
+async fn tail(stack: &Stack, args: &[&str]) -> Result<Vec<Value>> {
+    let out = omnisaga(stack, args).await?;
+    ensure!(
+        out.status.success(),
+        "omnisaga {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect()
+}
+
+async fn events_tail_decodes_the_orders_events_with_their_trace(stack: &Stack, id: &str) -> Result<()> {
+    let lines = tail(
+        stack,
+        &[
+            "events",
+            "tail",
+            "orders",
+            "--from-beginning",
+            "--order",
+            id,
+            "--json",
+        ],
+    )
+    .await?;
+    ensure!(
+        lines.iter().all(|l| l["envelope"]["order_id"] == id),
+        "--order let other orders through: {lines:?}"
+    );
+    let placed = lines
+        .iter()
+        .find(|l| l["envelope"]["event_type"] == "OrderPlaced")
+        .with_context(|| format!("no OrderPlaced of {id}: {lines:?}"))?;
+    assert_eq!(placed["envelope"]["order_placed"]["order_id"], id, "{placed}");
+    assert_eq!(placed["topic"], format!("{}orders.v1", stack.topic_prefix()));
+    assert_eq!(placed["key"], id);
+    let traceparent = placed["headers"]["traceparent"].as_str().unwrap_or_default();
+    assert!(traceparent.starts_with("00-"), "no traceparent header: {placed}");
+
+    // Several topics at once, filtered by type.
+    let lines = tail(
+        stack,
+        &[
+            "events",
+            "tail",
+            "orders",
+            "payments",
+            "warehouse",
+            "--from-beginning",
+            "--order",
+            id,
+            "--type",
+            "OrderShipped",
+        ],
+    )
+    .await?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["topic"], format!("{}warehouse.v1", stack.topic_prefix()));
+    Ok(())
+}
+
+/// `--follow` from a time before an order is placed prints its placement
+/// as it comes, and `--limit` ends the tail there.
+async fn events_tail_follows_new_records_from_a_time(stack: &Stack, c: &Client) -> Result<()> {
+    let since = chrono::Utc::now().to_rfc3339();
+    let args = [
+        "events",
+        "tail",
+        "orders",
+        "--follow",
+        "--since",
+        &since,
+        "--type",
+        "OrderPlaced",
+        "--limit",
+        "1",
+    ];
+    let cli = omnisaga_command(stack, &args)?
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_visa", "cli-follow"))
+        .await?;
+    let out = tokio::time::timeout(WAIT, cli.wait_with_output())
+        .await
+        .context("the tail did not stop at its limit")??;
+    ensure!(
+        out.status.success(),
+        "tail --follow failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(line["envelope"]["order_id"], id, "{line}");
+    Ok(())
+}
+
+async fn events_tail_keeps_a_record_that_does_not_decode(stack: &Stack) -> Result<()> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let topic = format!("{}orders.v1", stack.topic_prefix());
+    produce_raw(
+        &stack.brokers,
+        &topic,
+        &key,
+        b"\x08\x96\x01 definitely not an envelope",
+    )
+    .await?;
+    let lines = tail(
+        stack,
+        &["events", "tail", "orders", "--from-beginning", "--order", &key],
+    )
+    .await?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not an omnisaga.v1.Envelope"),
+        "{lines:?}"
+    );
+    assert!(lines[0]["value_base64"].is_string(), "{lines:?}");
+    Ok(())
+}
+
+async fn topics_lists_every_catalog_topic_with_each_groups_lag(stack: &Stack) -> Result<()> {
+    let prefix = stack.topic_prefix();
+    let body = omnisaga_json(stack, &["topics", "--json"]).await?;
+    let topics = body["topics"].as_array().context("no topics")?;
+    let names: Vec<&str> = topics.iter().filter_map(|t| t["name"].as_str()).collect();
+    let catalog_names: Vec<String> = catalog().topics().iter().map(|t| t.name(prefix)).collect();
+    assert_eq!(names, catalog_names);
+    for (topic, listed) in catalog().topics().iter().zip(topics) {
+        assert_eq!(listed["owner"], topic.owner.as_str());
+        assert_eq!(listed["dead_letter_topic"], topic.dead_letter_name(prefix));
+        let consumers = listed["consumers"].as_array().context("no consumers")?;
+        assert_eq!(consumers.len(), topic.consumers.len(), "{listed}");
+        for (service, c) in topic.consumers.iter().zip(consumers) {
+            assert_eq!(c["group"], format!("{prefix}{service}"), "{c}");
+            assert!(c["lag"].as_i64().is_some_and(|l| l >= 0), "{c}");
+            assert!(c["partitions"].as_array().is_some_and(|p| !p.is_empty()), "{c}");
+        }
+    }
+    let table = omnisaga(stack, &["topics"]).await?;
+    ensure!(
+        table.status.success() && String::from_utf8_lossy(&table.stdout).contains("LAG"),
+        "no table"
+    );
+    Ok(())
+}
+
+async fn order_timeline_shows_every_services_view(stack: &Stack, id: &str) -> Result<()> {
+    let page = omnisaga_json(stack, &["order", "timeline", id, "--json"]).await?;
+    assert_eq!(page["order"]["status"], "SHIPPED", "{page}");
+    assert_eq!(page["payment"]["status"], "found", "{page}");
+    assert_eq!(page["payment"]["view"]["status"], "AUTHORIZED", "{page}");
+    assert_eq!(
+        page["warehouse"]["view"]["pick_task"]["status"], "SHIPPED",
+        "{page}"
+    );
+    assert_eq!(page["warehouse"]["view"]["stock"]["shipped"], true, "{page}");
+    let messages = page["notification"]["view"]["items"]
+        .as_array()
+        .context("no messages")?;
+    assert!(messages.iter().any(|m| m["template"] == "shipped"), "{page}");
+    // Analytics' stage times are a view like the others: there, or said to be missing.
+    let analytics = page["analytics"]["status"].as_str().unwrap_or_default();
+    assert!(
+        analytics == "found" || page["analytics"]["reason"].is_string(),
+        "{page}"
+    );
+    let trace = page["trace_url"].as_str().unwrap_or_default();
+    assert!(
+        trace.starts_with(&format!("{}/trace/", stack.traces_url)),
+        "{page}"
+    );
+
+    let alias = omnisaga(stack, &["timeline", id]).await?;
+    let text = String::from_utf8_lossy(&alias.stdout);
+    ensure!(
+        alias.status.success() && text.contains("SHIPPED") && text.contains("OrderPlaced"),
+        "timeline said: {text}"
+    );
+    Ok(())
+}
+
+/// Parks a key at payment with a retry of an order it has not seen, lets
+/// payment see the order (under another key, so not parked behind), and
+/// replays the key through the CLI: the retry now applies.
+async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
+    let topic = format!("{}orders.v1", stack.topic_prefix());
+    let key = uuid::Uuid::new_v4().to_string();
+    let retry = Payload::PaymentRetryRequested(PaymentRetryRequested {
+        order_id: key.clone(),
+        attempt: 2,
+        payment_method_token: "tok_visa".into(),
+    });
+    produce_raw(&stack.brokers, &topic, &key, &envelope(&key, retry)).await?;
+    wait_for("the retry to be parked at payment", WAIT, || async {
+        let list = omnisaga_json(stack, &["dlq", "list", "payment", "--json"]).await?;
+        Ok(list["parked_keys"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == key.as_str()))
+            .then_some(()))
+    })
+    .await?;
+
+    let placed = Payload::OrderPlaced(OrderPlaced {
+        order_id: key.clone(),
+        total: Some(Money {
+            minor_units: 1200,
+            currency: "EUR".into(),
+        }),
+        payment_method_token: "tok_visa".into(),
+        ..Default::default()
+    });
+    produce_raw(
+        &stack.brokers,
+        &topic,
+        &format!("{key}-placed"),
+        &envelope(&key, placed),
+    )
+    .await?;
+    let payment_url = format!("{}/v1/payments/{key}", stack.url("payment"));
+    let c = Client::new(stack);
+    wait_for("payment to see the order", WAIT, || async {
+        Ok(Some(c.get(&payment_url).await?))
+    })
+    .await?;
+
+    let report = omnisaga_json(stack, &["dlq", "replay", "payment", &key]).await?;
+    let report = &report["replays"][0]["report"];
+    assert_eq!(
+        (
+            report["replayed"].as_i64(),
+            report["remaining"].as_i64(),
+            &report["error"]
+        ),
+        (Some(1), Some(0), &Value::Null),
+        "{report}"
+    );
+    let list = omnisaga_json(stack, &["dlq", "list", "payment", "--key", &key, "--json"]).await?;
+    assert_eq!(list["items"], serde_json::json!([]), "{list}");
+    ensure!(
+        !list["parked_keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|k| k == key.as_str()),
+        "still parked: {list}"
+    );
+    Ok(())
+}
+
+async fn what_the_cli_cannot_do_fails_with_a_clear_message(stack: &Stack) -> Result<()> {
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (&["order", "timeline", &unknown], "not found"),
+        (&["order", "timeline", "not-an-order"], "order not-an-order"),
+        (
+            &["events", "tail", "no-such-topic", "--from-beginning"],
+            "no topic",
+        ),
+        (&["dlq", "list", "billing"], "invalid value"),
+    ];
+    for (args, message) in cases {
+        let out = omnisaga(stack, args).await?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "omnisaga {args:?} succeeded");
+        ensure!(
+            stderr.contains(message),
+            "omnisaga {args:?} said {stderr:?}, not {message:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+fn envelope(order_id: &str, payload: Payload) -> Vec<u8> {
+    let env = omnisaga_proto::v1::Envelope {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        event_type: payload.event_type().into(),
+        order_id: order_id.into(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp(),
+            nanos: 0,
+        }),
+        schema_version: 1,
+        producer: "order".into(),
+        payload: Some(payload),
+        ..Default::default()
+    };
+    prost::Message::encode_to_vec(&env)
+}

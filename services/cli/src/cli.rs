@@ -1,0 +1,224 @@
+//! The command line as clap types: every command, its flags and its help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Operator commands against a running omnisaga stack.
+///
+/// Service URLs, the broker and the topic prefix come from the flags, else
+/// the environment (`ORDER_URL`, ..., `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`,
+/// `KAFKA_GROUP_SUFFIX`, `TRACES_URL`), else `.omnisaga/env` (written by
+/// `make run`), else the local defaults.
+#[derive(Debug, Parser)]
+#[command(name = "omnisaga", version, about, long_about)]
+#[command(after_help = "Examples:
+  omnisaga events tail orders --from-beginning --order 0193c0de-...
+  omnisaga topics
+  omnisaga order timeline 0193c0de-... --json
+  omnisaga dlq list payment")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print data as JSON (one document, or JSON lines for `events tail`) and no progress.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Kafka bootstrap servers [env: KAFKA_BROKERS; default 127.0.0.1:9092].
+    #[arg(long, global = true, value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+    /// Prefix of every topic and consumer group [env: KAFKA_TOPIC_PREFIX; default "omnisaga."].
+    #[arg(long, global = true, value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read records off the topics, decoded from protobuf to JSON lines.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The topic catalog, with each consumer group's lag per topic.
+    #[command(after_help = "Examples:
+  omnisaga topics
+  omnisaga topics --json | jq '.topics[].consumers'")]
+    Topics,
+    /// One order as every service sees it.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Same as `order timeline`.
+    #[command(after_help = "Example:
+  omnisaga timeline 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70")]
+    Timeline(TimelineArgs),
+    /// Dead letters a service kept: list, show, replay.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print the records of one or more topics as JSON lines.
+    ///
+    /// Partitions are assigned directly (no consumer group, nothing
+    /// committed). Without --follow it stops at the end each partition had
+    /// when it started; by default it starts at that end, so only --follow
+    /// shows anything then. Records that do not decode are printed with an
+    /// "error" field and their raw bytes.
+    #[command(after_help = "Examples:
+  omnisaga events tail orders --from-beginning --order 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70
+  omnisaga events tail orders payments warehouse --since 10m --type PaymentFailed
+  omnisaga events tail omnisaga.orders.v1.dlq --from-beginning --limit 5
+  omnisaga events tail orders --follow --schemas new/omnisaga_v1.binpb")]
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Topics: a catalog name (`orders`, `orders.v1`, `orders.dlq`) or a full name.
+    #[arg(required = true, value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// Start at each partition's first record.
+    #[arg(long, conflicts_with = "since")]
+    pub from_beginning: bool,
+    /// Start at the first record at or after TIME: RFC 3339 or an age such as 90s, 10m, 2h, 1d.
+    #[arg(long, value_name = "TIME", value_parser = crate::since::parse)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only records of this order (the envelope's order_id; the key if it does not decode).
+    #[arg(long, value_name = "ID")]
+    pub order: Option<String>,
+    /// Only records of this event type, e.g. OrderPlaced.
+    #[arg(long = "type", value_name = "EventType")]
+    pub event_type: Option<String>,
+    /// Keep reading new records until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+    /// A protobuf FileDescriptorSet to decode with instead of the built-in schemas/omnisaga_v1.binpb.
+    #[arg(long, value_name = "FILE")]
+    pub schemas: Option<PathBuf>,
+    /// Stop after printing N records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrderCommand {
+    /// Status, events, payment, fulfilment, messages, stage times and trace of one order.
+    #[command(after_help = "Example:
+  omnisaga order timeline 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70 --json")]
+    Timeline(TimelineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    /// The order id (UUID).
+    #[arg(value_name = "ORDER_ID")]
+    pub id: String,
+}
+
+/// The services that keep dead letters.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Service {
+    Order,
+    Payment,
+    Warehouse,
+    Notification,
+    Analytics,
+}
+
+impl Service {
+    /// Its name, as in `ORDER_URL` and the catalog.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Payment => "payment",
+            Service::Warehouse => "warehouse",
+            Service::Notification => "notification",
+            Service::Analytics => "analytics",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters a service keeps, and its parked keys.
+    #[command(after_help = "Examples:
+  omnisaga dlq list payment
+  omnisaga dlq list payment --key 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70 --json")]
+    List {
+        service: Service,
+        /// Only the dead letters of this key (order id).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// One dead letter with its headers and decoded payload (JSON).
+    #[command(after_help = "Example:
+  omnisaga dlq show payment 12")]
+    Show { service: Service, id: i64 },
+    /// Apply a parked key's dead letters in order, then unpark it (prints the report as JSON).
+    #[command(after_help = "Example:
+  omnisaga dlq replay payment 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70")]
+    Replay { service: Service, key: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("omnisaga").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tail_takes_several_topics_and_its_filters() {
+        let cli = parse(&[
+            "events",
+            "tail",
+            "orders",
+            "payments",
+            "--order",
+            "o-1",
+            "--type",
+            "OrderPlaced",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Events(EventsCommand::Tail(tail)) = cli.command else {
+            panic!("not tail: {:?}", cli.command)
+        };
+        assert_eq!(tail.topics, ["orders", "payments"]);
+        assert_eq!(tail.order.as_deref(), Some("o-1"));
+        assert_eq!(tail.event_type.as_deref(), Some("OrderPlaced"));
+        assert!(cli.global.json);
+    }
+
+    #[test]
+    fn from_beginning_and_since_exclude_each_other() {
+        assert!(parse(&["events", "tail", "orders", "--from-beginning", "--since", "5m"]).is_err());
+    }
+
+    #[test]
+    fn timeline_is_also_a_top_level_command() {
+        let cli = parse(&["timeline", "abc"]).unwrap();
+        assert!(matches!(cli.command, Command::Timeline(TimelineArgs { ref id }) if id == "abc"));
+        let cli = parse(&["order", "timeline", "abc"]).unwrap();
+        assert!(matches!(cli.command, Command::Order(OrderCommand::Timeline(_))));
+    }
+
+    #[test]
+    fn an_unknown_service_is_refused() {
+        let e = parse(&["dlq", "list", "billing"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue);
+    }
+}

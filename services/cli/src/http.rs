@@ -1,0 +1,74 @@
+//! Calls to the services' HTTP APIs, their error envelope turned into a
+//! clear message.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// What a service answered that was not a success.
+#[derive(Debug)]
+pub enum Failure {
+    /// No answer at all: not running, or the wrong URL.
+    Unreachable(String),
+    /// An answer with a status other than 2xx, and the error's message.
+    Status(reqwest::StatusCode, String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) => write!(f, "no answer ({e})"),
+            Failure::Status(status, message) => write!(f, "{status}: {message}"),
+        }
+    }
+}
+
+/// An HTTP client with a timeout, for every command.
+pub fn client() -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("Failed to build the HTTP client")
+}
+
+/// Sends `req` and returns its JSON body, or why not.
+pub async fn try_call(req: reqwest::RequestBuilder) -> Result<Value, Failure> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| Failure::Unreachable(source_chain(&e)))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let message = body["message"].as_str().unwrap_or("request failed").to_owned();
+        return Err(Failure::Status(status, message));
+    }
+    Ok(body)
+}
+
+/// Sends `req` to `service` and returns its JSON body; every failure is an error.
+pub async fn call(service: &str, req: reqwest::RequestBuilder) -> Result<Value> {
+    match try_call(req).await {
+        Ok(body) => Ok(body),
+        Err(Failure::Unreachable(e)) => {
+            bail!(
+                "{service} did not answer (is the stack running? set {}_URL): {e}",
+                service.to_uppercase()
+            )
+        }
+        Err(failure) => bail!("{service} answered {failure}"),
+    }
+}
+
+/// The error and its causes in one line (reqwest's own Display hides the cause).
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

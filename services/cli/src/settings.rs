@@ -1,0 +1,114 @@
+//! Where the stack is: each setting from its flag, else the environment,
+//! else `.omnisaga/env` (written by `make run`), else the local default.
+
+use crate::cli::Global;
+
+/// The local defaults of the services' URLs (`make run`'s ports).
+const SERVICE_PORTS: [(&str, u16); 5] = [
+    ("order", 8080),
+    ("payment", 8081),
+    ("warehouse", 8082),
+    ("notification", 8083),
+    ("analytics", 8084),
+];
+
+/// Everything a command may need to reach the stack.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `KAFKA_BROKERS`.
+    pub brokers: String,
+    /// `KAFKA_TOPIC_PREFIX`.
+    pub topic_prefix: String,
+    /// `KAFKA_GROUP_SUFFIX`: appended to the services' consumer groups.
+    pub group_suffix: String,
+    /// `TRACES_URL`: the trace viewer.
+    pub traces_url: String,
+    /// The `.omnisaga/env` file's lines, if it is there.
+    file: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// Reads the settings, the flags in `global` first.
+    pub fn load(global: &Global) -> Self {
+        let text = std::fs::read_to_string(".omnisaga/env").unwrap_or_default();
+        let mut settings = Self {
+            file: parse_env_file(&text),
+            brokers: String::new(),
+            topic_prefix: String::new(),
+            group_suffix: String::new(),
+            traces_url: String::new(),
+        };
+        settings.brokers = global
+            .brokers
+            .clone()
+            .unwrap_or_else(|| settings.var("KAFKA_BROKERS", "127.0.0.1:9092"));
+        settings.topic_prefix = global
+            .topic_prefix
+            .clone()
+            .unwrap_or_else(|| settings.var("KAFKA_TOPIC_PREFIX", omnisaga_catalog::DEFAULT_PREFIX));
+        settings.group_suffix = settings.var("KAFKA_GROUP_SUFFIX", "");
+        settings.traces_url = settings.var("TRACES_URL", "http://127.0.0.1:16686");
+        settings
+    }
+
+    /// The defaults, read from nowhere.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: omnisaga_catalog::DEFAULT_PREFIX.into(),
+            group_suffix: String::new(),
+            traces_url: "http://127.0.0.1:16686".into(),
+            file: Vec::new(),
+        }
+    }
+
+    /// `name` from the environment, else the env file, else `default`.
+    fn var(&self, name: &str, default: &str) -> String {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.file.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    /// The base URL of `service` (`<SERVICE>_URL`).
+    pub fn service_url(&self, service: &str) -> String {
+        let port = SERVICE_PORTS
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map_or(8080, |(_, port)| *port);
+        let url = self.var(
+            &format!("{}_URL", service.to_uppercase()),
+            &format!("http://127.0.0.1:{port}"),
+        );
+        url.trim_end_matches('/').to_owned()
+    }
+}
+
+/// `NAME=value` lines; blank lines, comments and an `export ` are skipped.
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_env_file_gives_names_and_values() {
+        let parsed =
+            parse_env_file("# stack\nORDER_URL=http://127.0.0.1:9000\n\nexport KAFKA_BROKERS=\"b:1\"\n");
+        assert_eq!(
+            parsed,
+            [
+                ("ORDER_URL".to_owned(), "http://127.0.0.1:9000".to_owned()),
+                ("KAFKA_BROKERS".to_owned(), "b:1".to_owned())
+            ]
+        );
+    }
+}
