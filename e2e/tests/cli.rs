@@ -261,10 +261,25 @@ async fn order_timeline_shows_every_services_view(stack: &Stack, id: &str) -> Re
         .as_array()
         .context("no messages")?;
     assert!(messages.iter().any(|m| m["template"] == "shipped"), "{page}");
-    // Analytics' stage times are a view like the others: there, or said to be missing.
-    let analytics = page["analytics"]["status"].as_str().unwrap_or_default();
-    assert!(
-        analytics == "found" || page["analytics"]["reason"].is_string(),
+    // Analytics follows the saga a little behind the order service.
+    let stages = wait_for(
+        "analytics to see the shipment",
+        Duration::from_secs(30),
+        || async {
+            let page = omnisaga_json(stack, &["order", "timeline", id, "--json"]).await?;
+            let stages: Vec<String> = page["analytics"]["view"]["stages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["stage"].as_str().map(str::to_owned))
+                .collect();
+            Ok(stages.iter().any(|s| s == "shipped").then_some(stages))
+        },
+    )
+    .await?;
+    assert_eq!(
+        stages,
+        ["placed", "paid", "ready_for_shipment", "shipped"],
         "{page}"
     );
     let trace = page["trace_url"].as_str().unwrap_or_default();
