@@ -1,0 +1,58 @@
+//! The scopes a token may grant (the space-separated `scope` claim).
+
+use std::{fmt, str::FromStr};
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Read one's own orders and the catalog.
+    OrdersRead,
+    /// Place, cancel and retry the payment of one's own orders.
+    OrdersWrite,
+    /// Analysts: read the analytics API.
+    AnalyticsRead,
+    /// Services: read stock levels (the order service's catalog does).
+    StockRead,
+    /// Operators: every admin and service endpoint, every order.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::OrdersRead,
+        Scope::OrdersWrite,
+        Scope::AnalyticsRead,
+        Scope::StockRead,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::OrdersRead => "orders:read",
+            Scope::OrdersWrite => "orders:write",
+            Scope::AnalyticsRead => "analytics:read",
+            Scope::StockRead => "stock:read",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown scope {s:?} (known: {})", known.join(", "))
+            })
+    }
+}
