@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 #[derive(Clone)]
 pub struct Client {
+    /// Sends an operator's token (`admin`): reads every order and service.
     pub http: reqwest::Client,
+    /// Signs the customers' tokens orders are placed with.
+    signer: std::sync::Arc<omnisaga_auth::Signer>,
     pub order: String,
     pub payment: String,
     pub warehouse: String,
@@ -16,7 +19,8 @@ pub struct Client {
     pub analytics: String,
 }
 
-/// A valid order body for `sku` x `quantity`, paid with `token`.
+/// A valid order body for `sku` x `quantity`, paid with `token`; `customer`
+/// is who [`Client::place`] places it as (it leaves the body then).
 pub fn order_body(sku: &str, quantity: u32, token: &str, customer: &str) -> Value {
     json!({
         "channel": "mobile",
@@ -30,7 +34,8 @@ pub fn order_body(sku: &str, quantity: u32, token: &str, customer: &str) -> Valu
 impl Client {
     pub fn new(stack: &crate::Stack) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: stack.admin_client(),
+            signer: stack.signer.clone(),
             order: stack.url("order"),
             payment: stack.url("payment"),
             warehouse: stack.url("warehouse"),
@@ -67,21 +72,47 @@ impl Client {
         Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
-    /// Places an order and returns its id; fails unless the answer is 201.
+    /// A customer's token (their own orders, read and write).
+    pub fn customer_token(&self, customer: &str) -> String {
+        let scopes = [
+            omnisaga_auth::Scope::OrdersRead,
+            omnisaga_auth::Scope::OrdersWrite,
+        ];
+        self.signer
+            .mint(customer, &scopes, Duration::from_secs(24 * 3600))
+    }
+
+    /// Places an order as the body's `customer_id` (taken out of the body:
+    /// the customer is the token's subject) and returns its id; fails unless
+    /// the answer is 201.
     pub async fn place(&self, body: &Value) -> Result<String> {
         let key = uuid::Uuid::new_v4().to_string();
-        let (status, resp) = self
-            .send(
-                reqwest::Method::POST,
-                &format!("{}/v1/orders", self.order),
-                Some(&key),
-                body,
-            )
-            .await?;
+        let (status, resp) = self.post_order(&key, body).await?;
         if status != 201 {
             bail!("placing an order answered {status}: {resp}");
         }
         Ok(resp["order_id"].as_str().context("no order_id")?.to_owned())
+    }
+
+    /// `POST /v1/orders` with `key`, as the body's `customer_id` (taken out
+    /// of the body: the customer is the token's subject); status and body.
+    pub async fn post_order(&self, key: &str, body: &Value) -> Result<(u16, Value)> {
+        let mut body = body.clone();
+        let customer = body
+            .as_object_mut()
+            .and_then(|b| b.remove("customer_id"))
+            .and_then(|c| c.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "e2e-customer".into());
+        let resp = self
+            .http
+            .post(format!("{}/v1/orders", self.order))
+            .bearer_auth(self.customer_token(&customer))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
     }
 
     pub async fn order(&self, id: &str) -> Result<Value> {

@@ -30,6 +30,7 @@ use tokio::process::Child;
 
 pub use database::ANALYST;
 pub use env::{bin_dir, pg_server, repo_root};
+pub use stack::client_with;
 
 /// The services in start order, with their default HTTP ports.
 pub const SERVICES: [(&str, u16); 5] = [
@@ -120,6 +121,9 @@ pub struct Stack {
     pub services: Vec<Service>,
     /// The stack's own broker and its controller port; `None` when shared.
     broker: Option<(Child, u16)>,
+    /// The key the stack's tokens are signed with (`<dir>/auth/`); its
+    /// JWKS is what the services verify against.
+    pub signer: std::sync::Arc<omnisaga_auth::Signer>,
     options: StackOptions,
     ports: BTreeMap<&'static str, u16>,
 }

@@ -2,9 +2,10 @@
 //! databases and the five services in order, and each service stopped,
 //! killed or started again on its own port and database.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
 use anyhow::{Context, Result};
+use omnisaga_auth::{Scope, Signer};
 use tokio::process::Command;
 
 use crate::{
@@ -12,6 +13,22 @@ use crate::{
     process::{free_port, open_log, terminate, wait_ready},
     repo_root, viewer, Service, Stack, StackOptions, SERVICES,
 };
+
+/// How long the stack's tokens are valid: a day, longer than any test or demo.
+const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// An HTTP client that sends `token` with every request (a request may set
+/// its own `Authorization` instead).
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client without TLS builds")
+}
 
 impl Stack {
     /// Starts the broker (unless shared), the trace viewer and every service
@@ -27,7 +44,9 @@ impl Stack {
             (free_port()?, free_port()?)
         };
         let viewer = viewer::spawn(&options, ui_port, otlp_port).await?;
+        let signer = Signer::load_or_create(&options.dir.join("auth")).context("the stack's signing key")?;
         let mut stack = Self {
+            signer: Arc::new(signer),
             brokers,
             traces_url: format!("http://127.0.0.1:{ui_port}"),
             otlp_endpoint: format!("http://127.0.0.1:{otlp_port}"),
@@ -85,6 +104,11 @@ impl Stack {
             .env(
                 "WAREHOUSE_URL",
                 format!("http://127.0.0.1:{}", self.ports["warehouse"]),
+            )
+            .env("AUTH_JWKS_FILE", self.options.dir.join("auth/jwks.json"))
+            .env(
+                "WAREHOUSE_TOKEN",
+                self.token("order-service", &[Scope::StockRead]),
             )
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otlp_endpoint)
             .env("OTEL_SERVICE_NAME", name)
@@ -170,6 +194,26 @@ impl Stack {
             .get(service)
             .map(|p| format!("http://127.0.0.1:{p}"))
             .unwrap_or_default()
+    }
+
+    /// A token of the stack's key for `subject` with `scopes`, valid a day.
+    pub fn token(&self, subject: &str, scopes: &[Scope]) -> String {
+        self.signer.mint(subject, scopes, TOKEN_TTL)
+    }
+
+    /// A customer's token: their own orders, read and write.
+    pub fn customer_token(&self, customer: &str) -> String {
+        self.token(customer, &[Scope::OrdersRead, Scope::OrdersWrite])
+    }
+
+    /// An HTTP client sending an operator's token (`admin`) with every request.
+    pub fn admin_client(&self) -> reqwest::Client {
+        client_with(&self.token("e2e-operator", &[Scope::Admin]))
+    }
+
+    /// Where the stack's signing key and JWKS are.
+    pub fn auth_dir(&self) -> PathBuf {
+        self.options.dir.join("auth")
     }
 
     /// The name of `service`'s database.

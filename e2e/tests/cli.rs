@@ -6,6 +6,7 @@
 use std::{collections::BTreeMap, process::Output, time::Duration};
 
 use anyhow::{ensure, Context, Result};
+use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
     Broker, Stack, StackOptions,
@@ -55,6 +56,75 @@ async fn run(stack: &Stack) -> Result<()> {
     order_timeline_shows_every_services_view(stack, &id).await?;
     a_parked_key_is_replayed_through_the_cli(stack).await?;
     what_the_cli_cannot_do_fails_with_a_clear_message(stack).await?;
+    a_minted_token_is_the_customers_own(stack, &id).await?;
+    Ok(())
+}
+
+/// `token mint` signs with the stack's key: the services take the token,
+/// and the customer it names sees their own orders and no one else's.
+async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> Result<()> {
+    let key_dir = stack.auth_dir();
+    let key_dir = key_dir.to_str().context("a UTF-8 path")?;
+    let out = omnisaga(
+        stack,
+        &[
+            "token",
+            "mint",
+            "--sub",
+            "cli",
+            "--scope",
+            "orders:read",
+            "--key-dir",
+            key_dir,
+        ],
+    )
+    .await?;
+    ensure!(
+        out.status.success(),
+        "token mint: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)?.trim().to_owned();
+    let http = omnisaga_e2e::client_with(&token);
+    let own = http
+        .get(format!("{}/v1/orders/{cli_order}", stack.url("order")))
+        .send()
+        .await?;
+    ensure!(own.status() == 200, "the customer's own order: {}", own.status());
+    let cancel = http
+        .post(format!("{}/v1/orders/{cli_order}/cancel", stack.url("order")))
+        .send()
+        .await?;
+    ensure!(
+        cancel.status() == 403,
+        "orders:read may not cancel: {}",
+        cancel.status()
+    );
+    let other = omnisaga_e2e::client_with(&stack.customer_token("someone-else"));
+    let theirs = other
+        .get(format!("{}/v1/orders/{cli_order}", stack.url("order")))
+        .send()
+        .await?;
+    ensure!(
+        theirs.status() == 404,
+        "another customer's order: {}",
+        theirs.status()
+    );
+    let refused = omnisaga(
+        stack,
+        &[
+            "token",
+            "mint",
+            "--sub",
+            "x",
+            "--scope",
+            "root",
+            "--key-dir",
+            key_dir,
+        ],
+    )
+    .await?;
+    ensure!(!refused.status.success(), "an unknown scope is refused");
     Ok(())
 }
 
@@ -73,6 +143,7 @@ fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Comm
         .env("KAFKA_BROKERS", &stack.brokers)
         .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
         .env("TRACES_URL", &stack.traces_url)
+        .env("OMNISAGA_TOKEN", stack.token("cli-operator", &[Scope::Admin]))
         .env_remove("KAFKA_GROUP_SUFFIX")
         // No `.omnisaga/env` of a stack started by hand is read.
         .current_dir(std::env::temp_dir());

@@ -120,10 +120,8 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
     })
     .await?;
     let (status, refused) = c
-        .send(
-            reqwest::Method::POST,
-            &format!("{}/v1/orders", c.order),
-            Some("placed-while-the-database-is-down"),
+        .post_order(
+            "placed-while-the-database-is-down",
             &order_body("SKU-MUG", 1, "tok_visa", "pg-down"),
         )
         .await?;

@@ -42,7 +42,6 @@ fn order_body(i: usize) -> Value {
         "items": [{"sku": skus[i % 4], "quantity": 1 + i % 3}],
         "shipping_address": {"name": format!("Customer {i}"), "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
         "payment_method": "tok_visa",
-        "customer_id": format!("cust-{i}"),
     })
 }
 
@@ -80,15 +79,18 @@ async fn fifty_concurrent_orders_all_ship_with_their_timeline_messages_and_analy
 }
 
 async fn run_saga(stack: &Stack) -> Result<()> {
-    let http = reqwest::Client::new();
+    // An operator's client reads every order; each order is placed with its customer's token.
+    let http = stack.admin_client();
     let order_url = stack.url("order").to_owned();
     let started = std::time::Instant::now();
 
     let placing = (0..ORDERS).map(|i| {
         let (http, url) = (http.clone(), order_url.clone());
+        let token = stack.customer_token(&format!("cust-{i}"));
         tokio::spawn(async move {
             let resp = http
                 .post(format!("{url}/v1/orders"))
+                .bearer_auth(token)
                 .header("Idempotency-Key", format!("e2e-{i}"))
                 .json(&order_body(i))
                 .send()

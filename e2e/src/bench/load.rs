@@ -79,8 +79,11 @@ pub struct Rss {
 
 /// What the generator needs of the running stack.
 pub struct Target {
+    /// Sends an operator's token; orders go with their customer's instead.
     pub http: reqwest::Client,
     pub order_url: String,
+    /// The bench's customers' tokens: order `i` is placed by customer `i % len`.
+    pub customer_tokens: std::sync::Arc<Vec<String>>,
     pub service_urls: Vec<String>,
     pub service_names: Vec<String>,
     /// Processes whose CPU and memory are measured (services, broker, trace viewer).

@@ -9,6 +9,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context, Result};
+use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     bench::{
         limits::{self, LimitOptions, Limits},
@@ -108,12 +109,27 @@ fn git(args: &[&str]) -> String {
 }
 
 fn target_of(stack: &Stack, prefix: &str) -> Target {
+    let mut admin = reqwest::header::HeaderMap::new();
+    let token = stack.token("bench-operator", &[Scope::Admin]);
+    admin.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is a header value"),
+    );
     Target {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
+            .default_headers(admin)
             .build()
             .expect("an HTTP client without TLS builds"),
         order_url: stack.url("order"),
+        // 1000 customers, each placing every 1000th order.
+        customer_tokens: std::sync::Arc::new(
+            (0..1000)
+                .map(|i| stack.customer_token(&format!("bench-{i}")))
+                .collect(),
+        ),
         service_urls: SERVICES.iter().map(|(n, _)| stack.url(n)).collect(),
         service_names: SERVICES.iter().map(|(n, _)| (*n).to_owned()).collect(),
         processes: stack.pids(),

@@ -5,6 +5,7 @@
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::Result;
+use omnisaga_auth::Scope;
 use omnisaga_e2e::{repo_root, Broker, Stack, StackOptions};
 
 #[tokio::main]
@@ -33,6 +34,16 @@ async fn main() -> Result<()> {
     writeln!(env, "KAFKA_BROKERS={}", stack.brokers)?;
     writeln!(env, "KAFKA_TOPIC_PREFIX={}", stack.topic_prefix())?;
     writeln!(env, "TRACES_URL={}", stack.traces_url)?;
+    // Demo tokens of the local key (.omnisaga/auth), valid a day; mint more
+    // with `omnisaga token mint`.
+    writeln!(env, "CUSTOMER_TOKEN={}", stack.customer_token("customer-1"))?;
+    writeln!(env, "OTHER_CUSTOMER_TOKEN={}", stack.customer_token("customer-2"))?;
+    writeln!(env, "ADMIN_TOKEN={}", stack.token("operator", &[Scope::Admin]))?;
+    writeln!(
+        env,
+        "ANALYST_TOKEN={}",
+        stack.token("analyst", &[Scope::AnalyticsRead])
+    )?;
     std::fs::write(dir.join("env"), &env)?;
 
     let order = stack.url("order");
@@ -47,17 +58,27 @@ async fn main() -> Result<()> {
     );
     println!("  {:<13} {}/logs/", "logs", dir.display());
     println!("  {:<13} {}/env\n", "env file", dir.display());
-    println!("Place an order:\n");
     println!(
-        "  curl -s -X POST {order}/v1/orders -H 'Content-Type: application/json' -H \"Idempotency-Key: $(uuidgen || date +%s%N)\" \\\n    -d '{{\"channel\":\"mobile\",\"items\":[{{\"sku\":\"SKU-MUG\",\"quantity\":2}}],\"shipping_address\":{{\"name\":\"Ada\",\"line1\":\"1 Main St\",\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"}},\"payment_method\":\"tok_visa\"}}'\n"
+        "Every call needs a bearer token; {}/env holds demo ones:",
+        dir.display()
     );
-    println!("Then follow it:  curl -s {order}/v1/orders/<order_id>");
+    println!("  CUSTOMER_TOKEN, OTHER_CUSTOMER_TOKEN (two customers), ADMIN_TOKEN, ANALYST_TOKEN\n");
+    println!("Place an order (source {}/env first):\n", dir.display());
+    println!(
+        "  curl -s -X POST {order}/v1/orders -H \"Authorization: Bearer $CUSTOMER_TOKEN\" -H 'Content-Type: application/json' -H \"Idempotency-Key: $(uuidgen || date +%s%N)\" \\\n    -d '{{\"channel\":\"mobile\",\"items\":[{{\"sku\":\"SKU-MUG\",\"quantity\":2}}],\"shipping_address\":{{\"name\":\"Ada\",\"line1\":\"1 Main St\",\"city\":\"Berlin\",\"postal_code\":\"10115\",\"country\":\"DE\"}},\"payment_method\":\"tok_visa\"}}'\n"
+    );
+    println!(
+        "Then follow it:  curl -s -H \"Authorization: Bearer $CUSTOMER_TOKEN\" {order}/v1/orders/<order_id>"
+    );
     println!("Its trace:       {}/trace/<trace_id>", stack.traces_url);
     println!(
-        "Its messages:    curl -s '{}/v1/notifications?order_id=<order_id>'",
+        "Its messages:    curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" '{}/v1/notifications?order_id=<order_id>'",
         stack.url("notification")
     );
-    println!("Analytics:       curl -s {}/v1/summary", stack.url("analytics"));
+    println!(
+        "Analytics:       curl -s -H \"Authorization: Bearer $ANALYST_TOKEN\" {}/v1/summary",
+        stack.url("analytics")
+    );
     println!("Dashboard:       {}/dashboard", stack.url("analytics"));
     println!(
         "Analysts' SQL:   psql -h 127.0.0.1 -U omnisaga_analyst omnisaga_analytics   (docs/analytics.md)"

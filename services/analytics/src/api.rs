@@ -5,10 +5,12 @@
 
 use axum::{
     extract::{Path, State},
+    middleware,
     routing::get,
     Json, Router,
 };
-use omnisaga_runtime::http::ApiError;
+use omnisaga_auth::Scope;
+use omnisaga_runtime::{auth, http::ApiError};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -36,6 +38,11 @@ pub fn routes(pool: PgPool, config: Config) -> Router {
     Router::new()
         .route("/v1/summary", get(summary))
         .route("/v1/orders/{id}/stages", get(order_stages))
+        .route_layer(middleware::from_fn_with_state(
+            Scope::AnalyticsRead,
+            auth::require_scope,
+        ))
+        // Open (see `App::run_until_stopped`): aggregate figures only.
         .route("/dashboard", get(dashboard::page))
         .with_state(ApiState { pool, config })
 }

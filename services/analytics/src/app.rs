@@ -38,6 +38,11 @@ impl App {
             .base
             .consumer(self.base.subscriptions(), Arc::new(SagaEvents));
         let router = api::routes(self.base.pool.clone(), self.config);
+        // The dashboard shows aggregate figures only (no order, customer or
+        // SKU-level rows) and is opened by a browser, which sends no bearer
+        // token: it is served without one. Put it behind the deployment's
+        // single sign-on proxy where the figures are confidential.
+        self.base.open_path("/dashboard");
         self.base
             .run(self.listener, router, vec![consumer], shutdown)
             .await

@@ -32,7 +32,9 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("Signer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,8 +54,10 @@ impl Signer {
     pub fn load_or_create(dir: &Path) -> Result<Self> {
         let pem_path = dir.join("signing-key.pem");
         let signer = if pem_path.exists() {
-            let pem = std::fs::read_to_string(&pem_path).with_context(|| format!("reading {}", pem_path.display()))?;
-            let key = SigningKey::from_pkcs8_pem(&pem).with_context(|| format!("{} is not an Ed25519 key", pem_path.display()))?;
+            let pem = std::fs::read_to_string(&pem_path)
+                .with_context(|| format!("reading {}", pem_path.display()))?;
+            let key = SigningKey::from_pkcs8_pem(&pem)
+                .with_context(|| format!("{} is not an Ed25519 key", pem_path.display()))?;
             Self {
                 kid: kid_of(&key),
                 key,
@@ -96,7 +100,10 @@ impl Signer {
 
     /// A token for `subject` with `scopes`, valid for `ttl` from now.
     pub fn mint(&self, subject: &str, scopes: &[Scope], ttl: Duration) -> String {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         let scope: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
         self.mint_claims(&json!({
             "iss": self.issuer,

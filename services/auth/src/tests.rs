@@ -11,7 +11,12 @@ const HOUR: Duration = Duration::from_secs(3600);
 fn verifier(signers: &[&Signer]) -> Verifier {
     let keys: Vec<Value> = signers
         .iter()
-        .flat_map(|s| serde_json::from_str::<Value>(&s.jwks()).unwrap()["keys"].as_array().unwrap().clone())
+        .flat_map(|s| {
+            serde_json::from_str::<Value>(&s.jwks()).unwrap()["keys"]
+                .as_array()
+                .unwrap()
+                .clone()
+        })
         .collect();
     Verifier::from_jwks(&json!({ "keys": keys }).to_string(), LOCAL_ISSUER, LOCAL_AUDIENCE).unwrap()
 }
@@ -51,7 +56,11 @@ fn a_token_of_a_known_key_yields_its_subject_and_known_scopes() {
     );
     let foreign = signer.mint_claims(&claims(json!({"scope": "orders:read billing:everything admin"})));
     let p = verifier(&[&signer]).verify(&foreign).unwrap();
-    assert_eq!(p.scopes, [Scope::OrdersRead, Scope::Admin], "unknown scopes grant nothing");
+    assert_eq!(
+        p.scopes,
+        [Scope::OrdersRead, Scope::Admin],
+        "unknown scopes grant nothing"
+    );
 }
 
 #[test]
@@ -74,7 +83,10 @@ fn expired_early_foreign_and_incomplete_tokens_are_refused_with_the_reason() {
 fn another_keys_token_and_a_tampered_one_do_not_verify() {
     let (ours, theirs) = (Signer::generate("k1"), Signer::generate("k2"));
     let v = verifier(&[&ours]);
-    assert_eq!(v.verify(&theirs.mint("cust-1", &[Scope::Admin], HOUR)), Err(AuthError::UnknownKey));
+    assert_eq!(
+        v.verify(&theirs.mint("cust-1", &[Scope::Admin], HOUR)),
+        Err(AuthError::UnknownKey)
+    );
     // Their key under our kid: the signature gives it away.
     let mut forged = Signer::generate("k1").mint("cust-1", &[Scope::Admin], HOUR);
     assert_eq!(v.verify(&forged), Err(AuthError::BadSignature));
@@ -98,7 +110,12 @@ fn the_none_algorithm_and_algorithm_confusion_are_refused() {
     let public = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some("k1".into());
-    let confused = encode(&hs, &claims(json!({"scope": "admin"})), &EncodingKey::from_secret(public.as_bytes())).unwrap();
+    let confused = encode(
+        &hs,
+        &claims(json!({"scope": "admin"})),
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
     assert_eq!(v.verify(&confused), Err(AuthError::WrongAlgorithm));
 }
 
@@ -127,9 +144,15 @@ fn the_local_key_is_created_once_and_loaded_after() {
     assert_eq!(first.kid(), again.kid());
     let jwks = std::fs::read_to_string(dir.join("jwks.json")).unwrap();
     let v = Verifier::from_jwks(&jwks, LOCAL_ISSUER, LOCAL_AUDIENCE).unwrap();
-    assert!(v.verify(&again.mint("ops", &[Scope::Admin], HOUR)).unwrap().has(Scope::Admin));
+    assert!(v
+        .verify(&again.mint("ops", &[Scope::Admin], HOUR))
+        .unwrap()
+        .has(Scope::Admin));
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("signing-key.pem")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.join("signing-key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "the private key is its owner's only");
     std::fs::remove_dir_all(&dir).unwrap();
 }

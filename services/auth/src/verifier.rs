@@ -89,7 +89,9 @@ impl Verifier {
                 Some(KeyAlgorithm::EdDSA) => Algorithm::EdDSA,
                 Some(KeyAlgorithm::RS256) => Algorithm::RS256,
                 Some(KeyAlgorithm::ES256) => Algorithm::ES256,
-                Some(other) => bail!("JWKS key {kid}: algorithm {other:?} is not accepted (EdDSA, RS256, ES256)"),
+                Some(other) => {
+                    bail!("JWKS key {kid}: algorithm {other:?} is not accepted (EdDSA, RS256, ES256)")
+                }
                 None => bail!("JWKS key {kid} has no alg: each key must pin its algorithm"),
             };
             let key = DecodingKey::from_jwk(jwk).with_context(|| format!("JWKS key {kid}"))?;

@@ -36,6 +36,9 @@ pub struct Global {
     /// Prefix of every topic and consumer group [env: KAFKA_TOPIC_PREFIX; default "omnisaga."].
     #[arg(long, global = true, value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
+    /// Bearer token sent to the services [env: OMNISAGA_TOKEN, else ADMIN_TOKEN as in .omnisaga/env].
+    #[arg(long, global = true, value_name = "JWT")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +61,42 @@ pub enum Command {
     /// Dead letters a service kept: list, show, replay.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Bearer tokens of the local signing key (`make run`'s).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token with the local key (.omnisaga/auth/signing-key.pem), printed on stdout.
+    ///
+    /// Services started by `make run` verify tokens against that key's JWKS.
+    /// A customer's token: --scope orders:read --scope orders:write; an
+    /// operator's: --scope admin; an analyst's: --scope analytics:read.
+    #[command(after_help = "Examples:
+  omnisaga token mint --sub customer-7 --scope orders:read --scope orders:write
+  curl -H \"Authorization: Bearer $(omnisaga token mint --sub ops --scope admin)\" $PAYMENT_URL/v1/admin/provider")]
+    Mint(MintArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MintArgs {
+    /// The subject: for a customer, the customer id.
+    #[arg(long)]
+    pub sub: String,
+    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin.
+    #[arg(long = "scope", required = true, value_parser = parse_scope)]
+    pub scopes: Vec<omnisaga_auth::Scope>,
+    /// How long it is valid, in seconds.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub ttl: u64,
+    /// Where the local key is.
+    #[arg(long, default_value = ".omnisaga/auth", value_name = "DIR")]
+    pub key_dir: std::path::PathBuf,
+}
+
+fn parse_scope(s: &str) -> Result<omnisaga_auth::Scope, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,10 +24,19 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// An HTTP client with a timeout, for every command.
-pub fn client() -> Result<reqwest::Client> {
+/// An HTTP client with a timeout, sending `token` as the bearer, for every command.
+pub fn client(token: Option<&str>) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value: reqwest::header::HeaderValue = format!("Bearer {token}")
+            .parse()
+            .context("the token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .default_headers(headers)
         .build()
         .context("Failed to build the HTTP client")
 }

@@ -1,7 +1,7 @@
 //! `omnisaga`: operator commands against a running stack. The events on the
 //! topics decoded (`events tail`), the topic catalog with consumer lag
 //! (`topics`), one order as every service sees it (`order timeline`), and
-//! dead letters (`dlq`). `cli` holds the command line; each command has its
+//! dead letters (`dlq`), and tokens of the local key (`token mint`). `cli` holds the command line; each command has its
 //! module; `settings` says where the stack is.
 
 mod cli;
@@ -14,6 +14,7 @@ mod output;
 mod settings;
 mod since;
 mod timeline;
+mod token;
 mod topics;
 
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, EventsCommand, OrderCommand},
+    cli::{Cli, Command, EventsCommand, OrderCommand, TokenCommand},
     settings::Settings,
 };
 
@@ -35,6 +36,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeline::run(&args.id, &settings, json).await
         }
         Command::Dlq(command) => dlq::run(command, &settings, json).await,
+        Command::Token(TokenCommand::Mint(args)) => token::mint(args),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct Settings {
     pub group_suffix: String,
     /// `TRACES_URL`: the trace viewer.
     pub traces_url: String,
+    /// The bearer token sent to the services: `--token`, `OMNISAGA_TOKEN`,
+    /// else the operator's `ADMIN_TOKEN` of `.omnisaga/env`.
+    pub token: Option<String>,
     /// The `.omnisaga/env` file's lines, if it is there.
     file: Vec<(String, String)>,
 }
@@ -37,6 +40,7 @@ impl Settings {
             topic_prefix: String::new(),
             group_suffix: String::new(),
             traces_url: String::new(),
+            token: None,
         };
         settings.brokers = global
             .brokers
@@ -48,6 +52,14 @@ impl Settings {
             .unwrap_or_else(|| settings.var("KAFKA_TOPIC_PREFIX", omnisaga_catalog::DEFAULT_PREFIX));
         settings.group_suffix = settings.var("KAFKA_GROUP_SUFFIX", "");
         settings.traces_url = settings.var("TRACES_URL", "http://127.0.0.1:16686");
+        settings.token = global.token.clone().or_else(|| {
+            [
+                settings.var("OMNISAGA_TOKEN", ""),
+                settings.var("ADMIN_TOKEN", ""),
+            ]
+            .into_iter()
+            .find(|t| !t.is_empty())
+        });
         settings
     }
 
@@ -59,6 +71,7 @@ impl Settings {
             topic_prefix: omnisaga_catalog::DEFAULT_PREFIX.into(),
             group_suffix: String::new(),
             traces_url: "http://127.0.0.1:16686".into(),
+            token: None,
             file: Vec::new(),
         }
     }

@@ -1,11 +1,14 @@
-//! `GET /v1/notifications?order_id=`: the messages an order's customer got.
+//! `GET /v1/notifications?order_id=`: the messages an order's customer got,
+//! for operators (`admin`).
 
 use axum::{
     extract::{Query, State},
+    middleware,
     routing::get,
     Json, Router,
 };
-use omnisaga_runtime::http::ApiError;
+use omnisaga_auth::Scope;
+use omnisaga_runtime::{auth, http::ApiError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -16,6 +19,7 @@ use crate::store;
 pub fn routes(pool: PgPool) -> Router {
     Router::new()
         .route("/v1/notifications", get(list))
+        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
         .with_state(pool)
 }
 

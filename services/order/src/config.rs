@@ -12,12 +12,23 @@
 //! | `ORDER_PAYMENT_DELAY_NOTICE_MS` | `60000` | no payment answer for this long: the customer is told it is delayed |
 //! | `ORDER_DEADLINE_TICK_MS` | `1000` | how often deadlines are checked (they are seconds to minutes long) |
 //! | `WAREHOUSE_URL` | unset | where `GET /v1/catalog` asks for availability |
+//! | `WAREHOUSE_TOKEN` | unset | the order service's bearer token for the warehouse (`stock:read`); a secret, so usually `WAREHOUSE_TOKEN_FILE` |
 //! | `CATALOG_SEED_FILE` | unset | JSON catalog upserted at start |
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use omnisaga_runtime::config::{parse_or, var, CommonConfig};
+
+/// A secret setting: its value is never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +37,8 @@ pub struct Config {
     pub max_quantity: u32,
     pub max_items: usize,
     pub warehouse_url: Option<String>,
+    /// The bearer token sent to the warehouse (`WAREHOUSE_TOKEN`); redacted in `Debug`.
+    pub warehouse_token: Option<Secret>,
     pub seed_file: Option<PathBuf>,
     pub payment_deadline: Duration,
     pub payment_delay_notice: Duration,
@@ -40,6 +53,7 @@ impl Config {
             max_quantity: parse_or("ORDER_MAX_QUANTITY", 100)?,
             max_items: parse_or("ORDER_MAX_ITEMS", 50)?,
             warehouse_url: var("WAREHOUSE_URL"),
+            warehouse_token: var("WAREHOUSE_TOKEN").map(Secret),
             seed_file: var("CATALOG_SEED_FILE").map(PathBuf::from),
             payment_deadline: Duration::from_millis(parse_or("ORDER_PAYMENT_DEADLINE_MS", 900_000)?),
             payment_delay_notice: Duration::from_millis(parse_or("ORDER_PAYMENT_DELAY_NOTICE_MS", 60_000)?),
@@ -55,6 +69,7 @@ impl Config {
             max_quantity: 100,
             max_items: 50,
             warehouse_url: None,
+            warehouse_token: None,
             seed_file: None,
             payment_deadline: Duration::from_secs(900),
             payment_delay_notice: Duration::from_secs(60),

@@ -145,6 +145,45 @@ pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(
     Ok(t.flatten())
 }
 
+/// The customer who placed `order_id`, if it exists.
+pub async fn customer_of(pool: &PgPool, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT customer_id FROM order_view WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// One order in a customer's list.
+#[derive(sqlx::FromRow)]
+pub struct OrderRow {
+    pub order_id: Uuid,
+    pub order_number: String,
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Up to `limit` of `customer_id`'s orders placed before `before` (all when
+/// `None`), newest first: order ids are UUIDv7, so their order is the
+/// order they were placed in.
+pub async fn orders_of(
+    pool: &PgPool,
+    customer_id: &str,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, order_number, status, created_at, updated_at FROM order_view
+         WHERE customer_id = $1 AND ($2::uuid IS NULL OR order_id < $2)
+         ORDER BY order_id DESC LIMIT $3",
+    )
+    .bind(customer_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Orders whose payment deadline passed while they still wait for payment.
 pub async fn past_payment_deadline(
     pool: &PgPool,

@@ -1,14 +1,19 @@
 //! Payment's HTTP API: the provider simulator's outage switch (for demos and
-//! fault tests) and a payment's state for support.
+//! fault tests) and a payment's state for support; operators' only (`admin`).
 
 use std::sync::{atomic::Ordering, Arc};
 
 use axum::{
     extract::{Path, State},
+    middleware,
     routing::{get, put},
     Json, Router,
 };
-use omnisaga_runtime::http::{ApiError, ApiJson};
+use omnisaga_auth::Scope;
+use omnisaga_runtime::{
+    auth,
+    http::{ApiError, ApiJson},
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -26,6 +31,7 @@ pub fn routes(pool: PgPool, provider: Arc<Provider>) -> Router {
     Router::new()
         .route("/v1/admin/provider", put(set_provider).get(get_provider))
         .route("/v1/payments/{order_id}", get(payment))
+        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
         .with_state(ApiState { pool, provider })
 }
 

@@ -67,6 +67,38 @@ pub struct CommonConfig {
     pub group_suffix: String,
     /// Most records a consumer applies in one transaction (`CONSUMER_BATCH_MAX`).
     pub consumer_batch_max: usize,
+    /// How bearer tokens are checked (`AUTH_JWKS`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
+    pub auth: AuthConfig,
+}
+
+/// The keys and claims bearer tokens are checked against.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// Verifies tokens: the keys of the JWKS (`AUTH_JWKS`, or a file with
+    /// `AUTH_JWKS_FILE`), the issuer (`AUTH_ISSUER`, default
+    /// `omnisaga-local`) and audience (`AUTH_AUDIENCE`, default `omnisaga`).
+    pub verifier: std::sync::Arc<omnisaga_auth::Verifier>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.verifier.fmt(f)
+    }
+}
+
+impl AuthConfig {
+    pub fn from_env() -> Result<Self> {
+        let jwks = var("AUTH_JWKS").context(
+            "AUTH_JWKS_FILE (or AUTH_JWKS) is not set: every API call is checked against the keys of a JWKS \
+             (make run creates a local one in .omnisaga/auth/jwks.json)",
+        )?;
+        let issuer = var("AUTH_ISSUER").unwrap_or_else(|| omnisaga_auth::LOCAL_ISSUER.into());
+        let audience = var("AUTH_AUDIENCE").unwrap_or_else(|| omnisaga_auth::LOCAL_AUDIENCE.into());
+        let verifier = omnisaga_auth::Verifier::from_jwks(&jwks, &issuer, &audience).context("AUTH_JWKS")?;
+        Ok(Self {
+            verifier: std::sync::Arc::new(verifier),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +188,7 @@ impl CommonConfig {
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
             group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
+            auth: AuthConfig::from_env()?,
         })
     }
 }

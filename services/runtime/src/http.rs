@@ -34,9 +34,11 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     /// What went wrong underneath: logged by the middleware, never returned.
     pub cause: Option<String>,
+    /// The `WWW-Authenticate` challenge of a 401 or 403.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -47,6 +49,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             cause: None,
+            challenge: None,
         }
     }
     pub fn validation(message: impl Into<String>) -> Self {
@@ -57,6 +60,34 @@ impl ApiError {
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// 401: no token, or one that proves nothing (`why`).
+    pub fn unauthorized(why: &omnisaga_auth::AuthError) -> Self {
+        let challenge = match why {
+            omnisaga_auth::AuthError::Missing => r#"Bearer realm="omnisaga""#.to_owned(),
+            other => {
+                format!(r#"Bearer realm="omnisaga", error="invalid_token", error_description="{other}""#)
+            }
+        };
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("authentication required: {why}"),
+        );
+        e.challenge = Some(challenge);
+        e
+    }
+    /// 403: a valid token without `scope`.
+    pub fn forbidden(scope: omnisaga_auth::Scope) -> Self {
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {scope} scope, which the token does not grant"),
+        );
+        e.challenge = Some(format!(
+            r#"Bearer realm="omnisaga", error="insufficient_scope", scope="{scope}""#
+        ));
+        e
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
@@ -70,13 +101,13 @@ impl ApiError {
         self
     }
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
     fn body(&self, request_id: &str) -> Value {
         let mut body = json!({"code": self.code, "message": self.message, "request_id": request_id});
         if let Some(d) = &self.details {
-            body["details"] = d.clone();
+            body["details"] = (**d).clone();
         }
         body
     }
@@ -85,6 +116,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(self.body(""))).into_response();
+        if let Some(v) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, v);
+        }
         resp.extensions_mut().insert(self);
         resp
     }

@@ -8,6 +8,7 @@
 //! The runtime never imports a service.
 
 pub mod aggregate;
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -11,7 +11,10 @@ use sqlx::{migrate::Migrator, PgPool};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use omnisaga_auth::Scope;
+
 use crate::{
+    auth,
     config::{CommonConfig, Topics},
     consumer::{Applier, Consumer, Handler},
     db,
@@ -34,6 +37,7 @@ pub struct Base {
     replayers: Arc<std::sync::Mutex<Vec<Arc<dyn Replay>>>>,
     consumers: Arc<std::sync::Mutex<Vec<progress::Registered>>>,
     refreshers: Arc<std::sync::Mutex<Vec<metrics::Refresh>>>,
+    open_paths: Arc<std::sync::Mutex<Vec<&'static str>>>,
 }
 
 impl Base {
@@ -50,6 +54,7 @@ impl Base {
             replayers: Default::default(),
             consumers: Default::default(),
             refreshers: Default::default(),
+            open_paths: Arc::new(std::sync::Mutex::new(auth::OPEN_PATHS.to_vec())),
         })
     }
 
@@ -114,6 +119,15 @@ impl Base {
             .with_context(|| format!("Failed to bind {}", self.config.http_addr))
     }
 
+    /// Serves `path` without a token (besides the probes and the metrics).
+    /// Only for what shows nothing about any one customer or order.
+    pub fn open_path(&self, path: &'static str) {
+        self.open_paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path);
+    }
+
     /// Runs the relay, `tasks` and the HTTP server with `api` until `shutdown`
     /// (or until one of them fails, which stops the others).
     pub async fn run(
@@ -137,12 +151,21 @@ impl Base {
         let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         refreshers.push(progress::lag_refresh(consumers.clone()));
-        let router = api
-            .merge(http::health_routes(readiness))
-            .merge(dead_letter::routes(self.pool.clone(), replayers))
+        let admin = dead_letter::routes(self.pool.clone(), replayers)
             .merge(progress::routes(consumers))
+            .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
+        let router = api
+            .merge(admin)
+            .merge(http::health_routes(readiness))
             .merge(metrics::routes(self.pool.clone(), refreshers))
             .fallback(http::not_found)
+            .layer(middleware::from_fn_with_state(
+                Arc::new(auth::Gate {
+                    verifier: self.config.auth.verifier.clone(),
+                    open: self.open_paths.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                }),
+                auth::authenticate,
+            ))
             .layer(middleware::from_fn(http::request_context));
 
         // Work stops first; the relay stops last so it drains what they wrote.

@@ -3,10 +3,12 @@
 
 use axum::{
     extract::{Path, State},
+    middleware,
     routing::get,
     Json, Router,
 };
-use omnisaga_runtime::{aggregate::Executor, http::ApiError};
+use omnisaga_auth::Scope;
+use omnisaga_runtime::{aggregate::Executor, auth, http::ApiError};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -25,10 +27,20 @@ struct ApiState {
 
 /// The routes; `warehouse_topic` is where the fulfilment streams publish.
 pub fn routes(pool: PgPool, warehouse_topic: String) -> Router {
+    // Stock levels are what the order service's catalog shows (`stock:read`);
+    // the rest is for operators.
+    let stock_levels =
+        Router::new()
+            .route("/v1/stock", get(stock))
+            .route_layer(middleware::from_fn_with_state(
+                Scope::StockRead,
+                auth::require_scope,
+            ));
     Router::new()
-        .route("/v1/stock", get(stock))
         .route("/v1/pick-tasks/backlog", get(backlog))
         .route("/v1/orders/{order_id}/fulfilment", get(fulfilment))
+        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
+        .merge(stock_levels)
         .with_state(ApiState {
             pool,
             fulfilment: Executor::new(warehouse_topic),

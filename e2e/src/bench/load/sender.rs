@@ -85,6 +85,7 @@ impl Answers {
 pub(super) struct Sender {
     http: reqwest::Client,
     order_url: String,
+    customer_tokens: Arc<Vec<String>>,
     pub(super) answers: Arc<Answers>,
     sagas: Sagas,
     /// Woken whenever a request is answered.
@@ -96,6 +97,7 @@ impl Sender {
         Self {
             http: target.http.clone(),
             order_url: target.order_url.clone(),
+            customer_tokens: target.customer_tokens.clone(),
             answers: Arc::new(Answers {
                 counters: Counters::default(),
                 http_201: Mutex::new(histogram()),
@@ -140,9 +142,11 @@ impl Sender {
         let sagas = self.sagas.clone();
         let done = self.done.clone();
         let body = order_body(i);
+        let token = self.customer_tokens[(i % self.customer_tokens.len() as u64) as usize].clone();
         tokio::spawn(async move {
             let result = http
                 .post(url)
+                .bearer_auth(token)
                 .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
                 .json(&body)
                 .timeout(REQUEST_TIMEOUT)
@@ -203,6 +207,5 @@ fn order_body(i: u64) -> serde_json::Value {
         "items": [{"sku": SKUS[(i % 4) as usize], "quantity": 1}],
         "shipping_address": {"name": "Bench Customer", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
         "payment_method": "tok_visa",
-        "customer_id": format!("bench-{}", i % 1000),
     })
 }

@@ -37,7 +37,7 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
-        http: reqwest::Client::new(),
+        http: testing::auth::client_with(&testing::auth::admin_token()),
         kafka,
         db,
         _stop: shutdown.drop_guard(),

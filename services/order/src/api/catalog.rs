@@ -2,7 +2,8 @@
 //! warehouse has available when it answers.
 
 use axum::{extract::State, Json};
-use omnisaga_runtime::http::ApiError;
+use omnisaga_auth::Scope;
+use omnisaga_runtime::{auth::Caller, http::ApiError};
 use serde_json::Value;
 
 use super::{
@@ -13,10 +14,17 @@ use crate::store as db;
 
 /// Every catalog SKU; `available` is `null` for all of them when the
 /// warehouse is not configured or does not answer.
-pub(super) async fn catalog(State(s): State<ApiState>) -> Result<Json<CatalogResponse>, ApiError> {
+pub(super) async fn catalog(
+    State(s): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<CatalogResponse>, ApiError> {
+    caller.require(Scope::OrdersRead)?;
     let items = db::catalog(&s.pool).await?;
     let available = match &s.config.warehouse_url {
-        Some(url) => stock_levels(&s.http, url).await,
+        Some(url) => {
+            let token = s.config.warehouse_token.as_ref().map(|t| t.0.as_str());
+            stock_levels(&s.http, url, token).await
+        }
         None => None,
     };
     let items = items
@@ -37,8 +45,16 @@ pub(super) async fn catalog(State(s): State<ApiState>) -> Result<Json<CatalogRes
 }
 
 /// Stock per SKU from the warehouse; `None` (unknown) when it does not answer in time.
-async fn stock_levels(http: &reqwest::Client, base: &str) -> Option<serde_json::Map<String, Value>> {
-    let resp = http.get(format!("{base}/v1/stock")).send().await.ok()?;
+async fn stock_levels(
+    http: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+) -> Option<serde_json::Map<String, Value>> {
+    let mut req = http.get(format!("{base}/v1/stock"));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.ok()?;
     let body: Value = resp.error_for_status().ok()?.json().await.ok()?;
     let mut out = serde_json::Map::new();
     for item in body.get("items")?.as_array()? {

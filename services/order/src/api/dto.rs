@@ -90,6 +90,31 @@ pub struct PlaceOrderRequest {
     pub customer_id: Option<String>,
 }
 
+/// The query of `GET /v1/orders`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One page of `GET /v1/orders`.
+#[derive(Debug, Serialize)]
+pub struct OrderList {
+    pub items: Vec<OrderSummary>,
+    /// Pass it as `cursor` for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// An order in the list.
+#[derive(Debug, Serialize)]
+pub struct OrderSummary {
+    pub order_id: Uuid,
+    pub order_number: String,
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// The body of `POST /v1/orders/{id}/payment-retry`.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct RetryRequest {

@@ -1,10 +1,14 @@
-//! The order HTTP API (`/v1`): catalog, place an order, show an order with
-//! its timeline. Every error is the runtime's JSON envelope.
+//! The order HTTP API (`/v1`): catalog, place an order, list one's orders,
+//! show an order with its timeline, cancel it, retry its payment. Every
+//! call needs a token (`omnisaga_runtime::auth`); a customer's is scoped to
+//! their own orders: another's order is no such order. Every error is the
+//! runtime's JSON envelope.
 //!
 //! | route | served by |
 //! |---|---|
 //! | `GET /v1/catalog` | `catalog.rs` |
 //! | `POST /v1/orders` | `orders.rs` (`place_order`) |
+//! | `GET /v1/orders` | `orders.rs` (`list_orders`) |
 //! | `GET /v1/orders/{id}` | `orders.rs` (`get_order`) |
 //! | `POST /v1/orders/{id}/payment-retry` | `orders.rs` (`retry_payment`) |
 //! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
@@ -51,7 +55,7 @@ pub struct ApiState {
 pub fn routes(state: ApiState) -> Router {
     Router::new()
         .route("/v1/catalog", get(catalog::catalog))
-        .route("/v1/orders", post(orders::place_order))
+        .route("/v1/orders", post(orders::place_order).get(orders::list_orders))
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/orders/{id}/payment-retry", post(orders::retry_payment))
         .route("/v1/orders/{id}/cancel", post(orders::cancel_order))

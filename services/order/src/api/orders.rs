@@ -2,13 +2,15 @@
 //! and retry its payment with another method.
 
 use axum::{
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     Extension, Json,
 };
 use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
+use omnisaga_auth::Scope;
 use omnisaga_proto::v1::{LineItem, Money};
 use omnisaga_runtime::{
+    auth::Caller,
     event::EventMeta,
     http::{ApiError, ApiJson, RequestId},
     store::StoreError,
@@ -20,7 +22,8 @@ use uuid::Uuid;
 
 use super::{
     dto::{
-        CancelResponse, OrderResponse, PlaceOrderRequest, PlaceOrderResponse, RetryRequest, RetryResponse,
+        CancelResponse, ListQuery, OrderList, OrderResponse, OrderSummary, PlaceOrderRequest,
+        PlaceOrderResponse, RetryRequest, RetryResponse,
     },
     idempotency::{idempotency_key, idempotency_key_reused, request_hash},
     validation::{valid_token, validate, Problems, TOKEN_RULE},
@@ -39,14 +42,17 @@ const LOG_TARGET: &str = "omnisaga_order::api";
 /// the same `Idempotency-Key` and body answers as the first request did.
 pub(super) async fn place_order(
     State(s): State<ApiState>,
+    caller: Caller,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(trace): Extension<TraceContext>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<PlaceOrderRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::OrdersWrite)?;
     let key = idempotency_key(&headers)?;
     validate(&req, &s.config)?;
-    let customer_id = req.customer_id.clone().unwrap_or_else(|| "guest".to_owned());
+    // The customer is who the token says, never what the body says.
+    let customer_id = caller.subject().to_owned();
     let request_hash = request_hash(&req)?;
 
     let skus: Vec<String> = req.items.iter().map(|i| i.sku.clone()).collect();
@@ -168,9 +174,12 @@ fn add_business_days(from: NaiveDate, days: u32) -> NaiveDate {
 /// `GET /v1/orders/{id}`: the order as its stream folds, with its timeline.
 pub(super) async fn get_order(
     State(s): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<OrderResponse>, ApiError> {
+    caller.require(Scope::OrdersRead)?;
     let order_id = parse_order_id(&id)?;
+    ensure_owner(&s, &caller, order_id).await?;
     let mut conn = s.pool.acquire().await?;
     let (state, events) = s
         .orders
@@ -186,14 +195,17 @@ pub(super) async fn get_order(
 /// `POST /v1/orders/{id}/payment-retry`: a new payment attempt with another method.
 pub(super) async fn retry_payment(
     State(s): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(trace): Extension<TraceContext>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<RetryRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    caller.require(Scope::OrdersWrite)?;
     let key = idempotency_key(&headers)?;
     let order_id = parse_order_id(&id)?;
+    ensure_owner(&s, &caller, order_id).await?;
     let mut p = Problems::default();
     p.check(valid_token(&req.payment_method), "payment_method", TOKEN_RULE);
     p.into_result()?;
@@ -257,11 +269,14 @@ pub(super) async fn retry_payment(
 /// cancelling a cancelled order answers the same again.
 pub(super) async fn cancel_order(
     State(s): State<ApiState>,
+    caller: Caller,
     Path(id): Path<String>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(trace): Extension<TraceContext>,
 ) -> Result<Json<CancelResponse>, ApiError> {
+    caller.require(Scope::OrdersWrite)?;
     let order_id = parse_order_id(&id)?;
+    ensure_owner(&s, &caller, order_id).await?;
     let meta = EventMeta {
         correlation_id: request_id,
         causation_id: String::new(),
@@ -286,6 +301,54 @@ pub(super) async fn cancel_order(
             Ok(Json(CancelResponse::new(order_id, &order)))
         }
         Err(e) => Err(command_error(e)),
+    }
+}
+
+/// `GET /v1/orders`: the caller's own orders, newest first, a page at a time
+/// (`limit`, and `cursor` from the previous page's `next_cursor`).
+pub(super) async fn list_orders(
+    State(s): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<OrderList>, ApiError> {
+    caller.require(Scope::OrdersRead)?;
+    let mut p = Problems::default();
+    let limit = q.limit.unwrap_or(20);
+    p.check((1..=100).contains(&limit), "limit", "must be between 1 and 100");
+    let cursor = q.cursor.as_deref().map(Uuid::parse_str);
+    p.check(
+        !matches!(cursor, Some(Err(_))),
+        "cursor",
+        "must be a next_cursor this API returned",
+    );
+    p.into_result()?;
+    let before = cursor.and_then(Result::ok);
+    let mut rows = db::orders_of(&s.pool, caller.subject(), before, limit + 1).await?;
+    let next_cursor = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.order_id.to_string())
+    });
+    Ok(Json(OrderList {
+        items: rows
+            .into_iter()
+            .map(|r| OrderSummary {
+                order_id: r.order_id,
+                order_number: r.order_number,
+                status: r.status,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+            .collect(),
+        next_cursor: next_cursor.flatten(),
+    }))
+}
+
+/// Another customer's order is no such order: the same 404 as one that
+/// does not exist, so ids cannot be probed. Operators see every order.
+async fn ensure_owner(s: &ApiState, caller: &Caller, order_id: Uuid) -> Result<(), ApiError> {
+    match db::customer_of(&s.pool, order_id).await? {
+        Some(owner) if caller.owns(&owner) => Ok(()),
+        _ => Err(ApiError::not_found("no such order")),
     }
 }
 

@@ -61,6 +61,11 @@ fn text_ok(s: &str, max: usize) -> bool {
 /// Checks a `POST /v1/orders` body against the limits in `config`.
 pub(super) fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), ApiError> {
     let mut p = Problems::default();
+    p.check(
+        req.customer_id.is_none(),
+        "customer_id",
+        "is the bearer token's subject; leave it out of the body",
+    );
     p.check(!req.items.is_empty(), "items", "at least one item is required");
     p.check(
         req.items.len() <= config.max_items,

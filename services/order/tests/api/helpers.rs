@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+/// The customer whose token `TestApp::http` sends.
+pub const CUSTOMER: &str = "cust-1";
+
 pub struct TestApp {
     pub url: String,
     pub pool: PgPool,
@@ -30,7 +33,7 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         url,
         pool,
-        http: reqwest::Client::new(),
+        http: testing::auth::client_with(&testing::auth::customer_token(CUSTOMER)),
         _stop: shutdown.drop_guard(),
     }
 }
@@ -40,12 +43,16 @@ pub fn order_body() -> Value {
         "channel": "mobile",
         "items": [{"sku": "SKU-MUG", "quantity": 2}, {"sku": "SKU-TSHIRT-M", "quantity": 1}],
         "shipping_address": {"name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
-        "payment_method": "tok_visa",
-        "customer_id": "cust-1"
+        "payment_method": "tok_visa"
     })
 }
 
 impl TestApp {
+    /// A client sending `token`, for requests made as someone else.
+    pub fn as_caller(&self, token: &str) -> reqwest::Client {
+        testing::auth::client_with(token)
+    }
+
     pub async fn post_order(&self, key: Option<&str>, body: &Value) -> reqwest::Response {
         let mut req = self.http.post(format!("{}/v1/orders", self.url)).json(body);
         if let Some(k) = key {

@@ -1,4 +1,5 @@
 //! Service tests of the order API against the real PostgreSQL and broker.
+mod auth;
 mod helpers;
 mod place_order;
 mod rejects_bad_input;

@@ -3,10 +3,11 @@
 //! start (`OMNISAGA_TEST_KAFKA`), a service's whole test configuration built
 //! from them ([`config`]), events published as another service would, plus
 //! waiting on a condition with a deadline, the given/when/then harness of
-//! the services' pure deciders, and responses checked against the OpenAPI
-//! documents ([`openapi`]). Behind the `testing` feature: only tests
+//! the services' pure deciders, responses checked against the OpenAPI
+//! documents ([`openapi`]), and tokens signed by the tests' key ([`auth`]). Behind the `testing` feature: only tests
 //! turn it on.
 
+pub mod auth;
 pub mod decider;
 mod events;
 pub mod openapi;

@@ -26,5 +26,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         outbox_poll: Duration::from_millis(100),
         group_suffix: String::new(),
         consumer_batch_max: 64,
+        auth: super::auth::config(),
     })
 }

@@ -33,7 +33,7 @@ pub async fn spawn_app() -> TestApp {
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
-        http: reqwest::Client::new(),
+        http: testing::auth::client_with(&testing::auth::admin_token()),
         pool,
         kafka,
         _stop: shutdown.drop_guard(),
