@@ -6,6 +6,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{ensure, Result};
+use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
     Broker, Stack, StackOptions,
@@ -470,9 +471,11 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
 
     // The CLI lists and shows them.
     let cli = omnisaga_e2e::bin_dir()?.join("omnisaga");
+    let token = stack.token("cli-operator", &[Scope::Admin]);
     let out = tokio::process::Command::new(&cli)
         .args(["dlq", "list", "payment"])
         .env("PAYMENT_URL", &c.payment)
+        .env("OMNISAGA_TOKEN", &token)
         .output()
         .await?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -484,6 +487,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
     let out = tokio::process::Command::new(&cli)
         .args(["dlq", "show", "payment", &first])
         .env("PAYMENT_URL", &c.payment)
+        .env("OMNISAGA_TOKEN", &token)
         .output()
         .await?;
     ensure!(
@@ -495,6 +499,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
     let out = tokio::process::Command::new(&cli)
         .args(["dlq", "replay", "payment", &unknown])
         .env("PAYMENT_URL", &c.payment)
+        .env("OMNISAGA_TOKEN", &token)
         .output()
         .await?;
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
