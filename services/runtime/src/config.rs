@@ -54,8 +54,9 @@ where
     }
 }
 
-/// Settings every service has.
-#[derive(Debug, Clone)]
+/// Settings every service has. `Debug` shows them with the database
+/// password redacted.
+#[derive(Clone)]
 pub struct CommonConfig {
     pub service: &'static str,
     pub database_url: String,
@@ -69,6 +70,36 @@ pub struct CommonConfig {
     pub consumer_batch_max: usize,
     /// How bearer tokens are checked (`AUTH_JWKS`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
     pub auth: AuthConfig,
+}
+
+impl std::fmt::Debug for CommonConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommonConfig")
+            .field("service", &self.service)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("kafka", &self.kafka)
+            .field("http_addr", &self.http_addr)
+            .field("outbox_poll", &self.outbox_poll)
+            .field("group_suffix", &self.group_suffix)
+            .field("consumer_batch_max", &self.consumer_batch_max)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user part replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((user_part, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match user_part.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 /// The keys and claims bearer tokens are checked against.
@@ -247,6 +278,18 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_password_never_shows_in_debug_output() {
+        assert_eq!(
+            redact_url("postgres://svc:s3cret@db:5432/orders"),
+            "postgres://svc:***@db:5432/orders"
+        );
+        assert_eq!(redact_url("postgres://svc@db/orders"), "postgres://svc@db/orders");
+        assert_eq!(redact_url("not a url"), "not a url");
+        // `@` in a password: everything before the last one is the user part.
+        assert_eq!(redact_url("postgres://svc:p@ss@db/o"), "postgres://svc:***@db/o");
+    }
 
     #[test]
     fn a_saga_step_fetches_each_record_at_once_and_a_follower_gathers() {

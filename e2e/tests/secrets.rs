@@ -1,0 +1,89 @@
+//! Secrets stay out of the logs: a saga run with a database password in
+//! every service's `DATABASE_URL` and bearer tokens on every call, one of
+//! them refused, leaves neither the password nor any token in any log line.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{ensure, Result};
+use omnisaga_e2e::{
+    client::{order_body, wait_for, Client},
+    Broker, Stack, StackOptions, SERVICES,
+};
+
+/// The password every service's database URL carries. The local server
+/// trusts loopback connections, so it is accepted and ignored.
+const PASSWORD: &str = "pw-5ecret-9f3a1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_or_token_is_ever_logged() -> Result<()> {
+    let prefix = omnisaga_e2e::test_db_prefix();
+    let mut options = StackOptions {
+        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
+        db_prefix: prefix.clone(),
+        fresh_databases: true,
+        broker: Broker::for_tests(),
+        topic_prefix: format!("{prefix}."),
+        fixed_ports: false,
+        env: BTreeMap::new(),
+    }
+    .set_env("*", "OUTBOX_POLL_MS", "200");
+    for (service, _) in SERVICES {
+        let url = format!("postgres://omnisaga_{service}:{PASSWORD}@127.0.0.1:5432/{prefix}_{service}");
+        options = options.set_env(service, "DATABASE_URL", &url);
+    }
+    let stack = Stack::start(options).await?;
+    let result = check(&stack).await;
+    stack.finish(result.is_ok()).await?;
+    result
+}
+
+async fn check(stack: &Stack) -> Result<()> {
+    let c = Client::new(stack);
+    let id = c
+        .place(&order_body("SKU-MUG", 1, "tok_visa", "secretive"))
+        .await?;
+    c.wait_status(&id, "SHIPPED", Duration::from_secs(60)).await?;
+    c.wait_message(&id, "shipped", Duration::from_secs(60)).await?;
+    // A refused token is logged as refused, never as itself.
+    let customer = c.customer_token("secretive");
+    let forged = format!("{customer}x");
+    let refused = reqwest::Client::new()
+        .get(format!("{}/v1/orders/{id}", c.order))
+        .bearer_auth(&forged)
+        .send()
+        .await?;
+    ensure!(refused.status() == 401, "a forged token: {}", refused.status());
+    let order_log = stack.log_path("order");
+    wait_for(
+        "the order service to log the refusal",
+        Duration::from_secs(10),
+        || async {
+            let log = std::fs::read_to_string(&order_log)?;
+            Ok(log.contains("unauthorized").then_some(()))
+        },
+    )
+    .await?;
+
+    let secrets = [PASSWORD.to_owned(), customer, forged];
+    // A token's signature part alone must not show either.
+    let signatures: Vec<String> = secrets[1..]
+        .iter()
+        .filter_map(|t| t.rsplit('.').next().map(str::to_owned))
+        .collect();
+    let mut lines = 0;
+    for (service, _) in SERVICES {
+        let log = std::fs::read_to_string(stack.log_path(service))?;
+        ensure!(!log.is_empty(), "{service} logged nothing");
+        for line in log.lines() {
+            lines += 1;
+            for secret in secrets.iter().chain(&signatures) {
+                ensure!(
+                    !line.contains(secret.as_str()),
+                    "{service} logged a secret: {line}"
+                );
+            }
+        }
+    }
+    ensure!(lines > 20, "only {lines} log lines: the check saw too little");
+    Ok(())
+}
