@@ -35,12 +35,15 @@ bench-quick: deps ## the same table in about a minute, numbers not judged
 	cargo build --release --workspace --bins
 	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
 
-lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused dependencies), and a new event type failing to compile until handled
+lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused dependencies), cargo-deny (deny.toml), and a new event type failing to compile until handled
 	@bash infra/scripts/claim-build-dir.sh
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	@command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
 	cargo machete
+	@command -v cargo-deny >/dev/null || cargo install cargo-deny --locked --version 0.20.2
+	cargo deny check --hide-inclusion-graph licenses bans sources
+	@bash infra/scripts/check-advisories.sh
 	@bash infra/scripts/check-new-event.sh
 
 fmt: ## format the code

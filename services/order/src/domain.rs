@@ -11,6 +11,9 @@ use omnisaga_proto::v1::{
 };
 use omnisaga_runtime::aggregate::Decider;
 
+#[cfg(test)]
+mod proptests;
+
 /// What an order's stream holds. Unboxed like the protobuf oneof it
 /// mirrors: an event is built once and moved, so the placement's size costs
 /// nothing worth a box.

@@ -19,6 +19,8 @@ use omnisaga_proto::v1::{
 use omnisaga_runtime::aggregate::Decider;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// What an order's payment stream holds: payment's own events and the facts

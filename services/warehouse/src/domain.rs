@@ -13,6 +13,8 @@ use omnisaga_proto::v1::{
 use omnisaga_runtime::aggregate::Decider;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// What an order's warehouse stream holds: the warehouse's own events and

@@ -136,6 +136,9 @@ pub(super) fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), A
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
