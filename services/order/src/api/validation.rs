@@ -122,16 +122,6 @@ pub(super) fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), A
         "must be an ISO 3166-1 alpha-2 code such as DE",
     );
     p.check(valid_token(&req.payment_method), "payment_method", TOKEN_RULE);
-    if let Some(c) = &req.customer_id {
-        p.check(
-            !c.is_empty()
-                && c.len() <= 64
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
-            "customer_id",
-            "must be 1 to 64 letters, digits, _ or -",
-        );
-    }
     p.into_result()
 }
 

@@ -30,6 +30,7 @@ fn config() -> Config {
         outbox_poll: Duration::from_millis(100),
         group_suffix: String::new(),
         consumer_batch_max: 1,
+        auth: omnisaga_runtime::testing::auth::config(),
     })
 }
 
@@ -176,17 +177,11 @@ fn valid_body() -> impl Strategy<Value = Value> {
                    "postal_code": postal_code, "country": country})
         });
     let channel = prop::sample::select(vec!["mobile", "web", "pos", "marketplace"]);
-    let customer = prop::option::of("[A-Za-z0-9_-]{1,64}");
-    (channel, items, address, "[A-Za-z0-9_-]{1,128}", customer).prop_map(
-        |(channel, items, address, payment_method, customer_id)| {
-            let mut body = json!({"channel": channel, "items": items,
-                                  "shipping_address": address, "payment_method": payment_method});
-            if let Some(c) = customer_id {
-                body["customer_id"] = c.into();
-            }
-            body
-        },
-    )
+    // No customer_id: the customer is the token's subject.
+    (channel, items, address, "[A-Za-z0-9_-]{1,128}").prop_map(|(channel, items, address, payment_method)| {
+        json!({"channel": channel, "items": items,
+               "shipping_address": address, "payment_method": payment_method})
+    })
 }
 
 /// Breaks one field of a valid body; the path validation must name.
