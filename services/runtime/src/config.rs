@@ -70,6 +70,8 @@ pub struct CommonConfig {
     pub consumer_batch_max: usize,
     /// How bearer tokens are checked (`AUTH_JWKS`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
     pub auth: AuthConfig,
+    /// Rate limit, requests at once and deadline of the HTTP API (`HTTP_*`).
+    pub limits: crate::limits::Limits,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -84,8 +86,34 @@ impl std::fmt::Debug for CommonConfig {
             .field("group_suffix", &self.group_suffix)
             .field("consumer_batch_max", &self.consumer_batch_max)
             .field("auth", &self.auth)
+            .field("limits", &self.limits)
             .finish()
     }
+}
+
+/// The HTTP limits: `HTTP_RATE_LIMIT_PER_SECOND` and `HTTP_RATE_LIMIT_BURST`
+/// per client, `HTTP_MAX_CONCURRENT_REQUESTS`, `HTTP_REQUEST_TIMEOUT_MS`.
+fn limits_from_env() -> Result<crate::limits::Limits> {
+    let d = crate::limits::Limits::default();
+    let limits = crate::limits::Limits {
+        rate_per_second: parse_or("HTTP_RATE_LIMIT_PER_SECOND", d.rate_per_second)?,
+        burst: parse_or("HTTP_RATE_LIMIT_BURST", d.burst)?,
+        max_concurrent: parse_or("HTTP_MAX_CONCURRENT_REQUESTS", d.max_concurrent)?,
+        timeout: Duration::from_millis(parse_or("HTTP_REQUEST_TIMEOUT_MS", d.timeout.as_millis() as u64)?),
+    };
+    anyhow::ensure!(
+        limits.rate_per_second > 0.0 && limits.burst >= 1.0,
+        "HTTP_RATE_LIMIT_PER_SECOND must be above 0 and HTTP_RATE_LIMIT_BURST at least 1"
+    );
+    anyhow::ensure!(
+        limits.max_concurrent >= 1,
+        "HTTP_MAX_CONCURRENT_REQUESTS must be at least 1"
+    );
+    anyhow::ensure!(
+        !limits.timeout.is_zero(),
+        "HTTP_REQUEST_TIMEOUT_MS must be above 0"
+    );
+    Ok(limits)
 }
 
 /// `url` with the password of its user part replaced by `***`.
@@ -220,6 +248,7 @@ impl CommonConfig {
             group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
             auth: AuthConfig::from_env()?,
+            limits: limits_from_env()?,
         })
     }
 }

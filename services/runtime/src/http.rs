@@ -164,6 +164,11 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             "unsupported_media_type",
             "Content-Type must be application/json",
         ),
+        JsonRejection::JsonDataError(e) if e.body_text().contains("unknown field") => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+            format!("the body has a field this API does not take: {}", e.body_text()),
+        ),
         JsonRejection::JsonDataError(e) => {
             ApiError::validation(format!("invalid request body: {}", e.body_text()))
         }

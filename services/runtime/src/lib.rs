@@ -16,6 +16,7 @@ pub mod dead_letter;
 pub mod event;
 pub mod http;
 pub mod kafka;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod outbox;

@@ -19,7 +19,7 @@ use crate::{
     consumer::{Applier, Consumer, Handler},
     db,
     dead_letter::{self, Replay},
-    http, kafka, metrics,
+    http, kafka, limits, metrics,
     outbox::{OutboxWaker, Relay},
     progress,
 };
@@ -159,6 +159,10 @@ impl Base {
             .merge(http::health_routes(readiness))
             .merge(metrics::routes(self.pool.clone(), refreshers))
             .fallback(http::not_found)
+            .layer(middleware::from_fn_with_state(
+                limits::Guard::new(self.config.limits),
+                limits::limit,
+            ))
             .layer(middleware::from_fn_with_state(
                 Arc::new(auth::Gate {
                     verifier: self.config.auth.verifier.clone(),

@@ -47,6 +47,7 @@ fn channel_name(c: i32) -> &'static str {
 
 /// One line of `POST /v1/orders`.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ItemRequest {
     pub sku: String,
     pub quantity: i64,
@@ -54,6 +55,7 @@ pub struct ItemRequest {
 
 /// The shipping address of `POST /v1/orders`.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddressDto {
     pub name: String,
     pub line1: String,
@@ -80,7 +82,10 @@ impl AddressDto {
 
 /// The body of `POST /v1/orders`. Its JSON is also what the idempotency
 /// key's request hash is taken over, so its fields and their order stay put.
+/// A field it does not know (a price, a total, a status) is refused
+/// (`unknown_field`): the client does not set what the server decides.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     pub channel: ChannelDto,
     pub items: Vec<ItemRequest>,
@@ -92,6 +97,7 @@ pub struct PlaceOrderRequest {
 
 /// The query of `GET /v1/orders`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -117,6 +123,7 @@ pub struct OrderSummary {
 
 /// The body of `POST /v1/orders/{id}/payment-retry`.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryRequest {
     pub payment_method: String,
 }

@@ -22,7 +22,13 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let common = testing::config("order").await.expect("test configuration");
+    spawn_app_with(|_| {}).await
+}
+
+/// The service with its test settings changed by `change` first.
+pub async fn spawn_app_with(change: impl FnOnce(&mut omnisaga_runtime::config::CommonConfig)) -> TestApp {
+    let mut common = testing::config("order").await.expect("test configuration");
+    change(&mut common);
     let mut config = Config::with_common(common);
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
     let app = App::build(config).await.expect("order service starts");

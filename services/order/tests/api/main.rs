@@ -1,5 +1,6 @@
 //! Service tests of the order API against the real PostgreSQL and broker.
 mod auth;
 mod helpers;
+mod limits;
 mod place_order;
 mod rejects_bad_input;

@@ -27,5 +27,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         group_suffix: String::new(),
         consumer_batch_max: 64,
         auth: super::auth::config(),
+        limits: Default::default(),
     })
 }

@@ -31,6 +31,7 @@ fn config() -> Config {
         group_suffix: String::new(),
         consumer_batch_max: 1,
         auth: omnisaga_runtime::testing::auth::config(),
+        limits: Default::default(),
     })
 }
 
