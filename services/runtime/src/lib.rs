@@ -8,6 +8,7 @@
 //! The runtime never imports a service.
 
 pub mod aggregate;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod consumer;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use omnisaga_auth::Scope;
 
 use crate::{
-    auth,
+    audit, auth,
     config::{CommonConfig, Topics},
     consumer::{Applier, Consumer, Handler},
     db,
@@ -153,6 +153,7 @@ impl Base {
         refreshers.push(progress::lag_refresh(consumers.clone()));
         let admin = dead_letter::routes(self.pool.clone(), replayers)
             .merge(progress::routes(consumers))
+            .merge(audit::routes(self.pool.clone()))
             .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
         let router = api
             .merge(admin)
@@ -163,6 +164,7 @@ impl Base {
                 limits::Guard::new(self.config.limits),
                 limits::limit,
             ))
+            .layer(middleware::from_fn_with_state(self.pool.clone(), audit::record))
             .layer(middleware::from_fn_with_state(
                 Arc::new(auth::Gate {
                     verifier: self.config.auth.verifier.clone(),

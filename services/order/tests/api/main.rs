@@ -1,4 +1,5 @@
 //! Service tests of the order API against the real PostgreSQL and broker.
+mod audit;
 mod auth;
 mod helpers;
 mod limits;

@@ -1,0 +1,101 @@
+//! The audit log: who changed what, when and how it ended, with personal
+//! data redacted, in an append-only table operators read over the API.
+
+use omnisaga_runtime::testing;
+use serde_json::Value;
+
+use crate::helpers::{order_body, spawn_app, CUSTOMER};
+
+#[tokio::test]
+async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kept() {
+    let app = spawn_app().await;
+    let resp = app.post_order(Some("k-audit"), &order_body()).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let intruder = app.as_caller(&testing::auth::customer_token("cust-2"));
+    let refused = intruder
+        .post(format!("{}/v1/orders/{id}/cancel", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let request_id = refused.headers()["x-request-id"].to_str().unwrap().to_owned();
+    app.http
+        .get(format!("{}/v1/orders/{id}", app.url))
+        .send()
+        .await
+        .unwrap();
+
+    let operator = app.as_caller(&testing::auth::admin_token());
+    let page: Value = operator
+        .get(format!("{}/v1/admin/audit", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    testing::openapi::check_response("order", "get", "/v1/admin/audit", 200, &page).unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "the two writes, not the read: {page}");
+    let (cancel, place) = (&items[0], &items[1]);
+    assert_eq!(place["subject"], CUSTOMER);
+    assert_eq!(place["scopes"], "orders:read orders:write");
+    assert_eq!(
+        (place["method"].as_str(), place["route"].as_str()),
+        (Some("POST"), Some("/v1/orders"))
+    );
+    assert_eq!(
+        (place["status"].as_i64(), place["outcome"].as_str()),
+        (Some(201), Some("ok"))
+    );
+    let payload = place["payload"].to_string();
+    assert!(
+        !payload.contains("Ada Lovelace") && !payload.contains("tok_visa"),
+        "{payload}"
+    );
+    assert_eq!(place["payload"]["shipping_address"]["city"], "Berlin");
+    assert_eq!(cancel["subject"], "cust-2");
+    assert_eq!(cancel["route"], "/v1/orders/{id}/cancel");
+    assert_eq!(
+        (cancel["status"].as_i64(), cancel["outcome"].as_str()),
+        (Some(404), Some("not_found"))
+    );
+    assert_eq!(cancel["request_id"], request_id.as_str());
+
+    let theirs: Value = operator
+        .get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["items"].as_array().unwrap().len(), 1);
+    assert_eq!(theirs["next_cursor"], Value::Null);
+    let customer = app
+        .http
+        .get(format!("{}/v1/admin/audit", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(customer.status(), 403, "customers do not read the audit log");
+
+    // Append-only, even for the service's own role.
+    for change in [
+        "UPDATE audit_log SET outcome = 'ok'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let refused = sqlx::query(change).execute(&app.pool).await;
+        assert!(refused.is_err(), "{change} went through");
+    }
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 2);
+}

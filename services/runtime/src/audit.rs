@@ -1,0 +1,257 @@
+//! The audit log: every state-changing call (POST, PUT, PATCH, DELETE) of
+//! every service, with who made it (the token's subject and scopes), what
+//! (method, route, path, the body with personal data and secrets redacted),
+//! when, its request id and how it ended (`ok` or the error code), in the
+//! append-only `audit_log` table (migrations/0003_audit.sql). Operators read
+//! it with `GET /v1/admin/audit`.
+
+use axum::{
+    body::{to_bytes, Body},
+    extract::{MatchedPath, Query, Request, State},
+    http::{Method, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use chrono::{DateTime, Utc};
+use omnisaga_auth::Principal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::{PgPool, Row};
+
+use crate::http::{ApiError, RequestId};
+
+static AUDIT_FAILURES: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "omnisaga_audit_failures_total",
+        "State-changing calls the audit log could not record",
+        &[],
+    )
+});
+
+/// Largest body read for the log: beyond it the call is refused (no route
+/// takes more; the order API takes 64 KiB).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Keys whose values never reach the log: personal data and secrets.
+const REDACTED: [&str; 12] = [
+    "payment_method",
+    "name",
+    "line1",
+    "line2",
+    "postal_code",
+    "email",
+    "phone",
+    "token",
+    "password",
+    "secret",
+    "authorization",
+    "customer_id",
+];
+
+/// Middleware, after authentication: records each state-changing call once
+/// it is answered.
+pub async fn record(State(pool): State<PgPool>, req: Request, next: Next) -> Response {
+    if !matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        return next.run(req).await;
+    }
+    let Some(principal) = req.extensions().get::<Principal>().cloned() else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is too large",
+        )
+        .into_response();
+    };
+    let entry = Entry {
+        subject: principal.subject.clone(),
+        scopes: principal
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        method: parts.method.to_string(),
+        route: parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str)
+            .to_owned(),
+        path: parts.uri.path().to_owned(),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default(),
+        payload: redacted(&bytes),
+    };
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let outcome = resp.extensions().get::<ApiError>().map_or("ok", |e| e.code);
+    if let Err(e) = entry.insert(&pool, resp.status().as_u16(), outcome).await {
+        AUDIT_FAILURES.with_label_values::<&str>(&[]).inc();
+        tracing::error!(error = %e, route = %entry.route, "the audit log could not record a call");
+    }
+    resp
+}
+
+/// One call, before its answer.
+struct Entry {
+    subject: String,
+    scopes: String,
+    method: String,
+    route: String,
+    path: String,
+    request_id: String,
+    payload: Option<Value>,
+}
+
+impl Entry {
+    async fn insert(&self, pool: &PgPool, status: u16, outcome: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO audit_log (subject, scopes, method, route, path, request_id, status, outcome, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&self.subject)
+        .bind(&self.scopes)
+        .bind(&self.method)
+        .bind(&self.route)
+        .bind(&self.path)
+        .bind(&self.request_id)
+        .bind(i32::from(status))
+        .bind(outcome)
+        .bind(&self.payload)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The body as the log keeps it: JSON with [`REDACTED`] values replaced
+/// by `"***"`; of anything else only its size; nothing for no body.
+fn redacted(body: &[u8]) -> Option<Value> {
+    if body.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut v) => {
+            redact(&mut v);
+            Some(v)
+        }
+        Err(_) => Some(json!({ "unparsed_bytes": body.len() })),
+    }
+}
+
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if REDACTED.contains(&key.to_ascii_lowercase().as_str()) {
+                    *value = Value::String("***".into());
+                } else {
+                    redact(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `GET /v1/admin/audit` (operators'; the service adds the scope check).
+pub fn routes(pool: PgPool) -> Router {
+    Router::new().route("/v1/admin/audit", get(list)).with_state(pool)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    subject: Option<String>,
+    method: Option<String>,
+    route: Option<String>,
+    outcome: Option<String>,
+    since: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    /// The previous page's `next_cursor`: entries older than it.
+    cursor: Option<i64>,
+}
+
+/// Entries newest first, filtered, a page at a time.
+async fn list(State(pool): State<PgPool>, Query(q): Query<AuditQuery>) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::validation("limit must be between 1 and 500"));
+    }
+    let rows = sqlx::query(
+        "SELECT id, at, subject, scopes, method, route, path, request_id, status, outcome, payload
+         FROM audit_log
+         WHERE ($1::text IS NULL OR subject = $1) AND ($2::text IS NULL OR method = $2)
+           AND ($3::text IS NULL OR route = $3) AND ($4::text IS NULL OR outcome = $4)
+           AND ($5::timestamptz IS NULL OR at >= $5) AND ($6::bigint IS NULL OR id < $6)
+         ORDER BY id DESC LIMIT $7",
+    )
+    .bind(&q.subject)
+    .bind(q.method.as_deref().map(str::to_ascii_uppercase))
+    .bind(&q.route)
+    .bind(&q.outcome)
+    .bind(q.since)
+    .bind(q.cursor)
+    .bind(limit + 1)
+    .fetch_all(&pool)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let items: Vec<Value> = rows
+        .iter()
+        .take(limit as usize)
+        .map(|r| {
+            json!({
+                "id": r.get::<i64, _>("id"),
+                "at": r.get::<DateTime<Utc>, _>("at"),
+                "subject": r.get::<String, _>("subject"),
+                "scopes": r.get::<String, _>("scopes"),
+                "method": r.get::<String, _>("method"),
+                "route": r.get::<String, _>("route"),
+                "path": r.get::<String, _>("path"),
+                "request_id": r.get::<String, _>("request_id"),
+                "status": r.get::<i32, _>("status"),
+                "outcome": r.get::<String, _>("outcome"),
+                "payload": r.get::<Option<Value>, _>("payload"),
+            })
+        })
+        .collect();
+    let next_cursor = more.then(|| items.last().map(|i| i["id"].clone())).flatten();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_data_and_secrets_are_redacted_everywhere_in_a_body() {
+        let body = json!({
+            "channel": "mobile",
+            "items": [{"sku": "SKU-MUG", "quantity": 2}],
+            "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+            "payment_method": "tok_visa",
+            "nested": [{"Token": "abc"}],
+        });
+        let kept = redacted(body.to_string().as_bytes()).unwrap();
+        assert_eq!(kept["shipping_address"]["name"], "***");
+        assert_eq!(kept["shipping_address"]["line1"], "***");
+        assert_eq!(kept["shipping_address"]["postal_code"], "***");
+        assert_eq!(kept["shipping_address"]["city"], "Berlin");
+        assert_eq!(kept["payment_method"], "***");
+        assert_eq!(kept["nested"][0]["Token"], "***");
+        assert_eq!(kept["items"], body["items"]);
+        assert_eq!(redacted(b"not json"), Some(json!({"unparsed_bytes": 8})));
+        assert_eq!(redacted(b""), None);
+    }
+}
