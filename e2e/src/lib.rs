@@ -93,6 +93,31 @@ pub struct StackOptions {
 }
 
 impl StackOptions {
+    /// A throwaway test stack: its files in the temporary directory, fresh
+    /// databases and topics under a new [`test_db_prefix`], the run's broker
+    /// ([`Broker::for_tests`]), free ports, and the relay's fallback poll at
+    /// 200 ms. `Stack::finish` drops it all when its test passed.
+    pub fn for_test() -> Self {
+        let prefix = test_db_prefix();
+        Self {
+            dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
+            db_prefix: prefix.clone(),
+            fresh_databases: true,
+            broker: Broker::for_tests(),
+            topic_prefix: format!("{prefix}."),
+            fixed_ports: false,
+            env: BTreeMap::new(),
+        }
+        .set_env("*", "OUTBOX_POLL_MS", "200")
+    }
+
+    /// The warehouse picks, packs and ships in these many milliseconds.
+    pub fn warehouse_ms(self, pick: u32, pack: u32, ship: u32) -> Self {
+        self.set_env("warehouse", "WAREHOUSE_PICK_MS", &pick.to_string())
+            .set_env("warehouse", "WAREHOUSE_PACK_MS", &pack.to_string())
+            .set_env("warehouse", "WAREHOUSE_SHIP_MS", &ship.to_string())
+    }
+
     /// Adds an environment variable for `service` ("*" for all).
     pub fn set_env(mut self, service: &str, key: &str, value: &str) -> Self {
         self.env

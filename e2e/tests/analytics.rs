@@ -3,12 +3,12 @@
 //! against the analytics database and a screenshot kept as a test artefact,
 //! and the analysts' read-only database role.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use anyhow::{bail, ensure, Context, Result};
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    Broker, Stack, StackOptions, ANALYST,
+    Stack, StackOptions, ANALYST,
 };
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::process::Command;
@@ -18,21 +18,7 @@ const ORDERS: usize = 6;
 const DECLINED: usize = 2;
 
 async fn start_stack() -> Result<Stack> {
-    let prefix = omnisaga_e2e::test_db_prefix();
-    let options = StackOptions {
-        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
-        broker: Broker::for_tests(),
-        topic_prefix: format!("{prefix}."),
-        fixed_ports: false,
-        env: BTreeMap::new(),
-    }
-    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
-    .set_env("warehouse", "WAREHOUSE_PACK_MS", "10")
-    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
-    .set_env("*", "OUTBOX_POLL_MS", "200");
-    Stack::start(options).await
+    Stack::start(StackOptions::for_test().warehouse_ms(20, 10, 20)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,13 +3,13 @@
 //! one order as every service sees it, replays a parked key, and says
 //! clearly, with a non-zero exit, what it cannot do. One stack for all of it.
 
-use std::{collections::BTreeMap, process::Output, time::Duration};
+use std::{process::Output, time::Duration};
 
 use anyhow::{ensure, Context, Result};
 use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    Broker, Stack, StackOptions,
+    Stack, StackOptions,
 };
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderPlaced, PaymentRetryRequested};
 use omnisaga_runtime::catalog::catalog;
@@ -18,21 +18,7 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn start_stack() -> Result<Stack> {
-    let prefix = omnisaga_e2e::test_db_prefix();
-    let options = StackOptions {
-        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
-        broker: Broker::for_tests(),
-        topic_prefix: format!("{prefix}."),
-        fixed_ports: false,
-        env: BTreeMap::new(),
-    }
-    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
-    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
-    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
-    .set_env("*", "OUTBOX_POLL_MS", "200");
-    Stack::start(options).await
+    Stack::start(StackOptions::for_test().warehouse_ms(20, 0, 20)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,6 +111,36 @@ async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> 
     )
     .await?;
     ensure!(!refused.status.success(), "an unknown scope is refused");
+
+    // A key of one's own makes tokens this stack does not take.
+    let own_dir = std::env::temp_dir().join(format!("omnisaga-keygen-{}", uuid::Uuid::new_v4().simple()));
+    let own = own_dir.to_str().context("a UTF-8 path")?;
+    let made = omnisaga(stack, &["token", "keygen", "--dir", own]).await?;
+    ensure!(
+        made.status.success() && own_dir.join("jwks.json").exists(),
+        "keygen made no JWKS"
+    );
+    let out = omnisaga(
+        stack,
+        &[
+            "token",
+            "mint",
+            "--sub",
+            "cli",
+            "--scope",
+            "admin",
+            "--key-dir",
+            own,
+        ],
+    )
+    .await?;
+    let foreign = String::from_utf8(out.stdout)?.trim().to_owned();
+    let resp = omnisaga_e2e::client_with(&foreign)
+        .get(format!("{}/v1/orders/{cli_order}", stack.url("order")))
+        .send()
+        .await?;
+    ensure!(resp.status() == 401, "a token of another key: {}", resp.status());
+    std::fs::remove_dir_all(&own_dir)?;
     Ok(())
 }
 

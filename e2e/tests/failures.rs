@@ -3,37 +3,25 @@
 //! customer cancel, the payment service down, and the warehouse killed in
 //! the middle of a backlog. Each compensation must show as an event.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    Broker, Stack, StackOptions,
+    Stack, StackOptions,
 };
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn start_stack() -> Result<Stack> {
-    let prefix = omnisaga_e2e::test_db_prefix();
-    let options = StackOptions {
-        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
-        broker: Broker::for_tests(),
-        topic_prefix: format!("{prefix}."),
-        fixed_ports: false,
-        env: BTreeMap::new(),
-    }
-    .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "3000")
-    .set_env("order", "ORDER_PAYMENT_DELAY_NOTICE_MS", "1500")
-    .set_env("order", "ORDER_DEADLINE_TICK_MS", "100")
-    .set_env("warehouse", "WAREHOUSE_PICKERS", "2")
-    .set_env("warehouse", "WAREHOUSE_PICK_MS", "100")
-    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
-    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
-    .set_env("*", "OUTBOX_POLL_MS", "200");
+    let options = StackOptions::for_test()
+        .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "3000")
+        .set_env("order", "ORDER_PAYMENT_DELAY_NOTICE_MS", "1500")
+        .set_env("order", "ORDER_DEADLINE_TICK_MS", "100")
+        .set_env("warehouse", "WAREHOUSE_PICKERS", "2")
+        .warehouse_ms(100, 0, 20);
     Stack::start(options).await
 }
 

@@ -6,24 +6,12 @@
 //! to the analytics database only, and no role holds a power beyond its
 //! grants (superuser, creating databases or roles, bypassing row security).
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, ensure, Context, Result};
-use omnisaga_e2e::{Broker, Stack, StackOptions, ANALYST, SERVICES};
+use omnisaga_e2e::{Stack, StackOptions, ANALYST, SERVICES};
 use sqlx::{Connection, PgConnection};
 
 async fn start_stack() -> Result<Stack> {
-    let prefix = omnisaga_e2e::test_db_prefix();
-    let options = StackOptions {
-        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
-        broker: Broker::for_tests(),
-        topic_prefix: format!("{prefix}."),
-        fixed_ports: false,
-        env: BTreeMap::new(),
-    };
-    Stack::start(options).await
+    Stack::start(StackOptions::for_test()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! through the broker outage, refused with 503 while the database is down,
 //! readiness reports both, services retry without crashing, nothing is lost.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use omnisaga_e2e::{
@@ -17,21 +17,14 @@ const WAIT: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_complete_across_a_broker_restart_and_dropped_database_connections() -> Result<()> {
-    let prefix = omnisaga_e2e::test_db_prefix();
     let options = StackOptions {
-        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
         // Its own broker, not the run's shared one: this test kills it.
         broker: Broker::Own,
         topic_prefix: "omnisaga.".into(),
-        fixed_ports: false,
-        env: BTreeMap::new(),
+        ..StackOptions::for_test()
     }
-    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
-    .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
-    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
-    .set_env("*", "OUTBOX_POLL_MS", "200");
+    .warehouse_ms(20, 0, 20);
+    let prefix = options.db_prefix.clone();
     let mut stack = Stack::start(options).await?;
     let result = run(&mut stack, &prefix).await;
     stack.finish(result.is_ok()).await?;

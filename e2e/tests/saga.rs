@@ -9,29 +9,14 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
     traces::{stray_traces, trace_problems, Catalog},
-    Broker, Stack, StackOptions,
+    Stack, StackOptions,
 };
 use serde_json::{json, Value};
 
 const ORDERS: usize = 50;
 
 async fn start_stack() -> Result<Stack> {
-    let prefix = omnisaga_e2e::test_db_prefix();
-    let dir = std::env::temp_dir().join(format!("omnisaga-{prefix}"));
-    let options = StackOptions {
-        dir,
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
-        broker: Broker::for_tests(),
-        topic_prefix: format!("{prefix}."),
-        fixed_ports: false,
-        env: BTreeMap::new(),
-    }
-    .set_env("warehouse", "WAREHOUSE_PICK_MS", "20")
-    .set_env("warehouse", "WAREHOUSE_PACK_MS", "10")
-    .set_env("warehouse", "WAREHOUSE_SHIP_MS", "20")
-    .set_env("*", "OUTBOX_POLL_MS", "200");
-    Stack::start(options).await
+    Stack::start(StackOptions::for_test().warehouse_ms(20, 10, 20)).await
 }
 
 fn order_body(i: usize) -> Value {

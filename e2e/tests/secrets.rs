@@ -2,12 +2,12 @@
 //! every service's `DATABASE_URL` and bearer tokens on every call, one of
 //! them refused, leaves neither the password nor any token in any log line.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    Broker, Stack, StackOptions, SERVICES,
+    Stack, StackOptions, SERVICES,
 };
 
 /// The password every service's database URL carries. The local server
@@ -16,17 +16,8 @@ const PASSWORD: &str = "pw-5ecret-9f3a1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_or_token_is_ever_logged() -> Result<()> {
-    let prefix = omnisaga_e2e::test_db_prefix();
-    let mut options = StackOptions {
-        dir: std::env::temp_dir().join(format!("omnisaga-{prefix}")),
-        db_prefix: prefix.clone(),
-        fresh_databases: true,
-        broker: Broker::for_tests(),
-        topic_prefix: format!("{prefix}."),
-        fixed_ports: false,
-        env: BTreeMap::new(),
-    }
-    .set_env("*", "OUTBOX_POLL_MS", "200");
+    let mut options = StackOptions::for_test();
+    let prefix = options.db_prefix.clone();
     for (service, _) in SERVICES {
         let url = format!("postgres://omnisaga_{service}:{PASSWORD}@127.0.0.1:5432/{prefix}_{service}");
         options = options.set_env(service, "DATABASE_URL", &url);

@@ -77,6 +77,20 @@ pub enum TokenCommand {
   omnisaga token mint --sub customer-7 --scope orders:read --scope orders:write
   curl -H \"Authorization: Bearer $(omnisaga token mint --sub ops --scope admin)\" $PAYMENT_URL/v1/admin/provider")]
     Mint(MintArgs),
+    /// Create a local signing key and its JWKS in a directory (kept if there is one).
+    ///
+    /// For a deployment without an identity provider (docker compose): the
+    /// services verify against DIR/jwks.json; `token mint --key-dir DIR` signs.
+    #[command(after_help = "Example:
+  omnisaga token keygen --dir infra/compose/auth")]
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Where to keep signing-key.pem (owner-only) and jwks.json.
+    #[arg(long, value_name = "DIR")]
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq(command) => dlq::run(command, &settings, json).await,
         Command::Token(TokenCommand::Mint(args)) => token::mint(args),
+        Command::Token(TokenCommand::Keygen(args)) => token::keygen(args),
     }
 }
 

@@ -1,12 +1,13 @@
 //! `omnisaga token mint`: a bearer token signed with the local key, the one
-//! `make run` creates and its services verify against.
+//! `make run` creates and its services verify against; `omnisaga token
+//! keygen`: such a key for a deployment without an identity provider.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use omnisaga_auth::Signer;
 
-use crate::cli::MintArgs;
+use crate::cli::{KeygenArgs, MintArgs};
 
 pub fn mint(args: &MintArgs) -> Result<()> {
     if !args.key_dir.join("signing-key.pem").exists() {
@@ -20,6 +21,18 @@ pub fn mint(args: &MintArgs) -> Result<()> {
     println!(
         "{}",
         signer.mint(&args.sub, &args.scopes, Duration::from_secs(args.ttl))
+    );
+    Ok(())
+}
+
+pub fn keygen(args: &KeygenArgs) -> Result<()> {
+    let signer = Signer::load_or_create(&args.dir)
+        .with_context(|| format!("Failed to create a key in {}", args.dir.display()))?;
+    println!("{}", args.dir.join("jwks.json").display());
+    eprintln!(
+        "key {} in {}; point AUTH_JWKS_FILE at the path above",
+        signer.kid(),
+        args.dir.display()
     );
     Ok(())
 }
