@@ -72,6 +72,8 @@ pub struct CommonConfig {
     pub auth: AuthConfig,
     /// Rate limit, requests at once and deadline of the HTTP API (`HTTP_*`).
     pub limits: crate::limits::Limits,
+    /// HTTPS instead of HTTP (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -87,6 +89,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("consumer_batch_max", &self.consumer_batch_max)
             .field("auth", &self.auth)
             .field("limits", &self.limits)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -249,6 +252,7 @@ impl CommonConfig {
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
+            tls: crate::tls::TlsFiles::from_env()?,
         })
     }
 }

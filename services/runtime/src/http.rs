@@ -331,14 +331,25 @@ async fn readyz(State(r): State<Readiness>) -> Response {
     }
 }
 
-/// Serves `router` until `shutdown`, finishing in-flight requests.
+/// Serves `router` until `shutdown`, finishing in-flight requests; over
+/// TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    match tls {
+        Some(acceptor) => {
+            axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await?
+        }
+    }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod work;
 
 pub use event::{EventMeta, TraceContext};

@@ -178,7 +178,13 @@ impl Base {
         let work = shutdown.child_token();
         let relay_token = CancellationToken::new();
         let mut set = tokio::task::JoinSet::new();
-        set.spawn(http::serve(listener, router, work.clone()));
+        let tls = self
+            .config
+            .tls
+            .as_ref()
+            .map(|files| files.acceptor())
+            .transpose()?;
+        set.spawn(http::serve(listener, tls, router, work.clone()));
         for task in tasks {
             set.spawn(task(work.clone()));
         }

@@ -24,7 +24,13 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let config = testing::config("analytics").await.expect("test configuration");
+    spawn_app_with(|_| {}).await
+}
+
+/// The service with its test settings changed by `change` first.
+pub async fn spawn_app_with(change: impl FnOnce(&mut omnisaga_runtime::config::CommonConfig)) -> TestApp {
+    let mut config = testing::config("analytics").await.expect("test configuration");
+    change(&mut config);
     let kafka = config.kafka.clone();
     let db = PgPool::connect(&config.database_url)
         .await

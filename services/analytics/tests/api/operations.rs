@@ -61,3 +61,55 @@ async fn an_unknown_route_gets_the_error_envelope_with_the_request_id() {
         json!({"code": "not_found", "message": "no such route", "request_id": "test-request"})
     );
 }
+
+/// A self-signed certificate for localhost in `dir`: (cert.pem, key.pem, the certificate).
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, rcgen::Certificate) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key, made.cert)
+}
+
+#[tokio::test]
+async fn with_a_certificate_configured_the_service_speaks_https_and_only_https() {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+    let dir = std::env::temp_dir().join(format!("omnisaga-tls-{}", uuid::Uuid::new_v4().simple()));
+    let (cert, key, certificate) = certificate(&dir);
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.tls = Some(omnisaga_runtime::tls::TlsFiles { cert, key });
+    })
+    .await;
+    let addr = app.url.trim_start_matches("http://").to_owned();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("a TLS handshake with the test's certificate");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#"{"status":"ok"}"#), "{answer}");
+
+    let plain = reqwest::get(format!("http://{addr}/healthz")).await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -28,5 +28,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         consumer_batch_max: 64,
         auth: super::auth::config(),
         limits: Default::default(),
+        tls: None,
     })
 }

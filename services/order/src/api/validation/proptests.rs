@@ -32,6 +32,7 @@ fn config() -> Config {
         consumer_batch_max: 1,
         auth: omnisaga_runtime::testing::auth::config(),
         limits: Default::default(),
+        tls: None,
     })
 }
 
