@@ -15,6 +15,8 @@ pub mod consumer;
 pub mod db;
 pub mod dead_letter;
 pub mod event;
+#[cfg(test)]
+mod hostile;
 pub mod http;
 pub mod kafka;
 pub mod limits;
