@@ -110,6 +110,11 @@ impl Stack {
                 "WAREHOUSE_TOKEN",
                 self.token("order-service", &[Scope::StockRead]),
             )
+            .env("ORDER_URL", format!("http://127.0.0.1:{}", self.ports["order"]))
+            .env(
+                "PAYMENT_ORDER_TOKEN",
+                self.token("payment-service", &[Scope::PaymentMethodsRead]),
+            )
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otlp_endpoint)
             .env("OTEL_SERVICE_NAME", name)
             .env("OTEL_BSP_SCHEDULE_DELAY", "500")

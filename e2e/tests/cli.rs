@@ -35,6 +35,7 @@ async fn run(stack: &Stack) -> Result<()> {
     c.wait_status(&id, "SHIPPED", WAIT).await?;
     c.wait_message(&id, "shipped", WAIT).await?;
 
+    no_topic_carries_personal_data(stack).await?;
     events_tail_decodes_the_orders_events_with_their_trace(stack, &id).await?;
     events_tail_follows_new_records_from_a_time(stack, &c).await?;
     events_tail_keeps_a_record_that_does_not_decode(stack).await?;
@@ -141,6 +142,34 @@ async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> 
         .await?;
     ensure!(resp.status() == 401, "a token of another key: {}", resp.status());
     std::fs::remove_dir_all(&own_dir)?;
+    Ok(())
+}
+
+/// Every record of every topic analysts may read, decoded after a whole
+/// saga (before this test writes records of its own): no name, street,
+/// city, full postal code or payment token of the customer; the country
+/// and the postal area stay.
+async fn no_topic_carries_personal_data(stack: &Stack) -> Result<()> {
+    let topics = ["orders", "payments", "warehouse", "notifications"];
+    let mut args = vec!["events", "tail"];
+    args.extend(topics);
+    args.extend(["--from-beginning", "--json"]);
+    let records = tail(stack, &args).await?;
+    let placed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["envelope"]["event_type"] == "OrderPlaced")
+        .collect();
+    ensure!(!placed.is_empty(), "no OrderPlaced read: {records:?}");
+    let all = serde_json::to_string(&records)?;
+    // What the client's order body holds (`client::order_body`).
+    for personal in ["Test Customer", "1 Main St", "Berlin", "10115", "tok_visa"] {
+        ensure!(!all.contains(personal), "{personal:?} is on a topic: {all}");
+    }
+    let address = &placed[0]["envelope"]["order_placed"]["shipping_address"];
+    ensure!(
+        address["country"] == "DE" && address["postal_code"] == "10",
+        "the country and postal area stay: {address}"
+    );
     Ok(())
 }
 

@@ -13,16 +13,20 @@ pub enum Scope {
     AnalyticsRead,
     /// Services: read stock levels (the order service's catalog does).
     StockRead,
+    /// Services: read an order's payment method (the payment service does;
+    /// the topics do not carry it).
+    PaymentMethodsRead,
     /// Operators: every admin and service endpoint, every order.
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::OrdersRead,
         Scope::OrdersWrite,
         Scope::AnalyticsRead,
         Scope::StockRead,
+        Scope::PaymentMethodsRead,
         Scope::Admin,
     ];
 
@@ -32,6 +36,7 @@ impl Scope {
             Scope::OrdersWrite => "orders:write",
             Scope::AnalyticsRead => "analytics:read",
             Scope::StockRead => "stock:read",
+            Scope::PaymentMethodsRead => "payment-methods:read",
             Scope::Admin => "admin",
         }
     }

@@ -7,7 +7,7 @@
 //! Both mappings name every payload type: a new one in `omnisaga.v1` does
 //! not compile here until it is decided whether the order keeps it.
 
-use omnisaga_proto::v1::envelope::Payload;
+use omnisaga_proto::v1::{envelope::Payload, Address, Envelope};
 use omnisaga_runtime::aggregate::{Aggregate, Wire};
 
 use crate::domain::{Event, OrderAggregate};
@@ -33,7 +33,41 @@ impl Aggregate for OrderAggregate {
             Wire::Fact
         }
     }
+
+    fn public(envelope: &Envelope) -> Envelope {
+        let mut public = envelope.clone();
+        if let Some(payload) = public.payload.as_mut() {
+            without_personal_data(payload);
+        }
+        public
+    }
 }
+
+/// What the orders topic, which every service and analyst reads, may not
+/// carry goes: the payment token (payment asks the order service for it,
+/// `GET /v1/internal/orders/{id}/payment-methods/{attempt}`) and the
+/// shipping address but its country and postal area (the first two
+/// characters of the postal code). The customer id stays. The order's own
+/// stream keeps everything.
+pub fn without_personal_data(payload: &mut Payload) {
+    match payload {
+        Payload::OrderPlaced(placed) => {
+            placed.payment_method_token.clear();
+            if let Some(address) = placed.shipping_address.as_mut() {
+                *address = Address {
+                    country: std::mem::take(&mut address.country),
+                    postal_code: address.postal_code.chars().take(POSTAL_AREA).collect(),
+                    ..Address::default()
+                };
+            }
+        }
+        Payload::PaymentRetryRequested(retry) => retry.payment_method_token.clear(),
+        _ => {}
+    }
+}
+
+/// Characters of a postal code the topics carry: its area.
+const POSTAL_AREA: usize = 2;
 
 /// The order event `payload` is, if the order keeps it.
 pub fn event(payload: &Payload) -> Option<Event> {

@@ -14,6 +14,7 @@ pub struct App {
     listener: TcpListener,
     pub provider: Arc<Provider>,
     callers: usize,
+    orders: crate::orders::OrderService,
 }
 
 impl App {
@@ -25,6 +26,7 @@ impl App {
             listener,
             provider: Arc::new(Provider::new(config.provider)),
             callers: config.provider_callers,
+            orders: config.orders.clone(),
         })
     }
 
@@ -43,6 +45,7 @@ impl App {
             waker: self.base.waker.clone(),
             provider: self.provider.clone(),
             payments_topic: topics.payments.clone(),
+            orders: self.orders.clone(),
         };
         for _ in 0..self.callers {
             let c = callers.clone();

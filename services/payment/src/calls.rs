@@ -31,6 +31,7 @@ use tracing::Instrument;
 use crate::{
     domain::{self, Command, PaymentAggregate, ProviderAnswer, Request},
     handlers::OUTCOMES,
+    orders::OrderService,
     provider::{Outcome, Provider},
     store::{self, Action, Call},
 };
@@ -45,6 +46,9 @@ pub struct ProviderCalls {
     pub waker: OutboxWaker,
     pub provider: Arc<Provider>,
     pub payments_topic: String,
+    /// Asked for the payment token when the event that queued the call
+    /// carried none (the topics do not).
+    pub orders: OrderService,
 }
 
 impl ProviderCalls {
@@ -145,7 +149,12 @@ impl ProviderCalls {
             tracing::debug!(reason = %refusal, "attempt not made");
             return Ok(false);
         }
-        let answer = match self.provider.authorize(&call.payment_id, token).await {
+        let token = match (token, &request) {
+            ("", Request::Placed { .. }) => self.orders.payment_method(call.order_id, 1).await?,
+            ("", Request::Retry { attempt }) => self.orders.payment_method(call.order_id, *attempt).await?,
+            (token, _) => token.to_owned(),
+        };
+        let answer = match self.provider.authorize(&call.payment_id, &token).await {
             Outcome::Approved => ProviderAnswer::Approved,
             Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
             Outcome::Unavailable => ProviderAnswer::Unavailable,

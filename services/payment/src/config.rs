@@ -7,13 +7,18 @@
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
 //! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |
 //! | `PAYMENT_PROVIDER_CALLERS` | `4` | provider calls made at once (each a worker with its own transaction) |
+//! | `ORDER_URL` | `http://127.0.0.1:8080` | where the payment token of an attempt is asked for (the topics do not carry it) |
+//! | `PAYMENT_ORDER_TOKEN` | unset | payment's `payment-methods:read` token for that; a secret, so usually `PAYMENT_ORDER_TOKEN_FILE` |
 
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use omnisaga_runtime::config::{parse_or, CommonConfig};
+use omnisaga_runtime::config::{parse_or, var, CommonConfig};
 
-use crate::provider::ProviderConfig;
+use crate::{orders::OrderService, provider::ProviderConfig};
+
+/// The order service's local address.
+const ORDER_URL: &str = "http://127.0.0.1:8080";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +26,8 @@ pub struct Config {
     pub provider: ProviderConfig,
     /// Provider calls made at once (`PAYMENT_PROVIDER_CALLERS`).
     pub provider_callers: usize,
+    /// Where payment tokens come from (`ORDER_URL`, `PAYMENT_ORDER_TOKEN`).
+    pub orders: OrderService,
 }
 
 /// Provider calls made at once by default: enough to keep a provider with
@@ -51,6 +58,10 @@ impl Config {
             common: CommonConfig::from_env("payment", 8081)?,
             provider,
             provider_callers,
+            orders: OrderService::new(
+                var("ORDER_URL").unwrap_or_else(|| ORDER_URL.into()),
+                var("PAYMENT_ORDER_TOKEN"),
+            ),
         })
     }
 
@@ -59,6 +70,7 @@ impl Config {
             common,
             provider: ProviderConfig::default(),
             provider_callers: PROVIDER_CALLERS,
+            orders: OrderService::new(ORDER_URL.into(), None),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod calls;
 pub mod config;
 pub mod domain;
 pub mod handlers;
+pub mod orders;
 pub mod provider;
 pub mod store;
 pub mod wire;

@@ -9,6 +9,7 @@ use chrono::Utc;
 use omnisaga_payment::{
     calls::ProviderCalls,
     handlers::OrderEvents,
+    orders::OrderService,
     provider::{Provider, ProviderConfig},
 };
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderCancelled, OrderPlaced, StockReleased};
@@ -48,6 +49,8 @@ impl Payment {
                 waker: OutboxWaker::default(),
                 provider: provider.clone(),
                 payments_topic: PAYMENTS.into(),
+                // The events here carry their token: the order service is never asked.
+                orders: OrderService::new("http://127.0.0.1:9".into(), None),
             },
             pool,
             provider,

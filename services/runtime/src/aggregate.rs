@@ -15,7 +15,7 @@
 //! ([`Wire::Fact`], e.g. payment's record of `OrderCancelled`) is stored as
 //! the envelope it came in, the command's `cause`, never re-wrapped.
 
-use std::{collections::HashSet, fmt::Debug, marker::PhantomData};
+use std::{fmt::Debug, marker::PhantomData};
 
 use chrono::Utc;
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
@@ -62,6 +62,12 @@ pub trait Aggregate: Decider {
     fn from_wire(payload: &Payload) -> Option<Self::Event>;
     /// How `event` is written.
     fn to_wire(event: &Self::Event) -> Wire;
+    /// The envelope as it goes on the topic, which every consumer and
+    /// analyst reads: the stored one by default; an aggregate whose events
+    /// hold personal data leaves it out here (the stream keeps it).
+    fn public(envelope: &Envelope) -> Envelope {
+        envelope.clone()
+    }
 }
 
 /// A stream as loaded: its events, their fold and its version.
@@ -91,7 +97,8 @@ pub struct Executed<A: Aggregate> {
     pub state: A::State,
     /// The events decided, in order.
     pub events: Vec<A::Event>,
-    /// The aggregate's own envelopes that went to the outbox, in order.
+    /// The aggregate's own envelopes that went to the outbox, in order, as
+    /// they went ([`Aggregate::public`]).
     pub published: Vec<Envelope>,
     /// Every envelope appended (one per event, facts as they came), in order.
     pub appended: Vec<Envelope>,
@@ -201,20 +208,21 @@ impl<A: Aggregate> Executor<A> {
                     );
                     let envelope = event::envelope(A::PRODUCER, order_id, *payload, meta, now);
                     if publish {
-                        published.push(envelope.clone());
+                        published.push(A::public(&envelope));
                     }
                     envelopes.push(envelope);
                 }
                 Wire::Fact => envelopes.push(cause.ok_or(ExecuteError::FactWithoutCause)?.clone()),
             }
         }
-        let publish: HashSet<&str> = published.iter().map(|e| e.event_id.as_str()).collect();
+        let publish: std::collections::HashMap<&str, &Envelope> =
+            published.iter().map(|e| (e.event_id.as_str(), e)).collect();
         let version = store::append_publishing(
             conn,
             &A::stream(order_id),
             loaded.version,
             &envelopes,
-            |e| publish.contains(e.event_id.as_str()),
+            |e| publish.get(e.event_id.as_str()).map(|public| (*public).clone()),
             &self.topic,
             &meta.trace,
         )

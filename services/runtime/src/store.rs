@@ -57,7 +57,7 @@ pub async fn append(
         stream_id,
         expected_version,
         events,
-        |_| false,
+        |_| None,
         "",
         &TraceContext::default(),
     )
@@ -65,7 +65,9 @@ pub async fn append(
 }
 
 /// Appends `events` after `expected_version` (0 for a new stream) and writes
-/// those `publish` picks to the outbox for `topic`, with the headers of
+/// what `publish` makes of each (`None`: nothing; else the envelope as it
+/// goes on the topic, which may say less than the stored one) to the outbox
+/// for `topic`, with the headers of
 /// `trace`, in one statement: a saga step's whole write is one round trip,
 /// however many events it decided. Fails with [`StoreError::Conflict`] when
 /// the stream moved on (nothing is written then); the caller's transaction
@@ -75,7 +77,7 @@ pub async fn append_publishing(
     stream_id: &str,
     expected_version: i64,
     events: &[Envelope],
-    publish: impl Fn(&Envelope) -> bool,
+    publish: impl Fn(&Envelope) -> Option<Envelope>,
     topic: &str,
     trace: &TraceContext,
 ) -> Result<i64, StoreError> {
@@ -90,10 +92,10 @@ pub async fn append_publishing(
     let (mut keys, mut payloads, mut headers) = (Vec::new(), Vec::new(), Vec::new());
     for env in events {
         let body = env.encode_to_vec();
-        if publish(env) {
+        if let Some(public) = publish(env) {
             keys.push(env.order_id.as_str());
-            payloads.push(body.clone());
-            let h = crate::outbox::headers(env, trace);
+            payloads.push(public.encode_to_vec());
+            let h = crate::outbox::headers(&public, trace);
             headers.push(serde_json::to_string(&h).expect("string headers serialize"));
         }
         ids.push(event_id(env).unwrap_or_else(uuid::Uuid::now_v7));

@@ -74,7 +74,7 @@ async fn the_events_decided_are_appended_and_only_those_picked_go_to_the_outbox(
         "warehouse-o-1",
         0,
         &[fact.clone(), own.clone()],
-        |e| e.producer == "warehouse",
+        |e| (e.producer == "warehouse").then(|| e.clone()),
         "warehouse-events",
         &meta().trace,
     ))
@@ -127,7 +127,7 @@ async fn an_append_behind_the_stream_writes_neither_events_nor_outbox_rows() -> 
         "order-o-2",
         0,
         &[first],
-        |_| true,
+        |e| Some(e.clone()),
         "orders",
         &meta().trace,
     )
@@ -147,7 +147,7 @@ async fn an_append_behind_the_stream_writes_neither_events_nor_outbox_rows() -> 
         "order-o-2",
         0,
         &[late],
-        |_| true,
+        |e| Some(e.clone()),
         "orders",
         &meta().trace,
     )

@@ -12,6 +12,7 @@
 //! | `GET /v1/orders/{id}` | `orders.rs` (`get_order`) |
 //! | `POST /v1/orders/{id}/payment-retry` | `orders.rs` (`retry_payment`) |
 //! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
+//! | `GET /v1/internal/orders/{id}/payment-methods/{attempt}` | `orders.rs` (`payment_method`): the payment service's, the topics do not carry it |
 //!
 //! Beside them, `dto.rs` holds the request and response bodies,
 //! `validation.rs` the checks of a request and the problem list it answers
@@ -59,6 +60,10 @@ pub fn routes(state: ApiState) -> Router {
         .route("/v1/orders/{id}", get(orders::get_order))
         .route("/v1/orders/{id}/payment-retry", post(orders::retry_payment))
         .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
+        .route(
+            "/v1/internal/orders/{id}/payment-methods/{attempt}",
+            get(orders::payment_method),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

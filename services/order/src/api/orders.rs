@@ -8,7 +8,7 @@ use axum::{
 };
 use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
 use omnisaga_auth::Scope;
-use omnisaga_proto::v1::{LineItem, Money};
+use omnisaga_proto::v1::{envelope::Payload, LineItem, Money};
 use omnisaga_runtime::{
     auth::Caller,
     event::EventMeta,
@@ -341,6 +341,37 @@ pub(super) async fn list_orders(
             .collect(),
         next_cursor: next_cursor.flatten(),
     }))
+}
+
+/// `GET /v1/internal/orders/{id}/payment-methods/{attempt}`: the payment
+/// token of an order's payment attempt (1: the placement's; then each
+/// retry's), for the payment service (`payment-methods:read`): the topics
+/// every service and analyst reads do not carry it.
+pub(super) async fn payment_method(
+    State(s): State<ApiState>,
+    caller: Caller,
+    Path((id, attempt)): Path<(String, u32)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::PaymentMethodsRead)?;
+    let order_id = parse_order_id(&id)?;
+    let mut conn = s.pool.acquire().await?;
+    let (_, events) = s
+        .orders
+        .load(&mut conn, order_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such order"))?;
+    let token = events.iter().find_map(|e| match &e.envelope.payload {
+        Some(Payload::OrderPlaced(placed)) if attempt == 1 => Some(placed.payment_method_token.clone()),
+        Some(Payload::PaymentRetryRequested(retry)) if retry.attempt == attempt => {
+            Some(retry.payment_method_token.clone())
+        }
+        _ => None,
+    });
+    let token = token.ok_or_else(|| ApiError::not_found("no such payment attempt"))?;
+    Ok(Json(
+        json!({ "order_id": order_id, "attempt": attempt, "payment_method": token }),
+    ))
 }
 
 /// Another customer's order is no such order: the same 404 as one that

@@ -1,0 +1,65 @@
+//! The order service as payment asks it: the payment token of an attempt,
+//! which the topics every service and analyst reads do not carry
+//! (`GET /v1/internal/orders/{id}/payment-methods/{attempt}`, with the
+//! payment service's `payment-methods:read` token).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Where the order service is and how payment proves who it is.
+#[derive(Clone)]
+pub struct OrderService {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for OrderService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderService")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl OrderService {
+    pub fn new(url: String, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client without TLS builds");
+        Self { http, url, token }
+    }
+
+    /// The token `order_id`'s payment attempt `attempt` is to be charged with.
+    pub async fn payment_method(&self, order_id: Uuid, attempt: u32) -> Result<String> {
+        let url = format!(
+            "{}/v1/internal/orders/{order_id}/payment-methods/{attempt}",
+            self.url
+        );
+        let mut req = self.http.get(&url);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("the order service did not answer at {}", self.url))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "the order service answered {status} for the payment method of {order_id} attempt {attempt}: {}",
+                body["message"].as_str().unwrap_or("")
+            );
+        }
+        body["payment_method"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the order service's answer has no payment_method")
+    }
+}
