@@ -163,6 +163,14 @@ pub struct Notification {
 }
 
 /// The messages of `order_id`, queued and sent, oldest first.
+/// The customer `order_id` was placed by, as far as this service heard.
+pub async fn customer_of(pool: &PgPool, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT customer_id FROM recipients WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+}
+
 pub async fn list_for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT notification_id, template, text, channel, status, source_event_type, created_at, sent_at

@@ -66,3 +66,42 @@ async fn a_placed_order_gets_its_confirmation_sent() {
     );
     assert!(sent["sent_at"].is_string(), "{sent}");
 }
+
+#[tokio::test]
+async fn a_customer_reads_their_own_orders_messages_and_no_one_elses() {
+    let app = spawn_app().await;
+    let order_id = app.place_order("OS-0002", "cust-7").await;
+    let path = format!("{}/v1/notifications?order_id={order_id}", app.url);
+    testing::wait_for("the recipient to be known", Duration::from_secs(30), || async {
+        let body: Value = app
+            .list(&format!("order_id={order_id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (!body["items"].as_array()?.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+
+    let owner = testing::auth::client_with(&testing::auth::customer_token("cust-7"));
+    let resp = owner.get(&path).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["items"][0]["template"], "order_created");
+
+    let other = testing::auth::client_with(&testing::auth::customer_token("cust-8"));
+    for url in [
+        path.clone(),
+        format!("{}/v1/notifications?order_id={}", app.url, Uuid::new_v4()),
+    ] {
+        let resp = other.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{url}");
+        assert_eq!(resp.json::<Value>().await.unwrap()["message"], "no such order");
+    }
+    let analyst = testing::auth::client_with(&testing::auth::token(
+        "analyst",
+        &[omnisaga_auth::Scope::AnalyticsRead],
+    ));
+    assert_eq!(analyst.get(&path).send().await.unwrap().status(), 403);
+}
