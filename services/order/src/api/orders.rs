@@ -13,7 +13,7 @@ use omnisaga_runtime::{
     auth::Caller,
     event::EventMeta,
     http::{ApiError, ApiJson, RequestId},
-    store::StoreError,
+    store::{StoreError, StoredEvent},
     TraceContext,
 };
 use serde_json::{json, Value};
@@ -31,7 +31,7 @@ use super::{
 };
 use crate::{
     commands::CommandError,
-    domain::{self, Command, OrderError, PlaceOrder},
+    domain::{self, Command, Order, OrderError, PlaceOrder},
     store::{self as db, CatalogItem, NewOrderView},
 };
 
@@ -179,15 +179,16 @@ pub(super) async fn get_order(
 ) -> Result<Json<OrderResponse>, ApiError> {
     caller.require(Scope::OrdersRead)?;
     let order_id = parse_order_id(&id)?;
-    ensure_owner(&s, &caller, order_id).await?;
-    let mut conn = s.pool.acquire().await?;
-    let (state, events) = s
-        .orders
-        .load(&mut conn, order_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such order"))?;
-    drop(conn);
+    let (state, events) = load_order(&s, order_id).await?;
+    // The stream says whose it is: another customer's order is no such order.
+    let owner = state
+        .placed
+        .customer
+        .as_ref()
+        .map_or("", |c| c.customer_id.as_str());
+    if !caller.owns(owner) {
+        return Err(ApiError::not_found("no such order"));
+    }
     let trace_id = db::trace_id(&s.pool, order_id).await?;
     Ok(Json(OrderResponse::new(&state, &events, trace_id)))
 }
@@ -291,13 +292,7 @@ pub(super) async fn cancel_order(
             Ok(Json(CancelResponse::new(order_id, &o.order)))
         }
         Err(CommandError::Domain(OrderError::AlreadyCancelled)) => {
-            let mut conn = s.pool.acquire().await?;
-            let (order, _) = s
-                .orders
-                .load(&mut conn, order_id)
-                .await
-                .map_err(ApiError::internal)?
-                .ok_or_else(|| ApiError::not_found("no such order"))?;
+            let (order, _) = load_order(&s, order_id).await?;
             Ok(Json(CancelResponse::new(order_id, &order)))
         }
         Err(e) => Err(command_error(e)),
@@ -354,13 +349,7 @@ pub(super) async fn payment_method(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Scope::PaymentMethodsRead)?;
     let order_id = parse_order_id(&id)?;
-    let mut conn = s.pool.acquire().await?;
-    let (_, events) = s
-        .orders
-        .load(&mut conn, order_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found("no such order"))?;
+    let (_, events) = load_order(&s, order_id).await?;
     let token = events.iter().find_map(|e| match &e.envelope.payload {
         Some(Payload::OrderPlaced(placed)) if attempt == 1 => Some(placed.payment_method_token.clone()),
         Some(Payload::PaymentRetryRequested(retry)) if retry.attempt == attempt => {
@@ -372,6 +361,17 @@ pub(super) async fn payment_method(
     Ok(Json(
         json!({ "order_id": order_id, "attempt": attempt, "payment_method": token }),
     ))
+}
+
+/// `order_id` as its stream folds, with the stream's events; no such order
+/// when there is no stream.
+async fn load_order(s: &ApiState, order_id: Uuid) -> Result<(Order, Vec<StoredEvent>), ApiError> {
+    let mut conn = s.pool.acquire().await?;
+    s.orders
+        .load(&mut conn, order_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found("no such order"))
 }
 
 /// Another customer's order is no such order: the same 404 as one that
