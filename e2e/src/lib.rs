@@ -49,6 +49,21 @@ pub fn test_db_prefix() -> String {
     format!("e2e_{}", &uuid::Uuid::now_v7().simple().to_string()[..16])
 }
 
+/// Writes `payload` straight to `topic` with `key`, as a broken or foreign
+/// producer would (tests' poison messages and hand-made events).
+pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    producer
+        .send(record, std::time::Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)?;
+    Ok(())
+}
+
 /// Where the stack's broker comes from.
 #[derive(Debug, Clone)]
 pub enum Broker {

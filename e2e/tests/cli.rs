@@ -313,7 +313,7 @@ async fn events_tail_follows_new_records_from_a_time(stack: &Stack, c: &Client) 
 async fn events_tail_keeps_a_record_that_does_not_decode(stack: &Stack) -> Result<()> {
     let key = uuid::Uuid::new_v4().to_string();
     let topic = format!("{}orders.v1", stack.topic_prefix());
-    produce_raw(
+    omnisaga_e2e::produce_raw(
         &stack.brokers,
         &topic,
         &key,
@@ -424,7 +424,7 @@ async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
         attempt: 2,
         payment_method_token: "tok_visa".into(),
     });
-    produce_raw(&stack.brokers, &topic, &key, &envelope(&key, retry)).await?;
+    omnisaga_e2e::produce_raw(&stack.brokers, &topic, &key, &envelope(&key, retry)).await?;
     wait_for("the retry to be parked at payment", WAIT, || async {
         let list = omnisaga_json(stack, &["dlq", "list", "payment", "--json"]).await?;
         Ok(list["parked_keys"]
@@ -443,7 +443,7 @@ async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
         payment_method_token: "tok_visa".into(),
         ..Default::default()
     });
-    produce_raw(
+    omnisaga_e2e::produce_raw(
         &stack.brokers,
         &topic,
         &format!("{key}-placed"),
@@ -501,19 +501,6 @@ async fn what_the_cli_cannot_do_fails_with_a_clear_message(stack: &Stack) -> Res
             "omnisaga {args:?} said {stderr:?}, not {message:?}"
         );
     }
-    Ok(())
-}
-
-async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let record = FutureRecord::to(topic).key(key).payload(payload);
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)?;
     Ok(())
 }
 

@@ -362,20 +362,6 @@ async fn killing_the_warehouse_mid_backlog_loses_nothing(stack: &mut Stack, c: &
     Ok(())
 }
 
-/// Writes `payload` straight to `topic`, as a broken or foreign producer would.
-async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> Result<()> {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let record = FutureRecord::to(topic).key(key).payload(payload);
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .map_err(|(e, _)| e)?;
-    Ok(())
-}
-
 fn envelope(
     order_id: &str,
     payload: Option<omnisaga_proto::v1::envelope::Payload>,
@@ -405,14 +391,14 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
         uuid::Uuid::new_v4().to_string(),
         uuid::Uuid::new_v4().to_string(),
     );
-    produce_raw(
+    omnisaga_e2e::produce_raw(
         &stack.brokers,
         topic,
         &bad_bytes,
         b"\x08\x96\x01 definitely not an envelope",
     )
     .await?;
-    produce_raw(
+    omnisaga_e2e::produce_raw(
         &stack.brokers,
         topic,
         &unknown,
@@ -424,7 +410,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
         order_id: invalid.clone(),
         ..Default::default()
     });
-    produce_raw(
+    omnisaga_e2e::produce_raw(
         &stack.brokers,
         topic,
         &invalid,
