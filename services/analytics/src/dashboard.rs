@@ -89,34 +89,15 @@ th:first-child, td:first-child {{ text-align: left; }}
 "#,
         now = Utc::now().format("%Y-%m-%d %H:%M:%S"),
     );
-    figure(
-        &mut page,
-        "placed",
-        "orders placed",
-        f.all.placed as f64,
-        count(f.all.placed as f64),
-    );
-    figure(
-        &mut page,
-        "placed_last_hour",
-        "placed in the last hour",
-        placed_last_hour as f64,
-        count(placed_last_hour as f64),
-    );
-    figure(
-        &mut page,
-        "shipped",
-        "shipped",
-        f.all.shipped as f64,
-        count(f.all.shipped as f64),
-    );
-    figure(
-        &mut page,
-        "cancelled",
-        "cancelled",
-        f.all.cancelled as f64,
-        count(f.all.cancelled as f64),
-    );
+    let stuck_label = format!("stuck for over {} s", f.stuck_after_seconds);
+    for (name, label, n) in [
+        ("placed", "orders placed", f.all.placed),
+        ("placed_last_hour", "placed in the last hour", placed_last_hour),
+        ("shipped", "shipped", f.all.shipped),
+        ("cancelled", "cancelled", f.all.cancelled),
+    ] {
+        figure(&mut page, name, label, n as f64, count(n as f64));
+    }
     match share {
         Some(v) => figure(&mut page, "success_share", "payment success share", v, percent(v)),
         None => figure_text(
@@ -126,20 +107,12 @@ th:first-child, td:first-child {{ text-align: left; }}
             "no payment yet",
         ),
     }
-    figure(
-        &mut page,
-        "voided",
-        "authorisations voided",
-        f.all.voided as f64,
-        count(f.all.voided as f64),
-    );
-    figure(
-        &mut page,
-        "stuck",
-        &format!("stuck for over {} s", f.stuck_after_seconds),
-        stuck as f64,
-        count(stuck as f64),
-    );
+    for (name, label, n) in [
+        ("voided", "authorisations voided", f.all.voided),
+        ("stuck", stuck_label.as_str(), stuck),
+    ] {
+        figure(&mut page, name, label, n as f64, count(n as f64));
+    }
     let _ = write!(
         page,
         r#"</div>
