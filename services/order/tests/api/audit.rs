@@ -4,7 +4,7 @@
 use omnisaga_runtime::testing;
 use serde_json::Value;
 
-use crate::helpers::{order_body, spawn_app, CUSTOMER};
+use crate::helpers::{json_of, order_body, spawn_app, CUSTOMER};
 
 #[tokio::test]
 async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kept() {
@@ -30,14 +30,7 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
         .unwrap();
 
     let operator = app.as_caller(&testing::auth::admin_token());
-    let page: Value = operator
-        .get(format!("{}/v1/admin/audit", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = json_of(operator.get(format!("{}/v1/admin/audit", app.url))).await;
     testing::openapi::check_response("order", "get", "/v1/admin/audit", 200, &page).unwrap();
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "the two writes, not the read: {page}");
@@ -66,14 +59,7 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
     );
     assert_eq!(cancel["request_id"], request_id.as_str());
 
-    let theirs: Value = operator
-        .get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let theirs = json_of(operator.get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.url))).await;
     assert_eq!(theirs["items"].as_array().unwrap().len(), 1);
     assert_eq!(theirs["next_cursor"], Value::Null);
     let customer = app

@@ -7,7 +7,7 @@ use omnisaga_auth::Scope;
 use omnisaga_runtime::testing;
 use serde_json::{json, Value};
 
-use crate::helpers::{order_body, spawn_app, TestApp, CUSTOMER};
+use crate::helpers::{json_of, order_body, spawn_app, TestApp, CUSTOMER};
 
 /// Places an order as `CUSTOMER`; its id.
 async fn place(app: &TestApp) -> String {
@@ -70,15 +70,7 @@ async fn a_call_without_a_valid_token_is_401_with_a_challenge_and_changes_nothin
 async fn the_customer_is_the_tokens_subject_never_the_body() {
     let app = spawn_app().await;
     let id = place(&app).await;
-    let order: Value = app
-        .http
-        .get(format!("{}/v1/orders/{id}", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order: Value = json_of(app.http.get(format!("{}/v1/orders/{id}", app.url))).await;
     assert_eq!(order["customer_id"], CUSTOMER);
 
     let mut body = order_body();
@@ -119,14 +111,7 @@ async fn another_customers_order_is_not_found_whatever_is_asked_of_it() {
         );
     }
     assert_eq!(app.written().await, before, "nothing changed");
-    let listed: Value = intruder
-        .get(format!("{}/v1/orders", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(intruder.get(format!("{}/v1/orders", app.url))).await;
     assert_eq!(listed["items"], json!([]), "their list is theirs");
 
     // An operator sees it.
@@ -187,7 +172,7 @@ async fn a_customer_pages_through_their_own_orders_newest_first() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = app.http.get(url).send().await.unwrap().json().await.unwrap();
+        let page: Value = json_of(app.http.get(url)).await;
         testing::openapi::check_response("order", "get", "/v1/orders", 200, &page).unwrap();
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 2);

@@ -53,6 +53,16 @@ pub fn order_body() -> Value {
     })
 }
 
+/// The JSON body `req` is answered with.
+pub async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("a JSON body")
+}
+
 impl TestApp {
     /// A client sending `token`, for requests made as someone else.
     pub fn as_caller(&self, token: &str) -> reqwest::Client {

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::helpers::{order_body, spawn_app};
+use crate::helpers::{json_of, order_body, spawn_app};
 
 #[tokio::test]
 async fn placing_an_order_answers_with_number_estimate_and_catalog_price() {
@@ -18,19 +18,12 @@ async fn placing_an_order_answers_with_number_estimate_and_catalog_price() {
     assert_eq!(body["total"]["minor_units"], 4499);
     assert_eq!(body["total"]["currency"], "EUR");
 
-    let order: Value = app
-        .http
-        .get(format!(
-            "{}/v1/orders/{}",
-            app.url,
-            body["order_id"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let order: Value = json_of(app.http.get(format!(
+        "{}/v1/orders/{}",
+        app.url,
+        body["order_id"].as_str().unwrap()
+    )))
+    .await;
     assert_eq!(order["status"], "PLACED");
     assert_eq!(order["timeline"][0]["event_type"], "OrderPlaced");
     assert_eq!(order["customer_id"], "cust-1");
@@ -115,15 +108,7 @@ async fn an_unknown_order_is_not_found() {
 #[tokio::test]
 async fn the_catalog_lists_every_seeded_item_with_its_price() {
     let app = spawn_app().await;
-    let body: Value = app
-        .http
-        .get(format!("{}/v1/catalog", app.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = json_of(app.http.get(format!("{}/v1/catalog", app.url))).await;
     let items = body["items"].as_array().unwrap();
     assert_eq!(items.len(), 6);
     let mug = items.iter().find(|i| i["sku"] == "SKU-MUG").unwrap();
