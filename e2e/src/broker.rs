@@ -5,19 +5,27 @@
 use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context, Result};
+use omnisaga_runtime::catalog::client::ClientSecurity;
 use tokio::process::{Child, Command};
 
 use crate::{
+    kafka::KafkaAccess,
     process::{free_port, open_log, wait_tcp},
     repo_root, Broker, Stack, StackOptions,
 };
 
-/// The bootstrap address of the broker `options` ask for and, for the
-/// stack's own, its process and controller port (broker 9092 and controller
-/// 9093 with fixed ports, else free ones).
-pub(crate) async fn start(options: &StackOptions) -> Result<(String, Option<(Child, u16)>)> {
+/// The broker `options` ask for, as its admin, and, for the stack's own,
+/// its process and controller port (broker 9092 and controller 9093 with
+/// fixed ports, else free ones). The shared broker's admin is `make test`'s
+/// (`OMNISAGA_TEST_KAFKA_USERNAME`, `OMNISAGA_TEST_KAFKA_PASSWORD_FILE`);
+/// the stack's own broker's is `admin`, its password in the broker's
+/// directory (`infra/kafka/broker.sh`).
+pub(crate) async fn start(options: &StackOptions) -> Result<(KafkaAccess, Option<(Child, u16)>)> {
     Ok(match &options.broker {
-        Broker::Shared(brokers) => (brokers.clone(), None),
+        Broker::Shared(brokers) => {
+            let admin = ClientSecurity::test_broker_admin()?;
+            (KafkaAccess::new(brokers, admin), None)
+        }
         Broker::Own => {
             let (port, controller_port) = if options.fixed_ports {
                 (9092, 9093)
@@ -25,7 +33,11 @@ pub(crate) async fn start(options: &StackOptions) -> Result<(String, Option<(Chi
                 (free_port()?, free_port()?)
             };
             let child = spawn(options, port, controller_port).await?;
-            (format!("127.0.0.1:{port}"), Some((child, controller_port)))
+            let admin = ClientSecurity::scram_from_file("admin", options.dir.join("broker/admin.password"))?;
+            (
+                KafkaAccess::new(&format!("127.0.0.1:{port}"), admin),
+                Some((child, controller_port)),
+            )
         }
     })
 }
@@ -74,6 +86,7 @@ impl Stack {
         let (_, controller_port) = self.broker.as_ref().context("the broker is shared")?;
         let controller_port = *controller_port;
         let port = self
+            .kafka
             .brokers
             .rsplit(':')
             .next()

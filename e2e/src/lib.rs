@@ -17,9 +17,12 @@ pub mod client;
 pub mod logs;
 pub mod traces;
 
+pub use kafka::{KafkaAccess, KafkaUsers};
+
 mod broker;
 mod database;
 mod env;
+mod kafka;
 mod process;
 mod stack;
 mod viewer;
@@ -50,12 +53,11 @@ pub fn test_db_prefix() -> String {
 }
 
 /// Writes `payload` straight to `topic` with `key`, as a broken or foreign
-/// producer would (tests' poison messages and hand-made events).
-pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
+/// producer would (tests' poison messages and hand-made events), as the
+/// broker's admin.
+pub async fn produce_raw(kafka: &KafkaAccess, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
+    let producer: FutureProducer = kafka.admin_client().create()?;
     let record = FutureRecord::to(topic).key(key).payload(payload);
     producer
         .send(record, std::time::Duration::from_secs(10))
@@ -153,7 +155,11 @@ pub struct Service {
 /// The running stack. Its processes are killed when it is dropped;
 /// [`Stack::stop`] stops them gracefully.
 pub struct Stack {
-    pub brokers: String,
+    /// The broker's address and its admin's login.
+    pub kafka: KafkaAccess,
+    /// The services' and the analyst's users (`omnisaga kafka provision`);
+    /// `None` when the broker has none.
+    pub kafka_users: Option<KafkaUsers>,
     /// The trace viewer: Jaeger UI and query API.
     pub traces_url: String,
     otlp_endpoint: String,

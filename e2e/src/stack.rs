@@ -9,7 +9,7 @@ use omnisaga_auth::{Scope, Signer};
 use tokio::process::Command;
 
 use crate::{
-    bin_dir, broker, database,
+    bin_dir, broker, database, kafka,
     process::{free_port, open_log, terminate, wait_ready},
     repo_root, viewer, Service, Stack, StackOptions, SERVICES,
 };
@@ -37,7 +37,10 @@ impl Stack {
     pub async fn start(options: StackOptions) -> Result<Self> {
         std::fs::create_dir_all(options.dir.join("logs"))?;
 
-        let (brokers, broker) = broker::start(&options).await?;
+        let (kafka, broker) = broker::start(&options).await?;
+        let kafka_users = kafka::provision(&kafka, &options.topic_prefix, &options.dir.join("kafka-users"))
+            .await
+            .context("the stack's Kafka topics, users and ACLs")?;
         let (ui_port, otlp_port) = if options.fixed_ports {
             (16686, 4317)
         } else {
@@ -47,7 +50,8 @@ impl Stack {
         let signer = Signer::load_or_create(&options.dir.join("auth")).context("the stack's signing key")?;
         let mut stack = Self {
             signer: Arc::new(signer),
-            brokers,
+            kafka,
+            kafka_users,
             traces_url: format!("http://127.0.0.1:{ui_port}"),
             otlp_endpoint: format!("http://127.0.0.1:{otlp_port}"),
             viewer,
@@ -97,7 +101,7 @@ impl Stack {
         let bin = bin_dir()?.join(name);
         let mut cmd = Command::new(&bin);
         cmd.env("DATABASE_URL", db_url)
-            .env("KAFKA_BROKERS", &self.brokers)
+            .env("KAFKA_BROKERS", &self.kafka.brokers)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("KAFKA_TOPIC_PREFIX", &self.options.topic_prefix)
             .env("CATALOG_SEED_FILE", repo_root()?.join("infra/seed/catalog.json"))
@@ -122,6 +126,9 @@ impl Stack {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        if let Some(users) = &self.kafka_users {
+            cmd.envs(users.env(name));
+        }
         for key in ["*", name] {
             for (k, v) in self.options.env.get(key).into_iter().flatten() {
                 cmd.env(k, v);

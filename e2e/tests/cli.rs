@@ -185,7 +185,7 @@ async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
 fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Command> {
     let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
     cmd.args(args)
-        .env("KAFKA_BROKERS", &stack.brokers)
+        .envs(stack.kafka.admin_env())
         .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
         .env("TRACES_URL", &stack.traces_url)
         .env("OMNISAGA_TOKEN", stack.token("cli-operator", &[Scope::Admin]))
@@ -314,7 +314,7 @@ async fn events_tail_keeps_a_record_that_does_not_decode(stack: &Stack) -> Resul
     let key = uuid::Uuid::new_v4().to_string();
     let topic = format!("{}orders.v1", stack.topic_prefix());
     omnisaga_e2e::produce_raw(
-        &stack.brokers,
+        &stack.kafka,
         &topic,
         &key,
         b"\x08\x96\x01 definitely not an envelope",
@@ -424,7 +424,7 @@ async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
         attempt: 2,
         payment_method_token: "tok_visa".into(),
     });
-    omnisaga_e2e::produce_raw(&stack.brokers, &topic, &key, &envelope(&key, retry)).await?;
+    omnisaga_e2e::produce_raw(&stack.kafka, &topic, &key, &envelope(&key, retry)).await?;
     wait_for("the retry to be parked at payment", WAIT, || async {
         let list = omnisaga_json(stack, &["dlq", "list", "payment", "--json"]).await?;
         Ok(list["parked_keys"]
@@ -444,7 +444,7 @@ async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
         ..Default::default()
     });
     omnisaga_e2e::produce_raw(
-        &stack.brokers,
+        &stack.kafka,
         &topic,
         &format!("{key}-placed"),
         &envelope(&key, placed),

@@ -392,14 +392,14 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
         uuid::Uuid::new_v4().to_string(),
     );
     omnisaga_e2e::produce_raw(
-        &stack.brokers,
+        &stack.kafka,
         topic,
         &bad_bytes,
         b"\x08\x96\x01 definitely not an envelope",
     )
     .await?;
     omnisaga_e2e::produce_raw(
-        &stack.brokers,
+        &stack.kafka,
         topic,
         &unknown,
         &envelope(&unknown, None, "OrderTeleported"),
@@ -411,7 +411,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
         ..Default::default()
     });
     omnisaga_e2e::produce_raw(
-        &stack.brokers,
+        &stack.kafka,
         topic,
         &invalid,
         &envelope(&invalid, Some(no_total), "OrderPlaced"),

@@ -1,10 +1,11 @@
 //! Secrets stay out of the logs: a saga run with a database password in
-//! every service's `DATABASE_URL` and bearer tokens on every call, one of
-//! them refused, leaves neither the password nor any token in any log line.
+//! every service's `DATABASE_URL`, a Kafka password for every service and
+//! bearer tokens on every call, one of them refused, leaves no password and
+//! no token in any log line.
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
     Stack, StackOptions, SERVICES,
@@ -55,12 +56,23 @@ async fn check(stack: &Stack) -> Result<()> {
     )
     .await?;
 
-    let secrets = [PASSWORD.to_owned(), customer, forged];
+    let tokens = [customer, forged];
     // A token's signature part alone must not show either.
-    let signatures: Vec<String> = secrets[1..]
+    let signatures: Vec<String> = tokens
         .iter()
         .filter_map(|t| t.rsplit('.').next().map(str::to_owned))
         .collect();
+    let mut secrets = vec![PASSWORD.to_owned()];
+    secrets.extend(tokens);
+    let users = stack
+        .kafka_users
+        .as_ref()
+        .context("the test broker has SASL users")?;
+    for (service, _) in SERVICES {
+        let login = users.login(service)?;
+        let (_, password) = login.credentials.context("a SCRAM login has a password")?;
+        secrets.push(password);
+    }
     let mut lines = 0;
     for (service, _) in SERVICES {
         let log = std::fs::read_to_string(stack.log_path(service))?;

@@ -3,6 +3,17 @@
 # foreground, its data in DIR/data, formatting DIR on first use. The process
 # becomes the JVM (exec), so a signal to it reaches the broker itself.
 #
+# Clients authenticate with SASL/SCRAM (server.properties); the broker's
+# admin user is `admin`, its password in DIR/admin.password (made on first
+# use, readable by its owner only): `omnisaga kafka provision` logs in with
+# it to create the services' users and ACLs.
+#
+# KAFKA_LISTEN_HOST (default 127.0.0.1) is the address clients connect to,
+# KAFKA_ADVERTISED_HOST (default the same) the name they are told; the
+# controller listens on 127.0.0.1 whatever they say. KAFKA_ADMIN_PASSWORD
+# sets the admin's password of a new data directory (a deployment that
+# provisions users from another container knows it that way).
+#
 #   infra/kafka/broker.sh DIR PORT CONTROLLER_PORT
 #
 # Kafka comes from infra/scripts/install-kafka.sh: KAFKA_HOME when set, else
@@ -21,8 +32,31 @@ java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
 mkdir -p "$dir/data"
 dir="$(cd "$dir" && pwd)"
+umask 077
+if [ -f "$dir/data/meta.properties" ] && [ ! -f "$dir/admin.password" ]; then
+  # Formatted before the broker had users: nobody could log in to it.
+  aside="$dir/data.before-sasl.$(date +%Y%m%d%H%M%S)"
+  echo "[broker] $dir/data predates SASL users (no admin.password); moving it to $aside and starting afresh" >&2
+  mv "$dir/data" "$aside"
+  mkdir -p "$dir/data"
+fi
+if [ ! -f "$dir/admin.password" ]; then
+  if [ -n "${KAFKA_ADMIN_PASSWORD:-}" ]; then
+    printf '%s' "$KAFKA_ADMIN_PASSWORD" >"$dir/admin.password.new"
+  else
+    head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$dir/admin.password.new"
+  fi
+  mv "$dir/admin.password.new" "$dir/admin.password"
+fi
+admin_password="$(cat "$dir/admin.password")"
+case "$admin_password" in
+  *'"'* | *'|'* | *'\'* | *']'* | *','* | *' '*) echo "[broker] the admin password may not hold quotes, |, \\, ], commas or spaces" >&2; exit 2 ;;
+esac
+host="${KAFKA_LISTEN_HOST:-127.0.0.1}"
+advertised_host="${KAFKA_ADVERTISED_HOST:-$host}"
 sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
-  "$here/server.properties" >"$dir/server.properties"
+  -e "s|@HOST@|$host|g" -e "s|@ADVERTISED_HOST@|$advertised_host|g" \
+  -e "s|@ADMIN_PASSWORD@|$admin_password|g" "$here/server.properties" >"$dir/server.properties"
 
 # A fixed heap keeps the broker's memory flat; 512 MiB holds a few topics'
 # indexes and the request buffers of a dozen clients with room to spare. The
@@ -40,7 +74,8 @@ if [ ! -f "$dir/data/meta.properties" ]; then
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
   done
   echo "[broker] formatting $dir/data for cluster $cluster_id" >&2
-  "${java_cmd[@]}" kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" >&2
+  "${java_cmd[@]}" kafka.tools.StorageTool format --cluster-id "$cluster_id" --config "$dir/server.properties" \
+    --add-scram "SCRAM-SHA-512=[name=admin,password=$admin_password]" >&2
 fi
-echo "[broker] Apache Kafka from $kafka_home on 127.0.0.1:$port (controller $controller_port), data in $dir/data" >&2
+echo "[broker] Apache Kafka from $kafka_home on $host:$port (controller $controller_port), data in $dir/data" >&2
 exec "${java_cmd[@]}" kafka.Kafka "$dir/server.properties"

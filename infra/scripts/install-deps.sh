@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what omnisaga needs on a fresh Debian machine: the Debian packages
-# the build and the stack use (protoc for the protobuf code, a JDK and Maven
-# for Kafka, a headless Chromium for the dashboard's browser test), then Apache Kafka into the cache outside the clone
+# the build and the stack use (protoc for the protobuf code, OpenSSL's headers
+# and pkg-config for librdkafka's TLS and SASL/SCRAM, a JDK and Maven for
+# Kafka, a headless Chromium for the dashboard's browser test), then Apache
+# Kafka into the cache outside the clone
 # (install-kafka.sh). PostgreSQL is ensure-postgres.sh's. Idempotent: does
 # nothing that is already done. Prints KAFKA_HOME on standard output.
 set -euo pipefail
@@ -13,6 +15,8 @@ command -v protoc >/dev/null 2>&1 || need_pkgs+=(protobuf-compiler)
 command -v cmake >/dev/null 2>&1 || need_pkgs+=(cmake)
 command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
+command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || need_pkgs+=(libssl-dev)
 command -v chromium-headless-shell >/dev/null 2>&1 || need_pkgs+=(chromium-headless-shell)
 if [ -z "${KAFKA_HOME:-}" ]; then
   # Kafka 4 needs Java 17 or newer.

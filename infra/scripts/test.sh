@@ -48,6 +48,10 @@ done
 echo "[test] Apache Kafka on 127.0.0.1:$port (log: $work/broker.log while the run lasts)"
 bash "$here/check-infra.sh"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
+# The broker has SASL users and ACLs; tests log in as its admin, and each e2e
+# stack provisions users of its own for its services (`omnisaga kafka provision`).
+export OMNISAGA_TEST_KAFKA_USERNAME=admin
+export OMNISAGA_TEST_KAFKA_PASSWORD_FILE="$work/broker/admin.password"
 # Every package, unless the arguments name some (`-p omnisaga-payment --test
 # api`): cargo lets `--workspace` win over `-p`, which would run every
 # package's binary of that name.

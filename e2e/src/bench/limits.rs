@@ -20,6 +20,7 @@ use serde::Serialize;
 use sqlx::{postgres::PgPoolOptions, Connection, PgConnection};
 
 use super::{histogram, record, Latency};
+use crate::KafkaAccess;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BrokerLimits {
@@ -57,16 +58,13 @@ pub struct LimitOptions {
     pub pg_seconds: f64,
 }
 
-fn client_config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("broker.address.family", "v4");
-    c
+fn client_config(kafka: &KafkaAccess) -> ClientConfig {
+    kafka.admin_client()
 }
 
 /// The same producer settings the services' relays use.
-fn producer(brokers: &str) -> Result<FutureProducer> {
-    Ok(client_config(brokers)
+fn producer(kafka: &KafkaAccess) -> Result<FutureProducer> {
+    Ok(client_config(kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "1")
@@ -74,8 +72,8 @@ fn producer(brokers: &str) -> Result<FutureProducer> {
         .create()?)
 }
 
-async fn create_topic(brokers: &str, topic: &str) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+async fn create_topic(kafka: &KafkaAccess, topic: &str) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
     let results = admin
         .create_topics(
             &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
@@ -92,11 +90,11 @@ async fn create_topic(brokers: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn broker(brokers: &str, options: &LimitOptions) -> Result<BrokerLimits> {
+pub async fn broker(kafka: &KafkaAccess, options: &LimitOptions) -> Result<BrokerLimits> {
     let topic = format!("bench.limits.{}", uuid::Uuid::new_v4().simple());
-    create_topic(brokers, &topic).await?;
-    let producer = producer(brokers)?;
-    let consumer: StreamConsumer = client_config(brokers)
+    create_topic(kafka, &topic).await?;
+    let producer = producer(kafka)?;
+    let consumer: StreamConsumer = client_config(kafka)
         .set("group.id", format!("bench-{}", uuid::Uuid::new_v4().simple()))
         .set("group.protocol", "classic")
         .set("enable.auto.commit", "false")

@@ -252,13 +252,13 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         produce_records: if args.quick { 5_000 } else { 50_000 },
         pg_seconds: if args.quick { 1.5 } else { 5.0 },
     };
-    let broker = limits::broker(&stack.brokers, &limit_options).await?;
+    let broker = limits::broker(&stack.kafka, &limit_options).await?;
     eprintln!("measuring PostgreSQL's commit rate for a saga step at 1 and 16 clients");
     let postgres = limits::postgres(&omnisaga_e2e::pg_server(), &[1, 16], limit_options.pg_seconds).await?;
     let limits = Limits { broker, postgres };
 
     let target = target_of(stack, prefix);
-    let follower = Follower::start(&stack.brokers).await?;
+    let follower = Follower::start(&stack.kafka).await?;
     let idle = Duration::from_secs(180);
 
     // Warm-up: connections, caches, the consumers' first fetches, and the

@@ -31,7 +31,22 @@ async fn main() -> Result<()> {
     for s in &stack.services {
         writeln!(env, "{}_URL={}", s.name.to_uppercase(), s.url)?;
     }
-    writeln!(env, "KAFKA_BROKERS={}", stack.brokers)?;
+    writeln!(env, "KAFKA_BROKERS={}", stack.kafka.brokers)?;
+    // The CLI logs in as the broker's admin; analysts get their own user,
+    // which reads the saga topics and nothing else.
+    let broker_dir = std::path::absolute(dir.join("broker"))?;
+    writeln!(env, "KAFKA_USERNAME=admin")?;
+    writeln!(
+        env,
+        "KAFKA_PASSWORD_FILE={}",
+        broker_dir.join("admin.password").display()
+    )?;
+    if let Some(users) = &stack.kafka_users {
+        let login = users.env(omnisaga_runtime::catalog::access::ANALYST);
+        for (key, value) in login.iter().filter(|(k, _)| *k != "KAFKA_SECURITY_PROTOCOL") {
+            writeln!(env, "ANALYST_{key}={}", absolute(value)?)?;
+        }
+    }
     writeln!(env, "KAFKA_TOPIC_PREFIX={}", stack.topic_prefix())?;
     writeln!(env, "TRACES_URL={}", stack.traces_url)?;
     // Demo tokens of the local key (.omnisaga/auth), valid a day; mint more
@@ -51,7 +66,10 @@ async fn main() -> Result<()> {
     for s in &stack.services {
         println!("  {:<13} {}   (health: {}/readyz)", s.name, s.url, s.url);
     }
-    println!("  {:<13} {}", "kafka", stack.brokers);
+    println!(
+        "  {:<13} {}   (SASL/SCRAM: the CLI logs in as admin; ANALYST_KAFKA_* in the env file)",
+        "kafka", stack.kafka.brokers
+    );
     println!(
         "  {:<13} {}   (Jaeger UI; find an order's trace by the trace_id its API returns)",
         "traces", stack.traces_url
@@ -101,4 +119,15 @@ async fn wait_for_stop() {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
     }
+}
+
+/// `value` made absolute when it is a relative path that exists, so the env
+/// file works from any directory.
+fn absolute(value: &str) -> std::io::Result<String> {
+    let path = std::path::Path::new(value);
+    Ok(if path.is_relative() && path.exists() {
+        std::path::absolute(path)?.display().to_string()
+    } else {
+        value.to_owned()
+    })
 }

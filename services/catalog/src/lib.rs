@@ -12,6 +12,13 @@
 //!
 //! The file names topics under the default `KAFKA_TOPIC_PREFIX`,
 //! [`DEFAULT_PREFIX`]; a stack with another prefix swaps it.
+//!
+//! Two things follow from the catalog for every Kafka client: who may read
+//! and write what ([`access`], the ACLs `omnisaga kafka provision` creates)
+//! and how a client authenticates ([`client`]).
+
+pub mod access;
+pub mod client;
 
 use std::{collections::BTreeSet, sync::LazyLock};
 

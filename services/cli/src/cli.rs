@@ -64,6 +64,39 @@ pub enum Command {
     /// Bearer tokens of the local signing key (`make run`'s).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The broker as its admin: topics, users and ACLs.
+    #[command(subcommand)]
+    Kafka(KafkaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KafkaCommand {
+    /// Create the catalog's topics, a SCRAM user per service and for the
+    /// analyst, and the ACLs that let each do its work and no more.
+    ///
+    /// Runs as the broker's admin (KAFKA_USERNAME and KAFKA_PASSWORD or
+    /// KAFKA_PASSWORD_FILE). Users are `<prefix><service>` and
+    /// `<prefix>analyst`; each one's password is DIR/<name>.password, made
+    /// (owner-only) when missing and kept otherwise, so a second run changes
+    /// nothing. Services log in with KAFKA_USERNAME=<prefix><service> and
+    /// KAFKA_PASSWORD_FILE=DIR/<service>.password.
+    #[command(after_help = "Example:
+  KAFKA_USERNAME=admin KAFKA_PASSWORD_FILE=.omnisaga/broker/admin.password \\
+    omnisaga kafka provision --credentials .omnisaga/kafka-users")]
+    Provision(ProvisionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProvisionArgs {
+    /// Where each user's password file is kept.
+    #[arg(long, value_name = "DIR")]
+    pub credentials: PathBuf,
+    /// Partitions of a topic created here [default: the catalog's].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: Option<i32>,
+    /// Replicas of each partition of a topic created here.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: i32,
 }
 
 #[derive(Debug, Subcommand)]

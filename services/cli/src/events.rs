@@ -39,7 +39,7 @@ pub async fn tail(args: &TailArgs, settings: &Settings, json: bool) -> Result<()
         .iter()
         .map(|t| kafka::resolve(t, &settings.topic_prefix))
         .collect();
-    let consumer: StreamConsumer = kafka::config(&settings.brokers, "omnisaga-cli")
+    let consumer: StreamConsumer = kafka::config(settings, "omnisaga-cli")?
         .set("enable.partition.eof", "true")
         .create()
         .with_context(|| format!("Failed to create a Kafka consumer for {}", settings.brokers))?;

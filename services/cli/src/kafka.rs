@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use omnisaga_catalog::{catalog, DEAD_LETTER_SUFFIX};
+
+use crate::settings::Settings;
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     error::RDKafkaErrorCode,
@@ -32,25 +34,29 @@ pub fn resolve(topic: &str, prefix: &str) -> String {
         .map_or_else(|| topic.to_owned(), |t| format!("{}{dlq}", t.name(prefix)))
 }
 
-/// A client config for `brokers` under consumer group `group`, which it
-/// never joins (partitions are assigned) and never commits to.
-pub fn config(brokers: &str, group: &str) -> ClientConfig {
+/// A client config for the broker of `settings`, logged in as they say,
+/// under consumer group `group`, which it never joins (partitions are
+/// assigned) and never commits to.
+pub fn config(settings: &Settings, group: &str) -> Result<ClientConfig> {
     let mut config = ClientConfig::new();
+    for (key, value) in settings.kafka_security()?.settings() {
+        config.set(key, value);
+    }
     config
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &settings.brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("socket.timeout.ms", "10000")
         .set("log_level", "3");
-    config
+    Ok(config)
 }
 
 /// A consumer for metadata, watermarks and committed offsets of `group`.
-pub fn base_consumer(brokers: &str, group: &str) -> Result<BaseConsumer> {
-    config(brokers, group)
+pub fn base_consumer(settings: &Settings, group: &str) -> Result<BaseConsumer> {
+    config(settings, group)?
         .create()
-        .with_context(|| format!("Failed to create a Kafka client for {brokers}"))
+        .with_context(|| format!("Failed to create a Kafka client for {}", settings.brokers))
 }
 
 /// The partitions of `topic`; an error when the broker does not have it.

@@ -1,7 +1,8 @@
 //! `omnisaga`: operator commands against a running stack. The events on the
 //! topics decoded (`events tail`), the topic catalog with consumer lag
 //! (`topics`), one order as every service sees it (`order timeline`), and
-//! dead letters (`dlq`), and tokens of the local key (`token mint`). `cli` holds the command line; each command has its
+//! dead letters (`dlq`), tokens of the local key (`token mint`), and the
+//! broker's topics, users and ACLs (`kafka provision`). `cli` holds the command line; each command has its
 //! module; `settings` says where the stack is.
 
 mod cli;
@@ -11,6 +12,7 @@ mod events;
 mod http;
 mod kafka;
 mod output;
+mod provision;
 mod settings;
 mod since;
 mod timeline;
@@ -22,7 +24,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, EventsCommand, OrderCommand, TokenCommand},
+    cli::{Cli, Command, EventsCommand, KafkaCommand, OrderCommand, TokenCommand},
     settings::Settings,
 };
 
@@ -38,6 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(command) => dlq::run(command, &settings, json).await,
         Command::Token(TokenCommand::Mint(args)) => token::mint(args),
         Command::Token(TokenCommand::Keygen(args)) => token::keygen(args),
+        Command::Kafka(KafkaCommand::Provision(args)) => provision::run(args, &settings, json).await,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Where the stack is: each setting from its flag, else the environment,
 //! else `.omnisaga/env` (written by `make run`), else the local default.
 
+use omnisaga_catalog::client::ClientSecurity;
+
 use crate::cli::Global;
 
 /// The local defaults of the services' URLs (`make run`'s ports).
@@ -74,6 +76,27 @@ impl Settings {
             token: None,
             file: Vec::new(),
         }
+    }
+
+    /// How to log in to the broker (`KAFKA_USERNAME`, `KAFKA_PASSWORD` or
+    /// `KAFKA_PASSWORD_FILE`, ...: [`ClientSecurity`]), from the environment,
+    /// else the env file (`make run` writes the broker admin's there).
+    pub fn kafka_security(&self) -> anyhow::Result<ClientSecurity> {
+        ClientSecurity::from_vars(|name| self.secret_var(name))
+    }
+
+    /// `name`, else the contents of the file `name_FILE` names; `None` when
+    /// neither is set.
+    fn secret_var(&self, name: &str) -> Option<String> {
+        let value = self.var(name, "");
+        if !value.is_empty() {
+            return Some(value);
+        }
+        let path = self.var(&format!("{name}_FILE"), "");
+        (!path.is_empty())
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+            .map(|s| s.trim().to_owned())
     }
 
     /// `name` from the environment, else the env file, else `default`.

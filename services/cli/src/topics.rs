@@ -66,7 +66,7 @@ pub async fn run(settings: &Settings, json: bool) -> Result<()> {
 
 /// Every catalog topic with its lag, one Kafka client per consumer group.
 fn views(settings: &Settings) -> Result<Vec<TopicView>> {
-    let client = kafka::base_consumer(&settings.brokers, "omnisaga-cli")?;
+    let client = kafka::base_consumer(settings, "omnisaga-cli")?;
     let mut groups: BTreeMap<String, BaseConsumer> = BTreeMap::new();
     let mut views = Vec::new();
     for topic in catalog().topics() {
@@ -80,7 +80,7 @@ fn views(settings: &Settings) -> Result<Vec<TopicView>> {
             let group = format!("{}{service}{}", settings.topic_prefix, settings.group_suffix);
             let group_client = match groups.entry(group.clone()) {
                 Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => e.insert(kafka::base_consumer(&settings.brokers, &group)?),
+                Entry::Vacant(e) => e.insert(kafka::base_consumer(settings, &group)?),
             };
             consumers.push(lag(group_client, service, group, &name, &marks)?);
         }

@@ -11,6 +11,7 @@
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
+//! | `KAFKA_SECURITY_PROTOCOL`, `KAFKA_USERNAME`, `KAFKA_PASSWORD`, `KAFKA_SASL_MECHANISM`, `KAFKA_SSL_CA_FILE` | plain text, no user | how the service authenticates to the broker ([`ClientSecurity`]) |
 //! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
 //! | `LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter |
@@ -22,7 +23,7 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::{Context, Result};
 
-use crate::catalog::{self, catalog};
+use crate::catalog::{self, catalog, client::ClientSecurity};
 
 /// Reads `name`, or the contents of the file named by `name_FILE`.
 pub fn var(name: &str) -> Option<String> {
@@ -177,6 +178,9 @@ pub struct KafkaConfig {
     /// (`KAFKA_TOPIC_PARTITIONS`, default the catalog's, 3); existing topics keep theirs
     /// (add partitions with Kafka's tools, knowing that keys then move).
     pub topic_partitions: i32,
+    /// SASL user and TLS (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_USERNAME`,
+    /// `KAFKA_PASSWORD`, `KAFKA_SSL_CA_FILE`; see [`ClientSecurity`]).
+    pub security: ClientSecurity,
 }
 
 impl KafkaConfig {
@@ -245,6 +249,7 @@ impl CommonConfig {
                 fetch_wait_max_ms,
                 fetch_min_bytes,
                 topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", catalog().partitions())?.max(1),
+                security: ClientSecurity::from_vars(var)?,
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),

@@ -286,10 +286,7 @@ pub struct Readiness {
 
 impl Readiness {
     pub fn new(pool: PgPool, kafka: &KafkaConfig) -> anyhow::Result<Self> {
-        let broker: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("broker.address.family", "v4")
-            .create()?;
+        let broker: BaseConsumer = crate::kafka::base(kafka).create()?;
         Ok(Self {
             pool,
             broker: Arc::new(broker),

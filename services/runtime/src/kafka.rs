@@ -26,20 +26,23 @@ use tokio::sync::oneshot;
 
 use crate::{catalog::catalog, config::KafkaConfig};
 
-fn base(brokers: &str) -> ClientConfig {
+pub(crate) fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     // Nagle's algorithm would hold a small request back until the previous
     // one is acknowledged: up to 40 ms on a hop that should take one.
-    c.set("bootstrap.servers", brokers)
+    c.set("bootstrap.servers", &kafka.brokers)
         .set("broker.address.family", "v4")
         .set("socket.nagle.disable", "true")
         .set("socket.keepalive.enable", "true");
+    for (key, value) in kafka.security.settings() {
+        c.set(key, value);
+    }
     c
 }
 
 /// The idempotent producer the outbox relay publishes with.
 pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<Producer> {
-    let producer: BaseProducer<Deliveries> = base(&kafka.brokers)
+    let producer: BaseProducer<Deliveries> = base(kafka)
         .set("client.id", client_id)
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -149,7 +152,7 @@ impl Producer {
 
 /// A consumer in `group` that never stores an offset by itself.
 pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
-    base(&kafka.brokers)
+    base(kafka)
         .set("group.id", group)
         .set("group.protocol", "classic")
         .set("enable.auto.commit", "true")
@@ -170,22 +173,122 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
 /// long enough to replay a week into a new consumer or a rebuilt
 /// projection; 28 for a dead-letter topic, so a parked record outlives a
 /// long weekend and its investigation) and `kafka.topic_partitions`
-/// partitions; topics that already exist are left as they are.
+/// partitions; topics that already exist are left as they are. For a
+/// client that may create topics: the broker's admin, or any client of a
+/// broker without ACLs.
 pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<()> {
-    let mut new: Vec<(String, String)> = Vec::new();
-    for t in catalog().topics() {
-        let prefix = &kafka.topic_prefix;
-        new.push((t.name(prefix), t.retention_ms.to_string()));
-        new.push((t.dead_letter_name(prefix), t.dead_letter_retention_ms.to_string()));
+    let all = catalog().topics().iter().flat_map(|t| {
+        [
+            t.name(&kafka.topic_prefix),
+            t.dead_letter_name(&kafka.topic_prefix),
+        ]
+    });
+    create_topics(kafka, all.collect()).await
+}
+
+/// Creates what `service` uses and the broker lacks: the topic it owns and
+/// its dead-letter topic, the topics it consumes and their dead-letter
+/// topics (where it parks). Where ACLs hold (`omnisaga kafka provision`) a
+/// service may not create topics and finds them made; one it needs but
+/// cannot see is an error that says so, so a service never waits on a topic
+/// nobody will create.
+pub async fn ensure_service_topics(kafka: &KafkaConfig, service: &str) -> Result<()> {
+    let prefix = &kafka.topic_prefix;
+    let mut needed: Vec<String> = Vec::new();
+    let mut optional: Vec<String> = Vec::new();
+    if let Some(own) = catalog().owned_by(service) {
+        needed.push(own.name(prefix));
+        // Written by its consumers, not by the owner: made here only so that
+        // it exists where nobody provisions topics.
+        optional.push(own.dead_letter_name(prefix));
     }
+    for t in catalog().consumed_by(service) {
+        needed.push(t.name(prefix));
+        needed.push(t.dead_letter_name(prefix));
+    }
+    let existing = existing_topics(kafka).await?;
+    let missing =
+        |names: Vec<String>| -> Vec<String> { names.into_iter().filter(|n| !existing.contains(n)).collect() };
+    let (needed, optional) = (missing(needed), missing(optional));
+    if !needed.is_empty() {
+        create_topics(kafka, needed).await.with_context(|| {
+            format!(
+                "{service} lacks topics it uses and could not create them; where the broker has \
+                 ACLs, create topics and users first as its admin (`omnisaga kafka provision`)"
+            )
+        })?;
+    }
+    if !optional.is_empty() {
+        if let Err(e) = create_topics(kafka, optional).await {
+            tracing::debug!(error = %format!("{e:#}"), "not creating a topic this service does not use");
+        }
+    }
+    Ok(())
+}
+
+/// The names of the topics the broker shows this client (under ACLs, those
+/// it may describe), waiting for a broker that is still starting.
+async fn existing_topics(kafka: &KafkaConfig) -> Result<std::collections::HashSet<String>> {
+    let config = base(kafka);
+    let mut delay = Duration::from_millis(200);
+    for attempt in 0.. {
+        let config = config.clone();
+        let fetched = tokio::task::spawn_blocking(move || -> KafkaResult<Vec<String>> {
+            use rdkafka::consumer::Consumer as _;
+            let client: rdkafka::consumer::BaseConsumer = config.create()?;
+            let metadata = client.fetch_metadata(None, Duration::from_secs(10))?;
+            Ok(metadata.topics().iter().map(|t| t.name().to_owned()).collect())
+        })
+        .await?;
+        match fetched {
+            Ok(names) => return Ok(names.into_iter().collect()),
+            Err(e) if attempt < 15 => {
+                tracing::warn!(error = %e, "broker not reachable yet, retrying its topic list");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e).context("Failed to list the broker's topics"),
+        }
+    }
+    unreachable!()
+}
+
+/// Creates `names` with the catalog's retention for each (a dead-letter
+/// topic's for `<topic>.dlq`); existing ones stay as they are.
+async fn create_topics(kafka: &KafkaConfig, names: Vec<String>) -> Result<()> {
+    let retention = |name: &str| {
+        catalog()
+            .topics()
+            .iter()
+            .find_map(|t| {
+                if t.name(&kafka.topic_prefix) == name {
+                    Some(t.retention_ms)
+                } else if t.dead_letter_name(&kafka.topic_prefix) == name {
+                    Some(t.dead_letter_retention_ms)
+                } else {
+                    None
+                }
+            })
+            .map(|ms| ms.to_string())
+    };
+    let new: Vec<(String, Option<String>)> = names
+        .into_iter()
+        .map(|name| {
+            let ms = retention(&name);
+            (name, ms)
+        })
+        .collect();
     let new: Vec<NewTopic> = new
         .iter()
         .map(|(name, retention)| {
-            NewTopic::new(name, kafka.topic_partitions, TopicReplication::Fixed(1))
-                .set("retention.ms", retention)
+            let topic = NewTopic::new(name, kafka.topic_partitions, TopicReplication::Fixed(1));
+            match retention {
+                Some(ms) => topic.set("retention.ms", ms),
+                None => topic,
+            }
         })
         .collect();
-    let admin: AdminClient<DefaultClientContext> = base(&kafka.brokers)
+    let admin: AdminClient<DefaultClientContext> = base(kafka)
         .create()
         .context("Failed to create the Kafka admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));

@@ -45,7 +45,7 @@ impl Base {
     pub async fn start(config: CommonConfig, migrator: Migrator) -> Result<Self> {
         let pool = db::connect(&config.database_url, config.database_max_connections).await?;
         db::migrate(&pool, migrator).await?;
-        kafka::ensure_topics(&config.kafka).await?;
+        kafka::ensure_service_topics(&config.kafka, config.service).await?;
         Ok(Self {
             topics: config.kafka.topics(),
             config,

@@ -14,11 +14,14 @@ use hdrhistogram::Histogram;
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     message::Headers,
-    ClientConfig, Message, Offset, TopicPartitionList,
+    Message, Offset, TopicPartitionList,
 };
 use tokio::time::Instant;
 
-use crate::bench::{histogram, record};
+use crate::{
+    bench::{histogram, record},
+    KafkaAccess,
+};
 
 const ORDERS_TOPIC: &str = "omnisaga.orders.v1";
 const WAREHOUSE_TOPIC: &str = "omnisaga.warehouse.v1";
@@ -44,10 +47,9 @@ pub struct Follower {
 impl Follower {
     /// Assigns every partition of the order and warehouse topics from their
     /// end and follows them in a task of its own until dropped.
-    pub async fn start(brokers: &str) -> Result<Self> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("broker.address.family", "v4")
+    pub async fn start(kafka: &KafkaAccess) -> Result<Self> {
+        let consumer: StreamConsumer = kafka
+            .admin_client()
             .set(
                 "group.id",
                 format!("bench-follower-{}", uuid::Uuid::new_v4().simple()),

@@ -54,11 +54,14 @@ pub async fn migrated_database(label: &str, migrator: sqlx::migrate::Migrator) -
     Ok(pool)
 }
 
-/// The test broker with a topic prefix no other test uses.
+/// The test broker with a topic prefix no other test uses, as its admin
+/// (`OMNISAGA_TEST_KAFKA_USERNAME`, `OMNISAGA_TEST_KAFKA_PASSWORD_FILE`, set
+/// by `make test`; the broker has ACLs, and the admin may do anything).
 pub fn fresh_kafka() -> Result<KafkaConfig> {
     let brokers = std::env::var("OMNISAGA_TEST_KAFKA")
         .context("OMNISAGA_TEST_KAFKA is not set: run the tests with `make test`, which starts a broker")?;
     Ok(KafkaConfig {
+        security: crate::catalog::client::ClientSecurity::test_broker_admin()?,
         brokers,
         topic_prefix: format!("t{}.", &Uuid::new_v4().simple().to_string()[..12]),
         fetch_wait_max_ms: 20,
