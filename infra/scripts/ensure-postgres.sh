@@ -2,8 +2,8 @@
 # Makes sure a PostgreSQL server answers on 127.0.0.1:5432 for omnisaga:
 # installs Debian's `postgresql` when it is missing, creates a cluster when
 # there is none, gives it omnisaga's settings (infra/postgres/omnisaga.conf:
-# loopback only, enough connections for the tests, pg_stat_statements; fsync
-# stays on) and lets the `postgres` user and the services' roles in over
+# loopback only, enough connections for the tests, pg_stat_statements, TLS
+# with the machine's self-signed certificate; fsync stays on) and lets the `postgres` user and the services' roles in over
 # loopback without a password, then starts it. Idempotent: a server that
 # already answers with these settings is left alone. The stack creates each
 # service's database and role (e2e/src/lib.rs).
@@ -18,6 +18,15 @@ if ! command -v pg_lsclusters >/dev/null 2>&1 || ! compgen -G "/usr/lib/postgres
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 fi
+
+# The server's TLS certificate (infra/postgres/omnisaga.conf): Debian's
+# self-signed one, readable by the server through the ssl-cert group.
+if [ ! -f /etc/ssl/private/ssl-cert-snakeoil.key ]; then
+  log "installing Debian's ssl-cert for the server's TLS certificate"
+  command -v make-ssl-cert >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ssl-cert >/dev/null
+  $SUDO make-ssl-cert generate-default-snakeoil
+fi
+id -nG postgres 2>/dev/null | grep -qw ssl-cert || $SUDO usermod -a -G ssl-cert postgres
 
 version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
 cluster="$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $3 == 5432 { print $2; exit }')"

@@ -36,6 +36,10 @@ use crate::{
     store::{self, Action, Call},
 };
 
+/// The reason of the failed payment recorded when the order service knows
+/// no payment method for the attempt (its answer was 404).
+pub const UNKNOWN_PAYMENT_METHOD: &str = "payment_method_unknown";
+
 /// Longest an idle caller waits before looking at the queue again; the
 /// consumer's commits wake it sooner.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -152,12 +156,17 @@ impl ProviderCalls {
         let token = match (token, &request) {
             ("", Request::Placed { .. }) => self.orders.payment_method(call.order_id, 1).await?,
             ("", Request::Retry { attempt }) => self.orders.payment_method(call.order_id, *attempt).await?,
-            (token, _) => token.to_owned(),
+            (token, _) => Some(token.to_owned()),
         };
-        let answer = match self.provider.authorize(&call.payment_id, &token).await {
-            Outcome::Approved => ProviderAnswer::Approved,
-            Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
-            Outcome::Unavailable => ProviderAnswer::Unavailable,
+        let answer = match token {
+            // Nothing to charge: the order hears a failed payment it can
+            // retry or cancel, and the calls queued behind this one go on.
+            None => ProviderAnswer::Declined(UNKNOWN_PAYMENT_METHOD.into()),
+            Some(token) => match self.provider.authorize(&call.payment_id, &token).await {
+                Outcome::Approved => ProviderAnswer::Approved,
+                Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
+                Outcome::Unavailable => ProviderAnswer::Unavailable,
+            },
         };
         let cmd = Command::Authorize {
             order_id: order.clone(),

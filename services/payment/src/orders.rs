@@ -35,8 +35,11 @@ impl OrderService {
         Self { http, url, token }
     }
 
-    /// The token `order_id`'s payment attempt `attempt` is to be charged with.
-    pub async fn payment_method(&self, order_id: Uuid, attempt: u32) -> Result<String> {
+    /// The token `order_id`'s payment attempt `attempt` is to be charged
+    /// with; `None` when the order service has no such order or attempt (a
+    /// 404: asking again will not change that). Any other failure is an
+    /// error, and the call is made again later.
+    pub async fn payment_method(&self, order_id: Uuid, attempt: u32) -> Result<Option<String>> {
         let url = format!(
             "{}/v1/internal/orders/{order_id}/payment-methods/{attempt}",
             self.url
@@ -51,6 +54,10 @@ impl OrderService {
             .with_context(|| format!("the order service did not answer at {}", self.url))?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == reqwest::StatusCode::NOT_FOUND {
+            tracing::warn!(%order_id, attempt, "the order service knows no payment method for this attempt");
+            return Ok(None);
+        }
         if !status.is_success() {
             bail!(
                 "the order service answered {status} for the payment method of {order_id} attempt {attempt}: {}",
@@ -59,7 +66,7 @@ impl OrderService {
         }
         body["payment_method"]
             .as_str()
-            .map(str::to_owned)
+            .map(|token| Some(token.to_owned()))
             .context("the order service's answer has no payment_method")
     }
 }

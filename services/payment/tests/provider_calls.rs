@@ -36,6 +36,11 @@ struct Payment {
 
 impl Payment {
     async fn new(name: &str) -> Self {
+        Self::asking(name, OrderService::new("http://127.0.0.1:9".into(), None)).await
+    }
+
+    /// A payment service that asks `orders` for tokens the events lack.
+    async fn asking(name: &str, orders: OrderService) -> Self {
         let pool = testing::migrated_database(name, sqlx::migrate!("./migrations"))
             .await
             .expect("test database");
@@ -49,8 +54,9 @@ impl Payment {
                 waker: OutboxWaker::default(),
                 provider: provider.clone(),
                 payments_topic: PAYMENTS.into(),
-                // The events here carry their token: the order service is never asked.
-                orders: OrderService::new("http://127.0.0.1:9".into(), None),
+                // Unless a test says otherwise the events carry their token
+                // and the order service (nobody at port 9) is never asked.
+                orders,
             },
             pool,
             provider,
@@ -214,4 +220,85 @@ async fn an_authorisation_is_released_at_the_provider_once_its_void_is_recorded(
     p.call_next().await;
     assert!(!p.provider.holds(&p.payment_id()), "voided at the provider");
     assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 0);
+}
+
+/// An order service that answers every request with `status` and a JSON
+/// error body; returns its URL. It counts the requests it answered.
+async fn order_service(status: u16) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = r#"{"code":"not_found","message":"no such order"}"#;
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    (url, asked)
+}
+
+#[tokio::test]
+async fn a_payment_method_the_order_service_does_not_know_fails_the_payment_and_frees_the_queue() {
+    let (url, asked) = order_service(404).await;
+    let p = Payment::asking("provider_calls_unknown_method", OrderService::new(url, None)).await;
+    // As on the topics: no token in the event.
+    let mut placed = p.placed();
+    if let Payload::OrderPlaced(o) = &mut placed {
+        o.payment_method_token.clear();
+    }
+    p.consume("order", placed).await;
+    p.call_next().await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the order service was asked"
+    );
+    assert!(!p.provider.holds(&p.payment_id()), "nothing was charged");
+    assert_eq!(p.recorded("PaymentFailed").await, 1);
+    // The stored protobuf envelope carries the reason as its bytes.
+    let with_reason: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'PaymentFailed'
+           AND position(convert_to($1, 'UTF8') in envelope) > 0",
+    )
+    .bind(omnisaga_payment::calls::UNKNOWN_PAYMENT_METHOD)
+    .fetch_one(&p.pool)
+    .await
+    .unwrap();
+    assert_eq!(with_reason, 1, "the failure says why");
+    assert_eq!(
+        p.count("SELECT count(*) FROM provider_calls").await,
+        0,
+        "the queue goes on"
+    );
+}
+
+#[tokio::test]
+async fn an_order_service_that_fails_leaves_the_call_queued_for_later() {
+    let (url, asked) = order_service(503).await;
+    let p = Payment::asking("provider_calls_order_service_down", OrderService::new(url, None)).await;
+    let mut placed = p.placed();
+    if let Payload::OrderPlaced(o) = &mut placed {
+        o.payment_method_token.clear();
+    }
+    p.consume("order", placed).await;
+    let Claimed::Work { work, .. } = p.calls.claim().await.unwrap() else {
+        panic!("no call was queued");
+    };
+    assert!(p.calls.work(work).await.is_err(), "a 503 is no answer");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        p.count("SELECT count(*) FROM provider_calls").await,
+        1,
+        "the call waits to be made again"
+    );
+    assert_eq!(p.recorded("PaymentFailed").await, 0);
 }

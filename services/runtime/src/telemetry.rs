@@ -81,9 +81,9 @@ pub fn init(service: &'static str) -> Telemetry {
     // The series exists from the start, so `increase()` sees the first loss.
     DROPPED.with_label_values::<&str>(&[]).inc_by(0);
     if exporting {
-        match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        match otlp_exporter() {
             Ok(exporter) => builder = builder.with_batch_exporter(Counted(exporter)),
-            Err(e) => export_error = Some(e.to_string()),
+            Err(e) => export_error = Some(format!("{e:#}")),
         }
     }
     let provider = builder.build();
@@ -115,4 +115,26 @@ impl Telemetry {
             tracing::warn!(error = %e, "trace exporter did not flush cleanly");
         }
     }
+}
+
+/// The OTLP/gRPC span exporter the `OTEL_EXPORTER_OTLP_*` variables
+/// describe. An `https://` endpoint is checked against the system's CAs, or
+/// against the PEM file `OTEL_EXPORTER_OTLP_CERTIFICATE` names (the
+/// specification's variable, which the exporter does not read itself).
+fn otlp_exporter() -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    use anyhow::Context as _;
+    use opentelemetry_otlp::{
+        tonic_types::transport::{Certificate, ClientTlsConfig},
+        WithTonicConfig as _,
+    };
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if let Some(path) = std::env::var("OTEL_EXPORTER_OTLP_CERTIFICATE")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("OTEL_EXPORTER_OTLP_CERTIFICATE: Failed to read {path}"))?;
+        builder = builder.with_tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)));
+    }
+    Ok(builder.build()?)
 }

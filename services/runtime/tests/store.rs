@@ -168,3 +168,39 @@ async fn an_append_behind_the_stream_writes_neither_events_nor_outbox_rows() -> 
     assert_eq!(store::append(&mut conn, "order-o-2", 1, &[]).await?, 1);
     Ok(())
 }
+
+/// The database connection is encrypted when the URL asks, and checked
+/// against the CA it names (or the system's) and the host name: the local
+/// server's certificate (self-signed, for `localhost`) is accepted as its
+/// own CA when the server is reached as `localhost` and refused when it is
+/// reached by an address the certificate does not name, and
+/// `sslmode=disable` goes without.
+#[tokio::test]
+async fn the_database_connection_is_tls_when_asked_and_checks_the_certificate() -> Result<()> {
+    use sqlx::{Connection as _, PgConnection};
+    let url = testing::fresh_database("tls").await?;
+    let mut admin = PgConnection::connect(&format!("{}/postgres", testing::pg_server())).await?;
+    let cert: String = sqlx::query_scalar("SELECT current_setting('ssl_cert_file')")
+        .fetch_one(&mut admin)
+        .await?;
+    let encrypted = |url: String| async move {
+        let pool = db::connect(&url, 1).await?;
+        let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        anyhow::Ok(ssl)
+    };
+    let by_name = url.replacen("@127.0.0.1:", "@localhost:", 1);
+    assert!(encrypted(format!("{by_name}?sslmode=verify-full&sslrootcert={cert}")).await?);
+    assert!(!encrypted(format!("{url}?sslmode=disable")).await?);
+
+    // The same server by an address its certificate does not name.
+    let refused = PgConnection::connect(&format!("{url}?sslmode=verify-full&sslrootcert={cert}")).await;
+    let err = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains("not valid for name"),
+        "a certificate for another name was accepted, or refused for something else: {err:?}"
+    );
+    Ok(())
+}
