@@ -1,7 +1,8 @@
 //! `omnisaga`: operator commands against a running stack. The events on the
 //! topics decoded (`events tail`), the topic catalog with consumer lag
 //! (`topics`), one order as every service sees it (`order timeline`), and
-//! dead letters (`dlq`), and tokens of the local key (`token mint`). `cli` holds the command line; each command has its
+//! dead letters (`dlq`), the chat messages notification gave up
+//! (`messages`), and tokens of the local key (`token mint`). `cli` holds the command line; each command has its
 //! module; `settings` says where the stack is.
 
 mod cli;
@@ -10,6 +11,7 @@ mod dlq;
 mod events;
 mod http;
 mod kafka;
+mod messages;
 mod output;
 mod settings;
 mod since;
@@ -36,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeline::run(&args.id, &settings, json).await
         }
         Command::Dlq(command) => dlq::run(command, &settings, json).await,
+        Command::Messages(command) => messages::run(command, &settings, json).await,
         Command::Token(TokenCommand::Mint(args)) => token::mint(args),
         Command::Token(TokenCommand::Keygen(args)) => token::keygen(args),
     }
