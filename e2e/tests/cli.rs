@@ -1,7 +1,8 @@
 //! The `omnisaga` CLI against the stack as real processes: it decodes an
 //! order's events off the topics, lists the catalog with consumer lag, shows
-//! one order as every service sees it, replays a parked key, and says
-//! clearly, with a non-zero exit, what it cannot do. One stack for all of it.
+//! one order as every service sees it, replays a parked key, lists dead chat
+//! messages, and says clearly, with a non-zero exit, what it cannot do. One
+//! stack for all of it.
 
 use std::{process::Output, time::Duration};
 
@@ -42,6 +43,7 @@ async fn run(stack: &Stack) -> Result<()> {
     topics_lists_every_catalog_topic_with_each_groups_lag(stack).await?;
     order_timeline_shows_every_services_view(stack, &id).await?;
     a_parked_key_is_replayed_through_the_cli(stack).await?;
+    no_chat_message_is_dead_when_the_channel_takes_them(stack).await?;
     what_the_cli_cannot_do_fails_with_a_clear_message(stack).await?;
     a_minted_token_is_the_customers_own(stack, &id).await?;
     Ok(())
@@ -481,9 +483,17 @@ async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// `messages dead` asks the notification service, whose log channel takes
+/// every message: none is dead.
+async fn no_chat_message_is_dead_when_the_channel_takes_them(stack: &Stack) -> Result<()> {
+    let dead = omnisaga_json(stack, &["messages", "dead", "--json"]).await?;
+    ensure!(dead["items"] == serde_json::json!([]), "dead messages: {dead}");
+    Ok(())
+}
+
 async fn what_the_cli_cannot_do_fails_with_a_clear_message(stack: &Stack) -> Result<()> {
     let unknown = uuid::Uuid::new_v4().to_string();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["order", "timeline", &unknown], "not found"),
         (&["order", "timeline", "not-an-order"], "order not-an-order"),
         (
@@ -491,6 +501,7 @@ async fn what_the_cli_cannot_do_fails_with_a_clear_message(stack: &Stack) -> Res
             "no topic",
         ),
         (&["dlq", "list", "billing"], "invalid value"),
+        (&["messages", "retry", &unknown], "no such message"),
     ];
     for (args, message) in cases {
         let out = omnisaga(stack, args).await?;

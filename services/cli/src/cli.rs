@@ -16,7 +16,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   omnisaga events tail orders --from-beginning --order 0193c0de-...
   omnisaga topics
   omnisaga order timeline 0193c0de-... --json
-  omnisaga dlq list payment")]
+  omnisaga dlq list payment
+  omnisaga messages dead")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -61,6 +62,9 @@ pub enum Command {
     /// Dead letters a service kept: list, show, replay.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Chat messages the notification service gave up (dead): list, retry.
+    #[command(subcommand)]
+    Messages(MessagesCommand),
     /// Bearer tokens of the local signing key (`make run`'s).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -251,6 +255,26 @@ pub enum DlqCommand {
     Replay { service: Service, key: String },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// Messages the chat channel refused NOTIFICATION_MAX_ATTEMPTS times, with the last refusal.
+    #[command(after_help = "Examples:
+  omnisaga messages dead
+  omnisaga messages dead --limit 500 --json")]
+    Dead {
+        /// Most messages listed, 1 to 500 [default: 100].
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Queue a dead message again as new (no attempts, sent at once); prints it as JSON.
+    #[command(after_help = "Example:
+  omnisaga messages retry 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70")]
+    Retry {
+        /// The message's notification_id.
+        id: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
@@ -300,6 +324,18 @@ mod tests {
         assert!(matches!(cli.command, Command::Timeline(TimelineArgs { ref id }) if id == "abc"));
         let cli = parse(&["order", "timeline", "abc"]).unwrap();
         assert!(matches!(cli.command, Command::Order(OrderCommand::Timeline(_))));
+    }
+
+    #[test]
+    fn dead_messages_are_listed_and_retried_by_id() {
+        let cli = parse(&["messages", "dead", "--limit", "5"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Messages(MessagesCommand::Dead { limit: Some(5) })
+        ));
+        let cli = parse(&["messages", "retry", "abc"]).unwrap();
+        assert!(matches!(cli.command, Command::Messages(MessagesCommand::Retry { ref id }) if id == "abc"));
+        assert!(parse(&["messages", "retry"]).is_err());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `omnisaga`: operator commands against a running stack. The events on the
 //! topics decoded (`events tail`), the topic catalog with consumer lag
-//! (`topics`), one order as every service sees it (`order timeline`), and
-//! dead letters (`dlq`), tokens of the local key (`token mint`), and the
-//! broker's topics, users and ACLs (`kafka provision`). `cli` holds the command line; each command has its
-//! module; `settings` says where the stack is.
+//! (`topics`), one order as every service sees it (`order timeline`),
+//! dead letters (`dlq`), the chat messages notification gave up
+//! (`messages`), tokens of the local key (`token mint`), and the broker's
+//! topics, users and ACLs (`kafka provision`). `cli` holds the command line;
+//! each command has its module; `settings` says where the stack is.
 
 mod cli;
 mod decode;
@@ -11,6 +12,7 @@ mod dlq;
 mod events;
 mod http;
 mod kafka;
+mod messages;
 mod output;
 mod provision;
 mod settings;
@@ -38,6 +40,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeline::run(&args.id, &settings, json).await
         }
         Command::Dlq(command) => dlq::run(command, &settings, json).await,
+        Command::Messages(command) => messages::run(command, &settings, json).await,
         Command::Token(TokenCommand::Mint(args)) => token::mint(args),
         Command::Token(TokenCommand::Keygen(args)) => token::keygen(args),
         Command::Kafka(KafkaCommand::Provision(args)) => provision::run(args, &settings, json).await,

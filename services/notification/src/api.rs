@@ -1,24 +1,44 @@
 //! `GET /v1/notifications?order_id=`: the messages an order's customer got,
-//! for that customer (`orders:read`) and for operators (`admin`).
+//! for that customer (`orders:read`) and for operators (`admin`); and for
+//! operators only, the messages the channel refused until they were dead
+//! (`GET /v1/admin/messages/dead`) and their retry
+//! (`POST /v1/admin/messages/{id}/retry`).
 
 use axum::{
-    extract::{Query, State},
-    routing::get,
+    extract::{Path, Query, State},
+    middleware,
+    routing::{get, post},
     Json, Router,
 };
 use omnisaga_auth::Scope;
-use omnisaga_runtime::{auth::Caller, http::ApiError};
-use serde::Deserialize;
+use omnisaga_runtime::{
+    auth::{self, Caller},
+    http::ApiError,
+    outbox::{OutboxWaker, Written},
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::store;
+use crate::store::{self, Attempted};
 
-pub fn routes(pool: PgPool) -> Router {
+#[derive(Clone)]
+struct ApiState {
+    pool: PgPool,
+    /// Wakes the dispatcher when an operator queues a message again.
+    waker: OutboxWaker,
+}
+
+pub fn routes(pool: PgPool, waker: OutboxWaker) -> Router {
+    let admin = Router::new()
+        .route("/v1/admin/messages/dead", get(dead))
+        .route("/v1/admin/messages/{id}/retry", post(retry))
+        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
     Router::new()
         .route("/v1/notifications", get(list))
-        .with_state(pool)
+        .merge(admin)
+        .with_state(ApiState { pool, waker })
 }
 
 #[derive(Deserialize)]
@@ -27,7 +47,7 @@ struct ListQuery {
 }
 
 async fn list(
-    State(pool): State<PgPool>,
+    State(ApiState { pool, .. }): State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -63,4 +83,57 @@ async fn list(
         })
         .collect();
     Ok(Json(json!({ "items": items })))
+}
+
+/// Dead messages listed at once unless `limit` says otherwise, and at most.
+const DEAD_PAGE: i64 = 100;
+const DEAD_PAGE_MAX: i64 = 500;
+
+#[derive(Deserialize)]
+struct DeadQuery {
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeadList {
+    items: Vec<Attempted>,
+}
+
+/// `GET /v1/admin/messages/dead?limit=`: the dead messages, those given up
+/// first first, with why.
+async fn dead(State(s): State<ApiState>, Query(q): Query<DeadQuery>) -> Result<Json<DeadList>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None => DEAD_PAGE,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| (1..=DEAD_PAGE_MAX).contains(l))
+            .ok_or_else(|| ApiError::validation(format!("limit must be between 1 and {DEAD_PAGE_MAX}")))?,
+    };
+    Ok(Json(DeadList {
+        items: store::list_dead(&s.pool, limit).await?,
+    }))
+}
+
+/// `POST /v1/admin/messages/{id}/retry`: queues a dead message again, as if
+/// new (no attempts, due at once), and wakes the dispatcher.
+async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Attempted>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::validation("the message id must be a UUID"))?;
+    match store::retry_dead(&s.pool, id).await? {
+        Some(queued) => {
+            s.waker.wake_for(Written {
+                outbox: false,
+                work: true,
+            });
+            tracing::info!(notification.id = %id, "dead message queued again by an operator");
+            Ok(Json(queued))
+        }
+        None => match store::status_of(&s.pool, id).await? {
+            None => Err(ApiError::not_found("no such message")),
+            Some(status) => Err(ApiError::conflict(
+                "message_not_dead",
+                format!("only a dead message can be retried; this one is {status}"),
+            )),
+        },
+    }
 }

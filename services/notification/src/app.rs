@@ -1,9 +1,12 @@
 //! Starting and stopping the notification service.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::Result;
-use omnisaga_runtime::service::{Base, Task};
+use omnisaga_runtime::{
+    metrics::{self, Gauges},
+    service::{Base, Task},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -12,13 +15,25 @@ use crate::{
     channel::{Channel, LogChannel},
     config::Config,
     dispatcher::Dispatcher,
+    domain::RetryPolicy,
     handlers::SagaEvents,
+    store,
 };
+
+/// Messages dead now, read when scraped.
+static DEAD: LazyLock<Gauges> = LazyLock::new(|| {
+    metrics::gauge_vec(
+        "omnisaga_notifications_dead",
+        "Messages dead now: refused NOTIFICATION_MAX_ATTEMPTS times and not retried since",
+        &[],
+    )
+});
 
 pub struct App {
     base: Base,
     listener: TcpListener,
     channel: Arc<dyn Channel>,
+    retry: RetryPolicy,
 }
 
 impl App {
@@ -29,6 +44,7 @@ impl App {
             base,
             listener,
             channel: Arc::new(LogChannel),
+            retry: config.retry,
         })
     }
 
@@ -52,9 +68,17 @@ impl App {
             waker: self.base.waker.clone(),
             channel: self.channel.clone(),
             notifications_topic: t.notifications.clone(),
+            retry: self.retry,
         };
         let dispatch: Task = Box::new(move |token| Box::pin(dispatcher.run(token)));
-        let router = api::routes(self.base.pool.clone());
+        self.base.on_scrape(Arc::new(move |pool| {
+            Box::pin(async move {
+                if let Ok(n) = store::count_dead(&pool).await {
+                    DEAD.with_label_values(&[] as &[&str]).set(n);
+                }
+            })
+        }));
+        let router = api::routes(self.base.pool.clone(), self.base.waker.clone());
         self.base
             .run(self.listener, router, vec![consumer, dispatch], shutdown)
             .await

@@ -1,29 +1,63 @@
-//! Configuration of the notification service: the settings every service shares
-//! (`omnisaga_runtime::config`, see the README's table) and none of its own.
-//! Its consumer fetches what 100 ms gather (`Fetch::Batched`): it follows
-//! the saga and is never on an order's critical path.
+//! Configuration of the notification service: the settings every service
+//! shares (`omnisaga_runtime::config`, see the README's table) and how it
+//! treats a message the channel refuses ([`RetryPolicy`]). Its consumer
+//! fetches what 100 ms gather (`Fetch::Batched`): it follows the saga and is
+//! never on an order's critical path.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8083` | API, health and metrics listen address |
+//! | `NOTIFICATION_MAX_ATTEMPTS` | `8` | sends of one message the channel may refuse before it is dead (kept, listed by `GET /v1/admin/messages/dead`, retried by an operator) |
+//! | `NOTIFICATION_RETRY_BASE_MS` | `5000` | wait after a message's first refusal; it doubles after each refusal |
+//! | `NOTIFICATION_RETRY_CAP_MS` | `600000` | longest wait between two sends of one message (each wait is drawn between half and all of the doubled one) |
 
-use anyhow::Result;
-use omnisaga_runtime::config::{CommonConfig, Fetch};
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use omnisaga_runtime::config::{parse_or, CommonConfig, Fetch};
+
+use crate::domain::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub common: CommonConfig,
+    /// What becomes of a refused message (`NOTIFICATION_MAX_ATTEMPTS`,
+    /// `NOTIFICATION_RETRY_BASE_MS`, `NOTIFICATION_RETRY_CAP_MS`).
+    pub retry: RetryPolicy,
 }
 
 impl Config {
     pub fn from_env() -> Result<Self> {
+        let d = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_attempts: parse_or("NOTIFICATION_MAX_ATTEMPTS", d.max_attempts)?,
+            base: Duration::from_millis(parse_or("NOTIFICATION_RETRY_BASE_MS", d.base.as_millis() as u64)?),
+            cap: Duration::from_millis(parse_or("NOTIFICATION_RETRY_CAP_MS", d.cap.as_millis() as u64)?),
+        };
+        ensure!(
+            retry.max_attempts >= 1,
+            "NOTIFICATION_MAX_ATTEMPTS must be at least 1"
+        );
+        ensure!(
+            !retry.base.is_zero(),
+            "NOTIFICATION_RETRY_BASE_MS must be at least 1"
+        );
+        ensure!(
+            retry.cap >= retry.base,
+            "NOTIFICATION_RETRY_CAP_MS must be at least NOTIFICATION_RETRY_BASE_MS"
+        );
         Ok(Self {
             common: CommonConfig::from_env_with("notification", 8083, Fetch::Batched)?,
+            retry,
         })
     }
 
-    /// The service with `common` settings, as the tests start it.
+    /// The service with `common` settings and the default retry policy, as
+    /// the tests start it (they change `retry` to waits of milliseconds).
     pub fn with_common(common: CommonConfig) -> Self {
-        Self { common }
+        Self {
+            common,
+            retry: RetryPolicy::default(),
+        }
     }
 }

@@ -1,7 +1,10 @@
 //! What the customer is told, decided without I/O: which event gets which
 //! message, which messages a cancellation makes stale, who receives them and
-//! the text each one says; and an order's messages as the aggregate the
+//! the text each one says; what becomes of a message the channel refuses
+//! ([`RetryPolicy`]); and an order's messages as the aggregate the
 //! dispatcher records them in (`crate::wire` maps it to the wire).
+
+use std::time::Duration;
 
 use omnisaga_proto::v1::{envelope::Payload, NotificationSent, OrderPlaced};
 use omnisaga_runtime::aggregate::Decider;
@@ -153,6 +156,56 @@ pub const ALL: [Template; 7] = [
     Template::PaymentDelayed,
 ];
 
+/// What the dispatcher does with a message the channel refuses: try it
+/// again after a wait that doubles with each refusal (from `base` up to
+/// `cap`, each wait drawn between half and all of that), and give it up
+/// (dead) at the `max_attempts`-th refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Sends tried before a message is dead (at least 1).
+    pub max_attempts: u32,
+    /// The wait after the first refusal, before jitter.
+    pub base: Duration,
+    /// The longest wait, before jitter.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 8 sends over about 5 to 10 minutes: 5 s, 10 s, ... 320 s between them.
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            base: Duration::from_secs(5),
+            cap: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What becomes of a refused message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterRefusal {
+    /// Send it again once this has passed.
+    RetryIn(Duration),
+    /// Give it up: it stays, dead, until an operator retries it.
+    Dead,
+}
+
+impl RetryPolicy {
+    /// What becomes of a message refused at its `attempt`-th send (1 for the
+    /// first); `jitter`, random in `[0, 1)`, places the wait between half and
+    /// all of the doubled delay. The lower half is cut off so that one
+    /// message's waits never shrink while the cap is not reached, the upper
+    /// half spreads the retries of messages refused together.
+    pub fn after_refusal(&self, attempt: u32, jitter: f64) -> AfterRefusal {
+        if attempt >= self.max_attempts {
+            return AfterRefusal::Dead;
+        }
+        let doublings = attempt.saturating_sub(1).min(31);
+        let delay = self.base.saturating_mul(1 << doublings).min(self.cap);
+        AfterRefusal::RetryIn(delay.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +257,55 @@ mod tests {
     #[test]
     fn the_failure_message_asks_for_a_retry() {
         assert!(render("payment_failed", "OS-1").starts_with("Payment failed: please retry"));
+    }
+
+    #[test]
+    fn a_refused_message_waits_twice_as_long_each_time_up_to_the_cap_then_is_dead() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(500),
+        };
+        let waits = |jitter: f64| -> Vec<AfterRefusal> {
+            (1..=6)
+                .map(|attempt| policy.after_refusal(attempt, jitter))
+                .collect()
+        };
+        let ms = |n| AfterRefusal::RetryIn(Duration::from_millis(n));
+        assert_eq!(
+            waits(1.0),
+            [ms(100), ms(200), ms(400), ms(500), ms(500), AfterRefusal::Dead]
+        );
+        assert_eq!(
+            waits(0.0),
+            [ms(50), ms(100), ms(200), ms(250), ms(250), AfterRefusal::Dead]
+        );
+        // Below the cap, the shortest next wait is the longest last one.
+        for attempt in 1..3 {
+            let (AfterRefusal::RetryIn(longest), AfterRefusal::RetryIn(shortest)) = (
+                policy.after_refusal(attempt, 1.0),
+                policy.after_refusal(attempt + 1, 0.0),
+            ) else {
+                panic!("retried");
+            };
+            assert!(shortest >= longest, "attempt {attempt}");
+        }
+    }
+
+    #[test]
+    fn one_attempt_means_dead_at_the_first_refusal_and_huge_attempts_do_not_overflow() {
+        let once = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(once.after_refusal(1, 0.5), AfterRefusal::Dead);
+        let many = RetryPolicy {
+            max_attempts: u32::MAX,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            many.after_refusal(1000, 1.0),
+            AfterRefusal::RetryIn(RetryPolicy::default().cap)
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! message per saga event ("Order created", "Payment confirmed", "Ready for
 //! shipment", "Shipped", "Payment failed: please retry"). A message is queued
 //! in the same transaction as the event's inbox record, then a dispatcher
-//! hands it to the delivery channel and publishes `NotificationSent`.
+//! hands it to the delivery channel and publishes `NotificationSent`. A
+//! message the channel refuses is tried again later, and after the last
+//! attempt kept as dead for an operator to retry; it holds back no other.
 
 pub mod api;
 pub mod app;

@@ -1,8 +1,8 @@
 //! The notification database: who receives an order's messages
-//! (`recipients`), the messages queued and sent (`notifications`), and the
-//! versions of their streams. One function per statement.
+//! (`recipients`), the messages queued, sent and dead (`notifications`), and
+//! the versions of their streams. One function per statement.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use omnisaga_runtime::TraceContext;
@@ -82,16 +82,20 @@ pub struct Queued {
     pub trace: TraceContext,
     pub customer_id: String,
     pub order_number: String,
+    /// Sends the channel refused so far.
+    pub attempts: u32,
 }
 
-/// Locks the oldest `limit` queued messages whose recipient is known, in
-/// the order they were queued, skipping those another dispatcher holds.
+/// Locks the oldest `limit` queued messages that are due (never tried, or
+/// their wait after a refusal is over) and whose recipient is known, in the
+/// order they were queued, skipping those another dispatcher holds.
 pub async fn lock_queued(conn: &mut PgConnection, limit: i64) -> Result<Vec<Queued>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
-                n.traceparent, n.tracestate, r.customer_id, r.order_number
+                n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts
          FROM notifications n JOIN recipients r USING (order_id)
-         WHERE n.status = 'QUEUED' ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED",
+         WHERE n.status = 'QUEUED' AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())
+         ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED",
     )
     .bind(limit)
     .fetch_all(conn)
@@ -110,8 +114,65 @@ pub async fn lock_queued(conn: &mut PgConnection, limit: i64) -> Result<Vec<Queu
             },
             customer_id: row.get(7),
             order_number: row.get(8),
+            attempts: row.get::<i32, _>(9).max(0) as u32,
         })
         .collect())
+}
+
+/// How long until the first queued message waiting after a refusal falls
+/// due, if one waits.
+pub async fn next_due(conn: &mut PgConnection) -> Result<Option<Duration>, sqlx::Error> {
+    let seconds: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8
+         FROM notifications WHERE status = 'QUEUED' AND next_attempt_at > now()",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
+}
+
+/// Records that the channel refused message `id` at its `attempts`-th send
+/// with `error`; it falls due again after `wait`.
+pub async fn retry_later(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempts: u32,
+    error: &str,
+    wait: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE notifications SET attempts = $2, last_error = $3, last_attempt_at = clock_timestamp(),
+                next_attempt_at = clock_timestamp() + $4 * interval '1 microsecond'
+         WHERE notification_id = $1",
+    )
+    .bind(id)
+    .bind(attempts as i32)
+    .bind(error)
+    .bind(wait.as_micros() as f64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives message `id` up: the channel refused its `attempts`-th and last
+/// send with `error`. It stays, `DEAD`, until an operator retries it.
+pub async fn mark_dead(
+    conn: &mut PgConnection,
+    id: Uuid,
+    attempts: u32,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE notifications SET status = 'DEAD', attempts = $2, last_error = $3,
+                last_attempt_at = clock_timestamp(), dead_at = clock_timestamp(), next_attempt_at = NULL
+         WHERE notification_id = $1",
+    )
+    .bind(id)
+    .bind(attempts as i32)
+    .bind(error)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The current version of each of `streams` that has events; a stream
@@ -131,7 +192,7 @@ pub async fn stream_versions(
 }
 
 /// Marks the messages `ids` sent through `channel`, each with its text
-/// (`texts`, in the same order).
+/// (`texts`, in the same order); the send counts as an attempt.
 pub async fn mark_sent(
     conn: &mut PgConnection,
     ids: &[Uuid],
@@ -139,7 +200,8 @@ pub async fn mark_sent(
     channel: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE notifications n SET status = 'SENT', text = u.text, channel = $3, sent_at = now()
+        "UPDATE notifications n SET status = 'SENT', text = u.text, channel = $3, sent_at = now(),
+                attempts = n.attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
          FROM unnest($1::uuid[], $2::text[]) AS u(id, text) WHERE n.notification_id = u.id",
     )
     .bind(ids)
@@ -162,7 +224,6 @@ pub struct Notification {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-/// The messages of `order_id`, queued and sent, oldest first.
 /// The customer `order_id` was placed by, as far as this service heard.
 pub async fn customer_of(pool: &PgPool, order_id: Uuid) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT customer_id FROM recipients WHERE order_id = $1")
@@ -171,6 +232,7 @@ pub async fn customer_of(pool: &PgPool, order_id: Uuid) -> Result<Option<String>
         .await
 }
 
+/// The messages of `order_id`, queued, sent and dead, oldest first.
 pub async fn list_for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notification>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT notification_id, template, text, channel, status, source_event_type, created_at, sent_at
@@ -192,4 +254,86 @@ pub async fn list_for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notific
             sent_at: r.get(7),
         })
         .collect())
+}
+
+/// A message as operators see it: who it is for and how its sends went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Attempted {
+    pub notification_id: Uuid,
+    pub order_id: Uuid,
+    /// `None` while the order's `OrderPlaced` has not arrived.
+    pub customer_id: Option<String>,
+    pub template: String,
+    pub source_event_type: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+const ATTEMPTED: &str =
+    "n.notification_id, n.order_id, r.customer_id, n.template, n.source_event_type, n.status,
+     n.attempts, n.last_error, n.created_at, n.last_attempt_at, n.next_attempt_at, n.dead_at";
+
+fn attempted(r: &sqlx::postgres::PgRow) -> Attempted {
+    Attempted {
+        notification_id: r.get(0),
+        order_id: r.get(1),
+        customer_id: r.get(2),
+        template: r.get(3),
+        source_event_type: r.get(4),
+        status: r.get(5),
+        attempts: r.get(6),
+        last_error: r.get(7),
+        created_at: r.get(8),
+        last_attempt_at: r.get(9),
+        next_attempt_at: r.get(10),
+        dead_at: r.get(11),
+    }
+}
+
+/// Up to `limit` dead messages, those given up first first.
+pub async fn list_dead(pool: &PgPool, limit: i64) -> Result<Vec<Attempted>, sqlx::Error> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ATTEMPTED} FROM notifications n LEFT JOIN recipients r USING (order_id)
+         WHERE n.status = 'DEAD' ORDER BY n.dead_at, n.notification_id LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(attempted).collect())
+}
+
+/// Queues dead message `id` again as if new (no attempts, due at once; its
+/// last error stays for the record); `None` when there is no dead message
+/// `id`.
+pub async fn retry_dead(pool: &PgPool, id: Uuid) -> Result<Option<Attempted>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "WITH n AS (
+             UPDATE notifications SET status = 'QUEUED', attempts = 0, next_attempt_at = NULL, dead_at = NULL
+             WHERE notification_id = $1 AND status = 'DEAD' RETURNING *)
+         SELECT {ATTEMPTED} FROM n LEFT JOIN recipients r USING (order_id)"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(attempted))
+}
+
+/// The status of message `id`, if there is one.
+pub async fn status_of(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT status FROM notifications WHERE notification_id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// How many messages are dead.
+pub async fn count_dead(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM notifications WHERE status = 'DEAD'")
+        .fetch_one(pool)
+        .await
 }

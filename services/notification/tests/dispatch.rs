@@ -1,27 +1,35 @@
 //! The dispatcher against the real PostgreSQL: queued messages go out in
-//! batches, each once, in order per order, and a channel that refuses one
-//! loses none of those sent before it.
+//! batches, each once, in order per order; a message the channel refuses is
+//! tried again after a growing wait and is dead after the last attempt, and
+//! it holds back no other message, of its customer or anyone's.
 
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use omnisaga_notification::{
     channel::{Channel, Message},
     dispatcher::Dispatcher,
+    domain::RetryPolicy,
 };
 use omnisaga_runtime::{outbox::OutboxWaker, testing};
 use sqlx::PgPool;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Records every message it delivers; refuses the `refuse_at`-th call once.
+/// Records every message it delivers and when each send was tried; refuses
+/// the `refuse_at`-th call once, and every call for the ids in `refuse`.
+#[derive(Default)]
 struct Recording {
     delivered: Mutex<Vec<Uuid>>,
-    calls: Mutex<usize>,
-    refuse_at: usize,
+    tried: Mutex<Vec<(Uuid, Instant)>>,
+    refuse_at: Option<usize>,
+    refuse: HashSet<Uuid>,
 }
 
 #[async_trait]
@@ -31,15 +39,30 @@ impl Channel for Recording {
     }
     async fn send(&self, msg: &Message) -> anyhow::Result<()> {
         let call = {
-            let mut calls = self.calls.lock().unwrap();
-            *calls += 1;
-            *calls
+            let mut tried = self.tried.lock().unwrap();
+            tried.push((msg.notification_id, Instant::now()));
+            tried.len()
         };
-        if call == self.refuse_at {
+        if Some(call) == self.refuse_at {
             anyhow::bail!("gateway unavailable");
+        }
+        if self.refuse.contains(&msg.notification_id) {
+            anyhow::bail!("gateway refuses this message");
         }
         self.delivered.lock().unwrap().push(msg.notification_id);
         Ok(())
+    }
+}
+
+impl Recording {
+    /// When each send of `id` was tried, in order.
+    fn tries_of(&self, id: Uuid) -> Vec<Instant> {
+        let tried = self.tried.lock().unwrap();
+        tried
+            .iter()
+            .filter(|(t, _)| *t == id)
+            .map(|(_, at)| *at)
+            .collect()
     }
 }
 
@@ -49,11 +72,13 @@ async fn database() -> PgPool {
         .expect("test database")
 }
 
-/// Queues `n` messages for a new order, oldest first; returns their ids.
-async fn queue(pool: &PgPool, n: usize) -> (Uuid, Vec<Uuid>) {
+/// Queues `n` messages for a new order of `customer`, oldest first; returns
+/// the order's and their ids.
+async fn queue(pool: &PgPool, customer: &str, n: usize) -> (Uuid, Vec<Uuid>) {
     let order = Uuid::new_v4();
-    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
+    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, $2, 'OS-1')")
         .bind(order)
+        .bind(customer)
         .execute(pool)
         .await
         .unwrap();
@@ -62,7 +87,7 @@ async fn queue(pool: &PgPool, n: usize) -> (Uuid, Vec<Uuid>) {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template, created_at)
-             VALUES ($1, $2, $3, 'OrderPlaced', 'order_created', now() + $4 * interval '1 millisecond')",
+             VALUES ($1, $2, $3, 'OrderPlaced', 'order_created', clock_timestamp() + $4 * interval '1 millisecond')",
         )
         .bind(id)
         .bind(order)
@@ -76,26 +101,27 @@ async fn queue(pool: &PgPool, n: usize) -> (Uuid, Vec<Uuid>) {
     (order, ids)
 }
 
-#[tokio::test]
-async fn a_refused_message_loses_none_sent_before_it_and_each_goes_out_once() {
-    let pool = database().await;
-    let (first, first_ids) = queue(&pool, 3).await;
-    let (second, second_ids) = queue(&pool, 3).await;
-    let channel = Arc::new(Recording {
-        delivered: Mutex::default(),
-        calls: Mutex::default(),
-        refuse_at: 3,
-    });
+/// Runs a dispatcher over `pool` with `channel` and `retry` until the token is cancelled.
+fn dispatch(
+    pool: &PgPool,
+    channel: Arc<Recording>,
+    retry: RetryPolicy,
+) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
     let dispatcher = Dispatcher {
         pool: pool.clone(),
         waker: OutboxWaker::default(),
-        channel: channel.clone(),
+        channel,
         notifications_topic: "omnisaga.notifications.v1".into(),
+        retry,
     };
     let stop = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(stop.clone()));
+    (stop, running)
+}
 
-    testing::wait_for("every message sent", Duration::from_secs(20), || {
+/// Waits until no message is queued any more.
+async fn none_queued(pool: &PgPool) {
+    testing::wait_for("no message queued", Duration::from_secs(20), || {
         let pool = pool.clone();
         async move {
             let queued: i64 =
@@ -107,15 +133,45 @@ async fn a_refused_message_loses_none_sent_before_it_and_each_goes_out_once() {
         }
     })
     .await
-    .expect("the refused message went out on a later try");
+    .expect("every message sent or dead");
+}
+
+fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[tokio::test]
+async fn a_refused_message_loses_none_sent_before_it_and_each_goes_out_once() {
+    let pool = database().await;
+    let (first, first_ids) = queue(&pool, "c-1", 3).await;
+    let (second, second_ids) = queue(&pool, "c-1", 3).await;
+    let channel = Arc::new(Recording {
+        refuse_at: Some(3),
+        ..Default::default()
+    });
+    let retry = RetryPolicy {
+        max_attempts: 5,
+        base: millis(10),
+        cap: millis(100),
+    };
+    let (stop, running) = dispatch(&pool, channel.clone(), retry);
+    none_queued(&pool).await;
     stop.cancel();
     running.await.unwrap().unwrap();
 
     let delivered = channel.delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), 6, "each message once: {delivered:?}");
+    let (refused, _) = channel.tried.lock().unwrap()[2];
     for ids in [&first_ids, &second_ids] {
+        // The refused one went out on a later try, after the ones the
+        // channel took at once, which kept their order.
         let of_order: Vec<Uuid> = delivered.iter().filter(|d| ids.contains(d)).copied().collect();
-        assert_eq!(&of_order, ids, "an order's messages in the order queued");
+        let at_once: Vec<Uuid> = ids.iter().filter(|i| **i != refused).copied().collect();
+        let mut expected = at_once.clone();
+        if ids.contains(&refused) {
+            expected.push(refused);
+        }
+        assert_eq!(of_order, expected, "an order's messages in the order sent");
     }
     for order in [first, second] {
         let versions: Vec<i64> =
@@ -131,4 +187,103 @@ async fn a_refused_message_loses_none_sent_before_it_and_each_goes_out_once() {
         .await
         .unwrap();
     assert_eq!(published, 6);
+    let (attempts, last_error): (i32, Option<String>) =
+        sqlx::query_as("SELECT attempts, last_error FROM notifications WHERE notification_id = $1")
+            .bind(refused)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 2, "refused once, then sent");
+    assert_eq!(last_error.as_deref(), Some("gateway unavailable"));
+}
+
+#[tokio::test]
+async fn a_message_refused_every_time_is_dead_after_the_limit_and_holds_back_no_other() {
+    let pool = database().await;
+    // The same customer's order: the refused message, then a later one.
+    let (_, same_order) = queue(&pool, "c-1", 2).await;
+    let poison = same_order[0];
+    let (_, same_customer) = queue(&pool, "c-1", 1).await;
+    let (_, other_customer) = queue(&pool, "c-2", 1).await;
+    let others = [same_order[1], same_customer[0], other_customer[0]];
+    let channel = Arc::new(Recording {
+        refuse: HashSet::from([poison]),
+        ..Default::default()
+    });
+    let retry = RetryPolicy {
+        max_attempts: 4,
+        base: millis(20),
+        cap: millis(200),
+    };
+    let (stop, running) = dispatch(&pool, channel.clone(), retry);
+    none_queued(&pool).await;
+
+    let (status, attempts, last_error, dead_at): (String, i32, Option<String>, Option<DateTime<Utc>>) =
+        sqlx::query_as(
+            "SELECT status, attempts, last_error, dead_at FROM notifications WHERE notification_id = $1",
+        )
+        .bind(poison)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "DEAD");
+    assert_eq!(attempts, 4);
+    assert_eq!(last_error.as_deref(), Some("gateway refuses this message"));
+    let dead_at = dead_at.expect("dead_at is set");
+    assert_eq!(channel.tries_of(poison).len(), 4, "tried exactly the limit");
+
+    for id in others {
+        let (status, sent_at): (String, Option<DateTime<Utc>>) =
+            sqlx::query_as("SELECT status, sent_at FROM notifications WHERE notification_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "SENT", "{id}");
+        // Sent while the refused one still waited for its retries.
+        assert!(sent_at.expect("sent_at is set") < dead_at, "{id} was held back");
+    }
+    assert_eq!(channel.delivered.lock().unwrap().len(), 3);
+
+    // A dead message is never tried again by itself.
+    let (_, later) = queue(&pool, "c-3", 1).await;
+    none_queued(&pool).await;
+    assert!(channel.delivered.lock().unwrap().contains(&later[0]));
+    assert_eq!(channel.tries_of(poison).len(), 4, "no send after it died");
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_wait_after_each_refusal_doubles() {
+    let pool = database().await;
+    let (_, ids) = queue(&pool, "c-1", 1).await;
+    let channel = Arc::new(Recording {
+        refuse: HashSet::from([ids[0]]),
+        ..Default::default()
+    });
+    let base = millis(40);
+    let retry = RetryPolicy {
+        max_attempts: 5,
+        base,
+        cap: Duration::from_secs(10),
+    };
+    let (stop, running) = dispatch(&pool, channel.clone(), retry);
+    none_queued(&pool).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    let tries = channel.tries_of(ids[0]);
+    assert_eq!(tries.len(), 5);
+    // Each wait is at least half the doubled delay (the jitter takes off up
+    // to half): 20, 40, 80 and 160 ms at least, so the waits grow.
+    let waits: Vec<Duration> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+    for (n, wait) in waits.iter().enumerate() {
+        let least = base * (1u32 << n) / 2;
+        assert!(
+            *wait >= least,
+            "wait {} was {wait:?}, under {least:?}: {waits:?}",
+            n + 1
+        );
+    }
 }

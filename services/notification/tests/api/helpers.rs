@@ -1,8 +1,16 @@
 //! `spawn_app`: the notification service with the runtime's test
 //! configuration (`testing::config`: port 0, a fresh database, its own topic
-//! prefix) and its log channel, plus what the tests send it.
+//! prefix) and its log channel (`spawn_app_with` takes another, and waits
+//! of milliseconds after a refusal), plus what the tests send it.
 
-use omnisaga_notification::{app::App, config::Config};
+use std::{sync::Arc, time::Duration};
+
+use omnisaga_notification::{
+    app::App,
+    channel::{Channel, LogChannel},
+    config::Config,
+    domain::RetryPolicy,
+};
 use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -17,11 +25,24 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Arc::new(LogChannel)).await
+}
+
+/// The service delivering through `channel`; a message it refuses is tried
+/// 3 times, 5 then 10 ms apart at most, then dead.
+pub async fn spawn_app_with(channel: Arc<dyn Channel>) -> TestApp {
     let config = testing::config("notification").await.expect("test configuration");
     let kafka = config.kafka.clone();
-    let app = App::build(Config::with_common(config))
+    let mut config = Config::with_common(config);
+    config.retry = RetryPolicy {
+        max_attempts: 3,
+        base: Duration::from_millis(5),
+        cap: Duration::from_millis(50),
+    };
+    let app = App::build(config)
         .await
-        .expect("notification service starts");
+        .expect("notification service starts")
+        .with_channel(channel);
     let url = format!("http://127.0.0.1:{}", app.port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));

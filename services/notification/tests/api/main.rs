@@ -1,3 +1,4 @@
 //! Service tests of the notification API against the real PostgreSQL and broker.
+mod dead;
 mod helpers;
 mod list;
