@@ -8,7 +8,7 @@ export OMNISAGA_ROOT := $(CURDIR)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test bench bench-quick lint fmt clean-data
+.PHONY: help deps build run test bench bench-quick chaos soak lint fmt clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,12 @@ bench: deps ## limits, maximum order rate and runs at 25/50/80/100% of it (relea
 bench-quick: deps ## the same table in about a minute, numbers not judged
 	cargo build --release --workspace --bins
 	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
+
+chaos: build ## the fault suite: load while every fault is injected in turn, then every invariant checked (CHAOS_ARGS=--faults kill-each,broker ...)
+	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" $(CHAOS_ARGS)
+
+soak: build ## every fault, around and around for SOAK_MINUTES (10), under load; then every invariant checked
+	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" --minutes $${SOAK_MINUTES:-10} --gap 10 --out "$(CURDIR)/target/chaos/soak.json" $(CHAOS_ARGS)
 
 lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused dependencies), cargo-deny (deny.toml), and a new event type failing to compile until handled
 	@bash infra/scripts/claim-build-dir.sh

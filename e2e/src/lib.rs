@@ -13,6 +13,7 @@
 //! build's binaries, the clone and the PostgreSQL server are.
 
 pub mod bench;
+pub mod chaos;
 pub mod client;
 pub mod logs;
 pub mod traces;

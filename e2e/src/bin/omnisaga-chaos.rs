@@ -1,0 +1,97 @@
+//! `make chaos` and `make soak`: the fault suite against a stack of its own.
+//! Places orders at `--rate` per second while it injects `--faults` one
+//! after another (`--gap` seconds of load between them), around and around
+//! for `--minutes` when given (a soak), then waits until the stack is quiet
+//! and checks every invariant. Prints the report and writes it as JSON.
+//!
+//! Usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M]
+//!        [--settle S] [--out FILE]
+//! Faults: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker,
+//!         db-connections, provider:SECONDS, poison
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use omnisaga_e2e::{
+    chaos::{self, Fault, LoadOptions, RunOptions},
+    repo_root, Stack,
+};
+
+const USAGE: &str =
+    "usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M] [--settle S] [--out FILE]
+faults: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison";
+
+/// Every fault once: the suite `make chaos` runs.
+const ALL: &str = "kill-each,pause:payment:15,broker,db-connections,provider:30,poison";
+
+fn parse_args() -> Result<(RunOptions, PathBuf)> {
+    let mut options = RunOptions {
+        load: LoadOptions::default(),
+        faults: Vec::new(),
+        repeat_for: None,
+        gap: Duration::from_secs(5),
+        settle: Duration::from_secs(300),
+    };
+    let mut faults = ALL.to_owned();
+    let mut out = repo_root()?.join("target/chaos/report.json");
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        let number =
+            |v: String| -> Result<f64> { v.parse().with_context(|| format!("{v} is no number\n{USAGE}")) };
+        match flag.as_str() {
+            "--faults" => faults = value()?,
+            "--rate" => options.load.rate = number(value()?)?,
+            "--gap" => options.gap = Duration::from_secs_f64(number(value()?)?),
+            "--minutes" => options.repeat_for = Some(Duration::from_secs_f64(number(value()?)? * 60.0)),
+            "--settle" => options.settle = Duration::from_secs_f64(number(value()?)?),
+            "--out" => out = PathBuf::from(value()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other}\n{USAGE}"),
+        }
+    }
+    for f in faults.split(',').filter(|f| !f.trim().is_empty()) {
+        options.faults.extend(Fault::parse(f.trim())?);
+    }
+    Ok((options, out))
+}
+
+async fn run() -> Result<bool> {
+    let (options, out) = parse_args()?;
+    eprintln!(
+        "[chaos] starting a stack of its own; {} faults, {} orders/s{}",
+        options.faults.len(),
+        options.load.rate,
+        options
+            .repeat_for
+            .map(|d| format!(", repeated for {} min", d.as_secs() / 60))
+            .unwrap_or_default()
+    );
+    let mut stack = Stack::start(chaos::stack_options()).await?;
+    let report = chaos::run(&mut stack, &options).await;
+    let passed = report.as_ref().is_ok_and(|r| r.passed);
+    stack.finish(passed).await?;
+    let report = report?;
+    report.write(&out)?;
+    println!("{}", report.summary());
+    println!("report: {}", out.display());
+    Ok(report.passed)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("omnisaga-chaos: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The faults a run injects while its load runs, each healed before the
+//! next: processes killed (SIGKILL) and started again, paused past the
+//! consumer session timeout, the broker killed and restarted, the services'
+//! database connections cut, the payment provider down, poison records on
+//! the topics. Each leaves a record with when it began and was healed.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sqlx::Connection as _;
+use tokio::time::Instant;
+
+use crate::{client::Client, pg_server, produce_raw, Stack, SERVICES};
+
+/// One fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL of this service, started again at once.
+    Kill(&'static str),
+    /// SIGSTOP of this service for the duration (past the consumer session
+    /// timeout of 10 s: its group rebalances without it), then SIGCONT.
+    Pause(&'static str, Duration),
+    /// SIGKILL of the broker, started again on the same data.
+    KillBroker,
+    /// Every database connection of the stack's services terminated.
+    CutDatabaseConnections,
+    /// The payment provider answers "unavailable" for the duration.
+    ProviderDown(Duration),
+    /// Records no service can decode, on every saga topic.
+    Poison,
+}
+
+impl Fault {
+    /// Its name in reports.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Kill(s) => format!("kill -9 {s}"),
+            Self::Pause(s, d) => format!("SIGSTOP {s} for {} s", d.as_secs()),
+            Self::KillBroker => "kill -9 broker".into(),
+            Self::CutDatabaseConnections => "pg_terminate_backend of every service connection".into(),
+            Self::ProviderDown(d) => format!("payment provider down for {} s", d.as_secs()),
+            Self::Poison => "poison records on every saga topic".into(),
+        }
+    }
+
+    /// Parses a fault as the `omnisaga-chaos` command line names it:
+    /// `kill:payment`, `pause:warehouse:15`, `broker`, `db-connections`,
+    /// `provider:30`, `poison`, or `kill-each` for one kill of every service.
+    pub fn parse(s: &str) -> Result<Vec<Self>> {
+        let service = |name: &str| {
+            SERVICES
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| *n == name)
+                .with_context(|| format!("no service {name}"))
+        };
+        let secs = |v: &str| -> Result<Duration> {
+            Ok(Duration::from_secs(
+                v.parse()
+                    .with_context(|| format!("{v} is no number of seconds"))?,
+            ))
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        Ok(match parts.as_slice() {
+            ["kill-each"] => SERVICES.iter().map(|(n, _)| Self::Kill(n)).collect(),
+            ["kill", name] => vec![Self::Kill(service(name)?)],
+            ["pause", name, s] => vec![Self::Pause(service(name)?, secs(s)?)],
+            ["broker"] => vec![Self::KillBroker],
+            ["db-connections"] => vec![Self::CutDatabaseConnections],
+            ["provider", s] => vec![Self::ProviderDown(secs(s)?)],
+            ["poison"] => vec![Self::Poison],
+            _ => anyhow::bail!(
+                "unknown fault {s:?}: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison"
+            ),
+        })
+    }
+}
+
+/// A fault as it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Injected {
+    pub fault: String,
+    /// Seconds since the run started.
+    pub began: f64,
+    pub healed: f64,
+    /// What went wrong injecting or healing it, if anything.
+    pub error: Option<String>,
+}
+
+/// Injects `fault` into `stack` and heals it; `started` is the run's start.
+pub async fn inject(stack: &mut Stack, client: &Client, fault: &Fault, started: Instant) -> Injected {
+    let began = started.elapsed().as_secs_f64();
+    let result = apply(stack, client, fault).await;
+    Injected {
+        fault: fault.name(),
+        began,
+        healed: started.elapsed().as_secs_f64(),
+        error: result.err().map(|e| format!("{e:#}")),
+    }
+}
+
+async fn apply(stack: &mut Stack, client: &Client, fault: &Fault) -> Result<()> {
+    match fault {
+        Fault::Kill(service) => {
+            stack.kill_service(service).await?;
+            stack.start_service(service).await
+        }
+        Fault::Pause(service, duration) => {
+            let pid = stack
+                .pids()
+                .into_iter()
+                .find(|(name, _)| name == service)
+                .map(|(_, pid)| pid)
+                .with_context(|| format!("{service} is not running"))?;
+            signal("STOP", pid).await?;
+            tokio::time::sleep(*duration).await;
+            signal("CONT", pid).await
+        }
+        Fault::KillBroker => {
+            stack.kill_broker().await?;
+            stack.restart_broker().await
+        }
+        Fault::CutDatabaseConnections => {
+            let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
+            let databases: Vec<String> = SERVICES.iter().map(|(s, _)| stack.database(s)).collect();
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+            )
+            .bind(&databases)
+            .execute(&mut admin)
+            .await?;
+            Ok(())
+        }
+        Fault::ProviderDown(duration) => {
+            client.set_provider_outage(true).await?;
+            tokio::time::sleep(*duration).await;
+            client.set_provider_outage(false).await
+        }
+        Fault::Poison => {
+            let prefix = stack.topic_prefix().to_owned();
+            for topic in ["orders.v1", "payments.v1", "warehouse.v1"] {
+                let key = uuid::Uuid::new_v4().to_string();
+                produce_raw(
+                    &stack.kafka,
+                    &format!("{prefix}{topic}"),
+                    &key,
+                    b"\xff\xfe poison, not an envelope",
+                )
+                .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends SIGSTOP or SIGCONT (`kill -STOP pid`).
+async fn signal(name: &str, pid: u32) -> Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}

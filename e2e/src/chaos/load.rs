@@ -1,0 +1,191 @@
+//! The load of a fault run: orders placed at a steady rate by a few dozen
+//! customers, some paid with a card that is declined, some cancelled while
+//! their saga is under way, every answer kept as history for the checker.
+//! A placement that gets no answer (a timeout, a refused connection) is
+//! retried once with the same Idempotency-Key, as the mobile app does, so
+//! it counts as zero or one order.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::{sync::watch, task::JoinSet, time::Instant};
+
+use crate::client::{order_body, Client};
+
+/// What one placement (and its retry, if any) came to.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// 201 with this order id.
+    Accepted { order_id: String },
+    /// An answer that is no order (a 4xx or 5xx): nothing may exist.
+    Refused { status: u16 },
+    /// No answer, even to the retry: an order may or may not exist.
+    Unknown { error: String },
+}
+
+/// One placement in the history.
+#[derive(Debug, Clone, Serialize)]
+pub struct Placement {
+    pub customer: String,
+    pub key: String,
+    pub sku: String,
+    pub quantity: u32,
+    pub token: String,
+    /// Seconds since the load started.
+    pub at: f64,
+    pub outcome: Outcome,
+    /// Whether a cancellation was asked for, and its status.
+    pub cancel: Option<u16>,
+}
+
+/// How the load runs.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Orders per second.
+    pub rate: f64,
+    /// Share of orders paid with `tok_decline` (they wait for payment, then
+    /// are cancelled at the payment deadline).
+    pub declined: f64,
+    /// Share of orders cancelled by their customer soon after placing.
+    pub cancelled: f64,
+    /// How many customers share the load.
+    pub customers: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            rate: 8.0,
+            declined: 0.1,
+            cancelled: 0.1,
+            customers: 40,
+        }
+    }
+}
+
+/// The load while it runs; [`Load::stop`] ends it and returns the history.
+pub struct Load {
+    history: Arc<Mutex<Vec<Placement>>>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The SKUs the load orders: stocked by the seed catalog (100 000 each).
+pub const SKUS: [&str; 4] = ["SKU-TSHIRT-M", "SKU-HOODIE-L", "SKU-MUG", "SKU-BOTTLE"];
+
+impl Load {
+    /// Starts placing orders through `client` as `options` say.
+    pub fn start(client: Client, options: LoadOptions) -> Self {
+        let history = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(client, options, history.clone(), stopped));
+        Self { history, stop, task }
+    }
+
+    /// How many placements were made so far.
+    pub fn placed(&self) -> usize {
+        self.history.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Stops placing, waits for the placements in flight, returns the history.
+    pub async fn stop(self) -> Vec<Placement> {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        let mut history = self.history.lock().map(|h| h.clone()).unwrap_or_default();
+        history.sort_by(|a, b| a.at.total_cmp(&b.at));
+        history
+    }
+}
+
+async fn run(
+    client: Client,
+    options: LoadOptions,
+    history: Arc<Mutex<Vec<Placement>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / options.rate.max(0.01));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut inflight = JoinSet::new();
+    for n in 0u64.. {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = ticker.tick() => {}
+        }
+        // A fixed pattern instead of randomness: the same run places the
+        // same orders, and every share comes out as asked.
+        let pick = |share: f64, salt: u64| {
+            ((n.wrapping_mul(2_654_435_761).wrapping_add(salt)) % 1000) < (share * 1000.0) as u64
+        };
+        let declined = pick(options.declined, 17);
+        let cancel = !declined && pick(options.cancelled, 401);
+        let placement = Placement {
+            customer: format!("chaos-{}", n % u64::from(options.customers.max(1))),
+            key: uuid::Uuid::new_v4().to_string(),
+            sku: SKUS[(n % SKUS.len() as u64) as usize].to_owned(),
+            quantity: 1 + (n % 3) as u32,
+            token: if declined { "tok_decline" } else { "tok_visa" }.to_owned(),
+            at: started.elapsed().as_secs_f64(),
+            outcome: Outcome::Unknown { error: String::new() },
+            cancel: None,
+        };
+        let (client, history) = (client.clone(), history.clone());
+        inflight.spawn(async move {
+            let done = place(&client, placement, cancel).await;
+            if let Ok(mut h) = history.lock() {
+                h.push(done);
+            }
+        });
+        // Reap what finished so the set does not grow with the run.
+        while inflight.try_join_next().is_some() {}
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+/// Places one order, retrying once with the same key when there was no
+/// answer, and cancels it if asked.
+async fn place(client: &Client, mut p: Placement, cancel: bool) -> Placement {
+    let body = order_body(&p.sku, p.quantity, &p.token, &p.customer);
+    let mut outcome = Outcome::Unknown { error: String::new() };
+    for attempt in 0..2 {
+        let answer = tokio::time::timeout(Duration::from_secs(10), client.post_order(&p.key, &body)).await;
+        outcome = match answer {
+            Ok(Ok((201, v))) => Outcome::Accepted {
+                order_id: v["order_id"].as_str().unwrap_or_default().to_owned(),
+            },
+            Ok(Ok((status, _))) if status < 500 || attempt == 1 => Outcome::Refused { status },
+            Ok(Ok((status, _))) => Outcome::Unknown {
+                error: format!("answered {status}"),
+            },
+            Ok(Err(e)) => Outcome::Unknown {
+                error: format!("{e:#}"),
+            },
+            Err(_) => Outcome::Unknown {
+                error: "no answer within 10 s".into(),
+            },
+        };
+        if !matches!(outcome, Outcome::Unknown { .. }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let (true, Outcome::Accepted { order_id }) = (cancel, &outcome) {
+        let url = format!("{}/v1/orders/{order_id}/cancel", client.order);
+        let sent = client
+            .http
+            .post(url)
+            .bearer_auth(client.customer_token(&p.customer))
+            .json(&Value::Object(Default::default()))
+            .send()
+            .await;
+        p.cancel = Some(sent.map(|r| r.status().as_u16()).unwrap_or(0));
+    }
+    p.outcome = outcome;
+    p
+}

@@ -1,0 +1,178 @@
+//! The fault suite, in the manner of Jepsen's checkers: run load, inject
+//! faults one after another (each healed before the next), stop the load,
+//! wait until the stack is quiet, then read every database and the broker
+//! and check the saga's invariants ([`check`]). `make chaos` and `make soak`
+//! run it through `omnisaga-chaos`; `e2e/tests/chaos.rs` is the short form
+//! `make test` runs.
+
+pub mod check;
+pub mod faults;
+pub mod load;
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Result;
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use self::{
+    check::Verdict,
+    faults::{Fault, Injected},
+    load::{Load, LoadOptions, Outcome, Placement},
+};
+use crate::{client::Client, Stack, StackOptions};
+
+/// How a run goes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub load: LoadOptions,
+    /// Injected in order, each healed before the next.
+    pub faults: Vec<Fault>,
+    /// Go round the faults again until this long has passed (a soak);
+    /// `None`: once through.
+    pub repeat_for: Option<Duration>,
+    /// Load without faults before the first and after each one.
+    pub gap: Duration,
+    /// Longest the stack may take to go quiet once the load stopped.
+    pub settle: Duration,
+}
+
+/// What a run did and found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub placed: usize,
+    pub accepted: usize,
+    pub refused: usize,
+    pub unanswered: usize,
+    pub cancels_asked: usize,
+    pub faults: Vec<Injected>,
+    /// Seconds from the end of the load until the stack was quiet; `None`
+    /// when it was not within the settle time.
+    pub quiet_after: Option<f64>,
+    pub invariants: Vec<Verdict>,
+    pub passed: bool,
+    /// Run length in seconds.
+    pub seconds: f64,
+}
+
+/// The stack a fault run needs: its own broker (the run kills it), a payment
+/// deadline short enough that declined orders are cancelled within the
+/// run, and brisk warehouse steps.
+pub fn stack_options() -> StackOptions {
+    StackOptions {
+        broker: crate::Broker::Own,
+        ..StackOptions::for_test()
+    }
+    .warehouse_ms(50, 20, 50)
+    .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "10000")
+}
+
+/// Runs load and `options.faults` against `stack` and checks the invariants.
+pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
+    let client = Client::new(stack);
+    let before = check::stock(stack).await?;
+    let started = Instant::now();
+    let load = Load::start(client.clone(), options.load.clone());
+    tokio::time::sleep(options.gap).await;
+    let mut injected = Vec::new();
+    'rounds: loop {
+        for fault in &options.faults {
+            eprintln!(
+                "[chaos] {:>6.1} s  {} (placed so far: {})",
+                started.elapsed().as_secs_f64(),
+                fault.name(),
+                load.placed()
+            );
+            injected.push(faults::inject(stack, &client, fault, started).await);
+            tokio::time::sleep(options.gap).await;
+            if options.repeat_for.is_some_and(|d| started.elapsed() >= d) {
+                break 'rounds;
+            }
+        }
+        if options.repeat_for.is_none_or(|d| started.elapsed() >= d) || options.faults.is_empty() {
+            break;
+        }
+    }
+    let history = load.stop().await;
+    let stopped = Instant::now();
+    eprintln!(
+        "[chaos] {:>6.1} s  load stopped after {} placements; waiting for quiet",
+        started.elapsed().as_secs_f64(),
+        history.len()
+    );
+    let mut quiet_after = None;
+    while stopped.elapsed() < options.settle {
+        if check::quiet(stack, &history).await.unwrap_or(false) {
+            quiet_after = Some(stopped.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let invariants = check::all(stack, &history, &before).await?;
+    let count = |f: fn(&Outcome) -> bool| history.iter().filter(|p| f(&p.outcome)).count();
+    let passed = quiet_after.is_some()
+        && invariants.iter().all(|v| v.holds)
+        && injected.iter().all(|f| f.error.is_none());
+    Ok(Report {
+        placed: history.len(),
+        accepted: count(|o| matches!(o, Outcome::Accepted { .. })),
+        refused: count(|o| matches!(o, Outcome::Refused { .. })),
+        unanswered: count(|o| matches!(o, Outcome::Unknown { .. })),
+        cancels_asked: history.iter().filter(|p| p.cancel.is_some()).count(),
+        faults: injected,
+        quiet_after,
+        invariants,
+        passed,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+impl Report {
+    /// The report as people read it.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "orders: {} placed, {} accepted, {} refused, {} unanswered; {} cancellations asked\n",
+            self.placed, self.accepted, self.refused, self.unanswered, self.cancels_asked
+        );
+        out.push_str("faults:\n");
+        for f in &self.faults {
+            out.push_str(&format!(
+                "  {:>6.1} s .. {:>6.1} s  {}{}\n",
+                f.began,
+                f.healed,
+                f.fault,
+                f.error
+                    .as_ref()
+                    .map(|e| format!("  (ERROR: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+        match self.quiet_after {
+            Some(s) => out.push_str(&format!("quiet {s:.1} s after the load stopped\n")),
+            None => out.push_str("NOT quiet within the settle time\n"),
+        }
+        for v in &self.invariants {
+            out.push_str(&format!(
+                "  {} {:<4} {} ({} checked)\n",
+                if v.holds { "ok  " } else { "FAIL" },
+                v.id,
+                v.rule,
+                v.checked
+            ));
+            for c in &v.counterexamples {
+                out.push_str(&format!("         - {c}\n"));
+            }
+        }
+        out.push_str(if self.passed { "PASSED\n" } else { "FAILED\n" });
+        out
+    }
+
+    /// Writes the report as JSON to `path`.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+}

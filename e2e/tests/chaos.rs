@@ -1,0 +1,54 @@
+//! The fault suite's short form: one stack of its own, orders placed at a
+//! steady rate (some declined, some cancelled by their customer) while every
+//! service is killed with SIGKILL in turn, the broker is killed and
+//! restarted, every database connection is cut, the payment provider is
+//! down, and poison records land on the topics; then, once the stack is
+//! quiet, every invariant of `omnisaga_e2e::chaos::check` must hold (the
+//! report is kept in target/test-artefacts/chaos.json). `make chaos` runs
+//! the longer suite, `make soak` all faults for ten minutes.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use omnisaga_e2e::{
+    chaos::{self, Fault, LoadOptions, RunOptions},
+    repo_root, Stack,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_charged_twice_or_left_stuck_under_faults() -> Result<()> {
+    let mut stack = Stack::start(chaos::stack_options()).await?;
+    let options = RunOptions {
+        load: LoadOptions {
+            rate: 6.0,
+            ..LoadOptions::default()
+        },
+        faults: vec![
+            Fault::Kill("payment"),
+            Fault::Kill("warehouse"),
+            Fault::KillBroker,
+            Fault::Kill("order"),
+            Fault::CutDatabaseConnections,
+            Fault::Poison,
+            Fault::ProviderDown(Duration::from_secs(4)),
+            Fault::Kill("notification"),
+            Fault::Kill("analytics"),
+        ],
+        repeat_for: None,
+        gap: Duration::from_secs(3),
+        settle: Duration::from_secs(120),
+    };
+    let report = chaos::run(&mut stack, &options).await;
+    let passed = report.as_ref().is_ok_and(|r| r.passed);
+    stack.finish(passed).await?;
+    let report = report?;
+    report.write(&repo_root()?.join("target/test-artefacts/chaos.json"))?;
+    eprintln!("{}", report.summary());
+    ensure!(
+        report.accepted > 100,
+        "too few orders to judge: {}",
+        report.accepted
+    );
+    ensure!(report.passed, "{}", report.summary());
+    Ok(())
+}
