@@ -35,6 +35,7 @@ async fn nothing_is_lost_charged_twice_or_left_stuck_under_faults() -> Result<()
             Fault::Kill("analytics"),
         ],
         repeat_for: None,
+        lead_in: Duration::from_secs(10),
         gap: Duration::from_secs(3),
         settle: Duration::from_secs(120),
     };

@@ -20,6 +20,7 @@ async fn start_stack() -> Result<Stack> {
         .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "3000")
         .set_env("order", "ORDER_PAYMENT_DELAY_NOTICE_MS", "1500")
         .set_env("order", "ORDER_DEADLINE_TICK_MS", "100")
+        .set_env("order", "ORDER_STUCK_AFTER_MS", "1000")
         .set_env("warehouse", "WAREHOUSE_PICKERS", "2")
         .warehouse_ms(100, 0, 20);
     Stack::start(options).await
@@ -315,11 +316,37 @@ async fn orders_survive_the_payment_service_being_down(stack: &mut Stack, c: &Cl
             "kept, not cancelled, while payment is down"
         );
     }
+    // Unchanged past ORDER_STUCK_AFTER_MS (1 s here): counted as stuck.
+    wait_for("the five orders counted stuck in PLACED", WAIT, || async {
+        Ok((stuck(c, "PLACED").await? >= 5).then_some(()))
+    })
+    .await?;
     stack.start_service("payment").await?;
     for id in &ids {
         c.wait_status(id, "SHIPPED", WAIT).await?;
     }
+    wait_for("no order stuck in PLACED once payment is back", WAIT, || async {
+        Ok((stuck(c, "PLACED").await? == 0).then_some(()))
+    })
+    .await?;
     Ok(())
+}
+
+/// The order service's `omnisaga_sagas_stuck{status}` as it scrapes it now.
+async fn stuck(c: &Client, status: &str) -> Result<i64> {
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.order))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let label = format!("status=\"{status}\"");
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("omnisaga_sagas_stuck{") && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map_or(-1, |v| v as i64))
 }
 
 async fn killing_the_warehouse_mid_backlog_loses_nothing(stack: &mut Stack, c: &Client) -> Result<()> {

@@ -29,6 +29,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf)> {
         load: LoadOptions::default(),
         faults: Vec::new(),
         repeat_for: None,
+        lead_in: Duration::from_secs(15),
         gap: Duration::from_secs(5),
         settle: Duration::from_secs(300),
     };

@@ -14,8 +14,15 @@ use rdkafka::{
 use serde::Serialize;
 use sqlx::{Connection as _, PgConnection, Row as _};
 
-use super::load::{Outcome, Placement};
-use crate::{pg_server, Stack, SERVICES};
+use super::{
+    faults::Injected,
+    load::{Outcome, Placement},
+};
+use crate::{
+    pg_server,
+    traces::{trace_problems, Catalog},
+    Stack, SERVICES,
+};
 
 /// One invariant's verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -96,7 +103,7 @@ fn terminal(status: &str) -> bool {
 
 fn accepted(history: &[Placement]) -> impl Iterator<Item = &String> {
     history.iter().filter_map(|p| match &p.outcome {
-        Outcome::Accepted { order_id } => Some(order_id),
+        Outcome::Accepted { order_id, .. } => Some(order_id),
         _ => None,
     })
 }
@@ -142,8 +149,14 @@ async fn backlog(stack: &Stack) -> Result<Vec<String>> {
     Ok(left)
 }
 
-/// Checks every invariant; `before` is the stock before the load.
-pub async fn all(stack: &Stack, history: &[Placement], before: &Stock) -> Result<Vec<Verdict>> {
+/// Checks every invariant; `before` is the stock before the load, `faults`
+/// when the faults were active.
+pub async fn all(
+    stack: &Stack,
+    history: &[Placement],
+    before: &Stock,
+    faults: &[Injected],
+) -> Result<Vec<Verdict>> {
     let orders = orders(stack).await?;
     Ok(vec![
         terminal_states(history, &orders),
@@ -154,6 +167,7 @@ pub async fn all(stack: &Stack, history: &[Placement], before: &Stock) -> Result
         streams_in_order(stack).await?,
         queues_empty(stack).await?,
         analytics_agrees(stack, &orders).await?,
+        traces_whole(stack, history, &orders, faults).await?,
     ])
 }
 
@@ -185,7 +199,7 @@ fn idempotency(history: &[Placement], orders: &HashMap<String, (String, String)>
     let mut accepted_ids = BTreeSet::new();
     for p in history {
         *keys_per_customer.entry(&p.customer).or_default() += 1;
-        if let Outcome::Accepted { order_id } = &p.outcome {
+        if let Outcome::Accepted { order_id, .. } = &p.outcome {
             if !accepted_ids.insert(order_id.as_str()) {
                 broken.push(format!("{order_id}: answered 201 to two placements"));
             }
@@ -269,7 +283,7 @@ async fn stock_conserved(
         .map(|(sku, (_, _, shipped))| (sku.as_str(), *shipped))
         .collect();
     for p in history {
-        if let Outcome::Accepted { order_id } = &p.outcome {
+        if let Outcome::Accepted { order_id, .. } = &p.outcome {
             if orders.get(order_id).is_some_and(|(_, s)| s == "SHIPPED") {
                 *expected.entry(p.sku.as_str()).or_default() += i64::from(p.quantity);
             }
@@ -530,4 +544,78 @@ async fn analytics_agrees(stack: &Stack, orders: &HashMap<String, (String, Strin
         orders.len(),
         broken,
     ))
+}
+
+/// How many fault-free shipped orders I9 looks at (the latest ones): the
+/// trace viewer keeps the last 2 000 traces.
+const TRACES_SAMPLED: usize = 100;
+
+/// I9: at least 99% of the orders placed while no fault was active (nor in
+/// the 5 s after one healed) and shipped form one connected trace through
+/// all five services.
+async fn traces_whole(
+    stack: &Stack,
+    history: &[Placement],
+    orders: &HashMap<String, (String, String)>,
+    faults: &[Injected],
+) -> Result<Verdict> {
+    let calm = |at: f64| faults.iter().all(|f| at < f.began - 0.5 || at > f.healed + 5.0);
+    let mut sample: Vec<(&str, &str)> = history
+        .iter()
+        .rev()
+        .filter(|p| calm(p.at))
+        .filter_map(|p| match &p.outcome {
+            Outcome::Accepted { order_id, trace_id } if !trace_id.is_empty() => {
+                Some((order_id.as_str(), trace_id.as_str()))
+            }
+            _ => None,
+        })
+        .filter(|(id, _)| orders.get(*id).is_some_and(|(_, s)| s == "SHIPPED"))
+        .take(TRACES_SAMPLED)
+        .collect();
+    sample.reverse();
+    let catalog = Catalog::under(stack.topic_prefix());
+    let http = reqwest::Client::new();
+    let mut broken = Vec::new();
+    // The services export spans in batches every 500 ms: the last orders'
+    // traces may still be on their way; each gets a few seconds.
+    for (order, trace_id) in &sample {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let problems = loop {
+            let problems = match http
+                .get(format!("{}/api/traces/{trace_id}", stack.traces_url))
+                .send()
+                .await
+            {
+                Ok(resp) if resp.status().is_success() => {
+                    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                    trace_problems(&body["data"][0], order, &catalog)
+                }
+                Ok(resp) => vec![format!("the viewer answers {}", resp.status())],
+                Err(e) => vec![format!("the viewer: {e}")],
+            };
+            if problems.is_empty() || tokio::time::Instant::now() > deadline {
+                break problems;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        };
+        if !problems.is_empty() {
+            broken.push(format!("{order} (trace {trace_id}): {}", problems.join("; ")));
+        }
+    }
+    // At most 1% may be broken; the verdict lists them all either way.
+    let allowed = sample.len() / 100;
+    let mut verdict = Verdict::new(
+        "I9",
+        "at least 99% of the shipped orders placed while no fault was active form one whole trace through all five services",
+        sample.len(),
+        broken.clone(),
+    );
+    verdict.holds = broken.len() <= allowed && !sample.is_empty();
+    if sample.is_empty() {
+        verdict
+            .counterexamples
+            .push("no fault-free shipped order to look at".into());
+    }
+    Ok(verdict)
 }

@@ -20,8 +20,8 @@ use crate::client::{order_body, Client};
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// 201 with this order id.
-    Accepted { order_id: String },
+    /// 201 with this order id and the trace its placement began.
+    Accepted { order_id: String, trace_id: String },
     /// An answer that is no order (a 4xx or 5xx): nothing may exist.
     Refused { status: u16 },
     /// No answer, even to the retry: an order may or may not exist.
@@ -158,6 +158,7 @@ async fn place(client: &Client, mut p: Placement, cancel: bool) -> Placement {
         outcome = match answer {
             Ok(Ok((201, v))) => Outcome::Accepted {
                 order_id: v["order_id"].as_str().unwrap_or_default().to_owned(),
+                trace_id: v["trace_id"].as_str().unwrap_or_default().to_owned(),
             },
             Ok(Ok((status, _))) if status < 500 || attempt == 1 => Outcome::Refused { status },
             Ok(Ok((status, _))) => Outcome::Unknown {
@@ -175,7 +176,7 @@ async fn place(client: &Client, mut p: Placement, cancel: bool) -> Placement {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    if let (true, Outcome::Accepted { order_id }) = (cancel, &outcome) {
+    if let (true, Outcome::Accepted { order_id, .. }) = (cancel, &outcome) {
         let url = format!("{}/v1/orders/{order_id}/cancel", client.order);
         let sent = client
             .http

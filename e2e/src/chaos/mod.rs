@@ -31,7 +31,10 @@ pub struct RunOptions {
     /// Go round the faults again until this long has passed (a soak);
     /// `None`: once through.
     pub repeat_for: Option<Duration>,
-    /// Load without faults before the first and after each one.
+    /// Load without faults before the first fault (the orders I9 judges
+    /// the traces of are placed mostly then).
+    pub lead_in: Duration,
+    /// Load without faults after each fault.
     pub gap: Duration,
     /// Longest the stack may take to go quiet once the load stopped.
     pub settle: Duration,
@@ -73,7 +76,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
     let before = check::stock(stack).await?;
     let started = Instant::now();
     let load = Load::start(client.clone(), options.load.clone());
-    tokio::time::sleep(options.gap).await;
+    tokio::time::sleep(options.lead_in).await;
     let mut injected = Vec::new();
     'rounds: loop {
         for fault in &options.faults {
@@ -108,7 +111,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let invariants = check::all(stack, &history, &before).await?;
+    let invariants = check::all(stack, &history, &before, &injected).await?;
     let count = |f: fn(&Outcome) -> bool| history.iter().filter(|p| f(&p.outcome)).count();
     let passed = quiet_after.is_some()
         && invariants.iter().all(|v| v.holds)

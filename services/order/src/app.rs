@@ -65,11 +65,22 @@ impl App {
             "Orders still awaiting payment after their payment deadline (the scheduler is stuck)",
             &[],
         );
+        let stuck = omnisaga_runtime::metrics::gauge_vec(
+            "omnisaga_sagas_stuck",
+            "Orders PLACED, PAID or READY_FOR_SHIPMENT unchanged for longer than ORDER_STUCK_AFTER_MS, by status (the service they wait on is down or losing work)",
+            &["status"],
+        );
+        let stuck_after = self.config.stuck_after;
         self.base.on_scrape(Arc::new(move |pool| {
-            let gauge = past_deadline.clone();
+            let (gauge, stuck) = (past_deadline.clone(), stuck.clone());
             Box::pin(async move {
                 if let Ok(n) = store::count_past_payment_deadline(&pool).await {
                     gauge.with_label_values::<&str>(&[]).set(n);
+                }
+                if let Ok(counts) = store::count_stuck(&pool, stuck_after).await {
+                    for (status, n) in counts {
+                        stuck.with_label_values(&[status.as_str()]).set(n);
+                    }
                 }
             })
         }));

@@ -10,6 +10,7 @@
 //! | `ORDER_MAX_ITEMS` | `50` | most line items in one order |
 //! | `ORDER_PAYMENT_DEADLINE_MS` | `900000` | after a failed payment, time to pay before the order is cancelled |
 //! | `ORDER_PAYMENT_DELAY_NOTICE_MS` | `60000` | no payment answer for this long: the customer is told it is delayed |
+//! | `ORDER_STUCK_AFTER_MS` | `1800000` | an order `PLACED`, `PAID` or `READY_FOR_SHIPMENT` unchanged this long counts as stuck (`omnisaga_sagas_stuck{status}`, alert `SagaStuck`) |
 //! | `ORDER_DEADLINE_TICK_MS` | `1000` | how often deadlines are checked (they are seconds to minutes long) |
 //! | `WAREHOUSE_URL` | unset | where `GET /v1/catalog` asks for availability |
 //! | `WAREHOUSE_TOKEN` | unset | the order service's bearer token for the warehouse (`stock:read`); a secret, so usually `WAREHOUSE_TOKEN_FILE` |
@@ -43,6 +44,8 @@ pub struct Config {
     pub payment_deadline: Duration,
     pub payment_delay_notice: Duration,
     pub deadline_tick: Duration,
+    /// An open order unchanged this long is stuck (`ORDER_STUCK_AFTER_MS`).
+    pub stuck_after: Duration,
 }
 
 impl Config {
@@ -58,6 +61,7 @@ impl Config {
             payment_deadline: Duration::from_millis(parse_or("ORDER_PAYMENT_DEADLINE_MS", 900_000)?),
             payment_delay_notice: Duration::from_millis(parse_or("ORDER_PAYMENT_DELAY_NOTICE_MS", 60_000)?),
             deadline_tick: Duration::from_millis(parse_or("ORDER_DEADLINE_TICK_MS", 1000)?),
+            stuck_after: Duration::from_millis(parse_or("ORDER_STUCK_AFTER_MS", 1_800_000)?),
         })
     }
 
@@ -74,6 +78,7 @@ impl Config {
             payment_deadline: Duration::from_secs(900),
             payment_delay_notice: Duration::from_secs(60),
             deadline_tick: Duration::from_millis(250),
+            stuck_after: Duration::from_secs(1800),
         }
     }
 }

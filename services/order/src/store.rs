@@ -207,6 +207,34 @@ pub async fn count_past_payment_deadline(pool: &PgPool) -> Result<i64, sqlx::Err
     .await
 }
 
+/// The statuses an order passes through on its way to `SHIPPED` that no
+/// deadline of the order service ends: each waits on another service.
+pub const OPEN_STATUSES: [&str; 3] = ["PLACED", "PAID", "READY_FOR_SHIPMENT"];
+
+/// How many orders of each of [`OPEN_STATUSES`] have not changed for
+/// longer than `after` (an index on open orders keeps this cheap).
+pub async fn count_stuck(
+    pool: &PgPool,
+    after: std::time::Duration,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM order_view
+         WHERE status IN ('PLACED', 'PAID', 'READY_FOR_SHIPMENT')
+           AND updated_at < now() - $1 * interval '1 millisecond'
+         GROUP BY status",
+    )
+    .bind(after.as_millis() as f64)
+    .fetch_all(pool)
+    .await?;
+    Ok(OPEN_STATUSES
+        .iter()
+        .map(|s| {
+            let n = rows.iter().find(|(status, _)| status == s).map_or(0, |(_, n)| *n);
+            ((*s).to_owned(), n)
+        })
+        .collect())
+}
+
 /// Orders with no payment answer for longer than `after`, not yet told so: (id, waited ms).
 pub async fn payment_delayed(
     pool: &PgPool,
