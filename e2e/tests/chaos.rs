@@ -31,6 +31,7 @@ async fn nothing_is_lost_charged_twice_or_left_stuck_under_faults() -> Result<()
             Fault::CutDatabaseConnections,
             Fault::Poison,
             Fault::ProviderDown(Duration::from_secs(4)),
+            Fault::Overload(Duration::from_secs(4)),
             Fault::Kill("notification"),
             Fault::Kill("analytics"),
         ],

@@ -7,7 +7,8 @@
 //! Usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M]
 //!        [--settle S] [--out FILE]
 //! Faults: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker,
-//!         db-connections, provider:SECONDS, poison
+//!         db-connections, provider:SECONDS, poison, overload:SECONDS,
+//!         pg-restart (the machine's PostgreSQL: not while other tests run)
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -19,10 +20,10 @@ use omnisaga_e2e::{
 
 const USAGE: &str =
     "usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M] [--settle S] [--out FILE]
-faults: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison";
+faults: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart";
 
 /// Every fault once: the suite `make chaos` runs.
-const ALL: &str = "kill-each,pause:payment:15,broker,db-connections,provider:30,poison";
+const ALL: &str = "kill-each,pause:payment:15,broker,db-connections,provider:30,poison,overload:20";
 
 fn parse_args() -> Result<(RunOptions, PathBuf)> {
     let mut options = RunOptions {

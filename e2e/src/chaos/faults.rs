@@ -11,6 +11,7 @@ use serde::Serialize;
 use sqlx::Connection as _;
 use tokio::time::Instant;
 
+use super::load::Load;
 use crate::{client::Client, pg_server, produce_raw, Stack, SERVICES};
 
 /// One fault.
@@ -29,6 +30,12 @@ pub enum Fault {
     ProviderDown(Duration),
     /// Records no service can decode, on every saga topic.
     Poison,
+    /// Twice the load's rate for the duration.
+    Overload(Duration),
+    /// The PostgreSQL server stopped in immediate mode (as a crash: no
+    /// checkpoint, recovery at start) and started again. It is the
+    /// machine's server: only for runs nothing else shares it with.
+    RestartDatabase,
 }
 
 impl Fault {
@@ -41,12 +48,15 @@ impl Fault {
             Self::CutDatabaseConnections => "pg_terminate_backend of every service connection".into(),
             Self::ProviderDown(d) => format!("payment provider down for {} s", d.as_secs()),
             Self::Poison => "poison records on every saga topic".into(),
+            Self::Overload(d) => format!("twice the rate for {} s", d.as_secs()),
+            Self::RestartDatabase => "PostgreSQL stopped in immediate mode and started".into(),
         }
     }
 
     /// Parses a fault as the `omnisaga-chaos` command line names it:
     /// `kill:payment`, `pause:warehouse:15`, `broker`, `db-connections`,
-    /// `provider:30`, `poison`, or `kill-each` for one kill of every service.
+    /// `provider:30`, `poison`, `overload:20`, `pg-restart`, or `kill-each`
+    /// for one kill of every service.
     pub fn parse(s: &str) -> Result<Vec<Self>> {
         let service = |name: &str| {
             SERVICES
@@ -70,8 +80,10 @@ impl Fault {
             ["db-connections"] => vec![Self::CutDatabaseConnections],
             ["provider", s] => vec![Self::ProviderDown(secs(s)?)],
             ["poison"] => vec![Self::Poison],
+            ["overload", s] => vec![Self::Overload(secs(s)?)],
+            ["pg-restart"] => vec![Self::RestartDatabase],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart"
             ),
         })
     }
@@ -88,10 +100,17 @@ pub struct Injected {
     pub error: Option<String>,
 }
 
-/// Injects `fault` into `stack` and heals it; `started` is the run's start.
-pub async fn inject(stack: &mut Stack, client: &Client, fault: &Fault, started: Instant) -> Injected {
+/// Injects `fault` into `stack` (under `load`) and heals it; `started` is
+/// the run's start.
+pub async fn inject(
+    stack: &mut Stack,
+    client: &Client,
+    load: &Load,
+    fault: &Fault,
+    started: Instant,
+) -> Injected {
     let began = started.elapsed().as_secs_f64();
-    let result = apply(stack, client, fault).await;
+    let result = apply(stack, client, load, fault).await;
     Injected {
         fault: fault.name(),
         began,
@@ -100,7 +119,7 @@ pub async fn inject(stack: &mut Stack, client: &Client, fault: &Fault, started: 
     }
 }
 
-async fn apply(stack: &mut Stack, client: &Client, fault: &Fault) -> Result<()> {
+async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -> Result<()> {
     match fault {
         Fault::Kill(service) => {
             stack.kill_service(service).await?;
@@ -152,7 +171,36 @@ async fn apply(stack: &mut Stack, client: &Client, fault: &Fault) -> Result<()> 
             }
             Ok(())
         }
+        Fault::Overload(duration) => {
+            load.set_factor(2);
+            tokio::time::sleep(*duration).await;
+            load.set_factor(1);
+            Ok(())
+        }
+        Fault::RestartDatabase => {
+            let version = std::fs::read_dir("/etc/postgresql")?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+                .context("no PostgreSQL cluster in /etc/postgresql")?;
+            pg_ctlcluster(&version, &["stop", "-m", "immediate"]).await?;
+            pg_ctlcluster(&version, &["start"]).await
+        }
     }
+}
+
+/// `pg_ctlcluster VERSION main ARGS...` (e.g. `stop -m immediate`).
+async fn pg_ctlcluster(version: &str, args: &[&str]) -> Result<()> {
+    let status = tokio::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", version, "main"])
+        .args(args)
+        .status()
+        .await?;
+    anyhow::ensure!(
+        status.success(),
+        "pg_ctlcluster {version} main {}: {status}",
+        args.join(" ")
+    );
+    Ok(())
 }
 
 /// Sends SIGSTOP or SIGCONT (`kill -STOP pid`).

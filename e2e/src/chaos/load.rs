@@ -71,6 +71,8 @@ impl Default for LoadOptions {
 /// The load while it runs; [`Load::stop`] ends it and returns the history.
 pub struct Load {
     history: Arc<Mutex<Vec<Placement>>>,
+    /// The rate is `options.rate` times this.
+    factor: Arc<std::sync::atomic::AtomicU32>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -83,8 +85,20 @@ impl Load {
     pub fn start(client: Client, options: LoadOptions) -> Self {
         let history = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(client, options, history.clone(), stopped));
-        Self { history, stop, task }
+        let factor = Arc::new(std::sync::atomic::AtomicU32::new(1));
+        let task = tokio::spawn(run(client, options, history.clone(), factor.clone(), stopped));
+        Self {
+            history,
+            factor,
+            stop,
+            task,
+        }
+    }
+
+    /// Places orders at `factor` times the rate asked for (an overload).
+    pub fn set_factor(&self, factor: u32) {
+        self.factor
+            .store(factor.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How many placements were made so far.
@@ -106,18 +120,22 @@ async fn run(
     client: Client,
     options: LoadOptions,
     history: Arc<Mutex<Vec<Placement>>>,
+    factor: Arc<std::sync::atomic::AtomicU32>,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / options.rate.max(0.01));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = Instant::now();
     let mut inflight = JoinSet::new();
     for n in 0u64.. {
         tokio::select! {
             _ = stop.changed() => break,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep_until(next) => {}
         }
+        // Behind schedule (a slow machine), the next one goes at once but
+        // no burst makes up for the lost time.
+        let factor = factor.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        next = next.max(Instant::now() - interval) + interval / factor;
         // A fixed pattern instead of randomness: the same run places the
         // same orders, and every share comes out as asked.
         let pick = |share: f64, salt: u64| {

@@ -86,7 +86,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
                 fault.name(),
                 load.placed()
             );
-            injected.push(faults::inject(stack, &client, fault, started).await);
+            injected.push(faults::inject(stack, &client, &load, fault, started).await);
             tokio::time::sleep(options.gap).await;
             if options.repeat_for.is_some_and(|d| started.elapsed() >= d) {
                 break 'rounds;
