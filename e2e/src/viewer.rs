@@ -13,13 +13,22 @@ use crate::{
 };
 
 /// Starts the trace viewer (UI and query API on `ui_port`, OTLP/gRPC on
-/// `otlp_port`) and waits until it accepts connections.
+/// `otlp_port`) with the stack's environment for `trace-viewer` (e.g.
+/// `TRACES_MAX`), and waits until it accepts connections.
 pub(crate) async fn spawn(options: &StackOptions, ui_port: u16, otlp_port: u16) -> Result<Child> {
     let log_path = options.dir.join("logs/trace-viewer.log");
     let log = open_log(&log_path)?;
     let mut viewer = Command::new(bin_dir()?.join("trace-viewer"))
         .env("TRACES_HTTP_ADDR", format!("127.0.0.1:{ui_port}"))
         .env("TRACES_OTLP_GRPC_ADDR", format!("127.0.0.1:{otlp_port}"))
+        .envs(
+            options
+                .env
+                .get("trace-viewer")
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k, v)),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -60,7 +60,8 @@ pub struct Report {
 
 /// The stack a fault run needs: its own broker (the run kills it), a payment
 /// deadline short enough that declined orders are cancelled within the
-/// run, and brisk warehouse steps.
+/// run, brisk warehouse steps, and a trace viewer that keeps a soak's
+/// traces (each order leaves several: its saga, the pick, the messages).
 pub fn stack_options() -> StackOptions {
     StackOptions {
         broker: crate::Broker::Own,
@@ -68,6 +69,7 @@ pub fn stack_options() -> StackOptions {
     }
     .warehouse_ms(50, 20, 50)
     .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "10000")
+    .set_env("trace-viewer", "TRACES_MAX", "30000")
 }
 
 /// Runs load and `options.faults` against `stack` and checks the invariants.
