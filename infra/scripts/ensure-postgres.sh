@@ -3,9 +3,10 @@
 # installs Debian's `postgresql` when it is missing, creates a cluster when
 # there is none, gives it omnisaga's settings (infra/postgres/omnisaga.conf:
 # loopback only, enough connections for the tests, pg_stat_statements, TLS
-# with the machine's self-signed certificate; fsync stays on) and lets the `postgres` user and the services' roles in over
-# loopback without a password, then starts it. Idempotent: a server that
-# already answers with these settings is left alone. The stack creates each
+# with the machine's self-signed certificate; fsync stays on) and lets the
+# `postgres` user and the services' roles in over loopback without a
+# password, then starts it. Idempotent: a server that already answers with
+# these settings is left alone. The stack creates each
 # service's database and role (e2e/src/lib.rs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -26,7 +27,9 @@ if [ ! -f /etc/ssl/private/ssl-cert-snakeoil.key ]; then
   command -v make-ssl-cert >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ssl-cert >/dev/null
   $SUDO make-ssl-cert generate-default-snakeoil
 fi
-id -nG postgres 2>/dev/null | grep -qw ssl-cert || $SUDO usermod -a -G ssl-cert postgres
+if id postgres >/dev/null 2>&1 && ! id -nG postgres | grep -qw ssl-cert; then
+  $SUDO usermod -a -G ssl-cert postgres
+fi
 
 version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
 cluster="$(pg_lsclusters -h | awk -v v="$version" '$1 == v && $3 == 5432 { print $2; exit }')"
