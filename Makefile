@@ -8,7 +8,7 @@ export OMNISAGA_ROOT := $(CURDIR)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test bench bench-quick chaos soak lint fmt clean-data
+.PHONY: help deps build run test bench bench-quick chaos soak fuzz lint fmt clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,9 +41,14 @@ chaos: build ## the fault suite: load while every fault is injected in turn, the
 soak: build ## every fault, around and around for SOAK_MINUTES (10), under load; then every invariant checked
 	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" --minutes $${SOAK_MINUTES:-10} --gap 10 --out "$(CURDIR)/target/chaos/soak.json" $(CHAOS_ARGS)
 
+FUZZ_SECONDS ?= 30
+fuzz: deps ## coverage-guided fuzzing of the envelope decoder, traceparent and the order body for FUZZ_SECONDS (30) each; failing inputs kept in target/fuzz/artifacts
+	@FUZZ_SECONDS="$(FUZZ_SECONDS)" bash infra/scripts/fuzz.sh
+
 lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused dependencies), cargo-deny (deny.toml), and a new event type failing to compile until handled
 	@bash infra/scripts/claim-build-dir.sh
 	cargo fmt --all --check
+	rustfmt --check --edition 2021 services/fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	@command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
 	cargo machete

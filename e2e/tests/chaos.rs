@@ -34,6 +34,7 @@ async fn nothing_is_lost_charged_twice_or_left_stuck_under_faults() -> Result<()
             Fault::Overload(Duration::from_secs(4)),
             Fault::Kill("notification"),
             Fault::Kill("analytics"),
+            Fault::KillRandomly(Duration::from_secs(12)),
         ],
         repeat_for: None,
         lead_in: Duration::from_secs(10),

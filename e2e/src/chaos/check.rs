@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context, Result};
+use omnisaga_proto::v1::envelope::Payload;
 use omnisaga_runtime::catalog::catalog;
 use prost::Message as _;
 use rdkafka::{
@@ -230,7 +231,9 @@ fn idempotency(history: &[Placement], orders: &HashMap<String, (String, String)>
 }
 
 /// I3: at most one authorisation per order; every authorisation of a
-/// cancelled order voided; no provider call left.
+/// cancelled order voided; and the provider's ledger equals the payment
+/// streams: it holds money for exactly the authorisations recorded and not
+/// voided (no approval left dangling, none recorded it does not hold).
 async fn one_authorisation(stack: &Stack, orders: &HashMap<String, (String, String)>) -> Result<Verdict> {
     let mut db = connect(stack, "payment").await?;
     let rows = sqlx::query(
@@ -260,10 +263,55 @@ async fn one_authorisation(stack: &Stack, orders: &HashMap<String, (String, Stri
             ));
         }
     }
+
+    // The payment ids the streams say are held: authorised, not voided.
+    let mut recorded = BTreeSet::new();
+    let mut released = BTreeSet::new();
+    let envelopes: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT envelope FROM events WHERE event_type IN ('PaymentAuthorized', 'PaymentVoided')",
+    )
+    .fetch_all(&mut db)
+    .await?;
+    for bytes in &envelopes {
+        match omnisaga_proto::v1::Envelope::decode(bytes.as_slice())?.payload {
+            Some(Payload::PaymentAuthorized(a)) => {
+                recorded.insert(a.payment_id);
+            }
+            Some(Payload::PaymentVoided(v)) => {
+                released.insert(v.payment_id);
+            }
+            _ => {}
+        }
+    }
+    let held_by_streams: BTreeSet<&String> = recorded.difference(&released).collect();
+    let held_by_provider: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT payment_id FROM provider_ledger WHERE outcome = 'APPROVED' AND voided_at IS NULL",
+    )
+    .fetch_all(&mut db)
+    .await?
+    .into_iter()
+    .collect();
+    for id in &held_by_provider {
+        if !held_by_streams.contains(id) {
+            let why = if recorded.contains(id) {
+                "voided in the payment stream"
+            } else {
+                "never recorded"
+            };
+            broken.push(format!("{id}: the provider holds money for it, {why} (dangling)"));
+        }
+    }
+    for id in &held_by_streams {
+        if !held_by_provider.contains(*id) {
+            broken.push(format!(
+                "{id}: recorded as authorised, the provider holds nothing"
+            ));
+        }
+    }
     Ok(Verdict::new(
         "I3",
-        "at most one authorisation per order; a cancelled order's authorisation is voided",
-        rows.len(),
+        "at most one authorisation per order; a cancelled order's authorisation is voided; the provider holds money for exactly the authorisations the payment streams hold",
+        rows.len() + held_by_provider.len(),
         broken,
     ))
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rand::Rng as _;
 use serde::Serialize;
 use sqlx::Connection as _;
 use tokio::time::Instant;
@@ -19,6 +20,9 @@ use crate::{client::Client, pg_server, produce_raw, Stack, SERVICES};
 pub enum Fault {
     /// SIGKILL of this service, started again at once.
     Kill(&'static str),
+    /// For the duration, every 5 to 20 s (at random) a SIGKILL of a service
+    /// picked at random, started again at once.
+    KillRandomly(Duration),
     /// SIGSTOP of this service for the duration (past the consumer session
     /// timeout of 10 s: its group rebalances without it), then SIGCONT.
     Pause(&'static str, Duration),
@@ -43,6 +47,9 @@ impl Fault {
     pub fn name(&self) -> String {
         match self {
             Self::Kill(s) => format!("kill -9 {s}"),
+            Self::KillRandomly(d) => {
+                format!("kill -9 of a random service every 5-20 s for {} s", d.as_secs())
+            }
             Self::Pause(s, d) => format!("SIGSTOP {s} for {} s", d.as_secs()),
             Self::KillBroker => "kill -9 broker".into(),
             Self::CutDatabaseConnections => "pg_terminate_backend of every service connection".into(),
@@ -54,7 +61,7 @@ impl Fault {
     }
 
     /// Parses a fault as the `omnisaga-chaos` command line names it:
-    /// `kill:payment`, `pause:warehouse:15`, `broker`, `db-connections`,
+    /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`, `db-connections`,
     /// `provider:30`, `poison`, `overload:20`, `pg-restart`, or `kill-each`
     /// for one kill of every service.
     pub fn parse(s: &str) -> Result<Vec<Self>> {
@@ -75,6 +82,7 @@ impl Fault {
         Ok(match parts.as_slice() {
             ["kill-each"] => SERVICES.iter().map(|(n, _)| Self::Kill(n)).collect(),
             ["kill", name] => vec![Self::Kill(service(name)?)],
+            ["random-kills", s] => vec![Self::KillRandomly(secs(s)?)],
             ["pause", name, s] => vec![Self::Pause(service(name)?, secs(s)?)],
             ["broker"] => vec![Self::KillBroker],
             ["db-connections"] => vec![Self::CutDatabaseConnections],
@@ -83,7 +91,7 @@ impl Fault {
             ["overload", s] => vec![Self::Overload(secs(s)?)],
             ["pg-restart"] => vec![Self::RestartDatabase],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart"
             ),
         })
     }
@@ -124,6 +132,24 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
         Fault::Kill(service) => {
             stack.kill_service(service).await?;
             stack.start_service(service).await
+        }
+        Fault::KillRandomly(duration) => {
+            let until = Instant::now() + *duration;
+            loop {
+                let (service, wait) = {
+                    let mut rng = rand::rng();
+                    let (service, _) = SERVICES[rng.random_range(0..SERVICES.len())];
+                    (service, Duration::from_millis(rng.random_range(5_000..=20_000)))
+                };
+                stack.kill_service(service).await?;
+                stack.start_service(service).await?;
+                eprintln!("[chaos] killed {service} and started it again");
+                if Instant::now() + wait >= until {
+                    tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+                    return Ok(());
+                }
+                tokio::time::sleep(wait).await;
+            }
         }
         Fault::Pause(service, duration) => {
             let pid = stack

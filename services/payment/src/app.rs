@@ -22,9 +22,9 @@ impl App {
         let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
         Ok(Self {
+            provider: Arc::new(Provider::new(config.provider, base.pool.clone())),
             base,
             listener,
-            provider: Arc::new(Provider::new(config.provider)),
             callers: config.provider_callers,
             orders: config.orders.clone(),
         })

@@ -121,7 +121,7 @@ impl ProviderCalls {
             store::call_done(&mut *tx, call.id).await?;
             match call.action {
                 Action::Void => {
-                    self.provider.void(&call.payment_id).await;
+                    self.provider.void(&call.payment_id).await?;
                     Ok(false)
                 }
                 Action::Authorize {
@@ -148,7 +148,7 @@ impl ProviderCalls {
         let loaded = executor.load(tx, &order).await?;
         if let Err(refusal) = domain::attempt(&loaded.state, &request) {
             if let Some(number) = domain::unrecorded_attempt(&loaded.state, &request, &refusal) {
-                self.void_unrecorded(&domain::payment_id(&order, number)).await;
+                self.void_unrecorded(&domain::payment_id(&order, number)).await?;
             }
             tracing::debug!(reason = %refusal, "attempt not made");
             return Ok(false);
@@ -162,7 +162,7 @@ impl ProviderCalls {
             // Nothing to charge: the order hears a failed payment it can
             // retry or cancel, and the calls queued behind this one go on.
             None => ProviderAnswer::Declined(UNKNOWN_PAYMENT_METHOD.into()),
-            Some(token) => match self.provider.authorize(&call.payment_id, &token).await {
+            Some(token) => match self.provider.authorize(&call.payment_id, &token).await? {
                 Outcome::Approved => ProviderAnswer::Approved,
                 Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
                 Outcome::Unavailable => ProviderAnswer::Unavailable,
@@ -193,14 +193,15 @@ impl ProviderCalls {
 
     /// Voids an approval the provider holds for an attempt that was never
     /// recorded (see [`domain::unrecorded_attempt`]).
-    async fn void_unrecorded(&self, payment_id: &str) {
-        if self.provider.holds(payment_id) {
-            self.provider.void(payment_id).await;
+    async fn void_unrecorded(&self, payment_id: &str) -> Result<()> {
+        if self.provider.holds(payment_id).await? {
+            self.provider.void(payment_id).await?;
             OUTCOMES.with_label_values(&["voided_unrecorded"]).inc();
             tracing::warn!(
                 payment.id = payment_id,
                 "voided an approval whose recording was rolled back"
             );
         }
+        Ok(())
     }
 }

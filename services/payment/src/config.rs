@@ -6,6 +6,7 @@
 //! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
 //! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |
+//! | `PAYMENT_PROVIDER_LEDGER_DAYS` | `30` | how long the simulator's ledger (`provider_ledger`) keeps an answer |
 //! | `PAYMENT_PROVIDER_CALLERS` | `4` | provider calls made at once (each a worker with its own transaction) |
 //! | `ORDER_URL` | `http://127.0.0.1:8080` | where the payment token of an attempt is asked for (the topics do not carry it) |
 //! | `PAYMENT_ORDER_TOKEN` | unset | payment's `payment-methods:read` token for that; a secret, so usually `PAYMENT_ORDER_TOKEN_FILE` |
@@ -40,7 +41,14 @@ impl Config {
             latency: Duration::from_millis(parse_or("PAYMENT_PROVIDER_LATENCY_MS", 0)?),
             decline_rate: parse_or("PAYMENT_DECLINE_RATE", 0.0)?,
             outage_rate: parse_or("PAYMENT_OUTAGE_RATE", 0.0)?,
+            ledger_retention: Duration::from_secs(
+                24 * 3600 * parse_or("PAYMENT_PROVIDER_LEDGER_DAYS", 30u64)?,
+            ),
         };
+        ensure!(
+            !provider.ledger_retention.is_zero(),
+            "PAYMENT_PROVIDER_LEDGER_DAYS must be at least 1"
+        );
         ensure!(
             (0.0..=1.0).contains(&provider.decline_rate),
             "PAYMENT_DECLINE_RATE must be between 0 and 1"

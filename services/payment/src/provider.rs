@@ -1,6 +1,10 @@
 //! The payment-provider simulator: configurable latency, decline and outage
 //! rates, and deterministic test tokens. Like a real provider it is
-//! idempotent per payment id: asking twice gives the first answer.
+//! idempotent per payment id: asking twice gives the first answer. Its
+//! ledger (each payment id's answer, and voids) is the `provider_ledger`
+//! table, written in statements of its own, never in the caller's
+//! transaction: it outlives a crash of the payment service as a provider's
+//! records would, and the fault suite compares it with the payment streams.
 //!
 //! | token | answer |
 //! |---|---|
@@ -10,21 +14,33 @@
 //! | anything else | approved, unless a random decline or outage hits |
 
 use std::{
-    collections::HashMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Mutex,
-    },
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::Duration,
 };
 
+use anyhow::{Context, Result};
 use rand::Rng;
+use sqlx::PgPool;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub latency: Duration,
     pub decline_rate: f64,
     pub outage_rate: f64,
+    /// How long the ledger keeps an answer (`PAYMENT_PROVIDER_LEDGER_DAYS`):
+    /// a payment id asked again after that would be answered anew.
+    pub ledger_retention: Duration,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            decline_rate: 0.0,
+            outage_rate: 0.0,
+            ledger_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
 }
 
 /// The provider's answer to an authorisation.
@@ -35,35 +51,37 @@ pub enum Outcome {
     Unavailable,
 }
 
-#[derive(Debug, Default)]
+/// Answers recorded between two prunes of the ledger.
+const PRUNE_EVERY: u64 = 1000;
+
+#[derive(Debug)]
 pub struct Provider {
     config: ProviderConfig,
     /// When set, every call answers `Unavailable` (an outage switch for tests and demos).
     pub outage: AtomicBool,
-    answers: Mutex<HashMap<String, Outcome>>,
-    /// Payment ids whose authorisation was voided.
-    voided: Mutex<std::collections::HashSet<String>>,
+    ledger: PgPool,
+    answered: AtomicU64,
 }
 
 impl Provider {
-    pub fn new(config: ProviderConfig) -> Self {
+    pub fn new(config: ProviderConfig, ledger: PgPool) -> Self {
         Self {
             config,
-            ..Self::default()
+            outage: AtomicBool::new(false),
+            ledger,
+            answered: AtomicU64::new(0),
         }
     }
 
-    /// Authorises `amount_minor` for `payment_id` with `token`.
-    pub async fn authorize(&self, payment_id: &str, token: &str) -> Outcome {
+    /// Authorises the payment `payment_id` with `token`. An error is no
+    /// answer (the ledger could not be read or written): the caller asks
+    /// again with the same payment id, as with a provider that timed out.
+    pub async fn authorize(&self, payment_id: &str, token: &str) -> Result<Outcome> {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
         if self.outage.load(Ordering::Relaxed) {
-            return Outcome::Unavailable;
-        }
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = answers.get(payment_id) {
-            return known.clone();
+            return Ok(Outcome::Unavailable);
         }
         let outcome = match token {
             "tok_decline" => Outcome::Declined("card_declined".into()),
@@ -80,95 +98,81 @@ impl Provider {
                 }
             }
         };
-        // An outage is no answer: the same payment id may be tried again.
-        if outcome != Outcome::Unavailable {
-            answers.insert(payment_id.to_owned(), outcome.clone());
+        let (kind, reason) = match &outcome {
+            // An outage is no answer: the same payment id may be tried again.
+            Outcome::Unavailable => return Ok(outcome),
+            Outcome::Approved => ("APPROVED", ""),
+            Outcome::Declined(reason) => ("DECLINED", reason.as_str()),
+        };
+        // The first answer stands, also when two callers ask at once.
+        let (kind, reason): (String, String) = sqlx::query_as(
+            "INSERT INTO provider_ledger (payment_id, outcome, reason) VALUES ($1, $2, $3)
+             ON CONFLICT (payment_id) DO UPDATE SET outcome = provider_ledger.outcome
+             RETURNING outcome, reason",
+        )
+        .bind(payment_id)
+        .bind(kind)
+        .bind(reason)
+        .fetch_one(&self.ledger)
+        .await
+        .context("the provider's ledger did not answer")?;
+        if self.answered.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
+            self.prune().await;
         }
-        outcome
+        Ok(match kind.as_str() {
+            "APPROVED" => Outcome::Approved,
+            _ => Outcome::Declined(reason),
+        })
     }
-}
 
-impl Provider {
     /// Releases an authorisation. The simulator always can; voiding twice,
     /// or an id it never approved, changes nothing.
-    pub async fn void(&self, payment_id: &str) {
+    pub async fn void(&self, payment_id: &str) -> Result<()> {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
-        self.voided
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(payment_id.to_owned());
+        sqlx::query(
+            "UPDATE provider_ledger SET voided_at = now()
+             WHERE payment_id = $1 AND outcome = 'APPROVED' AND voided_at IS NULL",
+        )
+        .bind(payment_id)
+        .execute(&self.ledger)
+        .await
+        .context("the provider's ledger did not answer")?;
         tracing::info!(payment.id = payment_id, "authorisation voided with the provider");
+        Ok(())
     }
 
     /// Whether the provider holds money for `payment_id`: approved and not
     /// voided (a real provider answers this by the payment's idempotency key).
-    pub fn holds(&self, payment_id: &str) -> bool {
-        let approved = self
-            .answers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(payment_id)
-            .is_some_and(|a| *a == Outcome::Approved);
-        approved
-            && !self
-                .voided
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(payment_id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn test_tokens_answer_deterministically() {
-        let p = Provider::default();
-        assert_eq!(p.authorize("p1", "tok_visa").await, Outcome::Approved);
-        assert_eq!(
-            p.authorize("p2", "tok_decline").await,
-            Outcome::Declined("card_declined".into())
-        );
-        assert_eq!(p.authorize("p3", "tok_unavailable").await, Outcome::Unavailable);
+    pub async fn holds(&self, payment_id: &str) -> Result<bool> {
+        let held: Option<bool> = sqlx::query_scalar(
+            "SELECT outcome = 'APPROVED' AND voided_at IS NULL FROM provider_ledger WHERE payment_id = $1",
+        )
+        .bind(payment_id)
+        .fetch_optional(&self.ledger)
+        .await
+        .context("the provider's ledger did not answer")?;
+        Ok(held.unwrap_or(false))
     }
 
-    #[tokio::test]
-    async fn a_repeated_payment_id_gets_the_first_answer() {
-        let p = Provider::new(ProviderConfig {
-            decline_rate: 0.5,
-            ..Default::default()
-        });
-        let first = p.authorize("same", "tok_visa").await;
-        for _ in 0..20 {
-            assert_eq!(p.authorize("same", "tok_visa").await, first);
+    /// Forgets answers older than the ledger's retention, a bounded batch at
+    /// a time; a failure only leaves them for the next prune.
+    async fn prune(&self) {
+        let pruned = sqlx::query(
+            "DELETE FROM provider_ledger WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM provider_ledger
+                 WHERE answered_at < now() - make_interval(secs => $1) LIMIT 10000))",
+        )
+        .bind(self.config.ledger_retention.as_secs_f64())
+        .execute(&self.ledger)
+        .await;
+        match pruned {
+            Ok(done) if done.rows_affected() > 0 => {
+                tracing::info!(rows = done.rows_affected(), "provider ledger pruned")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "provider ledger not pruned"),
         }
-    }
-
-    #[tokio::test]
-    async fn an_approval_is_held_until_voided() {
-        let p = Provider::default();
-        assert!(!p.holds("p1"), "nothing asked, nothing held");
-        p.authorize("p1", "tok_visa").await;
-        p.authorize("p2", "tok_decline").await;
-        assert!(p.holds("p1"));
-        assert!(!p.holds("p2"), "a decline holds nothing");
-        p.void("p1").await;
-        assert!(!p.holds("p1"));
-        assert_eq!(
-            p.authorize("p1", "tok_visa").await,
-            Outcome::Approved,
-            "asking again gives the first answer"
-        );
-        assert!(!p.holds("p1"), "and does not authorise again");
-    }
-
-    #[tokio::test]
-    async fn the_outage_switch_makes_every_call_unavailable() {
-        let p = Provider::default();
-        p.outage.store(true, Ordering::Relaxed);
-        assert_eq!(p.authorize("p1", "tok_visa").await, Outcome::Unavailable);
     }
 }

@@ -44,7 +44,7 @@ impl Payment {
         let pool = testing::migrated_database(name, sqlx::migrate!("./migrations"))
             .await
             .expect("test database");
-        let provider = Arc::new(Provider::new(ProviderConfig::default()));
+        let provider = Arc::new(Provider::new(ProviderConfig::default(), pool.clone()));
         Self {
             handler: OrderEvents {
                 payments_topic: PAYMENTS.into(),
@@ -124,7 +124,10 @@ impl Payment {
 async fn the_consumer_queues_the_call_and_a_caller_makes_it_and_records_the_answer() {
     let p = Payment::new("provider_calls_authorize").await;
     p.consume("order", p.placed()).await;
-    assert!(!p.provider.holds(&p.payment_id()), "the consumer asked nobody");
+    assert!(
+        !p.provider.holds(&p.payment_id()).await.unwrap(),
+        "the consumer asked nobody"
+    );
     assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 1);
 
     // A redelivered placement queues nothing more.
@@ -132,7 +135,7 @@ async fn the_consumer_queues_the_call_and_a_caller_makes_it_and_records_the_answ
     assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 1);
 
     p.call_next().await;
-    assert!(p.provider.holds(&p.payment_id()));
+    assert!(p.provider.holds(&p.payment_id()).await.unwrap());
     assert_eq!(p.recorded("PaymentAuthorized").await, 1);
     assert_eq!(
         p.count("SELECT count(*) FROM provider_calls").await,
@@ -170,7 +173,10 @@ async fn an_approval_rolled_back_and_then_cancelled_is_voided_at_the_provider() 
     };
     p.calls.make(&mut tx, call).await.expect("authorised");
     tx.rollback().await.unwrap();
-    assert!(p.provider.holds(&p.payment_id()), "the provider holds the money");
+    assert!(
+        p.provider.holds(&p.payment_id()).await.unwrap(),
+        "the provider holds the money"
+    );
 
     // The customer cancels before the call is made again.
     p.consume(
@@ -185,7 +191,7 @@ async fn an_approval_rolled_back_and_then_cancelled_is_voided_at_the_provider() 
     // The call made again is refused, and the stray approval released.
     p.call_next().await;
     assert!(
-        !p.provider.holds(&p.payment_id()),
+        !p.provider.holds(&p.payment_id()).await.unwrap(),
         "the approval nobody recorded was voided"
     );
     assert_eq!(
@@ -201,7 +207,7 @@ async fn an_authorisation_is_released_at_the_provider_once_its_void_is_recorded(
     let p = Payment::new("provider_calls_void").await;
     p.consume("order", p.placed()).await;
     p.call_next().await;
-    assert!(p.provider.holds(&p.payment_id()));
+    assert!(p.provider.holds(&p.payment_id()).await.unwrap());
 
     p.consume(
         "warehouse",
@@ -213,12 +219,15 @@ async fn an_authorisation_is_released_at_the_provider_once_its_void_is_recorded(
     .await;
     assert_eq!(p.recorded("PaymentVoided").await, 1);
     assert!(
-        p.provider.holds(&p.payment_id()),
+        p.provider.holds(&p.payment_id()).await.unwrap(),
         "released by a caller, not the consumer"
     );
 
     p.call_next().await;
-    assert!(!p.provider.holds(&p.payment_id()), "voided at the provider");
+    assert!(
+        !p.provider.holds(&p.payment_id()).await.unwrap(),
+        "voided at the provider"
+    );
     assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 0);
 }
 
@@ -262,7 +271,10 @@ async fn a_payment_method_the_order_service_does_not_know_fails_the_payment_and_
         1,
         "the order service was asked"
     );
-    assert!(!p.provider.holds(&p.payment_id()), "nothing was charged");
+    assert!(
+        !p.provider.holds(&p.payment_id()).await.unwrap(),
+        "nothing was charged"
+    );
     assert_eq!(p.recorded("PaymentFailed").await, 1);
     // The stored protobuf envelope carries the reason as its bytes.
     let with_reason: i64 = sqlx::query_scalar(

@@ -69,6 +69,11 @@ pub struct CommonConfig {
     pub group_suffix: String,
     /// Most records a consumer applies in one transaction (`CONSUMER_BATCH_MAX`).
     pub consumer_batch_max: usize,
+    /// How long the inbox remembers an applied event, to know a redelivery
+    /// of it (`INBOX_RETENTION_HOURS`; by default the longest a record can
+    /// come back: the retention of the topics the service consumes or their
+    /// dead-letter topics, plus a day).
+    pub inbox_retention: Duration,
     /// How bearer tokens are checked (`AUTH_JWKS`, `AUTH_ISSUER`, `AUTH_AUDIENCE`).
     pub auth: AuthConfig,
     /// Rate limit, requests at once and deadline of the HTTP API (`HTTP_*`).
@@ -88,6 +93,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("outbox_poll", &self.outbox_poll)
             .field("group_suffix", &self.group_suffix)
             .field("consumer_batch_max", &self.consumer_batch_max)
+            .field("inbox_retention", &self.inbox_retention)
             .field("auth", &self.auth)
             .field("limits", &self.limits)
             .field("tls", &self.tls)
@@ -255,11 +261,32 @@ impl CommonConfig {
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
             group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
+            inbox_retention: match var("INBOX_RETENTION_HOURS") {
+                None => inbox_retention(service),
+                Some(_) => {
+                    let hours: u64 = parse_or("INBOX_RETENTION_HOURS", 0)?;
+                    anyhow::ensure!(hours >= 1, "INBOX_RETENTION_HOURS must be at least 1 (hours)");
+                    Duration::from_secs(3600 * hours)
+                }
+            },
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
             tls: crate::tls::TlsFiles::from_env()?,
         })
     }
+}
+
+/// The longest a record `service` consumes can come back (the retention of
+/// its topics and of their dead-letter topics, from which an operator
+/// replays), plus a day: how long its inbox must remember an event so a
+/// redelivery is known for one.
+pub fn inbox_retention(service: &str) -> Duration {
+    let longest = catalog()
+        .consumed_by(service)
+        .map(|t| t.retention_ms.max(t.dead_letter_retention_ms))
+        .max()
+        .unwrap_or(0);
+    Duration::from_millis(longest) + Duration::from_secs(24 * 3600)
 }
 
 /// Names of the saga's topics under one prefix, from the topic catalog
@@ -327,6 +354,25 @@ mod tests {
         assert_eq!(redact_url("not a url"), "not a url");
         // `@` in a password: everything before the last one is the user part.
         assert_eq!(redact_url("postgres://svc:p@ss@db/o"), "postgres://svc:***@db/o");
+    }
+
+    #[test]
+    fn the_inbox_remembers_an_event_as_long_as_any_record_can_come_back() {
+        let day = Duration::from_secs(24 * 3600);
+        for service in ["order", "payment", "warehouse", "notification", "analytics"] {
+            let longest = catalog()
+                .consumed_by(service)
+                .flat_map(|t| [t.retention_ms, t.dead_letter_retention_ms])
+                .max()
+                .expect("every service consumes a topic");
+            assert_eq!(
+                inbox_retention(service),
+                Duration::from_millis(longest) + day,
+                "{service}"
+            );
+        }
+        // The catalog keeps dead letters 28 days.
+        assert_eq!(inbox_retention("order"), 29 * day);
     }
 
     #[test]

@@ -41,6 +41,18 @@ impl TraceContext {
         let _ = span.set_parent(cx);
     }
 
+    /// The trace id the OpenTelemetry propagator reads from this context,
+    /// whatever `trace_id` says: what the tests and fuzz targets hold
+    /// `trace_id` to.
+    #[doc(hidden)]
+    pub fn propagated_trace_id(&self) -> Option<String> {
+        use opentelemetry::trace::TraceContextExt;
+        let cx = TraceContextPropagator::new().extract(self);
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| sc.trace_id().to_string())
+    }
+
     /// The 32-hex-digit trace id, if any.
     pub fn trace_id(&self) -> Option<&str> {
         self.traceparent
@@ -63,11 +75,17 @@ impl Extractor for TraceContext {
     }
 }
 
+/// The trace and span ids of a W3C `traceparent` the propagator accepts:
+/// lowercase hex only, version `ff` refused, and version `00` exactly four
+/// fields (a later version may append more).
 fn parse_traceparent(tp: &str) -> Option<(&str, &str)> {
     let mut parts = tp.split('-');
     let (version, trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let more = parts.next().is_some();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let ok = hex(version, 2)
+        && version != "ff"
+        && !(version == "00" && more)
         && hex(trace, 32)
         && hex(span, 16)
         && hex(flags, 2)
@@ -175,6 +193,47 @@ mod tests {
             span.in_scope(TraceContext::current)
         });
         assert_eq!(ctx.trace_id().map(str::len), Some(32));
+    }
+
+    #[test]
+    fn only_what_the_propagator_accepts_has_a_trace_id() {
+        let refused = [
+            // Uppercase hex, in each field.
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            // Version ff is invalid; version 00 has exactly four fields.
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            // All-zero ids.
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        ];
+        for tp in refused {
+            let ctx = TraceContext {
+                traceparent: Some(tp.into()),
+                tracestate: None,
+            };
+            assert_eq!(ctx.trace_id(), None, "{tp}");
+        }
+        // A later version may carry more fields after the flags.
+        let future = TraceContext {
+            traceparent: Some(format!("01{}-more", &PARENT[2..])),
+            tracestate: None,
+        };
+        assert_eq!(future.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(future.propagated_trace_id().as_deref(), future.trace_id());
+    }
+
+    #[test]
+    fn a_trace_id_read_is_the_one_the_propagator_continues() {
+        for tp in [PARENT, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"] {
+            let ctx = TraceContext {
+                traceparent: Some(tp.into()),
+                tracestate: None,
+            };
+            assert_eq!(ctx.propagated_trace_id().as_deref(), ctx.trace_id());
+        }
     }
 
     #[test]

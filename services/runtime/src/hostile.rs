@@ -23,10 +23,26 @@ proptest! {
 
     #[test]
     fn any_traceparent_is_parsed_without_panic_and_only_a_well_formed_one_yields_a_trace(tp in ".{0,80}") {
-        if let Some(trace) = context(&tp).trace_id() {
+        let ctx = context(&tp);
+        if let Some(trace) = ctx.trace_id() {
             prop_assert_eq!(trace.len(), 32);
             prop_assert!(trace.bytes().all(|b| b.is_ascii_hexdigit()));
             prop_assert!(tp.contains(trace));
+            prop_assert_eq!(ctx.propagated_trace_id(), Some(trace.to_owned()));
+        }
+    }
+
+    #[test]
+    fn a_nearly_well_formed_traceparent_has_a_trace_only_where_the_propagator_continues_it(
+        version in "[0-9a-fA-F]{2}|ff|0|000",
+        trace in "[0-9a-fA-F]{32}|[0-9a-f]{31}|0{32}",
+        span in "[0-9a-fA-F]{16}|0{16}|[0-9a-f]{17}",
+        flags in "[0-9a-fA-F]{2}",
+        more in "(-[0-9a-z]{0,4})?",
+    ) {
+        let ctx = context(&format!("{version}-{trace}-{span}-{flags}{more}"));
+        if let Some(trace) = ctx.trace_id() {
+            prop_assert_eq!(ctx.propagated_trace_id(), Some(trace.to_owned()));
         }
     }
 

@@ -12,8 +12,8 @@ use std::{
 
 use axum::{extract::State, http::header, response::IntoResponse, routing, Router};
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sqlx::PgPool;
 
@@ -30,6 +30,7 @@ pub struct Metrics {
     pub outbox_backlog: IntGauge,
     pub outbox_published: IntCounterVec,
     pub outbox_latency: HistogramVec,
+    pub inbox_pruned: IntCounter,
     pub dead_letters: IntCounterVec,
     pub dead_letters_parked: IntGauge,
 }
@@ -99,6 +100,14 @@ impl Metrics {
                 "From the commit of an outbox row to its delivery report",
                 &["topic"],
             )?,
+            inbox_pruned: {
+                let c = IntCounter::new(
+                    "omnisaga_inbox_pruned_total",
+                    "Inbox rows deleted once older than the inbox retention",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             dead_letters: counter(
                 "omnisaga_dead_letters_total",
                 "Records dead-lettered (kept, copied to the .dlq topic)",

@@ -10,7 +10,11 @@
 //! publishes at a time (a PostgreSQL advisory lock), and it is woken in
 //! process after a commit, never by a NOTIFY inside the business transaction.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use futures::future::join_all;
@@ -212,6 +216,8 @@ pub struct Relay {
     pub batch: i64,
     /// Advisory lock key shared by every replica of one service.
     pub lock_key: i64,
+    /// Inbox rows older than this are pruned (`CommonConfig::inbox_retention`).
+    pub inbox_retention: Duration,
 }
 
 struct Row_ {
@@ -271,7 +277,8 @@ impl Worker for Leader {
                 *lock = Some(conn);
             }
         }
-        let passes = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // Housekeeping on the first pass as leader and every 1000th after.
+        let passes = self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if passes.is_multiple_of(1000) {
             relay.prune().await?;
         }
@@ -372,75 +379,41 @@ impl Relay {
     }
 
     /// Publishes `rows` and marks the delivered ones published; returns how
-    /// many were.
+    /// many were. Keys go out side by side, but each key's rows one at a
+    /// time in id order, and a key's first failure holds back its later rows
+    /// until the next pass: records of one key in flight together can be
+    /// reordered when one fails and the producer retries it after the next
+    /// (librdkafka bumps the idempotent producer's epoch on a delivery
+    /// timeout), and a later row must never reach the topic before an
+    /// earlier one of the same order.
     async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
-        let sends = rows.iter().map(|row| {
-            // One producer span per record, child of the transaction that wrote
-            // it; the consumer continues from this span.
-            let span = tracing::info_span!(
-                "publish",
-                otel.name = %format!("publish {}", row.topic),
-                otel.kind = "producer",
-                messaging.system = "kafka",
-                messaging.operation.type = "publish",
-                messaging.destination.name = %row.topic,
-                messaging.kafka.message.key = %row.key,
-                event.type = row.headers.get("event_type").map(String::as_str).unwrap_or(""),
-                order.id = %row.key,
-                messaging.destination.partition.id = tracing::field::Empty,
-                messaging.kafka.offset = tracing::field::Empty,
-            );
-            let stored = TraceContext {
-                traceparent: row.headers.get("traceparent").cloned(),
-                tracestate: row.headers.get("tracestate").cloned(),
-            };
-            stored.attach(&span);
-            let carried = span.in_scope(TraceContext::current);
-            let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
-            for (k, v) in &row.headers {
-                let v = match k.as_str() {
-                    "traceparent" => carried.traceparent.as_deref().unwrap_or(v),
-                    _ => v,
-                };
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
-            let sent = self
-                .producer
-                .send(&row.topic, &row.key, &row.payload, Some(headers));
-            async move {
-                match sent {
-                    Ok(delivery) => match delivery.await {
-                        Ok((partition, offset)) => {
-                            span.record("messaging.destination.partition.id", partition);
-                            span.record("messaging.kafka.offset", offset);
-                            let m = crate::metrics::get();
-                            m.outbox_published.with_label_values(&[row.topic.as_str()]).inc();
-                            let waited = (chrono::Utc::now() - row.created_at)
-                                .num_microseconds()
-                                .unwrap_or(0);
-                            m.outbox_latency
-                                .with_label_values(&[row.topic.as_str()])
-                                .observe(waited.max(0) as f64 / 1e6);
-                            Ok(row.id)
-                        }
-                        Err(e) => Err(e.to_string()),
-                    },
-                    Err(e) => Err(e.to_string()),
+        let mut by_key: Vec<Vec<Row_>> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        for row in rows {
+            match slot.get(&row.key) {
+                Some(&i) => by_key[i].push(row),
+                None => {
+                    slot.insert(row.key.clone(), by_key.len());
+                    by_key.push(vec![row]);
                 }
             }
+        }
+        let chains = by_key.into_iter().map(|rows| async move {
+            let mut delivered = Vec::with_capacity(rows.len());
+            for row in rows {
+                match self.send(row).await {
+                    Ok(id) => delivered.push(id),
+                    Err(e) => return (delivered, Some(e)),
+                }
+            }
+            (delivered, None)
         });
-        let results = join_all(sends).await;
-        let mut delivered = Vec::with_capacity(results.len());
+        let mut delivered = Vec::new();
         let mut first_error = None;
-        for r in results {
-            match r {
-                Ok(id) => delivered.push(id),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+        for (ids, error) in join_all(chains).await {
+            delivered.extend(ids);
+            if let Some(e) = error {
+                first_error.get_or_insert(e);
             }
         }
         if !delivered.is_empty() {
@@ -455,11 +428,84 @@ impl Relay {
         }
     }
 
-    /// Deletes rows published more than an hour ago.
+    /// Sends one row and waits for the broker's acknowledgement; its id once
+    /// delivered.
+    async fn send(&self, row: Row_) -> Result<i64, String> {
+        // One producer span per record, child of the transaction that wrote
+        // it; the consumer continues from this span.
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format!("publish {}", row.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.operation.type = "publish",
+            messaging.destination.name = %row.topic,
+            messaging.kafka.message.key = %row.key,
+            event.type = row.headers.get("event_type").map(String::as_str).unwrap_or(""),
+            order.id = %row.key,
+            messaging.destination.partition.id = tracing::field::Empty,
+            messaging.kafka.offset = tracing::field::Empty,
+        );
+        let stored = TraceContext {
+            traceparent: row.headers.get("traceparent").cloned(),
+            tracestate: row.headers.get("tracestate").cloned(),
+        };
+        stored.attach(&span);
+        let carried = span.in_scope(TraceContext::current);
+        let mut headers = OwnedHeaders::new_with_capacity(row.headers.len());
+        for (k, v) in &row.headers {
+            let v = match k.as_str() {
+                "traceparent" => carried.traceparent.as_deref().unwrap_or(v),
+                _ => v,
+            };
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        let delivery = self
+            .producer
+            .send(&row.topic, &row.key, &row.payload, Some(headers))
+            .map_err(|e| e.to_string())?;
+        let (partition, offset) = delivery.await.map_err(|e| e.to_string())?;
+        span.record("messaging.destination.partition.id", partition);
+        span.record("messaging.kafka.offset", offset);
+        let m = crate::metrics::get();
+        m.outbox_published.with_label_values(&[row.topic.as_str()]).inc();
+        let waited = (chrono::Utc::now() - row.created_at)
+            .num_microseconds()
+            .unwrap_or(0);
+        m.outbox_latency
+            .with_label_values(&[row.topic.as_str()])
+            .observe(waited.max(0) as f64 / 1e6);
+        Ok(row.id)
+    }
+
+    /// Deletes outbox rows published more than an hour ago, and inbox rows
+    /// older than the inbox retention, at most `PRUNE_BATCHES` batches of
+    /// `PRUNE_BATCH` a pass so publishing never waits long (a large backlog
+    /// goes over several passes).
     async fn prune(&self) -> Result<()> {
+        const PRUNE_BATCH: i64 = 5000;
+        const PRUNE_BATCHES: usize = 20;
         sqlx::query("DELETE FROM outbox WHERE published_at < now() - interval '1 hour'")
             .execute(&self.pool)
             .await?;
+        for _ in 0..PRUNE_BATCHES {
+            let pruned = sqlx::query(
+                "DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM inbox WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2))",
+            )
+            .bind(self.inbox_retention.as_secs_f64())
+            .bind(PRUNE_BATCH)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            crate::metrics::get().inbox_pruned.inc_by(pruned);
+            if pruned < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
         Ok(())
     }
 }

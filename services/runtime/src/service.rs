@@ -145,6 +145,7 @@ impl Base {
             poll: self.config.outbox_poll,
             batch: 500,
             lock_key: lock_key(self.config.service),
+            inbox_retention: self.config.inbox_retention,
         };
         let readiness = http::Readiness::new(self.pool.clone(), &self.config.kafka)?;
         let replayers = self.replayers.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -48,6 +48,7 @@ fn start_relay(
         poll: Duration::from_millis(50),
         batch: 100,
         lock_key: 42,
+        inbox_retention: Duration::from_secs(7 * 24 * 3600),
     };
     tokio::spawn(relay.run(token.clone()));
     Ok(())
@@ -150,6 +151,108 @@ async fn a_row_that_commits_after_a_later_row_is_still_published() -> Result<()>
         .collect();
     payloads.sort();
     assert_eq!(payloads, vec![b"early".to_vec(), b"late".to_vec()]);
+    token.cancel();
+    Ok(())
+}
+
+/// The ids of the published outbox rows, in order.
+async fn published_ids(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT id FROM outbox WHERE published_at IS NOT NULL ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_row_holds_back_the_later_rows_of_its_key() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let none = BTreeMap::new();
+    // Key "a": a row the producer refuses (larger than message.max.bytes),
+    // then one it would take; key "b": one it takes. All in one batch.
+    let mut tx = pool.begin().await?;
+    outbox::enqueue_raw(&mut tx, &topic, "a", &vec![b'x'; 2_000_000], &none).await?;
+    outbox::enqueue_raw(&mut tx, &topic, "a", b"a-second", &none).await?;
+    outbox::enqueue_raw(&mut tx, &topic, "b", b"b-first", &none).await?;
+    tx.commit().await?;
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await?;
+    let [refused, held, other] = ids[..] else {
+        anyhow::bail!("expected three outbox rows, found {ids:?}")
+    };
+
+    let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+    start_relay(&pool, &kafka, &waker, &token)?;
+    // A pass marks what it delivered all at once: once "b" is published,
+    // that pass decided "a"'s second row too.
+    testing::wait_for("key b's row to be published", Duration::from_secs(20), || async {
+        (!published_ids(&pool).await.is_empty()).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        published_ids(&pool).await,
+        vec![other],
+        "key a's second row went out while its first had failed"
+    );
+
+    // Once the refused row is gone (an operator's call), the held one goes.
+    sqlx::query("DELETE FROM outbox WHERE id = $1")
+        .bind(refused)
+        .execute(&pool)
+        .await?;
+    waker.wake();
+    testing::wait_for(
+        "key a's second row to be published",
+        Duration::from_secs(20),
+        || async { (published_ids(&pool).await == vec![held, other]).then_some(()) },
+    )
+    .await?;
+    let mut payloads: Vec<Vec<u8>> = read(&kafka, &topic, 2)
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    payloads.sort();
+    assert_eq!(payloads, vec![b"a-second".to_vec(), b"b-first".to_vec()]);
+    token.cancel();
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_relay_prunes_inbox_rows_older_than_the_retention_and_keeps_the_rest() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    // Two events applied eight days ago, one an hour ago (retention: 7 days).
+    let ages = [
+        ("8 days", uuid::Uuid::now_v7()),
+        ("8 days", uuid::Uuid::now_v7()),
+        ("1 hour", uuid::Uuid::now_v7()),
+    ];
+    for (age, id) in ages {
+        sqlx::query(
+            "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\", processed_at)
+             VALUES ('test', $1, 't', 0, 0, now() - $2::interval)",
+        )
+        .bind(id)
+        .bind(age)
+        .execute(&pool)
+        .await?;
+    }
+    let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+    start_relay(&pool, &kafka, &waker, &token)?;
+    let left = testing::wait_for(
+        "the old inbox rows to be pruned",
+        Duration::from_secs(20),
+        || async {
+            let left: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT event_id FROM inbox")
+                .fetch_all(&pool)
+                .await
+                .ok()?;
+            (left.len() < 3).then_some(left)
+        },
+    )
+    .await?;
+    assert_eq!(left, vec![ages[2].1], "only the recent row stays");
     token.cancel();
     Ok(())
 }

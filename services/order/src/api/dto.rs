@@ -68,7 +68,7 @@ pub struct AddressDto {
 
 impl AddressDto {
     /// The address as the order keeps it, text fields trimmed.
-    pub(super) fn to_address(&self) -> Address {
+    pub fn to_address(&self) -> Address {
         Address {
             name: self.name.trim().to_owned(),
             line1: self.line1.trim().to_owned(),

@@ -28,7 +28,7 @@ pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 
 /// The SHA-256 of the request body's JSON, stored with the key so a replay
 /// with another body is told apart.
-pub(super) fn request_hash(req: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+pub fn request_hash(req: &impl Serialize) -> Result<Vec<u8>, ApiError> {
     Ok(Sha256::digest(serde_json::to_vec(req).map_err(ApiError::internal)?).to_vec())
 }
 

@@ -130,7 +130,7 @@ pub(super) async fn place_order(
 
 /// The request's items priced from `catalog`, in request order; `unknown_sku`
 /// listing every SKU the catalog lacks.
-fn priced_items(req: &PlaceOrderRequest, catalog: &[CatalogItem]) -> Result<Vec<LineItem>, ApiError> {
+pub fn priced_items(req: &PlaceOrderRequest, catalog: &[CatalogItem]) -> Result<Vec<LineItem>, ApiError> {
     let mut items = Vec::with_capacity(req.items.len());
     let mut unknown = Vec::new();
     for item in &req.items {

@@ -60,6 +60,12 @@ fn text_ok(s: &str, max: usize) -> bool {
 
 /// Checks a `POST /v1/orders` body against the limits in `config`.
 pub(super) fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), ApiError> {
+    validate_within(req, config.max_items, config.max_quantity)
+}
+
+/// Checks a `POST /v1/orders` body: at most `max_items` items of at most
+/// `max_quantity` each.
+pub fn validate_within(req: &PlaceOrderRequest, max_items: usize, max_quantity: u32) -> Result<(), ApiError> {
     let mut p = Problems::default();
     p.check(
         req.customer_id.is_none(),
@@ -68,9 +74,9 @@ pub(super) fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), A
     );
     p.check(!req.items.is_empty(), "items", "at least one item is required");
     p.check(
-        req.items.len() <= config.max_items,
+        req.items.len() <= max_items,
         "items",
-        &format!("at most {} items", config.max_items),
+        &format!("at most {max_items} items"),
     );
     let mut seen = BTreeSet::new();
     for (i, item) in req.items.iter().enumerate() {
@@ -85,9 +91,9 @@ pub(super) fn validate(req: &PlaceOrderRequest, config: &Config) -> Result<(), A
             "each SKU may appear once",
         );
         p.check(
-            item.quantity >= 1 && item.quantity <= i64::from(config.max_quantity),
+            item.quantity >= 1 && item.quantity <= i64::from(max_quantity),
             &format!("items[{i}].quantity"),
-            &format!("must be between 1 and {}", config.max_quantity),
+            &format!("must be between 1 and {max_quantity}"),
         );
     }
     let a = &req.shipping_address;

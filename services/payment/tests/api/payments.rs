@@ -42,7 +42,7 @@ async fn a_placed_order_is_authorised_and_support_sees_the_payment() {
         })
     );
     assert!(
-        app.provider.holds(&format!("pay-{order_id}-1")),
+        app.provider.holds(&format!("pay-{order_id}-1")).await.unwrap(),
         "the provider holds the money"
     );
 }

@@ -26,6 +26,7 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         outbox_poll: Duration::from_millis(100),
         group_suffix: String::new(),
         consumer_batch_max: 64,
+        inbox_retention: Duration::from_secs(7 * 24 * 3600),
         auth: super::auth::config(),
         limits: Default::default(),
         tls: None,

@@ -31,6 +31,7 @@ fn config() -> Config {
         outbox_poll: Duration::from_millis(100),
         group_suffix: String::new(),
         consumer_batch_max: 1,
+        inbox_retention: Duration::from_secs(7 * 24 * 3600),
         auth: omnisaga_runtime::testing::auth::config(),
         limits: Default::default(),
         tls: None,
