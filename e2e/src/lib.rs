@@ -16,6 +16,7 @@ pub mod bench;
 pub mod chaos;
 pub mod client;
 pub mod logs;
+pub mod netfault;
 pub mod traces;
 
 pub use kafka::{KafkaAccess, KafkaUsers};
@@ -74,6 +75,10 @@ pub enum Broker {
     /// the stack's directory under `broker/`: it survives a restart, and the
     /// stack can kill and restart it.
     Own,
+    /// The stack's own node behind a network-fault proxy
+    /// ([`netfault::Proxy`]): the broker tells clients the proxy's port, so
+    /// every byte to and from it passes the proxy ([`Stack::network`]).
+    OwnBehindProxy,
     /// A broker already running at this bootstrap address, shared with other
     /// stacks (give each its own [`StackOptions::topic_prefix`]).
     Shared(String),
@@ -166,8 +171,8 @@ pub struct Stack {
     otlp_endpoint: String,
     viewer: Child,
     pub services: Vec<Service>,
-    /// The stack's own broker and its controller port; `None` when shared.
-    broker: Option<(Child, u16)>,
+    /// The stack's own broker; `None` when shared.
+    broker: Option<broker::OwnBroker>,
     /// The key the stack's tokens are signed with (`<dir>/auth/`); its
     /// JWKS is what the services verify against.
     pub signer: std::sync::Arc<omnisaga_auth::Signer>,

@@ -163,7 +163,7 @@ impl Stack {
         out.extend(
             self.broker
                 .as_ref()
-                .and_then(|(b, _)| b.id())
+                .and_then(|b| b.child.id())
                 .map(|p| ("broker".to_owned(), p)),
         );
         out.extend(self.viewer.id().map(|p| ("trace-viewer".to_owned(), p)));
@@ -252,8 +252,8 @@ impl Stack {
         for s in self.services.iter_mut().rev() {
             terminate(&mut s.child, s.name).await;
         }
-        if let Some((broker, _)) = self.broker.as_mut() {
-            terminate(broker, "broker").await;
+        if let Some(broker) = self.broker.as_mut() {
+            terminate(&mut broker.child, "broker").await;
         }
         terminate(&mut self.viewer, "trace viewer").await;
         Ok(())

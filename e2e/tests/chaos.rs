@@ -1,8 +1,9 @@
 //! The fault suite's short form: one stack of its own, orders placed at a
 //! steady rate (some declined, some cancelled by their customer) while every
-//! service is killed with SIGKILL in turn, the broker is killed and
-//! restarted, every database connection is cut, the payment provider is
-//! down, and poison records land on the topics; then, once the stack is
+//! service is killed with SIGKILL in turn and a random one for a while, the
+//! broker is killed and restarted, the network to it is slow, silent and
+//! reset, every database connection is cut, the payment provider is down,
+//! and poison records land on the topics; then, once the stack is
 //! quiet, every invariant of `omnisaga_e2e::chaos::check` must hold (the
 //! report is kept in target/test-artefacts/chaos.json). `make chaos` runs
 //! the longer suite, `make soak` all faults for ten minutes.
@@ -27,7 +28,10 @@ async fn nothing_is_lost_charged_twice_or_left_stuck_under_faults() -> Result<()
             Fault::Kill("payment"),
             Fault::Kill("warehouse"),
             Fault::KillBroker,
+            Fault::NetworkDelay(Duration::from_secs(4), 150),
             Fault::Kill("order"),
+            Fault::NetworkStall(Duration::from_secs(4)),
+            Fault::NetworkCut,
             Fault::CutDatabaseConnections,
             Fault::Poison,
             Fault::ProviderDown(Duration::from_secs(4)),

@@ -9,8 +9,10 @@
 # it to create the services' users and ACLs.
 #
 # KAFKA_LISTEN_HOST (default 127.0.0.1) is the address clients connect to,
-# KAFKA_ADVERTISED_HOST (default the same) the name they are told; the
-# controller listens on 127.0.0.1 whatever they say. KAFKA_ADMIN_PASSWORD
+# KAFKA_ADVERTISED_HOST (default the same) the name they are told and
+# KAFKA_ADVERTISED_PORT (default PORT) the port (a proxy in front of the
+# broker, as the fault suite's, has clients told its own); the controller
+# listens on 127.0.0.1 whatever they say. KAFKA_ADMIN_PASSWORD
 # sets the admin's password of a new data directory (a deployment that
 # provisions users from another container knows it that way).
 #
@@ -54,7 +56,8 @@ case "$admin_password" in
 esac
 host="${KAFKA_LISTEN_HOST:-127.0.0.1}"
 advertised_host="${KAFKA_ADVERTISED_HOST:-$host}"
-sed -e "s|@PORT@|$port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
+advertised_port="${KAFKA_ADVERTISED_PORT:-$port}"
+sed -e "s|@PORT@|$port|g" -e "s|@ADVERTISED_PORT@|$advertised_port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
   -e "s|@HOST@|$host|g" -e "s|@ADVERTISED_HOST@|$advertised_host|g" \
   -e "s|@ADMIN_PASSWORD@|$admin_password|g" "$here/server.properties" >"$dir/server.properties"
 

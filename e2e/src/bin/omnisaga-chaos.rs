@@ -20,11 +20,12 @@ use omnisaga_e2e::{
 
 const USAGE: &str =
     "usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M] [--settle S] [--out FILE]
-faults: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart";
+faults: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
+        net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart";
 
 /// Every fault once: the suite `make chaos` runs.
-const ALL: &str =
-    "kill-each,random-kills:60,pause:payment:15,broker,db-connections,provider:30,poison,overload:20";
+const ALL: &str = "kill-each,random-kills:60,pause:payment:15,broker,net-delay:30:200,net-stall:15,net-cut,\
+                   db-connections,provider:30,poison,overload:20";
 
 fn parse_args() -> Result<(RunOptions, PathBuf)> {
     let mut options = RunOptions {

@@ -2,7 +2,9 @@
 //! next: processes killed (SIGKILL) and started again, paused past the
 //! consumer session timeout, the broker killed and restarted, the services'
 //! database connections cut, the payment provider down, poison records on
-//! the topics. Each leaves a record with when it began and was healed.
+//! the topics, the network to the broker slow, silent or reset (through
+//! the stack's proxy, `crate::netfault`). Each leaves a record with when it
+//! began and was healed.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use sqlx::Connection as _;
 use tokio::time::Instant;
 
 use super::load::Load;
-use crate::{client::Client, pg_server, produce_raw, Stack, SERVICES};
+use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVICES};
 
 /// One fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,15 @@ pub enum Fault {
     Pause(&'static str, Duration),
     /// SIGKILL of the broker, started again on the same data.
     KillBroker,
+    /// Every byte between the clients and the broker late by this many
+    /// milliseconds (plus up to half again of jitter) for the duration.
+    NetworkDelay(Duration, u64),
+    /// Nothing passes between the clients and the broker for the duration
+    /// (what total packet loss looks like to a client), then everything
+    /// held goes on.
+    NetworkStall(Duration),
+    /// Every connection to the broker reset at once.
+    NetworkCut,
     /// Every database connection of the stack's services terminated.
     CutDatabaseConnections,
     /// The payment provider answers "unavailable" for the duration.
@@ -52,6 +63,11 @@ impl Fault {
             }
             Self::Pause(s, d) => format!("SIGSTOP {s} for {} s", d.as_secs()),
             Self::KillBroker => "kill -9 broker".into(),
+            Self::NetworkDelay(d, ms) => {
+                format!("{ms} ms delay to and from the broker for {} s", d.as_secs())
+            }
+            Self::NetworkStall(d) => format!("nothing to or from the broker for {} s", d.as_secs()),
+            Self::NetworkCut => "every broker connection reset".into(),
             Self::CutDatabaseConnections => "pg_terminate_backend of every service connection".into(),
             Self::ProviderDown(d) => format!("payment provider down for {} s", d.as_secs()),
             Self::Poison => "poison records on every saga topic".into(),
@@ -61,7 +77,8 @@ impl Fault {
     }
 
     /// Parses a fault as the `omnisaga-chaos` command line names it:
-    /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`, `db-connections`,
+    /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`,
+    /// `net-delay:30:200`, `net-stall:15`, `net-cut`, `db-connections`,
     /// `provider:30`, `poison`, `overload:20`, `pg-restart`, or `kill-each`
     /// for one kill of every service.
     pub fn parse(s: &str) -> Result<Vec<Self>> {
@@ -85,13 +102,19 @@ impl Fault {
             ["random-kills", s] => vec![Self::KillRandomly(secs(s)?)],
             ["pause", name, s] => vec![Self::Pause(service(name)?, secs(s)?)],
             ["broker"] => vec![Self::KillBroker],
+            ["net-delay", s, ms] => vec![Self::NetworkDelay(
+                secs(s)?,
+                ms.parse().with_context(|| format!("{ms} is no number of milliseconds"))?,
+            )],
+            ["net-stall", s] => vec![Self::NetworkStall(secs(s)?)],
+            ["net-cut"] => vec![Self::NetworkCut],
             ["db-connections"] => vec![Self::CutDatabaseConnections],
             ["provider", s] => vec![Self::ProviderDown(secs(s)?)],
             ["poison"] => vec![Self::Poison],
             ["overload", s] => vec![Self::Overload(secs(s)?)],
             ["pg-restart"] => vec![Self::RestartDatabase],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart"
             ),
         })
     }
@@ -166,6 +189,27 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
             stack.kill_broker().await?;
             stack.restart_broker().await
         }
+        Fault::NetworkDelay(duration, ms) => {
+            let proxy = network(stack)?;
+            proxy.set(Mode::Delay {
+                delay: Duration::from_millis(*ms),
+                jitter: Duration::from_millis(ms / 2),
+            });
+            tokio::time::sleep(*duration).await;
+            proxy.set(Mode::Pass);
+            Ok(())
+        }
+        Fault::NetworkStall(duration) => {
+            let proxy = network(stack)?;
+            proxy.set(Mode::Stall);
+            tokio::time::sleep(*duration).await;
+            proxy.set(Mode::Pass);
+            Ok(())
+        }
+        Fault::NetworkCut => {
+            network(stack)?.cut();
+            Ok(())
+        }
         Fault::CutDatabaseConnections => {
             let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
             let databases: Vec<String> = SERVICES.iter().map(|(s, _)| stack.database(s)).collect();
@@ -212,6 +256,13 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
             pg_ctlcluster(&version, &["start"]).await
         }
     }
+}
+
+/// The proxy in front of the stack's broker.
+fn network(stack: &Stack) -> Result<&crate::netfault::Proxy> {
+    stack
+        .network()
+        .context("the stack's broker has no network-fault proxy (Broker::OwnBehindProxy)")
 }
 
 /// `pg_ctlcluster VERSION main ARGS...` (e.g. `stop -m immediate`).

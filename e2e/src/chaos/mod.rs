@@ -64,7 +64,7 @@ pub struct Report {
 /// traces (each order leaves several: its saga, the pick, the messages).
 pub fn stack_options() -> StackOptions {
     StackOptions {
-        broker: crate::Broker::Own,
+        broker: crate::Broker::OwnBehindProxy,
         ..StackOptions::for_test()
     }
     .warehouse_ms(50, 20, 50)

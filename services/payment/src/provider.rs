@@ -116,7 +116,11 @@ impl Provider {
         .fetch_one(&self.ledger)
         .await
         .context("the provider's ledger did not answer")?;
-        if self.answered.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
+        if self
+            .answered
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(PRUNE_EVERY)
+        {
             self.prune().await;
         }
         Ok(match kind.as_str() {

@@ -1,0 +1,238 @@
+//! Network faults between the stack and its broker, in user space: a TCP
+//! proxy in front of the stack's own broker, which advertises the proxy's
+//! port, so every client (services, checker, CLI) reaches it only through
+//! here. It passes bytes through, delays them (each chunk held for the delay
+//! plus jitter, in order, throughput kept), stalls them (held until healed:
+//! what total packet loss looks like to a client, its requests time out),
+//! or cuts every connection (reset: clients reconnect).
+//!
+//! Why not `tc netem` in a network namespace: the machines this runs on
+//! have kernels without the `sch_netem` qdisc (no loadable modules). A proxy
+//! gives the clients the same experience at the layer they see: late bytes,
+//! silent peers, reset connections. Duplicated or reordered packets, which
+//! netem also makes, never reach a client through TCP, so they have no
+//! counterpart here.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rand::Rng as _;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::Instant,
+};
+
+/// What the proxy does to the bytes passing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Pass,
+    /// Each chunk arrives `delay` (plus up to `jitter`) later.
+    Delay {
+        delay: Duration,
+        jitter: Duration,
+    },
+    /// Nothing passes until the mode changes.
+    Stall,
+}
+
+/// A running proxy: listens on `port`, forwards to `upstream`.
+pub struct Proxy {
+    pub port: u16,
+    mode: watch::Sender<Mode>,
+    /// Bumped to cut every connection open at that moment.
+    cuts: watch::Sender<u64>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on 127.0.0.1:`port` (0 picks one) and forwards each
+    /// connection to 127.0.0.1:`upstream`.
+    pub async fn start(port: u16, upstream: u16) -> Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("Failed to bind the network-fault proxy on {port}"))?;
+        let port = listener.local_addr()?.port();
+        let (mode, _) = watch::channel(Mode::Pass);
+        let (cuts, _) = watch::channel(0u64);
+        let (mode_rx, cuts_tx) = (mode.subscribe(), cuts.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (mode, cut) = (mode_rx.clone(), cuts_tx.subscribe());
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        connection(client, server, mode, cut).await;
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            port,
+            mode,
+            cuts,
+            accept,
+        })
+    }
+
+    /// From now on, `mode`.
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+
+    /// Closes every connection open now; new ones are accepted.
+    pub fn cut(&self) {
+        self.cuts.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// Both directions of one connection, until either side closes or a cut.
+async fn connection(
+    client: TcpStream,
+    server: TcpStream,
+    mode: watch::Receiver<Mode>,
+    mut cut: watch::Receiver<u64>,
+) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    let up = direction(client_read, server_write, mode.clone());
+    let down = direction(server_read, client_write, mode);
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+        _ = cut.changed() => {}
+    }
+    // Dropping both halves of both sockets closes them.
+}
+
+/// Copies `from` to `to`, each chunk held as `mode` says; a reader and a
+/// writer apart so a delay holds no later chunk behind an earlier one's
+/// sleep (throughput stays, only latency grows).
+async fn direction(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: watch::Receiver<Mode>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader = {
+        let mode = mode.clone();
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let due = match *mode.borrow() {
+                    Mode::Delay { delay, jitter } => {
+                        let extra = if jitter.is_zero() {
+                            Duration::ZERO
+                        } else {
+                            jitter.mul_f64(rand::rng().random::<f64>())
+                        };
+                        Instant::now() + delay + extra
+                    }
+                    Mode::Pass | Mode::Stall => Instant::now(),
+                };
+                if tx.send((due, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let writer = async move {
+        let mut last_due = Instant::now();
+        while let Some((due, bytes)) = rx.recv().await {
+            // In order: a chunk never overtakes the one before it.
+            last_due = last_due.max(due);
+            tokio::time::sleep_until(last_due).await;
+            while *mode.borrow_and_update() == Mode::Stall {
+                if mode.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = reader => {}
+        _ = writer => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server; returns its port.
+    async fn echo() -> u16 {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        port
+    }
+
+    async fn round_trip(stream: &mut TcpStream, msg: &[u8]) -> Result<Duration> {
+        let started = Instant::now();
+        stream.write_all(msg).await?;
+        let mut back = vec![0u8; msg.len()];
+        stream.read_exact(&mut back).await?;
+        anyhow::ensure!(back == msg, "echoed {back:?}");
+        Ok(started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn passes_delays_stalls_and_cuts() -> Result<()> {
+        let proxy = Proxy::start(0, echo().await).await?;
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+        let fast = round_trip(&mut s, b"ping").await?;
+        assert!(fast < Duration::from_millis(100), "{fast:?}");
+
+        proxy.set(Mode::Delay {
+            delay: Duration::from_millis(150),
+            jitter: Duration::ZERO,
+        });
+        // Both directions are held: at least twice the delay.
+        let slow = round_trip(&mut s, b"delayed").await?;
+        assert!(slow >= Duration::from_millis(300), "{slow:?}");
+
+        proxy.set(Mode::Stall);
+        s.write_all(b"held").await?;
+        let mut back = [0u8; 4];
+        let stalled = tokio::time::timeout(Duration::from_millis(300), s.read_exact(&mut back)).await;
+        assert!(stalled.is_err(), "a stalled proxy let bytes through");
+        proxy.set(Mode::Pass);
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back)).await??;
+        assert_eq!(&back, b"held", "held bytes arrive once healed");
+
+        proxy.cut();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "the cut connection stayed open"
+        );
+        let mut again = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+        round_trip(&mut again, b"new").await?;
+        Ok(())
+    }
+}
