@@ -34,6 +34,7 @@ pub struct App {
     listener: TcpListener,
     channel: Arc<dyn Channel>,
     retry: RetryPolicy,
+    send_timeout: std::time::Duration,
 }
 
 impl App {
@@ -45,6 +46,7 @@ impl App {
             listener,
             channel: Arc::new(LogChannel),
             retry: config.retry,
+            send_timeout: config.send_timeout,
         })
     }
 
@@ -69,6 +71,7 @@ impl App {
             channel: self.channel.clone(),
             notifications_topic: t.notifications.clone(),
             retry: self.retry,
+            send_timeout: self.send_timeout,
         };
         let dispatch: Task = Box::new(move |token| Box::pin(dispatcher.run(token)));
         self.base.on_scrape(Arc::new(move |pool| {

@@ -9,6 +9,7 @@
 //! | `HTTP_ADDR` | `127.0.0.1:8083` | API, health and metrics listen address |
 //! | `NOTIFICATION_MAX_ATTEMPTS` | `8` | sends of one message the channel may refuse before it is dead (kept, listed by `GET /v1/admin/messages/dead`, retried by an operator) |
 //! | `NOTIFICATION_RETRY_BASE_MS` | `5000` | wait after a message's first refusal; it doubles after each refusal |
+//! | `NOTIFICATION_SEND_TIMEOUT_MS` | `10000` | longest the channel may take to answer one send; past it the send counts as refused (a hanging channel holds nothing back for longer) |
 //! | `NOTIFICATION_RETRY_CAP_MS` | `600000` | longest wait between two sends of one message (each wait is drawn between half and all of the doubled one) |
 
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct Config {
     /// What becomes of a refused message (`NOTIFICATION_MAX_ATTEMPTS`,
     /// `NOTIFICATION_RETRY_BASE_MS`, `NOTIFICATION_RETRY_CAP_MS`).
     pub retry: RetryPolicy,
+    /// How long one send may take (`NOTIFICATION_SEND_TIMEOUT_MS`).
+    pub send_timeout: Duration,
 }
 
 impl Config {
@@ -46,9 +49,15 @@ impl Config {
             retry.cap >= retry.base,
             "NOTIFICATION_RETRY_CAP_MS must be at least NOTIFICATION_RETRY_BASE_MS"
         );
+        let send_timeout = Duration::from_millis(parse_or("NOTIFICATION_SEND_TIMEOUT_MS", 10_000u64)?);
+        ensure!(
+            !send_timeout.is_zero(),
+            "NOTIFICATION_SEND_TIMEOUT_MS must be at least 1"
+        );
         Ok(Self {
             common: CommonConfig::from_env_with("notification", 8083, Fetch::Batched)?,
             retry,
+            send_timeout,
         })
     }
 
@@ -58,6 +67,7 @@ impl Config {
         Self {
             common,
             retry: RetryPolicy::default(),
+            send_timeout: Duration::from_secs(10),
         }
     }
 }

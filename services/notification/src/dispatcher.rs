@@ -75,6 +75,10 @@ pub struct Dispatcher {
     pub notifications_topic: String,
     /// What becomes of a refused message.
     pub retry: RetryPolicy,
+    /// How long the channel may take to answer one send; past it the send
+    /// counts as refused (`NOTIFICATION_SEND_TIMEOUT_MS`), so a channel
+    /// that hangs holds no message back for longer.
+    pub send_timeout: Duration,
 }
 
 /// What came of sending one message.
@@ -195,7 +199,14 @@ impl Dispatcher {
                 customer_id,
                 text: text.clone(),
             };
-            if let Err(refused) = self.channel.send(&msg).await {
+            let answer = match tokio::time::timeout(self.send_timeout, self.channel.send(&msg)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(anyhow::anyhow!(
+                    "the channel did not answer within {} ms",
+                    self.send_timeout.as_millis()
+                )),
+            };
+            if let Err(refused) = answer {
                 return self.refused(tx, id, template, attempts + 1, &refused).await;
             }
 

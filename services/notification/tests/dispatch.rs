@@ -23,13 +23,15 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Records every message it delivers and when each send was tried; refuses
-/// the `refuse_at`-th call once, and every call for the ids in `refuse`.
+/// the `refuse_at`-th call once, and every call for the ids in `refuse`;
+/// never answers a call for the ids in `hang`.
 #[derive(Default)]
 struct Recording {
     delivered: Mutex<Vec<Uuid>>,
     tried: Mutex<Vec<(Uuid, Instant)>>,
     refuse_at: Option<usize>,
     refuse: HashSet<Uuid>,
+    hang: HashSet<Uuid>,
 }
 
 #[async_trait]
@@ -48,6 +50,9 @@ impl Channel for Recording {
         }
         if self.refuse.contains(&msg.notification_id) {
             anyhow::bail!("gateway refuses this message");
+        }
+        if self.hang.contains(&msg.notification_id) {
+            std::future::pending::<()>().await;
         }
         self.delivered.lock().unwrap().push(msg.notification_id);
         Ok(())
@@ -113,6 +118,7 @@ fn dispatch(
         channel,
         notifications_topic: "omnisaga.notifications.v1".into(),
         retry,
+        send_timeout: Duration::from_millis(200),
     };
     let stop = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(stop.clone()));
@@ -252,6 +258,43 @@ async fn a_message_refused_every_time_is_dead_after_the_limit_and_holds_back_no_
     assert_eq!(channel.tries_of(poison).len(), 4, "no send after it died");
     stop.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_send_the_channel_never_answers_counts_as_refused_and_holds_back_no_other() {
+    let pool = database().await;
+    let (_, hanging) = queue(&pool, "c-1", 1).await;
+    let (_, other) = queue(&pool, "c-2", 1).await;
+    let channel = Arc::new(Recording {
+        hang: HashSet::from([hanging[0]]),
+        ..Default::default()
+    });
+    let retry = RetryPolicy {
+        max_attempts: 2,
+        base: millis(10),
+        cap: millis(50),
+    };
+    let (stop, running) = dispatch(&pool, channel.clone(), retry);
+    none_queued(&pool).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    let (status, attempts, last_error): (String, i32, Option<String>) =
+        sqlx::query_as("SELECT status, attempts, last_error FROM notifications WHERE notification_id = $1")
+            .bind(hanging[0])
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("DEAD", 2));
+    assert_eq!(
+        last_error.as_deref(),
+        Some("the channel did not answer within 200 ms")
+    );
+    assert_eq!(
+        *channel.delivered.lock().unwrap(),
+        other,
+        "the other customer's message went out"
+    );
 }
 
 #[tokio::test]
