@@ -35,8 +35,8 @@ bench-quick: deps ## the same table in about a minute, numbers not judged
 	cargo build --release --workspace --bins
 	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
 
-chaos: build ## the fault suite: load while every fault is injected in turn, then every invariant checked (CHAOS_ARGS=--faults kill-each,broker ...)
-	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" $(CHAOS_ARGS)
+chaos: build ## the fault suite: every fault a test of its own under load (load, fault, quiet, every invariant checked) (CHAOS_ARGS=--faults kill-each,broker ...)
+	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" --each $(CHAOS_ARGS)
 
 soak: build ## every fault, around and around for SOAK_MINUTES (10), under load; then every invariant checked
 	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" --minutes $${SOAK_MINUTES:-10} --gap 10 --out "$(CURDIR)/target/chaos/soak.json" $(CHAOS_ARGS)

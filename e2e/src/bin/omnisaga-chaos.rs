@@ -3,12 +3,16 @@
 //! after another (`--gap` seconds of load between them), around and around
 //! for `--minutes` when given (a soak), then waits until the stack is quiet
 //! and checks every invariant. Prints the report and writes it as JSON.
+//! With `--each` every fault is a test of its own on the same stack: load,
+//! that fault, quiet, every invariant; one report per fault.
 //!
-//! Usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M]
-//!        [--settle S] [--out FILE]
-//! Faults: kill-each, kill:SERVICE, pause:SERVICE:SECONDS, broker,
-//!         db-connections, provider:SECONDS, poison, overload:SECONDS,
-//!         pg-restart (the machine's PostgreSQL: not while other tests run)
+//! Usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S]
+//!        [--minutes M] [--settle S] [--out FILE]
+//! Faults: kill-each, kill:SERVICE, random-kills:SECONDS,
+//!         pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
+//!         net-stall:SECONDS, net-cut, db-connections, provider:SECONDS,
+//!         poison, overload:SECONDS, pg-restart (the machine's PostgreSQL:
+//!         not while other tests run)
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -19,15 +23,15 @@ use omnisaga_e2e::{
 };
 
 const USAGE: &str =
-    "usage: omnisaga-chaos [--faults F,F,...] [--rate N] [--gap S] [--minutes M] [--settle S] [--out FILE]
+    "usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S] [--minutes M] [--settle S] [--out FILE]
 faults: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
         net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart";
 
 /// Every fault once: the suite `make chaos` runs.
 const ALL: &str = "kill-each,random-kills:60,pause:payment:15,broker,net-delay:30:200,net-stall:15,net-cut,\
-                   db-connections,provider:30,poison,overload:20";
+                   db-connections,provider:120,poison,overload:20";
 
-fn parse_args() -> Result<(RunOptions, PathBuf)> {
+fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
     let mut options = RunOptions {
         load: LoadOptions::default(),
         faults: Vec::new(),
@@ -37,6 +41,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf)> {
         settle: Duration::from_secs(300),
     };
     let mut faults = ALL.to_owned();
+    let mut each = false;
     let mut out = repo_root()?.join("target/chaos/report.json");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -48,6 +53,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf)> {
             |v: String| -> Result<f64> { v.parse().with_context(|| format!("{v} is no number\n{USAGE}")) };
         match flag.as_str() {
             "--faults" => faults = value()?,
+            "--each" => each = true,
             "--rate" => options.load.rate = number(value()?)?,
             "--gap" => options.gap = Duration::from_secs_f64(number(value()?)?),
             "--minutes" => options.repeat_for = Some(Duration::from_secs_f64(number(value()?)? * 60.0)),
@@ -63,14 +69,19 @@ fn parse_args() -> Result<(RunOptions, PathBuf)> {
     for f in faults.split(',').filter(|f| !f.trim().is_empty()) {
         options.faults.extend(Fault::parse(f.trim())?);
     }
-    Ok((options, out))
+    anyhow::ensure!(
+        !(each && options.repeat_for.is_some()),
+        "--each runs every fault once: not with --minutes\n{USAGE}"
+    );
+    Ok((options, out, each))
 }
 
 async fn run() -> Result<bool> {
-    let (options, out) = parse_args()?;
+    let (options, out, each) = parse_args()?;
     eprintln!(
-        "[chaos] starting a stack of its own; {} faults, {} orders/s{}",
+        "[chaos] starting a stack of its own; {} faults{}, {} orders/s{}",
         options.faults.len(),
+        if each { ", each a test of its own" } else { "" },
         options.load.rate,
         options
             .repeat_for
@@ -78,6 +89,9 @@ async fn run() -> Result<bool> {
             .unwrap_or_default()
     );
     let mut stack = Stack::start(chaos::stack_options()).await?;
+    if each {
+        return run_each(stack, &options, &out).await;
+    }
     let report = chaos::run(&mut stack, &options).await;
     let passed = report.as_ref().is_ok_and(|r| r.passed);
     stack.finish(passed).await?;
@@ -86,6 +100,51 @@ async fn run() -> Result<bool> {
     println!("{}", report.summary());
     println!("report: {}", out.display());
     Ok(report.passed)
+}
+
+/// Every fault a run of its own on `stack`, one after another: its report
+/// printed as it ends, all of them written to `out` as a JSON array, and a
+/// table of verdicts at the end.
+async fn run_each(mut stack: Stack, options: &RunOptions, out: &std::path::Path) -> Result<bool> {
+    let mut reports = Vec::new();
+    let mut verdicts = Vec::new();
+    for fault in &options.faults {
+        eprintln!("[chaos] ---- {} ----", fault.name());
+        let one = RunOptions {
+            faults: vec![fault.clone()],
+            lead_in: Duration::from_secs(10),
+            ..options.clone()
+        };
+        let report = chaos::run(&mut stack, &one).await;
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => {
+                stack.finish(false).await?;
+                return Err(e.context(format!("the run of {}", fault.name())));
+            }
+        };
+        println!("{}\n{}", fault.name(), report.summary());
+        verdicts.push((fault.name(), report.passed, report.accepted, report.quiet_after));
+        reports.push(report);
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, serde_json::to_vec_pretty(&reports)?)?;
+    }
+    let passed = reports.iter().all(|r| r.passed);
+    stack.finish(passed).await?;
+    println!("fault                                                   verdict  orders  quiet after");
+    for (fault, ok, accepted, quiet) in &verdicts {
+        println!(
+            "{fault:<55} {:<8} {accepted:>6}  {}",
+            if *ok { "ok" } else { "FAILED" },
+            quiet
+                .map(|s| format!("{s:.1} s"))
+                .unwrap_or_else(|| "not quiet".into())
+        );
+    }
+    println!("reports: {}", out.display());
+    Ok(passed)
 }
 
 #[tokio::main]

@@ -49,6 +49,9 @@ pub struct Topic {
     pub consumers: Vec<String>,
     /// Partitions it is created with (`KAFKA_TOPIC_PARTITIONS` overrides).
     pub partitions: i32,
+    /// Replicas of each partition it is created with: 1, a development
+    /// broker's (`KAFKA_TOPIC_REPLICATION_FACTOR` sets a cluster's, 3).
+    pub replication_factor: i32,
     /// Its `retention.ms`.
     pub retention_ms: u64,
     /// Its dead-letter topic's `retention.ms`.
@@ -114,7 +117,8 @@ impl Catalog {
     /// Parses a catalog and checks that it holds together: every name under
     /// [`DEFAULT_PREFIX`] with its dead-letter topic `<name>.dlq`, one topic
     /// per owner, every event type on exactly one topic, one partition
-    /// count (`KAFKA_TOPIC_PARTITIONS` sets all topics' alike), and a
+    /// count and one replication factor (`KAFKA_TOPIC_PARTITIONS` and
+    /// `KAFKA_TOPIC_REPLICATION_FACTOR` set all topics' alike), and a
     /// positive retention.
     pub fn parse(json: &str) -> Result<Self> {
         let catalog: Self = serde_json::from_str(json).context("Failed to parse the topic catalog")?;
@@ -140,8 +144,22 @@ impl Catalog {
             }
             ensure!(t.partitions >= 1, "{name} has {} partitions", t.partitions);
             ensure!(
+                t.replication_factor >= 1,
+                "{name} has a replication factor of {}",
+                t.replication_factor
+            );
+            ensure!(
                 t.retention_ms > 0 && t.dead_letter_retention_ms > 0,
                 "{name} keeps nothing"
+            );
+        }
+        let replicas = catalog.topics[0].replication_factor;
+        if let Some(t) = catalog.topics.iter().find(|t| t.replication_factor != replicas) {
+            bail!(
+                "{} has a replication factor of {} and {} {replicas}: KAFKA_TOPIC_REPLICATION_FACTOR sets every topic's",
+                t.name,
+                t.replication_factor,
+                catalog.topics[0].name
             );
         }
         let partitions = catalog.topics[0].partitions;
@@ -189,6 +207,21 @@ impl Catalog {
     pub fn partitions(&self) -> i32 {
         self.topics[0].partitions
     }
+
+    /// The replication factor every topic is created with, unless
+    /// `KAFKA_TOPIC_REPLICATION_FACTOR` says otherwise (one number, checked
+    /// by [`Catalog::parse`]).
+    pub fn replication_factor(&self) -> i32 {
+        self.topics[0].replication_factor
+    }
+}
+
+/// `min.insync.replicas` for a topic of `replication_factor` replicas: one
+/// fewer than the replicas, at least 1 and at most 2, so with the
+/// producers' `acks=all` a write survives the loss of a broker and a
+/// three-broker cluster keeps taking writes with one broker down.
+pub fn min_insync_replicas(replication_factor: i32) -> i32 {
+    (replication_factor - 1).clamp(1, 2)
 }
 
 #[cfg(test)]

@@ -123,6 +123,25 @@ fn topics_with_different_partitions_are_refused() {
 }
 
 #[test]
+fn topics_with_different_replication_factors_or_none_are_refused() {
+    let err = edited(|json| topic_of(json, "payment")["replication_factor"] = 3.into()).unwrap_err();
+    assert!(
+        err.to_string().contains("KAFKA_TOPIC_REPLICATION_FACTOR"),
+        "{err}"
+    );
+    let err = edited(|json| topic_of(json, "order")["replication_factor"] = 0.into()).unwrap_err();
+    assert!(err.to_string().contains("replication factor of 0"), "{err:#}");
+}
+
+#[test]
+fn a_write_survives_a_broker_and_three_brokers_take_writes_with_one_down() {
+    assert_eq!(min_insync_replicas(1), 1);
+    assert_eq!(min_insync_replicas(2), 1);
+    assert_eq!(min_insync_replicas(3), 2);
+    assert_eq!(min_insync_replicas(5), 2);
+}
+
+#[test]
 fn a_service_owning_two_topics_is_refused() {
     let err = edited(|json| topic_of(json, "notification")["owner"] = "order".into()).unwrap_err();
     assert!(err.to_string().contains("order owns two topics"), "{err}");

@@ -98,9 +98,10 @@ pub struct ProvisionArgs {
     /// Partitions of a topic created here [default: the catalog's].
     #[arg(long, value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub partitions: Option<i32>,
-    /// Replicas of each partition of a topic created here.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
-    pub replication_factor: i32,
+    /// Replicas of each partition of a topic created here (min.insync.replicas
+    /// one fewer, at least 1, at most 2) [default: the catalog's].
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: Option<i32>,
 }
 
 #[derive(Debug, Subcommand)]

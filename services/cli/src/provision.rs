@@ -109,6 +109,10 @@ async fn create_topics(
     args: &ProvisionArgs,
 ) -> Result<(Vec<String>, usize)> {
     let partitions = args.partitions.unwrap_or_else(|| catalog().partitions());
+    let replicas = args
+        .replication_factor
+        .unwrap_or_else(|| catalog().replication_factor());
+    let min_insync = omnisaga_catalog::min_insync_replicas(replicas).to_string();
     let specs: Vec<(String, String)> = catalog()
         .topics()
         .iter()
@@ -122,8 +126,9 @@ async fn create_topics(
     let new: Vec<NewTopic> = specs
         .iter()
         .map(|(name, retention)| {
-            NewTopic::new(name, partitions, TopicReplication::Fixed(args.replication_factor))
+            NewTopic::new(name, partitions, TopicReplication::Fixed(replicas))
                 .set("retention.ms", retention)
+                .set("min.insync.replicas", &min_insync)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));

@@ -184,6 +184,11 @@ pub struct KafkaConfig {
     /// (`KAFKA_TOPIC_PARTITIONS`, default the catalog's, 3); existing topics keep theirs
     /// (add partitions with Kafka's tools, knowing that keys then move).
     pub topic_partitions: i32,
+    /// Replicas of each partition of a topic the service creates
+    /// (`KAFKA_TOPIC_REPLICATION_FACTOR`, default the catalog's, 1: a
+    /// development broker; 3 on a cluster), with `min.insync.replicas` one
+    /// fewer (at least 1, at most 2).
+    pub topic_replication_factor: i32,
     /// SASL user and TLS (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_USERNAME`,
     /// `KAFKA_PASSWORD`, `KAFKA_SSL_CA_FILE`; see [`ClientSecurity`]).
     pub security: ClientSecurity,
@@ -255,6 +260,11 @@ impl CommonConfig {
                 fetch_wait_max_ms,
                 fetch_min_bytes,
                 topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", catalog().partitions())?.max(1),
+                topic_replication_factor: {
+                    let rf = parse_or("KAFKA_TOPIC_REPLICATION_FACTOR", catalog().replication_factor())?;
+                    anyhow::ensure!(rf >= 1, "KAFKA_TOPIC_REPLICATION_FACTOR must be at least 1");
+                    rf
+                },
                 security: ClientSecurity::from_vars(var)?,
             },
             http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,

@@ -26,7 +26,9 @@ use tokio::sync::oneshot;
 
 use crate::{catalog::catalog, config::KafkaConfig};
 
-pub(crate) fn base(kafka: &KafkaConfig) -> ClientConfig {
+/// The settings every client of a service starts from: the brokers, its
+/// login and TLS, and the socket options.
+pub fn base(kafka: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     // Nagle's algorithm would hold a small request back until the previous
     // one is acknowledged: up to 40 ms on a hop that should take one.
@@ -278,10 +280,16 @@ async fn create_topics(kafka: &KafkaConfig, names: Vec<String>) -> Result<()> {
             (name, ms)
         })
         .collect();
+    let min_insync = crate::catalog::min_insync_replicas(kafka.topic_replication_factor).to_string();
     let new: Vec<NewTopic> = new
         .iter()
         .map(|(name, retention)| {
-            let topic = NewTopic::new(name, kafka.topic_partitions, TopicReplication::Fixed(1));
+            let topic = NewTopic::new(
+                name,
+                kafka.topic_partitions,
+                TopicReplication::Fixed(kafka.topic_replication_factor),
+            )
+            .set("min.insync.replicas", &min_insync);
             match retention {
                 Some(ms) => topic.set("retention.ms", ms),
                 None => topic,

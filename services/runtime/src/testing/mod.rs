@@ -67,6 +67,7 @@ pub fn fresh_kafka() -> Result<KafkaConfig> {
         fetch_wait_max_ms: 20,
         fetch_min_bytes: 1,
         topic_partitions: crate::catalog::catalog().partitions(),
+        topic_replication_factor: crate::catalog::catalog().replication_factor(),
     })
 }
 

@@ -25,6 +25,7 @@ fn config() -> Config {
             fetch_wait_max_ms: 0,
             fetch_min_bytes: 1,
             topic_partitions: 1,
+            topic_replication_factor: 1,
             security: Default::default(),
         },
         http_addr: ([127, 0, 0, 1], 0).into(),
