@@ -11,7 +11,7 @@ dbs="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
 if [ "${CARGO_DENY_ADVISORIES:-0}" = 1 ]; then
   exec cargo deny check advisories
 fi
-db="$(find "$dbs" -mindepth 2 -maxdepth 2 -name crates -type d 2>/dev/null | head -n 1)"
+db="$(find "$dbs" -mindepth 2 -maxdepth 2 -name crates -type d 2>/dev/null | head -n 1 || true)"
 if [ -z "$db" ]; then
   echo "[lint] advisories NOT checked: no RustSec advisory database in $dbs." >&2
   echo "[lint] Where GitHub is reachable: CARGO_DENY_ADVISORIES=1 make lint (fetches it, then checks)." >&2
