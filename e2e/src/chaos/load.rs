@@ -124,6 +124,9 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
+    // Customers of this load alone: a run on a stack earlier runs used
+    // (`omnisaga-chaos --each`) judges only its own orders per customer.
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let interval = Duration::from_secs_f64(1.0 / options.rate.max(0.01));
     let mut next = Instant::now();
     let mut inflight = JoinSet::new();
@@ -144,7 +147,7 @@ async fn run(
         let declined = pick(options.declined, 17);
         let cancel = !declined && pick(options.cancelled, 401);
         let placement = Placement {
-            customer: format!("chaos-{}", n % u64::from(options.customers.max(1))),
+            customer: format!("chaos-{run}-{}", n % u64::from(options.customers.max(1))),
             key: uuid::Uuid::new_v4().to_string(),
             sku: SKUS[(n % SKUS.len() as u64) as usize].to_owned(),
             quantity: 1 + (n % 3) as u32,

@@ -9,7 +9,10 @@ pub mod check;
 pub mod faults;
 pub mod load;
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -77,6 +80,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
     let client = Client::new(stack);
     let before = check::stock(stack).await?;
     let started = Instant::now();
+    let epoch = SystemTime::now();
     let load = Load::start(client.clone(), options.load.clone());
     tokio::time::sleep(options.lead_in).await;
     let mut injected = Vec::new();
@@ -113,7 +117,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let invariants = check::all(stack, &history, &before, &injected).await?;
+    let invariants = check::all(stack, &history, &before, &injected, epoch).await?;
     let count = |f: fn(&Outcome) -> bool| history.iter().filter(|p| f(&p.outcome)).count();
     let passed = quiet_after.is_some()
         && invariants.iter().all(|v| v.holds)
