@@ -1,8 +1,8 @@
 //! The `omnisaga` CLI against the stack as real processes: it decodes an
 //! order's events off the topics, lists the catalog with consumer lag, shows
 //! one order as every service sees it, replays a parked key, lists dead chat
-//! messages, and says clearly, with a non-zero exit, what it cannot do. One
-//! stack for all of it.
+//! messages, imports a catalog and its stock from files, and says clearly,
+//! with a non-zero exit, what it cannot do. One stack for all of it.
 
 use std::{process::Output, time::Duration};
 
@@ -46,6 +46,121 @@ async fn run(stack: &Stack) -> Result<()> {
     no_chat_message_is_dead_when_the_channel_takes_them(stack).await?;
     what_the_cli_cannot_do_fails_with_a_clear_message(stack).await?;
     a_minted_token_is_the_customers_own(stack, &id).await?;
+    a_catalog_and_its_stock_imported_from_files_take_orders(stack, &c).await?;
+    Ok(())
+}
+
+/// `catalog import` and `stock import`: a file with bad rows is refused
+/// with each problem at its line in the file and applies nothing; the fixed
+/// file is applied (in batches, with `--rows-per-batch`), and sent again
+/// applies nothing twice; then the new SKU can be ordered and ships.
+async fn a_catalog_and_its_stock_imported_from_files_take_orders(stack: &Stack, c: &Client) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("omnisaga-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let file = |name: &str, text: &str| -> Result<String> {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path.to_str().context("a UTF-8 path")?.to_owned())
+    };
+    let admin = stack.admin_client();
+    let catalog_skus = || async {
+        let body: Value = admin
+            .get(format!("{}/v1/catalog", stack.url("order")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok::<Vec<String>, anyhow::Error>(
+            body["items"]
+                .as_array()
+                .context("items")?
+                .iter()
+                .filter_map(|i| i["sku"].as_str().map(str::to_owned))
+                .collect(),
+        )
+    };
+
+    let bad = file(
+        "bad.csv",
+        "sku,name,unit_price_minor,currency\n\nSKU-E2E-PAN,Frying pan,2400,EUR\nSKU-E2E-POT,,0,EUR\n",
+    )?;
+    let out = omnisaga(stack, &["catalog", "import", &bad]).await?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    ensure!(
+        !out.status.success(),
+        "a file with bad rows was imported: {stdout}"
+    );
+    ensure!(
+        stderr.contains("nothing was imported"),
+        "stderr does not say nothing was imported: {stderr}"
+    );
+    for expected in ["4", "name", "unit_price_minor"] {
+        ensure!(
+            stdout.contains(expected),
+            "the problems table lacks {expected:?}:\n{stdout}"
+        );
+    }
+    ensure!(
+        !catalog_skus().await?.iter().any(|s| s == "SKU-E2E-PAN"),
+        "the good row of a refused file was applied"
+    );
+
+    let good = file(
+        "good.csv",
+        "sku,name,unit_price_minor,currency\nSKU-E2E-PAN,Frying pan,2400,EUR\nSKU-E2E-POT,Stock pot,3100,EUR\n",
+    )?;
+    let args = [
+        "catalog",
+        "import",
+        good.as_str(),
+        "--rows-per-batch",
+        "1",
+        "--json",
+    ];
+    let first = omnisaga_json(stack, &args).await?;
+    let replayed = |v: &Value| -> Vec<bool> {
+        v["batches"]
+            .as_array()
+            .map(|b| b.iter().map(|b| b["replayed"] == true).collect())
+            .unwrap_or_default()
+    };
+    ensure!(replayed(&first) == [false, false], "first import: {first}");
+    let again = omnisaga_json(stack, &args).await?;
+    ensure!(replayed(&again) == [true, true], "the same file again: {again}");
+    let skus = catalog_skus().await?;
+    ensure!(
+        skus.iter().any(|s| s == "SKU-E2E-PAN") && skus.iter().any(|s| s == "SKU-E2E-POT"),
+        "not in the catalog: {skus:?}"
+    );
+
+    // The seed's form: a JSON array whose `stock` is the quantity received.
+    let seed = file(
+        "seed.json",
+        r#"[{"sku": "SKU-E2E-PAN", "name": "Frying pan", "unit_price_minor": 2400, "currency": "EUR", "stock": 7}]"#,
+    )?;
+    for _ in 0..2 {
+        omnisaga_json(stack, &["stock", "import", &seed, "--json"]).await?;
+    }
+    let stock: Value = admin
+        .get(format!("{}/v1/stock", stack.url("warehouse")))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let pan = stock["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["sku"] == "SKU-E2E-PAN"))
+        .with_context(|| format!("no stock of the pan: {stock}"))?;
+    ensure!(pan["on_hand"] == 7, "the same file twice added twice: {pan}");
+
+    let id = c
+        .place(&order_body("SKU-E2E-PAN", 1, "tok_visa", "cli-import"))
+        .await?;
+    c.wait_status(&id, "SHIPPED", WAIT).await?;
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

@@ -167,6 +167,16 @@ fn routes(text: &str) -> BTreeSet<(String, String)> {
             }
         }
     }
+    // Batch imports: `batch::routes("/v1/.../batch", ...)` is a POST.
+    for chunk in text.split("batch::routes(").skip(1) {
+        if let Some(path) = chunk
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|p| p.split('"').next())
+        {
+            out.insert((path.to_owned(), "post".to_owned()));
+        }
+    }
     out
 }
 

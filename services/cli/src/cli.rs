@@ -71,6 +71,72 @@ pub enum Command {
     /// The broker as its admin: topics, users and ACLs.
     #[command(subcommand)]
     Kafka(KafkaCommand),
+    /// The order service's catalog: import entries from a file.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// The warehouse's stock: import goods received from a file.
+    #[command(subcommand)]
+    Stock(StockCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Add or change catalog entries: a row per SKU with sku, name,
+    /// unit_price_minor and currency (POST /v1/catalog/batch, `admin`).
+    ///
+    /// FILE is CSV with a header line, JSON lines, or a JSON array of
+    /// objects (the seed catalog, infra/seed/catalog.json). Each batch is
+    /// applied whole or not at all; a refused one is printed with each
+    /// problem's line, field and what is wrong. The same file sent again
+    /// applies nothing twice.
+    #[command(after_help = "Examples:
+  omnisaga catalog import infra/seed/catalog.json
+  omnisaga catalog import spring.csv --batch-id spring-2027")]
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StockCommand {
+    /// Add goods received: a row per SKU with sku and quantity, added to
+    /// what is on hand (POST /v1/stock/batch, `admin`).
+    ///
+    /// FILE is CSV with a header line, JSON lines, or a JSON array of
+    /// objects (the seed catalog: its `stock` is the quantity). Each batch
+    /// is applied whole or not at all. The same file sent again adds
+    /// nothing: a second delivery with the same rows needs its own
+    /// --batch-id.
+    #[command(after_help = "Examples:
+  omnisaga stock import infra/seed/catalog.json
+  omnisaga stock import delivery-0412.csv --batch-id delivery-0412")]
+    Import(ImportArgs),
+}
+
+/// How a file to import is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// CSV with a header line naming the fields.
+    Csv,
+    /// JSON lines: an object per line.
+    Jsonl,
+    /// A JSON array of objects (the seed catalog's form).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Its format [default: from its extension: .csv, .jsonl or .ndjson, .json].
+    #[arg(long)]
+    pub format: Option<ImportFormat>,
+    /// The batch id [default: the kind and the file's SHA-256]; a file of
+    /// several batches numbers them after it.
+    #[arg(long, value_name = "ID")]
+    pub batch_id: Option<String>,
+    /// Rows sent in one batch, 1 to 20000.
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub rows_per_batch: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,8 @@
 //! (`topics`), one order as every service sees it (`order timeline`),
 //! dead letters (`dlq`), the chat messages notification gave up
 //! (`messages`), tokens of the local key (`token mint`), and the broker's
-//! topics, users and ACLs (`kafka provision`). `cli` holds the command line;
+//! topics, users and ACLs (`kafka provision`), catalog entries and stock
+//! imported from files (`catalog import`, `stock import`). `cli` holds the command line;
 //! each command has its module; `settings` says where the stack is.
 
 mod cli;
@@ -11,6 +12,7 @@ mod decode;
 mod dlq;
 mod events;
 mod http;
+mod import;
 mod kafka;
 mod messages;
 mod output;
@@ -26,7 +28,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::{
-    cli::{Cli, Command, EventsCommand, KafkaCommand, OrderCommand, TokenCommand},
+    cli::{
+        CatalogCommand, Cli, Command, EventsCommand, KafkaCommand, OrderCommand, StockCommand, TokenCommand,
+    },
     settings::Settings,
 };
 
@@ -44,6 +48,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(TokenCommand::Mint(args)) => token::mint(args),
         Command::Token(TokenCommand::Keygen(args)) => token::keygen(args),
         Command::Kafka(KafkaCommand::Provision(args)) => provision::run(args, &settings, json).await,
+        Command::Catalog(CatalogCommand::Import(args)) => {
+            import::run(import::Kind::Catalog, args, &settings, json).await
+        }
+        Command::Stock(StockCommand::Import(args)) => {
+            import::run(import::Kind::Stock, args, &settings, json).await
+        }
     }
 }
 

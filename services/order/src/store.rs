@@ -56,6 +56,25 @@ pub async fn upsert_catalog(pool: &PgPool, items: &[CatalogItem]) -> Result<(), 
     Ok(())
 }
 
+/// Upserts a batch of catalog entries in one statement, in `tx`.
+pub async fn upsert_catalog_batch(tx: &mut PgConnection, items: &[CatalogItem]) -> Result<(), sqlx::Error> {
+    let column = |f: fn(&CatalogItem) -> &str| items.iter().map(f).collect::<Vec<_>>();
+    let prices: Vec<i64> = items.iter().map(|i| i.unit_price_minor).collect();
+    sqlx::query(
+        "INSERT INTO catalog (sku, name, unit_price_minor, currency)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[])
+         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, unit_price_minor = EXCLUDED.unit_price_minor,
+             currency = EXCLUDED.currency",
+    )
+    .bind(column(|i| &i.sku))
+    .bind(column(|i| &i.name))
+    .bind(&prices)
+    .bind(column(|i| &i.currency))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 pub async fn next_order_number(pool: &PgPool) -> Result<String, sqlx::Error> {
     let n: i64 = sqlx::query_scalar("SELECT nextval('order_number_seq')")
         .fetch_one(pool)

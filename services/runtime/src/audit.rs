@@ -31,8 +31,8 @@ static AUDIT_FAILURES: std::sync::LazyLock<prometheus::IntCounterVec> = std::syn
 });
 
 /// Largest body read for the log: beyond it the call is refused (no route
-/// takes more; the order API takes 64 KiB).
-const MAX_BODY: usize = 1024 * 1024;
+/// takes more: a batch import takes 4 MiB, the order API 64 KiB).
+const MAX_BODY: usize = crate::batch::MAX_BYTES;
 
 /// Keys whose values never reach the log: personal data and secrets.
 const REDACTED: [&str; 12] = [

@@ -10,6 +10,7 @@
 pub mod aggregate;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -1,5 +1,5 @@
-//! The warehouse HTTP API: stock levels, the pick backlog and one order's
-//! fulfilment.
+//! The warehouse HTTP API: stock levels, goods received in batches, the
+//! pick backlog and one order's fulfilment.
 
 use axum::{
     extract::{Path, State},
@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
 };
 use omnisaga_auth::Scope;
-use omnisaga_runtime::{aggregate::Executor, auth, http::ApiError};
+use omnisaga_runtime::{aggregate::Executor, auth, batch, http::ApiError};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Fulfilment, FulfilmentAggregate},
+    import::StockImport,
     store::{self, PickTask},
 };
 
@@ -42,9 +43,10 @@ pub fn routes(pool: PgPool, warehouse_topic: String) -> Router {
         .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
         .merge(stock_levels)
         .with_state(ApiState {
-            pool,
+            pool: pool.clone(),
             fulfilment: Executor::new(warehouse_topic),
         })
+        .merge(batch::routes("/v1/stock/batch", pool, StockImport))
 }
 
 async fn stock(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {

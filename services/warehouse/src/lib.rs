@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod handlers;
+pub mod import;
 pub mod pickers;
 pub mod store;
 pub mod wire;

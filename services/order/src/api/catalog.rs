@@ -1,10 +1,16 @@
 //! `GET /v1/catalog`: what can be ordered, at what price, and how many the
-//! warehouse has available when it answers.
+//! warehouse has available when it answers; `POST /v1/catalog/batch`:
+//! entries added and changed in batches.
 
 use axum::{extract::State, Json};
 use omnisaga_auth::Scope;
-use omnisaga_runtime::{auth::Caller, http::ApiError};
+use omnisaga_runtime::{
+    auth::Caller,
+    batch::{Importer, Row, RowError},
+    http::ApiError,
+};
 use serde_json::Value;
+use sqlx::PgConnection;
 
 use super::{
     dto::{CatalogEntry, CatalogResponse, MoneyDto},
@@ -64,4 +70,59 @@ async fn stock_levels(
         );
     }
     Some(out)
+}
+
+/// Catalog entries imported in batches (`POST /v1/catalog/batch`,
+/// `omnisaga catalog import FILE`): a row per SKU with `sku`, `name`,
+/// `unit_price_minor` and `currency`; a SKU in the catalog gets the row's
+/// name and price, a new one is added. Nothing is removed. See
+/// `omnisaga_runtime::batch` for how a batch is read, checked and applied.
+pub struct CatalogImport;
+
+/// Highest unit price a row may set, in minor units.
+pub const MAX_UNIT_PRICE_MINOR: i64 = 100_000_000;
+
+impl Importer for CatalogImport {
+    type Item = db::CatalogItem;
+    const KIND: &'static str = "catalog";
+    const FIELDS: &'static [&'static str] = &["sku", "name", "unit_price_minor", "currency"];
+
+    fn check(&self, row: &Row) -> Result<db::CatalogItem, Vec<RowError>> {
+        let currency = row.text("currency", 3).and_then(|c| {
+            if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+                Ok(c)
+            } else {
+                Err(RowError::new(
+                    row.line,
+                    "currency",
+                    "must be an ISO 4217 code: three capital letters",
+                ))
+            }
+        });
+        match (
+            row.text("sku", 64),
+            row.text("name", 200),
+            row.integer("unit_price_minor", 1..=MAX_UNIT_PRICE_MINOR),
+            currency,
+        ) {
+            (Ok(sku), Ok(name), Ok(unit_price_minor), Ok(currency)) => Ok(db::CatalogItem {
+                sku,
+                name,
+                unit_price_minor,
+                currency,
+            }),
+            (sku, name, price, currency) => Err([sku.err(), name.err(), price.err(), currency.err()]
+                .into_iter()
+                .flatten()
+                .collect()),
+        }
+    }
+
+    fn key<'a>(&self, item: &'a db::CatalogItem) -> Option<&'a str> {
+        Some(&item.sku)
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, items: &[db::CatalogItem]) -> Result<(), sqlx::Error> {
+        db::upsert_catalog_batch(tx, items).await
+    }
 }

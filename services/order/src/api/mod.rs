@@ -31,7 +31,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use omnisaga_runtime::outbox::OutboxWaker;
+use omnisaga_runtime::{batch, outbox::OutboxWaker};
 use sqlx::PgPool;
 
 use crate::{commands::Orders, config::Config};
@@ -72,5 +72,10 @@ pub fn routes(state: ApiState) -> Router {
             get(orders::payment_method),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(batch::routes(
+            "/v1/catalog/batch",
+            state.pool,
+            catalog::CatalogImport,
+        ))
 }

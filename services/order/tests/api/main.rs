@@ -1,6 +1,7 @@
 //! Service tests of the order API against the real PostgreSQL and broker.
 mod audit;
 mod auth;
+mod catalog_import;
 mod helpers;
 mod limits;
 mod place_order;

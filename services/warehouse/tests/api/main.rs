@@ -3,3 +3,4 @@ mod fulfilment;
 mod helpers;
 mod pick_backlog;
 mod stock;
+mod stock_import;

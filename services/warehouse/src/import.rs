@@ -1,0 +1,57 @@
+//! Goods received, imported in batches (`POST /v1/stock/batch`, `omnisaga
+//! stock import FILE`): a row per SKU, `sku` and `quantity`, the units
+//! received, added to what is on hand. A SKU the warehouse has not stocked
+//! before starts at the quantity. See `omnisaga_runtime::batch` for how a
+//! batch is read, checked and applied (whole or not at all, once per id).
+
+use omnisaga_runtime::batch::{Importer, Row, RowError};
+use sqlx::PgConnection;
+
+/// Most units one row may add.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+
+/// Stock receipts.
+pub struct StockImport;
+
+/// One checked row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+impl Importer for StockImport {
+    type Item = Receipt;
+    const KIND: &'static str = "stock";
+    const FIELDS: &'static [&'static str] = &["sku", "quantity"];
+
+    fn check(&self, row: &Row) -> Result<Receipt, Vec<RowError>> {
+        match (row.text("sku", 64), row.integer("quantity", 1..=MAX_QUANTITY)) {
+            (Ok(sku), Ok(quantity)) => Ok(Receipt { sku, quantity }),
+            (sku, quantity) => Err(sku.err().into_iter().chain(quantity.err()).collect()),
+        }
+    }
+
+    fn key<'a>(&self, item: &'a Receipt) -> Option<&'a str> {
+        Some(&item.sku)
+    }
+
+    async fn apply(&self, tx: &mut PgConnection, items: &[Receipt]) -> Result<(), sqlx::Error> {
+        // In SKU order, one statement: the rows are locked in the order a
+        // reservation of several SKUs locks them.
+        let mut items: Vec<&Receipt> = items.iter().collect();
+        items.sort_by(|a, b| a.sku.cmp(&b.sku));
+        let skus: Vec<&str> = items.iter().map(|r| r.sku.as_str()).collect();
+        let quantities: Vec<i64> = items.iter().map(|r| r.quantity).collect();
+        sqlx::query(
+            "INSERT INTO stock (sku, on_hand)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[]) ORDER BY 1
+             ON CONFLICT (sku) DO UPDATE SET on_hand = stock.on_hand + EXCLUDED.on_hand",
+        )
+        .bind(&skus)
+        .bind(&quantities)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
