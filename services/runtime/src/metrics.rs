@@ -33,6 +33,7 @@ pub struct Metrics {
     pub inbox_pruned: IntCounter,
     pub dead_letters: IntCounterVec,
     pub dead_letters_parked: IntGauge,
+    pub unknown_events: IntCounterVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -116,6 +117,11 @@ impl Metrics {
             dead_letters_parked: gauge(
                 "omnisaga_dead_letters_parked",
                 "Keys (orders) parked behind a dead letter",
+            )?,
+            unknown_events: counter(
+                "omnisaga_consumer_unknown_events_total",
+                "Events of a type this build does not know (a newer producer's), skipped",
+                &["consumer", "topic", "event_type"],
             )?,
             registry,
         })

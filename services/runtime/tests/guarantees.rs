@@ -344,6 +344,77 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
     Ok(())
 }
 
+#[tokio::test]
+async fn an_event_of_a_type_this_build_does_not_know_is_skipped_and_its_order_goes_on() -> Result<()> {
+    let (pool, kafka) = setup().await?;
+    let topics = kafka.topics();
+    let producer = kafka::producer(&kafka, "test-producer")?;
+    let placed = |id: &str| {
+        let payload = Payload::OrderPlaced(OrderPlaced {
+            order_id: id.into(),
+            ..Default::default()
+        });
+        event::envelope("test", id, payload, &EventMeta::default(), chrono::Utc::now())
+    };
+    // A newer producer's event: a type in a payload field this build's
+    // Envelope does not have (999, bytes), and its name.
+    let mut newer = placed("order-5");
+    newer.payload = None;
+    newer.event_type = "OrderGiftWrapped".into();
+    newer.event_id = uuid::Uuid::now_v7().to_string();
+    let mut newer_bytes = prost::Message::encode_to_vec(&newer);
+    newer_bytes.extend_from_slice(&[0xBA, 0x3E, 2, 0x0A, 0x00]);
+    // A known type without its payload is broken, not newer.
+    let mut broken = placed("order-6");
+    broken.payload = None;
+    let then = placed("order-5");
+    let records: Vec<(&str, Vec<u8>)> = vec![
+        ("order-5", newer_bytes),
+        ("order-6", prost::Message::encode_to_vec(&broken)),
+        ("order-5", prost::Message::encode_to_vec(&then)),
+    ];
+    for (key, payload) in &records {
+        producer
+            .send(&topics.orders, key, payload, Some(OwnedHeaders::new()))?
+            .await?;
+    }
+
+    let recorder = Arc::new(Recorder::default());
+    let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+    start_consumer_and_relay(&pool, &kafka, &topics.orders, recorder.clone(), &waker, &token)?;
+
+    testing::wait_for(
+        "the later event of the order to be handled",
+        Duration::from_secs(20),
+        || async { (!recorder.0.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await?;
+    assert_eq!(*recorder.0.lock().unwrap(), std::slice::from_ref(&then.event_id));
+    let dead = read(&kafka, &Topics::dead_letter(&topics.orders), 1).await?;
+    assert!(
+        dead[0].1["dlq.error"].contains("OrderPlaced event without its payload"),
+        "{:?}",
+        dead[0].1
+    );
+    let letters: Vec<String> = sqlx::query_scalar("SELECT message_key FROM dead_letters")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(letters, ["order-6"], "only the broken record is a dead letter");
+    // The skipped event is in the inbox like any applied one, and counted.
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_id = $1::uuid")
+        .bind(&newer.event_id)
+        .fetch_one(&pool)
+        .await?;
+    assert_eq!(inbox, 1);
+    let skipped = omnisaga_runtime::metrics::get()
+        .unknown_events
+        .with_label_values(&["test", topics.orders.as_str(), "OrderGiftWrapped"])
+        .get();
+    assert_eq!(skipped, 1);
+    token.cancel();
+    Ok(())
+}
+
 /// Records what it is given, and wants only `OrderPlaced`.
 #[derive(Default)]
 struct OnlyPlaced(Recorder);

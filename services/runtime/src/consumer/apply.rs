@@ -40,9 +40,35 @@ impl<H: Handler> Applier<H> {
             tx.commit().await?;
             return Ok(Applied::Duplicate);
         }
-        self.handler.handle(&mut tx, incoming).await?;
+        self.handle(&mut tx, incoming).await?;
         tx.commit().instrument(crate::db::span("COMMIT")).await?;
         Ok(Applied::Done)
+    }
+
+    /// The handler, for an event of a type this build knows. One it does not
+    /// know (a newer producer's, met during a rolling upgrade that started
+    /// the producer first) is skipped and counted
+    /// (`omnisaga_consumer_unknown_events_total`), never dead-lettered: its
+    /// order is not held up, the other events of the order go on. The README
+    /// says the upgrade order that keeps a consumer from missing one.
+    pub(super) async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        incoming: &Incoming,
+    ) -> Result<(), HandlerError> {
+        if incoming.envelope.payload.is_some() {
+            return self.handler.handle(tx, incoming).await;
+        }
+        let event_type: String = incoming.envelope.event_type.chars().take(64).collect();
+        crate::metrics::get()
+            .unknown_events
+            .with_label_values(&[self.name.as_str(), incoming.topic.as_str(), event_type.as_str()])
+            .inc();
+        tracing::warn!(
+            event_type = %event_type,
+            "an event of a type this build does not know was skipped (tolerant reader): upgrade the consumers of a topic before its producer"
+        );
+        Ok(())
     }
 
     /// Inbox record and handler, in `tx`; false when the event was a duplicate.
@@ -70,7 +96,7 @@ impl<H: Handler> Applier<H> {
             tracing::debug!("duplicate event skipped");
             return Ok(false);
         }
-        self.handler.handle(tx, incoming).await?;
+        self.handle(tx, incoming).await?;
         Ok(true)
     }
 

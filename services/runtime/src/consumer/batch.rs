@@ -43,11 +43,7 @@ impl<H: Handler> Consumer<H> {
                 links.push(span.context().span().span_context().clone());
                 // An id twice in one batch: only its first record is new.
                 if fresh.remove(id) {
-                    self.applier
-                        .handler
-                        .handle(&mut tx, incoming)
-                        .instrument(span)
-                        .await?;
+                    self.applier.handle(&mut tx, incoming).instrument(span).await?;
                     outcomes.push("ok");
                 } else {
                     outcomes.push("duplicate");
