@@ -18,6 +18,7 @@ use crate::{
     domain::RetryPolicy,
     handlers::SagaEvents,
     store,
+    webhook::WebhookChannel,
 };
 
 /// Messages dead now, read when scraped.
@@ -41,10 +42,17 @@ impl App {
     pub async fn build(config: Config) -> Result<Self> {
         let base = Base::start(config.common, sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
+        let channel: Arc<dyn Channel> = match config.webhook {
+            Some(hook) => {
+                tracing::info!(url = %hook.url, secrets = hook.secrets.len(), "messages go to the webhook");
+                Arc::new(WebhookChannel::new(hook.url, hook.secrets, config.send_timeout)?)
+            }
+            None => Arc::new(LogChannel),
+        };
         Ok(Self {
             base,
             listener,
-            channel: Arc::new(LogChannel),
+            channel,
             retry: config.retry,
             send_timeout: config.send_timeout,
         })

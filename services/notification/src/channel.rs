@@ -1,5 +1,7 @@
-//! Delivery channels. The default writes the message to the log; a chat
-//! gateway would be another implementation of [`Channel`].
+//! Delivery channels. The default writes the message to the log; with
+//! `NOTIFICATION_WEBHOOK_URL` set, messages are POSTed to it, signed
+//! ([`crate::webhook`]); a chat gateway would be another implementation of
+//! [`Channel`].
 
 use async_trait::async_trait;
 
@@ -7,7 +9,10 @@ use async_trait::async_trait;
 #[derive(Debug, Clone)]
 pub struct Message {
     pub notification_id: uuid::Uuid,
+    pub order_id: uuid::Uuid,
     pub customer_id: String,
+    /// Which message it is: `confirmed`, `shipped`, ...
+    pub template: String,
     pub text: String,
 }
 

@@ -11,13 +11,18 @@
 //! | `NOTIFICATION_RETRY_BASE_MS` | `5000` | wait after a message's first refusal; it doubles after each refusal |
 //! | `NOTIFICATION_SEND_TIMEOUT_MS` | `10000` | longest the channel may take to answer one send; past it the send counts as refused (a hanging channel holds nothing back for longer) |
 //! | `NOTIFICATION_RETRY_CAP_MS` | `600000` | longest wait between two sends of one message (each wait is drawn between half and all of the doubled one) |
+//! | `NOTIFICATION_WEBHOOK_URL` | unset (the log channel) | messages are POSTed there as JSON, signed ([`crate::webhook`]) |
+//! | `NOTIFICATION_WEBHOOK_SECRET` (or `_FILE`) | none | the signing secrets, `whsec_` and base64 of 24 to 64 bytes: one, or two (space or comma between) while one is rotated out; needed with the URL |
 
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
-use omnisaga_runtime::config::{parse_or, CommonConfig, Fetch};
+use anyhow::{ensure, Context, Result};
+use omnisaga_runtime::config::{parse_or, var, CommonConfig, Fetch};
 
-use crate::domain::RetryPolicy;
+use crate::{
+    domain::RetryPolicy,
+    webhook::{self, Secret},
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,6 +32,16 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// How long one send may take (`NOTIFICATION_SEND_TIMEOUT_MS`).
     pub send_timeout: Duration,
+    /// Where messages go, when not to the log (`NOTIFICATION_WEBHOOK_URL`,
+    /// `NOTIFICATION_WEBHOOK_SECRET`).
+    pub webhook: Option<Webhook>,
+}
+
+/// The webhook receiver and the secrets its requests are signed with.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: String,
+    pub secrets: Vec<Secret>,
 }
 
 impl Config {
@@ -54,10 +69,23 @@ impl Config {
             !send_timeout.is_zero(),
             "NOTIFICATION_SEND_TIMEOUT_MS must be at least 1"
         );
+        let webhook = match var("NOTIFICATION_WEBHOOK_URL").filter(|u| !u.trim().is_empty()) {
+            None => None,
+            Some(url) => {
+                let secrets = var("NOTIFICATION_WEBHOOK_SECRET").context(
+                    "NOTIFICATION_WEBHOOK_URL is set without NOTIFICATION_WEBHOOK_SECRET (or _FILE): requests must be signed",
+                )?;
+                Some(Webhook {
+                    url: url.trim().to_owned(),
+                    secrets: webhook::secrets(&secrets).context("NOTIFICATION_WEBHOOK_SECRET")?,
+                })
+            }
+        };
         Ok(Self {
             common: CommonConfig::from_env_with("notification", 8083, Fetch::Batched)?,
             retry,
             send_timeout,
+            webhook,
         })
     }
 
@@ -68,6 +96,7 @@ impl Config {
             common,
             retry: RetryPolicy::default(),
             send_timeout: Duration::from_secs(10),
+            webhook: None,
         }
     }
 }

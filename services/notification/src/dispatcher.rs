@@ -196,7 +196,9 @@ impl Dispatcher {
             let text = render(&template, &order_number);
             let msg = Message {
                 notification_id: id,
+                order_id,
                 customer_id,
+                template: template.clone(),
                 text: text.clone(),
             };
             let answer = match tokio::time::timeout(self.send_timeout, self.channel.send(&msg)).await {

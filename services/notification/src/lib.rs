@@ -2,7 +2,8 @@
 //! message per saga event ("Order created", "Payment confirmed", "Ready for
 //! shipment", "Shipped", "Payment failed: please retry"). A message is queued
 //! in the same transaction as the event's inbox record, then a dispatcher
-//! hands it to the delivery channel and publishes `NotificationSent`. A
+//! hands it to the delivery channel (the log, or a signed webhook) and
+//! publishes `NotificationSent`. A
 //! message the channel refuses is tried again later, and after the last
 //! attempt kept as dead for an operator to retry; it holds back no other.
 
@@ -14,4 +15,5 @@ pub mod dispatcher;
 pub mod domain;
 pub mod handlers;
 pub mod store;
+pub mod webhook;
 pub mod wire;

@@ -1,7 +1,10 @@
 //! The dispatcher against the real PostgreSQL: queued messages go out in
 //! batches, each once, in order per order; a message the channel refuses is
 //! tried again after a growing wait and is dead after the last attempt, and
-//! it holds back no other message, of its customer or anyone's.
+//! it holds back no other message, of its customer or anyone's. The webhook
+//! channel against receivers that verify its signatures on their own: one
+//! that is slow, one down for a while, one that fails one message forever,
+//! and receivers on either side of a secret rotation.
 
 use std::{
     collections::HashSet,
@@ -15,6 +18,7 @@ use omnisaga_notification::{
     channel::{Channel, Message},
     dispatcher::Dispatcher,
     domain::RetryPolicy,
+    webhook::{self, WebhookChannel},
 };
 use omnisaga_runtime::{outbox::OutboxWaker, testing};
 use sqlx::PgPool;
@@ -109,7 +113,7 @@ async fn queue(pool: &PgPool, customer: &str, n: usize) -> (Uuid, Vec<Uuid>) {
 /// Runs a dispatcher over `pool` with `channel` and `retry` until the token is cancelled.
 fn dispatch(
     pool: &PgPool,
-    channel: Arc<Recording>,
+    channel: Arc<dyn Channel>,
     retry: RetryPolicy,
 ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
     let dispatcher = Dispatcher {
@@ -329,4 +333,263 @@ async fn the_wait_after_each_refusal_doubles() {
             n + 1
         );
     }
+}
+
+/// A webhook receiver that verifies each request as the README tells
+/// receivers to, with the one secret it knows; answers 500 for the ids in
+/// `fail`, takes a second over the first request of each id if `slow`.
+#[derive(Default)]
+struct Receiver {
+    secret: Vec<u8>,
+    fail: HashSet<Uuid>,
+    slow: bool,
+    /// Verified requests taken: (webhook-id, body).
+    taken: Mutex<Vec<(Uuid, serde_json::Value)>>,
+    seen: Mutex<HashSet<Uuid>>,
+    /// Requests refused for their signature or timestamp.
+    forged: Mutex<usize>,
+}
+
+impl Receiver {
+    fn new(secret: &[u8]) -> Self {
+        Self {
+            secret: secret.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Whether one of the `v1,` signatures is the HMAC-SHA256 of
+    /// "{id}.{timestamp}.{body}" with this receiver's secret, and the
+    /// timestamp is within five minutes of now.
+    fn verifies(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+        let Ok(at) = timestamp.parse::<i64>() else {
+            return false;
+        };
+        if (Utc::now().timestamp() - at).abs() > 300 {
+            return false;
+        }
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).unwrap();
+        mac.update(format!("{id}.{timestamp}.").as_bytes());
+        mac.update(body);
+        let expected = mac.finalize().into_bytes();
+        header("webhook-signature").split(' ').any(|sig| {
+            sig.strip_prefix("v1,")
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+                .is_some_and(|given| given.as_slice() == expected.as_slice())
+        })
+    }
+
+    /// Serves on `listener` until the test ends; its URL.
+    fn serve(self: &Arc<Self>, listener: tokio::net::TcpListener) -> String {
+        let url = format!("http://{}/hooks/chat", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/hooks/chat", axum::routing::post(receive))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    fn taken_ids(&self) -> HashSet<Uuid> {
+        self.taken.lock().unwrap().iter().map(|(id, _)| *id).collect()
+    }
+}
+
+async fn receive(
+    axum::extract::State(r): axum::extract::State<Arc<Receiver>>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    if !r.verifies(&headers, &body) {
+        *r.forged.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    let id: Uuid = headers["webhook-id"].to_str().unwrap().parse().unwrap();
+    if r.fail.contains(&id) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    if r.slow && r.seen.lock().unwrap().insert(id) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    r.taken
+        .lock()
+        .unwrap()
+        .push((id, serde_json::from_slice(&body).unwrap()));
+    StatusCode::NO_CONTENT
+}
+
+fn webhook(url: &str, secrets: &[&[u8]]) -> Arc<dyn Channel> {
+    use base64::Engine as _;
+    let secrets = secrets
+        .iter()
+        .map(|s| format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(s)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Arc::new(
+        WebhookChannel::new(
+            url.into(),
+            webhook::secrets(&secrets).unwrap(),
+            Duration::from_secs(5),
+        )
+        .unwrap(),
+    )
+}
+
+const SECRET: &[u8] = b"a secret of 32 bytes, for tests!";
+const NEXT_SECRET: &[u8] = b"the secret after it, 32 bytes...";
+
+async fn status_of(pool: &PgPool, id: Uuid) -> (String, i32, Option<String>) {
+    sqlx::query_as("SELECT status, attempts, last_error FROM notifications WHERE notification_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_webhook_receiver_gets_every_message_signed_with_a_retry_for_each() {
+    let pool = database().await;
+    let (order, ids) = queue(&pool, "c-1", 3).await;
+    let receiver = Arc::new(Receiver {
+        slow: true,
+        ..Receiver::new(SECRET)
+    });
+    let url = receiver.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let retry = RetryPolicy {
+        max_attempts: 5,
+        base: millis(10),
+        cap: millis(50),
+    };
+    let (stop, running) = dispatch(&pool, webhook(&url, &[SECRET]), retry);
+    none_queued(&pool).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(receiver.taken_ids(), ids.iter().copied().collect());
+    assert_eq!(*receiver.forged.lock().unwrap(), 0);
+    for id in &ids {
+        // Slower than the 200 ms the dispatcher waits: refused once, then taken.
+        let (status, attempts, last_error) = status_of(&pool, *id).await;
+        assert_eq!((status.as_str(), attempts), ("SENT", 2), "{id}");
+        assert_eq!(
+            last_error.as_deref(),
+            Some("the channel did not answer within 200 ms")
+        );
+    }
+    let (_, body) = receiver.taken.lock().unwrap()[0].clone();
+    assert_eq!(body["type"], "chat.message");
+    assert_eq!(body["order_id"], order.to_string());
+    assert_eq!(body["customer_id"], "c-1");
+    assert_eq!(body["template"], "order_created");
+    assert!(body["text"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn a_webhook_receiver_down_for_a_while_gets_every_message_once_it_is_back() {
+    let pool = database().await;
+    let (_, ids) = queue(&pool, "c-1", 2).await;
+    // Its address, with nothing listening on it yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let retry = RetryPolicy {
+        max_attempts: 50,
+        base: millis(20),
+        cap: millis(100),
+    };
+    let url = format!("http://{addr}/hooks/chat");
+    let (stop, running) = dispatch(&pool, webhook(&url, &[SECRET]), retry);
+    testing::wait_for(
+        "two refused sends of each message",
+        Duration::from_secs(20),
+        || {
+            let pool = pool.clone();
+            async move {
+                let refused: i64 = sqlx::query_scalar("SELECT min(attempts)::bigint FROM notifications")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+                (refused >= 2).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let receiver = Arc::new(Receiver::new(SECRET));
+    receiver.serve(tokio::net::TcpListener::bind(addr).await.unwrap());
+    none_queued(&pool).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(receiver.taken_ids(), ids.iter().copied().collect());
+    for id in &ids {
+        let (status, _, last_error) = status_of(&pool, *id).await;
+        assert_eq!(status, "SENT");
+        assert!(
+            last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("did not answer")),
+            "{last_error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_a_webhook_receiver_always_fails_is_dead_and_the_others_go_on() {
+    let pool = database().await;
+    let (_, ids) = queue(&pool, "c-1", 3).await;
+    let receiver = Arc::new(Receiver {
+        fail: HashSet::from([ids[1]]),
+        ..Receiver::new(SECRET)
+    });
+    let url = receiver.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        base: millis(10),
+        cap: millis(50),
+    };
+    let (stop, running) = dispatch(&pool, webhook(&url, &[SECRET]), retry);
+    none_queued(&pool).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+
+    let (status, attempts, last_error) = status_of(&pool, ids[1]).await;
+    assert_eq!((status.as_str(), attempts), ("DEAD", 3));
+    assert_eq!(
+        last_error.as_deref(),
+        Some("the webhook receiver answered 500 Internal Server Error")
+    );
+    assert_eq!(receiver.taken_ids(), HashSet::from([ids[0], ids[2]]));
+}
+
+#[tokio::test]
+async fn during_a_secret_rotation_receivers_knowing_either_secret_accept_and_then_only_the_new() {
+    let old = Arc::new(Receiver::new(SECRET));
+    let new = Arc::new(Receiver::new(NEXT_SECRET));
+    let old_url = old.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let new_url = new.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let msg = Message {
+        notification_id: Uuid::new_v4(),
+        order_id: Uuid::new_v4(),
+        customer_id: "c-1".into(),
+        template: "shipped".into(),
+        text: "Shipped".into(),
+    };
+    // Both secrets active: a signature for each.
+    for url in [&old_url, &new_url] {
+        webhook(url, &[SECRET, NEXT_SECRET]).send(&msg).await.unwrap();
+    }
+    // The old one retired: a receiver still on it refuses.
+    let refused = webhook(&old_url, &[NEXT_SECRET]).send(&msg).await.unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    webhook(&new_url, &[NEXT_SECRET]).send(&msg).await.unwrap();
+    assert_eq!(old.taken.lock().unwrap().len(), 1);
+    assert_eq!(*old.forged.lock().unwrap(), 1);
+    assert_eq!(new.taken.lock().unwrap().len(), 2);
+    assert_eq!(*new.forged.lock().unwrap(), 0);
 }
