@@ -155,7 +155,7 @@ impl Client {
     /// Templates of the messages sent for the order.
     pub async fn messages(&self, id: &str) -> Result<Vec<String>> {
         let body = self
-            .get(&format!("{}/v1/notifications?order_id={id}", self.notification))
+            .get(&format!("{}/v1/orders/{id}/notifications", self.notification))
             .await?;
         Ok(body["items"]
             .as_array()

@@ -178,4 +178,7 @@ pub struct Stack {
     pub signer: std::sync::Arc<omnisaga_auth::Signer>,
     options: StackOptions,
     ports: BTreeMap<&'static str, u16>,
+    /// The free ports picked for services not started yet, held open until
+    /// each starts, so no other process on the machine takes one meanwhile.
+    reserved: std::sync::Mutex<BTreeMap<&'static str, std::net::TcpListener>>,
 }

@@ -12,6 +12,12 @@ pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A free port on 127.0.0.1, held by the listener until it is dropped.
+pub(crate) fn reserve_port() -> Result<(u16, TcpListener)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok((listener.local_addr()?.port(), listener))
+}
+
 /// Opens a process's log for appending, creating it when missing, so a
 /// restarted process adds to what it wrote before.
 pub(crate) fn open_log(path: &Path) -> Result<File> {
@@ -42,9 +48,18 @@ pub(crate) async fn wait_tcp(addr: &str, child: &mut Child, log: &Path, timeout:
     }
 }
 
-/// Waits until service `name` at `url` answers `/readyz` with a success;
-/// fails when `child` exits first or 60 s pass.
-pub(crate) async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &Path) -> Result<()> {
+/// Waits until service `name` at `url` answers `/readyz` with a success
+/// and its log, past byte `log_from` (where this start of it began
+/// writing), says it started: a `/readyz` from another process that took
+/// the port would pass for it otherwise. Fails when `child` exits first
+/// or 60 s pass.
+pub(crate) async fn wait_ready(
+    name: &str,
+    url: &str,
+    child: &mut Child,
+    log: &Path,
+    log_from: u64,
+) -> Result<()> {
     let http = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -55,7 +70,7 @@ pub(crate) async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &P
             );
         }
         if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
-            if r.status().is_success() {
+            if r.status().is_success() && started(log, log_from) {
                 return Ok(());
             }
         }
@@ -64,6 +79,13 @@ pub(crate) async fn wait_ready(name: &str, url: &str, child: &mut Child, log: &P
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether `log`, past byte `from`, has the runtime's "service started" line.
+fn started(log: &Path, from: u64) -> bool {
+    let text = std::fs::read(log).unwrap_or_default();
+    let since = usize::try_from(from).unwrap_or(usize::MAX).min(text.len());
+    String::from_utf8_lossy(&text[since..]).contains("service started")
 }
 
 /// Stops `child` with SIGTERM and waits for it; kills it when it has not

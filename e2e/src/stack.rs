@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use crate::{
     bin_dir, broker, database, kafka,
-    process::{free_port, open_log, terminate, wait_ready},
+    process::{free_port, open_log, reserve_port, terminate, wait_ready},
     repo_root, viewer, Service, Stack, StackOptions, SERVICES,
 };
 
@@ -59,6 +59,7 @@ impl Stack {
             broker,
             options,
             ports: BTreeMap::new(),
+            reserved: Default::default(),
         };
 
         database::ensure_all(&stack.options).await?;
@@ -67,7 +68,13 @@ impl Stack {
             let port = if stack.options.fixed_ports {
                 default_port
             } else {
-                free_port()?
+                let (port, held) = reserve_port()?;
+                stack
+                    .reserved
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name, held);
+                port
             };
             stack.ports.insert(name, port);
         }
@@ -98,6 +105,7 @@ impl Stack {
         );
         let log_path = self.options.dir.join(format!("logs/{name}.log"));
         let log = open_log(&log_path)?;
+        let log_from = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let bin = bin_dir()?.join(name);
         let mut cmd = Command::new(&bin);
         cmd.env("DATABASE_URL", db_url)
@@ -134,13 +142,20 @@ impl Stack {
                 cmd.env(k, v);
             }
         }
+        // Its port, held since the stack picked it, is the service's now.
+        drop(
+            self.reserved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(name),
+        );
         let mut child = cmd.spawn().with_context(|| {
             format!(
                 "Failed to start {} (build it with `cargo build --bins`)",
                 bin.display()
             )
         })?;
-        wait_ready(name, &url, &mut child, &log_path).await?;
+        wait_ready(name, &url, &mut child, &log_path, log_from).await?;
         Ok(Service { name, url, child })
     }
 

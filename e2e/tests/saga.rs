@@ -142,10 +142,7 @@ async fn run_saga(stack: &Stack) -> Result<()> {
     let notify_url = stack.url("notification").to_owned();
     for id in &ids {
         let templates = wait_for("four messages per order", Duration::from_secs(30), || {
-            let (http, url) = (
-                http.clone(),
-                format!("{notify_url}/v1/notifications?order_id={id}"),
-            );
+            let (http, url) = (http.clone(), format!("{notify_url}/v1/orders/{id}/notifications"));
             async move {
                 let body = get_json(&http, &url).await?;
                 let items = body["items"].as_array().cloned().unwrap_or_default();

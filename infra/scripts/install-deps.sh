@@ -4,8 +4,10 @@
 # and pkg-config for librdkafka's TLS and SASL/SCRAM, a JDK and Maven for
 # Kafka, a headless Chromium for the dashboard's browser test), then Apache
 # Kafka into the cache outside the clone
-# (install-kafka.sh). PostgreSQL is ensure-postgres.sh's. Idempotent: does
-# nothing that is already done. Prints KAFKA_HOME on standard output.
+# (install-kafka.sh), and schemathesis from PyPI into its own virtualenv in
+# the cache (the API fuzzer e2e/tests/api_fuzz.rs runs). PostgreSQL is
+# ensure-postgres.sh's. Idempotent: does nothing that is already done.
+# Prints KAFKA_HOME on standard output.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 log() { printf '[install] %s\n' "$*" >&2; }
@@ -31,5 +33,25 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
+
+# Schemathesis, pinned, in a virtualenv of its own under the cache; the
+# tests run it as ~/.cache/omnisaga/schemathesis/bin/schemathesis.
+schemathesis_version=4.32.5
+venv="${HOME}/.cache/omnisaga/schemathesis-${schemathesis_version}"
+if [ ! -f "$venv/.installed" ]; then
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    log "installing Debian packages: python3-venv"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
+  log "installing schemathesis ${schemathesis_version} from PyPI into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==${schemathesis_version}" >&2
+  # Only a whole install is marked: an interrupted one is done again.
+  touch "$venv/.installed"
+fi
+ln -sfn "$venv" "${HOME}/.cache/omnisaga/schemathesis"
 
 bash "$here/install-kafka.sh"

@@ -90,7 +90,7 @@ async fn main() -> Result<()> {
     );
     println!("Its trace:       {}/trace/<trace_id>", stack.traces_url);
     println!(
-        "Its messages:    curl -s -H \"Authorization: Bearer $CUSTOMER_TOKEN\" '{}/v1/notifications?order_id=<order_id>'",
+        "Its messages:    curl -s -H \"Authorization: Bearer $CUSTOMER_TOKEN\" {}/v1/orders/<order_id>/notifications",
         stack.url("notification")
     );
     println!(

@@ -52,7 +52,7 @@ pub async fn run(id: &str, settings: &Settings, json: bool) -> Result<()> {
 async fn fetch(id: &str, settings: &Settings) -> Result<Timeline> {
     let client = http::client(settings.token.as_deref())?;
     let get = |service: &str, path: String| client.get(format!("{}{path}", settings.service_url(service)));
-    let notifications = get("notification", "/v1/notifications".into()).query(&[("order_id", id)]);
+    let notifications = get("notification", format!("/v1/orders/{id}/notifications"));
     let (order, payment, warehouse, notification, analytics) = tokio::join!(
         http::try_call(get("order", format!("/v1/orders/{id}"))),
         view("payment", get("payment", format!("/v1/payments/{id}"))),

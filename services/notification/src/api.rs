@@ -1,5 +1,7 @@
-//! `GET /v1/notifications?order_id=`: the messages an order's customer got,
-//! for that customer (`orders:read`) and for operators (`admin`); and for
+//! `GET /v1/orders/{order_id}/notifications`: the messages an order's
+//! customer got, for that customer (`orders:read`) and for operators
+//! (`admin`); its deprecated form `GET /v1/notifications?order_id=`, the
+//! same with `Deprecation` and `Sunset` headers until it is retired; and for
 //! operators only, the messages the channel refused until they were dead
 //! (`GET /v1/admin/messages/dead`) and their retry
 //! (`POST /v1/admin/messages/{id}/retry`).
@@ -10,9 +12,11 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use chrono::{DateTime, Utc};
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     auth::{self, Caller},
+    deprecation::{self, Deprecation},
     http::ApiError,
     outbox::{OutboxWaker, Written},
 };
@@ -36,7 +40,8 @@ pub fn routes(pool: PgPool, waker: OutboxWaker) -> Router {
         .route("/v1/admin/messages/{id}/retry", post(retry))
         .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
     Router::new()
-        .route("/v1/notifications", get(list))
+        .route("/v1/orders/{order_id}/notifications", get(list))
+        .route("/v1/notifications", get(list_by_query))
         .merge(admin)
         .with_state(ApiState { pool, waker })
 }
@@ -46,17 +51,48 @@ struct ListQuery {
     order_id: Option<String>,
 }
 
-async fn list(
-    State(ApiState { pool, .. }): State<ApiState>,
+/// `GET /v1/notifications?order_id=`, the first form of the list, is
+/// deprecated for `GET /v1/orders/{order_id}/notifications` (a resource
+/// of the order, as every other per-order read is).
+pub const LIST_BY_QUERY: Deprecation = Deprecation {
+    route: "/v1/notifications",
+    // 2026-12-04T00:00:00Z.
+    since: DateTime::from_timestamp(1_796_342_400, 0).unwrap(),
+    // 2027-06-30T23:59:59Z.
+    sunset: DateTime::from_timestamp(1_814_399_999, 0).unwrap(),
+};
+
+async fn list_by_query(
+    state: State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(deprecation::Headers, Json<Value>), ApiError> {
     caller.require(Scope::OrdersRead)?;
     let order_id = q
         .order_id
         .as_deref()
         .ok_or_else(|| ApiError::validation("the order_id query parameter is required"))?;
     let order_id = Uuid::parse_str(order_id).map_err(|_| ApiError::validation("order_id must be a UUID"))?;
+    let headers = LIST_BY_QUERY.call(Utc::now(), format!("/v1/orders/{order_id}/notifications"))?;
+    Ok((headers, messages(state, caller, order_id).await?))
+}
+
+async fn list(
+    state: State<ApiState>,
+    caller: Caller,
+    Path(order_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Scope::OrdersRead)?;
+    let order_id = Uuid::parse_str(&order_id).map_err(|_| ApiError::not_found("no such order"))?;
+    messages(state, caller, order_id).await
+}
+
+/// The messages of `order_id`, if `caller` may see them.
+async fn messages(
+    State(ApiState { pool, .. }): State<ApiState>,
+    caller: Caller,
+    order_id: Uuid,
+) -> Result<Json<Value>, ApiError> {
     // A customer sees their own orders' messages; another's order is no
     // such order, the same as one this service never heard of.
     if !caller.is_admin() {

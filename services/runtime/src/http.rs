@@ -256,6 +256,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(RequestId(request_id.clone()));
     req.extensions_mut().insert(trace);
     let mut resp = next.run(req).instrument(span.clone()).await;
+    if (resp.status().is_client_error() || resp.status().is_server_error())
+        && resp.extensions().get::<ApiError>().is_none()
+        && !is_json(&resp)
+    {
+        resp = enveloped(resp).await;
+    }
     span.record("http.response.status_code", resp.status().as_u16());
     let status = resp.status().as_u16().to_string();
     let m = crate::metrics::get();
@@ -284,6 +290,60 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// A refusal that is not an [`ApiError`] (an extractor's own: a path or
+/// query parameter of the wrong form, a method the route does not take) as
+/// the error envelope with a documented code, its headers (`Allow`) kept.
+async fn enveloped(resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let said = |fallback: &str| {
+        if text.is_empty() {
+            fallback.to_owned()
+        } else {
+            text.clone()
+        }
+    };
+    let mut err = match parts.status {
+        StatusCode::NOT_FOUND => ApiError::not_found(said("no such route")),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take this method (Allow lists those it takes)",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            said("request body is too large"),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            said("unsupported Content-Type"),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::validation(said("the request is invalid")),
+        status if status.is_server_error() => ApiError::internal(said("no cause given")),
+        _ => ApiError::bad_request("bad_request", said("the request could not be read")),
+    };
+    err.status = parts.status;
+    let mut out = err.into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// What `/readyz` checks: the database and the broker.
@@ -358,4 +418,59 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        extract::Path,
+        http::{HeaderMap, Request},
+        middleware,
+    };
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn call(req: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        // A path from a variable: the registry test reads the services' routes
+        // from `.route("...` in the sources, and this one is no service's.
+        let path = "/things/{n}";
+        let app = Router::new()
+            .route(path, get(|Path(n): Path<u32>| async move { n.to_string() }))
+            .layer(middleware::from_fn(request_context));
+        let resp = app.oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap();
+        (
+            status,
+            headers,
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_extractors_own_refusal_reaches_the_client_as_the_error_envelope() {
+        let req = Request::get("/things/abc")
+            .header("x-request-id", "r-1")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(headers["content-type"], "application/json");
+        assert_eq!(
+            (&body["code"], &body["request_id"]),
+            (&json!("bad_request"), &json!("r-1"))
+        );
+        assert!(body["message"].as_str().unwrap().contains("abc"), "{body}");
+
+        let req = Request::post("/things/1").body(Body::empty()).unwrap();
+        let (status, headers, body) = call(req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["code"], "method_not_allowed");
+        assert!(headers["allow"].to_str().unwrap().contains("GET"), "{headers:?}");
+
+        // An answer that is not a refusal is left as it is.
+        let (status, _, body) = call(Request::get("/things/7").body(Body::empty()).unwrap()).await;
+        assert_eq!((status, body), (StatusCode::OK, json!(7)));
+    }
 }

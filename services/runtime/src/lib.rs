@@ -15,6 +15,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod dead_letter;
+pub mod deprecation;
 pub mod event;
 #[cfg(test)]
 mod hostile;

@@ -468,16 +468,22 @@ async fn an_event_the_handler_never_acts_on_costs_no_transaction() -> Result<()>
     let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
     start_consumer_and_relay(&pool, &kafka, &topic, handler.clone(), &waker, &token)?;
 
-    testing::wait_for(
-        "the placed event to be handled",
+    // The handler sees the event before its transaction commits: wait for
+    // the commit (its inbox row), not for the handler.
+    let inbox: Vec<String> = testing::wait_for(
+        "the placed event to be handled and committed",
         Duration::from_secs(20),
-        || async { (!handler.0 .0.lock().unwrap().is_empty()).then_some(()) },
+        || async {
+            let rows: Vec<String> =
+                sqlx::query_scalar("SELECT event_id::text FROM inbox WHERE consumer = 'test'")
+                    .fetch_all(&pool)
+                    .await
+                    .ok()?;
+            (!rows.is_empty()).then_some(rows)
+        },
     )
     .await?;
     assert_eq!(*handler.0 .0.lock().unwrap(), vec![placed.event_id.clone()]);
-    let inbox: Vec<String> = sqlx::query_scalar("SELECT event_id::text FROM inbox WHERE consumer = 'test'")
-        .fetch_all(&pool)
-        .await?;
     assert_eq!(
         inbox,
         vec![placed.event_id.clone()],

@@ -80,12 +80,7 @@ impl TestApp {
             &format!("the message to be {status}"),
             Duration::from_secs(30),
             || async {
-                let body: Value = self
-                    .list(&format!("order_id={order_id}"))
-                    .await
-                    .json()
-                    .await
-                    .ok()?;
+                let body: Value = self.messages(&order_id.to_string()).await.json().await.ok()?;
                 (body["items"][0]["status"] == status).then_some(body)
             },
         )
@@ -101,7 +96,14 @@ async fn a_message_refused_until_dead_is_listed_and_an_operator_retries_it_once_
     let order_id = app.place_order("OS-0100", "cust-9").await;
 
     let listed = app.first_message_once(order_id, "DEAD").await;
-    check_response("notification", "get", "/v1/notifications", 200, &listed).unwrap();
+    check_response(
+        "notification",
+        "get",
+        "/v1/orders/{order_id}/notifications",
+        200,
+        &listed,
+    )
+    .unwrap();
     let dead = app.dead().await;
     let items = dead["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{dead}");

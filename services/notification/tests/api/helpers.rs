@@ -55,7 +55,17 @@ pub async fn spawn_app_with(channel: Arc<dyn Channel>) -> TestApp {
 }
 
 impl TestApp {
-    /// `GET /v1/notifications` with `query` as it is (`order_id=...`).
+    /// `GET /v1/orders/{order_id}/notifications`, `order_id` as it is.
+    pub async fn messages(&self, order_id: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/v1/orders/{order_id}/notifications", self.url))
+            .header("X-Request-Id", "test-request")
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The deprecated `GET /v1/notifications` with `query` as it is (`order_id=...`).
     pub async fn list(&self, query: &str) -> reqwest::Response {
         self.http
             .get(format!("{}/v1/notifications?{query}", self.url))

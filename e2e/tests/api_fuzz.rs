@@ -1,0 +1,80 @@
+//! The order API fuzzed from its OpenAPI document (`schemas/openapi/order.json`)
+//! by schemathesis (PyPI; `make deps` installs it) against a live stack:
+//! requests generated from the document, valid and invalid, for a
+//! customer's token and an operator's; every answer must be one the
+//! document describes (status, content type, body schema) and none a 5xx.
+//! The seed is fixed, so a run is the same each time; the JUnit reports are
+//! kept in target/test-artefacts/.
+
+use std::path::PathBuf;
+
+use anyhow::{ensure, Context, Result};
+use omnisaga_auth::Scope;
+use omnisaga_e2e::{repo_root, Stack, StackOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_api_answers_generated_requests_as_its_openapi_document_says() -> Result<()> {
+    let stack = Stack::start(StackOptions::for_test()).await?;
+    let result = fuzz(&stack).await;
+    stack.finish(result.is_ok()).await?;
+    result
+}
+
+fn schemathesis() -> Result<PathBuf> {
+    let home = std::env::var("HOME").context("HOME is not set")?;
+    let bin = PathBuf::from(home).join(".cache/omnisaga/schemathesis/bin/schemathesis");
+    ensure!(
+        bin.exists(),
+        "{} is missing: run `make deps` (infra/scripts/install-deps.sh installs it)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+async fn fuzz(stack: &Stack) -> Result<()> {
+    let bin = schemathesis()?;
+    let root = repo_root()?;
+    let document = root.join("schemas/openapi/order.json");
+    let reports = root.join("target/test-artefacts");
+    std::fs::create_dir_all(&reports)?;
+    let callers = [
+        ("customer", stack.customer_token("fuzz-customer")),
+        ("operator", stack.token("fuzz-operator", &[Scope::Admin])),
+    ];
+    for (who, token) in callers {
+        let out = tokio::process::Command::new(&bin)
+            .arg("run")
+            .arg(&document)
+            .args(["--url", &stack.url("order")])
+            .args(["--header", &format!("Authorization: Bearer {token}")])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
+            ])
+            .args(["--max-examples", "25", "--seed", "20261204"])
+            .args(["--generation-database", "none", "--no-color"])
+            .args(["--report", "junit", "--report-junit-path"])
+            .arg(reports.join(format!("schemathesis-{who}.xml")))
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .with_context(|| format!("Failed to run {}", bin.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        eprintln!("[schemathesis as {who}]\n{}", tail(&stdout, 40));
+        ensure!(
+            out.status.success(),
+            "schemathesis ({who}) found answers the document does not describe:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(
+            stdout.contains("generated"),
+            "schemathesis ({who}) generated no test case:\n{stdout}"
+        );
+    }
+    Ok(())
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
