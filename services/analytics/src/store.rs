@@ -74,7 +74,19 @@ pub async fn record_stage(
         Kept::FirstTime(_) => query.bind(at),
         Kept::Count(_) => query,
     };
-    query.execute(conn).await?;
+    query.execute(&mut *conn).await?;
+    if matches!(stage, Stage::Shipped | Stage::Cancelled) {
+        // A cancellation that reached the warehouse after the parcel left
+        // loses, as at the order service: the order shipped, whichever of
+        // the two arrived here first. Its stage row stays in `fact_stages`.
+        sqlx::query(
+            "UPDATE fact_orders SET cancelled_at = NULL
+             WHERE order_id = $1 AND shipped_at IS NOT NULL AND cancelled_at IS NOT NULL",
+        )
+        .bind(order_id)
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 

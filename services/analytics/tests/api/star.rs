@@ -4,13 +4,13 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use omnisaga_proto::v1::{envelope::Payload, Channel, OrderShipped, PaymentVoided};
+use omnisaga_proto::v1::{envelope::Payload, Channel, OrderCancelled, OrderShipped, PaymentVoided};
 use omnisaga_runtime::testing;
 use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::helpers::{paid, placed_through, spawn_app, TestApp};
+use crate::helpers::{paid, placed, placed_through, spawn_app, TestApp};
 
 /// Waits until analytics has recorded `n` stage events of `order_id`.
 async fn wait_for_stages(app: &TestApp, order_id: Uuid, n: i64) {
@@ -128,6 +128,66 @@ async fn stages_arriving_before_the_placement_get_its_channel_and_their_duration
         rows[1..].iter().all(|r| r.3.is_some_and(|s| s >= 0.0)),
         "{rows:?}"
     );
+}
+
+#[tokio::test]
+async fn an_order_that_shipped_after_its_cancellation_counts_as_shipped_in_either_order() {
+    let app = spawn_app().await;
+    let cancelled = |id: Uuid| {
+        testing::envelope(
+            "order",
+            &id.to_string(),
+            Payload::OrderCancelled(OrderCancelled {
+                order_id: id.to_string(),
+                reason: "customer_request".into(),
+            }),
+        )
+    };
+    let shipped = |id: Uuid| {
+        testing::envelope(
+            "warehouse",
+            &id.to_string(),
+            Payload::OrderShipped(OrderShipped {
+                order_id: id.to_string(),
+                ..Default::default()
+            }),
+        )
+    };
+    let topics = app.kafka.topics();
+    // The cancellation first (the warehouse had not seen it), then the shipment;
+    // and the shipment first (its topic was read sooner), then the cancellation.
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    app.publish(&topics.orders, &placed(first)).await;
+    app.publish(&topics.orders, &cancelled(first)).await;
+    wait_for_stages(&app, first, 2).await;
+    app.publish(&topics.warehouse, &shipped(first)).await;
+    app.publish(&topics.orders, &placed(second)).await;
+    app.publish(&topics.warehouse, &shipped(second)).await;
+    wait_for_stages(&app, second, 2).await;
+    app.publish(&topics.orders, &cancelled(second)).await;
+    wait_for_stages(&app, first, 3).await;
+    wait_for_stages(&app, second, 3).await;
+    for id in [first, second] {
+        let (shipped, cancelled): (bool, bool) = sqlx::query_as(
+            "SELECT shipped_at IS NOT NULL, cancelled_at IS NOT NULL FROM fact_orders WHERE order_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!((shipped, cancelled), (true, false), "{id}");
+        let stages: Vec<String> =
+            sqlx::query_scalar("SELECT stage FROM stage_events WHERE order_id = $1 ORDER BY stage")
+                .bind(id)
+                .fetch_all(&app.db)
+                .await
+                .unwrap();
+        assert_eq!(
+            stages,
+            ["cancelled", "placed", "shipped"],
+            "the cancellation stays a stage"
+        );
+    }
 }
 
 #[tokio::test]

@@ -100,7 +100,7 @@ async fn a_batch_with_a_bad_row_changes_no_entry() {
 }
 
 #[tokio::test]
-async fn only_operators_import_and_the_order_api_keeps_its_own_body_limit() {
+async fn only_operators_import_and_a_batch_may_be_far_larger_than_an_order() {
     let app = spawn_app().await;
     let row = "{\"sku\": \"SKU-MUG\", \"name\": \"Mug\", \"unit_price_minor\": 1, \"currency\": \"EUR\"}\n";
     let resp = app
