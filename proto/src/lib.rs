@@ -34,3 +34,25 @@ impl v1::envelope::Payload {
         }
     }
 }
+
+/// One payload of every type the `Envelope` carries, each with default
+/// fields: for tests that ask each service what it does with every type.
+pub fn every_payload() -> Vec<v1::envelope::Payload> {
+    use v1::envelope::Payload as P;
+    vec![
+        P::OrderPlaced(Default::default()),
+        P::PaymentAuthorized(Default::default()),
+        P::PaymentFailed(Default::default()),
+        P::StockReserved(Default::default()),
+        P::PickTaskCreated(Default::default()),
+        P::OrderReadyForShipment(Default::default()),
+        P::OrderShipped(Default::default()),
+        P::NotificationSent(Default::default()),
+        P::OrderCancelled(Default::default()),
+        P::StockReleased(Default::default()),
+        P::StockUnavailable(Default::default()),
+        P::PaymentVoided(Default::default()),
+        P::PaymentRetryRequested(Default::default()),
+        P::PaymentDelayed(Default::default()),
+    ]
+}

@@ -25,6 +25,12 @@ static STAGES: std::sync::LazyLock<omnisaga_runtime::metrics::Histograms> = std:
     )
 });
 
+/// True when analytics acts on `payload` beyond recording its receipt: the
+/// stages of the funnel ([`Stage::of`]).
+pub fn reacts_to(payload: &Payload) -> bool {
+    Stage::of(payload).is_some()
+}
+
 pub struct SagaEvents;
 
 #[async_trait]
@@ -97,4 +103,19 @@ async fn record_placement(
         currency: &total.currency,
     };
     store::record_placement(tx, order_id, &placement).await
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::testing::catalog_drift;
+
+    use super::reacts_to;
+
+    #[test]
+    fn the_topic_catalog_lists_what_analytics_publishes_and_acts_on_and_nothing_else() {
+        assert_eq!(
+            catalog_drift("analytics", |_| false, reacts_to),
+            Vec::<String>::new()
+        );
+    }
 }

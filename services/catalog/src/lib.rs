@@ -200,6 +200,61 @@ impl Catalog {
         self.topics.iter().filter(move |t| t.is_consumed_by(service))
     }
 
+    /// Where the catalog and `service`'s code disagree, each as a sentence:
+    /// `publishes` are the event types its code publishes, `reacts_to` the
+    /// ones its consumers act on (its own among them, if its handlers
+    /// match them). Empty when they agree both ways: every type it
+    /// publishes is on the topic it owns and that topic carries nothing
+    /// else; every type it acts on comes from a topic it consumes (or owns),
+    /// and every topic it consumes carries something it acts on.
+    pub fn drift(
+        &self,
+        service: &str,
+        publishes: &BTreeSet<String>,
+        reacts_to: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let mut found = Vec::new();
+        for t in publishes {
+            match self.carrying(t) {
+                None => found.push(format!("{service} publishes {t}, which no topic carries")),
+                Some(topic) if topic.owner != service => found.push(format!(
+                    "{service} publishes {t}, which the catalog puts on {}, owned by {}",
+                    topic.name, topic.owner
+                )),
+                Some(_) => {}
+            }
+        }
+        if let Some(own) = self.owned_by(service) {
+            for t in own.message_types.iter().filter(|t| !publishes.contains(*t)) {
+                found.push(format!(
+                    "{} lists {t}, which its owner {service} never publishes",
+                    own.name
+                ));
+            }
+        }
+        for t in reacts_to {
+            match self.carrying(t) {
+                None => found.push(format!("{service} acts on {t}, which no topic carries")),
+                Some(topic) if topic.owner != service && !topic.is_consumed_by(service) => {
+                    found.push(format!(
+                        "{service} acts on {t}, but the catalog does not list it as a consumer of {}",
+                        topic.name
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for topic in self.consumed_by(service) {
+            if !topic.message_types.iter().any(|t| reacts_to.contains(t)) {
+                found.push(format!(
+                    "the catalog lists {service} as a consumer of {}, but it acts on none of its types",
+                    topic.name
+                ));
+            }
+        }
+        found
+    }
+
     /// The partitions every topic is created with, unless
     /// `KAFKA_TOPIC_PARTITIONS` says otherwise ([`Catalog::parse`] checks
     /// they are one number). The catalog says 3: three consumers of a group

@@ -177,3 +177,73 @@ fn names_follow_the_prefix_and_dead_letters_their_topic() {
     assert!(catalog().publishes("payment", "PaymentVoided"));
     assert!(!catalog().publishes("order", "PaymentVoided"));
 }
+
+fn set(types: &[&str]) -> BTreeSet<String> {
+    types.iter().map(|t| (*t).to_owned()).collect()
+}
+
+/// Payment as the catalog describes it: publishes its three types, acts on
+/// the orders and warehouse topics.
+fn payment_as_listed() -> (BTreeSet<String>, BTreeSet<String>) {
+    (
+        set(&["PaymentAuthorized", "PaymentFailed", "PaymentVoided"]),
+        set(&["OrderPlaced", "OrderCancelled", "StockUnavailable"]),
+    )
+}
+
+#[test]
+fn a_service_that_publishes_and_consumes_what_the_catalog_says_does_not_drift() {
+    let (publishes, reacts_to) = payment_as_listed();
+    assert_eq!(
+        catalog().drift("payment", &publishes, &reacts_to),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn drift_is_found_both_ways_for_publishers() {
+    let (mut publishes, reacts_to) = payment_as_listed();
+    publishes.remove("PaymentVoided");
+    publishes.insert("OrderShipped".into());
+    publishes.insert("PaymentRefunded".into());
+    let drift = catalog().drift("payment", &publishes, &reacts_to);
+    assert_eq!(drift.len(), 3, "{drift:#?}");
+    assert!(
+        drift[0].contains("OrderShipped, which the catalog puts on omnisaga.warehouse.v1"),
+        "{drift:#?}"
+    );
+    assert!(
+        drift[1].contains("PaymentRefunded, which no topic carries"),
+        "{drift:#?}"
+    );
+    assert!(
+        drift[2].contains("lists PaymentVoided, which its owner payment never publishes"),
+        "{drift:#?}"
+    );
+}
+
+#[test]
+fn drift_is_found_both_ways_for_consumers() {
+    let (publishes, _) = payment_as_listed();
+    // Acts on notifications (a topic it does not consume) and on nothing
+    // the warehouse publishes (a topic it does consume).
+    let reacts_to = set(&["OrderPlaced", "NotificationSent"]);
+    let drift = catalog().drift("payment", &publishes, &reacts_to);
+    assert_eq!(
+        drift,
+        [
+            "payment acts on NotificationSent, but the catalog does not list it as a consumer of omnisaga.notifications.v1",
+            "the catalog lists payment as a consumer of omnisaga.warehouse.v1, but it acts on none of its types",
+        ]
+    );
+}
+
+#[test]
+fn every_payload_sample_is_one_of_each_payload_type() {
+    let sampled: BTreeSet<String> = omnisaga_proto::every_payload()
+        .iter()
+        .map(|p| p.event_type().to_owned())
+        .collect();
+    assert_eq!(sampled, payload_types());
+    assert_eq!(omnisaga_proto::every_payload().len(), payload_types().len());
+}

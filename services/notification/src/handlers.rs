@@ -18,6 +18,12 @@ use crate::{
     store::{self, NewMessage},
 };
 
+/// True when the notification consumer acts on `payload`: a placement
+/// (the recipient) or anything the customer is told about.
+pub fn reacts_to(payload: &Payload) -> bool {
+    matches!(payload, Payload::OrderPlaced(_)) || template_for(payload).is_some()
+}
+
 pub struct SagaEvents;
 
 #[async_trait]
@@ -57,5 +63,22 @@ impl Handler for SagaEvents {
         store::queue(tx, &msg).await?;
         outbox::note_work();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::{aggregate::publishes, testing::catalog_drift};
+
+    use crate::domain::MessagesAggregate;
+
+    use super::reacts_to;
+
+    #[test]
+    fn the_topic_catalog_lists_what_notification_publishes_and_acts_on_and_nothing_else() {
+        assert_eq!(
+            catalog_drift("notification", publishes::<MessagesAggregate>, reacts_to),
+            Vec::<String>::new()
+        );
     }
 }

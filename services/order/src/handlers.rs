@@ -16,6 +16,12 @@ use crate::{
     wire,
 };
 
+/// True when the order's consumer acts on `payload`: what the order keeps
+/// of it (`crate::wire`).
+pub fn reacts_to(payload: &omnisaga_proto::v1::envelope::Payload) -> bool {
+    wire::event(payload).is_some()
+}
+
 pub struct SagaEvents {
     pub orders: Orders,
 }
@@ -42,5 +48,22 @@ impl Handler for SagaEvents {
             Err(e @ CommandError::FactWithoutCause) => Err(HandlerError::Rejected(e.into())),
             Err(CommandError::Store(e)) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::{aggregate::publishes, testing::catalog_drift};
+
+    use crate::domain::OrderAggregate;
+
+    use super::reacts_to;
+
+    #[test]
+    fn the_topic_catalog_lists_what_order_publishes_and_acts_on_and_nothing_else() {
+        assert_eq!(
+            catalog_drift("order", publishes::<OrderAggregate>, reacts_to),
+            Vec::<String>::new()
+        );
     }
 }

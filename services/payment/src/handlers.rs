@@ -49,6 +49,11 @@ const HANDLED: [&str; 5] = [
     "StockUnavailable",
 ];
 
+/// True when payment's consumer acts on `payload` ([`HANDLED`]).
+pub fn reacts_to(payload: &Payload) -> bool {
+    HANDLED.contains(&payload.event_type())
+}
+
 pub struct OrderEvents {
     pub payments_topic: String,
 }
@@ -70,7 +75,7 @@ impl Handler for OrderEvents {
         let env = &event.envelope;
         let order_id = Uuid::parse_str(&env.order_id)
             .map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
-        let concerns_payment = env.payload.as_ref().is_some_and(|p| self.wants(p.event_type()));
+        let concerns_payment = env.payload.as_ref().is_some_and(reacts_to);
         if !concerns_payment {
             return Ok(());
         }
@@ -199,5 +204,21 @@ pub(crate) fn outcome(out: &Envelope) -> &'static str {
         Some(Payload::PaymentFailed(_)) => "declined",
         Some(Payload::PaymentVoided(_)) => "voided",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::{aggregate::publishes, testing::catalog_drift};
+
+    use super::reacts_to;
+    use crate::domain::PaymentAggregate;
+
+    #[test]
+    fn the_topic_catalog_lists_what_payment_publishes_and_acts_on_and_nothing_else() {
+        assert_eq!(
+            catalog_drift("payment", publishes::<PaymentAggregate>, reacts_to),
+            Vec::<String>::new()
+        );
     }
 }

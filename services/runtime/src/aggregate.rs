@@ -70,6 +70,13 @@ pub trait Aggregate: Decider {
     }
 }
 
+/// True when `A` publishes events of `payload`'s type: it keeps them as its
+/// own and writes them to its topic. What the topic catalog is held to
+/// (`testing::catalog_drift`).
+pub fn publishes<A: Aggregate>(payload: &Payload) -> bool {
+    A::from_wire(payload).is_some_and(|e| matches!(A::to_wire(&e), Wire::Own { publish: true, .. }))
+}
+
 /// A stream as loaded: its events, their fold and its version.
 pub struct Loaded<A: Aggregate> {
     pub state: A::State,

@@ -20,6 +20,15 @@ use crate::{
     store::{self, TaskContext},
 };
 
+/// True when the warehouse's consumer acts on `payload`: a placement
+/// (reserve), a payment (release for picking), a cancellation (release stock).
+pub fn reacts_to(payload: &Payload) -> bool {
+    matches!(
+        payload,
+        Payload::OrderPlaced(_) | Payload::PaymentAuthorized(_) | Payload::OrderCancelled(_)
+    )
+}
+
 pub struct SagaEvents {
     pub warehouse_topic: String,
 }
@@ -32,10 +41,7 @@ fn order_uuid(id: &str) -> Result<Uuid, HandlerError> {
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let Some(
-            payload @ (Payload::OrderPlaced(_) | Payload::PaymentAuthorized(_) | Payload::OrderCancelled(_)),
-        ) = &env.payload
-        else {
+        let Some(payload) = env.payload.as_ref().filter(|p| reacts_to(p)) else {
             return Ok(());
         };
         let order_id = order_uuid(&env.order_id)?;
@@ -137,4 +143,21 @@ async fn apply(
         Event::OrderReadyForShipment(_) | Event::OrderShipped(_) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::{aggregate::publishes, testing::catalog_drift};
+
+    use crate::domain::FulfilmentAggregate;
+
+    use super::reacts_to;
+
+    #[test]
+    fn the_topic_catalog_lists_what_warehouse_publishes_and_acts_on_and_nothing_else() {
+        assert_eq!(
+            catalog_drift("warehouse", publishes::<FulfilmentAggregate>, reacts_to),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -16,13 +16,33 @@ mod service;
 pub use events::{envelope, publish};
 pub use service::config;
 
-use std::{future::Future, time::Duration};
+use std::{collections::BTreeSet, future::Future, time::Duration};
 
 use anyhow::{Context, Result};
+use omnisaga_proto::v1::envelope::Payload;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::config::KafkaConfig;
+
+/// Where the topic catalog and `service`'s code disagree, both ways
+/// ([`crate::catalog::Catalog::drift`]): the code is asked about one payload
+/// of every type whether it publishes it and whether its consumers act on it.
+pub fn catalog_drift(
+    service: &str,
+    publishes: impl Fn(&Payload) -> bool,
+    reacts_to: impl Fn(&Payload) -> bool,
+) -> Vec<String> {
+    let every = omnisaga_proto::every_payload();
+    let types = |pick: &dyn Fn(&Payload) -> bool| -> BTreeSet<String> {
+        every
+            .iter()
+            .filter(|p| pick(p))
+            .map(|p| p.event_type().to_owned())
+            .collect()
+    };
+    crate::catalog::catalog().drift(service, &types(&publishes), &types(&reacts_to))
+}
 
 /// Server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`.
 pub fn pg_server() -> String {
