@@ -1,7 +1,11 @@
-//! Compiles `omnisaga/v1/*.proto` with prost and writes the descriptor set
+//! Compiles `omnisaga/v1/*.proto` and `omnisaga/v2/*.proto` with prost and writes the descriptor set
 //! that `schemas/` publishes for analysts.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["omnisaga/v1/common.proto", "omnisaga/v1/events.proto"];
+    let protos = [
+        "omnisaga/v1/common.proto",
+        "omnisaga/v1/events.proto",
+        "omnisaga/v2/events.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

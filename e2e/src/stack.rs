@@ -130,6 +130,8 @@ impl Stack {
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otlp_endpoint)
             .env("OTEL_SERVICE_NAME", name)
             .env("OTEL_BSP_SCHEDULE_DELAY", "500")
+            // One build of everything: every consumer reads version 2.
+            .env("WAREHOUSE_ORDER_SHIPPED_VERSION", "2")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

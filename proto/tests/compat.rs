@@ -1,8 +1,10 @@
 //! Wire compatibility inside omnisaga.v1: an old reader reads new events (it
 //! skips fields and event types it does not know) and a new reader reads old
-//! events (fields added later take their defaults).
+//! events (fields added later take their defaults). And across a version:
+//! `OrderShipped` v1 and v2 in the same `Envelope`, both ways (the runtime's
+//! upcaster, `services/runtime/src/upcast.rs`, turns v1 into v2 after this).
 
-use omnisaga_proto::v1::{envelope::Payload, Customer, Envelope, LineItem, Money, OrderPlaced};
+use omnisaga_proto::v1::{envelope::Payload, Customer, Envelope, LineItem, Money, OrderPlaced, OrderShipped};
 use prost::Message;
 
 /// `OrderPlaced` as a first release might have had it: fields 1 to 6 only.
@@ -106,4 +108,78 @@ fn an_unknown_event_type_decodes_with_no_payload_so_consumers_can_set_it_aside()
         .unwrap()
         .payload
         .is_some());
+}
+
+/// The `Envelope` as a build that reads `OrderShipped` version 1 only has
+/// it: the header fields and the version-1 payload field (26).
+#[derive(Clone, PartialEq, Message)]
+struct EnvelopeBeforeV2 {
+    #[prost(string, tag = "1")]
+    event_id: String,
+    #[prost(string, tag = "2")]
+    event_type: String,
+    #[prost(string, tag = "3")]
+    order_id: String,
+    #[prost(uint32, tag = "7")]
+    schema_version: u32,
+    #[prost(message, optional, tag = "26")]
+    order_shipped: Option<OrderShipped>,
+}
+
+fn shipped_v1() -> OrderShipped {
+    OrderShipped {
+        order_id: "o-1".into(),
+        carrier: "omnisaga-post".into(),
+        tracking_number: "OSP1".into(),
+    }
+}
+
+#[test]
+fn a_version_1_reader_decodes_a_version_2_event_and_sees_a_version_newer_than_its_own() {
+    let v2 = omnisaga_proto::v2::OrderShipped {
+        order_id: "o-1".into(),
+        parcels: vec![
+            omnisaga_proto::v2::Parcel {
+                carrier: "omnisaga-post".into(),
+                tracking_number: "OSP1-1".into(),
+            },
+            omnisaga_proto::v2::Parcel {
+                carrier: "omnisaga-post".into(),
+                tracking_number: "OSP1-2".into(),
+            },
+        ],
+    };
+    let payload = Payload::OrderShippedV2(v2);
+    let new = Envelope {
+        event_id: "e".into(),
+        event_type: payload.event_type().into(),
+        order_id: "o-1".into(),
+        schema_version: payload.schema_version(),
+        payload: Some(payload),
+        ..Default::default()
+    };
+    let old = EnvelopeBeforeV2::decode(new.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(old.event_type, "OrderShipped");
+    assert_eq!(old.order_shipped, None, "no version-1 payload to misread");
+    // What the tolerant reader goes by: a type it knows, at a version above
+    // the one it reads (1), without a payload it can decode.
+    assert_eq!(old.schema_version, 2);
+}
+
+#[test]
+fn a_version_2_reader_decodes_a_version_1_event_whole() {
+    let old = EnvelopeBeforeV2 {
+        event_id: "e".into(),
+        event_type: "OrderShipped".into(),
+        order_id: "o-1".into(),
+        schema_version: 1,
+        order_shipped: Some(shipped_v1()),
+    };
+    let new = Envelope::decode(old.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(new.payload, Some(Payload::OrderShipped(shipped_v1())));
+    assert_eq!(new.schema_version, 1);
+    // It knows both versions and reads version 2 at most.
+    assert_eq!(omnisaga_proto::newest_schema_version("OrderShipped"), Some(2));
+    assert_eq!(omnisaga_proto::newest_schema_version("OrderPlaced"), Some(1));
+    assert_eq!(omnisaga_proto::newest_schema_version("OrderTeleported"), None);
 }

@@ -45,7 +45,7 @@ impl Stage {
             Payload::OrderPlaced(_) => Stage::Placed,
             Payload::PaymentAuthorized(_) => Stage::Paid,
             Payload::OrderReadyForShipment(_) => Stage::ReadyForShipment,
-            Payload::OrderShipped(_) => Stage::Shipped,
+            Payload::OrderShipped(_) | Payload::OrderShippedV2(_) => Stage::Shipped,
             Payload::PaymentFailed(_) => Stage::PaymentDeclined,
             Payload::PaymentVoided(_) => Stage::PaymentVoided,
             Payload::OrderCancelled(_) => Stage::Cancelled,

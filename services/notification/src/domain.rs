@@ -128,7 +128,7 @@ pub fn template_for(event: &Payload) -> Option<Template> {
         Payload::PaymentAuthorized(_) => Some(Template::PaymentConfirmed),
         Payload::PaymentFailed(_) => Some(Template::PaymentFailed),
         Payload::OrderReadyForShipment(_) => Some(Template::ReadyForShipment),
-        Payload::OrderShipped(_) => Some(Template::Shipped),
+        Payload::OrderShipped(_) | Payload::OrderShippedV2(_) => Some(Template::Shipped),
         Payload::OrderCancelled(_) => Some(Template::OrderCancelled),
         Payload::PaymentDelayed(_) => Some(Template::PaymentDelayed),
         _ => None,

@@ -48,7 +48,8 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::StockReleased(_)
         | Payload::PickTaskCreated(_)
         | Payload::OrderReadyForShipment(_)
-        | Payload::OrderShipped(_) => None,
+        | Payload::OrderShipped(_)
+        | Payload::OrderShippedV2(_) => None,
     }
 }
 

@@ -4,10 +4,13 @@
 //! the facts of payment and the warehouse it records (its timeline);
 //! `crate::wire` maps them to and from the `omnisaga.v1` payloads.
 
-use omnisaga_proto::v1::{
-    Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced, OrderReadyForShipment,
-    OrderShipped, PaymentAuthorized, PaymentDelayed, PaymentFailed, PaymentRetryRequested, PaymentVoided,
-    PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
+use omnisaga_proto::{
+    v1::{
+        Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced, OrderReadyForShipment,
+        PaymentAuthorized, PaymentDelayed, PaymentFailed, PaymentRetryRequested, PaymentVoided,
+        PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
+    },
+    v2::OrderShipped,
 };
 use omnisaga_runtime::aggregate::Decider;
 
@@ -35,6 +38,8 @@ pub enum Event {
     StockReleased(StockReleased),
     PickTaskCreated(PickTaskCreated),
     OrderReadyForShipment(OrderReadyForShipment),
+    /// Version 2 (one tracking number per parcel); a version 1 fact is
+    /// upcast to it when it is read.
     OrderShipped(OrderShipped),
 }
 

@@ -8,7 +8,10 @@
 //! not compile here until it is decided whether the order keeps it.
 
 use omnisaga_proto::v1::{envelope::Payload, Address, Envelope};
-use omnisaga_runtime::aggregate::{Aggregate, Wire};
+use omnisaga_runtime::{
+    aggregate::{Aggregate, Wire},
+    upcast,
+};
 
 use crate::domain::{Event, OrderAggregate};
 
@@ -75,6 +78,7 @@ pub fn without_personal_data(payload: &mut Payload) {
         | Payload::PickTaskCreated(_)
         | Payload::OrderReadyForShipment(_)
         | Payload::OrderShipped(_)
+        | Payload::OrderShippedV2(_)
         | Payload::NotificationSent(_) => {}
     }
 }
@@ -97,7 +101,8 @@ pub fn event(payload: &Payload) -> Option<Event> {
         Payload::StockReleased(e) => Some(Event::StockReleased(e.clone())),
         Payload::PickTaskCreated(e) => Some(Event::PickTaskCreated(e.clone())),
         Payload::OrderReadyForShipment(e) => Some(Event::OrderReadyForShipment(e.clone())),
-        Payload::OrderShipped(e) => Some(Event::OrderShipped(e.clone())),
+        Payload::OrderShipped(e) => Some(Event::OrderShipped(upcast::order_shipped(e))),
+        Payload::OrderShippedV2(e) => Some(Event::OrderShipped(e.clone())),
         // The customer's messages are notification's record, not the order's.
         Payload::NotificationSent(_) => None,
     }
@@ -118,7 +123,7 @@ pub fn payload(event: &Event) -> Payload {
         Event::StockReleased(e) => Payload::StockReleased(e.clone()),
         Event::PickTaskCreated(e) => Payload::PickTaskCreated(e.clone()),
         Event::OrderReadyForShipment(e) => Payload::OrderReadyForShipment(e.clone()),
-        Event::OrderShipped(e) => Payload::OrderShipped(e.clone()),
+        Event::OrderShipped(e) => Payload::OrderShippedV2(e.clone()),
     }
 }
 

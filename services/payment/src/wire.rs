@@ -51,6 +51,7 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::PickTaskCreated(_)
         | Payload::OrderReadyForShipment(_)
         | Payload::OrderShipped(_)
+        | Payload::OrderShippedV2(_)
         | Payload::NotificationSent(_)
         | Payload::PaymentDelayed(_) => None,
     }

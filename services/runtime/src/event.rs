@@ -132,7 +132,7 @@ pub fn envelope(
         }),
         correlation_id: meta.correlation_id.clone(),
         causation_id: meta.causation_id.clone(),
-        schema_version: omnisaga_proto::SCHEMA_VERSION,
+        schema_version: payload.schema_version(),
         producer: producer.to_owned(),
         payload: Some(payload),
     }

@@ -33,6 +33,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+pub mod upcast;
 pub mod work;
 
 pub use event::{EventMeta, TraceContext};

@@ -38,6 +38,8 @@ pub async fn load(conn: &mut PgConnection, stream_id: &str) -> Result<Vec<Stored
             let version: i64 = row.get(0);
             let bytes: Vec<u8> = row.get(1);
             let envelope = Envelope::decode(bytes.as_slice()).map_err(|_| StoreError::Corrupt(version))?;
+            // Older versions of an event are read as their newest.
+            let envelope = crate::upcast::envelope(envelope);
             Ok(StoredEvent { version, envelope })
         })
         .collect()

@@ -345,7 +345,8 @@ async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered(
 }
 
 #[tokio::test]
-async fn an_event_of_a_type_this_build_does_not_know_is_skipped_and_its_order_goes_on() -> Result<()> {
+async fn an_event_of_a_type_or_version_this_build_does_not_know_is_skipped_and_its_order_goes_on(
+) -> Result<()> {
     let (pool, kafka) = setup().await?;
     let topics = kafka.topics();
     let producer = kafka::producer(&kafka, "test-producer")?;
@@ -364,12 +365,20 @@ async fn an_event_of_a_type_this_build_does_not_know_is_skipped_and_its_order_go
     newer.event_id = uuid::Uuid::now_v7().to_string();
     let mut newer_bytes = prost::Message::encode_to_vec(&newer);
     newer_bytes.extend_from_slice(&[0xBA, 0x3E, 2, 0x0A, 0x00]);
+    // A newer version of a known type (3 of OrderPlaced, in field 998).
+    let mut newer_version = placed("order-5");
+    newer_version.payload = None;
+    newer_version.schema_version = 3;
+    newer_version.event_id = uuid::Uuid::now_v7().to_string();
+    let mut newer_version_bytes = prost::Message::encode_to_vec(&newer_version);
+    newer_version_bytes.extend_from_slice(&[0xB2, 0x3E, 2, 0x0A, 0x00]);
     // A known type without its payload is broken, not newer.
     let mut broken = placed("order-6");
     broken.payload = None;
     let then = placed("order-5");
     let records: Vec<(&str, Vec<u8>)> = vec![
         ("order-5", newer_bytes),
+        ("order-5", newer_version_bytes),
         ("order-6", prost::Message::encode_to_vec(&broken)),
         ("order-5", prost::Message::encode_to_vec(&then)),
     ];
@@ -401,16 +410,18 @@ async fn an_event_of_a_type_this_build_does_not_know_is_skipped_and_its_order_go
         .await?;
     assert_eq!(letters, ["order-6"], "only the broken record is a dead letter");
     // The skipped event is in the inbox like any applied one, and counted.
-    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_id = $1::uuid")
-        .bind(&newer.event_id)
+    let inbox: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox WHERE event_id = ANY($1::uuid[])")
+        .bind([&newer.event_id, &newer_version.event_id])
         .fetch_one(&pool)
         .await?;
-    assert_eq!(inbox, 1);
-    let skipped = omnisaga_runtime::metrics::get()
-        .unknown_events
-        .with_label_values(&["test", topics.orders.as_str(), "OrderGiftWrapped"])
-        .get();
-    assert_eq!(skipped, 1);
+    assert_eq!(inbox, 2);
+    for skipped_type in ["OrderGiftWrapped", "OrderPlaced"] {
+        let skipped = omnisaga_runtime::metrics::get()
+            .unknown_events
+            .with_label_values(&["test", topics.orders.as_str(), skipped_type])
+            .get();
+        assert_eq!(skipped, 1, "{skipped_type}");
+    }
     token.cancel();
     Ok(())
 }

@@ -62,6 +62,7 @@ impl App {
             pick: self.config.pick,
             pack: self.config.pack,
             ship: self.config.ship,
+            order_shipped_version: self.config.order_shipped_version,
         };
         for _ in 0..self.config.pickers {
             let p = pickers.clone();

@@ -6,9 +6,12 @@
 //! own. No I/O: stock shortfalls, ids and carrier data come with the command.
 //! `crate::wire` maps the [`Event`]s to and from the protobuf payloads.
 
-use omnisaga_proto::v1::{
-    LineItem, OrderCancelled, OrderReadyForShipment, OrderShipped, PaymentAuthorized, PickTaskCreated,
-    StockReleased, StockReserved, StockUnavailable,
+use omnisaga_proto::{
+    v1::{
+        LineItem, OrderCancelled, OrderReadyForShipment, PaymentAuthorized, PickTaskCreated, StockReleased,
+        StockReserved, StockUnavailable,
+    },
+    v2,
 };
 use omnisaga_runtime::aggregate::Decider;
 
@@ -27,11 +30,22 @@ pub enum Event {
     StockReleased(StockReleased),
     /// "Order ready for shipment": picked and packed.
     OrderReadyForShipment(OrderReadyForShipment),
-    OrderShipped(OrderShipped),
+    /// Shipped, in parcels.
+    OrderShipped(Shipped),
     /// Payment's fact: the order is paid, its pick task may be worked.
     PaymentAuthorized(PaymentAuthorized),
     /// The order service's fact: the order is cancelled.
     OrderCancelled(OrderCancelled),
+}
+
+/// An order's shipment: `OrderShipped` version 2, one tracking number per
+/// parcel, and whether it goes on the wire as version 1
+/// (`WAREHOUSE_ORDER_SHIPPED_VERSION=1`, while a reader of version 1 may
+/// still run; its first parcel is all that version holds).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Shipped {
+    pub shipment: v2::OrderShipped,
+    pub as_v1: bool,
 }
 
 /// The fulfilment aggregate of one order: [`decide`] and [`evolve`] over
@@ -59,6 +73,8 @@ pub struct Fulfilment {
     pub unavailable: bool,
     pub paid: bool,
     pub ready: bool,
+    /// The parcels it was packed into.
+    pub parcels: u32,
     pub shipped: bool,
     pub released: bool,
     pub cancelled: bool,
@@ -91,12 +107,15 @@ pub enum Command {
         pick_task_id: String,
         parcels: u32,
     },
-    /// The packed order left with `carrier`.
+    /// The packed order left with `carrier`, one tracking number per
+    /// parcel: `tracking_number`, suffixed `-1`, `-2`... when there are
+    /// several. `as_v1`: see [`Shipped`].
     Ship {
         order_id: String,
         pick_task_id: String,
         carrier: String,
         tracking_number: String,
+        as_v1: bool,
     },
 }
 
@@ -169,15 +188,26 @@ pub fn decide(state: &Fulfilment, cmd: Command) -> Result<Vec<Event>, Fulfilment
             pick_task_id,
             carrier,
             tracking_number,
+            as_v1,
         } => {
             workable(state, &pick_task_id)?;
             if !state.ready {
                 return Err(FulfilmentError::NotPacked);
             }
-            Ok(vec![Event::OrderShipped(OrderShipped {
-                order_id,
-                carrier,
-                tracking_number,
+            let count = state.parcels.max(1);
+            let parcels = (1..=count)
+                .map(|n| v2::Parcel {
+                    carrier: carrier.clone(),
+                    tracking_number: if count == 1 {
+                        tracking_number.clone()
+                    } else {
+                        format!("{tracking_number}-{n}")
+                    },
+                })
+                .collect();
+            Ok(vec![Event::OrderShipped(Shipped {
+                shipment: v2::OrderShipped { order_id, parcels },
+                as_v1,
             })])
         }
     }
@@ -270,7 +300,10 @@ pub fn evolve(mut state: Fulfilment, event: &Event) -> Fulfilment {
         Event::StockUnavailable(_) => state.unavailable = true,
         Event::PickTaskCreated(e) => state.pick_task_id = Some(e.pick_task_id.clone()),
         Event::PaymentAuthorized(_) => state.paid = true,
-        Event::OrderReadyForShipment(_) => state.ready = true,
+        Event::OrderReadyForShipment(e) => {
+            state.ready = true;
+            state.parcels = e.parcels;
+        }
         Event::OrderShipped(_) => state.shipped = true,
         Event::StockReleased(_) => state.released = true,
         Event::OrderCancelled(_) => state.cancelled = true,

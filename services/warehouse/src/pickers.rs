@@ -38,6 +38,8 @@ pub struct Pickers {
     pub pick: Duration,
     pub pack: Duration,
     pub ship: Duration,
+    /// The `OrderShipped` version it publishes (`WAREHOUSE_ORDER_SHIPPED_VERSION`).
+    pub order_shipped_version: u32,
 }
 
 impl Pickers {
@@ -103,7 +105,7 @@ impl Pickers {
     /// Load, decide, work, append: the task's next step, if its stream allows it.
     async fn work(&self, mut tx: Transaction<'_, Postgres>, task: DueTask) -> Result<()> {
         let order = task.order_id.to_string();
-        let step = next_step(&task);
+        let step = next_step(&task, self.order_shipped_version == 1);
         let executor = Executor::<FulfilmentAggregate>::new(&self.warehouse_topic);
         let loaded = executor.load(&mut tx, &order).await?;
         // The stream is the truth: a refused task goes where it says, so it never blocks the queue.
@@ -158,7 +160,7 @@ impl Pickers {
 }
 
 /// The command a due task asks for: pack a picked one, ship a packed one.
-fn next_step(task: &DueTask) -> Command {
+fn next_step(task: &DueTask, as_v1: bool) -> Command {
     let order_id = task.order_id.to_string();
     let pick_task_id = task.pick_task_id.to_string();
     if !task.packed {
@@ -173,6 +175,7 @@ fn next_step(task: &DueTask) -> Command {
         pick_task_id,
         carrier: "omnisaga-post".into(),
         tracking_number: format!("OSP{}", &task.pick_task_id.simple().to_string()[20..]).to_uppercase(),
+        as_v1,
     }
 }
 

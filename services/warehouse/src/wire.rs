@@ -8,9 +8,12 @@
 //! not compile here until it is decided whether the warehouse keeps it.
 
 use omnisaga_proto::v1::envelope::Payload;
-use omnisaga_runtime::aggregate::{Aggregate, Wire};
+use omnisaga_runtime::{
+    aggregate::{Aggregate, Wire},
+    upcast,
+};
 
-use crate::domain::{publishes, Event, FulfilmentAggregate};
+use crate::domain::{publishes, Event, FulfilmentAggregate, Shipped};
 
 impl Aggregate for FulfilmentAggregate {
     const PRODUCER: &'static str = "warehouse";
@@ -43,7 +46,14 @@ pub fn event(payload: &Payload) -> Option<Event> {
         Payload::PickTaskCreated(e) => Some(Event::PickTaskCreated(e.clone())),
         Payload::StockReleased(e) => Some(Event::StockReleased(e.clone())),
         Payload::OrderReadyForShipment(e) => Some(Event::OrderReadyForShipment(e.clone())),
-        Payload::OrderShipped(e) => Some(Event::OrderShipped(e.clone())),
+        Payload::OrderShipped(e) => Some(Event::OrderShipped(Shipped {
+            shipment: upcast::order_shipped(e),
+            as_v1: true,
+        })),
+        Payload::OrderShippedV2(e) => Some(Event::OrderShipped(Shipped {
+            shipment: e.clone(),
+            as_v1: false,
+        })),
         Payload::PaymentAuthorized(e) => Some(Event::PaymentAuthorized(e.clone())),
         Payload::OrderCancelled(e) => Some(Event::OrderCancelled(e.clone())),
         // The placement is a command to the warehouse (it reserves); the
@@ -65,7 +75,14 @@ pub fn payload(event: &Event) -> Payload {
         Event::PickTaskCreated(e) => Payload::PickTaskCreated(e.clone()),
         Event::StockReleased(e) => Payload::StockReleased(e.clone()),
         Event::OrderReadyForShipment(e) => Payload::OrderReadyForShipment(e.clone()),
-        Event::OrderShipped(e) => Payload::OrderShipped(e.clone()),
+        Event::OrderShipped(Shipped {
+            shipment,
+            as_v1: true,
+        }) => Payload::OrderShipped(upcast::order_shipped_v1(shipment)),
+        Event::OrderShipped(Shipped {
+            shipment,
+            as_v1: false,
+        }) => Payload::OrderShippedV2(shipment.clone()),
         Event::PaymentAuthorized(e) => Payload::PaymentAuthorized(e.clone()),
         Event::OrderCancelled(e) => Payload::OrderCancelled(e.clone()),
     }
@@ -84,6 +101,17 @@ mod tests {
             Event::StockReleased(Default::default()),
             Event::OrderReadyForShipment(Default::default()),
             Event::OrderShipped(Default::default()),
+            // Version 1 holds one parcel.
+            Event::OrderShipped(Shipped {
+                shipment: omnisaga_proto::v2::OrderShipped {
+                    order_id: "o-1".into(),
+                    parcels: vec![omnisaga_proto::v2::Parcel {
+                        carrier: "omnisaga-post".into(),
+                        tracking_number: "OSP1".into(),
+                    }],
+                },
+                as_v1: true,
+            }),
             Event::PaymentAuthorized(Default::default()),
             Event::OrderCancelled(Default::default()),
         ];

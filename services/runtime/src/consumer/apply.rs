@@ -46,8 +46,8 @@ impl<H: Handler> Applier<H> {
     }
 
     /// The handler, for an event of a type this build knows. One it does not
-    /// know (a newer producer's, met during a rolling upgrade that started
-    /// the producer first) is skipped and counted
+    /// know (a newer producer's type or version of a type, met during a
+    /// rolling upgrade that started the producer first) is skipped and counted
     /// (`omnisaga_consumer_unknown_events_total`), never dead-lettered: its
     /// order is not held up, the other events of the order go on. The README
     /// says the upgrade order that keeps a consumer from missing one.

@@ -183,21 +183,27 @@ pub struct Consumer<H> {
     pub batch_max: usize,
 }
 
-/// Decodes an envelope and checks what every handler relies on. An envelope
-/// whose payload this build does not know (a newer producer's event type)
-/// decodes, without a payload: the applier skips it ([`Applier::handle`]).
+/// Decodes an envelope, upcasts its payload to the newest version this build
+/// knows ([`crate::upcast`]) and checks what every handler relies on. An
+/// envelope whose payload this build does not know (a newer producer's
+/// event type, or a newer version of a known one) decodes without a
+/// payload: the applier skips it ([`Applier::handle`]).
 pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     let env = Envelope::decode(bytes).map_err(|e| format!("undecodable envelope: {e}"))?;
     if env.payload.is_none() {
         if env.event_type.is_empty() {
             return Err("envelope has neither a payload nor an event type".into());
         }
-        // A type this build knows arrives with its payload: without it, the
-        // record is broken, not newer.
-        if crate::catalog::catalog().carrying(&env.event_type).is_some() {
-            return Err(format!("a {} event without its payload", env.event_type));
+        // A type and version this build knows arrives with its payload:
+        // without it, the record is broken, not newer.
+        if !is_newer(&env) {
+            return Err(format!(
+                "a {} event without its payload (schema version {})",
+                env.event_type, env.schema_version
+            ));
         }
     }
+    let env = crate::upcast::envelope(env);
     if event_id(&env).is_none() {
         return Err(format!("event id {:?} is not a UUID", env.event_id));
     }
@@ -205,4 +211,13 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
         return Err("envelope has no order id".into());
     }
     Ok(env)
+}
+
+/// True when `env` is of a type this build does not know, or of a newer
+/// version of one it knows than it reads: a newer producer's event.
+pub fn is_newer(env: &Envelope) -> bool {
+    match omnisaga_proto::newest_schema_version(&env.event_type) {
+        None => true,
+        Some(newest) => env.schema_version > newest,
+    }
 }

@@ -61,11 +61,12 @@ fn command() -> impl Strategy<Value = Command> {
             pick_task_id,
             parcels,
         }),
-        2 => pick_task().prop_map(|pick_task_id| Command::Ship {
+        2 => (pick_task(), any::<bool>()).prop_map(|(pick_task_id, as_v1)| Command::Ship {
             order_id: ORDER_ID.into(),
             pick_task_id,
             carrier: "DHL".into(),
             tracking_number: "JD0001".into(),
+            as_v1,
         }),
     ]
 }

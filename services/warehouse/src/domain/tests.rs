@@ -104,13 +104,22 @@ fn ship() -> Command {
         pick_task_id: "t-1".into(),
         carrier: "omnisaga-post".into(),
         tracking_number: "OSP1".into(),
+        as_v1: false,
+    }
+}
+fn parcel(tracking_number: &str) -> v2::Parcel {
+    v2::Parcel {
+        carrier: "omnisaga-post".into(),
+        tracking_number: tracking_number.into(),
     }
 }
 fn shipped() -> Event {
-    Event::OrderShipped(OrderShipped {
-        order_id: "o-1".into(),
-        carrier: "omnisaga-post".into(),
-        tracking_number: "OSP1".into(),
+    Event::OrderShipped(Shipped {
+        shipment: v2::OrderShipped {
+            order_id: "o-1".into(),
+            parcels: vec![parcel("OSP1")],
+        },
+        as_v1: false,
     })
 }
 
@@ -212,6 +221,23 @@ fn an_order_is_packed_once_and_shipped_once() {
     let g = g.when(ship()).then(&[shipped()]);
     g.when(ship()).refused(FulfilmentError::AlreadyShipped);
     g.when(pack()).refused(FulfilmentError::AlreadyShipped);
+}
+
+#[test]
+fn each_parcel_ships_with_its_own_tracking_number() {
+    let packed_in_two = Event::OrderReadyForShipment(OrderReadyForShipment {
+        order_id: "o-1".into(),
+        pick_task_id: "t-1".into(),
+        parcels: 2,
+    });
+    let history = [placed_and_paid(), vec![packed_in_two]].concat();
+    given(&history).when(ship()).then(&[Event::OrderShipped(Shipped {
+        shipment: v2::OrderShipped {
+            order_id: "o-1".into(),
+            parcels: vec![parcel("OSP1-1"), parcel("OSP1-2")],
+        },
+        as_v1: false,
+    })]);
 }
 
 #[test]
