@@ -66,7 +66,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
         .get(&format!("{}/v1/orders/{before}/fulfilment", c.warehouse))
         .await?;
     ensure!(
-        fulfilment["shipped"] == true,
+        fulfilment["stock"]["shipped"] == true,
         "the warehouse no longer reads its version-1 shipment: {fulfilment}"
     );
     Ok(())
