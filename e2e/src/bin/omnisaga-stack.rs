@@ -64,7 +64,10 @@ async fn main() -> Result<()> {
     let order = stack.url("order");
     println!("\nomnisaga is running.\n");
     for s in &stack.services {
-        println!("  {:<13} {}   (health: {}/readyz)", s.name, s.url, s.url);
+        println!(
+            "  {:<13} {}   (health: {}/readyz, API docs: {}/docs)",
+            s.name, s.url, s.url, s.url
+        );
     }
     println!(
         "  {:<13} {}   (SASL/SCRAM: the CLI logs in as admin; ANALYST_KAFKA_* in the env file)",

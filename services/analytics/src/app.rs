@@ -43,6 +43,7 @@ impl App {
         // token: it is served without one. Put it behind the deployment's
         // single sign-on proxy where the figures are confidential.
         self.base.open_path("/dashboard");
+        self.base.serve_document(api::document());
         self.base
             .run(self.listener, router, vec![consumer], shutdown)
             .await

@@ -39,6 +39,11 @@ struct Figures {
     stuck_after_seconds: u64,
 }
 
+/// The dashboard
+///
+/// An HTML page with SVG charts (orders per minute, funnel by channel, fulfilment time, payment success share, stuck orders) that reloads itself. Aggregate figures only, so it needs no token.
+#[utoipa::path(get, path = "/dashboard", tag = "analytics", security(()),
+    responses((status = 200, description = "the page", body = String, content_type = "text/html")))]
 pub async fn page(State(s): State<ApiState>) -> Result<Html<String>, ApiError> {
     let mut db = store::snapshot(&s.pool).await?;
     let channels = store::channel_counts(&mut db).await?;

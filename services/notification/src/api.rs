@@ -17,15 +17,39 @@ use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     auth::{self, Caller},
     deprecation::{self, Deprecation},
-    http::ApiError,
+    http::{ApiError, ErrorBody},
+    openapi::{self, About},
     outbox::{OutboxWaker, Written},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::store::{self, Attempted};
+
+/// Notification's API document, from the handlers below and the runtime's.
+#[derive(OpenApi)]
+#[openapi(paths(list, list_by_query, dead, retry))]
+struct ApiDoc;
+
+/// The whole OpenAPI document of the notification service.
+pub fn document() -> serde_json::Value {
+    let mut doc = openapi::document(
+        &About {
+            service: "notification",
+            description: "The chat messages sent to customers.",
+            port: 8083,
+        },
+        ApiDoc::openapi(),
+        vec![],
+    );
+    LIST_BY_QUERY.document(
+        &mut doc["paths"]["/v1/notifications"]["get"],
+        "/v1/orders/{order_id}/notifications",
+    );
+    doc
+}
 
 #[derive(Clone)]
 struct ApiState {
@@ -46,8 +70,11 @@ pub fn routes(pool: PgPool, waker: OutboxWaker) -> Router {
         .with_state(ApiState { pool, waker })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The order whose messages to list (required).
+    #[param(value_type = Uuid)]
     order_id: Option<String>,
 }
 
@@ -62,11 +89,21 @@ pub const LIST_BY_QUERY: Deprecation = Deprecation {
     sunset: DateTime::from_timestamp(1_814_399_999, 0).unwrap(),
 };
 
+/// An order's messages (deprecated)
+///
+/// The first form of GET /v1/orders/{order_id}/notifications: the same answers, with Deprecation, Sunset and a Link to the successor; 410 gone after the sunset.
+#[utoipa::path(get, path = "/v1/notifications", tag = "notifications", params(ListQuery),
+    security(("bearer" = ["orders:read"])),
+    responses(
+        (status = 200, description = "the order's messages, oldest first", body = Messages),
+        (status = 404, description = "not_found: no such order, or another customer's", body = ErrorBody),
+        (status = 422, description = "validation_failed: order_id missing or not a UUID", body = ErrorBody),
+    ))]
 async fn list_by_query(
     state: State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<(deprecation::Headers, Json<Value>), ApiError> {
+) -> Result<(deprecation::Headers, Json<Messages>), ApiError> {
     caller.require(Scope::OrdersRead)?;
     let order_id = q
         .order_id
@@ -77,14 +114,53 @@ async fn list_by_query(
     Ok((headers, messages(state, caller, order_id).await?))
 }
 
+/// An order's messages
+///
+/// The messages an order's customer was sent or is to be sent, oldest first: the customer's own orders (orders:read), any order for operators (admin).
+#[utoipa::path(get, path = "/v1/orders/{order_id}/notifications", tag = "notifications",
+    params(("order_id" = Uuid, Path, description = "the order's id")),
+    security(("bearer" = ["orders:read"])),
+    responses(
+        (status = 200, description = "the order's messages, oldest first", body = Messages),
+        (status = 404, description = "not_found: no such order, or another customer's", body = ErrorBody),
+    ))]
 async fn list(
     state: State<ApiState>,
     caller: Caller,
     Path(order_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Messages>, ApiError> {
     caller.require(Scope::OrdersRead)?;
     let order_id = Uuid::parse_str(&order_id).map_err(|_| ApiError::not_found("no such order"))?;
     messages(state, caller, order_id).await
+}
+
+/// An order's messages.
+#[derive(Debug, Serialize, ToSchema)]
+struct Messages {
+    items: Vec<Message>,
+}
+
+/// One message to a customer.
+#[derive(Debug, Serialize, ToSchema)]
+struct Message {
+    notification_id: Uuid,
+    order_id: Uuid,
+    /// What it tells: order_created, payment_confirmed, payment_failed, payment_delayed, ready_for_shipment, shipped or order_cancelled.
+    #[schema(
+        pattern = "^(order_created|payment_confirmed|payment_failed|payment_delayed|ready_for_shipment|shipped|order_cancelled)$"
+    )]
+    template: String,
+    /// The text as sent; null until sent.
+    text: Option<String>,
+    /// The channel it went by; null until sent.
+    channel: Option<String>,
+    /// QUEUED, SENT or DEAD (the channel refused it too often).
+    #[schema(pattern = "^(QUEUED|SENT|DEAD)$")]
+    status: String,
+    /// The event it tells of.
+    source_event_type: String,
+    created_at: DateTime<Utc>,
+    sent_at: Option<DateTime<Utc>>,
 }
 
 /// The messages of `order_id`, if `caller` may see them.
@@ -92,7 +168,7 @@ async fn messages(
     State(ApiState { pool, .. }): State<ApiState>,
     caller: Caller,
     order_id: Uuid,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Messages>, ApiError> {
     // A customer sees their own orders' messages; another's order is no
     // such order, the same as one this service never heard of.
     if !caller.is_admin() {
@@ -101,42 +177,51 @@ async fn messages(
             _ => return Err(ApiError::not_found("no such order")),
         }
     }
-    let items: Vec<Value> = store::list_for_order(&pool, order_id)
+    let items = store::list_for_order(&pool, order_id)
         .await?
         .into_iter()
-        .map(|n| {
-            json!({
-                "notification_id": n.notification_id,
-                "order_id": order_id,
-                "template": n.template,
-                "text": n.text,
-                "channel": n.channel,
-                "status": n.status,
-                "source_event_type": n.source_event_type,
-                "created_at": n.created_at,
-                "sent_at": n.sent_at,
-            })
+        .map(|n| Message {
+            notification_id: n.notification_id,
+            order_id,
+            template: n.template,
+            text: n.text,
+            channel: n.channel,
+            status: n.status,
+            source_event_type: n.source_event_type,
+            created_at: n.created_at,
+            sent_at: n.sent_at,
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Messages { items }))
 }
 
 /// Dead messages listed at once unless `limit` says otherwise, and at most.
 const DEAD_PAGE: i64 = 100;
 const DEAD_PAGE_MAX: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeadQuery {
+    /// At most this many, 1 to 500 (100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+/// Dead messages, those given up first first.
+#[derive(Serialize, ToSchema)]
 struct DeadList {
     items: Vec<Attempted>,
 }
 
-/// `GET /v1/admin/messages/dead?limit=`: the dead messages, those given up
-/// first first, with why.
+/// Dead messages
+///
+/// The messages the channel refused NOTIFICATION_MAX_ATTEMPTS times, those given up first first, with the last refusal; every other message went on.
+#[utoipa::path(get, path = "/v1/admin/messages/dead", tag = "notifications", params(DeadQuery),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "the dead messages", body = DeadList),
+        (status = 422, description = "validation_failed: limit out of range", body = ErrorBody),
+    ))]
 async fn dead(State(s): State<ApiState>, Query(q): Query<DeadQuery>) -> Result<Json<DeadList>, ApiError> {
     let limit = match q.limit.as_deref() {
         None => DEAD_PAGE,
@@ -151,8 +236,18 @@ async fn dead(State(s): State<ApiState>, Query(q): Query<DeadQuery>) -> Result<J
     }))
 }
 
-/// `POST /v1/admin/messages/{id}/retry`: queues a dead message again, as if
-/// new (no attempts, due at once), and wakes the dispatcher.
+/// Retry a dead message
+///
+/// Queues a dead message again, as if new (no attempts, due at once).
+#[utoipa::path(post, path = "/v1/admin/messages/{id}/retry", tag = "notifications",
+    params(("id" = Uuid, Path, description = "the message's notification id")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "queued again", body = Attempted),
+        (status = 404, description = "not_found: no such message", body = ErrorBody),
+        (status = 409, description = "message_not_dead: only a dead message can be retried", body = ErrorBody),
+        (status = 422, description = "validation_failed: the id is not a UUID", body = ErrorBody),
+    ))]
 async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Attempted>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::validation("the message id must be a UUID"))?;
     match store::retry_dead(&s.pool, id).await? {
@@ -171,5 +266,19 @@ async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json
                 format!("only a dead message can be retried; this one is {status}"),
             )),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_checked_in_openapi_document_is_the_one_the_code_generates() {
+        let differs =
+            omnisaga_runtime::testing::openapi::checked_in_differs("notification", &super::document())
+                .unwrap();
+        assert_eq!(
+            differs, None,
+            "schemas/openapi/notification.json is not what the code says: run `make openapi`"
+        );
     }
 }

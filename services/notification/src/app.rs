@@ -90,6 +90,7 @@ impl App {
             })
         }));
         let router = api::routes(self.base.pool.clone(), self.base.waker.clone());
+        self.base.serve_document(api::document());
         self.base
             .run(self.listener, router, vec![consumer, dispatch], shutdown)
             .await

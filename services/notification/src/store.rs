@@ -257,7 +257,7 @@ pub async fn list_for_order(pool: &PgPool, order_id: Uuid) -> Result<Vec<Notific
 }
 
 /// A message as operators see it: who it is for and how its sends went.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Attempted {
     pub notification_id: Uuid,
     pub order_id: Uuid,

@@ -96,6 +96,7 @@ impl App {
             tick: self.config.deadline_tick,
         };
         let deadlines: Task = Box::new(move |token| Box::pin(deadlines.run(token)));
+        self.base.serve_document(api::document());
         self.base
             .run(
                 self.listener,

@@ -103,7 +103,8 @@ impl Decider for OrderAggregate {
 
 /// Where an order is in the saga. Ranks only go up, so an event that arrives
 /// late (a payment after the warehouse's news) never moves an order back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema)]
+#[schema(description = "Where the order is in the saga; it only moves forward.")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Placed,

@@ -12,11 +12,12 @@ use axum::{
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     auth,
-    http::{ApiError, ApiJson},
+    http::{ApiError, ApiJson, ErrorBody},
+    openapi::{self, About},
 };
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::provider::Provider;
@@ -35,22 +36,90 @@ pub fn routes(pool: PgPool, provider: Arc<Provider>) -> Router {
         .with_state(ApiState { pool, provider })
 }
 
-#[derive(Deserialize)]
+/// Payment's API document, from the handlers below and the runtime's.
+#[derive(OpenApi)]
+#[openapi(paths(get_provider, set_provider, payment))]
+struct ApiDoc;
+
+/// The whole OpenAPI document of the payment service.
+pub fn document() -> serde_json::Value {
+    openapi::document(
+        &About {
+            service: "payment",
+            description: "Payments are driven by events; this API is for operators.",
+            port: 8081,
+        },
+        ApiDoc::openapi(),
+        vec![],
+    )
+}
+
+/// The provider simulator's outage switch.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ProviderSwitch {
+    /// True: every call answers "provider unavailable" (retryable).
     outage: bool,
 }
 
-async fn set_provider(State(s): State<ApiState>, ApiJson(body): ApiJson<ProviderSwitch>) -> Json<Value> {
+/// Switch the provider off or on
+///
+/// Sets the payment provider simulator's outage switch: while it is on, every authorisation fails as retryable and orders wait in AWAITING_PAYMENT (for demos and fault tests).
+#[utoipa::path(put, path = "/v1/admin/provider", tag = "payments", request_body = ProviderSwitch,
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "the switch as it is now", body = ProviderSwitch)))]
+async fn set_provider(
+    State(s): State<ApiState>,
+    ApiJson(body): ApiJson<ProviderSwitch>,
+) -> Json<ProviderSwitch> {
     s.provider.outage.store(body.outage, Ordering::Relaxed);
     tracing::info!(outage = body.outage, "provider outage switch set");
-    Json(json!({"outage": body.outage}))
+    Json(body)
 }
 
-async fn get_provider(State(s): State<ApiState>) -> Json<Value> {
-    Json(json!({"outage": s.provider.outage.load(Ordering::Relaxed)}))
+/// The provider's outage switch
+#[utoipa::path(get, path = "/v1/admin/provider", tag = "payments",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "the switch", body = ProviderSwitch)))]
+async fn get_provider(State(s): State<ApiState>) -> Json<ProviderSwitch> {
+    Json(ProviderSwitch {
+        outage: s.provider.outage.load(Ordering::Relaxed),
+    })
 }
 
-async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// An amount in integer minor units.
+#[derive(Serialize, ToSchema)]
+struct Money {
+    /// Integer minor units (cents).
+    minor_units: i64,
+    /// ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    currency: String,
+}
+
+/// An order's payment as payment's view holds it.
+#[derive(Serialize, ToSchema)]
+struct PaymentView {
+    order_id: Uuid,
+    /// AUTHORIZED (an attempt was approved and stands), FAILED (none approved yet), CANCELLED (the order was cancelled before any was approved) or VOIDED (the authorisation was released).
+    #[schema(pattern = "^(AUTHORIZED|FAILED|CANCELLED|VOIDED)$")]
+    status: String,
+    /// Attempts made so far.
+    attempts: i32,
+    amount: Money,
+}
+
+/// An order's payment
+///
+/// The payment of an order: its status, attempts and amount. No row until the provider answered the first attempt.
+#[utoipa::path(get, path = "/v1/payments/{order_id}", tag = "payments",
+    params(("order_id" = Uuid, Path, description = "the order's id")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "the payment", body = PaymentView),
+        (status = 404, description = "not_found: no payment for this order (yet)", body = ErrorBody),
+    ))]
+async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<PaymentView>, ApiError> {
     let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such payment"))?;
     let row =
         sqlx::query("SELECT status, attempts, amount_minor, currency FROM payment_view WHERE order_id = $1")
@@ -58,10 +127,26 @@ async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Js
             .fetch_optional(&s.pool)
             .await?
             .ok_or_else(|| ApiError::not_found("no such payment"))?;
-    Ok(Json(json!({
-        "order_id": order_id,
-        "status": row.get::<String, _>(0),
-        "attempts": row.get::<i32, _>(1),
-        "amount": {"minor_units": row.get::<i64, _>(2), "currency": row.get::<String, _>(3)},
-    })))
+    Ok(Json(PaymentView {
+        order_id,
+        status: row.get(0),
+        attempts: row.get(1),
+        amount: Money {
+            minor_units: row.get(2),
+            currency: row.get(3),
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_checked_in_openapi_document_is_the_one_the_code_generates() {
+        let differs =
+            omnisaga_runtime::testing::openapi::checked_in_differs("payment", &super::document()).unwrap();
+        assert_eq!(
+            differs, None,
+            "schemas/openapi/payment.json is not what the code says: run `make openapi`"
+        );
+    }
 }

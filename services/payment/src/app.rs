@@ -68,6 +68,7 @@ impl App {
             })
         }));
         let router = api::routes(self.base.pool.clone(), self.provider.clone());
+        self.base.serve_document(api::document());
         self.base.run(self.listener, router, tasks, shutdown).await
     }
 }

@@ -16,7 +16,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use omnisaga_auth::Principal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
 
@@ -170,21 +170,69 @@ pub fn routes(pool: PgPool) -> Router {
     Router::new().route("/v1/admin/audit", get(list)).with_state(pool)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// Only this subject's calls (a token's `sub`).
     subject: Option<String>,
+    /// Only calls of this method (any case).
     method: Option<String>,
+    /// Only calls of this route, as the router names it (`/v1/orders/{id}/cancel`).
     route: Option<String>,
+    /// Only this outcome: `ok` or an error code.
     outcome: Option<String>,
+    /// Only calls at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Entries per page, 1 to 500 (50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// The previous page's `next_cursor`: entries older than it.
     cursor: Option<i64>,
 }
 
-/// Entries newest first, filtered, a page at a time.
-async fn list(State(pool): State<PgPool>, Query(q): Query<AuditQuery>) -> Result<Json<Value>, ApiError> {
+/// One state-changing call.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// The token's subject.
+    pub subject: String,
+    /// The token's scopes, space-separated.
+    pub scopes: String,
+    pub method: String,
+    pub route: String,
+    pub path: String,
+    pub request_id: String,
+    pub status: i32,
+    /// `ok`, or the error code answered.
+    pub outcome: String,
+    /// The request body with personal data and secrets redacted.
+    pub payload: Option<Value>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditEntry>,
+    /// The `cursor` of the next (older) page; null on the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// Audit log
+///
+/// Every state-changing call to this service (who, what, when, outcome, the body redacted), newest first, filtered, a page at a time.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "operations", params(AuditQuery),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "a page of entries", body = AuditPage),
+        (status = 422, description = "validation_failed: limit out of range", body = crate::http::ErrorBody),
+    ))]
+pub(crate) async fn list(
+    State(pool): State<PgPool>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::validation("limit must be between 1 and 500"));
@@ -207,27 +255,25 @@ async fn list(State(pool): State<PgPool>, Query(q): Query<AuditQuery>) -> Result
     .fetch_all(&pool)
     .await?;
     let more = rows.len() as i64 > limit;
-    let items: Vec<Value> = rows
+    let items: Vec<AuditEntry> = rows
         .iter()
         .take(limit as usize)
-        .map(|r| {
-            json!({
-                "id": r.get::<i64, _>("id"),
-                "at": r.get::<DateTime<Utc>, _>("at"),
-                "subject": r.get::<String, _>("subject"),
-                "scopes": r.get::<String, _>("scopes"),
-                "method": r.get::<String, _>("method"),
-                "route": r.get::<String, _>("route"),
-                "path": r.get::<String, _>("path"),
-                "request_id": r.get::<String, _>("request_id"),
-                "status": r.get::<i32, _>("status"),
-                "outcome": r.get::<String, _>("outcome"),
-                "payload": r.get::<Option<Value>, _>("payload"),
-            })
+        .map(|r| AuditEntry {
+            id: r.get("id"),
+            at: r.get("at"),
+            subject: r.get("subject"),
+            scopes: r.get("scopes"),
+            method: r.get("method"),
+            route: r.get("route"),
+            path: r.get("path"),
+            request_id: r.get("request_id"),
+            status: r.get("status"),
+            outcome: r.get("outcome"),
+            payload: r.get("payload"),
         })
         .collect();
-    let next_cursor = more.then(|| items.last().map(|i| i["id"].clone())).flatten();
-    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+    let next_cursor = more.then(|| items.last().map(|i| i.id)).flatten();
+    Ok(Json(AuditPage { items, next_cursor }))
 }
 
 #[cfg(test)]

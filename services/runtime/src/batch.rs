@@ -130,8 +130,13 @@ impl Row {
 pub trait Importer: Send + Sync {
     /// A checked row.
     type Item: Send + Sync;
+    /// A row as the API documents it: its fields with their bounds, the ones
+    /// [`Importer::check`] holds a row to (the service's test compares them).
+    type Row: utoipa::PartialSchema;
     /// The kind of batch, as `import_batches` and the answers name it.
     const KIND: &'static str;
+    /// What a row is and what applying it does, for the API document.
+    const DESCRIPTION: &'static str;
     /// The fields a row has; any other is a problem.
     const FIELDS: &'static [&'static str];
     /// Checks one row: the item, or each of its problems.
@@ -147,13 +152,73 @@ pub trait Importer: Send + Sync {
 }
 
 /// What a batch came to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Outcome {
     pub batch_id: String,
     pub kind: &'static str,
+    #[schema(minimum = 1)]
     pub rows: usize,
-    /// Whether this id was applied before (and nothing was applied now).
+    /// true: this id was applied before and nothing was applied now.
     pub replayed: bool,
+}
+
+/// The OpenAPI path item of [`routes`] for `I`: the operation, its
+/// `Batch-Id`, the three body types with `I::Row` as each row's schema, and
+/// the answers [`import`] gives. `openapi::document` completes it.
+pub fn path_item<I: Importer>() -> Value {
+    use utoipa::PartialSchema;
+    let mut outcome = serde_json::to_value(Outcome::schema()).expect("a schema serializes");
+    outcome["properties"]["kind"] = json!({"const": I::KIND});
+    let row = serde_json::to_value(I::Row::schema()).expect("a schema serializes");
+    let documented: std::collections::BTreeSet<&str> = row["properties"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.keys().map(String::as_str))
+        .collect();
+    assert_eq!(
+        documented,
+        I::FIELDS.iter().copied().collect(),
+        "the {} import's Row documents other fields than its FIELDS",
+        I::KIND
+    );
+    let error = |description: &str| {
+        json!({"description": description,
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    };
+    json!({"post": {
+        "tags": ["imports"],
+        "summary": format!("Import {} rows in one batch, applied whole or not at all (admin)", I::KIND),
+        "description": format!(
+            "{} The body is CSV with a header line (text/csv) or JSON lines (application/x-ndjson, \
+             application/jsonl), a row per line. Every row is checked first; when any row has a problem \
+             nothing is applied and the 422 lists each problem (line, field, problem; line 1 is a CSV \
+             file's header). Otherwise every row is applied in one transaction. The same Batch-Id sent \
+             again with the same body answers 200 with replayed: true and applies nothing; with another \
+             body, 409. At most {} MiB and {} rows.",
+            I::DESCRIPTION, MAX_BYTES >> 20, MAX_ROWS
+        ),
+        "operationId": format!("import_{}", I::KIND),
+        "security": [{"bearer": ["admin"]}],
+        "parameters": [{
+            "name": "Batch-Id", "in": "header", "required": true,
+            "description": "Names the batch: applied once, whatever number of times it is sent.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"},
+        }],
+        "requestBody": {"required": true, "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}, "x-row-schema": row},
+            "application/jsonl": {"schema": {"type": "string"}},
+        }},
+        "responses": {
+            "200": {"description": "applied now, or before under this Batch-Id with this body (replayed)",
+                    "content": {"application/json": {"schema": outcome}}},
+            "400": error("missing_batch_id, invalid_batch_id (1 to 128 visible ASCII characters) or unreadable_batch (not UTF-8, a CSV without a header, a line that is no JSON object)"),
+            "409": error("batch_id_reused: this Batch-Id was applied with another body"),
+            "413": error("payload_too_large: over the size or row limit"),
+            "422": error(&format!("validation_failed: details.errors lists the problems as {{line, field, problem}} (the first {MAX_LISTED}; details.problems counts them all); nothing was applied")),
+        },
+    }})
 }
 
 /// The `Batch-Id` header: 1 to 128 visible ASCII characters.
@@ -439,11 +504,20 @@ fn digest(body: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
+    #[derive(utoipa::ToSchema)]
+    #[allow(dead_code)]
+    struct TestRow {
+        sku: String,
+        quantity: i64,
+    }
+
     struct Stock;
 
     impl Importer for Stock {
         type Item = (String, i64);
+        type Row = TestRow;
         const KIND: &'static str = "stock";
+        const DESCRIPTION: &'static str = "A row per SKU.";
         const FIELDS: &'static [&'static str] = &["sku", "quantity"];
         fn check(&self, row: &Row) -> Result<Self::Item, Vec<RowError>> {
             match (row.text("sku", 64), row.integer("quantity", 1..=1000)) {

@@ -67,6 +67,42 @@ impl Deprecation {
     }
 }
 
+impl Deprecation {
+    /// Marks `operation` (its OpenAPI JSON) deprecated, with the headers its
+    /// answers carry and the 410 it gives after the sunset; `successor` is
+    /// the successor's path template.
+    pub fn document(&self, operation: &mut serde_json::Value, successor: &str) {
+        use serde_json::json;
+        operation["deprecated"] = json!(true);
+        let headers = json!({
+            "Deprecation": {
+                "description": format!("deprecated since {} (RFC 9745)", self.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                "schema": {"type": "string", "const": format!("@{}", self.since.timestamp())},
+            },
+            "Sunset": {
+                "description": "answers 410 gone after this (RFC 8594)",
+                "schema": {"type": "string", "const": self.sunset.format("%a, %d %b %Y %H:%M:%S GMT").to_string()},
+            },
+            "Link": {
+                "description": format!("<{successor}>; rel=\"successor-version\""),
+                "schema": {"type": "string"},
+            },
+        });
+        if let Some(responses) = operation["responses"].as_object_mut() {
+            for (status, response) in responses.iter_mut() {
+                if status.starts_with('2') {
+                    response["headers"] = headers.clone();
+                }
+            }
+            responses.insert(
+                "410".into(),
+                json!({"description": format!("gone: retired after its sunset ({}); the message names the successor", self.sunset.format("%Y-%m-%d")),
+                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+        }
+    }
+}
+
 impl IntoResponseParts for Headers {
     type Error = std::convert::Infallible;
 

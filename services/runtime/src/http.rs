@@ -15,7 +15,7 @@ use axum::{
     Json, Router,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -105,12 +105,29 @@ impl ApiError {
         self
     }
     fn body(&self, request_id: &str) -> Value {
-        let mut body = json!({"code": self.code, "message": self.message, "request_id": request_id});
-        if let Some(d) = &self.details {
-            body["details"] = (**d).clone();
-        }
-        body
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            request_id: request_id.to_owned(),
+            details: self.details.as_deref().cloned(),
+        };
+        serde_json::to_value(body).unwrap_or_else(|_| json!({"code": self.code}))
     }
+}
+
+/// Every error answer's body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, see schemas/errors.json.
+    pub code: String,
+    pub message: String,
+    /// The request's X-Request-Id.
+    pub request_id: String,
+    /// For validation_failed: {fields: [{field, problem}]}; for unknown_sku: {skus: [...]}; for a refused batch: {rows, invalid_rows, problems (how many), errors: [{line, field, problem}]}.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -381,17 +398,55 @@ impl Readiness {
 /// `/healthz` (the process is alive) and `/readyz` (database and broker reachable).
 pub fn health_routes(readiness: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(readiness)
 }
 
-async fn readyz(State(r): State<Readiness>) -> Response {
+/// What `/healthz` and `/readyz` say.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` (alive), `ready`, or `unavailable` (with the reason).
+    #[schema(pattern = "^(ok|ready|unavailable)$")]
+    pub status: &'static str,
+    /// What is unreachable: the database or the broker, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Liveness
+///
+/// The process is alive and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "alive", body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        reason: None,
+    })
+}
+
+/// Readiness
+///
+/// The database and the broker answer within 2 s each.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "ready", body = Health),
+        (status = 503, description = "unavailable: the database or the broker does not answer", body = Health),
+    ))]
+pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
     match r.check().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(Health {
+            status: "ready",
+            reason: None,
+        })
+        .into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "reason": reason})),
+            Json(Health {
+                status: "unavailable",
+                reason: Some(reason),
+            }),
         )
             .into_response(),
     }

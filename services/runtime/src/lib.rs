@@ -24,6 +24,7 @@ pub mod kafka;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod outbox;
 pub mod progress;
 pub mod service;

@@ -167,7 +167,7 @@ pub fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 pub type Refresh = Arc<dyn Fn(PgPool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 #[derive(Clone)]
-struct MetricsState {
+pub(crate) struct MetricsState {
     pool: PgPool,
     refresh: Arc<Vec<Refresh>>,
 }
@@ -182,7 +182,12 @@ pub fn routes(pool: PgPool, refresh: Vec<Refresh>) -> Router {
         })
 }
 
-async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {
+/// Prometheus metrics
+///
+/// Every metric of the service in the Prometheus text format (README, "Observability").
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
+pub(crate) async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {
     let m = get();
     if let Ok(n) = crate::outbox::backlog(&s.pool).await {
         m.outbox_backlog.set(n);

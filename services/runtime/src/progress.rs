@@ -13,7 +13,6 @@ use rdkafka::{
     Offset,
 };
 use serde::Serialize;
-use serde_json::{json, Value};
 
 /// Where a running consumer publishes itself for the progress endpoint.
 #[derive(Clone, Default)]
@@ -28,7 +27,8 @@ impl Slot {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One assigned partition: where the consumer is and how far behind.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PartitionProgress {
     pub topic: String,
     pub partition: i32,
@@ -144,24 +144,64 @@ pub fn routes(consumers: Vec<Registered>) -> Router {
         .with_state(Arc::new(consumers))
 }
 
-async fn list(State(consumers): State<Arc<Vec<Registered>>>) -> Json<Value> {
+/// The service's consumers: each one's lag, per partition, as
+/// `GET /v1/admin/consumers` lists them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ConsumerList {
+    pub consumers: Vec<ConsumerProgress>,
+}
+
+/// One consumer group member: where it is on each partition.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ConsumerProgress {
+    pub name: String,
+    pub group: String,
+    /// Records behind the partitions' ends, summed.
+    pub lag: i64,
+    /// Null before the consumer started.
+    pub partitions: Option<Partitions>,
+}
+
+/// Each assigned partition's position, end and lag, or why the broker did
+/// not say.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Partitions {
+    Assigned(Vec<PartitionProgress>),
+    Unknown {
+        /// The broker did not answer.
+        error: String,
+    },
+}
+
+/// Consumer lag
+///
+/// Each consumer of this service: its group, and per partition the committed offset, the end and the lag.
+#[utoipa::path(get, path = "/v1/admin/consumers", tag = "operations", security(("bearer" = ["admin"])),
+    responses((status = 200, description = "the service's consumers", body = ConsumerList)))]
+pub(crate) async fn list(State(consumers): State<Arc<Vec<Registered>>>) -> Json<ConsumerList> {
     let mut out = Vec::new();
     for c in consumers.iter() {
         let partitions = match c.slot.get() {
-            None => json!(null),
-            Some(consumer) => match tokio::task::spawn_blocking(move || progress(&consumer)).await {
-                Ok(Ok(p)) => json!(p),
-                Ok(Err(e)) => json!({"error": e.to_string()}),
-                Err(e) => json!({"error": e.to_string()}),
-            },
+            None => None,
+            Some(consumer) => Some(
+                match tokio::task::spawn_blocking(move || progress(&consumer)).await {
+                    Ok(Ok(p)) => Partitions::Assigned(p),
+                    Ok(Err(e)) => Partitions::Unknown { error: e.to_string() },
+                    Err(e) => Partitions::Unknown { error: e.to_string() },
+                },
+            ),
         };
-        let lag: i64 = partitions
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["lag"].as_i64())
-            .sum();
-        out.push(json!({"name": c.name, "group": c.group, "lag": lag, "partitions": partitions}));
+        let lag: i64 = match &partitions {
+            Some(Partitions::Assigned(p)) => p.iter().map(|p| p.lag).sum(),
+            _ => 0,
+        };
+        out.push(ConsumerProgress {
+            name: c.name.clone(),
+            group: c.group.clone(),
+            lag,
+            partitions,
+        });
     }
-    Json(json!({ "consumers": out }))
+    Json(ConsumerList { consumers: out })
 }

@@ -38,6 +38,8 @@ pub struct Base {
     consumers: Arc<std::sync::Mutex<Vec<progress::Registered>>>,
     refreshers: Arc<std::sync::Mutex<Vec<metrics::Refresh>>>,
     open_paths: Arc<std::sync::Mutex<Vec<&'static str>>>,
+    /// The service's OpenAPI document, served at `/v1/openapi.json` and `/docs`.
+    document: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
 }
 
 impl Base {
@@ -55,6 +57,7 @@ impl Base {
             consumers: Default::default(),
             refreshers: Default::default(),
             open_paths: Arc::new(std::sync::Mutex::new(auth::OPEN_PATHS.to_vec())),
+            document: Default::default(),
         })
     }
 
@@ -119,6 +122,15 @@ impl Base {
             .with_context(|| format!("Failed to bind {}", self.config.http_addr))
     }
 
+    /// Serves `document` (the service's, `crate::openapi::document`) at
+    /// `/v1/openapi.json` and as a page at `/docs`, both without a token.
+    pub fn serve_document(&self, document: serde_json::Value) {
+        for path in crate::openapi::OPEN_PATHS {
+            self.open_path(path);
+        }
+        *self.document.lock().unwrap_or_else(|e| e.into_inner()) = Some(document);
+    }
+
     /// Serves `path` without a token (besides the probes and the metrics).
     /// Only for what shows nothing about any one customer or order.
     pub fn open_path(&self, path: &'static str) {
@@ -156,8 +168,13 @@ impl Base {
             .merge(progress::routes(consumers))
             .merge(audit::routes(self.pool.clone()))
             .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
+        let documents = match self.document.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(document) => crate::openapi::routes(document),
+            None => Router::new(),
+        };
         let router = api
             .merge(admin)
+            .merge(documents)
             .merge(http::health_routes(readiness))
             .merge(metrics::routes(self.pool.clone(), refreshers))
             .fallback(http::not_found)

@@ -8,10 +8,15 @@ use axum::{
     Json, Router,
 };
 use omnisaga_auth::Scope;
-use omnisaga_runtime::{aggregate::Executor, auth, batch, http::ApiError};
+use omnisaga_runtime::{
+    aggregate::Executor,
+    auth, batch,
+    http::{ApiError, ErrorBody},
+    openapi::{self, About},
+};
 use serde::Serialize;
-use serde_json::{json, Value};
 use sqlx::{PgPool, Row};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
@@ -19,6 +24,24 @@ use crate::{
     import::StockImport,
     store::{self, PickTask},
 };
+
+/// The warehouse's API document, from the handlers below and the runtime's.
+#[derive(OpenApi)]
+#[openapi(paths(stock, backlog, fulfilment))]
+struct ApiDoc;
+
+/// The whole OpenAPI document of the warehouse service.
+pub fn document() -> serde_json::Value {
+    openapi::document(
+        &About {
+            service: "warehouse",
+            description: "Stock levels, the pick queue and each order's fulfilment.",
+            port: 8082,
+        },
+        ApiDoc::openapi(),
+        vec![("/v1/stock/batch", batch::path_item::<StockImport>())],
+    )
+}
 
 #[derive(Clone)]
 struct ApiState {
@@ -49,32 +72,74 @@ pub fn routes(pool: PgPool, warehouse_topic: String) -> Router {
         .merge(batch::routes("/v1/stock/batch", pool, StockImport))
 }
 
-async fn stock(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Stock of every SKU.
+#[derive(Debug, Serialize, ToSchema)]
+struct StockLevels {
+    items: Vec<StockLevel>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct StockLevel {
+    sku: String,
+    /// Units in the building.
+    on_hand: i64,
+    /// Units held by orders not shipped yet.
+    reserved: i64,
+    /// On hand less reserved: what a new order may take.
+    available: i64,
+}
+
+/// Stock per SKU
+///
+/// What is on hand, reserved and available of every SKU (the order service's catalog shows the available units).
+#[utoipa::path(get, path = "/v1/stock", tag = "stock",
+    security(("bearer" = ["stock:read"])),
+    responses((status = 200, description = "stock", body = StockLevels)))]
+async fn stock(State(s): State<ApiState>) -> Result<Json<StockLevels>, ApiError> {
     let rows = sqlx::query("SELECT sku, on_hand, reserved FROM stock_levels ORDER BY sku")
         .fetch_all(&s.pool)
         .await?;
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
         .map(|r| {
             let (on_hand, reserved): (i64, i64) = (r.get(1), r.get(2));
-            json!({"sku": r.get::<String, _>(0), "on_hand": on_hand, "reserved": reserved, "available": on_hand - reserved})
+            StockLevel {
+                sku: r.get(0),
+                on_hand,
+                reserved,
+                available: on_hand - reserved,
+            }
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(StockLevels { items }))
 }
 
-async fn backlog(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Pick tasks not yet shipped, per status.
+#[derive(Debug, Serialize, ToSchema)]
+struct Backlog {
+    total: i64,
+    /// Tasks per status: WAITING_PAYMENT, READY, PACKED.
+    by_status: std::collections::BTreeMap<String, i64>,
+}
+
+/// The pick backlog
+///
+/// Pick tasks not yet shipped, per status.
+#[utoipa::path(get, path = "/v1/pick-tasks/backlog", tag = "stock",
+    security(("bearer" = ["admin"])),
+    responses((status = 200, description = "backlog", body = Backlog)))]
+async fn backlog(State(s): State<ApiState>) -> Result<Json<Backlog>, ApiError> {
     let counts = crate::store::backlog(&s.pool).await?;
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
-    let by_status: serde_json::Map<String, Value> = counts
+    let by_status = counts
         .into_iter()
-        .map(|(status, n)| (status.as_str().to_owned(), json!(n)))
+        .map(|(status, n)| (status.as_str().to_owned(), n))
         .collect();
-    Ok(Json(json!({"total": total, "by_status": by_status})))
+    Ok(Json(Backlog { total, by_status }))
 }
 
 /// `GET /v1/orders/{order_id}/fulfilment`: what the warehouse did for one order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct FulfilmentView {
     order_id: Uuid,
     /// `None` when no task was made (stock was unavailable).
@@ -83,7 +148,7 @@ struct FulfilmentView {
 }
 
 /// The order's stock, from its fulfilment stream.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct StockView {
     /// Whether its items were reserved (still so unless released or shipped).
     reserved: bool,
@@ -97,12 +162,24 @@ struct StockView {
     shipped: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ItemView {
     sku: String,
+    #[schema(minimum = 1)]
     quantity: u32,
 }
 
+/// One order's fulfilment
+///
+/// What the warehouse did for one order: its pick task and its stock.
+#[utoipa::path(get, path = "/v1/orders/{order_id}/fulfilment", tag = "stock",
+    params(("order_id" = Uuid, Path, description = "the order's id")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "the order's fulfilment", body = FulfilmentView),
+        (status = 404, description = "not_found: the warehouse knows nothing of this order", body = ErrorBody),
+        (status = 422, description = "validation_failed: order_id is not a UUID", body = ErrorBody),
+    ))]
 async fn fulfilment(
     State(s): State<ApiState>,
     Path(order_id): Path<String>,
@@ -138,5 +215,18 @@ fn stock_view(state: &Fulfilment) -> StockView {
         unavailable: state.unavailable,
         released: state.released,
         shipped: state.shipped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_checked_in_openapi_document_is_the_one_the_code_generates() {
+        let differs =
+            omnisaga_runtime::testing::openapi::checked_in_differs("warehouse", &super::document()).unwrap();
+        assert_eq!(
+            differs, None,
+            "schemas/openapi/warehouse.json is not what the code says: run `make openapi`"
+        );
     }
 }

@@ -85,6 +85,7 @@ impl App {
             })
         }));
         let router = api::routes(self.base.pool.clone(), self.base.topics.warehouse.clone());
+        self.base.serve_document(api::document());
         self.base.run(self.listener, router, tasks, shutdown).await
     }
 }

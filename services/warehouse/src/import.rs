@@ -13,6 +13,19 @@ pub const MAX_QUANTITY: i64 = 1_000_000_000;
 /// Stock receipts.
 pub struct StockImport;
 
+/// A row of a stock import, as the API documents it ([`StockImport::check`]
+/// holds a row to the same bounds).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct StockRow {
+    #[schema(min_length = 1, max_length = 64)]
+    sku: String,
+    /// Units received, added to what is on hand.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
+    quantity: i64,
+}
+
 /// One checked row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -22,7 +35,9 @@ pub struct Receipt {
 
 impl Importer for StockImport {
     type Item = Receipt;
+    type Row = StockRow;
     const KIND: &'static str = "stock";
+    const DESCRIPTION: &'static str = "A row per SKU with sku and quantity, the units received, added to what is on hand; a SKU not stocked before starts at its quantity.";
     const FIELDS: &'static [&'static str] = &["sku", "quantity"];
 
     fn check(&self, row: &Row) -> Result<Receipt, Vec<RowError>> {
@@ -53,5 +68,16 @@ impl Importer for StockImport {
         .execute(tx)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_checked_to_the_bounds_the_api_documents() {
+        let edge = serde_json::json!({"sku": "S".repeat(64), "quantity": MAX_QUANTITY});
+        omnisaga_runtime::testing::documented_row_bounds_hold(&StockImport, edge).unwrap();
     }
 }

@@ -123,9 +123,10 @@ pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sql
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskItem {
     pub sku: String,
+    #[schema(minimum = 1)]
     pub quantity: u32,
 }
 
@@ -337,10 +338,12 @@ pub async fn backlog(pool: &PgPool) -> Result<Vec<(TaskStatus, i64)>, sqlx::Erro
 }
 
 /// An order's pick task as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PickTask {
     pub pick_task_id: Uuid,
     /// One of [`TaskStatus`]'s names.
+    #[schema(pattern = "^(WAITING_PAYMENT|READY|PACKED|SHIPPED|CANCELLED)$")]
     pub status: String,
     pub items: Vec<TaskItem>,
     pub created_at: DateTime<Utc>,

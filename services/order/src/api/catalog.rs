@@ -18,8 +18,12 @@ use super::{
 };
 use crate::store as db;
 
-/// Every catalog SKU; `available` is `null` for all of them when the
-/// warehouse is not configured or does not answer.
+/// The catalog
+///
+/// Every SKU with its name, price and the units available; available is null for all of them when the warehouse does not answer.
+#[utoipa::path(get, path = "/v1/catalog", tag = "orders",
+    security(("bearer" = ["orders:read"])),
+    responses((status = 200, description = "the catalog", body = CatalogResponse)))]
 pub(super) async fn catalog(
     State(s): State<ApiState>,
     caller: Caller,
@@ -82,9 +86,29 @@ pub struct CatalogImport;
 /// Highest unit price a row may set, in minor units.
 pub const MAX_UNIT_PRICE_MINOR: i64 = 100_000_000;
 
+/// A row of a catalog import, as the API documents it
+/// ([`CatalogImport::check`] holds a row to the same bounds).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct CatalogRow {
+    #[schema(min_length = 1, max_length = 64)]
+    sku: String,
+    #[schema(min_length = 1, max_length = 200)]
+    name: String,
+    /// The unit price in minor units.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    unit_price_minor: i64,
+    /// ISO 4217.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    currency: String,
+}
+
 impl Importer for CatalogImport {
     type Item = db::CatalogItem;
+    type Row = CatalogRow;
     const KIND: &'static str = "catalog";
+    const DESCRIPTION: &'static str = "A row per SKU with sku, name, unit_price_minor and currency; a SKU in the catalog gets the row's name and price, a new one is added. Prices of orders already placed do not change.";
     const FIELDS: &'static [&'static str] = &["sku", "name", "unit_price_minor", "currency"];
 
     fn check(&self, row: &Row) -> Result<db::CatalogItem, Vec<RowError>> {
@@ -124,5 +148,21 @@ impl Importer for CatalogImport {
 
     async fn apply(&self, tx: &mut PgConnection, items: &[db::CatalogItem]) -> Result<(), sqlx::Error> {
         db::upsert_catalog_batch(tx, items).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_is_checked_to_the_bounds_the_api_documents() {
+        let edge = serde_json::json!({
+            "sku": "S".repeat(64),
+            "name": "N".repeat(200),
+            "unit_price_minor": MAX_UNIT_PRICE_MINOR,
+            "currency": "EUR",
+        });
+        omnisaga_runtime::testing::documented_row_bounds_hold(&CatalogImport, edge).unwrap();
     }
 }

@@ -9,12 +9,14 @@ use chrono::{DateTime, Utc};
 use omnisaga_proto::v1::{Address, Channel, LineItem, Money};
 use omnisaga_runtime::{event, store::StoredEvent};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain;
 
 /// The channel an order comes in through, as the API spells it.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[schema(as = Channel)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelDto {
     Mobile,
@@ -45,24 +47,35 @@ fn channel_name(c: i32) -> &'static str {
     }
 }
 
-/// One line of `POST /v1/orders`.
-#[derive(Debug, Deserialize, Serialize)]
+/// One line of `POST /v1/orders`. Each SKU at most once; prices come from the catalog.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub sku: String,
+    /// At most ORDER_MAX_QUANTITY (100).
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 
 /// The shipping address of `POST /v1/orders`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Address)]
 pub struct AddressDto {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub line2: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub city: String,
+    #[schema(min_length = 1, max_length = 20)]
     pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -80,31 +93,43 @@ impl AddressDto {
     }
 }
 
-/// The body of `POST /v1/orders`. Its JSON is also what the idempotency
-/// key's request hash is taken over, so its fields and their order stay put.
-/// A field it does not know (a price, a total, a status) is refused
-/// (`unknown_field`): the client does not set what the server decides.
-#[derive(Debug, Deserialize, Serialize)]
+// Its JSON is also what the idempotency key's request hash is taken over,
+// so its fields and their order stay put.
+/// An order to place. A field it does not know (a price, a total, a
+/// status) is refused (`unknown_field`): the client does not set what the
+/// server decides. The customer is the bearer token's subject: a
+/// customer_id in the body is refused (422).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PlaceOrder)]
 pub struct PlaceOrderRequest {
     pub channel: ChannelDto,
+    /// At most ORDER_MAX_ITEMS (50) lines.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<ItemRequest>,
     pub shipping_address: AddressDto,
+    /// Payment method token from the provider (tok_visa, tok_decline, tok_insufficient_funds, tok_unavailable in the simulator); never card data.
+    #[schema(max_length = 128, pattern = "^[A-Za-z0-9_-]+$")]
     pub payment_method: String,
     #[serde(default)]
+    #[schema(ignore)]
     pub customer_id: Option<String>,
 }
 
 /// The query of `GET /v1/orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Orders per page, 1 to 100 (20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    /// The previous page's next_cursor.
     pub cursor: Option<String>,
 }
 
 /// One page of `GET /v1/orders`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderList {
     pub items: Vec<OrderSummary>,
     /// Pass it as `cursor` for the next page; `null` on the last.
@@ -112,26 +137,34 @@ pub struct OrderList {
 }
 
 /// An order in the list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderSummary {
     pub order_id: Uuid,
     pub order_number: String,
+    #[schema(value_type = domain::Status)]
     pub status: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// The body of `POST /v1/orders/{id}/payment-retry`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PaymentRetry)]
 pub struct RetryRequest {
+    /// Another payment method token.
+    #[schema(max_length = 128, pattern = "^[A-Za-z0-9_-]+$")]
     pub payment_method: String,
 }
 
 /// An amount; a missing one is zero with an empty currency.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Money)]
 pub(super) struct MoneyDto {
+    /// ISO 4217.
+    #[schema(pattern = "^([A-Z]{3})?$")]
     pub currency: String,
+    /// Integer minor units (cents).
     pub minor_units: i64,
 }
 
@@ -146,14 +179,14 @@ impl From<Option<&Money>> for MoneyDto {
 }
 
 /// The answer of `GET /v1/catalog`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct CatalogResponse {
     pub items: Vec<CatalogEntry>,
 }
 
 /// One SKU of the catalog; `available` is `null` when the warehouse's stock
 /// is unknown.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct CatalogEntry {
     pub available: Option<i64>,
     pub name: String,
@@ -162,11 +195,15 @@ pub(super) struct CatalogEntry {
 }
 
 /// The answer of `POST /v1/orders`, stored with its idempotency key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OrderPlacedResponse)]
 pub(super) struct PlaceOrderResponse {
+    /// ISO 8601 date.
+    #[schema(format = Date)]
     pub estimated_delivery: String,
     pub order_id: Uuid,
     pub order_number: String,
+    #[schema(value_type = domain::Status)]
     pub status: &'static str,
     pub total: MoneyDto,
     pub trace_id: Option<String>,
@@ -174,18 +211,20 @@ pub(super) struct PlaceOrderResponse {
 
 /// The answer of `POST /v1/orders/{id}/payment-retry`, stored with its
 /// idempotency key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct RetryResponse {
     pub attempt: u32,
     pub order_id: Uuid,
+    #[schema(value_type = domain::Status)]
     pub status: &'static str,
 }
 
 /// The answer of `POST /v1/orders/{id}/cancel`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct CancelResponse {
     pub order_id: Uuid,
     pub reason: Option<String>,
+    #[schema(value_type = domain::Status)]
     pub status: &'static str,
 }
 
@@ -200,15 +239,21 @@ impl CancelResponse {
 }
 
 /// The answer of `GET /v1/orders/{id}`: the order and its timeline.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Order)]
 pub(super) struct OrderResponse {
+    /// mobile, web, pos, marketplace or unspecified.
     pub channel: &'static str,
     pub customer_id: Option<String>,
+    /// ISO 8601 date.
+    #[schema(format = Date)]
     pub estimated_delivery: String,
     pub items: Vec<OrderItem>,
+    #[schema(format = Uuid)]
     pub order_id: String,
     pub order_number: String,
     pub placed_at: Option<DateTime<Utc>>,
+    #[schema(value_type = domain::Status)]
     pub status: &'static str,
     pub timeline: Vec<TimelineEntry>,
     pub total: MoneyDto,
@@ -217,7 +262,7 @@ pub(super) struct OrderResponse {
 }
 
 /// One line of an order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct OrderItem {
     pub name: String,
     pub quantity: u32,
@@ -226,8 +271,9 @@ pub(super) struct OrderItem {
 }
 
 /// One event of an order's stream, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct TimelineEntry {
+    #[schema(format = Uuid)]
     pub event_id: String,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,

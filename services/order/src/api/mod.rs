@@ -31,8 +31,13 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use omnisaga_runtime::{batch, outbox::OutboxWaker};
+use omnisaga_runtime::{
+    batch,
+    openapi::{self, About},
+    outbox::OutboxWaker,
+};
 use sqlx::PgPool;
+use utoipa::OpenApi;
 
 use crate::{commands::Orders, config::Config};
 
@@ -43,6 +48,45 @@ pub use dto::{AddressDto, ChannelDto, ItemRequest, PlaceOrderRequest, RetryReque
 #[doc(hidden)]
 pub mod fuzzing {
     pub use super::{idempotency::request_hash, orders::priced_items, validation::validate_within};
+}
+
+/// The order API's document, from its handlers and the runtime's.
+#[derive(OpenApi)]
+#[openapi(paths(
+    catalog::catalog,
+    orders::place_order,
+    orders::list_orders,
+    orders::get_order,
+    orders::retry_payment,
+    orders::cancel_order,
+    orders::payment_method,
+))]
+struct ApiDoc;
+
+/// The whole OpenAPI document of the order service.
+pub fn document() -> serde_json::Value {
+    openapi::document(
+        &About {
+            service: "order",
+            description: "Place, follow, retry payment for and cancel orders. The saga's owner.",
+            port: 8080,
+        },
+        ApiDoc::openapi(),
+        vec![("/v1/catalog/batch", batch::path_item::<catalog::CatalogImport>())],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_checked_in_openapi_document_is_the_one_the_code_generates() {
+        let differs =
+            omnisaga_runtime::testing::openapi::checked_in_differs("order", &super::document()).unwrap();
+        assert_eq!(
+            differs, None,
+            "schemas/openapi/order.json is not what the code says: run `make openapi`"
+        );
+    }
 }
 
 /// Largest accepted request body.

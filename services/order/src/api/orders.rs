@@ -20,6 +20,10 @@ use serde_json::{json, Value};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use omnisaga_runtime::http::ErrorBody;
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use super::{
     dto::{
         CancelResponse, ListQuery, OrderList, OrderResponse, OrderSummary, PlaceOrderRequest,
@@ -38,8 +42,17 @@ use crate::{
 /// The target of this API's log lines, the module they were first written in.
 const LOG_TARGET: &str = "omnisaga_order::api";
 
-/// `POST /v1/orders`: prices the items from the catalog and places the order;
-/// the same `Idempotency-Key` and body answers as the first request did.
+/// Place an order
+///
+/// Prices the items from the catalog and places the order for the token's subject; the saga goes on from there (payment, stock, shipping). The same Idempotency-Key and body answers as the first request did.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$",
+        description = "Retries with the same key and body get the first answer; another body gets 422 idempotency_key_reused.")),
+    security(("bearer" = ["orders:write"])),
+    responses(
+        (status = 201, description = "accepted (also the replay of an earlier request with the same key and body)", body = PlaceOrderResponse),
+        (status = 422, description = "validation_failed (details.fields), unknown_sku (details.skus), idempotency_key_reused, unknown_field", body = ErrorBody),
+    ))]
 pub(super) async fn place_order(
     State(s): State<ApiState>,
     caller: Caller,
@@ -171,7 +184,16 @@ fn add_business_days(from: NaiveDate, days: u32) -> NaiveDate {
     d
 }
 
-/// `GET /v1/orders/{id}`: the order as its stream folds, with its timeline.
+/// An order
+///
+/// An order with its status and its timeline across services: the customer's own (orders:read), any for operators (admin).
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "the order's id")),
+    security(("bearer" = ["orders:read"])),
+    responses(
+        (status = 200, description = "the order", body = OrderResponse),
+        (status = 404, description = "not_found: no such order, or another customer's", body = ErrorBody),
+    ))]
 pub(super) async fn get_order(
     State(s): State<ApiState>,
     caller: Caller,
@@ -193,7 +215,20 @@ pub(super) async fn get_order(
     Ok(Json(OrderResponse::new(&state, &events, trace_id)))
 }
 
-/// `POST /v1/orders/{id}/payment-retry`: a new payment attempt with another method.
+/// Retry the payment
+///
+/// A new payment attempt with another payment method, only while the order is AWAITING_PAYMENT.
+#[utoipa::path(post, path = "/v1/orders/{id}/payment-retry", tag = "orders", request_body = RetryRequest,
+    params(("id" = Uuid, Path, description = "the order's id"),
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$",
+        description = "Retries with the same key and body get the first answer; another body gets 422 idempotency_key_reused.")),
+    security(("bearer" = ["orders:write"])),
+    responses(
+        (status = 202, description = "attempt requested", body = RetryResponse),
+        (status = 404, description = "not_found: no such order, or another customer's", body = ErrorBody),
+        (status = 409, description = "payment_retry_not_allowed (not awaiting payment), payment_retry_in_progress", body = ErrorBody),
+        (status = 422, description = "validation_failed, idempotency_key_reused, unknown_field", body = ErrorBody),
+    ))]
 pub(super) async fn retry_payment(
     State(s): State<ApiState>,
     caller: Caller,
@@ -266,8 +301,17 @@ pub(super) async fn retry_payment(
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
 
-/// `POST /v1/orders/{id}/cancel`: cancels until the order has shipped;
-/// cancelling a cancelled order answers the same again.
+/// Cancel an order
+///
+/// Cancels until the order has shipped; compensations follow (the warehouse releases stock not yet shipped, then payment voids the authorisation). If the parcel left before the cancellation reached the warehouse, the order ships and stays paid. Cancelling again answers the same.
+#[utoipa::path(post, path = "/v1/orders/{id}/cancel", tag = "orders",
+    params(("id" = Uuid, Path, description = "the order's id")),
+    security(("bearer" = ["orders:write"])),
+    responses(
+        (status = 200, description = "cancelled", body = CancelResponse),
+        (status = 404, description = "not_found: no such order, or another customer's", body = ErrorBody),
+        (status = 409, description = "order_not_cancellable: it has shipped", body = ErrorBody),
+    ))]
 pub(super) async fn cancel_order(
     State(s): State<ApiState>,
     caller: Caller,
@@ -299,8 +343,15 @@ pub(super) async fn cancel_order(
     }
 }
 
-/// `GET /v1/orders`: the caller's own orders, newest first, a page at a time
-/// (`limit`, and `cursor` from the previous page's `next_cursor`).
+/// The caller's orders
+///
+/// The caller's own orders, newest first, a page at a time (limit, and cursor from the previous page's next_cursor).
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(ListQuery),
+    security(("bearer" = ["orders:read"])),
+    responses(
+        (status = 200, description = "a page of orders", body = OrderList),
+        (status = 422, description = "validation_failed: limit out of range or a cursor this API did not return", body = ErrorBody),
+    ))]
 pub(super) async fn list_orders(
     State(s): State<ApiState>,
     caller: Caller,
@@ -338,15 +389,31 @@ pub(super) async fn list_orders(
     }))
 }
 
-/// `GET /v1/internal/orders/{id}/payment-methods/{attempt}`: the payment
-/// token of an order's payment attempt (1: the placement's; then each
-/// retry's), for the payment service (`payment-methods:read`): the topics
-/// every service and analyst reads do not carry it.
+/// A payment attempt's token.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PaymentMethod {
+    order_id: Uuid,
+    attempt: u32,
+    /// The payment method token of that attempt.
+    payment_method: String,
+}
+
+/// A payment attempt's token
+///
+/// The payment token of an order's payment attempt, for the payment service (payment-methods:read): the topics every service and analyst reads do not carry it.
+#[utoipa::path(get, path = "/v1/internal/orders/{id}/payment-methods/{attempt}", tag = "internal",
+    params(("id" = Uuid, Path, description = "the order's id"),
+        ("attempt" = u32, Path, minimum = 1, description = "1 for the placement, then each retry")),
+    security(("bearer" = ["payment-methods:read"])),
+    responses(
+        (status = 200, description = "the token", body = PaymentMethod),
+        (status = 404, description = "not_found: no such order or attempt", body = ErrorBody),
+    ))]
 pub(super) async fn payment_method(
     State(s): State<ApiState>,
     caller: Caller,
     Path((id, attempt)): Path<(String, u32)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PaymentMethod>, ApiError> {
     caller.require(Scope::PaymentMethodsRead)?;
     let order_id = parse_order_id(&id)?;
     let (_, events) = load_order(&s, order_id).await?;
@@ -358,9 +425,11 @@ pub(super) async fn payment_method(
         _ => None,
     });
     let token = token.ok_or_else(|| ApiError::not_found("no such payment attempt"))?;
-    Ok(Json(
-        json!({ "order_id": order_id, "attempt": attempt, "payment_method": token }),
-    ))
+    Ok(Json(PaymentMethod {
+        order_id,
+        attempt,
+        payment_method: token,
+    }))
 }
 
 /// `order_id` as its stream folds, with the stream's events; no such order

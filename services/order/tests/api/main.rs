@@ -2,6 +2,7 @@
 mod audit;
 mod auth;
 mod catalog_import;
+mod documents;
 mod helpers;
 mod limits;
 mod place_order;

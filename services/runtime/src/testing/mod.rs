@@ -108,3 +108,67 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Holds an importer's documented row (`Importer::Row`, in the OpenAPI
+/// document) to its `check`, field by field: `edge` is a valid row with
+/// every bounded field at its documented limit (a string of `maxLength`
+/// characters, an integer at `maximum`); it must pass, and one character
+/// more, one more, one less than `minimum` or an empty string under a
+/// `minLength` must each fail on that field. Why not, when it does not hold.
+pub fn documented_row_bounds_hold<I: crate::batch::Importer>(
+    importer: &I,
+    edge: serde_json::Value,
+) -> Result<()> {
+    use anyhow::{bail, ensure};
+    use utoipa::PartialSchema;
+    let schema = serde_json::to_value(I::Row::schema())?;
+    let check = |row: &serde_json::Value| {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/x-ndjson"),
+        );
+        let rows =
+            crate::batch::read(&headers, row.to_string().as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok::<_, anyhow::Error>(crate::batch::check(importer, &rows).err().unwrap_or_default())
+    };
+    let problems = check(&edge)?;
+    ensure!(
+        problems.is_empty(),
+        "the edge row {edge} is refused: {problems:?}"
+    );
+    for (field, rule) in schema["properties"].as_object().into_iter().flatten() {
+        let value = &edge[field];
+        let mut past = Vec::new();
+        if let Some(max) = rule["maxLength"].as_u64() {
+            let text = value.as_str().unwrap_or_default();
+            ensure!(
+                text.chars().count() as u64 == max,
+                "{field}: the edge row's is not {max} long"
+            );
+            past.push(serde_json::json!(format!("{text}A")));
+        }
+        if rule["minLength"].as_u64() == Some(1) {
+            past.push(serde_json::json!(""));
+        }
+        if let Some(max) = rule["maximum"].as_i64() {
+            ensure!(
+                value.as_i64() == Some(max),
+                "{field}: the edge row's is not {max}"
+            );
+            past.push(serde_json::json!(max + 1));
+        }
+        if let Some(min) = rule["minimum"].as_i64() {
+            past.push(serde_json::json!(min - 1));
+        }
+        for bad in past {
+            let mut row = edge.clone();
+            row[field] = bad.clone();
+            let problems = check(&row)?;
+            if !problems.iter().any(|p| p.field == *field) {
+                bail!("{field} = {bad} is past what the document says, and check takes it: {problems:?}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -16,6 +16,45 @@ pub fn document(service: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{path} is not JSON"))
 }
 
+/// Where `generated` and the checked-in document of `service` first differ
+/// (a JSON pointer and both values), or `None` when they are the same.
+/// With `OMNISAGA_WRITE_OPENAPI=1` (`make openapi`) the file is written from
+/// `generated` first, so it is what the code says.
+pub fn checked_in_differs(service: &str, generated: &Value) -> Result<Option<String>> {
+    let path = format!(
+        "{}/../../schemas/openapi/{service}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("OMNISAGA_WRITE_OPENAPI").is_some() {
+        let text = serde_json::to_string_pretty(generated)? + "\n";
+        std::fs::write(&path, text).with_context(|| format!("writing {path}"))?;
+    }
+    Ok(first_difference("", &document(service)?, generated))
+}
+
+fn first_difference(at: &str, file: &Value, code: &Value) -> Option<String> {
+    match (file, code) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                first_difference(
+                    &here,
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                )
+            })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(&format!("{at}/{i}"), x, y)),
+        _ if file == code => None,
+        _ => Some(format!("at {at}: the file has {file}, the code says {code}")),
+    }
+}
+
 /// Checks that `body` matches the JSON schema `service`'s document gives
 /// for `method` on `path` (as written in the document, e.g.
 /// `/v1/orders/{id}/stages`) answering `status`; the error lists every
@@ -49,6 +88,21 @@ pub fn check_response(service: &str, method: &str, path: &str, status: u16, body
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_difference_between_two_documents_is_named_by_its_pointer() {
+        let file = json!({"paths": {"/v1/a": {"get": {"summary": "A"}}}, "tags": [1, 2]});
+        assert_eq!(first_difference("", &file, &file), None);
+        let code = json!({"paths": {"/v1/a": {"get": {"summary": "B"}}}, "tags": [1, 2]});
+        assert_eq!(
+            first_difference("", &file, &code).unwrap(),
+            r#"at /paths/~1v1~1a/get/summary: the file has "A", the code says "B""#
+        );
+        let code = json!({"paths": {"/v1/a": {"get": {"summary": "A"}}}, "tags": [1]});
+        assert!(first_difference("", &file, &code)
+            .unwrap()
+            .starts_with("at /tags:"));
+    }
 
     #[test]
     fn a_response_that_drifts_from_its_schema_is_refused_with_where() {
