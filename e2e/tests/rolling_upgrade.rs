@@ -2,8 +2,9 @@
 //! warehouse publishes `OrderShipped` version 1 (as it does until every
 //! consumer runs the release that reads version 2), then, restarted with
 //! `WAREHOUSE_ORDER_SHIPPED_VERSION=2`, version 2. Every consumer (order,
-//! notification, analytics) acts on both, and the warehouse still reads its
-//! own stream with the version-1 event in it.
+//! notification, analytics) acts on both, the app sees both shipments'
+//! tracking numbers alike, and the warehouse still reads its own stream
+//! with the version-1 event in it.
 
 use std::time::Duration;
 
@@ -38,9 +39,15 @@ async fn run(stack: &mut Stack) -> Result<()> {
         .await?;
     shipped_everywhere(&c, &before).await?;
     let (version, payload) = shipment_as_written(stack, &before).await?;
+    let Some(Payload::OrderShipped(v1)) = payload else {
+        anyhow::bail!("published before the switch as version {version}: {payload:?}");
+    };
+    ensure!(version == 1, "schema version {version} on a version-1 payload");
+    // The app sees the version-1 shipment as one parcel.
     ensure!(
-        version == 1 && matches!(payload, Some(Payload::OrderShipped(_))),
-        "published before the switch as version {version}: {payload:?}"
+        tracking_numbers(&c, &before).await? == [v1.tracking_number.clone()],
+        "the order does not show the version-1 shipment's tracking number {}",
+        v1.tracking_number
     );
 
     stack.stop_service("warehouse").await?;
@@ -60,6 +67,15 @@ async fn run(stack: &mut Stack) -> Result<()> {
         shipped.parcels.len() == 1 && shipped.parcels[0].tracking_number.starts_with("OSP"),
         "{shipped:?}"
     );
+    let numbers: Vec<String> = shipped
+        .parcels
+        .iter()
+        .map(|p| p.tracking_number.clone())
+        .collect();
+    ensure!(
+        tracking_numbers(&c, &after).await? == numbers,
+        "the order does not show the version-2 shipment's tracking numbers {numbers:?}"
+    );
 
     // The restarted warehouse folds the stream holding the version-1 event.
     let fulfilment = c
@@ -70,6 +86,17 @@ async fn run(stack: &mut Stack) -> Result<()> {
         "the warehouse no longer reads its version-1 shipment: {fulfilment}"
     );
     Ok(())
+}
+
+/// The tracking numbers `GET /v1/orders/{id}` shows for the order's parcels.
+async fn tracking_numbers(c: &Client, id: &str) -> Result<Vec<String>> {
+    let order = c.order(id).await?;
+    Ok(order["shipment"]["parcels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["tracking_number"].as_str().map(str::to_owned))
+        .collect())
 }
 
 /// Waits until the order service, notification and analytics all acted on

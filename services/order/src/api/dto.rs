@@ -6,7 +6,7 @@
 //! never an omitted field.
 
 use chrono::{DateTime, Utc};
-use omnisaga_proto::v1::{Address, Channel, LineItem, Money};
+use omnisaga_proto::v1::{envelope::Payload, Address, Channel, LineItem, Money};
 use omnisaga_runtime::{event, store::StoredEvent};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -253,12 +253,53 @@ pub(super) struct OrderResponse {
     pub order_id: String,
     pub order_number: String,
     pub placed_at: Option<DateTime<Utc>>,
+    /// The parcels it left in, each with its tracking number; null until it ships.
+    pub shipment: Option<Shipment>,
     #[schema(value_type = domain::Status)]
     pub status: &'static str,
     pub timeline: Vec<TimelineEntry>,
     pub total: MoneyDto,
     pub trace_id: Option<String>,
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// How a shipped order left: one parcel or more.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Shipment {
+    pub parcels: Vec<Parcel>,
+}
+
+/// A parcel and where to follow it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Parcel {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+impl Shipment {
+    /// The shipment `events` record, if the order shipped. A version 1
+    /// `OrderShipped` arrives upcast (one parcel), so both read the same.
+    fn of(events: &[StoredEvent]) -> Option<Self> {
+        events.iter().find_map(|e| match &e.envelope.payload {
+            Some(Payload::OrderShippedV2(shipped)) => Some(Self {
+                parcels: shipped
+                    .parcels
+                    .iter()
+                    .map(|p| Parcel {
+                        carrier: p.carrier.clone(),
+                        tracking_number: p.tracking_number.clone(),
+                    })
+                    .collect(),
+            }),
+            Some(Payload::OrderShipped(v1)) => Some(Self {
+                parcels: vec![Parcel {
+                    carrier: v1.carrier.clone(),
+                    tracking_number: v1.tracking_number.clone(),
+                }],
+            }),
+            _ => None,
+        })
+    }
 }
 
 /// One line of an order.
@@ -292,6 +333,7 @@ impl OrderResponse {
             order_id: p.order_id.clone(),
             order_number: p.order_number.clone(),
             placed_at: events.first().map(|e| event::occurred_at(&e.envelope)),
+            shipment: Shipment::of(events),
             status: order.status.as_str(),
             timeline: events.iter().map(TimelineEntry::from).collect(),
             total: p.total.as_ref().into(),
@@ -510,8 +552,48 @@ mod tests {
                 "placed_at": events.first().map(|e| event::occurred_at(&e.envelope)),
                 "updated_at": events.last().map(|e| event::occurred_at(&e.envelope)),
                 "timeline": timeline,
+                "shipment": null,
             });
             same_bytes(OrderResponse::new(&o, events, trace_id.clone()), was);
         }
+    }
+
+    #[test]
+    fn a_shipped_order_shows_each_parcel_whichever_version_recorded_it() {
+        let parcel = |n: &str| omnisaga_proto::v2::Parcel {
+            carrier: "omnisaga-post".into(),
+            tracking_number: n.into(),
+        };
+        let v2 = Payload::OrderShippedV2(omnisaga_proto::v2::OrderShipped {
+            order_id: "o-1".into(),
+            parcels: vec![parcel("OSP1-1"), parcel("OSP1-2")],
+        });
+        let v1 = Payload::OrderShipped(omnisaga_proto::v1::OrderShipped {
+            order_id: "o-1".into(),
+            carrier: "omnisaga-post".into(),
+            tracking_number: "OSP9".into(),
+        });
+        let with = |payload: Payload| {
+            let mut shipped = stored("OrderShipped", "warehouse");
+            shipped.envelope.payload = Some(payload);
+            let body = serde_json::to_value(OrderResponse::new(
+                &order(Some("c-1"), None),
+                &[stored("OrderPlaced", "order"), shipped],
+                None,
+            ))
+            .unwrap();
+            body["shipment"].clone()
+        };
+        assert_eq!(
+            with(v2),
+            json!({"parcels": [
+                {"carrier": "omnisaga-post", "tracking_number": "OSP1-1"},
+                {"carrier": "omnisaga-post", "tracking_number": "OSP1-2"},
+            ]})
+        );
+        assert_eq!(
+            with(v1),
+            json!({"parcels": [{"carrier": "omnisaga-post", "tracking_number": "OSP9"}]})
+        );
     }
 }
