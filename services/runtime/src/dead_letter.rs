@@ -342,6 +342,7 @@ pub(crate) async fn list(
     responses(
         (status = 200, description = "the dead letter", body = DeadLetterRecord),
         (status = 404, description = "not_found: no such dead letter", body = crate::http::ErrorBody),
+        (status = 405, description = "method_not_allowed: `replay` is no id but the replay route, which takes POST", body = crate::http::ErrorBody),
     ))]
 pub(crate) async fn show(
     State(s): State<AdminState>,
