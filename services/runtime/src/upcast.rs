@@ -1,9 +1,11 @@
 //! The upcaster: an event of an older version becomes its newest before any
-//! handler, decider or fold sees it, so every consumer and stream reader
-//! handles one shape per event type. It runs where envelopes enter a
-//! service: the consumers' decoder ([`crate::consumer::decode`]) and the
-//! event store's loader ([`crate::store::load`]); the stored and published
-//! bytes stay as they were written.
+//! decider or fold sees it, so every stream reader handles one shape per
+//! event type. It runs where events are read: the event store's loader
+//! ([`crate::store::load`]) and each service's wire mapping (`wire.rs`,
+//! through [`order_shipped`]). The consumers' decoder hands an event on as
+//! it came, so a fact is stored as it came and the stored and published
+//! bytes stay as they were written: a service rolled back to a release that
+//! reads only version 1 still reads its streams.
 //!
 //! `OrderShipped` v1 (one carrier and tracking number per order) is
 //! `omnisaga.v2.OrderShipped` with one parcel. The way back,
@@ -121,12 +123,14 @@ mod tests {
     }
 
     #[test]
-    fn the_consumers_decoder_hands_a_v1_event_on_as_v2() {
+    fn the_consumers_decoder_hands_a_v1_event_on_as_it_came_and_a_read_upcasts_it() {
         let v1 = with_event_id(wrapped(Payload::OrderShipped(shipped_v1())));
         let read = crate::consumer::decode(&v1.encode_to_vec()).unwrap();
-        assert_eq!(read.schema_version, 2);
+        assert_eq!(read, v1, "a fact is stored as it came");
+        let folded = envelope(read);
+        assert_eq!(folded.schema_version, 2);
         assert_eq!(
-            read.payload,
+            folded.payload,
             Some(Payload::OrderShippedV2(order_shipped(&shipped_v1())))
         );
     }

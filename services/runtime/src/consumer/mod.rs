@@ -183,11 +183,12 @@ pub struct Consumer<H> {
     pub batch_max: usize,
 }
 
-/// Decodes an envelope, upcasts its payload to the newest version this build
-/// knows ([`crate::upcast`]) and checks what every handler relies on. An
+/// Decodes an envelope and checks what every handler relies on. An
 /// envelope whose payload this build does not know (a newer producer's
 /// event type, or a newer version of a known one) decodes without a
-/// payload: the applier skips it ([`Applier::handle`]).
+/// payload: the applier skips it ([`Applier::handle`]). An older version is
+/// handed on as it came, so a fact is stored as it came
+/// ([`crate::upcast`] runs where it is read).
 pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
     let env = Envelope::decode(bytes).map_err(|e| format!("undecodable envelope: {e}"))?;
     if env.payload.is_none() {
@@ -203,7 +204,6 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope, String> {
             ));
         }
     }
-    let env = crate::upcast::envelope(env);
     if event_id(&env).is_none() {
         return Err(format!("event id {:?} is not a UUID", env.event_id));
     }
