@@ -43,7 +43,13 @@ async fn run(stack: &mut Stack) -> Result<()> {
         anyhow::bail!("published before the switch as version {version}: {payload:?}");
     };
     ensure!(version == 1, "schema version {version} on a version-1 payload");
-    // The app sees the version-1 shipment as one parcel.
+    // The order service keeps the fact as it came (a rollback reads it)...
+    let (kept, fact) = stored_shipment(stack, "order", &format!("order-{before}")).await?;
+    ensure!(
+        kept == 1 && fact == Some(Payload::OrderShipped(v1.clone())),
+        "the order service rewrote the version-1 fact: version {kept}, {fact:?}"
+    );
+    // ...and the app sees the version-1 shipment as one parcel.
     ensure!(
         tracking_numbers(&c, &before).await? == [v1.tracking_number.clone()],
         "the order does not show the version-1 shipment's tracking number {}",
@@ -119,15 +125,20 @@ async fn shipped_everywhere(c: &Client, id: &str) -> Result<()> {
 /// The schema version and payload of the order's `OrderShipped` as the
 /// warehouse wrote it (its stream keeps the bytes it published), not upcast.
 async fn shipment_as_written(stack: &Stack, id: &str) -> Result<(u32, Option<Payload>)> {
-    let url = format!("{}/{}", omnisaga_e2e::pg_server(), stack.database("warehouse"));
+    stored_shipment(stack, "warehouse", &format!("fulfilment-{id}")).await
+}
+
+/// The `OrderShipped` in `service`'s stream `stream_id`, as stored.
+async fn stored_shipment(stack: &Stack, service: &str, stream_id: &str) -> Result<(u32, Option<Payload>)> {
+    let url = format!("{}/{}", omnisaga_e2e::pg_server(), stack.database(service));
     let mut db = sqlx::PgConnection::connect(&url).await?;
     let bytes: Vec<u8> = sqlx::query_scalar(
         "SELECT envelope FROM events WHERE stream_id = $1 AND event_type = 'OrderShipped'",
     )
-    .bind(format!("fulfilment-{id}"))
+    .bind(stream_id)
     .fetch_one(&mut db)
     .await
-    .with_context(|| format!("no OrderShipped in the warehouse's stream of {id}"))?;
+    .with_context(|| format!("no OrderShipped in {service}'s stream {stream_id}"))?;
     let envelope = Envelope::decode(bytes.as_slice())?;
     Ok((envelope.schema_version, envelope.payload))
 }
