@@ -9,7 +9,7 @@ use tokio::process::{Child, Command};
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub(crate) fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(reserve_port()?.0)
 }
 
 /// A free port on 127.0.0.1, held by the listener until it is dropped.

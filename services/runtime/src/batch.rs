@@ -29,6 +29,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::{
     auth::{self, Caller},
     http::ApiError,
+    openapi::error_response,
 };
 
 /// Largest file a batch may be.
@@ -182,10 +183,6 @@ pub fn path_item<I: Importer>() -> Value {
         "the {} import's Row documents other fields than its FIELDS",
         I::KIND
     );
-    let error = |description: &str| {
-        json!({"description": description,
-               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
-    };
     json!({"post": {
         "tags": ["imports"],
         "summary": format!("Import {} rows in one batch, applied whole or not at all (admin)", I::KIND),
@@ -213,10 +210,10 @@ pub fn path_item<I: Importer>() -> Value {
         "responses": {
             "200": {"description": "applied now, or before under this Batch-Id with this body (replayed)",
                     "content": {"application/json": {"schema": outcome}}},
-            "400": error("missing_batch_id, invalid_batch_id (1 to 128 visible ASCII characters) or unreadable_batch (not UTF-8, a CSV without a header, a line that is no JSON object)"),
-            "409": error("batch_id_reused: this Batch-Id was applied with another body"),
-            "413": error("payload_too_large: over the size or row limit"),
-            "422": error(&format!("validation_failed: details.errors lists the problems as {{line, field, problem}} (the first {MAX_LISTED}; details.problems counts them all); nothing was applied")),
+            "400": error_response("400", "missing_batch_id, invalid_batch_id (1 to 128 visible ASCII characters) or unreadable_batch (not UTF-8, a CSV without a header, a line that is no JSON object)"),
+            "409": error_response("409", "batch_id_reused: this Batch-Id was applied with another body"),
+            "413": error_response("413", "payload_too_large: over the size or row limit"),
+            "422": error_response("422", &format!("validation_failed: details.errors lists the problems as {{line, field, problem}} (the first {MAX_LISTED}; details.problems counts them all); nothing was applied")),
         },
     }})
 }

@@ -65,9 +65,17 @@ impl Deprecation {
             successor,
         })
     }
-}
 
-impl Deprecation {
+    /// The `Deprecation` header's value: `@` and the Unix seconds (RFC 9745).
+    fn deprecation_value(&self) -> String {
+        format!("@{}", self.since.timestamp())
+    }
+
+    /// The `Sunset` header's value: an HTTP date (RFC 8594).
+    fn sunset_value(&self) -> String {
+        self.sunset.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    }
+
     /// Marks `operation` (its OpenAPI JSON) deprecated, with the headers its
     /// answers carry and the 410 it gives after the sunset; `successor` is
     /// the successor's path template.
@@ -77,11 +85,11 @@ impl Deprecation {
         let headers = json!({
             "Deprecation": {
                 "description": format!("deprecated since {} (RFC 9745)", self.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                "schema": {"type": "string", "const": format!("@{}", self.since.timestamp())},
+                "schema": {"type": "string", "const": self.deprecation_value()},
             },
             "Sunset": {
                 "description": "answers 410 gone after this (RFC 8594)",
-                "schema": {"type": "string", "const": self.sunset.format("%a, %d %b %Y %H:%M:%S GMT").to_string()},
+                "schema": {"type": "string", "const": self.sunset_value()},
             },
             "Link": {
                 "description": format!("<{successor}>; rel=\"successor-version\""),
@@ -94,11 +102,11 @@ impl Deprecation {
                     response["headers"] = headers.clone();
                 }
             }
-            responses.insert(
-                "410".into(),
-                json!({"description": format!("gone: retired after its sunset ({}); the message names the successor", self.sunset.format("%Y-%m-%d")),
-                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            let gone = format!(
+                "gone: retired after its sunset ({}); the message names the successor",
+                self.sunset.format("%Y-%m-%d")
             );
+            responses.insert("410".into(), crate::openapi::error_response("410", &gone));
         }
     }
 }
@@ -110,15 +118,9 @@ impl IntoResponseParts for Headers {
         let values = [
             (
                 HeaderName::from_static("deprecation"),
-                format!("@{}", self.deprecation.since.timestamp()),
+                self.deprecation.deprecation_value(),
             ),
-            (
-                HeaderName::from_static("sunset"),
-                self.deprecation
-                    .sunset
-                    .format("%a, %d %b %Y %H:%M:%S GMT")
-                    .to_string(),
-            ),
+            (HeaderName::from_static("sunset"), self.deprecation.sunset_value()),
             (LINK, format!("<{}>; rel=\"successor-version\"", self.successor)),
         ];
         for (name, value) in values {

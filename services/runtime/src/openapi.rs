@@ -172,7 +172,9 @@ fn complete(op: &mut Value) {
     }
 }
 
-fn error_response(status: &str, description: &str) -> Value {
+/// An error answer of `status`: `description` and the error envelope (with
+/// `Retry-After` on a 429).
+pub(crate) fn error_response(status: &str, description: &str) -> Value {
     let mut response = json!({
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},

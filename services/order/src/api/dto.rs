@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use omnisaga_proto::v1::{envelope::Payload, Address, Channel, LineItem, Money};
-use omnisaga_runtime::{event, store::StoredEvent};
+use omnisaga_runtime::{event, store::StoredEvent, upcast};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -277,27 +277,23 @@ pub(super) struct Parcel {
 }
 
 impl Shipment {
-    /// The shipment `events` record, if the order shipped. A version 1
-    /// `OrderShipped` arrives upcast (one parcel), so both read the same.
+    /// The shipment `events` record, if the order shipped; a version 1
+    /// `OrderShipped` read through the upcaster (one parcel).
     fn of(events: &[StoredEvent]) -> Option<Self> {
-        events.iter().find_map(|e| match &e.envelope.payload {
-            Some(Payload::OrderShippedV2(shipped)) => Some(Self {
-                parcels: shipped
-                    .parcels
-                    .iter()
-                    .map(|p| Parcel {
-                        carrier: p.carrier.clone(),
-                        tracking_number: p.tracking_number.clone(),
-                    })
-                    .collect(),
-            }),
-            Some(Payload::OrderShipped(v1)) => Some(Self {
-                parcels: vec![Parcel {
-                    carrier: v1.carrier.clone(),
-                    tracking_number: v1.tracking_number.clone(),
-                }],
-            }),
+        let shipped = events.iter().find_map(|e| match &e.envelope.payload {
+            Some(Payload::OrderShippedV2(shipped)) => Some(shipped.clone()),
+            Some(Payload::OrderShipped(v1)) => Some(upcast::order_shipped(v1)),
             _ => None,
+        })?;
+        Some(Self {
+            parcels: shipped
+                .parcels
+                .into_iter()
+                .map(|p| Parcel {
+                    carrier: p.carrier,
+                    tracking_number: p.tracking_number,
+                })
+                .collect(),
         })
     }
 }

@@ -32,6 +32,17 @@ pub fn checked_in_differs(service: &str, generated: &Value) -> Result<Option<Str
     Ok(first_difference("", &document(service)?, generated))
 }
 
+/// Fails, naming the first difference and `make openapi`, unless the
+/// checked-in document of `service` is `generated` (written first with
+/// `OMNISAGA_WRITE_OPENAPI=1`).
+pub fn assert_checked_in(service: &str, generated: &Value) {
+    let differs = checked_in_differs(service, generated).unwrap();
+    assert_eq!(
+        differs, None,
+        "schemas/openapi/{service}.json is not what the code says: run `make openapi`"
+    );
+}
+
 fn first_difference(at: &str, file: &Value, code: &Value) -> Option<String> {
     match (file, code) {
         (Value::Object(a), Value::Object(b)) => {
