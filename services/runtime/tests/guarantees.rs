@@ -284,18 +284,20 @@ impl Handler for Recorder {
     }
 }
 
+/// A placement of order `id`, as a producer would publish it.
+fn placed(id: &str) -> omnisaga_proto::v1::Envelope {
+    let payload = Payload::OrderPlaced(OrderPlaced {
+        order_id: id.into(),
+        ..Default::default()
+    });
+    event::envelope("test", id, payload, &EventMeta::default(), chrono::Utc::now())
+}
+
 #[tokio::test]
 async fn a_duplicate_is_applied_once_and_an_undecodable_record_is_dead_lettered() -> Result<()> {
     let (pool, kafka) = setup().await?;
     let topics = kafka.topics();
     let producer = kafka::producer(&kafka, "test-producer")?;
-    let placed = |id: &str| {
-        let payload = Payload::OrderPlaced(OrderPlaced {
-            order_id: id.into(),
-            ..Default::default()
-        });
-        event::envelope("test", id, payload, &EventMeta::default(), chrono::Utc::now())
-    };
     let first = placed("order-1");
     let second = placed("order-2");
     let records: Vec<(&str, Vec<u8>)> = vec![
@@ -350,13 +352,6 @@ async fn an_event_of_a_type_or_version_this_build_does_not_know_is_skipped_and_i
     let (pool, kafka) = setup().await?;
     let topics = kafka.topics();
     let producer = kafka::producer(&kafka, "test-producer")?;
-    let placed = |id: &str| {
-        let payload = Payload::OrderPlaced(OrderPlaced {
-            order_id: id.into(),
-            ..Default::default()
-        });
-        event::envelope("test", id, payload, &EventMeta::default(), chrono::Utc::now())
-    };
     // A newer producer's event: a type in a payload field this build's
     // Envelope does not have (999, bytes), and its name.
     let mut newer = placed("order-5");
