@@ -92,13 +92,16 @@ pub async fn orders(stack: &Stack) -> Result<HashMap<String, (String, String)>> 
 }
 
 /// Whether the stack is quiet: every accepted order terminal, nothing left
-/// in an outbox, a provider call queue, a pick queue or a message queue.
+/// in an outbox, a provider call queue, a pick queue or a message queue, and
+/// every consumer group's offsets committed up to the end of its topics (a
+/// consumer commits what it handled every half second, so an order can be
+/// terminal while the event after it is still being applied or committed).
 pub async fn quiet(stack: &Stack, history: &[Placement]) -> Result<bool> {
     let orders = orders(stack).await?;
     let open = accepted(history)
         .filter(|id| !orders.get(*id).is_some_and(|(_, status)| terminal(status)))
         .count();
-    Ok(open == 0 && backlog(stack).await?.is_empty())
+    Ok(open == 0 && backlog(stack).await?.is_empty() && lag(stack).await?.iter().all(|(_, l)| *l == 0))
 }
 
 fn terminal(status: &str) -> bool {
