@@ -12,6 +12,7 @@
 //! ([`bench`](mod@bench)). [`bin_dir`], [`repo_root`] and [`pg_server`] say where the
 //! build's binaries, the clone and the PostgreSQL server are.
 
+pub mod balancer;
 pub mod bench;
 pub mod chaos;
 pub mod client;
@@ -113,6 +114,10 @@ pub struct StackOptions {
     pub fixed_ports: bool,
     /// Extra environment per service name ("*" for all).
     pub env: BTreeMap<String, Vec<(String, String)>>,
+    /// Instances per service name (1 when not named): more than one run
+    /// behind a [`balancer::Balancer`] on the service's address, in one
+    /// consumer group and on one database.
+    pub instances: BTreeMap<String, usize>,
 }
 
 impl StackOptions {
@@ -130,6 +135,7 @@ impl StackOptions {
             topic_prefix: format!("{prefix}."),
             fixed_ports: false,
             env: BTreeMap::new(),
+            instances: BTreeMap::new(),
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }
@@ -139,6 +145,17 @@ impl StackOptions {
         self.set_env("warehouse", "WAREHOUSE_PICK_MS", &pick.to_string())
             .set_env("warehouse", "WAREHOUSE_PACK_MS", &pack.to_string())
             .set_env("warehouse", "WAREHOUSE_SHIP_MS", &ship.to_string())
+    }
+
+    /// Runs `n` instances of `service`.
+    pub fn instances(mut self, service: &str, n: usize) -> Self {
+        self.instances.insert(service.to_owned(), n.max(1));
+        self
+    }
+
+    /// How many instances of `service` run.
+    pub fn instances_of(&self, service: &str) -> usize {
+        self.instances.get(service).copied().unwrap_or(1).max(1)
     }
 
     /// Adds an environment variable for `service` ("*" for all).
@@ -151,11 +168,30 @@ impl StackOptions {
     }
 }
 
-/// A running service of the stack: its name and base URL.
+/// A running instance of a service of the stack: its service's name, its
+/// number (1 to the service's instances) and its own base URL.
 pub struct Service {
     pub name: &'static str,
+    pub instance: usize,
     pub url: String,
     child: Child,
+}
+
+impl Service {
+    /// `payment` for a service's first instance, `payment-2` for its second:
+    /// the name of its log and process.
+    pub fn label(&self) -> String {
+        instance_label(self.name, self.instance)
+    }
+}
+
+/// `name` for instance 1, `name-N` for instance N.
+pub fn instance_label(name: &str, instance: usize) -> String {
+    if instance <= 1 {
+        name.to_owned()
+    } else {
+        format!("{name}-{instance}")
+    }
 }
 
 /// The running stack. Its processes are killed when it is dropped;
@@ -177,8 +213,13 @@ pub struct Stack {
     /// JWKS is what the services verify against.
     pub signer: std::sync::Arc<omnisaga_auth::Signer>,
     options: StackOptions,
+    /// Each service's address: its instance's, or its balancer's.
     ports: BTreeMap<&'static str, u16>,
-    /// The free ports picked for services not started yet, held open until
+    /// Each instance's own port.
+    instance_ports: BTreeMap<(&'static str, usize), u16>,
+    /// The free ports picked for instances not started yet, held open until
     /// each starts, so no other process on the machine takes one meanwhile.
-    reserved: std::sync::Mutex<BTreeMap<&'static str, std::net::TcpListener>>,
+    reserved: std::sync::Mutex<BTreeMap<(&'static str, usize), std::net::TcpListener>>,
+    /// The balancers in front of services run as several instances.
+    balancers: Vec<balancer::Balancer>,
 }

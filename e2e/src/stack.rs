@@ -9,7 +9,8 @@ use omnisaga_auth::{Scope, Signer};
 use tokio::process::Command;
 
 use crate::{
-    bin_dir, broker, database, kafka,
+    balancer::Balancer,
+    bin_dir, broker, database, instance_label, kafka,
     process::{free_port, open_log, reserve_port, terminate, wait_ready},
     repo_root, viewer, Service, Stack, StackOptions, SERVICES,
 };
@@ -59,30 +60,57 @@ impl Stack {
             broker,
             options,
             ports: BTreeMap::new(),
+            instance_ports: BTreeMap::new(),
             reserved: Default::default(),
+            balancers: Vec::new(),
         };
 
         database::ensure_all(&stack.options).await?;
 
         for (name, default_port) in SERVICES {
-            let port = if stack.options.fixed_ports {
-                default_port
+            let instances = stack.options.instances_of(name);
+            let (port, held) = if stack.options.fixed_ports {
+                (default_port, None)
             } else {
                 let (port, held) = reserve_port()?;
-                stack
-                    .reserved
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(name, held);
-                port
+                (port, Some(held))
             };
             stack.ports.insert(name, port);
+            if instances == 1 {
+                stack.instance_ports.insert((name, 1), port);
+                if let Some(held) = held {
+                    stack.reserve((name, 1), held);
+                }
+                continue;
+            }
+            let mut backends = Vec::new();
+            for i in 1..=instances {
+                let (port, held) = reserve_port()?;
+                stack.instance_ports.insert((name, i), port);
+                stack.reserve((name, i), held);
+                backends.push(port);
+            }
+            let listener = match held {
+                Some(held) => held,
+                None => std::net::TcpListener::bind(("127.0.0.1", port))
+                    .with_context(|| format!("Failed to listen on {port} for {name}'s instances"))?,
+            };
+            stack.balancers.push(Balancer::start(listener, backends)?);
         }
         for (name, _) in SERVICES {
-            let service = stack.spawn(name).await?;
-            stack.services.push(service);
+            for i in 1..=stack.options.instances_of(name) {
+                let service = stack.spawn(name, i).await?;
+                stack.services.push(service);
+            }
         }
         Ok(stack)
+    }
+
+    fn reserve(&self, instance: (&'static str, usize), held: std::net::TcpListener) {
+        self.reserved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(instance, held);
     }
 
     /// The prefix of the stack's topics and consumer groups.
@@ -95,15 +123,17 @@ impl Stack {
         self.options.dir.join(format!("logs/{name}.log"))
     }
 
-    /// Starts service `name` with the stack's settings and waits until it is ready.
-    async fn spawn(&self, name: &'static str) -> Result<Service> {
-        let port = self.ports[name];
+    /// Starts instance `instance` of service `name` with the stack's
+    /// settings and waits until it is ready.
+    async fn spawn(&self, name: &'static str, instance: usize) -> Result<Service> {
+        let port = self.instance_ports[&(name, instance)];
         let url = format!("http://127.0.0.1:{port}");
         let db_url = format!(
             "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
             self.options.db_prefix
         );
-        let log_path = self.options.dir.join(format!("logs/{name}.log"));
+        let label = instance_label(name, instance);
+        let log_path = self.options.dir.join(format!("logs/{label}.log"));
         let log = open_log(&log_path)?;
         let log_from = std::fs::metadata(&log_path).map_or(0, |m| m.len());
         let bin = bin_dir()?.join(name);
@@ -129,6 +159,7 @@ impl Stack {
             )
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.otlp_endpoint)
             .env("OTEL_SERVICE_NAME", name)
+            .env("OTEL_RESOURCE_ATTRIBUTES", format!("service.instance.id={label}"))
             .env("OTEL_BSP_SCHEDULE_DELAY", "500")
             // One build of everything: every consumer reads version 2.
             .env("WAREHOUSE_ORDER_SHIPPED_VERSION", "2")
@@ -144,12 +175,12 @@ impl Stack {
                 cmd.env(k, v);
             }
         }
-        // Its port, held since the stack picked it, is the service's now.
+        // Its port, held since the stack picked it, is the instance's now.
         drop(
             self.reserved
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(name),
+                .remove(&(name, instance)),
         );
         let mut child = cmd.spawn().with_context(|| {
             format!(
@@ -157,16 +188,32 @@ impl Stack {
                 bin.display()
             )
         })?;
-        wait_ready(name, &url, &mut child, &log_path, log_from).await?;
-        Ok(Service { name, url, child })
+        wait_ready(&label, &url, &mut child, &log_path, log_from).await?;
+        Ok(Service {
+            name,
+            instance,
+            url,
+            child,
+        })
     }
 
-    fn take(&mut self, name: &str) -> Result<Service> {
+    /// Takes every running instance of service `name` out of the stack.
+    fn take(&mut self, name: &str) -> Result<Vec<Service>> {
+        let (taken, kept) = std::mem::take(&mut self.services)
+            .into_iter()
+            .partition(|s| s.name == name);
+        self.services = kept;
+        anyhow::ensure!(!taken.is_empty(), "{name} is not running");
+        Ok(taken)
+    }
+
+    /// Takes instance `instance` of service `name` out of the stack.
+    fn take_instance(&mut self, name: &str, instance: usize) -> Result<Service> {
         let i = self
             .services
             .iter()
-            .position(|s| s.name == name)
-            .with_context(|| format!("{name} is not running"))?;
+            .position(|s| s.name == name && s.instance == instance)
+            .with_context(|| format!("{} is not running", instance_label(name, instance)))?;
         Ok(self.services.remove(i))
     }
 
@@ -175,7 +222,7 @@ impl Stack {
         let mut out: Vec<(String, u32)> = self
             .services
             .iter()
-            .filter_map(|s| Some((s.name.to_owned(), s.child.id()?)))
+            .filter_map(|s| Some((s.label(), s.child.id()?)))
             .collect();
         out.extend(
             self.broker
@@ -196,23 +243,67 @@ impl Stack {
             .push((key.to_owned(), value.to_owned()));
     }
 
-    /// Stops service `name` gracefully (SIGTERM).
+    /// Stops every instance of service `name` gracefully (SIGTERM).
     pub async fn stop_service(&mut self, name: &str) -> Result<()> {
-        let mut s = self.take(name)?;
-        terminate(&mut s.child, s.name).await;
+        for mut s in self.take(name)? {
+            let label = s.label();
+            terminate(&mut s.child, &label).await;
+        }
         Ok(())
     }
 
-    /// Kills service `name` with SIGKILL: no chance to finish anything.
+    /// Kills every instance of service `name` with SIGKILL: no chance to
+    /// finish anything.
     pub async fn kill_service(&mut self, name: &str) -> Result<()> {
-        let mut s = self.take(name)?;
+        for mut s in self.take(name)? {
+            s.child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts every instance of a stopped service again, on the same ports
+    /// and database.
+    pub async fn start_service(&mut self, name: &'static str) -> Result<()> {
+        for i in 1..=self.options.instances_of(name) {
+            if !self.running(name).contains(&i) {
+                self.start_instance(name, i).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The instances of service `name` running now.
+    pub fn running(&self, name: &str) -> Vec<usize> {
+        self.services
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.instance)
+            .collect()
+    }
+
+    /// How many instances of service `name` the stack runs when whole.
+    pub fn instances(&self, name: &str) -> usize {
+        self.options.instances_of(name)
+    }
+
+    /// Stops instance `instance` of service `name` gracefully (SIGTERM).
+    pub async fn stop_instance(&mut self, name: &str, instance: usize) -> Result<()> {
+        let mut s = self.take_instance(name, instance)?;
+        let label = s.label();
+        terminate(&mut s.child, &label).await;
+        Ok(())
+    }
+
+    /// Kills instance `instance` of service `name` with SIGKILL.
+    pub async fn kill_instance(&mut self, name: &str, instance: usize) -> Result<()> {
+        let mut s = self.take_instance(name, instance)?;
         s.child.kill().await?;
         Ok(())
     }
 
-    /// Starts a stopped service again, on the same port and database.
-    pub async fn start_service(&mut self, name: &'static str) -> Result<()> {
-        let s = self.spawn(name).await?;
+    /// Starts instance `instance` of service `name` again, on its port.
+    pub async fn start_instance(&mut self, name: &'static str, instance: usize) -> Result<()> {
+        let s = self.spawn(name, instance).await?;
         self.services.push(s);
         Ok(())
     }
@@ -267,7 +358,8 @@ impl Stack {
     /// the stack's own broker and the trace viewer.
     pub async fn stop(mut self) -> Result<()> {
         for s in self.services.iter_mut().rev() {
-            terminate(&mut s.child, s.name).await;
+            let label = s.label();
+            terminate(&mut s.child, &label).await;
         }
         if let Some(broker) = self.broker.as_mut() {
             terminate(&mut broker.child, "broker").await;

@@ -184,6 +184,7 @@ async fn main() -> Result<()> {
         topic_prefix: "omnisaga.".into(),
         fixed_ports: false,
         env: BTreeMap::new(),
+        instances: BTreeMap::new(),
     }
     .set_env("warehouse", "WAREHOUSE_PICK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")

@@ -23,6 +23,7 @@ async fn main() -> Result<()> {
         topic_prefix: "omnisaga.".into(),
         fixed_ports: true,
         env: Default::default(),
+        instances: Default::default(),
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;

@@ -257,8 +257,8 @@ impl Catalog {
 
     /// The partitions every topic is created with, unless
     /// `KAFKA_TOPIC_PARTITIONS` says otherwise ([`Catalog::parse`] checks
-    /// they are one number). The catalog says 3: three consumers of a group
-    /// can share a topic.
+    /// they are one number). The catalog says 6: up to six instances of a
+    /// consuming service share a topic, and 1, 2, 3 or 6 of them evenly.
     pub fn partitions(&self) -> i32 {
         self.topics[0].partitions
     }

@@ -118,7 +118,7 @@ fn a_dead_letter_topic_not_named_after_its_topic_is_refused() {
 
 #[test]
 fn topics_with_different_partitions_are_refused() {
-    let err = edited(|json| topic_of(json, "warehouse")["partitions"] = 6.into()).unwrap_err();
+    let err = edited(|json| topic_of(json, "warehouse")["partitions"] = 3.into()).unwrap_err();
     assert!(err.to_string().contains("KAFKA_TOPIC_PARTITIONS"), "{err}");
 }
 

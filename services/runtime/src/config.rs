@@ -6,7 +6,7 @@
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
-//! | `KAFKA_TOPIC_PARTITIONS` | `3` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
+//! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
@@ -181,7 +181,7 @@ pub struct KafkaConfig {
     /// the default follows the service's [`Fetch`]).
     pub fetch_min_bytes: u32,
     /// Partitions of each topic the service creates when it is missing
-    /// (`KAFKA_TOPIC_PARTITIONS`, default the catalog's, 3); existing topics keep theirs
+    /// (`KAFKA_TOPIC_PARTITIONS`, default the catalog's, 6); existing topics keep theirs
     /// (add partitions with Kafka's tools, knowing that keys then move).
     pub topic_partitions: i32,
     /// Replicas of each partition of a topic the service creates

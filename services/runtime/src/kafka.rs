@@ -15,12 +15,12 @@ use anyhow::{Context, Result};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::{ClientContext, DefaultClientContext},
-    consumer::StreamConsumer,
+    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, KafkaResult},
     message::{DeliveryResult, Message as _, OwnedHeaders},
     producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext},
     types::RDKafkaErrorCode,
-    ClientConfig,
+    ClientConfig, TopicPartitionList,
 };
 use tokio::sync::oneshot;
 
@@ -152,11 +152,23 @@ impl Producer {
     }
 }
 
+/// A service's consumer of its group: see [`consumer`].
+pub type GroupConsumer = StreamConsumer<Rebalances>;
+
 /// A consumer in `group` that never stores an offset by itself.
-pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
+///
+/// Instances of a service share their group's partitions by cooperative
+/// sticky assignment: when one joins or leaves, only the partitions that
+/// move are revoked, and the others keep consuming through the rebalance.
+/// Offsets are stored only once a batch is handled; when partitions are
+/// revoked, what was stored is committed before they go ([`Rebalances`]),
+/// so their next owner starts where this one stopped rather than up to one
+/// auto-commit interval earlier.
+pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<GroupConsumer> {
     base(kafka)
         .set("group.id", group)
         .set("group.protocol", "classic")
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
@@ -166,8 +178,72 @@ pub fn consumer(kafka: &KafkaConfig, group: &str) -> Result<StreamConsumer> {
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
         .set("fetch.min.bytes", kafka.fetch_min_bytes.to_string())
-        .create()
+        .create_with_context(Rebalances {
+            group: group.to_owned(),
+        })
         .context("Failed to create the Kafka consumer")
+}
+
+/// A group consumer's rebalance callbacks: commits the stored offsets of
+/// partitions being revoked, and logs what moved.
+///
+/// A [`StreamConsumer`] serves rebalances inside `recv`, and the consumer
+/// loop calls it only between batches, after storing the last batch's
+/// offsets: so what is committed here is everything handled. A record
+/// fetched together with the revocation is still handled, its offset no
+/// longer stored; its partition's next owner gets it again, and the inbox
+/// drops it (waiting, if the first transaction has not committed yet, so
+/// the order of an order's events holds across the move).
+pub struct Rebalances {
+    group: String,
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(group = %self.group, partitions = %listed(partitions), "partitions revoked");
+                crate::metrics::get()
+                    .consumer_rebalances
+                    .with_label_values(&["revoked"])
+                    .inc_by(partitions.count() as u64);
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) => {}
+                    // Nothing handled since the last commit.
+                    Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                    Err(e) => {
+                        tracing::warn!(group = %self.group, error = %e, "offsets not committed on revoke")
+                    }
+                }
+            }
+            Rebalance::Assign(partitions) => {
+                tracing::info!(group = %self.group, partitions = %listed(partitions), "partitions assigned");
+                crate::metrics::get()
+                    .consumer_rebalances
+                    .with_label_values(&["assigned"])
+                    .inc_by(partitions.count() as u64);
+            }
+            Rebalance::Error(e) => tracing::warn!(group = %self.group, error = %e, "rebalance failed"),
+        }
+    }
+}
+
+/// `topic[0,1,2] other[4]`, for the log.
+fn listed(partitions: &TopicPartitionList) -> String {
+    let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+    for e in partitions.elements() {
+        by_topic
+            .entry(e.topic().to_owned())
+            .or_default()
+            .push(e.partition());
+    }
+    by_topic
+        .iter()
+        .map(|(t, ps)| format!("{t}{ps:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Creates every topic of the catalog and its dead-letter topic, with the

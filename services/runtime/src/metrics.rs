@@ -27,6 +27,7 @@ pub struct Metrics {
     pub consumer_handled: IntCounterVec,
     pub consumer_duration: HistogramVec,
     pub consumer_lag: IntGaugeVec,
+    pub consumer_rebalances: IntCounterVec,
     pub outbox_backlog: IntGauge,
     pub outbox_published: IntCounterVec,
     pub outbox_latency: HistogramVec,
@@ -90,6 +91,11 @@ impl Metrics {
                 &["consumer", "topic", "partition"],
             )?,
             consumer_lag,
+            consumer_rebalances: counter(
+                "omnisaga_consumer_rebalanced_partitions_total",
+                "Partitions assigned to or revoked from this instance's consumers",
+                &["change"],
+            )?,
             outbox_backlog: gauge("omnisaga_outbox_backlog", "Outbox rows not yet published")?,
             outbox_published: counter(
                 "omnisaga_outbox_published_total",

@@ -7,8 +7,10 @@
 //! higher one) is published on the next pass instead of being skipped. Rows of
 //! one order always come from transactions serialized by that order's stream
 //! version, so per-key order is commit order. Only one relay per database
-//! publishes at a time (a PostgreSQL advisory lock), and it is woken in
-//! process after a commit, never by a NOTIFY inside the business transaction.
+//! publishes at a time (a PostgreSQL advisory lock held by its connection;
+//! the others try for it every poll, so one takes over within a poll of the
+//! leader's death), and it is woken in process after a commit, never by a
+//! NOTIFY inside the business transaction.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -272,8 +274,12 @@ impl Worker for Leader {
                     .await
                     .context("Failed to acquire a connection")?;
                 if !relay.try_lock(&mut conn).await? {
-                    return Ok(Claimed::Wait(relay.poll * 4));
+                    // Another instance leads; should it die, its lock goes
+                    // with its connection and this one takes over within a
+                    // poll.
+                    return Ok(Claimed::Wait(relay.poll));
                 }
+                tracing::info!("this instance's outbox relay leads");
                 *lock = Some(conn);
             }
         }
@@ -341,7 +347,20 @@ impl Leader {
 }
 
 impl Relay {
+    /// Takes the leader lock if nobody holds it. The lock is the
+    /// connection's: a leader that dies loses it as soon as the server sees
+    /// its connection gone, at once when its process dies, and when its
+    /// machine or network does, once TCP keepalives of this connection go
+    /// unanswered (idle 10 s, then 3 probes 5 s apart: about 25 s, not the
+    /// system's default two hours).
     async fn try_lock(&self, conn: &mut PgConnection) -> Result<bool> {
+        sqlx::query(
+            "SELECT set_config('tcp_keepalives_idle', '10', false),
+                    set_config('tcp_keepalives_interval', '5', false),
+                    set_config('tcp_keepalives_count', '3', false)",
+        )
+        .execute(&mut *conn)
+        .await?;
         Ok(sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(self.lock_key)
             .fetch_one(conn)

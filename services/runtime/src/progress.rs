@@ -8,21 +8,20 @@ use std::{
 };
 
 use axum::{extract::State, routing::get, Json, Router};
-use rdkafka::{
-    consumer::{Consumer, StreamConsumer},
-    Offset,
-};
+use rdkafka::{consumer::Consumer, Offset};
+
+use crate::kafka::GroupConsumer;
 use serde::Serialize;
 
 /// Where a running consumer publishes itself for the progress endpoint.
 #[derive(Clone, Default)]
-pub struct Slot(Arc<Mutex<Option<Arc<StreamConsumer>>>>);
+pub struct Slot(Arc<Mutex<Option<Arc<GroupConsumer>>>>);
 
 impl Slot {
-    pub fn set(&self, consumer: Option<Arc<StreamConsumer>>) {
+    pub fn set(&self, consumer: Option<Arc<GroupConsumer>>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = consumer;
     }
-    pub fn get(&self) -> Option<Arc<StreamConsumer>> {
+    pub fn get(&self) -> Option<Arc<GroupConsumer>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
@@ -44,7 +43,7 @@ pub struct PartitionProgress {
 /// connection in order, so each waits behind the consumer's own fetch (up to
 /// its fetch wait, `KAFKA_FETCH_WAIT_MAX_MS`); asked one after the other, a
 /// consumer of nine partitions took seconds.
-pub fn progress(consumer: &StreamConsumer) -> Result<Vec<PartitionProgress>, rdkafka::error::KafkaError> {
+pub fn progress(consumer: &GroupConsumer) -> Result<Vec<PartitionProgress>, rdkafka::error::KafkaError> {
     let timeout = Duration::from_secs(2);
     let positions = consumer.position()?;
     let committed = consumer.committed(timeout)?;
@@ -100,29 +99,51 @@ pub struct Registered {
 /// broker calls block (up to 2 s each) when the broker is down, so they run
 /// in their own task, one at a time, and a scrape waits for them at most a
 /// second: it then reports the last values rather than timing out.
+///
+/// An instance reports only the partitions assigned to it now: a partition
+/// that moved to another instance loses its series here, so the group's
+/// lag summed over instances counts each partition once.
 pub fn lag_refresh(consumers: Vec<Registered>) -> crate::metrics::Refresh {
     let consumers = Arc::new(consumers);
     let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reported: Arc<Mutex<Vec<[String; 3]>>> = Arc::default();
     Arc::new(move |_pool| {
-        let (consumers, running) = (consumers.clone(), running.clone());
+        let (consumers, running, reported) = (consumers.clone(), running.clone(), reported.clone());
         Box::pin(async move {
             if running.swap(true, std::sync::atomic::Ordering::AcqRel) {
                 return;
             }
             let task = tokio::spawn(async move {
                 let _done = ClearOnDrop(running);
+                let lag = &crate::metrics::get().consumer_lag;
+                let mut now = Vec::new();
                 for c in consumers.iter() {
-                    let Some(consumer) = c.slot.get() else { continue };
-                    let Ok(Ok(parts)) = tokio::task::spawn_blocking(move || progress(&consumer)).await else {
-                        continue;
+                    let consumer = c.slot.get();
+                    let parts = match consumer {
+                        Some(consumer) => {
+                            match tokio::task::spawn_blocking(move || progress(&consumer)).await {
+                                Ok(Ok(parts)) => parts,
+                                // Unknown for now: keep what was reported.
+                                _ => {
+                                    let kept = reported.lock().unwrap_or_else(|e| e.into_inner());
+                                    now.extend(kept.iter().filter(|l| l[0] == c.name).cloned());
+                                    continue;
+                                }
+                            }
+                        }
+                        None => Vec::new(),
                     };
                     for p in parts {
-                        crate::metrics::get()
-                            .consumer_lag
-                            .with_label_values(&[c.name.as_str(), p.topic.as_str(), &p.partition.to_string()])
-                            .set(p.lag);
+                        let labels = [c.name.clone(), p.topic, p.partition.to_string()];
+                        lag.with_label_values(&labels).set(p.lag);
+                        now.push(labels);
                     }
                 }
+                let mut reported = reported.lock().unwrap_or_else(|e| e.into_inner());
+                for gone in reported.iter().filter(|l| !now.contains(l)) {
+                    let _ = lag.remove_label_values(&[gone[0].as_str(), gone[1].as_str(), gone[2].as_str()]);
+                }
+                *reported = now;
             });
             let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         })

@@ -179,7 +179,7 @@ impl Base {
             .merge(metrics::routes(self.pool.clone(), refreshers))
             .fallback(http::not_found)
             .layer(middleware::from_fn_with_state(
-                limits::Guard::new(self.config.limits),
+                limits::Guard::new(self.config.limits, self.pool.clone()),
                 limits::limit,
             ))
             .layer(middleware::from_fn_with_state(self.pool.clone(), audit::record))

@@ -21,7 +21,7 @@ use omnisaga_runtime::{
     testing,
 };
 use rdkafka::{
-    consumer::{Consumer as _, StreamConsumer},
+    consumer::Consumer as _,
     message::{Header, Headers, Message, OwnedHeaders},
 };
 use sqlx::PgPool;
@@ -84,7 +84,7 @@ fn start_consumer_and_relay<H: Handler>(
 
 /// Reads `topic` from the start until `n` records arrived: (payload, headers).
 async fn read(kafka: &KafkaConfig, topic: &str, n: usize) -> Result<Vec<(Vec<u8>, HashMap<String, String>)>> {
-    let consumer: StreamConsumer = kafka::consumer(kafka, &format!("reader-{}", uuid::Uuid::new_v4()))?;
+    let consumer = kafka::consumer(kafka, &format!("reader-{}", uuid::Uuid::new_v4()))?;
     consumer.subscribe(&[topic])?;
     let mut out = Vec::new();
     while out.len() < n {

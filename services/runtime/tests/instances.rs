@@ -1,0 +1,111 @@
+//! Several instances of a service on one database: one outbox relay
+//! publishes at a time, and when its instance dies another takes over
+//! within a poll, against the real broker and PostgreSQL.
+
+use std::{collections::BTreeMap, str::FromStr, time::Duration};
+
+use anyhow::{Context, Result};
+use omnisaga_runtime::{
+    db, kafka,
+    outbox::{self, OutboxWaker, Relay},
+    testing,
+};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
+use tokio::{task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The relay's poll: the service's default.
+const POLL: Duration = Duration::from_secs(1);
+
+/// An instance's pool, its connections named `name` in `pg_stat_activity`.
+async fn instance_pool(url: &str, name: &str) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)?.application_name(name);
+    Ok(PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?)
+}
+
+/// The instance whose connection holds the relay's advisory lock.
+async fn leader(pool: &PgPool) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_optional(pool)
+    .await?)
+}
+
+async fn write_row(pool: &PgPool, topic: &str, key: &str) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    outbox::enqueue_raw(&mut tx, topic, key, key.as_bytes(), &BTreeMap::new()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn wait_published(pool: &PgPool, what: &str) -> Result<()> {
+    testing::wait_for(what, Duration::from_secs(30), || async {
+        (outbox::backlog(pool).await.ok()? == 0).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> Result<()> {
+    let url = testing::fresh_database("instances").await?;
+    let admin = db::connect(&url, 2).await?;
+    db::migrate(&admin, sqlx::migrate!("./tests/migrations")).await?;
+    let kafka = testing::fresh_kafka()?;
+    kafka::ensure_topics(&kafka).await?;
+    let topic = kafka.topics().orders;
+
+    let mut relays: BTreeMap<String, (PgPool, JoinHandle<Result<()>>, CancellationToken)> = BTreeMap::new();
+    for name in ["instance-a", "instance-b", "instance-c"] {
+        let pool = instance_pool(&url, name).await?;
+        let token = CancellationToken::new();
+        let relay = Relay {
+            pool: pool.clone(),
+            producer: kafka::producer(&kafka, name)?,
+            waker: OutboxWaker::default(),
+            poll: POLL,
+            batch: 100,
+            lock_key: 7,
+            inbox_retention: Duration::from_secs(3600),
+        };
+        let task = tokio::spawn(relay.run(token.clone()));
+        relays.insert(name.to_owned(), (pool, task, token));
+    }
+    write_row(&admin, &topic, "before").await?;
+    wait_published(&admin, "the first row to be published").await?;
+    let first = leader(&admin).await?.context("nobody holds the relay's lock")?;
+    assert!(relays.contains_key(&first), "{first} leads");
+
+    // The leader's process dies: its task stops where it is, and the server
+    // sees its connections go.
+    let (pool, task, _) = relays.remove(&first).context("the leader")?;
+    task.abort();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(&first)
+        .execute(&admin)
+        .await?;
+    pool.close().await;
+    let died = Instant::now();
+    write_row(&admin, &topic, "after").await?;
+    wait_published(&admin, "the row written after the leader died").await?;
+    let takeover = died.elapsed();
+    let second = leader(&admin).await?.context("nobody leads after the takeover")?;
+    assert_ne!(second, first);
+    assert!(relays.contains_key(&second), "{second} leads");
+    eprintln!(
+        "takeover: {} ms (relay poll {} ms)",
+        takeover.as_millis(),
+        POLL.as_millis()
+    );
+    for (_, (_, _, token)) in relays {
+        token.cancel();
+    }
+    Ok(())
+}
