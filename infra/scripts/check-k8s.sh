@@ -62,8 +62,18 @@ gobin() {
 # module cache can be deleted (-modcacherw).
 goenv() { env GOMODCACHE="$cache/go/mod" GOCACHE="$cache/go/build" GOFLAGS=-modcacherw GOTOOLCHAIN=local "$@"; }
 
-# --- kubeconform ---------------------------------------------------------
 kubeconform="$tools/kubeconform-$KUBECONFORM_VERSION/kubeconform"
+# One schema folder per set of pinned versions and converter, built whole or not at all.
+converter_hash="$(sha256sum infra/kubeconform/schemas.py | cut -c1-12)"
+schemas="$cache/k8s-schemas/k8s-$KUBERNETES_VERSION-kv-$KUBERNETES_VALIDATE_VERSION-cnpg-$CNPG_VERSION-strimzi-$STRIMZI_VERSION-$converter_hash"
+if [ ! -x "$kubeconform" ] || [ ! -f "$schemas/.complete" ]; then
+  # Clones on one machine share the cache: one installs, the others wait for it.
+  mkdir -p "$cache/k8s-schemas"
+  exec 9>"$cache/k8s-schemas/.lock"
+  flock 9
+fi
+
+# --- kubeconform ---------------------------------------------------------
 if [ ! -x "$kubeconform" ]; then
   go="$(gobin)"
   log "building kubeconform $KUBECONFORM_VERSION (go install, once)"
@@ -75,13 +85,18 @@ if [ ! -x "$kubeconform" ]; then
   rm -rf "$cache/go/build" # only this build used it
 fi
 
-python3 -c 'import yaml' 2>/dev/null || fail "python3 has no yaml module: apt-get install python3-yaml"
+# Debian's packages for what the schemas need when the machine lacks them.
+apt_install() { # package
+  log "installing Debian package $1"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null ||
+    fail "could not install $1 with apt-get"
+}
+python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
 
 # --- the schemas ---------------------------------------------------------
-# One folder per set of pinned versions and converter, built whole or not at all.
-converter_hash="$(sha256sum infra/kubeconform/schemas.py | cut -c1-12)"
-schemas="$cache/k8s-schemas/k8s-$KUBERNETES_VERSION-kv-$KUBERNETES_VALIDATE_VERSION-cnpg-$CNPG_VERSION-strimzi-$STRIMZI_VERSION-$converter_hash"
 if [ ! -f "$schemas/.complete" ]; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
   partial="$schemas.partial"
   rm -rf "$partial"
   mkdir -p "$partial"
