@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Validates infra/k8s strictly (kubeconform -strict: no field a schema does
 # not name, no duplicate key, and no kind without a schema) against the
-# Kubernetes JSON schemas and the Strimzi and CloudNativePG CRDs, then
-# proves the validation bites: each manifest of infra/kubeconform/rejected
-# must be refused with the message its `# expect:` line names. Also fails
-# when the kustomization misses a file of infra/k8s, or the KafkaTopics and
-# KafkaUsers differ from the topic catalog (infra/scripts/k8s-kafka.py).
+# Kubernetes JSON schemas and the Strimzi and CloudNativePG CRDs, file by
+# file and as `kustomize build` renders it, then proves the validation
+# bites: each manifest of infra/kubeconform/rejected must be refused with
+# the message its `# expect:` line names. Also fails when the kustomization
+# misses a file of infra/k8s, or the KafkaTopics and KafkaUsers differ from
+# the topic catalog (infra/scripts/k8s-kafka.py).
 #
 # Everything comes from package registries, pinned, into the cache outside
-# the clone (OMNISAGA_CACHE, ~/.cache/omnisaga), once: what stays is
-# kubeconform and the schemas (about 25 MB; Maven's jars go to the cache's
-# m2 beside Kafka's); a warm run fetches nothing and prints nothing:
-# - kubeconform: built by `go install` from the Go module proxy;
+# the clone (OMNISAGA_CACHE, ~/.cache/omnisaga), once: what stays is the two
+# tools and the schemas (about 50 MB; Maven's jars go to the cache's m2
+# beside Kafka's); a warm run fetches nothing and prints nothing:
+# - kubeconform and kustomize (to validate what `kubectl apply -k` applies):
+#   built by `go install` from the Go module proxy;
 # - the Kubernetes schemas: the PyPI package kubernetes-validate (its
 #   strict schemas of one Kubernetes version, made standalone by
 #   infra/kubeconform/schemas.py);
@@ -26,6 +28,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
 KUBECONFORM_VERSION=v0.8.0
+KUSTOMIZE_VERSION=v5.7.1 # 5.8 needs Go 1.27
 KUBERNETES_VERSION=1.35.0
 KUBERNETES_VALIDATE_VERSION=1.37.0 # bundles the schemas of Kubernetes 1.25 to 1.37
 CNPG_VERSION=v1.30.1
@@ -66,24 +69,28 @@ kubeconform="$tools/kubeconform-$KUBECONFORM_VERSION/kubeconform"
 # One schema folder per set of pinned versions and converter, built whole or not at all.
 converter_hash="$(sha256sum infra/kubeconform/schemas.py | cut -c1-12)"
 schemas="$cache/k8s-schemas/k8s-$KUBERNETES_VERSION-kv-$KUBERNETES_VALIDATE_VERSION-cnpg-$CNPG_VERSION-strimzi-$STRIMZI_VERSION-$converter_hash"
-if [ ! -x "$kubeconform" ] || [ ! -f "$schemas/.complete" ]; then
+kustomize="$tools/kustomize-$KUSTOMIZE_VERSION/kustomize"
+if [ ! -x "$kubeconform" ] || [ ! -x "$kustomize" ] || [ ! -f "$schemas/.complete" ]; then
   # Clones on one machine share the cache: one installs, the others wait for it.
   mkdir -p "$cache/k8s-schemas"
   exec 9>"$cache/k8s-schemas/.lock"
   flock 9
 fi
 
-# --- kubeconform ---------------------------------------------------------
-if [ ! -x "$kubeconform" ]; then
+# --- kubeconform and kustomize -------------------------------------------
+go_install() { # binary, module path, version
+  local binary="$1" module="$2" version="$3" go
   go="$(gobin)"
-  log "building kubeconform $KUBECONFORM_VERSION (go install, once)"
+  log "building $(basename "$binary") $version (go install, once)"
   mkdir -p "$work/bin"
-  fetch "kubeconform $KUBECONFORM_VERSION" \
-    goenv GOBIN="$work/bin" "$go" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-  mkdir -p "$(dirname "$kubeconform")"
-  mv "$work/bin/kubeconform" "$kubeconform"
-  rm -rf "$cache/go/build" # only this build used it
-fi
+  fetch "$module@$version" goenv GOBIN="$work/bin" "$go" install "$module@$version"
+  mkdir -p "$(dirname "$binary")"
+  mv "$work/bin/$(basename "$binary")" "$binary.partial"
+  mv "$binary.partial" "$binary"
+}
+[ -x "$kubeconform" ] || go_install "$kubeconform" github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+[ -x "$kustomize" ] || go_install "$kustomize" sigs.k8s.io/kustomize/kustomize/v5 "$KUSTOMIZE_VERSION"
+rm -rf "$cache/go/build" # only these builds used it
 
 # Debian's packages for what the schemas need when the machine lacks them.
 apt_install() { # package
@@ -197,6 +204,19 @@ if ! validate "${manifests[@]}"; then
 fi
 # Every resource validated, none skipped (a kind without a schema fails above).
 grep -q "Invalid: 0, Errors: 0, Skipped: 0" "$work/out" || { cat "$work/out" >&2; fail "kubeconform skipped resources of infra/k8s"; }
+files_summary="$(grep -o '[0-9]* resources found' "$work/out")"
+
+# What `kubectl apply -k infra/k8s` applies (the namespace and image tags
+# set): it builds, validates too, and holds every resource of the files.
+"$kustomize" build infra/k8s >"$work/rendered.yaml" 2>"$work/kustomize.err" ||
+  { cat "$work/kustomize.err" >&2; fail "kustomize build infra/k8s failed"; }
+if ! validate "$work/rendered.yaml"; then
+  cat "$work/out" >&2
+  fail "infra/k8s as kustomize builds it does not validate"
+fi
+rendered_summary="$(grep -o '[0-9]* resources found' "$work/out")"
+[ "$rendered_summary" = "$files_summary" ] ||
+  fail "kustomize build infra/k8s has $rendered_summary, its files $files_summary"
 
 # The validation bites: each rejected manifest fails, for the reason it names.
 for f in infra/kubeconform/rejected/*.yaml; do
