@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Validates infra/ with what this machine has: Prometheus rules (promtool
-# check and unit tests), the Prometheus config, every JSON and YAML file, and
-# the compose file when a Docker compose client is present. Installs promtool
-# (Debian's prometheus package) when missing.
+# check and unit tests), the Prometheus config, every JSON and YAML file, the
+# Kubernetes manifests (check-k8s.sh: kubeconform, strict, against the
+# Kubernetes, Strimzi and CloudNativePG schemas) and the compose file when a
+# Docker compose client is present. Installs promtool (Debian's prometheus
+# package) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if ! command -v promtool >/dev/null 2>&1; then
@@ -31,6 +33,8 @@ if python3 -c 'import yaml' 2>/dev/null; then
 else
   echo "[infra] skipped YAML parsing: python3 has no yaml module" >&2
 fi
+bash infra/scripts/check-k8s.sh
+checked+=("infra/k8s (kubeconform, strict)")
 if docker compose version >/dev/null 2>&1; then
   (cd infra/compose && docker compose --env-file .env.example -f docker-compose.yml config -q)
   checked+=("docker-compose.yml")
