@@ -3,8 +3,11 @@
 //! consumer session timeout, the broker killed and restarted, the services'
 //! database connections cut, the payment provider down, poison records on
 //! the topics, the network to the broker slow, silent or reset (through
-//! the stack's proxy, `crate::netfault`). Each leaves a record with when it
-//! began and was healed.
+//! the stack's proxy, `crate::netfault`). Where a service runs as several
+//! instances, a kill takes one of them, picked at random, and leaves it down
+//! for a few seconds while the others carry its work; a rolling restart
+//! stops and starts each instance in turn. Each fault leaves a record with
+//! when it began and was healed.
 
 use std::time::Duration;
 
@@ -20,11 +23,16 @@ use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVI
 /// One fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// SIGKILL of this service, started again at once.
+    /// SIGKILL of this service, started again at once; of one of its
+    /// instances, when it runs several, started again after
+    /// [`INSTANCE_DOWN`].
     Kill(&'static str),
     /// For the duration, every 5 to 20 s (at random) a SIGKILL of a service
-    /// picked at random, started again at once.
+    /// (an instance) picked at random, started again as [`Fault::Kill`] does.
     KillRandomly(Duration),
+    /// Every instance of every service stopped gracefully (SIGTERM) and
+    /// started again, one at a time, as a deployment rolls out a release.
+    RollingRestart,
     /// SIGSTOP of this service for the duration (past the consumer session
     /// timeout of 10 s: its group rebalances without it), then SIGCONT.
     Pause(&'static str, Duration),
@@ -62,6 +70,7 @@ impl Fault {
                 format!("kill -9 of a random service every 5-20 s for {} s", d.as_secs())
             }
             Self::Pause(s, d) => format!("SIGSTOP {s} for {} s", d.as_secs()),
+            Self::RollingRestart => "rolling restart of every instance".into(),
             Self::KillBroker => "kill -9 broker".into(),
             Self::NetworkDelay(d, ms) => {
                 format!("{ms} ms delay to and from the broker for {} s", d.as_secs())
@@ -79,8 +88,8 @@ impl Fault {
     /// Parses a fault as the `omnisaga-chaos` command line names it:
     /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`,
     /// `net-delay:30:200`, `net-stall:15`, `net-cut`, `db-connections`,
-    /// `provider:30`, `poison`, `overload:20`, `pg-restart`, or `kill-each`
-    /// for one kill of every service.
+    /// `provider:30`, `poison`, `overload:20`, `pg-restart`,
+    /// `rolling-restart`, or `kill-each` for one kill of every service.
     pub fn parse(s: &str) -> Result<Vec<Self>> {
         let service = |name: &str| {
             SERVICES
@@ -113,8 +122,9 @@ impl Fault {
             ["poison"] => vec![Self::Poison],
             ["overload", s] => vec![Self::Overload(secs(s)?)],
             ["pg-restart"] => vec![Self::RestartDatabase],
+            ["rolling-restart"] => vec![Self::RollingRestart],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart, rolling-restart"
             ),
         })
     }
@@ -152,10 +162,7 @@ pub async fn inject(
 
 async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -> Result<()> {
     match fault {
-        Fault::Kill(service) => {
-            stack.kill_service(service).await?;
-            stack.start_service(service).await
-        }
+        Fault::Kill(service) => kill(stack, service).await.map(|_| ()),
         Fault::KillRandomly(duration) => {
             let until = Instant::now() + *duration;
             loop {
@@ -164,9 +171,8 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
                     let (service, _) = SERVICES[rng.random_range(0..SERVICES.len())];
                     (service, Duration::from_millis(rng.random_range(5_000..=20_000)))
                 };
-                stack.kill_service(service).await?;
-                stack.start_service(service).await?;
-                eprintln!("[chaos] killed {service} and started it again");
+                let killed = kill(stack, service).await?;
+                eprintln!("[chaos] killed {killed} and started it again");
                 if Instant::now() + wait >= until {
                     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
                     return Ok(());
@@ -184,6 +190,15 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
             signal("STOP", pid).await?;
             tokio::time::sleep(*duration).await;
             signal("CONT", pid).await
+        }
+        Fault::RollingRestart => {
+            for (service, _) in SERVICES {
+                for instance in 1..=stack.instances(service) {
+                    stack.stop_instance(service, instance).await?;
+                    stack.start_instance(service, instance).await?;
+                }
+            }
+            Ok(())
         }
         Fault::KillBroker => {
             stack.kill_broker().await?;
@@ -256,6 +271,25 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
             pg_ctlcluster(&version, &["start"]).await
         }
     }
+}
+
+/// How long a killed instance of a service running several stays down.
+pub const INSTANCE_DOWN: Duration = Duration::from_secs(3);
+
+/// Kills `service` (one of its instances, at random, when it runs several:
+/// down for [`INSTANCE_DOWN`]) and starts it again; returns what it killed.
+async fn kill(stack: &mut Stack, service: &'static str) -> Result<String> {
+    let running = stack.running(service);
+    if stack.instances(service) == 1 || running.len() <= 1 {
+        stack.kill_service(service).await?;
+        stack.start_service(service).await?;
+        return Ok(service.to_owned());
+    }
+    let instance = running[rand::rng().random_range(0..running.len())];
+    stack.kill_instance(service, instance).await?;
+    tokio::time::sleep(INSTANCE_DOWN).await;
+    stack.start_instance(service, instance).await?;
+    Ok(crate::instance_label(service, instance))
 }
 
 /// The proxy in front of the stack's broker.
