@@ -8,7 +8,7 @@ export OMNISAGA_ROOT := $(CURDIR)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test bench bench-quick chaos soak fuzz lint fmt openapi clean-data
+.PHONY: help deps build run test bench bench-quick bench-scaling chaos soak fuzz lint fmt openapi clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ bench: deps ## limits, maximum order rate and runs at 25/50/80/100% of it (relea
 bench-quick: deps ## the same table in about a minute, numbers not judged
 	cargo build --release --workspace --bins
 	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --quick $(BENCH_ARGS)
+
+bench-scaling: deps ## throughput and saga latency with 1, 2 and 3 instances of every service, side by side (BENCH_ARGS=--quick ...)
+	cargo build --release --workspace --bins
+	OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/release" "$(CARGO_TARGET_DIR)/release/omnisaga-bench" --instances 1,2,3 $(BENCH_ARGS)
 
 chaos: build ## the fault suite: every fault a test of its own under load (load, fault, quiet, every invariant checked) (CHAOS_ARGS=--faults kill-each,broker ...)
 	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-chaos" --each $(CHAOS_ARGS)

@@ -3,8 +3,13 @@
 //! prints the table (JSON beside it in target/bench/).
 //!
 //! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S]
-//!        [--max-rate N] [--shares 25,50,80,100]
+//!        [--max-rate N] [--shares 25,50,80,100] [--instances N | --instances 1,2,3]
 //!        [--tracing-cost | --no-tracing-cost] [--env [SERVICE:]KEY=VALUE]... [--out DIR]
+//!
+//! `--instances N` runs every service as N instances (behind balancers, in
+//! one consumer group each). A list compares them instead: a stack of its
+//! own per count, each searched for its maximum sustainable rate and run
+//! at one common rate (half the first count's maximum), side by side.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -29,6 +34,8 @@ struct Args {
     max_rate: Option<f64>,
     shares: Vec<f64>,
     tracing_cost: bool,
+    /// Instances of every service; several: the scaling comparison.
+    instances: Vec<usize>,
     /// Extra environment as (service or "*", key, value), e.g. to compare settings.
     env: Vec<(String, String, String)>,
     out: PathBuf,
@@ -36,7 +43,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S] [--max-rate N] \
-                     [--shares 25,50,80,100] [--tracing-cost|--no-tracing-cost] \
+                     [--shares 25,50,80,100] [--instances N|--instances 1,2,3] [--tracing-cost|--no-tracing-cost] \
                      [--env [SERVICE:]KEY=VALUE]... [--out DIR]";
 
 fn parse_args() -> Result<Args> {
@@ -51,6 +58,7 @@ fn parse_args() -> Result<Args> {
         max_rate: None,
         shares: vec![25.0, 50.0, 80.0, 100.0],
         tracing_cost: !quick,
+        instances: vec![1],
         env: Vec::new(),
         out: PathBuf::from("target/bench"),
     };
@@ -74,6 +82,18 @@ fn parse_args() -> Result<Args> {
                     .split(',')
                     .map(|s| number(s.trim().to_owned(), "--shares"))
                     .collect::<Result<_>>()?
+            }
+            "--instances" => {
+                let list = value()?;
+                args.instances = list
+                    .split(',')
+                    .map(|n| match n.trim().parse::<usize>() {
+                        Ok(n) if (1..=6).contains(&n) => Ok(n),
+                        _ => {
+                            bail!("--instances takes counts from 1 to 6 (the topics' partitions), got {n:?}")
+                        }
+                    })
+                    .collect::<Result<_>>()?;
             }
             "--tracing-cost" => args.tracing_cost = true,
             "--no-tracing-cost" => args.tracing_cost = false,
@@ -167,16 +187,14 @@ async fn restart_services(stack: &mut Stack) -> Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = parse_args()?;
-    let prefix = "bench";
-    let dir = args.out.join("stack");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    // Simulated delays at zero: the bench measures the software, not the sleeps.
+/// A bench stack in `dir`: fresh databases, its own broker, simulated
+/// delays at zero (the bench measures the software, not the sleeps), and
+/// `instances` of every service.
+fn stack_options(args: &Args, dir: &std::path::Path, prefix: &str, instances: usize) -> Result<StackOptions> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
     let options = StackOptions {
-        dir: std::path::absolute(&dir)?,
+        dir: std::path::absolute(dir)?,
         db_prefix: prefix.into(),
         fresh_databases: true,
         // A broker of its own, durable like the deployed one, measured alone.
@@ -184,13 +202,30 @@ async fn main() -> Result<()> {
         topic_prefix: "omnisaga.".into(),
         fixed_ports: false,
         env: BTreeMap::new(),
-        instances: BTreeMap::new(),
+        instances: SERVICES
+            .iter()
+            .map(|(n, _)| ((*n).to_owned(), instances))
+            .collect(),
     }
     .set_env("warehouse", "WAREHOUSE_PICK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_SHIP_MS", "0")
     .set_env("payment", "PAYMENT_PROVIDER_LATENCY_MS", "0");
-    let options = args.env.iter().fold(options, |o, (s, k, v)| o.set_env(s, k, v));
+    Ok(args.env.iter().fold(options, |o, (s, k, v)| o.set_env(s, k, v)))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; `make bench` builds with --release");
+    }
+    if args.instances.len() > 1 {
+        return scaling(&args).await;
+    }
+    let prefix = "bench";
+    let dir = args.out.join("stack");
+    let options = stack_options(&args, &dir, prefix, args.instances[0])?;
     let settings = serde_json::json!({
         "broker": "Apache Kafka (infra/kafka)",
         "run_seconds": args.duration,
@@ -201,10 +236,8 @@ async fn main() -> Result<()> {
         "fsync": "on (PostgreSQL defaults)",
         "build": if cfg!(debug_assertions) { "debug" } else { "release" },
         "service_env": args.env.iter().map(|(s, k, v)| format!("{s}:{k}={v}")).collect::<Vec<_>>(),
+        "instances_per_service": args.instances[0],
     });
-    if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; `make bench` builds with --release");
-    }
 
     eprintln!("starting the stack (logs in {})", dir.join("logs").display());
     let mut stack = Stack::start(options).await?;
@@ -286,60 +319,9 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
 
     let idle_cost = measure_idle(&target, args.idle_seconds).await?;
 
-    let mut search = Vec::new();
-    let max = match args.max_rate {
-        Some(r) => r,
-        None => {
-            eprintln!("searching the maximum sustainable order rate");
-            let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
-            let mut rate: f64 = 100.0;
-            for _ in 0..if args.quick { 5 } else { 10 } {
-                load::wait_idle(&target, idle).await?;
-                let run = load::run(
-                    &target,
-                    &follower,
-                    &RunOptions {
-                        label: format!("search {rate:.0}/s"),
-                        rate,
-                        duration: Duration::from_secs_f64(args.search_seconds),
-                        drain: Duration::from_secs(5),
-                    },
-                )
-                .await?;
-                let sustainable = run.clean() && run.saga.p99_ms <= 1000.0;
-                eprintln!(
-                    "  {rate:.0}/s: {} (saga p99 {:.0} ms, {} errors)",
-                    if sustainable {
-                        "sustainable"
-                    } else {
-                        "not sustainable"
-                    },
-                    run.saga.p99_ms,
-                    run.errors + run.cancelled
-                );
-                search.push(SearchStep {
-                    offered_per_s: rate,
-                    sustainable,
-                    saga_p99_ms: run.saga.p99_ms,
-                    errors: run.errors + run.cancelled,
-                });
-                if sustainable {
-                    good = Some(rate);
-                } else {
-                    bad = Some(rate);
-                }
-                rate = match (good, bad) {
-                    (Some(g), None) => g * 2.0,
-                    (None, Some(b)) => b / 2.0,
-                    (Some(g), Some(b)) if b / g > 1.1 => ((g + b) / 2.0).round(),
-                    _ => break,
-                };
-                if rate < 5.0 {
-                    break;
-                }
-            }
-            good.context("the stack sustained none of the rates tried")?
-        }
+    let (max, search) = match args.max_rate {
+        Some(r) => (r, Vec::new()),
+        None => search_max(args, &target, &follower).await?,
     };
 
     let mut runs = Vec::new();
@@ -411,4 +393,166 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         ratios,
         tracing,
     })
+}
+
+/// Finds the highest order rate the stack sustains (every order finished,
+/// saga p99 within a second): doubling until it fails, then bisecting.
+async fn search_max(args: &Args, target: &Target, follower: &Follower) -> Result<(f64, Vec<SearchStep>)> {
+    eprintln!("searching the maximum sustainable order rate");
+    let idle = Duration::from_secs(180);
+    let mut search = Vec::new();
+    let (mut good, mut bad): (Option<f64>, Option<f64>) = (None, None);
+    let mut rate: f64 = 100.0;
+    for _ in 0..if args.quick { 5 } else { 10 } {
+        load::wait_idle(target, idle).await?;
+        let run = load::run(
+            target,
+            follower,
+            &RunOptions {
+                label: format!("search {rate:.0}/s"),
+                rate,
+                duration: Duration::from_secs_f64(args.search_seconds),
+                drain: Duration::from_secs(5),
+            },
+        )
+        .await?;
+        let sustainable = run.clean() && run.saga.p99_ms <= 1000.0;
+        eprintln!(
+            "  {rate:.0}/s: {} (saga p99 {:.0} ms, {} errors)",
+            if sustainable {
+                "sustainable"
+            } else {
+                "not sustainable"
+            },
+            run.saga.p99_ms,
+            run.errors + run.cancelled
+        );
+        search.push(SearchStep {
+            offered_per_s: rate,
+            sustainable,
+            saga_p99_ms: run.saga.p99_ms,
+            errors: run.errors + run.cancelled,
+        });
+        if sustainable {
+            good = Some(rate);
+        } else {
+            bad = Some(rate);
+        }
+        rate = match (good, bad) {
+            (Some(g), None) => g * 2.0,
+            (None, Some(b)) => b / 2.0,
+            (Some(g), Some(b)) if b / g > 1.1 => ((g + b) / 2.0).round(),
+            _ => break,
+        };
+        if rate < 5.0 {
+            break;
+        }
+    }
+    let max = good.context("the stack sustained none of the rates tried")?;
+    Ok((max, search))
+}
+
+/// One instance count of the scaling comparison.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Scaled {
+    instances: usize,
+    max_sustainable_per_s: f64,
+    search: Vec<SearchStep>,
+    /// The run at the common rate.
+    run: omnisaga_e2e::bench::load::RunResult,
+}
+
+/// `--instances 1,2,3`: a stack per count, its maximum and a run at one
+/// common rate, as a table (and JSON) under `--out`.
+async fn scaling(args: &Args) -> Result<()> {
+    let mut rows: Vec<Scaled> = Vec::new();
+    let mut common = None;
+    for &n in &args.instances {
+        let prefix = format!("bench{n}");
+        let dir = args.out.join(format!("stack-{n}"));
+        eprintln!(
+            "starting a stack with {n} instance(s) of every service (logs in {})",
+            dir.join("logs").display()
+        );
+        let stack = Stack::start(stack_options(args, &dir, &prefix, n)?).await?;
+        let result = async {
+            let target = target_of(&stack, &prefix);
+            let follower = Follower::start(&stack.kafka).await?;
+            load::wait_idle(&target, Duration::from_secs(180)).await?;
+            let warm = RunOptions {
+                label: "warm-up".into(),
+                rate: 50.0,
+                duration: Duration::from_secs(if args.quick { 5 } else { 20 }),
+                drain: Duration::from_secs(30),
+            };
+            load::run(&target, &follower, &warm).await?;
+            let (max, search) = match args.max_rate {
+                Some(r) => (r, Vec::new()),
+                None => search_max(args, &target, &follower).await?,
+            };
+            let rate = *common.get_or_insert((max * 0.5).max(1.0));
+            load::wait_idle(&target, Duration::from_secs(180)).await?;
+            eprintln!(
+                "running {n} instance(s) at {rate:.0}/s for {:.0} s",
+                args.duration
+            );
+            let run = load::run(
+                &target,
+                &follower,
+                &RunOptions {
+                    label: format!("{n} instance(s) {rate:.0}/s"),
+                    rate,
+                    duration: Duration::from_secs_f64(args.duration),
+                    drain: Duration::from_secs(60),
+                },
+            )
+            .await?;
+            anyhow::Ok(Scaled {
+                instances: n,
+                max_sustainable_per_s: max,
+                search,
+                run,
+            })
+        }
+        .await;
+        stack.stop().await?;
+        rows.push(result?);
+    }
+    let mut text = format!(
+        "omnisaga bench: instances per service  {}  commit {}\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        git(&["rev-parse", "--short", "HEAD"])
+    );
+    text += "instances  max sustainable/s  | at the common rate:  offered/s  finished/s  saga p50 ms  saga p99 ms  CPU s/order  errors\n";
+    for r in &rows {
+        text += &format!(
+            "{:>9}  {:>17.0}  | {:>29.0}  {:>10.1}  {:>11.1}  {:>11.1}  {:>11.4}  {:>6}\n",
+            r.instances,
+            r.max_sustainable_per_s,
+            r.run.offered_per_s,
+            r.run.completed_per_s,
+            r.run.saga.p50_ms,
+            r.run.saga.p99_ms,
+            r.run.cpu_seconds_per_order,
+            r.run.errors + r.run.cancelled
+        );
+    }
+    println!("\n{text}");
+    std::fs::create_dir_all(&args.out)?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let file = args.out.join(format!("scaling-{stamp}.json"));
+    std::fs::write(&file, serde_json::to_string_pretty(&rows)?)?;
+    std::fs::write(args.out.join("scaling-latest.txt"), &text)?;
+    println!("JSON: {}", file.display());
+    let broken: Vec<_> = rows.iter().filter(|r| !r.run.clean()).collect();
+    if !broken.is_empty() {
+        for r in &broken {
+            eprintln!(
+                "{} instance(s) had errors: {:?}",
+                r.instances, r.run.error_samples
+            );
+        }
+        bail!("orders failed at half the stack's maximum rate");
+    }
+    Ok(())
 }
