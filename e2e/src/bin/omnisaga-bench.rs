@@ -150,8 +150,9 @@ fn target_of(stack: &Stack, prefix: &str) -> Target {
                 .map(|i| stack.customer_token(&format!("bench-{i}")))
                 .collect(),
         ),
-        service_urls: SERVICES.iter().map(|(n, _)| stack.url(n)).collect(),
-        service_names: SERVICES.iter().map(|(n, _)| (*n).to_owned()).collect(),
+        // Every instance's own metrics, not one behind its balancer.
+        service_urls: stack.services.iter().map(|s| s.url.clone()).collect(),
+        service_names: stack.services.iter().map(|s| s.label()).collect(),
         processes: stack.pids(),
         pg_server: omnisaga_e2e::pg_server(),
         db_prefix: prefix.to_owned(),

@@ -71,6 +71,12 @@ impl OutboxWaker {
         }
     }
 
+    /// Wakes the relay only: a commit in another instance of the service
+    /// wrote outbox rows (the leader hears of it through PostgreSQL).
+    pub fn wake_relay(&self) {
+        self.0.notify_one();
+    }
+
     /// Wakes one more waiting worker: called by a worker that found work,
     /// since more may be waiting.
     pub fn pass_on(&self) {
@@ -237,19 +243,33 @@ impl Relay {
         let leader = Leader {
             relay: self,
             lock: tokio::sync::Mutex::new(None),
+            listener: std::sync::Mutex::new(None),
             passes: std::sync::atomic::AtomicU64::new(0),
         };
         crate::work::run(leader, waker, Wakes::Outbox, shutdown).await
     }
 }
 
+/// The channel on which an instance that does not lead tells the leader
+/// that it committed outbox rows (per database, so per service).
+const WAKE_CHANNEL: &str = "omnisaga_outbox_wake";
+
 /// The relay as a [`Worker`]: it publishes only while it holds the leader
 /// lock, on a connection of its own, so one replica of a service publishes
 /// at a time and in id order.
+///
+/// A commit wakes its own instance's relay. In an instance that does not
+/// lead, that wake is passed on: a `NOTIFY` on [`WAKE_CHANNEL`], sent after
+/// the commit and outside the business transaction (one at a time, so a
+/// burst of commits sends a few, not one each), which the leader `LISTEN`s
+/// for. Without it, rows committed by the other instances would wait for
+/// the leader's poll: a second a hop.
 struct Leader {
     relay: Relay,
     /// The connection holding the advisory lock, once this replica leads.
     lock: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
+    /// While leading: the task listening for the other instances' commits.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     passes: std::sync::atomic::AtomicU64,
 }
 
@@ -274,13 +294,19 @@ impl Worker for Leader {
                     .await
                     .context("Failed to acquire a connection")?;
                 if !relay.try_lock(&mut conn).await? {
-                    // Another instance leads; should it die, its lock goes
-                    // with its connection and this one takes over within a
-                    // poll.
+                    // Another instance leads: tell it this one committed
+                    // rows (this look follows a commit, or the poll). Should
+                    // it die, its lock goes with its connection and this one
+                    // takes over within a poll.
+                    sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(WAKE_CHANNEL)
+                        .execute(&mut *conn)
+                        .await?;
                     return Ok(Claimed::Wait(relay.poll));
                 }
                 tracing::info!("this instance's outbox relay leads");
                 *lock = Some(conn);
+                self.listen();
             }
         }
         // Housekeeping on the first pass as leader and every 1000th after.
@@ -335,9 +361,45 @@ impl Worker for Leader {
 }
 
 impl Leader {
+    /// Wakes this relay whenever another instance says it committed rows,
+    /// until [`Leader::resign`]. A listener that loses its connection
+    /// connects again (and listens again); a wake missed meanwhile is
+    /// caught by the poll.
+    fn listen(&self) {
+        let (pool, waker) = (self.relay.pool.clone(), self.relay.waker.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let listening = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(WAKE_CHANNEL).await?;
+                    loop {
+                        listener.recv().await?;
+                        waker.wake_relay();
+                    }
+                };
+                let result: Result<(), sqlx::Error> = listening.await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "not listening for the other instances' commits; the poll covers");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        if let Some(old) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
     /// Releases the leader lock; a connection that cannot is closed, which
     /// releases it too.
     async fn resign(&self) {
+        if let Some(task) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
         if let Some(mut conn) = self.lock.lock().await.take() {
             if self.relay.unlock(&mut conn).await.is_err() {
                 conn.close_on_drop();

@@ -1,6 +1,7 @@
 //! Several instances of a service on one database: one outbox relay
-//! publishes at a time, and when its instance dies another takes over
-//! within a poll, against the real broker and PostgreSQL.
+//! publishes at a time, rows another instance commits reach it at once,
+//! and when its instance dies another takes over within a poll, against
+//! the real broker and PostgreSQL.
 
 use std::{collections::BTreeMap, str::FromStr, time::Duration};
 
@@ -53,6 +54,63 @@ async fn wait_published(pool: &PgPool, what: &str) -> Result<()> {
     .await
 }
 
+/// `n` instances' relays on `url`, each with its pool (named `instance-<i>`)
+/// and waker, polling every `poll`.
+async fn start_relays(
+    url: &str,
+    kafka: &omnisaga_runtime::config::KafkaConfig,
+    n: usize,
+    poll: Duration,
+) -> Result<BTreeMap<String, (PgPool, OutboxWaker, JoinHandle<Result<()>>, CancellationToken)>> {
+    let mut relays = BTreeMap::new();
+    for i in 0..n {
+        let name = format!("instance-{i}");
+        let pool = instance_pool(url, &name).await?;
+        let (waker, token) = (OutboxWaker::default(), CancellationToken::new());
+        let relay = Relay {
+            pool: pool.clone(),
+            producer: kafka::producer(kafka, &name)?,
+            waker: waker.clone(),
+            poll,
+            batch: 100,
+            lock_key: 7,
+            inbox_retention: Duration::from_secs(3600),
+        };
+        let task = tokio::spawn(relay.run(token.clone()));
+        relays.insert(name, (pool, waker, task, token));
+    }
+    Ok(relays)
+}
+
+#[tokio::test]
+async fn rows_another_instance_commits_reach_the_leader_without_waiting_for_its_poll() -> Result<()> {
+    let url = testing::fresh_database("instances").await?;
+    let admin = db::connect(&url, 2).await?;
+    db::migrate(&admin, sqlx::migrate!("./tests/migrations")).await?;
+    let kafka = testing::fresh_kafka()?;
+    kafka::ensure_topics(&kafka).await?;
+    let topic = kafka.topics().orders;
+    // A poll far longer than the wait below: only a wake can publish in time.
+    let relays = start_relays(&url, &kafka, 2, Duration::from_secs(600)).await?;
+    let leading = testing::wait_for("a relay to lead", Duration::from_secs(20), || async {
+        leader(&admin).await.ok().flatten()
+    })
+    .await?;
+    for (name, (pool, waker, _, _)) in &relays {
+        if *name == leading {
+            continue;
+        }
+        // A commit in the instance that does not lead, and its own wake.
+        write_row(pool, &topic, name).await?;
+        waker.wake();
+        wait_published(&admin, "the row the other instance committed").await?;
+    }
+    for (_, (_, _, _, token)) in relays {
+        token.cancel();
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> Result<()> {
     let url = testing::fresh_database("instances").await?;
@@ -62,22 +120,7 @@ async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> 
     kafka::ensure_topics(&kafka).await?;
     let topic = kafka.topics().orders;
 
-    let mut relays: BTreeMap<String, (PgPool, JoinHandle<Result<()>>, CancellationToken)> = BTreeMap::new();
-    for name in ["instance-a", "instance-b", "instance-c"] {
-        let pool = instance_pool(&url, name).await?;
-        let token = CancellationToken::new();
-        let relay = Relay {
-            pool: pool.clone(),
-            producer: kafka::producer(&kafka, name)?,
-            waker: OutboxWaker::default(),
-            poll: POLL,
-            batch: 100,
-            lock_key: 7,
-            inbox_retention: Duration::from_secs(3600),
-        };
-        let task = tokio::spawn(relay.run(token.clone()));
-        relays.insert(name.to_owned(), (pool, task, token));
-    }
+    let mut relays = start_relays(&url, &kafka, 3, POLL).await?;
     write_row(&admin, &topic, "before").await?;
     wait_published(&admin, "the first row to be published").await?;
     let first = leader(&admin).await?.context("nobody holds the relay's lock")?;
@@ -85,7 +128,7 @@ async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> 
 
     // The leader's process dies: its task stops where it is, and the server
     // sees its connections go.
-    let (pool, task, _) = relays.remove(&first).context("the leader")?;
+    let (pool, _, task, _) = relays.remove(&first).context("the leader")?;
     task.abort();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
         .bind(&first)
@@ -104,7 +147,7 @@ async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> 
         takeover.as_millis(),
         POLL.as_millis()
     );
-    for (_, (_, _, token)) in relays {
+    for (_, (_, _, _, token)) in relays {
         token.cancel();
     }
     Ok(())
