@@ -9,8 +9,10 @@
 //! version, so per-key order is commit order. Only one relay per database
 //! publishes at a time (a PostgreSQL advisory lock held by its connection;
 //! the others try for it every poll, so one takes over within a poll of the
-//! leader's death), and it is woken in process after a commit, never by a
-//! NOTIFY inside the business transaction.
+//! leader's death). It is woken in process after a commit, never by a
+//! NOTIFY inside the business transaction; a commit in an instance that
+//! does not lead reaches it by a NOTIFY that instance sends afterwards
+//! (`omnisaga_outbox_wake`).
 
 use std::{
     collections::{BTreeMap, HashMap},
