@@ -105,6 +105,7 @@ async fn rows_another_instance_commits_reach_the_leader_without_waiting_for_its_
         waker.wake();
         wait_published(&admin, "the row the other instance committed").await?;
     }
+    assert_eq!(leader(&admin).await?, Some(leading), "the lead stayed");
     for (_, (_, _, _, token)) in relays {
         token.cancel();
     }
@@ -130,10 +131,14 @@ async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> 
     // sees its connections go.
     let (pool, _, task, _) = relays.remove(&first).context("the leader")?;
     task.abort();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
-        .bind(&first)
-        .execute(&admin)
-        .await?;
+    // Only this test's database: the other tests' instances have the same names.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1 AND datname = current_database()",
+    )
+    .bind(&first)
+    .execute(&admin)
+    .await?;
     pool.close().await;
     let died = Instant::now();
     write_row(&admin, &topic, "after").await?;
