@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use omnisaga_e2e::{
-    chaos::{self, Fault, LoadOptions, RunOptions},
-    instance_label, repo_root, Stack, SERVICES,
+    chaos::{self, Fault, RunOptions},
+    instance_label, Stack, SERVICES,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,27 +25,17 @@ async fn several_instances_of_every_service_lose_nothing_when_instances_die_and_
         .instances("order", 2)
         .instances("analytics", 2);
     let mut stack = Stack::start(options).await?;
-    let run = RunOptions {
-        load: LoadOptions {
-            rate: 6.0,
-            ..LoadOptions::default()
-        },
-        faults: vec![
-            Fault::Kill("payment"),
-            Fault::Kill("order"),
-            Fault::Kill("warehouse"),
-            Fault::RollingRestart,
-            Fault::Kill("notification"),
-            Fault::Kill("analytics"),
-            Fault::NetworkCut,
-            Fault::CutDatabaseConnections,
-            Fault::KillRandomly(Duration::from_secs(15)),
-        ],
-        repeat_for: None,
-        lead_in: Duration::from_secs(10),
-        gap: Duration::from_secs(3),
-        settle: Duration::from_secs(120),
-    };
+    let run = RunOptions::short(vec![
+        Fault::Kill("payment"),
+        Fault::Kill("order"),
+        Fault::Kill("warehouse"),
+        Fault::RollingRestart,
+        Fault::Kill("notification"),
+        Fault::Kill("analytics"),
+        Fault::NetworkCut,
+        Fault::CutDatabaseConnections,
+        Fault::KillRandomly(Duration::from_secs(15)),
+    ]);
     let report = chaos::run(&mut stack, &run).await;
     // Every instance took part: each was assigned partitions of its
     // service's topics at least once.
@@ -64,15 +54,7 @@ async fn several_instances_of_every_service_lose_nothing_when_instances_die_and_
     }
     let passed = report.as_ref().is_ok_and(|r| r.passed) && idle.is_empty();
     stack.finish(passed).await?;
-    let report = report?;
-    report.write(&repo_root()?.join("target/test-artefacts/instances.json"))?;
-    eprintln!("{}", report.summary());
+    report?.conclude("instances.json")?;
     ensure!(idle.is_empty(), "instances never assigned a partition: {idle:?}");
-    ensure!(
-        report.accepted > 100,
-        "too few orders to judge: {}",
-        report.accepted
-    );
-    ensure!(report.passed, "{}", report.summary());
     Ok(())
 }

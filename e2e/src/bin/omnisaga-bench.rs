@@ -300,17 +300,7 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
     // broker's JIT: a JVM compiles its hot paths in its first minute, which
     // otherwise shows as broker CPU in the first runs and the idle window.
     load::wait_idle(&target, idle).await?;
-    let warm = load::run(
-        &target,
-        &follower,
-        &RunOptions {
-            label: "warm-up".into(),
-            rate: 50.0,
-            duration: Duration::from_secs(if args.quick { 5 } else { 20 }),
-            drain: Duration::from_secs(30),
-        },
-    )
-    .await?;
+    let warm = warm_up(args, &target, &follower).await?;
     if !warm.clean() {
         bail!(
             "orders failed during the warm-up at 50/s: {:?}",
@@ -394,6 +384,18 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         ratios,
         tracing,
     })
+}
+
+/// The warm-up run at 50 orders/s: connections, caches, the consumers'
+/// first fetches and the broker's JIT.
+async fn warm_up(args: &Args, target: &Target, follower: &Follower) -> Result<load::RunResult> {
+    let options = RunOptions {
+        label: "warm-up".into(),
+        rate: 50.0,
+        duration: Duration::from_secs(if args.quick { 5 } else { 20 }),
+        drain: Duration::from_secs(30),
+    };
+    load::run(target, follower, &options).await
 }
 
 /// Finds the highest order rate the stack sustains (every order finished,
@@ -480,13 +482,7 @@ async fn scaling(args: &Args) -> Result<()> {
             let target = target_of(&stack, &prefix);
             let follower = Follower::start(&stack.kafka).await?;
             load::wait_idle(&target, Duration::from_secs(180)).await?;
-            let warm = RunOptions {
-                label: "warm-up".into(),
-                rate: 50.0,
-                duration: Duration::from_secs(if args.quick { 5 } else { 20 }),
-                drain: Duration::from_secs(30),
-            };
-            load::run(&target, &follower, &warm).await?;
+            warm_up(args, &target, &follower).await?;
             let (max, search) = match args.max_rate {
                 Some(r) => (r, Vec::new()),
                 None => search_max(args, &target, &follower).await?,

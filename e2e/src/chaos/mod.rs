@@ -43,6 +43,24 @@ pub struct RunOptions {
     pub settle: Duration,
 }
 
+impl RunOptions {
+    /// The short form `make test` runs: 6 orders/s, 10 s before the first
+    /// fault, 3 s after each, once through, 2 minutes to go quiet.
+    pub fn short(faults: Vec<Fault>) -> Self {
+        Self {
+            load: LoadOptions {
+                rate: 6.0,
+                ..LoadOptions::default()
+            },
+            faults,
+            repeat_for: None,
+            lead_in: Duration::from_secs(10),
+            gap: Duration::from_secs(3),
+            settle: Duration::from_secs(120),
+        }
+    }
+}
+
 /// What a run did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -138,6 +156,17 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
 
 impl Report {
     /// The report as people read it.
+    /// A test's verdict on the run: writes the report to
+    /// `target/test-artefacts/<artefact>`, prints its summary, and fails
+    /// unless enough orders were accepted to judge and everything held.
+    pub fn conclude(&self, artefact: &str) -> Result<()> {
+        self.write(&crate::repo_root()?.join("target/test-artefacts").join(artefact))?;
+        eprintln!("{}", self.summary());
+        anyhow::ensure!(self.accepted > 100, "too few orders to judge: {}", self.accepted);
+        anyhow::ensure!(self.passed, "{}", self.summary());
+        Ok(())
+    }
+
     pub fn summary(&self) -> String {
         let mut out = format!(
             "orders: {} placed, {} accepted, {} refused, {} unanswered; {} cancellations asked\n",

@@ -204,11 +204,7 @@ impl ConsumerContext for Rebalances {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(partitions) => {
-                tracing::info!(group = %self.group, partitions = %listed(partitions), "partitions revoked");
-                crate::metrics::get()
-                    .consumer_rebalances
-                    .with_label_values(&["revoked"])
-                    .inc_by(partitions.count() as u64);
+                self.moved("revoked", partitions);
                 match consumer.commit_consumer_state(CommitMode::Sync) {
                     Ok(()) => {}
                     // Nothing handled since the last commit.
@@ -218,15 +214,20 @@ impl ConsumerContext for Rebalances {
                     }
                 }
             }
-            Rebalance::Assign(partitions) => {
-                tracing::info!(group = %self.group, partitions = %listed(partitions), "partitions assigned");
-                crate::metrics::get()
-                    .consumer_rebalances
-                    .with_label_values(&["assigned"])
-                    .inc_by(partitions.count() as u64);
-            }
+            Rebalance::Assign(partitions) => self.moved("assigned", partitions),
             Rebalance::Error(e) => tracing::warn!(group = %self.group, error = %e, "rebalance failed"),
         }
+    }
+}
+
+impl Rebalances {
+    /// Logs `partitions {change}` with the partitions, and counts them.
+    fn moved(&self, change: &str, partitions: &TopicPartitionList) {
+        tracing::info!(group = %self.group, partitions = %listed(partitions), "partitions {change}");
+        crate::metrics::get()
+            .consumer_rebalances
+            .with_label_values(&[change])
+            .inc_by(partitions.count() as u64);
     }
 }
 

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, str::FromStr, time::Duration};
 
 use anyhow::{Context, Result};
 use omnisaga_runtime::{
+    config::KafkaConfig,
     db, kafka,
     outbox::{self, OutboxWaker, Relay},
     testing,
@@ -54,11 +55,21 @@ async fn wait_published(pool: &PgPool, what: &str) -> Result<()> {
     .await
 }
 
+/// A fresh database (its URL and an operator's pool on it) and topics.
+async fn setup() -> Result<(String, PgPool, KafkaConfig)> {
+    let url = testing::fresh_database("instances").await?;
+    let admin = db::connect(&url, 2).await?;
+    db::migrate(&admin, sqlx::migrate!("./tests/migrations")).await?;
+    let kafka = testing::fresh_kafka()?;
+    kafka::ensure_topics(&kafka).await?;
+    Ok((url, admin, kafka))
+}
+
 /// `n` instances' relays on `url`, each with its pool (named `instance-<i>`)
 /// and waker, polling every `poll`.
 async fn start_relays(
     url: &str,
-    kafka: &omnisaga_runtime::config::KafkaConfig,
+    kafka: &KafkaConfig,
     n: usize,
     poll: Duration,
 ) -> Result<BTreeMap<String, (PgPool, OutboxWaker, JoinHandle<Result<()>>, CancellationToken)>> {
@@ -84,11 +95,7 @@ async fn start_relays(
 
 #[tokio::test]
 async fn rows_another_instance_commits_reach_the_leader_without_waiting_for_its_poll() -> Result<()> {
-    let url = testing::fresh_database("instances").await?;
-    let admin = db::connect(&url, 2).await?;
-    db::migrate(&admin, sqlx::migrate!("./tests/migrations")).await?;
-    let kafka = testing::fresh_kafka()?;
-    kafka::ensure_topics(&kafka).await?;
+    let (url, admin, kafka) = setup().await?;
     let topic = kafka.topics().orders;
     // A poll far longer than the wait below: only a wake can publish in time.
     let relays = start_relays(&url, &kafka, 2, Duration::from_secs(600)).await?;
@@ -114,11 +121,7 @@ async fn rows_another_instance_commits_reach_the_leader_without_waiting_for_its_
 
 #[tokio::test]
 async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> Result<()> {
-    let url = testing::fresh_database("instances").await?;
-    let admin = db::connect(&url, 2).await?;
-    db::migrate(&admin, sqlx::migrate!("./tests/migrations")).await?;
-    let kafka = testing::fresh_kafka()?;
-    kafka::ensure_topics(&kafka).await?;
+    let (url, admin, kafka) = setup().await?;
     let topic = kafka.topics().orders;
 
     let mut relays = start_relays(&url, &kafka, 3, POLL).await?;
