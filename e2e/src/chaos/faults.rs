@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rand::Rng as _;
+use rand::{rngs::StdRng, Rng as _};
 use serde::Serialize;
 use sqlx::Connection as _;
 use tokio::time::Instant;
@@ -141,17 +141,21 @@ pub struct Injected {
     pub error: Option<String>,
 }
 
+/// The payload of the poison records [`Fault::Poison`] sends.
+pub const POISON: &[u8] = b"\xff\xfe poison, not an envelope";
+
 /// Injects `fault` into `stack` (under `load`) and heals it; `started` is
-/// the run's start.
+/// the run's start, `rng` the run's seeded source of every random choice.
 pub async fn inject(
     stack: &mut Stack,
     client: &Client,
     load: &Load,
     fault: &Fault,
     started: Instant,
+    rng: &mut StdRng,
 ) -> Injected {
     let began = started.elapsed().as_secs_f64();
-    let result = apply(stack, client, load, fault).await;
+    let result = apply(stack, client, load, fault, rng).await;
     Injected {
         fault: fault.name(),
         began,
@@ -160,18 +164,20 @@ pub async fn inject(
     }
 }
 
-async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -> Result<()> {
+async fn apply(
+    stack: &mut Stack,
+    client: &Client,
+    load: &Load,
+    fault: &Fault,
+    rng: &mut StdRng,
+) -> Result<()> {
     match fault {
-        Fault::Kill(service) => kill(stack, service).await.map(|_| ()),
+        Fault::Kill(service) => kill(stack, service, rng).await.map(|_| ()),
         Fault::KillRandomly(duration) => {
             let until = Instant::now() + *duration;
             loop {
-                let (service, wait) = {
-                    let mut rng = rand::rng();
-                    let (service, _) = SERVICES[rng.random_range(0..SERVICES.len())];
-                    (service, Duration::from_millis(rng.random_range(5_000..=20_000)))
-                };
-                let killed = kill(stack, service).await?;
+                let (service, wait) = random_kill(rng);
+                let killed = kill(stack, service, rng).await?;
                 eprintln!("[chaos] killed {killed} and started it again");
                 if Instant::now() + wait >= until {
                     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
@@ -246,13 +252,7 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
             let prefix = stack.topic_prefix().to_owned();
             for topic in ["orders.v1", "payments.v1", "warehouse.v1"] {
                 let key = uuid::Uuid::new_v4().to_string();
-                produce_raw(
-                    &stack.kafka,
-                    &format!("{prefix}{topic}"),
-                    &key,
-                    b"\xff\xfe poison, not an envelope",
-                )
-                .await?;
+                produce_raw(&stack.kafka, &format!("{prefix}{topic}"), &key, POISON).await?;
             }
             Ok(())
         }
@@ -273,19 +273,30 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
     }
 }
 
+/// The next random kill: which service, and how long until the one after.
+pub fn random_kill(rng: &mut StdRng) -> (&'static str, Duration) {
+    let (service, _) = SERVICES[rng.random_range(0..SERVICES.len())];
+    (service, Duration::from_millis(rng.random_range(5_000..=20_000)))
+}
+
+/// Which of the `running` instances a kill takes.
+pub fn pick_instance(rng: &mut StdRng, running: &[usize]) -> usize {
+    running[rng.random_range(0..running.len())]
+}
+
 /// How long a killed instance of a service running several stays down.
 pub const INSTANCE_DOWN: Duration = Duration::from_secs(3);
 
 /// Kills `service` (one of its instances, at random, when it runs several:
 /// down for [`INSTANCE_DOWN`]) and starts it again; returns what it killed.
-async fn kill(stack: &mut Stack, service: &'static str) -> Result<String> {
+async fn kill(stack: &mut Stack, service: &'static str, rng: &mut StdRng) -> Result<String> {
     let running = stack.running(service);
     if stack.instances(service) == 1 || running.len() <= 1 {
         stack.kill_service(service).await?;
         stack.start_service(service).await?;
         return Ok(service.to_owned());
     }
-    let instance = running[rand::rng().random_range(0..running.len())];
+    let instance = pick_instance(rng, &running);
     stack.kill_instance(service, instance).await?;
     tokio::time::sleep(INSTANCE_DOWN).await;
     stack.start_instance(service, instance).await?;
@@ -323,4 +334,37 @@ async fn signal(name: &str, pid: u32) -> Result<()> {
         .await?;
     anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng as _;
+
+    use super::*;
+
+    /// The random choices a seed makes: ten random kills, each with the
+    /// instance it takes of three.
+    fn schedule(seed: u64) -> Vec<(&'static str, Duration, usize)> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..10)
+            .map(|_| {
+                let (service, wait) = random_kill(&mut rng);
+                (service, wait, pick_instance(&mut rng, &[1, 2, 3]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_seed_replays_the_fault_schedule() {
+        assert_eq!(schedule(42), schedule(42));
+        assert_ne!(schedule(42), schedule(43));
+        assert_eq!(super::super::parse_seed(Some(" 42 ")).unwrap(), 42);
+        let err = super::super::parse_seed(Some("forty-two")).unwrap_err();
+        assert!(format!("{err:#}").contains("CHAOS_SEED=forty-two is no unsigned 64-bit number"));
+        // Unset or empty: a new seed, different from run to run.
+        assert_ne!(
+            super::super::parse_seed(None).unwrap(),
+            super::super::parse_seed(Some("")).unwrap()
+        );
+    }
 }
