@@ -12,12 +12,15 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rand::{rngs::StdRng, Rng as _};
+use rand::rngs::StdRng;
 use serde::Serialize;
 use sqlx::Connection as _;
 use tokio::time::Instant;
 
-use super::load::Load;
+use super::{
+    load::Load,
+    schedule::{pick_instance, random_kill},
+};
 use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVICES};
 
 /// One fault.
@@ -273,17 +276,6 @@ async fn apply(
     }
 }
 
-/// The next random kill: which service, and how long until the one after.
-pub fn random_kill(rng: &mut StdRng) -> (&'static str, Duration) {
-    let (service, _) = SERVICES[rng.random_range(0..SERVICES.len())];
-    (service, Duration::from_millis(rng.random_range(5_000..=20_000)))
-}
-
-/// Which of the `running` instances a kill takes.
-pub fn pick_instance(rng: &mut StdRng, running: &[usize]) -> usize {
-    running[rng.random_range(0..running.len())]
-}
-
 /// How long a killed instance of a service running several stays down.
 pub const INSTANCE_DOWN: Duration = Duration::from_secs(3);
 
@@ -334,37 +326,4 @@ async fn signal(name: &str, pid: u32) -> Result<()> {
         .await?;
     anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use rand::SeedableRng as _;
-
-    use super::*;
-
-    /// The random choices a seed makes: ten random kills, each with the
-    /// instance it takes of three.
-    fn schedule(seed: u64) -> Vec<(&'static str, Duration, usize)> {
-        let mut rng = StdRng::seed_from_u64(seed);
-        (0..10)
-            .map(|_| {
-                let (service, wait) = random_kill(&mut rng);
-                (service, wait, pick_instance(&mut rng, &[1, 2, 3]))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_seed_replays_the_fault_schedule() {
-        assert_eq!(schedule(42), schedule(42));
-        assert_ne!(schedule(42), schedule(43));
-        assert_eq!(super::super::parse_seed(Some(" 42 ")).unwrap(), 42);
-        let err = super::super::parse_seed(Some("forty-two")).unwrap_err();
-        assert!(format!("{err:#}").contains("CHAOS_SEED=forty-two is no unsigned 64-bit number"));
-        // Unset or empty: a new seed, different from run to run.
-        assert_ne!(
-            super::super::parse_seed(None).unwrap(),
-            super::super::parse_seed(Some("")).unwrap()
-        );
-    }
 }

@@ -11,13 +11,14 @@ pub mod commits;
 pub mod faults;
 pub mod load;
 pub mod observe;
+pub mod schedule;
 
 use std::{
     path::Path,
     time::{Duration, SystemTime},
 };
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::SeedableRng as _;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -26,6 +27,7 @@ pub use self::{
     check::{TopicRead, Verdict},
     faults::{Fault, Injected},
     load::{Load, LoadOptions, Outcome, Placement},
+    schedule::{parse_seed, seed_from_env},
 };
 use crate::{client::Client, Stack, StackOptions};
 
@@ -49,22 +51,6 @@ pub struct RunOptions {
     /// kill takes, how long until the next, which instance) comes from it:
     /// `CHAOS_SEED` replays a run's schedule ([`seed_from_env`]).
     pub seed: u64,
-}
-
-/// The seed `CHAOS_SEED` names, else a new one; an error when it is set to
-/// anything but a number.
-pub fn seed_from_env() -> Result<u64> {
-    parse_seed(std::env::var("CHAOS_SEED").ok().as_deref())
-}
-
-/// `CHAOS_SEED`'s value as a seed; a new one when unset or empty.
-pub fn parse_seed(value: Option<&str>) -> Result<u64> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        Some(v) => v
-            .parse()
-            .with_context(|| format!("CHAOS_SEED={v} is no unsigned 64-bit number")),
-        None => Ok(rand::random()),
-    }
 }
 
 impl RunOptions {
