@@ -99,8 +99,8 @@ pub struct Observations {
     pub sent: Vec<(String, String)>,
     /// Every stream of every service: `(service, stream, events, min version, max version)`.
     pub streams: Vec<(String, String, i64, i64, i64)>,
-    /// Each event id in its owner's event store: `(stream, version)`.
-    pub stored: HashMap<String, (String, i64)>,
+    /// Each event in its service's event store: `(service, event id) -> (stream, version)`.
+    pub stored: HashMap<(String, String), (String, i64)>,
     pub published: Vec<Published>,
     /// Outbox rows whose payload is no envelope: `(owner, topic)`.
     pub undecodable: Vec<(String, String)>,
@@ -230,8 +230,9 @@ pub async fn databases(stack: &Stack) -> Result<Observations> {
 }
 
 /// A service's event store: its streams' spans, where each event id
-/// sits, and the events the invariants read the payloads of (orders'
-/// totals, authorisations and voids, messages sent).
+/// sits, and the events the invariants read the payloads of, from the
+/// service that owns them (orders' totals, authorisations and voids,
+/// messages sent): other services keep copies of some.
 async fn events(db: &mut PgConnection, service: &str, seen: &mut Observations) -> Result<()> {
     let rows =
         sqlx::query("SELECT stream_id, count(*), min(version), max(version) FROM events GROUP BY stream_id")
@@ -243,14 +244,20 @@ async fn events(db: &mut PgConnection, service: &str, seen: &mut Observations) -
     );
     let rows = sqlx::query(
         "SELECT event_id::text, stream_id, version,
-                CASE WHEN event_type IN ('OrderPlaced', 'PaymentAuthorized', 'PaymentVoided', 'NotificationSent')
-                     THEN envelope END
+                CASE WHEN event_type = ANY($1) THEN envelope END
          FROM events",
     )
+    .bind(match service {
+        "order" => vec!["OrderPlaced"],
+        "payment" => vec!["PaymentAuthorized", "PaymentVoided"],
+        "notification" => vec!["NotificationSent"],
+        _ => vec![],
+    })
     .fetch_all(&mut *db)
     .await?;
     for r in &rows {
-        seen.stored.insert(r.get(0), (r.get(1), r.get(2)));
+        seen.stored
+            .insert((service.to_owned(), r.get(0)), (r.get(1), r.get(2)));
         let Some(bytes) = r.get::<Option<Vec<u8>>, _>(3) else {
             continue;
         };

@@ -252,8 +252,10 @@ fn three_events() -> Observations {
     let mut seen = Observations::default();
     for (n, event) in ["e1", "e2", "e3"].iter().enumerate() {
         seen.published.push(published("orders.v1", event, "OrderPlaced"));
-        seen.stored
-            .insert((*event).into(), ("order-a".into(), n as i64 + 1));
+        seen.stored.insert(
+            ("order".into(), (*event).into()),
+            ("order-a".into(), n as i64 + 1),
+        );
     }
     seen.records = vec![
         record("orders.v1", 0, Some("e1")),

@@ -40,10 +40,11 @@ pub fn topics_read(seen: &Observations) -> (Verdict, TopicRead) {
         ..TopicRead::default()
     };
     let mut broken = Vec::new();
+    // (topic, event id) -> its owner.
     let outbox: HashMap<(&str, &str), &str> = seen
         .published
         .iter()
-        .map(|p| ((p.topic.as_str(), p.event_id.as_str()), p.order_id.as_str()))
+        .map(|p| ((p.topic.as_str(), p.event_id.as_str()), p.owner.as_str()))
         .collect();
     let mut records: Vec<_> = seen.records.iter().collect();
     records.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
@@ -75,17 +76,17 @@ pub fn topics_read(seen: &Observations) -> (Verdict, TopicRead) {
             read.duplicates += 1;
             continue;
         }
-        if !outbox.contains_key(&(r.topic.as_str(), event)) {
+        let Some(owner) = outbox.get(&(r.topic.as_str(), event)) else {
             read.phantom += 1;
             broken.push(format!(
                 "{}[{}]@{}: event {event} of key {} in no outbox (phantom)",
                 r.topic, r.partition, r.offset, r.key
             ));
             continue;
-        }
-        let Some((stream, version)) = seen.stored.get(event) else {
+        };
+        let Some((stream, version)) = seen.stored.get(&((*owner).to_owned(), event.to_owned())) else {
             broken.push(format!(
-                "{}[{}]@{}: event {event} in no event store",
+                "{}[{}]@{}: event {event} not in {owner}'s event store",
                 r.topic, r.partition, r.offset
             ));
             continue;
