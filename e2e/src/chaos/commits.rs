@@ -45,10 +45,16 @@ struct Follow {
 impl Commits {
     /// Starts watching the inboxes of `stack`.
     pub fn start(stack: &Stack) -> Self {
-        let urls: Vec<(&'static str, String)> = SERVICES
-            .iter()
-            .map(|(s, _)| (*s, format!("{}/{}", crate::pg_server(), stack.database(s))))
-            .collect();
+        Self::watch(
+            SERVICES
+                .iter()
+                .map(|(s, _)| (*s, format!("{}/{}", crate::pg_server(), stack.database(s))))
+                .collect(),
+        )
+    }
+
+    /// Starts watching the inbox of each `(service, database URL)`.
+    pub fn watch(urls: Vec<(&'static str, String)>) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut follows: Vec<Follow> = urls
@@ -151,5 +157,78 @@ impl Follow {
         }
         self.horizon = horizon;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection as _;
+
+    use super::*;
+    use crate::chaos::{check::delivery, observe::Observations};
+
+    /// A consumer whose transaction for offset 5 began after the one for
+    /// offset 4 and committed before it (as one that does not wait for a
+    /// record's commit before the next would): the watcher sees 5 first and
+    /// I6 fails, where judging by `processed_at` (each transaction's start)
+    /// saw them in order. Needs the machine's PostgreSQL.
+    #[tokio::test]
+    async fn a_later_offset_committed_first_is_seen_and_fails_i6() -> Result<()> {
+        let name = format!("test_commits_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&format!("{}/postgres", crate::pg_server())).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await?;
+        let url = format!("{}/{name}", crate::pg_server());
+        let result = async {
+            let mut setup = PgConnection::connect(&url).await?;
+            sqlx::raw_sql(include_str!(
+                "../../../services/runtime/migrations/0001_event_store.sql"
+            ))
+            .execute(&mut setup)
+            .await?;
+            let insert = |offset: i64| {
+                sqlx::query(
+                    "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+                     VALUES ('payment', $1, 'orders.v1', 0, $2)",
+                )
+                .bind(uuid::Uuid::now_v7())
+                .bind(offset)
+            };
+            let (mut first, mut second) = (
+                PgConnection::connect(&url).await?,
+                PgConnection::connect(&url).await?,
+            );
+            let commits = Commits::watch(vec![("payment", url.clone())]);
+            let mut four = first.begin().await?;
+            insert(4).execute(&mut *four).await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut five = second.begin().await?;
+            insert(5).execute(&mut *five).await?;
+            five.commit().await?;
+            // Past a poll or two before 4 commits.
+            tokio::time::sleep(EVERY * 3).await;
+            four.commit().await?;
+            let by_start: Vec<i64> = sqlx::query_scalar("SELECT \"offset\" FROM inbox ORDER BY processed_at")
+                .fetch_all(&mut setup)
+                .await?;
+            assert_eq!(by_start, [4, 5], "by transaction start they look in order");
+            let seen = Observations {
+                applied: commits.stop().await?,
+                ..Observations::default()
+            };
+            let verdict = delivery::streams_in_order(&seen);
+            assert!(!verdict.holds, "{verdict:?}");
+            assert!(
+                verdict.counterexamples[0].contains("committed orders.v1[0]@5"),
+                "{verdict:?}"
+            );
+            anyhow::Ok(())
+        }
+        .await;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        result
     }
 }

@@ -23,7 +23,7 @@ pub fn parse_seed(value: Option<&str>) -> Result<u64> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         Some(v) => v
             .parse()
-            .with_context(|| format!("CHAOS_SEED={v} is no unsigned 64-bit number")),
+            .with_context(|| format!("the seed {v:?} (CHAOS_SEED, --seed) is no unsigned 64-bit number")),
         None => Ok(rand::random()),
     }
 }
@@ -63,7 +63,8 @@ mod tests {
         assert_ne!(schedule(42), schedule(43));
         assert_eq!(parse_seed(Some(" 42 ")).unwrap(), 42);
         let err = parse_seed(Some("forty-two")).unwrap_err();
-        assert!(format!("{err:#}").contains("CHAOS_SEED=forty-two is no unsigned 64-bit number"));
+        assert!(format!("{err:#}")
+            .contains("the seed \"forty-two\" (CHAOS_SEED, --seed) is no unsigned 64-bit number"));
         // Unset or empty: a new seed, different from run to run.
         assert_ne!(parse_seed(None).unwrap(), parse_seed(Some("")).unwrap());
     }
