@@ -91,6 +91,10 @@ pub struct Report {
     /// Seconds from the end of the load until the stack was quiet; `None`
     /// when it was not within the settle time.
     pub quiet_after: Option<f64>,
+    /// How many polls of the inbox watcher saw a commit: the resolution
+    /// I6 judged commit order at (1: it saw everything at once, and could
+    /// tell nothing).
+    pub commit_polls: usize,
     /// What reading every topic back found (I10).
     pub topics: TopicRead,
     pub invariants: Vec<Verdict>,
@@ -162,6 +166,11 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let applied = commits.stop().await?;
+    let commit_polls = applied
+        .iter()
+        .map(|a| a.seen)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let (invariants, topics, seen) = check::all(stack, &history, &before, applied, &injected, epoch).await?;
     let count = |f: fn(&Outcome) -> bool| history.iter().filter(|p| f(&p.outcome)).count();
     let passed = quiet_after.is_some()
@@ -182,6 +191,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
         cancels_asked: history.iter().filter(|p| p.cancel.is_some()).count(),
         faults: injected,
         quiet_after,
+        commit_polls,
         topics,
         invariants,
         passed,
@@ -232,6 +242,10 @@ impl Report {
             Some(s) => out.push_str(&format!("quiet {s:.1} s after the load stopped\n")),
             None => out.push_str("NOT quiet within the settle time\n"),
         }
+        out.push_str(&format!(
+            "inbox watcher: commits seen over {} polls\n",
+            self.commit_polls
+        ));
         let t = &self.topics;
         out.push_str(&format!(
             "topics read back: {} records, {} events, {} lost, {} phantom, {} duplicates ({:.2}%), {} poison, {} dead letters, {} keys out of order\n",
