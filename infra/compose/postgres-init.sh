@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# One role and one database per service; each database closed to other roles.
-# Analysts log in as omnisaga_analyst: it may connect to the analytics database
-# only, and the analytics service grants it read access to the star schema.
+# Two roles and one database per service: the owner `omnisaga_<service>`
+# (the service migrates as it, DATABASE_MIGRATION_URL) and the runtime role
+# `omnisaga_<service>_runtime` (the service runs as it, DATABASE_URL; it
+# owns nothing and gets the rows of the tables from the owner after every
+# migration). Each database is closed to every other role. Analysts log in
+# as omnisaga_analyst: it may connect to the analytics database only, and
+# the analytics service grants it read access to the star schema.
 set -euo pipefail
 for svc in order payment warehouse notification analytics; do
   var="$(echo "${svc}" | tr a-z A-Z)_DB_PASSWORD"
+  runtime_var="$(echo "${svc}" | tr a-z A-Z)_DB_RUNTIME_PASSWORD"
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
 CREATE ROLE omnisaga_${svc} LOGIN PASSWORD '${!var}';
+CREATE ROLE omnisaga_${svc}_runtime LOGIN PASSWORD '${!runtime_var}';
 CREATE DATABASE omnisaga_${svc} OWNER omnisaga_${svc};
 REVOKE ALL ON DATABASE omnisaga_${svc} FROM PUBLIC;
+GRANT CONNECT ON DATABASE omnisaga_${svc} TO omnisaga_${svc}_runtime;
 SQL
 done
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
