@@ -101,16 +101,21 @@ if [ -n "$sql" ]; then
 fi
 
 # The loopback rules of earlier versions let anyone in without a password:
-# remove them, so Debian's scram-sha-256 rules below them decide.
+# remove them, so Debian's scram-sha-256 rules below them decide. The
+# marker line stays (saying so): an earlier version of this script, run
+# from an older clone, adds its rules only where no line starts with it.
 hba="$etc/pg_hba.conf"
-if grep -Eq '^# omnisaga: loopback|^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+trust[[:space:]]*$' "$hba"; then
-  $SUDO sed -i -E -e '/^# omnisaga: loopback/d' \
-    -e '/^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1\/32|::1\/128)[[:space:]]+trust[[:space:]]*$/d' "$hba"
+trust='^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+trust[[:space:]]*$'
+if grep -Eq "$trust|^# omnisaga: loopback connections need no password" "$hba"; then
+  $SUDO sed -i -E -e '/^# omnisaga: loopback connections need no password/d' -e "\\#$trust#d" "$hba"
   hba_changed=1
 fi
 if ! grep -Eq '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+scram-sha-256' "$hba"; then
   printf 'host    all             all             127.0.0.1/32            scram-sha-256\nhost    all             all             ::1/128                 scram-sha-256\n' | $SUDO tee -a "$hba" >/dev/null
   hba_changed=1
+fi
+if ! grep -q '^# omnisaga: loopback' "$hba"; then
+  echo '# omnisaga: loopback connections need a password (scram-sha-256; infra/scripts/ensure-postgres.sh)' | $SUDO tee -a "$hba" >/dev/null
 fi
 if [ "${hba_changed:-0}" = 1 ]; then
   log "loopback connections now need a password (scram-sha-256): reloading $version/$cluster"

@@ -87,6 +87,13 @@ where
     let owner = connect(owner_url, 1)
         .await
         .context("Failed to connect over DATABASE_MIGRATION_URL")?;
+    let owner_role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&owner)
+        .await?;
+    anyhow::ensure!(
+        owner_role != role,
+        "DATABASE_MIGRATION_URL and DATABASE_URL both log in as {role}: the service must run as a role that does not own its database"
+    );
     migrate(&owner, service).await?;
     as_owner(&owner).await?;
     grant_runtime(&owner, &role).await?;
