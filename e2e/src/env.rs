@@ -48,7 +48,8 @@ fn find_root(start: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one.
+/// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one
+/// (its password from the password file: [`pg_password`]).
 pub fn pg_server() -> String {
     std::env::var("OMNISAGA_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
