@@ -26,6 +26,7 @@ mod broker;
 mod database;
 mod env;
 mod kafka;
+pub mod local_state;
 mod process;
 mod stack;
 mod viewer;
