@@ -44,6 +44,12 @@ pub const UNKNOWN_PAYMENT_METHOD: &str = "payment_method_unknown";
 /// consumer's commits wake it sooner.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// Times an ambiguous authorisation is asked with its key before the
+/// provider is asked for its outcome ([`ProviderCalls::certain_answer`]).
+pub const AMBIGUOUS_TRIES: u32 = 3;
+/// Wait before asking an ambiguous authorisation again; it doubles.
+const AMBIGUOUS_WAIT: Duration = Duration::from_millis(100);
+
 #[derive(Clone)]
 pub struct ProviderCalls {
     pub pool: PgPool,
@@ -162,7 +168,7 @@ impl ProviderCalls {
             // Nothing to charge: the order hears a failed payment it can
             // retry or cancel, and the calls queued behind this one go on.
             None => ProviderAnswer::Declined(UNKNOWN_PAYMENT_METHOD.into()),
-            Some(token) => match self.provider.authorize(&call.payment_id, &token).await? {
+            Some(token) => match self.certain_answer(&call.payment_id, &token).await? {
                 Outcome::Approved => ProviderAnswer::Approved,
                 Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
                 Outcome::Unavailable => ProviderAnswer::Unavailable,
@@ -189,6 +195,52 @@ impl ProviderCalls {
         }
         store::update_view(tx, call.order_id, &done.state).await?;
         Ok(!done.published.is_empty())
+    }
+
+    /// The provider's answer to the attempt `payment_id`, made certain
+    /// before anything is recorded. An ambiguous answer ("unavailable", or
+    /// none: an error or a timeout) does not say the provider took nothing,
+    /// so the same call is asked again with the same payment id, the
+    /// idempotency key ([`AMBIGUOUS_TRIES`] in all, waits doubling from
+    /// [`AMBIGUOUS_WAIT`]), and then the provider is asked for the outcome
+    /// by that key. Only when it holds nothing under the key is the attempt
+    /// failed as unavailable, so a new attempt (a new payment id) is never
+    /// made while an earlier one may have charged. With no answer at all
+    /// the error stands: the call stays queued and is made again, with the
+    /// same key.
+    async fn certain_answer(&self, payment_id: &str, token: &str) -> Result<Outcome> {
+        let mut wait = AMBIGUOUS_WAIT;
+        let mut last = Ok(Outcome::Unavailable);
+        for tried in 1..=AMBIGUOUS_TRIES {
+            last = self.provider.authorize(payment_id, token).await;
+            match &last {
+                Ok(Outcome::Unavailable) | Err(_) => {}
+                Ok(_) => return last,
+            }
+            if tried < AMBIGUOUS_TRIES {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        let known = self.provider.lookup(payment_id).await?;
+        OUTCOMES
+            .with_label_values(&[if known.is_some() {
+                "ambiguous_found"
+            } else {
+                "ambiguous_none"
+            }])
+            .inc();
+        match known {
+            Some(outcome) => {
+                tracing::warn!(
+                    payment.id = payment_id,
+                    ?outcome,
+                    "the provider had answered: its outcome, asked by key"
+                );
+                Ok(outcome)
+            }
+            None => last,
+        }
     }
 
     /// Voids an approval the provider holds for an attempt that was never
