@@ -12,6 +12,13 @@
 //! that moved on meanwhile), the call is made again; if by then nothing is
 //! to be paid any more, the approval the provider holds is voided
 //! ([`domain::unrecorded_attempt`]).
+//!
+//! Ambiguous answers: the payment id of an attempt is its idempotency key.
+//! An answer that does not say whether the provider charged ("unavailable",
+//! an error, a timeout) is asked again with the same key and then by key
+//! ([`ProviderCalls::certain_answer`]) before the attempt may fail; and
+//! before a new attempt, each earlier one is asked by its key and an
+//! approval the provider holds for it is voided (a charge that came late).
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    domain::{self, Command, PaymentAggregate, ProviderAnswer, Request},
+    domain::{self, Command, Payment, PaymentAggregate, ProviderAnswer, Request},
     handlers::OUTCOMES,
     orders::OrderService,
     provider::{Outcome, Provider},
@@ -159,6 +166,7 @@ impl ProviderCalls {
             tracing::debug!(reason = %refusal, "attempt not made");
             return Ok(false);
         }
+        self.void_earlier(&order, &loaded.state, &request).await?;
         let token = match (token, &request) {
             ("", Request::Placed { .. }) => self.orders.payment_method(call.order_id, 1).await?,
             ("", Request::Retry { attempt }) => self.orders.payment_method(call.order_id, *attempt).await?,
@@ -243,15 +251,31 @@ impl ProviderCalls {
         }
     }
 
-    /// Voids an approval the provider holds for an attempt that was never
-    /// recorded (see [`domain::unrecorded_attempt`]).
+    /// Before a new attempt: the earlier attempts of the order all failed
+    /// (else it would not be made), yet one answered ambiguously may have
+    /// charged after all (an answer that came after its outcome was asked).
+    /// The provider is asked by each earlier key, and an approval it holds
+    /// is voided: the order is never authorised twice.
+    async fn void_earlier(&self, order: &str, state: &Payment, request: &Request) -> Result<()> {
+        let Ok(attempt) = domain::attempt(state, request) else {
+            return Ok(());
+        };
+        for earlier in 1..attempt.number {
+            self.void_unrecorded(&domain::payment_id(order, earlier)).await?;
+        }
+        Ok(())
+    }
+
+    /// Voids an approval the provider holds for an attempt the stream does
+    /// not hold as authorised: its recording was rolled back (see
+    /// [`domain::unrecorded_attempt`]) or it was recorded as failed.
     async fn void_unrecorded(&self, payment_id: &str) -> Result<()> {
         if self.provider.holds(payment_id).await? {
             self.provider.void(payment_id).await?;
             OUTCOMES.with_label_values(&["voided_unrecorded"]).inc();
             tracing::warn!(
                 payment.id = payment_id,
-                "voided an approval whose recording was rolled back"
+                "voided an approval the payment stream does not hold"
             );
         }
         Ok(())

@@ -203,3 +203,21 @@ async fn an_outage_that_took_nothing_still_fails_the_attempt() {
     assert_eq!(failed, 1, "the provider holds nothing: the order may try again");
     assert!(p.held().await.is_empty());
 }
+
+#[tokio::test]
+async fn an_earlier_attempt_that_charged_after_it_was_failed_is_voided_before_a_new_one() {
+    let p = Payment::new("ambiguity_late_charge", ProviderConfig::default()).await;
+    p.consume(p.placed("tok_unavailable")).await;
+    p.call_all(3).await;
+    // The provider took the first attempt after all, after its outcome was
+    // asked and the attempt failed: an answer that came late.
+    sqlx::query("INSERT INTO provider_ledger (payment_id, outcome) VALUES ($1, 'APPROVED')")
+        .bind(format!("pay-{}-1", p.order_id))
+        .execute(&p.pool)
+        .await
+        .unwrap();
+    p.consume(p.retry(2, "tok_visa")).await;
+    p.call_all(3).await;
+    p.authorised_once().await;
+    assert_eq!(p.held().await, vec![format!("pay-{}-2", p.order_id)]);
+}
