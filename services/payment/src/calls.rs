@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    domain::{self, Command, Payment, PaymentAggregate, ProviderAnswer, Request},
+    domain::{self, Command, PaymentAggregate, ProviderAnswer, Request},
     handlers::OUTCOMES,
     orders::OrderService,
     provider::{Outcome, Provider},
@@ -166,7 +166,7 @@ impl ProviderCalls {
             tracing::debug!(reason = %refusal, "attempt not made");
             return Ok(false);
         }
-        self.void_earlier(&order, &loaded.state, &request).await?;
+        self.void_earlier(&order, &request).await?;
         let token = match (token, &request) {
             ("", Request::Placed { .. }) => self.orders.payment_method(call.order_id, 1).await?,
             ("", Request::Retry { attempt }) => self.orders.payment_method(call.order_id, *attempt).await?,
@@ -251,16 +251,18 @@ impl ProviderCalls {
         }
     }
 
-    /// Before a new attempt: the earlier attempts of the order all failed
-    /// (else it would not be made), yet one answered ambiguously may have
-    /// charged after all (an answer that came after its outcome was asked).
-    /// The provider is asked by each earlier key, and an approval it holds
-    /// is voided: the order is never authorised twice.
-    async fn void_earlier(&self, order: &str, state: &Payment, request: &Request) -> Result<()> {
-        let Ok(attempt) = domain::attempt(state, request) else {
-            return Ok(());
+    /// Before the new attempt `request` makes (the stream said it may be
+    /// made): the earlier attempts of the order all failed, yet one answered
+    /// ambiguously may have charged after all (an answer that came after
+    /// its outcome was asked). The provider is asked by each earlier key,
+    /// and an approval it holds is voided: the order is never authorised
+    /// twice.
+    async fn void_earlier(&self, order: &str, request: &Request) -> Result<()> {
+        let number = match request {
+            Request::Placed { .. } => 1,
+            Request::Retry { attempt } => *attempt,
         };
-        for earlier in 1..attempt.number {
+        for earlier in 1..number {
             self.void_unrecorded(&domain::payment_id(order, earlier)).await?;
         }
         Ok(())
