@@ -19,6 +19,7 @@ pub mod client;
 pub mod logs;
 pub mod netfault;
 pub mod traces;
+pub mod webhook_sink;
 
 pub use kafka::{describe_cluster_unauthenticated, KafkaAccess, KafkaUsers};
 
@@ -119,6 +120,10 @@ pub struct StackOptions {
     /// behind a [`balancer::Balancer`] on the service's address, in one
     /// consumer group and on one database.
     pub instances: BTreeMap<String, usize>,
+    /// Notification sends its messages to a [`webhook_sink::WebhookSink`]
+    /// the stack runs (`Stack::webhook`), which counts what reached the
+    /// channel, rather than to its log.
+    pub webhook_sink: bool,
 }
 
 impl StackOptions {
@@ -137,6 +142,7 @@ impl StackOptions {
             fixed_ports: false,
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
+            webhook_sink: false,
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }
@@ -223,4 +229,6 @@ pub struct Stack {
     reserved: std::sync::Mutex<BTreeMap<(&'static str, usize), std::net::TcpListener>>,
     /// The balancers in front of services run as several instances.
     balancers: Vec<balancer::Balancer>,
+    /// The chat webhook receiver, with `StackOptions::webhook_sink`.
+    pub webhook: Option<webhook_sink::WebhookSink>,
 }

@@ -63,7 +63,11 @@ impl Stack {
             instance_ports: BTreeMap::new(),
             reserved: Default::default(),
             balancers: Vec::new(),
+            webhook: None,
         };
+        if stack.options.webhook_sink {
+            stack.webhook = Some(crate::webhook_sink::WebhookSink::start().await?);
+        }
 
         database::ensure_all(&stack.options).await?;
 
@@ -171,6 +175,10 @@ impl Stack {
             .kill_on_drop(true);
         if let Some(users) = &self.kafka_users {
             cmd.envs(users.env(name));
+        }
+        if let (Some(sink), "notification") = (&self.webhook, name) {
+            cmd.env("NOTIFICATION_WEBHOOK_URL", &sink.url)
+                .env("NOTIFICATION_WEBHOOK_SECRET", crate::webhook_sink::SECRET);
         }
         for key in ["*", name] {
             for (k, v) in self.options.env.get(key).into_iter().flatten() {

@@ -35,6 +35,7 @@ async fn main() -> Result<()> {
         fixed_ports: true,
         env: Default::default(),
         instances: Default::default(),
+        webhook_sink: false,
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;
