@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::settings::Settings;
+
 /// What a service answered that was not a success.
 #[derive(Debug)]
 pub enum Failure {
@@ -24,17 +26,21 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// An HTTP client with a timeout, sending `token` as the bearer, for every command.
-pub fn client(token: Option<&str>) -> Result<reqwest::Client> {
+/// An HTTP client with a timeout, sending the settings' token as the
+/// bearer, for every command; `https://` services' certificates are checked
+/// against the system's CAs and `TLS_CA_FILE`'s.
+pub fn client(settings: &Settings) -> Result<reqwest::Client> {
+    let trust = settings.http_trust()?;
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = token {
+    if let Some(token) = settings.token.as_deref() {
         let mut value: reqwest::header::HeaderValue = format!("Bearer {token}")
             .parse()
             .context("the token is not a valid header value")?;
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    reqwest::Client::builder()
+    trust
+        .builder()
         .timeout(Duration::from_secs(30))
         .default_headers(headers)
         .build()

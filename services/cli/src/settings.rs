@@ -78,6 +78,14 @@ impl Settings {
         }
     }
 
+    /// The CAs the services' HTTPS certificates are checked against: the
+    /// system's and those of `TLS_CA_FILE` (PEM), from the environment, else
+    /// the env file; a file that cannot be read or holds no certificate is
+    /// an error naming it.
+    pub fn http_trust(&self) -> anyhow::Result<omnisaga_runtime::http_client::Trust> {
+        omnisaga_runtime::http_client::Trust::from_vars(|name| Some(self.var(name, "")))
+    }
+
     /// How to log in to the broker (`KAFKA_USERNAME`, `KAFKA_PASSWORD` or
     /// `KAFKA_PASSWORD_FILE`, ...: [`ClientSecurity`]), from the environment,
     /// else the env file (`make run` writes the broker admin's there).
