@@ -39,7 +39,8 @@ fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>
     if *algorithm != Algorithm::EdDSA || key.family() != AlgorithmFamily::Ed {
         return Err(ErrorKind::InvalidAlgorithm.into());
     }
-    let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes()).map_err(|_| ErrorKind::InvalidEddsaKey)?;
+    let pair =
+        Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes()).map_err(|_| ErrorKind::InvalidEddsaKey)?;
     Ok(Box::new(EdSigner(pair)))
 }
 
@@ -81,7 +82,9 @@ struct RingVerifier {
 impl signature::Verifier<Vec<u8>> for RingVerifier {
     fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
         let checked = match (self.algorithm, self.key.kind()) {
-            (Algorithm::EdDSA, DecodingKeyKind::SecretOrDer(x)) => UnparsedPublicKey::new(&ED25519, x).verify(msg, sig),
+            (Algorithm::EdDSA, DecodingKeyKind::SecretOrDer(x)) => {
+                UnparsedPublicKey::new(&ED25519, x).verify(msg, sig)
+            }
             // The uncompressed point (0x04, x, y) of the JWK.
             (Algorithm::ES256, DecodingKeyKind::SecretOrDer(point)) => {
                 UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).verify(msg, sig)

@@ -183,7 +183,11 @@ fn rs256_and_es256_tokens_of_an_identity_providers_jwks_verify_and_forgeries_do_
     // A 2048-bit key made for this test only (openssl genpkey), PKCS#8.
     let pem = include_str!("testdata/rs256-test-key.pem");
     let der = STANDARD
-        .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+        .decode(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
         .unwrap();
     let rsa = signature::RsaKeyPair::from_pkcs8(&der).unwrap();
     let rsa_public = RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public());

@@ -87,3 +87,37 @@ fn source_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::testing::https::TestCa;
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_service_behind_https_answers_when_tls_ca_file_names_its_ca_and_a_missing_file_is_an_error_naming_it(
+    ) {
+        let ca = TestCa::new().unwrap();
+        let app = axum::Router::new().route(
+            "/v1/ping",
+            axum::routing::get(|| async { axum::Json(json!({"ok": true})) }),
+        );
+        let url = ca.serve(app).await.unwrap();
+        let trusting = Settings::for_tests().with_file_var("TLS_CA_FILE", &ca.ca_file.display().to_string());
+        let c = client(&trusting).unwrap();
+        let body = call("order", c.get(format!("{url}/v1/ping"))).await.unwrap();
+        assert_eq!(body, json!({"ok": true}));
+
+        let system_only = client(&Settings::for_tests()).unwrap();
+        let e = call("order", system_only.get(format!("{url}/v1/ping")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate"), "{e}");
+
+        let missing = Settings::for_tests().with_file_var("TLS_CA_FILE", "/nonexistent/ca.pem");
+        let e = client(&missing).unwrap_err().to_string();
+        assert!(e.contains("TLS_CA_FILE=/nonexistent/ca.pem"), "{e}");
+    }
+}

@@ -86,6 +86,13 @@ impl Settings {
         omnisaga_runtime::http_client::Trust::from_vars(|name| Some(self.var(name, "")))
     }
 
+    /// These settings with `name` as if the env file said `value`.
+    #[cfg(test)]
+    pub fn with_file_var(mut self, name: &str, value: &str) -> Self {
+        self.file.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// How to log in to the broker (`KAFKA_USERNAME`, `KAFKA_PASSWORD` or
     /// `KAFKA_PASSWORD_FILE`, ...: [`ClientSecurity`]), from the environment,
     /// else the env file (`make run` writes the broker admin's there).

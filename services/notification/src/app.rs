@@ -46,7 +46,12 @@ impl App {
         let channel: Arc<dyn Channel> = match config.webhook {
             Some(hook) => {
                 tracing::info!(url = %hook.url, secrets = hook.secrets.len(), "messages go to the webhook");
-                Arc::new(WebhookChannel::new(hook.url, hook.secrets, config.send_timeout, &trust)?)
+                Arc::new(WebhookChannel::new(
+                    hook.url,
+                    hook.secrets,
+                    config.send_timeout,
+                    &trust,
+                )?)
             }
             None => Arc::new(LogChannel),
         };

@@ -22,7 +22,7 @@ use anyhow::{bail, ensure, Context, Result};
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
-use omnisaga_runtime::http_client::Trust;
+use omnisaga_runtime::http_client::{describe, Trust};
 use serde_json::json;
 use sha2::Sha256;
 
@@ -139,7 +139,7 @@ impl Channel for WebhookChannel {
             .body(body)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("the webhook receiver did not answer: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("the webhook receiver did not answer: {}", describe(&e)))?;
         let status = resp.status();
         ensure!(status.is_success(), "the webhook receiver answered {status}");
         Ok(())

@@ -67,9 +67,12 @@ impl Trust {
         // rather than at the first call.
         let mut roots = RootCertStore::empty();
         for (n, cert) in certs.iter().enumerate() {
-            roots
-                .add(cert.clone())
-                .with_context(|| format!("certificate {} of the CA file is not a usable CA certificate", n + 1))?;
+            roots.add(cert.clone()).with_context(|| {
+                format!(
+                    "certificate {} of the CA file is not a usable CA certificate",
+                    n + 1
+                )
+            })?;
         }
         let extra = certs
             .iter()
@@ -100,6 +103,22 @@ impl Trust {
     }
 }
 
+/// `e` and its causes, e.g. "error sending request for url (...): client
+/// error (Connect): invalid peer certificate: UnknownIssuer": reqwest's own
+/// message does not say why.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,12 +137,18 @@ mod tests {
     fn a_ca_file_that_is_missing_or_holds_no_certificate_is_refused_naming_the_variable_and_the_file() {
         let missing = std::env::temp_dir().join("omnisaga-no-such-ca.pem");
         let e = format!("{:#}", Trust::from_vars(vars(&missing)).unwrap_err());
-        assert!(e.contains("TLS_CA_FILE=") && e.contains(&missing.display().to_string()), "{e}");
+        assert!(
+            e.contains("TLS_CA_FILE=") && e.contains(&missing.display().to_string()),
+            "{e}"
+        );
         assert!(e.contains("cannot be read"), "{e}");
 
         let empty = temp_file("empty.pem", b"no certificate in here\n");
         let e = format!("{:#}", Trust::from_vars(vars(&empty)).unwrap_err());
-        assert!(e.contains(&empty.display().to_string()) && e.contains("holds no PEM certificate"), "{e}");
+        assert!(
+            e.contains(&empty.display().to_string()) && e.contains("holds no PEM certificate"),
+            "{e}"
+        );
 
         let garbage = temp_file(
             "garbage.pem",
