@@ -27,18 +27,30 @@ fn run(how: Option<&str>, with_db: bool, cargo_exit: i32) -> Run {
     let cargo = bin.join("cargo");
     std::fs::write(
         &cargo,
-        format!("#!/usr/bin/env bash\necho \"$*\" >>{}\nexit {cargo_exit}\n", calls.display()),
+        format!(
+            "#!/usr/bin/env bash\necho \"$*\" >>{}\nexit {cargo_exit}\n",
+            calls.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "..", "infra", "scripts", "check-advisories.sh"]
-        .iter()
-        .collect();
+    let script: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "infra",
+        "scripts",
+        "check-advisories.sh",
+    ]
+    .iter()
+    .collect();
     let mut cmd = Command::new("bash");
     cmd.arg(script)
         .env("CARGO_HOME", &home)
-        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
         .env_remove("CARGO_DENY_ADVISORIES");
     if let Some(how) = how {
         cmd.env("CARGO_DENY_ADVISORIES", how);
@@ -63,7 +75,11 @@ fn without_a_database_the_advisories_step_fails_unless_told_to_skip_and_says_the
 
     let skipped = run(Some("skip"), false, 0);
     assert_eq!(skipped.code, 0, "{}", skipped.stderr);
-    assert!(skipped.stderr.contains("advisories NOT checked"), "{}", skipped.stderr);
+    assert!(
+        skipped.stderr.contains("advisories NOT checked"),
+        "{}",
+        skipped.stderr
+    );
 
     let unknown = run(Some("yes"), false, 0);
     assert_ne!(unknown.code, 0);
@@ -83,5 +99,9 @@ fn with_a_database_the_advisories_are_checked_offline_and_a_failed_fetch_fails()
     assert_eq!(fetched.cargo_calls.trim(), "deny check advisories");
     let unreachable = run(Some("1"), false, 1);
     assert_ne!(unreachable.code, 0);
-    assert!(unreachable.stderr.contains("could not be fetched"), "{}", unreachable.stderr);
+    assert!(
+        unreachable.stderr.contains("could not be fetched"),
+        "{}",
+        unreachable.stderr
+    );
 }
