@@ -27,6 +27,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod page;
 pub mod progress;
 pub mod service;
 pub mod shutdown;
