@@ -28,7 +28,7 @@ pub fn client_with(token: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .default_headers(headers)
         .build()
-        .expect("an HTTP client without TLS builds")
+        .expect("an HTTP client builds")
 }
 
 impl Stack {

@@ -509,6 +509,7 @@ fn webhook(url: &str, secrets: &[&[u8]]) -> Arc<dyn Channel> {
             url.into(),
             webhook::secrets(&secrets).unwrap(),
             Duration::from_secs(5),
+            &omnisaga_runtime::http_client::Trust::system(),
         )
         .unwrap(),
     )

@@ -9,7 +9,7 @@
 //! | `PAYMENT_AMBIGUOUS_RATE` | `0` | share of first approvals the simulator records and then answers unavailable (charged, answer lost), 0 to 1 |
 //! | `PAYMENT_PROVIDER_LEDGER_DAYS` | `30` | how long the simulator's ledger (`provider_ledger`) keeps an answer |
 //! | `PAYMENT_PROVIDER_CALLERS` | `4` | provider calls made at once (each a worker with its own transaction) |
-//! | `ORDER_URL` | `http://127.0.0.1:8080` | where the payment token of an attempt is asked for (the topics do not carry it) |
+//! | `ORDER_URL` | `http://127.0.0.1:8080` | where the payment token of an attempt is asked for (the topics do not carry it); `https://` checks the order service's certificate against the system's CAs and `TLS_CA_FILE`'s |
 //! | `PAYMENT_ORDER_TOKEN` | unset | payment's `payment-methods:read` token for that; a secret, so usually `PAYMENT_ORDER_TOKEN_FILE` |
 
 use std::time::Duration;
@@ -68,23 +68,28 @@ impl Config {
             provider_callers >= 1,
             "PAYMENT_PROVIDER_CALLERS must be at least 1"
         );
+        let common = CommonConfig::from_env("payment", 8081)?;
+        let orders = OrderService::new(
+            var("ORDER_URL").unwrap_or_else(|| ORDER_URL.into()),
+            var("PAYMENT_ORDER_TOKEN"),
+            &common.http_trust,
+        )?;
         Ok(Self {
-            common: CommonConfig::from_env("payment", 8081)?,
+            common,
             provider,
             provider_callers,
-            orders: OrderService::new(
-                var("ORDER_URL").unwrap_or_else(|| ORDER_URL.into()),
-                var("PAYMENT_ORDER_TOKEN"),
-            ),
+            orders,
         })
     }
 
     pub fn with_common(common: CommonConfig) -> Self {
+        let orders = OrderService::new(ORDER_URL.into(), None, &common.http_trust)
+            .expect("an HTTP client with the configured CAs builds");
         Self {
             common,
             provider: ProviderConfig::default(),
             provider_callers: PROVIDER_CALLERS,
-            orders: OrderService::new(ORDER_URL.into(), None),
+            orders,
         }
     }
 }

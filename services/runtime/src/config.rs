@@ -14,6 +14,8 @@
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
 //! | `KAFKA_SECURITY_PROTOCOL`, `KAFKA_USERNAME`, `KAFKA_PASSWORD`, `KAFKA_SASL_MECHANISM`, `KAFKA_SSL_CA_FILE` | plain text, no user | how the service authenticates to the broker ([`ClientSecurity`]) |
 //! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE` | unset (plain HTTP) | the listener's certificate chain and key, PEM ([`crate::tls`]) |
+//! | `TLS_CA_FILE` | unset (the system's CAs) | CA certificates (PEM) outbound HTTPS calls trust besides the system's: webhooks, payment to order, order to warehouse ([`crate::http_client`]); unreadable or without a certificate, the service does not start |
 //! | `LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter |
 //!
@@ -83,6 +85,8 @@ pub struct CommonConfig {
     pub limits: crate::limits::Limits,
     /// HTTPS instead of HTTP (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The CAs outbound HTTPS calls trust: the system's and `TLS_CA_FILE`'s.
+    pub http_trust: crate::http_client::Trust,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -104,6 +108,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("auth", &self.auth)
             .field("limits", &self.limits)
             .field("tls", &self.tls)
+            .field("http_trust", &self.http_trust)
             .finish()
     }
 }
@@ -254,6 +259,8 @@ impl CommonConfig {
 
     /// Reads the common variables, with the fetch defaults of `fetch`.
     pub fn from_env_with(service: &'static str, default_port: u16, fetch: Fetch) -> Result<Self> {
+        // First: a CA file that is wrong is said before anything else.
+        let http_trust = crate::http_client::Trust::from_env()?;
         let (fetch_wait_max_ms, fetch_min_bytes) =
             fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
@@ -290,6 +297,7 @@ impl CommonConfig {
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
             tls: crate::tls::TlsFiles::from_env()?,
+            http_trust,
         })
     }
 }

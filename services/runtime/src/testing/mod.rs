@@ -4,12 +4,14 @@
 //! from them ([`config`]), events published as another service would, plus
 //! waiting on a condition with a deadline, the given/when/then harness of
 //! the services' pure deciders, responses checked against the OpenAPI
-//! documents ([`openapi`]), and tokens signed by the tests' key ([`auth`]). Behind the `testing` feature: only tests
+//! documents ([`openapi`]), tokens signed by the tests' key ([`auth`]), and HTTPS
+//! servers with a certificate authority of the test's own ([`https`]). Behind the `testing` feature: only tests
 //! turn it on.
 
 pub mod auth;
 pub mod decider;
 mod events;
+pub mod https;
 pub mod openapi;
 mod service;
 

@@ -31,5 +31,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         auth: super::auth::config(),
         limits: Default::default(),
         tls: None,
+        http_trust: Default::default(),
     })
 }

@@ -37,6 +37,7 @@ fn config() -> Config {
         auth: omnisaga_runtime::testing::auth::config(),
         limits: Default::default(),
         tls: None,
+        http_trust: Default::default(),
     })
 }
 
