@@ -9,7 +9,10 @@
 //! version, so per-key order is commit order. Only one relay per database
 //! publishes at a time (a PostgreSQL advisory lock held by its connection;
 //! the others try for it every poll, so one takes over within a poll of the
-//! leader's death). It is woken in process after a commit, never by a
+//! leader's death). The leader reads each pass's rows and marks them on
+//! that lock connection, so a leader whose connection was cut (and whose
+//! lock went with it) fails its next pass and resigns instead of
+//! publishing beside its successor. It is woken in process after a commit, never by a
 //! NOTIFY inside the business transaction; a commit in an instance that
 //! does not lead reaches it by a NOTIFY that instance sends afterwards
 //! (`omnisaga_outbox_wake`).
@@ -316,7 +319,7 @@ impl Worker for Leader {
         if passes.is_multiple_of(1000) {
             relay.prune().await?;
         }
-        let rows = relay.unpublished().await?;
+        let rows = self.unpublished().await?;
         if rows.is_empty() {
             return Ok(Claimed::Wait(relay.poll));
         }
@@ -330,7 +333,7 @@ impl Worker for Leader {
     }
 
     async fn work(&self, rows: Vec<Row_>) -> Result<()> {
-        self.relay.publish(rows).await.map(|_| ())
+        self.publish(rows).await.map(|_| ())
     }
 
     /// Gives the lead up: its connection may be the broken part, and a lock
@@ -352,8 +355,8 @@ impl Worker for Leader {
         }
         if lock.is_some() {
             drop(lock);
-            while let Ok(rows) = relay.unpublished().await {
-                if rows.is_empty() || relay.publish(rows).await.is_err() {
+            while let Ok(rows) = self.unpublished().await {
+                if rows.is_empty() || self.publish(rows).await.is_err() {
                     break;
                 }
             }
@@ -362,7 +365,57 @@ impl Worker for Leader {
     }
 }
 
+/// Longest the leader waits for its lock connection to answer before it
+/// takes the lead for lost: a connection that hangs (a network partition)
+/// may already have lost its lock on the server's side.
+const LEAD_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Leader {
+    /// Up to one batch of the rows not yet published, oldest first, read on
+    /// the lock connection itself: that it answers is the check that this
+    /// replica still leads, at no extra round trip. The lock is a
+    /// session-level advisory lock, which only that session can release
+    /// (the relay unlocks only when it resigns) and which goes when the
+    /// session ends; so a statement that completes on that session proves
+    /// the lock is held. A connection that was cut fails the read, and the
+    /// pass fails: [`Worker::failed`] resigns, and the next look tries for
+    /// the lock again, behind whichever replica took it meanwhile.
+    async fn unpublished(&self) -> Result<Vec<Row_>> {
+        let mut lock = self.lock.lock().await;
+        let conn = lock.as_mut().context("the relay does not lead")?;
+        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, self.relay.unpublished(conn)).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(lost(e)),
+            Err(_) => Err(lost(anyhow::anyhow!(
+                "the lock connection did not answer within {LEAD_CHECK_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Publishes `rows` and marks the delivered ones published on the lock
+    /// connection, so only a relay that still leads marks rows: a lead lost
+    /// while publishing leaves them to the next leader (delivered twice, as
+    /// after a crash; the consumers' inboxes drop the second).
+    async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
+        let (delivered, first_error) = self.relay.publish(rows).await;
+        if !delivered.is_empty() {
+            let mut lock = self.lock.lock().await;
+            let conn = lock.as_mut().context("the relay does not lead")?;
+            let marked = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&delivered)
+                .execute(&mut **conn);
+            match tokio::time::timeout(LEAD_CHECK_TIMEOUT, marked).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(lost(e.into())),
+                Err(_) => return Err(lost(anyhow::anyhow!("the lock connection did not answer"))),
+            }
+        }
+        match first_error {
+            Some(e) => anyhow::bail!("Failed to publish outbox rows: {e}"),
+            None => Ok(delivered.len()),
+        }
+    }
+
     /// Wakes this relay whenever another instance says it committed rows,
     /// until [`Leader::resign`]. A listener that loses its connection
     /// connects again (and listens again); a wake missed meanwhile is
@@ -410,6 +463,21 @@ impl Leader {
     }
 }
 
+static LEAD_LOST: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "omnisaga_outbox_leadership_lost_total",
+        "Times this instance's outbox relay found its lock connection gone while leading, and resigned",
+        &[],
+    )
+});
+
+/// The lead lost (its lock connection failed): counted and logged by the
+/// caller's failure, after which the relay resigns.
+fn lost(e: anyhow::Error) -> anyhow::Error {
+    LEAD_LOST.with_label_values::<&str>(&[]).inc();
+    e.context("the outbox relay's lock connection failed: it no longer leads")
+}
+
 impl Relay {
     /// Takes the leader lock if nobody holds it. The lock is the
     /// connection's: a leader that dies loses it as soon as the server sees
@@ -439,14 +507,15 @@ impl Relay {
         Ok(())
     }
 
-    /// Up to one batch of the rows not yet published, oldest first.
-    async fn unpublished(&self) -> Result<Vec<Row_>> {
+    /// Up to one batch of the rows not yet published, oldest first, read on
+    /// `conn` (the leader's lock connection).
+    async fn unpublished(&self, conn: &mut PgConnection) -> Result<Vec<Row_>> {
         let rows = sqlx::query(
             "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(self.batch)
-        .fetch_all(&self.pool)
+        .fetch_all(conn)
         .await?;
         Ok(rows
             .into_iter()
@@ -461,15 +530,15 @@ impl Relay {
             .collect())
     }
 
-    /// Publishes `rows` and marks the delivered ones published; returns how
-    /// many were. Keys go out side by side, but each key's rows one at a
+    /// Publishes `rows`; returns the ids delivered and the first failure.
+    /// Keys go out side by side, but each key's rows one at a
     /// time in id order, and a key's first failure holds back its later rows
     /// until the next pass: records of one key in flight together can be
     /// reordered when one fails and the producer retries it after the next
     /// (librdkafka bumps the idempotent producer's epoch on a delivery
     /// timeout), and a later row must never reach the topic before an
     /// earlier one of the same order.
-    async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
+    async fn publish(&self, rows: Vec<Row_>) -> (Vec<i64>, Option<String>) {
         let mut by_key: Vec<Vec<Row_>> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();
         for row in rows {
@@ -499,16 +568,7 @@ impl Relay {
                 first_error.get_or_insert(e);
             }
         }
-        if !delivered.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(&delivered)
-                .execute(&self.pool)
-                .await?;
-        }
-        match first_error {
-            Some(e) => anyhow::bail!("Failed to publish outbox rows: {e}"),
-            None => Ok(delivered.len()),
-        }
+        (delivered, first_error)
     }
 
     /// Sends one row and waits for the broker's acknowledgement; its id once
