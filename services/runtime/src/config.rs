@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | (required) | the service's own PostgreSQL database |
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
+//! | `DATABASE_STATEMENT_TIMEOUT_MS` | `30000` | PostgreSQL's `statement_timeout` on every connection of the pool (0: none; migrations run without it) |
+//! | `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `30000` | PostgreSQL's `idle_in_transaction_session_timeout` on every connection: a transaction idle longer ends with its session, freeing its locks (0: none) |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
@@ -62,6 +64,9 @@ pub struct CommonConfig {
     pub service: &'static str,
     pub database_url: String,
     pub database_max_connections: u32,
+    /// Statement and idle-in-transaction timeouts of every connection
+    /// (`DATABASE_STATEMENT_TIMEOUT_MS`, `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`).
+    pub database_timeouts: crate::db::Timeouts,
     pub kafka: KafkaConfig,
     pub http_addr: SocketAddr,
     pub outbox_poll: Duration,
@@ -88,6 +93,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("service", &self.service)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_timeouts", &self.database_timeouts)
             .field("kafka", &self.kafka)
             .field("http_addr", &self.http_addr)
             .field("outbox_poll", &self.outbox_poll)
@@ -124,6 +130,21 @@ fn limits_from_env() -> Result<crate::limits::Limits> {
         "HTTP_REQUEST_TIMEOUT_MS must be above 0"
     );
     Ok(limits)
+}
+
+/// `DATABASE_STATEMENT_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`.
+fn database_timeouts() -> Result<crate::db::Timeouts> {
+    let d = crate::db::Timeouts::default();
+    Ok(crate::db::Timeouts {
+        statement: Duration::from_millis(parse_or(
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            d.statement.as_millis() as u64,
+        )?),
+        idle_in_transaction: Duration::from_millis(parse_or(
+            "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            d.idle_in_transaction.as_millis() as u64,
+        )?),
+    })
 }
 
 /// `url` with the password of its user part replaced by `***`.
@@ -254,6 +275,7 @@ impl CommonConfig {
             service,
             database_url,
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
+            database_timeouts: database_timeouts()?,
             kafka: KafkaConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),

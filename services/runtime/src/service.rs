@@ -45,7 +45,12 @@ pub struct Base {
 impl Base {
     /// Connects, migrates (runtime tables, then `migrator`) and creates the topics.
     pub async fn start(config: CommonConfig, migrator: Migrator) -> Result<Self> {
-        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
+        let pool = db::connect_with(
+            &config.database_url,
+            config.database_max_connections,
+            config.database_timeouts,
+        )
+        .await?;
         db::migrate(&pool, migrator).await?;
         kafka::ensure_service_topics(&config.kafka, config.service).await?;
         Ok(Self {

@@ -19,6 +19,7 @@ fn config() -> Config {
         service: "order",
         database_url: String::new(),
         database_max_connections: 1,
+        database_timeouts: Default::default(),
         kafka: KafkaConfig {
             brokers: String::new(),
             topic_prefix: String::new(),
