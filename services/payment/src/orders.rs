@@ -26,10 +26,13 @@ impl std::fmt::Debug for OrderService {
     }
 }
 
+/// Longest a request to the order service may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
 impl OrderService {
     pub fn new(url: String, token: Option<String>) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(TIMEOUT)
             .build()
             .expect("an HTTP client without TLS builds");
         Self { http, url, token }
