@@ -118,6 +118,10 @@ pub struct StackOptions {
     /// behind a [`balancer::Balancer`] on the service's address, in one
     /// consumer group and on one database.
     pub instances: BTreeMap<String, usize>,
+    /// The balancers of services run as several instances pass over an
+    /// instance whose `/readyz` is not 200, as a Kubernetes Service does
+    /// (otherwise only over one that refuses connections).
+    pub balance_on_readiness: bool,
 }
 
 impl StackOptions {
@@ -136,6 +140,7 @@ impl StackOptions {
             fixed_ports: false,
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
+            balance_on_readiness: false,
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }

@@ -24,6 +24,7 @@ async fn main() -> Result<()> {
         fixed_ports: true,
         env: Default::default(),
         instances: Default::default(),
+        balance_on_readiness: false,
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;
