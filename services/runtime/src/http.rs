@@ -370,6 +370,8 @@ async fn enveloped(resp: Response) -> Response {
 pub struct Readiness {
     pool: PgPool,
     broker: crate::probe::BrokerWatch,
+    /// The relay's producer, whose fatal errors `/healthz` reports.
+    producer: Option<crate::kafka::Producer>,
 }
 
 impl Readiness {
@@ -377,7 +379,16 @@ impl Readiness {
         Ok(Self {
             pool,
             broker: crate::probe::BrokerWatch::new(kafka)?,
+            producer: None,
         })
+    }
+
+    /// Reports `producer`'s fatal errors in `/healthz`.
+    pub fn with_producer(self, producer: crate::kafka::Producer) -> Self {
+        Self {
+            producer: Some(producer),
+            ..self
+        }
     }
 
     async fn check(&self) -> Result<(), String> {
@@ -407,7 +418,8 @@ pub struct Health {
     /// `ok` (alive), `ready`, or `unavailable` (with the reason).
     #[schema(pattern = "^(ok|ready|unavailable)$")]
     pub status: &'static str,
-    /// What is unreachable: the database, and why.
+    /// What is wrong, and why: the database unreachable (`/readyz`), the
+    /// relay's producer broken (`/healthz`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `/readyz` only: the broker as last seen, `reachable`, `unreachable:
@@ -415,19 +427,50 @@ pub struct Health {
     /// the outbox keeps what the API accepts until the broker is back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// `/healthz` only, once it happened: the relay's Kafka producer had a
+    /// fatal error and was replaced (how often, and the last error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<String>,
 }
 
 /// Liveness
 ///
-/// The process is alive and serving HTTP.
+/// The process is alive and serving HTTP, and its relay can publish. A
+/// Kafka producer that had a fatal error is replaced and reported in
+/// `producer`; while one stays broken (its replacement failed) the answer
+/// is 503, so the orchestrator restarts the instance.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-    responses((status = 200, description = "alive", body = Health)))]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        reason: None,
-        broker: None,
-    })
+    responses(
+        (status = 200, description = "alive", body = Health),
+        (status = 503, description = "the relay's producer had a fatal error and could not be replaced", body = Health),
+    ))]
+pub(crate) async fn healthz(State(r): State<Readiness>) -> Response {
+    let health = r.producer.as_ref().map(|p| p.health()).unwrap_or_default();
+    let producer = health.last_fatal.as_ref().map(|last| {
+        format!(
+            "replaced {} time(s) after a fatal error; the last: {last}",
+            health.recreated
+        )
+    });
+    match health.broken {
+        None => Json(Health {
+            status: "ok",
+            reason: None,
+            broker: None,
+            producer,
+        })
+        .into_response(),
+        Some(fatal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                reason: Some(format!("producer: fatal error, not replaced: {fatal}")),
+                broker: None,
+                producer,
+            }),
+        )
+            .into_response(),
+    }
 }
 
 /// Readiness
@@ -448,6 +491,7 @@ pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
             status: "ready",
             reason: None,
             broker,
+            producer: None,
         })
         .into_response(),
         Err(reason) => (
@@ -456,6 +500,7 @@ pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
                 status: "unavailable",
                 reason: Some(reason),
                 broker,
+                producer: None,
             }),
         )
             .into_response(),

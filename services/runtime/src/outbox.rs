@@ -337,8 +337,10 @@ impl Worker for Leader {
     }
 
     /// Gives the lead up: its connection may be the broken part, and a lock
-    /// on a lost connection is no lock.
+    /// on a lost connection is no lock. A producer that had a fatal error
+    /// refuses every record from then on: it is replaced.
     async fn failed(&self) {
+        self.relay.producer.recover();
         self.resign().await;
     }
 
