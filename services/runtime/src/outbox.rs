@@ -4,7 +4,10 @@
 //!
 //! The relay keeps no watermark: every pass reads all rows not yet published,
 //! so a row whose transaction commits late (a lower id committing after a
-//! higher one) is published on the next pass instead of being skipped. Rows of
+//! higher one) is published on the next pass instead of being skipped. A
+//! key whose send failed is left out of the passes for a while
+//! (`outbox/held.rs`), so rows of an unavailable partition, always the
+//! oldest, cannot fill every pass and starve the others. Rows of
 //! one order always come from transactions serialized by that order's stream
 //! version, so per-key order is commit order. Only one relay per database
 //! publishes at a time (a PostgreSQL advisory lock held by its connection;
@@ -37,6 +40,8 @@ use crate::{
     event::TraceContext,
     work::{Claimed, Then, Wakes, Worker},
 };
+
+mod held;
 
 /// Content type header value of every business event.
 pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.Envelope";
@@ -233,6 +238,18 @@ pub struct Relay {
     pub inbox_retention: Duration,
 }
 
+/// What one pass's sends came to.
+#[derive(Default)]
+struct Published {
+    /// The ids of the rows delivered.
+    delivered: Vec<i64>,
+    /// The keys all of whose rows were delivered.
+    delivered_keys: Vec<String>,
+    /// The keys whose send failed (their later rows were held back).
+    failed_keys: Vec<String>,
+    first_error: Option<String>,
+}
+
 struct Row_ {
     id: i64,
     topic: String,
@@ -250,6 +267,7 @@ impl Relay {
             lock: tokio::sync::Mutex::new(None),
             listener: std::sync::Mutex::new(None),
             passes: std::sync::atomic::AtomicU64::new(0),
+            held: Default::default(),
         };
         crate::work::run(leader, waker, Wakes::Outbox, shutdown).await
     }
@@ -276,6 +294,8 @@ struct Leader {
     /// While leading: the task listening for the other instances' commits.
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     passes: std::sync::atomic::AtomicU64,
+    /// Keys whose last send failed, left out of the passes for a while.
+    held: std::sync::Mutex<held::HeldKeys>,
 }
 
 #[async_trait::async_trait]
@@ -385,7 +405,12 @@ impl Leader {
     async fn unpublished(&self) -> Result<Vec<Row_>> {
         let mut lock = self.lock.lock().await;
         let conn = lock.as_mut().context("the relay does not lead")?;
-        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, self.relay.unpublished(conn)).await {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .held(std::time::Instant::now());
+        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, self.relay.unpublished(conn, &held)).await {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(e)) => Err(lost(e)),
             Err(_) => Err(lost(anyhow::anyhow!(
@@ -399,7 +424,17 @@ impl Leader {
     /// while publishing leaves them to the next leader (delivered twice, as
     /// after a crash; the consumers' inboxes drop the second).
     async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
-        let (delivered, first_error) = self.relay.publish(rows).await;
+        let Published {
+            delivered,
+            delivered_keys,
+            failed_keys,
+            first_error,
+        } = self.relay.publish(rows).await;
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).record(
+            std::time::Instant::now(),
+            failed_keys.iter().map(String::as_str),
+            delivered_keys.iter().map(String::as_str),
+        );
         if !delivered.is_empty() {
             let mut lock = self.lock.lock().await;
             let conn = lock.as_mut().context("the relay does not lead")?;
@@ -509,14 +544,15 @@ impl Relay {
         Ok(())
     }
 
-    /// Up to one batch of the rows not yet published, oldest first, read on
-    /// `conn` (the leader's lock connection).
-    async fn unpublished(&self, conn: &mut PgConnection) -> Result<Vec<Row_>> {
+    /// Up to one batch of the rows not yet published, oldest first, but for
+    /// the keys `held` back, read on `conn` (the leader's lock connection).
+    async fn unpublished(&self, conn: &mut PgConnection, held: &[String]) -> Result<Vec<Row_>> {
         let rows = sqlx::query(
             "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+             WHERE published_at IS NULL AND message_key <> ALL($2) ORDER BY id LIMIT $1",
         )
         .bind(self.batch)
+        .bind(held)
         .fetch_all(conn)
         .await?;
         Ok(rows
@@ -532,7 +568,7 @@ impl Relay {
             .collect())
     }
 
-    /// Publishes `rows`; returns the ids delivered and the first failure.
+    /// Publishes `rows`; returns what was delivered and what failed.
     /// Keys go out side by side, but each key's rows one at a
     /// time in id order, and a key's first failure holds back its later rows
     /// until the next pass: records of one key in flight together can be
@@ -540,7 +576,7 @@ impl Relay {
     /// (librdkafka bumps the idempotent producer's epoch on a delivery
     /// timeout), and a later row must never reach the topic before an
     /// earlier one of the same order.
-    async fn publish(&self, rows: Vec<Row_>) -> (Vec<i64>, Option<String>) {
+    async fn publish(&self, rows: Vec<Row_>) -> Published {
         let mut by_key: Vec<Vec<Row_>> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();
         for row in rows {
@@ -553,24 +589,28 @@ impl Relay {
             }
         }
         let chains = by_key.into_iter().map(|rows| async move {
+            let key = rows.first().map(|r| r.key.clone()).unwrap_or_default();
             let mut delivered = Vec::with_capacity(rows.len());
             for row in rows {
                 match self.send(row).await {
                     Ok(id) => delivered.push(id),
-                    Err(e) => return (delivered, Some(e)),
+                    Err(e) => return (key, delivered, Some(e)),
                 }
             }
-            (delivered, None)
+            (key, delivered, None)
         });
-        let mut delivered = Vec::new();
-        let mut first_error = None;
-        for (ids, error) in join_all(chains).await {
-            delivered.extend(ids);
-            if let Some(e) = error {
-                first_error.get_or_insert(e);
+        let mut published = Published::default();
+        for (key, ids, error) in join_all(chains).await {
+            published.delivered.extend(ids);
+            match error {
+                Some(e) => {
+                    published.failed_keys.push(key);
+                    published.first_error.get_or_insert(e);
+                }
+                None => published.delivered_keys.push(key),
             }
         }
-        (delivered, first_error)
+        published
     }
 
     /// Sends one row and waits for the broker's acknowledgement; its id once
