@@ -83,10 +83,15 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
     // Time for the balancer's probes to take an unready instance out (two
     // failed in a row): the absence of an event, which no condition shows.
     tokio::time::sleep(3 * omnisaga_e2e::balancer::PROBE_EVERY).await;
+    // Each placement on a new connection, so the balancer picks its
+    // instance for it (a kept connection would stay where it was).
+    let mut fresh = c.clone();
+    fresh.http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let mut during = Vec::new();
     for i in 0..5 {
         during.push(
-            c.place(&order_body("SKU-MUG", 1, "tok_visa", &format!("outage-{i}")))
+            fresh
+                .place(&order_body("SKU-MUG", 1, "tok_visa", &format!("outage-{i}")))
                 .await?,
         );
     }
