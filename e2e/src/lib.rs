@@ -124,6 +124,10 @@ pub struct StackOptions {
     /// the stack runs (`Stack::webhook`), which counts what reached the
     /// channel, rather than to its log.
     pub webhook_sink: bool,
+    /// The balancers of services run as several instances pass over an
+    /// instance whose `/readyz` is not 200, as a Kubernetes Service does
+    /// (otherwise only over one that refuses connections).
+    pub balance_on_readiness: bool,
 }
 
 impl StackOptions {
@@ -143,6 +147,7 @@ impl StackOptions {
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
             webhook_sink: false,
+            balance_on_readiness: false,
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }

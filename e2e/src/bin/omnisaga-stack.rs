@@ -36,6 +36,7 @@ async fn main() -> Result<()> {
         env: Default::default(),
         instances: Default::default(),
         webhook_sink: false,
+        balance_on_readiness: false,
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;

@@ -1,9 +1,10 @@
 //! HTTP plumbing: the one JSON error envelope `{code, message, request_id,
 //! details}`, the request-id and trace-context middleware (which also logs
 //! each error once), a JSON extractor whose rejections use the envelope, and
-//! the `/healthz` and `/readyz` endpoints.
+//! the `/healthz` and `/readyz` endpoints (readiness is the database's; the
+//! broker's state is a detail of it, `crate::probe`).
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     body::Body,
@@ -14,7 +15,6 @@ use axum::{
     routing::get,
     Json, Router,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -363,20 +363,32 @@ async fn enveloped(resp: Response) -> Response {
     out
 }
 
-/// What `/readyz` checks: the database and the broker.
+/// What `/readyz` checks: the database, which the API cannot serve
+/// without. The broker's state is reported beside it and never makes the
+/// service unready (see [`crate::probe`]).
 #[derive(Clone)]
 pub struct Readiness {
     pool: PgPool,
-    broker: Arc<BaseConsumer>,
+    broker: crate::probe::BrokerWatch,
+    /// The relay's producer, whose fatal errors `/healthz` reports.
+    producer: Option<crate::kafka::Producer>,
 }
 
 impl Readiness {
     pub fn new(pool: PgPool, kafka: &KafkaConfig) -> anyhow::Result<Self> {
-        let broker: BaseConsumer = crate::kafka::base(kafka).create()?;
         Ok(Self {
             pool,
-            broker: Arc::new(broker),
+            broker: crate::probe::BrokerWatch::new(kafka)?,
+            producer: None,
         })
+    }
+
+    /// Reports `producer`'s fatal errors in `/healthz`.
+    pub fn with_producer(self, producer: crate::kafka::Producer) -> Self {
+        Self {
+            producer: Some(producer),
+            ..self
+        }
     }
 
     async fn check(&self) -> Result<(), String> {
@@ -387,15 +399,12 @@ impl Readiness {
         .await
         .map_err(|_| "database: timeout".to_owned())?
         .map_err(|e| format!("database: {e}"))?;
-        let broker = self.broker.clone();
-        tokio::task::spawn_blocking(move || broker.fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
-            .await
-            .map_err(|e| format!("broker: {e}"))?
-            .map_err(|e| format!("broker: {e}"))
+        Ok(())
     }
 }
 
-/// `/healthz` (the process is alive) and `/readyz` (database and broker reachable).
+/// `/healthz` (the process is alive) and `/readyz` (the database reachable,
+/// the broker's state beside it).
 pub fn health_routes(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -409,36 +418,80 @@ pub struct Health {
     /// `ok` (alive), `ready`, or `unavailable` (with the reason).
     #[schema(pattern = "^(ok|ready|unavailable)$")]
     pub status: &'static str,
-    /// What is unreachable: the database or the broker, and why.
+    /// What is wrong, and why: the database unreachable (`/readyz`), the
+    /// relay's producer broken (`/healthz`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `/readyz` only: the broker as last seen, `reachable`, `unreachable:
+    /// <why>` or `not checked yet`. It does not make the service unready:
+    /// the outbox keeps what the API accepts until the broker is back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// `/healthz` only, once it happened: the relay's Kafka producer had a
+    /// fatal error and was replaced (how often, and the last error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<String>,
 }
 
 /// Liveness
 ///
-/// The process is alive and serving HTTP.
+/// The process is alive and serving HTTP, and its relay can publish. A
+/// Kafka producer that had a fatal error is replaced and reported in
+/// `producer`; while one stays broken (its replacement failed) the answer
+/// is 503, so the orchestrator restarts the instance.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-    responses((status = 200, description = "alive", body = Health)))]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        reason: None,
-    })
+    responses(
+        (status = 200, description = "alive", body = Health),
+        (status = 503, description = "the relay's producer had a fatal error and could not be replaced", body = Health),
+    ))]
+pub(crate) async fn healthz(State(r): State<Readiness>) -> Response {
+    let health = r.producer.as_ref().map(|p| p.health()).unwrap_or_default();
+    let producer = health.last_fatal.as_ref().map(|last| {
+        format!(
+            "replaced {} time(s) after a fatal error; the last: {last}",
+            health.recreated
+        )
+    });
+    match health.broken {
+        None => Json(Health {
+            status: "ok",
+            reason: None,
+            broker: None,
+            producer,
+        })
+        .into_response(),
+        Some(fatal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                reason: Some(format!("producer: fatal error, not replaced: {fatal}")),
+                broker: None,
+                producer,
+            }),
+        )
+            .into_response(),
+    }
 }
 
 /// Readiness
 ///
-/// The database and the broker answer within 2 s each.
+/// The service can serve its API: the database answers within 2 s. The
+/// broker's state is reported in `broker` (as last seen, checked in the
+/// background) and does not make the service unready: while the broker is
+/// down, what the API accepts waits in the outbox.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
-        (status = 200, description = "ready", body = Health),
-        (status = 503, description = "unavailable: the database or the broker does not answer", body = Health),
+        (status = 200, description = "ready; `broker` says whether the broker answers", body = Health),
+        (status = 503, description = "unavailable: the database does not answer", body = Health),
     ))]
 pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
+    let broker = Some(crate::probe::describe(r.broker.seen()));
     match r.check().await {
         Ok(()) => Json(Health {
             status: "ready",
             reason: None,
+            broker,
+            producer: None,
         })
         .into_response(),
         Err(reason) => (
@@ -446,6 +499,8 @@ pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
             Json(Health {
                 status: "unavailable",
                 reason: Some(reason),
+                broker,
+                producer: None,
             }),
         )
             .into_response(),

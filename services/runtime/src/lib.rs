@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod page;
+pub mod probe;
 pub mod progress;
 pub mod service;
 pub mod shutdown;

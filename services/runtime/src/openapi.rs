@@ -375,7 +375,7 @@ mod tests {
             codes.sort();
             codes
         };
-        assert_eq!(codes(health), ["200", "500"]);
+        assert_eq!(codes(health), ["200", "500", "503"]);
         let replay = &doc["paths"]["/v1/admin/dead-letters/replay"]["post"];
         assert_eq!(replay["security"], json!([{"bearer": ["admin"]}]));
         assert_eq!(

@@ -167,7 +167,8 @@ impl Base {
             lock_key: lock_key(self.config.service),
             inbox_retention: self.config.inbox_retention,
         };
-        let readiness = http::Readiness::new(self.pool.clone(), &self.config.kafka)?;
+        let readiness =
+            http::Readiness::new(self.pool.clone(), &self.config.kafka)?.with_producer(producer.clone());
         let replayers = self.replayers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
