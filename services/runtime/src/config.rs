@@ -8,6 +8,7 @@
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
+//! | `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS` | `10000`, `1024`, `300` | the server's limits ([`crate::server::Settings`]) |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
@@ -80,6 +81,8 @@ pub struct CommonConfig {
     pub limits: crate::limits::Limits,
     /// HTTPS instead of HTTP (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Header read timeout, connections at once and their age (`HTTP_*`).
+    pub server: crate::server::Settings,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -97,6 +100,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("auth", &self.auth)
             .field("limits", &self.limits)
             .field("tls", &self.tls)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -282,6 +286,7 @@ impl CommonConfig {
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
             tls: crate::tls::TlsFiles::from_env()?,
+            server: crate::server::Settings::from_env()?,
         })
     }
 }

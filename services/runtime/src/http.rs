@@ -453,24 +453,21 @@ pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
 }
 
 /// Serves `router` until `shutdown`, finishing in-flight requests; over
-/// TLS when `tls` is given.
+/// TLS when `tls` is given; within the limits of `settings`
+/// ([`crate::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
+    settings: crate::server::Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     match tls {
         Some(acceptor) => {
-            axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await?
+            let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+            crate::server::run(listener, router, settings, shutdown).await
         }
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await?
-        }
+        None => crate::server::run(listener, router, settings, shutdown).await,
     }
     Ok(())
 }

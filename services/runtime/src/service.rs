@@ -15,6 +15,7 @@ use omnisaga_auth::Scope;
 
 use crate::{
     audit, auth,
+    cached::{self, Cache},
     config::{CommonConfig, Topics},
     consumer::{Applier, Consumer, Handler},
     db,
@@ -175,8 +176,15 @@ impl Base {
         let router = api
             .merge(admin)
             .merge(documents)
-            .merge(http::health_routes(readiness))
-            .merge(metrics::routes(self.pool.clone(), refreshers))
+            // Open to anyone and each a database query: one answer a second.
+            .merge(
+                http::health_routes(readiness)
+                    .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
+            )
+            .merge(
+                metrics::routes(self.pool.clone(), refreshers)
+                    .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
+            )
             .fallback(http::not_found)
             .layer(middleware::from_fn_with_state(
                 limits::Guard::new(self.config.limits, self.pool.clone()),
@@ -202,7 +210,13 @@ impl Base {
             .as_ref()
             .map(|files| files.acceptor())
             .transpose()?;
-        set.spawn(http::serve(listener, tls, router, work.clone()));
+        set.spawn(http::serve(
+            listener,
+            tls,
+            router,
+            self.config.server,
+            work.clone(),
+        ));
         for task in tasks {
             set.spawn(task(work.clone()));
         }

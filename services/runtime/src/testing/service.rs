@@ -30,5 +30,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         auth: super::auth::config(),
         limits: Default::default(),
         tls: None,
+        server: Default::default(),
     })
 }

@@ -36,6 +36,7 @@ fn config() -> Config {
         auth: omnisaga_runtime::testing::auth::config(),
         limits: Default::default(),
         tls: None,
+        server: Default::default(),
     })
 }
 
