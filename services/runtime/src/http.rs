@@ -215,10 +215,41 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// Whose trace context a request continues. Every API is a public edge: a
+/// request starts a trace of its own and keeps the client's `traceparent`
+/// as a span link, so no client can switch sampling off for a saga or merge
+/// orders into one trace. Only a caller with a service identity (a token
+/// holding a service scope, [`SERVICE_SCOPES`]) continues its trace, as the
+/// services calling each other do.
+#[derive(Clone, Default)]
+pub struct TraceTrust {
+    /// Checks the tokens; without it no request continues a trace.
+    pub verifier: Option<Arc<omnisaga_auth::Verifier>>,
+}
+
+/// The scopes only services hold: their callers continue their traces.
+pub const SERVICE_SCOPES: [omnisaga_auth::Scope; 2] = [
+    omnisaga_auth::Scope::StockRead,
+    omnisaga_auth::Scope::PaymentMethodsRead,
+];
+
+impl TraceTrust {
+    /// Whether `req`'s bearer token is valid and holds a service scope.
+    fn continues(&self, req: &Request) -> bool {
+        let Some(verifier) = &self.verifier else {
+            return false;
+        };
+        crate::auth::bearer(req)
+            .and_then(|token| verifier.verify(token))
+            .is_ok_and(|p| SERVICE_SCOPES.iter().any(|s| p.has(*s)))
+    }
+}
+
 /// Middleware: request id and trace context in, request id out, one span per
 /// request (probes and scrapes excepted), each error logged once, with its
-/// cause, and the request id put in its body.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+/// cause, and the request id put in its body. The client's trace context is
+/// continued or only linked as [`TraceTrust`] says.
+pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, next: Next) -> Response {
     let request_id = req
         .headers()
         .get("x-request-id")
@@ -264,7 +295,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         trace_id = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    parent.attach(&span);
+    if parent.trace_id().is_some() && trust.continues(&req) {
+        parent.attach(&span);
+    } else {
+        parent.link(&span);
+    }
     let trace = span.in_scope(TraceContext::current);
     if let Some(t) = trace.trace_id() {
         span.record("trace_id", t);
@@ -489,7 +524,7 @@ mod tests {
         let path = "/things/{n}";
         let app = Router::new()
             .route(path, get(|Path(n): Path<u32>| async move { n.to_string() }))
-            .layer(middleware::from_fn(request_context));
+            .layer(middleware::from_fn_with_state(TraceTrust::default(), request_context));
         let resp = app.oneshot(req).await.unwrap();
         let (status, headers) = (resp.status(), resp.headers().clone());
         let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap();

@@ -198,7 +198,12 @@ impl Base {
                 }),
                 auth::authenticate,
             ))
-            .layer(middleware::from_fn(http::request_context));
+            .layer(middleware::from_fn_with_state(
+                http::TraceTrust {
+                    verifier: Some(self.config.auth.verifier.clone()),
+                },
+                http::request_context,
+            ));
 
         // Work stops first; the relay stops last so it drains what they wrote.
         let work = shutdown.child_token();
