@@ -250,13 +250,23 @@ impl TraceTrust {
 /// cause, and the request id put in its body. The client's trace context is
 /// continued or only linked as [`TraceTrust`] says.
 pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
+    let given = crate::input::request_id(req.headers());
+    let request_id = given
+        .clone()
+        .ok()
+        .flatten()
         .unwrap_or_else(|| Uuid::now_v7().to_string());
+    if let Some(err) = given.err().or_else(|| crate::input::control_character(req.uri())) {
+        let mut resp = err.into_response();
+        if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+            tracing::info!(code = err.code, message = %err.message, "request rejected");
+            *resp.body_mut() = Body::from(err.body(&request_id).to_string());
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        return resp;
+    }
     let parent = {
         let header = |name: &str| {
             req.headers()
@@ -524,7 +534,10 @@ mod tests {
         let path = "/things/{n}";
         let app = Router::new()
             .route(path, get(|Path(n): Path<u32>| async move { n.to_string() }))
-            .layer(middleware::from_fn_with_state(TraceTrust::default(), request_context));
+            .layer(middleware::from_fn_with_state(
+                TraceTrust::default(),
+                request_context,
+            ));
         let resp = app.oneshot(req).await.unwrap();
         let (status, headers) = (resp.status(), resp.headers().clone());
         let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap();
@@ -555,6 +568,28 @@ mod tests {
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(body["code"], "method_not_allowed");
         assert!(headers["allow"].to_str().unwrap().contains("GET"), "{headers:?}");
+
+        // A control character in a query parameter, or an invalid request
+        // id, is refused before any handler: a 400, never a 500.
+        let req = Request::get("/things/1?method=a%00b")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(req).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("bad_request"))
+        );
+        assert_eq!(body["request_id"], headers["x-request-id"].to_str().unwrap());
+        let req = Request::get("/things/1")
+            .header("x-request-id", "r".repeat(129))
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(req).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid_request_id"))
+        );
+        assert_eq!(headers["x-request-id"].len(), 36, "a generated one is echoed");
 
         // An answer that is not a refusal is left as it is.
         let (status, _, body) = call(Request::get("/things/7").body(Body::empty()).unwrap()).await;

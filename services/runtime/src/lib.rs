@@ -21,6 +21,7 @@ pub mod event;
 #[cfg(test)]
 mod hostile;
 pub mod http;
+pub mod input;
 pub mod kafka;
 pub mod limits;
 pub mod logs;
