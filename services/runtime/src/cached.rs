@@ -2,17 +2,19 @@
 //! `/metrics`, the analytics dashboard) computed at most once per
 //! [`FRESH_FOR`]: the requests in between, and those that come while it is
 //! computed, get that same answer, so a flood of them costs the pool one
-//! query a second instead of one each. Per route:
+//! query a second instead of one each. On a router, each route keeps its
+//! own answer (by route template):
 //! `.route_layer(middleware::from_fn_with_state(Cache::new(), cached))`.
 
 use std::{
-    sync::Arc,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use axum::{
     body::{Body, Bytes},
-    extract::{Request, State},
+    extract::{MatchedPath, Request, State},
     http::{HeaderMap, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -26,10 +28,10 @@ pub const FRESH_FOR: Duration = Duration::from_secs(1);
 /// Largest answer kept (a metrics scrape is some hundred kB).
 const MAX_BODY: usize = 16 << 20;
 
-/// One route's last answer.
+/// Each route's last answer, by route template.
 #[derive(Default)]
 pub struct Cache {
-    kept: tokio::sync::Mutex<Option<Kept>>,
+    routes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Kept>>>>>,
 }
 
 struct Kept {
@@ -61,7 +63,19 @@ pub async fn cached(State(cache): State<Arc<Cache>>, req: Request, next: Next) -
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return next.run(req).await;
     }
-    let mut kept = cache.kept.lock().await;
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path(), MatchedPath::as_str)
+        .to_owned();
+    let slot = cache
+        .routes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(route)
+        .or_default()
+        .clone();
+    let mut kept = slot.lock().await;
     if let Some(k) = kept.as_ref().filter(|k| k.at.elapsed() < FRESH_FOR) {
         return k.response();
     }
@@ -130,5 +144,19 @@ mod tests {
             "a new answer after {FRESH_FOR:?}"
         );
         assert_eq!(computed.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn each_route_keeps_its_own_answer() {
+        let app = Router::new()
+            .route("/a", get(|| async { "a" }))
+            .route("/b", get(|| async { "b" }))
+            .route_layer(middleware::from_fn_with_state(Cache::new(), cached));
+        for path in ["/a", "/b", "/a", "/b"] {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            assert_eq!(&body[..], path[1..].as_bytes());
+        }
     }
 }
