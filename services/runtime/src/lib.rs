@@ -28,6 +28,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod page;
 pub mod progress;
 pub mod server;
 pub mod service;

@@ -10,14 +10,21 @@
 //! the request deadline (`HTTP_REQUEST_TIMEOUT_MS`, [`crate::limits`]), so a
 //! body sent slowly is answered 503 `timeout` and its connection closed.
 //! Beyond the connection cap the listener stops accepting: the kernel's
-//! backlog holds new connections until one closes.
+//! backlog holds new connections until one closes. Each request carries
+//! its peer's address as `ConnectInfo` (the audit log bounds failed
+//! authentications per client), over plain TCP and TLS alike.
 
 use std::{
+    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use axum::{body::Body, extract::Request, Router};
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+    Router,
+};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
@@ -88,7 +95,7 @@ impl Settings {
 /// waits for the open connections to finish their requests.
 pub async fn run<L>(mut listener: L, router: Router, settings: Settings, shutdown: CancellationToken)
 where
-    L: axum::serve::Listener,
+    L: axum::serve::Listener<Addr = SocketAddr>,
     L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max = settings.max_connections.max(1);
@@ -114,11 +121,18 @@ where
                 }
             }
         };
-        let io = tokio::select! {
+        let (io, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
-            (io, _) = listener.accept() => io,
+            accepted = listener.accept() => accepted,
         };
-        tokio::spawn(connection(io, router.clone(), settings, shutdown.clone(), permit));
+        tokio::spawn(connection(
+            io,
+            peer,
+            router.clone(),
+            settings,
+            shutdown.clone(),
+            permit,
+        ));
     }
     drop(listener);
     // Every connection holds a slot until it ends.
@@ -129,6 +143,7 @@ where
 /// slowly, it reaches its age, or the service stops.
 async fn connection<I>(
     io: I,
+    peer: SocketAddr,
     router: Router,
     settings: Settings,
     shutdown: CancellationToken,
@@ -136,8 +151,11 @@ async fn connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service =
-        hyper::service::service_fn(move |req: Request<Incoming>| router.clone().oneshot(req.map(Body::new)));
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let mut req = req.map(Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req)
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

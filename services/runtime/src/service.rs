@@ -46,8 +46,16 @@ pub struct Base {
 impl Base {
     /// Connects, migrates (runtime tables, then `migrator`) and creates the topics.
     pub async fn start(config: CommonConfig, migrator: Migrator) -> Result<Self> {
-        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
-        db::migrate(&pool, migrator).await?;
+        Self::start_with(config, migrator, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    /// [`Base::start`], running `as_owner` after the migrations as the
+    /// database's owner ([`db::prepare`]), e.g. to grant another role reads.
+    pub async fn start_with<F>(config: CommonConfig, migrator: Migrator, as_owner: F) -> Result<Self>
+    where
+        F: for<'a> FnOnce(&'a PgPool) -> BoxFuture<'a, Result<()>>,
+    {
+        let pool = db::prepare(&config, migrator, as_owner).await?;
         kafka::ensure_service_topics(&config.kafka, config.service).await?;
         Ok(Self {
             topics: config.kafka.topics(),
@@ -165,6 +173,7 @@ impl Base {
         let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         refreshers.push(progress::lag_refresh(consumers.clone()));
+        let audit_log = audit::Audit::new(self.pool.clone());
         let admin = dead_letter::routes(self.pool.clone(), replayers)
             .merge(progress::routes(consumers))
             .merge(audit::routes(self.pool.clone()))
@@ -186,15 +195,18 @@ impl Base {
                     .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
             )
             .fallback(http::not_found)
+            // Matched routes only, inside the limits: what the router or a
+            // limit refused (404, 429, 503) never reaches the log.
+            .route_layer(middleware::from_fn_with_state(audit_log.clone(), audit::record))
             .layer(middleware::from_fn_with_state(
                 limits::Guard::new(self.config.limits, self.pool.clone()),
                 limits::limit,
             ))
-            .layer(middleware::from_fn_with_state(self.pool.clone(), audit::record))
             .layer(middleware::from_fn_with_state(
                 Arc::new(auth::Gate {
                     verifier: self.config.auth.verifier.clone(),
                     open: self.open_paths.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    audit: Some(audit_log),
                 }),
                 auth::authenticate,
             ))

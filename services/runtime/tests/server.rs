@@ -9,6 +9,7 @@ use std::{
 };
 
 use axum::{
+    extract::ConnectInfo,
     routing::{get, post},
     Router,
 };
@@ -23,6 +24,10 @@ fn app() -> Router {
     Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route("/echo", post(|body: String| async move { body }))
+        .route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        )
 }
 
 async fn start(router: Router, settings: server::Settings) -> (SocketAddr, CancellationToken) {
@@ -110,6 +115,22 @@ async fn a_client_sending_its_headers_slowly_is_cut_off_while_others_are_answere
     }
     eprintln!("slow-header clients still open after the timeout: {still_open} of 50");
     assert_eq!(still_open, 0, "slow clients kept their connections");
+    token.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_carries_its_peers_address() {
+    let (addr, token) = start(app(), server::Settings::default()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /peer HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("127.0.0.1"),
+        "{out}"
+    );
     token.cancel();
 }
 
