@@ -11,6 +11,7 @@
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
+//! | `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS` | `10000`, `1024`, `300` | the server's limits ([`crate::server::Settings`]) |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
@@ -92,6 +93,8 @@ pub struct CommonConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// The CAs outbound HTTPS calls trust: the system's and `TLS_CA_FILE`'s.
     pub http_trust: crate::http_client::Trust,
+    /// Header read timeout, connections at once and their age (`HTTP_*`).
+    pub server: crate::server::Settings,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -115,6 +118,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("limits", &self.limits)
             .field("tls", &self.tls)
             .field("http_trust", &self.http_trust)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -320,6 +324,7 @@ impl CommonConfig {
             limits: limits_from_env()?,
             tls: crate::tls::TlsFiles::from_env()?,
             http_trust,
+            server: crate::server::Settings::from_env()?,
         })
     }
 }

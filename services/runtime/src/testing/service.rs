@@ -33,5 +33,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         limits: Default::default(),
         tls: None,
         http_trust: Default::default(),
+        server: Default::default(),
     })
 }

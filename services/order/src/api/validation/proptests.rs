@@ -39,6 +39,7 @@ fn config() -> Config {
         limits: Default::default(),
         tls: None,
         http_trust: Default::default(),
+        server: Default::default(),
     })
 }
 
