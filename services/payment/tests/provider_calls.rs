@@ -350,7 +350,7 @@ async fn a_provider_slower_than_the_idle_transaction_timeout_still_gets_its_answ
     // The server ends a transaction idle for 300 ms; the provider takes 1.5 s.
     let p = Payment::with(
         "provider_calls_slow",
-        OrderService::new("http://127.0.0.1:9".into(), None),
+        OrderService::new("http://127.0.0.1:9".into(), None, &Trust::system()).unwrap(),
         ProviderConfig {
             latency: std::time::Duration::from_millis(1500),
             ..Default::default()
@@ -371,7 +371,7 @@ async fn a_provider_slower_than_the_idle_transaction_timeout_still_gets_its_answ
 async fn a_caller_that_failed_gives_its_lease_up_and_a_leased_call_is_not_claimed_twice() {
     let p = Payment::with(
         "provider_calls_lease",
-        OrderService::new("http://127.0.0.1:9".into(), None),
+        OrderService::new("http://127.0.0.1:9".into(), None, &Trust::system()).unwrap(),
         ProviderConfig {
             timeout: std::time::Duration::from_millis(200),
             latency: std::time::Duration::from_secs(1),

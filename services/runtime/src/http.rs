@@ -4,7 +4,7 @@
 //! the `/healthz` and `/readyz` endpoints (readiness is the database's; the
 //! broker's state is a detail of it, `crate::probe`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
