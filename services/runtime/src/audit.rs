@@ -1,5 +1,6 @@
 //! The audit log: every state-changing call (POST, PUT, PATCH, DELETE) of
-//! every service, with who made it (the token's subject and scopes), what
+//! every service, and every call of an internal route (a read of a payment
+//! token included), with who made it (the token's subject and scopes), what
 //! (method, route, path, the body with personal data and secrets redacted),
 //! when, its request id and how it ended (`ok` or the error code), in the
 //! append-only `audit_log` table (migrations/0003_audit.sql). Operators read
@@ -34,6 +35,10 @@ static AUDIT_FAILURES: std::sync::LazyLock<prometheus::IntCounterVec> = std::syn
 /// takes more: a batch import takes 4 MiB, the order API 64 KiB).
 const MAX_BODY: usize = crate::batch::MAX_BYTES;
 
+/// The prefix of the routes only services call (`/v1/internal/...`, e.g.
+/// an order's payment token), whose every call is recorded, reads too.
+pub const INTERNAL: &str = "/v1/internal/";
+
 /// Keys whose values never reach the log: personal data and secrets.
 const REDACTED: [&str; 12] = [
     "payment_method",
@@ -53,10 +58,12 @@ const REDACTED: [&str; 12] = [
 /// Middleware, after authentication: records each state-changing call once
 /// it is answered.
 pub async fn record(State(pool): State<PgPool>, req: Request, next: Next) -> Response {
-    if !matches!(
+    let changes = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
+    );
+    // A read of an internal route (a payment token) is recorded too.
+    if !changes && !req.uri().path().starts_with(INTERNAL) {
         return next.run(req).await;
     }
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {

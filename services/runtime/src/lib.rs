@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod outbox;
 pub mod progress;
+pub mod routes;
 pub mod service;
 pub mod shutdown;
 pub mod store;
