@@ -30,7 +30,7 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
         .unwrap();
 
     let operator = app.as_caller(&testing::auth::admin_token());
-    let page: Value = json_of(operator.get(format!("{}/v1/admin/audit", app.url))).await;
+    let page: Value = json_of(operator.get(format!("{}/v1/admin/audit", app.admin_url))).await;
     testing::openapi::check_response("order", "get", "/v1/admin/audit", 200, &page).unwrap();
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "the two writes, not the read: {page}");
@@ -59,12 +59,13 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
     );
     assert_eq!(cancel["request_id"], request_id.as_str());
 
-    let theirs = json_of(operator.get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.url))).await;
+    let theirs =
+        json_of(operator.get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.admin_url))).await;
     assert_eq!(theirs["items"].as_array().unwrap().len(), 1);
     assert_eq!(theirs["next_cursor"], Value::Null);
     let customer = app
         .http
-        .get(format!("{}/v1/admin/audit", app.url))
+        .get(format!("{}/v1/admin/audit", app.admin_url))
         .send()
         .await
         .unwrap();

@@ -7,3 +7,4 @@ mod helpers;
 mod limits;
 mod place_order;
 mod rejects_bad_input;
+mod scopes;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod decider;
 mod events;
 pub mod openapi;
+pub mod scopes;
 mod service;
 
 pub use events::{envelope, publish};
