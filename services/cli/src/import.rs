@@ -86,7 +86,7 @@ pub async fn run(kind: Kind, args: &ImportArgs, settings: &Settings, json: bool)
     let client = http::client(settings.token.as_deref())?;
     let url = format!(
         "{}/v1/{}/batch",
-        settings.service_url(kind.service()),
+        settings.admin_url(kind.service()),
         kind.name()
     );
     let bar = output::bar(rows.len() as u64, format!("importing {}", kind.name()), json);

@@ -2,13 +2,14 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `127.0.0.1:8081` | health and admin listen address |
+//! | `HTTP_ADDR` | `127.0.0.1:8081` | health and metrics listen address |
+//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8181` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
 //! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
 //! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |
 //! | `PAYMENT_PROVIDER_LEDGER_DAYS` | `30` | how long the simulator's ledger (`provider_ledger`) keeps an answer |
 //! | `PAYMENT_PROVIDER_CALLERS` | `4` | provider calls made at once (each a worker with its own transaction) |
-//! | `ORDER_URL` | `http://127.0.0.1:8080` | where the payment token of an attempt is asked for (the topics do not carry it) |
+//! | `ORDER_URL` | `http://127.0.0.1:8180` | the order service's admin listener, where the payment token of an attempt is asked for (the topics do not carry it) |
 //! | `PAYMENT_ORDER_TOKEN` | unset | payment's `payment-methods:read` token for that; a secret, so usually `PAYMENT_ORDER_TOKEN_FILE` |
 
 use std::time::Duration;
@@ -19,7 +20,7 @@ use omnisaga_runtime::config::{parse_or, var, CommonConfig};
 use crate::{orders::OrderService, provider::ProviderConfig};
 
 /// The order service's local address.
-const ORDER_URL: &str = "http://127.0.0.1:8080";
+const ORDER_URL: &str = "http://127.0.0.1:8180";
 
 #[derive(Debug, Clone)]
 pub struct Config {
