@@ -18,7 +18,12 @@ use crate::{
 /// An operator's scopes: `admin`, and reading what customers, analysts and
 /// the order service read (not payment tokens: `payment-methods:read` is the
 /// payment service's alone).
-pub const OPERATOR_SCOPES: [Scope; 4] = [Scope::Admin, Scope::OrdersRead, Scope::AnalyticsRead, Scope::StockRead];
+pub const OPERATOR_SCOPES: [Scope; 4] = [
+    Scope::Admin,
+    Scope::OrdersRead,
+    Scope::AnalyticsRead,
+    Scope::StockRead,
+];
 
 /// The key of `service`'s admin listener among the stack's ports.
 pub fn admin_key(service: &str) -> &'static str {
@@ -181,7 +186,10 @@ impl Stack {
                 "WAREHOUSE_TOKEN",
                 self.token("order-service", &[Scope::StockRead]),
             )
-            .env("ORDER_URL", format!("http://127.0.0.1:{}", self.ports[admin_key("order")]))
+            .env(
+                "ORDER_URL",
+                format!("http://127.0.0.1:{}", self.ports[admin_key("order")]),
+            )
             .env(
                 "PAYMENT_ORDER_TOKEN",
                 self.token("payment-service", &[Scope::PaymentMethodsRead]),

@@ -60,17 +60,22 @@ async fn fuzz(stack: &Stack) -> Result<()> {
     let split = std::env::temp_dir().join(format!("omnisaga-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&split)?;
     for (service, who, token) in callers {
-      let whole: Value = serde_json::from_slice(&std::fs::read(root.join(format!("schemas/openapi/{service}.json")))?)?;
-      // Each listener fuzzed with the operations it serves (an admin
-      // listener's name it in their `servers`).
-      for (listener, url) in [("public", stack.url(service)), ("admin", stack.admin_url(service))] {
-        let Some(part) = operations_of(&whole, listener == "admin") else {
-            continue;
-        };
-        let document = split.join(format!("{service}-{listener}.json"));
-        std::fs::write(&document, serde_json::to_vec(&part)?)?;
-        let who = format!("{service}-{who}-{listener}");
-        let out = tokio::process::Command::new(&bin)
+        let whole: Value = serde_json::from_slice(&std::fs::read(
+            root.join(format!("schemas/openapi/{service}.json")),
+        )?)?;
+        // Each listener fuzzed with the operations it serves (an admin
+        // listener's name it in their `servers`).
+        for (listener, url) in [
+            ("public", stack.url(service)),
+            ("admin", stack.admin_url(service)),
+        ] {
+            let Some(part) = operations_of(&whole, listener == "admin") else {
+                continue;
+            };
+            let document = split.join(format!("{service}-{listener}.json"));
+            std::fs::write(&document, serde_json::to_vec(&part)?)?;
+            let who = format!("{service}-{who}-{listener}");
+            let out = tokio::process::Command::new(&bin)
             .arg("run")
             .arg(&document)
             .args(["--url", &url])
@@ -87,18 +92,18 @@ async fn fuzz(stack: &Stack) -> Result<()> {
             .output()
             .await
             .with_context(|| format!("Failed to run {}", bin.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        eprintln!("[schemathesis as {who}]\n{}", tail(&stdout, 40));
-        ensure!(
-            out.status.success(),
-            "schemathesis ({who}) found answers the document does not describe:\n{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ensure!(
-            stdout.contains("generated"),
-            "schemathesis ({who}) generated no test case:\n{stdout}"
-        );
-      }
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            eprintln!("[schemathesis as {who}]\n{}", tail(&stdout, 40));
+            ensure!(
+                out.status.success(),
+                "schemathesis ({who}) found answers the document does not describe:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ensure!(
+                stdout.contains("generated"),
+                "schemathesis ({who}) generated no test case:\n{stdout}"
+            );
+        }
     }
     Ok(())
 }

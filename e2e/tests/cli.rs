@@ -305,13 +305,19 @@ fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Comm
         .envs(stack.kafka.admin_env())
         .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
         .env("TRACES_URL", &stack.traces_url)
-        .env("OMNISAGA_TOKEN", stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES))
+        .env(
+            "OMNISAGA_TOKEN",
+            stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
+        )
         .env_remove("KAFKA_GROUP_SUFFIX")
         // No `.omnisaga/env` of a stack started by hand is read.
         .current_dir(std::env::temp_dir());
     for service in ["order", "payment", "warehouse", "notification", "analytics"] {
         cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
-        cmd.env(format!("{}_ADMIN_URL", service.to_uppercase()), stack.admin_url(service));
+        cmd.env(
+            format!("{}_ADMIN_URL", service.to_uppercase()),
+            stack.admin_url(service),
+        );
     }
     Ok(cmd)
 }

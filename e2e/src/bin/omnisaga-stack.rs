@@ -55,7 +55,11 @@ async fn main() -> Result<()> {
     // with `omnisaga token mint`.
     writeln!(env, "CUSTOMER_TOKEN={}", stack.customer_token("customer-1"))?;
     writeln!(env, "OTHER_CUSTOMER_TOKEN={}", stack.customer_token("customer-2"))?;
-    writeln!(env, "ADMIN_TOKEN={}", stack.token("operator", &omnisaga_e2e::OPERATOR_SCOPES))?;
+    writeln!(
+        env,
+        "ADMIN_TOKEN={}",
+        stack.token("operator", &omnisaga_e2e::OPERATOR_SCOPES)
+    )?;
     writeln!(
         env,
         "ANALYST_TOKEN={}",

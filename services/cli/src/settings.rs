@@ -140,7 +140,10 @@ fn admin_of(url: &str) -> String {
         None => ("", url),
     };
     let (authority, path) = tail.split_at(tail.find('/').unwrap_or(tail.len()));
-    match authority.rsplit_once(':').and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?))) {
+    match authority
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    {
         Some((host, port)) => format!("{head}{host}:{}{path}", port.saturating_add(100)),
         None => url.to_owned(),
     }
@@ -161,7 +164,10 @@ mod tests {
     #[test]
     fn the_admin_url_is_the_service_url_with_the_port_plus_100() {
         assert_eq!(super::admin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8180");
-        assert_eq!(super::admin_of("https://order:9000/base"), "https://order:9100/base");
+        assert_eq!(
+            super::admin_of("https://order:9000/base"),
+            "https://order:9100/base"
+        );
         assert_eq!(super::admin_of("http://order"), "http://order");
     }
 
