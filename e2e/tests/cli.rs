@@ -7,7 +7,6 @@
 use std::{process::Output, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
     Stack, StackOptions,
