@@ -158,11 +158,18 @@ fn routes(text: &str) -> BTreeSet<(String, String)> {
             continue;
         };
         // The handlers of this route: up to the next builder call.
-        let end = [".route(", ".open(", ".with_state(", ".layer(", ".merge(", ".fallback("]
-            .iter()
-            .filter_map(|m| chunk.find(m))
-            .min()
-            .unwrap_or(chunk.len());
+        let end = [
+            ".route(",
+            ".open(",
+            ".with_state(",
+            ".layer(",
+            ".merge(",
+            ".fallback(",
+        ]
+        .iter()
+        .filter_map(|m| chunk.find(m))
+        .min()
+        .unwrap_or(chunk.len());
         for method in ["get", "post", "put", "delete", "patch"] {
             if chunk[..end].contains(&format!("{method}(")) {
                 out.insert((path.to_owned(), method.to_owned()));
