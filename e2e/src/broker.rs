@@ -130,6 +130,18 @@ impl Stack {
         Ok(())
     }
 
+    /// The address of the broker's controller listener: the stack's own
+    /// node's, or the shared broker's from `OMNISAGA_TEST_KAFKA_CONTROLLER`
+    /// (`make test` sets it).
+    pub fn controller_address(&self) -> Option<String> {
+        match &self.broker {
+            Some(broker) => Some(format!("127.0.0.1:{}", broker.controller_port)),
+            None => std::env::var("OMNISAGA_TEST_KAFKA_CONTROLLER")
+                .ok()
+                .filter(|a| !a.is_empty()),
+        }
+    }
+
     /// The network-fault proxy between every client and the stack's
     /// broker, when the stack has one ([`Broker::OwnBehindProxy`]).
     pub fn network(&self) -> Option<&Proxy> {

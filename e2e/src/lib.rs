@@ -20,7 +20,7 @@ pub mod logs;
 pub mod netfault;
 pub mod traces;
 
-pub use kafka::{KafkaAccess, KafkaUsers};
+pub use kafka::{describe_cluster_unauthenticated, KafkaAccess, KafkaUsers};
 
 mod broker;
 mod database;
@@ -34,8 +34,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use tokio::process::Child;
 
-pub use database::ANALYST;
-pub use env::{bin_dir, pg_server, repo_root};
+pub use database::{runtime_role, ANALYST};
+pub use env::{bin_dir, pg_password, pg_server, repo_root};
 pub use stack::{admin_key, client_with, OPERATOR_SCOPES};
 
 /// The services in start order, with their default HTTP ports.

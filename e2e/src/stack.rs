@@ -12,7 +12,7 @@ use crate::{
     balancer::Balancer,
     bin_dir, broker, database, instance_label, kafka,
     process::{free_port, open_log, reserve_port, terminate, wait_ready},
-    repo_root, viewer, Service, Stack, StackOptions, SERVICES,
+    repo_root, runtime_role, viewer, Service, Stack, StackOptions, SERVICES,
 };
 
 /// An operator's scopes: `admin`, and reading what customers, analysts and
@@ -161,10 +161,11 @@ impl Stack {
         let port = self.instance_ports[&(name, instance)];
         let admin_port = self.instance_ports[&(admin_key(name), instance)];
         let url = format!("http://127.0.0.1:{port}");
-        let db_url = format!(
-            "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
-            self.options.db_prefix
-        );
+        // The service runs as its runtime role and migrates as the
+        // database's owner; their passwords come from the password file.
+        let db = format!("{}_{name}", self.options.db_prefix);
+        let db_url = format!("postgres://{}@127.0.0.1:5432/{db}", runtime_role(name));
+        let migration_url = format!("postgres://omnisaga_{name}@127.0.0.1:5432/{db}");
         let label = instance_label(name, instance);
         let log_path = self.options.dir.join(format!("logs/{label}.log"));
         let log = open_log(&log_path)?;
@@ -172,6 +173,7 @@ impl Stack {
         let bin = bin_dir()?.join(name);
         let mut cmd = Command::new(&bin);
         cmd.env("DATABASE_URL", db_url)
+            .env("DATABASE_MIGRATION_URL", migration_url)
             .env("KAFKA_BROKERS", &self.kafka.brokers)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("ADMIN_HTTP_ADDR", format!("127.0.0.1:{admin_port}"))

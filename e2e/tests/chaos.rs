@@ -34,7 +34,7 @@ async fn nothing_is_lost_charged_twice_or_left_stuck_under_faults() -> Result<()
         Fault::Kill("notification"),
         Fault::Kill("analytics"),
         Fault::KillRandomly(Duration::from_secs(12)),
-    ]);
+    ])?;
     let report = chaos::run(&mut stack, &options).await;
     let passed = report.as_ref().is_ok_and(|r| r.passed);
     stack.finish(passed).await?;

@@ -35,7 +35,7 @@ async fn several_instances_of_every_service_lose_nothing_when_instances_die_and_
         Fault::NetworkCut,
         Fault::CutDatabaseConnections,
         Fault::KillRandomly(Duration::from_secs(15)),
-    ]);
+    ])?;
     let report = chaos::run(&mut stack, &run).await;
     // Every instance took part: each was assigned partitions of its
     // service's topics at least once.

@@ -35,8 +35,10 @@ else
 fi
 bash infra/scripts/check-k8s.sh
 checked+=("infra/k8s (kubeconform, strict)")
+python3 infra/scripts/check-compose.py infra/compose/docker-compose.yml
+checked+=("compose security rules")
 if docker compose version >/dev/null 2>&1; then
-  (cd infra/compose && docker compose --env-file .env.example -f docker-compose.yml config -q)
+  (cd infra/compose && docker compose -f docker-compose.yml config -q)
   checked+=("docker-compose.yml")
 else
   echo "[infra] skipped docker-compose.yml: no docker compose client" >&2

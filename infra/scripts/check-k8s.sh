@@ -238,6 +238,12 @@ files = sorted(f for f in os.listdir("infra/k8s") if f.endswith(".yaml") and f !
 problems = [f"{f} is not in infra/k8s/kustomization.yaml" for f in files if f not in listed]
 problems += [f"infra/k8s/kustomization.yaml lists {r}, which is missing" for r in listed if not os.path.exists(os.path.join("infra/k8s", r))]
 problems += [f"infra/k8s/kustomization.yaml lists {r} twice" for r in set(listed) if listed.count(r) > 1]
+# No long-lived operator token is kept in the cluster: no Secret of the
+# manifests holds an admin token (the seed Job's is made for one run).
+for f in files:
+    for doc in yaml.safe_load_all(open(os.path.join("infra/k8s", f))):
+        if doc and doc.get("kind") == "Secret" and "admin" in str(doc.get("stringData", {})).lower():
+            problems.append(f"{f}: the Secret {doc['metadata']['name']} holds an admin token")
 if problems:
     sys.exit("[k8s] " + "\n[k8s] ".join(problems))
 PY

@@ -6,8 +6,11 @@
 //! With `--each` every fault is a test of its own on the same stack: load,
 //! that fault, quiet, every invariant; one report per fault.
 //!
+//! Every random choice of the fault schedule comes from a seed, printed at
+//! the start and in the report: `--seed N` or `CHAOS_SEED=N` replays it.
+//!
 //! Usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S]
-//!        [--minutes M] [--settle S] [--out FILE]
+//!        [--minutes M] [--settle S] [--seed N] [--out FILE]
 //! Faults: kill-each, kill:SERVICE, random-kills:SECONDS,
 //!         pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
 //!         net-stall:SECONDS, net-cut, db-connections, provider:SECONDS,
@@ -23,7 +26,7 @@ use omnisaga_e2e::{
 };
 
 const USAGE: &str =
-    "usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S] [--minutes M] [--settle S] [--out FILE]
+    "usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S] [--minutes M] [--settle S] [--seed N] [--out FILE]
 faults: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
         net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart";
 
@@ -39,6 +42,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
         lead_in: Duration::from_secs(15),
         gap: Duration::from_secs(5),
         settle: Duration::from_secs(300),
+        seed: chaos::seed_from_env()?,
     };
     let mut faults = ALL.to_owned();
     let mut each = false;
@@ -58,6 +62,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
             "--gap" => options.gap = Duration::from_secs_f64(number(value()?)?),
             "--minutes" => options.repeat_for = Some(Duration::from_secs_f64(number(value()?)? * 60.0)),
             "--settle" => options.settle = Duration::from_secs_f64(number(value()?)?),
+            "--seed" => options.seed = chaos::parse_seed(Some(&value()?))?,
             "--out" => out = PathBuf::from(value()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -79,7 +84,9 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
 async fn run() -> Result<bool> {
     let (options, out, each) = parse_args()?;
     eprintln!(
-        "[chaos] starting a stack of its own; {} faults{}, {} orders/s{}",
+        "[chaos] seed {} (CHAOS_SEED={} replays it); starting a stack of its own; {} faults{}, {} orders/s{}",
+        options.seed,
+        options.seed,
         options.faults.len(),
         if each { ", each a test of its own" } else { "" },
         options.load.rate,

@@ -12,12 +12,15 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rand::Rng as _;
+use rand::rngs::StdRng;
 use serde::Serialize;
 use sqlx::Connection as _;
 use tokio::time::Instant;
 
-use super::load::Load;
+use super::{
+    load::Load,
+    schedule::{pick_instance, random_kill},
+};
 use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVICES};
 
 /// One fault.
@@ -141,17 +144,21 @@ pub struct Injected {
     pub error: Option<String>,
 }
 
+/// The payload of the poison records [`Fault::Poison`] sends.
+pub const POISON: &[u8] = b"\xff\xfe poison, not an envelope";
+
 /// Injects `fault` into `stack` (under `load`) and heals it; `started` is
-/// the run's start.
+/// the run's start, `rng` the run's seeded source of every random choice.
 pub async fn inject(
     stack: &mut Stack,
     client: &Client,
     load: &Load,
     fault: &Fault,
     started: Instant,
+    rng: &mut StdRng,
 ) -> Injected {
     let began = started.elapsed().as_secs_f64();
-    let result = apply(stack, client, load, fault).await;
+    let result = apply(stack, client, load, fault, rng).await;
     Injected {
         fault: fault.name(),
         began,
@@ -160,18 +167,20 @@ pub async fn inject(
     }
 }
 
-async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -> Result<()> {
+async fn apply(
+    stack: &mut Stack,
+    client: &Client,
+    load: &Load,
+    fault: &Fault,
+    rng: &mut StdRng,
+) -> Result<()> {
     match fault {
-        Fault::Kill(service) => kill(stack, service).await.map(|_| ()),
+        Fault::Kill(service) => kill(stack, service, rng).await.map(|_| ()),
         Fault::KillRandomly(duration) => {
             let until = Instant::now() + *duration;
             loop {
-                let (service, wait) = {
-                    let mut rng = rand::rng();
-                    let (service, _) = SERVICES[rng.random_range(0..SERVICES.len())];
-                    (service, Duration::from_millis(rng.random_range(5_000..=20_000)))
-                };
-                let killed = kill(stack, service).await?;
+                let (service, wait) = random_kill(rng);
+                let killed = kill(stack, service, rng).await?;
                 eprintln!("[chaos] killed {killed} and started it again");
                 if Instant::now() + wait >= until {
                     tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
@@ -246,13 +255,7 @@ async fn apply(stack: &mut Stack, client: &Client, load: &Load, fault: &Fault) -
             let prefix = stack.topic_prefix().to_owned();
             for topic in ["orders.v1", "payments.v1", "warehouse.v1"] {
                 let key = uuid::Uuid::new_v4().to_string();
-                produce_raw(
-                    &stack.kafka,
-                    &format!("{prefix}{topic}"),
-                    &key,
-                    b"\xff\xfe poison, not an envelope",
-                )
-                .await?;
+                produce_raw(&stack.kafka, &format!("{prefix}{topic}"), &key, POISON).await?;
             }
             Ok(())
         }
@@ -278,14 +281,14 @@ pub const INSTANCE_DOWN: Duration = Duration::from_secs(3);
 
 /// Kills `service` (one of its instances, at random, when it runs several:
 /// down for [`INSTANCE_DOWN`]) and starts it again; returns what it killed.
-async fn kill(stack: &mut Stack, service: &'static str) -> Result<String> {
+async fn kill(stack: &mut Stack, service: &'static str, rng: &mut StdRng) -> Result<String> {
     let running = stack.running(service);
     if stack.instances(service) == 1 || running.len() <= 1 {
         stack.kill_service(service).await?;
         stack.start_service(service).await?;
         return Ok(service.to_owned());
     }
-    let instance = running[rand::rng().random_range(0..running.len())];
+    let instance = pick_instance(rng, &running);
     stack.kill_instance(service, instance).await?;
     tokio::time::sleep(INSTANCE_DOWN).await;
     stack.start_instance(service, instance).await?;

@@ -1,9 +1,10 @@
 //! The load of a fault run: orders placed at a steady rate by a few dozen
 //! customers, some paid with a card that is declined, some cancelled while
 //! their saga is under way, every answer kept as history for the checker.
-//! A placement that gets no answer (a timeout, a refused connection) is
-//! retried once with the same Idempotency-Key, as the mobile app does, so
-//! it counts as zero or one order.
+//! A placement that gets no answer (a timeout, a refused connection) or a
+//! 5xx is retried once with the same Idempotency-Key, as the mobile app
+//! does; if the retry gets none either it is indeterminate ([`judge`]):
+//! zero or one order, never taken for "nothing happened".
 
 use std::{
     sync::{Arc, Mutex},
@@ -22,9 +23,11 @@ use crate::client::{order_body, Client};
 pub enum Outcome {
     /// 201 with this order id and the trace its placement began.
     Accepted { order_id: String, trace_id: String },
-    /// An answer that is no order (a 4xx or 5xx): nothing may exist.
+    /// A 4xx, with no indeterminate answer before it: nothing may exist.
     Refused { status: u16 },
-    /// No answer, even to the retry: an order may or may not exist.
+    /// Indeterminate, Jepsen's `:info`: no answer, a timeout or a 5xx after
+    /// the request was sent (and nothing certain after it). It may have
+    /// committed: an order may or may not exist.
     Unknown { error: String },
 }
 
@@ -169,34 +172,71 @@ async fn run(
     while inflight.join_next().await.is_some() {}
 }
 
-/// Places one order, retrying once with the same key when there was no
-/// answer, and cancels it if asked.
+/// One answer to one attempt of a placement: a status with its body, or
+/// none (the error or timeout).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Status(u16, Value),
+    Failed(String),
+}
+
+impl Answer {
+    /// Whether it says for certain what happened: a 201 or a 4xx.
+    fn certain(&self) -> bool {
+        matches!(self, Self::Status(status, _) if *status == 201 || (400..500).contains(status))
+    }
+}
+
+/// What a placement's answers, in order, came to, as Jepsen judges an
+/// operation: a 201 is an order; a 4xx with nothing indeterminate before
+/// it is none; anything else (no answer, a timeout, a 5xx: the request may
+/// have been applied all the same) is indeterminate.
+pub fn judge(answers: &[Answer]) -> Outcome {
+    if let Some(Answer::Status(_, v)) = answers.iter().find(|a| matches!(a, Answer::Status(201, _))) {
+        return Outcome::Accepted {
+            order_id: v["order_id"].as_str().unwrap_or_default().to_owned(),
+            trace_id: v["trace_id"].as_str().unwrap_or_default().to_owned(),
+        };
+    }
+    match answers {
+        [.., Answer::Status(status, _)] if answers.iter().all(Answer::certain) => {
+            Outcome::Refused { status: *status }
+        }
+        _ => Outcome::Unknown {
+            error: answers
+                .iter()
+                .map(|a| match a {
+                    Answer::Status(status, _) => format!("answered {status}"),
+                    Answer::Failed(e) => e.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", then "),
+        },
+    }
+}
+
+/// Places one order, retrying once with the same key when the answer was
+/// not certain, and cancels it if asked.
 async fn place(client: &Client, mut p: Placement, cancel: bool) -> Placement {
     let body = order_body(&p.sku, p.quantity, &p.token, &p.customer);
-    let mut outcome = Outcome::Unknown { error: String::new() };
+    let mut answers = Vec::new();
     for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let answer = tokio::time::timeout(Duration::from_secs(10), client.post_order(&p.key, &body)).await;
-        outcome = match answer {
-            Ok(Ok((201, v))) => Outcome::Accepted {
-                order_id: v["order_id"].as_str().unwrap_or_default().to_owned(),
-                trace_id: v["trace_id"].as_str().unwrap_or_default().to_owned(),
-            },
-            Ok(Ok((status, _))) if status < 500 || attempt == 1 => Outcome::Refused { status },
-            Ok(Ok((status, _))) => Outcome::Unknown {
-                error: format!("answered {status}"),
-            },
-            Ok(Err(e)) => Outcome::Unknown {
-                error: format!("{e:#}"),
-            },
-            Err(_) => Outcome::Unknown {
-                error: "no answer within 10 s".into(),
-            },
+        let answer = match answer {
+            Ok(Ok((status, v))) => Answer::Status(status, v),
+            Ok(Err(e)) => Answer::Failed(format!("{e:#}")),
+            Err(_) => Answer::Failed("no answer within 10 s".into()),
         };
-        if !matches!(outcome, Outcome::Unknown { .. }) {
+        let certain = answer.certain();
+        answers.push(answer);
+        if certain {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let outcome = judge(&answers);
     if let (true, Outcome::Accepted { order_id, .. }) = (cancel, &outcome) {
         let url = format!("{}/v1/orders/{order_id}/cancel", client.order);
         let sent = client
@@ -210,4 +250,45 @@ async fn place(client: &Client, mut p: Placement, cancel: bool) -> Placement {
     }
     p.outcome = outcome;
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn created(id: &str) -> Answer {
+        Answer::Status(201, json!({"order_id": id, "trace_id": "t"}))
+    }
+
+    #[test]
+    fn a_5xx_or_no_answer_is_indeterminate_never_nothing() {
+        let unavailable = || Answer::Status(503, Value::Null);
+        // Today's main took the second 503 for a refusal: nothing made.
+        assert!(matches!(
+            judge(&[unavailable(), unavailable()]),
+            Outcome::Unknown { .. }
+        ));
+        assert!(matches!(
+            judge(&[Answer::Failed("no answer within 10 s".into()), unavailable()]),
+            Outcome::Unknown { .. }
+        ));
+        // A 4xx after an indeterminate attempt says nothing of the first.
+        assert!(matches!(
+            judge(&[unavailable(), Answer::Status(409, Value::Null)]),
+            Outcome::Unknown { .. }
+        ));
+        assert_eq!(
+            judge(&[Answer::Status(422, Value::Null)]),
+            Outcome::Refused { status: 422 }
+        );
+        assert_eq!(
+            judge(&[Answer::Failed("reset".into()), created("o-1")]),
+            Outcome::Accepted {
+                order_id: "o-1".into(),
+                trace_id: "t".into()
+            }
+        );
+    }
 }

@@ -5,9 +5,13 @@
 //! run it through `omnisaga-chaos`; `e2e/tests/chaos.rs` is the short form
 //! `make test` runs.
 
+pub mod broker;
 pub mod check;
+pub mod commits;
 pub mod faults;
 pub mod load;
+pub mod observe;
+pub mod schedule;
 
 use std::{
     path::Path,
@@ -15,13 +19,15 @@ use std::{
 };
 
 use anyhow::Result;
+use rand::SeedableRng as _;
 use serde::Serialize;
 use tokio::time::Instant;
 
 pub use self::{
-    check::Verdict,
+    check::{TopicRead, Verdict},
     faults::{Fault, Injected},
     load::{Load, LoadOptions, Outcome, Placement},
+    schedule::{parse_seed, seed_from_env},
 };
 use crate::{client::Client, Stack, StackOptions};
 
@@ -41,13 +47,18 @@ pub struct RunOptions {
     pub gap: Duration,
     /// Longest the stack may take to go quiet once the load stopped.
     pub settle: Duration,
+    /// Every random choice of the fault schedule (which service a random
+    /// kill takes, how long until the next, which instance) comes from it:
+    /// `CHAOS_SEED` replays a run's schedule ([`seed_from_env`]).
+    pub seed: u64,
 }
 
 impl RunOptions {
     /// The short form `make test` runs: 6 orders/s, 10 s before the first
-    /// fault, 3 s after each, once through, 2 minutes to go quiet.
-    pub fn short(faults: Vec<Fault>) -> Self {
-        Self {
+    /// fault, 3 s after each, once through, 2 minutes to go quiet, the seed
+    /// of `CHAOS_SEED` or a new one.
+    pub fn short(faults: Vec<Fault>) -> Result<Self> {
+        Ok(Self {
             load: LoadOptions {
                 rate: 6.0,
                 ..LoadOptions::default()
@@ -57,22 +68,35 @@ impl RunOptions {
             lead_in: Duration::from_secs(10),
             gap: Duration::from_secs(3),
             settle: Duration::from_secs(120),
-        }
+            seed: seed_from_env()?,
+        })
     }
 }
 
 /// What a run did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The fault schedule's seed: `CHAOS_SEED` replays it.
+    pub seed: u64,
     pub placed: usize,
     pub accepted: usize,
+    /// Refused for certain (a 4xx with nothing indeterminate before it).
     pub refused: usize,
+    /// Indeterminate (no answer, a timeout, a 5xx): maybe applied.
     pub unanswered: usize,
+    /// Of those, how many made an order after all (their key holds one).
+    pub unanswered_applied: usize,
     pub cancels_asked: usize,
     pub faults: Vec<Injected>,
     /// Seconds from the end of the load until the stack was quiet; `None`
     /// when it was not within the settle time.
     pub quiet_after: Option<f64>,
+    /// How many polls of the inbox watcher saw a commit: the resolution
+    /// I6 judged commit order at (1: it saw everything at once, and could
+    /// tell nothing).
+    pub commit_polls: usize,
+    /// What reading every topic back found (I10).
+    pub topics: TopicRead,
     pub invariants: Vec<Verdict>,
     pub passed: bool,
     /// Run length in seconds.
@@ -95,8 +119,14 @@ pub fn stack_options() -> StackOptions {
 
 /// Runs load and `options.faults` against `stack` and checks the invariants.
 pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
+    eprintln!(
+        "[chaos] seed {} (CHAOS_SEED={} replays this fault schedule)",
+        options.seed, options.seed
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     let client = Client::new(stack);
-    let before = check::stock(stack).await?;
+    let before = observe::stock(stack).await?;
+    let commits = commits::Commits::start(stack);
     let started = Instant::now();
     let epoch = SystemTime::now();
     let load = Load::start(client.clone(), options.load.clone());
@@ -110,7 +140,7 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
                 fault.name(),
                 load.placed()
             );
-            injected.push(faults::inject(stack, &client, &load, fault, started).await);
+            injected.push(faults::inject(stack, &client, &load, fault, started, &mut rng).await);
             tokio::time::sleep(options.gap).await;
             if options.repeat_for.is_some_and(|d| started.elapsed() >= d) {
                 break 'rounds;
@@ -135,19 +165,34 @@ pub async fn run(stack: &mut Stack, options: &RunOptions) -> Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let invariants = check::all(stack, &history, &before, &injected, epoch).await?;
+    let applied = commits.stop().await?;
+    let commit_polls = applied
+        .iter()
+        .map(|a| a.seen)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let (invariants, topics, seen) = check::all(stack, &history, &before, applied, &injected, epoch).await?;
     let count = |f: fn(&Outcome) -> bool| history.iter().filter(|p| f(&p.outcome)).count();
     let passed = quiet_after.is_some()
         && invariants.iter().all(|v| v.holds)
         && injected.iter().all(|f| f.error.is_none());
+    let unanswered_applied = history
+        .iter()
+        .filter(|p| matches!(p.outcome, Outcome::Unknown { .. }))
+        .filter(|p| seen.keys.contains_key(&(p.customer.clone(), p.key.clone())))
+        .count();
     Ok(Report {
+        seed: options.seed,
         placed: history.len(),
         accepted: count(|o| matches!(o, Outcome::Accepted { .. })),
         refused: count(|o| matches!(o, Outcome::Refused { .. })),
         unanswered: count(|o| matches!(o, Outcome::Unknown { .. })),
+        unanswered_applied,
         cancels_asked: history.iter().filter(|p| p.cancel.is_some()).count(),
         faults: injected,
         quiet_after,
+        commit_polls,
+        topics,
         invariants,
         passed,
         seconds: started.elapsed().as_secs_f64(),
@@ -169,8 +214,16 @@ impl Report {
 
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "orders: {} placed, {} accepted, {} refused, {} unanswered; {} cancellations asked\n",
-            self.placed, self.accepted, self.refused, self.unanswered, self.cancels_asked
+            "seed {} (CHAOS_SEED={} replays the fault schedule)\n\
+             orders: {} placed, {} accepted, {} refused, {} indeterminate (maybe applied; {} did make an order); {} cancellations asked\n",
+            self.seed,
+            self.seed,
+            self.placed,
+            self.accepted,
+            self.refused,
+            self.unanswered,
+            self.unanswered_applied,
+            self.cancels_asked
         );
         out.push_str("faults:\n");
         for f in &self.faults {
@@ -189,6 +242,23 @@ impl Report {
             Some(s) => out.push_str(&format!("quiet {s:.1} s after the load stopped\n")),
             None => out.push_str("NOT quiet within the settle time\n"),
         }
+        out.push_str(&format!(
+            "inbox watcher: commits seen over {} polls\n",
+            self.commit_polls
+        ));
+        let t = &self.topics;
+        out.push_str(&format!(
+            "topics read back: {} records, {} events, {} lost, {} phantom, {} duplicates ({:.2}%), {} poison, {} dead letters, {} keys out of order\n",
+            t.records,
+            t.events,
+            t.lost,
+            t.phantom,
+            t.duplicates,
+            t.duplicate_rate * 100.0,
+            t.poison,
+            t.dead_letters,
+            t.reordered_keys
+        ));
         for v in &self.invariants {
             out.push_str(&format!(
                 "  {} {:<4} {} ({} checked)\n",

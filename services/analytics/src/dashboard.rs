@@ -9,9 +9,9 @@ mod charts;
 
 use std::fmt::Write;
 
-use axum::{extract::State, response::Html};
+use axum::{extract::State, response::Response};
 use chrono::{DateTime, Utc};
-use omnisaga_runtime::http::ApiError;
+use omnisaga_runtime::{http::ApiError, page};
 
 use crate::{
     api::{totals, ApiState, SUCCESS_SHARE_DEFINITION},
@@ -44,7 +44,7 @@ struct Figures {
 /// An HTML page with SVG charts (orders per minute, funnel by channel, fulfilment time, payment success share, stuck orders) that reloads itself. Aggregate figures only, so it needs no token.
 #[utoipa::path(get, path = "/dashboard", tag = "analytics", security(()),
     responses((status = 200, description = "the page", body = String, content_type = "text/html")))]
-pub async fn page(State(s): State<ApiState>) -> Result<Html<String>, ApiError> {
+pub async fn page(State(s): State<ApiState>) -> Result<Response, ApiError> {
     let mut db = store::snapshot(&s.pool).await?;
     let channels = store::channel_counts(&mut db).await?;
     let stuck_after_seconds = s.config.stuck_after.as_secs();
@@ -60,11 +60,12 @@ pub async fn page(State(s): State<ApiState>) -> Result<Html<String>, ApiError> {
             .collect(),
         stuck_after_seconds,
     };
-    let html = render(&figures, s.config.dashboard_refresh.as_secs()).map_err(ApiError::internal)?;
-    Ok(Html(html))
+    let nonce = page::Nonce::new();
+    let html = render(&figures, s.config.dashboard_refresh.as_secs(), &nonce).map_err(ApiError::internal)?;
+    Ok(page::html(html, &nonce))
 }
 
-fn render(f: &Figures, refresh_seconds: u64) -> Result<String, String> {
+fn render(f: &Figures, refresh_seconds: u64, nonce: &page::Nonce) -> Result<String, String> {
     let mut page = String::with_capacity(64 * 1024);
     let share = success_share(f.all.authorized, f.all.declined);
     let placed_last_hour: i64 = f.per_minute.iter().map(|(_, n)| n).sum();
@@ -161,9 +162,11 @@ th:first-child, td:first-child {{ text-align: left; }}
     page.push_str("</div>\n");
     channel_table(&mut page, f);
     // Counts the charts the browser laid out (the dashboard's browser test reads it).
-    page.push_str(
-        "<script>document.body.dataset.chartsDrawn = [...document.querySelectorAll('figure svg')]\
+    let _ = write!(
+        page,
+        "<script nonce=\"{}\">document.body.dataset.chartsDrawn = [...document.querySelectorAll('figure svg')]\
          .filter(s => s.getBBox().width > 0).length;</script>\n</body></html>\n",
+        nonce.as_str()
     );
     Ok(page)
 }

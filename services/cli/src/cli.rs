@@ -186,7 +186,7 @@ pub enum TokenCommand {
     /// For a deployment without an identity provider (docker compose): the
     /// services verify against DIR/jwks.json; `token mint --key-dir DIR` signs.
     #[command(after_help = "Example:
-  omnisaga token keygen --dir infra/compose/auth")]
+  omnisaga token keygen --dir ./auth")]
     Keygen(KeygenArgs),
 }
 

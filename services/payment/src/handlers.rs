@@ -41,7 +41,7 @@ pub(crate) static OUTCOMES: LazyLock<Counters> = LazyLock::new(|| {
 
 /// The event types payment acts on: the order's placement, retries and
 /// cancellation, and the warehouse's word that nothing ships (which voids).
-const HANDLED: [&str; 5] = [
+pub const HANDLED: [&str; 5] = [
     "OrderPlaced",
     "PaymentRetryRequested",
     "OrderCancelled",

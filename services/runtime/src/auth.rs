@@ -27,10 +27,12 @@ pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 pub struct Gate {
     pub verifier: Arc<Verifier>,
     pub open: Vec<&'static str>,
+    /// Where failed authentications are recorded (none: not recorded).
+    pub audit: Option<Arc<crate::audit::Audit>>,
 }
 
 /// Middleware: the request's bearer token verified, its [`Principal`] put
-/// in the request; a missing or bad token answers 401.
+/// in the request; a missing or bad token answers 401 and is audited.
 pub async fn authenticate(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
     if gate.open.contains(&req.uri().path()) {
         return next.run(req).await;
@@ -40,7 +42,13 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut req: Request, next:
             req.extensions_mut().insert(principal);
             next.run(req).await
         }
-        Err(why) => ApiError::unauthorized(&why).into_response(),
+        Err(why) => {
+            if let Some(audit) = &gate.audit {
+                let failed = crate::audit::FailedAuthentication::of(&req, &why);
+                audit.failed_authentication(failed).await;
+            }
+            ApiError::unauthorized(&why).into_response()
+        }
     }
 }
 

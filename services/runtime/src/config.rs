@@ -2,7 +2,8 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | (required) | the service's own PostgreSQL database |
+//! | `DATABASE_URL` | (required) | the service's own PostgreSQL database, as the role the service runs as |
+//! | `DATABASE_MIGRATION_URL` | unset: migrations run over `DATABASE_URL` | the same database as its owner: the service applies its migrations over it at start, grants `DATABASE_URL`'s role what it needs at run time (rows, not tables: see [`crate::db::grant_runtime`]) and closes it |
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
@@ -62,6 +63,8 @@ where
 pub struct CommonConfig {
     pub service: &'static str,
     pub database_url: String,
+    /// The database as its owner, for the migrations (`DATABASE_MIGRATION_URL`).
+    pub database_migration_url: Option<String>,
     pub database_max_connections: u32,
     pub kafka: KafkaConfig,
     pub http_addr: SocketAddr,
@@ -90,6 +93,10 @@ impl std::fmt::Debug for CommonConfig {
         f.debug_struct("CommonConfig")
             .field("service", &self.service)
             .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "database_migration_url",
+                &self.database_migration_url.as_deref().map(redact_url),
+            )
             .field("database_max_connections", &self.database_max_connections)
             .field("kafka", &self.kafka)
             .field("http_addr", &self.http_addr)
@@ -258,6 +265,7 @@ impl CommonConfig {
         Ok(Self {
             service,
             database_url,
+            database_migration_url: var("DATABASE_MIGRATION_URL").filter(|u| !u.is_empty()),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
             kafka: KafkaConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),

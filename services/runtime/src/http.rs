@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{rejection::JsonRejection, FromRequest, MatchedPath, Request, State},
+    extract::{rejection::JsonRejection, ConnectInfo, FromRequest, MatchedPath, Request, State},
     http::{header::HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -460,19 +460,50 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let app = WithPeer(router);
     match tls {
         Some(acceptor) => {
-            axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, router)
+            axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await?
         }
         None => {
-            axum::serve(listener, router)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
                 .await?
         }
     }
     Ok(())
+}
+
+/// Each connection's router, with the peer's address as `ConnectInfo` for
+/// handlers and layers (the audit log bounds failed authentications per
+/// client), over plain TCP and TLS alike.
+#[derive(Clone)]
+struct WithPeer(Router);
+
+impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for WithPeer
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    type Response = axum::middleware::AddExtension<Router, ConnectInfo<std::net::SocketAddr>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        incoming: axum::serve::IncomingStream<'_, L>,
+    ) -> <Self as tower::Service<axum::serve::IncomingStream<'_, L>>>::Future {
+        let peer = ConnectInfo(*incoming.remote_addr());
+        std::future::ready(Ok(tower::Layer::layer(&axum::Extension(peer), self.0.clone())))
+    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod outbox;
+pub mod page;
 pub mod progress;
 pub mod routes;
 pub mod service;

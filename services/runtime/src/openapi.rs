@@ -14,13 +14,7 @@
 
 use std::sync::Arc;
 
-use axum::{
-    extract::State,
-    http::header,
-    response::{Html, IntoResponse},
-    routing::get,
-    Json, Router,
-};
+use axum::{extract::State, response::IntoResponse, routing::get, Json, Router};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
@@ -232,8 +226,8 @@ pub(crate) async fn openapi_json(State(doc): State<Arc<Value>>) -> impl IntoResp
 /// The OpenAPI document as a page to read: every operation with its parameters, body, answers and the scope it needs, then every schema.
 #[utoipa::path(get, path = "/docs", tag = "operations", security(()),
     responses((status = 200, description = "an HTML page", body = String, content_type = "text/html")))]
-pub(crate) async fn docs(State(doc): State<Arc<Value>>) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-cache")], Html(page(&doc)))
+pub(crate) async fn docs(State(doc): State<Arc<Value>>) -> axum::response::Response {
+    crate::page::html(page(&doc), &crate::page::Nonce::new())
 }
 
 fn esc(text: &str) -> String {

@@ -46,8 +46,16 @@ pub struct Base {
 impl Base {
     /// Connects, migrates (runtime tables, then `migrator`) and creates the topics.
     pub async fn start(config: CommonConfig, migrator: Migrator) -> Result<Self> {
-        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
-        db::migrate(&pool, migrator).await?;
+        Self::start_with(config, migrator, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    /// [`Base::start`], running `as_owner` after the migrations as the
+    /// database's owner ([`db::prepare`]), e.g. to grant another role reads.
+    pub async fn start_with<F>(config: CommonConfig, migrator: Migrator, as_owner: F) -> Result<Self>
+    where
+        F: for<'a> FnOnce(&'a PgPool) -> BoxFuture<'a, Result<()>>,
+    {
+        let pool = db::prepare(&config, migrator, as_owner).await?;
         kafka::ensure_service_topics(&config.kafka, config.service).await?;
         Ok(Self {
             topics: config.kafka.topics(),
@@ -175,6 +183,7 @@ impl Base {
         let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         refreshers.push(progress::lag_refresh(consumers.clone()));
+        let audit_log = audit::Audit::new(self.pool.clone());
         let operators = dead_letter::routes(self.pool.clone(), replayers)
             .merge(progress::routes(consumers))
             .merge(audit::routes(self.pool.clone()))
@@ -192,8 +201,8 @@ impl Base {
         let admin = api.admin.merge(http::health_routes(readiness));
         // One rate limit and one bound on requests at once for both.
         let guard = limits::Guard::new(self.config.limits, self.pool.clone());
-        let public = self.layered(public, guard.clone());
-        let admin = self.layered(admin, guard);
+        let public = self.layered(public, guard.clone(), audit_log.clone());
+        let admin = self.layered(admin, guard, audit_log);
 
         // Work stops first; the relay stops last so it drains what they wrote.
         let work = shutdown.child_token();
@@ -239,17 +248,20 @@ impl Base {
     }
 
     /// `router` behind the layers every listener has: the not-found
-    /// fallback, the limits, the audit log, authentication, the request
+    /// fallback, the audit log, the limits, authentication, the request
     /// context.
-    fn layered(&self, router: Router, guard: Arc<limits::Guard>) -> Router {
+    fn layered(&self, router: Router, guard: Arc<limits::Guard>, audit_log: Arc<audit::Audit>) -> Router {
         router
             .fallback(http::not_found)
+            // Matched routes only, inside the limits: what the router or a
+            // limit refused (404, 429, 503) never reaches the log.
+            .route_layer(middleware::from_fn_with_state(audit_log.clone(), audit::record))
             .layer(middleware::from_fn_with_state(guard, limits::limit))
-            .layer(middleware::from_fn_with_state(self.pool.clone(), audit::record))
             .layer(middleware::from_fn_with_state(
                 Arc::new(auth::Gate {
                     verifier: self.config.auth.verifier.clone(),
                     open: self.open_paths.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    audit: Some(audit_log),
                 }),
                 auth::authenticate,
             ))

@@ -1,5 +1,6 @@
 //! Service tests of the order API against the real PostgreSQL and broker.
 mod audit;
+mod audit_bounds;
 mod auth;
 mod catalog_import;
 mod documents;

@@ -45,7 +45,9 @@ pub fn catalog_drift(
     crate::catalog::catalog().drift(service, &types(&publishes), &types(&reacts_to))
 }
 
-/// Server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`.
+/// Server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`
+/// (`OMNISAGA_TEST_PG`); the password comes from the PostgreSQL password
+/// file when the URL has none (`infra/scripts/ensure-postgres.sh` puts it there).
 pub fn pg_server() -> String {
     std::env::var("OMNISAGA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
