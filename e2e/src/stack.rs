@@ -15,12 +15,14 @@ use crate::{
     repo_root, runtime_role, viewer, Service, Stack, StackOptions, SERVICES,
 };
 
-/// An operator's scopes: `admin`, and reading what customers, analysts and
-/// the order service read (not payment tokens: `payment-methods:read` is the
-/// payment service's alone).
-pub const OPERATOR_SCOPES: [Scope; 4] = [
+/// An operator's scopes, each granted (`admin` implies none): `admin`,
+/// reading what customers, analysts and the order service read, and acting
+/// on a customer's order (support cancels or retries it). Not payment
+/// tokens: `payment-methods:read` is the payment service's alone.
+pub const OPERATOR_SCOPES: [Scope; 5] = [
     Scope::Admin,
     Scope::OrdersRead,
+    Scope::OrdersWrite,
     Scope::AnalyticsRead,
     Scope::StockRead,
 ];
@@ -375,7 +377,7 @@ impl Stack {
     }
 
     /// An HTTP client sending an operator's token with every request:
-    /// `admin`, and the reading scopes (`admin` implies none).
+    /// [`OPERATOR_SCOPES`] (`admin` implies none).
     pub fn admin_client(&self) -> reqwest::Client {
         client_with(&self.token("e2e-operator", &OPERATOR_SCOPES))
     }
