@@ -118,6 +118,13 @@ pub struct StackOptions {
     /// behind a [`balancer::Balancer`] on the service's address, in one
     /// consumer group and on one database.
     pub instances: BTreeMap<String, usize>,
+    /// Nodes of the stack's own broker: 1, or a cluster (3: each broker
+    /// and controller, topics replicated 3 times with
+    /// min.insync.replicas 2). A cluster has no network-fault proxy.
+    pub brokers: usize,
+    /// Each service instance reaches PostgreSQL through a network-fault
+    /// proxy of its own ([`Stack::database_proxy`]).
+    pub database_proxies: bool,
 }
 
 impl StackOptions {
@@ -136,6 +143,8 @@ impl StackOptions {
             fixed_ports: false,
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
+            brokers: 1,
+            database_proxies: false,
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }
@@ -222,4 +231,6 @@ pub struct Stack {
     reserved: std::sync::Mutex<BTreeMap<(&'static str, usize), std::net::TcpListener>>,
     /// The balancers in front of services run as several instances.
     balancers: Vec<balancer::Balancer>,
+    /// The PostgreSQL proxy of each instance, when asked for.
+    database_proxies: BTreeMap<(&'static str, usize), netfault::Proxy>,
 }

@@ -39,8 +39,19 @@ impl Stack {
         std::fs::create_dir_all(options.dir.join("logs"))?;
 
         let (kafka, broker) = broker::start(&options).await?;
-        let kafka_users = kafka::provision(&kafka, &options.topic_prefix, &options.dir.join("kafka-users"))
-            .await
+        let replication = broker.as_ref().map_or(1, |b| b.nodes.len()).max(1);
+        let options = if replication > 1 {
+            options.set_env("*", "KAFKA_TOPIC_REPLICATION_FACTOR", &replication.to_string())
+        } else {
+            options
+        };
+        let kafka_users = kafka::provision(
+            &kafka,
+            &options.topic_prefix,
+            &options.dir.join("kafka-users"),
+            replication,
+        )
+        .await
             .context("the stack's Kafka topics, users and ACLs")?;
         let (ui_port, otlp_port) = if options.fixed_ports {
             (16686, 4317)
@@ -63,6 +74,7 @@ impl Stack {
             instance_ports: BTreeMap::new(),
             reserved: Default::default(),
             balancers: Vec::new(),
+            database_proxies: BTreeMap::new(),
         };
 
         database::ensure_all(&stack.options).await?;
@@ -97,6 +109,14 @@ impl Stack {
             };
             stack.balancers.push(Balancer::start(listener, backends)?);
         }
+        if stack.options.database_proxies {
+            for (name, _) in SERVICES {
+                for i in 1..=stack.options.instances_of(name) {
+                    let proxy = crate::netfault::Proxy::start(0, 5432).await?;
+                    stack.database_proxies.insert((name, i), proxy);
+                }
+            }
+        }
         for (name, _) in SERVICES {
             for i in 1..=stack.options.instances_of(name) {
                 let service = stack.spawn(name, i).await?;
@@ -128,8 +148,12 @@ impl Stack {
     async fn spawn(&self, name: &'static str, instance: usize) -> Result<Service> {
         let port = self.instance_ports[&(name, instance)];
         let url = format!("http://127.0.0.1:{port}");
+        let db_port = self
+            .database_proxies
+            .get(&(name, instance))
+            .map_or(5432, |p| p.port);
         let db_url = format!(
-            "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
+            "postgres://omnisaga_{name}@127.0.0.1:{db_port}/{}_{name}",
             self.options.db_prefix
         );
         let label = instance_label(name, instance);
@@ -224,12 +248,9 @@ impl Stack {
             .iter()
             .filter_map(|s| Some((s.label(), s.child.id()?)))
             .collect();
-        out.extend(
-            self.broker
-                .as_ref()
-                .and_then(|b| b.child.id())
-                .map(|p| ("broker".to_owned(), p)),
-        );
+        for node in self.broker.iter().flat_map(|b| &b.nodes) {
+            out.extend(node.child.id().map(|p| (node.label(), p)));
+        }
         out.extend(self.viewer.id().map(|p| ("trace-viewer".to_owned(), p)));
         out
     }
@@ -308,6 +329,15 @@ impl Stack {
         Ok(())
     }
 
+    /// The PostgreSQL proxy in front of instance `instance` of `service`,
+    /// when the stack has them ([`StackOptions::database_proxies`]).
+    pub fn database_proxy(&self, service: &str, instance: usize) -> Option<&crate::netfault::Proxy> {
+        self.database_proxies
+            .iter()
+            .find(|((s, i), _)| *s == service && *i == instance)
+            .map(|(_, p)| p)
+    }
+
     /// The service's URL (known while it is stopped too).
     pub fn url(&self, service: &str) -> String {
         self.ports
@@ -361,8 +391,9 @@ impl Stack {
             let label = s.label();
             terminate(&mut s.child, &label).await;
         }
-        if let Some(broker) = self.broker.as_mut() {
-            terminate(&mut broker.child, "broker").await;
+        for node in self.broker.iter_mut().flat_map(|b| &mut b.nodes) {
+            let label = node.label();
+            terminate(&mut node.child, &label).await;
         }
         terminate(&mut self.viewer, "trace viewer").await;
         Ok(())

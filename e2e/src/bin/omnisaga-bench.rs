@@ -207,6 +207,8 @@ fn stack_options(args: &Args, dir: &std::path::Path, prefix: &str, instances: us
             .iter()
             .map(|(n, _)| ((*n).to_owned(), instances))
             .collect(),
+        brokers: 1,
+        database_proxies: false,
     }
     .set_env("warehouse", "WAREHOUSE_PICK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")

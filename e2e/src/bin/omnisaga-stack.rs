@@ -24,6 +24,8 @@ async fn main() -> Result<()> {
         fixed_ports: true,
         env: Default::default(),
         instances: Default::default(),
+        brokers: 1,
+        database_proxies: false,
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;

@@ -1,0 +1,172 @@
+//! Faults between the services and PostgreSQL, through the proxy in front
+//! of each service instance's connections (`StackOptions::database_proxies`):
+//! a silent partition of the outbox relay leader's instance alone, past the
+//! keepalive that ends its lock, while its process lives; and a slow
+//! database (every byte late, with jitter) that stretches transactions until
+//! the pools run out of connections.
+//!
+//! The partition is what TCP makes of one: nothing arrives and nothing is
+//! answered while the sockets stay open, and what was sent is delivered on
+//! heal to the connections that survived (TCP retransmits). The one
+//! connection that does not survive is the relay's lock connection, whose
+//! keepalive (idle 10 s, then 3 probes 5 s apart) tells the server its peer
+//! is gone after 25 s: the proxy cannot stop the kernel answering the
+//! server's probes, so it severs that connection on the server's side then
+//! ([`crate::netfault::Proxy::sever`]), the server ends the session and the
+//! lock goes with it, and the relay's process learns of it only when the
+//! partition heals, as a real one would.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::Connection as _;
+use tokio::time::Instant;
+
+use crate::{bench::probe::scrape_each, instance_label, netfault::Mode, pg_server, Stack, SERVICES};
+
+/// When the server gives up on the relay's lock connection behind a
+/// partition: its keepalive, idle 10 s plus 3 probes 5 s apart
+/// (`omnisaga_runtime::outbox`).
+pub const LOCK_KEEPALIVE: Duration = Duration::from_secs(25);
+
+/// How long after a heal the relays' publishing is watched: only one
+/// instance may publish.
+pub const WATCH_AFTER_HEAL: Duration = Duration::from_secs(10);
+
+/// The metric each instance counts its published rows in.
+const PUBLISHED: &str = "omnisaga_outbox_published_total";
+
+/// Partitions the instance of `service` whose relay leads from PostgreSQL
+/// for `duration` (past [`LOCK_KEEPALIVE`]), then heals it; fails unless
+/// another instance took the lead meanwhile, and unless afterwards only one
+/// relay of `service` publishes. Returns what it saw.
+pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Duration) -> Result<String> {
+    anyhow::ensure!(
+        duration >= LOCK_KEEPALIVE + Duration::from_secs(5),
+        "a partition of {} s ends before the server gives the lock up ({} s): at least {} s",
+        duration.as_secs(),
+        LOCK_KEEPALIVE.as_secs(),
+        (LOCK_KEEPALIVE + Duration::from_secs(5)).as_secs()
+    );
+    anyhow::ensure!(
+        stack.instances(service) > 1,
+        "{service} runs one instance: nobody could take its relay's lead"
+    );
+    let (leader, lock_port) = relay_leader(stack, service)
+        .await?
+        .with_context(|| format!("no relay of {service} leads"))?;
+    let label = instance_label(service, leader);
+    let proxy = stack
+        .database_proxy(service, leader)
+        .context("the stack has no database proxies (StackOptions::database_proxies)")?;
+    let started = Instant::now();
+    proxy.set(Mode::Stall);
+    tokio::time::sleep(LOCK_KEEPALIVE).await;
+    let severed = proxy.sever(lock_port);
+    let mut successor = None;
+    while started.elapsed() < duration {
+        if successor.is_none() {
+            if let Ok(Some((i, _))) = relay_leader(stack, service).await {
+                if i != leader {
+                    successor = Some((i, started.elapsed()));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    proxy.set(Mode::Pass);
+    anyhow::ensure!(severed, "{label}'s lock connection was gone before the keepalive ran out");
+    let (successor, after) = successor.with_context(|| {
+        format!(
+            "no other relay of {service} took the lead within {} s of partitioning {label}",
+            duration.as_secs()
+        )
+    })?;
+    // One relay publishes at a time: from the heal on, only one instance's
+    // count of published rows may grow.
+    let urls: Vec<(String, String)> = stack
+        .services
+        .iter()
+        .filter(|s| s.name == service)
+        .map(|s| (s.label(), s.url.clone()))
+        .collect();
+    let http = reqwest::Client::new();
+    let only_urls: Vec<String> = urls.iter().map(|(_, u)| u.clone()).collect();
+    let before = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
+    tokio::time::sleep(WATCH_AFTER_HEAL).await;
+    let after_heal = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
+    let publishing: Vec<String> = urls
+        .iter()
+        .zip(before.iter().zip(&after_heal))
+        .filter(|(_, (b, a))| a[0] > b[0])
+        .map(|((l, _), (b, a))| format!("{l} published {}", a[0] - b[0]))
+        .collect();
+    anyhow::ensure!(
+        publishing.len() <= 1,
+        "{} relays of {service} published in the {} s after {label}'s partition healed: {}",
+        publishing.len(),
+        WATCH_AFTER_HEAL.as_secs(),
+        publishing.join(", ")
+    );
+    Ok(format!(
+        "{label} partitioned; {} led after {:.1} s; after the heal: {}",
+        instance_label(service, successor),
+        after.as_secs_f64(),
+        if publishing.is_empty() {
+            "nobody published".to_owned()
+        } else {
+            publishing.join(", ")
+        }
+    ))
+}
+
+/// Every byte between every service instance and PostgreSQL `ms`
+/// milliseconds late (plus up to half again) for `duration`.
+pub async fn slow_database(stack: &Stack, duration: Duration, ms: u64) -> Result<()> {
+    let proxies: Vec<_> = SERVICES
+        .iter()
+        .flat_map(|(s, _)| (1..=stack.instances(s)).filter_map(|i| stack.database_proxy(s, i)))
+        .collect();
+    anyhow::ensure!(
+        !proxies.is_empty(),
+        "the stack has no database proxies (StackOptions::database_proxies)"
+    );
+    for p in &proxies {
+        p.set(Mode::Delay {
+            delay: Duration::from_millis(ms),
+            jitter: Duration::from_millis(ms / 2),
+        });
+    }
+    tokio::time::sleep(duration).await;
+    for p in &proxies {
+        p.set(Mode::Pass);
+    }
+    Ok(())
+}
+
+/// The instance of `service` whose connection holds its relay's advisory
+/// lock, and that connection's client port (the proxy's port to the
+/// server), as the server sees it now.
+pub async fn relay_leader(stack: &Stack, service: &str) -> Result<Option<(usize, u16)>> {
+    let mut admin = sqlx::PgConnection::connect(&format!("{}/postgres", pg_server())).await?;
+    let ports: Vec<i32> = sqlx::query_scalar(
+        "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE l.locktype = 'advisory' AND l.granted AND a.datname = $1",
+    )
+    .bind(stack.database(service))
+    .fetch_all(&mut admin)
+    .await?;
+    let _ = admin.close().await;
+    for port in ports {
+        let Ok(port) = u16::try_from(port) else { continue };
+        for i in 1..=stack.instances(service) {
+            if stack
+                .database_proxy(service, i)
+                .is_some_and(|p| p.upstream_ports().contains(&port))
+            {
+                return Ok(Some((i, port)));
+            }
+        }
+    }
+    Ok(None)
+}
