@@ -123,7 +123,8 @@ pub struct StackOptions {
     /// min.insync.replicas 2). A cluster has no network-fault proxy.
     pub brokers: usize,
     /// Each service instance reaches PostgreSQL through a network-fault
-    /// proxy of its own ([`Stack::database_proxy`]).
+    /// proxy of its own ([`Stack::database_proxy`]), on a Unix socket in
+    /// `<dir>/pg/<instance>/` (`DATABASE_URL` `?host=` that directory).
     pub database_proxies: bool,
 }
 

@@ -56,7 +56,7 @@ pub struct Proxy {
     /// Each open connection by the local port of its socket to the
     /// server (what the server reports as its client's port), with what
     /// severs it.
-    open: Arc<Mutex<BTreeMap<u16, Arc<Notify>>>>,
+    open: Arc<Mutex<BTreeMap<u16, Control>>>,
     accept: JoinHandle<()>,
 }
 
@@ -68,33 +68,91 @@ impl Proxy {
             .await
             .with_context(|| format!("Failed to bind the network-fault proxy on {port}"))?;
         let port = listener.local_addr()?.port();
+        let listener = Arc::new(listener);
+        Ok(Self::serve(port, upstream, move || {
+            let listener = listener.clone();
+            async move {
+                let (client, _) = listener.accept().await.ok()?;
+                let _ = client.set_nodelay(true);
+                Some(client)
+            }
+        }))
+    }
+
+    /// Listens on the Unix socket `path` (PostgreSQL's clients reach a
+    /// server's socket directory so: `host=DIR` for `DIR/.s.PGSQL.5432`,
+    /// while their password file is still looked up by the URL's host and
+    /// port) and forwards each connection to 127.0.0.1:`upstream`; `port`
+    /// is 0.
+    pub async fn start_unix(path: &std::path::Path, upstream: u16) -> Result<Self> {
+        let _ = std::fs::remove_file(path);
+        let listener = tokio::net::UnixListener::bind(path)
+            .with_context(|| format!("Failed to bind the network-fault proxy on {}", path.display()))?;
+        let listener = Arc::new(listener);
+        Ok(Self::serve(0, upstream, move || {
+            let listener = listener.clone();
+            async move { Some(listener.accept().await.ok()?.0) }
+        }))
+    }
+
+    /// Accepts clients with `accept` until it gives none, each forwarded
+    /// to 127.0.0.1:`upstream`.
+    fn serve<C, F, A>(port: u16, upstream: u16, accept: A) -> Self
+    where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+        F: std::future::Future<Output = Option<C>> + Send,
+        A: Fn() -> F + Send + 'static,
+    {
         let (mode, _) = watch::channel(Mode::Pass);
         let (cuts, _) = watch::channel(0u64);
         let (mode_rx, cuts_tx) = (mode.subscribe(), cuts.clone());
-        let open: Arc<Mutex<BTreeMap<u16, Arc<Notify>>>> = Arc::default();
+        let open: Arc<Mutex<BTreeMap<u16, Control>>> = Arc::default();
         let registry = open.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+            while let Some(client) = accept().await {
                 let (mode, cut, registry) = (mode_rx.clone(), cuts_tx.subscribe(), registry.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                         return;
                     };
+                    let _ = server.set_nodelay(true);
                     let local = server.local_addr().map_or(0, |a| a.port());
-                    let sever = Arc::new(Notify::new());
-                    lock(&registry).insert(local, sever.clone());
-                    connection(client, server, mode, cut, sever).await;
+                    let control = Control {
+                        sever: Arc::new(Notify::new()),
+                        isolated: watch::channel(false).0,
+                    };
+                    lock(&registry).insert(local, control.clone());
+                    // The connection's own mode: the proxy's, or a stall
+                    // while it is isolated.
+                    let (own_tx, own) = watch::channel(*mode.borrow());
+                    let (mut global, mut isolated) = (mode, control.isolated.subscribe());
+                    let steer = tokio::spawn(async move {
+                        loop {
+                            let effective = if *isolated.borrow_and_update() {
+                                Mode::Stall
+                            } else {
+                                *global.borrow_and_update()
+                            };
+                            own_tx.send_replace(effective);
+                            tokio::select! {
+                                r = global.changed() => if r.is_err() { return },
+                                r = isolated.changed() => if r.is_err() { return },
+                            }
+                        }
+                    });
+                    connection(client, server, own, cut, control.sever).await;
+                    steer.abort();
                     lock(&registry).remove(&local);
                 });
             }
         });
-        Ok(Self {
+        Self {
             port,
             mode,
             cuts,
             open,
             accept,
-        })
+        }
     }
 
     /// From now on, `mode`.
@@ -120,8 +178,32 @@ impl Proxy {
     /// closed once it passes again: the client learns of it only then.
     pub fn sever(&self, port: u16) -> bool {
         match lock(&self.open).get(&port) {
-            Some(sever) => {
-                sever.notify_one();
+            Some(control) => {
+                control.sever.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What steers one connection apart from the rest.
+#[derive(Clone)]
+struct Control {
+    sever: Arc<Notify>,
+    /// Stalled alone while true, whatever the proxy's mode.
+    isolated: watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// Stalls the connection whose socket to the server has local port
+    /// `port` alone (`true`), as a middlebox that drops one connection's
+    /// packets would, or lets it follow the proxy's mode again (`false`);
+    /// false when no connection has that port.
+    pub fn isolate(&self, port: u16, isolated: bool) -> bool {
+        match lock(&self.open).get(&port) {
+            Some(control) => {
+                control.isolated.send_replace(isolated);
                 true
             }
             None => false,
@@ -143,16 +225,14 @@ impl Drop for Proxy {
 /// Both directions of one connection, until either side closes or a cut;
 /// when severed (or ended by the server during a stall), the server's side
 /// closes at once and the client's once the proxy no longer stalls.
-async fn connection(
-    client: TcpStream,
+async fn connection<C: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
+    client: C,
     server: TcpStream,
     mut mode: watch::Receiver<Mode>,
     mut cut: watch::Receiver<u64>,
     sever: Arc<Notify>,
 ) {
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
-    let (mut client_read, mut client_write) = client.into_split();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut server_read, mut server_write) = server.into_split();
     let severed = {
         let up = direction(&mut client_read, &mut server_write, mode.clone());
@@ -197,9 +277,9 @@ async fn connection(
 /// Copies `from` to `to`, each chunk held as `mode` says; a reader and a
 /// writer apart so a delay holds no later chunk behind an earlier one's
 /// sleep (throughput stays, only latency grows).
-async fn direction(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn direction<R: tokio::io::AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
     mut mode: watch::Receiver<Mode>,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
@@ -356,6 +436,26 @@ mod tests {
             matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
             "the severed connection stayed open after the heal: {closed:?}"
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_isolated_connection_stalls_alone() -> Result<()> {
+        let proxy = Proxy::start(0, echo().await).await?;
+        let mut a = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+        round_trip(&mut a, b"a").await?;
+        let port = proxy.upstream_ports()[0];
+        let mut b = TcpStream::connect(("127.0.0.1", proxy.port)).await?;
+        round_trip(&mut b, b"b").await?;
+        assert!(proxy.isolate(port, true));
+        a.write_all(b"held").await?;
+        let mut back = [0u8; 4];
+        let stalled = tokio::time::timeout(Duration::from_millis(300), a.read_exact(&mut back)).await;
+        assert!(stalled.is_err(), "an isolated connection let bytes through");
+        round_trip(&mut b, b"others pass").await?;
+        assert!(proxy.isolate(port, false));
+        tokio::time::timeout(Duration::from_secs(5), a.read_exact(&mut back)).await??;
+        assert_eq!(&back, b"held");
         Ok(())
     }
 }

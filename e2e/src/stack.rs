@@ -112,7 +112,11 @@ impl Stack {
         if stack.options.database_proxies {
             for (name, _) in SERVICES {
                 for i in 1..=stack.options.instances_of(name) {
-                    let proxy = crate::netfault::Proxy::start(0, 5432).await?;
+                    // A socket directory per instance: the URL keeps
+                    // 127.0.0.1:5432, by which the password is looked up.
+                    let dir = stack.options.dir.join("pg").join(instance_label(name, i));
+                    std::fs::create_dir_all(&dir)?;
+                    let proxy = crate::netfault::Proxy::start_unix(&dir.join(".s.PGSQL.5432"), 5432).await?;
                     stack.database_proxies.insert((name, i), proxy);
                 }
             }
@@ -148,14 +152,14 @@ impl Stack {
     async fn spawn(&self, name: &'static str, instance: usize) -> Result<Service> {
         let port = self.instance_ports[&(name, instance)];
         let url = format!("http://127.0.0.1:{port}");
-        let db_port = self
-            .database_proxies
-            .get(&(name, instance))
-            .map_or(5432, |p| p.port);
-        let db_url = format!(
-            "postgres://omnisaga_{name}@127.0.0.1:{db_port}/{}_{name}",
+        let mut db_url = format!(
+            "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
             self.options.db_prefix
         );
+        if self.database_proxies.contains_key(&(name, instance)) {
+            let dir = self.options.dir.join("pg").join(instance_label(name, instance));
+            db_url.push_str(&format!("?host={}", dir.display()));
+        }
         let label = instance_label(name, instance);
         let log_path = self.options.dir.join(format!("logs/{label}.log"));
         let log = open_log(&log_path)?;

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::{
     load::Load,
+    pgfault::Cut,
     schedule::{pick_instance, random_kill},
 };
 use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVICES};
@@ -64,6 +65,10 @@ pub enum Fault {
     /// ([`super::pgfault::partition_relay_leader`]); then only one relay
     /// may publish.
     PartitionRelayLeader(&'static str, Duration),
+    /// As [`Fault::PartitionRelayLeader`], but only the leader's lock
+    /// connection is cut off (a middlebox dropping one idle connection);
+    /// its pool still works.
+    PartitionRelayLock(&'static str, Duration),
     /// Every byte between the services and PostgreSQL late by this many
     /// milliseconds (plus up to half again) for the duration: long
     /// transactions, pools run dry.
@@ -104,6 +109,9 @@ impl Fault {
             Self::PartitionRelayLeader(s, d) => {
                 format!("{s}'s relay leader cut off from PostgreSQL for {} s", d.as_secs())
             }
+            Self::PartitionRelayLock(s, d) => {
+                format!("{s}'s relay leader's lock connection cut off for {} s", d.as_secs())
+            }
             Self::SlowDatabase(d, ms) => format!("{ms} ms delay to and from PostgreSQL for {} s", d.as_secs()),
             Self::KillPartitionLeader(n) => format!("kill -9 of a partition's leader broker, {n} times"),
             Self::PausePartitionLeader(d) => format!("SIGSTOP of a partition's leader broker for {} s", d.as_secs()),
@@ -114,7 +122,8 @@ impl Fault {
     /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`,
     /// `net-delay:30:200`, `net-stall:15`, `net-cut`, `db-connections`,
     /// `provider:30`, `poison`, `overload:20`, `pg-restart`,
-    /// `rolling-restart`, `pg-partition:order:35`, `pg-delay:20:200`,
+    /// `rolling-restart`, `pg-partition:order:35`,
+    /// `pg-partition-lock:order:35`, `pg-delay:20:200`,
     /// `leader-kills:3`, `leader-pause:15`, or `kill-each` for one kill of
     /// every service.
     pub fn parse(s: &str) -> Result<Vec<Self>> {
@@ -151,6 +160,7 @@ impl Fault {
             ["pg-restart"] => vec![Self::RestartDatabase],
             ["rolling-restart"] => vec![Self::RollingRestart],
             ["pg-partition", name, s] => vec![Self::PartitionRelayLeader(service(name)?, secs(s)?)],
+            ["pg-partition-lock", name, s] => vec![Self::PartitionRelayLock(service(name)?, secs(s)?)],
             ["pg-delay", s, ms] => vec![Self::SlowDatabase(
                 secs(s)?,
                 ms.parse().with_context(|| format!("{ms} is no number of milliseconds"))?,
@@ -160,7 +170,7 @@ impl Fault {
             )],
             ["leader-pause", s] => vec![Self::PausePartitionLeader(secs(s)?)],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart, rolling-restart, pg-partition:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart, rolling-restart, pg-partition:SERVICE:SECONDS, pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS"
             ),
         })
     }
@@ -218,7 +228,12 @@ async fn apply(
 ) -> Result<Option<String>> {
     match fault {
         Fault::PartitionRelayLeader(service, duration) => {
-            super::pgfault::partition_relay_leader(stack, service, *duration)
+            super::pgfault::partition_relay_leader(stack, service, *duration, Cut::Instance)
+                .await
+                .map(Some)
+        }
+        Fault::PartitionRelayLock(service, duration) => {
+            super::pgfault::partition_relay_leader(stack, service, *duration, Cut::LockConnection)
                 .await
                 .map(Some)
         }
@@ -338,6 +353,7 @@ async fn apply_one(
             pg_ctlcluster(&version, &["start"]).await
         }
         Fault::PartitionRelayLeader(..)
+        | Fault::PartitionRelayLock(..)
         | Fault::SlowDatabase(..)
         | Fault::KillPartitionLeader(_)
         | Fault::PausePartitionLeader(_) => anyhow::bail!("{} is applied by `apply`", fault.name()),

@@ -132,7 +132,7 @@ pub fn stack_options_for(faults: &[Fault], brokers: usize) -> StackOptions {
     }
     for fault in faults {
         match fault {
-            Fault::PartitionRelayLeader(service, _) => {
+            Fault::PartitionRelayLeader(service, _) | Fault::PartitionRelayLock(service, _) => {
                 options.database_proxies = true;
                 if options.instances_of(service) < 2 {
                     options = options.instances(service, 2);

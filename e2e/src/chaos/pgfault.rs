@@ -1,7 +1,8 @@
 //! Faults between the services and PostgreSQL, through the proxy in front
 //! of each service instance's connections (`StackOptions::database_proxies`):
-//! a silent partition of the outbox relay leader's instance alone, past the
-//! keepalive that ends its lock, while its process lives; and a slow
+//! a silent partition of the outbox relay leader's instance alone (or of
+//! its lock connection alone), past the keepalive that ends its lock, while
+//! its process lives; and a slow
 //! database (every byte late, with jitter) that stretches transactions until
 //! the pools run out of connections.
 //!
@@ -36,11 +37,23 @@ pub const WATCH_AFTER_HEAL: Duration = Duration::from_secs(10);
 /// The metric each instance counts its published rows in.
 const PUBLISHED: &str = "omnisaga_outbox_published_total";
 
-/// Partitions the instance of `service` whose relay leads from PostgreSQL
-/// for `duration` (past [`LOCK_KEEPALIVE`]), then heals it; fails unless
-/// another instance took the lead meanwhile, and unless afterwards only one
-/// relay of `service` publishes. Returns what it saw.
-pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Duration) -> Result<String> {
+/// What of the relay leader's database traffic a partition takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Every connection of its instance: the pool's stall too (a host or
+    /// its network gone).
+    Instance,
+    /// Its lock connection alone, the pool's untouched: what a NAT or a
+    /// firewall that drops one long idle connection does.
+    LockConnection,
+}
+
+/// Partitions the relay leader of `service` from PostgreSQL (as `cut`
+/// says) for `duration` (past [`LOCK_KEEPALIVE`]), then heals it; fails
+/// unless another instance took the lead meanwhile, and unless from then
+/// on (until [`WATCH_AFTER_HEAL`] after the heal) only one relay of
+/// `service` published. Returns what it saw.
+pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Duration, cut: Cut) -> Result<String> {
     anyhow::ensure!(
         duration >= LOCK_KEEPALIVE + Duration::from_secs(5),
         "a partition of {} s ends before the server gives the lock up ({} s): at least {} s",
@@ -59,31 +72,6 @@ pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Dura
     let proxy = stack
         .database_proxy(service, leader)
         .context("the stack has no database proxies (StackOptions::database_proxies)")?;
-    let started = Instant::now();
-    proxy.set(Mode::Stall);
-    tokio::time::sleep(LOCK_KEEPALIVE).await;
-    let severed = proxy.sever(lock_port);
-    let mut successor = None;
-    while started.elapsed() < duration {
-        if successor.is_none() {
-            if let Ok(Some((i, _))) = relay_leader(stack, service).await {
-                if i != leader {
-                    successor = Some((i, started.elapsed()));
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    proxy.set(Mode::Pass);
-    anyhow::ensure!(severed, "{label}'s lock connection was gone before the keepalive ran out");
-    let (successor, after) = successor.with_context(|| {
-        format!(
-            "no other relay of {service} took the lead within {} s of partitioning {label}",
-            duration.as_secs()
-        )
-    })?;
-    // One relay publishes at a time: from the heal on, only one instance's
-    // count of published rows may grow.
     let urls: Vec<(String, String)> = stack
         .services
         .iter()
@@ -92,7 +80,42 @@ pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Dura
         .collect();
     let http = reqwest::Client::new();
     let only_urls: Vec<String> = urls.iter().map(|(_, u)| u.clone()).collect();
-    let before = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
+    let started = Instant::now();
+    match cut {
+        Cut::Instance => proxy.set(Mode::Stall),
+        Cut::LockConnection => anyhow::ensure!(proxy.isolate(lock_port, true), "{label}'s lock connection is gone"),
+    }
+    tokio::time::sleep(LOCK_KEEPALIVE).await;
+    let severed = proxy.sever(lock_port);
+    let mut successor = None;
+    // Each instance's count of published rows once another took the lead.
+    let mut before = Vec::new();
+    while started.elapsed() < duration {
+        if successor.is_none() {
+            if let Ok(Some((i, _))) = relay_leader(stack, service).await {
+                if i != leader {
+                    successor = Some((i, started.elapsed()));
+                    before = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    match cut {
+        Cut::Instance => proxy.set(Mode::Pass),
+        Cut::LockConnection => {
+            proxy.isolate(lock_port, false);
+        }
+    }
+    anyhow::ensure!(severed, "{label}'s lock connection was gone before the keepalive ran out");
+    let (successor, after) = successor.with_context(|| {
+        format!(
+            "no other relay of {service} took the lead within {} s of partitioning {label}",
+            duration.as_secs()
+        )
+    })?;
+    // One relay publishes at a time: from the successor's lead on, only one
+    // instance's count of published rows may grow.
     tokio::time::sleep(WATCH_AFTER_HEAL).await;
     let after_heal = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
     let publishing: Vec<String> = urls
@@ -103,13 +126,14 @@ pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Dura
         .collect();
     anyhow::ensure!(
         publishing.len() <= 1,
-        "{} relays of {service} published in the {} s after {label}'s partition healed: {}",
+        "{} relays of {service} published between {}'s lead and {} s after {label}'s partition healed: {}",
         publishing.len(),
+        instance_label(service, successor),
         WATCH_AFTER_HEAL.as_secs(),
         publishing.join(", ")
     );
     Ok(format!(
-        "{label} partitioned; {} led after {:.1} s; after the heal: {}",
+        "{label} partitioned ({cut:?}); {} led after {:.1} s; from then on: {}",
         instance_label(service, successor),
         after.as_secs_f64(),
         if publishing.is_empty() {
