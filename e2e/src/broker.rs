@@ -256,7 +256,12 @@ impl Stack {
     /// accepts connections.
     pub async fn restart_broker_node(&mut self, id: i32) -> Result<()> {
         let options = self.options.clone();
-        let env = self.broker.as_ref().context("the broker is shared")?.cluster_env.clone();
+        let env = self
+            .broker
+            .as_ref()
+            .context("the broker is shared")?
+            .cluster_env
+            .clone();
         let node = self.node(id)?;
         node.child = spawn(
             &options,

@@ -52,7 +52,7 @@ impl Stack {
             replication,
         )
         .await
-            .context("the stack's Kafka topics, users and ACLs")?;
+        .context("the stack's Kafka topics, users and ACLs")?;
         let (ui_port, otlp_port) = if options.fixed_ports {
             (16686, 4317)
         } else {

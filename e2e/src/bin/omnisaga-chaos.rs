@@ -41,7 +41,8 @@ const ALL: &str = "kill-each,random-kills:60,pause:payment:15,broker,net-delay:3
                    db-connections,provider:120,poison,overload:20";
 
 /// Every fault once on a cluster of three brokers (`--brokers 3`).
-const ALL_CLUSTER: &str = "kill-each,leader-kills:3,leader-pause:15,broker,db-connections,provider:60,poison,overload:20";
+const ALL_CLUSTER: &str =
+    "kill-each,leader-kills:3,leader-pause:15,broker,db-connections,provider:60,poison,overload:20";
 
 fn parse_args() -> Result<(RunOptions, PathBuf, bool, usize)> {
     let mut options = RunOptions {

@@ -51,7 +51,11 @@ async fn until(stack: &Stack, what: &str, done: impl Fn(i32, &[i32]) -> bool) ->
                 return Ok((leader, isr));
             }
         }
-        anyhow::ensure!(started.elapsed() < DEADLINE, "{what}: not within {} s", DEADLINE.as_secs());
+        anyhow::ensure!(
+            started.elapsed() < DEADLINE,
+            "{what}: not within {} s",
+            DEADLINE.as_secs()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -61,7 +65,10 @@ async fn until(stack: &Stack, what: &str, done: impl Fn(i32, &[i32]) -> bool) ->
 /// in sync; returns what happened.
 pub async fn kill_leader(stack: &mut Stack, times: u32) -> Result<String> {
     let replicas = stack.broker_nodes();
-    anyhow::ensure!(replicas >= 3, "the stack's broker is no cluster (StackOptions::brokers)");
+    anyhow::ensure!(
+        replicas >= 3,
+        "the stack's broker is no cluster (StackOptions::brokers)"
+    );
     let mut seen = Vec::new();
     for _ in 0..times {
         let (leader, _) = until(stack, "every replica in sync", |_, isr| isr.len() >= replicas).await?;
@@ -83,7 +90,10 @@ pub async fn kill_leader(stack: &mut Stack, times: u32) -> Result<String> {
 /// are in sync; fails unless another node led meanwhile.
 pub async fn pause_leader(stack: &mut Stack, duration: Duration) -> Result<String> {
     let replicas = stack.broker_nodes();
-    anyhow::ensure!(replicas >= 3, "the stack's broker is no cluster (StackOptions::brokers)");
+    anyhow::ensure!(
+        replicas >= 3,
+        "the stack's broker is no cluster (StackOptions::brokers)"
+    );
     anyhow::ensure!(
         duration > CLUSTER_REPLICA_LAG,
         "a pause of {} s is within replica.lag.time.max.ms ({} s)",
@@ -94,7 +104,11 @@ pub async fn pause_leader(stack: &mut Stack, duration: Duration) -> Result<Strin
     let pid = stack.broker_node_pid(leader)?;
     let paused = Instant::now();
     super::faults::signal("STOP", pid).await?;
-    let moved = tokio::time::timeout(duration, until(stack, "a new leader", |l, _| l >= 0 && l != leader)).await;
+    let moved = tokio::time::timeout(
+        duration,
+        until(stack, "a new leader", |l, _| l >= 0 && l != leader),
+    )
+    .await;
     let took = paused.elapsed();
     tokio::time::sleep(duration.saturating_sub(paused.elapsed())).await;
     super::faults::signal("CONT", pid).await?;

@@ -110,11 +110,18 @@ impl Fault {
                 format!("{s}'s relay leader cut off from PostgreSQL for {} s", d.as_secs())
             }
             Self::PartitionRelayLock(s, d) => {
-                format!("{s}'s relay leader's lock connection cut off for {} s", d.as_secs())
+                format!(
+                    "{s}'s relay leader's lock connection cut off for {} s",
+                    d.as_secs()
+                )
             }
-            Self::SlowDatabase(d, ms) => format!("{ms} ms delay to and from PostgreSQL for {} s", d.as_secs()),
+            Self::SlowDatabase(d, ms) => {
+                format!("{ms} ms delay to and from PostgreSQL for {} s", d.as_secs())
+            }
             Self::KillPartitionLeader(n) => format!("kill -9 of a partition's leader broker, {n} times"),
-            Self::PausePartitionLeader(d) => format!("SIGSTOP of a partition's leader broker for {} s", d.as_secs()),
+            Self::PausePartitionLeader(d) => {
+                format!("SIGSTOP of a partition's leader broker for {} s", d.as_secs())
+            }
         }
     }
 

@@ -262,9 +262,9 @@ impl Report {
                 f.fault,
                 f.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
                     + &f.error
-                    .as_ref()
-                    .map(|e| format!("  (ERROR: {e})"))
-                    .unwrap_or_default()
+                        .as_ref()
+                        .map(|e| format!("  (ERROR: {e})"))
+                        .unwrap_or_default()
             ));
         }
         match self.quiet_after {

@@ -53,7 +53,12 @@ pub enum Cut {
 /// unless another instance took the lead meanwhile, and unless from then
 /// on (until [`WATCH_AFTER_HEAL`] after the heal) only one relay of
 /// `service` published. Returns what it saw.
-pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Duration, cut: Cut) -> Result<String> {
+pub async fn partition_relay_leader(
+    stack: &Stack,
+    service: &str,
+    duration: Duration,
+    cut: Cut,
+) -> Result<String> {
     anyhow::ensure!(
         duration >= LOCK_KEEPALIVE + Duration::from_secs(5),
         "a partition of {} s ends before the server gives the lock up ({} s): at least {} s",
@@ -83,7 +88,10 @@ pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Dura
     let started = Instant::now();
     match cut {
         Cut::Instance => proxy.set(Mode::Stall),
-        Cut::LockConnection => anyhow::ensure!(proxy.isolate(lock_port, true), "{label}'s lock connection is gone"),
+        Cut::LockConnection => anyhow::ensure!(
+            proxy.isolate(lock_port, true),
+            "{label}'s lock connection is gone"
+        ),
     }
     tokio::time::sleep(LOCK_KEEPALIVE).await;
     let severed = proxy.sever(lock_port);
@@ -107,7 +115,10 @@ pub async fn partition_relay_leader(stack: &Stack, service: &str, duration: Dura
             proxy.isolate(lock_port, false);
         }
     }
-    anyhow::ensure!(severed, "{label}'s lock connection was gone before the keepalive ran out");
+    anyhow::ensure!(
+        severed,
+        "{label}'s lock connection was gone before the keepalive ran out"
+    );
     let (successor, after) = successor.with_context(|| {
         format!(
             "no other relay of {service} took the lead within {} s of partitioning {label}",
