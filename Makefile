@@ -67,5 +67,5 @@ lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused depende
 fmt: ## format the code
 	cargo fmt --all
 
-clean-data: ## forget the local run's data (broker log, logs); databases stay
-	rm -rf .omnisaga
+clean-data: build ## forget the local run's data: the broker's log, the logs and its databases, together (stop the stack first)
+	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-stack" clean

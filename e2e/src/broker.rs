@@ -294,6 +294,21 @@ impl Stack {
             .with_context(|| format!("the stack's broker has no node {id}"))
     }
 
+    /// The address of the broker's controller listener: the stack's own
+    /// (first) node's, or the shared broker's from `OMNISAGA_TEST_KAFKA_CONTROLLER`
+    /// (`make test` sets it).
+    pub fn controller_address(&self) -> Option<String> {
+        match &self.broker {
+            Some(broker) => broker
+                .nodes
+                .first()
+                .map(|n| format!("127.0.0.1:{}", n.controller_port)),
+            None => std::env::var("OMNISAGA_TEST_KAFKA_CONTROLLER")
+                .ok()
+                .filter(|a| !a.is_empty()),
+        }
+    }
+
     /// The network-fault proxy between every client and the stack's
     /// broker, when the stack has one ([`Broker::OwnBehindProxy`]).
     pub fn network(&self) -> Option<&Proxy> {

@@ -1,8 +1,14 @@
-//! The services' databases in the local PostgreSQL: one role and one database
-//! per service, `<db_prefix>_<service>`, owned by the role and closed to
-//! every other role; and the analysts' role, [`ANALYST`], which may connect
-//! to the analytics database only (the analytics service grants it reads of
-//! its star schema).
+//! The services' databases in the local PostgreSQL: one database per
+//! service, `<db_prefix>_<service>`, owned by the service's owner role
+//! `omnisaga_<service>` (which applies its migrations) and closed to every
+//! role but that and the service's runtime role, [`runtime_role`], which may
+//! connect (the service runs as it; the owner grants it the rows of its
+//! tables after every migration, `omnisaga_runtime::db::grant_runtime`); and
+//! the analysts' role, [`ANALYST`], which may connect to the analytics
+//! database only (the analytics service grants it reads of its star schema).
+//! Every role logs in with a password: `infra/scripts/ensure-postgres.sh`
+//! makes them and keeps them in the PostgreSQL password file, where the
+//! services' PostgreSQL client finds them.
 
 use anyhow::{Context, Result};
 use sqlx::{Connection, PgConnection};
@@ -11,6 +17,11 @@ use crate::{pg_server, Stack, StackOptions, SERVICES};
 
 /// The analysts' read-only database role.
 pub const ANALYST: &str = "omnisaga_analyst";
+
+/// The role `service` runs as: it owns nothing.
+pub fn runtime_role(service: &str) -> String {
+    format!("omnisaga_{service}_runtime")
+}
 
 /// Creates every service's role and database that is missing, recreating
 /// the databases when `options` ask for fresh ones.
@@ -31,11 +42,14 @@ pub(crate) async fn ensure_all(options: &StackOptions) -> Result<()> {
     Ok(())
 }
 
-/// Creates the role and the database of `service` (owned by the role, closed
-/// to every other role), recreating the database when `fresh`.
+/// Creates the roles and the database of `service` (owned by its owner
+/// role, open to its runtime role, closed to every other role), recreating
+/// the database when `fresh`.
 async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fresh: bool) -> Result<()> {
     let role = format!("omnisaga_{service}");
+    let runtime = runtime_role(service);
     ensure_role(admin, &role).await?;
+    ensure_role(admin, &runtime).await?;
     if fresh {
         sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
             .execute(&mut *admin)
@@ -53,10 +67,14 @@ async fn ensure_database(admin: &mut PgConnection, service: &str, db: &str, fres
             .execute(&mut *admin)
             .await?;
     }
+    sqlx::query(&format!("GRANT CONNECT ON DATABASE \"{db}\" TO \"{runtime}\""))
+        .execute(&mut *admin)
+        .await?;
     Ok(())
 }
 
-/// Creates the login role `role` unless it exists.
+/// Creates the login role `role` unless it exists (without a password: a
+/// server that `infra/scripts/ensure-postgres.sh` set up has them all).
 async fn ensure_role(admin: &mut PgConnection, role: &str) -> Result<()> {
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
         .bind(role)

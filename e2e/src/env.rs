@@ -48,7 +48,37 @@ fn find_root(start: &Path) -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-/// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one.
+/// The PostgreSQL server (admin connection, no database), `OMNISAGA_PG` or the local one
+/// (its password from the password file: [`pg_password`]).
 pub fn pg_server() -> String {
     std::env::var("OMNISAGA_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The password of `role` on the local server (127.0.0.1:5432) from the
+/// PostgreSQL password file (`PGPASSFILE`, else `~/.pgpass`), where
+/// `infra/scripts/ensure-postgres.sh` keeps the passwords it made.
+pub fn pg_password(role: &str) -> Result<String> {
+    let file = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".pgpass")))
+        .context("neither PGPASSFILE nor HOME is set")?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("Failed to read {}", file.display()))?;
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| line.splitn(5, ':').collect::<Vec<_>>())
+        .find(|f| {
+            f.len() == 5
+                && ["127.0.0.1", "*"].contains(&f[0])
+                && ["5432", "*"].contains(&f[1])
+                && f[2] == "*"
+                && f[3] == role
+        })
+        .map(|f| f[4].to_owned())
+        .with_context(|| {
+            format!(
+                "{} has no password for {role} (infra/scripts/ensure-postgres.sh adds it)",
+                file.display()
+            )
+        })
 }

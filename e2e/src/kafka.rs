@@ -124,3 +124,49 @@ pub(crate) async fn provision(
         dir: dir.to_owned(),
     }))
 }
+
+/// What a Kafka node's listener at `addr` answers a client that never
+/// logged in and asks it to describe the cluster (DescribeCluster v1, for
+/// a controller's endpoints): `Some(error code)` when it answered, `None`
+/// when it closed the connection instead, as a listener that wants SASL
+/// first does.
+pub async fn describe_cluster_unauthenticated(addr: &str) -> Result<Option<i16>> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const DESCRIBE_CLUSTER: i16 = 60;
+    const CORRELATION: i32 = 7;
+    let client_id = b"omnisaga-probe";
+    let mut request = Vec::new();
+    // Header v2: key, version, correlation id, client id, no tagged fields.
+    request.extend(DESCRIBE_CLUSTER.to_be_bytes());
+    request.extend(1i16.to_be_bytes());
+    request.extend(CORRELATION.to_be_bytes());
+    request.extend((client_id.len() as i16).to_be_bytes());
+    request.extend(client_id);
+    request.push(0);
+    // Body: no authorized operations, controller endpoints (2), no tagged fields.
+    request.extend([0, 2, 0]);
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.write_all(&(request.len() as i32).to_be_bytes()).await?;
+    stream.write_all(&request).await?;
+    let mut size = [0u8; 4];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_exact(&mut size))
+        .await
+        .context("the listener neither answered nor closed within 10 s")?;
+    match read {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut response = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    stream.read_exact(&mut response).await?;
+    // Header v1: correlation id, tagged fields (none); then the throttle
+    // time and the error code.
+    ensure!(
+        response.len() >= 11 && response[..4] == CORRELATION.to_be_bytes(),
+        "{addr} answered something other than DescribeCluster: {response:?}"
+    );
+    Ok(Some(i16::from_be_bytes([response[9], response[10]])))
+}

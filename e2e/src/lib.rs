@@ -19,13 +19,15 @@ pub mod client;
 pub mod logs;
 pub mod netfault;
 pub mod traces;
+pub mod webhook_sink;
 
-pub use kafka::{KafkaAccess, KafkaUsers};
+pub use kafka::{describe_cluster_unauthenticated, KafkaAccess, KafkaUsers};
 
 mod broker;
 mod database;
 mod env;
 mod kafka;
+pub mod local_state;
 mod process;
 mod stack;
 mod viewer;
@@ -34,8 +36,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use tokio::process::Child;
 
-pub use database::ANALYST;
-pub use env::{bin_dir, pg_server, repo_root};
+pub use database::{runtime_role, ANALYST};
+pub use env::{bin_dir, pg_password, pg_server, repo_root};
 pub use stack::client_with;
 
 /// The services in start order, with their default HTTP ports.
@@ -126,6 +128,10 @@ pub struct StackOptions {
     /// proxy of its own ([`Stack::database_proxy`]), on a Unix socket in
     /// `<dir>/pg/<instance>/` (`DATABASE_URL` `?host=` that directory).
     pub database_proxies: bool,
+    /// Notification sends its messages to a [`webhook_sink::WebhookSink`]
+    /// the stack runs (`Stack::webhook`), which counts what reached the
+    /// channel, rather than to its log.
+    pub webhook_sink: bool,
 }
 
 impl StackOptions {
@@ -146,6 +152,7 @@ impl StackOptions {
             instances: BTreeMap::new(),
             brokers: 1,
             database_proxies: false,
+            webhook_sink: false,
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }
@@ -234,4 +241,6 @@ pub struct Stack {
     balancers: Vec<balancer::Balancer>,
     /// The PostgreSQL proxy of each instance, when asked for.
     database_proxies: BTreeMap<(&'static str, usize), netfault::Proxy>,
+    /// The chat webhook receiver, with `StackOptions::webhook_sink`.
+    pub webhook: Option<webhook_sink::WebhookSink>,
 }

@@ -12,7 +12,7 @@ use crate::{
     balancer::Balancer,
     bin_dir, broker, database, instance_label, kafka,
     process::{free_port, open_log, reserve_port, terminate, wait_ready},
-    repo_root, viewer, Service, Stack, StackOptions, SERVICES,
+    repo_root, runtime_role, viewer, Service, Stack, StackOptions, SERVICES,
 };
 
 /// How long the stack's tokens are valid: a day, longer than any test or demo.
@@ -28,7 +28,7 @@ pub fn client_with(token: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .default_headers(headers)
         .build()
-        .expect("an HTTP client without TLS builds")
+        .expect("an HTTP client builds")
 }
 
 impl Stack {
@@ -75,7 +75,11 @@ impl Stack {
             reserved: Default::default(),
             balancers: Vec::new(),
             database_proxies: BTreeMap::new(),
+            webhook: None,
         };
+        if stack.options.webhook_sink {
+            stack.webhook = Some(crate::webhook_sink::WebhookSink::start().await?);
+        }
 
         database::ensure_all(&stack.options).await?;
 
@@ -152,14 +156,19 @@ impl Stack {
     async fn spawn(&self, name: &'static str, instance: usize) -> Result<Service> {
         let port = self.instance_ports[&(name, instance)];
         let url = format!("http://127.0.0.1:{port}");
-        let mut db_url = format!(
-            "postgres://omnisaga_{name}@127.0.0.1:5432/{}_{name}",
-            self.options.db_prefix
-        );
-        if self.database_proxies.contains_key(&(name, instance)) {
+        // The service runs as its runtime role and migrates as the
+        // database's owner; their passwords come from the password file.
+        // Behind a proxy, both reach it on its socket (`?host=`): the URL
+        // keeps 127.0.0.1:5432, by which the password file is looked up.
+        let db = format!("{}_{name}", self.options.db_prefix);
+        let via = if self.database_proxies.contains_key(&(name, instance)) {
             let dir = self.options.dir.join("pg").join(instance_label(name, instance));
-            db_url.push_str(&format!("?host={}", dir.display()));
-        }
+            format!("?host={}", dir.display())
+        } else {
+            String::new()
+        };
+        let db_url = format!("postgres://{}@127.0.0.1:5432/{db}{via}", runtime_role(name));
+        let migration_url = format!("postgres://omnisaga_{name}@127.0.0.1:5432/{db}{via}");
         let label = instance_label(name, instance);
         let log_path = self.options.dir.join(format!("logs/{label}.log"));
         let log = open_log(&log_path)?;
@@ -167,6 +176,7 @@ impl Stack {
         let bin = bin_dir()?.join(name);
         let mut cmd = Command::new(&bin);
         cmd.env("DATABASE_URL", db_url)
+            .env("DATABASE_MIGRATION_URL", migration_url)
             .env("KAFKA_BROKERS", &self.kafka.brokers)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("KAFKA_TOPIC_PREFIX", &self.options.topic_prefix)
@@ -197,6 +207,10 @@ impl Stack {
             .kill_on_drop(true);
         if let Some(users) = &self.kafka_users {
             cmd.envs(users.env(name));
+        }
+        if let (Some(sink), "notification") = (&self.webhook, name) {
+            cmd.env("NOTIFICATION_WEBHOOK_URL", &sink.url)
+                .env("NOTIFICATION_WEBHOOK_SECRET", crate::webhook_sink::SECRET);
         }
         for key in ["*", name] {
             for (k, v) in self.options.env.get(key).into_iter().flatten() {

@@ -1,19 +1,24 @@
 //! Each service's identity reaches its own data only.
 //!
-//! PostgreSQL: after the stack started and every service migrated its
-//! tables, each role connects to its own database and reads its tables, and
-//! is refused (SQLSTATE 42501, permission denied for database) by every
-//! other service's, so the payment role cannot read the order tables. The
-//! analysts' role connects to the analytics database only, and no role holds
-//! a power beyond its grants (superuser, creating databases or roles,
-//! bypassing row security).
+//! PostgreSQL: every role logs in with its password; without one, or with
+//! a wrong one, it is refused over TCP (SQLSTATE 28P01). After the stack
+//! started and every service migrated its tables as the database's owner,
+//! each service's runtime role (what the service runs as) connects to its
+//! own database and reads its tables, and is refused (SQLSTATE 42501,
+//! permission denied for database) by every other service's, so the
+//! payment role cannot read the order tables. The runtime role owns
+//! nothing: it cannot disable the audit log's triggers, grant itself
+//! DELETE on it, delete from it or drop it. The analysts' role connects to
+//! the analytics database only, and no role holds a power beyond its grants
+//! (superuser, creating databases or roles, bypassing row security).
 //!
 //! Kafka: the services run as SASL users of their own with the ACLs of the
 //! catalog (a saga completing shows each may do its work); the payment user
 //! is refused writing the orders topic, reading a topic it does not consume
 //! and joining another service's group; the analyst user reads the saga
 //! topics in its own groups and is refused a dead-letter topic, another
-//! group and every write.
+//! group and every write. The broker's controller listener does not answer
+//! a client that did not log in (it once let anyone in as a superuser).
 
 use std::time::Duration;
 
@@ -21,7 +26,7 @@ use anyhow::{bail, ensure, Context, Result};
 use futures::StreamExt as _;
 use omnisaga_e2e::{
     client::{order_body, Client},
-    Stack, StackOptions, ANALYST, SERVICES,
+    describe_cluster_unauthenticated, Stack, StackOptions,
 };
 use rdkafka::{
     consumer::{Consumer as _, StreamConsumer},
@@ -30,7 +35,9 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
-use sqlx::{Connection, PgConnection};
+
+#[path = "least_privilege/postgres.rs"]
+mod postgres;
 
 async fn start_stack() -> Result<Stack> {
     Stack::start(StackOptions::for_test()).await
@@ -39,7 +46,7 @@ async fn start_stack() -> Result<Stack> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_identity_reaches_its_own_data_only() -> Result<()> {
     let stack = start_stack().await?;
-    let mut result = databases(&stack).await;
+    let mut result = postgres::databases(&stack).await;
     if result.is_ok() {
         result = kafka(&stack).await;
     }
@@ -53,6 +60,14 @@ async fn kafka(stack: &Stack) -> Result<()> {
         .kafka_users
         .as_ref()
         .context("the test broker has SASL users")?;
+    let controller = stack
+        .controller_address()
+        .context("the broker's controller listener: a shared broker's is OMNISAGA_TEST_KAFKA_CONTROLLER")?;
+    if let Some(code) = describe_cluster_unauthenticated(&controller).await? {
+        bail!(
+            "the controller listener {controller} answered a client that did not log in (error code {code})"
+        );
+    }
     let c = Client::new(stack);
     let id = c.place(&order_body("SKU-MUG", 1, "tok_visa", "acl")).await?;
     c.wait_status(&id, "SHIPPED", Duration::from_secs(60))
@@ -176,95 +191,5 @@ fn denied<T>(result: Result<T, KafkaError>, what: &str) -> Result<()> {
         Err(e) if authorization(&e) => Ok(()),
         Err(e) => bail!("{what}: failed, but not as refused: {e}"),
         Ok(_) => bail!("{what}: allowed"),
-    }
-}
-
-async fn databases(stack: &Stack) -> Result<()> {
-    for (role_of, _) in SERVICES {
-        let role = format!("omnisaga_{role_of}");
-        no_powers(&role).await?;
-        for (db_of, _) in SERVICES {
-            let db = stack.database(db_of);
-            if role_of == db_of {
-                reads_its_tables(&role, &db).await?;
-            } else {
-                refused(&role, &db).await?;
-            }
-        }
-    }
-    no_powers(ANALYST).await?;
-    for (db_of, _) in SERVICES {
-        let db = stack.database(db_of);
-        if db_of == "analytics" {
-            connect(ANALYST, &db)
-                .await
-                .with_context(|| format!("{ANALYST} connects to {db}"))?
-                .close()
-                .await?;
-        } else {
-            refused(ANALYST, &db).await?;
-        }
-    }
-    Ok(())
-}
-
-/// `role` holds no power beyond its grants: no superuser, no creating
-/// databases or roles, no bypassing row security.
-async fn no_powers(role: &str) -> Result<()> {
-    let mut admin = PgConnection::connect(&format!("{}/postgres", omnisaga_e2e::pg_server())).await?;
-    let powers: bool = sqlx::query_scalar(
-        "SELECT rolsuper OR rolcreatedb OR rolcreaterole OR rolbypassrls OR rolreplication
-         FROM pg_roles WHERE rolname = $1",
-    )
-    .bind(role)
-    .fetch_one(&mut admin)
-    .await
-    .with_context(|| format!("the role {role} exists"))?;
-    ensure!(!powers, "{role} is a superuser or may create databases or roles");
-    admin.close().await?;
-    Ok(())
-}
-
-async fn connect(role: &str, db: &str) -> Result<PgConnection, sqlx::Error> {
-    PgConnection::connect(&format!("postgres://{role}@127.0.0.1:5432/{db}")).await
-}
-
-/// `role` connects to `db` and reads every table it holds.
-async fn reads_its_tables(role: &str, db: &str) -> Result<()> {
-    let mut conn = connect(role, db)
-        .await
-        .with_context(|| format!("{role} connects to its own database {db}"))?;
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-            .fetch_all(&mut conn)
-            .await?;
-    ensure!(
-        !tables.is_empty(),
-        "{db} has no tables: the service did not migrate it"
-    );
-    for table in &tables {
-        sqlx::query(&format!("SELECT count(*) FROM \"{table}\""))
-            .fetch_one(&mut conn)
-            .await
-            .with_context(|| format!("{role} reads {db}.{table}"))?;
-    }
-    conn.close().await?;
-    Ok(())
-}
-
-/// `role` may not connect to `db`: PostgreSQL refuses it for lack of the
-/// CONNECT privilege, not for any other reason.
-async fn refused(role: &str, db: &str) -> Result<()> {
-    match connect(role, db).await {
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => {
-            ensure!(
-                e.message().contains("permission denied for database"),
-                "{role} on {db}: {}",
-                e.message()
-            );
-            Ok(())
-        }
-        Ok(_) => bail!("{role} may connect to {db}"),
-        Err(other) => bail!("{role} on {db} failed, but not for lack of privilege: {other}"),
     }
 }

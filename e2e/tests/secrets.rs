@@ -1,5 +1,5 @@
 //! Secrets stay out of the logs: a saga run with a database password in
-//! every service's `DATABASE_URL`, a Kafka password for every service and
+//! every service's `DATABASE_URL` and `DATABASE_MIGRATION_URL`, a Kafka password for every service and
 //! bearer tokens on every call, one of them refused, leaves no password and
 //! no token in any log line.
 
@@ -8,28 +8,34 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
-    Stack, StackOptions, SERVICES,
+    pg_password, runtime_role, Stack, StackOptions, SERVICES,
 };
-
-/// The password every service's database URL carries. The local server
-/// trusts loopback connections, so it is accepted and ignored.
-const PASSWORD: &str = "pw-5ecret-9f3a1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_password_or_token_is_ever_logged() -> Result<()> {
     let mut options = StackOptions::for_test();
     let prefix = options.db_prefix.clone();
+    // Both of every service's database URLs carry their role's password.
+    let mut db_passwords = Vec::new();
     for (service, _) in SERVICES {
-        let url = format!("postgres://omnisaga_{service}:{PASSWORD}@127.0.0.1:5432/{prefix}_{service}");
-        options = options.set_env(service, "DATABASE_URL", &url);
+        let db = format!("{prefix}_{service}");
+        for (key, role) in [
+            ("DATABASE_URL", runtime_role(service)),
+            ("DATABASE_MIGRATION_URL", format!("omnisaga_{service}")),
+        ] {
+            let password = pg_password(&role)?;
+            let url = format!("postgres://{role}:{password}@127.0.0.1:5432/{db}");
+            options = options.set_env(service, key, &url);
+            db_passwords.push(password);
+        }
     }
     let stack = Stack::start(options).await?;
-    let result = check(&stack).await;
+    let result = check(&stack, db_passwords).await;
     stack.finish(result.is_ok()).await?;
     result
 }
 
-async fn check(stack: &Stack) -> Result<()> {
+async fn check(stack: &Stack, db_passwords: Vec<String>) -> Result<()> {
     let c = Client::new(stack);
     let id = c
         .place(&order_body("SKU-MUG", 1, "tok_visa", "secretive"))
@@ -62,7 +68,7 @@ async fn check(stack: &Stack) -> Result<()> {
         .iter()
         .filter_map(|t| t.rsplit('.').next().map(str::to_owned))
         .collect();
-    let mut secrets = vec![PASSWORD.to_owned()];
+    let mut secrets = db_passwords;
     secrets.extend(tokens);
     let users = stack
         .kafka_users

@@ -5,7 +5,7 @@
 # fresh deployment gets fresh passwords, and a second start keeps them.
 #   /secrets/admin      the token signing key, the analysts' logins (operators only)
 #   /secrets/postgres   the superuser's and every service role's password
-#   /secrets/<service>  its DATABASE_URL, the JWKS, its service token
+#   /secrets/<service>  its DATABASE_URL and DATABASE_MIGRATION_URL, the JWKS, its service token
 #   /secrets/grafana    Grafana's admin password
 # Kafka's admin password is made by the broker itself (broker.sh) in its own
 # data volume; `kafka-provision` hands each service its Kafka password.
@@ -24,8 +24,13 @@ secret /secrets/grafana/admin-password
 for svc in order payment warehouse notification analytics; do
   mkdir -p "/secrets/$svc"
   secret "/secrets/postgres/$svc"
-  printf 'postgres://omnisaga_%s:%s@postgres:5432/omnisaga_%s' "$svc" "$(cat "/secrets/postgres/$svc")" "$svc" \
+  secret "/secrets/postgres/${svc}_runtime"
+  # The service runs as the runtime role, which owns nothing, and migrates
+  # as the owner (README, Security: Database roles).
+  printf 'postgres://omnisaga_%s_runtime:%s@postgres:5432/omnisaga_%s' "$svc" "$(cat "/secrets/postgres/${svc}_runtime")" "$svc" \
     >"/secrets/$svc/database-url"
+  printf 'postgres://omnisaga_%s:%s@postgres:5432/omnisaga_%s' "$svc" "$(cat "/secrets/postgres/$svc")" "$svc" \
+    >"/secrets/$svc/migration-url"
   cp /secrets/admin/auth/jwks.json "/secrets/$svc/jwks.json"
 done
 secret /secrets/postgres/analyst

@@ -6,7 +6,8 @@
 # Clients authenticate with SASL/SCRAM (server.properties); the broker's
 # admin user is `admin`, its password in DIR/admin.password (made on first
 # use, readable by its owner only): `omnisaga kafka provision` logs in with
-# it to create the services' users and ACLs.
+# it to create the services' users and ACLs. The controller listener takes
+# SASL/PLAIN with the same user and password: nobody gets in unauthenticated.
 #
 # KAFKA_LISTEN_HOST (default 127.0.0.1) is the address clients connect to,
 # KAFKA_ADVERTISED_HOST (default the same) the name they are told and

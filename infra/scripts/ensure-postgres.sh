@@ -3,11 +3,21 @@
 # installs Debian's `postgresql` when it is missing, creates a cluster when
 # there is none, gives it omnisaga's settings (infra/postgres/omnisaga.conf:
 # loopback only, enough connections for the tests, pg_stat_statements, TLS
-# with the machine's self-signed certificate; fsync stays on) and lets the
-# `postgres` user and the services' roles in over loopback without a
-# password, then starts it. Idempotent: a server that already answers with
-# these settings is left alone. The stack creates each
-# service's database and role (e2e/src/lib.rs).
+# with the machine's self-signed certificate; fsync stays on), starts it,
+# and makes every role log in with a password over the network
+# (infra/scripts/pg-passwords.py): `postgres` (the tests' and scripts'
+# administrator), each service's owner `omnisaga_<service>` (runs its
+# migrations) and runtime role `omnisaga_<service>_runtime` (what the
+# service runs as: owns nothing), and `omnisaga_analyst`. Each password is
+# generated once and kept in the PostgreSQL password file (PGPASSFILE, else
+# ~/.pgpass, readable by its owner only), which libpq, psql and sqlx read
+# by themselves; the server keeps only SCRAM verifiers. Loopback
+# connections then need the password (scram-sha-256); only the local
+# socket keeps peer authentication, for the cluster's superuser account.
+# Idempotent and quick when nothing changed: a server that already answers
+# with these settings is left alone, and a change of pg_hba.conf is a
+# reload, which keeps open connections. The stack creates each service's
+# database (e2e/src/database.rs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 log() { printf '[postgres] %s\n' "$*" >&2; }
@@ -51,15 +61,6 @@ if ! cmp -s "$root/infra/postgres/omnisaga.conf" "$conf"; then
   $SUDO cp "$root/infra/postgres/omnisaga.conf" "$conf"
   changed=1
 fi
-# Loopback connections without a password, for the development machine only:
-# the rules go above Debian's scram-sha-256 lines, which would match first.
-hba="$etc/pg_hba.conf"
-if ! grep -q '^# omnisaga: loopback' "$hba"; then
-  rules='# omnisaga: loopback connections need no password on this development machine (infra/scripts/ensure-postgres.sh)\nhost    all             all             127.0.0.1/32            trust\nhost    all             all             ::1/128                 trust\n'
-  $SUDO sed -i "0,/^host/s||${rules}host|" "$hba"
-  changed=1
-fi
-
 status="$(pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1 == v && $2 == c { print $4 }')"
 if [ "$status" = online ] && [ "$changed" = 1 ]; then
   log "restarting cluster $version/$cluster with omnisaga's settings"
@@ -70,9 +71,56 @@ elif [ "$status" != online ]; then
   log "starting cluster $version/$cluster on 127.0.0.1:5432 (after an unclean stop, recovery may take minutes)"
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start -- -t 600
 fi
+ready=0
 for _ in $(seq 1 100); do
-  pg_isready -q -h 127.0.0.1 -p 5432 && exit 0
+  pg_isready -q -h 127.0.0.1 -p 5432 && { ready=1; break; }
   sleep 0.1
 done
-log "still not answering on 127.0.0.1:5432; its log: /var/log/postgresql/postgresql-$version-$cluster.log"
-exit 1
+if [ "$ready" != 1 ]; then
+  log "still not answering on 127.0.0.1:5432; its log: /var/log/postgresql/postgresql-$version-$cluster.log"
+  exit 1
+fi
+
+# Passwords first, then the rules that ask for them: a client reading the
+# password file is never refused in between. One clone at a time, so two
+# runs never generate two passwords for one role.
+as_superuser() {
+  (cd / && if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi)
+}
+exec 9>"${TMPDIR:-/tmp}/omnisaga-ensure-postgres.lock"
+flock 9
+roles=(postgres omnisaga_analyst)
+for svc in order payment warehouse notification analytics; do
+  roles+=("omnisaga_$svc" "omnisaga_${svc}_runtime")
+done
+verifiers="$(as_superuser psql -p 5432 -d postgres -XAtqc "SELECT rolname || ' ' || coalesce(rolpassword, '-') FROM pg_authid")"
+sql="$(printf '%s\n' "$verifiers" | python3 "$root/infra/scripts/pg-passwords.py" "${PGPASSFILE:-$HOME/.pgpass}" "${roles[@]}")"
+if [ -n "$sql" ]; then
+  log "setting the passwords of roles without one (kept in ${PGPASSFILE:-$HOME/.pgpass})"
+  printf '%s\n' "$sql" | as_superuser psql -p 5432 -d postgres -XqAt -v ON_ERROR_STOP=1 >/dev/null
+fi
+
+# The loopback rules of earlier versions let anyone in without a password:
+# remove them, so Debian's scram-sha-256 rules below them decide. The
+# marker line stays (saying so): an earlier version of this script, run
+# from an older clone, adds its rules only where no line starts with it.
+hba="$etc/pg_hba.conf"
+trust='^host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+trust[[:space:]]*$'
+if grep -Eq "$trust|^# omnisaga: loopback connections need no password" "$hba"; then
+  $SUDO sed -i -E -e '/^# omnisaga: loopback connections need no password/d' -e "\\#$trust#d" "$hba"
+  hba_changed=1
+fi
+if ! grep -Eq '^host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+scram-sha-256' "$hba"; then
+  printf 'host    all             all             127.0.0.1/32            scram-sha-256\nhost    all             all             ::1/128                 scram-sha-256\n' | $SUDO tee -a "$hba" >/dev/null
+  hba_changed=1
+fi
+if ! grep -q '^# omnisaga: loopback' "$hba"; then
+  echo '# omnisaga: loopback connections need a password (scram-sha-256; infra/scripts/ensure-postgres.sh)' | $SUDO tee -a "$hba" >/dev/null
+fi
+if [ "${hba_changed:-0}" = 1 ]; then
+  log "loopback connections now need a password (scram-sha-256): reloading $version/$cluster"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" reload
+fi
+if grep -Eq '^host.*[[:space:]]trust[[:space:]]*$' "$hba"; then
+  log "warning: $hba still lets some network connections in without a password (trust)"
+fi

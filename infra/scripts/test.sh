@@ -48,6 +48,8 @@ done
 echo "[test] Apache Kafka on 127.0.0.1:$port (log: $work/broker.log while the run lasts)"
 bash "$here/check-infra.sh"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
+# Its controller listener, which tests check refuses a client that did not log in.
+export OMNISAGA_TEST_KAFKA_CONTROLLER="127.0.0.1:$controller_port"
 # The broker has SASL users and ACLs; tests log in as its admin, and each e2e
 # stack provisions users of its own for its services (`omnisaga kafka provision`).
 export OMNISAGA_TEST_KAFKA_USERNAME=admin

@@ -142,7 +142,7 @@ fn target_of(stack: &Stack, prefix: &str) -> Target {
             .pool_max_idle_per_host(256)
             .default_headers(admin)
             .build()
-            .expect("an HTTP client without TLS builds"),
+            .expect("an HTTP client builds"),
         order_url: stack.url("order"),
         // 1000 customers, each placing every 1000th order.
         customer_tokens: std::sync::Arc::new(
@@ -209,6 +209,7 @@ fn stack_options(args: &Args, dir: &std::path::Path, prefix: &str, instances: us
             .collect(),
         brokers: 1,
         database_proxies: false,
+        webhook_sink: false,
     }
     .set_env("warehouse", "WAREHOUSE_PICK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")

@@ -1,12 +1,13 @@
 //! `make run`: starts the whole system with durable local defaults, prints
 //! where everything is, writes `.omnisaga/env`, and stops it all on Ctrl-C or
-//! SIGTERM.
+//! SIGTERM. `omnisaga-stack clean` (`make clean-data`) forgets the stack:
+//! its data directory and its databases.
 
 use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::Result;
 use omnisaga_auth::Scope;
-use omnisaga_e2e::{repo_root, Broker, Stack, StackOptions};
+use omnisaga_e2e::{local_state, repo_root, Broker, Stack, StackOptions};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -15,9 +16,19 @@ async fn main() -> Result<()> {
         Err(_) => repo_root()?.join(".omnisaga"),
     };
     std::fs::create_dir_all(&dir)?;
+    // The databases belong to this data directory, and start afresh with
+    // the broker's log or not at all (local_state).
+    let db_prefix = local_state::db_prefix(&dir)?;
+    if std::env::args().nth(1).as_deref() == Some("clean") {
+        local_state::reset(&dir, &db_prefix).await?;
+        std::fs::remove_dir_all(&dir)?;
+        eprintln!("forgot {} and the databases {db_prefix}_*", dir.display());
+        return Ok(());
+    }
+    local_state::reconcile(&dir, &db_prefix).await?;
     let options = StackOptions {
         dir: dir.clone(),
-        db_prefix: "omnisaga".into(),
+        db_prefix: db_prefix.clone(),
         fresh_databases: false,
         broker: Broker::Own,
         topic_prefix: "omnisaga.".into(),
@@ -26,9 +37,11 @@ async fn main() -> Result<()> {
         instances: Default::default(),
         brokers: 1,
         database_proxies: false,
+        webhook_sink: false,
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;
+    local_state::record(&dir, &db_prefix).await?;
 
     let mut env = String::new();
     for s in &stack.services {
@@ -51,6 +64,7 @@ async fn main() -> Result<()> {
         }
     }
     writeln!(env, "KAFKA_TOPIC_PREFIX={}", stack.topic_prefix())?;
+    writeln!(env, "ANALYTICS_DATABASE={}", stack.database("analytics"))?;
     writeln!(env, "TRACES_URL={}", stack.traces_url)?;
     // Demo tokens of the local key (.omnisaga/auth), valid a day; mint more
     // with `omnisaga token mint`.
@@ -105,7 +119,8 @@ async fn main() -> Result<()> {
     );
     println!("Dashboard:       {}/dashboard", stack.url("analytics"));
     println!(
-        "Analysts' SQL:   psql -h 127.0.0.1 -U omnisaga_analyst omnisaga_analytics   (docs/analytics.md)"
+        "Analysts' SQL:   psql -h 127.0.0.1 -U omnisaga_analyst {}   (docs/analytics.md)",
+        stack.database("analytics")
     );
     let cli = omnisaga_e2e::bin_dir()?.join("omnisaga");
     println!("Timeline (CLI):  {} timeline <order_id>\n", cli.display());

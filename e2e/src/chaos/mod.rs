@@ -107,15 +107,22 @@ pub struct Report {
 
 /// The stack a fault run needs: its own broker (the run kills it), a payment
 /// deadline short enough that declined orders are cancelled within the
-/// run, brisk warehouse steps, and a trace viewer that keeps a soak's
-/// traces (each order leaves several: its saga, the pick, the messages).
+/// run, brisk warehouse steps, a trace viewer that keeps a soak's traces
+/// (each order leaves several: its saga, the pick, the messages), chat
+/// messages sent to the stack's webhook sink (`Stack::webhook`, what
+/// reached the channel per message id and per order) and a provider that
+/// answers a share of the approvals it recorded "unavailable".
 pub fn stack_options() -> StackOptions {
     StackOptions {
         broker: crate::Broker::OwnBehindProxy,
+        webhook_sink: true,
         ..StackOptions::for_test()
     }
     .warehouse_ms(50, 20, 50)
     .set_env("order", "ORDER_PAYMENT_DEADLINE_MS", "10000")
+    // Some approvals charged and answered "unavailable": I3 holds the
+    // ledger to the streams through them.
+    .set_env("payment", "PAYMENT_AMBIGUOUS_RATE", "0.05")
     .set_env("trace-viewer", "TRACES_MAX", "30000")
 }
 

@@ -17,11 +17,18 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self> {
-        let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
+        let reader = config.reader_role.clone();
+        // Granting reads of the owner's tables takes the owner.
+        let base = Base::start_with(config.common.clone(), sqlx::migrate!("./migrations"), |owner| {
+            Box::pin(async move {
+                if !store::grant_analyst_reads(owner, &reader).await? {
+                    tracing::info!(role = %reader, "no analysts' database role: none granted read access");
+                }
+                Ok(())
+            })
+        })
+        .await?;
         let listener = base.bind().await?;
-        if !store::grant_analyst_reads(&base.pool, &config.reader_role).await? {
-            tracing::info!(role = %config.reader_role, "no analysts' database role: none granted read access");
-        }
         Ok(Self {
             base,
             config,

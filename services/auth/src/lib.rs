@@ -9,7 +9,11 @@
 //! creates ([`Signer::load_or_create`]) and the tests' keys. Keys rotate by
 //! `kid`: publish the new key beside the old in the JWKS, sign with the new
 //! one, drop the old once its tokens have expired.
+//!
+//! The signatures are checked with `ring` ([`crypto`]), not jsonwebtoken's
+//! RustCrypto backend, which brings the `rsa` crate (RUSTSEC-2023-0071).
 
+mod crypto;
 mod scope;
 mod signer;
 mod verifier;

@@ -118,6 +118,7 @@ impl Signer {
 
     /// A token with exactly `claims` (tests make bad ones with it).
     pub fn mint_claims(&self, claims: &serde_json::Value) -> String {
+        crate::crypto::install();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
         let der = self.key.to_pkcs8_der().expect("an Ed25519 key encodes as PKCS#8");

@@ -1,7 +1,6 @@
 use std::time::Duration;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use crate::{AuthError, Principal, Scope, Signer, Verifier, LOCAL_AUDIENCE, LOCAL_ISSUER};
@@ -19,6 +18,16 @@ fn verifier(signers: &[&Signer]) -> Verifier {
         })
         .collect();
     Verifier::from_jwks(&json!({ "keys": keys }).to_string(), LOCAL_ISSUER, LOCAL_AUDIENCE).unwrap()
+}
+
+/// A JWT of `header` and `claims`, signed over "header.claims" by `sign`.
+fn jwt(header: Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    let (h, c) = (
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+    );
+    let signature = sign(format!("{h}.{c}").as_bytes());
+    format!("{h}.{c}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 fn now() -> u64 {
@@ -108,14 +117,12 @@ fn the_none_algorithm_and_algorithm_confusion_are_refused() {
     // HS256 keyed with the public key, the classic confusion attack.
     let jwks: Value = serde_json::from_str(&signer.jwks()).unwrap();
     let public = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
-    let mut hs = Header::new(Algorithm::HS256);
-    hs.kid = Some("k1".into());
-    let confused = encode(
-        &hs,
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, public.as_bytes());
+    let confused = jwt(
+        json!({"alg": "HS256", "kid": "k1", "typ": "JWT"}),
         &claims(json!({"scope": "admin"})),
-        &EncodingKey::from_secret(public.as_bytes()),
-    )
-    .unwrap();
+        |m| ring::hmac::sign(&key, m).as_ref().to_vec(),
+    );
     assert_eq!(v.verify(&confused), Err(AuthError::WrongAlgorithm));
 }
 
@@ -163,4 +170,63 @@ fn scopes_parse_from_their_names_only() {
         assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));
     }
     assert!("root".parse::<Scope>().unwrap_err().contains("orders:read"));
+}
+
+#[test]
+fn rs256_and_es256_tokens_of_an_identity_providers_jwks_verify_and_forgeries_do_not() {
+    use base64::engine::general_purpose::STANDARD;
+    use ring::{
+        rand::SystemRandom,
+        signature::{self, KeyPair, RsaPublicKeyComponents},
+    };
+    let rng = SystemRandom::new();
+    // A 2048-bit key made for this test only (openssl genpkey), PKCS#8.
+    let pem = include_str!("testdata/rs256-test-key.pem");
+    let der = STANDARD
+        .decode(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    let rsa = signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    let rsa_public = RsaPublicKeyComponents::<Vec<u8>>::from(rsa.public());
+    let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+    let ec = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+    let point = ec.public_key().as_ref();
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let jwks = json!({"keys": [
+        {"kty": "RSA", "kid": "rsa-1", "alg": "RS256", "use": "sig", "n": b64(&rsa_public.n), "e": b64(&rsa_public.e)},
+        {"kty": "EC", "kid": "ec-1", "alg": "ES256", "use": "sig", "crv": "P-256",
+         "x": b64(&point[1..33]), "y": b64(&point[33..])},
+    ]});
+    let v = Verifier::from_jwks(&jwks.to_string(), LOCAL_ISSUER, LOCAL_AUDIENCE).unwrap();
+    let rs256 = |kid: &str, claims: &Value| {
+        jwt(json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), claims, |m| {
+            let mut sig = vec![0; rsa.public().modulus_len()];
+            rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, m, &mut sig).unwrap();
+            sig
+        })
+    };
+    let es256 = |kid: &str, claims: &Value| {
+        jwt(json!({"alg": "ES256", "kid": kid, "typ": "JWT"}), claims, |m| {
+            ec.sign(&rng, m).unwrap().as_ref().to_vec()
+        })
+    };
+    let ok = claims(json!({}));
+    for token in [rs256("rsa-1", &ok), es256("ec-1", &ok)] {
+        assert_eq!(v.verify(&token).unwrap().subject, "cust-1", "{token}");
+        // The same signature over an admin's claims.
+        let parts: Vec<&str> = token.split('.').collect();
+        let admin = b64(claims(json!({"scope": "admin"})).to_string().as_bytes());
+        let forged = format!("{}.{admin}.{}", parts[0], parts[2]);
+        assert_eq!(v.verify(&forged), Err(AuthError::BadSignature));
+    }
+    assert_eq!(v.verify(&rs256("ec-1", &ok)), Err(AuthError::WrongAlgorithm));
+    assert_eq!(v.verify(&es256("rsa-1", &ok)), Err(AuthError::WrongAlgorithm));
+    assert_eq!(
+        v.verify(&rs256("rsa-1", &claims(json!({"exp": now() - 120})))),
+        Err(AuthError::Expired)
+    );
 }

@@ -81,6 +81,7 @@ impl Verifier {
     /// The keys of `jwks` (a JSON Web Key Set). Every key needs a `kid` and
     /// an `alg` (EdDSA, RS256 or ES256); symmetric keys are refused.
     pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self> {
+        crate::crypto::install();
         let set: JwkSet = serde_json::from_str(jwks).context("the JWKS is not a JSON Web Key Set")?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {

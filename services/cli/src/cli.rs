@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Service URLs, the broker and the topic prefix come from the flags, else
 /// the environment (`ORDER_URL`, ..., `KAFKA_BROKERS`, `KAFKA_TOPIC_PREFIX`,
 /// `KAFKA_GROUP_SUFFIX`, `TRACES_URL`), else `.omnisaga/env` (written by
-/// `make run`), else the local defaults.
+/// `make run`), else the local defaults. `https://` services' certificates
+/// are checked against the system's CAs and those of `TLS_CA_FILE` (PEM).
 #[derive(Debug, Parser)]
 #[command(name = "omnisaga", version, about, long_about)]
 #[command(after_help = "Examples:

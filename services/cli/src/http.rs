@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::settings::Settings;
+
 /// What a service answered that was not a success.
 #[derive(Debug)]
 pub enum Failure {
@@ -24,17 +26,21 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// An HTTP client with a timeout, sending `token` as the bearer, for every command.
-pub fn client(token: Option<&str>) -> Result<reqwest::Client> {
+/// An HTTP client with a timeout, sending the settings' token as the
+/// bearer, for every command; `https://` services' certificates are checked
+/// against the system's CAs and `TLS_CA_FILE`'s.
+pub fn client(settings: &Settings) -> Result<reqwest::Client> {
+    let trust = settings.http_trust()?;
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = token {
+    if let Some(token) = settings.token.as_deref() {
         let mut value: reqwest::header::HeaderValue = format!("Bearer {token}")
             .parse()
             .context("the token is not a valid header value")?;
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
-    reqwest::Client::builder()
+    trust
+        .builder()
         .timeout(Duration::from_secs(30))
         .default_headers(headers)
         .build()
@@ -80,4 +86,38 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::testing::https::TestCa;
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_service_behind_https_answers_when_tls_ca_file_names_its_ca_and_a_missing_file_is_an_error_naming_it(
+    ) {
+        let ca = TestCa::new().unwrap();
+        let app = axum::Router::new().route(
+            "/v1/ping",
+            axum::routing::get(|| async { axum::Json(json!({"ok": true})) }),
+        );
+        let url = ca.serve(app).await.unwrap();
+        let trusting = Settings::for_tests().with_file_var("TLS_CA_FILE", &ca.ca_file.display().to_string());
+        let c = client(&trusting).unwrap();
+        let body = call("order", c.get(format!("{url}/v1/ping"))).await.unwrap();
+        assert_eq!(body, json!({"ok": true}));
+
+        let system_only = client(&Settings::for_tests()).unwrap();
+        let e = call("order", system_only.get(format!("{url}/v1/ping")))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate"), "{e}");
+
+        let missing = Settings::for_tests().with_file_var("TLS_CA_FILE", "/nonexistent/ca.pem");
+        let e = client(&missing).unwrap_err().to_string();
+        assert!(e.contains("TLS_CA_FILE=/nonexistent/ca.pem"), "{e}");
+    }
 }

@@ -83,7 +83,7 @@ pub async fn run(kind: Kind, args: &ImportArgs, settings: &Settings, json: bool)
         .unwrap_or_else(|| format!("{}-{}", kind.name(), &hex(&sha2::Sha256::digest(&bytes))[..16]));
     let size = args.rows_per_batch.clamp(1, 20_000);
     let batches: Vec<&[Row]> = rows.chunks(size).collect();
-    let client = http::client(settings.token.as_deref())?;
+    let client = http::client(settings)?;
     let url = format!(
         "{}/v1/{}/batch",
         settings.service_url(kind.service()),

@@ -78,6 +78,21 @@ impl Settings {
         }
     }
 
+    /// The CAs the services' HTTPS certificates are checked against: the
+    /// system's and those of `TLS_CA_FILE` (PEM), from the environment, else
+    /// the env file; a file that cannot be read or holds no certificate is
+    /// an error naming it.
+    pub fn http_trust(&self) -> anyhow::Result<omnisaga_runtime::http_client::Trust> {
+        omnisaga_runtime::http_client::Trust::from_vars(|name| Some(self.var(name, "")))
+    }
+
+    /// These settings with `name` as if the env file said `value`.
+    #[cfg(test)]
+    pub fn with_file_var(mut self, name: &str, value: &str) -> Self {
+        self.file.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// How to log in to the broker (`KAFKA_USERNAME`, `KAFKA_PASSWORD` or
     /// `KAFKA_PASSWORD_FILE`, ...: [`ClientSecurity`]), from the environment,
     /// else the env file (`make run` writes the broker admin's there).

@@ -50,7 +50,7 @@ pub async fn run(id: &str, settings: &Settings, json: bool) -> Result<()> {
 
 /// Asks every service at once; fails only when the order service does.
 async fn fetch(id: &str, settings: &Settings) -> Result<Timeline> {
-    let client = http::client(settings.token.as_deref())?;
+    let client = http::client(settings)?;
     let get = |service: &str, path: String| client.get(format!("{}{path}", settings.service_url(service)));
     let notifications = get("notification", format!("/v1/orders/{id}/notifications"));
     let (order, payment, warehouse, notification, analytics) = tokio::join!(

@@ -40,12 +40,18 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config) -> Result<Self> {
+        let trust = config.common.http_trust.clone();
         let base = Base::start(config.common, sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
         let channel: Arc<dyn Channel> = match config.webhook {
             Some(hook) => {
                 tracing::info!(url = %hook.url, secrets = hook.secrets.len(), "messages go to the webhook");
-                Arc::new(WebhookChannel::new(hook.url, hook.secrets, config.send_timeout)?)
+                Arc::new(WebhookChannel::new(
+                    hook.url,
+                    hook.secrets,
+                    config.send_timeout,
+                    &trust,
+                )?)
             }
             None => Arc::new(LogChannel),
         };

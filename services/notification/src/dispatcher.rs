@@ -4,6 +4,23 @@
 //! notification stream through the runtime's executor, published by the
 //! outbox. It is the runtime's durable-work loop (`work::run`) over the queue.
 //!
+//! Claims, not locks: a dispatcher claims the messages it sends
+//! (`notifications.claimed_until`, a lease committed before any send), so
+//! several instances share the queue and none holds a transaction while
+//! the channel answers. Each claimed message is sent (bounded by
+//! `NOTIFICATION_SEND_TIMEOUT_MS`) and then recorded, sent or refused, in a
+//! short transaction of its own, which also ends the claim; one message's
+//! failure to record loses no other's. A dispatcher that dies between a
+//! send and its record leaves the claim to run out: the message is sent
+//! once more, under the same notification id (the webhook's `webhook-id`),
+//! which a receiver dedupes on.
+//!
+//! Ordering: only the oldest unsent (`QUEUED`) message of an order can be
+//! claimed, so an order's messages reach the channel one at a time, in the
+//! order they were queued, however many dispatchers run. A refused message
+//! holds back the later messages of its order (not those of other orders)
+//! while it waits for its next attempt; once it is dead they go on.
+//!
 //! A message the channel refuses is that message's failure, not the
 //! dispatcher's: it records the attempt and the channel's answer, the
 //! message waits (the [`RetryPolicy`]: doubling waits with jitter) and the
@@ -11,12 +28,6 @@
 //! dead: kept with its reason, counted (`omnisaga_notifications_dead_total`)
 //! and listed for operators, who may queue it again
 //! (`POST /v1/admin/messages/{id}/retry`).
-//!
-//! Ordering: an order's messages go out in the order they were queued as
-//! long as the channel takes them. A refused message holds back nothing:
-//! while it waits, later messages of the same order and customer (and of
-//! everyone else) go out, so it arrives after them, or never if it dies.
-//! The order's stream records the messages in the order they were sent.
 
 use std::{
     sync::{Arc, LazyLock},
@@ -35,7 +46,7 @@ use omnisaga_runtime::{
     TraceContext,
 };
 use rand::Rng;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -46,8 +57,12 @@ use crate::{
     store::{self, Queued},
 };
 
-/// Most messages sent and recorded in one transaction.
-const BATCH: i64 = 32;
+/// Most messages claimed at once (at most one per order), sent side by side.
+const BATCH: i64 = 16;
+
+/// How much longer than the send timeout a claim lasts: the time to record
+/// the answer. A claim that runs out (its dispatcher died) is taken again.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
 
 /// Longest the dispatcher sleeps with nothing to send before looking again.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -83,8 +98,8 @@ pub struct Dispatcher {
 
 /// What came of sending one message.
 enum Sent {
-    /// The channel took it; its id and text, to mark it sent.
-    Taken(Uuid, String),
+    /// The channel took it and it is recorded (or was already).
+    Taken,
     /// The channel refused it; the refusal is recorded.
     Refused,
     /// The channel refused it for the last time; it is dead, of this template.
@@ -100,79 +115,66 @@ impl Dispatcher {
 
 #[async_trait]
 impl Worker for Dispatcher {
-    /// The oldest sendable messages, locked in their transaction.
-    type Work = (Transaction<'static, Postgres>, Vec<Queued>);
+    /// The messages claimed, each the oldest unsent one of its order.
+    type Work = Vec<Queued>;
 
     fn name(&self) -> &'static str {
         "dispatcher"
     }
 
-    /// Up to [`BATCH`] sendable messages, oldest first. Messages are queued
-    /// by this service's own commits (and operators' retries), which wake
-    /// it; with none due it sleeps until the first refused one falls due,
-    /// the poll being a fallback.
+    /// Claims up to [`BATCH`] sendable messages, oldest first, one per
+    /// order, in a transaction committed at once. Messages are queued by
+    /// this service's own commits (and operators' retries), which wake it;
+    /// with none due it sleeps until the first refused one falls due, the
+    /// poll being a fallback.
     async fn claim(&self) -> Result<Claimed<Self::Work>> {
         let mut tx = self.pool.begin().await?;
-        let queued = store::lock_queued(&mut tx, BATCH).await?;
+        let queued = store::claim_queued(&mut tx, BATCH, self.send_timeout + CLAIM_MARGIN).await?;
         if queued.is_empty() {
             let due = store::next_due(&mut tx).await?;
             tx.rollback().await?;
             return Ok(Claimed::Wait(due.map_or(IDLE_POLL, |d| d.min(IDLE_POLL))));
         }
+        tx.commit().await?;
         Ok(Claimed::Work {
-            work: (tx, queued),
+            work: queued,
             then: Then::LookAgain,
         })
     }
 
-    /// Sends the claimed messages in the order they were queued and records
-    /// them, and the refusals, in one transaction. A message the channel
-    /// refuses waits for its next attempt (or is dead) and the others go on.
-    async fn work(&self, (mut tx, queued): Self::Work) -> Result<()> {
-        // Each order's messages are one stream: its version now, once for all.
-        let streams: Vec<String> = queued
-            .iter()
-            .map(|q| MessagesAggregate::stream(&q.order_id.to_string()))
-            .collect();
-        let mut versions = store::stream_versions(&mut tx, &streams).await?;
-        let mut sent: Vec<(Uuid, String)> = Vec::with_capacity(queued.len());
-        let mut dead = Vec::new();
-        for (msg, stream) in queued.into_iter().zip(streams) {
-            let version = versions.entry(stream).or_insert(0);
-            match self.send(&mut tx, msg, *version).await? {
-                Sent::Taken(id, text) => {
-                    *version += 1;
-                    sent.push((id, text));
-                }
-                Sent::Refused => {}
-                Sent::Dead(template) => dead.push(template),
+    /// Sends the claimed messages side by side (each of another order) and
+    /// records each answer in a transaction of its own. A message the
+    /// channel refuses waits for its next attempt (or is dead) and the
+    /// others go on; one whose record failed stays claimed until the claim
+    /// runs out.
+    async fn work(&self, queued: Self::Work) -> Result<()> {
+        let results = futures::future::join_all(queued.into_iter().map(|q| self.send(q))).await;
+        let mut any_sent = false;
+        let mut failed = None;
+        for result in results {
+            match result {
+                Ok(Sent::Taken) => any_sent = true,
+                Ok(Sent::Refused) => {}
+                Ok(Sent::Dead(template)) => DEAD.with_label_values(&[template.as_str()]).inc(),
+                Err(e) => failed = Some(e),
             }
         }
-        let any_sent = !sent.is_empty();
         if any_sent {
-            let (ids, texts): (Vec<Uuid>, Vec<String>) = sent.into_iter().unzip();
-            store::mark_sent(&mut tx, &ids, &texts, self.channel.name()).await?;
-        }
-        tx.commit().await?;
-        for template in dead {
-            DEAD.with_label_values(&[template.as_str()]).inc();
-        }
-        if any_sent {
-            // The dispatcher looks for the next batch itself.
+            // The dispatcher looks for the next messages itself.
             self.waker.wake_for(Written::OUTBOX);
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
 impl Dispatcher {
-    /// Sends one queued message and records it as the next event of its
-    /// stream, with its outbox row, in `tx`, or records the channel's
-    /// refusal; its span continues the trace of the event that queued it.
-    /// An error is the database's, after which the transaction is lost (the
-    /// messages sent in it go out again later, under the same notification
-    /// ids the channel dedupes on).
-    async fn send(&self, tx: &mut PgConnection, queued: Queued, version: i64) -> Result<Sent> {
+    /// Sends one claimed message, then records it as the next event of its
+    /// stream, with its outbox row, or records the channel's refusal, in a
+    /// transaction of its own; its span continues the trace of the event
+    /// that queued it. An error is the database's: the message stays
+    /// claimed and goes out again, under the same notification id the
+    /// channel dedupes on, once the claim runs out.
+    async fn send(&self, queued: Queued) -> Result<Sent> {
         let Queued {
             notification_id: id,
             order_id,
@@ -208,9 +210,24 @@ impl Dispatcher {
                     self.send_timeout.as_millis()
                 )),
             };
+            let mut tx = self.pool.begin().await?;
             if let Err(refused) = answer {
-                return self.refused(tx, id, template, attempts + 1, &refused).await;
+                let sent = self
+                    .refused(&mut tx, id, template, attempts + 1, &refused)
+                    .await?;
+                tx.commit().await?;
+                return Ok(sent);
             }
+            if !store::mark_sent(&mut tx, id, &text, self.channel.name()).await? {
+                // Its claim ran out and another dispatcher recorded it.
+                tx.rollback().await?;
+                return Ok(Sent::Taken);
+            }
+            let stream = MessagesAggregate::stream(&order_id.to_string());
+            let version = store::stream_versions(&mut tx, std::slice::from_ref(&stream))
+                .await?
+                .remove(&stream)
+                .unwrap_or(0);
 
             let meta = EventMeta {
                 correlation_id,
@@ -226,8 +243,8 @@ impl Dispatcher {
                 text: text.clone(),
                 source_event_id: source.to_string(),
             };
-            // Decided over the version read for the whole batch: the
-            // aggregate has no rule that needs the events themselves.
+            // Decided over the stream's version: the aggregate has no rule
+            // that needs the events themselves.
             let loaded = Loaded {
                 state: Messages::default(),
                 version,
@@ -235,14 +252,15 @@ impl Dispatcher {
             };
             let executor = Executor::<MessagesAggregate>::new(&self.notifications_topic);
             match executor
-                .decide(&mut *tx, &order, loaded, Command::RecordSent(sent), None, &meta)
+                .decide(&mut tx, &order, loaded, Command::RecordSent(sent), None, &meta)
                 .await
             {
                 Ok(_) => {}
                 Err(ExecuteError::Store(e)) => return Err(e.into()),
                 Err(e) => anyhow::bail!("message not recorded: {e}"),
             }
-            Ok(Sent::Taken(id, text))
+            tx.commit().await?;
+            Ok(Sent::Taken)
         }
         .instrument(span)
         .await

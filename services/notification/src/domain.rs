@@ -25,8 +25,8 @@ pub enum Command {
 }
 
 /// An order's messages: how many were sent. The dispatcher decides over the
-/// stream's version only (it reads the versions of a whole batch at once),
-/// so no rule may depend on more.
+/// stream's version only (it reads it in the short transaction recording a
+/// message), so no rule may depend on more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Messages {
     pub sent: u32,

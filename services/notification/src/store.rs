@@ -86,18 +86,36 @@ pub struct Queued {
     pub attempts: u32,
 }
 
-/// Locks the oldest `limit` queued messages that are due (never tried, or
-/// their wait after a refusal is over) and whose recipient is known, in the
-/// order they were queued, skipping those another dispatcher holds.
-pub async fn lock_queued(conn: &mut PgConnection, limit: i64) -> Result<Vec<Queued>, sqlx::Error> {
+/// Claims, for `lease`, the oldest `limit` queued messages that are due
+/// (never tried, or their wait after a refusal is over), unclaimed (or
+/// their claim ran out), whose recipient is known and which are the oldest
+/// queued message of their order: at most one per order, so an order's
+/// messages go out one at a time and in order whoever sends them. The
+/// caller commits the claim before it sends.
+pub async fn claim_queued(
+    conn: &mut PgConnection,
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<Queued>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
-                n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts
-         FROM notifications n JOIN recipients r USING (order_id)
-         WHERE n.status = 'QUEUED' AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())
-         ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED",
+        "WITH next AS (
+             SELECT n.notification_id FROM notifications n
+             WHERE n.status = 'QUEUED' AND (n.next_attempt_at IS NULL OR n.next_attempt_at <= now())
+               AND (n.claimed_until IS NULL OR n.claimed_until <= clock_timestamp())
+               AND EXISTS (SELECT 1 FROM recipients r WHERE r.order_id = n.order_id)
+               AND NOT EXISTS (
+                   SELECT 1 FROM notifications o
+                   WHERE o.order_id = n.order_id AND o.status = 'QUEUED'
+                     AND (o.created_at, o.notification_id) < (n.created_at, n.notification_id))
+             ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED)
+         UPDATE notifications n SET claimed_until = clock_timestamp() + $2 * interval '1 microsecond'
+         FROM next, recipients r
+         WHERE n.notification_id = next.notification_id AND r.order_id = n.order_id
+         RETURNING n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
+                   n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts",
     )
     .bind(limit)
+    .bind(lease.as_micros() as f64)
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -142,7 +160,7 @@ pub async fn retry_later(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE notifications SET attempts = $2, last_error = $3, last_attempt_at = clock_timestamp(),
-                next_attempt_at = clock_timestamp() + $4 * interval '1 microsecond'
+                next_attempt_at = clock_timestamp() + $4 * interval '1 microsecond', claimed_until = NULL
          WHERE notification_id = $1",
     )
     .bind(id)
@@ -164,7 +182,8 @@ pub async fn mark_dead(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE notifications SET status = 'DEAD', attempts = $2, last_error = $3,
-                last_attempt_at = clock_timestamp(), dead_at = clock_timestamp(), next_attempt_at = NULL
+                last_attempt_at = clock_timestamp(), dead_at = clock_timestamp(), next_attempt_at = NULL,
+                claimed_until = NULL
          WHERE notification_id = $1",
     )
     .bind(id)
@@ -191,25 +210,26 @@ pub async fn stream_versions(
     .collect())
 }
 
-/// Marks the messages `ids` sent through `channel`, each with its text
-/// (`texts`, in the same order); the send counts as an attempt.
+/// Marks message `id` sent through `channel` with its `text` and ends its
+/// claim; the send counts as an attempt. False when it is no longer queued
+/// (another dispatcher recorded it after this one's claim ran out).
 pub async fn mark_sent(
     conn: &mut PgConnection,
-    ids: &[Uuid],
-    texts: &[String],
+    id: Uuid,
+    text: &str,
     channel: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE notifications n SET status = 'SENT', text = u.text, channel = $3, sent_at = now(),
-                attempts = n.attempts + 1, last_attempt_at = now(), next_attempt_at = NULL
-         FROM unnest($1::uuid[], $2::text[]) AS u(id, text) WHERE n.notification_id = u.id",
+) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(
+        "UPDATE notifications SET status = 'SENT', text = $2, channel = $3, sent_at = now(),
+                attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL, claimed_until = NULL
+         WHERE notification_id = $1 AND status = 'QUEUED'",
     )
-    .bind(ids)
-    .bind(texts)
+    .bind(id)
+    .bind(text)
     .bind(channel)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(marked.rows_affected() == 1)
 }
 
 /// A message as the API lists it.
@@ -313,7 +333,8 @@ pub async fn list_dead(pool: &PgPool, limit: i64) -> Result<Vec<Attempted>, sqlx
 pub async fn retry_dead(pool: &PgPool, id: Uuid) -> Result<Option<Attempted>, sqlx::Error> {
     let row = sqlx::query(&format!(
         "WITH n AS (
-             UPDATE notifications SET status = 'QUEUED', attempts = 0, next_attempt_at = NULL, dead_at = NULL
+             UPDATE notifications SET status = 'QUEUED', attempts = 0, next_attempt_at = NULL, dead_at = NULL,
+                                      claimed_until = NULL
              WHERE notification_id = $1 AND status = 'DEAD' RETURNING *)
          SELECT {ATTEMPTED} FROM n LEFT JOIN recipients r USING (order_id)"
     ))

@@ -22,6 +22,7 @@ use anyhow::{bail, ensure, Context, Result};
 use async_trait::async_trait;
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use hmac::{Hmac, Mac};
+use omnisaga_runtime::http_client::{describe, Trust};
 use serde_json::json;
 use sha2::Sha256;
 
@@ -92,12 +93,15 @@ pub struct WebhookChannel {
 }
 
 impl WebhookChannel {
-    pub fn new(url: String, secrets: Vec<Secret>, timeout: Duration) -> Result<Self> {
+    /// POSTs to `url`; an `https://` receiver's certificate is checked
+    /// against `trust` (the system's CAs and `TLS_CA_FILE`'s).
+    pub fn new(url: String, secrets: Vec<Secret>, timeout: Duration, trust: &Trust) -> Result<Self> {
         ensure!(
             url.starts_with("http://") || url.starts_with("https://"),
             "NOTIFICATION_WEBHOOK_URL must be an http:// or https:// URL"
         );
-        let http = reqwest::Client::builder()
+        let http = trust
+            .builder()
             .timeout(timeout)
             .build()
             .context("Failed to build the webhook client")?;
@@ -135,7 +139,7 @@ impl Channel for WebhookChannel {
             .body(body)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("the webhook receiver did not answer: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("the webhook receiver did not answer: {}", describe(&e)))?;
         let status = resp.status();
         ensure!(status.is_success(), "the webhook receiver answered {status}");
         Ok(())

@@ -1,7 +1,8 @@
-//! The dispatcher against the real PostgreSQL: queued messages go out in
-//! batches, each once, in order per order; a message the channel refuses is
-//! tried again after a growing wait and is dead after the last attempt, and
-//! it holds back no other message, of its customer or anyone's. The webhook
+//! The dispatcher against the real PostgreSQL: queued messages go out each
+//! once, in order per order, also with two dispatchers on one database; a
+//! message the channel refuses is tried again after a growing wait and is
+//! dead after the last attempt, holding back only its own order's later
+//! messages meanwhile. The webhook
 //! channel against receivers that verify its signatures on their own: one
 //! that is slow, one down for a while, one that fails one message forever,
 //! and receivers on either side of a secret rotation.
@@ -116,13 +117,23 @@ fn dispatch(
     channel: Arc<dyn Channel>,
     retry: RetryPolicy,
 ) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
+    dispatch_timing_out(pool, channel, retry, Duration::from_millis(200))
+}
+
+/// [`dispatch`], a send timing out after `send_timeout`.
+fn dispatch_timing_out(
+    pool: &PgPool,
+    channel: Arc<dyn Channel>,
+    retry: RetryPolicy,
+    send_timeout: Duration,
+) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
     let dispatcher = Dispatcher {
         pool: pool.clone(),
         waker: OutboxWaker::default(),
         channel,
         notifications_topic: "omnisaga.notifications.v1".into(),
         retry,
-        send_timeout: Duration::from_millis(200),
+        send_timeout,
     };
     let stop = CancellationToken::new();
     let running = tokio::spawn(dispatcher.run(stop.clone()));
@@ -172,16 +183,12 @@ async fn a_refused_message_loses_none_sent_before_it_and_each_goes_out_once() {
     let delivered = channel.delivered.lock().unwrap().clone();
     assert_eq!(delivered.len(), 6, "each message once: {delivered:?}");
     let (refused, _) = channel.tried.lock().unwrap()[2];
+    assert!(first_ids.contains(&refused) || second_ids.contains(&refused));
     for ids in [&first_ids, &second_ids] {
-        // The refused one went out on a later try, after the ones the
-        // channel took at once, which kept their order.
+        // The refused one went out on a later try, and the later messages
+        // of its order waited for it: each order's in the order queued.
         let of_order: Vec<Uuid> = delivered.iter().filter(|d| ids.contains(d)).copied().collect();
-        let at_once: Vec<Uuid> = ids.iter().filter(|i| **i != refused).copied().collect();
-        let mut expected = at_once.clone();
-        if ids.contains(&refused) {
-            expected.push(refused);
-        }
-        assert_eq!(of_order, expected, "an order's messages in the order sent");
+        assert_eq!(&of_order, ids, "an order's messages in the order queued");
     }
     for order in [first, second] {
         let versions: Vec<i64> =
@@ -208,14 +215,14 @@ async fn a_refused_message_loses_none_sent_before_it_and_each_goes_out_once() {
 }
 
 #[tokio::test]
-async fn a_message_refused_every_time_is_dead_after_the_limit_and_holds_back_no_other() {
+async fn a_message_refused_every_time_is_dead_after_the_limit_and_holds_back_only_its_orders_later_ones() {
     let pool = database().await;
     // The same customer's order: the refused message, then a later one.
     let (_, same_order) = queue(&pool, "c-1", 2).await;
     let poison = same_order[0];
     let (_, same_customer) = queue(&pool, "c-1", 1).await;
     let (_, other_customer) = queue(&pool, "c-2", 1).await;
-    let others = [same_order[1], same_customer[0], other_customer[0]];
+    let others = [same_customer[0], other_customer[0]];
     let channel = Arc::new(Recording {
         refuse: HashSet::from([poison]),
         ..Default::default()
@@ -253,6 +260,18 @@ async fn a_message_refused_every_time_is_dead_after_the_limit_and_holds_back_no_
         // Sent while the refused one still waited for its retries.
         assert!(sent_at.expect("sent_at is set") < dead_at, "{id} was held back");
     }
+    // Its own order's later message waited for it, and went once it died.
+    let (status, sent_at): (String, Option<DateTime<Utc>>) =
+        sqlx::query_as("SELECT status, sent_at FROM notifications WHERE notification_id = $1")
+            .bind(same_order[1])
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "SENT");
+    assert!(
+        sent_at.expect("sent_at is set") >= dead_at,
+        "the order's next message overtook it"
+    );
     assert_eq!(channel.delivered.lock().unwrap().len(), 3);
 
     // A dead message is never tried again by itself.
@@ -302,6 +321,47 @@ async fn a_send_the_channel_never_answers_counts_as_refused_and_holds_back_no_ot
 }
 
 #[tokio::test]
+async fn a_hung_channel_holds_no_transaction_and_only_for_the_send_timeout() {
+    let pool = database().await;
+    let (_, hanging) = queue(&pool, "c-1", 1).await;
+    let channel = Arc::new(Recording {
+        hang: HashSet::from([hanging[0]]),
+        ..Default::default()
+    });
+    let retry = RetryPolicy {
+        max_attempts: 1,
+        base: millis(10),
+        cap: millis(50),
+    };
+    let (stop, running) = dispatch_timing_out(&pool, channel.clone(), retry, Duration::from_secs(2));
+    testing::wait_for("the send to start", Duration::from_secs(10), || {
+        let started = !channel.tries_of(hanging[0]).is_empty();
+        async move { started.then_some(()) }
+    })
+    .await
+    .unwrap();
+    // While the channel hangs, no connection of this database sits in a
+    // transaction (the claim was committed before the send).
+    let in_transaction: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(in_transaction, 0, "a transaction is held across the send");
+    none_queued(&pool).await;
+    let (status, _, last_error) = status_of(&pool, hanging[0]).await;
+    assert_eq!(status, "DEAD");
+    assert_eq!(
+        last_error.as_deref(),
+        Some("the channel did not answer within 2000 ms")
+    );
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn the_wait_after_each_refusal_doubles() {
     let pool = database().await;
     let (_, ids) = queue(&pool, "c-1", 1).await;
@@ -343,6 +403,8 @@ struct Receiver {
     secret: Vec<u8>,
     fail: HashSet<Uuid>,
     slow: bool,
+    /// Time taken over every request, if any.
+    slow_each: Option<Duration>,
     /// Verified requests taken: (webhook-id, body).
     taken: Mutex<Vec<(Uuid, serde_json::Value)>>,
     seen: Mutex<HashSet<Uuid>>,
@@ -393,6 +455,16 @@ impl Receiver {
         url
     }
 
+    /// How many times each message id was received, as a receiver that
+    /// dedupes on `webhook-id` counts them.
+    fn receipts(&self) -> std::collections::HashMap<Uuid, usize> {
+        let mut receipts = std::collections::HashMap::new();
+        for (id, _) in self.taken.lock().unwrap().iter() {
+            *receipts.entry(*id).or_default() += 1;
+        }
+        receipts
+    }
+
     fn taken_ids(&self) -> HashSet<Uuid> {
         self.taken.lock().unwrap().iter().map(|(id, _)| *id).collect()
     }
@@ -415,6 +487,9 @@ async fn receive(
     if r.slow && r.seen.lock().unwrap().insert(id) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    if let Some(each) = r.slow_each {
+        tokio::time::sleep(each).await;
+    }
     r.taken
         .lock()
         .unwrap()
@@ -434,6 +509,7 @@ fn webhook(url: &str, secrets: &[&[u8]]) -> Arc<dyn Channel> {
             url.into(),
             webhook::secrets(&secrets).unwrap(),
             Duration::from_secs(5),
+            &omnisaga_runtime::http_client::Trust::system(),
         )
         .unwrap(),
     )
@@ -491,7 +567,10 @@ async fn a_slow_webhook_receiver_gets_every_message_signed_with_a_retry_for_each
 #[tokio::test]
 async fn a_webhook_receiver_down_for_a_while_gets_every_message_once_it_is_back() {
     let pool = database().await;
-    let (_, ids) = queue(&pool, "c-1", 2).await;
+    // Two orders' messages: an order's second would wait for its first.
+    let (_, first) = queue(&pool, "c-1", 1).await;
+    let (_, second) = queue(&pool, "c-2", 1).await;
+    let ids = [first[0], second[0]];
     // Its address, with nothing listening on it yet.
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -592,4 +671,87 @@ async fn during_a_secret_rotation_receivers_knowing_either_secret_accept_and_the
     assert_eq!(*old.forged.lock().unwrap(), 1);
     assert_eq!(new.taken.lock().unwrap().len(), 2);
     assert_eq!(*new.forged.lock().unwrap(), 0);
+}
+
+/// Queues `messages` messages for each of `orders` new orders, interleaved
+/// (the first of each order, then the second of each, ...), so that every
+/// batch a dispatcher takes holds messages of every order; returns each
+/// order's message ids, oldest first.
+async fn queue_interleaved(pool: &PgPool, orders: usize, messages: usize) -> Vec<(Uuid, Vec<Uuid>)> {
+    let mut queued = Vec::new();
+    for _ in 0..orders {
+        let order = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')",
+        )
+        .bind(order)
+        .execute(pool)
+        .await
+        .unwrap();
+        queued.push((order, Vec::new()));
+    }
+    for _ in 0..messages {
+        for (order, ids) in &mut queued {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template, created_at)
+                 VALUES ($1, $2, $3, 'OrderPlaced', 'order_created', clock_timestamp())",
+            )
+            .bind(id)
+            .bind(*order)
+            .bind(Uuid::new_v4())
+            .execute(pool)
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+    }
+    queued
+}
+
+#[tokio::test]
+async fn two_dispatchers_on_one_database_send_each_message_once_and_each_orders_in_order() {
+    let pool = database().await;
+    let queued = queue_interleaved(&pool, 20, 4).await;
+    // A receiver that takes a little while over each request, so the two
+    // dispatchers' sends overlap.
+    let receiver = Arc::new(Receiver {
+        slow_each: Some(millis(5)),
+        ..Receiver::new(SECRET)
+    });
+    let url = receiver.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let retry = RetryPolicy {
+        max_attempts: 5,
+        base: millis(10),
+        cap: millis(50),
+    };
+    let (stop_a, running_a) = dispatch(&pool, webhook(&url, &[SECRET]), retry);
+    let (stop_b, running_b) = dispatch(&pool, webhook(&url, &[SECRET]), retry);
+    none_queued(&pool).await;
+    stop_a.cancel();
+    stop_b.cancel();
+    running_a.await.unwrap().unwrap();
+    running_b.await.unwrap().unwrap();
+
+    // Receipts at the channel, per message id: each exactly once.
+    let receipts = receiver.receipts();
+    let twice: Vec<_> = receipts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "received other than once: {twice:?}");
+    assert_eq!(receipts.len(), 80, "every message received");
+    let taken = receiver.taken.lock().unwrap().clone();
+    for (order, ids) in &queued {
+        let received: Vec<Uuid> = taken
+            .iter()
+            .filter(|(_, body)| body["order_id"] == order.to_string())
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(&received, ids, "order {order}'s messages in the order queued");
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM events WHERE stream_id = $1 ORDER BY version")
+                .bind(format!("notifications-{order}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(versions, vec![1, 2, 3, 4], "one NotificationSent per message");
+    }
 }

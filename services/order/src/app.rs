@@ -56,9 +56,14 @@ impl App {
             waker: self.base.waker.clone(),
             orders: orders.clone(),
             config: self.config.clone(),
-            http: reqwest::Client::builder()
+            http: self
+                .config
+                .common
+                .http_trust
+                .builder()
                 .timeout(std::time::Duration::from_secs(1))
-                .build()?,
+                .build()
+                .context("Failed to build the HTTP client for the warehouse")?,
         };
         let past_deadline = omnisaga_runtime::metrics::gauge_vec(
             "omnisaga_sagas_past_deadline",

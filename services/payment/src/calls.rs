@@ -12,6 +12,13 @@
 //! that moved on meanwhile), the call is made again; if by then nothing is
 //! to be paid any more, the approval the provider holds is voided
 //! ([`domain::unrecorded_attempt`]).
+//!
+//! Ambiguous answers: the payment id of an attempt is its idempotency key.
+//! An answer that does not say whether the provider charged ("unavailable",
+//! an error, a timeout) is asked again with the same key and then by key
+//! ([`ProviderCalls::certain_answer`]) before the attempt may fail; and
+//! before a new attempt, each earlier one is asked by its key and an
+//! approval the provider holds for it is voided (a charge that came late).
 
 use std::{sync::Arc, time::Duration};
 
@@ -43,6 +50,12 @@ pub const UNKNOWN_PAYMENT_METHOD: &str = "payment_method_unknown";
 /// Longest an idle caller waits before looking at the queue again; the
 /// consumer's commits wake it sooner.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Times an ambiguous authorisation is asked with its key before the
+/// provider is asked for its outcome ([`ProviderCalls::certain_answer`]).
+pub const AMBIGUOUS_TRIES: u32 = 3;
+/// Wait before asking an ambiguous authorisation again; it doubles.
+const AMBIGUOUS_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Clone)]
 pub struct ProviderCalls {
@@ -153,6 +166,7 @@ impl ProviderCalls {
             tracing::debug!(reason = %refusal, "attempt not made");
             return Ok(false);
         }
+        self.void_earlier(&order, &request).await?;
         let token = match (token, &request) {
             ("", Request::Placed { .. }) => self.orders.payment_method(call.order_id, 1).await?,
             ("", Request::Retry { attempt }) => self.orders.payment_method(call.order_id, *attempt).await?,
@@ -162,7 +176,7 @@ impl ProviderCalls {
             // Nothing to charge: the order hears a failed payment it can
             // retry or cancel, and the calls queued behind this one go on.
             None => ProviderAnswer::Declined(UNKNOWN_PAYMENT_METHOD.into()),
-            Some(token) => match self.provider.authorize(&call.payment_id, &token).await? {
+            Some(token) => match self.certain_answer(&call.payment_id, &token).await? {
                 Outcome::Approved => ProviderAnswer::Approved,
                 Outcome::Declined(reason) => ProviderAnswer::Declined(reason),
                 Outcome::Unavailable => ProviderAnswer::Unavailable,
@@ -191,15 +205,79 @@ impl ProviderCalls {
         Ok(!done.published.is_empty())
     }
 
-    /// Voids an approval the provider holds for an attempt that was never
-    /// recorded (see [`domain::unrecorded_attempt`]).
+    /// The provider's answer to the attempt `payment_id`, made certain
+    /// before anything is recorded. An ambiguous answer ("unavailable", or
+    /// none: an error or a timeout) does not say the provider took nothing,
+    /// so the same call is asked again with the same payment id, the
+    /// idempotency key ([`AMBIGUOUS_TRIES`] in all, waits doubling from
+    /// [`AMBIGUOUS_WAIT`]), and then the provider is asked for the outcome
+    /// by that key. Only when it holds nothing under the key is the attempt
+    /// failed as unavailable, so a new attempt (a new payment id) is never
+    /// made while an earlier one may have charged. With no answer at all
+    /// the error stands: the call stays queued and is made again, with the
+    /// same key.
+    async fn certain_answer(&self, payment_id: &str, token: &str) -> Result<Outcome> {
+        let mut wait = AMBIGUOUS_WAIT;
+        let mut last = Ok(Outcome::Unavailable);
+        for tried in 1..=AMBIGUOUS_TRIES {
+            last = self.provider.authorize(payment_id, token).await;
+            match &last {
+                Ok(Outcome::Unavailable) | Err(_) => {}
+                Ok(_) => return last,
+            }
+            if tried < AMBIGUOUS_TRIES {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        let known = self.provider.lookup(payment_id).await?;
+        OUTCOMES
+            .with_label_values(&[if known.is_some() {
+                "ambiguous_found"
+            } else {
+                "ambiguous_none"
+            }])
+            .inc();
+        match known {
+            Some(outcome) => {
+                tracing::warn!(
+                    payment.id = payment_id,
+                    ?outcome,
+                    "the provider had answered: its outcome, asked by key"
+                );
+                Ok(outcome)
+            }
+            None => last,
+        }
+    }
+
+    /// Before the new attempt `request` makes (the stream said it may be
+    /// made): the earlier attempts of the order all failed, yet one answered
+    /// ambiguously may have charged after all (an answer that came after
+    /// its outcome was asked). The provider is asked by each earlier key,
+    /// and an approval it holds is voided: the order is never authorised
+    /// twice.
+    async fn void_earlier(&self, order: &str, request: &Request) -> Result<()> {
+        let number = match request {
+            Request::Placed { .. } => 1,
+            Request::Retry { attempt } => *attempt,
+        };
+        for earlier in 1..number {
+            self.void_unrecorded(&domain::payment_id(order, earlier)).await?;
+        }
+        Ok(())
+    }
+
+    /// Voids an approval the provider holds for an attempt the stream does
+    /// not hold as authorised: its recording was rolled back (see
+    /// [`domain::unrecorded_attempt`]) or it was recorded as failed.
     async fn void_unrecorded(&self, payment_id: &str) -> Result<()> {
         if self.provider.holds(payment_id).await? {
             self.provider.void(payment_id).await?;
             OUTCOMES.with_label_values(&["voided_unrecorded"]).inc();
             tracing::warn!(
                 payment.id = payment_id,
-                "voided an approval whose recording was rolled back"
+                "voided an approval the payment stream does not hold"
             );
         }
         Ok(())

@@ -34,7 +34,7 @@ use crate::{
 pub(crate) static OUTCOMES: LazyLock<Counters> = LazyLock::new(|| {
     omnisaga_runtime::metrics::counter_vec(
         "omnisaga_payment_outcomes_total",
-        "Payment answers and compensations (authorized, declined, unavailable, voided, voided_unrecorded)",
+        "Payment answers and compensations (authorized, declined, unavailable, voided, voided_unrecorded; ambiguous_found and ambiguous_none: an ambiguous answer resolved by asking the provider by key)",
         &["outcome"],
     )
 });

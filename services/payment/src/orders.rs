@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use omnisaga_runtime::http_client::Trust;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -27,12 +28,15 @@ impl std::fmt::Debug for OrderService {
 }
 
 impl OrderService {
-    pub fn new(url: String, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
+    /// The order service at `url` (`http://` or `https://`, its
+    /// certificate checked against `trust`), asked with `token`.
+    pub fn new(url: String, token: Option<String>, trust: &Trust) -> Result<Self> {
+        let http = trust
+            .builder()
             .timeout(Duration::from_secs(5))
             .build()
-            .expect("an HTTP client without TLS builds");
-        Self { http, url, token }
+            .context("Failed to build the HTTP client for the order service")?;
+        Ok(Self { http, url, token })
     }
 
     /// The token `order_id`'s payment attempt `attempt` is to be charged

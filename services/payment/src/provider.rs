@@ -11,7 +11,15 @@
 //! | `tok_decline` | declined, `card_declined` |
 //! | `tok_insufficient_funds` | declined, `insufficient_funds` |
 //! | `tok_unavailable` | provider unavailable |
+//! | `tok_charged_unavailable` | approved and recorded in the ledger, yet every call answers unavailable: only [`Provider::lookup`] tells |
+//! | `tok_charged_timeout` | approved and recorded in the ledger, yet every call ends without an answer (an error, as a timeout) |
 //! | anything else | approved, unless a random decline or outage hits |
+//!
+//! Ambiguity: an unavailable answer or none at all does not say the
+//! provider took nothing. Besides the two tokens above, a share of first
+//! approvals (`PAYMENT_AMBIGUOUS_RATE`) is recorded and then answered
+//! unavailable; asking again with the payment id (the idempotency key) gets
+//! the approval, and [`Provider::lookup`] tells the outcome by key.
 
 use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -27,6 +35,10 @@ pub struct ProviderConfig {
     pub latency: Duration,
     pub decline_rate: f64,
     pub outage_rate: f64,
+    /// Share of first approvals recorded in the ledger and then answered
+    /// unavailable (`PAYMENT_AMBIGUOUS_RATE`): the charge happened, the
+    /// answer was lost. Asking again with the same payment id gets it.
+    pub ambiguous_rate: f64,
     /// How long the ledger keeps an answer (`PAYMENT_PROVIDER_LEDGER_DAYS`):
     /// a payment id asked again after that would be answered anew.
     pub ledger_retention: Duration,
@@ -38,6 +50,7 @@ impl Default for ProviderConfig {
             latency: Duration::ZERO,
             decline_rate: 0.0,
             outage_rate: 0.0,
+            ambiguous_rate: 0.0,
             ledger_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
@@ -105,10 +118,10 @@ impl Provider {
             Outcome::Declined(reason) => ("DECLINED", reason.as_str()),
         };
         // The first answer stands, also when two callers ask at once.
-        let (kind, reason): (String, String) = sqlx::query_as(
+        let (kind, reason, first): (String, String, bool) = sqlx::query_as(
             "INSERT INTO provider_ledger (payment_id, outcome, reason) VALUES ($1, $2, $3)
              ON CONFLICT (payment_id) DO UPDATE SET outcome = provider_ledger.outcome
-             RETURNING outcome, reason",
+             RETURNING outcome, reason, xmax = 0",
         )
         .bind(payment_id)
         .bind(kind)
@@ -122,6 +135,15 @@ impl Provider {
             .is_multiple_of(PRUNE_EVERY)
         {
             self.prune().await;
+        }
+        // Charged, and the answer lost on its way back.
+        match token {
+            "tok_charged_unavailable" => return Ok(Outcome::Unavailable),
+            "tok_charged_timeout" => anyhow::bail!("the provider did not answer (timed out)"),
+            _ if first && kind == "APPROVED" && rand::rng().random::<f64>() < self.config.ambiguous_rate => {
+                return Ok(Outcome::Unavailable)
+            }
+            _ => {}
         }
         Ok(match kind.as_str() {
             "APPROVED" => Outcome::Approved,
@@ -158,6 +180,23 @@ impl Provider {
         .await
         .context("the provider's ledger did not answer")?;
         Ok(held.unwrap_or(false))
+    }
+
+    /// The outcome of `payment_id` as the provider recorded it, asked by
+    /// the idempotency key after an ambiguous answer: `None` when it took
+    /// nothing under that key (a void does not change the outcome). Answers
+    /// during an outage too: the ledger is not the authorisation endpoint.
+    pub async fn lookup(&self, payment_id: &str) -> Result<Option<Outcome>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT outcome, reason FROM provider_ledger WHERE payment_id = $1")
+                .bind(payment_id)
+                .fetch_optional(&self.ledger)
+                .await
+                .context("the provider's ledger did not answer")?;
+        Ok(row.map(|(kind, reason)| match kind.as_str() {
+            "APPROVED" => Outcome::Approved,
+            _ => Outcome::Declined(reason),
+        }))
     }
 
     /// Forgets answers older than the ledger's retention, a bounded batch at

@@ -16,6 +16,7 @@ use omnisaga_proto::v1::{envelope::Payload, Money, OrderCancelled, OrderPlaced, 
 use omnisaga_runtime::{
     consumer::{Handler, Incoming},
     event::{self, EventMeta},
+    http_client::Trust,
     outbox::OutboxWaker,
     testing,
     work::{Claimed, Worker},
@@ -36,7 +37,11 @@ struct Payment {
 
 impl Payment {
     async fn new(name: &str) -> Self {
-        Self::asking(name, OrderService::new("http://127.0.0.1:9".into(), None)).await
+        Self::asking(
+            name,
+            OrderService::new("http://127.0.0.1:9".into(), None, &Trust::system()).unwrap(),
+        )
+        .await
     }
 
     /// A payment service that asks `orders` for tokens the events lack.
@@ -258,7 +263,11 @@ async fn order_service(status: u16) -> (String, Arc<std::sync::atomic::AtomicUsi
 #[tokio::test]
 async fn a_payment_method_the_order_service_does_not_know_fails_the_payment_and_frees_the_queue() {
     let (url, asked) = order_service(404).await;
-    let p = Payment::asking("provider_calls_unknown_method", OrderService::new(url, None)).await;
+    let p = Payment::asking(
+        "provider_calls_unknown_method",
+        OrderService::new(url, None, &Trust::system()).unwrap(),
+    )
+    .await;
     // As on the topics: no token in the event.
     let mut placed = p.placed();
     if let Payload::OrderPlaced(o) = &mut placed {
@@ -296,7 +305,11 @@ async fn a_payment_method_the_order_service_does_not_know_fails_the_payment_and_
 #[tokio::test]
 async fn an_order_service_that_fails_leaves_the_call_queued_for_later() {
     let (url, asked) = order_service(503).await;
-    let p = Payment::asking("provider_calls_order_service_down", OrderService::new(url, None)).await;
+    let p = Payment::asking(
+        "provider_calls_order_service_down",
+        OrderService::new(url, None, &Trust::system()).unwrap(),
+    )
+    .await;
     let mut placed = p.placed();
     if let Payload::OrderPlaced(o) = &mut placed {
         o.payment_method_token.clear();

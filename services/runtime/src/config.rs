@@ -2,7 +2,8 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | (required) | the service's own PostgreSQL database |
+//! | `DATABASE_URL` | (required) | the service's own PostgreSQL database, as the role the service runs as |
+//! | `DATABASE_MIGRATION_URL` | unset: migrations run over `DATABASE_URL` | the same database as its owner: the service applies its migrations over it at start, grants `DATABASE_URL`'s role what it needs at run time (rows, not tables: see [`crate::db::grant_runtime`]) and closes it |
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
@@ -13,6 +14,8 @@
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
 //! | `KAFKA_SECURITY_PROTOCOL`, `KAFKA_USERNAME`, `KAFKA_PASSWORD`, `KAFKA_SASL_MECHANISM`, `KAFKA_SSL_CA_FILE` | plain text, no user | how the service authenticates to the broker ([`ClientSecurity`]) |
 //! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
+//! | `TLS_CERT_FILE`, `TLS_KEY_FILE` | unset (plain HTTP) | the listener's certificate chain and key, PEM ([`crate::tls`]) |
+//! | `TLS_CA_FILE` | unset (the system's CAs) | CA certificates (PEM) outbound HTTPS calls trust besides the system's: webhooks, payment to order, order to warehouse ([`crate::http_client`]); unreadable or without a certificate, the service does not start |
 //! | `LOG_FORMAT` | `json` | `json` or `pretty` |
 //! | `RUST_LOG` | `info` | log filter |
 //!
@@ -61,6 +64,8 @@ where
 pub struct CommonConfig {
     pub service: &'static str,
     pub database_url: String,
+    /// The database as its owner, for the migrations (`DATABASE_MIGRATION_URL`).
+    pub database_migration_url: Option<String>,
     pub database_max_connections: u32,
     pub kafka: KafkaConfig,
     pub http_addr: SocketAddr,
@@ -80,6 +85,8 @@ pub struct CommonConfig {
     pub limits: crate::limits::Limits,
     /// HTTPS instead of HTTP (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// The CAs outbound HTTPS calls trust: the system's and `TLS_CA_FILE`'s.
+    pub http_trust: crate::http_client::Trust,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -87,6 +94,10 @@ impl std::fmt::Debug for CommonConfig {
         f.debug_struct("CommonConfig")
             .field("service", &self.service)
             .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "database_migration_url",
+                &self.database_migration_url.as_deref().map(redact_url),
+            )
             .field("database_max_connections", &self.database_max_connections)
             .field("kafka", &self.kafka)
             .field("http_addr", &self.http_addr)
@@ -97,6 +108,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("auth", &self.auth)
             .field("limits", &self.limits)
             .field("tls", &self.tls)
+            .field("http_trust", &self.http_trust)
             .finish()
     }
 }
@@ -247,12 +259,15 @@ impl CommonConfig {
 
     /// Reads the common variables, with the fetch defaults of `fetch`.
     pub fn from_env_with(service: &'static str, default_port: u16, fetch: Fetch) -> Result<Self> {
+        // First: a CA file that is wrong is said before anything else.
+        let http_trust = crate::http_client::Trust::from_env()?;
         let (fetch_wait_max_ms, fetch_min_bytes) =
             fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
         Ok(Self {
             service,
             database_url,
+            database_migration_url: var("DATABASE_MIGRATION_URL").filter(|u| !u.is_empty()),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
             kafka: KafkaConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
@@ -282,6 +297,7 @@ impl CommonConfig {
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
             tls: crate::tls::TlsFiles::from_env()?,
+            http_trust,
         })
     }
 }

@@ -59,3 +59,70 @@ pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<()> {
         .context("Failed to apply the service migrations")?;
     Ok(())
 }
+
+/// Connects the service's pool and brings its database up to date: over
+/// `DATABASE_MIGRATION_URL` when there is one (the database's owner applies
+/// the migrations, runs `as_owner`, e.g. grants of its own, and grants the
+/// pool's role its rights with [`grant_runtime`]; the owner's connection is
+/// closed before the service serves anything), else over the pool itself
+/// (a role that owns its database).
+pub async fn prepare<F>(
+    config: &crate::config::CommonConfig,
+    service: Migrator,
+    as_owner: F,
+) -> Result<PgPool>
+where
+    F: for<'a> FnOnce(&'a PgPool) -> futures::future::BoxFuture<'a, Result<()>>,
+{
+    let pool = connect(&config.database_url, config.database_max_connections).await?;
+    let Some(owner_url) = &config.database_migration_url else {
+        migrate(&pool, service).await?;
+        as_owner(&pool).await?;
+        return Ok(pool);
+    };
+    let role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .context("Failed to ask PostgreSQL which role DATABASE_URL logs in as")?;
+    let owner = connect(owner_url, 1)
+        .await
+        .context("Failed to connect over DATABASE_MIGRATION_URL")?;
+    let owner_role: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&owner)
+        .await?;
+    anyhow::ensure!(
+        owner_role != role,
+        "DATABASE_MIGRATION_URL and DATABASE_URL both log in as {role}: the service must run as a role that does not own its database"
+    );
+    migrate(&owner, service).await?;
+    as_owner(&owner).await?;
+    grant_runtime(&owner, &role).await?;
+    owner.close().await;
+    Ok(pool)
+}
+
+/// What the role a service runs as may do, granted by the database's owner
+/// after every migration: read and write the rows of every table and use
+/// its sequences, but only read and append to the audit log and only read
+/// the migrations' record. It owns nothing, so it can neither alter nor
+/// drop a table, nor disable a trigger, nor grant itself more.
+pub async fn grant_runtime(owner: &PgPool, role: &str) -> Result<()> {
+    let role = format!("\"{}\"", role.replace('"', "\"\""));
+    let statements = [
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+        format!("REVOKE ALL ON audit_log, _sqlx_migrations FROM {role}"),
+        format!("GRANT SELECT, INSERT ON audit_log TO {role}"),
+        format!("GRANT SELECT ON _sqlx_migrations TO {role}"),
+    ];
+    let mut tx = owner.begin().await?;
+    for statement in &statements {
+        sqlx::query(statement)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("Failed to grant the service's role its rights: {statement}"))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

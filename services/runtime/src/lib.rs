@@ -20,6 +20,7 @@ pub mod event;
 #[cfg(test)]
 mod hostile;
 pub mod http;
+pub mod http_client;
 pub mod kafka;
 pub mod limits;
 pub mod logs;

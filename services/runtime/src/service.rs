@@ -45,8 +45,16 @@ pub struct Base {
 impl Base {
     /// Connects, migrates (runtime tables, then `migrator`) and creates the topics.
     pub async fn start(config: CommonConfig, migrator: Migrator) -> Result<Self> {
-        let pool = db::connect(&config.database_url, config.database_max_connections).await?;
-        db::migrate(&pool, migrator).await?;
+        Self::start_with(config, migrator, |_| Box::pin(async { Ok(()) })).await
+    }
+
+    /// [`Base::start`], running `as_owner` after the migrations as the
+    /// database's owner ([`db::prepare`]), e.g. to grant another role reads.
+    pub async fn start_with<F>(config: CommonConfig, migrator: Migrator, as_owner: F) -> Result<Self>
+    where
+        F: for<'a> FnOnce(&'a PgPool) -> BoxFuture<'a, Result<()>>,
+    {
+        let pool = db::prepare(&config, migrator, as_owner).await?;
         kafka::ensure_service_topics(&config.kafka, config.service).await?;
         Ok(Self {
             topics: config.kafka.topics(),

@@ -4,12 +4,14 @@
 //! from them ([`config`]), events published as another service would, plus
 //! waiting on a condition with a deadline, the given/when/then harness of
 //! the services' pure deciders, responses checked against the OpenAPI
-//! documents ([`openapi`]), and tokens signed by the tests' key ([`auth`]). Behind the `testing` feature: only tests
+//! documents ([`openapi`]), tokens signed by the tests' key ([`auth`]), and HTTPS
+//! servers with a certificate authority of the test's own ([`https`]). Behind the `testing` feature: only tests
 //! turn it on.
 
 pub mod auth;
 pub mod decider;
 mod events;
+pub mod https;
 pub mod openapi;
 mod service;
 
@@ -44,7 +46,9 @@ pub fn catalog_drift(
     crate::catalog::catalog().drift(service, &types(&publishes), &types(&reacts_to))
 }
 
-/// Server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`.
+/// Server URL without a database, e.g. `postgres://postgres@127.0.0.1:5432`
+/// (`OMNISAGA_TEST_PG`); the password comes from the PostgreSQL password
+/// file when the URL has none (`infra/scripts/ensure-postgres.sh` puts it there).
 pub fn pg_server() -> String {
     std::env::var("OMNISAGA_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }

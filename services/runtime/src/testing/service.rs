@@ -19,6 +19,7 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
     Ok(CommonConfig {
         service,
         database_url: super::fresh_database(service).await?,
+        database_migration_url: None,
         // Small: many tests' services hold pools on one PostgreSQL at once.
         database_max_connections: 5,
         kafka: super::fresh_kafka()?,
@@ -30,5 +31,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         auth: super::auth::config(),
         limits: Default::default(),
         tls: None,
+        http_trust: Default::default(),
     })
 }

@@ -18,6 +18,7 @@ fn config() -> Config {
     Config::with_common(CommonConfig {
         service: "order",
         database_url: String::new(),
+        database_migration_url: None,
         database_max_connections: 1,
         kafka: KafkaConfig {
             brokers: String::new(),
@@ -36,6 +37,7 @@ fn config() -> Config {
         auth: omnisaga_runtime::testing::auth::config(),
         limits: Default::default(),
         tls: None,
+        http_trust: Default::default(),
     })
 }
 
