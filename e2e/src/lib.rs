@@ -132,6 +132,10 @@ pub struct StackOptions {
     /// the stack runs (`Stack::webhook`), which counts what reached the
     /// channel, rather than to its log.
     pub webhook_sink: bool,
+    /// The balancers of services run as several instances pass over an
+    /// instance whose `/readyz` is not 200, as a Kubernetes Service does
+    /// (otherwise only over one that refuses connections).
+    pub balance_on_readiness: bool,
 }
 
 impl StackOptions {
@@ -153,6 +157,7 @@ impl StackOptions {
             brokers: 1,
             database_proxies: false,
             webhook_sink: false,
+            balance_on_readiness: false,
         }
         .set_env("*", "OUTBOX_POLL_MS", "200")
     }

@@ -111,7 +111,12 @@ impl Stack {
                 None => std::net::TcpListener::bind(("127.0.0.1", port))
                     .with_context(|| format!("Failed to listen on {port} for {name}'s instances"))?,
             };
-            stack.balancers.push(Balancer::start(listener, backends)?);
+            let balancer = if stack.options.balance_on_readiness {
+                Balancer::start_on_readiness(listener, backends)?
+            } else {
+                Balancer::start(listener, backends)?
+            };
+            stack.balancers.push(balancer);
         }
         if stack.options.database_proxies {
             for (name, _) in SERVICES {
@@ -361,6 +366,15 @@ impl Stack {
         self.ports
             .get(service)
             .map(|p| format!("http://127.0.0.1:{p}"))
+            .unwrap_or_default()
+    }
+
+    /// Instance `instance` (from 1) of the service's own URL, not its balancer's.
+    pub fn instance_url(&self, service: &str, instance: usize) -> String {
+        self.instance_ports
+            .iter()
+            .find(|((name, i), _)| *name == service && *i == instance)
+            .map(|(_, p)| format!("http://127.0.0.1:{p}"))
             .unwrap_or_default()
     }
 

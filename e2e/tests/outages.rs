@@ -1,8 +1,11 @@
 //! Transient outages: the stack's own Kafka broker killed (SIGKILL) and
 //! restarted (its acknowledged records survive), every database connection of the services dropped, and the
 //! PostgreSQL server itself stopped and started again. Orders are accepted
-//! through the broker outage, refused with 503 while the database is down,
-//! readiness reports both, services retry without crashing, nothing is lost.
+//! through the broker outage, by two order instances behind a balancer that
+//! honours readiness (as a Kubernetes Service does): the broker's outage is
+//! a detail of `/readyz`, never unreadiness, so the instances stay behind
+//! it. Orders are refused with 503 while the database is down, and
+//! readiness says so; services retry without crashing, nothing is lost.
 
 use std::time::Duration;
 
@@ -21,8 +24,10 @@ async fn orders_complete_across_a_broker_restart_and_dropped_database_connection
         // Its own broker, not the run's shared one: this test kills it.
         broker: Broker::Own,
         topic_prefix: "omnisaga.".into(),
+        balance_on_readiness: true,
         ..StackOptions::for_test()
     }
+    .instances("order", 2)
     .warehouse_ms(20, 0, 20);
     let prefix = options.db_prefix.clone();
     let mut stack = Stack::start(options).await?;
@@ -40,20 +45,53 @@ async fn ready(c: &Client, url: &str) -> Result<u16> {
         .as_u16())
 }
 
+/// What instance `instance` of order says of the broker in `/readyz`, and
+/// its status.
+async fn broker_seen(c: &Client, stack: &Stack, instance: usize) -> Result<(u16, String)> {
+    let resp = c
+        .http
+        .get(format!("{}/readyz", stack.instance_url("order", instance)))
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await?;
+    let broker = body["broker"]
+        .as_str()
+        .or(body["reason"].as_str())
+        .unwrap_or_default();
+    Ok((status, broker.to_owned()))
+}
+
 async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
     let c = Client::new(stack);
     let first = c.place(&order_body("SKU-MUG", 1, "tok_visa", "before")).await?;
     c.wait_status(&first, "SHIPPED", WAIT).await?;
 
     stack.kill_broker().await?;
-    wait_for("order readiness to report the broker outage", WAIT, || async {
-        Ok((ready(&c, &c.order).await? == 503).then_some(()))
-    })
-    .await?;
+    let seen: &Stack = stack;
+    for instance in 1..=2 {
+        let (status, broker) = wait_for("each order instance to see the broker outage", WAIT, || async {
+            let (status, broker) = broker_seen(&c, seen, instance).await?;
+            Ok((broker.contains("unreachable") || status == 503).then_some((status, broker)))
+        })
+        .await?;
+        ensure!(
+            status == 200,
+            "order instance {instance} left its balancer over the broker: {status} {broker}"
+        );
+    }
+    // Time for the balancer's probes to take an unready instance out (two
+    // failed in a row): the absence of an event, which no condition shows.
+    tokio::time::sleep(3 * omnisaga_e2e::balancer::PROBE_EVERY).await;
+    // Each placement on a new connection, so the balancer picks its
+    // instance for it (a kept connection would stay where it was).
+    let mut fresh = c.clone();
+    fresh.http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let mut during = Vec::new();
     for i in 0..5 {
         during.push(
-            c.place(&order_body("SKU-MUG", 1, "tok_visa", &format!("outage-{i}")))
+            fresh
+                .place(&order_body("SKU-MUG", 1, "tok_visa", &format!("outage-{i}")))
                 .await?,
         );
     }
@@ -108,11 +146,14 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
         );
     }
     let stopped = PostgresStopped::stop()?;
+    // Unready now, both instances leave the balancer: ask one directly.
+    let mut direct = c.clone();
+    direct.order = stack.instance_url("order", 1);
     wait_for("order readiness to report the database outage", WAIT, || async {
-        Ok((ready(&c, &c.order).await? == 503).then_some(()))
+        Ok((ready(&direct, &direct.order).await? == 503).then_some(()))
     })
     .await?;
-    let (status, refused) = c
+    let (status, refused) = direct
         .post_order(
             "placed-while-the-database-is-down",
             &order_body("SKU-MUG", 1, "tok_visa", "pg-down"),

@@ -210,6 +210,7 @@ fn stack_options(args: &Args, dir: &std::path::Path, prefix: &str, instances: us
         brokers: 1,
         database_proxies: false,
         webhook_sink: false,
+        balance_on_readiness: false,
     }
     .set_env("warehouse", "WAREHOUSE_PICK_MS", "0")
     .set_env("warehouse", "WAREHOUSE_PACK_MS", "0")

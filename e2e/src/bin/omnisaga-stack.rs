@@ -38,6 +38,7 @@ async fn main() -> Result<()> {
         brokers: 1,
         database_proxies: false,
         webhook_sink: false,
+        balance_on_readiness: false,
     };
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;

@@ -12,6 +12,7 @@ use axum::{
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     auth,
+    cached::{cached, Cache},
     http::{ApiError, ErrorBody},
     openapi::{self, About},
 };
@@ -66,7 +67,11 @@ pub fn routes(pool: PgPool, config: Config) -> Router {
             auth::require_scope,
         ))
         // Open (see `App::run_until_stopped`): aggregate figures only.
-        .route("/dashboard", get(dashboard::page))
+        // A database query open to anyone: one answer a second, shared.
+        .route(
+            "/dashboard",
+            get(dashboard::page).layer(middleware::from_fn_with_state(Cache::new(), cached)),
+        )
         .with_state(ApiState { pool, config })
 }
 

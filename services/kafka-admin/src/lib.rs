@@ -352,3 +352,25 @@ unsafe fn text(s: *const c_char) -> String {
     // SAFETY: as the caller promises.
     unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
+
+/// Raises a fatal error in `client` as the idempotent producer does when
+/// the broker breaks its sequence (`OUT_OF_ORDER_SEQUENCE_NUMBER`), through
+/// librdkafka's test hook (`rd_kafka_test_fatal_error`): for tests of what a
+/// service does after one, which no broker raises at will.
+pub fn raise_fatal_error<C: ClientContext>(client: &rdkafka::client::Client<C>, reason: &str) -> Result<()> {
+    let reason = CString::new(reason).context("a reason without NUL bytes")?;
+    // SAFETY: the client's handle is valid while `client` lives, and
+    // librdkafka copies `reason` before it returns.
+    let err = unsafe {
+        rd::rd_kafka_test_fatal_error(
+            client.native_ptr(),
+            rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+            reason.as_ptr(),
+        )
+    };
+    ensure!(
+        err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+        "librdkafka raised no fatal error: {err:?}"
+    );
+    Ok(())
+}

@@ -1,9 +1,11 @@
 //! The provider callers: a small pool making the calls to the payment
-//! provider that the consumer queued (`store::queue_call`), each in a
-//! transaction of its own, outside every consumer batch. A call is locked
-//! while it is made (`FOR UPDATE SKIP LOCKED`), so a crash returns it to the
-//! queue and a caller makes it again; the provider answers a payment id it
-//! knows with its first answer, so asking twice charges once.
+//! provider that the consumer queued (`store::queue_call`), outside every
+//! consumer batch. A caller leases the call it makes (`store::claim_call`,
+//! committed at once) and holds no transaction while it asks the order
+//! service and the provider, each call bounded by its timeout; the lease
+//! outlasts them, and a call whose caller died or failed is made again by
+//! another; the provider answers a payment id it knows with its first
+//! answer, so asking twice charges once.
 //!
 //! An authorisation is decided over the order's stream twice: before the
 //! provider is asked (a cancelled or paid order is never charged) and when
@@ -31,7 +33,7 @@ use omnisaga_runtime::{
     work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
 };
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -50,6 +52,8 @@ pub const UNKNOWN_PAYMENT_METHOD: &str = "payment_method_unknown";
 /// Longest an idle caller waits before looking at the queue again; the
 /// consumer's commits wake it sooner.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How much longer than its outside calls may take a caller leases a call.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Times an ambiguous authorisation is asked with its key before the
 /// provider is asked for its outcome ([`ProviderCalls::certain_answer`]).
@@ -78,8 +82,8 @@ impl ProviderCalls {
 
 #[async_trait]
 impl Worker for ProviderCalls {
-    /// The oldest queued call, locked in its transaction.
-    type Work = (Transaction<'static, Postgres>, Call);
+    /// The oldest queued call, leased.
+    type Work = Call;
 
     fn name(&self) -> &'static str {
         "provider caller"
@@ -87,37 +91,52 @@ impl Worker for ProviderCalls {
 
     async fn claim(&self) -> Result<Claimed<Self::Work>> {
         let mut tx = self.pool.begin().await?;
-        match store::claim_call(&mut tx).await? {
-            Some((call, more)) => {
-                let then = if more { Then::WakeAnother } else { Then::LookAgain };
-                Ok(Claimed::Work {
-                    work: (tx, call),
-                    then,
-                })
-            }
-            None => {
-                tx.rollback().await?;
-                Ok(Claimed::Wait(IDLE_POLL))
-            }
-        }
+        let claimed = store::claim_call(&mut tx, self.lease()).await?;
+        tx.commit().await?;
+        Ok(match claimed {
+            Some((call, more)) => Claimed::Work {
+                work: call,
+                then: if more { Then::WakeAnother } else { Then::LookAgain },
+            },
+            None => Claimed::Wait(IDLE_POLL),
+        })
     }
 
-    async fn work(&self, (mut tx, call): Self::Work) -> Result<()> {
-        let written = self.make(&mut tx, call).await?;
-        tx.commit().await?;
-        // This caller looks for the next call itself.
-        if written {
-            self.waker.wake_for(Written::OUTBOX);
+    async fn work(&self, call: Call) -> Result<()> {
+        let id = call.id;
+        match self.make(call).await {
+            // This caller looks for the next call itself.
+            Ok(written) => {
+                if written {
+                    self.waker.wake_for(Written::OUTBOX);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(release) = store::release_call(&self.pool, id).await {
+                    tracing::warn!(error = %release, "lease kept: the call is made again when it runs out");
+                }
+                Err(e)
+            }
         }
-        Ok(())
     }
 }
 
 impl ProviderCalls {
-    /// Makes `call` and takes it off the queue in `tx`, recording the
-    /// answer; the caller commits. Returns whether events were published.
-    /// Its span continues the trace of the event that queued the call.
-    pub async fn make(&self, tx: &mut PgConnection, call: Call) -> Result<bool> {
+    /// How long a caller holds a call: the longest its outside calls take
+    /// (the order service, then the provider: an earlier attempt's look-up,
+    /// [`AMBIGUOUS_TRIES`] asks and the look-up of an ambiguous one), and a
+    /// margin. A lease that runs out anyway only lets another caller make
+    /// the same call with the same key, which charges nothing twice.
+    fn lease(&self) -> Duration {
+        crate::orders::TIMEOUT + (AMBIGUOUS_TRIES + 2) * self.provider.timeout() + LEASE_MARGIN
+    }
+
+    /// Makes the leased `call` and takes it off the queue, recording the
+    /// answer in a transaction opened only once the answer is in hand.
+    /// Returns whether events were published. Its span continues the trace
+    /// of the event that queued the call.
+    pub async fn make(&self, call: Call) -> Result<bool> {
         let name = match call.action {
             Action::Authorize { .. } => "authorize payment",
             Action::Void => "void payment",
@@ -131,39 +150,45 @@ impl ProviderCalls {
         );
         call.trace.attach(&span);
         async move {
-            store::call_done(&mut *tx, call.id).await?;
             match call.action {
                 Action::Void => {
                     self.provider.void(&call.payment_id).await?;
+                    self.done(call.id).await?;
                     Ok(false)
                 }
                 Action::Authorize {
                     ref request,
                     ref token,
-                } => self.authorize(tx, &call, request.clone(), token).await,
+                } => self.authorize(&call, request.clone(), token).await,
             }
         }
         .instrument(span)
         .await
     }
 
+    /// Takes call `id` off the queue in a transaction of its own.
+    async fn done(&self, id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        store::call_done(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Asks the provider about the attempt `request` makes, once the stream
     /// says it may be made, and records the answer.
-    async fn authorize(
-        &self,
-        tx: &mut PgConnection,
-        call: &Call,
-        request: Request,
-        token: &str,
-    ) -> Result<bool> {
+    async fn authorize(&self, call: &Call, request: Request, token: &str) -> Result<bool> {
         let executor = Executor::<PaymentAggregate>::new(&self.payments_topic);
         let order = call.order_id.to_string();
-        let loaded = executor.load(tx, &order).await?;
-        if let Err(refusal) = domain::attempt(&loaded.state, &request) {
-            if let Some(number) = domain::unrecorded_attempt(&loaded.state, &request, &refusal) {
+        let before = {
+            let mut conn = self.pool.acquire().await?;
+            executor.load(&mut conn, &order).await?
+        };
+        if let Err(refusal) = domain::attempt(&before.state, &request) {
+            if let Some(number) = domain::unrecorded_attempt(&before.state, &request, &refusal) {
                 self.void_unrecorded(&domain::payment_id(&order, number)).await?;
             }
             tracing::debug!(reason = %refusal, "attempt not made");
+            self.done(call.id).await?;
             return Ok(false);
         }
         self.void_earlier(&order, &request).await?;
@@ -182,6 +207,16 @@ impl ProviderCalls {
                 Outcome::Unavailable => ProviderAnswer::Unavailable,
             },
         };
+        // The answer in hand: recorded over the stream as it is now, with
+        // the call taken off the queue, or not at all.
+        let mut tx = self.pool.begin().await?;
+        if !store::call_done(&mut tx, call.id).await? {
+            // Its lease ran out and another caller made it and recorded the
+            // same answer (the provider gives a payment id one).
+            tracing::info!("call already made by another caller");
+            return Ok(false);
+        }
+        let loaded = executor.load(&mut tx, &order).await?;
         let cmd = Command::Authorize {
             order_id: order.clone(),
             request,
@@ -192,7 +227,7 @@ impl ProviderCalls {
             causation_id: call.causation_id.clone(),
             trace: TraceContext::current(),
         };
-        let done = match executor.decide(tx, &order, loaded, cmd, None, &meta).await {
+        let done = match executor.decide(&mut tx, &order, loaded, cmd, None, &meta).await {
             Ok(done) => done,
             Err(ExecuteError::Store(e)) => return Err(e.into()),
             Err(e) => anyhow::bail!("provider answer not recorded: {e}"),
@@ -201,7 +236,8 @@ impl ProviderCalls {
             OUTCOMES.with_label_values(&[crate::handlers::outcome(out)]).inc();
             tracing::info!(event.type = %out.event_type, "payment event");
         }
-        store::update_view(tx, call.order_id, &done.state).await?;
+        store::update_view(&mut tx, call.order_id, &done.state).await?;
+        tx.commit().await?;
         Ok(!done.published.is_empty())
     }
 

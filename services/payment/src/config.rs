@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8081` | health and admin listen address |
 //! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
+//! | `PAYMENT_PROVIDER_TIMEOUT_MS` | `10000` | longest a provider call may take; past it the call has no answer and is made again later (no transaction is open meanwhile) |
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
 //! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |
 //! | `PAYMENT_AMBIGUOUS_RATE` | `0` | share of first approvals the simulator records and then answers unavailable (charged, answer lost), 0 to 1 |
@@ -46,7 +47,12 @@ impl Config {
             ledger_retention: Duration::from_secs(
                 24 * 3600 * parse_or("PAYMENT_PROVIDER_LEDGER_DAYS", 30u64)?,
             ),
+            timeout: Duration::from_millis(parse_or("PAYMENT_PROVIDER_TIMEOUT_MS", 10_000)?),
         };
+        ensure!(
+            !provider.timeout.is_zero(),
+            "PAYMENT_PROVIDER_TIMEOUT_MS must be above 0"
+        );
         ensure!(
             !provider.ledger_retention.is_zero(),
             "PAYMENT_PROVIDER_LEDGER_DAYS must be at least 1"

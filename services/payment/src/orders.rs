@@ -27,13 +27,16 @@ impl std::fmt::Debug for OrderService {
     }
 }
 
+/// Longest a request to the order service may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
 impl OrderService {
     /// The order service at `url` (`http://` or `https://`, its
     /// certificate checked against `trust`), asked with `token`.
     pub fn new(url: String, token: Option<String>, trust: &Trust) -> Result<Self> {
         let http = trust
             .builder()
-            .timeout(Duration::from_secs(5))
+            .timeout(TIMEOUT)
             .build()
             .context("Failed to build the HTTP client for the order service")?;
         Ok(Self { http, url, token })

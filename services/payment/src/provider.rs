@@ -42,6 +42,9 @@ pub struct ProviderConfig {
     /// How long the ledger keeps an answer (`PAYMENT_PROVIDER_LEDGER_DAYS`):
     /// a payment id asked again after that would be answered anew.
     pub ledger_retention: Duration,
+    /// Longest a call to the provider may take (`PAYMENT_PROVIDER_TIMEOUT_MS`):
+    /// past it the call has no answer, and it is made again later.
+    pub timeout: Duration,
 }
 
 impl Default for ProviderConfig {
@@ -52,6 +55,7 @@ impl Default for ProviderConfig {
             outage_rate: 0.0,
             ambiguous_rate: 0.0,
             ledger_retention: Duration::from_secs(30 * 24 * 3600),
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -90,6 +94,22 @@ impl Provider {
     /// answer (the ledger could not be read or written): the caller asks
     /// again with the same payment id, as with a provider that timed out.
     pub async fn authorize(&self, payment_id: &str, token: &str) -> Result<Outcome> {
+        self.bounded(self.authorize_unbounded(payment_id, token)).await
+    }
+
+    /// The longest a call to the provider may take.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
+    /// `call`, failed once it took longer than the provider's timeout.
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.config.timeout, call)
+            .await
+            .map_err(|_| anyhow::anyhow!("the provider did not answer within {:?}", self.config.timeout))?
+    }
+
+    async fn authorize_unbounded(&self, payment_id: &str, token: &str) -> Result<Outcome> {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
@@ -154,6 +174,10 @@ impl Provider {
     /// Releases an authorisation. The simulator always can; voiding twice,
     /// or an id it never approved, changes nothing.
     pub async fn void(&self, payment_id: &str) -> Result<()> {
+        self.bounded(self.void_unbounded(payment_id)).await
+    }
+
+    async fn void_unbounded(&self, payment_id: &str) -> Result<()> {
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
@@ -172,14 +196,17 @@ impl Provider {
     /// Whether the provider holds money for `payment_id`: approved and not
     /// voided (a real provider answers this by the payment's idempotency key).
     pub async fn holds(&self, payment_id: &str) -> Result<bool> {
-        let held: Option<bool> = sqlx::query_scalar(
+        self.bounded(async {
+            let held: Option<bool> = sqlx::query_scalar(
             "SELECT outcome = 'APPROVED' AND voided_at IS NULL FROM provider_ledger WHERE payment_id = $1",
         )
-        .bind(payment_id)
-        .fetch_optional(&self.ledger)
+            .bind(payment_id)
+            .fetch_optional(&self.ledger)
+            .await
+            .context("the provider's ledger did not answer")?;
+            Ok(held.unwrap_or(false))
+        })
         .await
-        .context("the provider's ledger did not answer")?;
-        Ok(held.unwrap_or(false))
     }
 
     /// The outcome of `payment_id` as the provider recorded it, asked by

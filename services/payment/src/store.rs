@@ -2,9 +2,11 @@
 //! executor keeps, see `crate::wire`): the payment view support reads, and
 //! the queue of calls to the provider.
 
+use std::time::Duration;
+
 use omnisaga_proto::v1::Money;
 use omnisaga_runtime::{outbox, TraceContext};
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::domain::{Payment, Request};
@@ -123,15 +125,26 @@ pub async fn queue_call(
     Ok(())
 }
 
-/// The oldest queued call, locked until the caller's transaction ends
-/// (`SKIP LOCKED`: each caller takes another), and whether more are queued.
-pub async fn claim_call(conn: &mut PgConnection) -> Result<Option<(Call, bool)>, sqlx::Error> {
+/// Leases the oldest queued call nobody holds a lease on for `lease`
+/// (committed with the caller's transaction, so it holds none while it
+/// calls), and whether another is queued that nobody holds.
+pub async fn claim_call(
+    conn: &mut PgConnection,
+    lease: Duration,
+) -> Result<Option<(Call, bool)>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT c.id, c.order_id, c.payment_id, c.action, c.attempt, c.amount_minor, c.currency,
+        "WITH next AS (
+             SELECT id FROM provider_calls
+             WHERE leased_until IS NULL OR leased_until <= clock_timestamp()
+             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         UPDATE provider_calls c SET leased_until = clock_timestamp() + make_interval(secs => $1)
+         FROM next WHERE c.id = next.id
+         RETURNING c.id, c.order_id, c.payment_id, c.action, c.attempt, c.amount_minor, c.currency,
                 c.payment_method_token, c.correlation_id, c.causation_id, c.traceparent, c.tracestate,
-                EXISTS (SELECT 1 FROM provider_calls o WHERE o.id <> c.id)
-         FROM provider_calls c ORDER BY c.id LIMIT 1 FOR UPDATE OF c SKIP LOCKED",
+                EXISTS (SELECT 1 FROM provider_calls o WHERE o.id <> c.id
+                        AND (o.leased_until IS NULL OR o.leased_until <= clock_timestamp()))",
     )
+    .bind(lease.as_secs_f64())
     .fetch_optional(conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -171,11 +184,22 @@ pub async fn claim_call(conn: &mut PgConnection) -> Result<Option<(Call, bool)>,
     Ok(Some((call, row.get(12))))
 }
 
-/// Takes a call made off the queue.
-pub async fn call_done(conn: &mut PgConnection, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM provider_calls WHERE id = $1")
+/// Takes a call made off the queue; false when it was no longer there (its
+/// lease ran out and another caller made it and recorded the answer).
+pub async fn call_done(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM provider_calls WHERE id = $1")
         .bind(id)
         .execute(conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives up the lease of a call that failed, so it is made again after the
+/// caller's back-off rather than once the lease runs out.
+pub async fn release_call(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE provider_calls SET leased_until = NULL WHERE id = $1")
+        .bind(id)
+        .execute(pool)
         .await?;
     Ok(())
 }

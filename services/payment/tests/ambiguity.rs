@@ -20,6 +20,7 @@ use omnisaga_runtime::{
     aggregate::Executor,
     consumer::{Handler, Incoming},
     event::{self, EventMeta},
+    http_client::Trust,
     outbox::OutboxWaker,
     testing,
     work::{Claimed, Worker},
@@ -52,7 +53,7 @@ impl Payment {
                 provider: Arc::new(Provider::new(config, pool.clone())),
                 payments_topic: PAYMENTS.into(),
                 // The events carry their tokens: nobody at port 9 is asked.
-                orders: OrderService::new("http://127.0.0.1:9".into(), None),
+                orders: OrderService::new("http://127.0.0.1:9".into(), None, &Trust::system()).unwrap(),
             },
             pool,
             order_id: Uuid::new_v4().to_string(),

@@ -15,6 +15,7 @@ use omnisaga_payment::{
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderCancelled, OrderPlaced, StockReleased};
 use omnisaga_runtime::{
     consumer::{Handler, Incoming},
+    db,
     event::{self, EventMeta},
     http_client::Trust,
     outbox::OutboxWaker,
@@ -46,10 +47,22 @@ impl Payment {
 
     /// A payment service that asks `orders` for tokens the events lack.
     async fn asking(name: &str, orders: OrderService) -> Self {
-        let pool = testing::migrated_database(name, sqlx::migrate!("./migrations"))
+        Self::with(name, orders, ProviderConfig::default(), db::Timeouts::default()).await
+    }
+
+    /// With its provider as `provider` says, on a pool bounded by `timeouts`.
+    async fn with(
+        name: &str,
+        orders: OrderService,
+        provider: ProviderConfig,
+        timeouts: db::Timeouts,
+    ) -> Self {
+        let url = testing::fresh_database(name).await.expect("test database");
+        let pool = db::connect_with(&url, 4, timeouts).await.expect("pool");
+        db::migrate(&pool, sqlx::migrate!("./migrations"))
             .await
-            .expect("test database");
-        let provider = Arc::new(Provider::new(ProviderConfig::default(), pool.clone()));
+            .expect("migrated");
+        let provider = Arc::new(Provider::new(provider, pool.clone()));
         Self {
             handler: OrderEvents {
                 payments_topic: PAYMENTS.into(),
@@ -169,15 +182,19 @@ async fn an_approval_rolled_back_and_then_cancelled_is_voided_at_the_provider() 
     let p = Payment::new("provider_calls_lost_approval").await;
     p.consume("order", p.placed()).await;
 
-    // The provider approves, then the transaction recording it is lost.
-    let Claimed::Work {
-        work: (mut tx, call), ..
-    } = p.calls.claim().await.unwrap()
-    else {
+    // The provider approves, then the caller dies before it records the
+    // answer, and its lease runs out.
+    let Claimed::Work { work: call, .. } = p.calls.claim().await.unwrap() else {
         panic!("the placement queued a call");
     };
-    p.calls.make(&mut tx, call).await.expect("authorised");
-    tx.rollback().await.unwrap();
+    p.provider
+        .authorize(&call.payment_id, "tok_visa")
+        .await
+        .expect("authorised");
+    sqlx::query("UPDATE provider_calls SET leased_until = now()")
+        .execute(&p.pool)
+        .await
+        .unwrap();
     assert!(
         p.provider.holds(&p.payment_id()).await.unwrap(),
         "the provider holds the money"
@@ -326,4 +343,54 @@ async fn an_order_service_that_fails_leaves_the_call_queued_for_later() {
         "the call waits to be made again"
     );
     assert_eq!(p.recorded("PaymentFailed").await, 0);
+}
+
+#[tokio::test]
+async fn a_provider_slower_than_the_idle_transaction_timeout_still_gets_its_answer_recorded() {
+    // The server ends a transaction idle for 300 ms; the provider takes 1.5 s.
+    let p = Payment::with(
+        "provider_calls_slow",
+        OrderService::new("http://127.0.0.1:9".into(), None, &Trust::system()).unwrap(),
+        ProviderConfig {
+            latency: std::time::Duration::from_millis(1500),
+            ..Default::default()
+        },
+        db::Timeouts {
+            idle_in_transaction: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    p.consume("order", p.placed()).await;
+    p.call_next().await;
+    assert_eq!(p.recorded("PaymentAuthorized").await, 1);
+    assert_eq!(p.count("SELECT count(*) FROM provider_calls").await, 0);
+}
+
+#[tokio::test]
+async fn a_caller_that_failed_gives_its_lease_up_and_a_leased_call_is_not_claimed_twice() {
+    let p = Payment::with(
+        "provider_calls_lease",
+        OrderService::new("http://127.0.0.1:9".into(), None, &Trust::system()).unwrap(),
+        ProviderConfig {
+            timeout: std::time::Duration::from_millis(200),
+            latency: std::time::Duration::from_secs(1),
+            ..Default::default()
+        },
+        db::Timeouts::default(),
+    )
+    .await;
+    p.consume("order", p.placed()).await;
+    let Claimed::Work { work: call, .. } = p.calls.claim().await.unwrap() else {
+        panic!("the placement queued a call");
+    };
+    assert!(
+        matches!(p.calls.claim().await.unwrap(), Claimed::Wait(_)),
+        "the leased call is nobody else's"
+    );
+    // The provider does not answer within its timeout: the call fails and
+    // is free again at once.
+    let err = p.calls.work(call).await.expect_err("no answer in time");
+    assert!(format!("{err:#}").contains("did not answer"), "{err:#}");
+    assert!(matches!(p.calls.claim().await.unwrap(), Claimed::Work { .. }));
 }

@@ -49,7 +49,7 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, mut req: Request, next:
     }
 }
 
-fn bearer(req: &Request) -> Result<&str, AuthError> {
+pub(crate) fn bearer(req: &Request) -> Result<&str, AuthError> {
     let header = req.headers().get(AUTHORIZATION).ok_or(AuthError::Missing)?;
     let value = header.to_str().map_err(|_| AuthError::Malformed)?;
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;

@@ -5,10 +5,13 @@
 //! | `DATABASE_URL` | (required) | the service's own PostgreSQL database, as the role the service runs as |
 //! | `DATABASE_MIGRATION_URL` | unset: migrations run over `DATABASE_URL` | the same database as its owner: the service applies its migrations over it at start, grants `DATABASE_URL`'s role what it needs at run time (rows, not tables: see [`crate::db::grant_runtime`]) and closes it |
 //! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
+//! | `DATABASE_STATEMENT_TIMEOUT_MS` | `30000` | PostgreSQL's `statement_timeout` on every connection of the pool (0: none; migrations run without it) |
+//! | `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `30000` | PostgreSQL's `idle_in_transaction_session_timeout` on every connection: a transaction idle longer ends with its session, freeing its locks (0: none) |
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API |
+//! | `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS` | `10000`, `1024`, `300` | the server's limits ([`crate::server::Settings`]) |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
 //! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
@@ -67,6 +70,9 @@ pub struct CommonConfig {
     /// The database as its owner, for the migrations (`DATABASE_MIGRATION_URL`).
     pub database_migration_url: Option<String>,
     pub database_max_connections: u32,
+    /// Statement and idle-in-transaction timeouts of every connection
+    /// (`DATABASE_STATEMENT_TIMEOUT_MS`, `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`).
+    pub database_timeouts: crate::db::Timeouts,
     pub kafka: KafkaConfig,
     pub http_addr: SocketAddr,
     pub outbox_poll: Duration,
@@ -87,6 +93,8 @@ pub struct CommonConfig {
     pub tls: Option<crate::tls::TlsFiles>,
     /// The CAs outbound HTTPS calls trust: the system's and `TLS_CA_FILE`'s.
     pub http_trust: crate::http_client::Trust,
+    /// Header read timeout, connections at once and their age (`HTTP_*`).
+    pub server: crate::server::Settings,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -99,6 +107,7 @@ impl std::fmt::Debug for CommonConfig {
                 &self.database_migration_url.as_deref().map(redact_url),
             )
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_timeouts", &self.database_timeouts)
             .field("kafka", &self.kafka)
             .field("http_addr", &self.http_addr)
             .field("outbox_poll", &self.outbox_poll)
@@ -109,6 +118,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("limits", &self.limits)
             .field("tls", &self.tls)
             .field("http_trust", &self.http_trust)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -136,6 +146,21 @@ fn limits_from_env() -> Result<crate::limits::Limits> {
         "HTTP_REQUEST_TIMEOUT_MS must be above 0"
     );
     Ok(limits)
+}
+
+/// `DATABASE_STATEMENT_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`.
+fn database_timeouts() -> Result<crate::db::Timeouts> {
+    let d = crate::db::Timeouts::default();
+    Ok(crate::db::Timeouts {
+        statement: Duration::from_millis(parse_or(
+            "DATABASE_STATEMENT_TIMEOUT_MS",
+            d.statement.as_millis() as u64,
+        )?),
+        idle_in_transaction: Duration::from_millis(parse_or(
+            "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+            d.idle_in_transaction.as_millis() as u64,
+        )?),
+    })
 }
 
 /// `url` with the password of its user part replaced by `***`.
@@ -269,6 +294,7 @@ impl CommonConfig {
             database_url,
             database_migration_url: var("DATABASE_MIGRATION_URL").filter(|u| !u.is_empty()),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
+            database_timeouts: database_timeouts()?,
             kafka: KafkaConfig {
                 brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
                 topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),
@@ -298,6 +324,7 @@ impl CommonConfig {
             limits: limits_from_env()?,
             tls: crate::tls::TlsFiles::from_env()?,
             http_trust,
+            server: crate::server::Settings::from_env()?,
         })
     }
 }

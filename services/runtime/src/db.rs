@@ -1,20 +1,68 @@
 //! The PostgreSQL pool and migrations: the runtime's own tables (event store,
 //! outbox, inbox) first, then the service's.
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
 use anyhow::{Context, Result};
-use sqlx::{migrate::Migrator, postgres::PgPoolOptions, PgPool};
+use sqlx::{
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
 
-/// Connects, retrying for a while so a service may start before the database.
+/// What the server bounds on every connection of a service's pools, set
+/// when each connection starts (`DATABASE_STATEMENT_TIMEOUT_MS`,
+/// `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`; 0 is no bound). A statement
+/// that runs longer is cancelled, and a transaction left idle longer (its
+/// holder hung, paused or waiting on something it should not wait on in a
+/// transaction) ends with its session, so the rows it locked are free again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// PostgreSQL's `statement_timeout`.
+    pub statement: Duration,
+    /// PostgreSQL's `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Timeouts {
+    /// `options` with both timeouts as the connection's startup settings.
+    fn apply(&self, options: PgConnectOptions) -> PgConnectOptions {
+        options.options([
+            ("statement_timeout", self.statement.as_millis().to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction.as_millis().to_string(),
+            ),
+        ])
+    }
+}
+
+/// Connects with the default [`Timeouts`], retrying for a while so a
+/// service may start before the database.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
+    connect_with(url, max_connections, Timeouts::default()).await
+}
+
+/// Connects, every connection bounded by `timeouts`, retrying for a while
+/// so a service may start before the database.
+pub async fn connect_with(url: &str, max_connections: u32, timeouts: Timeouts) -> Result<PgPool> {
+    let options = timeouts.apply(PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid URL")?);
     let mut delay = Duration::from_millis(200);
     let mut attempts = 0;
     loop {
         match PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options.clone())
             .await
         {
             Ok(pool) => return Ok(pool),
@@ -44,19 +92,26 @@ pub fn span(summary: &'static str) -> tracing::Span {
 }
 
 /// Applies the runtime's migrations and then `service` (whose versions must
-/// start at 1000 so the two sets never collide).
+/// start at 1000 so the two sets never collide), on a connection without
+/// the statement timeout (a migration may rewrite a large table, and waits
+/// for another instance's migrations), which is closed afterwards.
 pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<()> {
+    let mut conn = pool.acquire().await?.detach();
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut conn)
+        .await?;
     let mut runtime = sqlx::migrate!("./migrations");
     runtime.set_ignore_missing(true);
     runtime
-        .run(pool)
+        .run(&mut conn)
         .await
         .context("Failed to apply the runtime migrations")?;
     service.set_ignore_missing(true);
     service
-        .run(pool)
+        .run(&mut conn)
         .await
         .context("Failed to apply the service migrations")?;
+    let _ = sqlx::Connection::close(conn).await;
     Ok(())
 }
 
@@ -74,7 +129,12 @@ pub async fn prepare<F>(
 where
     F: for<'a> FnOnce(&'a PgPool) -> futures::future::BoxFuture<'a, Result<()>>,
 {
-    let pool = connect(&config.database_url, config.database_max_connections).await?;
+    let pool = connect_with(
+        &config.database_url,
+        config.database_max_connections,
+        config.database_timeouts,
+    )
+    .await?;
     let Some(owner_url) = &config.database_migration_url else {
         migrate(&pool, service).await?;
         as_owner(&pool).await?;

@@ -41,6 +41,18 @@ impl TraceContext {
         let _ = span.set_parent(cx);
     }
 
+    /// Links `span` to this context (when it is a valid one) without
+    /// joining its trace: what a request from outside keeps of its caller's.
+    pub fn link(&self, span: &tracing::Span) {
+        use opentelemetry::trace::TraceContextExt;
+        if self.trace_id().is_none() {
+            return;
+        }
+        let cx = TraceContextPropagator::new().extract(self);
+        let linked = cx.span().span_context().clone();
+        span.add_link(linked);
+    }
+
     /// The trace id the OpenTelemetry propagator reads from this context,
     /// whatever `trace_id` says: what the tests and fuzz targets hold
     /// `trace_id` to.

@@ -1,20 +1,20 @@
 //! HTTP plumbing: the one JSON error envelope `{code, message, request_id,
 //! details}`, the request-id and trace-context middleware (which also logs
 //! each error once), a JSON extractor whose rejections use the envelope, and
-//! the `/healthz` and `/readyz` endpoints.
+//! the `/healthz` and `/readyz` endpoints (readiness is the database's; the
+//! broker's state is a detail of it, `crate::probe`).
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{rejection::JsonRejection, ConnectInfo, FromRequest, MatchedPath, Request, State},
+    extract::{rejection::JsonRejection, FromRequest, MatchedPath, Request, State},
     http::{header::HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
     Json, Router,
 };
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -215,17 +215,58 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// Whose trace context a request continues. Every API is a public edge: a
+/// request starts a trace of its own and keeps the client's `traceparent`
+/// as a span link, so no client can switch sampling off for a saga or merge
+/// orders into one trace. Only a caller with a service identity (a token
+/// holding a service scope, [`SERVICE_SCOPES`]) continues its trace, as the
+/// services calling each other do.
+#[derive(Clone, Default)]
+pub struct TraceTrust {
+    /// Checks the tokens; without it no request continues a trace.
+    pub verifier: Option<Arc<omnisaga_auth::Verifier>>,
+}
+
+/// The scopes only services hold: their callers continue their traces.
+pub const SERVICE_SCOPES: [omnisaga_auth::Scope; 2] = [
+    omnisaga_auth::Scope::StockRead,
+    omnisaga_auth::Scope::PaymentMethodsRead,
+];
+
+impl TraceTrust {
+    /// Whether `req`'s bearer token is valid and holds a service scope.
+    fn continues(&self, req: &Request) -> bool {
+        let Some(verifier) = &self.verifier else {
+            return false;
+        };
+        crate::auth::bearer(req)
+            .and_then(|token| verifier.verify(token))
+            .is_ok_and(|p| SERVICE_SCOPES.iter().any(|s| p.has(*s)))
+    }
+}
+
 /// Middleware: request id and trace context in, request id out, one span per
 /// request (probes and scrapes excepted), each error logged once, with its
-/// cause, and the request id put in its body.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
+/// cause, and the request id put in its body. The client's trace context is
+/// continued or only linked as [`TraceTrust`] says.
+pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, next: Next) -> Response {
+    let given = crate::input::request_id(req.headers());
+    let request_id = given
+        .clone()
+        .ok()
+        .flatten()
         .unwrap_or_else(|| Uuid::now_v7().to_string());
+    if let Some(err) = given.err().or_else(|| crate::input::control_character(req.uri())) {
+        let mut resp = err.into_response();
+        if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+            tracing::info!(code = err.code, message = %err.message, "request rejected");
+            *resp.body_mut() = Body::from(err.body(&request_id).to_string());
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        return resp;
+    }
     let parent = {
         let header = |name: &str| {
             req.headers()
@@ -264,7 +305,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         trace_id = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
-    parent.attach(&span);
+    if parent.trace_id().is_some() && trust.continues(&req) {
+        parent.attach(&span);
+    } else {
+        parent.link(&span);
+    }
     let trace = span.in_scope(TraceContext::current);
     if let Some(t) = trace.trace_id() {
         span.record("trace_id", t);
@@ -363,20 +408,32 @@ async fn enveloped(resp: Response) -> Response {
     out
 }
 
-/// What `/readyz` checks: the database and the broker.
+/// What `/readyz` checks: the database, which the API cannot serve
+/// without. The broker's state is reported beside it and never makes the
+/// service unready (see [`crate::probe`]).
 #[derive(Clone)]
 pub struct Readiness {
     pool: PgPool,
-    broker: Arc<BaseConsumer>,
+    broker: crate::probe::BrokerWatch,
+    /// The relay's producer, whose fatal errors `/healthz` reports.
+    producer: Option<crate::kafka::Producer>,
 }
 
 impl Readiness {
     pub fn new(pool: PgPool, kafka: &KafkaConfig) -> anyhow::Result<Self> {
-        let broker: BaseConsumer = crate::kafka::base(kafka).create()?;
         Ok(Self {
             pool,
-            broker: Arc::new(broker),
+            broker: crate::probe::BrokerWatch::new(kafka)?,
+            producer: None,
         })
+    }
+
+    /// Reports `producer`'s fatal errors in `/healthz`.
+    pub fn with_producer(self, producer: crate::kafka::Producer) -> Self {
+        Self {
+            producer: Some(producer),
+            ..self
+        }
     }
 
     async fn check(&self) -> Result<(), String> {
@@ -387,15 +444,12 @@ impl Readiness {
         .await
         .map_err(|_| "database: timeout".to_owned())?
         .map_err(|e| format!("database: {e}"))?;
-        let broker = self.broker.clone();
-        tokio::task::spawn_blocking(move || broker.fetch_metadata(None, Duration::from_secs(2)).map(|_| ()))
-            .await
-            .map_err(|e| format!("broker: {e}"))?
-            .map_err(|e| format!("broker: {e}"))
+        Ok(())
     }
 }
 
-/// `/healthz` (the process is alive) and `/readyz` (database and broker reachable).
+/// `/healthz` (the process is alive) and `/readyz` (the database reachable,
+/// the broker's state beside it).
 pub fn health_routes(readiness: Readiness) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
@@ -409,36 +463,80 @@ pub struct Health {
     /// `ok` (alive), `ready`, or `unavailable` (with the reason).
     #[schema(pattern = "^(ok|ready|unavailable)$")]
     pub status: &'static str,
-    /// What is unreachable: the database or the broker, and why.
+    /// What is wrong, and why: the database unreachable (`/readyz`), the
+    /// relay's producer broken (`/healthz`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `/readyz` only: the broker as last seen, `reachable`, `unreachable:
+    /// <why>` or `not checked yet`. It does not make the service unready:
+    /// the outbox keeps what the API accepts until the broker is back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// `/healthz` only, once it happened: the relay's Kafka producer had a
+    /// fatal error and was replaced (how often, and the last error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<String>,
 }
 
 /// Liveness
 ///
-/// The process is alive and serving HTTP.
+/// The process is alive and serving HTTP, and its relay can publish. A
+/// Kafka producer that had a fatal error is replaced and reported in
+/// `producer`; while one stays broken (its replacement failed) the answer
+/// is 503, so the orchestrator restarts the instance.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-    responses((status = 200, description = "alive", body = Health)))]
-pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        reason: None,
-    })
+    responses(
+        (status = 200, description = "alive", body = Health),
+        (status = 503, description = "the relay's producer had a fatal error and could not be replaced", body = Health),
+    ))]
+pub(crate) async fn healthz(State(r): State<Readiness>) -> Response {
+    let health = r.producer.as_ref().map(|p| p.health()).unwrap_or_default();
+    let producer = health.last_fatal.as_ref().map(|last| {
+        format!(
+            "replaced {} time(s) after a fatal error; the last: {last}",
+            health.recreated
+        )
+    });
+    match health.broken {
+        None => Json(Health {
+            status: "ok",
+            reason: None,
+            broker: None,
+            producer,
+        })
+        .into_response(),
+        Some(fatal) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                reason: Some(format!("producer: fatal error, not replaced: {fatal}")),
+                broker: None,
+                producer,
+            }),
+        )
+            .into_response(),
+    }
 }
 
 /// Readiness
 ///
-/// The database and the broker answer within 2 s each.
+/// The service can serve its API: the database answers within 2 s. The
+/// broker's state is reported in `broker` (as last seen, checked in the
+/// background) and does not make the service unready: while the broker is
+/// down, what the API accepts waits in the outbox.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
-        (status = 200, description = "ready", body = Health),
-        (status = 503, description = "unavailable: the database or the broker does not answer", body = Health),
+        (status = 200, description = "ready; `broker` says whether the broker answers", body = Health),
+        (status = 503, description = "unavailable: the database does not answer", body = Health),
     ))]
 pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
+    let broker = Some(crate::probe::describe(r.broker.seen()));
     match r.check().await {
         Ok(()) => Json(Health {
             status: "ready",
             reason: None,
+            broker,
+            producer: None,
         })
         .into_response(),
         Err(reason) => (
@@ -446,6 +544,8 @@ pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
             Json(Health {
                 status: "unavailable",
                 reason: Some(reason),
+                broker,
+                producer: None,
             }),
         )
             .into_response(),
@@ -453,57 +553,23 @@ pub(crate) async fn readyz(State(r): State<Readiness>) -> Response {
 }
 
 /// Serves `router` until `shutdown`, finishing in-flight requests; over
-/// TLS when `tls` is given.
+/// TLS when `tls` is given; within the limits of `settings`
+/// ([`crate::server`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     router: Router,
+    settings: crate::server::Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = WithPeer(router);
     match tls {
         Some(acceptor) => {
-            axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await?
+            let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+            crate::server::run(listener, router, settings, shutdown).await
         }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await?
-        }
+        None => crate::server::run(listener, router, settings, shutdown).await,
     }
     Ok(())
-}
-
-/// Each connection's router, with the peer's address as `ConnectInfo` for
-/// handlers and layers (the audit log bounds failed authentications per
-/// client), over plain TCP and TLS alike.
-#[derive(Clone)]
-struct WithPeer(Router);
-
-impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for WithPeer
-where
-    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
-{
-    type Response = axum::middleware::AddExtension<Router, ConnectInfo<std::net::SocketAddr>>;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(
-        &mut self,
-        incoming: axum::serve::IncomingStream<'_, L>,
-    ) -> <Self as tower::Service<axum::serve::IncomingStream<'_, L>>>::Future {
-        let peer = ConnectInfo(*incoming.remote_addr());
-        std::future::ready(Ok(tower::Layer::layer(&axum::Extension(peer), self.0.clone())))
-    }
 }
 
 #[cfg(test)]
@@ -523,7 +589,10 @@ mod tests {
         let path = "/things/{n}";
         let app = Router::new()
             .route(path, get(|Path(n): Path<u32>| async move { n.to_string() }))
-            .layer(middleware::from_fn(request_context));
+            .layer(middleware::from_fn_with_state(
+                TraceTrust::default(),
+                request_context,
+            ));
         let resp = app.oneshot(req).await.unwrap();
         let (status, headers) = (resp.status(), resp.headers().clone());
         let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap();
@@ -554,6 +623,28 @@ mod tests {
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(body["code"], "method_not_allowed");
         assert!(headers["allow"].to_str().unwrap().contains("GET"), "{headers:?}");
+
+        // A control character in a query parameter, or an invalid request
+        // id, is refused before any handler: a 400, never a 500.
+        let req = Request::get("/things/1?method=a%00b")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(req).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("bad_request"))
+        );
+        assert_eq!(body["request_id"], headers["x-request-id"].to_str().unwrap());
+        let req = Request::get("/things/1")
+            .header("x-request-id", "r".repeat(129))
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = call(req).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid_request_id"))
+        );
+        assert_eq!(headers["x-request-id"].len(), 36, "a generated one is echoed");
 
         // An answer that is not a refusal is left as it is.
         let (status, _, body) = call(Request::get("/things/7").body(Body::empty()).unwrap()).await;

@@ -2,14 +2,7 @@
 //! producer with `acks=all`, consumers that store offsets only after the
 //! handler committed, and explicit topic creation.
 
-use std::{
-    future::Future,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rdkafka::{
@@ -17,14 +10,15 @@ use rdkafka::{
     client::{ClientContext, DefaultClientContext},
     consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, KafkaResult},
-    message::{DeliveryResult, Message as _, OwnedHeaders},
-    producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext},
     types::RDKafkaErrorCode,
     ClientConfig, TopicPartitionList,
 };
-use tokio::sync::oneshot;
 
 use crate::{catalog::catalog, config::KafkaConfig};
+
+mod producer;
+
+pub use producer::{producer, Delivered, Deliveries, Producer, ProducerHealth};
 
 /// The settings every client of a service starts from: the brokers, its
 /// login and TLS, and the socket options.
@@ -40,116 +34,6 @@ pub fn base(kafka: &KafkaConfig) -> ClientConfig {
         c.set(key, value);
     }
     c
-}
-
-/// The idempotent producer the outbox relay publishes with.
-pub fn producer(kafka: &KafkaConfig, client_id: &str) -> Result<Producer> {
-    let producer: BaseProducer<Deliveries> = base(kafka)
-        .set("client.id", client_id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .set("message.timeout.ms", "30000")
-        .create_with_context(Deliveries)
-        .context("Failed to create the Kafka producer")?;
-    Producer::start(producer)
-}
-
-/// Where a record landed: `(partition, offset)`.
-pub type Delivered = KafkaResult<(i32, i64)>;
-
-/// Hands each delivery report to the future of its `send`.
-pub struct Deliveries;
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = Box<oneshot::Sender<Delivered>>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, waiting: Self::DeliveryOpaque) {
-        let delivered = match result {
-            Ok(m) => Ok((m.partition(), m.offset())),
-            Err((e, _)) => Err(e.clone()),
-        };
-        // The sender of a record whose future was dropped no longer asks.
-        let _ = waiting.send(delivered);
-    }
-}
-
-/// A producer whose delivery reports are served by a thread of its own.
-/// Cheap to clone; the thread stops within a second of the last clone's drop.
-///
-/// rdkafka's `FutureProducer` polls every 100 ms and then, because it rounds
-/// the rest of each deadline down to whole milliseconds, polls with a zero
-/// timeout until the deadline passes: a spin of up to a millisecond in every
-/// 100, 0.9% of a core per idle service. This thread polls for a second at a
-/// time; a report still wakes it at once.
-#[derive(Clone)]
-pub struct Producer {
-    shared: Arc<Shared>,
-    _poller: Arc<Poller>,
-}
-
-struct Shared {
-    producer: BaseProducer<Deliveries>,
-    stop: AtomicBool,
-}
-
-/// Tells the polling thread to stop when the last handle goes.
-struct Poller(Arc<Shared>);
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        self.0.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Producer {
-    fn start(producer: BaseProducer<Deliveries>) -> Result<Self> {
-        let shared = Arc::new(Shared {
-            producer,
-            stop: AtomicBool::new(false),
-        });
-        let polled = shared.clone();
-        std::thread::Builder::new()
-            .name("kafka delivery".into())
-            .spawn(move || {
-                while !polled.stop.load(Ordering::Relaxed) {
-                    polled.producer.poll(Duration::from_secs(1));
-                }
-            })
-            .context("Failed to start the producer's polling thread")?;
-        Ok(Self {
-            _poller: Arc::new(Poller(shared.clone())),
-            shared,
-        })
-    }
-
-    /// Queues one record; the future completes with its delivery report.
-    /// Fails at once when the record cannot be queued (the local queue is
-    /// full, the record is too large).
-    pub fn send(
-        &self,
-        topic: &str,
-        key: &str,
-        payload: &[u8],
-        headers: Option<OwnedHeaders>,
-    ) -> Result<impl Future<Output = Delivered> + Send + 'static, KafkaError> {
-        let (report, delivered) = oneshot::channel();
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(report))
-            .key(key)
-            .payload(payload);
-        if let Some(headers) = headers {
-            record = record.headers(headers);
-        }
-        self.shared.producer.send(record).map_err(|(e, _)| e)?;
-        Ok(async move { delivered.await.unwrap_or(Err(KafkaError::Canceled)) })
-    }
-
-    /// Blocking: waits until every queued record is delivered or `timeout` passed.
-    pub fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        self.shared.producer.flush(timeout)
-    }
 }
 
 /// A service's consumer of its group: see [`consumer`].

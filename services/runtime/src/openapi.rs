@@ -101,15 +101,18 @@ fn complete(op: &mut Value) {
         .expect("an operation is an object")
         .entry("parameters")
         .or_insert_with(|| json!([]));
+    for param in params.as_array_mut().into_iter().flatten() {
+        no_control_characters(param);
+    }
     for (name, description, schema) in [
         (
             "X-Request-Id",
-            "Echoed back; generated when absent or invalid. Appears in logs, events and spans.",
-            json!({"type": "string", "maxLength": 128}),
+            "Echoed back; generated when absent. Appears in logs, events and spans. A value that is not 1 to 128 visible ASCII characters is refused (400 invalid_request_id).",
+            json!({"type": "string", "pattern": "^[!-~]{1,128}$"}),
         ),
         (
             "traceparent",
-            "W3C trace context; the request joins that trace, else starts one.",
+            "W3C trace context. A caller with a service identity (a token with a service scope: stock:read, payment-methods:read) continues that trace; any other request starts a trace of its own and links to it.",
             json!({"type": "string"}),
         ),
     ] {
@@ -130,13 +133,13 @@ fn complete(op: &mut Value) {
             .or_insert_with(|| error_response(status, description));
     };
     add("500", "internal error (opaque)");
+    add(
+        "400",
+        "bad_request: a path or query parameter of the wrong form or holding a control character, or an unknown query parameter; invalid_request_id: an X-Request-Id that is not 1 to 128 visible ASCII characters",
+    );
     if public {
         return;
     }
-    add(
-        "400",
-        "bad_request: a path or query parameter of the wrong form, or an unknown query parameter",
-    );
     add(
         "401",
         "unauthorized: no bearer token, or one that does not verify (WWW-Authenticate says why)",
@@ -163,6 +166,24 @@ fn complete(op: &mut Value) {
             "422",
             "validation_failed or unknown_field: the body is of the wrong shape, a value out of range, or a field this operation does not take",
         );
+    }
+}
+
+/// What every service refuses in a path or query parameter
+/// ([`crate::input`]): a control character (C0, DEL, C1).
+pub const NO_CONTROL_CHARACTERS: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// A free-form string parameter of the path or query said to take no
+/// control character, as the middleware refuses one; parameters of a
+/// pattern, format or set of values are narrower already.
+fn no_control_characters(param: &mut Value) {
+    let free = matches!(param["in"].as_str(), Some("query" | "path"))
+        && param["schema"]["type"] == "string"
+        && ["pattern", "format", "enum"]
+            .iter()
+            .all(|k| param["schema"].get(k).is_none());
+    if free {
+        param["schema"]["pattern"] = json!(NO_CONTROL_CHARACTERS);
     }
 }
 
@@ -375,7 +396,7 @@ mod tests {
             codes.sort();
             codes
         };
-        assert_eq!(codes(health), ["200", "500"]);
+        assert_eq!(codes(health), ["200", "400", "500", "503"]);
         let replay = &doc["paths"]["/v1/admin/dead-letters/replay"]["post"];
         assert_eq!(replay["security"], json!([{"bearer": ["admin"]}]));
         assert_eq!(
@@ -395,6 +416,16 @@ mod tests {
             "a handler's own answer is kept"
         );
         assert!(doc["components"]["schemas"]["Error"].is_object());
+        let audit = doc["paths"]["/v1/admin/audit"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let schema = |name: &str| &audit.iter().find(|p| p["name"] == name).unwrap()["schema"];
+        assert_eq!(schema("method")["pattern"], NO_CONTROL_CHARACTERS);
+        assert_eq!(
+            schema("since")["pattern"],
+            Value::Null,
+            "a date-time is narrower already"
+        );
     }
 
     #[test]

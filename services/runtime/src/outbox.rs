@@ -4,12 +4,18 @@
 //!
 //! The relay keeps no watermark: every pass reads all rows not yet published,
 //! so a row whose transaction commits late (a lower id committing after a
-//! higher one) is published on the next pass instead of being skipped. Rows of
+//! higher one) is published on the next pass instead of being skipped. A
+//! key whose send failed is left out of the passes for a while
+//! (`outbox/held.rs`), so rows of an unavailable partition, always the
+//! oldest, cannot fill every pass and starve the others. Rows of
 //! one order always come from transactions serialized by that order's stream
 //! version, so per-key order is commit order. Only one relay per database
 //! publishes at a time (a PostgreSQL advisory lock held by its connection;
 //! the others try for it every poll, so one takes over within a poll of the
-//! leader's death). It is woken in process after a commit, never by a
+//! leader's death). The leader reads each pass's rows and marks them on
+//! that lock connection, so a leader whose connection was cut (and whose
+//! lock went with it) fails its next pass and resigns instead of
+//! publishing beside its successor. It is woken in process after a commit, never by a
 //! NOTIFY inside the business transaction; a commit in an instance that
 //! does not lead reaches it by a NOTIFY that instance sends afterwards
 //! (`omnisaga_outbox_wake`).
@@ -34,6 +40,8 @@ use crate::{
     event::TraceContext,
     work::{Claimed, Then, Wakes, Worker},
 };
+
+mod held;
 
 /// Content type header value of every business event.
 pub const CONTENT_TYPE: &str = "application/x-protobuf; messageType=omnisaga.v1.Envelope";
@@ -230,6 +238,18 @@ pub struct Relay {
     pub inbox_retention: Duration,
 }
 
+/// What one pass's sends came to.
+#[derive(Default)]
+struct Published {
+    /// The ids of the rows delivered.
+    delivered: Vec<i64>,
+    /// The keys all of whose rows were delivered.
+    delivered_keys: Vec<String>,
+    /// The keys whose send failed (their later rows were held back).
+    failed_keys: Vec<String>,
+    first_error: Option<String>,
+}
+
 struct Row_ {
     id: i64,
     topic: String,
@@ -247,6 +267,7 @@ impl Relay {
             lock: tokio::sync::Mutex::new(None),
             listener: std::sync::Mutex::new(None),
             passes: std::sync::atomic::AtomicU64::new(0),
+            held: Default::default(),
         };
         crate::work::run(leader, waker, Wakes::Outbox, shutdown).await
     }
@@ -273,6 +294,8 @@ struct Leader {
     /// While leading: the task listening for the other instances' commits.
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     passes: std::sync::atomic::AtomicU64,
+    /// Keys whose last send failed, left out of the passes for a while.
+    held: std::sync::Mutex<held::HeldKeys>,
 }
 
 #[async_trait::async_trait]
@@ -316,7 +339,7 @@ impl Worker for Leader {
         if passes.is_multiple_of(1000) {
             relay.prune().await?;
         }
-        let rows = relay.unpublished().await?;
+        let rows = self.unpublished().await?;
         if rows.is_empty() {
             return Ok(Claimed::Wait(relay.poll));
         }
@@ -330,12 +353,14 @@ impl Worker for Leader {
     }
 
     async fn work(&self, rows: Vec<Row_>) -> Result<()> {
-        self.relay.publish(rows).await.map(|_| ())
+        self.publish(rows).await.map(|_| ())
     }
 
     /// Gives the lead up: its connection may be the broken part, and a lock
-    /// on a lost connection is no lock.
+    /// on a lost connection is no lock. A producer that had a fatal error
+    /// refuses every record from then on: it is replaced.
     async fn failed(&self) {
+        self.relay.producer.recover();
         self.resign().await;
     }
 
@@ -352,8 +377,8 @@ impl Worker for Leader {
         }
         if lock.is_some() {
             drop(lock);
-            while let Ok(rows) = relay.unpublished().await {
-                if rows.is_empty() || relay.publish(rows).await.is_err() {
+            while let Ok(rows) = self.unpublished().await {
+                if rows.is_empty() || self.publish(rows).await.is_err() {
                     break;
                 }
             }
@@ -362,7 +387,72 @@ impl Worker for Leader {
     }
 }
 
+/// Longest the leader waits for its lock connection to answer before it
+/// takes the lead for lost: a connection that hangs (a network partition)
+/// may already have lost its lock on the server's side.
+const LEAD_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Leader {
+    /// Up to one batch of the rows not yet published, oldest first, read on
+    /// the lock connection itself: that it answers is the check that this
+    /// replica still leads, at no extra round trip. The lock is a
+    /// session-level advisory lock, which only that session can release
+    /// (the relay unlocks only when it resigns) and which goes when the
+    /// session ends; so a statement that completes on that session proves
+    /// the lock is held. A connection that was cut fails the read, and the
+    /// pass fails: [`Worker::failed`] resigns, and the next look tries for
+    /// the lock again, behind whichever replica took it meanwhile.
+    async fn unpublished(&self) -> Result<Vec<Row_>> {
+        let mut lock = self.lock.lock().await;
+        let conn = lock.as_mut().context("the relay does not lead")?;
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .held(std::time::Instant::now());
+        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, self.relay.unpublished(conn, &held)).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e)) => Err(lost(e)),
+            Err(_) => Err(lost(anyhow::anyhow!(
+                "the lock connection did not answer within {LEAD_CHECK_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Publishes `rows` and marks the delivered ones published on the lock
+    /// connection, so only a relay that still leads marks rows: a lead lost
+    /// while publishing leaves them to the next leader (delivered twice, as
+    /// after a crash; the consumers' inboxes drop the second).
+    async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
+        let Published {
+            delivered,
+            delivered_keys,
+            failed_keys,
+            first_error,
+        } = self.relay.publish(rows).await;
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).record(
+            std::time::Instant::now(),
+            failed_keys.iter().map(String::as_str),
+            delivered_keys.iter().map(String::as_str),
+        );
+        if !delivered.is_empty() {
+            let mut lock = self.lock.lock().await;
+            let conn = lock.as_mut().context("the relay does not lead")?;
+            let marked = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+                .bind(&delivered)
+                .execute(&mut **conn);
+            match tokio::time::timeout(LEAD_CHECK_TIMEOUT, marked).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(lost(e.into())),
+                Err(_) => return Err(lost(anyhow::anyhow!("the lock connection did not answer"))),
+            }
+        }
+        match first_error {
+            Some(e) => anyhow::bail!("Failed to publish outbox rows: {e}"),
+            None => Ok(delivered.len()),
+        }
+    }
+
     /// Wakes this relay whenever another instance says it committed rows,
     /// until [`Leader::resign`]. A listener that loses its connection
     /// connects again (and listens again); a wake missed meanwhile is
@@ -410,6 +500,21 @@ impl Leader {
     }
 }
 
+static LEAD_LOST: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "omnisaga_outbox_leadership_lost_total",
+        "Times this instance's outbox relay found its lock connection gone while leading, and resigned",
+        &[],
+    )
+});
+
+/// The lead lost (its lock connection failed): counted and logged by the
+/// caller's failure, after which the relay resigns.
+fn lost(e: anyhow::Error) -> anyhow::Error {
+    LEAD_LOST.with_label_values::<&str>(&[]).inc();
+    e.context("the outbox relay's lock connection failed: it no longer leads")
+}
+
 impl Relay {
     /// Takes the leader lock if nobody holds it. The lock is the
     /// connection's: a leader that dies loses it as soon as the server sees
@@ -439,14 +544,16 @@ impl Relay {
         Ok(())
     }
 
-    /// Up to one batch of the rows not yet published, oldest first.
-    async fn unpublished(&self) -> Result<Vec<Row_>> {
+    /// Up to one batch of the rows not yet published, oldest first, but for
+    /// the keys `held` back, read on `conn` (the leader's lock connection).
+    async fn unpublished(&self, conn: &mut PgConnection, held: &[String]) -> Result<Vec<Row_>> {
         let rows = sqlx::query(
             "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+             WHERE published_at IS NULL AND message_key <> ALL($2) ORDER BY id LIMIT $1",
         )
         .bind(self.batch)
-        .fetch_all(&self.pool)
+        .bind(held)
+        .fetch_all(conn)
         .await?;
         Ok(rows
             .into_iter()
@@ -461,15 +568,15 @@ impl Relay {
             .collect())
     }
 
-    /// Publishes `rows` and marks the delivered ones published; returns how
-    /// many were. Keys go out side by side, but each key's rows one at a
+    /// Publishes `rows`; returns what was delivered and what failed.
+    /// Keys go out side by side, but each key's rows one at a
     /// time in id order, and a key's first failure holds back its later rows
     /// until the next pass: records of one key in flight together can be
     /// reordered when one fails and the producer retries it after the next
     /// (librdkafka bumps the idempotent producer's epoch on a delivery
     /// timeout), and a later row must never reach the topic before an
     /// earlier one of the same order.
-    async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
+    async fn publish(&self, rows: Vec<Row_>) -> Published {
         let mut by_key: Vec<Vec<Row_>> = Vec::new();
         let mut slot: HashMap<String, usize> = HashMap::new();
         for row in rows {
@@ -482,33 +589,28 @@ impl Relay {
             }
         }
         let chains = by_key.into_iter().map(|rows| async move {
+            let key = rows.first().map(|r| r.key.clone()).unwrap_or_default();
             let mut delivered = Vec::with_capacity(rows.len());
             for row in rows {
                 match self.send(row).await {
                     Ok(id) => delivered.push(id),
-                    Err(e) => return (delivered, Some(e)),
+                    Err(e) => return (key, delivered, Some(e)),
                 }
             }
-            (delivered, None)
+            (key, delivered, None)
         });
-        let mut delivered = Vec::new();
-        let mut first_error = None;
-        for (ids, error) in join_all(chains).await {
-            delivered.extend(ids);
-            if let Some(e) = error {
-                first_error.get_or_insert(e);
+        let mut published = Published::default();
+        for (key, ids, error) in join_all(chains).await {
+            published.delivered.extend(ids);
+            match error {
+                Some(e) => {
+                    published.failed_keys.push(key);
+                    published.first_error.get_or_insert(e);
+                }
+                None => published.delivered_keys.push(key),
             }
         }
-        if !delivered.is_empty() {
-            sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(&delivered)
-                .execute(&self.pool)
-                .await?;
-        }
-        match first_error {
-            Some(e) => anyhow::bail!("Failed to publish outbox rows: {e}"),
-            None => Ok(delivered.len()),
-        }
+        published
     }
 
     /// Sends one row and waits for the broker's acknowledgement; its id once

@@ -15,6 +15,7 @@ use omnisaga_auth::Scope;
 
 use crate::{
     audit, auth,
+    cached::{self, Cache},
     config::{CommonConfig, Topics},
     consumer::{Applier, Consumer, Handler},
     db,
@@ -167,7 +168,8 @@ impl Base {
             lock_key: lock_key(self.config.service),
             inbox_retention: self.config.inbox_retention,
         };
-        let readiness = http::Readiness::new(self.pool.clone(), &self.config.kafka)?;
+        let readiness =
+            http::Readiness::new(self.pool.clone(), &self.config.kafka)?.with_producer(producer.clone());
         let replayers = self.replayers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -184,8 +186,15 @@ impl Base {
         let router = api
             .merge(admin)
             .merge(documents)
-            .merge(http::health_routes(readiness))
-            .merge(metrics::routes(self.pool.clone(), refreshers))
+            // Open to anyone and each a database query: one answer a second.
+            .merge(
+                http::health_routes(readiness)
+                    .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
+            )
+            .merge(
+                metrics::routes(self.pool.clone(), refreshers)
+                    .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
+            )
             .fallback(http::not_found)
             // Matched routes only, inside the limits: what the router or a
             // limit refused (404, 429, 503) never reaches the log.
@@ -202,7 +211,12 @@ impl Base {
                 }),
                 auth::authenticate,
             ))
-            .layer(middleware::from_fn(http::request_context));
+            .layer(middleware::from_fn_with_state(
+                http::TraceTrust {
+                    verifier: Some(self.config.auth.verifier.clone()),
+                },
+                http::request_context,
+            ));
 
         // Work stops first; the relay stops last so it drains what they wrote.
         let work = shutdown.child_token();
@@ -214,7 +228,13 @@ impl Base {
             .as_ref()
             .map(|files| files.acceptor())
             .transpose()?;
-        set.spawn(http::serve(listener, tls, router, work.clone()));
+        set.spawn(http::serve(
+            listener,
+            tls,
+            router,
+            self.config.server,
+            work.clone(),
+        ));
         for task in tasks {
             set.spawn(task(work.clone()));
         }

@@ -160,3 +160,55 @@ async fn one_relay_publishes_and_another_takes_over_when_its_instance_dies() -> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_leader_whose_lock_connection_is_cut_resigns_while_it_keeps_running() -> Result<()> {
+    let (url, admin, kafka) = setup().await?;
+    let topic = kafka.topics().orders;
+    let relays = start_relays(&url, &kafka, 1, POLL).await?;
+    let (_, (_, waker, _, token)) = relays.first_key_value().context("the relay")?;
+    write_row(&admin, &topic, "before").await?;
+    wait_published(&admin, "the first row to be published").await?;
+
+    // Only the lock connection is cut: the instance and its pool live on.
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&admin)
+    .await?;
+    assert_eq!(cut, [true], "one lock connection cut");
+    // Another instance takes the lead the cut freed: here the test's own
+    // connection (a pool of one), which hears the wakes a relay that does
+    // not lead sends the leader.
+    let rival = PgPoolOptions::new().max_connections(1).connect(&url).await?;
+    testing::wait_for("the rival to take the lock", Duration::from_secs(10), || async {
+        sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(7)")
+            .fetch_one(&rival)
+            .await
+            .ok()?
+            .then_some(())
+    })
+    .await?;
+    let mut wakes = sqlx::postgres::PgListener::connect(&url).await?;
+    wakes.listen("omnisaga_outbox_wake").await?;
+
+    write_row(&admin, &topic, "during").await?;
+    waker.wake();
+    tokio::time::timeout(Duration::from_secs(15), wakes.recv())
+        .await
+        .context("the cut leader went on as if it led: it never told the new leader of its commit")??;
+    assert_eq!(
+        outbox::backlog(&admin).await?,
+        1,
+        "the cut leader published beside the new one"
+    );
+
+    // The rival goes; the relay takes the lead again and publishes.
+    rival.close().await;
+    wait_published(&admin, "the row written while the rival led").await?;
+    assert_eq!(leader(&admin).await?.as_deref(), Some("instance-0"));
+    token.cancel();
+    Ok(())
+}

@@ -1,7 +1,11 @@
 //! The pickers: a bounded pool working the durable pick queue. A task is
-//! locked while it is worked (`FOR UPDATE SKIP LOCKED`), so a crash returns it
-//! to the queue and another picker redoes it; its events commit with its new
-//! status, so nothing is published twice. The queue says which step is due;
+//! claimed with `FOR UPDATE SKIP LOCKED`; shipping is worked in that
+//! transaction, while picking and packing, which take time, are worked
+//! under a lease (the task's due time moved past them, committed), so no
+//! transaction stays open while a picker waits. A crash returns the task
+//! to the queue (at once, or when its lease runs out) and another picker
+//! redoes it; its events commit with its new status, so nothing is
+//! published twice. The queue says which step is due;
 //! whether it may happen is decided over the order's stream.
 
 use std::time::Duration;
@@ -29,6 +33,15 @@ use crate::{
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Shortest wait for a task about to fall due.
 const MIN_WAIT: Duration = Duration::from_millis(1);
+/// How much longer than picking and packing a picker holds its task's lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// A claimed task: locked in its transaction (to ship), or leased (to pick
+/// and pack, outside any transaction).
+pub enum Step {
+    Locked(Transaction<'static, Postgres>, DueTask),
+    Leased(DueTask),
+}
 
 #[derive(Clone)]
 pub struct Pickers {
@@ -52,8 +65,8 @@ impl Pickers {
 
 #[async_trait]
 impl Worker for Pickers {
-    /// A due task, locked in its transaction.
-    type Work = (Transaction<'static, Postgres>, DueTask);
+    /// A due task, locked in its transaction or leased.
+    type Work = Step;
 
     fn name(&self) -> &'static str {
         "picker"
@@ -68,8 +81,16 @@ impl Worker for Pickers {
         let wait = match store::claim_next_task(&mut tx).await? {
             Claim::Due { task, more } => {
                 let then = if more { Then::WakeAnother } else { Then::LookAgain };
+                if task.packed {
+                    return Ok(Claimed::Work {
+                        work: Step::Locked(tx, task),
+                        then,
+                    });
+                }
+                store::lease_task(&mut tx, task.pick_task_id, self.pick + self.pack + LEASE_MARGIN).await?;
+                tx.commit().await?;
                 return Ok(Claimed::Work {
-                    work: (tx, task),
+                    work: Step::Leased(task),
                     then,
                 });
             }
@@ -82,14 +103,17 @@ impl Worker for Pickers {
         Ok(Claimed::Wait(wait))
     }
 
-    async fn work(&self, (tx, task): Self::Work) -> Result<()> {
-        self.work_one(tx, task).await
+    async fn work(&self, step: Step) -> Result<()> {
+        self.work_one(step).await
     }
 }
 
 impl Pickers {
-    /// Works the claimed `task`'s next step.
-    async fn work_one(&self, tx: Transaction<'static, Postgres>, task: DueTask) -> Result<()> {
+    /// Works the claimed task's next step.
+    async fn work_one(&self, claimed: Step) -> Result<()> {
+        let task = match &claimed {
+            Step::Locked(_, task) | Step::Leased(task) => task,
+        };
         let step = if task.packed { "ship" } else { "pick and pack" };
         let span = tracing::info_span!(
             "pick",
@@ -99,7 +123,24 @@ impl Pickers {
             request.id = %task.correlation_id,
         );
         task.trace.attach(&span);
-        self.work(tx, task).instrument(span).await
+        async move {
+            let (tx, task) = match claimed {
+                Step::Locked(tx, task) => (tx, task),
+                Step::Leased(task) => {
+                    tokio::time::sleep(self.pick + self.pack).await;
+                    let mut tx = self.pool.begin().await?;
+                    if !store::relock_task(&mut tx, task.pick_task_id, TaskStatus::Ready).await? {
+                        tracing::info!("pick task no longer ready after picking: nothing to record");
+                        tx.rollback().await?;
+                        return Ok(());
+                    }
+                    (tx, task)
+                }
+            };
+            self.work(tx, task).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// Load, decide, work, append: the task's next step, if its stream allows it.
@@ -119,7 +160,6 @@ impl Pickers {
         let (next_status, due_in) = if task.packed {
             (TaskStatus::Shipped, Duration::ZERO)
         } else {
-            tokio::time::sleep(self.pick + self.pack).await;
             (TaskStatus::Packed, self.ship)
         };
         let meta = EventMeta {

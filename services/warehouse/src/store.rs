@@ -265,6 +265,43 @@ pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Err
     })
 }
 
+/// Holds a claimed task for `lease` by moving its due time on, so the
+/// picker working it holds no transaction meanwhile (picking and packing
+/// take time); should the picker die, the task falls due again after it.
+pub async fn lease_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    lease: Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET due_at = clock_timestamp() + $2 * interval '1 millisecond'
+         WHERE pick_task_id = $1",
+    )
+    .bind(pick_task_id)
+    .bind(lease.as_millis() as f64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks a leased task again to record its step; false when it is no
+/// longer `status` (cancelled meanwhile, or worked by another picker after
+/// the lease ran out).
+pub async fn relock_task(
+    conn: &mut PgConnection,
+    pick_task_id: Uuid,
+    status: TaskStatus,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("SELECT 1 FROM pick_tasks WHERE pick_task_id = $1 AND status = $2 FOR UPDATE")
+            .bind(pick_task_id)
+            .bind(status.as_str())
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
 /// Moves a task on to `status`, due in `due_in`; the task's next events
 /// are caused by `event_id` and continue `traceparent`.
 pub async fn advance_task(

@@ -14,7 +14,12 @@ async fn the_probes_say_alive_and_ready_with_the_database_and_broker_up() {
     assert_eq!(health.json::<Value>().await.unwrap(), json!({"status": "ok"}));
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.json::<Value>().await.unwrap(), json!({"status": "ready"}));
+    let ready = ready.json::<Value>().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(
+        ready["broker"].is_string(),
+        "the broker's state beside it: {ready}"
+    );
 }
 
 #[tokio::test]

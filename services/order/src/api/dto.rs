@@ -124,7 +124,8 @@ pub struct ListQuery {
     /// Orders per page, 1 to 100 (20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
-    /// The previous page's next_cursor.
+    /// The previous page's next_cursor (an order id: the page starts after it).
+    #[param(format = Uuid)]
     pub cursor: Option<String>,
 }
 

@@ -22,6 +22,7 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         database_migration_url: None,
         // Small: many tests' services hold pools on one PostgreSQL at once.
         database_max_connections: 5,
+        database_timeouts: Default::default(),
         kafka: super::fresh_kafka()?,
         http_addr: ([127, 0, 0, 1], 0).into(),
         outbox_poll: Duration::from_millis(100),
@@ -32,5 +33,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         limits: Default::default(),
         tls: None,
         http_trust: Default::default(),
+        server: Default::default(),
     })
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use omnisaga_proto::v1::{envelope::Payload, LineItem, OrderPlaced};
+use omnisaga_proto::v1::{envelope::Payload, LineItem, OrderPlaced, PaymentAuthorized};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use omnisaga_warehouse::{app::App, config::Config};
 use serde_json::Value;
@@ -22,9 +22,15 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The warehouse with the test configuration as `change` leaves it.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let common = testing::config("warehouse").await.expect("test configuration");
     let kafka = common.kafka.clone();
     let mut config = Config::with_common(common);
+    change(&mut config);
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
     let app = App::build(config).await.expect("warehouse starts");
     let url = format!("http://127.0.0.1:{}", app.port());
@@ -92,5 +98,26 @@ impl TestApp {
             .await
             .expect("OrderPlaced published");
         order_id
+    }
+
+    /// Pays `order_id` as the payment service would, on the payments topic.
+    pub async fn pay(&self, order_id: Uuid) {
+        let paid = Payload::PaymentAuthorized(PaymentAuthorized {
+            order_id: order_id.to_string(),
+            ..Default::default()
+        });
+        let envelope = testing::envelope("payment", &order_id.to_string(), paid);
+        testing::publish(&self.kafka, &self.kafka.topics().payments, &envelope)
+            .await
+            .expect("PaymentAuthorized published");
+    }
+
+    /// The status of `order_id`'s pick task, once it has one.
+    pub async fn task_status(&self, order_id: Uuid) -> Option<String> {
+        sqlx::query_scalar("SELECT status FROM pick_tasks WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(&self.pool)
+            .await
+            .expect("pick task read")
     }
 }

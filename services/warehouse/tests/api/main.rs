@@ -2,5 +2,6 @@
 mod fulfilment;
 mod helpers;
 mod pick_backlog;
+mod picking;
 mod stock;
 mod stock_import;

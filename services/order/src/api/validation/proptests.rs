@@ -20,6 +20,7 @@ fn config() -> Config {
         database_url: String::new(),
         database_migration_url: None,
         database_max_connections: 1,
+        database_timeouts: Default::default(),
         kafka: KafkaConfig {
             brokers: String::new(),
             topic_prefix: String::new(),
@@ -38,6 +39,7 @@ fn config() -> Config {
         limits: Default::default(),
         tls: None,
         http_trust: Default::default(),
+        server: Default::default(),
     })
 }
 
