@@ -23,7 +23,7 @@ use anyhow::{Context, Result};
 use sqlx::Connection as _;
 use tokio::time::Instant;
 
-use crate::{bench::probe::scrape_each, instance_label, netfault::Mode, pg_server, Stack, SERVICES};
+use crate::{bench::probe::metric_sum, instance_label, netfault::Mode, pg_server, Stack, SERVICES};
 
 /// When the server gives up on the relay's lock connection behind a
 /// partition: its keepalive, idle 10 s plus 3 probes 5 s apart
@@ -84,7 +84,9 @@ pub async fn partition_relay_leader(
         .map(|s| (s.label(), s.url.clone()))
         .collect();
     let http = reqwest::Client::new();
-    let only_urls: Vec<String> = urls.iter().map(|(_, u)| u.clone()).collect();
+    // Each instance's count before the partition: a partitioned instance
+    // may not answer /metrics (it reads its database) until the heal.
+    let at_start = published(&http, &urls).await;
     let started = Instant::now();
     match cut {
         Cut::Instance => proxy.set(Mode::Stall),
@@ -97,13 +99,14 @@ pub async fn partition_relay_leader(
     let severed = proxy.sever(lock_port);
     let mut successor = None;
     // Each instance's count of published rows once another took the lead.
-    let mut before = Vec::new();
+    let mut before = at_start.clone();
     while started.elapsed() < duration {
         if successor.is_none() {
             if let Ok(Some((i, _))) = relay_leader(stack, service).await {
                 if i != leader {
                     successor = Some((i, started.elapsed()));
-                    before = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
+                    let now = published(&http, &urls).await;
+                    before = now.into_iter().zip(&at_start).map(|(n, s)| n.or(*s)).collect();
                 }
             }
         }
@@ -128,13 +131,16 @@ pub async fn partition_relay_leader(
     // One relay publishes at a time: from the successor's lead on, only one
     // instance's count of published rows may grow.
     tokio::time::sleep(WATCH_AFTER_HEAL).await;
-    let after_heal = scrape_each(&http, &only_urls, &[PUBLISHED]).await;
-    let publishing: Vec<String> = urls
-        .iter()
-        .zip(before.iter().zip(&after_heal))
-        .filter(|(_, (b, a))| a[0] > b[0])
-        .map(|((l, _), (b, a))| format!("{l} published {}", a[0] - b[0]))
-        .collect();
+    let after_heal = published(&http, &urls).await;
+    let mut publishing = Vec::new();
+    for ((l, _), (b, a)) in urls.iter().zip(before.iter().zip(&after_heal)) {
+        let (Some(b), Some(a)) = (b, a) else {
+            anyhow::bail!("{l}'s count of published rows could not be read");
+        };
+        if a > b {
+            publishing.push(format!("{l} published {}", a - b));
+        }
+    }
     anyhow::ensure!(
         publishing.len() <= 1,
         "{} relays of {service} published between {}'s lead and {} s after {label}'s partition healed: {}",
@@ -204,4 +210,26 @@ pub async fn relay_leader(stack: &Stack, service: &str) -> Result<Option<(usize,
         }
     }
     Ok(None)
+}
+
+/// Each instance's count of published rows, `None` where its `/metrics`
+/// did not answer with a success within 3 s.
+async fn published(http: &reqwest::Client, urls: &[(String, String)]) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for (_, url) in urls {
+        // A counter nobody incremented yet is absent: 0 of an answer.
+        let text = async {
+            http.get(format!("{url}/metrics"))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        };
+        out.push(match tokio::time::timeout(Duration::from_secs(3), text).await {
+            Ok(Ok(text)) => Some(metric_sum(&text, PUBLISHED)),
+            _ => None,
+        });
+    }
+    out
 }
