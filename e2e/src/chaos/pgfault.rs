@@ -84,9 +84,6 @@ pub async fn partition_relay_leader(
         .map(|s| (s.label(), s.url.clone()))
         .collect();
     let http = reqwest::Client::new();
-    // Each instance's count before the partition: a partitioned instance
-    // may not answer /metrics (it reads its database) until the heal.
-    let at_start = published(&http, &urls).await;
     let started = Instant::now();
     match cut {
         Cut::Instance => proxy.set(Mode::Stall),
@@ -99,14 +96,13 @@ pub async fn partition_relay_leader(
     let severed = proxy.sever(lock_port);
     let mut successor = None;
     // Each instance's count of published rows once another took the lead.
-    let mut before = at_start.clone();
+    let mut before = Vec::new();
     while started.elapsed() < duration {
         if successor.is_none() {
             if let Ok(Some((i, _))) = relay_leader(stack, service).await {
                 if i != leader {
                     successor = Some((i, started.elapsed()));
-                    let now = published(&http, &urls).await;
-                    before = now.into_iter().zip(&at_start).map(|(n, s)| n.or(*s)).collect();
+                    before = published(&http, &urls).await;
                 }
             }
         }
@@ -130,6 +126,16 @@ pub async fn partition_relay_leader(
     })?;
     // One relay publishes at a time: from the successor's lead on, only one
     // instance's count of published rows may grow.
+    // A partitioned instance does not answer /metrics (it reads its
+    // database) until the heal: its count from its first answer after it
+    // (what it had in flight when cut off, before anybody else led, is
+    // not counted against it).
+    let healed = Instant::now();
+    while before.iter().any(Option::is_none) && healed.elapsed() < Duration::from_secs(10) {
+        let now = published(&http, &urls).await;
+        before = before.into_iter().zip(now).map(|(b, n)| b.or(n)).collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(WATCH_AFTER_HEAL).await;
     let after_heal = published(&http, &urls).await;
     let mut publishing = Vec::new();
