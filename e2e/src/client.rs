@@ -17,6 +17,9 @@ pub struct Client {
     pub warehouse: String,
     pub notification: String,
     pub analytics: String,
+    /// The admin listeners of payment and warehouse (every route of theirs).
+    pub payment_admin: String,
+    pub warehouse_admin: String,
 }
 
 /// A valid order body for `sku` x `quantity`, paid with `token`; `customer`
@@ -41,6 +44,8 @@ impl Client {
             warehouse: stack.url("warehouse"),
             notification: stack.url("notification"),
             analytics: stack.url("analytics"),
+            payment_admin: stack.admin_url("payment"),
+            warehouse_admin: stack.admin_url("warehouse"),
         }
     }
 
@@ -176,7 +181,7 @@ impl Client {
 
     /// Stock of `sku`: (on hand, reserved).
     pub async fn stock(&self, sku: &str) -> Result<(i64, i64)> {
-        let body = self.get(&format!("{}/v1/stock", self.warehouse)).await?;
+        let body = self.get(&format!("{}/v1/stock", self.warehouse_admin)).await?;
         let item = body["items"]
             .as_array()
             .into_iter()
@@ -193,7 +198,7 @@ impl Client {
         let (status, _) = self
             .send(
                 reqwest::Method::PUT,
-                &format!("{}/v1/admin/provider", self.payment),
+                &format!("{}/v1/admin/provider", self.payment_admin),
                 None,
                 &json!({"outage": outage}),
             )

@@ -38,7 +38,7 @@ use tokio::process::Child;
 
 pub use database::{runtime_role, ANALYST};
 pub use env::{bin_dir, pg_password, pg_server, repo_root};
-pub use stack::client_with;
+pub use stack::{admin_key, client_with, OPERATOR_SCOPES};
 
 /// The services in start order, with their default HTTP ports.
 pub const SERVICES: [(&str, u16); 5] = [
@@ -196,6 +196,8 @@ pub struct Service {
     pub name: &'static str,
     pub instance: usize,
     pub url: String,
+    /// Its admin listener (`ADMIN_HTTP_ADDR`): the admin and internal routes.
+    pub admin_url: String,
     child: Child,
 }
 

@@ -15,6 +15,30 @@ use crate::{
     repo_root, runtime_role, viewer, Service, Stack, StackOptions, SERVICES,
 };
 
+/// An operator's scopes, each granted (`admin` implies none): `admin`,
+/// reading what customers, analysts and the order service read, and acting
+/// on a customer's order (support cancels or retries it). Not payment
+/// tokens: `payment-methods:read` is the payment service's alone.
+pub const OPERATOR_SCOPES: [Scope; 5] = [
+    Scope::Admin,
+    Scope::OrdersRead,
+    Scope::OrdersWrite,
+    Scope::AnalyticsRead,
+    Scope::StockRead,
+];
+
+/// The key of `service`'s admin listener among the stack's ports.
+pub fn admin_key(service: &str) -> &'static str {
+    match service {
+        "order" => "order admin",
+        "payment" => "payment admin",
+        "warehouse" => "warehouse admin",
+        "notification" => "notification admin",
+        "analytics" => "analytics admin",
+        _ => "unknown admin",
+    }
+}
+
 /// How long the stack's tokens are valid: a day, longer than any test or demo.
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -85,38 +109,9 @@ impl Stack {
 
         for (name, default_port) in SERVICES {
             let instances = stack.options.instances_of(name);
-            let (port, held) = if stack.options.fixed_ports {
-                (default_port, None)
-            } else {
-                let (port, held) = reserve_port()?;
-                (port, Some(held))
-            };
-            stack.ports.insert(name, port);
-            if instances == 1 {
-                stack.instance_ports.insert((name, 1), port);
-                if let Some(held) = held {
-                    stack.reserve((name, 1), held);
-                }
-                continue;
-            }
-            let mut backends = Vec::new();
-            for i in 1..=instances {
-                let (port, held) = reserve_port()?;
-                stack.instance_ports.insert((name, i), port);
-                stack.reserve((name, i), held);
-                backends.push(port);
-            }
-            let listener = match held {
-                Some(held) => held,
-                None => std::net::TcpListener::bind(("127.0.0.1", port))
-                    .with_context(|| format!("Failed to listen on {port} for {name}'s instances"))?,
-            };
-            let balancer = if stack.options.balance_on_readiness {
-                Balancer::start_on_readiness(listener, backends)?
-            } else {
-                Balancer::start(listener, backends)?
-            };
-            stack.balancers.push(balancer);
+            stack.allocate(name, default_port, instances)?;
+            // The admin listener (ADMIN_HTTP_ADDR): its port + 100 when fixed.
+            stack.allocate(admin_key(name), default_port + 100, instances)?;
         }
         if stack.options.database_proxies {
             for (name, _) in SERVICES {
@@ -137,6 +132,45 @@ impl Stack {
             }
         }
         Ok(stack)
+    }
+
+    /// Picks the port of `name` (a service, or its admin listener's
+    /// [`admin_key`]) and of each of its `instances`, behind a balancer when
+    /// there are several.
+    fn allocate(&mut self, name: &'static str, default_port: u16, instances: usize) -> Result<()> {
+        let (port, held) = if self.options.fixed_ports {
+            (default_port, None)
+        } else {
+            let (port, held) = reserve_port()?;
+            (port, Some(held))
+        };
+        self.ports.insert(name, port);
+        if instances == 1 {
+            self.instance_ports.insert((name, 1), port);
+            if let Some(held) = held {
+                self.reserve((name, 1), held);
+            }
+            return Ok(());
+        }
+        let mut backends = Vec::new();
+        for i in 1..=instances {
+            let (port, held) = reserve_port()?;
+            self.instance_ports.insert((name, i), port);
+            self.reserve((name, i), held);
+            backends.push(port);
+        }
+        let listener = match held {
+            Some(held) => held,
+            None => std::net::TcpListener::bind(("127.0.0.1", port))
+                .with_context(|| format!("Failed to listen on {port} for {name}'s instances"))?,
+        };
+        let balancer = if self.options.balance_on_readiness {
+            Balancer::start_on_readiness(listener, backends)?
+        } else {
+            Balancer::start(listener, backends)?
+        };
+        self.balancers.push(balancer);
+        Ok(())
     }
 
     fn reserve(&self, instance: (&'static str, usize), held: std::net::TcpListener) {
@@ -160,6 +194,7 @@ impl Stack {
     /// settings and waits until it is ready.
     async fn spawn(&self, name: &'static str, instance: usize) -> Result<Service> {
         let port = self.instance_ports[&(name, instance)];
+        let admin_port = self.instance_ports[&(admin_key(name), instance)];
         let url = format!("http://127.0.0.1:{port}");
         // The service runs as its runtime role and migrates as the
         // database's owner; their passwords come from the password file.
@@ -184,18 +219,22 @@ impl Stack {
             .env("DATABASE_MIGRATION_URL", migration_url)
             .env("KAFKA_BROKERS", &self.kafka.brokers)
             .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("ADMIN_HTTP_ADDR", format!("127.0.0.1:{admin_port}"))
             .env("KAFKA_TOPIC_PREFIX", &self.options.topic_prefix)
             .env("CATALOG_SEED_FILE", repo_root()?.join("infra/seed/catalog.json"))
             .env(
                 "WAREHOUSE_URL",
-                format!("http://127.0.0.1:{}", self.ports["warehouse"]),
+                format!("http://127.0.0.1:{}", self.ports[admin_key("warehouse")]),
             )
             .env("AUTH_JWKS_FILE", self.options.dir.join("auth/jwks.json"))
             .env(
                 "WAREHOUSE_TOKEN",
                 self.token("order-service", &[Scope::StockRead]),
             )
-            .env("ORDER_URL", format!("http://127.0.0.1:{}", self.ports["order"]))
+            .env(
+                "ORDER_URL",
+                format!("http://127.0.0.1:{}", self.ports[admin_key("order")]),
+            )
             .env(
                 "PAYMENT_ORDER_TOKEN",
                 self.token("payment-service", &[Scope::PaymentMethodsRead]),
@@ -222,13 +261,12 @@ impl Stack {
                 cmd.env(k, v);
             }
         }
-        // Its port, held since the stack picked it, is the instance's now.
-        drop(
-            self.reserved
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&(name, instance)),
-        );
+        // Its ports, held since the stack picked them, are the instance's now.
+        {
+            let mut reserved = self.reserved.lock().unwrap_or_else(|e| e.into_inner());
+            drop(reserved.remove(&(name, instance)));
+            drop(reserved.remove(&(admin_key(name), instance)));
+        }
         let mut child = cmd.spawn().with_context(|| {
             format!(
                 "Failed to start {} (build it with `cargo build --bins`)",
@@ -240,6 +278,7 @@ impl Stack {
             name,
             instance,
             url,
+            admin_url: format!("http://127.0.0.1:{admin_port}"),
             child,
         })
     }
@@ -369,6 +408,15 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// The URL of the service's admin listener: its admin and internal routes.
+    pub fn admin_url(&self, service: &str) -> String {
+        SERVICES
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map(|(name, _)| self.url(admin_key(name)))
+            .unwrap_or_default()
+    }
+
     /// Instance `instance` (from 1) of the service's own URL, not its balancer's.
     pub fn instance_url(&self, service: &str, instance: usize) -> String {
         self.instance_ports
@@ -388,9 +436,10 @@ impl Stack {
         self.token(customer, &[Scope::OrdersRead, Scope::OrdersWrite])
     }
 
-    /// An HTTP client sending an operator's token (`admin`) with every request.
+    /// An HTTP client sending an operator's token with every request:
+    /// [`OPERATOR_SCOPES`] (`admin` implies none).
     pub fn admin_client(&self) -> reqwest::Client {
-        client_with(&self.token("e2e-operator", &[Scope::Admin]))
+        client_with(&self.token("e2e-operator", &OPERATOR_SCOPES))
     }
 
     /// Where the stack's signing key and JWKS are.

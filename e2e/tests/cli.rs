@@ -7,7 +7,6 @@
 use std::{process::Output, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
     Stack, StackOptions,
@@ -145,7 +144,7 @@ async fn a_catalog_and_its_stock_imported_from_files_take_orders(stack: &Stack, 
         omnisaga_json(stack, &["stock", "import", &seed, "--json"]).await?;
     }
     let stock: Value = admin
-        .get(format!("{}/v1/stock", stack.url("warehouse")))
+        .get(format!("{}/v1/stock", stack.admin_url("warehouse")))
         .send()
         .await?
         .json()
@@ -305,12 +304,19 @@ fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Comm
         .envs(stack.kafka.admin_env())
         .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
         .env("TRACES_URL", &stack.traces_url)
-        .env("OMNISAGA_TOKEN", stack.token("cli-operator", &[Scope::Admin]))
+        .env(
+            "OMNISAGA_TOKEN",
+            stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
+        )
         .env_remove("KAFKA_GROUP_SUFFIX")
         // No `.omnisaga/env` of a stack started by hand is read.
         .current_dir(std::env::temp_dir());
     for service in ["order", "payment", "warehouse", "notification", "analytics"] {
         cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
+        cmd.env(
+            format!("{}_ADMIN_URL", service.to_uppercase()),
+            stack.admin_url(service),
+        );
     }
     Ok(cmd)
 }
@@ -567,7 +573,7 @@ async fn a_parked_key_is_replayed_through_the_cli(stack: &Stack) -> Result<()> {
         &envelope(&key, placed),
     )
     .await?;
-    let payment_url = format!("{}/v1/payments/{key}", stack.url("payment"));
+    let payment_url = format!("{}/v1/payments/{key}", stack.admin_url("payment"));
     let c = Client::new(stack);
     wait_for("payment to see the order", WAIT, || async {
         Ok(Some(c.get(&payment_url).await?))

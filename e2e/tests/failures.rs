@@ -99,7 +99,7 @@ async fn declined_payment_is_retried_and_completes(c: &Client) -> Result<()> {
         (1, 1, 1),
         "{timeline:?}"
     );
-    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment)).await?;
+    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment_admin)).await?;
     assert_eq!(
         (payment["status"].as_str(), payment["attempts"].as_i64()),
         (Some("AUTHORIZED"), Some(2))
@@ -136,7 +136,7 @@ async fn unavailable_stock_cancels_and_voids_the_payment(c: &Client) -> Result<(
         .place(&order_body("SKU-RARE", (on_hand + 1) as u32, "tok_visa", "rare"))
         .await?;
     c.wait_status(&id, "CANCELLED", WAIT).await?;
-    let url = format!("{}/v1/payments/{id}", c.payment);
+    let url = format!("{}/v1/payments/{id}", c.payment_admin);
     let status = wait_for("the payment to settle", WAIT, || async {
         let payment = c.get(&url).await?;
         Ok(match payment["status"].as_str() {
@@ -214,7 +214,7 @@ async fn cancelling_paid_orders_never_ships_unpaid_goods_or_holds_money(c: &Clie
     }
     let mut shipped = 0;
     for id in &ids {
-        let payment_url = format!("{}/v1/payments/{id}", c.payment);
+        let payment_url = format!("{}/v1/payments/{id}", c.payment_admin);
         let status = wait_for(&format!("order {id} to settle"), WAIT, || async {
             let order = c.order(id).await?;
             let payment = c.get(&payment_url).await?;
@@ -358,7 +358,7 @@ async fn killing_the_warehouse_mid_backlog_loses_nothing(stack: &mut Stack, c: &
                 .await?,
         );
     }
-    let backlog_url = format!("{}/v1/pick-tasks/backlog", c.warehouse);
+    let backlog_url = format!("{}/v1/pick-tasks/backlog", c.warehouse_admin);
     let backlog = wait_for("a pick backlog", WAIT, || async {
         let b = c.get(&backlog_url).await?;
         Ok((b["by_status"]["READY"].as_i64().unwrap_or(0) >= 4).then_some(b))
@@ -456,7 +456,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
     )
     .await?;
 
-    let list_url = format!("{}/v1/admin/dead-letters", c.payment);
+    let list_url = format!("{}/v1/admin/dead-letters", c.payment_admin);
     let letters = wait_for("three dead letters at payment", WAIT, || async {
         let body = c.get(&list_url).await?;
         let items = body["items"].as_array().cloned().unwrap_or_default();
@@ -509,6 +509,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
     let out = tokio::process::Command::new(&cli)
         .args(["dlq", "list", "payment"])
         .env("PAYMENT_URL", &c.payment)
+        .env("PAYMENT_ADMIN_URL", &c.payment_admin)
         .env("OMNISAGA_TOKEN", &token)
         .output()
         .await?;
@@ -521,6 +522,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
     let out = tokio::process::Command::new(&cli)
         .args(["dlq", "show", "payment", &first])
         .env("PAYMENT_URL", &c.payment)
+        .env("PAYMENT_ADMIN_URL", &c.payment_admin)
         .env("OMNISAGA_TOKEN", &token)
         .output()
         .await?;
@@ -533,6 +535,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
     let out = tokio::process::Command::new(&cli)
         .args(["dlq", "replay", "payment", &broken])
         .env("PAYMENT_URL", &c.payment)
+        .env("PAYMENT_ADMIN_URL", &c.payment_admin)
         .env("OMNISAGA_TOKEN", &token)
         .output()
         .await?;
@@ -556,7 +559,7 @@ async fn poison_messages_are_dead_lettered_and_the_consumers_go_on(stack: &Stack
 /// Waits until `service`'s consumer has read every partition to its end
 /// (in a group ending with `suffix`).
 async fn caught_up(stack: &Stack, c: &Client, service: &str, suffix: &str) -> Result<()> {
-    let url = format!("{}/v1/admin/consumers", stack.url(service));
+    let url = format!("{}/v1/admin/consumers", stack.admin_url(service));
     wait_for(
         &format!("{service} to read every topic to its end"),
         WAIT,
@@ -585,7 +588,7 @@ async fn replaying_every_topic_changes_nothing(stack: &mut Stack, c: &Client) ->
         caught_up(stack, c, service, "").await?;
     }
     let summary_url = format!("{}/v1/summary", c.analytics);
-    let letters_url = format!("{}/v1/admin/dead-letters", c.payment);
+    let letters_url = format!("{}/v1/admin/dead-letters", c.payment_admin);
     let before = (
         c.get(&summary_url).await?,
         c.messages(&id).await?,
@@ -614,7 +617,7 @@ async fn replaying_every_topic_changes_nothing(stack: &mut Stack, c: &Client) ->
     assert_eq!(after.2, before.2, "stock moved on a replay");
     assert_eq!(after.3, before.3, "the order recorded an event twice");
     assert_eq!(after.4, before.4, "a poison record was parked twice");
-    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment)).await?;
+    let payment = c.get(&format!("{}/v1/payments/{id}", c.payment_admin)).await?;
     assert_eq!(payment["attempts"], 1, "charged again");
     Ok(())
 }

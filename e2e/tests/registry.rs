@@ -144,10 +144,12 @@ fn every_error_code_in_the_code_is_documented_and_every_documented_one_is_used()
     assert_eq!(used, documented, "schemas/errors.json and the code disagree");
 }
 
-/// (path, method) of every route registered in `text`.
+/// (path, method) of every route registered in `text` (`.route(...)`, and
+/// `Routes::open(...)` for an open one).
 fn routes(text: &str) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    for chunk in text.split(".route(").skip(1) {
+    let chunks = text.split(".route(").skip(1).chain(text.split(".open(").skip(1));
+    for chunk in chunks {
         let Some(path) = chunk
             .trim_start()
             .strip_prefix('"')
@@ -156,11 +158,18 @@ fn routes(text: &str) -> BTreeSet<(String, String)> {
             continue;
         };
         // The handlers of this route: up to the next builder call.
-        let end = [".route(", ".with_state(", ".layer(", ".merge(", ".fallback("]
-            .iter()
-            .filter_map(|m| chunk.find(m))
-            .min()
-            .unwrap_or(chunk.len());
+        let end = [
+            ".route(",
+            ".open(",
+            ".with_state(",
+            ".layer(",
+            ".merge(",
+            ".fallback(",
+        ]
+        .iter()
+        .filter_map(|m| chunk.find(m))
+        .min()
+        .unwrap_or(chunk.len());
         for method in ["get", "post", "put", "delete", "patch"] {
             if chunk[..end].contains(&format!("{method}(")) {
                 out.insert((path.to_owned(), method.to_owned()));

@@ -85,7 +85,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
 
     // The restarted warehouse folds the stream holding the version-1 event.
     let fulfilment = c
-        .get(&format!("{}/v1/orders/{before}/fulfilment", c.warehouse))
+        .get(&format!("{}/v1/orders/{before}/fulfilment", c.warehouse_admin))
         .await?;
     ensure!(
         fulfilment["stock"]["shipped"] == true,

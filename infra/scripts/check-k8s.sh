@@ -6,7 +6,8 @@
 # bites: each manifest of infra/kubeconform/rejected must be refused with
 # the message its `# expect:` line names. Also fails when the kustomization
 # misses a file of infra/k8s, or the KafkaTopics and KafkaUsers differ from
-# the topic catalog (infra/scripts/k8s-kafka.py).
+# the topic catalog (infra/scripts/k8s-kafka.py), or the Ingress routes more
+# or less than the public API (infra/scripts/k8s-ingress.py).
 #
 # Everything comes from package registries, pinned, into the cache outside
 # the clone (OMNISAGA_CACHE, ~/.cache/omnisaga), once: what stays is the two
@@ -248,3 +249,4 @@ if problems:
 PY
 
 python3 infra/scripts/k8s-kafka.py --check
+python3 infra/scripts/k8s-ingress.py

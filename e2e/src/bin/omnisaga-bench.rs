@@ -14,7 +14,6 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use omnisaga_auth::Scope;
 use omnisaga_e2e::{
     bench::{
         limits::{self, LimitOptions, Limits},
@@ -130,7 +129,7 @@ fn git(args: &[&str]) -> String {
 
 fn target_of(stack: &Stack, prefix: &str) -> Target {
     let mut admin = reqwest::header::HeaderMap::new();
-    let token = stack.token("bench-operator", &[Scope::Admin]);
+    let token = stack.token("bench-operator", &omnisaga_e2e::OPERATOR_SCOPES);
     admin.insert(
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}")

@@ -47,6 +47,7 @@ async fn main() -> Result<()> {
     let mut env = String::new();
     for s in &stack.services {
         writeln!(env, "{}_URL={}", s.name.to_uppercase(), s.url)?;
+        writeln!(env, "{}_ADMIN_URL={}", s.name.to_uppercase(), s.admin_url)?;
     }
     writeln!(env, "KAFKA_BROKERS={}", stack.kafka.brokers)?;
     // The CLI logs in as the broker's admin; analysts get their own user,
@@ -71,7 +72,11 @@ async fn main() -> Result<()> {
     // with `omnisaga token mint`.
     writeln!(env, "CUSTOMER_TOKEN={}", stack.customer_token("customer-1"))?;
     writeln!(env, "OTHER_CUSTOMER_TOKEN={}", stack.customer_token("customer-2"))?;
-    writeln!(env, "ADMIN_TOKEN={}", stack.token("operator", &[Scope::Admin]))?;
+    writeln!(
+        env,
+        "ADMIN_TOKEN={}",
+        stack.token("operator", &omnisaga_e2e::OPERATOR_SCOPES)
+    )?;
     writeln!(
         env,
         "ANALYST_TOKEN={}",
@@ -83,8 +88,8 @@ async fn main() -> Result<()> {
     println!("\nomnisaga is running.\n");
     for s in &stack.services {
         println!(
-            "  {:<13} {}   (health: {}/readyz, API docs: {}/docs)",
-            s.name, s.url, s.url, s.url
+            "  {:<13} {}   (health: {}/readyz, API docs: {}/docs; admin and internal routes: {})",
+            s.name, s.url, s.url, s.url, s.admin_url
         );
     }
     println!(

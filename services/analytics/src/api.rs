@@ -7,14 +7,14 @@ use axum::{
     extract::{Path, State},
     middleware,
     routing::get,
-    Json, Router,
+    Json,
 };
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
-    auth,
     cached::{cached, Cache},
     http::{ApiError, ErrorBody},
     openapi::{self, About},
+    routes::Routes,
 };
 use serde::Serialize;
 use sqlx::PgPool;
@@ -58,17 +58,13 @@ pub struct ApiState {
     pub config: Config,
 }
 
-pub fn routes(pool: PgPool, config: Config) -> Router {
-    Router::new()
-        .route("/v1/summary", get(summary))
-        .route("/v1/orders/{id}/stages", get(order_stages))
-        .route_layer(middleware::from_fn_with_state(
-            Scope::AnalyticsRead,
-            auth::require_scope,
-        ))
+pub fn routes(pool: PgPool, config: Config) -> Routes {
+    Routes::new()
+        .route("/v1/summary", Scope::AnalyticsRead, get(summary))
+        .route("/v1/orders/{id}/stages", Scope::AnalyticsRead, get(order_stages))
         // Open (see `App::run_until_stopped`): aggregate figures only.
         // A database query open to anyone: one answer a second, shared.
-        .route(
+        .open(
             "/dashboard",
             get(dashboard::page).layer(middleware::from_fn_with_state(Cache::new(), cached)),
         )

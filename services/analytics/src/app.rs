@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use omnisaga_runtime::service::Base;
-use tokio::net::TcpListener;
+use omnisaga_runtime::service::{Base, Listeners};
 use tokio_util::sync::CancellationToken;
 
 use crate::{api, config::Config, handlers::SagaEvents, store};
@@ -12,7 +11,7 @@ use crate::{api, config::Config, handlers::SagaEvents, store};
 pub struct App {
     base: Base,
     config: Config,
-    listener: TcpListener,
+    listener: Listeners,
 }
 
 impl App {
@@ -37,7 +36,12 @@ impl App {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.port()
+    }
+
+    /// The admin listener's port (the internal and admin routes).
+    pub fn admin_port(&self) -> u16 {
+        self.listener.admin_port()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {

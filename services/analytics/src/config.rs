@@ -6,6 +6,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8084` | API, dashboard, health and metrics listen address |
+//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8184` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
 //! | `ANALYTICS_STUCK_AFTER_SECONDS` | `300` | the dashboard counts an order stuck once it has been at its latest stage this long |
 //! | `ANALYTICS_DASHBOARD_REFRESH_SECONDS` | `10` | how often the dashboard page reloads itself |
 //! | `ANALYTICS_READER_ROLE` | `omnisaga_analyst` | the PostgreSQL role analysts log in as: granted read access to the star schema at every start, when it exists |

@@ -16,7 +16,8 @@ pub enum Scope {
     /// Services: read an order's payment method (the payment service does;
     /// the topics do not carry it).
     PaymentMethodsRead,
-    /// Operators: every admin and service endpoint, every order.
+    /// Operators: the admin endpoints (dead letters, audit, imports...), and
+    /// every order where the route's own scope is held too; no other scope.
     Admin,
 }
 

@@ -180,7 +180,7 @@ pub enum TokenCommand {
     /// operator's: --scope admin; an analyst's: --scope analytics:read.
     #[command(after_help = "Examples:
   omnisaga token mint --sub customer-7 --scope orders:read --scope orders:write
-  curl -H \"Authorization: Bearer $(omnisaga token mint --sub ops --scope admin)\" $PAYMENT_URL/v1/admin/provider")]
+  curl -H \"Authorization: Bearer $(omnisaga token mint --sub ops --scope admin)\" $PAYMENT_ADMIN_URL/v1/admin/provider")]
     Mint(MintArgs),
     /// Create a local signing key and its JWKS in a directory (kept if there is one).
     ///

@@ -14,7 +14,7 @@ use crate::{
 /// Runs a `dlq` command. `show` and `replay` print the service's JSON answer.
 pub async fn run(command: &DlqCommand, settings: &Settings, json: bool) -> Result<()> {
     let client = http::client(settings)?;
-    let base = |service: Service| format!("{}/v1/admin/dead-letters", settings.service_url(service.name()));
+    let base = |service: Service| format!("{}/v1/admin/dead-letters", settings.admin_url(service.name()));
     match command {
         DlqCommand::List { service, key } => {
             let mut req = client.get(base(*service));

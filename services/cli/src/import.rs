@@ -84,11 +84,7 @@ pub async fn run(kind: Kind, args: &ImportArgs, settings: &Settings, json: bool)
     let size = args.rows_per_batch.clamp(1, 20_000);
     let batches: Vec<&[Row]> = rows.chunks(size).collect();
     let client = http::client(settings)?;
-    let url = format!(
-        "{}/v1/{}/batch",
-        settings.service_url(kind.service()),
-        kind.name()
-    );
+    let url = format!("{}/v1/{}/batch", settings.admin_url(kind.service()), kind.name());
     let bar = output::bar(rows.len() as u64, format!("importing {}", kind.name()), json);
     let mut answers = Vec::new();
     let (mut applied, mut replayed) = (0, 0);

@@ -17,7 +17,7 @@ const SERVICE: &str = "notification";
 /// Runs a `messages` command. `retry` prints the service's JSON answer.
 pub async fn run(command: &MessagesCommand, settings: &Settings, json: bool) -> Result<()> {
     let client = http::client(settings)?;
-    let base = format!("{}/v1/admin/messages", settings.service_url(SERVICE));
+    let base = format!("{}/v1/admin/messages", settings.admin_url(SERVICE));
     match command {
         MessagesCommand::Dead { limit } => {
             let mut req = client.get(format!("{base}/dead"));

@@ -134,6 +134,34 @@ impl Settings {
         );
         url.trim_end_matches('/').to_owned()
     }
+
+    /// The base URL of `service`'s admin listener (`<SERVICE>_ADMIN_URL`,
+    /// else its URL with the port + 100, as `ADMIN_HTTP_ADDR` defaults):
+    /// where its admin and internal routes are.
+    pub fn admin_url(&self, service: &str) -> String {
+        let url = self.var(&format!("{}_ADMIN_URL", service.to_uppercase()), "");
+        if !url.is_empty() {
+            return url.trim_end_matches('/').to_owned();
+        }
+        admin_of(&self.service_url(service))
+    }
+}
+
+/// `url` with its port + 100 (`http://h:8080` is `http://h:8180`); a URL
+/// without a port is kept.
+fn admin_of(url: &str) -> String {
+    let (head, tail) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (authority, path) = tail.split_at(tail.find('/').unwrap_or(tail.len()));
+    match authority
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+    {
+        Some((host, port)) => format!("{head}{host}:{}{path}", port.saturating_add(100)),
+        None => url.to_owned(),
+    }
 }
 
 /// `NAME=value` lines; blank lines, comments and an `export ` are skipped.
@@ -148,6 +176,16 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_admin_url_is_the_service_url_with_the_port_plus_100() {
+        assert_eq!(super::admin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8180");
+        assert_eq!(
+            super::admin_of("https://order:9000/base"),
+            "https://order:9100/base"
+        );
+        assert_eq!(super::admin_of("http://order"), "http://order");
+    }
+
     use super::*;
 
     #[test]

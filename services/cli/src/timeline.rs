@@ -52,13 +52,15 @@ pub async fn run(id: &str, settings: &Settings, json: bool) -> Result<()> {
 async fn fetch(id: &str, settings: &Settings) -> Result<Timeline> {
     let client = http::client(settings)?;
     let get = |service: &str, path: String| client.get(format!("{}{path}", settings.service_url(service)));
+    // The operators' views of payment and warehouse are on their admin listeners.
+    let admin = |service: &str, path: String| client.get(format!("{}{path}", settings.admin_url(service)));
     let notifications = get("notification", format!("/v1/orders/{id}/notifications"));
     let (order, payment, warehouse, notification, analytics) = tokio::join!(
         http::try_call(get("order", format!("/v1/orders/{id}"))),
-        view("payment", get("payment", format!("/v1/payments/{id}"))),
+        view("payment", admin("payment", format!("/v1/payments/{id}"))),
         view(
             "warehouse",
-            get("warehouse", format!("/v1/orders/{id}/fulfilment"))
+            admin("warehouse", format!("/v1/orders/{id}/fulfilment"))
         ),
         view("notification", notifications),
         view("analytics", get("analytics", format!("/v1/orders/{id}/stages"))),

@@ -8,18 +8,18 @@
 
 use axum::{
     extract::{Path, Query, State},
-    middleware,
     routing::{get, post},
-    Json, Router,
+    Json,
 };
 use chrono::{DateTime, Utc};
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
-    auth::{self, Caller},
+    auth::Caller,
     deprecation::{self, Deprecation},
     http::{ApiError, ErrorBody},
     openapi::{self, About},
     outbox::{OutboxWaker, Written},
+    routes::Routes,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -58,15 +58,16 @@ struct ApiState {
     waker: OutboxWaker,
 }
 
-pub fn routes(pool: PgPool, waker: OutboxWaker) -> Router {
-    let admin = Router::new()
-        .route("/v1/admin/messages/dead", get(dead))
-        .route("/v1/admin/messages/{id}/retry", post(retry))
-        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
-    Router::new()
-        .route("/v1/orders/{order_id}/notifications", get(list))
-        .route("/v1/notifications", get(list_by_query))
-        .merge(admin)
+pub fn routes(pool: PgPool, waker: OutboxWaker) -> Routes {
+    Routes::new()
+        .route(
+            "/v1/orders/{order_id}/notifications",
+            Scope::OrdersRead,
+            get(list),
+        )
+        .route("/v1/notifications", Scope::OrdersRead, get(list_by_query))
+        .route("/v1/admin/messages/dead", Scope::Admin, get(dead))
+        .route("/v1/admin/messages/{id}/retry", Scope::Admin, post(retry))
         .with_state(ApiState { pool, waker })
 }
 
@@ -104,7 +105,6 @@ async fn list_by_query(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<(deprecation::Headers, Json<Messages>), ApiError> {
-    caller.require(Scope::OrdersRead)?;
     let order_id = q
         .order_id
         .as_deref()
@@ -129,7 +129,6 @@ async fn list(
     caller: Caller,
     Path(order_id): Path<String>,
 ) -> Result<Json<Messages>, ApiError> {
-    caller.require(Scope::OrdersRead)?;
     let order_id = Uuid::parse_str(&order_id).map_err(|_| ApiError::not_found("no such order"))?;
     messages(state, caller, order_id).await
 }

@@ -5,9 +5,8 @@ use std::sync::{Arc, LazyLock};
 use anyhow::Result;
 use omnisaga_runtime::{
     metrics::{self, Gauges},
-    service::{Base, Task},
+    service::{Base, Listeners, Task},
 };
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -32,7 +31,7 @@ static DEAD: LazyLock<Gauges> = LazyLock::new(|| {
 
 pub struct App {
     base: Base,
-    listener: TcpListener,
+    listener: Listeners,
     channel: Arc<dyn Channel>,
     retry: RetryPolicy,
     send_timeout: std::time::Duration,
@@ -71,7 +70,12 @@ impl App {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.port()
+    }
+
+    /// The admin listener's port (the internal and admin routes).
+    pub fn admin_port(&self) -> u16 {
+        self.listener.admin_port()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {

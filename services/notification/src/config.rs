@@ -7,6 +7,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8083` | API, health and metrics listen address |
+//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8183` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
 //! | `NOTIFICATION_MAX_ATTEMPTS` | `8` | sends of one message the channel may refuse before it is dead (kept, listed by `GET /v1/admin/messages/dead`, retried by an operator) |
 //! | `NOTIFICATION_RETRY_BASE_MS` | `5000` | wait after a message's first refusal; it doubles after each refusal |
 //! | `NOTIFICATION_SEND_TIMEOUT_MS` | `10000` | longest the channel may take to answer one send; past it the send counts as refused (a hanging channel holds nothing back for longer) |

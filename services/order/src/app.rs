@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use omnisaga_runtime::service::Base;
-use tokio::net::TcpListener;
+use omnisaga_runtime::service::{Base, Listeners};
 use tokio_util::sync::CancellationToken;
 
 use omnisaga_runtime::service::Task;
@@ -13,7 +12,7 @@ use crate::{api, commands::Orders, config::Config, deadlines::Deadlines, handler
 
 pub struct App {
     base: Base,
-    listener: TcpListener,
+    listener: Listeners,
     config: Arc<Config>,
 }
 
@@ -37,7 +36,12 @@ impl App {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.port()
+    }
+
+    /// The admin listener's port (the internal and admin routes).
+    pub fn admin_port(&self) -> u16 {
+        self.listener.admin_port()
     }
 
     pub fn pool(&self) -> sqlx::PgPool {

@@ -5,6 +5,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8080` | API listen address |
+//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8180` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
 //! | `ORDER_DELIVERY_DAYS` | `3` | business days from order to estimated delivery |
 //! | `ORDER_MAX_QUANTITY` | `100` | largest quantity of one line item |
 //! | `ORDER_MAX_ITEMS` | `50` | most line items in one order |
@@ -12,7 +13,7 @@
 //! | `ORDER_PAYMENT_DELAY_NOTICE_MS` | `60000` | no payment answer for this long: the customer is told it is delayed |
 //! | `ORDER_STUCK_AFTER_MS` | `1800000` | an order `PLACED`, `PAID` or `READY_FOR_SHIPMENT` unchanged this long counts as stuck (`omnisaga_sagas_stuck{status}`, alert `SagaStuck`) |
 //! | `ORDER_DEADLINE_TICK_MS` | `1000` | how often deadlines are checked (they are seconds to minutes long) |
-//! | `WAREHOUSE_URL` | unset | where `GET /v1/catalog` asks for availability |
+//! | `WAREHOUSE_URL` | unset | the warehouse's admin listener (e.g. `http://127.0.0.1:8182`), where `GET /v1/catalog` asks for availability |
 //! | `WAREHOUSE_TOKEN` | unset | the order service's bearer token for the warehouse (`stock:read`); a secret, so usually `WAREHOUSE_TOKEN_FILE` |
 //! | `CATALOG_SEED_FILE` | unset | JSON catalog upserted at start |
 

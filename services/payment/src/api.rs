@@ -5,15 +5,14 @@ use std::sync::{atomic::Ordering, Arc};
 
 use axum::{
     extract::{Path, State},
-    middleware,
     routing::{get, put},
-    Json, Router,
+    Json,
 };
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
-    auth,
     http::{ApiError, ApiJson, ErrorBody},
     openapi::{self, About},
+    routes::Routes,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
@@ -28,11 +27,14 @@ struct ApiState {
     provider: Arc<Provider>,
 }
 
-pub fn routes(pool: PgPool, provider: Arc<Provider>) -> Router {
-    Router::new()
-        .route("/v1/admin/provider", put(set_provider).get(get_provider))
-        .route("/v1/payments/{order_id}", get(payment))
-        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
+pub fn routes(pool: PgPool, provider: Arc<Provider>) -> Routes {
+    Routes::new()
+        .route(
+            "/v1/admin/provider",
+            Scope::Admin,
+            put(set_provider).get(get_provider),
+        )
+        .route("/v1/payments/{order_id}", Scope::Admin, get(payment))
         .with_state(ApiState { pool, provider })
 }
 

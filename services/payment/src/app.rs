@@ -3,15 +3,14 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use omnisaga_runtime::service::{Base, Task};
-use tokio::net::TcpListener;
+use omnisaga_runtime::service::{Base, Listeners, Task};
 use tokio_util::sync::CancellationToken;
 
 use crate::{api, calls::ProviderCalls, config::Config, handlers::OrderEvents, provider::Provider};
 
 pub struct App {
     base: Base,
-    listener: TcpListener,
+    listener: Listeners,
     pub provider: Arc<Provider>,
     callers: usize,
     orders: crate::orders::OrderService,
@@ -31,7 +30,12 @@ impl App {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.port()
+    }
+
+    /// The admin listener's port (the internal and admin routes).
+    pub fn admin_port(&self) -> u16 {
+        self.listener.admin_port()
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {

@@ -2,7 +2,8 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HTTP_ADDR` | `127.0.0.1:8081` | health and admin listen address |
+//! | `HTTP_ADDR` | `127.0.0.1:8081` | health and metrics listen address |
+//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8181` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
 //! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
 //! | `PAYMENT_PROVIDER_TIMEOUT_MS` | `10000` | longest a provider call may take; past it the call has no answer and is made again later (no transaction is open meanwhile) |
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
@@ -10,7 +11,7 @@
 //! | `PAYMENT_AMBIGUOUS_RATE` | `0` | share of first approvals the simulator records and then answers unavailable (charged, answer lost), 0 to 1 |
 //! | `PAYMENT_PROVIDER_LEDGER_DAYS` | `30` | how long the simulator's ledger (`provider_ledger`) keeps an answer |
 //! | `PAYMENT_PROVIDER_CALLERS` | `4` | provider calls made at once (each a worker with its own transaction) |
-//! | `ORDER_URL` | `http://127.0.0.1:8080` | where the payment token of an attempt is asked for (the topics do not carry it); `https://` checks the order service's certificate against the system's CAs and `TLS_CA_FILE`'s |
+//! | `ORDER_URL` | `http://127.0.0.1:8180` | the order service's admin listener, where the payment token of an attempt is asked for (the topics do not carry it); `https://` checks the order service's certificate against the system's CAs and `TLS_CA_FILE`'s |
 //! | `PAYMENT_ORDER_TOKEN` | unset | payment's `payment-methods:read` token for that; a secret, so usually `PAYMENT_ORDER_TOKEN_FILE` |
 
 use std::time::Duration;
@@ -21,7 +22,7 @@ use omnisaga_runtime::config::{parse_or, var, CommonConfig};
 use crate::{orders::OrderService, provider::ProviderConfig};
 
 /// The order service's local address.
-const ORDER_URL: &str = "http://127.0.0.1:8080";
+const ORDER_URL: &str = "http://127.0.0.1:8180";
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,7 +1,10 @@
 //! Who is calling: the middleware that checks every request's bearer token
 //! (all but the probes and the metrics), the [`Caller`] extractor handlers
 //! take, and [`require_scope`], a route layer that lets only the holders of a
-//! scope through. An `admin` token passes every scope check.
+//! scope through (`routes::Routes` puts it on every route). `admin` is one
+//! scope among the others: it opens the operators' routes, and lets its
+//! holder see every customer's orders where a route's scope already let them
+//! in ([`Caller::owns`]), but passes no other scope check.
 
 use std::sync::Arc;
 
@@ -74,9 +77,9 @@ impl Caller {
         self.0.has(Scope::Admin)
     }
 
-    /// `Ok` when the caller holds `scope` (or `admin`), else 403.
+    /// `Ok` when the caller holds `scope`, else 403 (`admin` is no other scope).
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.0.has(scope) || self.is_admin() {
+        if self.0.has(scope) {
             Ok(())
         } else {
             Err(ApiError::forbidden(scope))
@@ -102,8 +105,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Middleware for a route layer: only callers holding the state's scope (or
-/// `admin`) reach the routes, the others get 403:
+/// Middleware for a route layer: only callers holding the state's scope
+/// reach the routes, the others get 403:
 /// `.route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))`.
 pub async fn require_scope(State(scope): State<Scope>, caller: Caller, req: Request, next: Next) -> Response {
     match caller.require(scope) {

@@ -17,20 +17,15 @@ use axum::{
     body::Bytes,
     extract::{rejection::BytesRejection, DefaultBodyLimit, State},
     http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
-    middleware,
     routing::post,
-    Json, Router,
+    Json,
 };
 use omnisaga_auth::Scope;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 
-use crate::{
-    auth::{self, Caller},
-    http::ApiError,
-    openapi::error_response,
-};
+use crate::{auth::Caller, http::ApiError, openapi::error_response, routes::Routes};
 
 /// Largest file a batch may be.
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
@@ -467,10 +462,13 @@ pub async fn import<I: Importer>(
 
 /// The route `POST path` importing batches with `importer`, for operators
 /// (`admin`), taking files of up to [`MAX_BYTES`].
-pub fn routes<I: Importer + 'static>(path: &str, pool: PgPool, importer: I) -> Router {
-    Router::new()
-        .route(path, post(handle::<I>).layer(DefaultBodyLimit::max(MAX_BYTES)))
-        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
+pub fn routes<I: Importer + 'static>(path: &str, pool: PgPool, importer: I) -> Routes {
+    Routes::new()
+        .route(
+            path,
+            Scope::Admin,
+            post(handle::<I>).layer(DefaultBodyLimit::max(MAX_BYTES)),
+        )
         .with_state((pool, Arc::new(importer)))
 }
 

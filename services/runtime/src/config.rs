@@ -10,7 +10,8 @@
 //! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
-//! | `HTTP_ADDR` | per service | listen address of the HTTP API |
+//! | `HTTP_ADDR` | per service | listen address of the HTTP API (the public routes, the probes, the metrics) |
+//! | `ADMIN_HTTP_ADDR` | `HTTP_ADDR`'s host, its port + 100 | listen address of the internal and admin routes (those needing `admin`, `stock:read` or `payment-methods:read`; see `routes`), which only the cluster reaches |
 //! | `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS` | `10000`, `1024`, `300` | the server's limits ([`crate::server::Settings`]) |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
@@ -75,6 +76,8 @@ pub struct CommonConfig {
     pub database_timeouts: crate::db::Timeouts,
     pub kafka: KafkaConfig,
     pub http_addr: SocketAddr,
+    /// The internal and admin routes' listener (`ADMIN_HTTP_ADDR`).
+    pub admin_http_addr: SocketAddr,
     pub outbox_poll: Duration,
     /// Appended to consumer group ids (`KAFKA_GROUP_SUFFIX`), e.g. to replay topics from the start.
     pub group_suffix: String,
@@ -110,6 +113,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("database_timeouts", &self.database_timeouts)
             .field("kafka", &self.kafka)
             .field("http_addr", &self.http_addr)
+            .field("admin_http_addr", &self.admin_http_addr)
             .field("outbox_poll", &self.outbox_poll)
             .field("group_suffix", &self.group_suffix)
             .field("consumer_batch_max", &self.consumer_batch_max)
@@ -289,6 +293,7 @@ impl CommonConfig {
         let (fetch_wait_max_ms, fetch_min_bytes) =
             fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
+        let http_addr = parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?;
         Ok(Self {
             service,
             database_url,
@@ -308,7 +313,8 @@ impl CommonConfig {
                 },
                 security: ClientSecurity::from_vars(var)?,
             },
-            http_addr: parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?,
+            http_addr,
+            admin_http_addr: parse_or("ADMIN_HTTP_ADDR", admin_addr(http_addr))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
             group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
@@ -327,6 +333,16 @@ impl CommonConfig {
             server: crate::server::Settings::from_env()?,
         })
     }
+}
+
+/// The admin listener's default beside `http`: the same host, the port +
+/// 100 (0 stays 0: any free port).
+pub fn admin_addr(http: SocketAddr) -> SocketAddr {
+    let port = match http.port() {
+        0 => 0,
+        port => port.saturating_add(100),
+    };
+    SocketAddr::new(http.ip(), port)
 }
 
 /// The longest a record `service` consumes can come back (the retention of

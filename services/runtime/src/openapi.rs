@@ -18,7 +18,9 @@ use axum::{extract::State, response::IntoResponse, routing::get, Json, Router};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
-use crate::http::ErrorBody;
+use omnisaga_auth::Scope;
+
+use crate::{http::ErrorBody, routes::Listener};
 
 /// The operational endpoints every service serves.
 #[derive(OpenApi)]
@@ -40,7 +42,7 @@ use crate::http::ErrorBody;
 struct Operational;
 
 /// How a client proves who it is, as the document states it.
-const BEARER: &str = "A JWT signed by a key of the service's JWKS (AUTH_JWKS_FILE): EdDSA, RS256 or ES256 as the key pins; iss, aud, exp and nbf checked; the customer is the subject. Scopes in the space-separated `scope` claim: orders:read, orders:write (customers, their own orders only), analytics:read (analysts), stock:read and payment-methods:read (services), admin (operators: every admin endpoint and every order). An operation's security names the scope it needs.";
+const BEARER: &str = "A JWT signed by a key of the service's JWKS (AUTH_JWKS_FILE): EdDSA, RS256 or ES256 as the key pins; iss, aud, exp and nbf checked; the customer is the subject. Scopes in the space-separated `scope` claim: orders:read, orders:write (customers, their own orders only), analytics:read (analysts), stock:read and payment-methods:read (services), admin (operators: the admin endpoints; with orders:read, every customer's orders). No scope implies another. An operation's security names the scope it needs; one needing admin, stock:read or payment-methods:read is served on the admin listener (ADMIN_HTTP_ADDR, its servers), which only the cluster reaches.";
 
 /// The paths the documents are served at, which need no token.
 pub const OPEN_PATHS: [&str; 2] = ["/v1/openapi.json", "/docs"];
@@ -79,10 +81,30 @@ pub fn document(about: &About, own: utoipa::openapi::OpenApi, more: Vec<(&str, V
         for item in paths.values_mut() {
             for op in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()) {
                 complete(op);
+                on_its_listener(op, about.port);
             }
         }
     }
     doc
+}
+
+/// The scope `op`'s security requirement names, if one.
+pub fn scope_of(op: &Value) -> Option<Scope> {
+    op["security"]
+        .as_array()?
+        .iter()
+        .find_map(|req| req["bearer"].as_array()?.first()?.as_str()?.parse().ok())
+}
+
+/// An operation of the admin listener says so: its `servers` is that
+/// listener (`ADMIN_HTTP_ADDR`, by default the service's port + 100).
+fn on_its_listener(op: &mut Value, port: u16) {
+    if scope_of(op).is_some_and(|scope| Listener::of(scope) == Listener::Admin) {
+        op["servers"] = json!([{
+            "url": format!("http://127.0.0.1:{}", crate::config::admin_addr(([127, 0, 0, 1], port).into()).port()),
+            "description": "the admin listener (ADMIN_HTTP_ADDR), which only the cluster reaches",
+        }]);
+    }
 }
 
 /// One operation with the runtime's headers and answers added where the

@@ -23,6 +23,7 @@ use crate::{
     http, kafka, limits, metrics,
     outbox::{OutboxWaker, Relay},
     progress,
+    routes::{Listener, Routes},
 };
 
 /// A background task of a service, started with the shutdown token.
@@ -124,11 +125,18 @@ impl Base {
             .push(refresh);
     }
 
-    /// Binds the HTTP listener (port 0 in tests picks a free port).
-    pub async fn bind(&self) -> Result<TcpListener> {
-        TcpListener::bind(self.config.http_addr)
-            .await
-            .with_context(|| format!("Failed to bind {}", self.config.http_addr))
+    /// Binds the HTTP listeners, public and admin (port 0 in tests picks a
+    /// free port).
+    pub async fn bind(&self) -> Result<Listeners> {
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("Failed to bind {addr}"))
+        };
+        Ok(Listeners {
+            public: bind(self.config.http_addr).await?,
+            admin: bind(self.config.admin_http_addr).await?,
+        })
     }
 
     /// Serves `document` (the service's, `crate::openapi::document`) at
@@ -149,12 +157,15 @@ impl Base {
             .push(path);
     }
 
-    /// Runs the relay, `tasks` and the HTTP server with `api` until `shutdown`
-    /// (or until one of them fails, which stops the others).
+    /// Runs the relay, `tasks` and the HTTP servers with `api` until `shutdown`
+    /// (or until one of them fails, which stops the others): the public
+    /// routes, the documents, the probes and the metrics on the public
+    /// listener; the admin and internal routes (the runtime's and `api`'s)
+    /// on the admin one, with the probes.
     pub async fn run(
         self,
-        listener: TcpListener,
-        api: Router,
+        listeners: Listeners,
+        api: Routes,
         tasks: Vec<Task>,
         shutdown: CancellationToken,
     ) -> Result<()> {
@@ -175,48 +186,35 @@ impl Base {
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         refreshers.push(progress::lag_refresh(consumers.clone()));
         let audit_log = audit::Audit::new(self.pool.clone());
-        let admin = dead_letter::routes(self.pool.clone(), replayers)
+        let operators = dead_letter::routes(self.pool.clone(), replayers)
             .merge(progress::routes(consumers))
             .merge(audit::routes(self.pool.clone()))
             .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
+        let api = api.checked(Listener::Admin, operators);
         let documents = match self.document.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(document) => crate::openapi::routes(document),
             None => Router::new(),
         };
-        let router = api
-            .merge(admin)
+        let public = api
+            .public
             .merge(documents)
             // Open to anyone and each a database query: one answer a second.
             .merge(
-                http::health_routes(readiness)
+                http::health_routes(readiness.clone())
                     .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
             )
             .merge(
                 metrics::routes(self.pool.clone(), refreshers)
                     .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
-            )
-            .fallback(http::not_found)
-            // Matched routes only, inside the limits: what the router or a
-            // limit refused (404, 429, 503) never reaches the log.
-            .route_layer(middleware::from_fn_with_state(audit_log.clone(), audit::record))
-            .layer(middleware::from_fn_with_state(
-                limits::Guard::new(self.config.limits, self.pool.clone()),
-                limits::limit,
-            ))
-            .layer(middleware::from_fn_with_state(
-                Arc::new(auth::Gate {
-                    verifier: self.config.auth.verifier.clone(),
-                    open: self.open_paths.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                    audit: Some(audit_log),
-                }),
-                auth::authenticate,
-            ))
-            .layer(middleware::from_fn_with_state(
-                http::TraceTrust {
-                    verifier: Some(self.config.auth.verifier.clone()),
-                },
-                http::request_context,
-            ));
+            );
+        let admin = api.admin.merge(
+            http::health_routes(readiness)
+                .route_layer(middleware::from_fn_with_state(Cache::new(), cached::cached)),
+        );
+        // One rate limit and one bound on requests at once for both.
+        let guard = limits::Guard::new(self.config.limits, self.pool.clone());
+        let public = self.layered(public, guard.clone(), audit_log.clone());
+        let admin = self.layered(admin, guard, audit_log);
 
         // Work stops first; the relay stops last so it drains what they wrote.
         let work = shutdown.child_token();
@@ -229,9 +227,16 @@ impl Base {
             .map(|files| files.acceptor())
             .transpose()?;
         set.spawn(http::serve(
-            listener,
+            listeners.public,
+            tls.clone(),
+            public,
+            self.config.server,
+            work.clone(),
+        ));
+        set.spawn(http::serve(
+            listeners.admin,
             tls,
-            router,
+            admin,
             self.config.server,
             work.clone(),
         ));
@@ -264,6 +269,52 @@ impl Base {
         self.pool.close().await;
         tracing::info!(service = self.config.service, "service stopped");
         result
+    }
+
+    /// `router` behind the layers every listener has: the not-found
+    /// fallback, the audit log, the limits, authentication, the request
+    /// context.
+    fn layered(&self, router: Router, guard: Arc<limits::Guard>, audit_log: Arc<audit::Audit>) -> Router {
+        router
+            .fallback(http::not_found)
+            // Matched routes only, inside the limits: what the router or a
+            // limit refused (404, 429, 503) never reaches the log.
+            .route_layer(middleware::from_fn_with_state(audit_log.clone(), audit::record))
+            .layer(middleware::from_fn_with_state(guard, limits::limit))
+            .layer(middleware::from_fn_with_state(
+                Arc::new(auth::Gate {
+                    verifier: self.config.auth.verifier.clone(),
+                    open: self.open_paths.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                    audit: Some(audit_log),
+                }),
+                auth::authenticate,
+            ))
+            .layer(middleware::from_fn_with_state(
+                http::TraceTrust {
+                    verifier: Some(self.config.auth.verifier.clone()),
+                },
+                http::request_context,
+            ))
+    }
+}
+
+/// A service's two HTTP listeners ([`Base::bind`]).
+pub struct Listeners {
+    /// `HTTP_ADDR`: the public routes.
+    pub public: TcpListener,
+    /// `ADMIN_HTTP_ADDR`: the internal and admin routes.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// The public listener's port.
+    pub fn port(&self) -> u16 {
+        self.public.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The admin listener's port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 }
 

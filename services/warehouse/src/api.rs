@@ -3,16 +3,16 @@
 
 use axum::{
     extract::{Path, State},
-    middleware,
     routing::get,
-    Json, Router,
+    Json,
 };
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     aggregate::Executor,
-    auth, batch,
+    batch,
     http::{ApiError, ErrorBody},
     openapi::{self, About},
+    routes::Routes,
 };
 use serde::Serialize;
 use sqlx::{PgPool, Row};
@@ -50,21 +50,13 @@ struct ApiState {
 }
 
 /// The routes; `warehouse_topic` is where the fulfilment streams publish.
-pub fn routes(pool: PgPool, warehouse_topic: String) -> Router {
+pub fn routes(pool: PgPool, warehouse_topic: String) -> Routes {
     // Stock levels are what the order service's catalog shows (`stock:read`);
-    // the rest is for operators.
-    let stock_levels =
-        Router::new()
-            .route("/v1/stock", get(stock))
-            .route_layer(middleware::from_fn_with_state(
-                Scope::StockRead,
-                auth::require_scope,
-            ));
-    Router::new()
-        .route("/v1/pick-tasks/backlog", get(backlog))
-        .route("/v1/orders/{order_id}/fulfilment", get(fulfilment))
-        .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))
-        .merge(stock_levels)
+    // the rest is for operators. All of it on the admin listener.
+    Routes::new()
+        .route("/v1/stock", Scope::StockRead, get(stock))
+        .route("/v1/pick-tasks/backlog", Scope::Admin, get(backlog))
+        .route("/v1/orders/{order_id}/fulfilment", Scope::Admin, get(fulfilment))
         .with_state(ApiState {
             pool: pool.clone(),
             fulfilment: Executor::new(warehouse_topic),

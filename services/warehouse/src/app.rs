@@ -3,16 +3,15 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use omnisaga_runtime::service::{Base, Task};
+use omnisaga_runtime::service::{Base, Listeners, Task};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{api, config::Config, handlers::SagaEvents, pickers::Pickers, store};
 
 pub struct App {
     base: Base,
-    listener: TcpListener,
+    listener: Listeners,
     config: Config,
 }
 
@@ -42,7 +41,12 @@ impl App {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+        self.listener.port()
+    }
+
+    /// The admin listener's port (the internal and admin routes).
+    pub fn admin_port(&self) -> u16 {
+        self.listener.admin_port()
     }
 
     pub fn pool(&self) -> sqlx::PgPool {

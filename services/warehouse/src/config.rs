@@ -3,6 +3,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8082` | API listen address |
+//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8182` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
 //! | `WAREHOUSE_PICKERS` | `4` | pick tasks worked at once |
 //! | `WAREHOUSE_PICK_MS` | `200` | time to pick an order |
 //! | `WAREHOUSE_PACK_MS` | `100` | time to pack it |

@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 pub struct TestApp {
     pub url: String,
+    /// The admin listener's base URL: the internal and admin routes.
+    pub admin_url: String,
     pub http: reqwest::Client,
     /// The topics' names under this test's prefix.
     pub kafka: KafkaConfig,
@@ -39,11 +41,15 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut omnisaga_runtime::config::C
         .await
         .expect("analytics starts");
     let url = format!("http://127.0.0.1:{}", app.port());
+    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
-        http: testing::auth::client_with(&testing::auth::admin_token()),
+        admin_url,
+        http: testing::auth::client_with(&testing::auth::operator_token(&[
+            omnisaga_auth::Scope::AnalyticsRead,
+        ])),
         kafka,
         db,
         _stop: shutdown.drop_guard(),

@@ -2,5 +2,6 @@
 mod dashboard;
 mod helpers;
 mod operations;
+mod scopes;
 mod star;
 mod summary;

@@ -45,7 +45,13 @@ async fn metrics_count_the_summary_requests_by_route() {
 #[tokio::test]
 async fn the_consumer_reports_its_group() {
     let app = spawn_app().await;
-    let body: Value = app.get("/v1/admin/consumers").await.json().await.unwrap();
+    let resp = app
+        .http
+        .get(format!("{}/v1/admin/consumers", app.admin_url))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
     let consumers = body["consumers"].as_array().expect("consumers");
     assert_eq!(consumers.len(), 1, "{body}");
     assert_eq!(consumers[0]["name"], "analytics");

@@ -43,7 +43,7 @@ impl TestApp {
     async fn dead(&self) -> Value {
         let resp = self
             .http
-            .get(format!("{}/v1/admin/messages/dead", self.url))
+            .get(format!("{}/v1/admin/messages/dead", self.admin_url))
             .send()
             .await
             .unwrap();
@@ -57,7 +57,7 @@ impl TestApp {
     async fn retry(&self, id: &str) -> (u16, Value) {
         let resp = self
             .http
-            .post(format!("{}/v1/admin/messages/{id}/retry", self.url))
+            .post(format!("{}/v1/admin/messages/{id}/retry", self.admin_url))
             .send()
             .await
             .unwrap();
@@ -168,7 +168,7 @@ async fn only_an_operator_lists_or_retries_dead_messages() {
     ] {
         let client = testing::auth::client_with(&token);
         let list = client
-            .get(format!("{}/v1/admin/messages/dead", app.url))
+            .get(format!("{}/v1/admin/messages/dead", app.admin_url))
             .send()
             .await
             .unwrap();
@@ -176,7 +176,7 @@ async fn only_an_operator_lists_or_retries_dead_messages() {
         let body: Value = list.json().await.unwrap();
         check_response("notification", "get", "/v1/admin/messages/dead", 403, &body).unwrap();
         let retry = client
-            .post(format!("{}/v1/admin/messages/{id}/retry", app.url))
+            .post(format!("{}/v1/admin/messages/{id}/retry", app.admin_url))
             .send()
             .await
             .unwrap();
@@ -184,7 +184,7 @@ async fn only_an_operator_lists_or_retries_dead_messages() {
         assert_eq!(retry.json::<Value>().await.unwrap()["code"], "forbidden");
     }
     let anonymous = reqwest::Client::new()
-        .get(format!("{}/v1/admin/messages/dead", app.url))
+        .get(format!("{}/v1/admin/messages/dead", app.admin_url))
         .send()
         .await
         .unwrap();
@@ -197,7 +197,7 @@ async fn the_dead_list_takes_a_limit_between_1_and_500() {
     for limit in ["0", "501", "ten"] {
         let resp = app
             .http
-            .get(format!("{}/v1/admin/messages/dead?limit={limit}", app.url))
+            .get(format!("{}/v1/admin/messages/dead?limit={limit}", app.admin_url))
             .send()
             .await
             .unwrap();

@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 pub struct TestApp {
     pub url: String,
+    /// The admin listener's base URL: the internal and admin routes.
+    pub admin_url: String,
     pub http: reqwest::Client,
     kafka: KafkaConfig,
     /// Stops the service when the test drops its app.
@@ -44,11 +46,15 @@ pub async fn spawn_app_with(channel: Arc<dyn Channel>) -> TestApp {
         .expect("notification service starts")
         .with_channel(channel);
     let url = format!("http://127.0.0.1:{}", app.port());
+    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
-        http: testing::auth::client_with(&testing::auth::admin_token()),
+        admin_url,
+        http: testing::auth::client_with(&testing::auth::operator_token(&[
+            omnisaga_auth::Scope::OrdersRead,
+        ])),
         kafka,
         _stop: shutdown.drop_guard(),
     }

@@ -2,3 +2,4 @@
 mod dead;
 mod helpers;
 mod list;
+mod scopes;

@@ -1,6 +1,7 @@
 //! The order HTTP API (`/v1`): catalog, place an order, list one's orders,
 //! show an order with its timeline, cancel it, retry its payment. Every
-//! call needs a token (`omnisaga_runtime::auth`); a customer's is scoped to
+//! call needs a token (`omnisaga_runtime::auth`) holding the scope its route
+//! declares (`routes` below); a customer's is scoped to
 //! their own orders: another's order is no such order. Every error is the
 //! runtime's JSON envelope.
 //!
@@ -29,12 +30,13 @@ use std::sync::Arc;
 use axum::{
     extract::DefaultBodyLimit,
     routing::{get, post},
-    Router,
 };
+use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     batch,
     openapi::{self, About},
     outbox::OutboxWaker,
+    routes::Routes,
 };
 use sqlx::PgPool;
 use utoipa::OpenApi;
@@ -98,16 +100,28 @@ pub struct ApiState {
     pub orders: Orders,
 }
 
-/// The API's routes over `state`, with the body limit.
-pub fn routes(state: ApiState) -> Router {
-    Router::new()
-        .route("/v1/catalog", get(catalog::catalog))
-        .route("/v1/orders", post(orders::place_order).get(orders::list_orders))
-        .route("/v1/orders/{id}", get(orders::get_order))
-        .route("/v1/orders/{id}/payment-retry", post(orders::retry_payment))
-        .route("/v1/orders/{id}/cancel", post(orders::cancel_order))
+/// The API's routes over `state`, each with its scope (on the listener the
+/// scope decides: the internal route and the batch import on the admin
+/// one), with the body limit.
+pub fn routes(state: ApiState) -> Routes {
+    Routes::new()
+        .route("/v1/catalog", Scope::OrdersRead, get(catalog::catalog))
+        .route("/v1/orders", Scope::OrdersWrite, post(orders::place_order))
+        .route("/v1/orders", Scope::OrdersRead, get(orders::list_orders))
+        .route("/v1/orders/{id}", Scope::OrdersRead, get(orders::get_order))
+        .route(
+            "/v1/orders/{id}/payment-retry",
+            Scope::OrdersWrite,
+            post(orders::retry_payment),
+        )
+        .route(
+            "/v1/orders/{id}/cancel",
+            Scope::OrdersWrite,
+            post(orders::cancel_order),
+        )
         .route(
             "/v1/internal/orders/{id}/payment-methods/{attempt}",
+            Scope::PaymentMethodsRead,
             get(orders::payment_method),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

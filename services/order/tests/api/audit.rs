@@ -1,6 +1,7 @@
 //! The audit log: who changed what, when and how it ended, with personal
 //! data redacted, in an append-only table operators read over the API.
 
+use omnisaga_auth::Scope;
 use omnisaga_runtime::testing;
 use serde_json::Value;
 
@@ -30,7 +31,7 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
         .unwrap();
 
     let operator = app.as_caller(&testing::auth::admin_token());
-    let page: Value = json_of(operator.get(format!("{}/v1/admin/audit", app.url))).await;
+    let page: Value = json_of(operator.get(format!("{}/v1/admin/audit", app.admin_url))).await;
     testing::openapi::check_response("order", "get", "/v1/admin/audit", 200, &page).unwrap();
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "the two writes, not the read: {page}");
@@ -59,12 +60,13 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
     );
     assert_eq!(cancel["request_id"], request_id.as_str());
 
-    let theirs = json_of(operator.get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.url))).await;
+    let theirs =
+        json_of(operator.get(format!("{}/v1/admin/audit?subject=cust-2&limit=1", app.admin_url))).await;
     assert_eq!(theirs["items"].as_array().unwrap().len(), 1);
     assert_eq!(theirs["next_cursor"], Value::Null);
     let customer = app
         .http
-        .get(format!("{}/v1/admin/audit", app.url))
+        .get(format!("{}/v1/admin/audit", app.admin_url))
         .send()
         .await
         .unwrap();
@@ -84,4 +86,63 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
         .await
         .unwrap();
     assert_eq!(kept, 2);
+}
+
+#[tokio::test]
+async fn only_the_payment_service_reads_a_payment_token_on_the_admin_listener_and_every_read_is_logged() {
+    let app = spawn_app().await;
+    let resp = app.post_order(Some("k-token"), &order_body()).await;
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/internal/orders/{id}/payment-methods/1");
+    let payment = app.as_caller(&testing::auth::token(
+        "payment-service",
+        &[Scope::PaymentMethodsRead],
+    ));
+    let public = payment.get(format!("{}{path}", app.url)).send().await.unwrap();
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let operator = app.as_caller(&testing::auth::operator_token(&[
+        Scope::OrdersRead,
+        Scope::StockRead,
+    ]));
+    let refused = operator
+        .get(format!("{}{path}", app.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403, "admin is not payment-methods:read");
+    let read: Value = json_of(payment.get(format!("{}{path}", app.admin_url))).await;
+    assert_eq!(read["attempt"], 1, "{read}");
+
+    let log = app.as_caller(&testing::auth::admin_token());
+    let page: Value = json_of(log.get(format!(
+        "{}/v1/admin/audit?subject=payment-service",
+        app.admin_url
+    )))
+    .await;
+    let items = page["items"].as_array().unwrap();
+    // Only the read: the try on the public listener matched no route there.
+    let summary: Vec<_> = items
+        .iter()
+        .map(|e| (e["method"].as_str(), e["route"].as_str(), e["status"].as_i64()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(
+            Some("GET"),
+            Some("/v1/internal/orders/{id}/payment-methods/{attempt}"),
+            Some(200)
+        )],
+        "{page}"
+    );
+    let page: Value =
+        json_of(log.get(format!("{}/v1/admin/audit?subject=test-operator", app.admin_url))).await;
+    let refused = page["items"].as_array().unwrap();
+    assert!(
+        refused.iter().any(|e| e["status"] == 403 && e["method"] == "GET"),
+        "the refused read is logged too: {page}"
+    );
 }

@@ -114,8 +114,8 @@ async fn another_customers_order_is_not_found_whatever_is_asked_of_it() {
     let listed: Value = json_of(intruder.get(format!("{}/v1/orders", app.url))).await;
     assert_eq!(listed["items"], json!([]), "their list is theirs");
 
-    // An operator sees it.
-    let operator = app.as_caller(&testing::auth::admin_token());
+    // An operator reading orders sees it.
+    let operator = app.as_caller(&testing::auth::operator_token(&[Scope::OrdersRead]));
     let resp = operator
         .get(format!("{}/v1/orders/{id}", app.url))
         .send()

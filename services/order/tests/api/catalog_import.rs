@@ -14,7 +14,7 @@ impl TestApp {
     async fn import_catalog(&self, batch_id: &str, content_type: &str, body: &str) -> (u16, Value) {
         let resp = self
             .as_caller(&testing::auth::admin_token())
-            .post(format!("{}{PATH}", self.url))
+            .post(format!("{}{PATH}", self.admin_url))
             .header("content-type", content_type)
             .header("batch-id", batch_id)
             .body(body.to_owned())
@@ -105,7 +105,7 @@ async fn only_operators_import_and_a_batch_may_be_far_larger_than_an_order() {
     let row = "{\"sku\": \"SKU-MUG\", \"name\": \"Mug\", \"unit_price_minor\": 1, \"currency\": \"EUR\"}\n";
     let resp = app
         .http
-        .post(format!("{}{PATH}", app.url))
+        .post(format!("{}{PATH}", app.admin_url))
         .header("content-type", "application/x-ndjson")
         .header("batch-id", "cheap-mugs")
         .body(row)

@@ -15,6 +15,8 @@ pub const CUSTOMER: &str = "cust-1";
 
 pub struct TestApp {
     pub url: String,
+    /// The admin listener's base URL: the internal and admin routes.
+    pub admin_url: String,
     pub pool: PgPool,
     pub http: reqwest::Client,
     /// Stops the service when the test drops its app.
@@ -33,11 +35,13 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut omnisaga_runtime::config::C
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
     let app = App::build(config).await.expect("order service starts");
     let url = format!("http://127.0.0.1:{}", app.port());
+    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
     let pool = app.pool();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
+        admin_url,
         pool,
         http: testing::auth::client_with(&testing::auth::customer_token(CUSTOMER)),
         _stop: shutdown.drop_guard(),

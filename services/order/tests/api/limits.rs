@@ -35,7 +35,9 @@ async fn a_client_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
         200,
         "a bucket per client"
     );
-    let operator = app.as_caller(&testing::auth::admin_token());
+    let operator = app.as_caller(&testing::auth::operator_token(&[
+        omnisaga_auth::Scope::OrdersRead,
+    ]));
     for _ in 0..5 {
         assert_eq!(
             operator.get(&catalog).send().await.unwrap().status(),

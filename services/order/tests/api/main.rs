@@ -8,3 +8,4 @@ mod helpers;
 mod limits;
 mod place_order;
 mod rejects_bad_input;
+mod scopes;

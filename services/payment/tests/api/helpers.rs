@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 pub struct TestApp {
     pub url: String,
+    /// The admin listener's base URL: the internal and admin routes.
+    pub admin_url: String,
     pub http: reqwest::Client,
     /// The provider the running service calls: what its outage switch sets.
     pub provider: Arc<Provider>,
@@ -28,11 +30,13 @@ pub async fn spawn_app() -> TestApp {
         .await
         .expect("payment service starts");
     let url = format!("http://127.0.0.1:{}", app.port());
+    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
     let provider = app.provider.clone();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
+        admin_url,
         http: testing::auth::client_with(&testing::auth::admin_token()),
         provider,
         kafka,
@@ -41,9 +45,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// `GET path` of the admin listener (every route of the payment
+    /// service is an operator's).
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
-            .get(format!("{}{path}", self.url))
+            .get(format!("{}{path}", self.admin_url))
             .header("X-Request-Id", "test-request")
             .send()
             .await
@@ -54,7 +60,7 @@ impl TestApp {
     pub async fn put_provider(&self, content_type: Option<&str>, body: &str) -> reqwest::Response {
         let mut req = self
             .http
-            .put(format!("{}/v1/admin/provider", self.url))
+            .put(format!("{}/v1/admin/provider", self.admin_url))
             .header("X-Request-Id", "test-request")
             .body(body.to_owned());
         if let Some(ct) = content_type {

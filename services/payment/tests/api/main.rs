@@ -2,3 +2,4 @@
 mod helpers;
 mod payments;
 mod provider_switch;
+mod scopes;

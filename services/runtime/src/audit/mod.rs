@@ -1,5 +1,6 @@
 //! The audit log: every state-changing call (POST, PUT, PATCH, DELETE) of
-//! every service that reached a route, with who made it (the token's
+//! every service that reached a route, and every call of an internal route
+//! (`/v1/internal/...`: a read of a payment token included), with who made it (the token's
 //! subject and scopes), what (method, route, path, a bounded excerpt of the
 //! body with personal data and secrets redacted, and the body's size and
 //! SHA-256), when, its request id and how it ended (`ok`, the error code, or
@@ -77,6 +78,10 @@ const REDACTED: [&str; 12] = [
     "customer_id",
 ];
 
+/// The prefix of the routes only services call (`/v1/internal/...`, e.g.
+/// an order's payment token), whose every call is recorded, reads too.
+pub const INTERNAL: &str = "/v1/internal/";
+
 /// Where entries go, and the bound on failed authentications per client.
 pub struct Audit {
     pool: PgPool,
@@ -135,10 +140,12 @@ impl FailedAuthentication {
 /// Route layer, inside the limits: records each state-changing call once
 /// it is answered, or as `abandoned` when it is dropped before.
 pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -> Response {
-    if !matches!(
+    let changes = matches!(
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    ) {
+    );
+    // A call of an internal route (a payment token) is recorded, reads too.
+    if !changes && !req.uri().path().starts_with(INTERNAL) {
         return next.run(req).await;
     }
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {

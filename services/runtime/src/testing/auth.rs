@@ -36,6 +36,14 @@ pub fn admin_token() -> String {
     token("test-operator", &[Scope::Admin])
 }
 
+/// An operator's token holding `admin` and `scopes` too (`admin` implies
+/// no other scope).
+pub fn operator_token(scopes: &[Scope]) -> String {
+    let mut all = vec![Scope::Admin];
+    all.extend_from_slice(scopes);
+    token("test-operator", &all)
+}
+
 /// A customer's token: read and write their own orders.
 pub fn customer_token(customer: &str) -> String {
     token(customer, &[Scope::OrdersRead, Scope::OrdersWrite])

@@ -13,6 +13,7 @@ pub mod decider;
 mod events;
 pub mod https;
 pub mod openapi;
+pub mod scopes;
 mod service;
 
 pub use events::{envelope, publish};

@@ -10,7 +10,7 @@ use crate::config::CommonConfig;
 
 /// The common settings of `service` for one test: a fresh, empty database
 /// (the service migrates it when it starts), the test broker under a topic
-/// and group prefix no other test uses, HTTP on a free port of 127.0.0.1, and
+/// and group prefix no other test uses, HTTP on free ports of 127.0.0.1 (the public and the admin listener), and
 /// the relay's fallback poll at 100 ms so a lost wake costs a test little.
 ///
 /// The fields are public: a test that needs another value sets it on the
@@ -25,6 +25,7 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         database_timeouts: Default::default(),
         kafka: super::fresh_kafka()?,
         http_addr: ([127, 0, 0, 1], 0).into(),
+        admin_http_addr: ([127, 0, 0, 1], 0).into(),
         outbox_poll: Duration::from_millis(100),
         group_suffix: String::new(),
         consumer_batch_max: 64,

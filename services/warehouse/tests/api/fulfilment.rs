@@ -14,7 +14,12 @@ async fn a_placed_order_shows_its_waiting_pick_task_and_reserved_stock() {
     let order_id = app.place_order("SKU-LAMP", 2).await;
     let path = format!("/v1/orders/{order_id}/fulfilment");
     let view = testing::wait_for("the order's pick task", Duration::from_secs(30), || async {
-        let resp = app.http.get(format!("{}{path}", app.url)).send().await.ok()?;
+        let resp = app
+            .http
+            .get(format!("{}{path}", app.admin_url))
+            .send()
+            .await
+            .ok()?;
         let view = (resp.status() == 200).then_some(resp.json::<serde_json::Value>().await.ok()?)?;
         // The reservation and the pick task may be seen one before the other.
         (!view["pick_task"].is_null()).then_some(view)
@@ -50,7 +55,11 @@ async fn an_order_the_warehouse_never_saw_is_404_with_the_error_envelope() {
     let app = spawn_app().await;
     let resp = app
         .http
-        .get(format!("{}/v1/orders/{}/fulfilment", app.url, Uuid::new_v4()))
+        .get(format!(
+            "{}/v1/orders/{}/fulfilment",
+            app.admin_url,
+            Uuid::new_v4()
+        ))
         .send()
         .await
         .expect("request sent");
@@ -69,7 +78,7 @@ async fn an_order_id_that_is_no_uuid_is_refused() {
     let app = spawn_app().await;
     let resp = app
         .http
-        .get(format!("{}/v1/orders/not-a-uuid/fulfilment", app.url))
+        .get(format!("{}/v1/orders/not-a-uuid/fulfilment", app.admin_url))
         .send()
         .await
         .expect("request sent");

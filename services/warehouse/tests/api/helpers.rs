@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 pub struct TestApp {
     pub url: String,
+    /// The admin listener's base URL: the internal and admin routes.
+    pub admin_url: String,
     pub http: reqwest::Client,
     pub pool: PgPool,
     kafka: KafkaConfig,
@@ -34,12 +36,14 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
     let app = App::build(config).await.expect("warehouse starts");
     let url = format!("http://127.0.0.1:{}", app.port());
+    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
     let pool = app.pool();
     let shutdown = CancellationToken::new();
     tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         url,
-        http: testing::auth::client_with(&testing::auth::admin_token()),
+        admin_url,
+        http: testing::auth::client_with(&testing::auth::operator_token(&[omnisaga_auth::Scope::StockRead])),
         pool,
         kafka,
         _stop: shutdown.drop_guard(),
@@ -47,11 +51,12 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 impl TestApp {
-    /// `GET path`, its body as JSON once the answer is a 200.
+    /// `GET path` of the admin listener (every route of the warehouse is
+    /// an operator's or a service's), its body as JSON once the answer is a 200.
     pub async fn get_json(&self, path: &str) -> Value {
         let resp = self
             .http
-            .get(format!("{}{path}", self.url))
+            .get(format!("{}{path}", self.admin_url))
             .send()
             .await
             .expect("request sent");

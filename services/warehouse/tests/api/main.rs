@@ -3,5 +3,6 @@ mod fulfilment;
 mod helpers;
 mod pick_backlog;
 mod picking;
+mod scopes;
 mod stock;
 mod stock_import;

@@ -15,7 +15,7 @@ impl TestApp {
     async fn import(&self, batch_id: Option<&str>, content_type: &str, body: &str) -> (u16, Value) {
         let mut req = self
             .http
-            .post(format!("{}{PATH}", self.url))
+            .post(format!("{}{PATH}", self.admin_url))
             .header("content-type", content_type)
             .body(body.to_owned());
         if let Some(id) = batch_id {
@@ -177,7 +177,7 @@ async fn requests_that_are_not_a_batch_are_refused_and_change_nothing() {
     // Only operators import: a customer's token is refused.
     let customer = testing::auth::client_with(&testing::auth::customer_token("c-1"));
     let resp = customer
-        .post(format!("{}{PATH}", app.url))
+        .post(format!("{}{PATH}", app.admin_url))
         .header("content-type", "text/csv")
         .header("batch-id", "mine")
         .body(csv)

@@ -31,6 +31,7 @@ fn config() -> Config {
             security: Default::default(),
         },
         http_addr: ([127, 0, 0, 1], 0).into(),
+        admin_http_addr: ([127, 0, 0, 1], 0).into(),
         outbox_poll: Duration::from_millis(100),
         group_suffix: String::new(),
         consumer_batch_max: 1,
