@@ -88,7 +88,13 @@ impl KafkaUsers {
 /// `omnisaga kafka provision`, the passwords in `dir`; `None` when the
 /// broker has no users (its admin logs in with none), and the services then
 /// connect without one.
-pub(crate) async fn provision(kafka: &KafkaAccess, prefix: &str, dir: &Path) -> Result<Option<KafkaUsers>> {
+/// Topics get `replication` replicas.
+pub(crate) async fn provision(
+    kafka: &KafkaAccess,
+    prefix: &str,
+    dir: &Path,
+    replication: usize,
+) -> Result<Option<KafkaUsers>> {
     if kafka.admin.username().is_none() {
         return Ok(None);
     }
@@ -96,6 +102,7 @@ pub(crate) async fn provision(kafka: &KafkaAccess, prefix: &str, dir: &Path) -> 
     let output = Command::new(&bin)
         .args(["kafka", "provision", "--json", "--credentials"])
         .arg(dir)
+        .args(["--replication-factor", &replication.to_string()])
         .envs(kafka.admin_env())
         .env("KAFKA_TOPIC_PREFIX", prefix)
         .env_remove("KAFKA_PASSWORD_FILE")

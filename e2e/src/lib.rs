@@ -120,6 +120,14 @@ pub struct StackOptions {
     /// behind a [`balancer::Balancer`] on the service's address, in one
     /// consumer group and on one database.
     pub instances: BTreeMap<String, usize>,
+    /// Nodes of the stack's own broker: 1, or a cluster (3: each broker
+    /// and controller, topics replicated 3 times with
+    /// min.insync.replicas 2). A cluster has no network-fault proxy.
+    pub brokers: usize,
+    /// Each service instance reaches PostgreSQL through a network-fault
+    /// proxy of its own ([`Stack::database_proxy`]), on a Unix socket in
+    /// `<dir>/pg/<instance>/` (`DATABASE_URL` `?host=` that directory).
+    pub database_proxies: bool,
     /// Notification sends its messages to a [`webhook_sink::WebhookSink`]
     /// the stack runs (`Stack::webhook`), which counts what reached the
     /// channel, rather than to its log.
@@ -146,6 +154,8 @@ impl StackOptions {
             fixed_ports: false,
             env: BTreeMap::new(),
             instances: BTreeMap::new(),
+            brokers: 1,
+            database_proxies: false,
             webhook_sink: false,
             balance_on_readiness: false,
         }
@@ -236,6 +246,8 @@ pub struct Stack {
     reserved: std::sync::Mutex<BTreeMap<(&'static str, usize), std::net::TcpListener>>,
     /// The balancers in front of services run as several instances.
     balancers: Vec<balancer::Balancer>,
+    /// The PostgreSQL proxy of each instance, when asked for.
+    database_proxies: BTreeMap<(&'static str, usize), netfault::Proxy>,
     /// The chat webhook receiver, with `StackOptions::webhook_sink`.
     pub webhook: Option<webhook_sink::WebhookSink>,
 }

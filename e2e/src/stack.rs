@@ -63,9 +63,20 @@ impl Stack {
         std::fs::create_dir_all(options.dir.join("logs"))?;
 
         let (kafka, broker) = broker::start(&options).await?;
-        let kafka_users = kafka::provision(&kafka, &options.topic_prefix, &options.dir.join("kafka-users"))
-            .await
-            .context("the stack's Kafka topics, users and ACLs")?;
+        let replication = broker.as_ref().map_or(1, |b| b.nodes.len()).max(1);
+        let options = if replication > 1 {
+            options.set_env("*", "KAFKA_TOPIC_REPLICATION_FACTOR", &replication.to_string())
+        } else {
+            options
+        };
+        let kafka_users = kafka::provision(
+            &kafka,
+            &options.topic_prefix,
+            &options.dir.join("kafka-users"),
+            replication,
+        )
+        .await
+        .context("the stack's Kafka topics, users and ACLs")?;
         let (ui_port, otlp_port) = if options.fixed_ports {
             (16686, 4317)
         } else {
@@ -87,6 +98,7 @@ impl Stack {
             instance_ports: BTreeMap::new(),
             reserved: Default::default(),
             balancers: Vec::new(),
+            database_proxies: BTreeMap::new(),
             webhook: None,
         };
         if stack.options.webhook_sink {
@@ -100,6 +112,18 @@ impl Stack {
             stack.allocate(name, default_port, instances)?;
             // The admin listener (ADMIN_HTTP_ADDR): its port + 100 when fixed.
             stack.allocate(admin_key(name), default_port + 100, instances)?;
+        }
+        if stack.options.database_proxies {
+            for (name, _) in SERVICES {
+                for i in 1..=stack.options.instances_of(name) {
+                    // A socket directory per instance: the URL keeps
+                    // 127.0.0.1:5432, by which the password is looked up.
+                    let dir = stack.options.dir.join("pg").join(instance_label(name, i));
+                    std::fs::create_dir_all(&dir)?;
+                    let proxy = crate::netfault::Proxy::start_unix(&dir.join(".s.PGSQL.5432"), 5432).await?;
+                    stack.database_proxies.insert((name, i), proxy);
+                }
+            }
         }
         for (name, _) in SERVICES {
             for i in 1..=stack.options.instances_of(name) {
@@ -174,9 +198,17 @@ impl Stack {
         let url = format!("http://127.0.0.1:{port}");
         // The service runs as its runtime role and migrates as the
         // database's owner; their passwords come from the password file.
+        // Behind a proxy, both reach it on its socket (`?host=`): the URL
+        // keeps 127.0.0.1:5432, by which the password file is looked up.
         let db = format!("{}_{name}", self.options.db_prefix);
-        let db_url = format!("postgres://{}@127.0.0.1:5432/{db}", runtime_role(name));
-        let migration_url = format!("postgres://omnisaga_{name}@127.0.0.1:5432/{db}");
+        let via = if self.database_proxies.contains_key(&(name, instance)) {
+            let dir = self.options.dir.join("pg").join(instance_label(name, instance));
+            format!("?host={}", dir.display())
+        } else {
+            String::new()
+        };
+        let db_url = format!("postgres://{}@127.0.0.1:5432/{db}{via}", runtime_role(name));
+        let migration_url = format!("postgres://omnisaga_{name}@127.0.0.1:5432/{db}{via}");
         let label = instance_label(name, instance);
         let log_path = self.options.dir.join(format!("logs/{label}.log"));
         let log = open_log(&log_path)?;
@@ -278,12 +310,9 @@ impl Stack {
             .iter()
             .filter_map(|s| Some((s.label(), s.child.id()?)))
             .collect();
-        out.extend(
-            self.broker
-                .as_ref()
-                .and_then(|b| b.child.id())
-                .map(|p| ("broker".to_owned(), p)),
-        );
+        for node in self.broker.iter().flat_map(|b| &b.nodes) {
+            out.extend(node.child.id().map(|p| (node.label(), p)));
+        }
         out.extend(self.viewer.id().map(|p| ("trace-viewer".to_owned(), p)));
         out
     }
@@ -362,6 +391,15 @@ impl Stack {
         Ok(())
     }
 
+    /// The PostgreSQL proxy in front of instance `instance` of `service`,
+    /// when the stack has them ([`StackOptions::database_proxies`]).
+    pub fn database_proxy(&self, service: &str, instance: usize) -> Option<&crate::netfault::Proxy> {
+        self.database_proxies
+            .iter()
+            .find(|((s, i), _)| *s == service && *i == instance)
+            .map(|(_, p)| p)
+    }
+
     /// The service's URL (known while it is stopped too).
     pub fn url(&self, service: &str) -> String {
         self.ports
@@ -434,8 +472,9 @@ impl Stack {
             let label = s.label();
             terminate(&mut s.child, &label).await;
         }
-        if let Some(broker) = self.broker.as_mut() {
-            terminate(&mut broker.child, "broker").await;
+        for node in self.broker.iter_mut().flat_map(|b| &mut b.nodes) {
+            let label = node.label();
+            terminate(&mut node.child, &label).await;
         }
         terminate(&mut self.viewer, "trace viewer").await;
         Ok(())

@@ -17,6 +17,14 @@
 # sets the admin's password of a new data directory (a deployment that
 # provisions users from another container knows it that way).
 #
+# A node of a cluster (the fault suite's `--brokers 3`) is told its place:
+# KAFKA_NODE_ID (default 1), KAFKA_QUORUM_VOTERS (default this node alone,
+# `ID@127.0.0.1:CONTROLLER_PORT`), KAFKA_CLUSTER_ID (every node formatted
+# with the same; default a new one), KAFKA_INTERNAL_REPLICATION (replicas of
+# the internal topics, default 1; their min.insync.replicas one fewer, at
+# least 1, at most 2) and KAFKA_REPLICA_LAG_MS (replica.lag.time.max.ms,
+# default Kafka's 30000).
+#
 #   infra/kafka/broker.sh DIR PORT CONTROLLER_PORT
 #
 # Kafka comes from infra/scripts/install-kafka.sh: KAFKA_HOME when set, else
@@ -58,7 +66,14 @@ esac
 host="${KAFKA_LISTEN_HOST:-127.0.0.1}"
 advertised_host="${KAFKA_ADVERTISED_HOST:-$host}"
 advertised_port="${KAFKA_ADVERTISED_PORT:-$port}"
-sed -e "s|@PORT@|$port|g" -e "s|@ADVERTISED_PORT@|$advertised_port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
+node_id="${KAFKA_NODE_ID:-1}"
+voters="${KAFKA_QUORUM_VOTERS:-$node_id@127.0.0.1:$controller_port}"
+internal_rf="${KAFKA_INTERNAL_REPLICATION:-1}"
+internal_min_isr=$((internal_rf - 1 < 1 ? 1 : (internal_rf - 1 > 2 ? 2 : internal_rf - 1)))
+replica_lag_ms="${KAFKA_REPLICA_LAG_MS:-30000}"
+sed -e "s|@NODE_ID@|$node_id|g" -e "s|@VOTERS@|$voters|g" -e "s|@INTERNAL_RF@|$internal_rf|g" \
+  -e "s|@INTERNAL_MIN_ISR@|$internal_min_isr|g" -e "s|@REPLICA_LAG_MS@|$replica_lag_ms|g" \
+  -e "s|@PORT@|$port|g" -e "s|@ADVERTISED_PORT@|$advertised_port|g" -e "s|@CONTROLLER_PORT@|$controller_port|g" -e "s|@DATA_DIR@|$dir/data|g" \
   -e "s|@HOST@|$host|g" -e "s|@ADVERTISED_HOST@|$advertised_host|g" \
   -e "s|@ADMIN_PASSWORD@|$admin_password|g" "$here/server.properties" >"$dir/server.properties"
 
@@ -73,7 +88,7 @@ java_cmd=("$java" $heap_opts $jvm_opts -Dlog4j2.configurationFile="$here/log4j2.
 if [ ! -f "$dir/data/meta.properties" ]; then
   # A URL-safe base64 UUID, as Kafka's own `random-uuid` makes one: never
   # starting with '-', which the format tool would read as an option.
-  cluster_id="-"
+  cluster_id="${KAFKA_CLUSTER_ID:--}"
   while [[ "$cluster_id" == -* ]]; do
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
   done

@@ -206,6 +206,8 @@ fn stack_options(args: &Args, dir: &std::path::Path, prefix: &str, instances: us
             .iter()
             .map(|(n, _)| ((*n).to_owned(), instances))
             .collect(),
+        brokers: 1,
+        database_proxies: false,
         webhook_sink: false,
         balance_on_readiness: false,
     }

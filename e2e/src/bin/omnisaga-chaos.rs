@@ -9,13 +9,18 @@
 //! Every random choice of the fault schedule comes from a seed, printed at
 //! the start and in the report: `--seed N` or `CHAOS_SEED=N` replays it.
 //!
+//! `--brokers 3` runs a cluster of three Kafka nodes (topics replicated 3
+//! times, min.insync.replicas 2) instead of one behind the network proxy.
+//!
 //! Usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S]
-//!        [--minutes M] [--settle S] [--seed N] [--out FILE]
+//!        [--minutes M] [--settle S] [--seed N] [--brokers N] [--out FILE]
 //! Faults: kill-each, kill:SERVICE, random-kills:SECONDS,
 //!         pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
 //!         net-stall:SECONDS, net-cut, db-connections, provider:SECONDS,
 //!         poison, overload:SECONDS, pg-restart (the machine's PostgreSQL:
-//!         not while other tests run)
+//!         not while other tests run), pg-partition:SERVICE:SECONDS,
+//!         pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS; with --brokers 3: leader-kills:N,
+//!         leader-pause:SECONDS (and not the net-* faults)
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -26,15 +31,20 @@ use omnisaga_e2e::{
 };
 
 const USAGE: &str =
-    "usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S] [--minutes M] [--settle S] [--seed N] [--out FILE]
+    "usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S] [--minutes M] [--settle S] [--seed N] [--brokers N] [--out FILE]
 faults: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
-        net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart";
+        net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart,
+        pg-partition:SERVICE:SECONDS, pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS (with --brokers 3)";
 
 /// Every fault once: the suite `make chaos` runs.
 const ALL: &str = "kill-each,random-kills:60,pause:payment:15,broker,net-delay:30:200,net-stall:15,net-cut,\
                    db-connections,provider:120,poison,overload:20";
 
-fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
+/// Every fault once on a cluster of three brokers (`--brokers 3`).
+const ALL_CLUSTER: &str =
+    "kill-each,leader-kills:3,leader-pause:15,broker,db-connections,provider:60,poison,overload:20";
+
+fn parse_args() -> Result<(RunOptions, PathBuf, bool, usize)> {
     let mut options = RunOptions {
         load: LoadOptions::default(),
         faults: Vec::new(),
@@ -44,8 +54,9 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
         settle: Duration::from_secs(300),
         seed: chaos::seed_from_env()?,
     };
-    let mut faults = ALL.to_owned();
+    let mut faults = None;
     let mut each = false;
+    let mut brokers = 1;
     let mut out = repo_root()?.join("target/chaos/report.json");
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -56,7 +67,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
         let number =
             |v: String| -> Result<f64> { v.parse().with_context(|| format!("{v} is no number\n{USAGE}")) };
         match flag.as_str() {
-            "--faults" => faults = value()?,
+            "--faults" => faults = Some(value()?),
             "--each" => each = true,
             "--rate" => options.load.rate = number(value()?)?,
             "--gap" => options.gap = Duration::from_secs_f64(number(value()?)?),
@@ -64,6 +75,13 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
             "--settle" => options.settle = Duration::from_secs_f64(number(value()?)?),
             "--seed" => options.seed = chaos::parse_seed(Some(&value()?))?,
             "--out" => out = PathBuf::from(value()?),
+            "--brokers" => {
+                brokers = match value()?.as_str() {
+                    "1" => 1,
+                    "3" => 3,
+                    other => bail!("--brokers {other}: 1 or 3\n{USAGE}"),
+                }
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -71,6 +89,7 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
+    let faults = faults.unwrap_or_else(|| if brokers > 1 { ALL_CLUSTER } else { ALL }.to_owned());
     for f in faults.split(',').filter(|f| !f.trim().is_empty()) {
         options.faults.extend(Fault::parse(f.trim())?);
     }
@@ -78,11 +97,26 @@ fn parse_args() -> Result<(RunOptions, PathBuf, bool)> {
         !(each && options.repeat_for.is_some()),
         "--each runs every fault once: not with --minutes\n{USAGE}"
     );
-    Ok((options, out, each))
+    let network = |f: &Fault| {
+        matches!(
+            f,
+            Fault::NetworkDelay(..) | Fault::NetworkStall(_) | Fault::NetworkCut
+        )
+    };
+    let cluster = |f: &Fault| matches!(f, Fault::KillPartitionLeader(_) | Fault::PausePartitionLeader(_));
+    anyhow::ensure!(
+        brokers == 1 || !options.faults.iter().any(network),
+        "the net-* faults need one broker behind the proxy: not with --brokers {brokers}\n{USAGE}"
+    );
+    anyhow::ensure!(
+        brokers > 1 || !options.faults.iter().any(cluster),
+        "leader-kills and leader-pause need a cluster: --brokers 3\n{USAGE}"
+    );
+    Ok((options, out, each, brokers))
 }
 
 async fn run() -> Result<bool> {
-    let (options, out, each) = parse_args()?;
+    let (options, out, each, brokers) = parse_args()?;
     eprintln!(
         "[chaos] seed {} (CHAOS_SEED={} replays it); starting a stack of its own; {} faults{}, {} orders/s{}",
         options.seed,
@@ -95,7 +129,7 @@ async fn run() -> Result<bool> {
             .map(|d| format!(", repeated for {} min", d.as_secs() / 60))
             .unwrap_or_default()
     );
-    let mut stack = Stack::start(chaos::stack_options()).await?;
+    let mut stack = Stack::start(chaos::stack_options_for(&options.faults, brokers)).await?;
     if each {
         return run_each(stack, &options, &out).await;
     }

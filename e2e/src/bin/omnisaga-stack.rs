@@ -35,6 +35,8 @@ async fn main() -> Result<()> {
         fixed_ports: true,
         env: Default::default(),
         instances: Default::default(),
+        brokers: 1,
+        database_proxies: false,
         webhook_sink: false,
         balance_on_readiness: false,
     };

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::{
     load::Load,
+    pgfault::Cut,
     schedule::{pick_instance, random_kill},
 };
 use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVICES};
@@ -58,6 +59,26 @@ pub enum Fault {
     Poison,
     /// Twice the load's rate for the duration.
     Overload(Duration),
+    /// The database traffic of the instance of this service whose outbox
+    /// relay leads silently partitioned for the duration, past the
+    /// keepalive that ends its lock, its process running on
+    /// ([`super::pgfault::partition_relay_leader`]); then only one relay
+    /// may publish.
+    PartitionRelayLeader(&'static str, Duration),
+    /// As [`Fault::PartitionRelayLeader`], but only the leader's lock
+    /// connection is cut off (a middlebox dropping one idle connection);
+    /// its pool still works.
+    PartitionRelayLock(&'static str, Duration),
+    /// Every byte between the services and PostgreSQL late by this many
+    /// milliseconds (plus up to half again) for the duration: long
+    /// transactions, pools run dry.
+    SlowDatabase(Duration, u64),
+    /// The leader of a partition of the broker cluster killed this many
+    /// times, each time started again and back in sync before the next.
+    KillPartitionLeader(u32),
+    /// The leader of a partition of the broker cluster paused (SIGSTOP)
+    /// for the duration, past `replica.lag.time.max.ms`, then resumed.
+    PausePartitionLeader(Duration),
     /// The PostgreSQL server stopped in immediate mode (as a crash: no
     /// checkpoint, recovery at start) and started again. It is the
     /// machine's server: only for runs nothing else shares it with.
@@ -85,6 +106,22 @@ impl Fault {
             Self::Poison => "poison records on every saga topic".into(),
             Self::Overload(d) => format!("twice the rate for {} s", d.as_secs()),
             Self::RestartDatabase => "PostgreSQL stopped in immediate mode and started".into(),
+            Self::PartitionRelayLeader(s, d) => {
+                format!("{s}'s relay leader cut off from PostgreSQL for {} s", d.as_secs())
+            }
+            Self::PartitionRelayLock(s, d) => {
+                format!(
+                    "{s}'s relay leader's lock connection cut off for {} s",
+                    d.as_secs()
+                )
+            }
+            Self::SlowDatabase(d, ms) => {
+                format!("{ms} ms delay to and from PostgreSQL for {} s", d.as_secs())
+            }
+            Self::KillPartitionLeader(n) => format!("kill -9 of a partition's leader broker, {n} times"),
+            Self::PausePartitionLeader(d) => {
+                format!("SIGSTOP of a partition's leader broker for {} s", d.as_secs())
+            }
         }
     }
 
@@ -92,7 +129,10 @@ impl Fault {
     /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`,
     /// `net-delay:30:200`, `net-stall:15`, `net-cut`, `db-connections`,
     /// `provider:30`, `poison`, `overload:20`, `pg-restart`,
-    /// `rolling-restart`, or `kill-each` for one kill of every service.
+    /// `rolling-restart`, `pg-partition:order:35`,
+    /// `pg-partition-lock:order:35`, `pg-delay:20:200`,
+    /// `leader-kills:3`, `leader-pause:15`, or `kill-each` for one kill of
+    /// every service.
     pub fn parse(s: &str) -> Result<Vec<Self>> {
         let service = |name: &str| {
             SERVICES
@@ -126,8 +166,18 @@ impl Fault {
             ["overload", s] => vec![Self::Overload(secs(s)?)],
             ["pg-restart"] => vec![Self::RestartDatabase],
             ["rolling-restart"] => vec![Self::RollingRestart],
+            ["pg-partition", name, s] => vec![Self::PartitionRelayLeader(service(name)?, secs(s)?)],
+            ["pg-partition-lock", name, s] => vec![Self::PartitionRelayLock(service(name)?, secs(s)?)],
+            ["pg-delay", s, ms] => vec![Self::SlowDatabase(
+                secs(s)?,
+                ms.parse().with_context(|| format!("{ms} is no number of milliseconds"))?,
+            )],
+            ["leader-kills", n] => vec![Self::KillPartitionLeader(
+                n.parse().with_context(|| format!("{n} is no number of kills"))?,
+            )],
+            ["leader-pause", s] => vec![Self::PausePartitionLeader(secs(s)?)],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart, rolling-restart"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart, rolling-restart, pg-partition:SERVICE:SECONDS, pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS"
             ),
         })
     }
@@ -142,6 +192,9 @@ pub struct Injected {
     pub healed: f64,
     /// What went wrong injecting or healing it, if anything.
     pub error: Option<String>,
+    /// What it saw, where it says (who led after it, how long that took).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The payload of the poison records [`Fault::Poison`] sends.
@@ -159,15 +212,48 @@ pub async fn inject(
 ) -> Injected {
     let began = started.elapsed().as_secs_f64();
     let result = apply(stack, client, load, fault, rng).await;
+    let (note, error) = match result {
+        Ok(note) => (note, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     Injected {
         fault: fault.name(),
         began,
         healed: started.elapsed().as_secs_f64(),
-        error: result.err().map(|e| format!("{e:#}")),
+        error,
+        note,
     }
 }
 
+/// Applies `fault` and heals it; what it saw, where it says.
 async fn apply(
+    stack: &mut Stack,
+    client: &Client,
+    load: &Load,
+    fault: &Fault,
+    rng: &mut StdRng,
+) -> Result<Option<String>> {
+    match fault {
+        Fault::PartitionRelayLeader(service, duration) => {
+            super::pgfault::partition_relay_leader(stack, service, *duration, Cut::Instance)
+                .await
+                .map(Some)
+        }
+        Fault::PartitionRelayLock(service, duration) => {
+            super::pgfault::partition_relay_leader(stack, service, *duration, Cut::LockConnection)
+                .await
+                .map(Some)
+        }
+        Fault::SlowDatabase(duration, ms) => super::pgfault::slow_database(stack, *duration, *ms)
+            .await
+            .map(|()| None),
+        Fault::KillPartitionLeader(n) => super::cluster::kill_leader(stack, *n).await.map(Some),
+        Fault::PausePartitionLeader(d) => super::cluster::pause_leader(stack, *d).await.map(Some),
+        _ => apply_one(stack, client, load, fault, rng).await.map(|()| None),
+    }
+}
+
+async fn apply_one(
     stack: &mut Stack,
     client: &Client,
     load: &Load,
@@ -273,6 +359,11 @@ async fn apply(
             pg_ctlcluster(&version, &["stop", "-m", "immediate"]).await?;
             pg_ctlcluster(&version, &["start"]).await
         }
+        Fault::PartitionRelayLeader(..)
+        | Fault::PartitionRelayLock(..)
+        | Fault::SlowDatabase(..)
+        | Fault::KillPartitionLeader(_)
+        | Fault::PausePartitionLeader(_) => anyhow::bail!("{} is applied by `apply`", fault.name()),
     }
 }
 
@@ -318,7 +409,7 @@ async fn pg_ctlcluster(version: &str, args: &[&str]) -> Result<()> {
 }
 
 /// Sends SIGSTOP or SIGCONT (`kill -STOP pid`).
-async fn signal(name: &str, pid: u32) -> Result<()> {
+pub(super) async fn signal(name: &str, pid: u32) -> Result<()> {
     let status = tokio::process::Command::new("kill")
         .arg(format!("-{name}"))
         .arg(pid.to_string())

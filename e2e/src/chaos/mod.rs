@@ -7,10 +7,12 @@
 
 pub mod broker;
 pub mod check;
+pub mod cluster;
 pub mod commits;
 pub mod faults;
 pub mod load;
 pub mod observe;
+pub mod pgfault;
 pub mod schedule;
 
 use std::{
@@ -122,6 +124,32 @@ pub fn stack_options() -> StackOptions {
     // ledger to the streams through them.
     .set_env("payment", "PAYMENT_AMBIGUOUS_RATE", "0.05")
     .set_env("trace-viewer", "TRACES_MAX", "30000")
+}
+
+/// [`stack_options`] as `faults` need them, with `brokers` Kafka nodes:
+/// database proxies for the PostgreSQL faults, two instances of a service
+/// whose relay leader is partitioned (somebody must take over), and for a
+/// cluster (`brokers` > 1) its own nodes without the network proxy (the
+/// broker network faults need one node).
+pub fn stack_options_for(faults: &[Fault], brokers: usize) -> StackOptions {
+    let mut options = stack_options();
+    if brokers > 1 {
+        options.broker = crate::Broker::Own;
+        options.brokers = brokers;
+    }
+    for fault in faults {
+        match fault {
+            Fault::PartitionRelayLeader(service, _) | Fault::PartitionRelayLock(service, _) => {
+                options.database_proxies = true;
+                if options.instances_of(service) < 2 {
+                    options = options.instances(service, 2);
+                }
+            }
+            Fault::SlowDatabase(..) => options.database_proxies = true,
+            _ => {}
+        }
+    }
+    options
 }
 
 /// Runs load and `options.faults` against `stack` and checks the invariants.
@@ -239,10 +267,11 @@ impl Report {
                 f.began,
                 f.healed,
                 f.fault,
-                f.error
-                    .as_ref()
-                    .map(|e| format!("  (ERROR: {e})"))
-                    .unwrap_or_default()
+                f.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default()
+                    + &f.error
+                        .as_ref()
+                        .map(|e| format!("  (ERROR: {e})"))
+                        .unwrap_or_default()
             ));
         }
         match self.quiet_after {
