@@ -105,3 +105,14 @@ pub(crate) async fn terminate(child: &mut Child, name: &str) {
         }
     }
 }
+
+/// Sends SIGSTOP or SIGCONT (`kill -STOP pid`).
+pub(crate) async fn signal(name: &str, pid: u32) -> Result<()> {
+    let status = tokio::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
+}

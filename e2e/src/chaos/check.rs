@@ -26,9 +26,9 @@ pub use self::topics::TopicRead;
 use super::{
     faults::Injected,
     load::{Outcome, Placement},
-    observe::{self, connect, Observations, Stock},
+    observe::{self, Observations, Stock},
 };
-use crate::{Stack, SERVICES};
+use crate::Stack;
 
 /// One invariant's verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -135,47 +135,6 @@ pub async fn quiet(stack: &Stack, history: &[Placement]) -> Result<bool> {
     let missing = accepted.iter().any(|id| !orders.contains_key(*id));
     Ok(!open
         && !missing
-        && backlog(stack).await?.is_empty()
+        && observe::backlog(stack).await?.is_empty()
         && super::broker::lag(stack).await?.iter().all(|(_, l)| *l == 0))
-}
-
-/// Work left anywhere: `what (service): count` for each non-empty queue.
-pub(crate) async fn backlog(stack: &Stack) -> Result<Vec<String>> {
-    let mut left = Vec::new();
-    let queues: [(&str, &str, &str); 4] = [
-        ("payment", "provider calls", "SELECT count(*) FROM provider_calls"),
-        (
-            "warehouse",
-            "pick tasks",
-            "SELECT count(*) FROM pick_tasks WHERE status NOT IN ('SHIPPED', 'CANCELLED')",
-        ),
-        (
-            "notification",
-            "queued messages",
-            "SELECT count(*) FROM notifications WHERE status NOT IN ('SENT', 'DEAD')",
-        ),
-        (
-            "notification",
-            "dead messages",
-            "SELECT count(*) FROM notifications WHERE status = 'DEAD'",
-        ),
-    ];
-    for (service, _) in SERVICES {
-        let mut db = connect(stack, service).await?;
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&mut db)
-            .await?;
-        if n > 0 {
-            left.push(format!("unpublished outbox rows ({service}): {n}"));
-        }
-        for (s, what, sql) in queues {
-            if s == service {
-                let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut db).await?;
-                if n > 0 {
-                    left.push(format!("{what} ({service}): {n}"));
-                }
-            }
-        }
-    }
-    Ok(left)
 }

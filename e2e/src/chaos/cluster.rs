@@ -103,7 +103,7 @@ pub async fn pause_leader(stack: &mut Stack, duration: Duration) -> Result<Strin
     let (leader, _) = until(stack, "every replica in sync", |_, isr| isr.len() >= replicas).await?;
     let pid = stack.broker_node_pid(leader)?;
     let paused = Instant::now();
-    super::faults::signal("STOP", pid).await?;
+    crate::process::signal("STOP", pid).await?;
     let moved = tokio::time::timeout(
         duration,
         until(stack, "a new leader", |l, _| l >= 0 && l != leader),
@@ -111,7 +111,7 @@ pub async fn pause_leader(stack: &mut Stack, duration: Duration) -> Result<Strin
     .await;
     let took = paused.elapsed();
     tokio::time::sleep(duration.saturating_sub(paused.elapsed())).await;
-    super::faults::signal("CONT", pid).await?;
+    crate::process::signal("CONT", pid).await?;
     let (next, _) = moved
         .map_err(|_| anyhow::anyhow!("node {leader} paused {} s, and still led", duration.as_secs()))??;
     until(stack, "every replica in sync", |_, isr| isr.len() >= replicas).await?;

@@ -22,7 +22,7 @@ use super::{
     pgfault::Cut,
     schedule::{pick_instance, random_kill},
 };
-use crate::{client::Client, netfault::Mode, pg_server, produce_raw, Stack, SERVICES};
+use crate::{client::Client, netfault::Mode, pg_server, process::signal, produce_raw, Stack, SERVICES};
 
 /// One fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,16 +405,5 @@ async fn pg_ctlcluster(version: &str, args: &[&str]) -> Result<()> {
         "pg_ctlcluster {version} main {}: {status}",
         args.join(" ")
     );
-    Ok(())
-}
-
-/// Sends SIGSTOP or SIGCONT (`kill -STOP pid`).
-pub(super) async fn signal(name: &str, pid: u32) -> Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .await?;
-    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
     Ok(())
 }

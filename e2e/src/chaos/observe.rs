@@ -165,7 +165,7 @@ pub async fn databases(stack: &Stack) -> Result<Observations> {
     let mut seen = Observations {
         orders: orders(stack).await?,
         stock: stock(stack).await?,
-        backlog: super::check::backlog(stack).await?,
+        backlog: backlog(stack).await?,
         ..Observations::default()
     };
     let mut db = connect(stack, "order").await?;
@@ -281,4 +281,45 @@ async fn events(db: &mut PgConnection, service: &str, seen: &mut Observations) -
         }
     }
     Ok(())
+}
+
+/// Work left anywhere: `what (service): count` for each non-empty queue.
+pub(crate) async fn backlog(stack: &Stack) -> Result<Vec<String>> {
+    let mut left = Vec::new();
+    let queues: [(&str, &str, &str); 4] = [
+        ("payment", "provider calls", "SELECT count(*) FROM provider_calls"),
+        (
+            "warehouse",
+            "pick tasks",
+            "SELECT count(*) FROM pick_tasks WHERE status NOT IN ('SHIPPED', 'CANCELLED')",
+        ),
+        (
+            "notification",
+            "queued messages",
+            "SELECT count(*) FROM notifications WHERE status NOT IN ('SENT', 'DEAD')",
+        ),
+        (
+            "notification",
+            "dead messages",
+            "SELECT count(*) FROM notifications WHERE status = 'DEAD'",
+        ),
+    ];
+    for (service, _) in SERVICES {
+        let mut db = connect(stack, service).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&mut db)
+            .await?;
+        if n > 0 {
+            left.push(format!("unpublished outbox rows ({service}): {n}"));
+        }
+        for (s, what, sql) in queues {
+            if s == service {
+                let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut db).await?;
+                if n > 0 {
+                    left.push(format!("{what} ({service}): {n}"));
+                }
+            }
+        }
+    }
+    Ok(left)
 }
