@@ -106,8 +106,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// Middleware for a route layer: only callers holding the state's scope
-/// reach the routes, the others get 403:
-/// `.route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope))`.
+/// reach the route, the others get 403. `routes::Routes::route` puts it on
+/// every route it declares, with the route's scope.
 pub async fn require_scope(State(scope): State<Scope>, caller: Caller, req: Request, next: Next) -> Response {
     match caller.require(scope) {
         Ok(()) => next.run(req).await,
