@@ -111,9 +111,22 @@ async fn db(stack: &Stack, service: &str) -> Result<PgPool> {
 /// answer. One approval at the provider, held, and the stream's.
 async fn provider_approved_then_crash(stack: &mut Stack) -> Result<()> {
     let id = place_and_crash(stack, "payment", failpoint::PROVIDER_APPROVED, "fp-provider").await?;
+    let payment = db(stack, "payment").await?;
+    // In the window: the provider holds the approval, the stream has none
+    // (the call's lease keeps it from being made again for seconds yet).
+    let (held, authorised): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM provider_ledger WHERE payment_id = 'pay-' || $1 || '-1'),
+                (SELECT count(*) FROM events WHERE event_type = 'PaymentAuthorized' AND stream_id LIKE '%' || $1)",
+    )
+    .bind(&id)
+    .fetch_one(&payment)
+    .await?;
+    ensure!(
+        (held, authorised) == (1, 0),
+        "after the crash: {held} approvals at the provider, {authorised} PaymentAuthorized"
+    );
     let c = Client::new(stack);
     c.wait_status(&id, "SHIPPED", WAIT).await?;
-    let payment = db(stack, "payment").await?;
     let ledger: Vec<(String, String, bool)> = sqlx::query_as(
         "SELECT payment_id, outcome, voided_at IS NULL FROM provider_ledger
          WHERE payment_id LIKE 'pay-' || $1 || '-%' ORDER BY payment_id",
@@ -240,6 +253,15 @@ async fn consumer_committed_then_crash(stack: &mut Stack) -> Result<()> {
 async fn message_sent_then_crash(stack: &mut Stack) -> Result<()> {
     let id = place_and_crash(stack, "notification", failpoint::MESSAGE_SENT, "fp-dispatcher").await?;
     let c = Client::new(stack);
+    // In the window: the chat has the message, the service no record of
+    // it (its claim keeps it from going again for half a minute yet).
+    let got = stack.webhook.as_ref().context("no webhook sink")?.receipts();
+    let sent = got.per_order.get(&id).map_or(0, Vec::len);
+    let recorded = c.messages(&id).await?;
+    ensure!(
+        sent == 1 && recorded.is_empty(),
+        "after the crash: {sent} messages at the chat, recorded as sent: {recorded:?}"
+    );
     c.wait_status(&id, "SHIPPED", WAIT).await?;
     c.wait_message(&id, "shipped", WAIT).await?;
     let receipts = stack.webhook.as_ref().context("no webhook sink")?.receipts();
