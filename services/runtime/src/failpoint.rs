@@ -39,7 +39,12 @@ static ARMED: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new(
 /// does not know, or for any in a build without failpoints. The first
 /// arming in a process stands.
 pub fn arm_from_env() -> Result<()> {
-    let armed = parse(&std::env::var("FAILPOINTS").unwrap_or_default())?;
+    arm(&std::env::var("FAILPOINTS").unwrap_or_default())
+}
+
+/// Arms the failpoints `spec` names ([`parse`]).
+fn arm(spec: &str) -> Result<()> {
+    let armed = parse(spec)?;
     if armed.is_empty() {
         return Ok(());
     }
@@ -131,6 +136,19 @@ mod tests {
             .to_string();
         assert!(action.contains("\"panic\""), "{action}");
         assert!(parse("relay::after_ack_before_mark").is_err());
+    }
+
+    /// Only without the feature: with it, arming one here would abort the
+    /// tests that pass it.
+    #[cfg(not(feature = "failpoints"))]
+    #[test]
+    fn a_build_without_failpoints_refuses_to_arm_one() {
+        let refused = arm("relay::after_ack_before_mark=abort").unwrap_err().to_string();
+        assert!(
+            refused.contains("--features omnisaga-runtime/failpoints"),
+            "{refused}"
+        );
+        assert!(arm("").is_ok() && arm("relay::after_ack_before_mark=off").is_ok());
     }
 
     #[test]
