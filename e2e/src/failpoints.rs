@@ -1,15 +1,19 @@
 //! Crashes at a named window (`omnisaga_runtime::failpoint`): a service
-//! started again with `FAILPOINTS` armed, its death there awaited and made
-//! sure of, and the counters that show what came after. The binaries must
-//! carry failpoints (`make build`, or `cargo build --workspace --bins
-//! --features omnisaga-runtime/failpoints`); a service of a build without
-//! them refuses to start with `FAILPOINTS` set, and says how to build.
+//! started again with `FAILPOINTS` armed, an order placed into the window,
+//! its death there awaited and made sure of, and the counters that show
+//! what came after. The binaries must carry failpoints (`make build`, or
+//! `cargo build --workspace --bins --features omnisaga-runtime/failpoints`);
+//! a service of a build without them refuses to start with `FAILPOINTS`
+//! set, and says how to build.
 
 use std::{os::unix::process::ExitStatusExt as _, time::Duration};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::Stack;
+use crate::{
+    client::{order_body, Client},
+    Stack,
+};
 
 /// Longest a consumer group takes to hand a restarted service its
 /// partitions: a crashed member is dropped after the session timeout (10 s).
@@ -102,4 +106,65 @@ pub async fn counter(base_url: &str, name: &str, labels: &[(&str, &str)]) -> Res
         }
     }
     Ok(sum)
+}
+
+/// An order placed while `service` was armed to abort at a failpoint,
+/// after the abort.
+pub struct Crashed {
+    pub service: &'static str,
+    key: String,
+    body: serde_json::Value,
+    /// The placement's answer: none when the order service died first.
+    pub placed: Option<serde_json::Value>,
+}
+
+impl Crashed {
+    /// The order's id, when the placement was answered.
+    pub fn order_id(&self) -> Result<String> {
+        let answer = self.placed.as_ref().context("the placement was not answered")?;
+        Ok(answer["order_id"].as_str().context("no order_id")?.to_owned())
+    }
+}
+
+/// Places an order while `service` is armed to abort at `name` and waits
+/// for the abort; the service stays down until [`recover`].
+pub async fn place_and_crash(
+    stack: &mut Stack,
+    service: &'static str,
+    name: &str,
+    who: &str,
+) -> Result<Crashed> {
+    stack
+        .restart_with_failpoints(service, &format!("{name}=abort"))
+        .await?;
+    let c = Client::new(stack);
+    let key = uuid::Uuid::new_v4().to_string();
+    let body = order_body("SKU-MUG", 1, "tok_visa", who);
+    // The order service may die before it answers (its relay's window):
+    // the same key is asked again once it is back.
+    let placed = match c.post_order(&key, &body).await {
+        Ok((201, answer)) => Some(answer),
+        _ => None,
+    };
+    stack
+        .wait_aborted_at(service, name, Duration::from_secs(30))
+        .await?;
+    eprintln!("[failpoints] {service} aborted at {name}");
+    Ok(Crashed {
+        service,
+        key,
+        body,
+        placed,
+    })
+}
+
+/// Starts the crashed service again, unarmed; the order's id.
+pub async fn recover(stack: &mut Stack, crashed: Crashed) -> Result<String> {
+    stack.restart_with_failpoints(crashed.service, "").await?;
+    if crashed.placed.is_some() {
+        return crashed.order_id();
+    }
+    let (status, answer) = Client::new(stack).post_order(&crashed.key, &crashed.body).await?;
+    ensure!(status == 201, "placing answered {status}: {answer}");
+    Ok(answer["order_id"].as_str().context("no order_id")?.to_owned())
 }

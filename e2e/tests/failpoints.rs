@@ -19,8 +19,8 @@ use std::{collections::HashMap, time::Duration};
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
     chaos::broker,
-    client::{order_body, wait_for, Client},
-    failpoints::counter,
+    client::{wait_for, Client},
+    failpoints::{counter, place_and_crash, recover},
     pg_server, Stack, StackOptions,
 };
 use omnisaga_runtime::{catalog::catalog, failpoint};
@@ -76,31 +76,6 @@ fn orders_topic(stack: &Stack) -> Result<(String, String)> {
     Ok((topic.base_name().to_owned(), topic.name(stack.topic_prefix())))
 }
 
-/// Places an order while `service` is armed to abort at `name`, waits for
-/// the abort and starts `service` again, unarmed; the order's id.
-async fn place_and_crash(stack: &mut Stack, service: &'static str, name: &str, who: &str) -> Result<String> {
-    stack
-        .restart_with_failpoints(service, &format!("{name}=abort"))
-        .await?;
-    let c = Client::new(stack);
-    let key = uuid::Uuid::new_v4().to_string();
-    let body = order_body("SKU-MUG", 1, "tok_visa", who);
-    // The order service may die before it answers (its relay's window):
-    // the same key asked again once it is back.
-    let placed = c.post_order(&key, &body).await;
-    stack
-        .wait_aborted_at(service, name, Duration::from_secs(30))
-        .await?;
-    eprintln!("[failpoints] {service} aborted at {name}");
-    stack.restart_with_failpoints(service, "").await?;
-    let (status, answer) = match placed {
-        Ok((201, answer)) => (201, answer),
-        _ => c.post_order(&key, &body).await?,
-    };
-    ensure!(status == 201, "placing answered {status}: {answer}");
-    Ok(answer["order_id"].as_str().context("no order_id")?.to_owned())
-}
-
 async fn db(stack: &Stack, service: &str) -> Result<PgPool> {
     Ok(PgPool::connect(&format!("{}/{}", pg_server(), stack.database(service))).await?)
 }
@@ -110,10 +85,10 @@ async fn db(stack: &Stack, service: &str) -> Result<PgPool> {
 /// under the same payment id, and the provider answers it with its first
 /// answer. One approval at the provider, held, and the stream's.
 async fn provider_approved_then_crash(stack: &mut Stack) -> Result<()> {
-    let id = place_and_crash(stack, "payment", failpoint::PROVIDER_APPROVED, "fp-provider").await?;
+    let crashed = place_and_crash(stack, "payment", failpoint::PROVIDER_APPROVED, "fp-provider").await?;
+    let id = crashed.order_id()?;
     let payment = db(stack, "payment").await?;
-    // In the window: the provider holds the approval, the stream has none
-    // (the call's lease keeps it from being made again for seconds yet).
+    // In the window: the provider holds the approval, the stream has none.
     let (held, authorised): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM provider_ledger WHERE payment_id = 'pay-' || $1 || '-1'),
                 (SELECT count(*) FROM events WHERE event_type = 'PaymentAuthorized' AND stream_id LIKE '%' || $1)",
@@ -125,6 +100,7 @@ async fn provider_approved_then_crash(stack: &mut Stack) -> Result<()> {
         (held, authorised) == (1, 0),
         "after the crash: {held} approvals at the provider, {authorised} PaymentAuthorized"
     );
+    recover(stack, crashed).await?;
     let c = Client::new(stack);
     c.wait_status(&id, "SHIPPED", WAIT).await?;
     let ledger: Vec<(String, String, bool)> = sqlx::query_as(
@@ -153,7 +129,8 @@ async fn provider_approved_then_crash(stack: &mut Stack) -> Result<()> {
 /// holds it twice (counted), every other event of the order once, and each
 /// consumer of the topic dropped the second copy in its inbox.
 async fn relay_acknowledged_then_crash(stack: &mut Stack) -> Result<()> {
-    let id = place_and_crash(stack, "order", failpoint::RELAY_ACKED, "fp-relay").await?;
+    let crashed = place_and_crash(stack, "order", failpoint::RELAY_ACKED, "fp-relay").await?;
+    let id = recover(stack, crashed).await?;
     let c = Client::new(stack);
     c.wait_status(&id, "SHIPPED", WAIT).await?;
     let order = db(stack, "order").await?;
@@ -202,13 +179,23 @@ async fn relay_acknowledged_then_crash(stack: &mut Stack) -> Result<()> {
 /// is fetched again and the inbox drops it; the message was queued once and
 /// reaches the chat once.
 async fn consumer_committed_then_crash(stack: &mut Stack) -> Result<()> {
-    let id = place_and_crash(
+    let crashed = place_and_crash(
         stack,
         "notification",
         failpoint::CONSUMER_COMMITTED,
         "fp-consumer",
     )
     .await?;
+    let id = crashed.order_id()?;
+    // In the window: what the batch queued is committed (the placement's
+    // message, and those of events that came with it).
+    let notification = db(stack, "notification").await?;
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications WHERE order_id::text = $1")
+        .bind(&id)
+        .fetch_one(&notification)
+        .await?;
+    ensure!(queued >= 1, "after the crash: no message queued for {id}");
+    recover(stack, crashed).await?;
     let c = Client::new(stack);
     c.wait_status(&id, "SHIPPED", WAIT).await?;
     c.wait_message(&id, "shipped", WAIT).await?;
@@ -229,7 +216,6 @@ async fn consumer_committed_then_crash(stack: &mut Stack) -> Result<()> {
     )
     .await?;
     eprintln!("[failpoints] notification dropped {dropped} redelivered records of {topic}");
-    let notification = db(stack, "notification").await?;
     let queued: Vec<(String, i64)> = sqlx::query(
         "SELECT template, count(*) FROM notifications WHERE order_id::text = $1 GROUP BY template",
     )
@@ -251,17 +237,24 @@ async fn consumer_committed_then_crash(stack: &mut Stack) -> Result<()> {
 /// goes again under the same message id (a receiver dedupes on it), and
 /// only then the later ones, each once.
 async fn message_sent_then_crash(stack: &mut Stack) -> Result<()> {
-    let id = place_and_crash(stack, "notification", failpoint::MESSAGE_SENT, "fp-dispatcher").await?;
-    let c = Client::new(stack);
-    // In the window: the chat has the message, the service no record of
-    // it (its claim keeps it from going again for half a minute yet).
+    let crashed = place_and_crash(stack, "notification", failpoint::MESSAGE_SENT, "fp-dispatcher").await?;
+    let id = crashed.order_id()?;
+    // In the window: the chat has the message, the service no record of it.
     let got = stack.webhook.as_ref().context("no webhook sink")?.receipts();
     let sent = got.per_order.get(&id).map_or(0, Vec::len);
-    let recorded = c.messages(&id).await?;
+    let notification = db(stack, "notification").await?;
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'NotificationSent' AND stream_id LIKE '%' || $1",
+    )
+    .bind(&id)
+    .fetch_one(&notification)
+    .await?;
     ensure!(
-        sent == 1 && recorded.is_empty(),
-        "after the crash: {sent} messages at the chat, recorded as sent: {recorded:?}"
+        (sent, recorded) == (1, 0),
+        "after the crash: {sent} messages at the chat, {recorded} recorded as sent"
     );
+    recover(stack, crashed).await?;
+    let c = Client::new(stack);
     c.wait_status(&id, "SHIPPED", WAIT).await?;
     c.wait_message(&id, "shipped", WAIT).await?;
     let receipts = stack.webhook.as_ref().context("no webhook sink")?.receipts();
@@ -273,7 +266,6 @@ async fn message_sent_then_crash(stack: &mut Stack) -> Result<()> {
         .context("no message reached the chat")?;
     sent_once_each(stack, &id, Some(&first))?;
     // Each message recorded once: the one sent twice too.
-    let notification = db(stack, "notification").await?;
     let recorded: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE event_type = 'NotificationSent' AND stream_id LIKE '%' || $1",
     )
