@@ -18,8 +18,8 @@ deps: ## install what the build and the stack need (Debian packages, PostgreSQL,
 	@bash infra/scripts/ensure-postgres.sh
 	@bash infra/scripts/claim-build-dir.sh
 
-build: deps ## build every service and tool
-	cargo build --workspace --bins
+build: deps ## build every service and tool (with failpoints, inert unless FAILPOINTS is set; release builds have none)
+	cargo build --workspace --bins --features omnisaga-runtime/failpoints
 
 run: build ## build and start the whole system in the foreground (Ctrl-C stops it)
 	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-stack"

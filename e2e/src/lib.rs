@@ -16,6 +16,7 @@ pub mod balancer;
 pub mod bench;
 pub mod chaos;
 pub mod client;
+pub mod failpoints;
 pub mod logs;
 pub mod netfault;
 pub mod traces;
@@ -52,9 +53,13 @@ pub const SERVICES: [(&str, u16); 5] = [
 /// A test stack's database prefix, `e2e_` and 16 hex digits: the first 12
 /// are the creation time in milliseconds (a UUIDv7's), so `make test` can
 /// drop the databases of runs long over (`infra/scripts/test.sh`) without
-/// asking anything but their names.
+/// asking anything but their names. The last three are random: two stacks
+/// a test binary starts in the same millisecond get UUIDv7s alike in their
+/// first 16 digits (the counter that orders them is further on).
 pub fn test_db_prefix() -> String {
-    format!("e2e_{}", &uuid::Uuid::now_v7().simple().to_string()[..16])
+    let time = uuid::Uuid::now_v7().simple().to_string();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("e2e_{}{}", &time[..13], &random[..3])
 }
 
 /// Writes `payload` straight to `topic` with `key`, as a broken or foreign

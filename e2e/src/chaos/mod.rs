@@ -105,13 +105,21 @@ pub struct Report {
     pub seconds: f64,
 }
 
+/// The provider simulator's latency in the suite's stack: a real
+/// provider's order of magnitude, 4 callers still make 40 calls a second,
+/// five times the default load.
+pub const PROVIDER_LATENCY_MS: u32 = 100;
+
 /// The stack a fault run needs: its own broker (the run kills it), a payment
 /// deadline short enough that declined orders are cancelled within the
 /// run, brisk warehouse steps, a trace viewer that keeps a soak's traces
 /// (each order leaves several: its saga, the pick, the messages), chat
 /// messages sent to the stack's webhook sink (`Stack::webhook`, what
 /// reached the channel per message id and per order) and a provider that
-/// answers a share of the approvals it recorded "unavailable".
+/// answers a share of the approvals it recorded "unavailable", each answer
+/// after about 100 ms as a real provider's: a call then spends most of its
+/// time between asking and recording the answer, so a random kill of
+/// payment lands in that window too (the failpoint test makes it at will).
 pub fn stack_options() -> StackOptions {
     StackOptions {
         broker: crate::Broker::OwnBehindProxy,
@@ -123,6 +131,11 @@ pub fn stack_options() -> StackOptions {
     // Some approvals charged and answered "unavailable": I3 holds the
     // ledger to the streams through them.
     .set_env("payment", "PAYMENT_AMBIGUOUS_RATE", "0.05")
+    .set_env(
+        "payment",
+        "PAYMENT_PROVIDER_LATENCY_MS",
+        &PROVIDER_LATENCY_MS.to_string(),
+    )
     .set_env("trace-viewer", "TRACES_MAX", "30000")
 }
 

@@ -40,6 +40,7 @@ use omnisaga_proto::v1::NotificationSent;
 use omnisaga_runtime::{
     aggregate::{Aggregate, ExecuteError, Executor, Loaded},
     event::EventMeta,
+    failpoint,
     metrics::{self, Counters},
     outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
@@ -210,6 +211,9 @@ impl Dispatcher {
                     self.send_timeout.as_millis()
                 )),
             };
+            if answer.is_ok() {
+                failpoint::hit(failpoint::MESSAGE_SENT);
+            }
             let mut tx = self.pool.begin().await?;
             if let Err(refused) = answer {
                 let sent = self

@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     event::EventMeta,
+    failpoint,
     outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
@@ -217,6 +218,7 @@ impl ProviderCalls {
             return Ok(false);
         }
         let loaded = executor.load(&mut tx, &order).await?;
+        let approved = matches!(answer, ProviderAnswer::Approved);
         let cmd = Command::Authorize {
             order_id: order.clone(),
             request,
@@ -237,6 +239,9 @@ impl ProviderCalls {
             tracing::info!(event.type = %out.event_type, "payment event");
         }
         store::update_view(&mut tx, call.order_id, &done.state).await?;
+        if approved {
+            failpoint::hit(failpoint::PROVIDER_APPROVED);
+        }
         tx.commit().await?;
         Ok(!done.published.is_empty())
     }

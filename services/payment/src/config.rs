@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `HTTP_ADDR` | `127.0.0.1:8081` | health and metrics listen address |
 //! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8181` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
-//! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency |
+//! | `PAYMENT_PROVIDER_LATENCY_MS` | `0` | simulated provider latency, a round trip: half before the provider records its answer, half after |
 //! | `PAYMENT_PROVIDER_TIMEOUT_MS` | `10000` | longest a provider call may take; past it the call has no answer and is made again later (no transaction is open meanwhile) |
 //! | `PAYMENT_DECLINE_RATE` | `0` | share of random declines, 0 to 1 |
 //! | `PAYMENT_OUTAGE_RATE` | `0` | share of random provider outages, 0 to 1 |

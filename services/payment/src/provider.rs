@@ -109,10 +109,18 @@ impl Provider {
             .map_err(|_| anyhow::anyhow!("the provider did not answer within {:?}", self.config.timeout))?
     }
 
+    /// The latency is a round trip: half of it before the provider decides
+    /// and records, half after, while the answer is on its way back (a
+    /// caller that dies then leaves a recorded charge it never heard of).
     async fn authorize_unbounded(&self, payment_id: &str, token: &str) -> Result<Outcome> {
-        if !self.config.latency.is_zero() {
-            tokio::time::sleep(self.config.latency).await;
-        }
+        let there = self.config.latency / 2;
+        sleep(there).await;
+        let answer = self.answer(payment_id, token).await;
+        sleep(self.config.latency - there).await;
+        answer
+    }
+
+    async fn answer(&self, payment_id: &str, token: &str) -> Result<Outcome> {
         if self.outage.load(Ordering::Relaxed) {
             return Ok(Outcome::Unavailable);
         }
@@ -178,9 +186,7 @@ impl Provider {
     }
 
     async fn void_unbounded(&self, payment_id: &str) -> Result<()> {
-        if !self.config.latency.is_zero() {
-            tokio::time::sleep(self.config.latency).await;
-        }
+        sleep(self.config.latency).await;
         sqlx::query(
             "UPDATE provider_ledger SET voided_at = now()
              WHERE payment_id = $1 AND outcome = 'APPROVED' AND voided_at IS NULL",
@@ -244,5 +250,12 @@ impl Provider {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "provider ledger not pruned"),
         }
+    }
+}
+
+/// Waits `d`, unless it is zero.
+async fn sleep(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
     }
 }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod dead_letter;
 pub mod deprecation;
 pub mod event;
+pub mod failpoint;
 #[cfg(test)]
 mod hostile;
 pub mod http;

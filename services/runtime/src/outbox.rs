@@ -436,6 +436,7 @@ impl Leader {
             delivered_keys.iter().map(String::as_str),
         );
         if !delivered.is_empty() {
+            crate::failpoint::hit(crate::failpoint::RELAY_ACKED);
             let mut lock = self.lock.lock().await;
             let conn = lock.as_mut().context("the relay does not lead")?;
             let marked = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")

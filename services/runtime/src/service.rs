@@ -56,6 +56,7 @@ impl Base {
     where
         F: for<'a> FnOnce(&'a PgPool) -> BoxFuture<'a, Result<()>>,
     {
+        crate::failpoint::arm_from_env()?;
         let pool = db::prepare(&config, migrator, as_owner).await?;
         kafka::ensure_service_topics(&config.kafka, config.service).await?;
         Ok(Self {

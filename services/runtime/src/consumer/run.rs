@@ -56,6 +56,7 @@ impl<H: Handler> Consumer<H> {
             if !self.process_all(raws, &shutdown).await {
                 break;
             }
+            crate::failpoint::hit(crate::failpoint::CONSUMER_COMMITTED);
             for msg in &batch {
                 // After a rebalance took the partition away the store fails;
                 // its new owner redelivers the record and the inbox drops it.
