@@ -103,6 +103,25 @@ impl Template {
         }
     }
 
+    /// The message that must be queued before this one, where the saga
+    /// cannot reach this step without that one's: packed follows paid,
+    /// shipped follows packed. Reading a backlog, the consumer takes the
+    /// topics in fetch order, so a later step can be queued first; the
+    /// dispatcher holds it until its predecessor is queued, for at most
+    /// [`PREDECESSOR_WAIT`] (a predecessor parked as a dead letter, or
+    /// from before this service read the topics, never comes).
+    pub fn follows(self) -> Option<Template> {
+        match self {
+            Template::ReadyForShipment => Some(Template::PaymentConfirmed),
+            Template::Shipped => Some(Template::ReadyForShipment),
+            Template::OrderCreated
+            | Template::PaymentConfirmed
+            | Template::PaymentFailed
+            | Template::OrderCancelled
+            | Template::PaymentDelayed => None,
+        }
+    }
+
     /// The message text for order `number`.
     pub fn render(self, number: &str) -> String {
         match self {
@@ -146,6 +165,9 @@ pub fn render(name: &str, number: &str) -> String {
 }
 
 /// Every template.
+/// Longest a message waits for the one it follows ([`Template::follows`]).
+pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub const ALL: [Template; 7] = [
     Template::OrderCreated,
     Template::PaymentConfirmed,
@@ -227,6 +249,21 @@ mod tests {
     fn after_a_cancellation_paid_and_packed_news_is_not_sent_but_shipped_is() {
         let stale: Vec<_> = ALL.into_iter().filter(|t| t.stale_once_cancelled()).collect();
         assert_eq!(stale, [Template::PaymentConfirmed, Template::ReadyForShipment]);
+    }
+
+    #[test]
+    fn packed_news_waits_for_paid_news_and_shipped_for_packed() {
+        let chain: Vec<_> = ALL
+            .into_iter()
+            .filter_map(|t| t.follows().map(|before| (before, t)))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                (Template::PaymentConfirmed, Template::ReadyForShipment),
+                (Template::ReadyForShipment, Template::Shipped)
+            ]
+        );
     }
 
     #[test]

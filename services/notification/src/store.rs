@@ -9,7 +9,7 @@ use omnisaga_runtime::TraceContext;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::domain::Template;
+use crate::domain::{Template, ALL, PREDECESSOR_WAIT};
 
 /// Records who receives `order_id`'s messages; the first record stands.
 pub async fn add_recipient(
@@ -88,15 +88,24 @@ pub struct Queued {
 
 /// Claims, for `lease`, the oldest `limit` queued messages that are due
 /// (never tried, or their wait after a refusal is over), unclaimed (or
-/// their claim ran out), whose recipient is known and which are the oldest
-/// queued message of their order: at most one per order, so an order's
-/// messages go out one at a time and in order whoever sends them. The
-/// caller commits the claim before it sends.
+/// their claim ran out), whose recipient is known, whose predecessor
+/// ([`Template::follows`]) is queued or has waited long enough
+/// ([`PREDECESSOR_WAIT`]), and which are the earliest queued message of
+/// their order: at most one per order, so an order's messages go out one
+/// at a time and in the saga's order whoever sends them. "Earliest" is by
+/// the source event's id, a UUIDv7 its service made when the step
+/// happened, not by when this service read it: a backlog read across
+/// topics is queued out of order. The caller commits the claim before it
+/// sends.
 pub async fn claim_queued(
     conn: &mut PgConnection,
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<Queued>, sqlx::Error> {
+    let (held, needs): (Vec<&str>, Vec<&str>) = ALL
+        .into_iter()
+        .filter_map(|t| t.follows().map(|before| (t.name(), before.name())))
+        .unzip();
     let rows = sqlx::query(
         "WITH next AS (
              SELECT n.notification_id FROM notifications n
@@ -106,7 +115,13 @@ pub async fn claim_queued(
                AND NOT EXISTS (
                    SELECT 1 FROM notifications o
                    WHERE o.order_id = n.order_id AND o.status = 'QUEUED'
-                     AND (o.created_at, o.notification_id) < (n.created_at, n.notification_id))
+                     AND (o.source_event_id, o.notification_id) < (n.source_event_id, n.notification_id))
+               AND NOT EXISTS (
+                   SELECT 1 FROM unnest($3::text[], $4::text[]) AS f(template, needs)
+                   WHERE f.template = n.template
+                     AND n.created_at > clock_timestamp() - $5 * interval '1 microsecond'
+                     AND NOT EXISTS (SELECT 1 FROM notifications p
+                                     WHERE p.order_id = n.order_id AND p.template = f.needs))
              ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED)
          UPDATE notifications n SET claimed_until = clock_timestamp() + $2 * interval '1 microsecond'
          FROM next, recipients r
@@ -116,6 +131,9 @@ pub async fn claim_queued(
     )
     .bind(limit)
     .bind(lease.as_micros() as f64)
+    .bind(&held)
+    .bind(&needs)
+    .bind(PREDECESSOR_WAIT.as_micros() as f64)
     .fetch_all(conn)
     .await?;
     Ok(rows

@@ -82,8 +82,9 @@ async fn database() -> PgPool {
         .expect("test database")
 }
 
-/// Queues `n` messages for a new order of `customer`, oldest first; returns
-/// the order's and their ids.
+/// Queues `n` messages for a new order of `customer`, oldest first (their
+/// source events too: UUIDv7s, as every service makes them); returns the
+/// order's and their ids.
 async fn queue(pool: &PgPool, customer: &str, n: usize) -> (Uuid, Vec<Uuid>) {
     let order = Uuid::new_v4();
     sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, $2, 'OS-1')")
@@ -101,7 +102,7 @@ async fn queue(pool: &PgPool, customer: &str, n: usize) -> (Uuid, Vec<Uuid>) {
         )
         .bind(id)
         .bind(order)
-        .bind(Uuid::new_v4())
+        .bind(Uuid::now_v7())
         .bind(i as f64)
         .execute(pool)
         .await
@@ -699,7 +700,7 @@ async fn queue_interleaved(pool: &PgPool, orders: usize, messages: usize) -> Vec
             )
             .bind(id)
             .bind(*order)
-            .bind(Uuid::new_v4())
+            .bind(Uuid::now_v7())
             .execute(pool)
             .await
             .unwrap();
@@ -754,4 +755,102 @@ async fn two_dispatchers_on_one_database_send_each_message_once_and_each_orders_
                 .unwrap();
         assert_eq!(versions, vec![1, 2, 3, 4], "one NotificationSent per message");
     }
+}
+
+/// Queues `template`'s message for `order`, its source event `event_id`,
+/// queued `queued_secs_ago` seconds ago; returns its id.
+async fn queue_step(
+    pool: &PgPool,
+    order: Uuid,
+    template: &str,
+    event_id: Uuid,
+    queued_secs_ago: f64,
+) -> Uuid {
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template, created_at)
+         VALUES ($1, $2, $3, 'Step', $4, clock_timestamp() - $5 * interval '1 second')",
+    )
+    .bind(id)
+    .bind(order)
+    .bind(event_id)
+    .bind(template)
+    .bind(queued_secs_ago)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+/// Waits until the channel delivered `n` messages; returns them.
+async fn delivered(channel: &Recording, n: usize) -> Vec<Uuid> {
+    testing::wait_for("the messages delivered", Duration::from_secs(20), || async {
+        let delivered = channel.delivered.lock().unwrap().clone();
+        (delivered.len() >= n).then_some(delivered)
+    })
+    .await
+    .expect("delivered")
+}
+
+#[tokio::test]
+async fn a_backlog_read_out_of_order_reaches_the_customer_in_the_sagas_order() {
+    let pool = database().await;
+    let order = Uuid::new_v4();
+    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
+        .bind(order)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The steps as their services made them, in the saga's order...
+    let [created, paid, packed, shipped] = [(); 4].map(|_| Uuid::now_v7());
+    // ...and as a consumer reading four topics' backlogs queued them: the
+    // shipped news first, the packed news not yet read.
+    let shipped_msg = queue_step(&pool, order, "shipped", shipped, 0.0).await;
+    let paid_msg = queue_step(&pool, order, "payment_confirmed", paid, 0.0).await;
+    let created_msg = queue_step(&pool, order, "order_created", created, 0.0).await;
+    let channel = Arc::new(Recording::default());
+    let retry = RetryPolicy::default();
+    let (stop, running) = dispatch(&pool, channel.clone(), retry);
+    assert_eq!(delivered(&channel, 2).await, [created_msg, paid_msg]);
+    // The shipped news waits for the packed news it follows.
+    let held: String = sqlx::query_scalar("SELECT status FROM notifications WHERE notification_id = $1")
+        .bind(shipped_msg)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(held, "QUEUED", "shipped before packed");
+    assert_eq!(
+        channel.delivered.lock().unwrap().len(),
+        2,
+        "shipped before packed"
+    );
+    let packed_msg = queue_step(&pool, order, "ready_for_shipment", packed, 0.0).await;
+    assert_eq!(
+        delivered(&channel, 4).await,
+        [created_msg, paid_msg, packed_msg, shipped_msg]
+    );
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_step_whose_predecessor_never_comes_is_sent_after_the_wait() {
+    let pool = database().await;
+    let order = Uuid::new_v4();
+    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
+        .bind(order)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The packed news is parked as a dead letter: the shipped news, queued
+    // longer ago than the wait, goes out without it.
+    let waited = omnisaga_notification::domain::PREDECESSOR_WAIT.as_secs_f64() + 1.0;
+    let created_msg = queue_step(&pool, order, "order_created", Uuid::now_v7(), waited).await;
+    let paid_msg = queue_step(&pool, order, "payment_confirmed", Uuid::now_v7(), waited).await;
+    let shipped_msg = queue_step(&pool, order, "shipped", Uuid::now_v7(), waited).await;
+    let channel = Arc::new(Recording::default());
+    let (stop, running) = dispatch(&pool, channel.clone(), RetryPolicy::default());
+    assert_eq!(delivered(&channel, 3).await, [created_msg, paid_msg, shipped_msg]);
+    stop.cancel();
+    running.await.unwrap().unwrap();
 }
