@@ -14,6 +14,7 @@
 //! | `POST /v1/orders/{id}/payment-retry` | `orders.rs` (`retry_payment`) |
 //! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
 //! | `GET /v1/internal/orders/{id}/payment-methods/{attempt}` | `orders.rs` (`payment_method`): the payment service's, the topics do not carry it |
+//! | `POST /v1/admin/reconcile` | `reconcile.rs`: its part of `omnisaga reconcile` |
 //!
 //! Beside them, `dto.rs` holds the request and response bodies,
 //! `validation.rs` the checks of a request and the problem list it answers
@@ -23,6 +24,7 @@ mod catalog;
 mod dto;
 mod idempotency;
 mod orders;
+mod reconcile;
 mod validation;
 
 use std::sync::Arc;
@@ -62,6 +64,7 @@ pub mod fuzzing {
     orders::retry_payment,
     orders::cancel_order,
     orders::payment_method,
+    reconcile::reconcile,
 ))]
 struct ApiDoc;
 
@@ -124,6 +127,7 @@ pub fn routes(state: ApiState) -> Routes {
             Scope::PaymentMethodsRead,
             get(orders::payment_method),
         )
+        .route("/v1/admin/reconcile", Scope::Admin, post(reconcile::reconcile))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone())
         .merge(batch::routes(
