@@ -83,6 +83,7 @@ pub struct ReconcileRequest {
     /// The orders shipped in the window, from the order service's report
     /// (payment and notification check them), at most 5000.
     #[serde(default)]
+    #[schema(max_items = 5000)]
     pub shipped: Vec<Shipped>,
 }
 
