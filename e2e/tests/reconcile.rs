@@ -9,7 +9,7 @@
 use std::{process::Output, sync::Arc, time::Duration};
 
 use anyhow::{ensure, Context, Result};
-use axum::{body::Bytes, extract::State, http::Method, routing::put, Router};
+use axum::{body::Bytes, extract::State, routing::put, Router};
 use chrono::Utc;
 use omnisaga_e2e::{
     client::{order_body, wait_for, Client},
@@ -236,10 +236,13 @@ async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
         .context("Failed to run omnisaga (build it with `cargo build --bins`)")
 }
 
-/// A Pushgateway that keeps the last PUT: its path and body.
+/// The last PUT a [`Pushgateway`] took: its path and body.
+type Last = Arc<Mutex<Option<(String, String)>>>;
+
+/// A Pushgateway that keeps the last PUT.
 struct Pushgateway {
     url: String,
-    last: Arc<Mutex<Option<(String, String)>>>,
+    last: Last,
 }
 
 impl Pushgateway {
@@ -249,14 +252,9 @@ impl Pushgateway {
             .route(
                 "/metrics/job/{job}",
                 put(
-                    |State(last): State<Arc<Mutex<Option<(String, String)>>>>,
-                     method: Method,
-                     uri: axum::http::Uri,
-                     body: Bytes| async move {
-                        if method == Method::PUT {
-                            *last.lock().await =
-                                Some((uri.path().to_owned(), String::from_utf8_lossy(&body).into_owned()));
-                        }
+                    |State(last): State<Last>, uri: axum::http::Uri, body: Bytes| async move {
+                        *last.lock().await =
+                            Some((uri.path().to_owned(), String::from_utf8_lossy(&body).into_owned()));
                     },
                 ),
             )

@@ -54,7 +54,9 @@ async fn stuck(
     .fetch_one(&mut *conn)
     .await?;
     report.checked(NOTHING_STUCK, open as usize);
-    let rows: Vec<(Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    // (order, status, last change, payment deadline)
+    type Open = (Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>);
+    let rows: Vec<Open> = sqlx::query_as(
         "SELECT order_id, status, updated_at, payment_deadline_at FROM order_view
          WHERE (status = 'AWAITING_PAYMENT' AND payment_deadline_at < $1)
             OR (status IN ('PLACED', 'PAID', 'READY_FOR_SHIPMENT') AND updated_at < $2)
