@@ -126,8 +126,10 @@ async fn run(stack: &Stack) -> Result<()> {
 
     // The table names the order and the invariant; a window that ends
     // before it starts is refused, nothing checked.
+    let started = std::time::Instant::now();
     let out = omnisaga(stack, &["reconcile", "--since", since.as_str(), "--until", "0s"]).await?;
     let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("omnisaga reconcile ({:?}):\n{table}", started.elapsed());
     ensure!(out.status.code() == Some(2), "{table}");
     ensure!(
         table.contains(c_.as_str()) && table.contains("shipped_told"),
