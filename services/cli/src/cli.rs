@@ -82,7 +82,7 @@ pub enum Command {
     /// Check the saga's invariants on the live stack over a window of time.
     ///
     /// Every service that owns data checks its part in one read-only
-    /// snapshot (POST /v1/admin/reconcile, `admin`): every outbox row
+    /// snapshot (POST /v1/admin/reconcile, `reconcile:read`): every outbox row
     /// published, no order stuck past its deadline, the provider's ledger
     /// against the payment streams, every order shipped in the window paid
     /// and its customer told, stock conserved. Prints each counterexample
@@ -235,7 +235,7 @@ pub struct MintArgs {
     /// The subject: for a customer, the customer id.
     #[arg(long)]
     pub sub: String,
-    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin.
+    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin, reconcile:read.
     #[arg(long = "scope", required = true, value_parser = parse_scope)]
     pub scopes: Vec<omnisaga_auth::Scope>,
     /// How long it is valid, in seconds.

@@ -70,7 +70,7 @@ pub fn routes(pool: PgPool, waker: OutboxWaker) -> Routes {
         .route("/v1/notifications", Scope::OrdersRead, get(list_by_query))
         .route("/v1/admin/messages/dead", Scope::Admin, get(dead))
         .route("/v1/admin/messages/{id}/retry", Scope::Admin, post(retry))
-        .route("/v1/admin/reconcile", Scope::Admin, post(reconcile))
+        .route("/v1/admin/reconcile", Scope::ReconcileRead, post(reconcile))
         .with_state(ApiState { pool, waker })
 }
 
@@ -78,7 +78,7 @@ pub fn routes(pool: PgPool, waker: OutboxWaker) -> Routes {
 ///
 /// Checks, in one read-only snapshot, that every outbox row written before `until` is published, and that every order of `shipped` (the order service's list of the window) has its 'shipped' message sent. Writes nothing.
 #[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
-    security(("bearer" = ["admin"])),
+    security(("bearer" = ["reconcile:read"])),
     responses(
         (status = 200, description = "the counterexamples found", body = ReconcileReport),
         (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days, or more than 5000 shipped orders", body = ErrorBody),

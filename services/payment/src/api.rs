@@ -37,7 +37,7 @@ pub fn routes(pool: PgPool, provider: Arc<Provider>) -> Routes {
             put(set_provider).get(get_provider),
         )
         .route("/v1/payments/{order_id}", Scope::Admin, get(payment))
-        .route("/v1/admin/reconcile", Scope::Admin, post(reconcile))
+        .route("/v1/admin/reconcile", Scope::ReconcileRead, post(reconcile))
         .with_state(ApiState { pool, provider })
 }
 
@@ -147,7 +147,7 @@ async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Js
 ///
 /// Checks, in one read-only snapshot, that every outbox row written before `until` is published; that for every order the provider answered in `[since, until)` its ledger holds money for exactly the authorisations the payment stream holds, one at most (a second approval is a double charge); and that every order of `shipped` holds exactly one standing authorisation of its total, which the provider holds. Writes nothing.
 #[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
-    security(("bearer" = ["admin"])),
+    security(("bearer" = ["reconcile:read"])),
     responses(
         (status = 200, description = "the counterexamples found", body = ReconcileReport),
         (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days, or more than 5000 shipped orders", body = ErrorBody),

@@ -59,7 +59,7 @@ pub fn routes(pool: PgPool, warehouse_topic: String) -> Routes {
         .route("/v1/stock", Scope::StockRead, get(stock))
         .route("/v1/pick-tasks/backlog", Scope::Admin, get(backlog))
         .route("/v1/orders/{order_id}/fulfilment", Scope::Admin, get(fulfilment))
-        .route("/v1/admin/reconcile", Scope::Admin, post(reconcile))
+        .route("/v1/admin/reconcile", Scope::ReconcileRead, post(reconcile))
         .with_state(ApiState {
             pool: pool.clone(),
             fulfilment: Executor::new(warehouse_topic),
@@ -71,7 +71,7 @@ pub fn routes(pool: PgPool, warehouse_topic: String) -> Routes {
 ///
 /// Checks, in one read-only snapshot, that every outbox row written before `until` is published, and that stock is conserved per SKU: reserved is what the open pick tasks hold, shipped what the shipped pick tasks held, nothing negative, nothing reserved beyond what is on hand (a state: the whole stock, whatever the window). Writes nothing.
 #[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
-    security(("bearer" = ["admin"])),
+    security(("bearer" = ["reconcile:read"])),
     responses(
         (status = 200, description = "the counterexamples found", body = ReconcileReport),
         (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days", body = ErrorBody),

@@ -131,7 +131,11 @@ pub fn routes(state: ApiState) -> Routes {
         // After the limit: a request that lists shipped orders (which the
         // order service ignores) is refused by its bound, as the other
         // services' are, not by the size of its body.
-        .route("/v1/admin/reconcile", Scope::Admin, post(reconcile::reconcile))
+        .route(
+            "/v1/admin/reconcile",
+            Scope::ReconcileRead,
+            post(reconcile::reconcile),
+        )
         .with_state(state.clone())
         .merge(batch::routes(
             "/v1/catalog/batch",

@@ -21,7 +21,7 @@ use super::ApiState;
 ///
 /// Checks, in one read-only snapshot, that every outbox row written before `until` is published and that no order is stuck before `until` (awaiting payment past its deadline, or PLACED, PAID or READY_FOR_SHIPMENT unchanged for ORDER_STUCK_AFTER_MS); lists the orders shipped in `[since, until)` with their totals (at most 5000, `truncated` beyond). Writes nothing.
 #[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
-    security(("bearer" = ["admin"])),
+    security(("bearer" = ["reconcile:read"])),
     responses(
         (status = 200, description = "the counterexamples found, and the orders shipped in the window", body = ReconcileReport),
         (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days", body = ErrorBody),

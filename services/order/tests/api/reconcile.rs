@@ -12,12 +12,14 @@ use uuid::Uuid;
 use crate::helpers::{order_body, spawn_app, TestApp};
 
 async fn reconcile(app: &TestApp, body: &Value) -> (u16, Value) {
-    let resp = testing::auth::client_with(&testing::auth::admin_token())
-        .post(format!("{}/v1/admin/reconcile", app.admin_url))
-        .json(body)
-        .send()
-        .await
-        .expect("request sent");
+    let resp = testing::auth::client_with(&testing::auth::operator_token(&[
+        omnisaga_auth::Scope::ReconcileRead,
+    ]))
+    .post(format!("{}/v1/admin/reconcile", app.admin_url))
+    .json(body)
+    .send()
+    .await
+    .expect("request sent");
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.expect("a JSON body");
     testing::openapi::check_response("order", "post", "/v1/admin/reconcile", status, &body)
