@@ -16,15 +16,16 @@ use crate::{
 };
 
 /// An operator's scopes, each granted (`admin` implies none): `admin`,
-/// reading what customers, analysts and the order service read, and acting
-/// on a customer's order (support cancels or retries it). Not payment
-/// tokens: `payment-methods:read` is the payment service's alone.
-pub const OPERATOR_SCOPES: [Scope; 5] = [
+/// reading what customers, analysts and the order service read, acting
+/// on a customer's order (support cancels or retries it), and reconciling.
+/// Not payment tokens: `payment-methods:read` is the payment service's alone.
+pub const OPERATOR_SCOPES: [Scope; 6] = [
     Scope::Admin,
     Scope::OrdersRead,
     Scope::OrdersWrite,
     Scope::AnalyticsRead,
     Scope::StockRead,
+    Scope::ReconcileRead,
 ];
 
 /// The key of `service`'s admin listener among the stack's ports.

@@ -55,6 +55,7 @@ async fn fuzz(stack: &Stack) -> Result<()> {
             Scope::AnalyticsRead,
             Scope::StockRead,
             Scope::OrdersRead,
+            Scope::ReconcileRead,
         ],
     );
     let callers = [

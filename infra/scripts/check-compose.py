@@ -11,7 +11,7 @@ import sys
 import yaml
 
 SERVICES = ["order", "payment", "warehouse", "notification", "analytics"]
-UIS = {"jaeger", "prometheus", "grafana"}
+UIS = {"jaeger", "prometheus", "grafana", "pushgateway"}
 # Who may mount which secrets volumes: each service its own; the one-shot
 # jobs that make or hand them out, all they hand out.
 ALLOWED = {svc: {f"secrets-{svc}"} for svc in SERVICES}

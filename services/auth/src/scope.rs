@@ -19,16 +19,21 @@ pub enum Scope {
     /// Operators: the admin endpoints (dead letters, audit, imports...), and
     /// every order where the route's own scope is held too; no other scope.
     Admin,
+    /// Reconciliation: read each service's counterexamples of the saga's
+    /// invariants, and nothing else (the reconcile CronJob's token, kept in
+    /// the cluster as the services' own are; operators add it to theirs).
+    ReconcileRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::OrdersRead,
         Scope::OrdersWrite,
         Scope::AnalyticsRead,
         Scope::StockRead,
         Scope::PaymentMethodsRead,
         Scope::Admin,
+        Scope::ReconcileRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +44,7 @@ impl Scope {
             Scope::StockRead => "stock:read",
             Scope::PaymentMethodsRead => "payment-methods:read",
             Scope::Admin => "admin",
+            Scope::ReconcileRead => "reconcile:read",
         }
     }
 }

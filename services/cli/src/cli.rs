@@ -18,7 +18,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   omnisaga topics
   omnisaga order timeline 0193c0de-... --json
   omnisaga dlq list payment
-  omnisaga messages dead")]
+  omnisaga messages dead
+  omnisaga reconcile --since 1h --until 5m")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -78,6 +79,37 @@ pub enum Command {
     /// The warehouse's stock: import goods received from a file.
     #[command(subcommand)]
     Stock(StockCommand),
+    /// Check the saga's invariants on the live stack over a window of time.
+    ///
+    /// Every service that owns data checks its part in one read-only
+    /// snapshot (POST /v1/admin/reconcile, `reconcile:read`): every outbox row
+    /// published, no order stuck past its deadline, the provider's ledger
+    /// against the payment streams, every order shipped in the window paid
+    /// and its customer told, stock conserved. Prints each counterexample
+    /// with its order; exits 2 when there is one, 1 when it cannot check.
+    /// The window ends before now (--until) so that sagas still in flight
+    /// are not taken for counterexamples.
+    #[command(after_help = "Examples:
+  omnisaga reconcile
+  omnisaga reconcile --since 2h --until 10m --json
+  omnisaga reconcile --since 20m --until 5m --push http://pushgateway:9091")]
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The window's start: RFC 3339 or an age (90s, 10m, 2h, 1d).
+    #[arg(long, value_name = "TIME", default_value = "1h", value_parser = crate::since::parse)]
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// The window's end: RFC 3339 or an age; the settle margin, so keep it
+    /// longer than a saga takes.
+    #[arg(long, value_name = "TIME", default_value = "5m", value_parser = crate::since::parse)]
+    pub until: chrono::DateTime<chrono::Utc>,
+    /// Send the counts to the Prometheus Pushgateway at URL
+    /// (omnisaga_reconcile_counterexamples{invariant,service}), replacing
+    /// the last run's.
+    #[arg(long, value_name = "URL")]
+    pub push: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,7 +235,7 @@ pub struct MintArgs {
     /// The subject: for a customer, the customer id.
     #[arg(long)]
     pub sub: String,
-    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin.
+    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin, reconcile:read.
     #[arg(long = "scope", required = true, value_parser = parse_scope)]
     pub scopes: Vec<omnisaga_auth::Scope>,
     /// How long it is valid, in seconds.

@@ -4,7 +4,8 @@
 //! dead letters (`dlq`), the chat messages notification gave up
 //! (`messages`), tokens of the local key (`token mint`), and the broker's
 //! topics, users and ACLs (`kafka provision`), catalog entries and stock
-//! imported from files (`catalog import`, `stock import`). `cli` holds the command line;
+//! imported from files (`catalog import`, `stock import`), and the saga's
+//! invariants checked on the live stack (`reconcile`). `cli` holds the command line;
 //! each command has its module; `settings` says where the stack is.
 
 mod cli;
@@ -17,6 +18,7 @@ mod kafka;
 mod messages;
 mod output;
 mod provision;
+mod reconcile;
 mod settings;
 mod since;
 mod timeline;
@@ -34,10 +36,12 @@ use crate::{
     settings::Settings,
 };
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(&cli.global);
     let json = cli.global.json;
     match &cli.command {
+        // The one command whose exit code says what it found.
+        Command::Reconcile(args) => return reconcile::run(args, &settings, json).await,
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, &settings, json).await,
         Command::Topics => topics::run(&settings, json).await,
         Command::Order(OrderCommand::Timeline(args)) | Command::Timeline(args) => {
@@ -55,13 +59,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             import::run(import::Kind::Stock, args, &settings, json).await
         }
     }
+    .map(|()| ExitCode::SUCCESS)
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("omnisaga: {e:#}");
             ExitCode::FAILURE

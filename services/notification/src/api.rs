@@ -4,7 +4,8 @@
 //! same with `Deprecation` and `Sunset` headers until it is retired; and for
 //! operators only, the messages the channel refused until they were dead
 //! (`GET /v1/admin/messages/dead`) and their retry
-//! (`POST /v1/admin/messages/{id}/retry`).
+//! (`POST /v1/admin/messages/{id}/retry`), and its part of reconciliation
+//! (`POST /v1/admin/reconcile`, `reconcile.rs`).
 
 use axum::{
     extract::{Path, Query, State},
@@ -16,9 +17,10 @@ use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     auth::Caller,
     deprecation::{self, Deprecation},
-    http::{ApiError, ErrorBody},
+    http::{ApiError, ApiJson, ErrorBody},
     openapi::{self, About},
     outbox::{OutboxWaker, Written},
+    reconcile::{ReconcileReport, ReconcileRequest},
     routes::Routes,
 };
 use serde::{Deserialize, Serialize};
@@ -30,7 +32,7 @@ use crate::store::{self, Attempted};
 
 /// Notification's API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
-#[openapi(paths(list, list_by_query, dead, retry))]
+#[openapi(paths(list, list_by_query, dead, retry, reconcile))]
 struct ApiDoc;
 
 /// The whole OpenAPI document of the notification service.
@@ -68,7 +70,25 @@ pub fn routes(pool: PgPool, waker: OutboxWaker) -> Routes {
         .route("/v1/notifications", Scope::OrdersRead, get(list_by_query))
         .route("/v1/admin/messages/dead", Scope::Admin, get(dead))
         .route("/v1/admin/messages/{id}/retry", Scope::Admin, post(retry))
+        .route("/v1/admin/reconcile", Scope::ReconcileRead, post(reconcile))
         .with_state(ApiState { pool, waker })
+}
+
+/// Reconcile the notification service's invariants
+///
+/// Checks, in one read-only snapshot, that every outbox row written before `until` is published, and that every order of `shipped` (the order service's list of the window) has its 'shipped' message sent. Writes nothing.
+#[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
+    security(("bearer" = ["reconcile:read"])),
+    responses(
+        (status = 200, description = "the counterexamples found", body = ReconcileReport),
+        (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days, or more than 5000 shipped orders", body = ErrorBody),
+    ))]
+async fn reconcile(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<ReconcileRequest>,
+) -> Result<Json<ReconcileReport>, ApiError> {
+    req.validate()?;
+    Ok(Json(crate::reconcile::check(&s.pool, &req).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

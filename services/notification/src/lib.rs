@@ -14,6 +14,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod domain;
 pub mod handlers;
+pub mod reconcile;
 pub mod store;
 pub mod webhook;
 pub mod wire;

@@ -1,17 +1,19 @@
 //! Payment's HTTP API: the provider simulator's outage switch (for demos and
-//! fault tests) and a payment's state for support; operators' only (`admin`).
+//! fault tests), a payment's state for support, and its part of
+//! reconciliation (`reconcile.rs`); operators' only (`admin`).
 
 use std::sync::{atomic::Ordering, Arc};
 
 use axum::{
     extract::{Path, State},
-    routing::{get, put},
+    routing::{get, post, put},
     Json,
 };
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     http::{ApiError, ApiJson, ErrorBody},
     openapi::{self, About},
+    reconcile::{ReconcileReport, ReconcileRequest},
     routes::Routes,
 };
 use serde::{Deserialize, Serialize};
@@ -35,12 +37,13 @@ pub fn routes(pool: PgPool, provider: Arc<Provider>) -> Routes {
             put(set_provider).get(get_provider),
         )
         .route("/v1/payments/{order_id}", Scope::Admin, get(payment))
+        .route("/v1/admin/reconcile", Scope::ReconcileRead, post(reconcile))
         .with_state(ApiState { pool, provider })
 }
 
 /// Payment's API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
-#[openapi(paths(get_provider, set_provider, payment))]
+#[openapi(paths(get_provider, set_provider, payment, reconcile))]
 struct ApiDoc;
 
 /// The whole OpenAPI document of the payment service.
@@ -138,6 +141,23 @@ async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Js
             currency: row.get(3),
         },
     }))
+}
+
+/// Reconcile the payment service's invariants
+///
+/// Checks, in one read-only snapshot, that every outbox row written before `until` is published; that for every order the provider answered in `[since, until)` its ledger holds money for exactly the authorisations the payment stream holds, one at most (a second approval is a double charge); and that every order of `shipped` holds exactly one standing authorisation of its total, which the provider holds. Writes nothing.
+#[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
+    security(("bearer" = ["reconcile:read"])),
+    responses(
+        (status = 200, description = "the counterexamples found", body = ReconcileReport),
+        (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days, or more than 5000 shipped orders", body = ErrorBody),
+    ))]
+async fn reconcile(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<ReconcileRequest>,
+) -> Result<Json<ReconcileReport>, ApiError> {
+    req.validate()?;
+    Ok(Json(crate::reconcile::check(&s.pool, &req).await?))
 }
 
 #[cfg(test)]

@@ -11,5 +11,6 @@ pub mod domain;
 pub mod handlers;
 pub mod orders;
 pub mod provider;
+pub mod reconcile;
 pub mod store;
 pub mod wire;

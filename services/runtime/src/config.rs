@@ -11,7 +11,7 @@
 //! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
 //! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
 //! | `HTTP_ADDR` | per service | listen address of the HTTP API (the public routes, the probes, the metrics) |
-//! | `ADMIN_HTTP_ADDR` | `HTTP_ADDR`'s host, its port + 100 | listen address of the internal and admin routes (those needing `admin`, `stock:read` or `payment-methods:read`; see `routes`), which only the cluster reaches |
+//! | `ADMIN_HTTP_ADDR` | `HTTP_ADDR`'s host, its port + 100 | listen address of the internal and admin routes (those needing `admin`, `stock:read`, `payment-methods:read` or `reconcile:read`; see `routes`), which only the cluster reaches |
 //! | `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS` | `10000`, `1024`, `300` | the server's limits ([`crate::server::Settings`]) |
 //! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
 //! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |

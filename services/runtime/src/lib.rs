@@ -33,6 +33,7 @@ pub mod outbox;
 pub mod page;
 pub mod probe;
 pub mod progress;
+pub mod reconcile;
 pub mod routes;
 pub mod server;
 pub mod service;

@@ -42,7 +42,7 @@ use crate::{http::ErrorBody, routes::Listener};
 struct Operational;
 
 /// How a client proves who it is, as the document states it.
-const BEARER: &str = "A JWT signed by a key of the service's JWKS (AUTH_JWKS_FILE): EdDSA, RS256 or ES256 as the key pins; iss, aud, exp and nbf checked; the customer is the subject. Scopes in the space-separated `scope` claim: orders:read, orders:write (customers, their own orders only), analytics:read (analysts), stock:read and payment-methods:read (services), admin (operators: the admin endpoints; with orders:read, every customer's orders). No scope implies another. An operation's security names the scope it needs; one needing admin, stock:read or payment-methods:read is served on the admin listener (ADMIN_HTTP_ADDR, its servers), which only the cluster reaches.";
+const BEARER: &str = "A JWT signed by a key of the service's JWKS (AUTH_JWKS_FILE): EdDSA, RS256 or ES256 as the key pins; iss, aud, exp and nbf checked; the customer is the subject. Scopes in the space-separated `scope` claim: orders:read, orders:write (customers, their own orders only), analytics:read (analysts), stock:read and payment-methods:read (services), admin (operators: the admin endpoints; with orders:read, every customer's orders), reconcile:read (reconciliation: the invariants' counterexamples, read-only). No scope implies another. An operation's security names the scope it needs; one needing admin, stock:read, payment-methods:read or reconcile:read is served on the admin listener (ADMIN_HTTP_ADDR, its servers), which only the cluster reaches.";
 
 /// The paths the documents are served at, which need no token.
 pub const OPEN_PATHS: [&str; 2] = ["/v1/openapi.json", "/docs"];

@@ -32,12 +32,15 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// The listener of a route needing `scope`: operators' (`admin`) and
-    /// services' (`stock:read`, `payment-methods:read`) routes are internal.
+    /// The listener of a route needing `scope`: operators' (`admin`),
+    /// services' (`stock:read`, `payment-methods:read`) and reconciliation's
+    /// (`reconcile:read`) routes are internal.
     pub fn of(scope: Scope) -> Listener {
         match scope {
             Scope::OrdersRead | Scope::OrdersWrite | Scope::AnalyticsRead => Listener::Public,
-            Scope::StockRead | Scope::PaymentMethodsRead | Scope::Admin => Listener::Admin,
+            Scope::StockRead | Scope::PaymentMethodsRead | Scope::Admin | Scope::ReconcileRead => {
+                Listener::Admin
+            }
         }
     }
 }

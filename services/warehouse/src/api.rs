@@ -1,17 +1,19 @@
 //! The warehouse HTTP API: stock levels, goods received in batches, the
-//! pick backlog and one order's fulfilment.
+//! pick backlog, one order's fulfilment, and its part of reconciliation
+//! (`reconcile.rs`).
 
 use axum::{
     extract::{Path, State},
-    routing::get,
+    routing::{get, post},
     Json,
 };
 use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     aggregate::Executor,
     batch,
-    http::{ApiError, ErrorBody},
+    http::{ApiError, ApiJson, ErrorBody},
     openapi::{self, About},
+    reconcile::{ReconcileReport, ReconcileRequest},
     routes::Routes,
 };
 use serde::Serialize;
@@ -27,7 +29,7 @@ use crate::{
 
 /// The warehouse's API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
-#[openapi(paths(stock, backlog, fulfilment))]
+#[openapi(paths(stock, backlog, fulfilment, reconcile))]
 struct ApiDoc;
 
 /// The whole OpenAPI document of the warehouse service.
@@ -57,11 +59,29 @@ pub fn routes(pool: PgPool, warehouse_topic: String) -> Routes {
         .route("/v1/stock", Scope::StockRead, get(stock))
         .route("/v1/pick-tasks/backlog", Scope::Admin, get(backlog))
         .route("/v1/orders/{order_id}/fulfilment", Scope::Admin, get(fulfilment))
+        .route("/v1/admin/reconcile", Scope::ReconcileRead, post(reconcile))
         .with_state(ApiState {
             pool: pool.clone(),
             fulfilment: Executor::new(warehouse_topic),
         })
         .merge(batch::routes("/v1/stock/batch", pool, StockImport))
+}
+
+/// Reconcile the warehouse's invariants
+///
+/// Checks, in one read-only snapshot, that every outbox row written before `until` is published, and that stock is conserved per SKU: reserved is what the open pick tasks hold, shipped what the shipped pick tasks held, nothing negative, nothing reserved beyond what is on hand (a state: the whole stock, whatever the window). Writes nothing.
+#[utoipa::path(post, path = "/v1/admin/reconcile", tag = "operations", request_body = ReconcileRequest,
+    security(("bearer" = ["reconcile:read"])),
+    responses(
+        (status = 200, description = "the counterexamples found", body = ReconcileReport),
+        (status = 422, description = "validation_failed: the window is not in order, in the future or longer than 7 days", body = ErrorBody),
+    ))]
+async fn reconcile(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<ReconcileRequest>,
+) -> Result<Json<ReconcileReport>, ApiError> {
+    req.validate()?;
+    Ok(Json(crate::reconcile::check(&s.pool, &req).await?))
 }
 
 /// Stock of every SKU.

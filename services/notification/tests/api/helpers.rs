@@ -11,7 +11,7 @@ use omnisaga_notification::{
     config::Config,
     domain::RetryPolicy,
 };
-use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced};
+use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced, OrderShipped};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
@@ -98,5 +98,18 @@ impl TestApp {
             .await
             .expect("OrderPlaced published");
         order_id
+    }
+
+    /// Ships `order_id` as the warehouse would, on the warehouse topic.
+    pub async fn ship_order(&self, order_id: Uuid) {
+        let shipped = Payload::OrderShipped(OrderShipped {
+            order_id: order_id.to_string(),
+            carrier: "DHL".into(),
+            tracking_number: "JD0001".into(),
+        });
+        let envelope = testing::envelope("warehouse", &order_id.to_string(), shipped);
+        testing::publish(&self.kafka, &self.kafka.topics().warehouse, &envelope)
+            .await
+            .expect("OrderShipped published");
     }
 }

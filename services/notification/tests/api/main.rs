@@ -2,4 +2,5 @@
 mod dead;
 mod helpers;
 mod list;
+mod reconcile;
 mod scopes;

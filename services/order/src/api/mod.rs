@@ -14,6 +14,7 @@
 //! | `POST /v1/orders/{id}/payment-retry` | `orders.rs` (`retry_payment`) |
 //! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
 //! | `GET /v1/internal/orders/{id}/payment-methods/{attempt}` | `orders.rs` (`payment_method`): the payment service's, the topics do not carry it |
+//! | `POST /v1/admin/reconcile` | `reconcile.rs`: its part of `omnisaga reconcile` |
 //!
 //! Beside them, `dto.rs` holds the request and response bodies,
 //! `validation.rs` the checks of a request and the problem list it answers
@@ -23,6 +24,7 @@ mod catalog;
 mod dto;
 mod idempotency;
 mod orders;
+mod reconcile;
 mod validation;
 
 use std::sync::Arc;
@@ -62,6 +64,7 @@ pub mod fuzzing {
     orders::retry_payment,
     orders::cancel_order,
     orders::payment_method,
+    reconcile::reconcile,
 ))]
 struct ApiDoc;
 
@@ -125,6 +128,14 @@ pub fn routes(state: ApiState) -> Routes {
             get(orders::payment_method),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // After the limit: a request that lists shipped orders (which the
+        // order service ignores) is refused by its bound, as the other
+        // services' are, not by the size of its body.
+        .route(
+            "/v1/admin/reconcile",
+            Scope::ReconcileRead,
+            post(reconcile::reconcile),
+        )
         .with_state(state.clone())
         .merge(batch::routes(
             "/v1/catalog/batch",

@@ -7,5 +7,6 @@ mod documents;
 mod helpers;
 mod limits;
 mod place_order;
+mod reconcile;
 mod rejects_bad_input;
 mod scopes;

@@ -8,6 +8,7 @@ use omnisaga_payment::{app::App, config::Config, provider::Provider};
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderPlaced};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
@@ -18,6 +19,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The provider the running service calls: what its outage switch sets.
     pub provider: Arc<Provider>,
+    /// The service's database, as the service reaches it.
+    pub pool: PgPool,
     kafka: KafkaConfig,
     /// Stops the service when the test drops its app.
     _stop: DropGuard,
@@ -26,6 +29,7 @@ pub struct TestApp {
 pub async fn spawn_app() -> TestApp {
     let common = testing::config("payment").await.expect("test configuration");
     let kafka = common.kafka.clone();
+    let pool = PgPool::connect_lazy(&common.database_url).expect("the database URL");
     let app = App::build(Config::with_common(common))
         .await
         .expect("payment service starts");
@@ -39,6 +43,7 @@ pub async fn spawn_app() -> TestApp {
         admin_url,
         http: testing::auth::client_with(&testing::auth::admin_token()),
         provider,
+        pool,
         kafka,
         _stop: shutdown.drop_guard(),
     }

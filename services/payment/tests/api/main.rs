@@ -2,4 +2,5 @@
 mod helpers;
 mod payments;
 mod provider_switch;
+mod reconcile;
 mod scopes;

@@ -3,6 +3,7 @@ mod fulfilment;
 mod helpers;
 mod pick_backlog;
 mod picking;
+mod reconcile;
 mod scopes;
 mod stock;
 mod stock_import;
