@@ -98,6 +98,9 @@ pub struct CommonConfig {
     pub http_trust: crate::http_client::Trust,
     /// Header read timeout, connections at once and their age (`HTTP_*`).
     pub server: crate::server::Settings,
+    /// Longest a graceful stop takes from SIGTERM (`SHUTDOWN_GRACE_MS`):
+    /// what is not finished by then is handed back (`Base::run`).
+    pub shutdown_grace: Duration,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -123,6 +126,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("tls", &self.tls)
             .field("http_trust", &self.http_trust)
             .field("server", &self.server)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -331,6 +335,11 @@ impl CommonConfig {
             tls: crate::tls::TlsFiles::from_env()?,
             http_trust,
             server: crate::server::Settings::from_env()?,
+            shutdown_grace: {
+                let ms: u64 = parse_or("SHUTDOWN_GRACE_MS", 8000)?;
+                anyhow::ensure!(ms >= 1000, "SHUTDOWN_GRACE_MS must be at least 1000");
+                Duration::from_millis(ms)
+            },
         })
     }
 }
