@@ -298,6 +298,8 @@ impl CommonConfig {
             fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
         let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
         let http_addr = parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?;
+        // Tests only: the process's wall clock set off (`crate::clock`).
+        crate::clock::set_skew(parse_or("CLOCK_SKEW_SECS", 0)?)?;
         Ok(Self {
             service,
             database_url,
