@@ -36,7 +36,7 @@ async fn payment_instances_with_skewed_clocks_authorise_no_order_twice() -> Resu
         .set_env("payment", "PAYMENT_AMBIGUOUS_RATE", "0.3")
         .set_env("payment", "PAYMENT_PROVIDER_CALLERS", "2")
         .warehouse_ms(20, 0, 20);
-    let mut stack = Stack::start(options).await?;
+    let stack = Stack::start(options).await?;
     let result = run(&stack).await;
     stack.finish(result.is_ok()).await?;
     result
