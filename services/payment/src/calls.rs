@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     event::EventMeta,
+    hand_back::HandBack,
     outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
@@ -104,10 +105,19 @@ impl Worker for ProviderCalls {
 
     async fn work(&self, call: Call) -> Result<()> {
         let id = call.id;
-        let lease = HandBack {
-            pool: self.pool.clone(),
-            id: Some(id),
-        };
+        // Stopped in the middle of the call, it gives the lease up at once:
+        // made again, the call asks with the same payment id.
+        let pool = self.pool.clone();
+        let lease = HandBack::new(move || {
+            Box::pin(async move {
+                match store::release_call(&pool, id).await {
+                    Ok(()) => tracing::info!(call.id = id, "call handed back at shutdown"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease kept: the call is made again when it runs out")
+                    }
+                }
+            })
+        });
         let made = self.make(call).await;
         lease.keep();
         match made {
@@ -125,37 +135,6 @@ impl Worker for ProviderCalls {
                 Err(e)
             }
         }
-    }
-}
-
-/// A call's lease while it is made: a caller stopped in the middle of it
-/// (aborted at the end of a graceful stop's grace period) gives the lease
-/// up at once, so the call is made again as soon as a caller is free, not
-/// when the lease runs out. Made again, it asks with the same payment id.
-struct HandBack {
-    pool: PgPool,
-    id: Option<i64>,
-}
-
-impl HandBack {
-    /// The call was made (or failed and was released): nothing to give up.
-    fn keep(mut self) {
-        self.id = None;
-    }
-}
-
-impl Drop for HandBack {
-    fn drop(&mut self) {
-        let (Some(id), Ok(runtime)) = (self.id, tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let pool = self.pool.clone();
-        runtime.spawn(async move {
-            match store::release_call(&pool, id).await {
-                Ok(()) => tracing::info!(call.id = id, "call handed back at shutdown"),
-                Err(e) => tracing::warn!(error = %e, "lease kept: the call is made again when it runs out"),
-            }
-        });
     }
 }
 

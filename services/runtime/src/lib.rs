@@ -19,6 +19,7 @@ pub mod db;
 pub mod dead_letter;
 pub mod deprecation;
 pub mod event;
+pub mod hand_back;
 #[cfg(test)]
 mod hostile;
 pub mod http;
