@@ -112,3 +112,45 @@ pub(crate) async fn drain_relay(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_will_not_stop_is_aborted_within_the_grace_period() {
+        let work = CancellationToken::new();
+        let mut set = tokio::task::JoinSet::new();
+        let stuck = work.clone();
+        set.spawn(async move {
+            stuck.cancelled().await;
+            // Work in hand that takes far longer than the grace period.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+        set.spawn(async { Ok(()) });
+        let grace = Duration::from_millis(400);
+        let start = Instant::now();
+        work.cancel();
+        let (result, deadline) = run_tasks(set, &work, grace).await;
+        assert!(result.is_ok());
+        let took = start.elapsed();
+        assert!(took >= grace * 3 / 4 && took < grace, "stopped in {took:?}");
+        assert!(deadline <= start + grace + Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn a_drain_that_does_not_finish_is_aborted_and_said_so() {
+        let grace = Duration::from_millis(400);
+        let deadline = Instant::now() + grace;
+        let relay = tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        });
+        let start = Instant::now();
+        assert!(!drain_relay(relay, deadline, grace).await.unwrap(), "not drained");
+        assert!(start.elapsed() <= grace / 4 + Duration::from_millis(50));
+        let done = tokio::spawn(async { Ok(()) });
+        assert!(drain_relay(done, Instant::now() + grace, grace).await.unwrap());
+    }
+}
