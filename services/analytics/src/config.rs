@@ -41,7 +41,7 @@ impl Config {
             refresh >= 1,
             "ANALYTICS_DASHBOARD_REFRESH_SECONDS must be at least 1"
         );
-        let reader_role = var("ANALYTICS_READER_ROLE").unwrap_or_else(|| READER_ROLE.into());
+        let reader_role = var("ANALYTICS_READER_ROLE")?.unwrap_or_else(|| READER_ROLE.into());
         ensure!(
             is_identifier(&reader_role),
             "ANALYTICS_READER_ROLE must be a plain role name (lower-case letters, digits, _), not {reader_role:?}"

@@ -90,10 +90,10 @@ impl ClientSecurity {
     /// `_FILE`'s contents, as the caller reads them), checking they make sense
     /// together: a SASL protocol needs a user and a password, a user needs a
     /// SASL protocol.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let username = var("KAFKA_USERNAME").filter(|u| !u.is_empty());
-        let password = var("KAFKA_PASSWORD").filter(|p| !p.is_empty());
-        let protocol = var("KAFKA_SECURITY_PROTOCOL")
+    pub fn from_vars(var: impl Fn(&str) -> Result<Option<String>>) -> Result<Self> {
+        let username = var("KAFKA_USERNAME")?.filter(|u| !u.is_empty());
+        let password = var("KAFKA_PASSWORD")?.filter(|p| !p.is_empty());
+        let protocol = var("KAFKA_SECURITY_PROTOCOL")?
             .filter(|p| !p.is_empty())
             .map(|p| p.to_ascii_lowercase())
             .unwrap_or_else(|| {
@@ -109,7 +109,7 @@ impl ClientSecurity {
             "KAFKA_SECURITY_PROTOCOL={protocol} is none of {}",
             PROTOCOLS.join(", ")
         );
-        let mechanism = var("KAFKA_SASL_MECHANISM")
+        let mechanism = var("KAFKA_SASL_MECHANISM")?
             .filter(|m| !m.is_empty())
             .map(|m| m.to_ascii_uppercase())
             .unwrap_or_else(|| MECHANISMS[0].into());
@@ -136,7 +136,7 @@ impl ClientSecurity {
             protocol,
             mechanism,
             credentials,
-            ca_file: var("KAFKA_SSL_CA_FILE").filter(|f| !f.is_empty()),
+            ca_file: var("KAFKA_SSL_CA_FILE")?.filter(|f| !f.is_empty()),
         })
     }
 
@@ -184,7 +184,7 @@ mod tests {
 
     fn read(vars: &[(&str, &str)]) -> Result<ClientSecurity> {
         let vars: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-        ClientSecurity::from_vars(|name| vars.get(name).cloned())
+        ClientSecurity::from_vars(|name| Ok(vars.get(name).cloned()))
     }
 
     #[test]
@@ -213,7 +213,7 @@ mod tests {
         // What a child process is given reads back the same.
         let env: HashMap<String, String> = security.env().into_iter().map(|(k, v)| (k.into(), v)).collect();
         assert_eq!(
-            ClientSecurity::from_vars(|n| env.get(n).cloned()).unwrap(),
+            ClientSecurity::from_vars(|n| Ok(env.get(n).cloned())).unwrap(),
             security
         );
     }

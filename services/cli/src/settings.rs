@@ -83,7 +83,7 @@ impl Settings {
     /// the env file; a file that cannot be read or holds no certificate is
     /// an error naming it.
     pub fn http_trust(&self) -> anyhow::Result<omnisaga_runtime::http_client::Trust> {
-        omnisaga_runtime::http_client::Trust::from_vars(|name| Some(self.var(name, "")))
+        omnisaga_runtime::http_client::Trust::from_vars(|name| Ok(Some(self.var(name, ""))))
     }
 
     /// These settings with `name` as if the env file said `value`.
@@ -101,17 +101,19 @@ impl Settings {
     }
 
     /// `name`, else the contents of the file `name_FILE` names; `None` when
-    /// neither is set.
-    fn secret_var(&self, name: &str) -> Option<String> {
+    /// neither is set, an error naming both when the file cannot be read.
+    fn secret_var(&self, name: &str) -> anyhow::Result<Option<String>> {
         let value = self.var(name, "");
         if !value.is_empty() {
-            return Some(value);
+            return Ok(Some(value));
         }
         let path = self.var(&format!("{name}_FILE"), "");
-        (!path.is_empty())
-            .then(|| std::fs::read_to_string(&path).ok())
-            .flatten()
-            .map(|s| s.trim().to_owned())
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("{name}_FILE={path:?} cannot be read: {e}"))?;
+        Ok(Some(text.trim().to_owned()))
     }
 
     /// `name` from the environment, else the env file, else `default`.

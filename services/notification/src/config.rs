@@ -70,10 +70,10 @@ impl Config {
             !send_timeout.is_zero(),
             "NOTIFICATION_SEND_TIMEOUT_MS must be at least 1"
         );
-        let webhook = match var("NOTIFICATION_WEBHOOK_URL").filter(|u| !u.trim().is_empty()) {
+        let webhook = match var("NOTIFICATION_WEBHOOK_URL")?.filter(|u| !u.trim().is_empty()) {
             None => None,
             Some(url) => {
-                let secrets = var("NOTIFICATION_WEBHOOK_SECRET").context(
+                let secrets = var("NOTIFICATION_WEBHOOK_SECRET")?.context(
                     "NOTIFICATION_WEBHOOK_URL is set without NOTIFICATION_WEBHOOK_SECRET (or _FILE): requests must be signed",
                 )?;
                 Some(Webhook {

@@ -77,8 +77,8 @@ impl Config {
         );
         let common = CommonConfig::from_env("payment", 8081)?;
         let orders = OrderService::new(
-            var("ORDER_URL").unwrap_or_else(|| ORDER_URL.into()),
-            var("PAYMENT_ORDER_TOKEN"),
+            var("ORDER_URL")?.unwrap_or_else(|| ORDER_URL.into()),
+            var("PAYMENT_ORDER_TOKEN")?,
             &common.http_trust,
         )?;
         Ok(Self {

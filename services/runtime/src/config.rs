@@ -24,7 +24,8 @@
 //! | `RUST_LOG` | `info` | log filter |
 //!
 //! A value may also come from a file: `NAME_FILE=/path` reads `NAME` from it
-//! (for secrets such as a database URL with a password).
+//! (for secrets such as a database URL with a password); a file that cannot
+//! be read is an error, never an unset variable.
 
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
@@ -32,13 +33,23 @@ use anyhow::{Context, Result};
 
 use crate::catalog::{self, catalog, client::ClientSecurity};
 
-/// Reads `name`, or the contents of the file named by `name_FILE`.
-pub fn var(name: &str) -> Option<String> {
+/// Reads `name`, or the contents of the file named by `name_FILE` (trimmed).
+/// A file named but unreadable is an error naming both: a secret that did
+/// not mount never passes for an unset variable.
+pub fn var(name: &str) -> Result<Option<String>> {
     if let Ok(v) = std::env::var(name) {
-        return Some(v);
+        return Ok(Some(v));
     }
-    let path = std::env::var(format!("{name}_FILE")).ok()?;
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+    read_file_var(name, std::env::var(format!("{name}_FILE")).ok())
+}
+
+fn read_file_var(name: &str, path: Option<String>) -> Result<Option<String>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("{name}_FILE={path:?} cannot be read"))?;
+    Ok(Some(text.trim().to_owned()))
 }
 
 /// Reads and parses `name`, falling back to `default` when unset.
@@ -46,7 +57,7 @@ pub fn parse_or<T: FromStr>(name: &str, default: T) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    parse_value(name, var(name), default)
+    parse_value(name, var(name)?, default)
 }
 
 /// Parses `value` of variable `name`, `default` when it is unset.
@@ -202,12 +213,12 @@ impl std::fmt::Debug for AuthConfig {
 
 impl AuthConfig {
     pub fn from_env() -> Result<Self> {
-        let jwks = var("AUTH_JWKS").context(
+        let jwks = var("AUTH_JWKS")?.context(
             "AUTH_JWKS_FILE (or AUTH_JWKS) is not set: every API call is checked against the keys of a JWKS \
              (make run creates a local one in .omnisaga/auth/jwks.json)",
         )?;
-        let issuer = var("AUTH_ISSUER").unwrap_or_else(|| omnisaga_auth::LOCAL_ISSUER.into());
-        let audience = var("AUTH_AUDIENCE").unwrap_or_else(|| omnisaga_auth::LOCAL_AUDIENCE.into());
+        let issuer = var("AUTH_ISSUER")?.unwrap_or_else(|| omnisaga_auth::LOCAL_ISSUER.into());
+        let audience = var("AUTH_AUDIENCE")?.unwrap_or_else(|| omnisaga_auth::LOCAL_AUDIENCE.into());
         let verifier = omnisaga_auth::Verifier::from_jwks(&jwks, &issuer, &audience).context("AUTH_JWKS")?;
         Ok(Self {
             verifier: std::sync::Arc::new(verifier),
@@ -295,20 +306,20 @@ impl CommonConfig {
         // First: a CA file that is wrong is said before anything else.
         let http_trust = crate::http_client::Trust::from_env()?;
         let (fetch_wait_max_ms, fetch_min_bytes) =
-            fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS"), var("KAFKA_FETCH_MIN_BYTES"))?;
-        let database_url = var("DATABASE_URL").context("DATABASE_URL is not set")?;
+            fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS")?, var("KAFKA_FETCH_MIN_BYTES")?)?;
+        let database_url = var("DATABASE_URL")?.context("DATABASE_URL is not set")?;
         let http_addr = parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?;
         // Tests only: the process's wall clock set off (`crate::clock`).
         crate::clock::set_skew(parse_or("CLOCK_SKEW_SECS", 0)?)?;
         Ok(Self {
             service,
             database_url,
-            database_migration_url: var("DATABASE_MIGRATION_URL").filter(|u| !u.is_empty()),
+            database_migration_url: var("DATABASE_MIGRATION_URL")?.filter(|u| !u.is_empty()),
             database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
             database_timeouts: database_timeouts()?,
             kafka: KafkaConfig {
-                brokers: var("KAFKA_BROKERS").unwrap_or_else(|| "127.0.0.1:9092".into()),
-                topic_prefix: var("KAFKA_TOPIC_PREFIX").unwrap_or_else(|| "omnisaga.".into()),
+                brokers: var("KAFKA_BROKERS")?.unwrap_or_else(|| "127.0.0.1:9092".into()),
+                topic_prefix: var("KAFKA_TOPIC_PREFIX")?.unwrap_or_else(|| "omnisaga.".into()),
                 fetch_wait_max_ms,
                 fetch_min_bytes,
                 topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", catalog().partitions())?.max(1),
@@ -322,9 +333,9 @@ impl CommonConfig {
             http_addr,
             admin_http_addr: parse_or("ADMIN_HTTP_ADDR", admin_addr(http_addr))?,
             outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
-            group_suffix: var("KAFKA_GROUP_SUFFIX").unwrap_or_default(),
+            group_suffix: var("KAFKA_GROUP_SUFFIX")?.unwrap_or_default(),
             consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
-            inbox_retention: match var("INBOX_RETENTION_HOURS") {
+            inbox_retention: match var("INBOX_RETENTION_HOURS")? {
                 None => inbox_retention(service),
                 Some(_) => {
                     let hours: u64 = parse_or("INBOX_RETENTION_HOURS", 0)?;
@@ -423,6 +434,21 @@ impl Topics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_that_cannot_be_read_is_an_error_not_an_unset_variable() {
+        assert_eq!(read_file_var("DATABASE_MIGRATION_URL", None).unwrap(), None);
+        let err = read_file_var("DATABASE_MIGRATION_URL", Some("/nonexistent/uri".into())).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("DATABASE_MIGRATION_URL_FILE=\"/nonexistent/uri\" cannot be read"),
+            "{err:#}"
+        );
+        let dir = std::env::temp_dir().join(format!("omnisaga-var-{}", std::process::id()));
+        std::fs::write(&dir, "postgres://o:p@db/x\n").unwrap();
+        let value = read_file_var("X", Some(dir.display().to_string())).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(value.as_deref(), Some("postgres://o:p@db/x"));
+    }
 
     #[test]
     fn a_database_password_never_shows_in_debug_output() {

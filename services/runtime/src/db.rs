@@ -115,12 +115,16 @@ pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<()> {
     Ok(())
 }
 
-/// Connects the service's pool and brings its database up to date: over
-/// `DATABASE_MIGRATION_URL` when there is one (the database's owner applies
-/// the migrations, runs `as_owner`, e.g. grants of its own, and grants the
-/// pool's role its rights with [`grant_runtime`]; the owner's connection is
-/// closed before the service serves anything), else over the pool itself
+/// Brings the service's database up to date and connects its pool: over
+/// `DATABASE_MIGRATION_URL` when there is one, else over the pool itself
 /// (a role that owns its database).
+///
+/// With an owner's URL, the owner connects first: it applies the
+/// migrations, runs `as_owner` (e.g. grants of its own), grants the role
+/// `DATABASE_URL` names CONNECT on the database and its rights with
+/// [`grant_runtime`], and closes its connection. Only then does the pool
+/// connect, so a runtime role made with nothing but LOGIN (a managed role of
+/// the PostgreSQL operator, say) needs no grant from anyone else.
 pub async fn prepare<F>(
     config: &crate::config::CommonConfig,
     service: Migrator,
@@ -129,36 +133,53 @@ pub async fn prepare<F>(
 where
     F: for<'a> FnOnce(&'a PgPool) -> futures::future::BoxFuture<'a, Result<()>>,
 {
-    let pool = connect_with(
-        &config.database_url,
-        config.database_max_connections,
-        config.database_timeouts,
-    )
-    .await?;
+    let connect_runtime = || {
+        connect_with(
+            &config.database_url,
+            config.database_max_connections,
+            config.database_timeouts,
+        )
+    };
     let Some(owner_url) = &config.database_migration_url else {
+        let pool = connect_runtime().await?;
         migrate(&pool, service).await?;
         as_owner(&pool).await?;
         return Ok(pool);
     };
-    let role: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&pool)
-        .await
-        .context("Failed to ask PostgreSQL which role DATABASE_URL logs in as")?;
+    let role = PgConnectOptions::from_str(&config.database_url)
+        .context("DATABASE_URL is not a PostgreSQL URL")?
+        .get_username()
+        .to_owned();
     let owner = connect(owner_url, 1)
         .await
         .context("Failed to connect over DATABASE_MIGRATION_URL")?;
-    let owner_role: String = sqlx::query_scalar("SELECT current_user::text")
-        .fetch_one(&owner)
-        .await?;
+    let (owner_role, database): (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_database()::text")
+            .fetch_one(&owner)
+            .await?;
     anyhow::ensure!(
         owner_role != role,
         "DATABASE_MIGRATION_URL and DATABASE_URL both log in as {role}: the service must run as a role that does not own its database"
     );
     migrate(&owner, service).await?;
     as_owner(&owner).await?;
+    let grant = format!(
+        "GRANT CONNECT ON DATABASE {} TO {}",
+        quote_ident(&database),
+        quote_ident(&role)
+    );
+    sqlx::query(&grant)
+        .execute(&owner)
+        .await
+        .with_context(|| format!("Failed to let DATABASE_URL's role {role} connect: {grant}"))?;
     grant_runtime(&owner, &role).await?;
     owner.close().await;
-    Ok(pool)
+    connect_runtime().await
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// What the role a service runs as may do, granted by the database's owner
@@ -167,7 +188,7 @@ where
 /// the migrations' record. It owns nothing, so it can neither alter nor
 /// drop a table, nor disable a trigger, nor grant itself more.
 pub async fn grant_runtime(owner: &PgPool, role: &str) -> Result<()> {
-    let role = format!("\"{}\"", role.replace('"', "\"\""));
+    let role = quote_ident(role);
     let statements = [
         format!("GRANT USAGE ON SCHEMA public TO {role}"),
         format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),

@@ -43,8 +43,8 @@ impl Trust {
     }
 
     /// [`Trust::from_env`] with the variables `var` gives.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        match var("TLS_CA_FILE") {
+    pub fn from_vars(var: impl Fn(&str) -> Result<Option<String>>) -> Result<Self> {
+        match var("TLS_CA_FILE")? {
             None => Ok(Self::system()),
             Some(path) if path.trim().is_empty() => Ok(Self::system()),
             Some(path) => Self::ca_file(Path::new(path.trim()))
@@ -129,8 +129,8 @@ mod tests {
         path
     }
 
-    fn vars(path: &Path) -> impl Fn(&str) -> Option<String> + '_ {
-        move |name| (name == "TLS_CA_FILE").then(|| path.display().to_string())
+    fn vars(path: &Path) -> impl Fn(&str) -> Result<Option<String>> + '_ {
+        move |name| Ok((name == "TLS_CA_FILE").then(|| path.display().to_string()))
     }
 
     #[test]
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn without_tls_ca_file_the_system_cas_are_trusted_and_a_client_builds() {
-        let trust = Trust::from_vars(|_| None).unwrap();
+        let trust = Trust::from_vars(|_| Ok(None)).unwrap();
         assert!(trust.ca_file_path().is_none());
         trust.builder().build().unwrap();
     }

@@ -33,8 +33,8 @@ impl TlsFiles {
     /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: both, or neither (plain HTTP).
     pub fn from_env() -> Result<Option<Self>> {
         match (
-            crate::config::var("TLS_CERT_FILE"),
-            crate::config::var("TLS_KEY_FILE"),
+            crate::config::var("TLS_CERT_FILE")?,
+            crate::config::var("TLS_KEY_FILE")?,
         ) {
             (Some(cert), Some(key)) => Ok(Some(Self {
                 cert: cert.into(),

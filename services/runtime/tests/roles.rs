@@ -1,27 +1,32 @@
 //! A service that runs as a role of its own and migrates as its database's
 //! owner (`DATABASE_MIGRATION_URL`, `db::prepare`): the runtime role gets
 //! the rows of the tables but cannot undo the audit log, and one role for
-//! both is refused before anything is migrated.
+//! both is refused before anything is migrated. A runtime role made with
+//! nothing but LOGIN (as an operator's managed role is) is granted CONNECT
+//! by the owner before the service's pool connects.
 
 use anyhow::{ensure, Result};
 use omnisaga_runtime::{config::CommonConfig, db, testing};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-/// An empty database of its own and a login role that may only connect to
-/// it: the role's URL, the database's (as the tests' administrator), and the
-/// role's name.
-async fn runtime_role() -> Result<(String, String, String)> {
+/// An empty database of its own, closed to PUBLIC, and a login role (that
+/// may connect to it when `may_connect`): the role's URL, the database's
+/// (as the tests' administrator), and the role's name.
+async fn runtime_role(may_connect: bool) -> Result<(String, String, String)> {
     let admin_url = testing::fresh_database("roles").await?;
     let (server, db) = admin_url.rsplit_once('/').expect("a database URL");
     let role = format!("test_runtime_{}", &Uuid::new_v4().simple().to_string()[..12]);
     let password = Uuid::new_v4().simple().to_string();
     let mut admin = PgConnection::connect(&format!("{}/postgres", testing::pg_server())).await?;
-    for sql in [
+    let mut statements = vec![
         format!("CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'"),
         format!("REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC"),
-        format!("GRANT CONNECT ON DATABASE \"{db}\" TO \"{role}\""),
-    ] {
+    ];
+    if may_connect {
+        statements.push(format!("GRANT CONNECT ON DATABASE \"{db}\" TO \"{role}\""));
+    }
+    for sql in statements {
         sqlx::query(&sql).execute(&mut admin).await?;
     }
     admin.close().await?;
@@ -54,7 +59,7 @@ fn refused(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>, what: &st
 
 #[tokio::test]
 async fn the_runtime_role_gets_rows_and_cannot_undo_the_audit() -> Result<()> {
-    let (url, admin_url, role) = runtime_role().await?;
+    let (url, admin_url, role) = runtime_role(true).await?;
     let config = CommonConfig {
         database_url: url,
         database_migration_url: Some(admin_url.clone()),
@@ -117,4 +122,29 @@ async fn one_role_for_both_urls_is_refused_before_migrating() -> Result<()> {
         .await?;
     ensure!(tables == 0, "{tables} tables were created");
     Ok(())
+}
+
+#[tokio::test]
+async fn a_runtime_role_with_only_login_is_let_in_by_the_owner() -> Result<()> {
+    let (url, admin_url, role) = runtime_role(false).await?;
+    let config = CommonConfig {
+        database_url: url.clone(),
+        database_migration_url: Some(admin_url.clone()),
+        ..testing::config("roles").await?
+    };
+    let refused_before = PgConnection::connect(&url).await;
+    ensure!(
+        refused_before.is_err(),
+        "the role connected before any grant: the test proves nothing"
+    );
+    let pool = db::prepare(&config, sqlx::migrate!("./tests/migrations"), |_| {
+        Box::pin(async { Ok(()) })
+    })
+    .await?;
+    let rows: bool = sqlx::query_scalar("SELECT has_table_privilege('outbox', 'SELECT, INSERT')")
+        .fetch_one(&pool)
+        .await?;
+    ensure!(rows, "the runtime role lacks the rows of its tables");
+    pool.close().await;
+    drop_role(&admin_url, &role).await
 }

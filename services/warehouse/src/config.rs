@@ -43,7 +43,7 @@ impl Config {
             pick: Duration::from_millis(parse_or("WAREHOUSE_PICK_MS", 200)?),
             pack: Duration::from_millis(parse_or("WAREHOUSE_PACK_MS", 100)?),
             ship: Duration::from_millis(parse_or("WAREHOUSE_SHIP_MS", 200)?),
-            seed_file: var("CATALOG_SEED_FILE").map(PathBuf::from),
+            seed_file: var("CATALOG_SEED_FILE")?.map(PathBuf::from),
             order_shipped_version,
         })
     }
