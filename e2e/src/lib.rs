@@ -30,6 +30,7 @@ mod env;
 mod kafka;
 pub mod local_state;
 mod process;
+pub use process::{Stopped, STOP_GRACE};
 mod stack;
 mod viewer;
 
@@ -185,7 +186,8 @@ impl StackOptions {
         self.instances.get(service).copied().unwrap_or(1).max(1)
     }
 
-    /// Adds an environment variable for `service` ("*" for all).
+    /// Adds an environment variable for `service` ("*" for all, an
+    /// instance's label such as "payment-2" for that instance alone).
     pub fn set_env(mut self, service: &str, key: &str, value: &str) -> Self {
         self.env
             .entry(service.to_owned())

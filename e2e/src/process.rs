@@ -88,20 +88,44 @@ fn started(log: &Path, from: u64) -> bool {
     String::from_utf8_lossy(&text[since..]).contains("service started")
 }
 
+/// How long a process gets to stop after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+
+/// How a process sent SIGTERM ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stopped {
+    /// From the signal to its exit (or to its kill).
+    pub after: Duration,
+    /// Whether it exited by itself with status 0 within [`STOP_GRACE`].
+    pub cleanly: bool,
+}
+
 /// Stops `child` with SIGTERM and waits for it; kills it when it has not
-/// stopped within 20 s.
-pub(crate) async fn terminate(child: &mut Child, name: &str) {
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(20), child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!("{name} did not stop within 20 s, killing it");
+/// stopped within [`STOP_GRACE`].
+pub(crate) async fn terminate(child: &mut Child, name: &str) -> Stopped {
+    let start = tokio::time::Instant::now();
+    let Some(pid) = child.id() else {
+        return Stopped {
+            after: Duration::ZERO,
+            cleanly: false,
+        };
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(status) => Stopped {
+            after: start.elapsed(),
+            cleanly: status.is_ok_and(|s| s.success()),
+        },
+        Err(_) => {
+            eprintln!("{name} did not stop within {STOP_GRACE:?}, killing it");
             let _ = child.kill().await;
+            Stopped {
+                after: start.elapsed(),
+                cleanly: false,
+            }
         }
     }
 }

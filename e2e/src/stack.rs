@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::{
     balancer::Balancer,
     bin_dir, broker, database, instance_label, kafka,
-    process::{free_port, open_log, reserve_port, terminate, wait_ready},
+    process::{free_port, open_log, reserve_port, terminate, wait_ready, Stopped},
     repo_root, runtime_role, viewer, Service, Stack, StackOptions, SERVICES,
 };
 
@@ -257,7 +257,8 @@ impl Stack {
             cmd.env("NOTIFICATION_WEBHOOK_URL", &sink.url)
                 .env("NOTIFICATION_WEBHOOK_SECRET", crate::webhook_sink::SECRET);
         }
-        for key in ["*", name] {
+        // An instance's own settings (its label, "payment-2") come last and win.
+        for key in ["*", name, label.as_str()] {
             for (k, v) in self.options.env.get(key).into_iter().flatten() {
                 cmd.env(k, v);
             }
@@ -372,10 +373,16 @@ impl Stack {
 
     /// Stops instance `instance` of service `name` gracefully (SIGTERM).
     pub async fn stop_instance(&mut self, name: &str, instance: usize) -> Result<()> {
+        self.stop_instance_timed(name, instance).await?;
+        Ok(())
+    }
+
+    /// Stops instance `instance` of service `name` with SIGTERM and says how
+    /// long it took to exit and whether it exited by itself, with status 0.
+    pub async fn stop_instance_timed(&mut self, name: &str, instance: usize) -> Result<Stopped> {
         let mut s = self.take_instance(name, instance)?;
         let label = s.label();
-        terminate(&mut s.child, &label).await;
-        Ok(())
+        Ok(terminate(&mut s.child, &label).await)
     }
 
     /// Kills instance `instance` of service `name` with SIGKILL.

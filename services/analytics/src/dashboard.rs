@@ -93,7 +93,7 @@ th:first-child, td:first-child {{ text-align: left; }}
 <p class="note">As of {now} UTC; the page refreshes every {refresh_seconds} s.</p>
 <div class="figures">
 "#,
-        now = Utc::now().format("%Y-%m-%d %H:%M:%S"),
+        now = omnisaga_runtime::clock::now().format("%Y-%m-%d %H:%M:%S"),
     );
     let stuck_label = format!("stuck for over {} s", f.stuck_after_seconds);
     for (name, label, n) in [

@@ -130,7 +130,10 @@ async fn list_by_query(
         .as_deref()
         .ok_or_else(|| ApiError::validation("the order_id query parameter is required"))?;
     let order_id = Uuid::parse_str(order_id).map_err(|_| ApiError::validation("order_id must be a UUID"))?;
-    let headers = LIST_BY_QUERY.call(Utc::now(), format!("/v1/orders/{order_id}/notifications"))?;
+    let headers = LIST_BY_QUERY.call(
+        omnisaga_runtime::clock::now(),
+        format!("/v1/orders/{order_id}/notifications"),
+    )?;
     Ok((headers, messages(state, caller, order_id).await?))
 }
 

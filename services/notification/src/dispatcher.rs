@@ -41,6 +41,7 @@ use omnisaga_runtime::{
     aggregate::{Aggregate, ExecuteError, Executor, Loaded},
     event::EventMeta,
     failpoint,
+    hand_back::HandBack,
     metrics::{self, Counters},
     outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
@@ -149,7 +150,24 @@ impl Worker for Dispatcher {
     /// others go on; one whose record failed stays claimed until the claim
     /// runs out.
     async fn work(&self, queued: Self::Work) -> Result<()> {
+        // Stopped in the middle of the sends, it gives their claims up at
+        // once: sent again, a message keeps the id the channel dedupes on.
+        let (pool, ids) = (
+            self.pool.clone(),
+            queued.iter().map(|q| q.notification_id).collect::<Vec<_>>(),
+        );
+        let claims = HandBack::new(move || {
+            Box::pin(async move {
+                match store::release_claims(&pool, &ids).await {
+                    Ok(n) => tracing::info!(messages = n, "claims handed back at shutdown"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claims kept: the messages go out when they run out")
+                    }
+                }
+            })
+        });
         let results = futures::future::join_all(queued.into_iter().map(|q| self.send(q))).await;
+        claims.keep();
         let mut any_sent = false;
         let mut failed = None;
         for result in results {

@@ -228,6 +228,17 @@ pub async fn stream_versions(
     .collect())
 }
 
+/// Gives up the claims on messages `ids` that are still queued; how many.
+pub async fn release_claims(pool: &PgPool, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let released = sqlx::query(
+        "UPDATE notifications SET claimed_until = NULL WHERE notification_id = ANY($1) AND status = 'QUEUED'",
+    )
+    .bind(ids)
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected())
+}
+
 /// Marks message `id` sent through `channel` with its `text` and ends its
 /// claim; the send counts as an attempt. False when it is no longer queued
 /// (another dispatcher recorded it after this one's claim ran out).

@@ -125,7 +125,7 @@ impl Channel for WebhookChannel {
             "text": msg.text,
         }))?;
         let id = msg.notification_id.to_string();
-        let timestamp = chrono::Utc::now().timestamp();
+        let timestamp = omnisaga_runtime::clock::now().timestamp();
         let resp = self
             .http
             .post(&self.url)

@@ -363,6 +363,50 @@ async fn a_hung_channel_holds_no_transaction_and_only_for_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn a_dispatcher_stopped_in_the_middle_of_a_send_hands_its_claim_back() {
+    let pool = database().await;
+    let (_, hanging) = queue(&pool, "c-1", 1).await;
+    let channel = Arc::new(Recording {
+        hang: HashSet::from([hanging[0]]),
+        ..Default::default()
+    });
+    let (_stop, running) = dispatch_timing_out(
+        &pool,
+        channel.clone(),
+        RetryPolicy::default(),
+        Duration::from_secs(60),
+    );
+    testing::wait_for("the send to start", Duration::from_secs(10), || {
+        let started = !channel.tries_of(hanging[0]).is_empty();
+        async move { started.then_some(()) }
+    })
+    .await
+    .unwrap();
+    // A graceful stop's grace period ends: the dispatcher is aborted.
+    running.abort();
+    let _ = running.await;
+    let released = testing::wait_for("the claim handed back", Duration::from_secs(10), || {
+        let (pool, id) = (pool.clone(), hanging[0]);
+        async move {
+            let claimed: bool = sqlx::query_scalar(
+                "SELECT claimed_until IS NOT NULL FROM notifications WHERE notification_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .ok()?;
+            (!claimed).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        released.is_ok(),
+        "{released:?}: the message waits for its claim to run out"
+    );
+    assert_eq!(status_of(&pool, hanging[0]).await.0, "QUEUED", "still to be sent");
+}
+
+#[tokio::test]
 async fn the_wait_after_each_refusal_doubles() {
     let pool = database().await;
     let (_, ids) = queue(&pool, "c-1", 1).await;

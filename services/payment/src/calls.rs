@@ -30,6 +30,7 @@ use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     event::EventMeta,
     failpoint,
+    hand_back::HandBack,
     outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
@@ -105,7 +106,22 @@ impl Worker for ProviderCalls {
 
     async fn work(&self, call: Call) -> Result<()> {
         let id = call.id;
-        match self.make(call).await {
+        // Stopped in the middle of the call, it gives the lease up at once:
+        // made again, the call asks with the same payment id.
+        let pool = self.pool.clone();
+        let lease = HandBack::new(move || {
+            Box::pin(async move {
+                match store::release_call(&pool, id).await {
+                    Ok(()) => tracing::info!(call.id = id, "call handed back at shutdown"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lease kept: the call is made again when it runs out")
+                    }
+                }
+            })
+        });
+        let made = self.make(call).await;
+        lease.keep();
+        match made {
             // This caller looks for the next call itself.
             Ok(written) => {
                 if written {

@@ -222,3 +222,45 @@ async fn an_earlier_attempt_that_charged_after_it_was_failed_is_voided_before_a_
     p.authorised_once().await;
     assert_eq!(p.held().await, vec![format!("pay-{}-2", p.order_id)]);
 }
+
+#[tokio::test]
+async fn a_caller_stopped_in_the_middle_of_a_call_hands_its_lease_back() {
+    let config = ProviderConfig {
+        latency: std::time::Duration::from_secs(60),
+        timeout: std::time::Duration::from_secs(120),
+        ..Default::default()
+    };
+    let p = Payment::new("ambiguity_hand_back", config).await;
+    p.consume(p.placed("tok_visa")).await;
+    let Claimed::Work { work, .. } = p.calls.claim().await.expect("claimed") else {
+        panic!("the placement queued a call");
+    };
+    let calls = p.calls.clone();
+    let making = tokio::spawn(async move { calls.work(work).await });
+    // In hand, waiting for the slow provider: no other caller may take it.
+    assert!(matches!(p.calls.claim().await.expect("looked"), Claimed::Wait(_)));
+    // A graceful stop's grace period ends: the caller is aborted.
+    making.abort();
+    let _ = making.await;
+    let released = testing::wait_for(
+        "the lease handed back",
+        std::time::Duration::from_secs(10),
+        || async {
+            let leased: Option<bool> =
+                sqlx::query_scalar("SELECT bool_or(leased_until IS NOT NULL) FROM provider_calls")
+                    .fetch_one(&p.pool)
+                    .await
+                    .ok()?;
+            (leased == Some(false)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        released.is_ok(),
+        "{released:?}: the call waits for its lease to run out"
+    );
+    assert!(
+        matches!(p.calls.claim().await.expect("looked"), Claimed::Work { .. }),
+        "another caller takes the call at once"
+    );
+}

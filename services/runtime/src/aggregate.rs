@@ -17,7 +17,6 @@
 
 use std::{fmt::Debug, marker::PhantomData};
 
-use chrono::Utc;
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use sqlx::{PgConnection, PgPool};
 
@@ -198,7 +197,7 @@ impl<A: Aggregate> Executor<A> {
         meta: &EventMeta,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let events = A::decide(&loaded.state, cmd).map_err(ExecuteError::Refused)?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mut envelopes = Vec::with_capacity(events.len());
         let mut published = Vec::new();
         for event in &events {

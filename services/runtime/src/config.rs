@@ -109,6 +109,9 @@ pub struct CommonConfig {
     pub http_trust: crate::http_client::Trust,
     /// Header read timeout, connections at once and their age (`HTTP_*`).
     pub server: crate::server::Settings,
+    /// Longest a graceful stop takes from SIGTERM (`SHUTDOWN_GRACE_MS`):
+    /// what is not finished by then is handed back (`Base::run`).
+    pub shutdown_grace: Duration,
 }
 
 impl std::fmt::Debug for CommonConfig {
@@ -134,6 +137,7 @@ impl std::fmt::Debug for CommonConfig {
             .field("tls", &self.tls)
             .field("http_trust", &self.http_trust)
             .field("server", &self.server)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish()
     }
 }
@@ -305,6 +309,8 @@ impl CommonConfig {
             fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS")?, var("KAFKA_FETCH_MIN_BYTES")?)?;
         let database_url = var("DATABASE_URL")?.context("DATABASE_URL is not set")?;
         let http_addr = parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?;
+        // Tests only: the process's wall clock set off (`crate::clock`).
+        crate::clock::set_skew(parse_or("CLOCK_SKEW_SECS", 0)?)?;
         Ok(Self {
             service,
             database_url,
@@ -342,6 +348,11 @@ impl CommonConfig {
             tls: crate::tls::TlsFiles::from_env()?,
             http_trust,
             server: crate::server::Settings::from_env()?,
+            shutdown_grace: {
+                let ms: u64 = parse_or("SHUTDOWN_GRACE_MS", 8000)?;
+                anyhow::ensure!(ms >= 1000, "SHUTDOWN_GRACE_MS must be at least 1000");
+                Duration::from_millis(ms)
+            },
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod cached;
+pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -19,6 +20,7 @@ pub mod dead_letter;
 pub mod deprecation;
 pub mod event;
 pub mod failpoint;
+pub mod hand_back;
 #[cfg(test)]
 mod hostile;
 pub mod http;

@@ -31,7 +31,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let mut line = Map::new();
-        line.insert("timestamp".into(), chrono::Utc::now().to_rfc3339().into());
+        line.insert("timestamp".into(), crate::clock::now().to_rfc3339().into());
         line.insert("level".into(), meta.level().as_str().into());
         if let Some(scope) = ctx.event_scope() {
             let mut innermost = None;

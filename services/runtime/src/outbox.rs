@@ -256,7 +256,11 @@ struct Row_ {
     key: String,
     payload: Vec<u8>,
     headers: BTreeMap<String, String>,
-    created_at: chrono::DateTime<chrono::Utc>,
+    /// How old the row was when it was read, by the database's clock (which
+    /// stamped `created_at`), and when that was, by the monotonic clock: an
+    /// instance whose wall clock is off measures the right latency.
+    age_at_read: f64,
+    read: std::time::Instant,
 }
 
 impl Relay {
@@ -549,13 +553,15 @@ impl Relay {
     /// the keys `held` back, read on `conn` (the leader's lock connection).
     async fn unpublished(&self, conn: &mut PgConnection, held: &[String]) -> Result<Vec<Row_>> {
         let rows = sqlx::query(
-            "SELECT id, topic, message_key, payload, headers, created_at FROM outbox
+            "SELECT id, topic, message_key, payload, headers,
+                    EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 FROM outbox
              WHERE published_at IS NULL AND message_key <> ALL($2) ORDER BY id LIMIT $1",
         )
         .bind(self.batch)
         .bind(held)
         .fetch_all(conn)
         .await?;
+        let read = std::time::Instant::now();
         Ok(rows
             .into_iter()
             .map(|r| Row_ {
@@ -564,7 +570,8 @@ impl Relay {
                 key: r.get(2),
                 payload: r.get(3),
                 headers: r.get::<sqlx::types::Json<BTreeMap<String, String>>, _>(4).0,
-                created_at: r.get(5),
+                age_at_read: r.get(5),
+                read,
             })
             .collect())
     }
@@ -658,12 +665,10 @@ impl Relay {
         span.record("messaging.kafka.offset", offset);
         let m = crate::metrics::get();
         m.outbox_published.with_label_values(&[row.topic.as_str()]).inc();
-        let waited = (chrono::Utc::now() - row.created_at)
-            .num_microseconds()
-            .unwrap_or(0);
+        let waited = row.age_at_read + row.read.elapsed().as_secs_f64();
         m.outbox_latency
             .with_label_values(&[row.topic.as_str()])
-            .observe(waited.max(0) as f64 / 1e6);
+            .observe(waited.max(0.0));
         Ok(row.id)
     }
 

@@ -247,25 +247,18 @@ impl Base {
         let relay_handle = tokio::spawn(relay.run(relay_token.clone()));
         tracing::info!(service = self.config.service, "service started");
 
-        let mut result = Ok(());
-        while let Some(joined) = set.join_next().await {
-            let outcome = joined.context("a service task panicked").and_then(|r| r);
-            if let Err(e) = outcome {
-                tracing::error!(error = %format!("{e:#}"), "service task failed, stopping");
-                if result.is_ok() {
-                    result = Err(e);
-                }
-                work.cancel();
-            } else if !work.is_cancelled() {
-                // A task that ends by itself before shutdown is a bug; stop everything.
-                work.cancel();
-            }
-        }
+        let grace = self.config.shutdown_grace;
+        let (result, deadline) = crate::shutdown::run_tasks(set, &work, grace).await;
         relay_token.cancel();
-        relay_handle.await.context("the relay panicked")??;
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await?;
-        if let Err(e) = flushed {
-            tracing::warn!(error = %e, "producer flush incomplete");
+        if crate::shutdown::drain_relay(relay_handle, deadline, grace).await? {
+            // What is still queued in the producer gets the rest of the grace period.
+            let left = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_millis(100));
+            let flushed = tokio::task::spawn_blocking(move || producer.flush(left)).await?;
+            if let Err(e) = flushed {
+                tracing::warn!(error = %e, "producer flush incomplete");
+            }
         }
         self.pool.close().await;
         tracing::info!(service = self.config.service, "service stopped");

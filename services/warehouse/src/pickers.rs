@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     event::EventMeta,
+    hand_back::HandBack,
     outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
     TraceContext,
@@ -127,7 +128,19 @@ impl Pickers {
             let (tx, task) = match claimed {
                 Step::Locked(tx, task) => (tx, task),
                 Step::Leased(task) => {
+                    // Stopped in the middle of picking, it gives the lease
+                    // up at once; the step is decided over the stream again.
+                    let (pool, id) = (self.pool.clone(), task.pick_task_id);
+                    let lease = HandBack::new(move || {
+                        Box::pin(async move {
+                            match store::hand_back_task(&pool, id).await {
+                                Ok(()) => tracing::info!(pick_task.id = %id, "pick task handed back at shutdown"),
+                                Err(e) => tracing::warn!(error = %e, "lease kept: the task falls due when it runs out"),
+                            }
+                        })
+                    });
                     tokio::time::sleep(self.pick + self.pack).await;
+                    lease.keep();
                     let mut tx = self.pool.begin().await?;
                     if !store::relock_task(&mut tx, task.pick_task_id, TaskStatus::Ready).await? {
                         tracing::info!("pick task no longer ready after picking: nothing to record");

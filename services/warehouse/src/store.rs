@@ -284,6 +284,18 @@ pub async fn lease_task(
     Ok(())
 }
 
+/// Gives up the lease on task `pick_task_id` if it is still to be picked: it
+/// is due at once (its picker was stopped in the middle of picking).
+pub async fn hand_back_task(pool: &PgPool, pick_task_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE pick_tasks SET due_at = clock_timestamp() WHERE pick_task_id = $1 AND status = 'READY'",
+    )
+    .bind(pick_task_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Locks a leased task again to record its step; false when it is no
 /// longer `status` (cancelled meanwhile, or worked by another picker after
 /// the lease ran out).

@@ -100,3 +100,51 @@ async fn the_only_due_task_has_no_other_behind_it() {
     assert_eq!(claimed.pick_task_id, only);
     assert!(!more);
 }
+
+#[tokio::test]
+async fn a_picker_stopped_in_the_middle_of_picking_hands_its_task_back() {
+    use omnisaga_runtime::work::{Claimed, Worker};
+    use omnisaga_warehouse::pickers::Pickers;
+
+    let pool = queue().await;
+    let id = task(&pool, "READY", -1_000).await;
+    let pickers = Pickers {
+        pool: pool.clone(),
+        waker: Default::default(),
+        warehouse_topic: "omnisaga.warehouse.v1".into(),
+        // Picking takes a minute: the picker is stopped in the middle.
+        pick: Duration::from_secs(60),
+        pack: Duration::ZERO,
+        ship: Duration::ZERO,
+        order_shipped_version: 2,
+    };
+    let Claimed::Work { work, .. } = pickers.claim().await.expect("claimed") else {
+        panic!("the task is due");
+    };
+    let picking = tokio::spawn({
+        let pickers = pickers.clone();
+        async move { pickers.work(work).await }
+    });
+    // Leased while it is picked: no other picker finds it due.
+    let mut tx = pool.begin().await.unwrap();
+    assert!(matches!(
+        store::claim_next_task(&mut tx).await.unwrap(),
+        Claim::NotYet(_)
+    ));
+    tx.rollback().await.unwrap();
+    // A graceful stop's grace period ends: the picker is aborted.
+    picking.abort();
+    let _ = picking.await;
+    let due = testing::wait_for("the task handed back", Duration::from_secs(10), || {
+        let pool = pool.clone();
+        async move {
+            let mut tx = pool.begin().await.ok()?;
+            match store::claim_next_task(&mut tx).await.ok()? {
+                Claim::Due { task, .. } => Some(task.pick_task_id),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert_eq!(due.ok(), Some(id), "the task waits for its lease to run out");
+}

@@ -6,7 +6,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
     Extension, Json,
 };
-use chrono::{Datelike, Duration, NaiveDate, Utc, Weekday};
+use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use omnisaga_proto::v1::{envelope::Payload, LineItem, Money};
 use omnisaga_runtime::{
     auth::Caller,
@@ -72,7 +72,7 @@ pub(super) async fn place_order(
 
     let order_id = Uuid::now_v7();
     let order_number = db::next_order_number(&s.pool).await?;
-    let now = Utc::now();
+    let now = omnisaga_runtime::clock::now();
     let estimated_delivery = add_business_days(now.date_naive(), s.config.delivery_days).to_string();
     let cmd = Command::Place(PlaceOrder {
         order_id: order_id.to_string(),

@@ -2,7 +2,7 @@
 //! store each offset only once its records are handled; at shutdown, commit
 //! the stored offsets.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::Result;
 use futures::FutureExt as _;
@@ -66,10 +66,7 @@ impl<H: Handler> Consumer<H> {
             }
         }
         self.slot.set(None);
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(error = %e, "no offsets to commit at shutdown");
-        }
-        tracing::info!(group = %self.group, "consumer stopped");
+        close(consumer, &self.group).await;
         Ok(())
     }
 
@@ -127,6 +124,41 @@ impl<H: Handler> Consumer<H> {
             ])
             .observe(started.elapsed().as_secs_f64());
         done
+    }
+}
+
+/// Longest a stopping consumer waits for its last commit and for leaving
+/// its group. Both wait for the broker, on a thread of their own (they
+/// block): with the broker gone they would wait for requests to time out,
+/// long past the grace period.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Commits the stored offsets and closes `consumer` (it leaves the group),
+/// waiting [`CLOSE_WITHIN`] at most. What it could not commit is
+/// redelivered to the partitions' next owner, whose inbox drops what was
+/// applied.
+async fn close(consumer: Arc<kafka::GroupConsumer>, group: &str) {
+    let (closed, done) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("consumer-close".into())
+        .spawn(move || {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "no offsets committed at shutdown");
+            }
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    if spawned.is_err() {
+        tracing::warn!(%group, "consumer stopped without its last commit: no thread to close it on");
+        return;
+    }
+    match tokio::time::timeout(CLOSE_WITHIN, done).await {
+        Ok(_) => tracing::info!(%group, "consumer stopped"),
+        Err(_) => tracing::warn!(
+            %group,
+            "consumer stopped without its last commit: the broker did not answer within {CLOSE_WITHIN:?}; \
+             what it applied since is redelivered and dropped by the inbox"
+        ),
     }
 }
 

@@ -35,5 +35,6 @@ pub async fn config(service: &'static str) -> Result<CommonConfig> {
         tls: None,
         http_trust: Default::default(),
         server: Default::default(),
+        shutdown_grace: Duration::from_secs(8),
     })
 }

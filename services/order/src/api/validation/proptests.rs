@@ -41,6 +41,7 @@ fn config() -> Config {
         tls: None,
         http_trust: Default::default(),
         server: Default::default(),
+        shutdown_grace: Duration::from_secs(8),
     })
 }
 
