@@ -89,6 +89,7 @@ pub async fn all(
     seen.lag = super::broker::lag(stack).await?;
     seen.records = super::broker::records(stack).await?;
     seen.applied = applied;
+    seen.channel = stack.webhook.as_ref().map(|sink| sink.receipts());
     let (mut verdicts, read) = judge(history, before, &seen);
     let i9 = traces::traces_whole(stack, history, &seen.orders, faults, epoch).await?;
     verdicts.insert(8, i9);

@@ -97,6 +97,11 @@ pub struct Observations {
     pub messages: Vec<(String, String, bool)>,
     /// Its `NotificationSent` events: `(order, template)`, one per send recorded.
     pub sent: Vec<(String, String)>,
+    /// The ids of the messages it recorded sent.
+    pub sent_ids: BTreeSet<String>,
+    /// What reached the chat channel (the stack's webhook sink), when the
+    /// stack sends there.
+    pub channel: Option<crate::webhook_sink::Receipts>,
     /// Every stream of every service: `(service, stream, events, min version, max version)`.
     pub streams: Vec<(String, String, i64, i64, i64)>,
     /// Each event in its service's event store: `(service, event id) -> (stream, version)`.
@@ -216,6 +221,11 @@ pub async fn databases(stack: &Stack) -> Result<Observations> {
         .fetch_all(&mut db)
         .await?;
     seen.messages = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let sent: Vec<String> =
+        sqlx::query_scalar("SELECT notification_id::text FROM notifications WHERE status = 'SENT'")
+            .fetch_all(&mut db)
+            .await?;
+    seen.sent_ids = sent.into_iter().collect();
     let mut db = connect(stack, "analytics").await?;
     let rows = sqlx::query(
         "SELECT order_id::text, placed_at IS NOT NULL, shipped_at IS NOT NULL, cancelled_at IS NOT NULL FROM fact_orders",

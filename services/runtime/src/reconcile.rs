@@ -98,7 +98,7 @@ impl ReconcileRequest {
         if self.since >= self.until {
             return Some("since must be before until".to_owned());
         }
-        if self.until > Utc::now() {
+        if self.until > crate::clock::now() {
             return Some("until must not be in the future".to_owned());
         }
         if self.until - self.since > Duration::days(MAX_WINDOW_DAYS) {

@@ -15,7 +15,7 @@ const WALL_CLOCK_READS: [&str; 4] = [
 ];
 
 /// Where the wall clock may be read directly: not a service's.
-const DIRECT_READS: [(&str, &str); 3] = [
+const DIRECT_READS: [(&str, &str); 4] = [
     ("services/runtime/src/clock.rs", "the clock itself"),
     (
         "services/auth/src/signer.rs",
@@ -25,11 +25,15 @@ const DIRECT_READS: [(&str, &str); 3] = [
         "services/cli/src/since.rs",
         "the operator's `--since 10m`, counted back from their clock",
     ),
+    (
+        "services/cli/src/reconcile.rs",
+        "when the operator's reconciliation ran, pushed as a metric",
+    ),
 ];
 
 /// Where `clock::now()` is read, each a record that nothing compares with a
 /// time the database wrote.
-const RECORDS: [(&str, &str); 6] = [
+const RECORDS: [(&str, &str); 7] = [
     ("services/runtime/src/aggregate.rs", "an event's occurred_at"),
     ("services/runtime/src/logs.rs", "a log line's timestamp"),
     (
@@ -47,6 +51,10 @@ const RECORDS: [(&str, &str); 6] = [
     (
         "services/analytics/src/dashboard.rs",
         "the dashboard's \"as of\" line",
+    ),
+    (
+        "services/runtime/src/reconcile.rs",
+        "refuses a reconciliation window ending in the future: an operator's time, not one the database wrote",
     ),
 ];
 

@@ -12,9 +12,12 @@ use crate::chaos::observe::{Applied, Observations};
 /// I5: one customer message per (order, template), queued and sent (a
 /// dispatcher that sends a message twice records two `NotificationSent`);
 /// a shipped order's customer was told it shipped; a cancelled order's
-/// never was.
+/// never was. At the channel, when the stack has one ([`channel_side`]):
+/// every message recorded sent reached it, and each order's reached it in
+/// the saga's order.
 pub fn one_message(seen: &Observations) -> Verdict {
     let mut broken = Vec::new();
+    let at_channel = channel_side(seen, &mut broken);
     let mut queued: BTreeMap<(&str, &str), (usize, bool)> = BTreeMap::new();
     for (order, template, sent) in &seen.messages {
         let entry = queued.entry((order, template)).or_default();
@@ -49,10 +52,69 @@ pub fn one_message(seen: &Observations) -> Verdict {
     }
     Verdict::new(
         "I5",
-        "one message per (order, kind), queued and sent once; shipped orders' customers told, cancelled ones not told 'shipped'",
-        queued.len() + sends.len(),
+        "one message per (order, kind), queued and sent once; shipped orders' customers told, cancelled ones not told 'shipped'; \
+         every message recorded sent at the channel, each order's in the saga's order",
+        queued.len() + sends.len() + at_channel,
         broken,
     )
+}
+
+/// Where a customer message comes in the saga: the order is created, then
+/// its payment is delayed, fails or is confirmed, then it is packed, then
+/// shipped. A cancellation may follow any of them (`None`).
+fn saga_rank(template: &str) -> Option<u8> {
+    match template {
+        "order_created" => Some(0),
+        "payment_delayed" | "payment_failed" | "payment_confirmed" => Some(1),
+        "ready_for_shipment" => Some(2),
+        "shipped" => Some(3),
+        _ => None,
+    }
+}
+
+/// I5 at the channel: every message the notification service recorded
+/// sent was received (by its `webhook-id`; a resend after a crash between
+/// the send and its record is allowed: the receiver dedupes on the id),
+/// and the first receipt of each of an order's kinds follows the saga's
+/// order, 'order_created' first. Returns how many it checked.
+fn channel_side(seen: &Observations, broken: &mut Vec<String>) -> usize {
+    let Some(channel) = &seen.channel else {
+        return 0;
+    };
+    for id in &seen.sent_ids {
+        if !channel.per_message.contains_key(id) {
+            broken.push(format!("message {id}: recorded sent, never reached the channel"));
+        }
+    }
+    for (order, receipts) in &channel.per_order {
+        let mut firsts: Vec<&str> = Vec::new();
+        for (_, template) in receipts {
+            if !firsts.contains(&template.as_str()) {
+                firsts.push(template);
+            }
+        }
+        if let Some(first) = firsts.first().filter(|t| **t != "order_created") {
+            broken.push(format!(
+                "{order}: '{first}' reached the channel before 'order_created'"
+            ));
+        }
+        let mut latest: Option<(u8, &str)> = None;
+        for template in firsts {
+            let Some(rank) = saga_rank(template) else {
+                continue;
+            };
+            match latest {
+                Some((was, before)) if rank < was => {
+                    broken.push(format!(
+                        "{order}: '{template}' reached the channel after '{before}'"
+                    ));
+                }
+                Some((was, _)) if rank == was => {}
+                _ => latest = Some((rank, template)),
+            }
+        }
+    }
+    seen.sent_ids.len() + channel.per_order.len()
 }
 
 /// I6: every stream in every service is versions 1..n without gaps, and

@@ -155,6 +155,73 @@ fn i5_fails_on_a_message_sent_twice() {
     fails(&delivery::one_message(&seen), "a: 'shipped' sent 2 times");
 }
 
+/// A channel that received `order`'s `(message id, template)` in this order.
+fn channel(order: &str, received: &[(&str, &str)]) -> crate::webhook_sink::Receipts {
+    let mut receipts = crate::webhook_sink::Receipts::default();
+    for (id, template) in received {
+        *receipts.per_message.entry(id.to_string()).or_default() += 1;
+        receipts
+            .per_order
+            .entry(order.into())
+            .or_default()
+            .push((id.to_string(), template.to_string()));
+    }
+    receipts
+}
+
+#[test]
+fn i5_fails_on_a_message_recorded_sent_that_never_reached_the_channel() {
+    let mut seen = Observations::default();
+    seen.orders.insert("a".into(), order("c", "CANCELLED", 500));
+    seen.messages.push(("a".into(), "order_created".into(), true));
+    seen.sent.push(("a".into(), "order_created".into()));
+    seen.sent_ids.insert("m1".into());
+    seen.channel = Some(channel("a", &[("m1", "order_created"), ("m1", "order_created")]));
+    // Received twice under one id: a resend, allowed.
+    holds(&delivery::one_message(&seen));
+    seen.channel = Some(channel("a", &[]));
+    fails(
+        &delivery::one_message(&seen),
+        "message m1: recorded sent, never reached",
+    );
+}
+
+#[test]
+fn i5_fails_on_an_order_whose_messages_reached_the_channel_out_of_the_sagas_order() {
+    let mut seen = Observations::default();
+    let in_order = [
+        ("m1", "order_created"),
+        ("m2", "payment_failed"),
+        ("m3", "payment_confirmed"),
+        ("m4", "ready_for_shipment"),
+        ("m5", "shipped"),
+        // A resend of an earlier message after a crash: its first receipt counts.
+        ("m2", "payment_failed"),
+    ];
+    seen.channel = Some(channel("a", &in_order));
+    holds(&delivery::one_message(&seen));
+    seen.channel = Some(channel(
+        "a",
+        &[
+            ("m1", "order_created"),
+            ("m5", "shipped"),
+            ("m4", "ready_for_shipment"),
+        ],
+    ));
+    fails(
+        &delivery::one_message(&seen),
+        "a: 'ready_for_shipment' reached the channel after 'shipped'",
+    );
+    seen.channel = Some(channel(
+        "a",
+        &[("m3", "payment_confirmed"), ("m1", "order_created")],
+    ));
+    fails(
+        &delivery::one_message(&seen),
+        "a: 'payment_confirmed' reached the channel before 'order_created'",
+    );
+}
+
 fn applied(offset: i64, seen: u64) -> Applied {
     Applied {
         service: "payment".into(),

@@ -11,7 +11,9 @@ use omnisaga_notification::{
     config::Config,
     domain::RetryPolicy,
 };
-use omnisaga_proto::v1::{envelope::Payload, Customer, OrderPlaced, OrderShipped};
+use omnisaga_proto::v1::{
+    envelope::Payload, Customer, OrderPlaced, OrderReadyForShipment, OrderShipped, PaymentAuthorized,
+};
 use omnisaga_runtime::{config::KafkaConfig, testing};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
@@ -100,8 +102,34 @@ impl TestApp {
         order_id
     }
 
-    /// Ships `order_id` as the warehouse would, on the warehouse topic.
+    /// Takes `order_id` through the rest of the saga as the payment service
+    /// and the warehouse would, each step on its topic: paid, packed,
+    /// shipped (the dispatcher holds shipped news until packed news is
+    /// queued).
     pub async fn ship_order(&self, order_id: Uuid) {
+        let id = order_id.to_string();
+        let paid = Payload::PaymentAuthorized(PaymentAuthorized {
+            order_id: id.clone(),
+            ..Default::default()
+        });
+        testing::publish(
+            &self.kafka,
+            &self.kafka.topics().payments,
+            &testing::envelope("payment", &id, paid),
+        )
+        .await
+        .expect("PaymentAuthorized published");
+        let packed = Payload::OrderReadyForShipment(OrderReadyForShipment {
+            order_id: id.clone(),
+            ..Default::default()
+        });
+        testing::publish(
+            &self.kafka,
+            &self.kafka.topics().warehouse,
+            &testing::envelope("warehouse", &id, packed),
+        )
+        .await
+        .expect("OrderReadyForShipment published");
         let shipped = Payload::OrderShipped(OrderShipped {
             order_id: order_id.to_string(),
             carrier: "DHL".into(),
