@@ -85,9 +85,17 @@ pub async fn kill_leader(stack: &mut Stack, times: u32) -> Result<String> {
     Ok(seen.join("; "))
 }
 
+/// Longest a paused leader stays paused waiting for another node to lead.
+/// The controller fences a broker that stopped heartbeating after
+/// `broker.session.timeout.ms` (9 s); when the paused node is also the
+/// active controller, a new controller must be elected first, and on a
+/// loaded machine the two take longer than a pause of 12 s.
+const LEADER_MOVE_WITHIN: Duration = Duration::from_secs(45);
+
 /// Pauses the partition's leader (SIGSTOP) for `duration`, past
-/// [`CLUSTER_REPLICA_LAG`], then resumes it and waits until all replicas
-/// are in sync; fails unless another node led meanwhile.
+/// [`CLUSTER_REPLICA_LAG`], and longer if another node does not lead by
+/// then (up to [`LEADER_MOVE_WITHIN`]), then resumes it and waits until all
+/// replicas are in sync; fails unless another node led meanwhile.
 pub async fn pause_leader(stack: &mut Stack, duration: Duration) -> Result<String> {
     let replicas = stack.broker_nodes();
     anyhow::ensure!(
@@ -105,20 +113,25 @@ pub async fn pause_leader(stack: &mut Stack, duration: Duration) -> Result<Strin
     let paused = Instant::now();
     crate::process::signal("STOP", pid).await?;
     let moved = tokio::time::timeout(
-        duration,
+        duration.max(LEADER_MOVE_WITHIN),
         until(stack, "a new leader", |l, _| l >= 0 && l != leader),
     )
     .await;
     let took = paused.elapsed();
     tokio::time::sleep(duration.saturating_sub(paused.elapsed())).await;
     crate::process::signal("CONT", pid).await?;
-    let (next, _) = moved
-        .map_err(|_| anyhow::anyhow!("node {leader} paused {} s, and still led", duration.as_secs()))??;
+    let paused_for = paused.elapsed();
+    let (next, _) = moved.map_err(|_| {
+        anyhow::anyhow!(
+            "node {leader} paused {:.1} s, and still led",
+            paused_for.as_secs_f64()
+        )
+    })??;
     until(stack, "every replica in sync", |_, isr| isr.len() >= replicas).await?;
     Ok(format!(
-        "node {leader} paused {} s; node {next} led by {:.1} s; all in sync again {:.1} s after the pause",
-        duration.as_secs(),
+        "node {leader} paused {:.1} s; node {next} led by {:.1} s; all in sync again {:.1} s after the pause",
+        paused_for.as_secs_f64(),
         took.as_secs_f64(),
-        (paused.elapsed() - duration).as_secs_f64()
+        (paused.elapsed() - paused_for).as_secs_f64()
     ))
 }

@@ -135,8 +135,13 @@ mod tests {
         let (result, deadline) = run_tasks(set, &work, grace).await;
         assert!(result.is_ok());
         let took = start.elapsed();
-        assert!(took >= grace * 3 / 4 && took < grace, "stopped in {took:?}");
-        assert!(deadline <= start + grace + Duration::from_millis(50));
+        // Aborted at three quarters of the grace period, not after the hour
+        // its work would take (the upper bound leaves room for a loaded machine).
+        assert!(
+            took >= grace * 3 / 4 && took < grace + Duration::from_secs(5),
+            "stopped in {took:?}"
+        );
+        assert!(deadline <= start + grace + Duration::from_secs(5));
     }
 
     #[tokio::test]
@@ -149,7 +154,11 @@ mod tests {
         });
         let start = Instant::now();
         assert!(!drain_relay(relay, deadline, grace).await.unwrap(), "not drained");
-        assert!(start.elapsed() <= grace / 4 + Duration::from_millis(50));
+        let took = start.elapsed();
+        assert!(
+            took >= grace / 4 && took < grace / 4 + Duration::from_secs(5),
+            "aborted after {took:?}"
+        );
         let done = tokio::spawn(async { Ok(()) });
         assert!(drain_relay(done, Instant::now() + grace, grace).await.unwrap());
     }
