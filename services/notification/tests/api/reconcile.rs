@@ -4,24 +4,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use omnisaga_runtime::testing::{self, openapi::check_response};
+use omnisaga_runtime::testing;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, TestApp};
 
 async fn reconcile(app: &TestApp, body: &Value) -> Value {
-    let resp = testing::auth::client_with(&testing::auth::operator_token(&[
-        omnisaga_auth::Scope::ReconcileRead,
-    ]))
-    .post(format!("{}/v1/admin/reconcile", app.admin_url))
-    .json(body)
-    .send()
-    .await
-    .expect("request sent");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.expect("a JSON body");
-    check_response("notification", "post", "/v1/admin/reconcile", status, &body)
-        .expect("the answer is the documented one");
+    let (status, body) = testing::openapi::reconcile("notification", &app.admin_url, body).await;
     assert_eq!(status, 200, "{body}");
     body
 }

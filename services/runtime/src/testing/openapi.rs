@@ -96,6 +96,26 @@ pub fn check_response(service: &str, method: &str, path: &str, status: u16, body
     }
 }
 
+/// Asks `service`'s admin listener at `admin_url` for its reconciliation
+/// (`POST /v1/admin/reconcile`) with a `reconcile:read` token, checks the
+/// answer against the service's OpenAPI document and returns its status
+/// and body.
+pub async fn reconcile(service: &str, admin_url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let resp = super::auth::client_with(&super::auth::operator_token(&[
+        omnisaga_auth::Scope::ReconcileRead,
+    ]))
+    .post(format!("{admin_url}/v1/admin/reconcile"))
+    .json(body)
+    .send()
+    .await
+    .expect("request sent");
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.expect("a JSON body");
+    check_response(service, "post", "/v1/admin/reconcile", status, &body)
+        .expect("the answer is the documented one");
+    (status, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,19 +11,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_app, TestApp};
 
 async fn reconcile(app: &TestApp, body: &Value) -> (u16, Value) {
-    let resp = testing::auth::client_with(&testing::auth::operator_token(&[
-        omnisaga_auth::Scope::ReconcileRead,
-    ]))
-    .post(format!("{}/v1/admin/reconcile", app.admin_url))
-    .json(body)
-    .send()
-    .await
-    .expect("request sent");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.expect("a JSON body");
-    testing::openapi::check_response("warehouse", "post", "/v1/admin/reconcile", status, &body)
-        .expect("the answer is the documented one");
-    (status, body)
+    testing::openapi::reconcile("warehouse", &app.admin_url, body).await
 }
 
 #[tokio::test]
