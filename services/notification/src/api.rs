@@ -176,8 +176,10 @@ struct Message {
     text: Option<String>,
     /// The channel it went by; null until sent.
     channel: Option<String>,
-    /// QUEUED, SENT or DEAD (the channel refused it too often).
-    #[schema(pattern = "^(QUEUED|SENT|DEAD)$")]
+    /// QUEUED, SENT, DEAD (the channel refused it too often) or STALE (not
+    /// sent: a later message made it stale, as "payment confirmed" does a
+    /// "payment delayed" notice still queued).
+    #[schema(pattern = "^(QUEUED|SENT|DEAD|STALE)$")]
     status: String,
     /// The event it tells of.
     source_event_type: String,

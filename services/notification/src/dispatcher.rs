@@ -19,7 +19,10 @@
 //! claimed, so an order's messages reach the channel one at a time, in the
 //! order they were queued, however many dispatchers run. A refused message
 //! holds back the later messages of its order (not those of other orders)
-//! while it waits for its next attempt; once it is dead they go on.
+//! while it waits for its next attempt; once it is dead they go on. A
+//! message that went stale while it waited (a "payment delayed" notice
+//! once the payment is confirmed: `Template::superseded_by`) is left
+//! `STALE`, not sent.
 //!
 //! A message the channel refuses is that message's failure, not the
 //! dispatcher's: it records the attempt and the channel's answer, the
@@ -102,6 +105,8 @@ pub struct Dispatcher {
 enum Sent {
     /// The channel took it and it is recorded (or was already).
     Taken,
+    /// It went stale while it waited and is not sent.
+    Stale,
     /// The channel refused it; the refusal is recorded.
     Refused,
     /// The channel refused it for the last time; it is dead, of this template.
@@ -168,17 +173,17 @@ impl Worker for Dispatcher {
         });
         let results = futures::future::join_all(queued.into_iter().map(|q| self.send(q))).await;
         claims.keep();
-        let mut any_sent = false;
+        let mut any_done = false;
         let mut failed = None;
         for result in results {
             match result {
-                Ok(Sent::Taken) => any_sent = true,
+                Ok(Sent::Taken | Sent::Stale) => any_done = true,
                 Ok(Sent::Refused) => {}
                 Ok(Sent::Dead(template)) => DEAD.with_label_values(&[template.as_str()]).inc(),
                 Err(e) => failed = Some(e),
             }
         }
-        if any_sent {
+        if any_done {
             // The dispatcher looks for the next messages itself.
             self.waker.wake_for(Written::OUTBOX);
         }
@@ -204,7 +209,14 @@ impl Dispatcher {
             customer_id,
             order_number,
             attempts,
+            stale,
         } = queued;
+        if stale {
+            let mut conn = self.pool.acquire().await?;
+            store::mark_stale(&mut conn, id).await?;
+            tracing::info!(%order_id, %template, "not sent: a later message made it stale");
+            return Ok(Sent::Stale);
+        }
         let span = tracing::info_span!(
             "notify",
             otel.name = %format!("send {template}"),

@@ -88,18 +88,27 @@ impl Template {
         }
     }
 
-    /// Whether the message is stale once the customer was told the order
-    /// is cancelled: news that it was paid or packed would mislead (the
-    /// authorisation is voided, the parcel unpacked). "Shipped" is still
-    /// sent: a parcel that left before the cancellation arrived does ship.
-    pub fn stale_once_cancelled(self) -> bool {
+    /// The messages that make this one stale: once one of them is queued
+    /// or sent for the order, this one is not queued, and, queued already,
+    /// not sent (it is left `STALE`). News that the order was paid or packed
+    /// would mislead once it is cancelled (the authorisation is voided, the
+    /// parcel unpacked); "shipped" is still sent: a parcel that left before
+    /// the cancellation arrived does ship. "Payment delayed" would mislead
+    /// once the payment is confirmed or the order went past it; a backlog
+    /// read across topics can bring it after them.
+    pub fn superseded_by(self) -> &'static [Template] {
         match self {
-            Template::PaymentConfirmed | Template::ReadyForShipment => true,
+            Template::PaymentConfirmed | Template::ReadyForShipment => &[Template::OrderCancelled],
+            Template::PaymentDelayed => &[
+                Template::PaymentConfirmed,
+                Template::ReadyForShipment,
+                Template::Shipped,
+                Template::OrderCancelled,
+            ],
             Template::OrderCreated
             | Template::PaymentFailed
             | Template::Shipped
-            | Template::OrderCancelled
-            | Template::PaymentDelayed => false,
+            | Template::OrderCancelled => &[],
         }
     }
 
@@ -246,9 +255,42 @@ mod tests {
     }
 
     #[test]
-    fn after_a_cancellation_paid_and_packed_news_is_not_sent_but_shipped_is() {
-        let stale: Vec<_> = ALL.into_iter().filter(|t| t.stale_once_cancelled()).collect();
-        assert_eq!(stale, [Template::PaymentConfirmed, Template::ReadyForShipment]);
+    fn after_a_cancellation_paid_and_packed_news_is_stale_but_shipped_is_not() {
+        let stale: Vec<_> = ALL
+            .into_iter()
+            .filter(|t| t.superseded_by().contains(&Template::OrderCancelled))
+            .collect();
+        assert_eq!(
+            stale,
+            [
+                Template::PaymentConfirmed,
+                Template::ReadyForShipment,
+                Template::PaymentDelayed
+            ]
+        );
+    }
+
+    #[test]
+    fn payment_delayed_news_is_stale_once_the_payment_is_confirmed_or_the_order_went_past_it() {
+        for later in [
+            Template::PaymentConfirmed,
+            Template::ReadyForShipment,
+            Template::Shipped,
+        ] {
+            assert!(
+                Template::PaymentDelayed.superseded_by().contains(&later),
+                "{later:?}"
+            );
+        }
+        assert!(!Template::PaymentDelayed
+            .superseded_by()
+            .contains(&Template::PaymentFailed));
+        // Nothing stale makes the news that replaces it stale in turn.
+        for t in ALL {
+            for by in t.superseded_by() {
+                assert!(!by.superseded_by().contains(&t), "{t:?} and {by:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Queues one message per customer-facing event, in the inbox transaction,
-//! unless a cancellation already made it stale (see [`stale_once_cancelled`]).
+//! unless a message already queued made it stale (see
+//! [`Template::superseded_by`](crate::domain::Template::superseded_by)).
 //! An `OrderPlaced` also records who receives the order's messages. What is
 //! told comes from [`crate::domain`], the rows from [`crate::store`].
 
@@ -42,10 +43,11 @@ impl Handler for SagaEvents {
         let Some(template) = template_for(payload) else {
             return Ok(());
         };
-        if template.stale_once_cancelled() && store::told_cancelled(tx, order_id).await? {
+        let superseded_by = template.superseded_by();
+        if !superseded_by.is_empty() && store::told_any(tx, order_id, superseded_by).await? {
             tracing::debug!(
                 template = template.name(),
-                "not sent: the customer was told the order is cancelled"
+                "not queued: a message already queued made it stale"
             );
             return Ok(());
         }

@@ -29,14 +29,21 @@ pub async fn add_recipient(
     Ok(())
 }
 
-/// Whether the customer of `order_id` was told it is cancelled (its
-/// `order_cancelled` message is queued or sent).
-pub async fn told_cancelled(conn: &mut PgConnection, order_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND template = $2)")
-        .bind(order_id)
-        .bind(Template::OrderCancelled.name())
-        .fetch_one(conn)
-        .await
+/// Whether a message of one of `templates` is queued or sent (or dead) for
+/// `order_id`.
+pub async fn told_any(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    templates: &[Template],
+) -> Result<bool, sqlx::Error> {
+    let names: Vec<&str> = templates.iter().map(|t| t.name()).collect();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM notifications WHERE order_id = $1 AND template = ANY($2))",
+    )
+    .bind(order_id)
+    .bind(&names)
+    .fetch_one(conn)
+    .await
 }
 
 /// A message to queue for the event `source_event_id`.
@@ -84,6 +91,9 @@ pub struct Queued {
     pub order_number: String,
     /// Sends the channel refused so far.
     pub attempts: u32,
+    /// A message that makes this one stale ([`Template::superseded_by`])
+    /// was queued since: it is not sent.
+    pub stale: bool,
 }
 
 /// Claims, for `lease`, the oldest `limit` queued messages that are due
@@ -95,8 +105,8 @@ pub struct Queued {
 /// at a time and in the saga's order whoever sends them. "Earliest" is by
 /// the source event's id, a UUIDv7 its service made when the step
 /// happened, not by when this service read it: a backlog read across
-/// topics is queued out of order. The caller commits the claim before it
-/// sends.
+/// topics is queued out of order. Each comes with whether it went stale
+/// while it waited. The caller commits the claim before it sends.
 pub async fn claim_queued(
     conn: &mut PgConnection,
     limit: i64,
@@ -105,6 +115,10 @@ pub async fn claim_queued(
     let (held, needs): (Vec<&str>, Vec<&str>) = ALL
         .into_iter()
         .filter_map(|t| t.follows().map(|before| (t.name(), before.name())))
+        .unzip();
+    let (stale, by): (Vec<&str>, Vec<&str>) = ALL
+        .into_iter()
+        .flat_map(|t| t.superseded_by().iter().map(move |by| (t.name(), by.name())))
         .unzip();
     let rows = sqlx::query(
         "WITH next AS (
@@ -127,13 +141,18 @@ pub async fn claim_queued(
          FROM next, recipients r
          WHERE n.notification_id = next.notification_id AND r.order_id = n.order_id
          RETURNING n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
-                   n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts",
+                   n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts,
+                   EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS s(template, by)
+                           JOIN notifications x ON x.order_id = n.order_id AND x.template = s.by
+                           WHERE s.template = n.template)",
     )
     .bind(limit)
     .bind(lease.as_micros() as f64)
     .bind(&held)
     .bind(&needs)
     .bind(PREDECESSOR_WAIT.as_micros() as f64)
+    .bind(&stale)
+    .bind(&by)
     .fetch_all(conn)
     .await?;
     Ok(rows
@@ -151,6 +170,7 @@ pub async fn claim_queued(
             customer_id: row.get(7),
             order_number: row.get(8),
             attempts: row.get::<i32, _>(9).max(0) as u32,
+            stale: row.get(10),
         })
         .collect())
 }
@@ -237,6 +257,18 @@ pub async fn release_claims(pool: &PgPool, ids: &[Uuid]) -> Result<u64, sqlx::Er
     .execute(pool)
     .await?;
     Ok(released.rows_affected())
+}
+
+/// Leaves message `id` unsent for good: a later message made it stale.
+pub async fn mark_stale(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE notifications SET status = 'STALE', claimed_until = NULL, next_attempt_at = NULL
+         WHERE notification_id = $1 AND status = 'QUEUED'",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Marks message `id` sent through `channel` with its `text` and ends its

@@ -898,3 +898,39 @@ async fn a_step_whose_predecessor_never_comes_is_sent_after_the_wait() {
     stop.cancel();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_payment_delayed_notice_read_after_the_payment_is_confirmed_is_never_sent() {
+    let pool = database().await;
+    let order = Uuid::new_v4();
+    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
+        .bind(order)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The order service's timer fired after the payment was authorised and
+    // the parcel packed, but before it read either: its notice's event is
+    // later than theirs. A backlog brings every step at once.
+    let [created, paid, packed, delayed, shipped] = [(); 5].map(|_| Uuid::now_v7());
+    let created_msg = queue_step(&pool, order, "order_created", created, 0.0).await;
+    let paid_msg = queue_step(&pool, order, "payment_confirmed", paid, 0.0).await;
+    let packed_msg = queue_step(&pool, order, "ready_for_shipment", packed, 0.0).await;
+    let delayed_msg = queue_step(&pool, order, "payment_delayed", delayed, 0.0).await;
+    let shipped_msg = queue_step(&pool, order, "shipped", shipped, 0.0).await;
+    let channel = Arc::new(Recording::default());
+    let (stop, running) = dispatch(&pool, channel.clone(), RetryPolicy::default());
+    assert_eq!(
+        delivered(&channel, 4).await,
+        [created_msg, paid_msg, packed_msg, shipped_msg]
+    );
+    none_queued(&pool).await;
+    stop.cancel();
+    running.await.unwrap().unwrap();
+    let (status, attempts, _) = status_of(&pool, delayed_msg).await;
+    assert_eq!((status.as_str(), attempts), ("STALE", 0));
+    assert!(
+        channel.tries_of(delayed_msg).is_empty(),
+        "never offered to the channel"
+    );
+    assert_eq!(channel.delivered.lock().unwrap().len(), 4);
+}

@@ -60,15 +60,14 @@ pub fn one_message(seen: &Observations) -> Verdict {
 }
 
 /// Where a customer message comes in the saga: the order is created, then
-/// its payment fails or is confirmed, then it is packed, then shipped. A
-/// cancellation may follow any of them (`None`). So, for now, may a
-/// "payment delayed" notice: it comes from the orders topic, and a backlog
-/// read across topics can bring it after the order shipped (the soak found
-/// one); the dispatcher does not hold it back yet.
+/// its payment fails, is delayed or is confirmed, then it is packed, then
+/// shipped. A cancellation may follow any of them (`None`). A "payment
+/// delayed" notice that a backlog brings after the payment is confirmed is
+/// never sent (the notification service leaves it stale).
 fn saga_rank(template: &str) -> Option<u8> {
     match template {
         "order_created" => Some(0),
-        "payment_failed" | "payment_confirmed" => Some(1),
+        "payment_failed" | "payment_confirmed" | "payment_delayed" => Some(1),
         "ready_for_shipment" => Some(2),
         "shipped" => Some(3),
         _ => None,
