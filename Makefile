@@ -18,10 +18,18 @@ deps: ## install what the build and the stack need (Debian packages, PostgreSQL,
 	@bash infra/scripts/ensure-postgres.sh
 	@bash infra/scripts/claim-build-dir.sh
 
+# What `make run` starts: the five services, the CLI that provisions the
+# broker, the trace viewer and the launcher (not the benchmark or the fault
+# suite). Built with the same features as the tests, so `make test` after
+# `make run` rebuilds nothing of it.
+RUN_PACKAGES := -p omnisaga-order -p omnisaga-payment -p omnisaga-warehouse -p omnisaga-notification \
+	-p omnisaga-analytics -p omnisaga-cli -p omnisaga-trace-viewer -p omnisaga-stack
+
 build: deps ## build every service and tool (with failpoints, inert unless FAILPOINTS is set; release builds have none)
 	cargo build --workspace --bins --features omnisaga-runtime/failpoints
 
-run: build ## build and start the whole system in the foreground (Ctrl-C stops it)
+run: deps ## build what the system runs and start it in the foreground (Ctrl-C stops it)
+	cargo build --bins $(RUN_PACKAGES) --features omnisaga-runtime/failpoints
 	@OMNISAGA_BIN_DIR="$(CARGO_TARGET_DIR)/debug" "$(CARGO_TARGET_DIR)/debug/omnisaga-stack"
 
 test: build ## unit, service and end-to-end tests against a real broker and PostgreSQL
@@ -55,7 +63,7 @@ openapi: ## write schemas/openapi/<service>.json from the code (each service's t
 lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused dependencies), cargo-deny (deny.toml), and a new event type failing to compile until handled
 	@bash infra/scripts/claim-build-dir.sh
 	cargo fmt --all --check
-	rustfmt --check --edition 2021 services/fuzz/fuzz_targets/*.rs
+	rustfmt --check --edition 2021 tools/fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	@command -v cargo-machete >/dev/null || cargo install cargo-machete --locked --version 0.9.2
 	cargo machete

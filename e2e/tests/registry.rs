@@ -191,7 +191,7 @@ fn routes(text: &str) -> BTreeSet<(String, String)> {
 
 #[test]
 fn every_route_of_every_service_is_in_its_openapi_document_and_nothing_else() {
-    let runtime = routes(&sources(&root().join("services/runtime/src")));
+    let runtime = routes(&sources(&root().join("crates/runtime/src")));
     for service in ["order", "payment", "warehouse", "notification", "analytics"] {
         let mut code = routes(&sources(&root().join(format!("services/{service}/src"))));
         code.extend(runtime.iter().cloned());

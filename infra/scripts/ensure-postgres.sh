@@ -17,7 +17,7 @@
 # Idempotent and quick when nothing changed: a server that already answers
 # with these settings is left alone, and a change of pg_hba.conf is a
 # reload, which keeps open connections. The stack creates each service's
-# database (e2e/src/database.rs).
+# database (tools/stack/src/database.rs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 log() { printf '[postgres] %s\n' "$*" >&2; }

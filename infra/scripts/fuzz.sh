@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `make fuzz`: each cargo-fuzz target in services/fuzz for FUZZ_SECONDS (30)
+# `make fuzz`: each cargo-fuzz target in tools/fuzz for FUZZ_SECONDS (30)
 # seconds, from its checked-in seed corpus plus what earlier runs on this
 # machine found. Runs on the stable toolchain: libFuzzer's coverage
 # instrumentation with `--sanitizer none` (AddressSanitizer needs nightly;
 # FUZZ_SANITIZER=address with FUZZ_TOOLCHAIN=nightly where one is installed).
 # A failing input is kept in target/fuzz/artifacts/<target>/ and named in
-# the output; `cargo fuzz run --fuzz-dir services/fuzz <target> <file>`
+# the output; `cargo fuzz run --fuzz-dir tools/fuzz <target> <file>`
 # replays it. FUZZ_TARGETS picks targets (all by default).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -13,7 +13,7 @@ seconds="${FUZZ_SECONDS:-30}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 toolchain="${FUZZ_TOOLCHAIN:-}"
 cache="$HOME/.cache/omnisaga"
-fuzz_dir="$root/services/fuzz"
+fuzz_dir="$root/tools/fuzz"
 triple="$(rustc -vV | sed -n 's/^host: //p')"
 
 log() { printf '[fuzz] %s\n' "$*" >&2; }

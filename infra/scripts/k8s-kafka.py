@@ -3,7 +3,7 @@
 topic catalog (schemas/topics.json): a Strimzi KafkaTopic per topic and
 dead-letter topic, with the catalog's retention, and a KafkaUser per service
 and for analysts, SCRAM-SHA-512, with the ACLs `omnisaga kafka provision`
-creates (services/catalog/src/access.rs, mirrored here rule for rule):
+creates (crates/catalog/src/access.rs, mirrored here rule for rule):
 
 - a service writes the topic it owns and the dead-letter topics of the
   topics it consumes, reads the topics it consumes, and reads (joins) the

@@ -48,7 +48,7 @@ use crate::{commands::Orders, config::Config};
 pub use dto::{AddressDto, ChannelDto, ItemRequest, PlaceOrderRequest, RetryRequest};
 
 /// The checks `POST /v1/orders` makes before it reads the database, in the
-/// handler's order, for the fuzz targets in `services/fuzz`; not an API.
+/// handler's order, for the fuzz targets in `tools/fuzz`; not an API.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use super::{idempotency::request_hash, orders::priced_items, validation::validate_within};
