@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
+    client::wait_for,
     traces::{stray_traces, trace_problems, Catalog},
     Stack, StackOptions,
 };
@@ -32,27 +33,6 @@ fn order_body(i: usize) -> Value {
 
 async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value> {
     Ok(http.get(url).send().await?.error_for_status()?.json().await?)
-}
-
-/// Polls `check` until it returns `Some`, failing after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out after {timeout:?} waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod tls;
 pub mod upcast;
+pub mod wait;
 pub mod work;
 
 pub use event::{EventMeta, TraceContext};

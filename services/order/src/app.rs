@@ -44,10 +44,6 @@ impl App {
         self.listener.admin_port()
     }
 
-    pub fn pool(&self) -> sqlx::PgPool {
-        self.base.pool.clone()
-    }
-
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let orders = Orders {
             pool: self.base.pool.clone(),

@@ -49,10 +49,6 @@ impl App {
         self.listener.admin_port()
     }
 
-    pub fn pool(&self) -> sqlx::PgPool {
-        self.base.pool.clone()
-    }
-
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let topics = &self.base.topics;
         let handler = SagaEvents {

@@ -210,23 +210,6 @@ impl Client {
     }
 }
 
-/// Polls `check` until it returns `Some`, failing after `timeout` with the last error.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last_error = None;
-    loop {
-        match check().await {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_error:?})");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// Polls `check` until it returns `Ok(Some)`, failing after `timeout` with
+/// the last error: the runtime's one wait loop, for checks that may fail.
+pub use omnisaga_runtime::wait::try_wait_for as wait_for;

@@ -8,6 +8,7 @@
 //! servers with a certificate authority of the test's own ([`https`]). Behind the `testing` feature: only tests
 //! turn it on.
 
+mod app;
 pub mod auth;
 pub mod decider;
 mod events;
@@ -16,10 +17,12 @@ pub mod openapi;
 pub mod scopes;
 mod service;
 
+pub use crate::wait::wait_for;
+pub use app::{assert_error, TestApp, REQUEST_ID};
 pub use events::{envelope, publish};
 pub use service::config;
 
-use std::{collections::BTreeSet, future::Future, time::Duration};
+use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use omnisaga_proto::v1::envelope::Payload;
@@ -94,24 +97,6 @@ pub fn fresh_kafka() -> Result<KafkaConfig> {
         topic_partitions: crate::catalog::catalog().partitions(),
         topic_replication_factor: crate::catalog::catalog().replication_factor(),
     })
-}
-
-/// Polls `check` until it returns `Some`, failing after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Holds an importer's documented row (`Importer::Row`, in the OpenAPI

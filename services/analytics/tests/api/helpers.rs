@@ -1,28 +1,24 @@
-//! `spawn_app`: the analytics service with the runtime's test configuration
-//! (`testing::config`: port 0, a fresh database, its own topic prefix), plus
-//! the saga's events for it to count.
+//! `spawn_app`: the analytics service on the runtime's test base
+//! (`testing::TestApp`: the test configuration, a client, its database and
+//! topics), plus the saga's events for it to count.
+
+use std::ops::Deref;
 
 use omnisaga_analytics::{app::App, config::Config};
 use omnisaga_proto::v1::{
     envelope::Payload, Channel, Envelope, LineItem, Money, OrderPlaced, PaymentAuthorized, PaymentFailed,
 };
-use omnisaga_runtime::{config::KafkaConfig, testing};
+use omnisaga_runtime::{config::CommonConfig, testing};
 use serde_json::Value;
-use sqlx::PgPool;
-use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-pub struct TestApp {
-    pub url: String,
-    /// The admin listener's base URL: the internal and admin routes.
-    pub admin_url: String,
-    pub http: reqwest::Client,
-    /// The topics' names under this test's prefix.
-    pub kafka: KafkaConfig,
-    /// The service's database, for what analysts query.
-    pub db: PgPool,
-    /// Stops the service when the test drops its app.
-    _stop: DropGuard,
+pub struct TestApp(testing::TestApp);
+
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+    fn deref(&self) -> &testing::TestApp {
+        &self.0
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -30,42 +26,22 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The service with its test settings changed by `change` first.
-pub async fn spawn_app_with(change: impl FnOnce(&mut omnisaga_runtime::config::CommonConfig)) -> TestApp {
+pub async fn spawn_app_with(change: impl FnOnce(&mut CommonConfig)) -> TestApp {
     let mut config = testing::config("analytics").await.expect("test configuration");
     change(&mut config);
-    let kafka = config.kafka.clone();
-    let db = PgPool::connect(&config.database_url)
-        .await
-        .expect("the test database");
-    let app = App::build(Config::with_common(config))
+    let app = App::build(Config::with_common(config.clone()))
         .await
         .expect("analytics starts");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp {
-        url,
-        admin_url,
-        http: testing::auth::client_with(&testing::auth::operator_token(&[
-            omnisaga_auth::Scope::AnalyticsRead,
-        ])),
-        kafka,
-        db,
-        _stop: shutdown.drop_guard(),
-    }
+    let token = testing::auth::operator_token(&[omnisaga_auth::Scope::AnalyticsRead]);
+    TestApp(testing::TestApp::start(
+        &config,
+        (app.port(), app.admin_port()),
+        &token,
+        |stop| app.run_until_stopped(stop),
+    ))
 }
 
 impl TestApp {
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .header("X-Request-Id", "test-request")
-            .send()
-            .await
-            .expect("request sent")
-    }
-
     /// The summary, checked against its schema in `schemas/openapi/analytics.json`.
     pub async fn summary(&self) -> Value {
         let resp = self.get("/v1/summary").await;
@@ -73,14 +49,6 @@ impl TestApp {
         let summary = resp.json().await.expect("a JSON summary");
         testing::openapi::check_response("analytics", "get", "/v1/summary", 200, &summary).unwrap();
         summary
-    }
-
-    /// Publishes `envelope` on `topic` (a name from `self.kafka.topics()`),
-    /// as its service would.
-    pub async fn publish(&self, topic: &str, envelope: &Envelope) {
-        testing::publish(&self.kafka, topic, envelope)
-            .await
-            .expect("event published");
     }
 
     /// An order placed, on the orders topic; returns its id.

@@ -20,7 +20,7 @@ async fn wait_for_stages(app: &TestApp, order_id: Uuid, n: i64) {
         || async {
             let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM stage_events WHERE order_id = $1")
                 .bind(order_id)
-                .fetch_one(&app.db)
+                .fetch_one(&app.pool)
                 .await
                 .unwrap();
             (recorded >= n).then_some(())
@@ -48,7 +48,7 @@ async fn a_placement_records_the_orders_channel_day_lines_and_skus() {
          FROM fact_orders WHERE order_id = $1",
     )
     .bind(order_id)
-    .fetch_one(&app.db)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert_eq!(order.get::<String, _>(0), "web");
@@ -63,7 +63,7 @@ async fn a_placement_records_the_orders_channel_day_lines_and_skus() {
          FROM fact_order_lines l JOIN dim_sku s USING (sku) WHERE order_id = $1 ORDER BY line",
     )
     .bind(order_id)
-    .fetch_all(&app.db)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(
@@ -78,7 +78,7 @@ async fn a_placement_records_the_orders_channel_day_lines_and_skus() {
          WHERE o.order_id = $1",
     )
     .bind(order_id)
-    .fetch_one(&app.db)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
     assert!(weekend, "the placement's day is in dim_day with its attributes");
@@ -96,7 +96,7 @@ async fn stages_arriving_before_the_placement_get_its_channel_and_their_duration
     wait_for_stages(&app, order_id, 2).await;
     let before: String = sqlx::query_scalar("SELECT DISTINCT channel FROM fact_stages WHERE order_id = $1")
         .bind(order_id)
-        .fetch_one(&app.db)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(before, "unknown");
@@ -110,7 +110,7 @@ async fn stages_arriving_before_the_placement_get_its_channel_and_their_duration
          WHERE order_id = $1 ORDER BY occurred_at, event_id",
     )
     .bind(order_id)
-    .fetch_all(&app.db)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     let stages: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
@@ -172,14 +172,14 @@ async fn an_order_that_shipped_after_its_cancellation_counts_as_shipped_in_eithe
             "SELECT shipped_at IS NOT NULL, cancelled_at IS NOT NULL FROM fact_orders WHERE order_id = $1",
         )
         .bind(id)
-        .fetch_one(&app.db)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
         assert_eq!((shipped, cancelled), (true, false), "{id}");
         let stages: Vec<String> =
             sqlx::query_scalar("SELECT stage FROM stage_events WHERE order_id = $1 ORDER BY stage")
                 .bind(id)
-                .fetch_all(&app.db)
+                .fetch_all(&app.pool)
                 .await
                 .unwrap();
         assert_eq!(
@@ -248,7 +248,7 @@ async fn one_orders_stages_are_listed_in_order_and_an_unknown_order_is_not_found
     assert_eq!(body["stages"][0]["seconds_since_previous"], Value::Null);
     let voids: i32 = sqlx::query_scalar("SELECT payment_voids FROM fact_orders WHERE order_id = $1")
         .bind(order_id)
-        .fetch_one(&app.db)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(voids, 1);
@@ -335,7 +335,7 @@ async fn docs_analytics_documents_every_table_and_column_and_its_queries_run() {
          WHERE table_schema = 'public' AND NOT EXISTS
            (SELECT 1 FROM pg_class p WHERE p.relname = c.table_name AND p.relispartition)",
     )
-    .fetch_all(&app.db)
+    .fetch_all(&app.pool)
     .await
     .unwrap()
     .into_iter()
@@ -350,7 +350,7 @@ async fn docs_analytics_documents_every_table_and_column_and_its_queries_run() {
         "SELECT table_name::text FROM information_schema.tables t WHERE table_schema = 'public' AND NOT EXISTS
            (SELECT 1 FROM pg_class p WHERE p.relname = t.table_name AND p.relispartition)",
     )
-    .fetch_all(&app.db)
+    .fetch_all(&app.pool)
     .await
     .unwrap()
     .into_iter()
@@ -367,7 +367,7 @@ async fn docs_analytics_documents_every_table_and_column_and_its_queries_run() {
     assert!(docs.queries.len() >= 5, "the example queries: {:?}", docs.queries);
     for query in &docs.queries {
         let rows = sqlx::query(query)
-            .fetch_all(&app.db)
+            .fetch_all(&app.pool)
             .await
             .unwrap_or_else(|e| panic!("{query}\nfails: {e}"));
         assert!(!rows.is_empty(), "{query}\nanswers nothing after an order");

@@ -1,9 +1,9 @@
-//! `spawn_app`: the notification service with the runtime's test
-//! configuration (`testing::config`: port 0, a fresh database, its own topic
-//! prefix) and its log channel (`spawn_app_with` takes another, and waits
+//! `spawn_app`: the notification service on the runtime's test base
+//! (`testing::TestApp`: the test configuration, a client, its database and
+//! topics) and its log channel (`spawn_app_with` takes another, and waits
 //! of milliseconds after a refusal), plus what the tests send it.
 
-use std::{sync::Arc, time::Duration};
+use std::{ops::Deref, sync::Arc, time::Duration};
 
 use omnisaga_notification::{
     app::App,
@@ -14,18 +14,16 @@ use omnisaga_notification::{
 use omnisaga_proto::v1::{
     envelope::Payload, Customer, OrderPlaced, OrderReadyForShipment, OrderShipped, PaymentAuthorized,
 };
-use omnisaga_runtime::{config::KafkaConfig, testing};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use omnisaga_runtime::testing;
 use uuid::Uuid;
 
-pub struct TestApp {
-    pub url: String,
-    /// The admin listener's base URL: the internal and admin routes.
-    pub admin_url: String,
-    pub http: reqwest::Client,
-    kafka: KafkaConfig,
-    /// Stops the service when the test drops its app.
-    _stop: DropGuard,
+pub struct TestApp(testing::TestApp);
+
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+    fn deref(&self) -> &testing::TestApp {
+        &self.0
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -35,9 +33,8 @@ pub async fn spawn_app() -> TestApp {
 /// The service delivering through `channel`; a message it refuses is tried
 /// 3 times, 5 then 10 ms apart at most, then dead.
 pub async fn spawn_app_with(channel: Arc<dyn Channel>) -> TestApp {
-    let config = testing::config("notification").await.expect("test configuration");
-    let kafka = config.kafka.clone();
-    let mut config = Config::with_common(config);
+    let common = testing::config("notification").await.expect("test configuration");
+    let mut config = Config::with_common(common.clone());
     config.retry = RetryPolicy {
         max_attempts: 3,
         base: Duration::from_millis(5),
@@ -47,40 +44,24 @@ pub async fn spawn_app_with(channel: Arc<dyn Channel>) -> TestApp {
         .await
         .expect("notification service starts")
         .with_channel(channel);
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp {
-        url,
-        admin_url,
-        http: testing::auth::client_with(&testing::auth::operator_token(&[
-            omnisaga_auth::Scope::OrdersRead,
-        ])),
-        kafka,
-        _stop: shutdown.drop_guard(),
-    }
+    let token = testing::auth::operator_token(&[omnisaga_auth::Scope::OrdersRead]);
+    TestApp(testing::TestApp::start(
+        &common,
+        (app.port(), app.admin_port()),
+        &token,
+        |stop| app.run_until_stopped(stop),
+    ))
 }
 
 impl TestApp {
     /// `GET /v1/orders/{order_id}/notifications`, `order_id` as it is.
     pub async fn messages(&self, order_id: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}/v1/orders/{order_id}/notifications", self.url))
-            .header("X-Request-Id", "test-request")
-            .send()
-            .await
-            .expect("request sent")
+        self.get(&format!("/v1/orders/{order_id}/notifications")).await
     }
 
     /// The deprecated `GET /v1/notifications` with `query` as it is (`order_id=...`).
     pub async fn list(&self, query: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}/v1/notifications?{query}", self.url))
-            .header("X-Request-Id", "test-request")
-            .send()
-            .await
-            .expect("request sent")
+        self.get(&format!("/v1/notifications?{query}")).await
     }
 
     /// Places order `number` for `customer` as the order service would, on
@@ -95,10 +76,8 @@ impl TestApp {
             }),
             ..Default::default()
         });
-        let envelope = testing::envelope("order", &order_id.to_string(), placed);
-        testing::publish(&self.kafka, &self.kafka.topics().orders, &envelope)
-            .await
-            .expect("OrderPlaced published");
+        self.publish_as("order", &self.kafka.topics().orders, order_id, placed)
+            .await;
         order_id
     }
 
@@ -108,36 +87,24 @@ impl TestApp {
     /// queued).
     pub async fn ship_order(&self, order_id: Uuid) {
         let id = order_id.to_string();
+        let topics = self.kafka.topics();
         let paid = Payload::PaymentAuthorized(PaymentAuthorized {
             order_id: id.clone(),
             ..Default::default()
         });
-        testing::publish(
-            &self.kafka,
-            &self.kafka.topics().payments,
-            &testing::envelope("payment", &id, paid),
-        )
-        .await
-        .expect("PaymentAuthorized published");
+        self.publish_as("payment", &topics.payments, order_id, paid).await;
         let packed = Payload::OrderReadyForShipment(OrderReadyForShipment {
             order_id: id.clone(),
             ..Default::default()
         });
-        testing::publish(
-            &self.kafka,
-            &self.kafka.topics().warehouse,
-            &testing::envelope("warehouse", &id, packed),
-        )
-        .await
-        .expect("OrderReadyForShipment published");
+        self.publish_as("warehouse", &topics.warehouse, order_id, packed)
+            .await;
         let shipped = Payload::OrderShipped(OrderShipped {
-            order_id: order_id.to_string(),
+            order_id: id,
             carrier: "DHL".into(),
             tracking_number: "JD0001".into(),
         });
-        let envelope = testing::envelope("warehouse", &order_id.to_string(), shipped);
-        testing::publish(&self.kafka, &self.kafka.topics().warehouse, &envelope)
-            .await
-            .expect("OrderShipped published");
+        self.publish_as("warehouse", &topics.warehouse, order_id, shipped)
+            .await;
     }
 }

@@ -1,26 +1,23 @@
-//! `spawn_app`: the order service with the runtime's test configuration
-//! (`testing::config`: port 0, a fresh database, its own topic prefix) and
-//! the seed catalog, plus request builders.
+//! `spawn_app`: the order service on the runtime's test base
+//! (`testing::TestApp`: the test configuration, a client, its database and
+//! topics) and the seed catalog, plus request builders.
 
-use std::path::Path;
+use std::{ops::Deref, path::Path};
 
 use omnisaga_order::{app::App, config::Config};
-use omnisaga_runtime::testing;
+use omnisaga_runtime::{config::CommonConfig, testing};
 use serde_json::{json, Value};
-use sqlx::PgPool;
-use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The customer whose token `TestApp::http` sends.
 pub const CUSTOMER: &str = "cust-1";
 
-pub struct TestApp {
-    pub url: String,
-    /// The admin listener's base URL: the internal and admin routes.
-    pub admin_url: String,
-    pub pool: PgPool,
-    pub http: reqwest::Client,
-    /// Stops the service when the test drops its app.
-    _stop: DropGuard,
+pub struct TestApp(testing::TestApp);
+
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+    fn deref(&self) -> &testing::TestApp {
+        &self.0
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -28,24 +25,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// The service with its test settings changed by `change` first.
-pub async fn spawn_app_with(change: impl FnOnce(&mut omnisaga_runtime::config::CommonConfig)) -> TestApp {
+pub async fn spawn_app_with(change: impl FnOnce(&mut CommonConfig)) -> TestApp {
     let mut common = testing::config("order").await.expect("test configuration");
     change(&mut common);
-    let mut config = Config::with_common(common);
+    let mut config = Config::with_common(common.clone());
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
     let app = App::build(config).await.expect("order service starts");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
-    let pool = app.pool();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp {
-        url,
-        admin_url,
-        pool,
-        http: testing::auth::client_with(&testing::auth::customer_token(CUSTOMER)),
-        _stop: shutdown.drop_guard(),
-    }
+    TestApp(testing::TestApp::start(
+        &common,
+        (app.port(), app.admin_port()),
+        &testing::auth::customer_token(CUSTOMER),
+        |stop| app.run_until_stopped(stop),
+    ))
 }
 
 pub fn order_body() -> Value {

@@ -11,10 +11,10 @@ use crate::helpers::{assert_error, spawn_app};
 #[tokio::test]
 async fn a_payment_nobody_made_is_not_found_in_the_error_envelope() {
     let app = spawn_app().await;
-    let unknown = app.get(&format!("/v1/payments/{}", Uuid::new_v4())).await;
+    let unknown = app.admin_get(&format!("/v1/payments/{}", Uuid::new_v4())).await;
     assert_error(unknown, 404, "not_found").await;
     // An id that cannot be an order's is no payment either, not a 500.
-    assert_error(app.get("/v1/payments/not-a-uuid").await, 404, "not_found").await;
+    assert_error(app.admin_get("/v1/payments/not-a-uuid").await, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn a_placed_order_is_authorised_and_support_sees_the_payment() {
     let order_id = app.place_order(1999).await;
 
     let payment: Value = testing::wait_for("the payment to be recorded", Duration::from_secs(30), || async {
-        let resp = app.get(&format!("/v1/payments/{order_id}")).await;
+        let resp = app.admin_get(&format!("/v1/payments/{order_id}")).await;
         if resp.status() == 200 {
             resp.json().await.ok()
         } else {

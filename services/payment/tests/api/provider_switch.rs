@@ -10,7 +10,13 @@ use crate::helpers::{assert_error, spawn_app};
 #[tokio::test]
 async fn the_outage_switch_turns_the_provider_off_and_on() {
     let app = spawn_app().await;
-    let read = || async { app.get("/v1/admin/provider").await.json::<Value>().await.unwrap() };
+    let read = || async {
+        app.admin_get("/v1/admin/provider")
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
     assert_eq!(read().await, json!({"outage": false}));
 
     let on = app

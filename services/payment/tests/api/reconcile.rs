@@ -21,7 +21,7 @@ async fn a_second_approval_the_stream_never_recorded_and_a_wrong_total_are_count
         "the payment to be recorded and published",
         Duration::from_secs(30),
         || async {
-            let paid = app.get(&format!("/v1/payments/{order_id}")).await.status() == 200;
+            let paid = app.admin_get(&format!("/v1/payments/{order_id}")).await.status() == 200;
             let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
                 .fetch_one(&app.pool)
                 .await

@@ -1,26 +1,22 @@
-//! `spawn_app`: the warehouse with the runtime's test configuration
-//! (`testing::config`: port 0, a fresh database, its own topic prefix) and
-//! the seed catalog's stock, plus what the tests send it.
+//! `spawn_app`: the warehouse on the runtime's test base
+//! (`testing::TestApp`: the test configuration, a client, its database and
+//! topics) and the seed catalog's stock, plus what the tests send it.
 
-use std::path::Path;
+use std::{ops::Deref, path::Path};
 
 use omnisaga_proto::v1::{envelope::Payload, LineItem, OrderPlaced, PaymentAuthorized};
-use omnisaga_runtime::{config::KafkaConfig, testing};
+use omnisaga_runtime::testing;
 use omnisaga_warehouse::{app::App, config::Config};
 use serde_json::Value;
-use sqlx::PgPool;
-use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-pub struct TestApp {
-    pub url: String,
-    /// The admin listener's base URL: the internal and admin routes.
-    pub admin_url: String,
-    pub http: reqwest::Client,
-    pub pool: PgPool,
-    kafka: KafkaConfig,
-    /// Stops the service when the test drops its app.
-    _stop: DropGuard,
+pub struct TestApp(testing::TestApp);
+
+impl Deref for TestApp {
+    type Target = testing::TestApp;
+    fn deref(&self) -> &testing::TestApp {
+        &self.0
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -30,36 +26,24 @@ pub async fn spawn_app() -> TestApp {
 /// The warehouse with the test configuration as `change` leaves it.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let common = testing::config("warehouse").await.expect("test configuration");
-    let kafka = common.kafka.clone();
     let mut config = Config::with_common(common);
     change(&mut config);
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
+    let common = config.common.clone();
     let app = App::build(config).await.expect("warehouse starts");
-    let url = format!("http://127.0.0.1:{}", app.port());
-    let admin_url = format!("http://127.0.0.1:{}", app.admin_port());
-    let pool = app.pool();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp {
-        url,
-        admin_url,
-        http: testing::auth::client_with(&testing::auth::operator_token(&[omnisaga_auth::Scope::StockRead])),
-        pool,
-        kafka,
-        _stop: shutdown.drop_guard(),
-    }
+    TestApp(testing::TestApp::start(
+        &common,
+        (app.port(), app.admin_port()),
+        &testing::auth::operator_token(&[omnisaga_auth::Scope::StockRead]),
+        |stop| app.run_until_stopped(stop),
+    ))
 }
 
 impl TestApp {
     /// `GET path` of the admin listener (every route of the warehouse is
     /// an operator's or a service's), its body as JSON once the answer is a 200.
     pub async fn get_json(&self, path: &str) -> Value {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.admin_url))
-            .send()
-            .await
-            .expect("request sent");
+        let resp = self.admin_get(path).await;
         assert_eq!(resp.status(), 200, "GET {path}");
         resp.json().await.expect("a JSON body")
     }
@@ -98,10 +82,8 @@ impl TestApp {
             }],
             ..Default::default()
         });
-        let envelope = testing::envelope("order", &order_id.to_string(), placed);
-        testing::publish(&self.kafka, &self.kafka.topics().orders, &envelope)
-            .await
-            .expect("OrderPlaced published");
+        self.publish_as("order", &self.kafka.topics().orders, order_id, placed)
+            .await;
         order_id
     }
 
@@ -111,10 +93,8 @@ impl TestApp {
             order_id: order_id.to_string(),
             ..Default::default()
         });
-        let envelope = testing::envelope("payment", &order_id.to_string(), paid);
-        testing::publish(&self.kafka, &self.kafka.topics().payments, &envelope)
-            .await
-            .expect("PaymentAuthorized published");
+        self.publish_as("payment", &self.kafka.topics().payments, order_id, paid)
+            .await;
     }
 
     /// The status of `order_id`'s pick task, once it has one.
