@@ -118,7 +118,14 @@ impl Orders {
         let done = executor.decide(tx, &key, loaded, cmd, cause, &meta).await?;
         let order = done.state.ok_or(OrderError::UnknownOrder)?;
         if Some(order.status) != before || order.delay_noticed {
-            sync_view(tx, order_id, &order, self.payment_deadline).await?;
+            crate::store::sync_view(
+                tx,
+                order_id,
+                order.status.as_str(),
+                order.delay_noticed,
+                self.payment_deadline,
+            )
+            .await?;
         }
         Ok(Outcome {
             order,
@@ -167,26 +174,4 @@ fn own_meta(history: &[store::StoredEvent]) -> EventMeta {
             .unwrap_or_default(),
         trace: TraceContext::current(),
     }
-}
-
-async fn sync_view(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    order: &Order,
-    deadline: Duration,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE order_view SET status = $2, updated_at = now(), delay_noticed = $3,
-                payment_deadline_at = CASE WHEN $2 = 'AWAITING_PAYMENT'
-                    THEN coalesce(payment_deadline_at, now() + $4 * interval '1 millisecond')
-                    ELSE payment_deadline_at END
-         WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .bind(order.status.as_str())
-    .bind(order.delay_noticed)
-    .bind(deadline.as_millis() as f64)
-    .execute(tx)
-    .await?;
-    Ok(())
 }

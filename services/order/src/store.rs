@@ -153,6 +153,32 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     Ok(())
 }
 
+/// Keeps the order view in step with the order: its status, whether the
+/// customer was told of a payment delay, and, once the order awaits
+/// payment, its payment deadline `deadline` from now (set once).
+pub async fn sync_view(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    status: &str,
+    delay_noticed: bool,
+    deadline: std::time::Duration,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE order_view SET status = $2, updated_at = now(), delay_noticed = $3,
+                payment_deadline_at = CASE WHEN $2 = 'AWAITING_PAYMENT'
+                    THEN coalesce(payment_deadline_at, now() + $4 * interval '1 millisecond')
+                    ELSE payment_deadline_at END
+         WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .bind(status)
+    .bind(delay_noticed)
+    .bind(deadline.as_millis() as f64)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(
     ex: E,
     order_id: Uuid,

@@ -17,11 +17,11 @@ use omnisaga_runtime::{
     routes::Routes,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::provider::Provider;
+use crate::{provider::Provider, store};
 
 #[derive(Clone)]
 struct ApiState {
@@ -126,19 +126,16 @@ struct PaymentView {
     ))]
 async fn payment(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<PaymentView>, ApiError> {
     let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such payment"))?;
-    let row =
-        sqlx::query("SELECT status, attempts, amount_minor, currency FROM payment_view WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(&s.pool)
-            .await?
-            .ok_or_else(|| ApiError::not_found("no such payment"))?;
+    let row = store::view(&s.pool, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such payment"))?;
     Ok(Json(PaymentView {
         order_id,
-        status: row.get(0),
-        attempts: row.get(1),
+        status: row.status,
+        attempts: row.attempts,
         amount: Money {
-            minor_units: row.get(2),
-            currency: row.get(3),
+            minor_units: row.amount_minor,
+            currency: row.currency,
         },
     }))
 }

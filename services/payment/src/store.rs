@@ -62,6 +62,29 @@ pub async fn update_view(conn: &mut PgConnection, order_id: Uuid, p: &Payment) -
     Ok(())
 }
 
+/// An order's payment as support sees it.
+pub struct ViewRow {
+    pub status: String,
+    pub attempts: i32,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// The payment view of `order_id`; `None` until the provider answered.
+pub async fn view(pool: &PgPool, order_id: Uuid) -> Result<Option<ViewRow>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT status, attempts, amount_minor, currency FROM payment_view WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|r| ViewRow {
+        status: r.get(0),
+        attempts: r.get(1),
+        amount_minor: r.get(2),
+        currency: r.get(3),
+    }))
+}
+
 /// A call to the provider, queued in the transaction that decided it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {

@@ -17,7 +17,7 @@ use omnisaga_runtime::{
     routes::Routes,
 };
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -108,19 +108,14 @@ struct StockLevel {
     security(("bearer" = ["stock:read"])),
     responses((status = 200, description = "stock", body = StockLevels)))]
 async fn stock(State(s): State<ApiState>) -> Result<Json<StockLevels>, ApiError> {
-    let rows = sqlx::query("SELECT sku, on_hand, reserved FROM stock_levels ORDER BY sku")
-        .fetch_all(&s.pool)
-        .await?;
-    let items = rows
-        .iter()
-        .map(|r| {
-            let (on_hand, reserved): (i64, i64) = (r.get(1), r.get(2));
-            StockLevel {
-                sku: r.get(0),
-                on_hand,
-                reserved,
-                available: on_hand - reserved,
-            }
+    let items = store::stock_levels(&s.pool)
+        .await?
+        .into_iter()
+        .map(|(sku, on_hand, reserved)| StockLevel {
+            sku,
+            on_hand,
+            reserved,
+            available: on_hand - reserved,
         })
         .collect();
     Ok(Json(StockLevels { items }))

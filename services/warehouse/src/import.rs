@@ -52,22 +52,8 @@ impl Importer for StockImport {
     }
 
     async fn apply(&self, tx: &mut PgConnection, items: &[Receipt]) -> Result<(), sqlx::Error> {
-        // In SKU order, one statement: the rows are locked in the order a
-        // reservation of several SKUs locks them.
-        let mut items: Vec<&Receipt> = items.iter().collect();
-        items.sort_by(|a, b| a.sku.cmp(&b.sku));
-        let skus: Vec<&str> = items.iter().map(|r| r.sku.as_str()).collect();
-        let quantities: Vec<i64> = items.iter().map(|r| r.quantity).collect();
-        sqlx::query(
-            "INSERT INTO stock (sku, on_hand)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[]) ORDER BY 1
-             ON CONFLICT (sku) DO UPDATE SET on_hand = stock.on_hand + EXCLUDED.on_hand",
-        )
-        .bind(&skus)
-        .bind(&quantities)
-        .execute(tx)
-        .await?;
-        Ok(())
+        let received: Vec<(&str, i64)> = items.iter().map(|r| (r.sku.as_str(), r.quantity)).collect();
+        crate::store::receive_stock(tx, &received).await
     }
 }
 
