@@ -40,9 +40,7 @@ impl Handler for SagaEvents {
         let Some(payload) = &env.payload else {
             return Ok(());
         };
-        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
-            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
-        })?;
+        let order_id = event.order_id()?;
         let at = occurred_at(env);
         let received = Received {
             event_id: event_id(env).unwrap_or_default(),

@@ -4,10 +4,12 @@
 //! An `OrderPlaced` also records who receives the order's messages. What is
 //! told comes from [`crate::domain`], the rows from [`crate::store`].
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use omnisaga_proto::v1::envelope::Payload;
 use omnisaga_runtime::{
-    consumer::{Handler, HandlerError, Incoming},
+    consumer::{Handler, HandlerError, Incoming, Wanted},
     event::event_id,
     outbox, TraceContext,
 };
@@ -25,18 +27,24 @@ pub fn reacts_to(payload: &Payload) -> bool {
     matches!(payload, Payload::OrderPlaced(_)) || template_for(payload).is_some()
 }
 
+/// The event types [`reacts_to`] takes: a record of any other is passed
+/// over before a transaction.
+static WANTED: LazyLock<Wanted> = LazyLock::new(|| Wanted::reacted_to(reacts_to));
+
 pub struct SagaEvents;
 
 #[async_trait]
 impl Handler for SagaEvents {
+    fn wants(&self, event_type: &str) -> bool {
+        WANTED.wants(event_type)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
         let Some(payload) = &env.payload else {
             return Ok(());
         };
-        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
-            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
-        })?;
+        let order_id = event.order_id()?;
         if let Payload::OrderPlaced(placed) = payload {
             store::add_recipient(tx, order_id, recipient_of(placed), &placed.order_number).await?;
         }
@@ -82,5 +90,15 @@ mod tests {
             catalog_drift("notification", publishes::<MessagesAggregate>, reacts_to),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn the_consumer_passes_over_before_a_transaction_every_type_it_does_not_react_to() {
+        use omnisaga_runtime::consumer::Handler;
+        let handler = super::SagaEvents;
+        for payload in omnisaga_proto::every_payload() {
+            let t = payload.event_type();
+            assert_eq!(handler.wants(t), reacts_to(&payload), "{t}");
+        }
     }
 }

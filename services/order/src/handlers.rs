@@ -2,13 +2,14 @@
 //! order's own stream, and runs the saga owner's reaction (a cancellation
 //! when stock is unavailable) in the same transaction.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use omnisaga_runtime::{
-    consumer::{Handler, HandlerError, Incoming},
+    consumer::{Handler, HandlerError, Incoming, Wanted},
     event::EventMeta,
 };
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::{
     commands::{CommandError, Orders},
@@ -22,21 +23,27 @@ pub fn reacts_to(payload: &omnisaga_proto::v1::envelope::Payload) -> bool {
     wire::event(payload).is_some()
 }
 
+/// The event types [`reacts_to`] takes: a record of any other is passed
+/// over before a transaction.
+static WANTED: LazyLock<Wanted> = LazyLock::new(|| Wanted::reacted_to(reacts_to));
+
 pub struct SagaEvents {
     pub orders: Orders,
 }
 
 #[async_trait]
 impl Handler for SagaEvents {
+    fn wants(&self, event_type: &str) -> bool {
+        WANTED.wants(event_type)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
         // Only what the order keeps (`crate::wire`); the rest is passed over.
         let Some(fact) = env.payload.as_ref().and_then(wire::event) else {
             return Ok(());
         };
-        let order_id = Uuid::parse_str(&env.order_id).map_err(|_| {
-            HandlerError::Rejected(anyhow::anyhow!("order id {:?} is not a UUID", env.order_id))
-        })?;
+        let order_id = event.order_id()?;
         let meta = EventMeta::caused_by(env);
         match self
             .orders
@@ -65,5 +72,22 @@ mod tests {
             catalog_drift("order", publishes::<OrderAggregate>, reacts_to),
             Vec::<String>::new()
         );
+    }
+
+    #[tokio::test]
+    async fn the_consumer_passes_over_before_a_transaction_every_type_it_does_not_react_to() {
+        use omnisaga_runtime::consumer::Handler;
+        let handler = super::SagaEvents {
+            orders: crate::commands::Orders {
+                pool: sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1/none").unwrap(),
+                waker: Default::default(),
+                topic: String::new(),
+                payment_deadline: std::time::Duration::ZERO,
+            },
+        };
+        for payload in omnisaga_proto::every_payload() {
+            let t = payload.event_type();
+            assert_eq!(handler.wants(t), reacts_to(&payload), "{t}");
+        }
     }
 }

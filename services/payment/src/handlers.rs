@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
-    consumer::{Handler, HandlerError, Incoming},
+    consumer::{Handler, HandlerError, Incoming, Wanted},
     event::EventMeta,
     metrics::Counters,
     TraceContext,
@@ -54,6 +54,10 @@ pub fn reacts_to(payload: &Payload) -> bool {
     HANDLED.contains(&payload.event_type())
 }
 
+/// The event types [`reacts_to`] takes: a record of any other is passed
+/// over before a transaction.
+static WANTED: LazyLock<Wanted> = LazyLock::new(|| Wanted::reacted_to(reacts_to));
+
 pub struct OrderEvents {
     pub payments_topic: String,
 }
@@ -68,13 +72,12 @@ impl Handler for OrderEvents {
     /// the warehouse's progress (reserved, picked, ready, shipped) is passed
     /// over before any transaction.
     fn wants(&self, event_type: &str) -> bool {
-        HANDLED.contains(&event_type)
+        WANTED.wants(event_type)
     }
 
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
-        let order_id = Uuid::parse_str(&env.order_id)
-            .map_err(|_| rejected(format!("order id {:?} is not a UUID", env.order_id)))?;
+        let order_id = event.order_id()?;
         let concerns_payment = env.payload.as_ref().is_some_and(reacts_to);
         if !concerns_payment {
             return Ok(());
@@ -220,5 +223,17 @@ mod tests {
             catalog_drift("payment", publishes::<PaymentAggregate>, reacts_to),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn the_consumer_passes_over_before_a_transaction_every_type_it_does_not_react_to() {
+        use omnisaga_runtime::consumer::Handler;
+        let handler = super::OrderEvents {
+            payments_topic: String::new(),
+        };
+        for payload in omnisaga_proto::every_payload() {
+            let t = payload.event_type();
+            assert_eq!(handler.wants(t), reacts_to(&payload), "{t}");
+        }
     }
 }

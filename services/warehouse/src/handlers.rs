@@ -5,11 +5,13 @@
 //! pick-queue rows the events imply. A refused command changes nothing: it is a duplicate or a fact
 //! that comes too late (a payment for a cancelled order picks nothing).
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use omnisaga_proto::v1::{envelope::Payload, Envelope, OrderPlaced};
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
-    consumer::{Handler, HandlerError, Incoming},
+    consumer::{Handler, HandlerError, Incoming, Wanted},
     event::EventMeta,
 };
 use sqlx::PgConnection;
@@ -29,22 +31,26 @@ pub fn reacts_to(payload: &Payload) -> bool {
     )
 }
 
+/// The event types [`reacts_to`] takes: a record of any other is passed
+/// over before a transaction.
+static WANTED: LazyLock<Wanted> = LazyLock::new(|| Wanted::reacted_to(reacts_to));
+
 pub struct SagaEvents {
     pub warehouse_topic: String,
 }
 
-fn order_uuid(id: &str) -> Result<Uuid, HandlerError> {
-    Uuid::parse_str(id).map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {id:?} is not a UUID")))
-}
-
 #[async_trait]
 impl Handler for SagaEvents {
+    fn wants(&self, event_type: &str) -> bool {
+        WANTED.wants(event_type)
+    }
+
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
         let env = &event.envelope;
         let Some(payload) = env.payload.as_ref().filter(|p| reacts_to(p)) else {
             return Ok(());
         };
-        let order_id = order_uuid(&env.order_id)?;
+        let order_id = event.order_id()?;
         // The task row first, as the pickers lock it before the stock rows and the stream.
         store::lock_task(tx, order_id).await?;
         let cmd = match payload {
@@ -159,5 +165,17 @@ mod tests {
             catalog_drift("warehouse", publishes::<FulfilmentAggregate>, reacts_to),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn the_consumer_passes_over_before_a_transaction_every_type_it_does_not_react_to() {
+        use omnisaga_runtime::consumer::Handler;
+        let handler = super::SagaEvents {
+            warehouse_topic: String::new(),
+        };
+        for payload in omnisaga_proto::every_payload() {
+            let t = payload.event_type();
+            assert_eq!(handler.wants(t), reacts_to(&payload), "{t}");
+        }
     }
 }

@@ -26,10 +26,13 @@ mod observe;
 mod retry;
 mod run;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use async_trait::async_trait;
-use omnisaga_proto::v1::Envelope;
+use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use prost::Message as _;
 use sqlx::{PgConnection, PgPool};
 
@@ -48,6 +51,18 @@ pub struct Incoming {
     pub partition: i32,
     pub offset: i64,
     pub trace: TraceContext,
+}
+
+impl Incoming {
+    /// The order the event is about, as a UUID: what every handler keys its
+    /// rows by. An id that is not one is a rejection (the record is
+    /// dead-lettered once its attempts are spent), the same for every
+    /// service.
+    pub fn order_id(&self) -> Result<uuid::Uuid, HandlerError> {
+        let id = &self.envelope.order_id;
+        uuid::Uuid::parse_str(id)
+            .map_err(|_| HandlerError::Rejected(anyhow::anyhow!("order id {id:?} is not a UUID")))
+    }
 }
 
 /// Why a [`Handler`] did not apply an event: the error taxonomy at the Kafka
@@ -113,6 +128,32 @@ pub trait Handler: Send + Sync + 'static {
     fn wants(&self, event_type: &str) -> bool {
         let _ = event_type;
         true
+    }
+}
+
+/// The event types a handler acts on, taken from its `reacts_to` (the
+/// function the catalog test asks, `testing::catalog_drift`) once, for its
+/// [`Handler::wants`]: a record of another type is passed over before any
+/// transaction. A type this build does not know goes the whole way, so the
+/// tolerant reader counts it ([`Applier::handle`]).
+#[derive(Debug, Clone)]
+pub struct Wanted(BTreeSet<&'static str>);
+
+impl Wanted {
+    /// The types of the payloads `reacts_to` takes.
+    pub fn reacted_to(reacts_to: impl Fn(&Payload) -> bool) -> Self {
+        Self(
+            omnisaga_proto::every_payload()
+                .iter()
+                .filter(|p| reacts_to(p))
+                .map(Payload::event_type)
+                .collect(),
+        )
+    }
+
+    /// Whether a record of `event_type` (its header) is handled.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.0.contains(event_type) || omnisaga_proto::newest_schema_version(event_type).is_none()
     }
 }
 
@@ -219,5 +260,48 @@ pub fn is_newer(env: &Envelope) -> bool {
     match omnisaga_proto::newest_schema_version(&env.event_type) {
         None => true,
         Some(newest) => env.schema_version > newest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn about(order_id: &str) -> Incoming {
+        let payload = Payload::OrderPlaced(Default::default());
+        Incoming {
+            envelope: crate::event::envelope(
+                "order",
+                order_id,
+                payload,
+                &Default::default(),
+                chrono::Utc::now(),
+            ),
+            topic: "omnisaga.orders.v1".into(),
+            partition: 0,
+            offset: 0,
+            trace: TraceContext::default(),
+        }
+    }
+
+    #[test]
+    fn a_handler_wants_the_types_it_reacts_to_and_the_ones_this_build_does_not_know() {
+        let wanted = Wanted::reacted_to(|p| matches!(p, Payload::OrderPlaced(_)));
+        assert!(wanted.wants("OrderPlaced"));
+        assert!(!wanted.wants("PaymentFailed"));
+        assert!(
+            wanted.wants("OrderTeleported"),
+            "a newer producer's type is counted, not ignored"
+        );
+    }
+
+    #[test]
+    fn the_order_id_is_offered_parsed_and_one_that_is_no_uuid_is_a_rejection() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(about(&id.to_string()).order_id().unwrap(), id);
+        match about("o-1").order_id() {
+            Err(HandlerError::Rejected(e)) => assert_eq!(e.to_string(), r#"order id "o-1" is not a UUID"#),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
     }
 }
