@@ -26,10 +26,16 @@ pub async fn spawn_app() -> TestApp {
 
 /// The service with its test settings changed by `change` first.
 pub async fn spawn_app_with(change: impl FnOnce(&mut CommonConfig)) -> TestApp {
-    let mut common = testing::config("order").await.expect("test configuration");
-    change(&mut common);
-    let mut config = Config::with_common(common.clone());
+    spawn_app_configured(|c| change(&mut c.common)).await
+}
+
+/// The service with its own settings (deadlines, say) changed by `change` first.
+pub async fn spawn_app_configured(change: impl FnOnce(&mut Config)) -> TestApp {
+    let common = testing::config("order").await.expect("test configuration");
+    let mut config = Config::with_common(common);
     config.seed_file = Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/seed/catalog.json"));
+    change(&mut config);
+    let common = config.common.clone();
     let app = App::build(config).await.expect("order service starts");
     TestApp(testing::TestApp::start(
         &common,

@@ -3,6 +3,7 @@ mod audit;
 mod audit_bounds;
 mod auth;
 mod catalog_import;
+mod deadlines;
 mod documents;
 mod helpers;
 mod limits;
