@@ -84,6 +84,23 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{} not published: {e:#}", envelope.event_type));
     }
 
+    /// Waits until the relay published every outbox row written so far.
+    pub async fn outbox_published(&self) {
+        super::wait_for(
+            "the outbox to be published",
+            std::time::Duration::from_secs(30),
+            || async {
+                let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    .fetch_one(&self.pool)
+                    .await
+                    .ok()?;
+                (left == 0).then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    }
+
     /// Publishes `payload` about `order_id` on `topic` in a new envelope, as
     /// `producer` would write it.
     pub async fn publish_as(&self, producer: &str, topic: &str, order_id: uuid::Uuid, payload: Payload) {

@@ -2,8 +2,6 @@
 //! totals, for payment and notification to check; an order stuck before
 //! the window's end is a counterexample; nothing else is.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use omnisaga_runtime::testing;
 use serde_json::{json, Value};
@@ -45,15 +43,7 @@ async fn the_window_lists_its_shipped_orders_and_an_order_stuck_before_its_end()
         .await
         .unwrap();
     }
-    testing::wait_for("the outbox to be published", Duration::from_secs(30), || async {
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        (left == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    app.outbox_published().await;
 
     let window = json!({
         "since": (Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),

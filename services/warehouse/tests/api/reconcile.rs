@@ -23,6 +23,8 @@ async fn a_reservation_no_pick_task_holds_is_a_counterexample_of_its_sku() {
     })
     .await
     .unwrap();
+    // Its events published: a row still in the outbox would be a counterexample.
+    app.outbox_published().await;
     let window = json!({
         "since": (Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
         "until": Utc::now().to_rfc3339(),
