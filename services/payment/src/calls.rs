@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
+    application::OUTCOMES,
     domain::{self, Command, PaymentAggregate, ProviderAnswer, Request},
-    handlers::OUTCOMES,
     orders::OrderService,
     provider::{Outcome, Provider},
     store::{self, Action, Call},
@@ -251,7 +251,9 @@ impl ProviderCalls {
             Err(e) => anyhow::bail!("provider answer not recorded: {e}"),
         };
         for out in &done.published {
-            OUTCOMES.with_label_values(&[crate::handlers::outcome(out)]).inc();
+            OUTCOMES
+                .with_label_values(&[crate::application::outcome(out)])
+                .inc();
             tracing::info!(event.type = %out.event_type, "payment event");
         }
         store::update_view(&mut tx, call.order_id, &done.state).await?;

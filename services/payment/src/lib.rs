@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod app;
+pub mod application;
 pub mod calls;
 pub mod config;
 pub mod domain;
