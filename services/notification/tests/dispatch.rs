@@ -21,7 +21,7 @@ use omnisaga_notification::{
     domain::RetryPolicy,
     webhook::{self, WebhookChannel},
 };
-use omnisaga_runtime::{outbox::OutboxWaker, testing};
+use omnisaga_runtime::{testing, work::OutboxWaker};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
