@@ -13,7 +13,10 @@
 //! goes on through it.
 //!
 //! What a worker does is its [`Worker`] implementation; how it waits, wakes,
-//! backs off and stops is here, once.
+//! backs off and stops is here, once. Which commits wake whom is [`wake`]
+//! (the transactions that queue work call [`note_work`]); a worker stopped
+//! in the middle of leased work gives it back with [`hand_back`]. This layer
+//! stands on `crate::base` alone.
 
 use std::time::Duration;
 

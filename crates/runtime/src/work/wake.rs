@@ -103,8 +103,9 @@ tokio::task_local! {
     static WRITES: std::cell::Cell<Written>;
 }
 
-/// Runs `f`, noting whether it wrote outbox rows ([`enqueue`] notes them) or
-/// queued work ([`note_work`]), for [`OutboxWaker::wake_for`]. Outside it
+/// Runs `f`, noting whether it wrote outbox rows ([`note_outbox`], called
+/// for each row written) or queued work ([`note_work`]), for
+/// [`OutboxWaker::wake_for`]. Outside it
 /// nothing is noted, and callers wake everybody with [`OutboxWaker::wake`].
 /// What a rolled-back attempt noted still counts: a wake too many is
 /// harmless, one too few would leave a row waiting for the next poll.

@@ -18,7 +18,8 @@
 //! mechanics are in private submodules: `run` polls and stores offsets,
 //! `batch` applies a fetched batch in one transaction, `apply` applies one
 //! record with its inbox row, `retry` retries and dead-letters, `observe`
-//! holds a record's span and counts.
+//! holds a record's span and counts. Two are public: [`dead_letter`] (parking
+//! and replaying a key) and [`inbox`] (how long the inbox remembers).
 
 mod apply;
 mod batch;
