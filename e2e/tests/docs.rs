@@ -117,7 +117,9 @@ fn normalise(path: &Path) -> Option<String> {
 fn check_code(repo: &Repo, span: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for word in span.split_whitespace() {
-        let word = word.trim_matches(|c: char| "\"'(),;`".contains(c)).trim_end_matches('.');
+        let word = word
+            .trim_matches(|c: char| "\"'(),;`".contains(c))
+            .trim_end_matches('.');
         // `crates/runtime/src/config.rs:265` names the file.
         let word = match word.rsplit_once(':') {
             Some((path, line)) if line.chars().all(|c| c.is_ascii_digit()) && !line.is_empty() => path,
@@ -128,7 +130,8 @@ fn check_code(repo: &Repo, span: &str) -> Vec<String> {
             problems.push(format!("no file or folder `{word}`"));
         }
     }
-    if !span.contains(char::is_whitespace) && !span.starts_with('/') && BARE.iter().any(|e| span.ends_with(e)) {
+    if !span.contains(char::is_whitespace) && !span.starts_with('/') && BARE.iter().any(|e| span.ends_with(e))
+    {
         let top = span.split('/').next().unwrap_or("");
         if !repo.top.contains(top) && !repo.ends_with(span) {
             problems.push(format!("no file ending with `{span}`"));
@@ -139,17 +142,28 @@ fn check_code(repo: &Repo, span: &str) -> Vec<String> {
 }
 
 fn check_rust(repo: &Repo, span: &str) -> Option<String> {
-    let path: String = span.chars().take_while(|&c| is_ident_char(c) || c == ':').collect();
+    let path: String = span
+        .chars()
+        .take_while(|&c| is_ident_char(c) || c == ':')
+        .collect();
     let rest = &span[path.len()..];
     let segments: Vec<&str> = path.split("::").collect();
     if path.contains("::") && (rest.is_empty() || rest.starts_with('(') || rest.starts_with('<')) {
         if segments.iter().any(|s| s.is_empty()) || repo.external.contains(segments[0]) {
             return None;
         }
-        let unknown: Vec<&str> = segments.iter().copied().filter(|s| !repo.words.contains(*s)).collect();
-        return (!unknown.is_empty()).then(|| format!("{} in no Rust code of the workspace", unknown.join(", ")));
+        let unknown: Vec<&str> = segments
+            .iter()
+            .copied()
+            .filter(|s| !repo.words.contains(*s))
+            .collect();
+        return (!unknown.is_empty())
+            .then(|| format!("{} in no Rust code of the workspace", unknown.join(", ")));
     }
-    let is_call = rest == "()" && path.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let is_call = rest == "()"
+        && path
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     (is_call && !path.is_empty() && !repo.functions.contains(&path))
         .then(|| format!("`{path}` is no function of the workspace's Rust or SQL"))
 }
@@ -178,7 +192,10 @@ fn the_readme_stays_short_and_links_into_docs() {
     let lines = readme.lines().count();
     assert!(lines < 400, "README.md has {lines} lines: move detail into docs/");
     for page in ["architecture.md", "glossary.md", "configuration.md", "deploy.md"] {
-        assert!(readme.contains(&format!("](docs/{page})")), "README.md does not link docs/{page}");
+        assert!(
+            readme.contains(&format!("](docs/{page})")),
+            "README.md does not link docs/{page}"
+        );
     }
 }
 
@@ -222,7 +239,10 @@ fn anchors_are_githubs() {
         "faults-under-load-the-invariant-checker"
     );
     assert_eq!(markdown::slug("Kafka users and ACLs"), "kafka-users-and-acls");
-    assert_eq!(markdown::slug("The order, its states and compensations"), "the-order-its-states-and-compensations");
+    assert_eq!(
+        markdown::slug("The order, its states and compensations"),
+        "the-order-its-states-and-compensations"
+    );
     let parsed = markdown::parse("# A\n\n## A\n\n```\n# not a heading\n```\n");
     assert_eq!(parsed.anchors, ["a", "a-1"]);
 }

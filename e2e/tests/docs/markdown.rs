@@ -29,7 +29,11 @@ pub fn parse(text: &str) -> Parsed {
         if let Some(heading) = heading(line) {
             let slug = slug(&heading);
             let n = seen.entry(slug.clone()).or_insert(0);
-            parsed.anchors.push(if *n == 0 { slug.clone() } else { format!("{slug}-{n}") });
+            parsed.anchors.push(if *n == 0 {
+                slug.clone()
+            } else {
+                format!("{slug}-{n}")
+            });
             *n += 1;
         }
     }
@@ -80,7 +84,10 @@ pub fn slug(heading: &str) -> String {
     let mut text = String::new();
     let mut rest = heading;
     while let Some(open) = rest.find('[') {
-        match rest[open..].find("](").and_then(|mid| rest[open + mid..].find(')').map(|end| (mid, end))) {
+        match rest[open..]
+            .find("](")
+            .and_then(|mid| rest[open + mid..].find(')').map(|end| (mid, end)))
+        {
             Some((mid, end)) => {
                 text.push_str(&rest[..open]);
                 text.push_str(&rest[open + 1..open + mid]);

@@ -62,7 +62,11 @@ impl Repo {
             if SKIPPED.contains(&name.as_str()) {
                 continue;
             }
-            let relative = path.strip_prefix(&self.root).unwrap().to_string_lossy().replace('\\', "/");
+            let relative = path
+                .strip_prefix(&self.root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             self.paths.insert(relative);
             if path.is_dir() {
                 self.walk(&path);
@@ -76,7 +80,11 @@ impl Repo {
 
     fn read_code(&mut self, text: &str, sql: bool) {
         for line in text.lines() {
-            let code = if sql { line.split("--").next() } else { code_part(line) };
+            let code = if sql {
+                line.split("--").next()
+            } else {
+                code_part(line)
+            };
             let Some(code) = code else { continue };
             let chars: Vec<char> = code.chars().collect();
             let mut i = 0;
@@ -183,7 +191,10 @@ fn glob(pattern: &str, segment: &str) -> bool {
     if parts.len() == 1 {
         return segment == first;
     }
-    if !segment.starts_with(first.as_str()) || segment.len() < first.len() + last.len() || !segment.ends_with(last.as_str()) {
+    if !segment.starts_with(first.as_str())
+        || segment.len() < first.len() + last.len()
+        || !segment.ends_with(last.as_str())
+    {
         return false;
     }
     let mut rest = &segment[first.len()..segment.len() - last.len()];
