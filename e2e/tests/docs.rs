@@ -199,6 +199,60 @@ fn the_readme_stays_short_and_links_into_docs() {
     }
 }
 
+/// The code of the first fenced block that starts with `first_line`.
+fn mermaid(text: &str, first_line: &str) -> String {
+    let opening = format!("```mermaid\n{first_line}\n");
+    let start = text
+        .find(&opening)
+        .unwrap_or_else(|| panic!("no mermaid `{first_line}` block"))
+        + opening.len();
+    text[start..start + text[start..].find("```").unwrap()].to_owned()
+}
+
+#[test]
+fn the_architecture_draws_every_order_status_and_both_synchronous_calls() {
+    let architecture = fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let domain = fs::read_to_string(root().join("services/order/src/domain.rs")).unwrap();
+    let states = mermaid(&architecture, "stateDiagram-v2");
+    // Each `Status::X => "X"` of the order's domain is a state of the diagram.
+    let statuses: Vec<&str> = domain
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Status::"))
+        .filter_map(|l| l.split('"').nth(1))
+        .collect();
+    assert!(
+        statuses.len() >= 6,
+        "read the statuses of domain.rs: {statuses:?}"
+    );
+    for status in statuses {
+        assert!(
+            states.contains(&format!("--> {status}")),
+            "the state diagram never reaches {status}"
+        );
+    }
+    let flow = mermaid(&architecture, "flowchart TB");
+    let order_api = fs::read_to_string(root().join("services/order/src/api/mod.rs")).unwrap();
+    let payment_asks = fs::read_to_string(root().join("services/payment/src/orders.rs")).unwrap();
+    let catalog = fs::read_to_string(root().join("services/order/src/api/catalog.rs")).unwrap();
+    for (call, code) in [
+        ("/v1/internal/orders/{id}/payment-methods/{attempt}", &order_api),
+        ("/v1/stock", &catalog),
+    ] {
+        assert!(
+            code.contains(call),
+            "the code no longer calls {call}: redraw docs/architecture.md"
+        );
+        assert!(
+            flow.contains(call),
+            "the architecture's flowchart does not draw {call}"
+        );
+    }
+    assert!(
+        payment_asks.contains("/payment-methods/"),
+        "payment no longer asks the order service"
+    );
+}
+
 #[test]
 fn the_check_finds_what_does_not_exist() {
     let repo = Repo::load(root());
