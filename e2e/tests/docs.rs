@@ -59,15 +59,19 @@ fn check(repo: &Repo, file: &str, text: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for link in &parsed.links {
         if let Some(problem) = check_link(repo, dir, &parsed.anchors, &link.item) {
-            problems.push(format!("{file}:{}: link `{}`: {problem}", link.line, link.item));
+            problems.push((link.line, format!("link `{}`: {problem}", link.item)));
         }
     }
     for code in &parsed.code {
         for problem in check_code(repo, &code.item) {
-            problems.push(format!("{file}:{}: `{}`: {problem}", code.line, code.item));
+            problems.push((code.line, format!("`{}`: {problem}", code.item)));
         }
     }
+    problems.sort_by_key(|(line, _)| *line);
     problems
+        .into_iter()
+        .map(|(line, problem)| format!("{file}:{line}: {problem}"))
+        .collect()
 }
 
 fn check_link(repo: &Repo, dir: &Path, anchors: &[String], target: &str) -> Option<String> {
@@ -267,6 +271,8 @@ fn the_check_finds_what_does_not_exist() {
 `no_such_function_anywhere()` but `spawn_app()`; `Catalog::no_such_method` but `Catalog::drift`
 `renamed_file.rs` but `domain.rs`; `kubectl apply -k infra/nowhere`; `std::env::var_os` is not ours
 
+[ref]: ../docs/nowhere.md
+
 ```sh
 [not a link](nowhere.md) `services/not/checked/in/code.rs`
 ```
@@ -281,6 +287,7 @@ fn the_check_finds_what_does_not_exist() {
         "docs/planted.md:8: `Catalog::no_such_method`: no_such_method in no Rust code of the workspace",
         "docs/planted.md:9: `renamed_file.rs`: no file ending with `renamed_file.rs`",
         "docs/planted.md:9: `kubectl apply -k infra/nowhere`: no file or folder `infra/nowhere`",
+        "docs/planted.md:11: link `../docs/nowhere.md`: no file or folder `docs/nowhere.md`",
     ];
     assert_eq!(problems, expected, "found:\n{}", problems.join("\n"));
 }

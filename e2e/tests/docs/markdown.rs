@@ -156,7 +156,8 @@ fn find_run(bytes: &[u8], run: usize) -> Option<usize> {
     None
 }
 
-/// Inline link and image targets: what follows `](` up to its `)`.
+/// Link and image targets: what follows `](` up to its `)`, and the
+/// target of a reference definition (`[label]: target`).
 fn links(text: &str) -> Vec<At<String>> {
     let mut out = Vec::new();
     let mut from = 0;
@@ -184,6 +185,23 @@ fn links(text: &str) -> Vec<At<String>> {
             });
         }
         from = start;
+    }
+    // Reference definitions: `[label]: target`.
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed
+            .strip_prefix('[')
+            .filter(|_| line.len() - trimmed.len() <= 3)
+        {
+            if let Some((_, target)) = rest.split_once("]:") {
+                if let Some(target) = target.split_whitespace().next() {
+                    out.push(At {
+                        line: n + 1,
+                        item: target.trim_matches(|c| c == '<' || c == '>').to_owned(),
+                    });
+                }
+            }
+        }
     }
     out
 }
