@@ -440,7 +440,7 @@ async fn the_wait_after_each_refusal_doubles() {
     }
 }
 
-/// A webhook receiver that verifies each request as the README tells
+/// A webhook receiver that verifies each request as docs/operations.md tells
 /// receivers to, with the one secret it knows; answers 500 for the ids in
 /// `fail`, takes a second over the first request of each id if `slow`.
 #[derive(Default)]
