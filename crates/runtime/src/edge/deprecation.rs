@@ -4,7 +4,7 @@
 //! to its successor (`rel="successor-version"`); calls are counted
 //! (`omnisaga_deprecated_calls_total{route}`) so operators see who still
 //! uses it; after the sunset it answers 410 `gone`, naming the successor.
-//! The README lists the endpoints deprecated now.
+//! docs/api.md lists the endpoints deprecated now.
 
 use std::sync::LazyLock;
 

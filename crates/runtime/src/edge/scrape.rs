@@ -28,7 +28,7 @@ pub fn routes(pool: PgPool, refresh: Vec<Refresh>) -> Router {
 
 /// Prometheus metrics
 ///
-/// Every metric of the service in the Prometheus text format (README, "Observability").
+/// Every metric of the service in the Prometheus text format (docs/observability.md).
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
 pub(crate) async fn scrape(State(s): State<MetricsState>) -> impl IntoResponse {

@@ -50,7 +50,7 @@ impl<H: Handler> Applier<H> {
     /// know (a newer producer's type or version of a type, met during a
     /// rolling upgrade that started the producer first) is skipped and counted
     /// (`omnisaga_consumer_unknown_events_total`), never dead-lettered: its
-    /// order is not held up, the other events of the order go on. The README
+    /// order is not held up, the other events of the order go on. docs/api.md
     /// says the upgrade order that keeps a consumer from missing one.
     pub(super) async fn handle(
         &self,
