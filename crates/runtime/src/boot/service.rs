@@ -277,6 +277,7 @@ impl Base {
     fn layered(&self, router: Router, guard: Arc<limits::Guard>, audit_log: Arc<audit::Audit>) -> Router {
         router
             .fallback(http::not_found)
+            .layer(http::catch_panics())
             // Matched routes only, inside the limits: what the router or a
             // limit refused (404, 429, 503) never reaches the log.
             .route_layer(middleware::from_fn_with_state(audit_log.clone(), audit::record))

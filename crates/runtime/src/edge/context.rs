@@ -250,6 +250,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_handler_that_panics_answers_500_internal_with_the_request_id() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("an invariant the handler relied on");
+                    }
+                    "unreachable"
+                }),
+            )
+            .layer(crate::edge::http::catch_panics())
+            .layer(middleware::from_fn_with_state(
+                TraceTrust::default(),
+                request_context,
+            ));
+        let req = Request::get("/boom")
+            .header("x-request-id", "r-9")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (&body["code"], &body["message"], &body["request_id"]),
+            (&json!("internal"), &json!("internal error"), &json!("r-9")),
+            "the panic's message is logged, not returned"
+        );
+    }
+
+    #[tokio::test]
     async fn an_extractors_own_refusal_reaches_the_client_as_the_error_envelope() {
         let req = Request::get("/things/abc")
             .header("x-request-id", "r-1")

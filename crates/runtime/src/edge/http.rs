@@ -4,6 +4,8 @@
 //! (which also logs each error once) is [`crate::edge::context`]; the
 //! `/healthz` and `/readyz` endpoints are [`crate::edge::health`].
 
+use std::any::Any;
+
 use axum::{
     extract::{rejection::JsonRejection, FromRequest, Request},
     http::{header::HeaderValue, StatusCode},
@@ -12,6 +14,7 @@ use axum::{
 };
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::{json, Value};
+use tower_http::catch_panic::CatchPanicLayer;
 
 /// The request id of the current request (`X-Request-Id`, or generated).
 #[derive(Debug, Clone)]
@@ -197,6 +200,23 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         ),
         _ => ApiError::bad_request("bad_request", r.body_text()),
     }
+}
+
+/// The layer that answers a handler's panic with a 500 `internal` error
+/// (its message logged with the request, never returned), where the server
+/// would otherwise drop the connection without an answer. Inside the
+/// request context, so the answer carries the request id and is counted.
+pub fn catch_panics() -> CatchPanicLayer<fn(Box<dyn Any + Send + 'static>) -> Response> {
+    CatchPanicLayer::custom(panicked as fn(Box<dyn Any + Send + 'static>) -> Response)
+}
+
+fn panicked(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::internal(format_args!("the handler panicked: {what}")).into_response()
 }
 
 /// Fallback for unknown routes.
