@@ -278,13 +278,18 @@ pub enum Fetch {
 }
 
 impl Fetch {
+    /// `(fetch wait in ms, fetch minimum bytes)` when unset.
+    pub fn defaults(self) -> (u32, u32) {
+        match self {
+            Self::Prompt => (500, 1),
+            Self::Batched => (100, 1_000_000),
+        }
+    }
+
     /// `(fetch wait in ms, fetch minimum bytes)` from the values of
     /// `KAFKA_FETCH_WAIT_MAX_MS` and `KAFKA_FETCH_MIN_BYTES`, defaulting by kind.
     pub fn settings(self, wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
-        let (default_wait, default_min_bytes) = match self {
-            Self::Prompt => (500, 1),
-            Self::Batched => (100, 1_000_000),
-        };
+        let (default_wait, default_min_bytes) = self.defaults();
         let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, default_wait)?;
         let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, default_min_bytes)?;
         if min_bytes == 0 {

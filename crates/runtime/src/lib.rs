@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod cached;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod consumer;
