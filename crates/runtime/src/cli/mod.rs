@@ -14,6 +14,7 @@
 //! these definitions ([`reference`]).
 
 mod common;
+mod convert;
 mod print;
 pub mod reference;
 
