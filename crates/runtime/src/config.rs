@@ -9,7 +9,7 @@
 //! (for secrets such as a database URL with a password); a file that cannot
 //! be read is an error, never an unset variable.
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result};
 
@@ -32,19 +32,6 @@ fn read_file_var(name: &str, path: Option<String>) -> Result<Option<String>> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("{name}_FILE={path:?} cannot be read"))?;
     Ok(Some(text.trim().to_owned()))
-}
-
-/// Parses `value` of variable `name`, `default` when it is unset.
-fn parse_value<T: FromStr>(name: &str, value: Option<String>, default: T) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}")),
-    }
 }
 
 /// Settings every service has. `Debug` shows them with the database
@@ -204,18 +191,6 @@ impl Fetch {
             Self::Batched => (100, 1_000_000),
         }
     }
-
-    /// `(fetch wait in ms, fetch minimum bytes)` from the values of
-    /// `KAFKA_FETCH_WAIT_MAX_MS` and `KAFKA_FETCH_MIN_BYTES`, defaulting by kind.
-    pub fn settings(self, wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
-        let (default_wait, default_min_bytes) = self.defaults();
-        let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, default_wait)?;
-        let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, default_min_bytes)?;
-        if min_bytes == 0 {
-            anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
-        }
-        Ok((wait, min_bytes))
-    }
 }
 
 /// The admin listener's default beside `http`: the same host, the port +
@@ -344,29 +319,9 @@ mod tests {
 
     #[test]
     fn a_saga_step_fetches_each_record_at_once_and_a_follower_gathers() {
-        assert_eq!(Fetch::Prompt.settings(None, None).unwrap(), (500, 1));
-        let (wait, min_bytes) = Fetch::Batched.settings(None, None).unwrap();
+        assert_eq!(Fetch::Prompt.defaults(), (500, 1));
+        let (wait, min_bytes) = Fetch::Batched.defaults();
         assert!(min_bytes > 1 && wait < 500, "{wait} ms, {min_bytes} B");
-    }
-
-    #[test]
-    fn the_environment_overrides_the_fetch_defaults() {
-        let set = |v: &str| Some(v.to_owned());
-        assert_eq!(Fetch::Batched.settings(set("20"), set("1")).unwrap(), (20, 1));
-        assert_eq!(Fetch::Prompt.settings(None, set("4096")).unwrap(), (500, 4096));
-    }
-
-    #[test]
-    fn bad_fetch_settings_are_refused_by_name() {
-        let set = |v: &str| Some(v.to_owned());
-        let err = Fetch::Prompt.settings(set("soon"), None).unwrap_err();
-        assert!(
-            err.to_string().contains("KAFKA_FETCH_WAIT_MAX_MS=\"soon\""),
-            "{err}"
-        );
-        let err = Fetch::Batched.settings(None, set("0")).unwrap_err();
-        assert!(err.to_string().contains("KAFKA_FETCH_MIN_BYTES"), "{err}");
-        assert!(Fetch::Prompt.settings(None, set("-1")).is_err());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 use crate::http::ApiError;
 
-/// The limits' settings (`HTTP_*`, see the README's configuration table).
+/// The limits' settings (`HTTP_*`, see docs/configuration.md).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Requests one client (a token's subject) may make per second, on

@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 /// The server's limits (`HTTP_HEADER_READ_TIMEOUT_MS`,
-/// `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS`; see the README's
-/// configuration table).
+/// `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS`; see
+/// docs/configuration.md).
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Longest from a connection's opening, or from its previous answer, to

@@ -1,5 +1,5 @@
 //! Configuration of the analytics service: the settings every service shares
-//! (`omnisaga_runtime::config`, see the README's table) and the dashboard's.
+//! (`omnisaga_runtime::cli::CommonArgs`, see docs/configuration.md) and the dashboard's.
 //! Its consumer fetches what 100 ms gather (`Fetch::Batched`): it follows
 //! the saga and is never on an order's critical path.
 //!

@@ -40,6 +40,33 @@ fn a_wrong_value_is_refused_naming_the_variable_and_the_form() {
 }
 
 #[test]
+fn the_environment_overrides_the_fetch_defaults_and_bad_ones_are_refused_by_name() {
+    let m = matches(&["--kafka-fetch-wait-max-ms=20", "--kafka-fetch-min-bytes=1"]).unwrap();
+    let args = Bare::from_arg_matches(&m).unwrap().common;
+    assert_eq!(
+        (args.kafka_fetch_wait_max_ms, args.kafka_fetch_min_bytes),
+        (20, 1)
+    );
+    let err = matches(&["--kafka-fetch-wait-max-ms=soon"]).unwrap_err();
+    assert!(
+        err.contains("KAFKA_FETCH_WAIT_MAX_MS=\"soon\" is invalid"),
+        "{err}"
+    );
+    let err = matches(&["--kafka-fetch-min-bytes=-1"]).unwrap_err();
+    assert!(err.contains("KAFKA_FETCH_MIN_BYTES"), "{err}");
+    let m = matches(&["--kafka-fetch-min-bytes=0", "--auth-jwks={}"]).unwrap();
+    let err = Bare::from_arg_matches(&m)
+        .unwrap()
+        .common
+        .into_config(&BARE)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("KAFKA_FETCH_MIN_BYTES=0 is invalid"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_service_sets_its_own_defaults() {
     let m = matches(&[]).unwrap();
     let config = Bare::from_arg_matches(&m).unwrap().common;
