@@ -16,8 +16,31 @@ fn print_config_shows_the_settings_without_secrets() {
         BIN,
         &[
             "HTTP_ADDR=127.0.0.1:8080  # default",
+            "ADMIN_HTTP_ADDR=127.0.0.1:8180  # unset: derived",
             "ORDER_MAX_ITEMS=50  # default",
         ],
+    );
+}
+
+#[test]
+fn print_config_shows_what_was_read_even_when_a_value_is_wrong() {
+    let jwks = omnisaga_runtime::testing::auth::signer().jwks();
+    let env = [
+        ("DATABASE_URL", run::DATABASE_URL),
+        ("AUTH_JWKS", jwks.as_str()),
+        ("HTTP_RATE_LIMIT_BURST", "0"),
+    ];
+    let out = run::run(BIN, &["--print-config"], &env);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert!(
+        out.stdout.contains("HTTP_RATE_LIMIT_BURST=0  # environment"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("HTTP_RATE_LIMIT_BURST at least 1"),
+        "{}",
+        out.stderr
     );
 }
 

@@ -12,6 +12,22 @@ use crate::{
 };
 
 impl CommonArgs {
+    /// The values of settings left unset that follow from others:
+    /// `ADMIN_HTTP_ADDR` from `HTTP_ADDR`, `INBOX_RETENTION_HOURS` from the
+    /// topics' retention.
+    pub fn derived(&self, service: &Service) -> Vec<(&'static str, String)> {
+        let http = self
+            .http_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.port)));
+        vec![
+            ("ADMIN_HTTP_ADDR", admin_addr(http).to_string()),
+            (
+                "INBOX_RETENTION_HOURS",
+                (inbox_retention(service.name).as_secs() / 3600).to_string(),
+            ),
+        ]
+    }
+
     /// The settings of `service`, checked; an error names the variable.
     pub fn into_config(self, service: &Service) -> Result<CommonConfig> {
         // First: a CA file that is wrong is said before anything else.

@@ -84,14 +84,14 @@ pub fn command<A: clap::CommandFactory>(service: &Service) -> Command {
         .collect();
     A::command()
         .name(service.name)
-        .mut_arg("http_addr", |a| {
-            a.default_value(format!("127.0.0.1:{}", service.port))
-        })
-        .mut_arg("kafka_fetch_wait_max_ms", |a| a.default_value(wait.to_string()))
-        .mut_arg("kafka_fetch_min_bytes", |a| {
-            a.default_value(min_bytes.to_string())
-        })
+        // One pass, which keeps the arguments in their order.
         .mut_args(|a| {
+            let a = match a.get_id().as_str() {
+                "http_addr" => a.default_value(format!("127.0.0.1:{}", service.port)),
+                "kafka_fetch_wait_max_ms" => a.default_value(wait.to_string()),
+                "kafka_fetch_min_bytes" => a.default_value(min_bytes.to_string()),
+                _ => a,
+            };
             // The service's own settings, under its name.
             let own = a.get_env().is_some() && a.get_help_heading().is_none();
             let a = a.hide_env_values(true);
@@ -123,11 +123,15 @@ pub fn load<A: ServiceArgs>(service: &Service) -> A::Config {
         .unwrap_or_else(|e| explain(&cmd, e).exit());
     let parsed = A::from_arg_matches(&matches).unwrap_or_else(|e| explain(&cmd, e).exit());
     let print = parsed.common().print_config;
+    if print {
+        // Shown even when a value is wrong: what was read is the question then.
+        let derived = parsed.common().derived(service);
+        print!("{}", print::effective(&cmd, &matches, &from_files, &derived));
+    }
     let config = parsed
         .into_config(service)
         .unwrap_or_else(|e| fail(&cmd, ErrorKind::ValueValidation, format!("{e:#}")));
     if print {
-        print!("{}", print::effective(&cmd, &matches, &from_files));
         std::process::exit(0);
     }
     config

@@ -5,8 +5,14 @@ use clap::{ArgMatches, Command};
 
 use crate::config::redact_url;
 
-/// One line per setting, `NAME=value  # source`, in the help's order.
-pub(super) fn effective(cmd: &Command, matches: &ArgMatches, from_files: &[String]) -> String {
+/// One line per setting, `NAME=value  # source`, in the help's order; an
+/// unset one with the value `derived` gives it, if any.
+pub(super) fn effective(
+    cmd: &Command,
+    matches: &ArgMatches,
+    from_files: &[String],
+    derived: &[(&str, String)],
+) -> String {
     let mut out = format!(
         "# {} {}: the effective configuration, secrets redacted\n",
         cmd.get_name(),
@@ -21,9 +27,11 @@ pub(super) fn effective(cmd: &Command, matches: &ArgMatches, from_files: &[Strin
             .get_raw(id)
             .and_then(|mut values| values.next())
             .map(|v| redact(&name, &v.to_string_lossy()));
-        match value {
-            Some(value) => out.push_str(&format!("{name}={value}  # {source}\n")),
-            None => out.push_str(&format!("# {name} is unset\n")),
+        let derived = derived.iter().find(|(n, _)| *n == name).map(|(_, v)| v);
+        match (value, derived) {
+            (Some(value), _) => out.push_str(&format!("{name}={value}  # {source}\n")),
+            (None, Some(value)) => out.push_str(&format!("{name}={value}  # unset: derived\n")),
+            (None, None) => out.push_str(&format!("# {name} is unset\n")),
         }
     }
     out

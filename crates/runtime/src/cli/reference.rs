@@ -100,8 +100,20 @@ pub fn check(name: &str, text: &str) {
         std::fs::write(&path, updated).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return;
     }
+    let (file, code) = (variables(current), variables(text));
+    let missing: Vec<_> = code.iter().filter(|v| !file.contains(v)).collect();
+    let extra: Vec<_> = file.iter().filter(|v| !code.contains(v)).collect();
     panic!(
-        "docs/configuration.md's section `{name}` differs from the settings the code defines: \
-         run `make config-docs` and commit it.\n--- file\n{current}\n--- code\n{text}"
+        "docs/configuration.md's section `{name}` differs from the settings the code defines \
+         (missing: {missing:?}; not settings: {extra:?}): run `make config-docs` and commit it.\n\
+         --- file\n{current}\n--- code\n{text}"
     );
+}
+
+/// The variables a table names, in its first column.
+fn variables(table: &str) -> Vec<&str> {
+    table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .collect()
 }

@@ -83,7 +83,8 @@ fn the_service_sets_its_own_defaults() {
 fn print_config_redacts_secrets_and_names_sources() {
     let cmd = command::<Bare>(&BARE);
     let m = matches(&["--kafka-password=hunter2", "--http-addr=0.0.0.0:1"]).unwrap();
-    let out = print::effective(&cmd, &m, &["DATABASE_URL".into()]);
+    let derived = Bare::from_arg_matches(&m).unwrap().common.derived(&BARE);
+    let out = print::effective(&cmd, &m, &["DATABASE_URL".into()], &derived);
     assert!(!out.contains("hunter2") && !out.contains(":p@"), "{out}");
     assert!(
         out.contains("DATABASE_URL=postgres://u:***@db/x  # file"),
@@ -93,6 +94,11 @@ fn print_config_redacts_secrets_and_names_sources() {
     assert!(out.contains("HTTP_ADDR=0.0.0.0:1  # command line"), "{out}");
     assert!(out.contains("OUTBOX_POLL_MS=1000  # default"), "{out}");
     assert!(out.contains("# AUTH_JWKS is unset"), "{out}");
+    assert!(
+        out.contains("ADMIN_HTTP_ADDR=0.0.0.0:101  # unset: derived"),
+        "{out}"
+    );
+    assert!(out.contains("INBOX_RETENTION_HOURS="), "{out}");
 }
 
 #[test]
