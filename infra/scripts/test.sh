@@ -46,7 +46,6 @@ for _ in $(seq 1 900); do
 done
 (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "the Kafka broker did not listen within 90 s:"; tail -n 30 "$work/broker.log"; exit 1; }
 echo "[test] Apache Kafka on 127.0.0.1:$port (log: $work/broker.log while the run lasts)"
-bash "$here/check-infra.sh"
 export OMNISAGA_TEST_KAFKA="127.0.0.1:$port"
 # Its controller listener, which tests check refuses a client that did not log in.
 export OMNISAGA_TEST_KAFKA_CONTROLLER="127.0.0.1:$controller_port"
@@ -61,9 +60,25 @@ scope=(--workspace)
 for arg in "$@"; do
   case "$arg" in -p | -p* | --package | --package=*) scope=() ;; esac
 done
+# The checks of infra/ (promtool, kubeconform, ...) run beside the tests
+# of the whole workspace; a run of some packages leaves them out.
+infra=""
+if [ "${#scope[@]}" -gt 0 ]; then
+  bash "$here/check-infra.sh" >"$work/infra.log" 2>&1 &
+  infra=$!
+fi
 set +e
 cargo test "${scope[@]}" --no-fail-fast "$@" 2>&1 | tee "$work/test.out"
 status=${PIPESTATUS[0]}
+if [ -n "$infra" ]; then
+  wait "$infra"
+  infra_status=$?
+  cat "$work/infra.log"
+  if [ "$infra_status" -ne 0 ]; then
+    echo "[test] the checks of infra/ failed"
+    status=1
+  fi
+fi
 set -e
 if [ "$status" -ne 0 ]; then
   echo "[test] the shared broker's last log lines:"

@@ -69,6 +69,7 @@ impl Metrics {
             &["consumer", "topic", "partition"],
         )?;
         registry.register(Box::new(consumer_lag.clone()))?;
+        register_process(&registry)?;
         Ok(Self {
             http_requests: counter(
                 "http_server_requests_total",
@@ -132,6 +133,32 @@ impl Metrics {
             registry,
         })
     }
+}
+
+/// The process's own series: `process_cpu_seconds_total` (its rate is
+/// the CPU load), `process_resident_memory_bytes`, `process_open_fds`,
+/// `process_max_fds`, `process_start_time_seconds` and the like (Linux),
+/// and `omnisaga_build_info` (1, labelled with the version and whether it
+/// is a debug build), so dashboards tell versions apart during a rolling
+/// upgrade.
+fn register_process(registry: &Registry) -> Result<(), prometheus::Error> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let build_info = IntGaugeVec::new(
+        Opts::new("omnisaga_build_info", "1, labelled with the build that runs"),
+        &["version", "profile"],
+    )?;
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), profile])
+        .set(1);
+    registry.register(Box::new(build_info))
 }
 
 /// Creates the metrics with the `service` label. Call once at start; before

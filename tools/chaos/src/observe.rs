@@ -306,7 +306,7 @@ pub(crate) async fn backlog(stack: &Stack) -> Result<Vec<String>> {
         (
             "notification",
             "queued messages",
-            "SELECT count(*) FROM notifications WHERE status NOT IN ('SENT', 'DEAD')",
+            "SELECT count(*) FROM notifications WHERE status = 'QUEUED'",
         ),
         (
             "notification",

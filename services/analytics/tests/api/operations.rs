@@ -43,6 +43,30 @@ async fn metrics_count_the_summary_requests_by_route() {
 }
 
 #[tokio::test]
+async fn metrics_show_the_process_cpu_memory_and_descriptors_and_the_build() {
+    let app = spawn_app().await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0);
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_open_fds") >= 3.0);
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("omnisaga_build_info{"))
+        .unwrap_or_else(|| panic!("no build info in {text}"));
+    assert!(
+        build.contains(&format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"))) && build.ends_with(" 1"),
+        "{build}"
+    );
+}
+
+#[tokio::test]
 async fn the_consumer_reports_its_group() {
     let app = spawn_app().await;
     let resp = app
