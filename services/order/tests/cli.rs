@@ -67,6 +67,19 @@ fn a_secret_comes_from_its_file_and_an_unreadable_file_is_refused() {
         "{}",
         out.stdout
     );
+    // A flag wins over the file.
+    let out = run::run(
+        BIN,
+        &["--print-config", "--database-url=postgres://flag@db/x"],
+        &env,
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("DATABASE_URL=postgres://flag@db/x  # command line"),
+        "{}",
+        out.stdout
+    );
     let out = run::run(BIN, &[], &env);
     assert_eq!(out.code, Some(2), "{out:?}");
     assert!(

@@ -137,8 +137,9 @@ pub fn load<A: ServiceArgs>(service: &Service) -> A::Config {
     config
 }
 
-/// `args` with `--flag=value` for each setting whose variable is unset and
-/// whose `NAME_FILE` names a file (its contents, trimmed), and those names.
+/// `args` with `--flag=value` for each setting neither its variable nor
+/// its flag gives whose `NAME_FILE` names a file (its contents, trimmed),
+/// and those settings' names.
 fn with_files(cmd: &Command, mut args: Vec<OsString>) -> anyhow::Result<(Vec<OsString>, Vec<String>)> {
     let mut names = Vec::new();
     for arg in cmd.get_arguments() {
@@ -146,7 +147,13 @@ fn with_files(cmd: &Command, mut args: Vec<OsString>) -> anyhow::Result<(Vec<OsS
             continue;
         };
         let name = env.to_string_lossy();
-        if std::env::var_os(env).is_some() {
+        let flag = format!("--{long}");
+        let given = args.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == flag || a.starts_with(&format!("{flag}="))
+        });
+        // The variable, or the flag, wins over the file.
+        if given || std::env::var_os(env).is_some() {
             continue;
         }
         if let Some(value) = crate::config::var(&name)? {
