@@ -16,7 +16,7 @@ const WALL_CLOCK_READS: [&str; 4] = [
 
 /// Where the wall clock may be read directly: not a service's.
 const DIRECT_READS: [(&str, &str); 4] = [
-    ("crates/runtime/src/clock.rs", "the clock itself"),
+    ("crates/runtime/src/base/clock.rs", "the clock itself"),
     (
         "crates/auth/src/signer.rs",
         "mints the stack's and operators' tokens; no service mints",
@@ -34,8 +34,8 @@ const DIRECT_READS: [(&str, &str); 4] = [
 /// Where `clock::now()` is read, each a record that nothing compares with a
 /// time the database wrote.
 const RECORDS: [(&str, &str); 7] = [
-    ("crates/runtime/src/aggregate.rs", "an event's occurred_at"),
-    ("crates/runtime/src/logs.rs", "a log line's timestamp"),
+    ("crates/runtime/src/es/aggregate.rs", "an event's occurred_at"),
+    ("crates/runtime/src/boot/logs.rs", "a log line's timestamp"),
     (
         "services/notification/src/webhook.rs",
         "a webhook's signature time, checked by its receiver",
@@ -53,7 +53,7 @@ const RECORDS: [(&str, &str); 7] = [
         "the dashboard's \"as of\" line",
     ),
     (
-        "crates/runtime/src/reconcile.rs",
+        "crates/runtime/src/edge/reconcile.rs",
         "refuses a reconciliation window ending in the future: an operator's time, not one the database wrote",
     ),
 ];
@@ -113,7 +113,7 @@ fn the_clock_stamps_records_and_never_a_lease_or_deadline() {
     let unlisted: Vec<String> = service_sources()
         .into_iter()
         .filter(|(path, code)| {
-            !path.ends_with("crates/runtime/src/clock.rs")
+            !path.ends_with("crates/runtime/src/base/clock.rs")
                 && (code.contains("clock::now()") || code.contains("clock::{now"))
                 && !RECORDS.iter().any(|(record, _)| path.ends_with(record))
         })

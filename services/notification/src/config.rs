@@ -51,7 +51,7 @@ pub struct Args {
         default_value_t = 10_000
     )]
     pub notification_send_timeout_ms: u64,
-    /// Messages are POSTed there as JSON, signed (README, Operations: Webhooks). Unset: messages go to the log.
+    /// Messages are POSTed there as JSON, signed (docs/operations.md, Webhooks). Unset: messages go to the log.
     #[arg(long, env = "NOTIFICATION_WEBHOOK_URL", value_name = "URL")]
     pub notification_webhook_url: Option<String>,
     /// The signing secrets, `whsec_` and the base64 of 24 to 64 random bytes: one, or two (space or comma between) while one is rotated out; needed with the URL.

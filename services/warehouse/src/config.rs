@@ -41,7 +41,7 @@ pub struct Args {
     /// JSON with the initial stock per SKU (added once per SKU).
     #[arg(long, env = "CATALOG_SEED_FILE", value_name = "PATH")]
     pub catalog_seed_file: Option<PathBuf>,
-    /// The `OrderShipped` version published: 1 while a consumer older than this release may run (one tracking number), then 2 (one tracking number per parcel); `make run` and the test stacks set 2. See the README's "Versions and deprecations".
+    /// The `OrderShipped` version published: 1 while a consumer older than this release may run (one tracking number), then 2 (one tracking number per parcel); `make run` and the test stacks set 2. See docs/api.md, "Versions and deprecations".
     #[arg(
         long,
         env = "WAREHOUSE_ORDER_SHIPPED_VERSION",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::config::CommonConfig;
+use crate::boot::config::CommonConfig;
 
 /// The common settings of `service` for one test: a fresh, empty database
 /// (the service migrates it when it starts), the test broker under a topic
