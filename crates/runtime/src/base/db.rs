@@ -1,7 +1,7 @@
 //! The PostgreSQL pool and migrations: the runtime's own tables (event store,
 //! outbox, inbox) first, then the service's.
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::OnceLock, time::Duration};
 
 use anyhow::{Context, Result};
 use sqlx::{
@@ -56,6 +56,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
 /// so a service may start before the database.
 pub async fn connect_with(url: &str, max_connections: u32, timeouts: Timeouts) -> Result<PgPool> {
     let options = timeouts.apply(PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid URL")?);
+    let _ = SERVER.set(Server {
+        namespace: options.get_database().unwrap_or_default().to_owned(),
+        address: options.get_host().to_owned(),
+        port: options.get_port(),
+    });
     let mut delay = Duration::from_millis(200);
     let mut attempts = 0;
     loop {
@@ -77,17 +82,31 @@ pub async fn connect_with(url: &str, max_connections: u32, timeouts: Timeouts) -
     }
 }
 
+/// The service's database as its spans name it: the first pool's.
+struct Server {
+    namespace: String,
+    address: String,
+    port: u16,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
 /// The client span of one statement (or a commit) on the service's
 /// database, named and labelled by OpenTelemetry's database conventions
-/// (`summary` is e.g. `INSERT events`). The statement text is not recorded:
-/// it is fixed, and its parameters may hold customer data.
+/// (`summary` is e.g. `INSERT events`; `db.namespace` the database,
+/// `server.address` and `server.port` where it is). The statement text is
+/// not recorded: it is fixed, and its parameters may hold customer data.
 pub fn span(summary: &'static str) -> tracing::Span {
+    let server = SERVER.get();
     tracing::info_span!(
         "db",
         otel.name = summary,
         otel.kind = "client",
         db.system.name = "postgresql",
         db.query.summary = summary,
+        db.namespace = server.map_or("", |s| s.namespace.as_str()),
+        server.address = server.map_or("", |s| s.address.as_str()),
+        server.port = server.map_or(0, |s| i64::from(s.port)),
     )
 }
 

@@ -142,10 +142,7 @@ impl Metrics {
 /// is a debug build), so dashboards tell versions apart during a rolling
 /// upgrade.
 fn register_process(registry: &Registry) -> Result<(), prometheus::Error> {
-    #[cfg(target_os = "linux")]
-    registry.register(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ))?;
+    registry.register(Box::new(crate::base::process::ProcessCollector::new()?))?;
     let build_info = IntGaugeVec::new(
         Opts::new("omnisaga_build_info", "1, labelled with the build that runs"),
         &["version", "profile"],

@@ -7,3 +7,4 @@ pub mod db;
 pub mod env;
 pub mod failpoint;
 pub mod metrics;
+pub mod process;

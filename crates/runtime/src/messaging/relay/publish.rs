@@ -116,10 +116,11 @@ impl Relay {
         // it; the consumer continues from this span.
         let span = tracing::info_span!(
             "publish",
-            otel.name = %format!("publish {}", row.topic),
+            otel.name = %format!("send {}", row.topic),
             otel.kind = "producer",
             messaging.system = "kafka",
-            messaging.operation.type = "publish",
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
             messaging.destination.name = %row.topic,
             messaging.kafka.message.key = %row.key,
             event.type = row.headers.get("event_type").map(String::as_str).unwrap_or(""),
@@ -149,7 +150,7 @@ impl Relay {
             .send(&row.topic, &row.key, &row.payload, Some(headers))
             .map_err(|e| e.to_string())?;
         let (partition, offset) = delivery.await.map_err(|e| e.to_string())?;
-        span.record("messaging.destination.partition.id", partition);
+        span.record("messaging.destination.partition.id", partition.to_string());
         span.record("messaging.kafka.offset", offset);
         let m = crate::base::metrics::get();
         m.outbox_published.with_label_values(&[row.topic.as_str()]).inc();
