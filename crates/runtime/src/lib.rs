@@ -33,7 +33,7 @@ pub mod testing;
 pub mod work;
 
 pub use base::{clock, db, env, failpoint, metrics};
-pub use boot::{config, logs, service, shutdown, telemetry};
+pub use boot::{cli, config, logs, service, shutdown, telemetry};
 pub use edge::{
     audit, auth, batch, cached, consumers, context, dead_letters, deprecation, health, http, http_client,
     input, limits, openapi, page, reconcile, routes, scrape, server, tls,

@@ -1,9 +1,7 @@
 //! Reading the environment: a variable, or the file its `_FILE` twin
 //! names (for secrets such as a database URL with a password); a file that
-//! cannot be read is an error, never an unset variable. Every layer reads
-//! its own settings with these; `crate::boot::config` gathers them.
-
-use std::str::FromStr;
+//! cannot be read is an error, never an unset variable. The command line
+//! (`crate::boot::cli`) reads a setting's `NAME_FILE` with it.
 
 use anyhow::{Context, Result};
 
@@ -24,27 +22,6 @@ fn read_file_var(name: &str, path: Option<String>) -> Result<Option<String>> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("{name}_FILE={path:?} cannot be read"))?;
     Ok(Some(text.trim().to_owned()))
-}
-
-/// Reads and parses `name`, falling back to `default` when unset.
-pub fn parse_or<T: FromStr>(name: &str, default: T) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    parse_value(name, var(name)?, default)
-}
-
-/// Parses `value` of variable `name`, `default` when it is unset.
-pub fn parse_value<T: FromStr>(name: &str, value: Option<String>, default: T) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={v:?} is invalid: {e}")),
-    }
 }
 
 #[cfg(test)]

@@ -1,27 +1,9 @@
 //! Typed configuration shared by every service, read once from the environment.
 //!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `DATABASE_URL` | (required) | the service's own PostgreSQL database, as the role the service runs as |
-//! | `DATABASE_MIGRATION_URL` | unset: migrations run over `DATABASE_URL` | the same database as its owner: the service applies its migrations over it at start, grants `DATABASE_URL`'s role what it needs at run time (rows, not tables: see [`crate::base::db::grant_runtime`]) and closes it |
-//! | `DATABASE_MAX_CONNECTIONS` | `10` | pool size |
-//! | `DATABASE_STATEMENT_TIMEOUT_MS` | `30000` | PostgreSQL's `statement_timeout` on every connection of the pool (0: none; migrations run without it) |
-//! | `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `30000` | PostgreSQL's `idle_in_transaction_session_timeout` on every connection: a transaction idle longer ends with its session, freeing its locks (0: none) |
-//! | `KAFKA_BROKERS` | `127.0.0.1:9092` | bootstrap servers |
-//! | `KAFKA_TOPIC_PREFIX` | `omnisaga.` | prefix of every topic name and consumer group id |
-//! | `KAFKA_TOPIC_PARTITIONS` | `6` (`schemas/topics.json`) | partitions of a topic the service creates because it is missing |
-//! | `HTTP_ADDR` | per service | listen address of the HTTP API (the public routes, the probes, the metrics) |
-//! | `ADMIN_HTTP_ADDR` | `HTTP_ADDR`'s host, its port + 100 | listen address of the internal and admin routes (those needing `admin`, `stock:read`, `payment-methods:read` or `reconcile:read`; see `routes`), which only the cluster reaches |
-//! | `HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_MAX_CONNECTIONS`, `HTTP_CONNECTION_MAX_AGE_SECS` | `10000`, `1024`, `300` | the server's limits ([`crate::edge::server::Settings`]) |
-//! | `OUTBOX_POLL_MS` | `1000` | relay poll interval when nothing woke it (a commit wakes it at once; the poll only catches a lost wake) |
-//! | `KAFKA_FETCH_WAIT_MAX_MS` | `500`; `100` for followers | longest a fetch waits at the broker for `KAFKA_FETCH_MIN_BYTES` (see [`Fetch`]) |
-//! | `KAFKA_FETCH_MIN_BYTES` | `1`; `1000000` for followers | bytes a fetch waits for before it answers |
-//! | `KAFKA_SECURITY_PROTOCOL`, `KAFKA_USERNAME`, `KAFKA_PASSWORD`, `KAFKA_SASL_MECHANISM`, `KAFKA_SSL_CA_FILE` | plain text, no user | how the service authenticates to the broker ([`ClientSecurity`]) |
-//! | `KAFKA_GROUP_SUFFIX` | empty | appended to consumer group ids (a new suffix re-reads every topic from the start; the inbox keeps it harmless) |
-//! | `TLS_CERT_FILE`, `TLS_KEY_FILE` | unset (plain HTTP) | the listener's certificate chain and key, PEM ([`crate::edge::tls`]) |
-//! | `TLS_CA_FILE` | unset (the system's CAs) | CA certificates (PEM) outbound HTTPS calls trust besides the system's: webhooks, payment to order, order to warehouse ([`crate::edge::http_client`]); unreadable or without a certificate, the service does not start |
-//! | `LOG_FORMAT` | `json` | `json` or `pretty` |
-//! | `RUST_LOG` | `info` | log filter |
+//! Each setting is a clap argument with its environment variable, default
+//! and meaning ([`crate::boot::cli::CommonArgs`], and each service's own
+//! `config.rs`); `<service> --help` lists them and docs/configuration.md is
+//! generated from them.
 //!
 //! A value may also come from a file: `NAME_FILE=/path` reads `NAME` from it
 //! (for secrets such as a database URL with a password); a file that cannot
@@ -29,15 +11,10 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use anyhow::{Context, Result};
-
-use crate::{
-    catalog::{catalog, client::ClientSecurity},
-    edge::routes::admin_addr,
-};
+use crate::catalog::catalog;
 
 pub use crate::{
-    base::env::{parse_or, var},
+    base::env::var,
     messaging::kafka::{Fetch, KafkaConfig, Topics},
 };
 
@@ -110,46 +87,6 @@ impl std::fmt::Debug for CommonConfig {
     }
 }
 
-/// The HTTP limits: `HTTP_RATE_LIMIT_PER_SECOND` and `HTTP_RATE_LIMIT_BURST`
-/// per client, `HTTP_MAX_CONCURRENT_REQUESTS`, `HTTP_REQUEST_TIMEOUT_MS`.
-fn limits_from_env() -> Result<crate::edge::limits::Limits> {
-    let d = crate::edge::limits::Limits::default();
-    let limits = crate::edge::limits::Limits {
-        rate_per_second: parse_or("HTTP_RATE_LIMIT_PER_SECOND", d.rate_per_second)?,
-        burst: parse_or("HTTP_RATE_LIMIT_BURST", d.burst)?,
-        max_concurrent: parse_or("HTTP_MAX_CONCURRENT_REQUESTS", d.max_concurrent)?,
-        timeout: Duration::from_millis(parse_or("HTTP_REQUEST_TIMEOUT_MS", d.timeout.as_millis() as u64)?),
-    };
-    anyhow::ensure!(
-        limits.rate_per_second > 0.0 && limits.burst >= 1.0,
-        "HTTP_RATE_LIMIT_PER_SECOND must be above 0 and HTTP_RATE_LIMIT_BURST at least 1"
-    );
-    anyhow::ensure!(
-        limits.max_concurrent >= 1,
-        "HTTP_MAX_CONCURRENT_REQUESTS must be at least 1"
-    );
-    anyhow::ensure!(
-        !limits.timeout.is_zero(),
-        "HTTP_REQUEST_TIMEOUT_MS must be above 0"
-    );
-    Ok(limits)
-}
-
-/// `DATABASE_STATEMENT_TIMEOUT_MS` and `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`.
-fn database_timeouts() -> Result<crate::base::db::Timeouts> {
-    let d = crate::base::db::Timeouts::default();
-    Ok(crate::base::db::Timeouts {
-        statement: Duration::from_millis(parse_or(
-            "DATABASE_STATEMENT_TIMEOUT_MS",
-            d.statement.as_millis() as u64,
-        )?),
-        idle_in_transaction: Duration::from_millis(parse_or(
-            "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS",
-            d.idle_in_transaction.as_millis() as u64,
-        )?),
-    })
-}
-
 /// `url` with the password of its user part replaced by `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -179,21 +116,6 @@ impl std::fmt::Debug for AuthConfig {
     }
 }
 
-impl AuthConfig {
-    pub fn from_env() -> Result<Self> {
-        let jwks = var("AUTH_JWKS")?.context(
-            "AUTH_JWKS_FILE (or AUTH_JWKS) is not set: every API call is checked against the keys of a JWKS \
-             (make run creates a local one in .omnisaga/auth/jwks.json)",
-        )?;
-        let issuer = var("AUTH_ISSUER")?.unwrap_or_else(|| omnisaga_auth::LOCAL_ISSUER.into());
-        let audience = var("AUTH_AUDIENCE")?.unwrap_or_else(|| omnisaga_auth::LOCAL_AUDIENCE.into());
-        let verifier = omnisaga_auth::Verifier::from_jwks(&jwks, &issuer, &audience).context("AUTH_JWKS")?;
-        Ok(Self {
-            verifier: std::sync::Arc::new(verifier),
-        })
-    }
-}
-
 impl CommonConfig {
     /// How the service reaches its database, as [`crate::base::db::prepare`] takes it.
     pub fn database(&self) -> crate::base::db::Settings {
@@ -203,67 +125,6 @@ impl CommonConfig {
             max_connections: self.database_max_connections,
             timeouts: self.database_timeouts,
         }
-    }
-
-    /// Reads the common variables of a saga step; `default_port` is the
-    /// service's usual HTTP port.
-    pub fn from_env(service: &'static str, default_port: u16) -> Result<Self> {
-        Self::from_env_with(service, default_port, Fetch::Prompt)
-    }
-
-    /// Reads the common variables, with the fetch defaults of `fetch`.
-    pub fn from_env_with(service: &'static str, default_port: u16, fetch: Fetch) -> Result<Self> {
-        // First: a CA file that is wrong is said before anything else.
-        let http_trust = crate::edge::http_client::Trust::from_env()?;
-        let (fetch_wait_max_ms, fetch_min_bytes) =
-            fetch.settings(var("KAFKA_FETCH_WAIT_MAX_MS")?, var("KAFKA_FETCH_MIN_BYTES")?)?;
-        let database_url = var("DATABASE_URL")?.context("DATABASE_URL is not set")?;
-        let http_addr = parse_or("HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], default_port)))?;
-        // Tests only: the process's wall clock set off (`crate::base::clock`).
-        crate::base::clock::set_skew(parse_or("CLOCK_SKEW_SECS", 0)?)?;
-        Ok(Self {
-            service,
-            database_url,
-            database_migration_url: var("DATABASE_MIGRATION_URL")?.filter(|u| !u.is_empty()),
-            database_max_connections: parse_or("DATABASE_MAX_CONNECTIONS", 10)?,
-            database_timeouts: database_timeouts()?,
-            kafka: KafkaConfig {
-                brokers: var("KAFKA_BROKERS")?.unwrap_or_else(|| "127.0.0.1:9092".into()),
-                topic_prefix: var("KAFKA_TOPIC_PREFIX")?.unwrap_or_else(|| "omnisaga.".into()),
-                fetch_wait_max_ms,
-                fetch_min_bytes,
-                topic_partitions: parse_or("KAFKA_TOPIC_PARTITIONS", catalog().partitions())?.max(1),
-                topic_replication_factor: {
-                    let rf = parse_or("KAFKA_TOPIC_REPLICATION_FACTOR", catalog().replication_factor())?;
-                    anyhow::ensure!(rf >= 1, "KAFKA_TOPIC_REPLICATION_FACTOR must be at least 1");
-                    rf
-                },
-                security: ClientSecurity::from_vars(var)?,
-            },
-            http_addr,
-            admin_http_addr: parse_or("ADMIN_HTTP_ADDR", admin_addr(http_addr))?,
-            outbox_poll: Duration::from_millis(parse_or("OUTBOX_POLL_MS", 1000)?),
-            group_suffix: var("KAFKA_GROUP_SUFFIX")?.unwrap_or_default(),
-            consumer_batch_max: parse_or("CONSUMER_BATCH_MAX", 64)?.max(1),
-            inbox_retention: match var("INBOX_RETENTION_HOURS")? {
-                None => inbox_retention(service),
-                Some(_) => {
-                    let hours: u64 = parse_or("INBOX_RETENTION_HOURS", 0)?;
-                    anyhow::ensure!(hours >= 1, "INBOX_RETENTION_HOURS must be at least 1 (hours)");
-                    Duration::from_secs(3600 * hours)
-                }
-            },
-            auth: AuthConfig::from_env()?,
-            limits: limits_from_env()?,
-            tls: crate::edge::tls::TlsFiles::from_env()?,
-            http_trust,
-            server: crate::edge::server::Settings::from_env()?,
-            shutdown_grace: {
-                let ms: u64 = parse_or("SHUTDOWN_GRACE_MS", 8000)?;
-                anyhow::ensure!(ms >= 1000, "SHUTDOWN_GRACE_MS must be at least 1000");
-                Duration::from_millis(ms)
-            },
-        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`service::Base`], which connects, migrates, starts the relay, the
 //! consumers and the HTTP server, and stops them on one token.
 
+pub mod cli;
 pub mod config;
 pub mod logs;
 pub mod service;

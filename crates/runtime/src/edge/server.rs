@@ -59,38 +59,6 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// The settings from the environment, the defaults where unset.
-    pub fn from_env() -> anyhow::Result<Self> {
-        use crate::base::env::parse_or;
-        let d = Self::default();
-        let settings = Self {
-            header_read_timeout: Duration::from_millis(parse_or(
-                "HTTP_HEADER_READ_TIMEOUT_MS",
-                d.header_read_timeout.as_millis() as u64,
-            )?),
-            max_connections: parse_or("HTTP_MAX_CONNECTIONS", d.max_connections)?,
-            connection_max_age: Duration::from_secs(parse_or(
-                "HTTP_CONNECTION_MAX_AGE_SECS",
-                d.connection_max_age.as_secs(),
-            )?),
-        };
-        anyhow::ensure!(
-            !settings.header_read_timeout.is_zero(),
-            "HTTP_HEADER_READ_TIMEOUT_MS must be above 0"
-        );
-        anyhow::ensure!(
-            (1..=Semaphore::MAX_PERMITS.min(u32::MAX as usize)).contains(&settings.max_connections),
-            "HTTP_MAX_CONNECTIONS must be at least 1"
-        );
-        anyhow::ensure!(
-            !settings.connection_max_age.is_zero(),
-            "HTTP_CONNECTION_MAX_AGE_SECS must be above 0"
-        );
-        Ok(settings)
-    }
-}
-
 /// Serves `router` on the connections of `listener` until `shutdown`, then
 /// waits for the open connections to finish their requests.
 pub async fn run<L>(mut listener: L, router: Router, settings: Settings, shutdown: CancellationToken)

@@ -30,21 +30,6 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// `TLS_CERT_FILE` and `TLS_KEY_FILE`: both, or neither (plain HTTP).
-    pub fn from_env() -> Result<Option<Self>> {
-        match (
-            crate::base::env::var("TLS_CERT_FILE")?,
-            crate::base::env::var("TLS_KEY_FILE")?,
-        ) {
-            (Some(cert), Some(key)) => Ok(Some(Self {
-                cert: cert.into(),
-                key: key.into(),
-            })),
-            (None, None) => Ok(None),
-            _ => anyhow::bail!("TLS_CERT_FILE and TLS_KEY_FILE go together: set both for HTTPS, or neither"),
-        }
-    }
-
     /// The acceptor for these files, or why they are unusable.
     pub fn acceptor(&self) -> Result<TlsAcceptor> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&self.cert)

@@ -9,6 +9,7 @@
 //! turn it on.
 
 pub mod auth;
+pub mod cli;
 pub mod decider;
 mod events;
 pub mod https;

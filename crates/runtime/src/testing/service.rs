@@ -1,4 +1,4 @@
-//! A service's settings for a test: what `CommonConfig::from_env` reads in
+//! A service's settings for a test: what `cli::CommonArgs` reads in
 //! production, made for one test so that tests running side by side share
 //! nothing but the servers.
 

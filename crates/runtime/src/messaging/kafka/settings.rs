@@ -1,14 +1,9 @@
 //! A service's Kafka settings: the broker and its security, the topics'
 //! prefix and how topics the service creates are made, and how its
 //! consumers fetch; and the names of the saga's topics under the prefix.
-//! `crate::boot::config` reads them from the environment.
+//! `crate::boot::cli` reads them from the environment.
 
-use anyhow::Result;
-
-use crate::{
-    base::env::parse_value,
-    catalog::{self, catalog, client::ClientSecurity},
-};
+use crate::catalog::{self, catalog, client::ClientSecurity};
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -62,19 +57,13 @@ pub enum Fetch {
 }
 
 impl Fetch {
-    /// `(fetch wait in ms, fetch minimum bytes)` from the values of
-    /// `KAFKA_FETCH_WAIT_MAX_MS` and `KAFKA_FETCH_MIN_BYTES`, defaulting by kind.
-    pub fn settings(self, wait: Option<String>, min_bytes: Option<String>) -> Result<(u32, u32)> {
-        let (default_wait, default_min_bytes) = match self {
+    /// `(fetch wait in ms, fetch minimum bytes)` when unset
+    /// (`KAFKA_FETCH_WAIT_MAX_MS`, `KAFKA_FETCH_MIN_BYTES`).
+    pub fn defaults(self) -> (u32, u32) {
+        match self {
             Self::Prompt => (500, 1),
             Self::Batched => (100, 1_000_000),
-        };
-        let wait = parse_value("KAFKA_FETCH_WAIT_MAX_MS", wait, default_wait)?;
-        let min_bytes = parse_value("KAFKA_FETCH_MIN_BYTES", min_bytes, default_min_bytes)?;
-        if min_bytes == 0 {
-            anyhow::bail!("KAFKA_FETCH_MIN_BYTES=0 is invalid: a fetch needs at least 1 byte");
         }
-        Ok((wait, min_bytes))
     }
 }
 
@@ -135,29 +124,9 @@ mod tests {
 
     #[test]
     fn a_saga_step_fetches_each_record_at_once_and_a_follower_gathers() {
-        assert_eq!(Fetch::Prompt.settings(None, None).unwrap(), (500, 1));
-        let (wait, min_bytes) = Fetch::Batched.settings(None, None).unwrap();
+        assert_eq!(Fetch::Prompt.defaults(), (500, 1));
+        let (wait, min_bytes) = Fetch::Batched.defaults();
         assert!(min_bytes > 1 && wait < 500, "{wait} ms, {min_bytes} B");
-    }
-
-    #[test]
-    fn the_environment_overrides_the_fetch_defaults() {
-        let set = |v: &str| Some(v.to_owned());
-        assert_eq!(Fetch::Batched.settings(set("20"), set("1")).unwrap(), (20, 1));
-        assert_eq!(Fetch::Prompt.settings(None, set("4096")).unwrap(), (500, 4096));
-    }
-
-    #[test]
-    fn bad_fetch_settings_are_refused_by_name() {
-        let set = |v: &str| Some(v.to_owned());
-        let err = Fetch::Prompt.settings(set("soon"), None).unwrap_err();
-        assert!(
-            err.to_string().contains("KAFKA_FETCH_WAIT_MAX_MS=\"soon\""),
-            "{err}"
-        );
-        let err = Fetch::Batched.settings(None, set("0")).unwrap_err();
-        assert!(err.to_string().contains("KAFKA_FETCH_MIN_BYTES"), "{err}");
-        assert!(Fetch::Prompt.settings(None, set("-1")).is_err());
     }
 
     #[test]
