@@ -8,7 +8,7 @@ export OMNISAGA_ROOT := $(CURDIR)
 SHELL := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build run test bench bench-quick bench-scaling chaos soak fuzz lint fmt openapi clean-data
+.PHONY: help deps build run test bench bench-quick bench-scaling chaos soak fuzz lint fmt openapi config-docs clean-data
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ fuzz: deps ## coverage-guided fuzzing of the envelope decoder, traceparent and t
 
 openapi: ## write schemas/openapi/<service>.json from the code (each service's test fails while file and code differ)
 	OMNISAGA_WRITE_OPENAPI=1 cargo test -q --lib -p omnisaga-order -p omnisaga-payment -p omnisaga-warehouse -p omnisaga-notification -p omnisaga-analytics the_checked_in_openapi_document
+
+config-docs: ## write docs/configuration.md's tables from the settings' definitions (the runtime's and each service's test fails while file and code differ)
+	OMNISAGA_WRITE_CONFIG=1 cargo test -q --lib -p omnisaga-runtime -p omnisaga-order -p omnisaga-payment -p omnisaga-warehouse -p omnisaga-notification -p omnisaga-analytics the_checked_in_configuration_reference
 
 lint: ## rustfmt, clippy (warnings are errors), cargo-machete (no unused dependencies), cargo-deny (deny.toml), and a new event type failing to compile until handled
 	@bash infra/scripts/claim-build-dir.sh

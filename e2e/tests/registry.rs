@@ -127,7 +127,8 @@ fn the_topic_catalog_is_the_one_the_services_use_and_documents_every_topic() {
 
 #[test]
 fn every_error_code_in_the_code_is_documented_and_every_documented_one_is_used() {
-    let code = sources(&root().join("services"));
+    let mut code = sources(&root().join("services"));
+    code.push_str(&sources(&root().join("crates")));
     let mut used = literals_after(&code, "::new( StatusCode::", true);
     used.extend(literals_after(&code, "::new(StatusCode::", true));
     used.extend(literals_after(&code, "::bad_request(", false));

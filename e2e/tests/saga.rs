@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, time::Duration};
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
     client::wait_for,
-    traces::{stray_traces, trace_problems, Catalog},
+    traces::{convention_problems, stray_traces, trace_problems, Catalog},
     Stack, StackOptions,
 };
 use serde_json::{json, Value};
@@ -365,5 +365,8 @@ async fn problems_of_trace(
         return Ok(vec![format!("the viewer answers {}", resp.status())]);
     }
     let body: Value = resp.json().await?;
-    Ok(trace_problems(&body["data"][0], order, catalog))
+    let trace = &body["data"][0];
+    let mut problems = trace_problems(trace, order, catalog);
+    problems.extend(convention_problems(trace));
+    Ok(problems)
 }

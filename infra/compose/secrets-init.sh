@@ -26,7 +26,7 @@ for svc in order payment warehouse notification analytics; do
   secret "/secrets/postgres/$svc"
   secret "/secrets/postgres/${svc}_runtime"
   # The service runs as the runtime role, which owns nothing, and migrates
-  # as the owner (README, Security: Database roles).
+  # as the owner (docs/security.md, Database roles).
   printf 'postgres://omnisaga_%s_runtime:%s@postgres:5432/omnisaga_%s' "$svc" "$(cat "/secrets/postgres/${svc}_runtime")" "$svc" \
     >"/secrets/$svc/database-url"
   printf 'postgres://omnisaga_%s:%s@postgres:5432/omnisaga_%s' "$svc" "$(cat "/secrets/postgres/$svc")" "$svc" \

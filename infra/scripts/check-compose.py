@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Holds infra/compose/docker-compose.yml to the deployment's security rules
-(README, Security: Compose): no secret in the file or its environment
+(docs/security.md; docs/deploy.md, Docker compose): no secret in the file or its environment
 (no ${...} and no password, token or key variable given a value), each
 container mounting only its own secrets volume, only the order API
 published on every address and the UIs on 127.0.0.1 only, and nothing

@@ -2,7 +2,7 @@
 //! skips fields and event types it does not know) and a new reader reads old
 //! events (fields added later take their defaults). And across a version:
 //! `OrderShipped` v1 and v2 in the same `Envelope`, both ways (the runtime's
-//! upcaster, `crates/runtime/src/upcast.rs`, turns v1 into v2 after this).
+//! upcaster, `crates/runtime/src/es/upcast.rs`, turns v1 into v2 after this).
 
 use omnisaga_proto::v1::{envelope::Payload, Customer, Envelope, LineItem, Money, OrderPlaced, OrderShipped};
 use prost::Message;

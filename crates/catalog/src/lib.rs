@@ -5,8 +5,8 @@
 //! The registry file other teams read is the only place a topic is written
 //! down: its name, owner, the event types it carries, who consumes it, its
 //! partitions and retention, its dead-letter topic. The runtime names,
-//! creates and subscribes to topics from it ([`crate::config::Topics`],
-//! [`crate::kafka::ensure_topics`]), so a topic added or changed there is
+//! creates and subscribes to topics from it (`omnisaga_runtime::kafka::Topics`,
+//! `omnisaga_runtime::kafka::ensure_topics`), so a topic added or changed there is
 //! what the services use, and a catalog that contradicts itself or the
 //! proto `Envelope` fails this module's tests rather than a deployment.
 //!

@@ -15,10 +15,11 @@ use omnisaga_runtime::{
     consumer::{Applier, Consumer, Handler, HandlerError, Incoming},
     db,
     event::{self, EventMeta},
-    kafka,
-    outbox::{self, OutboxWaker, Relay},
+    kafka, outbox,
     pb::{envelope::Payload, OrderPlaced, StockReserved},
+    relay::Relay,
     testing,
+    work::{self, OutboxWaker},
 };
 use rdkafka::{
     consumer::Consumer as _,
@@ -261,14 +262,14 @@ async fn the_relay_prunes_inbox_rows_older_than_the_retention_and_keeps_the_rest
 async fn a_transaction_that_writes_outbox_rows_is_noted_so_its_commit_wakes_the_relay() -> Result<()> {
     let (pool, kafka) = setup().await?;
     let topic = kafka.topics().orders;
-    let (committed, written) = outbox::noting(async {
+    let (committed, written) = work::noting(async {
         let mut tx = pool.begin().await?;
         outbox::enqueue_raw(&mut tx, &topic, "a", b"row", &BTreeMap::new()).await?;
         tx.commit().await
     })
     .await;
     committed?;
-    assert_eq!(written, outbox::Written::OUTBOX);
+    assert_eq!(written, work::Written::OUTBOX);
     Ok(())
 }
 

@@ -6,12 +6,7 @@
 use std::{collections::BTreeMap, str::FromStr, time::Duration};
 
 use anyhow::{Context, Result};
-use omnisaga_runtime::{
-    config::KafkaConfig,
-    db, kafka,
-    outbox::{self, OutboxWaker, Relay},
-    testing,
-};
+use omnisaga_runtime::{config::KafkaConfig, db, kafka, outbox, relay::Relay, testing, work::OutboxWaker};
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     PgPool,

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 use axum::{body::Body, http::Request};
-use omnisaga_runtime::{db, http, testing};
+use omnisaga_runtime::{db, health, testing};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
-async fn readyz(readiness: &http::Readiness) -> Result<(u16, Value)> {
-    let resp = http::health_routes(readiness.clone())
+async fn readyz(readiness: &health::Readiness) -> Result<(u16, Value)> {
+    let resp = health::health_routes(readiness.clone())
         .oneshot(Request::get("/readyz").body(Body::empty())?)
         .await?;
     let status = resp.status().as_u16();
@@ -27,7 +27,7 @@ async fn a_service_whose_broker_is_down_stays_ready_and_says_so() -> Result<()> 
     down.bind("127.0.0.1:0".parse()?)?;
     let mut kafka = testing::fresh_kafka()?;
     kafka.brokers = down.local_addr()?.to_string();
-    let readiness = http::Readiness::new(pool, &kafka)?;
+    let readiness = health::Readiness::new(pool, &kafka)?;
 
     let (status, body) = testing::wait_for(
         "the broker's outage in /readyz",
@@ -50,7 +50,7 @@ async fn a_service_whose_broker_is_down_stays_ready_and_says_so() -> Result<()> 
 #[tokio::test]
 async fn a_service_with_its_broker_up_is_ready_and_says_the_broker_is_reachable() -> Result<()> {
     let pool = db::connect(&testing::fresh_database("probes").await?, 1).await?;
-    let readiness = http::Readiness::new(pool, &testing::fresh_kafka()?)?;
+    let readiness = health::Readiness::new(pool, &testing::fresh_kafka()?)?;
     let body = testing::wait_for("the broker checked", Duration::from_secs(20), || async {
         let (status, body) = readyz(&readiness).await.ok()?;
         (status == 200 && body["broker"] == "reachable").then_some(body)

@@ -6,11 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Result;
 use axum::{body::Body, http::Request};
-use omnisaga_runtime::{
-    db, http, kafka,
-    outbox::{self, OutboxWaker, Relay},
-    testing,
-};
+use omnisaga_runtime::{db, health, kafka, outbox, relay::Relay, testing, work::OutboxWaker};
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +52,7 @@ async fn a_producer_with_a_fatal_error_is_replaced_and_healthz_says_so() -> Resu
     let health = producer.health();
     assert_eq!(health.recreated, 1, "{health:?}");
     assert_eq!(health.broken, None);
-    let resp = http::health_routes(http::Readiness::new(pool, &kafka)?.with_producer(producer))
+    let resp = health::health_routes(health::Readiness::new(pool, &kafka)?.with_producer(producer))
         .oneshot(Request::get("/healthz").body(Body::empty())?)
         .await?;
     assert_eq!(resp.status(), 200);

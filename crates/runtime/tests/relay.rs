@@ -4,11 +4,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::Result;
-use omnisaga_runtime::{
-    db, kafka,
-    outbox::{self, OutboxWaker, Relay},
-    testing,
-};
+use omnisaga_runtime::{db, kafka, outbox, relay::Relay, testing, work::OutboxWaker};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

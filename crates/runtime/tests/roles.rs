@@ -65,7 +65,7 @@ async fn the_runtime_role_gets_rows_and_cannot_undo_the_audit() -> Result<()> {
         database_migration_url: Some(admin_url.clone()),
         ..testing::config("roles").await?
     };
-    let pool = db::prepare(&config, sqlx::migrate!("./tests/migrations"), |_| {
+    let pool = db::prepare(&config.database(), sqlx::migrate!("./tests/migrations"), |_| {
         Box::pin(async { Ok(()) })
     })
     .await?;
@@ -110,7 +110,7 @@ async fn one_role_for_both_urls_is_refused_before_migrating() -> Result<()> {
         database_migration_url: Some(config.database_url.clone()),
         ..config
     };
-    let error = db::prepare(&config, sqlx::migrate!("./tests/migrations"), |_| {
+    let error = db::prepare(&config.database(), sqlx::migrate!("./tests/migrations"), |_| {
         Box::pin(async { Ok(()) })
     })
     .await
@@ -137,7 +137,7 @@ async fn a_runtime_role_with_only_login_is_let_in_by_the_owner() -> Result<()> {
         refused_before.is_err(),
         "the role connected before any grant: the test proves nothing"
     );
-    let pool = db::prepare(&config, sqlx::migrate!("./tests/migrations"), |_| {
+    let pool = db::prepare(&config.database(), sqlx::migrate!("./tests/migrations"), |_| {
         Box::pin(async { Ok(()) })
     })
     .await?;

@@ -13,7 +13,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use omnisaga_runtime::{http, server};
+use omnisaga_runtime::server;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -34,7 +34,7 @@ async fn start(router: Router, settings: server::Settings) -> (SocketAddr, Cance
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    tokio::spawn(http::serve(listener, None, router, settings, token.clone()));
+    tokio::spawn(server::serve(listener, None, router, settings, token.clone()));
     (addr, token)
 }
 

@@ -10,7 +10,7 @@ use omnisaga_runtime::{
     outbox,
     pb::{envelope::Payload, OrderPlaced, StockReserved},
     store::{self, StoreError},
-    testing,
+    testing, work,
 };
 use sqlx::PgPool;
 
@@ -69,7 +69,7 @@ async fn the_events_decided_are_appended_and_only_those_picked_go_to_the_outbox(
         now,
     );
     let mut tx = pool.begin().await?;
-    let (appended, written) = outbox::noting(store::append_publishing(
+    let (appended, written) = work::noting(store::append_publishing(
         &mut tx,
         "warehouse-o-1",
         0,
@@ -80,7 +80,7 @@ async fn the_events_decided_are_appended_and_only_those_picked_go_to_the_outbox(
     ))
     .await;
     assert_eq!(appended?, 2, "the stream's version after the append");
-    assert_eq!(written, outbox::Written::OUTBOX);
+    assert_eq!(written, work::Written::OUTBOX);
     tx.commit().await?;
 
     let stream = store::load(&mut *pool.acquire().await?, "warehouse-o-1").await?;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::{body::Body, extract::Request, middleware, routing::get, Extension, Router};
 use omnisaga_auth::Scope;
-use omnisaga_runtime::{http, testing, TraceContext};
+use omnisaga_runtime::{context, testing, TraceContext};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{
     error::OTelSdkResult,
@@ -47,7 +47,7 @@ async fn request(token: Option<String>, traceparent: String) -> (String, Option<
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     let _default = tracing::subscriber::set_default(subscriber);
-    let trust = http::TraceTrust {
+    let trust = context::TraceTrust {
         verifier: Some(testing::auth::config().verifier),
     };
     let app = Router::new()
@@ -57,7 +57,7 @@ async fn request(token: Option<String>, traceparent: String) -> (String, Option<
                 t.trace_id().unwrap_or_default().to_owned()
             }),
         )
-        .layer(middleware::from_fn_with_state(trust, http::request_context));
+        .layer(middleware::from_fn_with_state(trust, context::request_context));
     let mut req = Request::get("/t").header("traceparent", traceparent);
     if let Some(token) = token {
         req = req.header("authorization", format!("Bearer {token}"));
@@ -110,7 +110,7 @@ async fn without_a_token_or_with_a_forged_one_the_trace_is_new() {
 
 #[tokio::test]
 async fn a_service_continues_its_trace() {
-    for scope in http::SERVICE_SCOPES {
+    for scope in context::SERVICE_SCOPES {
         let token = testing::auth::token("payment", &[scope]);
         let (trace, span) = request(Some(token), traceparent(true)).await;
         assert_eq!(trace, CLIENT_TRACE, "{scope}");

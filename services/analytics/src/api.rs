@@ -4,7 +4,7 @@
 //! dashboard ([`crate::dashboard`]).
 
 use axum::{
-    extract::{Path, State},
+    extract::{FromRef, Path, State},
     middleware,
     routing::get,
     Json,
@@ -25,14 +25,8 @@ use crate::{
     config::Config,
     dashboard,
     domain::{success_share, to_tenths, Stage},
-    store::{self, ChannelCounts, Percentiles as Measured},
+    store::{self, totals, ChannelCounts, Percentiles as Measured},
 };
-
-/// The definition shown with every payment success share.
-pub const SUCCESS_SHARE_DEFINITION: &str =
-    "Of the orders that had a payment answer, the share with an authorised \
-     payment; an order declined and then paid counts as a success. Voided authorisations (the order was \
-     cancelled after payment) are counted apart and still count as successes.";
 
 /// Analytics' API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
@@ -56,6 +50,19 @@ pub fn document() -> serde_json::Value {
 pub struct ApiState {
     pub pool: PgPool,
     pub config: Config,
+}
+
+/// The dashboard reads the pool and the settings of the routes' state.
+impl FromRef<ApiState> for PgPool {
+    fn from_ref(s: &ApiState) -> Self {
+        s.pool.clone()
+    }
+}
+
+impl FromRef<ApiState> for Config {
+    fn from_ref(s: &ApiState) -> Self {
+        s.config.clone()
+    }
 }
 
 pub fn routes(pool: PgPool, config: Config) -> Routes {
@@ -201,23 +208,6 @@ async fn summary(State(s): State<ApiState>) -> Result<Json<Summary>, ApiError> {
         },
         channels: by_channel,
     }))
-}
-
-/// Every channel's counts added up.
-pub fn totals(channels: &[ChannelCounts]) -> ChannelCounts {
-    channels
-        .iter()
-        .fold(ChannelCounts::default(), |t, c| ChannelCounts {
-            channel: "all".into(),
-            placed: t.placed + c.placed,
-            paid: t.paid + c.paid,
-            ready_for_shipment: t.ready_for_shipment + c.ready_for_shipment,
-            shipped: t.shipped + c.shipped,
-            cancelled: t.cancelled + c.cancelled,
-            authorized: t.authorized + c.authorized,
-            declined: t.declined + c.declined,
-            voided: t.voided + c.voided,
-        })
 }
 
 fn orders(c: &ChannelCounts) -> StageCounts {

@@ -12,11 +12,12 @@ use std::fmt::Write;
 use axum::{extract::State, response::Response};
 use chrono::{DateTime, Utc};
 use omnisaga_runtime::{http::ApiError, page};
+use sqlx::PgPool;
 
 use crate::{
-    api::{totals, ApiState, SUCCESS_SHARE_DEFINITION},
-    domain::success_share,
-    store::{self, ChannelCounts},
+    config::Config,
+    domain::{success_share, SUCCESS_SHARE_DEFINITION},
+    store::{self, totals, ChannelCounts},
 };
 use charts::{bars, Scale, Series, PALETTE};
 
@@ -44,10 +45,10 @@ struct Figures {
 /// An HTML page with SVG charts (orders per minute, funnel by channel, fulfilment time, payment success share, stuck orders) that reloads itself. Aggregate figures only, so it needs no token.
 #[utoipa::path(get, path = "/dashboard", tag = "analytics", security(()),
     responses((status = 200, description = "the page", body = String, content_type = "text/html")))]
-pub async fn page(State(s): State<ApiState>) -> Result<Response, ApiError> {
-    let mut db = store::snapshot(&s.pool).await?;
+pub async fn page(State(pool): State<PgPool>, State(config): State<Config>) -> Result<Response, ApiError> {
+    let mut db = store::snapshot(&pool).await?;
     let channels = store::channel_counts(&mut db).await?;
-    let stuck_after_seconds = s.config.stuck_after.as_secs();
+    let stuck_after_seconds = config.stuck_after.as_secs();
     let stuck = store::stuck_orders(&mut db, stuck_after_seconds as f64).await?;
     let figures = Figures {
         all: totals(&channels),
@@ -61,7 +62,7 @@ pub async fn page(State(s): State<ApiState>) -> Result<Response, ApiError> {
         stuck_after_seconds,
     };
     let nonce = page::Nonce::new();
-    let html = render(&figures, s.config.dashboard_refresh.as_secs(), &nonce).map_err(ApiError::internal)?;
+    let html = render(&figures, config.dashboard_refresh.as_secs(), &nonce).map_err(ApiError::internal)?;
     Ok(page::html(html, &nonce))
 }
 

@@ -149,6 +149,12 @@ pub fn seconds_between(placed: DateTime<Utc>, reached: DateTime<Utc>) -> f64 {
     (micros as f64 / 1e6).max(0.0)
 }
 
+/// The definition shown with every payment success share.
+pub const SUCCESS_SHARE_DEFINITION: &str =
+    "Of the orders that had a payment answer, the share with an authorised \
+     payment; an order declined and then paid counts as a success. Voided authorisations (the order was \
+     cancelled after payment) are counted apart and still count as successes.";
+
 /// The payment success share: of the orders that had a payment answer, the
 /// share with an authorisation (whatever declines came before it); none
 /// before the first answer.

@@ -219,6 +219,23 @@ pub struct ChannelCounts {
     pub voided: i64,
 }
 
+/// Every channel's counts added up.
+pub fn totals(channels: &[ChannelCounts]) -> ChannelCounts {
+    channels
+        .iter()
+        .fold(ChannelCounts::default(), |t, c| ChannelCounts {
+            channel: "all".into(),
+            placed: t.placed + c.placed,
+            paid: t.paid + c.paid,
+            ready_for_shipment: t.ready_for_shipment + c.ready_for_shipment,
+            shipped: t.shipped + c.shipped,
+            cancelled: t.cancelled + c.cancelled,
+            authorized: t.authorized + c.authorized,
+            declined: t.declined + c.declined,
+            voided: t.voided + c.voided,
+        })
+}
+
 /// The counts of each channel's orders (`unknown` for orders whose
 /// placement has not arrived), by channel name.
 pub async fn channel_counts(conn: &mut PgConnection) -> Result<Vec<ChannelCounts>, sqlx::Error> {

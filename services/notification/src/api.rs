@@ -19,9 +19,9 @@ use omnisaga_runtime::{
     deprecation::{self, Deprecation},
     http::{ApiError, ApiJson, ErrorBody},
     openapi::{self, About},
-    outbox::{OutboxWaker, Written},
     reconcile::{ReconcileReport, ReconcileRequest},
     routes::Routes,
+    work::{OutboxWaker, Written},
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

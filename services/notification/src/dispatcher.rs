@@ -46,8 +46,8 @@ use omnisaga_runtime::{
     failpoint,
     hand_back::HandBack,
     metrics::{self, Counters},
-    outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
+    work::{OutboxWaker, Written},
     TraceContext,
 };
 use rand::Rng;

@@ -11,7 +11,7 @@ use omnisaga_proto::v1::envelope::Payload;
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming, Wanted},
     event::event_id,
-    outbox, TraceContext,
+    work, TraceContext,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -71,7 +71,7 @@ impl Handler for SagaEvents {
             trace: &trace,
         };
         store::queue(tx, &msg).await?;
-        outbox::note_work();
+        work::note_work();
         Ok(())
     }
 }

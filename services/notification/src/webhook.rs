@@ -1,7 +1,7 @@
 //! The webhook channel (the webhook pattern): each chat message is POSTed as
 //! JSON to `NOTIFICATION_WEBHOOK_URL`, signed the way Standard Webhooks
 //! (<https://www.standardwebhooks.com>) signs, so a receiver can use any of
-//! its libraries or the few lines in the README:
+//! its libraries or the few lines in docs/operations.md (Webhooks):
 //!
 //! - `webhook-id`: the notification id, the same on every attempt (a
 //!   receiver dedupes on it);

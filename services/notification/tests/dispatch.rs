@@ -21,7 +21,7 @@ use omnisaga_notification::{
     domain::RetryPolicy,
     webhook::{self, WebhookChannel},
 };
-use omnisaga_runtime::{outbox::OutboxWaker, testing};
+use omnisaga_runtime::{testing, work::OutboxWaker};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -440,7 +440,7 @@ async fn the_wait_after_each_refusal_doubles() {
     }
 }
 
-/// A webhook receiver that verifies each request as the README tells
+/// A webhook receiver that verifies each request as docs/operations.md tells
 /// receivers to, with the one secret it knows; answers 500 for the ids in
 /// `fail`, takes a second over the first request of each id if `slow`.
 #[derive(Default)]
@@ -801,6 +801,17 @@ async fn two_dispatchers_on_one_database_send_each_message_once_and_each_orders_
     }
 }
 
+/// A new order of customer `c-1`, whose recipient is known.
+async fn new_order(pool: &PgPool) -> Uuid {
+    let order = Uuid::new_v4();
+    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
+        .bind(order)
+        .execute(pool)
+        .await
+        .unwrap();
+    order
+}
+
 /// Queues `template`'s message for `order`, its source event `event_id`,
 /// queued `queued_secs_ago` seconds ago; returns its id.
 async fn queue_step(
@@ -839,12 +850,7 @@ async fn delivered(channel: &Recording, n: usize) -> Vec<Uuid> {
 #[tokio::test]
 async fn a_backlog_read_out_of_order_reaches_the_customer_in_the_sagas_order() {
     let pool = database().await;
-    let order = Uuid::new_v4();
-    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
-        .bind(order)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let order = new_order(&pool).await;
     // The steps as their services made them, in the saga's order...
     let [created, paid, packed, shipped] = [(); 4].map(|_| Uuid::now_v7());
     // ...and as a consumer reading four topics' backlogs queued them: the
@@ -880,12 +886,7 @@ async fn a_backlog_read_out_of_order_reaches_the_customer_in_the_sagas_order() {
 #[tokio::test]
 async fn a_step_whose_predecessor_never_comes_is_sent_after_the_wait() {
     let pool = database().await;
-    let order = Uuid::new_v4();
-    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
-        .bind(order)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let order = new_order(&pool).await;
     // The packed news is parked as a dead letter: the shipped news, queued
     // longer ago than the wait, goes out without it.
     let waited = omnisaga_notification::domain::PREDECESSOR_WAIT.as_secs_f64() + 1.0;
@@ -902,12 +903,7 @@ async fn a_step_whose_predecessor_never_comes_is_sent_after_the_wait() {
 #[tokio::test]
 async fn a_payment_delayed_notice_read_after_the_payment_is_confirmed_is_never_sent() {
     let pool = database().await;
-    let order = Uuid::new_v4();
-    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
-        .bind(order)
-        .execute(&pool)
-        .await
-        .unwrap();
+    let order = new_order(&pool).await;
     // The order service's timer fired after the payment was authorised and
     // the parcel packed, but before it read either: its notice's event is
     // later than theirs. A backlog brings every step at once.

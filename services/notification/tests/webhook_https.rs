@@ -25,7 +25,7 @@ struct Taken {
     forged: Mutex<usize>,
 }
 
-/// Checks the signature as the README tells receivers to.
+/// Checks the signature as docs/operations.md tells receivers to.
 async fn receive(State(taken): State<Arc<Taken>>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
     use base64::Engine as _;
     use hmac::Mac as _;

@@ -9,8 +9,8 @@ use omnisaga_proto::v1::Envelope;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor, Loaded},
     event::EventMeta,
-    outbox::OutboxWaker,
     store::{self, StoreError},
+    work::OutboxWaker,
     TraceContext,
 };
 use sqlx::{PgConnection, PgPool};

@@ -1,26 +1,106 @@
 //! Configuration of the order service, read once at start.
 //!
-//! Besides the common variables of `omnisaga_runtime::config`:
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `HTTP_ADDR` | `127.0.0.1:8080` | API listen address |
-//! | `ADMIN_HTTP_ADDR` | `127.0.0.1:8180` | the admin and internal routes' listen address (`HTTP_ADDR`'s port + 100) |
-//! | `ORDER_DELIVERY_DAYS` | `3` | business days from order to estimated delivery |
-//! | `ORDER_MAX_QUANTITY` | `100` | largest quantity of one line item |
-//! | `ORDER_MAX_ITEMS` | `50` | most line items in one order |
-//! | `ORDER_PAYMENT_DEADLINE_MS` | `900000` | after a failed payment, time to pay before the order is cancelled |
-//! | `ORDER_PAYMENT_DELAY_NOTICE_MS` | `60000` | no payment answer for this long: the customer is told it is delayed |
-//! | `ORDER_STUCK_AFTER_MS` | `1800000` | an order `PLACED`, `PAID` or `READY_FOR_SHIPMENT` unchanged this long counts as stuck (`omnisaga_sagas_stuck{status}`, alert `SagaStuck`) |
-//! | `ORDER_DEADLINE_TICK_MS` | `1000` | how often deadlines are checked (they are seconds to minutes long) |
-//! | `WAREHOUSE_URL` | unset | the warehouse's admin listener (e.g. `http://127.0.0.1:8182`), where `GET /v1/catalog` asks for availability |
-//! | `WAREHOUSE_TOKEN` | unset | the order service's bearer token for the warehouse (`stock:read`); a secret, so usually `WAREHOUSE_TOKEN_FILE` |
-//! | `CATALOG_SEED_FILE` | unset | JSON catalog upserted at start |
+//! Besides the settings every service has ([`CommonArgs`]), the order
+//! service's own: each an environment variable with its default and meaning
+//! below (`order --help`, docs/configuration.md).
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Result;
-use omnisaga_runtime::config::{parse_or, var, CommonConfig};
+use clap::Parser;
+use omnisaga_runtime::{
+    cli::{CommonArgs, Service, ServiceArgs},
+    config::{CommonConfig, Fetch},
+};
+
+/// The order service as the command line knows it.
+pub const SERVICE: Service = Service {
+    name: "order",
+    port: 8080,
+    fetch: Fetch::Prompt,
+};
+
+/// The order service: the HTTP API, the order aggregate and the saga's owner.
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Business days from order to the delivery estimate.
+    #[arg(long, env = "ORDER_DELIVERY_DAYS", value_name = "DAYS", default_value_t = 3)]
+    pub order_delivery_days: u32,
+    /// Largest quantity of one line item.
+    #[arg(long, env = "ORDER_MAX_QUANTITY", value_name = "N", default_value_t = 100)]
+    pub order_max_quantity: u32,
+    /// Most line items in one order.
+    #[arg(long, env = "ORDER_MAX_ITEMS", value_name = "N", default_value_t = 50)]
+    pub order_max_items: usize,
+    /// After a failed payment, time to pay before the order is cancelled.
+    #[arg(
+        long,
+        env = "ORDER_PAYMENT_DEADLINE_MS",
+        value_name = "MS",
+        default_value_t = 900_000
+    )]
+    pub order_payment_deadline_ms: u64,
+    /// No payment answer for this long: the customer is told it is delayed.
+    #[arg(
+        long,
+        env = "ORDER_PAYMENT_DELAY_NOTICE_MS",
+        value_name = "MS",
+        default_value_t = 60_000
+    )]
+    pub order_payment_delay_notice_ms: u64,
+    /// An order `PLACED`, `PAID` or `READY_FOR_SHIPMENT` unchanged this long is stuck: counted in `omnisaga_sagas_stuck{status}`, alert `SagaStuck` after 10 minutes (`AWAITING_PAYMENT` has its deadline, which cancels).
+    #[arg(
+        long,
+        env = "ORDER_STUCK_AFTER_MS",
+        value_name = "MS",
+        default_value_t = 1_800_000
+    )]
+    pub order_stuck_after_ms: u64,
+    /// How often deadlines are checked (they are seconds to minutes long).
+    #[arg(
+        long,
+        env = "ORDER_DEADLINE_TICK_MS",
+        value_name = "MS",
+        default_value_t = 1000
+    )]
+    pub order_deadline_tick_ms: u64,
+    /// The warehouse's admin listener (`http://127.0.0.1:8182` locally), where `GET /v1/catalog` asks for availability. Unset: the catalog's `available` is null.
+    #[arg(long, env = "WAREHOUSE_URL", value_name = "URL")]
+    pub warehouse_url: Option<String>,
+    /// The order service's `stock:read` bearer token for the warehouse's stock levels; a secret, so usually `WAREHOUSE_TOKEN_FILE`.
+    #[arg(long, env = "WAREHOUSE_TOKEN", value_name = "TOKEN")]
+    pub warehouse_token: Option<String>,
+    /// JSON catalog (prices) upserted at start.
+    #[arg(long, env = "CATALOG_SEED_FILE", value_name = "PATH")]
+    pub catalog_seed_file: Option<PathBuf>,
+}
+
+impl ServiceArgs for Args {
+    type Config = Config;
+
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+
+    fn into_config(self, service: &Service) -> Result<Config> {
+        Ok(Config {
+            common: self.common.into_config(service)?,
+            delivery_days: self.order_delivery_days,
+            max_quantity: self.order_max_quantity,
+            max_items: self.order_max_items,
+            warehouse_url: self.warehouse_url,
+            warehouse_token: self.warehouse_token.map(Secret),
+            seed_file: self.catalog_seed_file,
+            payment_deadline: Duration::from_millis(self.order_payment_deadline_ms),
+            payment_delay_notice: Duration::from_millis(self.order_payment_delay_notice_ms),
+            deadline_tick: Duration::from_millis(self.order_deadline_tick_ms),
+            stuck_after: Duration::from_millis(self.order_stuck_after_ms),
+        })
+    }
+}
 
 /// A secret setting: its value is never printed.
 #[derive(Clone)]
@@ -50,20 +130,10 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            common: CommonConfig::from_env("order", 8080)?,
-            delivery_days: parse_or("ORDER_DELIVERY_DAYS", 3)?,
-            max_quantity: parse_or("ORDER_MAX_QUANTITY", 100)?,
-            max_items: parse_or("ORDER_MAX_ITEMS", 50)?,
-            warehouse_url: var("WAREHOUSE_URL")?,
-            warehouse_token: var("WAREHOUSE_TOKEN")?.map(Secret),
-            seed_file: var("CATALOG_SEED_FILE")?.map(PathBuf::from),
-            payment_deadline: Duration::from_millis(parse_or("ORDER_PAYMENT_DEADLINE_MS", 900_000)?),
-            payment_delay_notice: Duration::from_millis(parse_or("ORDER_PAYMENT_DELAY_NOTICE_MS", 60_000)?),
-            deadline_tick: Duration::from_millis(parse_or("ORDER_DEADLINE_TICK_MS", 1000)?),
-            stuck_after: Duration::from_millis(parse_or("ORDER_STUCK_AFTER_MS", 1_800_000)?),
-        })
+    /// The configuration from the environment and the command line; exits
+    /// after `--help`, `--version`, `--print-config` or a wrong value.
+    pub fn load() -> Self {
+        omnisaga_runtime::cli::load::<Args>(&SERVICE)
     }
 
     /// Defaults for tests, around the given common settings.
@@ -81,5 +151,15 @@ impl Config {
             deadline_tick: Duration::from_millis(250),
             stuck_after: Duration::from_secs(1800),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use omnisaga_runtime::cli::reference;
+
+    #[test]
+    fn the_checked_in_configuration_reference_lists_the_settings() {
+        reference::check("order", &reference::service::<super::Args>(&super::SERVICE));
     }
 }

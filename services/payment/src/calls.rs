@@ -31,8 +31,8 @@ use omnisaga_runtime::{
     event::EventMeta,
     failpoint,
     hand_back::HandBack,
-    outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
+    work::{OutboxWaker, Written},
     TraceContext,
 };
 use sqlx::PgPool;

@@ -4,8 +4,9 @@ use omnisaga_runtime::{shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // First: `--help` and a wrong setting stop here, before anything starts.
+    let config = Config::load();
     let telemetry = telemetry::init("payment");
-    let config = Config::from_env()?;
     let app = App::build(config).await?;
     let result = app.run_until_stopped(shutdown::on_signal()).await;
     telemetry.shutdown();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use omnisaga_proto::v1::Money;
-use omnisaga_runtime::{outbox, TraceContext};
+use omnisaga_runtime::{work, TraceContext};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -144,7 +144,7 @@ pub async fn queue_call(
     .bind(&trace.tracestate)
     .execute(conn)
     .await?;
-    outbox::note_work();
+    work::note_work();
     Ok(())
 }
 

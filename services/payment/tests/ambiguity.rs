@@ -21,8 +21,8 @@ use omnisaga_runtime::{
     consumer::{Handler, Incoming},
     event::{self, EventMeta},
     http_client::Trust,
-    outbox::OutboxWaker,
     testing,
+    work::OutboxWaker,
     work::{Claimed, Worker},
     TraceContext,
 };

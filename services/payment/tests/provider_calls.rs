@@ -18,8 +18,8 @@ use omnisaga_runtime::{
     db,
     event::{self, EventMeta},
     http_client::Trust,
-    outbox::OutboxWaker,
     testing,
+    work::OutboxWaker,
     work::{Claimed, Worker},
     TraceContext,
 };

@@ -16,8 +16,8 @@ use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     event::EventMeta,
     hand_back::HandBack,
-    outbox::{OutboxWaker, Written},
     work::{self, Claimed, Then, Wakes, Worker},
+    work::{OutboxWaker, Written},
     TraceContext,
 };
 use sqlx::{PgPool, Postgres, Transaction};

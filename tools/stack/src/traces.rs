@@ -140,6 +140,59 @@ pub fn trace_problems(trace: &Value, order_id: &str, catalog: &Catalog) -> Vec<S
     problems
 }
 
+/// Where the spans of `trace` break OpenTelemetry's semantic conventions
+/// as the services follow them: a Kafka producer span `send <topic>` and a
+/// consumer span `process <topic>` carry `messaging.operation.type` and
+/// `messaging.operation.name` of that name and the partition id as a
+/// string; a database client span names its database (`db.namespace`) and
+/// server (`server.address`, `server.port`).
+pub fn convention_problems(trace: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for span in trace["spans"].as_array().into_iter().flatten() {
+        let name = span["operationName"].as_str().unwrap_or("?");
+        // A tag as (its type, its value as text): the query API writes
+        // integers as strings, under the type "int64".
+        let tag = |key: &str| {
+            span["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["key"] == key)
+                .map(|t| {
+                    let value = match &t["value"] {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (t["type"].as_str().unwrap_or("string").to_owned(), value)
+                })
+        };
+        let mut expect = |key: &str, ok: &dyn Fn(&str, &str) -> bool| match tag(key) {
+            Some((kind, value)) if ok(&kind, &value) => {}
+            found => problems.push(format!("{name:?}: {key} is {found:?}")),
+        };
+        let operation = ["send", "process"]
+            .into_iter()
+            .find(|op| name.starts_with(&format!("{op} omnisaga.")));
+        if let Some(op) = operation {
+            for key in ["messaging.operation.type", "messaging.operation.name"] {
+                expect(key, &|kind, value| kind == "string" && value == op);
+            }
+            expect("messaging.destination.partition.id", &|kind, value| {
+                kind == "string" && value.parse::<u32>().is_ok()
+            });
+        }
+        if tag("db.system.name").is_some_and(|(_, v)| v == "postgresql") {
+            for key in ["db.namespace", "server.address"] {
+                expect(key, &|kind, value| kind == "string" && !value.is_empty());
+            }
+            expect("server.port", &|kind, value| {
+                kind == "int64" && value.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+        }
+    }
+    problems
+}
+
 /// One root, the order's request; every parent inside the trace.
 fn shape_problems(spans: &[Span]) -> Vec<String> {
     let ids: BTreeSet<&str> = spans.iter().map(|s| s.id).collect();
@@ -205,10 +258,7 @@ fn leads_to_root(span: &Span, by_id: &HashMap<&str, &Span>) -> bool {
 /// request, and read by each of its consumers in a span parented to it.
 fn hop_problems(spans: &[Span], topic: &Topic) -> Vec<String> {
     let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.id, s)).collect();
-    let (publish, process) = (
-        format!("publish {}", topic.name),
-        format!("process {}", topic.name),
-    );
+    let (publish, process) = (format!("send {}", topic.name), format!("process {}", topic.name));
     let publishes: Vec<&Span> = spans.iter().filter(|s| s.name == publish).collect();
     let mut problems = Vec::new();
     if publishes.is_empty() {

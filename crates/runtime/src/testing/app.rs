@@ -12,7 +12,8 @@ use sqlx::PgPool;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{
-    config::{CommonConfig, KafkaConfig},
+    boot::config::CommonConfig,
+    messaging::kafka::KafkaConfig,
     pb::{envelope::Payload, Envelope},
 };
 

@@ -8,7 +8,7 @@ use std::{
 
 use omnisaga_auth::{Scope, Signer, Verifier, LOCAL_AUDIENCE, LOCAL_ISSUER};
 
-use crate::config::AuthConfig;
+use crate::boot::config::AuthConfig;
 
 static SIGNER: LazyLock<Signer> = LazyLock::new(|| Signer::generate("test"));
 

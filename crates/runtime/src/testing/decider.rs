@@ -3,7 +3,7 @@
 //! then exactly these events follow, or the command is refused for this
 //! reason and the history stays as it was.
 
-pub use crate::aggregate::Decider;
+pub use crate::es::aggregate::Decider;
 
 /// A history of events, folded into state on demand.
 pub struct Given<D: Decider>(pub Vec<D::Event>);

@@ -7,9 +7,9 @@ use chrono::Utc;
 use prost::Message;
 
 use crate::{
-    config::KafkaConfig,
-    event::{self, EventMeta},
-    kafka,
+    es::event::{self, EventMeta},
+    messaging::kafka,
+    messaging::kafka::KafkaConfig,
     pb::{envelope::Payload, Envelope},
 };
 

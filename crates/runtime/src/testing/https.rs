@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
-use crate::tls::{TlsFiles, TlsListener};
+use crate::edge::tls::{TlsFiles, TlsListener};
 
 /// A test's certificate authority and the server certificate it issued, as
 /// PEM files in a directory of their own.

@@ -10,6 +10,7 @@
 
 mod app;
 pub mod auth;
+pub mod cli;
 pub mod decider;
 mod events;
 pub mod https;
@@ -17,7 +18,7 @@ pub mod openapi;
 pub mod scopes;
 mod service;
 
-pub use crate::wait::wait_for;
+pub use crate::base::wait::wait_for;
 pub use app::{assert_error, TestApp, REQUEST_ID};
 pub use events::{envelope, publish};
 pub use service::config;
@@ -29,7 +30,7 @@ use omnisaga_proto::v1::envelope::Payload;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use crate::config::KafkaConfig;
+use crate::messaging::kafka::KafkaConfig;
 
 /// Where the topic catalog and `service`'s code disagree, both ways
 /// ([`crate::catalog::Catalog::drift`]): the code is asked about one payload
@@ -77,8 +78,8 @@ pub async fn fresh_database(label: &str) -> Result<String> {
 /// service's (`migrator`, e.g. `sqlx::migrate!("./migrations")`).
 pub async fn migrated_database(label: &str, migrator: sqlx::migrate::Migrator) -> Result<sqlx::PgPool> {
     let url = fresh_database(label).await?;
-    let pool = crate::db::connect(&url, 4).await?;
-    crate::db::migrate(&pool, migrator).await?;
+    let pool = crate::base::db::connect(&url, 4).await?;
+    crate::base::db::migrate(&pool, migrator).await?;
     Ok(pool)
 }
 
@@ -105,7 +106,7 @@ pub fn fresh_kafka() -> Result<KafkaConfig> {
 /// characters, an integer at `maximum`); it must pass, and one character
 /// more, one more, one less than `minimum` or an empty string under a
 /// `minLength` must each fail on that field. Why not, when it does not hold.
-pub fn documented_row_bounds_hold<I: crate::batch::Importer>(
+pub fn documented_row_bounds_hold<I: crate::edge::batch::Importer>(
     importer: &I,
     edge: serde_json::Value,
 ) -> Result<()> {
@@ -118,9 +119,13 @@ pub fn documented_row_bounds_hold<I: crate::batch::Importer>(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("application/x-ndjson"),
         );
-        let rows =
-            crate::batch::read(&headers, row.to_string().as_bytes()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        Ok::<_, anyhow::Error>(crate::batch::check(importer, &rows).err().unwrap_or_default())
+        let rows = crate::edge::batch::read(&headers, row.to_string().as_bytes())
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok::<_, anyhow::Error>(
+            crate::edge::batch::check(importer, &rows)
+                .err()
+                .unwrap_or_default(),
+        )
     };
     let problems = check(&edge)?;
     ensure!(

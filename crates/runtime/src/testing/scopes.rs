@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::auth::token;
-use crate::{openapi::scope_of, routes::Listener};
+use crate::{edge::openapi::scope_of, edge::routes::Listener};
 
 /// One operation of a document, with the scope it needs.
 #[derive(Debug, Clone)]

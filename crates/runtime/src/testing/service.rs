@@ -1,4 +1,4 @@
-//! A service's settings for a test: what `CommonConfig::from_env` reads in
+//! A service's settings for a test: what `cli::CommonArgs` reads in
 //! production, made for one test so that tests running side by side share
 //! nothing but the servers.
 
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::config::CommonConfig;
+use crate::boot::config::CommonConfig;
 
 /// The common settings of `service` for one test: a fresh, empty database
 /// (the service migrates it when it starts), the test broker under a topic

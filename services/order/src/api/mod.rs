@@ -37,8 +37,8 @@ use omnisaga_auth::Scope;
 use omnisaga_runtime::{
     batch,
     openapi::{self, About},
-    outbox::OutboxWaker,
     routes::Routes,
+    work::OutboxWaker,
 };
 use sqlx::PgPool;
 use utoipa::OpenApi;

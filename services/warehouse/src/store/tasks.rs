@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use omnisaga_proto::v1::LineItem;
-use omnisaga_runtime::{outbox, TraceContext};
+use omnisaga_runtime::{work, TraceContext};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -97,7 +97,7 @@ pub async fn create_task(
     .execute(conn)
     .await?;
     if ready {
-        outbox::note_work();
+        work::note_work();
     }
     Ok(())
 }
@@ -121,7 +121,7 @@ pub async fn release_task(
     .execute(conn)
     .await?;
     if released.rows_affected() > 0 {
-        outbox::note_work();
+        work::note_work();
     }
     Ok(())
 }

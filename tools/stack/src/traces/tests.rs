@@ -101,7 +101,7 @@ fn whole(catalog: &Catalog) -> Trace {
             .map_or(root.clone(), |s| s["spanID"].as_str().unwrap().to_owned());
         let publish = trace.add(
             &topic.owner,
-            &format!("publish {}", topic.name),
+            &format!("send {}", topic.name),
             Some(&from),
             Some(ORDER),
         );
@@ -162,11 +162,11 @@ fn a_process_span_that_lost_its_parent_is_a_second_root() {
     );
     assert_named(
         &problems,
-        r#"no "process omnisaga.orders.v1" span of payment under "publish omnisaga.orders.v1" of order"#,
+        r#"no "process omnisaga.orders.v1" span of payment under "send omnisaga.orders.v1" of order"#,
     );
     assert_named(
         &problems,
-        r#""publish omnisaga.payments.v1" of payment: its parents do not lead to "POST /v1/orders""#,
+        r#""send omnisaga.payments.v1" of payment: its parents do not lead to "POST /v1/orders""#,
     );
 }
 
@@ -191,7 +191,7 @@ fn a_consumer_that_never_read_a_record_is_named() {
     assert_eq!(
         problems(&trace),
         [
-            r#"no "process omnisaga.payments.v1" span of analytics under "publish omnisaga.payments.v1" of payment"#
+            r#"no "process omnisaga.payments.v1" span of analytics under "send omnisaga.payments.v1" of payment"#
         ]
     );
 }
@@ -204,22 +204,22 @@ fn a_process_span_under_the_wrong_kind_of_span_is_named() {
     let problems = problems(&trace);
     assert_named(
         &problems,
-        r#""process omnisaga.warehouse.v1" of notification is a child of "POST /v1/orders" of order, not of a "publish omnisaga.warehouse.v1" span"#,
+        r#""process omnisaga.warehouse.v1" of notification is a child of "POST /v1/orders" of order, not of a "send omnisaga.warehouse.v1" span"#,
     );
     assert_named(
         &problems,
-        r#"no "process omnisaga.warehouse.v1" span of notification under "publish omnisaga.warehouse.v1" of warehouse"#,
+        r#"no "process omnisaga.warehouse.v1" span of notification under "send omnisaga.warehouse.v1" of warehouse"#,
     );
 }
 
 #[test]
 fn a_process_span_under_another_topics_publish_is_named() {
     let mut trace = whole(&catalog());
-    let publish = trace.id_of("payment", "publish omnisaga.payments.v1");
+    let publish = trace.id_of("payment", "send omnisaga.payments.v1");
     trace.reparent("order", "process omnisaga.warehouse.v1", Some(&publish));
     assert_named(
         &problems(&trace),
-        r#""process omnisaga.warehouse.v1" of order is a child of "publish omnisaga.payments.v1" of payment, not of a "publish omnisaga.warehouse.v1" span"#,
+        r#""process omnisaga.warehouse.v1" of order is a child of "send omnisaga.payments.v1" of payment, not of a "send omnisaga.warehouse.v1" span"#,
     );
 }
 
@@ -237,22 +237,19 @@ fn a_trace_without_a_service_names_it() {
 #[test]
 fn a_topic_never_published_is_named() {
     let mut trace = whole(&catalog());
-    trace.remove("notification", Some("publish omnisaga.notifications.v1"));
-    assert_eq!(
-        problems(&trace),
-        [r#"no "publish omnisaga.notifications.v1" span"#]
-    );
+    trace.remove("notification", Some("send omnisaga.notifications.v1"));
+    assert_eq!(problems(&trace), [r#"no "send omnisaga.notifications.v1" span"#]);
 }
 
 #[test]
 fn a_span_of_another_order_is_named() {
     let mut trace = whole(&catalog());
-    let span = trace.find("payment", "publish omnisaga.payments.v1");
+    let span = trace.find("payment", "send omnisaga.payments.v1");
     span["tags"][0]["value"] = json!("another-order");
     assert_eq!(
         problems(&trace),
         [format!(
-            r#""publish omnisaga.payments.v1" of payment carries order.id another-order, not {ORDER}"#
+            r#""send omnisaga.payments.v1" of payment carries order.id another-order, not {ORDER}"#
         )]
     );
 }
@@ -276,7 +273,7 @@ fn an_order_whose_spans_start_another_trace_is_named() {
     let process = stray.add("payment", "process omnisaga.orders.v1", None, Some(ORDER));
     stray.add(
         "payment",
-        "publish omnisaga.payments.v1",
+        "send omnisaga.payments.v1",
         Some(&process),
         Some(ORDER),
     );
@@ -288,5 +285,44 @@ fn an_order_whose_spans_start_another_trace_is_named() {
         [format!(
             r#"another trace, {OTHER_TRACE} (root "process omnisaga.orders.v1" of payment), holds 2 of its spans, first "process omnisaga.orders.v1" of payment"#
         )]
+    );
+}
+
+#[test]
+fn spans_off_the_semantic_conventions_are_named() {
+    // As the query API writes tags: integers as strings of type int64.
+    let tag = |key: &str, kind: &str, value: &str| json!({"key": key, "type": kind, "value": value});
+    let span = |name: &str, tags: Vec<Value>| json!({"operationName": name, "tags": tags});
+    let good = json!({"spans": [
+        span("send omnisaga.orders.v1", vec![
+            tag("messaging.operation.type", "string", "send"),
+            tag("messaging.operation.name", "string", "send"),
+            tag("messaging.destination.partition.id", "string", "3"),
+        ]),
+        span("INSERT events", vec![
+            tag("db.system.name", "string", "postgresql"),
+            tag("db.namespace", "string", "omnisaga_order"),
+            tag("server.address", "string", "127.0.0.1"),
+            tag("server.port", "int64", "5432"),
+        ]),
+    ]});
+    assert_eq!(convention_problems(&good), Vec::<String>::new());
+    let bad = json!({"spans": [
+        span("process omnisaga.orders.v1", vec![
+            tag("messaging.operation.type", "string", "publish"),
+            tag("messaging.destination.partition.id", "int64", "3"),
+        ]),
+        span("COMMIT", vec![tag("db.system.name", "string", "postgresql"), tag("db.namespace", "string", "")]),
+    ]});
+    assert_eq!(
+        convention_problems(&bad),
+        [
+            r#""process omnisaga.orders.v1": messaging.operation.type is Some(("string", "publish"))"#,
+            r#""process omnisaga.orders.v1": messaging.operation.name is None"#,
+            r#""process omnisaga.orders.v1": messaging.destination.partition.id is Some(("int64", "3"))"#,
+            r#""COMMIT": db.namespace is Some(("string", ""))"#,
+            r#""COMMIT": server.address is None"#,
+            r#""COMMIT": server.port is None"#,
+        ]
     );
 }

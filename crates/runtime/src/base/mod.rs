@@ -1,0 +1,11 @@
+//! The bottom layer: what every other layer uses and which knows none of
+//! them: the environment, the wall clock, failpoints, the metrics registry,
+//! the PostgreSQL pool and migrations, waiting on a condition with a deadline.
+
+pub mod clock;
+pub mod db;
+pub mod env;
+pub mod failpoint;
+pub mod metrics;
+pub mod process;
+pub mod wait;

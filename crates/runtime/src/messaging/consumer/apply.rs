@@ -1,0 +1,141 @@
+//! Applying one record: its inbox row, the parked check and its handler, in
+//! one transaction, with the outbox woken for what the commit wrote.
+
+use sqlx::PgConnection;
+use tracing::Instrument;
+
+use super::dead_letter;
+use super::{Applied, Applier, Handler, HandlerError, Incoming, Raw};
+use crate::es::event::event_id;
+
+impl<H: Handler> Applier<H> {
+    /// Applies `incoming` (decoded from `raw`) unless its key is parked.
+    pub async fn apply(&self, raw: &Raw, incoming: &Incoming) -> Result<Applied, HandlerError> {
+        let (applied, written) = crate::work::noting(self.apply_noted(raw, incoming)).await;
+        if matches!(applied, Ok(Applied::Done | Applied::Parked)) {
+            self.waker.wake_for(written);
+        }
+        applied
+    }
+
+    async fn apply_noted(&self, raw: &Raw, incoming: &Incoming) -> Result<Applied, HandlerError> {
+        let id = event_id(&incoming.envelope)
+            .ok_or_else(|| HandlerError::Rejected(anyhow::anyhow!("event id is not a UUID")))?;
+        let mut tx = self.pool.begin().await?;
+        let (parked, fresh) = self.record(&mut tx, &[&raw.key], &[(id, incoming)]).await?;
+        if parked {
+            let reason = "parked behind an earlier dead letter of the same key";
+            dead_letter::park(
+                &mut tx,
+                &self.name,
+                raw,
+                Some(&incoming.envelope.event_type),
+                reason,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Applied::Parked);
+        }
+        if fresh.is_empty() {
+            tracing::debug!("duplicate event skipped");
+            tx.commit().await?;
+            return Ok(Applied::Duplicate);
+        }
+        self.handle(&mut tx, incoming).await?;
+        tx.commit().instrument(crate::base::db::span("COMMIT")).await?;
+        Ok(Applied::Done)
+    }
+
+    /// The handler, for an event of a type this build knows. One it does not
+    /// know (a newer producer's type or version of a type, met during a
+    /// rolling upgrade that started the producer first) is skipped and counted
+    /// (`omnisaga_consumer_unknown_events_total`), never dead-lettered: its
+    /// order is not held up, the other events of the order go on. docs/api.md
+    /// says the upgrade order that keeps a consumer from missing one.
+    pub(super) async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        incoming: &Incoming,
+    ) -> Result<(), HandlerError> {
+        if incoming.envelope.payload.is_some() {
+            return self.handler.handle(tx, incoming).await;
+        }
+        let event_type: String = incoming.envelope.event_type.chars().take(64).collect();
+        crate::base::metrics::get()
+            .unknown_events
+            .with_label_values(&[self.name.as_str(), incoming.topic.as_str(), event_type.as_str()])
+            .inc();
+        tracing::warn!(
+            event_type = %event_type,
+            "an event of a type this build does not know was skipped (tolerant reader): upgrade the consumers of a topic before its producer"
+        );
+        Ok(())
+    }
+
+    /// Inbox record and handler, in `tx`; false when the event was a duplicate.
+    pub async fn apply_in(
+        &self,
+        tx: &mut PgConnection,
+        id: uuid::Uuid,
+        incoming: &Incoming,
+    ) -> Result<bool, HandlerError> {
+        let fresh = sqlx::query(
+            "INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.name)
+        .bind(id)
+        .bind(&incoming.topic)
+        .bind(incoming.partition)
+        .bind(incoming.offset)
+        .execute(&mut *tx)
+        .instrument(crate::base::db::span("INSERT inbox"))
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            tracing::debug!("duplicate event skipped");
+            return Ok(false);
+        }
+        self.handle(tx, incoming).await?;
+        Ok(true)
+    }
+
+    /// Records the event ids of `batch` in the inbox unless one of `keys` is
+    /// parked, in one statement: whether a key is parked (nothing recorded
+    /// then), and the ids that were not in the inbox yet. A parked row it
+    /// finds stays share-locked until `tx` ends, so a replay cannot unpark
+    /// the key in between.
+    pub(super) async fn record(
+        &self,
+        tx: &mut PgConnection,
+        keys: &[&str],
+        batch: &[(uuid::Uuid, &Incoming)],
+    ) -> Result<(bool, std::collections::HashSet<uuid::Uuid>), HandlerError> {
+        let ids: Vec<uuid::Uuid> = batch.iter().map(|(id, _)| *id).collect();
+        let topics: Vec<&str> = batch.iter().map(|(_, i)| i.topic.as_str()).collect();
+        let partitions: Vec<i32> = batch.iter().map(|(_, i)| i.partition).collect();
+        let offsets: Vec<i64> = batch.iter().map(|(_, i)| i.offset).collect();
+        let (parked, fresh): (bool, Vec<uuid::Uuid>) = sqlx::query_as(
+            "WITH parked_key AS (
+                 SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
+             ), recorded AS (
+                 INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+                 SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+                 WHERE NOT EXISTS (SELECT 1 FROM parked_key)
+                 ON CONFLICT DO NOTHING RETURNING event_id
+             )
+             SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded)",
+        )
+        .bind(&self.name)
+        .bind(&ids)
+        .bind(&topics)
+        .bind(&partitions)
+        .bind(&offsets)
+        .bind(keys)
+        .fetch_one(&mut *tx)
+        .instrument(crate::base::db::span("INSERT inbox"))
+        .await?;
+        Ok((parked, fresh.into_iter().collect()))
+    }
+}
