@@ -36,13 +36,8 @@ impl Trust {
         Self::default()
     }
 
-    /// `TLS_CA_FILE`: the system's CAs and the file's, or the system's alone
-    /// when it is unset.
-    pub fn from_env() -> Result<Self> {
-        Self::from_vars(crate::base::env::var)
-    }
-
-    /// [`Trust::from_env`] with the variables `var` gives.
+    /// `TLS_CA_FILE` as `var` gives it: the system's CAs and the file's, or
+    /// the system's alone when it is unset.
     pub fn from_vars(var: impl Fn(&str) -> Result<Option<String>>) -> Result<Self> {
         match var("TLS_CA_FILE")? {
             None => Ok(Self::system()),
