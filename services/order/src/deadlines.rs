@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 use async_trait::async_trait;
 use omnisaga_runtime::{
-    work::{self, Claimed, Then, Wakes, Worker},
+    work::{self, Claimed, OutboxWaker, Then, Wakes, Worker},
     TraceContext,
 };
 use tokio_util::sync::CancellationToken;
@@ -43,9 +43,11 @@ pub struct Due {
 }
 
 impl Deadlines {
+    /// Runs until `shutdown`, looking every `tick` only: on a waker of its
+    /// own that no commit wakes (the service's waker is woken by every
+    /// placed order, which would cost a look per order on the saga's path).
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        let waker = self.orders.waker.clone();
-        work::run(self, waker, Wakes::Work, shutdown).await
+        work::run(self, OutboxWaker::default(), Wakes::Work, shutdown).await
     }
 
     /// Runs `cmd` on `order_id` in a span continuing the order's trace; a
