@@ -55,6 +55,9 @@ async fn a_missing_ca_file_stops_the_service_at_start_naming_the_setting_and_the
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TLS_CA_FILE", &missing)
+        // Every other setting it needs, so the CA file is what stops it
+        // (nothing is reached: the settings are checked first).
+        .env("DATABASE_URL", "postgres://omnisaga@127.0.0.1:1/payment")
         .env("LOG_FORMAT", "pretty")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
