@@ -2,9 +2,12 @@
 //! consumers applied records in, queues and inboxes, analytics. Pure
 //! functions of what the databases hold and when commits were seen.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::LazyLock,
+};
 
-use omnisaga_runtime::catalog::catalog;
+use omnisaga_runtime::{catalog::catalog, consumer::Wanted};
 
 use super::Verdict;
 use crate::observe::{Applied, Observations};
@@ -173,13 +176,31 @@ fn commit_order(applied: &[Applied]) -> Vec<String> {
 }
 
 /// Whether consumer `service` subscribes to `event_type` on a topic it
-/// consumes: payment passes over the warehouse's progress before any
-/// transaction (its handler's `wants`); every other consumer takes every type.
+/// consumes: order, payment, the warehouse and notification pass over the
+/// types their handler's `reacts_to` does not take before any transaction
+/// (so no inbox row); analytics records every type.
 pub fn subscribes(service: &str, event_type: &str) -> bool {
-    match service {
-        "payment" => omnisaga_payment::handlers::HANDLED.contains(&event_type),
-        _ => true,
-    }
+    static WANTED: LazyLock<[(&str, Wanted); 4]> = LazyLock::new(|| {
+        [
+            ("order", Wanted::reacted_to(omnisaga_order::handlers::reacts_to)),
+            (
+                "payment",
+                Wanted::reacted_to(omnisaga_payment::handlers::reacts_to),
+            ),
+            (
+                "warehouse",
+                Wanted::reacted_to(omnisaga_warehouse::handlers::reacts_to),
+            ),
+            (
+                "notification",
+                Wanted::reacted_to(omnisaga_notification::handlers::reacts_to),
+            ),
+        ]
+    });
+    WANTED
+        .iter()
+        .find(|(name, _)| *name == service)
+        .is_none_or(|(_, wanted)| wanted.wants(event_type))
 }
 
 /// I7: nothing left to do: outboxes published, queues empty, every
