@@ -251,9 +251,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_that_panics_answers_500_internal_with_the_request_id() {
+        // A path from a variable, as in `call`: no service's route.
+        let path = "/boom";
         let app = Router::new()
             .route(
-                "/boom",
+                path,
                 get(|| async {
                     if true {
                         panic!("an invariant the handler relied on");
