@@ -14,9 +14,10 @@
 //! The seed is fixed, so a run is the same each time; the JUnit reports are
 //! kept in target/test-artefacts/.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
+use futures::StreamExt as _;
 use omnisaga_auth::Scope;
 use omnisaga_e2e::{repo_root, Stack, StackOptions};
 use serde_json::Value;
@@ -68,12 +69,13 @@ async fn fuzz(stack: &Stack) -> Result<()> {
     ];
     let split = std::env::temp_dir().join(format!("omnisaga-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&split)?;
+    // One run per caller and listener: each listener fuzzed with the
+    // operations it serves (an admin listener's name it in their `servers`).
+    let mut runs = Vec::new();
     for (service, who, token) in callers {
         let whole: Value = serde_json::from_slice(&std::fs::read(
             root.join(format!("schemas/openapi/{service}.json")),
         )?)?;
-        // Each listener fuzzed with the operations it serves (an admin
-        // listener's name it in their `servers`).
         for (listener, url) in [
             ("public", stack.url(service)),
             ("admin", stack.admin_url(service)),
@@ -81,43 +83,77 @@ async fn fuzz(stack: &Stack) -> Result<()> {
             let Some(part) = operations_of(&whole, listener == "admin") else {
                 continue;
             };
-            let document = split.join(format!("{service}-{listener}.json"));
+            let document = split.join(format!("{service}-{who}-{listener}.json"));
             std::fs::write(&document, serde_json::to_vec(&part)?)?;
             let who = format!("{service}-{who}-{listener}");
-            let out = tokio::process::Command::new(&bin)
-                .arg("--config-file")
-                .arg(root.join("e2e/schemathesis.toml"))
-                .arg("run")
-                .arg(&document)
-                .args(["--url", &url])
-                .args(["--header", &format!("Authorization: Bearer {token}")])
-                .args(["--checks", "all"])
-                // Most cases generated for the catalog import (a CSV or NDJSON
-                // text body under two patterned headers) cannot be sent and are
-                // dropped; the health check that would then stop the run judges
-                // the generator, not the API.
-                .args(["--suppress-health-check", "filter_too_much"])
-                .args(["--max-examples", "25", "--seed", "20261204"])
-                .args(["--generation-database", "none", "--no-color"])
-                .args(["--report", "junit", "--report-junit-path"])
-                .arg(reports.join(format!("schemathesis-{who}.xml")))
-                .current_dir(std::env::temp_dir())
-                .output()
-                .await
-                .with_context(|| format!("Failed to run {}", bin.display()))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            eprintln!("[schemathesis as {who}]\n{}", tail(&stdout, 40));
-            ensure!(
-                out.status.success(),
-                "schemathesis ({who}) found answers the document does not describe:\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            ensure!(
-                stdout.contains("generated"),
-                "schemathesis ({who}) generated no test case:\n{stdout}"
-            );
+            runs.push(Run {
+                who,
+                document,
+                url,
+                token: token.clone(),
+            });
         }
     }
+    // A few side by side: each run waits on the stack's answers most of
+    // its time. Every run's verdict is kept, the first failure reported.
+    let verdicts: Vec<Result<()>> = futures::stream::iter(runs)
+        .map(|run| schemathesis_run(&bin, &root, &reports, run))
+        .buffer_unordered(SIDE_BY_SIDE)
+        .collect()
+        .await;
+    verdicts.into_iter().collect()
+}
+
+/// How many schemathesis runs go at once.
+const SIDE_BY_SIDE: usize = 3;
+
+/// One schemathesis run: a caller's token against one listener.
+struct Run {
+    who: String,
+    document: PathBuf,
+    url: String,
+    token: String,
+}
+
+async fn schemathesis_run(bin: &Path, root: &Path, reports: &Path, run: Run) -> Result<()> {
+    let Run {
+        who,
+        document,
+        url,
+        token,
+    } = run;
+    let out = tokio::process::Command::new(bin)
+        .arg("--config-file")
+        .arg(root.join("e2e/schemathesis.toml"))
+        .arg("run")
+        .arg(&document)
+        .args(["--url", &url])
+        .args(["--header", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "all"])
+        // Most cases generated for the catalog import (a CSV or NDJSON
+        // text body under two patterned headers) cannot be sent and are
+        // dropped; the health check that would then stop the run judges
+        // the generator, not the API.
+        .args(["--suppress-health-check", "filter_too_much"])
+        .args(["--max-examples", "25", "--seed", "20261204"])
+        .args(["--generation-database", "none", "--no-color"])
+        .args(["--report", "junit", "--report-junit-path"])
+        .arg(reports.join(format!("schemathesis-{who}.xml")))
+        .current_dir(std::env::temp_dir())
+        .output()
+        .await
+        .with_context(|| format!("Failed to run {}", bin.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("[schemathesis as {who}]\n{}", tail(&stdout, 40));
+    ensure!(
+        out.status.success(),
+        "schemathesis ({who}) found answers the document does not describe:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(
+        stdout.contains("generated"),
+        "schemathesis ({who}) generated no test case:\n{stdout}"
+    );
     Ok(())
 }
 

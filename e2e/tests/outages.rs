@@ -7,6 +7,8 @@
 //! it. Orders are refused with 503 while the database is down, and
 //! readiness says so; services retry without crashing, nothing is lost.
 
+// make test runs this binary alone: it stops the machine's PostgreSQL.
+
 use std::time::Duration;
 
 use anyhow::{ensure, Result};

@@ -68,8 +68,14 @@ if [ "${#scope[@]}" -gt 0 ]; then
   infra=$!
 fi
 set +e
-cargo test "${scope[@]}" --no-fail-fast "$@" 2>&1 | tee "$work/test.out"
-status=${PIPESTATUS[0]}
+if [ "$#" -eq 0 ]; then
+  # The whole suite: several test binaries at once.
+  bash "$here/run-tests.sh" "$work/test.out"
+  status=$?
+else
+  cargo test "${scope[@]}" --no-fail-fast "$@" 2>&1 | tee "$work/test.out"
+  status=${PIPESTATUS[0]}
+fi
 if [ -n "$infra" ]; then
   wait "$infra"
   infra_status=$?
