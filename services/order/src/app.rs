@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use omnisaga_runtime::service::Task;
 
-use crate::{api, commands::Orders, config::Config, deadlines::Deadlines, handlers::SagaEvents, store};
+use crate::{api, application::Orders, config::Config, deadlines::Deadlines, handlers::SagaEvents, store};
 
 pub struct App {
     base: Base,

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    commands::{CommandError, Orders},
+    application::{CommandError, Orders},
     domain::{Command, PAYMENT_DEADLINE_PASSED},
     store as db,
 };

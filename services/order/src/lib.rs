@@ -6,7 +6,7 @@
 
 pub mod api;
 pub mod app;
-pub mod commands;
+pub mod application;
 pub mod config;
 pub mod deadlines;
 pub mod domain;
