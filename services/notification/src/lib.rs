@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod app;
+pub mod application;
 pub mod channel;
 pub mod config;
 pub mod dispatcher;
