@@ -1,5 +1,5 @@
 //! Notification's use cases, one function each: what the consumer
-//! (`crate::handlers`), the dispatcher (`crate::dispatcher`) and the
+//! (`crate::handlers`), the dispatcher (`crate::workers`) and the
 //! operators' API (`crate::api`) call. On the saga's events: who receives
 //! an order's messages ([`record_recipient`], on `OrderPlaced`) and the
 //! message an event tells the customer, queued ([`tell`]). On a send's

@@ -84,6 +84,7 @@ static DEAD: LazyLock<Counters> = LazyLock::new(|| {
     )
 });
 
+#[derive(Clone)]
 pub struct Dispatcher {
     pub pool: PgPool,
     pub waker: OutboxWaker,

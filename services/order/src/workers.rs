@@ -28,6 +28,7 @@ use crate::{
 /// Most orders of one kind taken in one look.
 const BATCH: i64 = 100;
 
+#[derive(Clone)]
 pub struct Deadlines {
     pub orders: Orders,
     pub delay_notice: Duration,
