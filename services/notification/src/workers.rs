@@ -2,7 +2,8 @@
 //! news may arrive before its `OrderPlaced`), in the order they were queued,
 //! and records each as a `NotificationSent` event of the order's
 //! notification stream through the runtime's executor, published by the
-//! outbox. It is the runtime's durable-work loop (`work::run`) over the queue.
+//! outbox (the use cases of `crate::application` record each outcome). It
+//! is the runtime's durable-work loop (`work::run`) over the queue.
 //!
 //! Claims, not locks: a dispatcher claims the messages it sends
 //! (`notifications.claimed_until`, a lease committed before any send), so
