@@ -21,14 +21,17 @@ use omnisaga_runtime::{
     openapi::{self, About},
     reconcile::{ReconcileReport, ReconcileRequest},
     routes::Routes,
-    work::{OutboxWaker, Written},
+    work::OutboxWaker,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use crate::store::{self, Attempted};
+use crate::{
+    application::{self, Retried},
+    store::{self, Attempted},
+};
 
 /// Notification's API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
@@ -274,22 +277,13 @@ async fn dead(State(s): State<ApiState>, Query(q): Query<DeadQuery>) -> Result<J
     ))]
 async fn retry(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Attempted>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::validation("the message id must be a UUID"))?;
-    match store::retry_dead(&s.pool, id).await? {
-        Some(queued) => {
-            s.waker.wake_for(Written {
-                outbox: false,
-                work: true,
-            });
-            tracing::info!(notification.id = %id, "dead message queued again by an operator");
-            Ok(Json(queued))
-        }
-        None => match store::status_of(&s.pool, id).await? {
-            None => Err(ApiError::not_found("no such message")),
-            Some(status) => Err(ApiError::conflict(
-                "message_not_dead",
-                format!("only a dead message can be retried; this one is {status}"),
-            )),
-        },
+    match application::retry_dead(&s.pool, &s.waker, id).await? {
+        Retried::Queued(queued) => Ok(Json(queued)),
+        Retried::Unknown => Err(ApiError::not_found("no such message")),
+        Retried::NotDead(status) => Err(ApiError::conflict(
+            "message_not_dead",
+            format!("only a dead message can be retried; this one is {status}"),
+        )),
     }
 }
 

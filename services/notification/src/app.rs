@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock};
 use anyhow::Result;
 use omnisaga_runtime::{
     metrics::{self, Gauges},
-    service::{Base, Listeners, Task},
+    service::{Base, Listeners},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -13,11 +13,11 @@ use crate::{
     api,
     channel::{Channel, LogChannel},
     config::Config,
-    dispatcher::Dispatcher,
     domain::RetryPolicy,
     handlers::SagaEvents,
     store,
     webhook::WebhookChannel,
+    workers::Dispatcher,
 };
 
 /// Messages dead now, read when scraped.
@@ -79,19 +79,18 @@ impl App {
     }
 
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
-        let t = &self.base.topics;
-        let consumer = self
-            .base
-            .consumer(self.base.subscriptions(), Arc::new(SagaEvents));
+        let topics = &self.base.topics;
+        let handler = SagaEvents;
+        let mut tasks = vec![self.base.consumer(self.base.subscriptions(), Arc::new(handler))];
         let dispatcher = Dispatcher {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),
             channel: self.channel.clone(),
-            notifications_topic: t.notifications.clone(),
+            notifications_topic: topics.notifications.clone(),
             retry: self.retry,
             send_timeout: self.send_timeout,
         };
-        let dispatch: Task = Box::new(move |token| Box::pin(dispatcher.run(token)));
+        tasks.extend(self.base.workers(1, dispatcher, Dispatcher::run));
         self.base.on_scrape(Arc::new(move |pool| {
             Box::pin(async move {
                 if let Ok(n) = store::count_dead(&pool).await {
@@ -101,8 +100,6 @@ impl App {
         }));
         let router = api::routes(self.base.pool.clone(), self.base.waker.clone());
         self.base.serve_document(api::document());
-        self.base
-            .run(self.listener, router, vec![consumer, dispatch], shutdown)
-            .await
+        self.base.run(self.listener, router, tasks, shutdown).await
     }
 }

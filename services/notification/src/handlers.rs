@@ -1,25 +1,16 @@
-//! Queues one message per customer-facing event, in the inbox transaction,
-//! unless a message already queued made it stale (see
-//! [`Template::superseded_by`](crate::domain::Template::superseded_by)).
-//! An `OrderPlaced` also records who receives the order's messages. What is
-//! told comes from [`crate::domain`], the rows from [`crate::store`].
+//! Reacts to the saga's events: an `OrderPlaced` records who receives the
+//! order's messages, and every event the customer is told about queues its
+//! message; each a use case of [`crate::application`] in the consumer's
+//! transaction.
 
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::envelope::Payload;
-use omnisaga_runtime::{
-    consumer::{Handler, HandlerError, Incoming, Wanted},
-    event::event_id,
-    work, TraceContext,
-};
+use omnisaga_runtime::consumer::{Handler, HandlerError, Incoming, Wanted};
 use sqlx::PgConnection;
-use uuid::Uuid;
 
-use crate::{
-    domain::{recipient_of, template_for},
-    store::{self, NewMessage},
-};
+use crate::{application, domain::template_for};
 
 /// True when the notification consumer acts on `payload`: a placement
 /// (the recipient) or anything the customer is told about.
@@ -46,33 +37,12 @@ impl Handler for SagaEvents {
         };
         let order_id = event.order_id()?;
         if let Payload::OrderPlaced(placed) = payload {
-            store::add_recipient(tx, order_id, recipient_of(placed), &placed.order_number).await?;
+            application::record_recipient(tx, order_id, placed).await?;
         }
-        let Some(template) = template_for(payload) else {
-            return Ok(());
-        };
-        let superseded_by = template.superseded_by();
-        if !superseded_by.is_empty() && store::told_any(tx, order_id, superseded_by).await? {
-            tracing::debug!(
-                template = template.name(),
-                "not queued: a message already queued made it stale"
-            );
-            return Ok(());
+        match template_for(payload) {
+            Some(template) => application::tell(tx, order_id, env, template).await,
+            None => Ok(()),
         }
-        // The message's span will be a child of this consumer's span.
-        let trace = TraceContext::current();
-        let msg = NewMessage {
-            notification_id: Uuid::now_v7(),
-            order_id,
-            source_event_id: event_id(env).unwrap_or_default(),
-            source_event_type: &env.event_type,
-            template,
-            correlation_id: &env.correlation_id,
-            trace: &trace,
-        };
-        store::queue(tx, &msg).await?;
-        work::note_work();
-        Ok(())
     }
 }
 

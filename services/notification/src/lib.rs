@@ -9,12 +9,13 @@
 
 pub mod api;
 pub mod app;
+pub mod application;
 pub mod channel;
 pub mod config;
-pub mod dispatcher;
 pub mod domain;
 pub mod handlers;
 pub mod reconcile;
 pub mod store;
 pub mod webhook;
 pub mod wire;
+pub mod workers;

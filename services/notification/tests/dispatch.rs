@@ -17,9 +17,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use omnisaga_notification::{
     channel::{Channel, Message},
-    dispatcher::Dispatcher,
     domain::RetryPolicy,
     webhook::{self, WebhookChannel},
+    workers::Dispatcher,
 };
 use omnisaga_runtime::{testing, work::OutboxWaker};
 use sqlx::PgPool;

@@ -6,9 +6,7 @@ use anyhow::{Context, Result};
 use omnisaga_runtime::service::{Base, Listeners};
 use tokio_util::sync::CancellationToken;
 
-use omnisaga_runtime::service::Task;
-
-use crate::{api, commands::Orders, config::Config, deadlines::Deadlines, handlers::SagaEvents, store};
+use crate::{api, application::Orders, config::Config, handlers::SagaEvents, store, workers::Deadlines};
 
 pub struct App {
     base: Base,
@@ -51,10 +49,20 @@ impl App {
             topic: self.base.topics.orders.clone(),
             payment_deadline: self.config.payment_deadline,
         };
+        let handler = SagaEvents {
+            orders: orders.clone(),
+        };
+        let mut tasks = vec![self.base.consumer(self.base.subscriptions(), Arc::new(handler))];
+        let deadlines = Deadlines {
+            orders: orders.clone(),
+            delay_notice: self.config.payment_delay_notice,
+            tick: self.config.deadline_tick,
+        };
+        tasks.extend(self.base.workers(1, deadlines, Deadlines::run));
         let state = api::ApiState {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),
-            orders: orders.clone(),
+            orders,
             config: self.config.clone(),
             http: self
                 .config
@@ -89,26 +97,8 @@ impl App {
                 }
             })
         }));
-        let consumer = self.base.consumer(
-            self.base.subscriptions(),
-            Arc::new(SagaEvents {
-                orders: orders.clone(),
-            }),
-        );
-        let deadlines = Deadlines {
-            orders,
-            delay_notice: self.config.payment_delay_notice,
-            tick: self.config.deadline_tick,
-        };
-        let deadlines: Task = Box::new(move |token| Box::pin(deadlines.run(token)));
+        let router = api::routes(state);
         self.base.serve_document(api::document());
-        self.base
-            .run(
-                self.listener,
-                api::routes(state),
-                vec![consumer, deadlines],
-                shutdown,
-            )
-            .await
+        self.base.run(self.listener, router, tasks, shutdown).await
     }
 }

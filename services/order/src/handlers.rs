@@ -12,7 +12,7 @@ use omnisaga_runtime::{
 use sqlx::PgConnection;
 
 use crate::{
-    commands::{CommandError, Orders},
+    application::{CommandError, Orders},
     domain::{Command, OrderError},
     wire,
 };
@@ -78,7 +78,7 @@ mod tests {
     async fn the_consumer_passes_over_before_a_transaction_every_type_it_does_not_react_to() {
         use omnisaga_runtime::consumer::Handler;
         let handler = super::SagaEvents {
-            orders: crate::commands::Orders {
+            orders: crate::application::Orders {
                 pool: sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1/none").unwrap(),
                 waker: Default::default(),
                 topic: String::new(),

@@ -6,10 +6,10 @@
 
 pub mod api;
 pub mod app;
-pub mod commands;
+pub mod application;
 pub mod config;
-pub mod deadlines;
 pub mod domain;
 pub mod handlers;
 pub mod store;
 pub mod wire;
+pub mod workers;

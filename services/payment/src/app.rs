@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use omnisaga_runtime::service::{Base, Listeners, Task};
+use omnisaga_runtime::service::{Base, Listeners};
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, calls::ProviderCalls, config::Config, handlers::OrderEvents, provider::Provider};
+use crate::{api, config::Config, handlers::OrderEvents, provider::Provider, workers::ProviderCalls};
 
 pub struct App {
     base: Base,
@@ -51,11 +51,7 @@ impl App {
             payments_topic: topics.payments.clone(),
             orders: self.orders.clone(),
         };
-        for _ in 0..self.callers {
-            let c = callers.clone();
-            let task: Task = Box::new(move |token| Box::pin(c.run(token)));
-            tasks.push(task);
-        }
+        tasks.extend(self.base.workers(self.callers, callers, ProviderCalls::run));
         let queued = omnisaga_runtime::metrics::gauge_vec(
             "omnisaga_provider_calls_queued",
             "Calls to the payment provider queued and not yet made",

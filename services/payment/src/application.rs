@@ -2,7 +2,7 @@
 //! consumer (`crate::handlers`) calls. On `OrderPlaced` and
 //! `PaymentRetryRequested` ([`pay`], [`retry`]): queue the call to the
 //! provider the attempt needs, once the order's payment stream says it may
-//! be made (the provider callers of `crate::calls` make it and record the
+//! be made (the provider callers of `crate::workers` make it and record the
 //! answer). On `OrderCancelled` ([`cancel`]): no further attempt. On the
 //! warehouse's `StockReleased` or `StockUnavailable` ([`void`]: nothing of
 //! the order ships): void an authorisation still standing, the provider's
@@ -167,7 +167,7 @@ async fn decide(
 /// Queues the provider call for the attempt `request` makes, once the
 /// domain says it may be made: a duplicate or late attempt must not
 /// charge. An attempt refused here is not voided: a call queued for it
-/// and made meanwhile is the caller's to compensate (see `crate::calls`).
+/// and made meanwhile is the caller's to compensate (see `crate::workers`).
 async fn queue_attempt(
     tx: &mut PgConnection,
     order_id: Uuid,

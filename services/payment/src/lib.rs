@@ -6,7 +6,6 @@
 pub mod api;
 pub mod app;
 pub mod application;
-pub mod calls;
 pub mod config;
 pub mod domain;
 pub mod handlers;
@@ -15,3 +14,4 @@ pub mod provider;
 pub mod reconcile;
 pub mod store;
 pub mod wire;
+pub mod workers;

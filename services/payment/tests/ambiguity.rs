@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use omnisaga_payment::{
-    calls::ProviderCalls,
     domain::PaymentAggregate,
     handlers::OrderEvents,
     orders::OrderService,
     provider::{Provider, ProviderConfig},
+    workers::ProviderCalls,
 };
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderPlaced, PaymentRetryRequested};
 use omnisaga_runtime::{

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use omnisaga_payment::{
-    calls::ProviderCalls,
     handlers::OrderEvents,
     orders::OrderService,
     provider::{Provider, ProviderConfig},
+    workers::ProviderCalls,
 };
 use omnisaga_proto::v1::{envelope::Payload, Money, OrderCancelled, OrderPlaced, StockReleased};
 use omnisaga_runtime::{
@@ -307,7 +307,7 @@ async fn a_payment_method_the_order_service_does_not_know_fails_the_payment_and_
         "SELECT count(*) FROM events WHERE event_type = 'PaymentFailed'
            AND position(convert_to($1, 'UTF8') in envelope) > 0",
     )
-    .bind(omnisaga_payment::calls::UNKNOWN_PAYMENT_METHOD)
+    .bind(omnisaga_payment::workers::UNKNOWN_PAYMENT_METHOD)
     .fetch_one(&p.pool)
     .await
     .unwrap();

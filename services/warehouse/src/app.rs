@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use omnisaga_runtime::service::{Base, Listeners, Task};
+use omnisaga_runtime::service::{Base, Listeners};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, config::Config, handlers::SagaEvents, pickers::Pickers, store};
+use crate::{api, config::Config, handlers::SagaEvents, store, workers::Pickers};
 
 pub struct App {
     base: Base,
@@ -64,11 +64,7 @@ impl App {
             ship: self.config.ship,
             order_shipped_version: self.config.order_shipped_version,
         };
-        for _ in 0..self.config.pickers {
-            let p = pickers.clone();
-            let task: Task = Box::new(move |token| Box::pin(p.run(token)));
-            tasks.push(task);
-        }
+        tasks.extend(self.base.workers(self.config.pickers, pickers, Pickers::run));
         let pick_backlog = omnisaga_runtime::metrics::gauge_vec(
             "omnisaga_pick_backlog",
             "Pick tasks not yet shipped, per status",

@@ -5,7 +5,7 @@
 //! transaction (load, decide, append with the outbox), then the stock and
 //! pick-queue rows the events imply. A refused command changes nothing: it
 //! is a duplicate or a fact that comes too late (a payment for a cancelled
-//! order picks nothing). The pickers' steps are `crate::pickers`'s, stock
+//! order picks nothing). The pickers' steps are `crate::workers`'s, stock
 //! received is `crate::import`'s.
 
 use omnisaga_proto::v1::{Envelope, OrderCancelled, OrderPlaced, PaymentAuthorized};

@@ -104,7 +104,7 @@ async fn the_only_due_task_has_no_other_behind_it() {
 #[tokio::test]
 async fn a_picker_stopped_in_the_middle_of_picking_hands_its_task_back() {
     use omnisaga_runtime::work::{Claimed, Worker};
-    use omnisaga_warehouse::pickers::Pickers;
+    use omnisaga_warehouse::workers::Pickers;
 
     let pool = queue().await;
     let id = task(&pool, "READY", -1_000).await;

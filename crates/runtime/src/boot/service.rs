@@ -124,6 +124,23 @@ impl Base {
         Box::new(move |token| Box::pin(consumer.run(token)))
     }
 
+    /// `count` tasks, each running a copy of `worker` with `run` (its
+    /// durable-work loop, `crate::work::run`, woken as `run` says) until
+    /// the shutdown token: how every service starts its workers.
+    pub fn workers<W, F>(&self, count: usize, worker: W, run: fn(W, CancellationToken) -> F) -> Vec<Task>
+    where
+        W: Clone + Send + 'static,
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        (0..count)
+            .map(|_| {
+                let worker = worker.clone();
+                let task: Task = Box::new(move |token| Box::pin(run(worker, token)));
+                task
+            })
+            .collect()
+    }
+
     /// Adds a scrape-time refresh of the service's own gauges.
     pub fn on_scrape(&self, refresh: metrics::Refresh) {
         self.refreshers

@@ -43,7 +43,7 @@ use omnisaga_runtime::{
 use sqlx::PgPool;
 use utoipa::OpenApi;
 
-use crate::{commands::Orders, config::Config};
+use crate::{application::Orders, config::Config};
 
 pub use dto::{AddressDto, ChannelDto, ItemRequest, PlaceOrderRequest, RetryRequest};
 

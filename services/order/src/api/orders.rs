@@ -33,7 +33,7 @@ use super::{
     ApiState,
 };
 use crate::{
-    commands::CommandError,
+    application::CommandError,
     domain::{self, Command, Order, OrderError, PlaceOrder},
     store::{self as db, CatalogItem, NewOrderView},
 };

@@ -1,7 +1,7 @@
-//! Running a command against one order through the runtime's aggregate
-//! executor (load, decide, append with the outbox rows), keeping the order
-//! view in step. Shared by the API, the deadline scheduler and the consumer
-//! (which brings its own transaction).
+//! The order's use cases: a command run against one order through the
+//! runtime's aggregate executor (load, decide, append with the outbox rows),
+//! keeping the order view in step. Shared by the API, the deadline checker
+//! and the consumer (which brings its own transaction).
 
 use std::time::Duration;
 

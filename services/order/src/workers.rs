@@ -20,7 +20,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    commands::{CommandError, Orders},
+    application::{CommandError, Orders},
     domain::{Command, PAYMENT_DEADLINE_PASSED},
     store as db,
 };
@@ -28,6 +28,7 @@ use crate::{
 /// Most orders of one kind taken in one look.
 const BATCH: i64 = 100;
 
+#[derive(Clone)]
 pub struct Deadlines {
     pub orders: Orders,
     pub delay_notice: Duration,

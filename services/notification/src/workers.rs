@@ -2,7 +2,8 @@
 //! news may arrive before its `OrderPlaced`), in the order they were queued,
 //! and records each as a `NotificationSent` event of the order's
 //! notification stream through the runtime's executor, published by the
-//! outbox. It is the runtime's durable-work loop (`work::run`) over the queue.
+//! outbox (the use cases of `crate::application` record each outcome). It
+//! is the runtime's durable-work loop (`work::run`) over the queue.
 //!
 //! Claims, not locks: a dispatcher claims the messages it sends
 //! (`notifications.claimed_until`, a lease committed before any send), so
@@ -39,26 +40,22 @@ use std::{
 
 use anyhow::Result;
 use async_trait::async_trait;
-use omnisaga_proto::v1::NotificationSent;
 use omnisaga_runtime::{
-    aggregate::{Aggregate, ExecuteError, Executor, Loaded},
-    event::EventMeta,
     failpoint,
     hand_back::HandBack,
     metrics::{self, Counters},
     work::{self, Claimed, Then, Wakes, Worker},
     work::{OutboxWaker, Written},
-    TraceContext,
 };
-use rand::Rng;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
+    application::{self, Delivery},
     channel::{Channel, Message},
-    domain::{render, AfterRefusal, Command, Messages, MessagesAggregate, RetryPolicy},
+    domain::{render, AfterRefusal, RetryPolicy},
     store::{self, Queued},
 };
 
@@ -88,6 +85,7 @@ static DEAD: LazyLock<Counters> = LazyLock::new(|| {
     )
 });
 
+#[derive(Clone)]
 pub struct Dispatcher {
     pub pool: PgPool,
     pub waker: OutboxWaker,
@@ -213,7 +211,7 @@ impl Dispatcher {
         } = queued;
         if stale {
             let mut conn = self.pool.acquire().await?;
-            store::mark_stale(&mut conn, id).await?;
+            application::leave_stale(&mut conn, id).await?;
             tracing::info!(%order_id, %template, "not sent: a later message made it stale");
             return Ok(Sent::Stale);
         }
@@ -252,46 +250,19 @@ impl Dispatcher {
                 tx.commit().await?;
                 return Ok(sent);
             }
-            if !store::mark_sent(&mut tx, id, &text, self.channel.name()).await? {
+            let delivery = Delivery {
+                notification_id: id,
+                order_id,
+                template,
+                text,
+                source_event_id: source,
+                correlation_id,
+            };
+            let topic = &self.notifications_topic;
+            if !application::record_sent(&mut tx, topic, self.channel.name(), delivery).await? {
                 // Its claim ran out and another dispatcher recorded it.
                 tx.rollback().await?;
                 return Ok(Sent::Taken);
-            }
-            let stream = MessagesAggregate::stream(&order_id.to_string());
-            let version = store::stream_versions(&mut tx, std::slice::from_ref(&stream))
-                .await?
-                .remove(&stream)
-                .unwrap_or(0);
-
-            let meta = EventMeta {
-                correlation_id,
-                causation_id: source.to_string(),
-                trace: TraceContext::current(),
-            };
-            let order = order_id.to_string();
-            let sent = NotificationSent {
-                order_id: order.clone(),
-                notification_id: id.to_string(),
-                channel: self.channel.name().to_owned(),
-                template,
-                text: text.clone(),
-                source_event_id: source.to_string(),
-            };
-            // Decided over the stream's version: the aggregate has no rule
-            // that needs the events themselves.
-            let loaded = Loaded {
-                state: Messages::default(),
-                version,
-                history: Vec::new(),
-            };
-            let executor = Executor::<MessagesAggregate>::new(&self.notifications_topic);
-            match executor
-                .decide(&mut tx, &order, loaded, Command::RecordSent(sent), None, &meta)
-                .await
-            {
-                Ok(_) => {}
-                Err(ExecuteError::Store(e)) => return Err(e.into()),
-                Err(e) => anyhow::bail!("message not recorded: {e}"),
             }
             tx.commit().await?;
             Ok(Sent::Taken)
@@ -312,27 +283,11 @@ impl Dispatcher {
     ) -> Result<Sent> {
         REFUSED.with_label_values(&[self.channel.name()]).inc();
         let error = format!("{refused:#}");
-        let jitter: f64 = rand::rng().random();
-        match self.retry.after_refusal(attempt, jitter) {
-            AfterRefusal::RetryIn(wait) => {
-                store::retry_later(tx, id, attempt, &error, wait).await?;
-                tracing::warn!(
-                    error = %error,
-                    attempt,
-                    retry_in_ms = wait.as_millis() as u64,
-                    "the channel refused the message, it is tried again later"
-                );
-                Ok(Sent::Refused)
-            }
-            AfterRefusal::Dead => {
-                store::mark_dead(tx, id, attempt, &error).await?;
-                tracing::error!(
-                    error = %error,
-                    attempt,
-                    "the channel refused the message for the last time: it is dead until an operator retries it"
-                );
-                Ok(Sent::Dead(template))
-            }
-        }
+        Ok(
+            match application::record_refused(tx, &self.retry, id, attempt, &error).await? {
+                AfterRefusal::RetryIn(_) => Sent::Refused,
+                AfterRefusal::Dead => Sent::Dead(template),
+            },
+        )
     }
 }
