@@ -96,6 +96,18 @@ pub struct Queued {
     pub stale: bool,
 }
 
+/// What a dispatcher's look found.
+pub struct Look {
+    /// The messages it claimed.
+    pub queued: Vec<Queued>,
+    /// Whether the order of a claimed message has more queued behind it,
+    /// sendable once the claimed one is recorded.
+    pub held_back: bool,
+    /// How long until the first message waiting after a refusal falls due,
+    /// if one waits.
+    pub next_due: Option<Duration>,
+}
+
 /// Claims, for `lease`, the oldest `limit` queued messages that are due
 /// (never tried, or their wait after a refusal is over), unclaimed (or
 /// their claim ran out), whose recipient is known, whose predecessor
@@ -106,12 +118,12 @@ pub struct Queued {
 /// the source event's id, a UUIDv7 its service made when the step
 /// happened, not by when this service read it: a backlog read across
 /// topics is queued out of order. Each comes with whether it went stale
-/// while it waited. The caller commits the claim before it sends.
-pub async fn claim_queued(
-    conn: &mut PgConnection,
-    limit: i64,
-    lease: Duration,
-) -> Result<Vec<Queued>, sqlx::Error> {
+/// while it waited. One statement, committed before the caller sends: run
+/// on the pool, nothing else holds the claim. It also says whether a
+/// claimed message's order has more queued behind it and how long until
+/// the first message waiting after a refusal falls due: what the next look
+/// may find.
+pub async fn claim_queued(pool: &PgPool, limit: i64, lease: Duration) -> Result<Look, sqlx::Error> {
     let (held, needs): (Vec<&str>, Vec<&str>) = ALL
         .into_iter()
         .filter_map(|t| t.follows().map(|before| (t.name(), before.name())))
@@ -136,15 +148,23 @@ pub async fn claim_queued(
                      AND n.created_at > clock_timestamp() - $5 * interval '1 microsecond'
                      AND NOT EXISTS (SELECT 1 FROM notifications p
                                      WHERE p.order_id = n.order_id AND p.template = f.needs))
-             ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED)
-         UPDATE notifications n SET claimed_until = clock_timestamp() + $2 * interval '1 microsecond'
-         FROM next, recipients r
-         WHERE n.notification_id = next.notification_id AND r.order_id = n.order_id
-         RETURNING n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
-                   n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts,
-                   EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS s(template, by)
-                           JOIN notifications x ON x.order_id = n.order_id AND x.template = s.by
-                           WHERE s.template = n.template)",
+             ORDER BY n.created_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED),
+         claimed AS (
+             UPDATE notifications n SET claimed_until = clock_timestamp() + $2 * interval '1 microsecond'
+             FROM next, recipients r
+             WHERE n.notification_id = next.notification_id AND r.order_id = n.order_id
+             RETURNING n.notification_id, n.order_id, n.template, n.source_event_id, n.correlation_id,
+                       n.traceparent, n.tracestate, r.customer_id, r.order_number, n.attempts,
+                       EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS s(template, by)
+                               JOIN notifications x ON x.order_id = n.order_id AND x.template = s.by
+                               WHERE s.template = n.template) AS stale,
+                       EXISTS (SELECT 1 FROM notifications b
+                               WHERE b.order_id = n.order_id AND b.status = 'QUEUED'
+                                 AND b.notification_id <> n.notification_id) AS behind)
+         SELECT c.*, w.next_due
+         FROM (SELECT EXTRACT(EPOCH FROM min(q.next_attempt_at) - now())::float8 AS next_due
+               FROM notifications q WHERE q.status = 'QUEUED' AND q.next_attempt_at > now()) w
+         LEFT JOIN claimed c ON true",
     )
     .bind(limit)
     .bind(lease.as_micros() as f64)
@@ -153,10 +173,14 @@ pub async fn claim_queued(
     .bind(PREDECESSOR_WAIT.as_micros() as f64)
     .bind(&stale)
     .bind(&by)
-    .fetch_all(conn)
+    .fetch_all(pool)
     .await?;
-    Ok(rows
+    // With none claimed, one row: no message, and the wait.
+    let next_due: Option<f64> = rows.first().and_then(|row| row.get(12));
+    let held_back = rows.iter().any(|row| row.get::<Option<bool>, _>(11) == Some(true));
+    let queued = rows
         .iter()
+        .filter(|row| row.get::<Option<Uuid>, _>(0).is_some())
         .map(|row| Queued {
             notification_id: row.get(0),
             order_id: row.get(1),
@@ -172,19 +196,12 @@ pub async fn claim_queued(
             attempts: row.get::<i32, _>(9).max(0) as u32,
             stale: row.get(10),
         })
-        .collect())
-}
-
-/// How long until the first queued message waiting after a refusal falls
-/// due, if one waits.
-pub async fn next_due(conn: &mut PgConnection) -> Result<Option<Duration>, sqlx::Error> {
-    let seconds: Option<f64> = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8
-         FROM notifications WHERE status = 'QUEUED' AND next_attempt_at > now()",
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(seconds.map(|s| Duration::from_secs_f64(s.max(0.0))))
+        .collect();
+    Ok(Look {
+        queued,
+        held_back,
+        next_due: next_due.map(|s| Duration::from_secs_f64(s.max(0.0))),
+    })
 }
 
 /// Records that the channel refused message `id` at its `attempts`-th send

@@ -128,22 +128,27 @@ impl Worker for Dispatcher {
     }
 
     /// Claims up to [`BATCH`] sendable messages, oldest first, one per
-    /// order, in a transaction committed at once. Messages are queued by
+    /// order, in one statement committed at once. Messages are queued by
     /// this service's own commits (and operators' retries), which wake it;
-    /// with none due it sleeps until the first refused one falls due, the
-    /// poll being a fallback.
+    /// with none due it sleeps until the first refused one falls due (the
+    /// same statement says when), the poll being a fallback. After sending
+    /// it looks again only when the claim may have left some: a full batch,
+    /// or a message queued behind one it sends (a refusal looks too, see
+    /// [`Worker::work`]).
     async fn claim(&self) -> Result<Claimed<Self::Work>> {
-        let mut tx = self.pool.begin().await?;
-        let queued = store::claim_queued(&mut tx, BATCH, self.send_timeout + CLAIM_MARGIN).await?;
-        if queued.is_empty() {
-            let due = store::next_due(&mut tx).await?;
-            tx.rollback().await?;
-            return Ok(Claimed::Wait(due.map_or(IDLE_POLL, |d| d.min(IDLE_POLL))));
+        let look = store::claim_queued(&self.pool, BATCH, self.send_timeout + CLAIM_MARGIN).await?;
+        let wait = look.next_due.map_or(IDLE_POLL, |d| d.min(IDLE_POLL));
+        if look.queued.is_empty() {
+            return Ok(Claimed::Wait(wait));
         }
-        tx.commit().await?;
+        let then = if look.queued.len() as i64 >= BATCH || look.held_back {
+            Then::LookAgain
+        } else {
+            Then::Wait(wait)
+        };
         Ok(Claimed::Work {
-            work: queued,
-            then: Then::LookAgain,
+            work: look.queued,
+            then,
         })
     }
 
@@ -176,7 +181,9 @@ impl Worker for Dispatcher {
         for result in results {
             match result {
                 Ok(Sent::Taken | Sent::Stale) => any_done = true,
-                Ok(Sent::Refused) => {}
+                // It falls due again later: a look says when (this
+                // dispatcher's next, or an idle one's).
+                Ok(Sent::Refused) => self.waker.pass_on(),
                 Ok(Sent::Dead(template)) => DEAD.with_label_values(&[template.as_str()]).inc(),
                 Err(e) => failed = Some(e),
             }

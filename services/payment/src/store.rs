@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use omnisaga_proto::v1::Money;
-use omnisaga_runtime::{work, TraceContext};
+use omnisaga_runtime::{
+    store::{self as es, StoreError, StoredEvent},
+    work, TraceContext,
+};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
@@ -86,7 +89,7 @@ pub async fn view(pool: &PgPool, order_id: Uuid) -> Result<Option<ViewRow>, sqlx
 }
 
 /// A call to the provider, queued in the transaction that decided it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Call {
     pub id: i64,
     pub order_id: Uuid,
@@ -97,6 +100,8 @@ pub struct Call {
     /// `PaymentVoided` recorded.
     pub causation_id: String,
     pub trace: TraceContext,
+    /// The order's payment stream as the claim read it (empty for a void).
+    pub stream: Vec<StoredEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,13 +153,17 @@ pub async fn queue_call(
     Ok(())
 }
 
-/// Leases the oldest queued call nobody holds a lease on for `lease`
-/// (committed with the caller's transaction, so it holds none while it
-/// calls), and whether another is queued that nobody holds.
+/// Leases the oldest queued call nobody holds a lease on for `lease`, in
+/// one statement committed at once (the caller holds no transaction while
+/// it calls), and says whether another is queued that nobody holds. An
+/// authorisation comes with its order's payment stream as the statement
+/// read it (`stream_prefix` and the order id name it), which the caller
+/// decides over before it asks the provider.
 pub async fn claim_call(
-    conn: &mut PgConnection,
+    pool: &PgPool,
     lease: Duration,
-) -> Result<Option<(Call, bool)>, sqlx::Error> {
+    stream_prefix: &str,
+) -> Result<Option<(Call, bool)>, StoreError> {
     let row = sqlx::query(
         "WITH next AS (
              SELECT id FROM provider_calls
@@ -165,10 +174,17 @@ pub async fn claim_call(
          RETURNING c.id, c.order_id, c.payment_id, c.action, c.attempt, c.amount_minor, c.currency,
                 c.payment_method_token, c.correlation_id, c.causation_id, c.traceparent, c.tracestate,
                 EXISTS (SELECT 1 FROM provider_calls o WHERE o.id <> c.id
-                        AND (o.leased_until IS NULL OR o.leased_until <= clock_timestamp()))",
+                        AND (o.leased_until IS NULL OR o.leased_until <= clock_timestamp())),
+                CASE WHEN c.action = 'AUTHORIZE' THEN ARRAY(
+                    SELECT e.version FROM events e WHERE e.stream_id = $2 || c.order_id::text
+                    ORDER BY e.version) END,
+                CASE WHEN c.action = 'AUTHORIZE' THEN ARRAY(
+                    SELECT e.envelope FROM events e WHERE e.stream_id = $2 || c.order_id::text
+                    ORDER BY e.version) END",
     )
     .bind(lease.as_secs_f64())
-    .fetch_optional(conn)
+    .bind(stream_prefix)
+    .fetch_optional(pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
     let action = match row.get::<&str, _>(3) {
@@ -203,8 +219,19 @@ pub async fn claim_call(
             traceparent: row.get(10),
             tracestate: row.get(11),
         },
+        stream: stream(row.get(13), row.get(14))?,
     };
     Ok(Some((call, row.get(12))))
+}
+
+/// The stream a claim read, one row per event (none for a void).
+fn stream(versions: Option<Vec<i64>>, envelopes: Option<Vec<Vec<u8>>>) -> Result<Vec<StoredEvent>, StoreError> {
+    versions
+        .unwrap_or_default()
+        .into_iter()
+        .zip(envelopes.unwrap_or_default())
+        .map(|(version, bytes)| es::decode(version, &bytes))
+        .collect()
 }
 
 /// Takes a call made off the queue; false when it was no longer there (its

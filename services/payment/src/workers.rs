@@ -1,7 +1,8 @@
 //! The provider callers: a small pool making the calls to the payment
 //! provider that the consumer queued (`store::queue_call`), outside every
 //! consumer batch. A caller leases the call it makes (`store::claim_call`,
-//! committed at once) and holds no transaction while it asks the order
+//! one statement, committed at once, which also reads the order's payment
+//! stream) and holds no transaction while it asks the order
 //! service and the provider, each call bounded by its timeout; the lease
 //! outlasts them, and a call whose caller died or failed is made again by
 //! another; the provider answers a payment id it knows with its first
@@ -27,7 +28,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Result;
 use async_trait::async_trait;
 use omnisaga_runtime::{
-    aggregate::{ExecuteError, Executor},
+    aggregate::{Aggregate, ExecuteError, Executor, Loaded},
     event::EventMeta,
     failpoint,
     hand_back::HandBack,
@@ -91,14 +92,20 @@ impl Worker for ProviderCalls {
         "provider caller"
     }
 
+    /// The oldest call nobody holds, leased in one statement. After it the
+    /// caller looks again only when the claim saw another call waiting (and
+    /// wakes an idle caller for it); otherwise it waits for a commit that
+    /// queues one, which it listened for before it looked.
     async fn claim(&self) -> Result<Claimed<Self::Work>> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = store::claim_call(&mut tx, self.lease()).await?;
-        tx.commit().await?;
+        let claimed = store::claim_call(&self.pool, self.lease(), &PaymentAggregate::stream("")).await?;
         Ok(match claimed {
             Some((call, more)) => Claimed::Work {
                 work: call,
-                then: if more { Then::WakeAnother } else { Then::LookAgain },
+                then: if more {
+                    Then::WakeAnother
+                } else {
+                    Then::Wait(IDLE_POLL)
+                },
             },
             None => Claimed::Wait(IDLE_POLL),
         })
@@ -196,10 +203,8 @@ impl ProviderCalls {
     async fn authorize(&self, call: &Call, request: Request, token: &str) -> Result<bool> {
         let executor = Executor::<PaymentAggregate>::new(&self.payments_topic);
         let order = call.order_id.to_string();
-        let before = {
-            let mut conn = self.pool.acquire().await?;
-            executor.load(&mut conn, &order).await?
-        };
+        // The stream as the claim read it.
+        let before = Loaded::<PaymentAggregate>::fold(call.stream.clone())?;
         if let Err(refusal) = domain::attempt(&before.state, &request) {
             if let Some(number) = domain::unrecorded_attempt(&before.state, &request, &refusal) {
                 self.void_unrecorded(&domain::payment_id(&order, number)).await?;

@@ -394,3 +394,46 @@ async fn a_caller_that_failed_gives_its_lease_up_and_a_leased_call_is_not_claime
     assert!(format!("{err:#}").contains("did not answer"), "{err:#}");
     assert!(matches!(p.calls.claim().await.unwrap(), Claimed::Work { .. }));
 }
+
+#[tokio::test]
+async fn a_call_is_claimed_in_one_statement_with_its_stream_and_no_look_follows_it() {
+    use omnisaga_payment::store::{self, Action};
+    use omnisaga_runtime::{testing::Statements, work::Then};
+
+    let p = Payment::new("provider_calls_statements").await;
+    p.consume("order", p.placed()).await;
+    let before = Statements::now(&p.pool).await.unwrap();
+    let Claimed::Work { work: call, then } = p.calls.claim().await.unwrap() else {
+        panic!("the placement queued a call");
+    };
+    let claim = Statements::now(&p.pool).await.unwrap().since(&before);
+    assert_eq!(claim.total(), 1, "one statement leases the call and reads its stream:\n{claim}");
+    assert!(
+        matches!(then, Then::Wait(_)),
+        "nothing else queued: the caller waits for a commit, it does not look again ({then:?})"
+    );
+    p.calls.work(call).await.expect("call made");
+    let made = Statements::now(&p.pool).await.unwrap().since(&before);
+    assert_eq!(
+        (made.total(), made.starting("BEGIN")),
+        (8, 1),
+        "the claim, the provider's ledger and the answer's one transaction:\n{made}"
+    );
+    assert_eq!(p.recorded("PaymentAuthorized").await, 1);
+
+    // With another call waiting, the claim wakes an idle caller and looks again.
+    let other = Uuid::new_v4();
+    for order in [other, Uuid::new_v4()] {
+        let mut conn = p.pool.acquire().await.unwrap();
+        let (payment_id, trace) = (format!("pay-{order}-1"), TraceContext::default());
+        store::queue_call(&mut conn, order, &payment_id, &Action::Void, "req-2", "", &trace)
+            .await
+            .unwrap();
+    }
+    let Claimed::Work { work: call, then } = p.calls.claim().await.unwrap() else {
+        panic!("two calls are queued");
+    };
+    assert_eq!(call.order_id, other, "the oldest first");
+    assert!(call.stream.is_empty(), "a void is made without its stream");
+    assert_eq!(then, Then::WakeAnother);
+}

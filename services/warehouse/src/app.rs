@@ -63,6 +63,7 @@ impl App {
             pack: self.config.pack,
             ship: self.config.ship,
             order_shipped_version: self.config.order_shipped_version,
+            packed: Default::default(),
         };
         tasks.extend(self.base.workers(self.config.pickers, pickers, Pickers::run));
         let pick_backlog = omnisaga_runtime::metrics::gauge_vec(

@@ -8,7 +8,10 @@
 //! published twice. The queue says which step is due;
 //! whether it may happen is decided over the order's stream.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use anyhow::Result;
 use async_trait::async_trait;
@@ -54,6 +57,8 @@ pub struct Pickers {
     pub ship: Duration,
     /// The `OrderShipped` version it publishes (`WAREHOUSE_ORDER_SHIPPED_VERSION`).
     pub order_shipped_version: u32,
+    /// Whether this picker's last step was a pack.
+    pub packed: Packed,
 }
 
 impl Pickers {
@@ -73,22 +78,37 @@ impl Worker for Pickers {
         "picker"
     }
 
-    /// The task due first, locked in its transaction, or how long to wait
-    /// for one (at most [`IDLE_POLL`]; a commit wakes the picker sooner).
-    /// After a step the picker looks again at once: the task it advanced
-    /// falls due later, and only a look says when.
+    /// The task due first, or how long to wait for one (at most
+    /// [`IDLE_POLL`]; a commit wakes the picker sooner). One statement on the
+    /// pool claims and leases a task to pick; a task to ship is shipped in
+    /// the transaction that claims it, so a picker that expects one (its
+    /// last step was a pack) looks in a transaction, and one that finds one
+    /// outside a transaction looks again in one.
     async fn claim(&self) -> Result<Claimed<Self::Work>> {
+        let lease = self.pick + self.pack + LEASE_MARGIN;
+        if !self.packed.0.swap(false, Ordering::Relaxed) {
+            match store::claim_next_task(&self.pool, lease).await? {
+                Claim::Due { task, .. } if task.packed => {}
+                Claim::Due { task, more, next_in } => {
+                    return Ok(Claimed::Work {
+                        then: then(&task, more, next_in),
+                        work: Step::Leased(task),
+                    })
+                }
+                Claim::NotYet(due_in) => return Ok(Claimed::Wait(due_in.clamp(MIN_WAIT, IDLE_POLL))),
+                Claim::Empty => return Ok(Claimed::Wait(IDLE_POLL)),
+            }
+        }
         let mut tx = self.pool.begin().await?;
-        let wait = match store::claim_next_task(&mut tx).await? {
-            Claim::Due { task, more } => {
-                let then = if more { Then::WakeAnother } else { Then::LookAgain };
+        let wait = match store::claim_next_task(&mut *tx, lease).await? {
+            Claim::Due { task, more, next_in } => {
+                let then = then(&task, more, next_in);
                 if task.packed {
                     return Ok(Claimed::Work {
                         work: Step::Locked(tx, task),
                         then,
                     });
                 }
-                store::lease_task(&mut tx, task.pick_task_id, self.pick + self.pack + LEASE_MARGIN).await?;
                 tx.commit().await?;
                 return Ok(Claimed::Work {
                     work: Step::Leased(task),
@@ -203,12 +223,41 @@ impl Pickers {
             store::ship(&mut tx, &task.items).await?;
         }
         tx.commit().await?;
-        // This picker looks for the next due task itself.
+        // This picker looks for the next due task itself, first for the one
+        // it packed.
+        self.packed.0.store(!task.packed, Ordering::Relaxed);
         self.waker.wake_for(Written::OUTBOX);
         for env in &appended {
             tracing::info!(event.type = %env.event_type, "pick task advanced");
         }
         Ok(())
+    }
+}
+
+/// What a picker does after the task it claimed. Another due: it wakes an
+/// idle picker and looks again. Otherwise, after picking and packing it looks
+/// again, since its own task falls due to ship and only a look says when;
+/// after shipping it waits for a commit that queues work, or until the
+/// first other task falls due.
+fn then(task: &DueTask, more: bool, next_in: Option<Duration>) -> Then {
+    if more {
+        Then::WakeAnother
+    } else if !task.packed {
+        Then::LookAgain
+    } else {
+        Then::Wait(next_in.map_or(IDLE_POLL, |d| d.clamp(MIN_WAIT, IDLE_POLL)))
+    }
+}
+
+/// One picker's note that its last step was a pack, so its next look
+/// expects the task it packed, due to ship (in the transaction that claims
+/// it). Each picker has its own: a clone starts without it.
+#[derive(Debug, Default)]
+pub struct Packed(AtomicBool);
+
+impl Clone for Packed {
+    fn clone(&self) -> Self {
+        Self::default()
     }
 }
 

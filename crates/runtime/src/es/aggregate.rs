@@ -85,6 +85,28 @@ pub struct Loaded<A: Aggregate> {
 }
 
 impl<A: Aggregate> Loaded<A> {
+    /// Folds `history`, a stream's events in version order (as
+    /// [`store::load`] reads them, or a query that read the stream along
+    /// with its work, each row through [`store::decode`]).
+    pub fn fold(history: Vec<StoredEvent>) -> Result<Self, StoreError> {
+        let mut state = A::State::default();
+        for stored in &history {
+            let event = stored
+                .envelope
+                .payload
+                .as_ref()
+                .and_then(A::from_wire)
+                .ok_or(StoreError::Corrupt(stored.version))?;
+            state = A::evolve(state, &event);
+        }
+        let version = history.last().map_or(0, |e| e.version);
+        Ok(Loaded {
+            state,
+            version,
+            history,
+        })
+    }
+
     /// A stream known not to exist yet (its id was just made): deciding on
     /// it costs no look at the store, and appending to it fails with
     /// [`StoreError::Conflict`] should it exist after all.
@@ -151,23 +173,7 @@ impl<A: Aggregate> Executor<A> {
 
     /// Loads `order_id`'s stream and folds it.
     pub async fn load(&self, conn: &mut PgConnection, order_id: &str) -> Result<Loaded<A>, StoreError> {
-        let history = store::load(conn, &A::stream(order_id)).await?;
-        let mut state = A::State::default();
-        for stored in &history {
-            let event = stored
-                .envelope
-                .payload
-                .as_ref()
-                .and_then(A::from_wire)
-                .ok_or(StoreError::Corrupt(stored.version))?;
-            state = A::evolve(state, &event);
-        }
-        let version = history.last().map_or(0, |e| e.version);
-        Ok(Loaded {
-            state,
-            version,
-            history,
-        })
+        Loaded::fold(store::load(conn, &A::stream(order_id)).await?)
     }
 
     /// Loads, decides `cmd` and appends what it decided, in `conn`'s

@@ -34,15 +34,17 @@ pub async fn load(conn: &mut PgConnection, stream_id: &str) -> Result<Vec<Stored
         .instrument(crate::base::db::span("SELECT events"))
         .await?;
     rows.into_iter()
-        .map(|row| {
-            let version: i64 = row.get(0);
-            let bytes: Vec<u8> = row.get(1);
-            let envelope = Envelope::decode(bytes.as_slice()).map_err(|_| StoreError::Corrupt(version))?;
-            // Older versions of an event are read as their newest.
-            let envelope = crate::es::upcast::envelope(envelope);
-            Ok(StoredEvent { version, envelope })
-        })
+        .map(|row| decode(row.get(0), row.get(1)))
         .collect()
+}
+
+/// One stored event as read from `events` (its `version` and `envelope`
+/// columns), by [`load`] or by a service's query that reads a stream along
+/// with its work. Older versions of an event are read as their newest.
+pub fn decode(version: i64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+    let envelope = Envelope::decode(bytes).map_err(|_| StoreError::Corrupt(version))?;
+    let envelope = crate::es::upcast::envelope(envelope);
+    Ok(StoredEvent { version, envelope })
 }
 
 /// Appends `events` after `expected_version` (0 for a new stream). Fails with

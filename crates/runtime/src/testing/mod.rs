@@ -4,9 +4,10 @@
 //! from them ([`config`]), events published as another service would, plus
 //! waiting on a condition with a deadline, the given/when/then harness of
 //! the services' pure deciders, responses checked against the OpenAPI
-//! documents ([`openapi`]), tokens signed by the tests' key ([`auth`]), and HTTPS
-//! servers with a certificate authority of the test's own ([`https`]). Behind the `testing` feature: only tests
-//! turn it on.
+//! documents ([`openapi`]), tokens signed by the tests' key ([`auth`]), HTTPS
+//! servers with a certificate authority of the test's own ([`https`]), and the
+//! statements a piece of work runs ([`Statements`]). Behind the `testing`
+//! feature: only tests turn it on.
 
 mod app;
 pub mod auth;
@@ -17,11 +18,13 @@ pub mod https;
 pub mod openapi;
 pub mod scopes;
 mod service;
+mod statements;
 
 pub use crate::base::wait::wait_for;
 pub use app::{assert_error, TestApp, REQUEST_ID};
 pub use events::{envelope, publish};
 pub use service::config;
+pub use statements::Statements;
 
 use std::collections::BTreeSet;
 

@@ -3,10 +3,12 @@
 //! dispatcher, payment's provider calls).
 //!
 //! A worker listens for commits before it looks for work, so a commit in
-//! between is not missed; claims its work in a transaction (`FOR UPDATE SKIP
-//! LOCKED`, so a crash returns it to the queue and two workers never take the
-//! same); works it and commits; and when nothing is due sleeps until a commit
-//! wakes it or the work it knows of falls due. A failure backs off (100 ms
+//! between is not missed; claims its work (`FOR UPDATE SKIP LOCKED`, so a
+//! crash returns it to the queue and two workers never take the same), in
+//! one statement committed at once when it leases the work, or in a
+//! transaction it keeps while working; works it and commits; and when
+//! nothing is due sleeps until a commit wakes it or the work it knows of
+//! falls due. After its work it looks again only when its claim said to. A failure backs off (100 ms
 //! doubling to 5 s) and the loop goes on; shutdown lets the work in hand
 //! finish. The work carries the trace context saved with it, which the worker
 //! resumes (`TraceContext::attach`), so the trace of the order that queued it
@@ -41,7 +43,10 @@ pub enum Claimed<W> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {
     /// Nothing else was due when it was claimed: wait for a commit, at most
-    /// this long. The relay, which read every row there was.
+    /// this long. The relay, which read every row there was; a provider
+    /// caller or a picker whose claim found nothing more due. Work queued
+    /// meanwhile is not missed: the worker listened before it looked, and
+    /// a wake that found it busy was handed on or kept for its next listen.
     Wait(Duration),
     /// Look again at once: its own work may be what falls due next (a
     /// packed parcel ships later), and only a look finds out when.
@@ -169,6 +174,8 @@ mod tests {
         worked: Arc<AtomicUsize>,
         claims: Arc<AtomicUsize>,
         stopped: Arc<AtomicUsize>,
+        /// Woken by each piece of work, as a commit queueing more would.
+        queues: Option<OutboxWaker>,
     }
 
     enum Step {
@@ -185,6 +192,7 @@ mod tests {
                 worked: Arc::default(),
                 claims: Arc::default(),
                 stopped: Arc::default(),
+                queues: None,
             }
         }
     }
@@ -206,6 +214,9 @@ mod tests {
         }
         async fn work(&self, (): ()) -> Result<()> {
             self.worked.fetch_add(1, Ordering::SeqCst);
+            if let Some(waker) = &self.queues {
+                waker.wake();
+            }
             Ok(())
         }
         async fn stopped(&self) {
@@ -255,6 +266,21 @@ mod tests {
         settle().await;
         assert_eq!(claims.load(Ordering::SeqCst), 1, "no look without a commit");
         waker.wake();
+        reaches(&claims, 2).await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn work_queued_while_it_worked_brings_a_worker_that_waits_after_it_back() {
+        let mut worker = Scripted::new(vec![Step::Work(Then::Wait(Duration::from_secs(3600)))]);
+        let waker = OutboxWaker::default();
+        worker.queues = Some(waker.clone());
+        let claims = worker.claims.clone();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(run(worker, waker, Wakes::Work, shutdown.clone()));
+        // Its poll is an hour away: only the wake kept while it worked can
+        // bring the next look.
         reaches(&claims, 2).await;
         shutdown.cancel();
         running.await.unwrap().unwrap();

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use omnisaga_proto::v1::LineItem;
 use omnisaga_runtime::{work, TraceContext};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
 use super::TaskStatus;
@@ -140,32 +140,51 @@ pub struct DueTask {
 
 /// What a picker finds in the queue.
 pub enum Claim {
-    /// The task due first, locked by this picker; `more` when another task
-    /// is due as well (perhaps held by another picker, which then makes one
-    /// idle picker look in vain).
-    Due { task: DueTask, more: bool },
+    /// The task due first, locked by this picker, and leased if it is to be
+    /// picked; `more` when another task is due as well (perhaps held by
+    /// another picker, which then makes one idle picker look in vain);
+    /// `next_in`, how long until the first other open task falls due (zero
+    /// when one is due), if one is queued.
+    Due {
+        task: DueTask,
+        more: bool,
+        next_in: Option<Duration>,
+    },
     /// Nothing is due yet: the first task no other picker holds falls due
     /// in this long.
-    NotYet(std::time::Duration),
+    NotYet(Duration),
     /// No task is queued that no other picker holds.
     Empty,
 }
 
 /// Claims the task due first, skipping those other pickers hold. One
-/// statement whatever it finds: with nothing due it tells how long until
-/// something is (the not yet due task it locked is released with the
-/// caller's transaction).
-pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Error> {
+/// statement whatever it finds. A task to pick is leased for `lease` in it
+/// (its due time moved past picking and packing), so run on the pool it is
+/// claimed and committed at once and the picker holds no transaction while
+/// it picks; a task to ship stays locked only as long as the caller's
+/// transaction does, the one it is shipped in. With nothing due it tells how
+/// long until something is (the not yet due task it locked is released with
+/// the caller's transaction).
+pub async fn claim_next_task<'c, E: PgExecutor<'c>>(conn: E, lease: Duration) -> Result<Claim, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT t.pick_task_id, t.order_id, t.items, t.status, t.correlation_id, t.causation_id,
-                t.traceparent, t.tracestate,
-                EXTRACT(EPOCH FROM t.due_at - clock_timestamp())::float8,
-                EXISTS (SELECT 1 FROM pick_tasks o
-                        WHERE o.status IN ('READY', 'PACKED') AND o.due_at <= clock_timestamp()
-                          AND o.pick_task_id <> t.pick_task_id)
-         FROM pick_tasks t WHERE t.status IN ('READY', 'PACKED')
-         ORDER BY t.due_at LIMIT 1 FOR UPDATE OF t SKIP LOCKED",
+        "WITH next AS (
+             SELECT t.pick_task_id, t.order_id, t.items, t.status, t.correlation_id, t.causation_id,
+                    t.traceparent, t.tracestate,
+                    EXTRACT(EPOCH FROM t.due_at - clock_timestamp())::float8 AS due_in
+             FROM pick_tasks t WHERE t.status IN ('READY', 'PACKED')
+             ORDER BY t.due_at LIMIT 1 FOR UPDATE OF t SKIP LOCKED),
+         leased AS (
+             UPDATE pick_tasks p SET due_at = clock_timestamp() + $1 * interval '1 millisecond'
+             FROM next WHERE p.pick_task_id = next.pick_task_id AND next.status = 'READY' AND next.due_in <= 0
+             RETURNING p.pick_task_id)
+         SELECT next.pick_task_id, next.order_id, next.items, next.status, next.correlation_id,
+                next.causation_id, next.traceparent, next.tracestate, next.due_in,
+                (SELECT EXTRACT(EPOCH FROM min(o.due_at) - clock_timestamp())::float8 FROM pick_tasks o
+                 WHERE o.status IN ('READY', 'PACKED') AND o.pick_task_id <> next.pick_task_id),
+                (SELECT count(*) FROM leased)
+         FROM next",
     )
+    .bind(lease.as_millis() as f64)
     .fetch_optional(conn)
     .await?;
     let Some(row) = row else {
@@ -173,7 +192,7 @@ pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Err
     };
     let due_in: f64 = row.get(8);
     if due_in > 0.0 {
-        return Ok(Claim::NotYet(std::time::Duration::from_secs_f64(due_in)));
+        return Ok(Claim::NotYet(Duration::from_secs_f64(due_in)));
     }
     let task = DueTask {
         pick_task_id: row.get(0),
@@ -187,29 +206,13 @@ pub async fn claim_next_task(conn: &mut PgConnection) -> Result<Claim, sqlx::Err
             tracestate: row.get(7),
         },
     };
+    let next_in: Option<f64> = row.get(9);
+    debug_assert!(task.packed || row.get::<i64, _>(10) == 1, "a task to pick is leased");
     Ok(Claim::Due {
         task,
-        more: row.get(9),
+        more: next_in.is_some_and(|s| s <= 0.0),
+        next_in: next_in.map(|s| Duration::from_secs_f64(s.max(0.0))),
     })
-}
-
-/// Holds a claimed task for `lease` by moving its due time on, so the
-/// picker working it holds no transaction meanwhile (picking and packing
-/// take time); should the picker die, the task falls due again after it.
-pub async fn lease_task(
-    conn: &mut PgConnection,
-    pick_task_id: Uuid,
-    lease: Duration,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE pick_tasks SET due_at = clock_timestamp() + $2 * interval '1 millisecond'
-         WHERE pick_task_id = $1",
-    )
-    .bind(pick_task_id)
-    .bind(lease.as_millis() as f64)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Gives up the lease on task `pick_task_id` if it is still to be picked: it

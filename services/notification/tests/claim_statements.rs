@@ -1,0 +1,125 @@
+//! What the dispatcher's looks for messages cost the database: each is one
+//! statement committed on its own, which also says how long until a refused
+//! message falls due (no BEGIN, COMMIT or ROLLBACK around it, no second
+//! query); and after sending, the dispatcher looks again only when the
+//! claim may have left a message sendable.
+
+use std::{sync::Arc, time::Duration};
+
+use omnisaga_notification::{channel::LogChannel, domain::RetryPolicy, workers::Dispatcher};
+use omnisaga_runtime::{
+    testing::{self, Statements},
+    work::{Claimed, OutboxWaker, Then, Worker},
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn dispatcher(name: &str) -> Dispatcher {
+    let pool = testing::migrated_database(name, sqlx::migrate!("./migrations"))
+        .await
+        .expect("test database");
+    Dispatcher {
+        pool,
+        waker: OutboxWaker::default(),
+        channel: Arc::new(LogChannel),
+        notifications_topic: "omnisaga.notifications.v1".into(),
+        retry: RetryPolicy::default(),
+        send_timeout: Duration::from_secs(1),
+    }
+}
+
+/// Queues a message of a new order whose recipient is known, due after
+/// `wait` (a refused one waiting for its next attempt) or at once; returns
+/// the order.
+async fn queue(pool: &PgPool, wait: Option<Duration>) -> Uuid {
+    let order = Uuid::new_v4();
+    sqlx::query("INSERT INTO recipients (order_id, customer_id, order_number) VALUES ($1, 'c-1', 'OS-1')")
+        .bind(order)
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template,
+                                    next_attempt_at)
+         VALUES ($1, $2, $3, 'OrderPlaced', 'order_created', clock_timestamp() + $4 * interval '1 millisecond')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(order)
+    .bind(Uuid::now_v7())
+    .bind(wait.map(|w| w.as_millis() as f64))
+    .execute(pool)
+    .await
+    .unwrap();
+    order
+}
+
+/// Queues the next message of `order`, behind the first.
+async fn behind(pool: &PgPool, order: Uuid) {
+    sqlx::query(
+        "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template)
+         VALUES ($1, $2, $3, 'PaymentAuthorized', 'payment_confirmed')",
+    )
+    .bind(Uuid::new_v4())
+    .bind(order)
+    .bind(Uuid::now_v7())
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Looks for messages, returning what it found and the statements it ran.
+async fn look(dispatcher: &Dispatcher) -> (Claimed<Vec<omnisaga_notification::store::Queued>>, Statements) {
+    let before = Statements::now(&dispatcher.pool).await.unwrap();
+    let claimed = dispatcher.claim().await.expect("looked");
+    let after = Statements::now(&dispatcher.pool).await.unwrap();
+    (claimed, after.since(&before))
+}
+
+#[tokio::test]
+async fn a_claim_and_an_empty_look_are_one_statement_each() {
+    let d = dispatcher("claim_statements").await;
+    queue(&d.pool, None).await;
+    let (claimed, ran) = look(&d).await;
+    let Claimed::Work { work, then } = claimed else {
+        panic!("a message is queued");
+    };
+    assert_eq!(work.len(), 1);
+    assert_eq!(ran.total(), 1, "one statement claims:\n{ran}");
+    assert!(
+        matches!(then, Then::Wait(_)),
+        "nothing queued behind it: no look after sending it ({then:?})"
+    );
+
+    let (claimed, ran) = look(&d).await;
+    assert!(matches!(claimed, Claimed::Wait(_)), "the message is claimed");
+    assert_eq!(ran.total(), 1, "one statement finds nothing:\n{ran}");
+}
+
+#[tokio::test]
+async fn an_empty_look_waits_for_the_first_refused_message_to_fall_due() {
+    let d = dispatcher("claim_statements_due").await;
+    queue(&d.pool, Some(Duration::from_millis(400))).await;
+    queue(&d.pool, Some(Duration::from_secs(60))).await;
+    let (claimed, ran) = look(&d).await;
+    let Claimed::Wait(wait) = claimed else {
+        panic!("nothing is due yet");
+    };
+    assert!(
+        wait > Duration::from_millis(100) && wait <= Duration::from_millis(400),
+        "until the first falls due: {wait:?}"
+    );
+    assert_eq!(ran.total(), 1, "one statement claims and says when:\n{ran}");
+}
+
+#[tokio::test]
+async fn a_message_with_another_of_its_order_behind_it_is_followed_by_a_look() {
+    let d = dispatcher("claim_statements_behind").await;
+    let order = queue(&d.pool, None).await;
+    behind(&d.pool, order).await;
+    let (claimed, _) = look(&d).await;
+    let Claimed::Work { work, then } = claimed else {
+        panic!("a message is queued");
+    };
+    assert_eq!(work.len(), 1, "one per order");
+    assert_eq!(then, Then::LookAgain, "the next of its order is sendable once it is sent");
+}
