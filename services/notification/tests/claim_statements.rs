@@ -121,5 +121,9 @@ async fn a_message_with_another_of_its_order_behind_it_is_followed_by_a_look() {
         panic!("a message is queued");
     };
     assert_eq!(work.len(), 1, "one per order");
-    assert_eq!(then, Then::LookAgain, "the next of its order is sendable once it is sent");
+    assert_eq!(
+        then,
+        Then::LookAgain,
+        "the next of its order is sendable once it is sent"
+    );
 }

@@ -228,7 +228,10 @@ pub async fn claim_call(
 }
 
 /// The stream a claim read, one row per event (none for a void).
-fn stream(versions: Option<Vec<i64>>, envelopes: Option<Vec<Vec<u8>>>) -> Result<Vec<StoredEvent>, StoreError> {
+fn stream(
+    versions: Option<Vec<i64>>,
+    envelopes: Option<Vec<Vec<u8>>>,
+) -> Result<Vec<StoredEvent>, StoreError> {
     versions
         .unwrap_or_default()
         .into_iter()

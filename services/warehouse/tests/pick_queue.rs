@@ -70,7 +70,10 @@ async fn the_task_due_first_is_claimed_and_says_whether_another_is_due() {
     task(&pool, "READY", 60_000).await;
 
     let mut one = pool.begin().await.unwrap();
-    let Claim::Due { task: claimed, more, .. } = store::claim_next_task(&mut *one, LEASE).await.unwrap() else {
+    let Claim::Due {
+        task: claimed, more, ..
+    } = store::claim_next_task(&mut *one, LEASE).await.unwrap()
+    else {
         panic!("two tasks are due");
     };
     assert_eq!(claimed.pick_task_id, first);
@@ -98,7 +101,10 @@ async fn the_only_due_task_has_no_other_behind_it() {
     let pool = queue().await;
     let only = task(&pool, "READY", -1).await;
     let mut tx = pool.begin().await.unwrap();
-    let Claim::Due { task: claimed, more, .. } = store::claim_next_task(&mut *tx, LEASE).await.unwrap() else {
+    let Claim::Due {
+        task: claimed, more, ..
+    } = store::claim_next_task(&mut *tx, LEASE).await.unwrap()
+    else {
         panic!("the task is due");
     };
     assert_eq!(claimed.pick_task_id, only);
@@ -218,14 +224,21 @@ async fn a_picker_claims_in_one_statement_ships_in_the_claims_transaction_and_th
         panic!("the paid order's task is due");
     };
     let claim = Statements::now(&pool).await.unwrap().since(&before);
-    assert_eq!(claim.total(), 1, "one statement claims and leases the task:\n{claim}");
+    assert_eq!(
+        claim.total(),
+        1,
+        "one statement claims and leases the task:\n{claim}"
+    );
     assert_eq!(then, Then::LookAgain, "its own task falls due to ship");
     pickers.work(work).await.expect("picked and packed");
 
     let Claimed::Work { work, then } = pickers.claim().await.expect("claimed") else {
         panic!("the packed task is due at once");
     };
-    assert!(matches!(then, Then::Wait(_)), "nothing else queued: no look after it ({then:?})");
+    assert!(
+        matches!(then, Then::Wait(_)),
+        "nothing else queued: no look after it ({then:?})"
+    );
     pickers.work(work).await.expect("shipped");
     let all = Statements::now(&pool).await.unwrap().since(&before);
     assert_eq!(

@@ -109,7 +109,9 @@ pub async fn claim_queued(pool: &PgPool, limit: i64, lease: Duration) -> Result<
     .await?;
     // With none claimed, one row: no message, and the wait.
     let next_due: Option<f64> = rows.first().and_then(|row| row.get(12));
-    let held_back = rows.iter().any(|row| row.get::<Option<bool>, _>(11) == Some(true));
+    let held_back = rows
+        .iter()
+        .any(|row| row.get::<Option<bool>, _>(11) == Some(true));
     let queued = rows
         .iter()
         .filter(|row| row.get::<Option<Uuid>, _>(0).is_some())

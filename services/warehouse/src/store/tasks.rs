@@ -207,7 +207,10 @@ pub async fn claim_next_task<'c, E: PgExecutor<'c>>(conn: E, lease: Duration) ->
         },
     };
     let next_in: Option<f64> = row.get(9);
-    debug_assert!(task.packed || row.get::<i64, _>(10) == 1, "a task to pick is leased");
+    debug_assert!(
+        task.packed || row.get::<i64, _>(10) == 1,
+        "a task to pick is leased"
+    );
     Ok(Claim::Due {
         task,
         more: next_in.is_some_and(|s| s <= 0.0),
