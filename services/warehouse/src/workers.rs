@@ -82,11 +82,13 @@ impl Worker for Pickers {
     /// [`IDLE_POLL`]; a commit wakes the picker sooner). One statement on the
     /// pool claims and leases a task to pick; a task to ship is shipped in
     /// the transaction that claims it, so a picker that expects one (its
-    /// last step was a pack) looks in a transaction, and one that finds one
-    /// outside a transaction looks again in one.
+    /// last step was a pack, and no task has fallen due since) looks in a
+    /// transaction, and one that finds one outside a transaction looks
+    /// again in one.
     async fn claim(&self) -> Result<Claimed<Self::Work>> {
         let lease = self.pick + self.pack + LEASE_MARGIN;
-        if !self.packed.0.swap(false, Ordering::Relaxed) {
+        let packed = self.packed.0.swap(false, Ordering::Relaxed);
+        if !packed {
             match store::claim_next_task(&self.pool, lease).await? {
                 Claim::Due { task, .. } if task.packed => {}
                 Claim::Due { task, more, next_in } => {
@@ -115,7 +117,11 @@ impl Worker for Pickers {
                     then,
                 });
             }
-            Claim::NotYet(due_in) => due_in.clamp(MIN_WAIT, IDLE_POLL),
+            Claim::NotYet(due_in) => {
+                // Most likely the task it packed, not due to ship yet.
+                self.packed.0.store(packed, Ordering::Relaxed);
+                due_in.clamp(MIN_WAIT, IDLE_POLL)
+            }
             Claim::Empty => IDLE_POLL,
         };
         // Release the task locked but not due now, not when the pool gets

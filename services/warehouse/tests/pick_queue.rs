@@ -4,8 +4,12 @@
 use std::time::Duration;
 
 use omnisaga_proto::v1::{envelope::Payload, LineItem, OrderPlaced, PaymentAuthorized};
-use omnisaga_runtime::testing;
+use omnisaga_runtime::{
+    testing::{self, Statements},
+    work::{Claimed, Then, Worker},
+};
 use omnisaga_warehouse::store::{self, Claim};
+use omnisaga_warehouse::workers::Pickers;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -113,9 +117,6 @@ async fn the_only_due_task_has_no_other_behind_it() {
 
 #[tokio::test]
 async fn a_picker_stopped_in_the_middle_of_picking_hands_its_task_back() {
-    use omnisaga_runtime::work::{Claimed, Worker};
-    use omnisaga_warehouse::workers::Pickers;
-
     let pool = queue().await;
     let id = task(&pool, "READY", -1_000).await;
     let pickers = Pickers {
@@ -179,14 +180,9 @@ async fn consume(pool: &PgPool, producer: &str, order_id: Uuid, payload: Payload
     tx.commit().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_picker_claims_in_one_statement_ships_in_the_claims_transaction_and_then_waits() {
-    use omnisaga_runtime::{
-        testing::Statements,
-        work::{Claimed, Then, Worker},
-    };
-    use omnisaga_warehouse::workers::Pickers;
-
+/// A paid order's task, due to pick, and a picker that ships `ship` after
+/// packing.
+async fn paid_order(ship: Duration) -> (PgPool, Uuid, Pickers) {
     let pool = queue().await;
     sqlx::query("INSERT INTO stock (sku, on_hand) VALUES ('SKU-LAMP', 10)")
         .execute(&pool)
@@ -214,10 +210,16 @@ async fn a_picker_claims_in_one_statement_ships_in_the_claims_transaction_and_th
         warehouse_topic: "omnisaga.warehouse.v1".into(),
         pick: Duration::ZERO,
         pack: Duration::ZERO,
-        ship: Duration::ZERO,
+        ship,
         order_shipped_version: 2,
         packed: Default::default(),
     };
+    (pool, order_id, pickers)
+}
+
+#[tokio::test]
+async fn a_picker_claims_in_one_statement_ships_in_the_claims_transaction_and_then_waits() {
+    let (pool, order_id, pickers) = paid_order(Duration::ZERO).await;
 
     let before = Statements::now(&pool).await.unwrap();
     let Claimed::Work { work, then } = pickers.claim().await.expect("claimed") else {
@@ -252,4 +254,32 @@ async fn a_picker_claims_in_one_statement_ships_in_the_claims_transaction_and_th
         .await
         .unwrap();
     assert_eq!(status, "SHIPPED");
+}
+
+#[tokio::test]
+async fn a_picker_that_packed_waits_for_its_parcel_and_claims_it_in_the_transaction_it_ships_in() {
+    let (pool, _, pickers) = paid_order(Duration::from_secs(3600)).await;
+    let Claimed::Work { work, .. } = pickers.claim().await.expect("claimed") else {
+        panic!("the paid order's task is due");
+    };
+    pickers.work(work).await.expect("picked and packed");
+    let Claimed::Wait(_) = pickers.claim().await.expect("looked") else {
+        panic!("the parcel ships in an hour");
+    };
+    // The hour has passed.
+    sqlx::query("UPDATE pick_tasks SET due_at = clock_timestamp()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let before = Statements::now(&pool).await.unwrap();
+    // Held (its transaction open) while the statements are counted.
+    let Claimed::Work { work: _locked, .. } = pickers.claim().await.expect("claimed") else {
+        panic!("the packed task is due");
+    };
+    let claim = Statements::now(&pool).await.unwrap().since(&before);
+    assert_eq!(
+        claim.total(),
+        2,
+        "BEGIN and the claim, no look outside it first:\n{claim}"
+    );
 }
