@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{channel_name, durations, Stage},
-    store::{self, Line, Placement, Received},
+    store::{self, Known, Line, Placement, Received},
 };
 
 static STAGES: std::sync::LazyLock<omnisaga_runtime::metrics::Histograms> = std::sync::LazyLock::new(|| {
@@ -31,16 +31,29 @@ pub fn reacts_to(payload: &Payload) -> bool {
     Stage::of(payload).is_some()
 }
 
-pub struct SagaEvents;
+/// The consumer's handler, with the dimension rows it has written.
+#[derive(Debug, Default)]
+pub struct SagaEvents {
+    known: Known,
+}
 
 #[async_trait]
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        if event.envelope.payload.is_none() {
+            return Ok(());
+        }
+        let order_id = event.order_id()?;
+        self.record(tx, event, order_id).await.map_err(|e| self.failed(e))
+    }
+}
+
+impl SagaEvents {
+    async fn record(&self, tx: &mut PgConnection, event: &Incoming, order_id: Uuid) -> Result<(), sqlx::Error> {
         let env = &event.envelope;
         let Some(payload) = &env.payload else {
             return Ok(());
         };
-        let order_id = event.order_id()?;
         let at = occurred_at(env);
         let received = Received {
             event_id: event_id(env).unwrap_or_default(),
@@ -56,24 +69,33 @@ impl Handler for SagaEvents {
             return Ok(());
         };
         if let Payload::OrderPlaced(placed) = payload {
-            record_placement(tx, order_id, placed, at).await?;
+            record_placement(tx, &self.known, order_id, placed, at).await?;
         }
-        store::record_stage(tx, received.event_id, order_id, stage, at).await?;
         // Time the stages this event completed, when it set its own.
-        if stage.is_timed() {
-            if let Some(stages) = store::stages_if_reached_at(tx, order_id, stage, at).await? {
-                for (label, seconds) in durations(stage, &stages) {
-                    STAGES.with_label_values(&[label]).observe(seconds);
-                }
+        if let Some(stages) = store::record_stage(tx, &self.known, received.event_id, order_id, stage, at).await? {
+            for (label, seconds) in durations(stage, &stages) {
+                STAGES.with_label_values(&[label]).observe(seconds);
             }
         }
         Ok(())
+    }
+
+    /// `e` sorted for the consumer. A foreign key violation is a day or a
+    /// SKU remembered as written that is not (its transaction rolled back):
+    /// forgotten, and the record retried, which writes them again.
+    fn failed(&self, e: sqlx::Error) -> HandlerError {
+        if store::is_foreign_key_violation(&e) && self.known.forget() {
+            HandlerError::Transient(anyhow::Error::new(e).context("a dimension row remembered as written is missing"))
+        } else {
+            e.into()
+        }
     }
 }
 
 /// Records what `placed` tells besides the stage: channel, lines, total.
 async fn record_placement(
     tx: &mut PgConnection,
+    known: &Known,
     order_id: Uuid,
     placed: &OrderPlaced,
     at: DateTime<Utc>,
@@ -100,7 +122,7 @@ async fn record_placement(
         total_minor_units: total.minor_units,
         currency: &total.currency,
     };
-    store::record_placement(tx, order_id, &placement).await
+    store::record_placement(tx, known, order_id, &placement).await
 }
 
 #[cfg(test)]
