@@ -1,19 +1,18 @@
 //! Records each event, the stage it marks and, for a placement, the order's
 //! channel and lines; times the stages it completes (see [`crate::domain`]).
-//! The rows are [`crate::store`]'s.
+//! A fetched batch is recorded at once. The rows are [`crate::store`]'s.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::SubsecRound as _;
 use omnisaga_proto::v1::{envelope::Payload, Channel, OrderPlaced};
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::{event_id, occurred_at},
 };
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::{
-    domain::{channel_name, durations, Stage},
+    domain::{channel_name, Stage},
     store::{self, Known, Line, Placement, Received},
 };
 
@@ -31,7 +30,8 @@ pub fn reacts_to(payload: &Payload) -> bool {
     Stage::of(payload).is_some()
 }
 
-/// The consumer's handler, with the dimension rows it has written.
+/// The consumer's handler, with the dimension rows it has written. It
+/// records a batch of events at once, one statement per table.
 #[derive(Debug, Default)]
 pub struct SagaEvents {
     known: Known,
@@ -40,46 +40,34 @@ pub struct SagaEvents {
 #[async_trait]
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        if event.envelope.payload.is_none() {
-            return Ok(());
-        }
-        let order_id = event.order_id()?;
-        self.record(tx, event, order_id).await.map_err(|e| self.failed(e))
+        self.handle_batch(tx, &[event]).await
     }
-}
 
-impl SagaEvents {
-    async fn record(&self, tx: &mut PgConnection, event: &Incoming, order_id: Uuid) -> Result<(), sqlx::Error> {
-        let env = &event.envelope;
-        let Some(payload) = &env.payload else {
-            return Ok(());
-        };
-        let at = occurred_at(env);
-        let received = Received {
-            event_id: event_id(env).unwrap_or_default(),
-            order_id,
-            event_type: &env.event_type,
-            occurred_at: at,
-            topic: &event.topic,
-        };
-        if !store::record_received(tx, &received).await? {
-            return Ok(());
-        }
-        let Some(stage) = Stage::of(payload) else {
-            return Ok(());
-        };
-        if let Payload::OrderPlaced(placed) = payload {
-            record_placement(tx, &self.known, order_id, placed, at).await?;
-        }
-        // Time the stages this event completed, when it set its own.
-        if let Some(stages) = store::record_stage(tx, &self.known, received.event_id, order_id, stage, at).await? {
-            for (label, seconds) in durations(stage, &stages) {
-                STAGES.with_label_values(&[label]).observe(seconds);
+    async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Incoming]) -> Result<(), HandlerError> {
+        let mut received = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(r) = received_of(event)? {
+                received.push(r);
             }
+        }
+        if received.is_empty() {
+            return Ok(());
+        }
+        let completed = store::record_all(tx, &self.known, &received)
+            .await
+            .map_err(|e| self.failed(e))?;
+        for (label, seconds) in completed {
+            STAGES.with_label_values(&[label]).observe(seconds);
         }
         Ok(())
     }
 
+    fn batches(&self) -> bool {
+        true
+    }
+}
+
+impl SagaEvents {
     /// `e` sorted for the consumer. A foreign key violation is a day or a
     /// SKU remembered as written that is not (its transaction rolled back):
     /// forgotten, and the record retried, which writes them again.
@@ -92,37 +80,48 @@ impl SagaEvents {
     }
 }
 
-/// Records what `placed` tells besides the stage: channel, lines, total.
-async fn record_placement(
-    tx: &mut PgConnection,
-    known: &Known,
-    order_id: Uuid,
-    placed: &OrderPlaced,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let total = placed.total.clone().unwrap_or_default();
-    let lines: Vec<Line> = placed
-        .items
-        .iter()
-        .map(|item| {
-            let price = item.unit_price.as_ref();
-            Line {
-                sku: &item.sku,
-                name: &item.name,
-                quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
-                unit_price_minor_units: price.map_or(0, |p| p.minor_units),
-                currency: price.map_or("", |p| p.currency.as_str()),
-            }
-        })
-        .collect();
-    let placement = Placement {
-        channel: channel_name(Channel::try_from(placed.channel).unwrap_or(Channel::Unspecified)),
-        at,
-        lines: &lines,
-        total_minor_units: total.minor_units,
-        currency: &total.currency,
+/// `event` as analytics records it; `None` for one without a payload.
+fn received_of(event: &Incoming) -> Result<Option<Received<'_>>, HandlerError> {
+    let env = &event.envelope;
+    let Some(payload) = &env.payload else {
+        return Ok(None);
     };
-    store::record_placement(tx, known, order_id, &placement).await
+    Ok(Some(Received {
+        event_id: event_id(env).unwrap_or_default(),
+        order_id: event.order_id()?,
+        event_type: &env.event_type,
+        occurred_at: occurred_at(env).trunc_subsecs(6),
+        topic: &event.topic,
+        stage: Stage::of(payload),
+        placement: match payload {
+            Payload::OrderPlaced(placed) => Some(placement(placed)),
+            _ => None,
+        },
+    }))
+}
+
+/// What `placed` tells besides the stage: channel, lines, total.
+fn placement(placed: &OrderPlaced) -> Placement<'_> {
+    let total = placed.total.as_ref();
+    Placement {
+        channel: channel_name(Channel::try_from(placed.channel).unwrap_or(Channel::Unspecified)),
+        lines: placed
+            .items
+            .iter()
+            .map(|item| {
+                let price = item.unit_price.as_ref();
+                Line {
+                    sku: &item.sku,
+                    name: &item.name,
+                    quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
+                    unit_price_minor_units: price.map_or(0, |p| p.minor_units),
+                    currency: price.map_or("", |p| p.currency.as_str()),
+                }
+            })
+            .collect(),
+        total_minor_units: total.map_or(0, |t| t.minor_units),
+        currency: total.map_or("", |t| t.currency.as_str()),
+    }
 }
 
 #[cfg(test)]

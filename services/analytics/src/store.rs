@@ -2,9 +2,10 @@
 //! the star schema analysts query (migrations/1001_star_schema.sql,
 //! docs/analytics.md): each stage event (`stage_events`), each order
 //! (`fact_orders`) and its lines (`fact_order_lines`), with the dimensions
-//! they name, written by `record` as events arrive. The API's and the
+//! they name, written by `record` (and `fact_orders`) as events arrive. The API's and the
 //! dashboard's queries are here too.
 
+mod fact_orders;
 mod record;
 
 use chrono::{DateTime, Utc};

@@ -1,10 +1,14 @@
 //! What analytics' consumer costs the database for one order's six events:
 //! its handler against a migrated database, each event in a transaction of
-//! its own as the consumer applies a lone record, and the handler's
-//! statements counted by `pg_stat_statements` for that database alone
+//! its own as the consumer applies a lone record, or all in one as it
+//! applies a fetched batch, and the handler's statements counted by
+//! `pg_stat_statements` for that database alone
 //! (`infra/postgres/omnisaga.conf` preloads it). A day or a SKU it wrote once
 //! costs no statement again; a remembered one that a rollback took away is
-//! written again on the retry.
+//! written again on the retry. A batch leaves the rows its events leave one
+//! by one (batch.rs).
+
+mod batch;
 
 use omnisaga_analytics::handlers::SagaEvents;
 use omnisaga_proto::v1::{
@@ -25,7 +29,7 @@ const HANDLER_STATEMENTS: &str = "SELECT coalesce(sum(calls), 0)::bigint FROM pg
        AND query NOT LIKE '%pg_stat_statements%'";
 
 /// A migrated analytics database whose statements are counted from now on.
-async fn database() -> PgPool {
+pub async fn database() -> PgPool {
     let pool = testing::migrated_database("analytics", sqlx::migrate!("./migrations"))
         .await
         .expect("test database");
@@ -51,7 +55,7 @@ async fn handler_statements(pool: &PgPool) -> i64 {
 }
 
 /// `payload` of `order_id` as its topic would bring it.
-fn incoming(order_id: Uuid, producer: &str, payload: Payload) -> Incoming {
+pub fn incoming(order_id: Uuid, producer: &str, payload: Payload) -> Incoming {
     Incoming {
         envelope: testing::envelope(producer, &order_id.to_string(), payload),
         topic: format!("omnisaga.{producer}.v1"),
@@ -133,7 +137,7 @@ fn one_order(order_id: Uuid) -> Vec<Incoming> {
 }
 
 /// Handles each of `events` in a transaction of its own and commits it.
-async fn one_by_one(pool: &PgPool, handler: &SagaEvents, events: &[Incoming]) {
+pub async fn one_by_one(pool: &PgPool, handler: &SagaEvents, events: &[Incoming]) {
     for event in events {
         let mut tx = pool.begin().await.unwrap();
         handler.handle(&mut tx, event).await.expect("handled");
@@ -142,7 +146,7 @@ async fn one_by_one(pool: &PgPool, handler: &SagaEvents, events: &[Incoming]) {
 }
 
 #[tokio::test]
-async fn one_orders_six_events_cost_sixteen_statements_once_its_day_and_sku_are_known() {
+async fn one_orders_six_events_cost_fifteen_statements_once_its_day_and_sku_are_known() {
     let pool = database().await;
     let handler = SagaEvents::default();
     // The first order brings today and its SKU.
@@ -151,10 +155,10 @@ async fn one_orders_six_events_cost_sixteen_statements_once_its_day_and_sku_are_
 
     let order_id = Uuid::new_v4();
     one_by_one(&pool, &handler, &one_order(order_id)).await;
-    // Each event: received_events. The placement: fact_orders, its line,
-    // stage_events, fact_orders again. Paid, ready, shipped: stage_events
-    // and fact_orders, the times reached coming back from it.
-    assert_eq!(handler_statements(&pool).await, 6 + 4 + 3 * 2);
+    // Each event: received_events. The placement: its line, stage_events,
+    // fact_orders. Paid, ready, shipped: stage_events and fact_orders, the
+    // times reached coming back from it.
+    assert_eq!(handler_statements(&pool).await, 6 + 3 + 3 * 2);
     let (shipped, lines): (bool, i64) = sqlx::query_as(
         "SELECT shipped_at IS NOT NULL AND ready_at IS NOT NULL AND paid_at IS NOT NULL AND placed_at IS NOT NULL,
                 (SELECT count(*) FROM fact_order_lines l WHERE l.order_id = o.order_id)
@@ -190,4 +194,20 @@ async fn a_day_and_sku_remembered_from_a_rolled_back_transaction_are_written_aga
             .await
             .unwrap();
     assert_eq!((days, skus), (1, 1));
+}
+
+#[tokio::test]
+async fn one_orders_six_events_fetched_together_cost_four_statements() {
+    let pool = database().await;
+    let handler = SagaEvents::default();
+    one_by_one(&pool, &handler, &one_order(Uuid::new_v4())).await;
+    reset(&pool).await;
+
+    let events = one_order(Uuid::new_v4());
+    let together: Vec<&Incoming> = events.iter().collect();
+    let mut tx = pool.begin().await.unwrap();
+    handler.handle_batch(&mut tx, &together).await.expect("handled");
+    tx.commit().await.unwrap();
+    // received_events, fact_order_lines, stage_events, fact_orders.
+    assert_eq!(handler_statements(&pool).await, 4);
 }

@@ -1,20 +1,22 @@
-//! What the consumer writes for each event it receives: the event
-//! (`received_events`), its stage (`stage_events`), the order's row
-//! (`fact_orders`), a placement's lines (`fact_order_lines`) and the
-//! dimensions they name (`dim_day`, `dim_sku`). [`Known`] remembers the days
-//! and SKUs already written, so a day or a SKU costs a statement once per
-//! process, not once per event.
+//! What the consumer writes for the events it receives, a batch at a time
+//! (one event is a batch of one), one statement per table whatever the
+//! batch's size: the events (`received_events`), the dimensions they name
+//! (`dim_day`, `dim_sku`), a placement's lines (`fact_order_lines`), the
+//! stages (`stage_events`) and the orders' rows (`fact_orders`, see
+//! `fact_orders`). [`Known`] remembers the days and SKUs already written, so
+//! a day or a SKU costs a statement once per process, not once per event.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Mutex,
 };
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Kept, Stage, Stages};
+use super::fact_orders;
+use crate::domain::Stage;
 
 /// The `dim_day` and `dim_sku` rows this process has written (or found),
 /// with each SKU's name as written. A transaction that wrote one may still
@@ -73,122 +75,24 @@ pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "23503")
 }
 
-/// An event as received.
+/// An event as received, with what analytics makes of it.
 pub struct Received<'a> {
     pub event_id: Uuid,
     pub order_id: Uuid,
     pub event_type: &'a str,
+    /// To the microsecond, as the database keeps it.
     pub occurred_at: DateTime<Utc>,
     pub topic: &'a str,
-}
-
-/// Records `event`; whether it is new (a redelivered one is not).
-pub async fn record_received(conn: &mut PgConnection, event: &Received<'_>) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO received_events (event_id, order_id, event_type, occurred_at, topic)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(event.event_id)
-    .bind(event.order_id)
-    .bind(event.event_type)
-    .bind(event.occurred_at)
-    .bind(event.topic)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(inserted == 1)
-}
-
-/// Records the stage event `event_id` of `order_id` (`stage_events`), its
-/// day (`dim_day`) and the order's row (`fact_orders`): the stage's first
-/// time, or one more of it. Returns when the order reached its timed
-/// stages if this event set the time of its own (a timed stage, reached at
-/// `at`), `None` otherwise.
-pub async fn record_stage(
-    conn: &mut PgConnection,
-    known: &Known,
-    event_id: Uuid,
-    order_id: Uuid,
-    stage: Stage,
-    at: DateTime<Utc>,
-) -> Result<Option<Stages>, sqlx::Error> {
-    let day = ensure_day(conn, known, at).await?;
-    sqlx::query(
-        "INSERT INTO stage_events (event_id, order_id, stage, occurred_at, day)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(event_id)
-    .bind(order_id)
-    .bind(stage.name())
-    .bind(at)
-    .bind(day)
-    .execute(&mut *conn)
-    .await?;
-    // The columns come from the fixed list of `Stage`, never from input. A
-    // cancellation that reached the warehouse after the parcel left loses,
-    // as at the order service: the order shipped, whichever of the two
-    // arrived here first. Its stage row stays in `fact_stages`.
-    let sql = match (stage, stage.kept()) {
-        (Stage::Cancelled, Kept::FirstTime(column)) => format!(
-            "INSERT INTO fact_orders (order_id, {column}) VALUES ($1, $2)
-             ON CONFLICT (order_id) DO UPDATE SET {column} =
-                 CASE WHEN fact_orders.shipped_at IS NULL THEN coalesce(fact_orders.{column}, $2) END
-             RETURNING placed_at, paid_at, ready_at, shipped_at, {column} = $2"
-        ),
-        (_, Kept::FirstTime(column)) => {
-            let shipped = if stage == Stage::Shipped { ", cancelled_at = NULL" } else { "" };
-            format!(
-                "INSERT INTO fact_orders (order_id, {column}) VALUES ($1, $2)
-                 ON CONFLICT (order_id) DO UPDATE SET {column} = coalesce(fact_orders.{column}, $2){shipped}
-                 RETURNING placed_at, paid_at, ready_at, shipped_at, {column} = $2"
-            )
-        }
-        (_, Kept::Count(column)) => format!(
-            "INSERT INTO fact_orders (order_id, {column}) VALUES ($1, 1)
-             ON CONFLICT (order_id) DO UPDATE SET {column} = fact_orders.{column} + 1
-             RETURNING placed_at, paid_at, ready_at, shipped_at, false"
-        ),
-    };
-    let query = sqlx::query(&sql).bind(order_id);
-    let query = match stage.kept() {
-        Kept::FirstTime(_) => query.bind(at),
-        Kept::Count(_) => query,
-    };
-    let row = query.fetch_one(&mut *conn).await?;
-    let set_here: Option<bool> = row.get(4);
-    Ok((stage.is_timed() && set_here == Some(true)).then(|| Stages {
-        placed: row.get(0),
-        paid: row.get(1),
-        ready: row.get(2),
-        shipped: row.get(3),
-    }))
-}
-
-/// The UTC day of `at`, in `dim_day` from now on (written unless known).
-async fn ensure_day(conn: &mut PgConnection, known: &Known, at: DateTime<Utc>) -> Result<NaiveDate, sqlx::Error> {
-    let day = at.date_naive();
-    if known.has_day(day) {
-        return Ok(day);
-    }
-    sqlx::query(
-        "INSERT INTO dim_day (day, year, quarter, month, iso_year, iso_week, iso_weekday, is_weekend)
-         SELECT $1, extract(year FROM $1), extract(quarter FROM $1), extract(month FROM $1),
-                extract(isoyear FROM $1), extract(week FROM $1), extract(isodow FROM $1),
-                extract(isodow FROM $1) >= 6
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(day)
-    .execute(conn)
-    .await?;
-    known.note_day(day);
-    Ok(day)
+    /// The stage it marks, if any.
+    pub stage: Option<Stage>,
+    /// What it tells about the order besides its stage, for a placement.
+    pub placement: Option<Placement<'a>>,
 }
 
 /// What an `OrderPlaced` tells about the order besides its stage.
 pub struct Placement<'a> {
     pub channel: &'static str,
-    pub at: DateTime<Utc>,
-    pub lines: &'a [Line<'a>],
+    pub lines: Vec<Line<'a>>,
     pub total_minor_units: i64,
     pub currency: &'a str,
 }
@@ -202,54 +106,159 @@ pub struct Line<'a> {
     pub currency: &'a str,
 }
 
-/// Records the order's channel, day, size and total in its `fact_orders`
-/// row, its lines in `fact_order_lines` and their SKUs in `dim_sku`.
-pub async fn record_placement(
+/// Records `events`, in the order received: each new one (a redelivered
+/// one is not), its stage, the order's row, a placement's channel, day,
+/// size, total, lines and SKUs. Returns the stage durations they completed
+/// (`domain::completed`).
+pub async fn record_all(
     conn: &mut PgConnection,
     known: &Known,
-    order_id: Uuid,
-    placement: &Placement<'_>,
-) -> Result<(), sqlx::Error> {
-    let day = ensure_day(conn, known, placement.at).await?;
-    let items: i32 = placement.lines.iter().map(|l| l.quantity).sum();
-    sqlx::query(
-        "INSERT INTO fact_orders (order_id, channel, placed_day, items, total_minor_units, currency)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (order_id) DO UPDATE SET channel = $2, placed_day = $3, items = $4,
-             total_minor_units = $5, currency = $6",
-    )
-    .bind(order_id)
-    .bind(placement.channel)
-    .bind(day)
-    .bind(items)
-    .bind(placement.total_minor_units)
-    .bind(placement.currency)
-    .execute(&mut *conn)
-    .await?;
-    for (line, l) in placement.lines.iter().enumerate() {
-        if !known.has_sku(l.sku, l.name) {
-            sqlx::query(
-                "INSERT INTO dim_sku (sku, name) VALUES ($1, $2)
-                 ON CONFLICT (sku) DO UPDATE SET name = $2",
-            )
-            .bind(l.sku)
-            .bind(l.name)
-            .execute(&mut *conn)
-            .await?;
-            known.note_sku(l.sku, l.name);
-        }
-        sqlx::query(
-            "INSERT INTO fact_order_lines (order_id, line, sku, quantity, unit_price_minor_units, currency)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(line as i32 + 1)
-        .bind(l.sku)
-        .bind(l.quantity)
-        .bind(l.unit_price_minor_units)
-        .bind(l.currency)
-        .execute(&mut *conn)
-        .await?;
+    events: &[Received<'_>],
+) -> Result<Vec<(&'static str, f64)>, sqlx::Error> {
+    let mut fresh = record_received(conn, events).await?;
+    // An event twice among them: only its first is new.
+    let staged: Vec<&Received> = events
+        .iter()
+        .filter(|e| fresh.remove(&e.event_id))
+        .filter(|e| e.stage.is_some())
+        .collect();
+    if staged.is_empty() {
+        return Ok(Vec::new());
     }
+    ensure_days(conn, known, staged.iter().map(|e| e.occurred_at.date_naive())).await?;
+    let placements: Vec<(Uuid, &Placement)> = staged
+        .iter()
+        .filter_map(|e| e.placement.as_ref().map(|p| (e.order_id, p)))
+        .collect();
+    if !placements.is_empty() {
+        ensure_skus(conn, known, &placements).await?;
+        record_lines(conn, &placements).await?;
+    }
+    record_stages(conn, &staged).await?;
+    fact_orders::record(conn, &staged).await
+}
+
+/// Records `events`; the ids of the new ones.
+async fn record_received(conn: &mut PgConnection, events: &[Received<'_>]) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
+    let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO received_events (event_id, order_id, event_type, occurred_at, topic)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(&ids)
+    .bind(&orders)
+    .bind(&types)
+    .bind(&times)
+    .bind(&topics)
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// Puts `days` in `dim_day`, those not known yet.
+async fn ensure_days(
+    conn: &mut PgConnection,
+    known: &Known,
+    days: impl Iterator<Item = NaiveDate>,
+) -> Result<(), sqlx::Error> {
+    let mut new: Vec<NaiveDate> = days.filter(|d| !known.has_day(*d)).collect();
+    new.sort_unstable();
+    new.dedup();
+    if new.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dim_day (day, year, quarter, month, iso_year, iso_week, iso_weekday, is_weekend)
+         SELECT d, extract(year FROM d), extract(quarter FROM d), extract(month FROM d),
+                extract(isoyear FROM d), extract(week FROM d), extract(isodow FROM d),
+                extract(isodow FROM d) >= 6
+         FROM unnest($1::date[]) AS t (d)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&new)
+    .execute(conn)
+    .await?;
+    for day in new {
+        known.note_day(day);
+    }
+    Ok(())
+}
+
+/// Puts the SKUs of `placements` in `dim_sku` under the name the latest
+/// gave each, unless known under that name.
+async fn ensure_skus(
+    conn: &mut PgConnection,
+    known: &Known,
+    placements: &[(Uuid, &Placement<'_>)],
+) -> Result<(), sqlx::Error> {
+    let latest: BTreeMap<&str, &str> = placements
+        .iter()
+        .flat_map(|(_, p)| p.lines.iter().map(|l| (l.sku, l.name)))
+        .collect();
+    let (skus, names): (Vec<&str>, Vec<&str>) = latest
+        .into_iter()
+        .filter(|(sku, name)| !known.has_sku(sku, name))
+        .unzip();
+    if skus.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO dim_sku (sku, name) SELECT * FROM unnest($1::text[], $2::text[])
+         ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name",
+    )
+    .bind(&skus)
+    .bind(&names)
+    .execute(conn)
+    .await?;
+    for (sku, name) in skus.into_iter().zip(names) {
+        known.note_sku(sku, name);
+    }
+    Ok(())
+}
+
+/// Records the lines of `placements` (an order's first placement keeps them).
+async fn record_lines(conn: &mut PgConnection, placements: &[(Uuid, &Placement<'_>)]) -> Result<(), sqlx::Error> {
+    let lines: Vec<(Uuid, i32, &Line)> = placements
+        .iter()
+        .flat_map(|(order_id, p)| p.lines.iter().zip(1..).map(|(l, n)| (*order_id, n, l)))
+        .collect();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO fact_order_lines (order_id, line, sku, quantity, unit_price_minor_units, currency)
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::int[], $5::bigint[], $6::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(lines.iter().map(|l| l.0).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.sku).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.quantity).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.unit_price_minor_units).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.2.currency).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the stage events among `staged` (`stage_events`).
+async fn record_stages(conn: &mut PgConnection, staged: &[&Received<'_>]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO stage_events (event_id, order_id, stage, occurred_at, day)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::date[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(staged.iter().map(|e| e.event_id).collect::<Vec<_>>())
+    .bind(staged.iter().map(|e| e.order_id).collect::<Vec<_>>())
+    .bind(staged.iter().map(|e| e.stage.map_or("", Stage::name)).collect::<Vec<_>>())
+    .bind(staged.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(staged.iter().map(|e| e.occurred_at.date_naive()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
     Ok(())
 }
