@@ -634,8 +634,13 @@ impl Handler for PickyAtOnce {
         self.picky.handle(tx, event).await
     }
 
-    async fn handle_batch(&self, tx: &mut sqlx::PgConnection, events: &[&Incoming]) -> Result<(), HandlerError> {
-        self.most.fetch_max(events.len(), std::sync::atomic::Ordering::SeqCst);
+    async fn handle_batch(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        events: &[&Incoming],
+    ) -> Result<(), HandlerError> {
+        self.most
+            .fetch_max(events.len(), std::sync::atomic::Ordering::SeqCst);
         if events.iter().any(|e| e.envelope.order_id == "poison") {
             return Err(HandlerError::Rejected(anyhow::anyhow!("invalid content")));
         }

@@ -73,7 +73,9 @@ impl SagaEvents {
     /// forgotten, and the record retried, which writes them again.
     fn failed(&self, e: sqlx::Error) -> HandlerError {
         if store::is_foreign_key_violation(&e) && self.known.forget() {
-            HandlerError::Transient(anyhow::Error::new(e).context("a dimension row remembered as written is missing"))
+            HandlerError::Transient(
+                anyhow::Error::new(e).context("a dimension row remembered as written is missing"),
+            )
         } else {
             e.into()
         }

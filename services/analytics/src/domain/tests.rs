@@ -111,7 +111,9 @@ fn a_batch_times_each_duration_whose_end_or_placement_it_set_once() {
         ready: Some(at(3000)),
         shipped: None,
     };
-    let labels = |set: &dyn Fn(Stage) -> bool| -> Vec<&str> { completed(&all, set).into_iter().map(|d| d.0).collect() };
+    let labels = |set: &dyn Fn(Stage) -> bool| -> Vec<&str> {
+        completed(&all, set).into_iter().map(|d| d.0).collect()
+    };
     assert_eq!(labels(&|s| s == Stage::Paid), ["placed_to_paid"]);
     assert_eq!(
         labels(&|s| matches!(s, Stage::Placed | Stage::Paid)),

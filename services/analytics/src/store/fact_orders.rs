@@ -141,7 +141,13 @@ pub(super) async fn record(
     .bind(column(|c| c.cancelled_at.filter(|_| c.shipped_at.is_none())))
     .bind(changes.values().map(|c| c.payment_failures).collect::<Vec<_>>())
     .bind(changes.values().map(|c| c.payment_voids).collect::<Vec<_>>())
-    .bind(changes.iter().filter(|(_, c)| c.settles).map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(
+        changes
+            .iter()
+            .filter(|(_, c)| c.settles)
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+    )
     .fetch_all(conn)
     .await?;
     let mut done = Vec::new();

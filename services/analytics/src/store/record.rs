@@ -139,7 +139,10 @@ pub async fn record_all(
 }
 
 /// Records `events`; the ids of the new ones.
-async fn record_received(conn: &mut PgConnection, events: &[Received<'_>]) -> Result<HashSet<Uuid>, sqlx::Error> {
+async fn record_received(
+    conn: &mut PgConnection,
+    events: &[Received<'_>],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
     let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     let orders: Vec<Uuid> = events.iter().map(|e| e.order_id).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
@@ -222,7 +225,10 @@ async fn ensure_skus(
 }
 
 /// Records the lines of `placements` (an order's first placement keeps them).
-async fn record_lines(conn: &mut PgConnection, placements: &[(Uuid, &Placement<'_>)]) -> Result<(), sqlx::Error> {
+async fn record_lines(
+    conn: &mut PgConnection,
+    placements: &[(Uuid, &Placement<'_>)],
+) -> Result<(), sqlx::Error> {
     let lines: Vec<(Uuid, i32, &Line)> = placements
         .iter()
         .flat_map(|(order_id, p)| p.lines.iter().zip(1..).map(|(l, n)| (*order_id, n, l)))
@@ -239,7 +245,12 @@ async fn record_lines(conn: &mut PgConnection, placements: &[(Uuid, &Placement<'
     .bind(lines.iter().map(|l| l.1).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.2.sku).collect::<Vec<_>>())
     .bind(lines.iter().map(|l| l.2.quantity).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.2.unit_price_minor_units).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|l| l.2.unit_price_minor_units)
+            .collect::<Vec<_>>(),
+    )
     .bind(lines.iter().map(|l| l.2.currency).collect::<Vec<_>>())
     .execute(conn)
     .await?;
@@ -255,9 +266,19 @@ async fn record_stages(conn: &mut PgConnection, staged: &[&Received<'_>]) -> Res
     )
     .bind(staged.iter().map(|e| e.event_id).collect::<Vec<_>>())
     .bind(staged.iter().map(|e| e.order_id).collect::<Vec<_>>())
-    .bind(staged.iter().map(|e| e.stage.map_or("", Stage::name)).collect::<Vec<_>>())
+    .bind(
+        staged
+            .iter()
+            .map(|e| e.stage.map_or("", Stage::name))
+            .collect::<Vec<_>>(),
+    )
     .bind(staged.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
-    .bind(staged.iter().map(|e| e.occurred_at.date_naive()).collect::<Vec<_>>())
+    .bind(
+        staged
+            .iter()
+            .map(|e| e.occurred_at.date_naive())
+            .collect::<Vec<_>>(),
+    )
     .execute(conn)
     .await?;
     Ok(())

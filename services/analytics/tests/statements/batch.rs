@@ -2,11 +2,11 @@
 //! after the same earlier ones, applied one by one in one database and as
 //! one batch in another, and every table analytics writes compared.
 
+use omnisaga_analytics::handlers::SagaEvents;
 use omnisaga_proto::v1::{
     envelope::Payload, Channel, LineItem, Money, OrderCancelled, OrderPlaced, OrderReadyForShipment,
     OrderShipped, PaymentAuthorized, PaymentFailed, PaymentVoided, StockReserved,
 };
-use omnisaga_analytics::handlers::SagaEvents;
 use omnisaga_runtime::consumer::{Handler, Incoming};
 use sqlx::PgPool;
 use uuid::Uuid;

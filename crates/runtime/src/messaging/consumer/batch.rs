@@ -61,7 +61,10 @@ impl<H: Handler> Consumer<H> {
                 for link in &links {
                     handle.add_link(link.clone());
                 }
-                self.applier.handle_batch(&mut tx, &new).instrument(handle).await?;
+                self.applier
+                    .handle_batch(&mut tx, &new)
+                    .instrument(handle)
+                    .await?;
             }
             // One commit for the batch; its span links every record's span.
             let commit = tracing::info_span!("commit batch", messaging.batch.message_count = raws.len());
