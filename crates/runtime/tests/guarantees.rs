@@ -620,8 +620,64 @@ async fn later_events_of_a_dead_lettered_order_wait_behind_it_until_replayed() -
     Ok(())
 }
 
+/// [`Picky`] applying a fetched batch at once, in one statement; keeps the
+/// most records it was handed at once.
+#[derive(Default)]
+struct PickyAtOnce {
+    picky: Picky,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Handler for PickyAtOnce {
+    async fn handle(&self, tx: &mut sqlx::PgConnection, event: &Incoming) -> Result<(), HandlerError> {
+        self.picky.handle(tx, event).await
+    }
+
+    async fn handle_batch(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        events: &[&Incoming],
+    ) -> Result<(), HandlerError> {
+        self.most
+            .fetch_max(events.len(), std::sync::atomic::Ordering::SeqCst);
+        if events.iter().any(|e| e.envelope.order_id == "poison") {
+            return Err(HandlerError::Rejected(anyhow::anyhow!("invalid content")));
+        }
+        let labels: Vec<String> = events
+            .iter()
+            .map(|e| format!("{}:{}", e.envelope.order_id, e.envelope.correlation_id))
+            .collect();
+        sqlx::query("INSERT INTO test_applied (label) SELECT l FROM unnest($1::text[]) WITH ORDINALITY t (l, n) ORDER BY n")
+            .bind(&labels)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+}
+
 #[tokio::test]
 async fn records_fetched_together_commit_together_and_a_failing_one_changes_no_outcome() -> Result<()> {
+    fetched_together(Arc::new(Picky::default())).await
+}
+
+#[tokio::test]
+async fn a_handler_that_batches_gets_records_fetched_together_at_once_with_the_same_outcome() -> Result<()> {
+    let handler = Arc::new(PickyAtOnce::default());
+    fetched_together(handler.clone()).await?;
+    let most = handler.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most > 1, "handed at most {most} record(s) at once");
+    Ok(())
+}
+
+/// 40 orders' events fetched together by a consumer of `handler`: each
+/// applied once, in its order, the poison order's dead-lettered, and fewer
+/// transactions than records.
+async fn fetched_together<H: Handler>(handler: Arc<H>) -> Result<()> {
     let (pool, kafka) = setup().await?;
     let topic = kafka.topics().orders;
     let producer = kafka::producer(&kafka, "test-producer")?;
@@ -664,7 +720,7 @@ async fn records_fetched_together_commit_together_and_a_failing_one_changes_no_o
         applier: Arc::new(Applier {
             name: "test".into(),
             pool: pool.clone(),
-            handler: Arc::new(Picky::default()),
+            handler,
             waker: OutboxWaker::default(),
             max_attempts: 2,
         }),

@@ -47,7 +47,7 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<()> {
         let consumer = self
             .base
-            .consumer(self.base.subscriptions(), Arc::new(SagaEvents));
+            .consumer(self.base.subscriptions(), Arc::new(SagaEvents::default()));
         let router = api::routes(self.base.pool.clone(), self.config);
         // The dashboard shows aggregate figures only (no order, customer or
         // SKU-level rows) and is opened by a browser, which sends no bearer

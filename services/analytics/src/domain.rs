@@ -141,6 +141,20 @@ pub fn durations(reached: Stage, stages: &Stages) -> Vec<(&'static str, f64)> {
         .collect()
 }
 
+/// The stage durations a batch of an order's events completed, with
+/// `stages` as they are after it and `set` saying which stages' times one of
+/// its events set: each duration whose end or whose placement it set, so
+/// each is timed once, by whichever of its two events came later, as
+/// [`durations`] does for the events one by one.
+pub fn completed(stages: &Stages, set: impl Fn(Stage) -> bool) -> Vec<(&'static str, f64)> {
+    let placed = set(Stage::Placed);
+    [Stage::Paid, Stage::ReadyForShipment, Stage::Shipped]
+        .into_iter()
+        .filter(|stage| placed || set(*stage))
+        .flat_map(|stage| durations(stage, stages))
+        .collect()
+}
+
 /// The seconds from `placed` to `reached`, to the microsecond the database
 /// keeps; never negative, though the clocks of different services may put a
 /// later stage before the placement.

@@ -1,20 +1,19 @@
 //! Records each event, the stage it marks and, for a placement, the order's
 //! channel and lines; times the stages it completes (see [`crate::domain`]).
-//! The rows are [`crate::store`]'s.
+//! A fetched batch is recorded at once. The rows are [`crate::store`]'s.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::SubsecRound as _;
 use omnisaga_proto::v1::{envelope::Payload, Channel, OrderPlaced};
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::{event_id, occurred_at},
 };
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::{
-    domain::{channel_name, durations, Stage},
-    store::{self, Line, Placement, Received},
+    domain::{channel_name, Stage},
+    store::{self, Known, Line, Placement, Received},
 };
 
 static STAGES: std::sync::LazyLock<omnisaga_runtime::metrics::Histograms> = std::sync::LazyLock::new(|| {
@@ -31,76 +30,100 @@ pub fn reacts_to(payload: &Payload) -> bool {
     Stage::of(payload).is_some()
 }
 
-pub struct SagaEvents;
+/// The consumer's handler, with the dimension rows it has written. It
+/// records a batch of events at once, one statement per table.
+#[derive(Debug, Default)]
+pub struct SagaEvents {
+    known: Known,
+}
 
 #[async_trait]
 impl Handler for SagaEvents {
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {
-        let env = &event.envelope;
-        let Some(payload) = &env.payload else {
-            return Ok(());
-        };
-        let order_id = event.order_id()?;
-        let at = occurred_at(env);
-        let received = Received {
-            event_id: event_id(env).unwrap_or_default(),
-            order_id,
-            event_type: &env.event_type,
-            occurred_at: at,
-            topic: &event.topic,
-        };
-        if !store::record_received(tx, &received).await? {
-            return Ok(());
-        }
-        let Some(stage) = Stage::of(payload) else {
-            return Ok(());
-        };
-        if let Payload::OrderPlaced(placed) = payload {
-            record_placement(tx, order_id, placed, at).await?;
-        }
-        store::record_stage(tx, received.event_id, order_id, stage, at).await?;
-        // Time the stages this event completed, when it set its own.
-        if stage.is_timed() {
-            if let Some(stages) = store::stages_if_reached_at(tx, order_id, stage, at).await? {
-                for (label, seconds) in durations(stage, &stages) {
-                    STAGES.with_label_values(&[label]).observe(seconds);
-                }
+        self.handle_batch(tx, &[event]).await
+    }
+
+    async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Incoming]) -> Result<(), HandlerError> {
+        let mut received = Vec::with_capacity(events.len());
+        for event in events {
+            if let Some(r) = received_of(event)? {
+                received.push(r);
             }
+        }
+        if received.is_empty() {
+            return Ok(());
+        }
+        let completed = store::record_all(tx, &self.known, &received)
+            .await
+            .map_err(|e| self.failed(e))?;
+        for (label, seconds) in completed {
+            STAGES.with_label_values(&[label]).observe(seconds);
         }
         Ok(())
     }
+
+    fn batches(&self) -> bool {
+        true
+    }
 }
 
-/// Records what `placed` tells besides the stage: channel, lines, total.
-async fn record_placement(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    placed: &OrderPlaced,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let total = placed.total.clone().unwrap_or_default();
-    let lines: Vec<Line> = placed
-        .items
-        .iter()
-        .map(|item| {
-            let price = item.unit_price.as_ref();
-            Line {
-                sku: &item.sku,
-                name: &item.name,
-                quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
-                unit_price_minor_units: price.map_or(0, |p| p.minor_units),
-                currency: price.map_or("", |p| p.currency.as_str()),
-            }
-        })
-        .collect();
-    let placement = Placement {
-        channel: channel_name(Channel::try_from(placed.channel).unwrap_or(Channel::Unspecified)),
-        at,
-        lines: &lines,
-        total_minor_units: total.minor_units,
-        currency: &total.currency,
+impl SagaEvents {
+    /// `e` sorted for the consumer. A foreign key violation is a day or a
+    /// SKU remembered as written that is not (its transaction rolled back):
+    /// forgotten, and the record retried, which writes them again.
+    fn failed(&self, e: sqlx::Error) -> HandlerError {
+        if store::is_foreign_key_violation(&e) && self.known.forget() {
+            HandlerError::Transient(
+                anyhow::Error::new(e).context("a dimension row remembered as written is missing"),
+            )
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// `event` as analytics records it; `None` for one without a payload.
+fn received_of(event: &Incoming) -> Result<Option<Received<'_>>, HandlerError> {
+    let env = &event.envelope;
+    let Some(payload) = &env.payload else {
+        return Ok(None);
     };
-    store::record_placement(tx, order_id, &placement).await
+    Ok(Some(Received {
+        event_id: event_id(env).unwrap_or_default(),
+        order_id: event.order_id()?,
+        event_type: &env.event_type,
+        occurred_at: occurred_at(env).trunc_subsecs(6),
+        topic: &event.topic,
+        stage: Stage::of(payload),
+        placement: match payload {
+            Payload::OrderPlaced(placed) => Some(placement(placed)),
+            _ => None,
+        },
+    }))
+}
+
+/// What `placed` tells besides the stage: channel, lines, total.
+fn placement(placed: &OrderPlaced) -> Placement<'_> {
+    let total = placed.total.as_ref();
+    Placement {
+        channel: channel_name(Channel::try_from(placed.channel).unwrap_or(Channel::Unspecified)),
+        lines: placed
+            .items
+            .iter()
+            .map(|item| {
+                let price = item.unit_price.as_ref();
+                Line {
+                    sku: &item.sku,
+                    name: &item.name,
+                    quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
+                    unit_price_minor_units: price.map_or(0, |p| p.minor_units),
+                    currency: price.map_or("", |p| p.currency.as_str()),
+                }
+            })
+            .collect(),
+        total_minor_units: total.map_or(0, |t| t.minor_units),
+        currency: total.map_or("", |t| t.currency.as_str()),
+    }
 }
 
 #[cfg(test)]

@@ -102,3 +102,24 @@ fn summary_durations_are_shown_to_a_tenth_of_a_millisecond() {
     assert_eq!(to_tenths(12.345), 12.3);
     assert_eq!(to_tenths(12.96), 13.0);
 }
+
+#[test]
+fn a_batch_times_each_duration_whose_end_or_placement_it_set_once() {
+    let all = Stages {
+        placed: Some(at(0)),
+        paid: Some(at(1000)),
+        ready: Some(at(3000)),
+        shipped: None,
+    };
+    let labels = |set: &dyn Fn(Stage) -> bool| -> Vec<&str> {
+        completed(&all, set).into_iter().map(|d| d.0).collect()
+    };
+    assert_eq!(labels(&|s| s == Stage::Paid), ["placed_to_paid"]);
+    assert_eq!(
+        labels(&|s| matches!(s, Stage::Placed | Stage::Paid)),
+        ["placed_to_paid", "placed_to_ready_for_shipment"],
+        "the placement times what came before it, and the payment with it is timed once"
+    );
+    assert!(labels(&|_| false).is_empty());
+    assert!(labels(&|s| s == Stage::Shipped).is_empty(), "not reached");
+}

@@ -72,6 +72,27 @@ impl<H: Handler> Applier<H> {
         Ok(())
     }
 
+    /// The handler's [`Handler::handle_batch`] for the events of types this
+    /// build knows; the others are skipped and counted as in `handle`.
+    pub(super) async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        incomings: &[&Incoming],
+    ) -> Result<(), HandlerError> {
+        let mut known = Vec::with_capacity(incomings.len());
+        for incoming in incomings {
+            if incoming.envelope.payload.is_some() {
+                known.push(*incoming);
+            } else {
+                self.handle(tx, incoming).await?;
+            }
+        }
+        if known.is_empty() {
+            return Ok(());
+        }
+        self.handler.handle_batch(tx, &known).await
+    }
+
     /// Inbox record and handler, in `tx`; false when the event was a duplicate.
     pub async fn apply_in(
         &self,

@@ -1,5 +1,6 @@
 //! Applying a fetched batch in one transaction, one commit for all its
-//! records, or nothing at all so that they are handled one by one.
+//! records, or nothing at all so that they are handled one by one. A
+//! handler that [`Handler::batches`] gets the batch's new records at once.
 
 use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument;
@@ -38,16 +39,32 @@ impl<H: Handler> Consumer<H> {
                     "a key of the batch is parked"
                 )));
             }
+            let at_once = self.applier.handler.batches();
+            let mut new = Vec::with_capacity(raws.len());
             for (raw, (id, incoming)) in raws.iter().zip(&decoded) {
                 let span = self.record_span(raw, Some(&incoming.envelope));
                 links.push(span.context().span().span_context().clone());
                 // An id twice in one batch: only its first record is new.
                 if fresh.remove(id) {
-                    self.applier.handle(&mut tx, incoming).instrument(span).await?;
+                    if at_once {
+                        new.push(incoming);
+                    } else {
+                        self.applier.handle(&mut tx, incoming).instrument(span).await?;
+                    }
                     outcomes.push("ok");
                 } else {
                     outcomes.push("duplicate");
                 }
+            }
+            if !new.is_empty() {
+                let handle = tracing::info_span!("handle batch", messaging.batch.message_count = new.len());
+                for link in &links {
+                    handle.add_link(link.clone());
+                }
+                self.applier
+                    .handle_batch(&mut tx, &new)
+                    .instrument(handle)
+                    .await?;
             }
             // One commit for the batch; its span links every record's span.
             let commit = tracing::info_span!("commit batch", messaging.batch.message_count = raws.len());

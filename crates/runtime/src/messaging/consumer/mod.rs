@@ -16,8 +16,8 @@
 //! Here is the contract: what a handler implements, how its errors are
 //! taken, and the two entry points, [`Consumer`] and [`Applier`]. The
 //! mechanics are in private submodules: `run` polls and stores offsets,
-//! `batch` applies a fetched batch in one transaction, `apply` applies one
-//! record with its inbox row, `retry` retries and dead-letters, `observe`
+//! `batch` applies a fetched batch in one transaction (at once, when the
+//! handler [`Handler::batches`]), `apply` applies one record with its inbox row, `retry` retries and dead-letters, `observe`
 //! holds a record's span and counts. Two are public: [`dead_letter`] (parking
 //! and replaying a key) and [`inbox`] (how long the inbox remembers).
 
@@ -122,6 +122,27 @@ pub trait Handler: Send + Sync + 'static {
     /// Called at most once per event id and consumer (the inbox filters
     /// duplicates); everything it writes commits with the inbox record.
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError>;
+
+    /// Applies `events`, the new records of one fetched batch in the order
+    /// they arrived (so one order's in its order), in the batch's
+    /// transaction: called instead of `handle` for a batch when
+    /// [`Handler::batches`] says so. A failure rolls the whole batch back,
+    /// and its records are then handled one by one with `handle`. The
+    /// default handles each in turn.
+    async fn handle_batch(&self, tx: &mut PgConnection, events: &[&Incoming]) -> Result<(), HandlerError> {
+        for event in events {
+            self.handle(tx, event).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Handler::handle_batch`] is the handler's own, applying a
+    /// batch in fewer statements than one by one: a batch's records are then
+    /// handed over at once, under one span linked to each record's. Otherwise
+    /// (the default) each record is handled in its own span.
+    fn batches(&self) -> bool {
+        false
+    }
 
     /// Whether the handler acts on events of `event_type` (the record's
     /// `event_type` header). A record it does not act on is passed over
