@@ -36,6 +36,10 @@ impl Scope {
         Scope::ReconcileRead,
     ];
 
+    /// The scopes only the services' own identities hold: a caller holding
+    /// one is a service (it continues its trace, and has no rate limit).
+    pub const SERVICE: [Scope; 2] = [Scope::StockRead, Scope::PaymentMethodsRead];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::OrdersRead => "orders:read",

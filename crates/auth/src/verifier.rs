@@ -24,6 +24,11 @@ impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
+
+    /// Whether the caller is one of the services (holds a [`Scope::SERVICE`]).
+    pub fn is_service(&self) -> bool {
+        Scope::SERVICE.iter().any(|s| self.has(*s))
+    }
 }
 
 /// Why a token was refused; the message is safe to show the caller.

@@ -8,6 +8,9 @@
 //! longest module it starts with; a file naming one of its own ancestors
 //! (a submodule its parent) is no edge. A circle is a strongly connected
 //! group of two files or more.
+//!
+//! And a service keeps every statement in its `store.rs`: no other file of
+//! its `src/` calls `sqlx::query*` (CONTRIBUTING.md, "Layout of a service").
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -178,6 +181,44 @@ fn no_file_of_any_crate_of_the_workspace_imports_one_that_imports_it_back() {
         root.display()
     );
     assert!(circles.is_empty(), "import circles:\n{}", circles.join("\n"));
+}
+
+/// A service keeps every statement in its `store.rs` (or a `store/`
+/// folder beside it): no other file of a service's `src/` calls
+/// `sqlx::query*` (CONTRIBUTING.md, "Layout of a service").
+#[test]
+fn every_statement_of_a_service_is_in_its_store() {
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../services");
+    let mut outside = Vec::new();
+    let mut read = 0;
+    for src in crate_sources(&services) {
+        let krate = Crate::read(&src);
+        for (module, code) in &krate.code {
+            read += 1;
+            if module.first().map(String::as_str) == Some("store") {
+                continue;
+            }
+            let mut from = 0;
+            while let Some(found) = code[from..].find("sqlx::query") {
+                let at = from + found;
+                let file = krate.files[module]
+                    .strip_prefix(&services)
+                    .unwrap_or(&krate.files[module]);
+                outside.push(format!("services/{}:{}", file.display(), line_of(code, at)));
+                from = at + 1;
+            }
+        }
+    }
+    assert!(
+        read > 50,
+        "only {read} service files read under {}",
+        services.display()
+    );
+    assert!(
+        outside.is_empty(),
+        "SQL outside a service's store.rs (move each statement into a function of store.rs):\n{}",
+        outside.join("\n")
+    );
 }
 
 /// The layer of a runtime module: the index in [`LAYERS`] of its first

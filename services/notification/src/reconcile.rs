@@ -9,18 +9,15 @@ use omnisaga_runtime::reconcile::{self, ReconcileReport, ReconcileRequest, SHIPP
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::store;
+
 /// Runs the notification service's checks.
 pub async fn check(pool: &PgPool, req: &ReconcileRequest) -> Result<ReconcileReport, sqlx::Error> {
     let mut report = ReconcileReport::new("notification");
     let mut tx = reconcile::snapshot(pool).await?;
     reconcile::outbox(&mut tx, req.until, &mut report).await?;
     let ids: Vec<Uuid> = req.shipped.iter().map(|s| s.order_id).collect();
-    let messages: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT order_id, status FROM notifications WHERE order_id = ANY($1) AND template = 'shipped'",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let messages = store::shipped_statuses(&mut tx, &ids).await?;
     tx.commit().await?;
     let mut status: BTreeMap<Uuid, Vec<String>> = BTreeMap::new();
     for (order, s) in messages {

@@ -296,3 +296,58 @@ pub async fn payment_delayed(
     .fetch_all(pool)
     .await
 }
+
+/// How many orders are open: placed and not yet shipped or cancelled (for
+/// reconciliation's `nothing_stuck`).
+pub async fn count_open(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM order_view WHERE status IN ('PLACED', 'AWAITING_PAYMENT', 'PAID', 'READY_FOR_SHIPMENT')",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// One open order that should have moved on: (order, status, last change,
+/// payment deadline).
+pub type StuckOrder = (Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+/// Up to `limit` orders, oldest change first, awaiting payment past a
+/// deadline before `until` or PLACED, PAID or READY_FOR_SHIPMENT unchanged
+/// since before `unchanged_before`.
+pub async fn stuck_before(
+    conn: &mut PgConnection,
+    until: DateTime<Utc>,
+    unchanged_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<StuckOrder>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_id, status, updated_at, payment_deadline_at FROM order_view
+         WHERE (status = 'AWAITING_PAYMENT' AND payment_deadline_at < $1)
+            OR (status IN ('PLACED', 'PAID', 'READY_FOR_SHIPMENT') AND updated_at < $2)
+         ORDER BY updated_at LIMIT $3",
+    )
+    .bind(until)
+    .bind(unchanged_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Up to `limit` orders shipped in `[since, until)`, in the order they shipped.
+pub async fn shipped_between(
+    conn: &mut PgConnection,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT order_id FROM order_view
+         WHERE status = 'SHIPPED' AND updated_at >= $1 AND updated_at < $2
+         ORDER BY updated_at LIMIT $3",
+    )
+    .bind(since)
+    .bind(until)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -2,9 +2,10 @@
 //! rates, and deterministic test tokens. Like a real provider it is
 //! idempotent per payment id: asking twice gives the first answer. Its
 //! ledger (each payment id's answer, and voids) is the `provider_ledger`
-//! table, written in statements of its own, never in the caller's
-//! transaction: it outlives a crash of the payment service as a provider's
-//! records would, and the fault suite compares it with the payment streams.
+//! table (its statements in `crate::store::ledger`), written in statements
+//! of its own, never in the caller's transaction: it outlives a crash of
+//! the payment service as a provider's records would, and the fault suite
+//! compares it with the payment streams.
 //!
 //! | token | answer |
 //! |---|---|
@@ -29,6 +30,8 @@ use std::{
 use anyhow::{Context, Result};
 use rand::Rng;
 use sqlx::PgPool;
+
+use crate::store::ledger;
 
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
@@ -146,17 +149,9 @@ impl Provider {
             Outcome::Declined(reason) => ("DECLINED", reason.as_str()),
         };
         // The first answer stands, also when two callers ask at once.
-        let (kind, reason, first): (String, String, bool) = sqlx::query_as(
-            "INSERT INTO provider_ledger (payment_id, outcome, reason) VALUES ($1, $2, $3)
-             ON CONFLICT (payment_id) DO UPDATE SET outcome = provider_ledger.outcome
-             RETURNING outcome, reason, xmax = 0",
-        )
-        .bind(payment_id)
-        .bind(kind)
-        .bind(reason)
-        .fetch_one(&self.ledger)
-        .await
-        .context("the provider's ledger did not answer")?;
+        let (kind, reason, first) = ledger::record_answer(&self.ledger, payment_id, kind, reason)
+            .await
+            .context("the provider's ledger did not answer")?;
         if self
             .answered
             .fetch_add(1, Ordering::Relaxed)
@@ -187,14 +182,9 @@ impl Provider {
 
     async fn void_unbounded(&self, payment_id: &str) -> Result<()> {
         sleep(self.config.latency).await;
-        sqlx::query(
-            "UPDATE provider_ledger SET voided_at = now()
-             WHERE payment_id = $1 AND outcome = 'APPROVED' AND voided_at IS NULL",
-        )
-        .bind(payment_id)
-        .execute(&self.ledger)
-        .await
-        .context("the provider's ledger did not answer")?;
+        ledger::void(&self.ledger, payment_id)
+            .await
+            .context("the provider's ledger did not answer")?;
         tracing::info!(payment.id = payment_id, "authorisation voided with the provider");
         Ok(())
     }
@@ -203,13 +193,9 @@ impl Provider {
     /// voided (a real provider answers this by the payment's idempotency key).
     pub async fn holds(&self, payment_id: &str) -> Result<bool> {
         self.bounded(async {
-            let held: Option<bool> = sqlx::query_scalar(
-            "SELECT outcome = 'APPROVED' AND voided_at IS NULL FROM provider_ledger WHERE payment_id = $1",
-        )
-            .bind(payment_id)
-            .fetch_optional(&self.ledger)
-            .await
-            .context("the provider's ledger did not answer")?;
+            let held = ledger::holds(&self.ledger, payment_id)
+                .await
+                .context("the provider's ledger did not answer")?;
             Ok(held.unwrap_or(false))
         })
         .await
@@ -220,12 +206,9 @@ impl Provider {
     /// nothing under that key (a void does not change the outcome). Answers
     /// during an outage too: the ledger is not the authorisation endpoint.
     pub async fn lookup(&self, payment_id: &str) -> Result<Option<Outcome>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT outcome, reason FROM provider_ledger WHERE payment_id = $1")
-                .bind(payment_id)
-                .fetch_optional(&self.ledger)
-                .await
-                .context("the provider's ledger did not answer")?;
+        let row = ledger::answer(&self.ledger, payment_id)
+            .await
+            .context("the provider's ledger did not answer")?;
         Ok(row.map(|(kind, reason)| match kind.as_str() {
             "APPROVED" => Outcome::Approved,
             _ => Outcome::Declined(reason),
@@ -235,18 +218,8 @@ impl Provider {
     /// Forgets answers older than the ledger's retention, a bounded batch at
     /// a time; a failure only leaves them for the next prune.
     async fn prune(&self) {
-        let pruned = sqlx::query(
-            "DELETE FROM provider_ledger WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM provider_ledger
-                 WHERE answered_at < now() - make_interval(secs => $1) LIMIT 10000))",
-        )
-        .bind(self.config.ledger_retention.as_secs_f64())
-        .execute(&self.ledger)
-        .await;
-        match pruned {
-            Ok(done) if done.rows_affected() > 0 => {
-                tracing::info!(rows = done.rows_affected(), "provider ledger pruned")
-            }
+        match ledger::prune(&self.ledger, self.config.ledger_retention.as_secs_f64()).await {
+            Ok(rows) if rows > 0 => tracing::info!(rows, "provider ledger pruned"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "provider ledger not pruned"),
         }

@@ -14,6 +14,8 @@ use omnisaga_runtime::reconcile::{
 };
 use sqlx::{PgConnection, PgPool};
 
+use crate::store::ledger;
+
 /// What the payment streams say of one order: each authorisation's payment
 /// id and amount, and the voided payment ids.
 #[derive(Debug, Default, Clone)]
@@ -91,13 +93,7 @@ async fn answered_in(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<BTreeSet<String>, sqlx::Error> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT payment_id FROM provider_ledger WHERE answered_at >= $1 AND answered_at < $2",
-    )
-    .bind(since)
-    .bind(until)
-    .fetch_all(&mut *conn)
-    .await?;
+    let ids = ledger::answered_between(conn, since, until).await?;
     Ok(ids
         .iter()
         .filter_map(|p| order_of(p))
@@ -140,16 +136,7 @@ async fn held(
     req: &ReconcileRequest,
     ids: &[String],
 ) -> Result<BTreeSet<String>, sqlx::Error> {
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT payment_id FROM provider_ledger
-         WHERE outcome = 'APPROVED' AND voided_at IS NULL
-           AND ((answered_at >= $1 AND answered_at < $2) OR payment_id = ANY($3))",
-    )
-    .bind(req.since)
-    .bind(req.until)
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = ledger::held_among(conn, req.since, req.until, ids).await?;
     Ok(rows.into_iter().collect())
 }
 

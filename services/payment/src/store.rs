@@ -1,6 +1,7 @@
 //! The payment database beside the streams (which the runtime's aggregate
 //! executor keeps, see `crate::wire`): the payment view support reads, and
-//! the queue of calls to the provider.
+//! the queue of calls to the provider; the provider simulator's ledger in
+//! `ledger`. Every statement of the service is in this module.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use crate::domain::{Payment, Request};
+
+pub mod ledger;
 
 /// A payment as support sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use omnisaga_runtime::reconcile::{self, ReconcileReport, ReconcileRequest, STOCK_CONSERVED};
 use sqlx::PgPool;
 
+use crate::store;
+
 /// One SKU as the tables count it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counted {
@@ -33,26 +35,12 @@ pub async fn check(pool: &PgPool, req: &ReconcileRequest) -> Result<ReconcileRep
     let mut tx = reconcile::snapshot(pool).await?;
     reconcile::outbox(&mut tx, req.until, &mut report).await?;
     let mut skus: BTreeMap<String, Counted> = BTreeMap::new();
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT s.sku, s.on_hand, s.reserved, coalesce(x.quantity, 0)
-         FROM stock s LEFT JOIN shipped x USING (sku)",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = store::stock_counts(&mut tx).await?;
     for (sku, on_hand, reserved, shipped) in rows {
         let c = skus.entry(sku).or_default();
         (c.on_hand, c.reserved, c.shipped, c.stocked) = (on_hand, reserved, shipped, true);
     }
-    let held: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT i->>'sku',
-                coalesce(sum((i->>'quantity')::bigint) FILTER (WHERE t.status <> 'SHIPPED'), 0)::bigint,
-                coalesce(sum((i->>'quantity')::bigint) FILTER (WHERE t.status = 'SHIPPED'), 0)::bigint
-         FROM pick_tasks t CROSS JOIN LATERAL jsonb_array_elements(t.items) AS i
-         WHERE t.status <> 'CANCELLED'
-         GROUP BY 1",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let held = store::task_quantities(&mut tx).await?;
     for (sku, open, shipped) in held {
         let c = skus.entry(sku).or_default();
         (c.open_tasks, c.shipped_tasks) = (open, shipped);

@@ -119,3 +119,29 @@ pub async fn receive_stock(tx: &mut PgConnection, received: &[(&str, i64)]) -> R
     .await?;
     Ok(())
 }
+
+/// Each stocked SKU's counts, for reconciliation: (SKU, on hand, reserved,
+/// shipped).
+pub async fn stock_counts(conn: &mut PgConnection) -> Result<Vec<(String, i64, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.sku, s.on_hand, s.reserved, coalesce(x.quantity, 0)
+         FROM stock s LEFT JOIN shipped x USING (sku)",
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// What the pick tasks not cancelled hold per SKU, for reconciliation:
+/// (SKU, held by open tasks, held by shipped tasks).
+pub async fn task_quantities(conn: &mut PgConnection) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i->>'sku',
+                coalesce(sum((i->>'quantity')::bigint) FILTER (WHERE t.status <> 'SHIPPED'), 0)::bigint,
+                coalesce(sum((i->>'quantity')::bigint) FILTER (WHERE t.status = 'SHIPPED'), 0)::bigint
+         FROM pick_tasks t CROSS JOIN LATERAL jsonb_array_elements(t.items) AS i
+         WHERE t.status <> 'CANCELLED'
+         GROUP BY 1",
+    )
+    .fetch_all(conn)
+    .await
+}

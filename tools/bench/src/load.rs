@@ -55,11 +55,22 @@ pub struct RunResult {
     /// PostgreSQL statements (BEGIN and COMMIT included) per finished
     /// order, when the server keeps `pg_stat_statements`.
     pub statements_per_order: Option<f64>,
+    /// The same per service's database, with its most frequent statements.
+    pub by_database: BTreeMap<String, DatabaseCost>,
     pub outbox_backlog_max: f64,
     pub consumer_lag_max: f64,
     /// Per service: (largest outbox backlog, largest consumer lag) seen.
     pub backlog_by_service: BTreeMap<String, (f64, f64)>,
     pub rss_mib: BTreeMap<String, Rss>,
+}
+
+/// What finished orders cost one service's database.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DatabaseCost {
+    pub transactions_per_order: f64,
+    pub statements_per_order: f64,
+    /// Statement text (on one line) and its calls per order, most first.
+    pub top_statements: Vec<(String, f64)>,
 }
 
 impl RunResult {

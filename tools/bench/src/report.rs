@@ -237,6 +237,15 @@ pub fn table(r: &Report) -> String {
             .join(", ");
         s += "\n";
     }
+    // Where the half-load run's commits and statements went.
+    if let Some(run) = r
+        .runs
+        .iter()
+        .find(|run| run.label.starts_with("50%"))
+        .or(r.runs.last())
+    {
+        s += &by_database(run);
+    }
     s += "\nRatios (commit budget = done/s x tx/order / commit rate at 16 clients;\n        saga/floor = saga p50 / (3 hops x (commit p50 + broker round trip p50)))\n";
     for x in &r.ratios {
         s += &format!(
@@ -261,6 +270,26 @@ pub fn table(r: &Report) -> String {
                 String::new()
             }
         );
+    }
+    s
+}
+
+/// A run's commits and statements per order by service database, and each
+/// database's most frequent statements.
+fn by_database(run: &RunResult) -> String {
+    let mut s = format!(
+        "\nPer order by database, run {} (commits, statements; most frequent statements)\n",
+        run.label
+    );
+    for (name, cost) in &run.by_database {
+        s += &format!(
+            "  {name:<14} {:>5.1} tx  {:>6.1} statements\n",
+            cost.transactions_per_order, cost.statements_per_order
+        );
+        for (text, per_order) in &cost.top_statements {
+            let text: String = text.chars().take(110).collect();
+            s += &format!("      {per_order:>5.2}  {text}\n");
+        }
     }
     s
 }

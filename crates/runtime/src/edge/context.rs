@@ -33,10 +33,7 @@ pub struct TraceTrust {
 }
 
 /// The scopes only services hold: their callers continue their traces.
-pub const SERVICE_SCOPES: [omnisaga_auth::Scope; 2] = [
-    omnisaga_auth::Scope::StockRead,
-    omnisaga_auth::Scope::PaymentMethodsRead,
-];
+pub const SERVICE_SCOPES: [omnisaga_auth::Scope; 2] = omnisaga_auth::Scope::SERVICE;
 
 impl TraceTrust {
     /// Whether `req`'s bearer token is valid and holds a service scope.
@@ -46,7 +43,7 @@ impl TraceTrust {
         };
         crate::edge::auth::bearer(req)
             .and_then(|token| verifier.verify(token))
-            .is_ok_and(|p| SERVICE_SCOPES.iter().any(|s| p.has(*s)))
+            .is_ok_and(|p| p.is_service())
     }
 }
 

@@ -131,12 +131,16 @@ impl Guard {
     }
 }
 
-/// Middleware, after authentication: the caller's rate limit (operators'
-/// tokens are not limited), then the bound on requests at once, then the
-/// deadline.
+/// Middleware, after authentication: the caller's rate limit, then the
+/// bound on requests at once, then the deadline. Operators' tokens and the
+/// services' own identities (a token holding a service scope,
+/// [`Scope::SERVICE`]: payment asking order for an order's payment method,
+/// once per order) are not limited: a service's calls grow with the order
+/// rate, and a customer's bucket would cap the saga at it. The bound on
+/// requests at once and the deadline still hold for them.
 pub async fn limit(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     if let Some(p) = req.extensions().get::<Principal>() {
-        if !p.has(Scope::Admin) {
+        if !p.has(Scope::Admin) && !p.is_service() {
             if let Err(wait) = guard.take(&p.subject).await {
                 return rate_limited(wait);
             }

@@ -16,6 +16,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::ApiState;
+use crate::store;
 
 /// Reconcile the order service's invariants
 ///
@@ -48,25 +49,9 @@ async fn stuck(
     unchanged_before: DateTime<Utc>,
     report: &mut ReconcileReport,
 ) -> Result<(), sqlx::Error> {
-    let open: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM order_view WHERE status IN ('PLACED', 'AWAITING_PAYMENT', 'PAID', 'READY_FOR_SHIPMENT')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let open = store::count_open(conn).await?;
     report.checked(NOTHING_STUCK, open as usize);
-    // (order, status, last change, payment deadline)
-    type Open = (Uuid, String, DateTime<Utc>, Option<DateTime<Utc>>);
-    let rows: Vec<Open> = sqlx::query_as(
-        "SELECT order_id, status, updated_at, payment_deadline_at FROM order_view
-         WHERE (status = 'AWAITING_PAYMENT' AND payment_deadline_at < $1)
-            OR (status IN ('PLACED', 'PAID', 'READY_FOR_SHIPMENT') AND updated_at < $2)
-         ORDER BY updated_at LIMIT $3",
-    )
-    .bind(until)
-    .bind(unchanged_before)
-    .bind(MAX_COUNTEREXAMPLES)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = store::stuck_before(conn, until, unchanged_before, MAX_COUNTEREXAMPLES).await?;
     for (id, status, updated_at, deadline) in rows {
         let detail = match deadline.filter(|_| status == "AWAITING_PAYMENT") {
             Some(deadline) => format!("awaiting payment past its deadline {}", deadline.to_rfc3339()),
@@ -83,16 +68,7 @@ async fn shipped(
     req: &ReconcileRequest,
     report: &mut ReconcileReport,
 ) -> Result<(), sqlx::Error> {
-    let mut ids: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT order_id FROM order_view
-         WHERE status = 'SHIPPED' AND updated_at >= $1 AND updated_at < $2
-         ORDER BY updated_at LIMIT $3",
-    )
-    .bind(req.since)
-    .bind(req.until)
-    .bind(MAX_SHIPPED as i64 + 1)
-    .fetch_all(&mut *conn)
-    .await?;
+    let mut ids = store::shipped_between(conn, req.since, req.until, MAX_SHIPPED as i64 + 1).await?;
     report.truncated = ids.len() > MAX_SHIPPED;
     ids.truncate(MAX_SHIPPED);
     let keys: Vec<String> = ids.iter().map(Uuid::to_string).collect();

@@ -45,6 +45,19 @@ async fn a_client_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
             "operators are not limited"
         );
     }
+    // Payment's identity asks for one order's payment method per order: its
+    // calls grow with the saga's rate, which no client's bucket may cap.
+    let payment = app.as_caller(&testing::auth::token(
+        "payment-service",
+        &[omnisaga_auth::Scope::PaymentMethodsRead],
+    ));
+    for _ in 0..5 {
+        assert_ne!(
+            payment.get(&catalog).send().await.unwrap().status(),
+            429,
+            "a service's identity is not limited"
+        );
+    }
     let health = reqwest::get(format!("{}/healthz", app.url)).await.unwrap();
     assert_eq!(health.status(), 200, "probes are not a client's");
 }

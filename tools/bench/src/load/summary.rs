@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, sync::atomic::Ordering};
 use anyhow::Result;
 
 use super::{
-    follower::Tracker, sender::Answers, sender::Schedule, watch::Samples, RunOptions, RunResult, Target,
+    follower::Tracker, sender::Answers, sender::Schedule, watch::Samples, DatabaseCost, RunOptions,
+    RunResult, Target,
 };
 use crate::{probe::CpuSnapshot, Latency};
 
@@ -15,22 +16,43 @@ use crate::{probe::CpuSnapshot, Latency};
 pub(super) struct Usage {
     transactions: i64,
     statements: Option<i64>,
+    databases: Counters,
     cpu: CpuSnapshot,
 }
+
+/// Per database (a service's, named without the stack's prefix): its commits
+/// and its statements by text.
+type Counters = BTreeMap<String, (i64, BTreeMap<String, i64>)>;
 
 impl Usage {
     /// Reads the databases' counters, then the processes' CPU times.
     pub(super) async fn take(target: &Target) -> Result<Self> {
-        let (transactions, statements) = database_counters(target).await?;
+        let databases = database_counters(target).await?;
+        let transactions = databases.values().map(|(commits, _)| commits).sum();
+        let statements = databases
+            .values()
+            .any(|(_, by_text)| !by_text.is_empty())
+            .then(|| databases.values().flat_map(|(_, by_text)| by_text.values()).sum());
         Ok(Self {
             transactions,
             statements,
+            databases,
             cpu: CpuSnapshot::take(&target.processes),
         })
     }
 
     /// What the stack used since `earlier`.
     pub(super) fn since(&self, earlier: &Self) -> Cost {
+        let mut databases = BTreeMap::new();
+        for (name, (commits, by_text)) in &self.databases {
+            let (commits_before, texts_before) = earlier.databases.get(name).cloned().unwrap_or_default();
+            let statements = by_text
+                .iter()
+                .map(|(text, calls)| (text.clone(), calls - texts_before.get(text).copied().unwrap_or(0)))
+                .filter(|(_, calls)| *calls > 0)
+                .collect();
+            databases.insert(name.clone(), (commits - commits_before, statements));
+        }
         Cost {
             cpu: self.cpu.since(&earlier.cpu),
             transactions: self.transactions - earlier.transactions,
@@ -38,47 +60,66 @@ impl Usage {
                 (Some(before), Some(after)) => Some(after - before),
                 _ => None,
             },
+            databases,
         }
     }
 }
 
 /// What a run cost the stack: CPU seconds per component, commits, and
-/// statements when the server counts them.
+/// statements when the server counts them, in all and per database.
 pub(super) struct Cost {
     cpu: BTreeMap<String, f64>,
     transactions: i64,
     statements: Option<i64>,
+    databases: Counters,
 }
 
-/// Commits so far in the stack's databases, and the statements they ran
-/// (BEGIN and COMMIT included) when the server keeps `pg_stat_statements`
-/// (`infra/postgres/omnisaga.conf` preloads it).
-async fn database_counters(target: &Target) -> Result<(i64, Option<i64>)> {
+/// Commits so far in each of the stack's databases, and the statements they
+/// ran by text (BEGIN and COMMIT included) when the server keeps
+/// `pg_stat_statements` (`infra/postgres/omnisaga.conf` preloads it).
+async fn database_counters(target: &Target) -> Result<Counters> {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(&format!("{}/postgres", target.pg_server)).await?;
     let pattern = format!("{}\\_%", target.db_prefix);
-    let commits: Option<i64> =
-        sqlx::query_scalar("SELECT sum(xact_commit)::bigint FROM pg_stat_database WHERE datname LIKE $1")
+    let name = |datname: String| {
+        datname
+            .strip_prefix(&format!("{}_", target.db_prefix))
+            .map(str::to_owned)
+            .unwrap_or(datname)
+    };
+    let mut counters = Counters::new();
+    let commits: Vec<(String, i64)> =
+        sqlx::query_as("SELECT datname::text, xact_commit FROM pg_stat_database WHERE datname LIKE $1")
             .bind(&pattern)
-            .fetch_one(&mut c)
+            .fetch_all(&mut c)
             .await?;
-    let statements = match sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    for (datname, commits) in commits {
+        counters.entry(name(datname)).or_default().0 = commits;
+    }
+    if sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .execute(&mut c)
         .await
+        .is_ok()
     {
-        Ok(_) => sqlx::query_scalar::<_, Option<i64>>(
-            "SELECT sum(s.calls)::bigint FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-             WHERE d.datname LIKE $1",
+        let statements: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT d.datname::text, s.query, sum(s.calls)::bigint FROM pg_stat_statements s
+             JOIN pg_database d ON d.oid = s.dbid WHERE d.datname LIKE $1 GROUP BY 1, 2",
         )
         .bind(&pattern)
-        .fetch_one(&mut c)
+        .fetch_all(&mut c)
         .await
-        .ok()
-        .flatten(),
-        Err(_) => None,
-    };
+        .unwrap_or_default();
+        for (datname, query, calls) in statements {
+            *counters
+                .entry(name(datname))
+                .or_default()
+                .1
+                .entry(query)
+                .or_default() += calls;
+        }
+    }
     c.close().await?;
-    Ok((commits.unwrap_or(0), statements))
+    Ok(counters)
 }
 
 /// The result of the run `options` asked for, sent on `schedule`: its sagas
@@ -151,9 +192,47 @@ pub(super) fn result(
             Some(statements) if completed > 0 => Some(statements as f64 / completed as f64),
             _ => None,
         },
+        by_database: by_database(&cost.databases, completed),
         outbox_backlog_max: outbox_max,
         consumer_lag_max: lag_max,
         backlog_by_service,
         rss_mib,
     }
 }
+
+/// Per database: commits and statements per finished order, and its most
+/// frequent statements (text folded to one line) per order, most first.
+fn by_database(databases: &Counters, completed: u64) -> BTreeMap<String, DatabaseCost> {
+    let per_order = |n: i64| {
+        if completed > 0 {
+            n as f64 / completed as f64
+        } else {
+            0.0
+        }
+    };
+    databases
+        .iter()
+        .map(|(name, (commits, by_text))| {
+            let mut top: Vec<(String, f64)> = by_text
+                .iter()
+                .map(|(text, calls)| {
+                    (
+                        text.split_whitespace().collect::<Vec<_>>().join(" "),
+                        per_order(*calls),
+                    )
+                })
+                .collect();
+            top.sort_by(|a, b| b.1.total_cmp(&a.1));
+            top.truncate(TOP_STATEMENTS);
+            let cost = DatabaseCost {
+                transactions_per_order: per_order(*commits),
+                statements_per_order: per_order(by_text.values().sum()),
+                top_statements: top,
+            };
+            (name.clone(), cost)
+        })
+        .collect()
+}
+
+/// How many of a database's statements a run's report names.
+const TOP_STATEMENTS: usize = 8;

@@ -167,7 +167,7 @@ pub struct CommonArgs {
         help_heading = "HTTP"
     )]
     pub admin_http_addr: Option<SocketAddr>,
-    /// Requests per second one client (a token's subject) may make over all instances of the service (the buckets are in its database, table `rate_limits`); over it: 429 `rate_limited` with `Retry-After` (operators' tokens are not limited).
+    /// Requests per second one client (a token's subject) may make over all instances of the service (the buckets are in its database, table `rate_limits`); over it: 429 `rate_limited` with `Retry-After` (operators' tokens and the services' own identities are not limited).
     #[arg(
         long,
         env = "HTTP_RATE_LIMIT_PER_SECOND",

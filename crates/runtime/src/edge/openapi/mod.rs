@@ -11,6 +11,8 @@
 //! reads at `GET /docs`; `schemas/openapi/<service>.json` is the same
 //! document checked in, and each service's test fails when the two differ
 //! (`make openapi` writes them).
+//!
+//! The page is rendered in `html`.
 
 use std::sync::Arc;
 
@@ -21,6 +23,10 @@ use utoipa::OpenApi;
 use omnisaga_auth::Scope;
 
 use crate::{edge::http::ErrorBody, edge::routes::Listener};
+
+mod html;
+
+pub use html::page;
 
 /// The operational endpoints every service serves.
 #[derive(OpenApi)]
@@ -251,223 +257,5 @@ pub(crate) async fn docs(State(doc): State<Arc<Value>>) -> axum::response::Respo
     crate::edge::page::html(page(&doc), &crate::edge::page::Nonce::new())
 }
 
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A schema in one line where it is a reference or a plain type, else as JSON.
-fn schema_html(schema: &Value) -> String {
-    if let Some(r) = schema["$ref"].as_str() {
-        let name = r.rsplit('/').next().unwrap_or(r);
-        return format!(r##"<a href="#schema-{0}">{0}</a>"##, esc(name));
-    }
-    format!(
-        "<pre>{}</pre>",
-        esc(&serde_json::to_string_pretty(schema).unwrap_or_default())
-    )
-}
-
-/// The document as HTML: no script, nothing fetched from elsewhere.
-pub fn page(doc: &Value) -> String {
-    let title = doc["info"]["title"].as_str().unwrap_or("API");
-    let mut out = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
-         body{{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}}\
-         section.op{{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.5rem 1rem}}\
-         .method{{font-weight:bold;text-transform:uppercase;display:inline-block;min-width:4rem}}\
-         code,pre{{background:#f6f6f6}}pre{{padding:.5rem;overflow:auto}}\
-         table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}}\
-         </style></head><body><h1>{t}</h1><p>{d}</p><p>Servers: {s}. The document itself: \
-         <a href=\"/v1/openapi.json\">/v1/openapi.json</a>.</p><h2>Operations</h2>",
-        t = esc(title),
-        d = esc(doc["info"]["description"].as_str().unwrap_or("")),
-        s = doc["servers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["url"].as_str())
-            .map(|u| format!("<code>{}</code>", esc(u)))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
-        for (method, op) in item.as_object().into_iter().flatten() {
-            out.push_str(&operation_html(path, method, op));
-        }
-    }
-    out.push_str("<h2>Schemas</h2>");
-    for (name, schema) in doc["components"]["schemas"].as_object().into_iter().flatten() {
-        out.push_str(&format!(
-            "<section id=\"schema-{n}\"><h3>{n}</h3>{s}</section>",
-            n = esc(name),
-            s = schema_html(schema)
-        ));
-    }
-    out.push_str("</body></html>");
-    out
-}
-
-fn operation_html(path: &str, method: &str, op: &Value) -> String {
-    let mut out = format!(
-        "<section class=\"op\"><h3><span class=\"method\">{m}</span> <code>{p}</code>{dep}</h3><p><b>{s}</b></p><p>{d}</p>",
-        m = esc(method),
-        p = esc(path),
-        dep = if op["deprecated"] == true { " (deprecated)" } else { "" },
-        s = esc(op["summary"].as_str().unwrap_or("")),
-        d = esc(op["description"].as_str().unwrap_or("")),
-    );
-    let scopes: Vec<String> = op["security"]
-        .as_array()
-        .map(|reqs| {
-            reqs.iter()
-                .flat_map(|r| r["bearer"].as_array().into_iter().flatten())
-                .filter_map(Value::as_str)
-                .map(|s| format!("<code>{}</code>", esc(s)))
-                .collect()
-        })
-        .unwrap_or_default();
-    out.push_str(&match op["security"].as_array() {
-        Some(reqs) if reqs.is_empty() => "<p>No token needed.</p>".to_owned(),
-        _ if scopes.is_empty() => "<p>Needs a bearer token.</p>".to_owned(),
-        _ => format!("<p>Needs a bearer token with scope {}.</p>", scopes.join(" or ")),
-    });
-    if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-        out.push_str("<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>required</th><th>schema</th><th>description</th></tr>");
-        for p in params {
-            out.push_str(&format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(p["name"].as_str().unwrap_or("")),
-                esc(p["in"].as_str().unwrap_or("")),
-                p["required"] == true,
-                schema_html(&p["schema"]),
-                esc(p["description"].as_str().unwrap_or("")),
-            ));
-        }
-        out.push_str("</table>");
-    }
-    if let Some(body) = op.get("requestBody") {
-        out.push_str("<h4>Body</h4>");
-        for (content_type, media) in body["content"].as_object().into_iter().flatten() {
-            out.push_str(&format!(
-                "<p><code>{}</code></p>{}",
-                esc(content_type),
-                schema_html(&media["schema"])
-            ));
-        }
-    }
-    out.push_str("<h4>Answers</h4><table><tr><th>status</th><th>description</th><th>body</th></tr>");
-    for (status, response) in op["responses"].as_object().into_iter().flatten() {
-        let body = response["content"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(ct, media)| format!("<code>{}</code> {}", esc(ct), schema_html(&media["schema"])))
-            .collect::<Vec<_>>()
-            .join("<br>");
-        out.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(status),
-            esc(response["description"].as_str().unwrap_or("")),
-            body
-        ));
-    }
-    out.push_str("</table></section>");
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn payment_like() -> Value {
-        #[derive(OpenApi)]
-        #[openapi()]
-        struct Nothing;
-        document(
-            &About {
-                service: "test",
-                description: "A test API.",
-                port: 1,
-            },
-            Nothing::openapi(),
-            vec![],
-        )
-    }
-
-    #[test]
-    fn every_service_document_has_the_operational_endpoints_with_the_runtimes_answers() {
-        let doc = payment_like();
-        assert_eq!(doc["openapi"], "3.1.0");
-        assert_eq!(doc["info"]["title"], "omnisaga test API");
-        for path in [
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/v1/admin/consumers",
-            "/v1/admin/audit",
-        ] {
-            assert!(doc["paths"][path]["get"].is_object(), "{path}");
-        }
-        let health = &doc["paths"]["/healthz"]["get"];
-        assert_eq!(health["security"], json!([]));
-        let codes = |op: &Value| {
-            let mut codes: Vec<String> = op["responses"].as_object().unwrap().keys().cloned().collect();
-            codes.sort();
-            codes
-        };
-        assert_eq!(codes(health), ["200", "400", "500", "503"]);
-        let replay = &doc["paths"]["/v1/admin/dead-letters/replay"]["post"];
-        assert_eq!(replay["security"], json!([{"bearer": ["admin"]}]));
-        assert_eq!(
-            codes(replay),
-            ["200", "400", "401", "403", "413", "415", "422", "429", "500", "503"]
-        );
-        let names: Vec<&str> = replay["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|p| p["name"].as_str())
-            .collect();
-        assert_eq!(names, ["X-Request-Id", "traceparent"]);
-        assert_eq!(
-            doc["paths"]["/v1/admin/audit"]["get"]["responses"]["422"]["description"],
-            "validation_failed: limit out of range",
-            "a handler's own answer is kept"
-        );
-        assert!(doc["components"]["schemas"]["Error"].is_object());
-        let audit = doc["paths"]["/v1/admin/audit"]["get"]["parameters"]
-            .as_array()
-            .unwrap();
-        let schema = |name: &str| &audit.iter().find(|p| p["name"] == name).unwrap()["schema"];
-        assert_eq!(schema("method")["pattern"], NO_CONTROL_CHARACTERS);
-        assert_eq!(
-            schema("since")["pattern"],
-            Value::Null,
-            "a date-time is narrower already"
-        );
-    }
-
-    #[test]
-    fn the_page_shows_every_operation_and_schema_escaped() {
-        let doc = payment_like();
-        let html = page(&doc);
-        for (path, item) in doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                assert!(
-                    html.contains(&format!(
-                        "<span class=\"method\">{method}</span> <code>{path}</code>"
-                    )),
-                    "{method} {path}"
-                );
-            }
-        }
-        assert!(html.contains("id=\"schema-Error\""));
-        assert!(!html.contains("<script"));
-        let mut hostile = doc.clone();
-        hostile["info"]["description"] = json!("<script>alert(1)</script>");
-        assert!(page(&hostile).contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    }
-}
+mod tests;
