@@ -1,7 +1,8 @@
 //! Trace context from outside is not trusted: a request starts a trace of
 //! its own and keeps the client's `traceparent` as a link, whatever the
 //! client's sampling flag; only a caller whose verified token holds a
-//! service scope continues its trace.
+//! service scope continues its trace, and a call made with
+//! `http_client::send_traced` carries its trace there.
 
 use std::sync::{Arc, Mutex};
 
@@ -116,4 +117,60 @@ async fn a_service_continues_its_trace() {
         assert_eq!(trace, CLIENT_TRACE, "{scope}");
         assert!(span.is_some_and(|s| s.links.links.is_empty()));
     }
+}
+
+#[tokio::test]
+async fn a_services_call_made_with_send_traced_is_answered_in_its_trace() {
+    use opentelemetry::trace::SpanKind;
+    use tracing::Instrument as _;
+    let kept = Kept::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(kept.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    // One thread (the test's runtime): the server's task sees the subscriber too.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let trust = context::TraceTrust {
+        verifier: Some(testing::auth::config().verifier),
+    };
+    let app = Router::new()
+        .route("/t/{id}", get(|| async { "ok" }))
+        .layer(middleware::from_fn_with_state(trust, context::request_context));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/t/1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let client = reqwest::Client::new();
+    let token = testing::auth::token("payment-service", &[Scope::PaymentMethodsRead]);
+    let request = client.get(&url).bearer_auth(token).build().unwrap();
+    let caller = tracing::info_span!("caller");
+    let resp = omnisaga_runtime::http_client::send_traced(&client, request, "/t/{id}")
+        .instrument(caller)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let spans = kept.0.lock().unwrap().clone();
+    let find = |name: &str, kind: SpanKind| {
+        let found = spans.iter().find(|s| s.name == name && s.span_kind == kind);
+        found.cloned().unwrap_or_else(|| {
+            let names: Vec<_> = spans.iter().map(|s| (&s.name, &s.span_kind)).collect();
+            panic!("no {kind:?} span {name:?} among {names:?}")
+        })
+    };
+    let caller = find("caller", SpanKind::Internal);
+    let call = find("GET /t/{id}", SpanKind::Client);
+    let answer = find("GET /t/{id}", SpanKind::Server);
+    assert_eq!(call.parent_span_id, caller.span_context.span_id());
+    assert_eq!(
+        answer.span_context.trace_id(),
+        caller.span_context.trace_id(),
+        "the answer started a trace of its own"
+    );
+    assert_eq!(
+        answer.parent_span_id,
+        call.span_context.span_id(),
+        "the answer is not a child of the call"
+    );
 }

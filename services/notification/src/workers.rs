@@ -228,9 +228,10 @@ impl Dispatcher {
             order.id = %order_id,
             notification.id = %id,
             request.id = %correlation_id,
+            omnisaga.db.statement_count = tracing::field::Empty,
         );
         parent.attach(&span);
-        async move {
+        let send = async move {
             let text = render(&template, &order_number);
             let msg = Message {
                 notification_id: id,
@@ -273,9 +274,10 @@ impl Dispatcher {
             }
             tx.commit().await?;
             Ok(Sent::Taken)
-        }
-        .instrument(span)
-        .await
+        };
+        omnisaga_runtime::db::counted(&span, send)
+            .instrument(span.clone())
+            .await
     }
 
     /// Records that the channel refused message `id` at its `attempt`-th

@@ -65,7 +65,8 @@ impl Deadlines {
             tracestate: None,
         }
         .attach(&span);
-        match self.orders.execute(order_id, cmd, None).instrument(span).await {
+        let executed = omnisaga_runtime::db::counted(&span, self.orders.execute(order_id, cmd, None));
+        match executed.instrument(span.clone()).await {
             Ok(_) => Ok(true),
             Err(CommandError::Domain(_)) => Ok(false),
             Err(e) => Err(e.into()),
@@ -98,7 +99,11 @@ impl Worker for Deadlines {
 
     async fn work(&self, due: Due) -> Result<()> {
         for (order_id, traceparent) in due.cancellations {
-            let span = tracing::info_span!("payment deadline", order.id = %order_id);
+            let span = tracing::info_span!(
+                "payment deadline",
+                order.id = %order_id,
+                omnisaga.db.statement_count = tracing::field::Empty,
+            );
             let cmd = Command::Cancel {
                 reason: PAYMENT_DEADLINE_PASSED.into(),
             };
@@ -107,7 +112,11 @@ impl Worker for Deadlines {
             }
         }
         for (order_id, waited_ms, traceparent) in due.notices {
-            let span = tracing::info_span!("payment delay notice", order.id = %order_id);
+            let span = tracing::info_span!(
+                "payment delay notice",
+                order.id = %order_id,
+                omnisaga.db.statement_count = tracing::field::Empty,
+            );
             let cmd = Command::NoticePaymentDelay { waited_ms };
             if self.execute(order_id, cmd, span.clone(), traceparent).await? {
                 span.in_scope(|| tracing::info!(waited_ms, "payment delayed, customer told"));

@@ -27,6 +27,9 @@ impl std::fmt::Debug for OrderService {
     }
 }
 
+/// The route payment asks, as the order service names it.
+const PAYMENT_METHODS: &str = "/v1/internal/orders/{id}/payment-methods/{attempt}";
+
 /// Longest a request to the order service may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -55,8 +58,8 @@ impl OrderService {
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let resp = req
-            .send()
+        // In the order's trace: the order service continues it (payment's token holds a service scope).
+        let resp = omnisaga_runtime::http_client::send_traced(&self.http, req.build()?, PAYMENT_METHODS)
             .await
             .with_context(|| format!("the order service did not answer at {}", self.url))?;
         let status = resp.status();

@@ -171,9 +171,10 @@ impl ProviderCalls {
             order.id = %call.order_id,
             payment.id = %call.payment_id,
             request.id = %call.correlation_id,
+            omnisaga.db.statement_count = tracing::field::Empty,
         );
         call.trace.attach(&span);
-        async move {
+        let made = async move {
             match call.action {
                 Action::Void => {
                     self.provider.void(&call.payment_id).await?;
@@ -185,9 +186,10 @@ impl ProviderCalls {
                     ref token,
                 } => self.authorize(&call, request.clone(), token).await,
             }
-        }
-        .instrument(span)
-        .await
+        };
+        omnisaga_runtime::db::counted(&span, made)
+            .instrument(span.clone())
+            .await
     }
 
     /// Takes call `id` off the queue in a transaction of its own.

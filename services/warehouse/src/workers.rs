@@ -148,9 +148,10 @@ impl Pickers {
             order.id = %task.order_id,
             pick_task.id = %task.pick_task_id,
             request.id = %task.correlation_id,
+            omnisaga.db.statement_count = tracing::field::Empty,
         );
         task.trace.attach(&span);
-        async move {
+        let step = async move {
             let (tx, task) = match claimed {
                 Step::Locked(tx, task) => (tx, task),
                 Step::Leased(task) => {
@@ -160,8 +161,12 @@ impl Pickers {
                     let lease = HandBack::new(move || {
                         Box::pin(async move {
                             match store::hand_back_task(&pool, id).await {
-                                Ok(()) => tracing::info!(pick_task.id = %id, "pick task handed back at shutdown"),
-                                Err(e) => tracing::warn!(error = %e, "lease kept: the task falls due when it runs out"),
+                                Ok(()) => {
+                                    tracing::info!(pick_task.id = %id, "pick task handed back at shutdown")
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "lease kept: the task falls due when it runs out")
+                                }
                             }
                         })
                     });
@@ -177,9 +182,10 @@ impl Pickers {
                 }
             };
             self.work(tx, task).await
-        }
-        .instrument(span)
-        .await
+        };
+        omnisaga_runtime::db::counted(&span, step)
+            .instrument(span.clone())
+            .await
     }
 
     /// Load, decide, work, append: the task's next step, if its stream allows it.

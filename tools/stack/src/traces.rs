@@ -7,7 +7,8 @@
 //! (each `process` span a child of its `publish` span), and no other trace
 //! holds a span of the order. A hop that loses the trace context starts a
 //! new root: the order's trace then misses that hop's `process` spans and
-//! another trace carries the order's `order.id`.
+//! another trace carries the order's `order.id`. Payment's call to the order
+//! service for the payment method is answered inside the trace too.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -20,6 +21,10 @@ pub const ROOT: &str = "POST /v1/orders";
 /// The span attribute naming the order: the runtime sets it on every
 /// `publish` and `process` span, services on their own spans of an order.
 pub const ORDER_ID: &str = "order.id";
+
+/// The name of the order service's span answering payment's call for an
+/// attempt's payment method, and of payment's client span of that call.
+pub const PAYMENT_METHODS: &str = "GET /v1/internal/orders/{id}/payment-methods/{attempt}";
 
 /// One topic of the catalog, as the trace checks read it.
 #[derive(Debug, Clone)]
@@ -137,6 +142,7 @@ pub fn trace_problems(trace: &Value, order_id: &str, catalog: &Catalog) -> Vec<S
     for topic in &catalog.topics {
         problems.extend(hop_problems(&spans, topic));
     }
+    problems.extend(call_problems(&spans));
     problems
 }
 
@@ -252,6 +258,31 @@ fn leads_to_root(span: &Span, by_id: &HashMap<&str, &Span>) -> bool {
         }
     }
     false // a cycle
+}
+
+/// Payment's call to the order service for the payment method, answered
+/// in the order's trace: the order service's span of it is a child of
+/// payment's client span.
+fn call_problems(spans: &[Span]) -> Vec<String> {
+    let by_id: HashMap<&str, &Span> = spans.iter().map(|s| (s.id, s)).collect();
+    let answers: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.name == PAYMENT_METHODS && s.service == "order")
+        .collect();
+    if answers.is_empty() {
+        return vec![format!(
+            "no {PAYMENT_METHODS:?} span of order: payment's call for the payment method is not in the trace"
+        )];
+    }
+    let mut problems = Vec::new();
+    for answer in answers {
+        match answer.parent().and_then(|p| by_id.get(p)) {
+            Some(call) if call.service == "payment" && call.name == PAYMENT_METHODS => {}
+            Some(other) => problems.push(format!("{answer} is a child of {other}, not of payment's call")),
+            None => {} // a second root or a lost parent: told by shape_problems
+        }
+    }
+    problems
 }
 
 /// Every record on `topic` published by its owner from within the order's

@@ -10,6 +10,10 @@ use sqlx::{
     PgPool,
 };
 
+pub use super::db_spans::{
+    count_statement, counted, set_spans, spans_on, statements_so_far, STATEMENT_COUNT,
+};
+
 /// What the server bounds on every connection of a service's pools, set
 /// when each connection starts (`DATABASE_STATEMENT_TIMEOUT_MS`,
 /// `DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS`; 0 is no bound). A statement
@@ -96,9 +100,18 @@ static SERVER: OnceLock<Server> = OnceLock::new();
 /// (`summary` is e.g. `INSERT events`; `db.namespace` the database,
 /// `server.address` and `server.port` where it is). The statement text is
 /// not recorded: it is fixed, and its parameters may hold customer data.
+///
+/// The statement is counted in its step's count either way
+/// ([`counted`]); with `TRACE_DB_SPANS=off` the span is a disabled one,
+/// which costs next to nothing.
 pub fn span(summary: &'static str) -> tracing::Span {
+    count_statement();
+    if !spans_on() {
+        return tracing::Span::none();
+    }
     let server = SERVER.get();
     tracing::info_span!(
+        target: "omnisaga::db",
         "db",
         otel.name = summary,
         otel.kind = "client",

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod db;
+mod db_spans;
 pub mod env;
 pub mod failpoint;
 pub mod metrics;

@@ -109,6 +109,7 @@ pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, 
         request.id = %request_id,
         trace_id = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
+        omnisaga.db.statement_count = tracing::field::Empty,
     );
     if parent.trace_id().is_some() && trust.continues(&req) {
         parent.attach(&span);
@@ -122,7 +123,9 @@ pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, 
     let (method, started) = (req.method().to_string(), std::time::Instant::now());
     req.extensions_mut().insert(RequestId(request_id.clone()));
     req.extensions_mut().insert(trace);
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = crate::base::db::counted(&span, next.run(req))
+        .instrument(span.clone())
+        .await;
     if (resp.status().is_client_error() || resp.status().is_server_error())
         && resp.extensions().get::<ApiError>().is_none()
         && !is_json(&resp)

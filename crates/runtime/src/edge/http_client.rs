@@ -114,6 +114,57 @@ pub fn describe(e: &reqwest::Error) -> String {
     text
 }
 
+/// Sends `request` on `client` in a client span named `METHOD template`
+/// (`template` the route's, e.g. `/v1/internal/orders/{id}/payment-methods/{attempt}`,
+/// so names stay few), by OpenTelemetry's HTTP client conventions, with the
+/// span's W3C trace context in `traceparent` and `tracestate`: a service
+/// that trusts the caller ([`crate::edge::context::TraceTrust`]: a token with
+/// a service scope) continues the caller's trace, so the call and its
+/// answer stay in the order's trace.
+pub async fn send_traced(
+    client: &reqwest::Client,
+    mut request: reqwest::Request,
+    template: &str,
+) -> reqwest::Result<reqwest::Response> {
+    use tracing::Instrument as _;
+    let method = request.method().as_str().to_owned();
+    let url = request.url();
+    let span = tracing::info_span!(
+        "http client",
+        otel.name = %format!("{method} {template}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        url.template = template,
+        server.address = url.host_str().unwrap_or(""),
+        server.port = url.port_or_known_default().map_or(0, i64::from),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let trace = span.in_scope(crate::es::event::TraceContext::current);
+    let headers = request.headers_mut();
+    for (name, value) in [
+        ("traceparent", trace.traceparent),
+        ("tracestate", trace.tracestate),
+    ] {
+        if let Some(value) = value.and_then(|v| reqwest::header::HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, value);
+        }
+    }
+    let answer = client.execute(request).instrument(span.clone()).await;
+    match &answer {
+        Ok(resp) => {
+            span.record("http.response.status_code", resp.status().as_u16());
+            if resp.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

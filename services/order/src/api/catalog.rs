@@ -58,7 +58,9 @@ async fn stock_levels(
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
-    let resp = req.send().await.ok()?;
+    let resp = omnisaga_runtime::http_client::send_traced(http, req.build().ok()?, "/v1/stock")
+        .await
+        .ok()?;
     let body: Value = resp.error_for_status().ok()?.json().await.ok()?;
     let mut out = serde_json::Map::new();
     for item in body.get("items")?.as_array()? {

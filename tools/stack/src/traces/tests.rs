@@ -114,6 +114,14 @@ fn whole(catalog: &Catalog) -> Trace {
             );
         }
     }
+    // Payment asks the order service for the payment method, in the trace.
+    let asking = trace
+        .spans
+        .iter()
+        .find(|s| s["processID"] == "payment-1")
+        .map(|s| s["spanID"].as_str().unwrap().to_owned());
+    let call = trace.add("payment", PAYMENT_METHODS, asking.as_deref(), None);
+    trace.add("order", PAYMENT_METHODS, Some(&call), None);
     trace
 }
 
@@ -250,6 +258,27 @@ fn a_span_of_another_order_is_named() {
         problems(&trace),
         [format!(
             r#""send omnisaga.payments.v1" of payment carries order.id another-order, not {ORDER}"#
+        )]
+    );
+}
+
+#[test]
+fn a_payment_method_call_answered_outside_the_trace_is_named() {
+    let mut trace = whole(&catalog());
+    trace.remove("order", Some(PAYMENT_METHODS));
+    assert_eq!(
+        problems(&trace),
+        [format!(
+            "no {PAYMENT_METHODS:?} span of order: payment's call for the payment method is not in the trace"
+        )]
+    );
+    let mut trace = whole(&catalog());
+    let root = trace.id_of("order", ROOT);
+    trace.reparent("order", PAYMENT_METHODS, Some(&root));
+    assert_eq!(
+        problems(&trace),
+        [format!(
+            "{PAYMENT_METHODS:?} of order is a child of {ROOT:?} of order, not of payment's call"
         )]
     );
 }

@@ -250,6 +250,29 @@ pub struct CommonArgs {
     #[arg(long, env = "AUTH_AUDIENCE", value_name = "AUDIENCE", default_value = omnisaga_auth::LOCAL_AUDIENCE, help_heading = "Auth")]
     pub auth_audience: String,
 
+    /// A client span for each statement the runtime makes (the event store's, the inbox's, the outbox's, commits): `on` or `off`. Off, the spans are not made, at next to no cost, and each step's span (`process <topic>`, a worker's, an HTTP request's) still carries how many statements it made, `omnisaga.db.statement_count` (docs/observability.md).
+    #[arg(
+        long,
+        env = "TRACE_DB_SPANS",
+        value_name = "on|off",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        help_heading = "Tracing"
+    )]
+    pub trace_db_spans: bool,
+    /// A `process <topic>` span for each record a consumer passes over unread (of a type its handler never acts on, as payment and notification pass over the warehouse's `PickTaskCreated`): `on` or `off`. Off, the order's trace no longer shows that consumer's hop for such records (the e2e trace checks need `on`); `omnisaga_consumer_handled_total{outcome="ignored"}` still counts them.
+    #[arg(
+        long,
+        env = "TRACE_IGNORED_RECORDS",
+        value_name = "on|off",
+        default_value = "on",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        help_heading = "Tracing"
+    )]
+    pub trace_ignored_records: bool,
+
     /// Longest a graceful stop takes from SIGTERM, whether or not the broker answers; work still in hand then is handed back (docs/architecture.md, Shutdown); at least 1000.
     #[arg(
         long,

@@ -43,6 +43,9 @@ impl CommonArgs {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], service.port)));
         // Tests only: the process's wall clock set off (`crate::base::clock`).
         crate::base::clock::set_skew(self.clock_skew_secs)?;
+        // Process-wide, as the spans they shape are made everywhere.
+        crate::base::db::set_spans(self.trace_db_spans);
+        crate::messaging::consumer::set_ignored_spans(self.trace_ignored_records);
         let security = ClientSecurity::from_vars(|name| {
             Ok(match name {
                 "KAFKA_USERNAME" => self.kafka_username.clone(),

@@ -65,7 +65,7 @@ pub const ENVIRONMENT_ONLY: [(&str, &str, &str); 6] = [
     (
         "OTEL_SERVICE_NAME",
         "the service's name",
-        "the traces' service name; `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*` and the other standard OpenTelemetry variables keep the SDK's defaults",
+        "the traces' service name; `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*` and the other standard OpenTelemetry variables keep the SDK's defaults (`make run` and the test stacks size `OTEL_BSP_*` for 240 orders/s: docs/observability.md)",
     ),
     (
         "FAILPOINTS",

@@ -27,7 +27,7 @@ impl<H: Handler> Consumer<H> {
         let name = self.applier.name.as_str();
         let mut links = Vec::with_capacity(raws.len());
         let mut outcomes = Vec::with_capacity(raws.len());
-        let (applied, written) = crate::work::noting(async {
+        let applied = crate::work::noting(async {
             let mut tx = self.applier.pool.begin().await?;
             // One statement for the whole batch: is any key parked, and
             // which event ids are new to the inbox.
@@ -49,7 +49,10 @@ impl<H: Handler> Consumer<H> {
                     if at_once {
                         new.push(incoming);
                     } else {
-                        self.applier.handle(&mut tx, incoming).instrument(span).await?;
+                        let handled = self.applier.handle(&mut tx, incoming);
+                        crate::base::db::counted(&span, handled)
+                            .instrument(span.clone())
+                            .await?;
                     }
                     outcomes.push("ok");
                 } else {
@@ -57,24 +60,38 @@ impl<H: Handler> Consumer<H> {
                 }
             }
             if !new.is_empty() {
-                let handle = tracing::info_span!("handle batch", messaging.batch.message_count = new.len());
+                let handle = tracing::info_span!(
+                    "handle batch",
+                    messaging.batch.message_count = new.len(),
+                    omnisaga.db.statement_count = tracing::field::Empty,
+                );
                 for link in &links {
                     handle.add_link(link.clone());
                 }
-                self.applier
-                    .handle_batch(&mut tx, &new)
-                    .instrument(handle)
+                let handled = self.applier.handle_batch(&mut tx, &new);
+                crate::base::db::counted(&handle, handled)
+                    .instrument(handle.clone())
                     .await?;
             }
-            // One commit for the batch; its span links every record's span.
-            let commit = tracing::info_span!("commit batch", messaging.batch.message_count = raws.len());
+            // One commit for the batch; its span links every record's span
+            // and counts the batch's statements, the commit's included.
+            let commit = tracing::info_span!(
+                "commit batch",
+                messaging.batch.message_count = raws.len(),
+                omnisaga.db.statement_count = tracing::field::Empty,
+            );
             for link in links.drain(..) {
                 commit.add_link(link);
             }
+            crate::base::db::count_statement();
+            commit.record(
+                crate::base::db::STATEMENT_COUNT,
+                crate::base::db::statements_so_far(),
+            );
             tx.commit().instrument(commit).await?;
             Ok::<_, HandlerError>(())
-        })
-        .await;
+        });
+        let (applied, written) = crate::base::db::counted(&tracing::Span::none(), applied).await;
         if let Err(e) = applied {
             tracing::debug!(error = %e, records = raws.len(), "batch rolled back, handling its records one by one");
             return false;

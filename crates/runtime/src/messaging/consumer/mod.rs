@@ -26,6 +26,7 @@ mod batch;
 pub mod dead_letter;
 pub mod inbox;
 mod observe;
+pub use observe::set_ignored_spans;
 mod retry;
 mod run;
 

@@ -13,7 +13,11 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{decode, observe::count, Consumer, Handler, Raw};
+use super::{
+    decode,
+    observe::{count, ignored_spans},
+    Consumer, Handler, Raw,
+};
 use crate::messaging::kafka;
 
 impl<H: Handler> Consumer<H> {
@@ -74,14 +78,17 @@ impl<H: Handler> Consumer<H> {
     async fn process_all(&self, raws: Vec<Raw>, shutdown: &CancellationToken) -> bool {
         // Records of a type the handler never acts on cost no transaction,
         // but still make their hop of the order's trace: a process span,
-        // ended at once. A record without the header goes the whole way (and
-        // is dead-lettered if it is not an event at all).
+        // ended at once (none with `TRACE_IGNORED_RECORDS=off`). A record
+        // without the header goes the whole way (and is dead-lettered if it
+        // is not an event at all).
         let name = self.applier.name.as_str();
         let raws: Vec<Raw> = raws
             .into_iter()
             .filter(|raw| match raw.headers.get("event_type") {
                 Some(t) if !self.applier.handler.wants(t) => {
-                    drop(self.record_span(raw, decode(&raw.payload).ok().as_ref()));
+                    if ignored_spans() {
+                        drop(self.record_span(raw, decode(&raw.payload).ok().as_ref()));
+                    }
                     count(name, &raw.topic, "ignored");
                     false
                 }
@@ -112,9 +119,10 @@ impl<H: Handler> Consumer<H> {
                 }
                 Err(reason) => self.applier.dead_letter(&raw, None, &reason, shutdown).await,
             }
-        }
-        .instrument(span)
-        .await;
+        };
+        let done = crate::base::db::counted(&span, done)
+            .instrument(span.clone())
+            .await;
         crate::base::metrics::get()
             .consumer_duration
             .with_label_values(&[
