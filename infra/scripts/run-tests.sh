@@ -8,7 +8,8 @@
 # failing one last again, so it is not lost in the scroll); the binaries that
 # took longest last time start first, so the slowest does not start last
 # (their times are kept in ~/.cache/omnisaga/test-times.tsv). The doc tests
-# run as one more job. OMNISAGA_TEST_JOBS sets how many run at once (4). A
+# run as one more job. OMNISAGA_TEST_JOBS sets how many run at once (4),
+# OMNISAGA_TEST_STACKS how many of them end-to-end binaries (2). A
 # binary whose source has a line `// make test runs this binary alone` (it
 # stops the machine's PostgreSQL, say) runs first, with nothing beside it.
 #
@@ -17,6 +18,8 @@
 set -uo pipefail
 out="$1"
 jobs="${OMNISAGA_TEST_JOBS:-4}"
+stacks="${OMNISAGA_TEST_STACKS:-2}"
+[ "$stacks" -ge 1 ] || stacks=1
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 times="$HOME/.cache/omnisaga/test-times.tsv"
 work="$(mktemp -d)"
@@ -41,7 +44,7 @@ awk -F'\t' 'FILENAME == ARGV[1] { t[$1] = $2; next } { print (($1 in t) ? t[$1] 
   echo "[test] cargo listed no test binary"
   exit 101
 }
-echo "[test] $(wc -l <"$work/queue.tsv") test binaries and the doc tests, $jobs at a time"
+echo "[test] $(wc -l <"$work/queue.tsv") test binaries and the doc tests, $jobs at a time ($stacks of them end-to-end)"
 
 # One job: a binary (in its package's directory, as cargo runs it) or the doc
 # tests. Writes its output, its status and its seconds.
@@ -74,40 +77,64 @@ report() {
 
 n=0
 running=0
+running_stacks=0
 collect() {
   # Waits for any job to end, then reports every one that has.
   wait -n 2>/dev/null || true
-  local f
+  local f k
   for f in "$work"/*.done; do
     [ -e "$f" ] || continue
-    report "$(basename "$f" .done)"
+    k="$(basename "$f" .done)"
+    report "$k"
     running=$((running - 1))
+    if [ -e "$work/$k.stack" ]; then running_stacks=$((running_stacks - 1)); fi
   done
 }
 alone() { grep -q '^// make test runs this binary alone' "$root/$1" 2>/dev/null; }
-# Each line: how many jobs may run at once when it starts (1: alone), then
-# the job.
-: >"$work/jobs.tsv"
+
+# The binaries that must run alone, one after another, first.
 while IFS=$'\t' read -r src exe dir; do
-  if alone "$src"; then printf '1\t%s\t%s\t%s\n' "$src" "$exe" "$dir"; fi
-done <"$work/queue.tsv" >>"$work/jobs.tsv"
-while IFS=$'\t' read -r src exe dir; do
-  if ! alone "$src"; then printf '%s\t%s\t%s\t%s\n' "$jobs" "$src" "$exe" "$dir"; fi
-done <"$work/queue.tsv" >>"$work/jobs.tsv"
-printf '%s\tdoc tests\t-\t-\n' "$jobs" >>"$work/jobs.tsv"
-while IFS=$'\t' read -r limit src exe dir; do
-  if [ "$limit" -eq 1 ]; then
-    while [ "$running" -gt 0 ]; do collect; done
-    n=$((n + 1))
-    run_one "$n" "$src" "$exe" "$dir"
-    report "$n"
-    continue
-  fi
-  while [ "$running" -ge "$limit" ]; do collect; done
+  alone "$src" || continue
   n=$((n + 1))
+  run_one "$n" "$src" "$exe" "$dir"
+  report "$n"
+done <"$work/queue.tsv"
+
+# Then the others, `jobs` at a time, of which at most `stacks` end-to-end
+# binaries: each starts whole stacks of processes under load, and more of
+# them at once than the two cores carry make their waits time out.
+stack_jobs=()
+other_jobs=()
+while IFS=$'\t' read -r src exe dir; do
+  alone "$src" && continue
+  case "$src" in
+    e2e/tests/*) stack_jobs+=("$src"$'\t'"$exe"$'\t'"$dir") ;;
+    *) other_jobs+=("$src"$'\t'"$exe"$'\t'"$dir") ;;
+  esac
+done <"$work/queue.tsv"
+other_jobs+=("doc tests"$'\t'"-"$'\t'"-")
+start() {
+  local src exe dir
+  IFS=$'\t' read -r src exe dir <<<"$1"
+  n=$((n + 1))
+  if [ "$2" = stack ]; then
+    touch "$work/$n.stack"
+    running_stacks=$((running_stacks + 1))
+  fi
   run_one "$n" "$src" "$exe" "$dir" &
   running=$((running + 1))
-done <"$work/jobs.tsv"
+}
+while [ "${#stack_jobs[@]}" -gt 0 ] || [ "${#other_jobs[@]}" -gt 0 ]; do
+  if [ "$running" -lt "$jobs" ] && [ "${#stack_jobs[@]}" -gt 0 ] && [ "$running_stacks" -lt "$stacks" ]; then
+    start "${stack_jobs[0]}" stack
+    stack_jobs=("${stack_jobs[@]:1}")
+  elif [ "$running" -lt "$jobs" ] && [ "${#other_jobs[@]}" -gt 0 ]; then
+    start "${other_jobs[0]}" other
+    other_jobs=("${other_jobs[@]:1}")
+  else
+    collect
+  fi
+done
 while [ "$running" -gt 0 ]; do collect; done
 
 # Keep the times of binaries that still exist; the new ones win.

@@ -151,6 +151,10 @@ pub async fn ensure_topics(kafka: &KafkaConfig) -> Result<()> {
     create_topics(kafka, all.collect()).await
 }
 
+/// How long a service looks for topics it cannot create before it says
+/// they are missing.
+const TOPICS_VISIBLE_WITHIN: Duration = Duration::from_secs(30);
+
 /// Creates what `service` uses and the broker lacks: the topic it owns and
 /// its dead-letter topic, the topics it consumes and their dead-letter
 /// topics (where it parks). Where ACLs hold (`omnisaga kafka provision`) a
@@ -171,18 +175,35 @@ pub async fn ensure_service_topics(kafka: &KafkaConfig, service: &str) -> Result
         needed.push(t.name(prefix));
         needed.push(t.dead_letter_name(prefix));
     }
-    let existing = existing_topics(kafka).await?;
-    let missing =
-        |names: Vec<String>| -> Vec<String> { names.into_iter().filter(|n| !existing.contains(n)).collect() };
-    let (needed, optional) = (missing(needed), missing(optional));
-    if !needed.is_empty() {
-        create_topics(kafka, needed).await.with_context(|| {
-            format!(
-                "{service} lacks topics it uses and could not create them; where the broker has \
-                 ACLs, create topics and users first as its admin (`omnisaga kafka provision`)"
-            )
-        })?;
-    }
+    // Topics and ACLs just provisioned reach the broker's metadata a little
+    // later, longer on a busy broker: a service started right after the
+    // provisioning looks again for a while before it calls them missing.
+    let deadline = tokio::time::Instant::now() + TOPICS_VISIBLE_WITHIN;
+    let optional = loop {
+        let existing = existing_topics(kafka).await?;
+        let missing = |names: &[String]| -> Vec<String> {
+            names.iter().filter(|n| !existing.contains(*n)).cloned().collect()
+        };
+        let lacking = missing(&needed);
+        if lacking.is_empty() {
+            break missing(&optional);
+        }
+        match create_topics(kafka, lacking.clone()).await {
+            Ok(()) => break missing(&optional),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %format!("{e:#}"), topics = ?lacking, "topics not visible yet; looking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "{service} lacks topics it uses and could not create them; where the broker has \
+                         ACLs, create topics and users first as its admin (`omnisaga kafka provision`)"
+                    )
+                })
+            }
+        }
+    };
     if !optional.is_empty() {
         if let Err(e) = create_topics(kafka, optional).await {
             tracing::debug!(error = %format!("{e:#}"), "not creating a topic this service does not use");
