@@ -14,6 +14,10 @@
 //! Each window is a test with a stack of its own. Needs binaries with
 //! failpoints (`make build`).
 
+// make test runs this binary alone: its crash-and-redeliver test (notification's
+// inbox dropping the redelivered record) timed out twice beside another
+// stack and passes alone; why is not found yet.
+
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::{ensure, Context, Result};
