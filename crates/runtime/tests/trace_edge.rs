@@ -111,7 +111,7 @@ async fn without_a_token_or_with_a_forged_one_the_trace_is_new() {
 
 #[tokio::test]
 async fn a_service_continues_its_trace() {
-    for scope in context::SERVICE_SCOPES {
+    for scope in omnisaga_auth::Scope::SERVICE {
         let token = testing::auth::token("payment", &[scope]);
         let (trace, span) = request(Some(token), traceparent(true)).await;
         assert_eq!(trace, CLIENT_TRACE, "{scope}");

@@ -24,16 +24,13 @@ use crate::{
 /// request starts a trace of its own and keeps the client's `traceparent`
 /// as a span link, so no client can switch sampling off for a saga or merge
 /// orders into one trace. Only a caller with a service identity (a token
-/// holding a service scope, [`SERVICE_SCOPES`]) continues its trace, as the
+/// holding a service scope, [`omnisaga_auth::Scope::SERVICE`]) continues its trace, as the
 /// services calling each other do.
 #[derive(Clone, Default)]
 pub struct TraceTrust {
     /// Checks the tokens; without it no request continues a trace.
     pub verifier: Option<Arc<omnisaga_auth::Verifier>>,
 }
-
-/// The scopes only services hold: their callers continue their traces.
-pub const SERVICE_SCOPES: [omnisaga_auth::Scope; 2] = omnisaga_auth::Scope::SERVICE;
 
 impl TraceTrust {
     /// Whether `req`'s bearer token is valid and holds a service scope.
