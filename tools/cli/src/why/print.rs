@@ -49,10 +49,11 @@ pub(super) fn print(w: &Why) {
                 text(&p["high_watermark"]),
                 text(&p["consumer"])
             ),
-            _ => println!(
-                "lag: {} reads {}: unknown ({})",
+            (_, partition) => println!(
+                "lag: {} reads {}{}: unknown ({})",
                 h.service,
                 h.topic,
+                partition.map_or(String::new(), |p| format!("[{p}]")),
                 h.note.as_deref().unwrap_or("-")
             ),
         }
