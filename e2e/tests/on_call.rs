@@ -3,8 +3,10 @@
 //! payments topic before payment's answer) is found with `orders find` by
 //! status, channel and age, and as stuck once ORDER_STUCK_AFTER_MS passed;
 //! `order why` says what it waits for and on whom, the dead letter that
-//! parks it, its partition's lag, its deadlines and its trace. A shipped
-//! order waits for nothing.
+//! parks it, its partition's lag, its deadlines and its trace. An order
+//! placed while payment was down says payment does not answer, and once
+//! payment is back ships and waits for nothing. A replay cannot get past
+//! a record no service can read.
 
 use std::{process::Output, time::Duration};
 
@@ -31,24 +33,27 @@ async fn an_order_parked_behind_a_dead_letter_is_found_stuck_and_explained() -> 
 
 async fn run(stack: &mut Stack) -> Result<()> {
     let c = Client::new(stack);
-    let shipped = c.place(&with_channel("web", "on-call-1")).await?;
-    c.wait_status(&shipped, "SHIPPED", WAIT).await?;
-
-    // Payment down while the order is placed, a record the order service
-    // cannot read on the payments topic under the order's key: payment's
-    // answer, once it is back, is parked behind it.
+    // Payment down while two orders are placed; a record the order service
+    // cannot read on the payments topic under the second one's key:
+    // payment's answer, once it is back, is parked behind it. The first
+    // goes on once payment is back.
     stack.stop_service("payment").await?;
+    let waiting = c.place(&with_channel("web", "on-call-1")).await?;
     let parked = c.place(&with_channel("pos", "on-call-2")).await?;
-    let out = omnisaga(stack, &["order", "why", &parked]).await?;
+    let out = omnisaga(stack, &["order", "why", &waiting]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
-    println!("order why {parked} (payment down):\n{text}");
+    println!("order why {waiting} (payment down):\n{text}");
     for expected in [
         "waits for: PaymentAuthorized or PaymentFailed from payment",
         "dead letters: none",
         "lag: payment reads",
         "payment: no answer",
     ] {
-        ensure!(text.contains(expected), "order why lacks {expected:?}: {text}");
+        ensure!(
+            text.contains(expected),
+            "order why lacks {expected:?}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let topic = format!("{}payments.v1", stack.topic_prefix());
     omnisaga_e2e::produce_raw(&stack.kafka, &topic, &parked, b"\x08\x96\x01 not an envelope").await?;
@@ -62,6 +67,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
     })
     .await?;
     stack.start_service("payment").await?;
+    c.wait_status(&waiting, "SHIPPED", WAIT).await?;
     let payment_url = format!("{}/v1/payments/{parked}", stack.admin_url("payment"));
     wait_for("payment to authorize the parked order", WAIT, || async {
         let p = c.get(&payment_url).await.ok();
@@ -69,8 +75,31 @@ async fn run(stack: &mut Stack) -> Result<()> {
     })
     .await?;
 
-    orders_find_lists_it_by_its_filters_and_as_stuck(stack, &parked, &shipped).await?;
-    order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(stack, &parked, &shipped).await
+    orders_find_lists_it_by_its_filters_and_as_stuck(stack, &c, &parked, &waiting).await?;
+    order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(stack, &parked, &waiting).await?;
+    a_record_no_one_can_read_is_not_replayed(stack, &parked).await
+}
+
+/// The fix of a parked order is a replay once the cause is fixed; a
+/// record no service can read fails again, and says so.
+async fn a_record_no_one_can_read_is_not_replayed(stack: &Stack, parked: &str) -> Result<()> {
+    let out = omnisaga(stack, &["dlq", "list", "order", "--key", parked]).await?;
+    println!(
+        "dlq list order --key {parked}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report = omnisaga_json(stack, &["dlq", "replay", "order", parked]).await?;
+    println!("dlq replay order {parked}:\n{report:#}");
+    let report = &report["replays"][0]["report"];
+    ensure!(
+        report["replayed"] == 0
+            && report["remaining"].as_i64().is_some_and(|n| n >= 1)
+            && report["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("undecodable")),
+        "{report}"
+    );
+    Ok(())
 }
 
 fn with_channel(channel: &str, customer: &str) -> Value {
@@ -90,6 +119,7 @@ fn ids(found: &Value) -> Vec<String> {
 
 async fn orders_find_lists_it_by_its_filters_and_as_stuck(
     stack: &Stack,
+    c: &Client,
     parked: &str,
     shipped: &str,
 ) -> Result<()> {
@@ -120,6 +150,20 @@ async fn orders_find_lists_it_by_its_filters_and_as_stuck(
         Ok((ids(&found) == [parked]).then_some(()))
     })
     .await?;
+    // The gauge behind the SagaStuck alert counts the same order.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", stack.url("order")))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let gauge = metrics
+        .lines()
+        .find(|l| l.starts_with("omnisaga_sagas_stuck{") && l.contains("status=\"PLACED\""))
+        .unwrap_or_default();
+    println!("{gauge}");
+    ensure!(gauge.ends_with(" 1"), "the stuck gauge says {gauge:?}");
     let out = omnisaga(stack, &["orders", "find", "--stuck"]).await?;
     let table = String::from_utf8_lossy(&out.stdout);
     println!("orders find --stuck:\n{table}");
@@ -198,6 +242,7 @@ async fn order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(
 
     let out = omnisaga(stack, &["order", "why", shipped]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
+    println!("order why {shipped} (payment back):\n{text}");
     ensure!(
         text.contains("SHIPPED")
             && text.contains("waits for: nothing")
