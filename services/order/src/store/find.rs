@@ -46,15 +46,26 @@ pub struct FoundOrder {
 const COLUMNS: &str = "SELECT order_id, order_number, customer_id, channel, status, created_at, updated_at,
        payment_deadline_at, delay_noticed, trace_id, ";
 
-/// The SQL of "past its stage's limit" (never null), with `stuck_after` in
-/// milliseconds bound: the same conditions as the gauges' counts.
+/// The SQL of "past its stage's limit", with `stuck_after` in milliseconds
+/// bound: the same conditions as the gauges' counts. Null for an order
+/// awaiting payment without a deadline: the column wraps it in
+/// `coalesce`, the filter does not, so the planner can use the partial
+/// indexes on open orders (`order_view_waiting`, `order_view_open`)
+/// instead of reading every order backwards.
 fn push_stuck(q: &mut QueryBuilder<'_, Postgres>, stuck_after: Duration) {
     q.push(
-        "coalesce((status = 'AWAITING_PAYMENT' AND payment_deadline_at <= now())
+        "((status = 'AWAITING_PAYMENT' AND payment_deadline_at <= now())
           OR (status IN ('PLACED', 'PAID', 'READY_FOR_SHIPMENT') AND updated_at < now() - ",
     )
     .push_bind(stuck_after.as_millis() as f64)
-    .push(" * interval '1 millisecond'), false)");
+    .push(" * interval '1 millisecond'))");
+}
+
+/// [`push_stuck`] as a column that is never null.
+fn push_stuck_column(q: &mut QueryBuilder<'_, Postgres>, stuck_after: Duration) {
+    q.push("coalesce(");
+    push_stuck(q, stuck_after);
+    q.push(", false) AS stuck FROM order_view");
 }
 
 /// Up to `limit` orders matching `filter` placed before the order `before`
@@ -70,8 +81,8 @@ pub async fn find(
     limit: i64,
 ) -> Result<Vec<FoundOrder>, sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new(COLUMNS);
-    push_stuck(&mut q, stuck_after);
-    q.push(" AS stuck FROM order_view WHERE true");
+    push_stuck_column(&mut q, stuck_after);
+    q.push(" WHERE true");
     if let Some(status) = &filter.status {
         q.push(" AND status = ").push_bind(status.clone());
     }
@@ -105,8 +116,7 @@ pub async fn one(
     stuck_after: Duration,
 ) -> Result<Option<FoundOrder>, sqlx::Error> {
     let mut q = QueryBuilder::<Postgres>::new(COLUMNS);
-    push_stuck(&mut q, stuck_after);
-    q.push(" AS stuck FROM order_view WHERE order_id = ")
-        .push_bind(order_id);
+    push_stuck_column(&mut q, stuck_after);
+    q.push(" WHERE order_id = ").push_bind(order_id);
     q.build_query_as::<FoundOrder>().fetch_optional(pool).await
 }

@@ -8,7 +8,7 @@ use omnisaga_runtime::testing::{self, assert_error};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{json_of, order_body, spawn_app, TestApp, CUSTOMER};
+use crate::helpers::{json_of, order_body, spawn_app, spawn_app_configured, TestApp, CUSTOMER};
 
 /// Places an order through `channel` as `client`'s customer.
 async fn place(app: &TestApp, client: &reqwest::Client, channel: &str) -> String {
@@ -57,7 +57,8 @@ fn ids(orders: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn an_operator_finds_orders_by_status_customer_channel_time_and_stuck_newest_first() {
-    let app = spawn_app().await;
+    // Deadlines checked hourly: the one made to pass below stays as it is.
+    let app = spawn_app_configured(|c| c.deadline_tick = std::time::Duration::from_secs(3600)).await;
     let other = app.as_caller(&testing::auth::customer_token("cust-2"));
     let web = place(&app, &app.http, "web").await;
     let pos = place(&app, &app.http, "pos").await;
@@ -69,6 +70,16 @@ async fn an_operator_finds_orders_by_status_customer_channel_time_and_stuck_newe
         "UPDATE order_view SET status = 'PAID', updated_at = now() - interval '2 hours' WHERE order_id = $1::uuid",
     )
     .bind(&stuck)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // And one awaiting payment past its deadline (what
+    // omnisaga_sagas_past_deadline counts).
+    sqlx::query(
+        "UPDATE order_view SET status = 'AWAITING_PAYMENT', payment_deadline_at = now() - interval '1 minute'
+         WHERE order_id = $1::uuid",
+    )
+    .bind(&web)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -101,8 +112,9 @@ async fn an_operator_finds_orders_by_status_customer_channel_time_and_stuck_newe
 
     for (query, expected) in [
         ("status=PAID", vec![stuck.as_str()]),
-        ("status=PLACED", vec![others.as_str(), pos.as_str(), web.as_str()]),
-        ("stuck=true", vec![stuck.as_str()]),
+        ("status=PLACED", vec![others.as_str(), pos.as_str()]),
+        ("stuck=true", vec![stuck.as_str(), web.as_str()]),
+        ("status=AWAITING_PAYMENT", vec![web.as_str()]),
         ("channel=pos", vec![stuck.as_str(), pos.as_str()]),
         ("customer=cust-2", vec![others.as_str()]),
         ("channel=pos&status=PLACED", vec![pos.as_str()]),
@@ -141,6 +153,12 @@ async fn an_operator_finds_orders_by_status_customer_channel_time_and_stuck_newe
         4
     );
 
+    assert_eq!(
+        (&all[3]["stuck"], &all[3]["deadlines"][0]["kind"]),
+        (&true.into(), &"payment_deadline".into()),
+        "{}",
+        all[3]
+    );
     let one = json_of(admin.get(format!("{}/v1/admin/orders/{stuck}", app.admin_url))).await;
     testing::openapi::check_response("order", "get", "/v1/admin/orders/{id}", 200, &one).unwrap();
     assert_eq!(
