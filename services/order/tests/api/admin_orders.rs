@@ -181,11 +181,6 @@ async fn bad_filters_and_cursors_are_refused_with_the_error_envelope() {
         ("limit=101", 422, "validation_failed"),
         ("cursor=nope", 422, "validation_failed"),
         ("customer=", 422, "validation_failed"),
-        (
-            "placed_after=2026-01-02T00:00:00Z&placed_before=2026-01-01T00:00:00Z",
-            422,
-            "validation_failed",
-        ),
         ("placed_after=yesterday", 400, "bad_request"),
         ("stuck=maybe", 400, "bad_request"),
         ("colour=red", 400, "bad_request"),
