@@ -84,23 +84,10 @@ fn print_table(items: &[Value], more: bool) {
         return;
     }
     let mut table = output::table([
-        "ORDER ID",
-        "NUMBER",
-        "STATUS",
-        "CHANNEL",
-        "CUSTOMER",
-        "PLACED",
-        "CHANGED",
-        "STUCK",
-        "NEXT DEADLINE",
+        "ORDER ID", "NUMBER", "STATUS", "CHANNEL", "CUSTOMER", "PLACED", "CHANGED", "STUCK", "DEADLINE",
     ]);
     for o in items {
-        let next = o["deadlines"]
-            .as_array()
-            .and_then(|d| d.first())
-            .map_or("-".to_owned(), |d| {
-                format!("{} {}", text(&d["kind"]), text(&d["at"]))
-            });
+        let next = next_deadline(o, Utc::now());
         table.add_row([
             text(&o["order_id"]),
             text(&o["order_number"]),
@@ -114,4 +101,53 @@ fn print_table(items: &[Value], more: bool) {
         ]);
     }
     println!("{table}");
+}
+
+/// The order's next deadline as `kind at`, else its last one passed, marked
+/// so; `-` for a finished order.
+fn next_deadline(order: &Value, now: DateTime<Utc>) -> String {
+    let deadlines: Vec<(&Value, Option<DateTime<Utc>>)> = order["deadlines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let at = d["at"]
+                .as_str()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            (d, at.map(|t| t.with_timezone(&Utc)))
+        })
+        .collect();
+    let show = |d: &Value, passed: bool| {
+        format!(
+            "{} {}{}",
+            text(&d["kind"]),
+            text(&d["at"]),
+            if passed { " (passed)" } else { "" }
+        )
+    };
+    if let Some((d, _)) = deadlines.iter().find(|(_, at)| at.is_some_and(|t| t > now)) {
+        return show(d, false);
+    }
+    deadlines.last().map_or("-".to_owned(), |(d, _)| show(d, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_shown_is_the_next_else_the_last_passed() {
+        let now: DateTime<Utc> = "2026-01-01T12:00:00Z".parse().unwrap();
+        let order = json!({"deadlines": [
+            {"kind": "stuck", "at": "2026-01-01T11:00:00Z"},
+            {"kind": "payment_delay_notice", "at": "2026-01-01T13:00:00Z"},
+        ]});
+        assert_eq!(
+            next_deadline(&order, now),
+            "payment_delay_notice 2026-01-01T13:00:00Z"
+        );
+        let passed = json!({"deadlines": [{"kind": "stuck", "at": "2026-01-01T11:00:00Z"}]});
+        assert_eq!(next_deadline(&passed, now), "stuck 2026-01-01T11:00:00Z (passed)");
+        assert_eq!(next_deadline(&json!({"deadlines": []}), now), "-");
+    }
 }
