@@ -6,7 +6,8 @@
 //! parks it, its partition's lag, its deadlines and its trace. An order
 //! placed while payment was down says payment does not answer, and once
 //! payment is back ships and waits for nothing. A replay cannot get past
-//! a record no service can read.
+//! a record no service can read; discarding it, with a reason, lets the
+//! order go on.
 
 use std::{process::Output, time::Duration};
 
@@ -77,7 +78,47 @@ async fn run(stack: &mut Stack) -> Result<()> {
 
     orders_find_lists_it_by_its_filters_and_as_stuck(stack, &c, &parked, &waiting).await?;
     order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(stack, &parked, &waiting).await?;
-    a_record_no_one_can_read_is_not_replayed(stack, &parked).await
+    a_record_no_one_can_read_is_not_replayed(stack, &parked).await?;
+    a_discarded_record_lets_the_order_go_on(stack, &c, &parked).await
+}
+
+/// Discarding the record no one can read, with a reason, at every service
+/// that parked the order behind it (each consumer of the payments topic),
+/// replays the order's later records there: the order ships, no key stays
+/// parked, and each record is kept with the reason.
+async fn a_discarded_record_lets_the_order_go_on(stack: &Stack, c: &Client, parked: &str) -> Result<()> {
+    let reason = "a corrupt record: payment's answer follows it";
+    for service in ["order", "warehouse", "notification", "analytics"] {
+        let letters = omnisaga_json(stack, &["dlq", "list", service, "--key", parked, "--json"]).await?;
+        let poison = letters["items"][0]["id"]
+            .as_i64()
+            .with_context(|| format!("{service} parked the order: {letters}"))?;
+        let id = poison.to_string();
+        // No reason, no discard.
+        let refused = omnisaga(stack, &["dlq", "discard", service, &id, "--reason", " "]).await?;
+        ensure!(!refused.status.success(), "{service} took a blank reason");
+        let report = omnisaga_json(stack, &["dlq", "discard", service, &id, "--reason", reason]).await?;
+        println!("dlq discard {service} {poison}:\n{report:#}");
+        ensure!(
+            report["discarded"]["id"] == poison
+                && report["reason"] == reason
+                && report["replay"]["report"]["remaining"] == 0
+                && report["replay"]["report"]["replayed"]
+                    .as_u64()
+                    .is_some_and(|n| n >= 1),
+            "{report}"
+        );
+        let letters = omnisaga_json(stack, &["dlq", "list", service, "--key", parked, "--json"]).await?;
+        ensure!(
+            letters["items"].as_array().is_some_and(Vec::is_empty)
+                && !letters["parked_keys"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k == parked)),
+            "{service}: {letters}"
+        );
+    }
+    c.wait_status(parked, "SHIPPED", WAIT).await?;
+    Ok(())
 }
 
 /// The fix of a parked order is a replay once the cause is fixed; a

@@ -410,6 +410,18 @@ pub enum DlqCommand {
     #[command(after_help = "Example:
   omnisaga dlq replay payment 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70")]
     Replay { service: Service, key: String },
+    /// Set a dead letter aside for good, with the reason (kept and audited),
+    /// then replay its key's later dead letters so the order goes on (prints
+    /// the report as JSON).
+    #[command(after_help = "Example:
+  omnisaga dlq discard order 12 --reason \"a corrupt record, the event it stands for was applied by hand\"")]
+    Discard {
+        service: Service,
+        id: i64,
+        /// Why it is never to be applied.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `omnisaga dlq`: a service's dead letters through its admin API
-//! (`/v1/admin/dead-letters`): list them, show one, replay a parked key.
+//! (`/v1/admin/dead-letters`): list them, show one, replay a parked key,
+//! discard one for good.
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -11,7 +12,7 @@ use crate::{
     settings::Settings,
 };
 
-/// Runs a `dlq` command. `show` and `replay` print the service's JSON answer.
+/// Runs a `dlq` command. `show`, `replay` and `discard` print the service's JSON answer.
 pub async fn run(command: &DlqCommand, settings: &Settings, json: bool) -> Result<()> {
     let client = http::client(settings)?;
     let base = |service: Service| format!("{}/v1/admin/dead-letters", settings.admin_url(service.name()));
@@ -36,6 +37,15 @@ pub async fn run(command: &DlqCommand, settings: &Settings, json: bool) -> Resul
             let req = client
                 .post(format!("{}/replay", base(*service)))
                 .json(&json!({ "key": key }));
+            let body = http::call(service.name(), req).await;
+            spinner.finish_and_clear();
+            output::print_json(&body?)?;
+        }
+        DlqCommand::Discard { service, id, reason } => {
+            let spinner = output::spinner(format!("discarding {id} at {}", service.name()), json);
+            let req = client
+                .post(format!("{}/{id}/discard", base(*service)))
+                .json(&json!({ "reason": reason }));
             let body = http::call(service.name(), req).await;
             spinner.finish_and_clear();
             output::print_json(&body?)?;

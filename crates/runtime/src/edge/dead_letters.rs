@@ -1,6 +1,6 @@
 //! `/v1/admin/dead-letters`: the dead letters of the service's consumers
-//! ([`crate::messaging::consumer::dead_letter`]) listed, shown and replayed by an
-//! operator (the `omnisaga` CLI calls it).
+//! ([`crate::messaging::consumer::dead_letter`]) listed, shown, replayed and
+//! discarded by an operator (the `omnisaga` CLI calls it).
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -27,12 +27,13 @@ pub(crate) struct AdminState {
     replayers: Arc<Vec<Arc<dyn Replay>>>,
 }
 
-/// `/v1/admin/dead-letters`: list, show, replay.
+/// `/v1/admin/dead-letters`: list, show, replay, discard.
 pub fn routes(pool: PgPool, replayers: Vec<Arc<dyn Replay>>) -> Router {
     Router::new()
         .route("/v1/admin/dead-letters", get(list))
         .route("/v1/admin/dead-letters/replay", post(replay))
         .route("/v1/admin/dead-letters/{id}", get(show))
+        .route("/v1/admin/dead-letters/{id}/discard", post(discard))
         .with_state(AdminState {
             pool,
             replayers: Arc::new(replayers),
@@ -214,4 +215,99 @@ pub(crate) async fn replay(
         });
     }
     Ok(Json(Replays { replays }))
+}
+
+/// Discard a dead letter.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DiscardRequest {
+    /// Why it is never to be applied (kept with it; 1 to 500 characters).
+    reason: String,
+}
+
+/// The dead letter discarded, and the replay of its key's later records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Discarded {
+    pub discarded: DeadLetter,
+    pub reason: String,
+    /// Its consumer's replay of the key's dead letters left, which unparks
+    /// the key once none is left: the order's later records go on.
+    pub replay: ConsumerReplay,
+}
+
+/// Discard a dead letter
+///
+/// A record no fix will make applicable (it cannot be read, or it is wrong
+/// for good) is set aside with the reason given, kept in
+/// `discarded_dead_letters`; then its consumer replays the key's later dead
+/// letters, oldest first, and unparks the key once none is left. The audit
+/// log records who did it.
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/discard", tag = "operations",
+    params(("id" = i64, Path, description = "the dead letter's id")),
+    request_body = DiscardRequest,
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "discarded, and the key's later records replayed", body = Discarded),
+        (status = 404, description = "not_found: no such dead letter", body = crate::edge::http::ErrorBody),
+        (status = 422, description = "validation_failed: no reason, or a reason over 500 characters", body = crate::edge::http::ErrorBody),
+    ))]
+pub(crate) async fn discard(
+    State(s): State<AdminState>,
+    Path(id): Path<i64>,
+    ApiJson(req): ApiJson<DiscardRequest>,
+) -> Result<Json<Discarded>, ApiError> {
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::validation(
+            "reason: say why the record is discarded, in 1 to 500 characters",
+        ));
+    }
+    let letter = sqlx::query(
+        "SELECT id, consumer, message_key, topic, partition, \"offset\", event_type, error, attempts, created_at
+         FROM dead_letters WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&s.pool)
+    .await?
+    .map(|r| DeadLetter::of(&r))
+    .ok_or_else(|| ApiError::not_found("no such dead letter"))?;
+    let replayer = s
+        .replayers
+        .iter()
+        .find(|r| r.name() == letter.consumer)
+        .ok_or_else(|| ApiError::internal(format!("no consumer {} in this service", letter.consumer)))?;
+    // The key's parked row first, as a replay takes it: a replay running
+    // meanwhile finishes before the letter moves, or starts after.
+    let mut tx = s.pool.begin().await?;
+    sqlx::query("SELECT 1 FROM parked WHERE consumer = $1 AND message_key = $2 FOR UPDATE")
+        .bind(&letter.consumer)
+        .bind(&letter.key)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let moved = sqlx::query(
+        "WITH gone AS (DELETE FROM dead_letters WHERE id = $1 RETURNING *)
+         INSERT INTO discarded_dead_letters
+         SELECT gone.*, $2 FROM gone",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Err(ApiError::not_found(
+            "no such dead letter (replayed or discarded meanwhile)",
+        ));
+    }
+    tx.commit().await?;
+    tracing::warn!(dead_letter = id, key = %letter.key, consumer = %letter.consumer, reason, "dead letter discarded");
+    let report = replayer.replay(&letter.key).await?;
+    Ok(Json(Discarded {
+        replay: ConsumerReplay {
+            consumer: letter.consumer.clone(),
+            report,
+        },
+        discarded: letter,
+        reason: reason.to_owned(),
+    }))
 }

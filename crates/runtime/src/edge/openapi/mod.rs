@@ -39,6 +39,7 @@ pub use html::page;
         crate::edge::dead_letters::list,
         crate::edge::dead_letters::show,
         crate::edge::dead_letters::replay,
+        crate::edge::dead_letters::discard,
         crate::edge::audit::list,
         openapi_json,
         docs,
