@@ -7,6 +7,7 @@ mod deadlines;
 mod documents;
 mod helpers;
 mod limits;
+mod live;
 mod place_order;
 mod reconcile;
 mod rejects_bad_input;
