@@ -9,7 +9,7 @@
 CREATE FUNCTION notify_order_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.order_id ~ '^[0-9a-fA-F-]{36}$' THEN
-        PERFORM pg_notify('order_events', NEW.stream_id || ' ' || coalesce(
+        PERFORM pg_notify('order_events', NEW.order_id || ' ' || coalesce(
             (SELECT customer_id FROM order_view WHERE order_id = NEW.order_id::uuid), ''));
     END IF;
     RETURN NULL;

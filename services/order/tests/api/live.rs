@@ -33,7 +33,8 @@ async fn place(app: &TestApp) -> Uuid {
 async fn open(app: &TestApp, client: &reqwest::Client, path: &str, last: Option<&str>) -> reqwest::Response {
     let mut req = client
         .get(format!("{}{path}", app.url))
-        .header("Accept", "text/event-stream");
+        .header("Accept", "text/event-stream")
+        .header("X-Request-Id", testing::REQUEST_ID);
     if let Some(last) = last {
         req = req.header("Last-Event-ID", last);
     }
@@ -188,7 +189,7 @@ async fn a_stream_is_the_customers_own_bounded_kept_open_and_ends_when_cancelled
     assert_eq!(raw.status(), 200);
     let mut text = String::new();
     tokio::time::timeout(WAIT, async {
-        while !text.contains(":heartbeat") {
+        while !text.contains(": heartbeat") {
             let chunk = raw.chunk().await.unwrap().expect("the stream stays open");
             text.push_str(&String::from_utf8_lossy(&chunk));
         }

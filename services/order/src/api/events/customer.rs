@@ -62,7 +62,7 @@ impl Position {
 
 /// The caller's orders, live
 ///
-/// Server-Sent Events of all the caller's orders (for the app's order list): first the current state of each of their open orders, then every event of any of their orders as it is recorded by any instance, with a `:heartbeat` comment after each `ORDER_EVENTS_HEARTBEAT_MS` of silence; it does not end by itself. Messages as for one order, but `id` is a position in all of the customer's events, `{transaction}-{position}`: reconnecting with `Last-Event-ID` sends exactly the events after it, of every order.
+/// Server-Sent Events of all the caller's orders (for the app's order list): first the current state of each of their open orders, then every event of any of their orders as it is recorded by any instance, with a `: heartbeat` comment after each `ORDER_EVENTS_HEARTBEAT_MS` of silence; it does not end by itself. Messages as for one order, but `id` is a position in all of the customer's events, `{transaction}-{position}`: reconnecting with `Last-Event-ID` sends exactly the events after it, of every order.
 #[utoipa::path(get, path = "/v1/orders/events", tag = "orders",
     params(("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]+-[0-9]+$", description = "the id of the last message received: resume after it")),
     security(("bearer" = ["orders:read"])),
@@ -103,7 +103,7 @@ pub(in crate::api) async fn customer_events(
 async fn snapshot(pool: &PgPool, customer: &str) -> Result<(Vec<Message>, Position), StoreError> {
     let high: Option<(i64, i64)> = sqlx::query_as(
         "SELECT e.tx::text::bigint, e.global_position FROM events e
-         WHERE e.stream_id IN (SELECT order_id::text FROM order_view WHERE customer_id = $1)
+         WHERE e.stream_id IN (SELECT 'order-' || order_id FROM order_view WHERE customer_id = $1)
            AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY e.tx DESC, e.global_position DESC LIMIT 1",
     )
@@ -117,7 +117,7 @@ async fn snapshot(pool: &PgPool, customer: &str) -> Result<(Vec<Message>, Positi
     let latest: Vec<(i64, i64, String, i64)> = sqlx::query_as(
         "SELECT DISTINCT ON (e.stream_id) e.tx::text::bigint, e.global_position, e.stream_id, e.version
          FROM events e
-         WHERE e.stream_id IN (SELECT order_id::text FROM order_view WHERE customer_id = $1
+         WHERE e.stream_id IN (SELECT 'order-' || order_id FROM order_view WHERE customer_id = $1
                  AND status IN ('PLACED', 'AWAITING_PAYMENT', 'PAID', 'READY_FOR_SHIPMENT'))
            AND (e.tx, e.global_position) <= ($2::bigint::text::xid8, $3)
          ORDER BY e.stream_id, e.version DESC",
@@ -221,7 +221,7 @@ impl Follow {
                 "SELECT e.tx::text::bigint, e.global_position, e.stream_id, e.version,
                         e.tx < pg_snapshot_xmin(pg_current_snapshot())
                  FROM events e
-                 WHERE e.stream_id IN (SELECT order_id::text FROM order_view WHERE customer_id = $1)
+                 WHERE e.stream_id IN (SELECT 'order-' || order_id FROM order_view WHERE customer_id = $1)
                    AND (e.tx, e.global_position) > ($2::bigint::text::xid8, $3)
                  ORDER BY e.tx, e.global_position LIMIT $4",
             )

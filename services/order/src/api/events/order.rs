@@ -9,6 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use omnisaga_runtime::{
+    aggregate::Aggregate as _,
     auth::Caller,
     http::{ApiError, ErrorBody},
     store::{self, StoreError, StoredEvent},
@@ -25,11 +26,14 @@ use super::{
     feed::{Change, Feed, Slot, REREAD},
     fold, is_final, last_event_id, Gone, Message, OrderEvent, Out,
 };
-use crate::{api::ApiState, domain::Order};
+use crate::{
+    api::ApiState,
+    domain::{Order, OrderAggregate},
+};
 
 /// An order's events, live
 ///
-/// Server-Sent Events (`Accept: text/event-stream`) of the customer's own order (any for operators): first the order's current state (its last event), then each event as it is recorded by any instance, a `:heartbeat` comment after each `ORDER_EVENTS_HEARTBEAT_MS` (15 s) of silence; the stream ends after `SHIPPED` or `CANCELLED`. Each message: `id` the event's position in the order's stream (1, 2, ...), `event` its type, `data` an OrderEvent. Reconnecting with `Last-Event-ID` sends exactly the events after it (none repeated, none lost); 204 when there are none and the order is finished. The bearer token goes in the `Authorization` header, as for every route (a browser's `EventSource` cannot send one; the app's HTTP client does).
+/// Server-Sent Events (`Accept: text/event-stream`) of the customer's own order (any for operators): first the order's current state (its last event), then each event as it is recorded by any instance, a `: heartbeat` comment after each `ORDER_EVENTS_HEARTBEAT_MS` (15 s) of silence; the stream ends after `SHIPPED` or `CANCELLED`. Each message: `id` the event's position in the order's stream (1, 2, ...), `event` its type, `data` an OrderEvent. Reconnecting with `Last-Event-ID` sends exactly the events after it (none repeated, none lost); 204 when there are none and the order is finished. The bearer token goes in the `Authorization` header, as for every route (a browser's `EventSource` cannot send one; the app's HTTP client does).
 #[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders",
     params(("id" = Uuid, Path, description = "the order's id"),
         ("Last-Event-ID" = Option<i64>, Header, description = "the id of the last message received: resume after it")),
@@ -194,7 +198,7 @@ async fn read_after(pool: &PgPool, order_id: Uuid, after: i64) -> Result<Vec<Sto
     let rows = sqlx::query(
         "SELECT version, envelope FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
     )
-    .bind(order_id.to_string())
+    .bind(OrderAggregate::stream(&order_id.to_string()))
     .bind(after)
     .fetch_all(pool)
     .await?;
