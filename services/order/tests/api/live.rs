@@ -281,3 +281,24 @@ async fn all_of_a_customers_orders_are_followed_and_resumed_without_loss_or_repe
     assert_eq!(data["order_id"], c.to_string());
     assert_eq!(last.id, fourth.id);
 }
+
+#[tokio::test]
+async fn stopping_the_service_ends_open_streams_cleanly() {
+    let app = spawn_app_configured(|c| c.live.heartbeat = Duration::from_millis(200)).await;
+    let id = place(&app).await;
+    let mut one = open(&app, &app.http, &format!("/v1/orders/{id}/events"), None).await;
+    let mut all = open(&app, &app.http, "/v1/orders/events", None).await;
+    assert_eq!((one.status().as_u16(), all.status().as_u16()), (200, 200));
+    // Both have sent something: they are being served.
+    assert!(one.chunk().await.unwrap().is_some());
+    assert!(all.chunk().await.unwrap().is_some());
+    drop(app);
+    // The end of the body, not a connection cut at the end of the grace period (8 s).
+    for stream in [&mut one, &mut all] {
+        tokio::time::timeout(Duration::from_secs(4), async {
+            while stream.chunk().await.expect("a clean end").is_some() {}
+        })
+        .await
+        .expect("the stream ends at shutdown");
+    }
+}

@@ -81,7 +81,7 @@ pub(in crate::api) async fn customer_events(
     let customer = caller.subject().to_owned();
     let slot = match s.feed.open(&customer) {
         Ok(slot) => slot,
-        Err(resp) => return Ok(resp),
+        Err(refused) => return Ok(refused.into_response()),
     };
     let changes = s.feed.subscribe();
     let (first, cursor) = match after {

@@ -84,27 +84,16 @@ impl Feed {
         self.changes.subscribe()
     }
 
-    /// A place for one more stream of `customer`: 429 `too_many_streams`
-    /// past the customer's bound, 503 `overloaded` past the instance's.
-    pub fn open(self: &Arc<Self>, customer: &str) -> Result<Slot, Response> {
+    /// A place for one more stream of `customer`, unless the customer's
+    /// bound or the instance's is reached.
+    pub fn open(self: &Arc<Self>, customer: &str) -> Result<Slot, Refused> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.settings.max_streams {
-            return Err(retry_later(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many live streams open on this instance; retry shortly",
-            )));
+            return Err(Refused::Instance);
         }
         let mine = open.by_customer.entry(customer.to_owned()).or_default();
         if *mine >= self.settings.max_per_customer {
-            return Err(retry_later(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                format!(
-                    "at most {} live streams at once per customer; close one first",
-                    self.settings.max_per_customer
-                ),
-            )));
+            return Err(Refused::Customer(self.settings.max_per_customer));
         }
         *mine += 1;
         open.total += 1;
@@ -164,12 +153,34 @@ impl Feed {
     }
 }
 
-/// `e` with `Retry-After: 5`.
-fn retry_later(e: ApiError) -> Response {
-    let mut resp = e.into_response();
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-    resp
+/// Why a stream was not opened.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// The customer has this many open already: 429 `too_many_streams`.
+    Customer(usize),
+    /// The instance serves as many as it may: 503 `overloaded`.
+    Instance,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let e = match self {
+            Refused::Instance => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many live streams open on this instance; retry shortly",
+            ),
+            Refused::Customer(n) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                format!("at most {n} live streams at once per customer; close one first"),
+            ),
+        };
+        let mut resp = e.into_response();
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        resp
+    }
 }
 
 /// One open stream's place, given back when the stream ends.
@@ -216,15 +227,16 @@ mod tests {
         });
         let a1 = feed.open("a").unwrap();
         let _a2 = feed.open("a").unwrap();
-        assert_eq!(
-            feed.open("a").err().unwrap().status(),
-            StatusCode::TOO_MANY_REQUESTS
-        );
+        assert_eq!(feed.open("a").err(), Some(Refused::Customer(2)));
         let _b1 = feed.open("b").unwrap();
+        assert_eq!(feed.open("c").err(), Some(Refused::Instance));
         assert_eq!(
-            feed.open("c").err().unwrap().status(),
+            Refused::Instance.into_response().status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
+        let resp = Refused::Customer(2).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[RETRY_AFTER], "5");
         drop(a1);
         assert!(feed.open("a").is_ok());
     }

@@ -146,3 +146,43 @@ fn channel(
     let sse = Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"));
     (Out { tx, stall: heartbeat }, sse)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        Message {
+            id: "1".into(),
+            event_type: "OrderPlaced".into(),
+            data: OrderEvent {
+                entry: TimelineEntry {
+                    event_id: "e".into(),
+                    event_type: "OrderPlaced".into(),
+                    occurred_at: chrono::Utc::now(),
+                    service: "order".into(),
+                },
+                order_id: "o".into(),
+                status: "PLACED",
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_leaves_its_buffer_full_is_dropped_not_buffered_for() {
+        let (out, _unread) = channel(2, Duration::from_millis(50));
+        out.send(message()).await.unwrap();
+        out.send(message()).await.unwrap();
+        assert!(matches!(out.send(message()).await, Err(Gone::Reader)));
+    }
+
+    #[tokio::test]
+    async fn a_reader_gone_ends_the_stream() {
+        let (out, sse) = channel(2, Duration::from_secs(5));
+        drop(sse);
+        tokio::time::timeout(Duration::from_secs(1), out.closed())
+            .await
+            .unwrap();
+        assert!(matches!(out.send(message()).await, Err(Gone::Reader)));
+    }
+}

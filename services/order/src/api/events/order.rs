@@ -96,7 +96,7 @@ pub(in crate::api) async fn order_events(
     }
     let slot = match s.feed.open(caller.subject()) {
         Ok(slot) => slot,
-        Err(resp) => return Ok(resp),
+        Err(refused) => return Ok(refused.into_response()),
     };
     let (out, sse) = channel(s.feed.settings.buffer, s.feed.settings.heartbeat);
     tokio::spawn(follow.run(s.pool.clone(), s.feed.clone(), changes, first, out, slot));
