@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use omnisaga_runtime::{
+    aggregate::Aggregate as _,
     consumer::{Handler, HandlerError, Incoming, Wanted},
     event::EventMeta,
 };
@@ -13,7 +14,7 @@ use sqlx::PgConnection;
 
 use crate::{
     application::{CommandError, Orders},
-    domain::{Command, OrderError},
+    domain::{Command, OrderAggregate, OrderError},
     wire,
 };
 
@@ -35,6 +36,13 @@ pub struct SagaEvents {
 impl Handler for SagaEvents {
     fn wants(&self, event_type: &str) -> bool {
         WANTED.wants(event_type)
+    }
+
+    /// The order's stream, for every fact the order keeps.
+    fn stream(&self, event: &Incoming) -> Option<String> {
+        let env = &event.envelope;
+        env.payload.as_ref().and_then(wire::event)?;
+        Some(OrderAggregate::stream(&event.order_id().ok()?.to_string()))
     }
 
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {

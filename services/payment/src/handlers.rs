@@ -8,10 +8,13 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::envelope::Payload;
-use omnisaga_runtime::consumer::{Handler, HandlerError, Incoming, Wanted};
+use omnisaga_runtime::{
+    aggregate::Aggregate as _,
+    consumer::{Handler, HandlerError, Incoming, Wanted},
+};
 use sqlx::PgConnection;
 
-use crate::application;
+use crate::{application, domain::PaymentAggregate};
 
 /// The event types payment acts on: the order's placement, retries and
 /// cancellation, and the warehouse's word that nothing ships (which voids).
@@ -43,6 +46,11 @@ impl Handler for OrderEvents {
     /// over before any transaction.
     fn wants(&self, event_type: &str) -> bool {
         WANTED.wants(event_type)
+    }
+
+    /// The order's payment stream: every use case decides on it.
+    fn stream(&self, event: &Incoming) -> Option<String> {
+        Some(PaymentAggregate::stream(&event.order_id().ok()?.to_string()))
     }
 
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {

@@ -7,10 +7,13 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use omnisaga_proto::v1::envelope::Payload;
-use omnisaga_runtime::consumer::{Handler, HandlerError, Incoming, Wanted};
+use omnisaga_runtime::{
+    aggregate::Aggregate as _,
+    consumer::{Handler, HandlerError, Incoming, Wanted},
+};
 use sqlx::PgConnection;
 
-use crate::application;
+use crate::{application, domain::FulfilmentAggregate};
 
 /// True when the warehouse's consumer acts on `payload`: a placement
 /// (reserve), a payment (release for picking), a cancellation (release stock).
@@ -33,6 +36,19 @@ pub struct SagaEvents {
 impl Handler for SagaEvents {
     fn wants(&self, event_type: &str) -> bool {
         WANTED.wants(event_type)
+    }
+
+    /// The order's fulfilment stream, for a placement and a payment: no
+    /// picker works on the order before its payment is recorded. A
+    /// cancellation reads it after locking the order's pick task, which a
+    /// picker may hold.
+    fn stream(&self, event: &Incoming) -> Option<String> {
+        match event.envelope.payload.as_ref()? {
+            Payload::OrderPlaced(_) | Payload::PaymentAuthorized(_) => {
+                Some(FulfilmentAggregate::stream(&event.order_id().ok()?.to_string()))
+            }
+            _ => None,
+        }
     }
 
     async fn handle(&self, tx: &mut PgConnection, event: &Incoming) -> Result<(), HandlerError> {

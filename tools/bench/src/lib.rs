@@ -5,6 +5,7 @@
 
 pub mod limits;
 pub mod load;
+pub mod perf;
 pub mod probe;
 pub mod report;
 

@@ -4,7 +4,7 @@
 //!
 //! Usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S]
 //!        [--max-rate N] [--shares 25,50,80,100] [--instances N | --instances 1,2,3]
-//!        [--tracing-cost | --no-tracing-cost] [--env [SERVICE:]KEY=VALUE]... [--out DIR]
+//!        [--tracing-cost | --no-tracing-cost] [--perf] [--env [SERVICE:]KEY=VALUE]... [--out DIR]
 //!
 //! `--instances N` runs every service as N instances (behind balancers, in
 //! one consumer group each). A list compares them instead: a stack of its
@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use omnisaga_bench::{
     limits::{self, LimitOptions, Limits},
     load::{self, Follower, RunOptions, Target},
+    perf,
     probe::CpuSnapshot,
     report::{self, Idle, Machine, Report, SearchStep, TracingCost},
 };
@@ -31,6 +32,8 @@ struct Args {
     max_rate: Option<f64>,
     shares: Vec<f64>,
     tracing_cost: bool,
+    /// Sample every CPU with `perf` during each run at a share.
+    perf: bool,
     /// Instances of every service; several: the scaling comparison.
     instances: Vec<usize>,
     /// Extra environment as (service or "*", key, value), e.g. to compare settings.
@@ -40,7 +43,7 @@ struct Args {
 
 const USAGE: &str =
     "usage: omnisaga-bench [--quick] [--duration S] [--search-seconds S] [--idle-seconds S] [--max-rate N] \
-                     [--shares 25,50,80,100] [--instances N|--instances 1,2,3] [--tracing-cost|--no-tracing-cost] \
+                     [--shares 25,50,80,100] [--instances N|--instances 1,2,3] [--tracing-cost|--no-tracing-cost] [--perf] \
                      [--env [SERVICE:]KEY=VALUE]... [--out DIR]";
 
 fn parse_args() -> Result<Args> {
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Args> {
         max_rate: None,
         shares: vec![25.0, 50.0, 80.0, 100.0],
         tracing_cost: !quick,
+        perf: false,
         instances: vec![1],
         env: Vec::new(),
         out: PathBuf::from("target/bench"),
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Args> {
             }
             "--tracing-cost" => args.tracing_cost = true,
             "--no-tracing-cost" => args.tracing_cost = false,
+            "--perf" => args.perf = true,
             "--out" => args.out = PathBuf::from(value()?),
             "--env" => {
                 let kv = value()?;
@@ -322,12 +327,20 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
         let rate = (max * share / 100.0).max(1.0);
         let label = format!("{share:.0}% {rate:.0}/s");
         eprintln!("running at {label} for {:.0} s", args.duration);
+        let perf = match args.perf {
+            true => Some(perf::record(
+                &args.out,
+                &label,
+                Duration::from_secs_f64(args.duration),
+            )?),
+            false => None,
+        };
         runs.push(
             load::run(
                 &target,
                 &follower,
                 &RunOptions {
-                    label,
+                    label: label.clone(),
                     rate,
                     duration: Duration::from_secs_f64(args.duration),
                     drain: Duration::from_secs(60),
@@ -335,6 +348,12 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
             )
             .await?,
         );
+        if let Some(perf) = perf {
+            eprintln!(
+                "CPU samples of run {label} by process and object (perf, every CPU):\n{}",
+                perf.finish()?
+            );
+        }
     }
     let ratios = runs.iter().map(|r| report::ratios(&limits, r)).collect();
 

@@ -26,8 +26,43 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-/// Loads every event of `stream_id` in version order.
+tokio::task_local! {
+    /// Streams read ahead by the statement that began the transaction (a
+    /// consumer's inbox statement), each taken by the first [`load`] of it.
+    static PRELOADED: std::cell::RefCell<Vec<(String, Vec<StoredEvent>)>>;
+}
+
+/// Runs `f` with room for streams read ahead ([`preload`]): a [`load`] in
+/// `f` of a stream read ahead takes it instead of asking the database.
+pub async fn preloading<F: std::future::Future>(f: F) -> F::Output {
+    PRELOADED.scope(std::cell::RefCell::new(Vec::new()), f).await
+}
+
+/// Hands `streams`, read in the current transaction, to the next [`load`]
+/// of each inside [`preloading`] (outside it, they are dropped). A stream
+/// is served once: a second load, or one after an [`append_publishing`] to
+/// it, reads the database.
+pub fn preload(streams: Vec<(String, Vec<StoredEvent>)>) {
+    let _ = PRELOADED.try_with(|p| *p.borrow_mut() = streams);
+}
+
+fn take_preloaded(stream_id: &str) -> Option<Vec<StoredEvent>> {
+    PRELOADED
+        .try_with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().position(|(s, _)| s == stream_id)?;
+            Some(p.swap_remove(i).1)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Loads every event of `stream_id` in version order (as read ahead in this
+/// transaction, when it was: [`preload`]).
 pub async fn load(conn: &mut PgConnection, stream_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    if let Some(history) = take_preloaded(stream_id) {
+        return Ok(history);
+    }
     let rows = sqlx::query("SELECT version, envelope FROM events WHERE stream_id = $1 ORDER BY version")
         .bind(stream_id)
         .fetch_all(conn)
@@ -88,6 +123,8 @@ pub async fn append_publishing(
     if events.is_empty() {
         return Ok(expected_version);
     }
+    // What was read ahead of this stream is older than this write.
+    drop(take_preloaded(stream_id));
     let mut ids = Vec::with_capacity(events.len());
     let mut types = Vec::with_capacity(events.len());
     let mut orders = Vec::with_capacity(events.len());

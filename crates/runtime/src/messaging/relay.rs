@@ -19,11 +19,20 @@
 //! NOTIFY inside the business transaction; a commit in an instance that
 //! does not lead reaches it by a NOTIFY that instance sends afterwards
 //! (`omnisaga_outbox_wake`).
+//!
+//! A pass is one statement: it marks the rows the previous pass delivered
+//! and reads the next ones. Marks are bookkeeping, not business data, so
+//! the lock connection commits them without waiting for the disk
+//! (`synchronous_commit = off`, that session only): a mark lost to a crash,
+//! or one still pending when the lead is lost, only has its row published
+//! again, which the consumers' inboxes drop, as after any crash between a
+//! send and its mark. A delivered row stays counted as unpublished until
+//! the next pass, at most one poll.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sqlx::{pool::PoolConnection, PgConnection, PgPool, Postgres};
+use sqlx::{pool::PoolConnection, Connection as _, PgConnection, PgPool, Postgres};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -55,6 +64,7 @@ impl Relay {
         let leader = Leader {
             relay: self,
             lock: tokio::sync::Mutex::new(None),
+            delivered: Default::default(),
             listener: std::sync::Mutex::new(None),
             passes: std::sync::atomic::AtomicU64::new(0),
             held: Default::default(),
@@ -79,8 +89,11 @@ const WAKE_CHANNEL: &str = "omnisaga_outbox_wake";
 /// the leader's poll: a second a hop.
 struct Leader {
     relay: Relay,
-    /// The connection holding the advisory lock, once this replica leads.
-    lock: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
+    /// The connection holding the advisory lock, once this replica leads
+    /// (out of the pool: its session commits without waiting for the disk).
+    lock: tokio::sync::Mutex<Option<PgConnection>>,
+    /// Rows delivered and not marked yet: the next pass marks them.
+    delivered: std::sync::Mutex<Vec<i64>>,
     /// While leading: the task listening for the other instances' commits.
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     passes: std::sync::atomic::AtomicU64,
@@ -120,7 +133,7 @@ impl Worker for Leader {
                     return Ok(Claimed::Wait(relay.poll));
                 }
                 tracing::info!("this instance's outbox relay leads");
-                *lock = Some(conn);
+                *lock = Some(lead(conn).await?);
                 self.listen();
             }
         }
@@ -161,7 +174,9 @@ impl Worker for Leader {
         if lock.is_none() {
             if let Ok(mut conn) = relay.pool.acquire().await {
                 if relay.try_lock(&mut conn).await.unwrap_or(false) {
-                    *lock = Some(conn);
+                    if let Ok(conn) = lead(conn).await {
+                        *lock = Some(conn);
+                    }
                 }
             }
         }
@@ -183,8 +198,9 @@ impl Worker for Leader {
 const LEAD_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Leader {
-    /// Up to one batch of the rows not yet published, oldest first, read on
-    /// the lock connection itself: that it answers is the check that this
+    /// Marks the rows the last pass delivered, and reads up to one batch of
+    /// the rows not yet published, oldest first, on the lock connection
+    /// itself: that it answers is the check that this
     /// replica still leads, at no extra round trip. The lock is a
     /// session-level advisory lock, which only that session can release
     /// (the relay unlocks only when it resigns) and which goes when the
@@ -200,7 +216,11 @@ impl Leader {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .held(std::time::Instant::now());
-        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, self.relay.unpublished(conn, &held)).await {
+        // Taken for good: a pass that fails resigns, and its rows are then
+        // published again by the next leader.
+        let marks = std::mem::take(&mut *self.delivered.lock().unwrap_or_else(|e| e.into_inner()));
+        let pass = self.relay.unpublished(conn, &held, &marks);
+        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, pass).await {
             Ok(Ok(rows)) => Ok(rows),
             Ok(Err(e)) => Err(lost(e)),
             Err(_) => Err(lost(anyhow::anyhow!(
@@ -209,10 +229,11 @@ impl Leader {
         }
     }
 
-    /// Publishes `rows` and marks the delivered ones published on the lock
-    /// connection, so only a relay that still leads marks rows: a lead lost
-    /// while publishing leaves them to the next leader (delivered twice, as
-    /// after a crash; the consumers' inboxes drop the second).
+    /// Publishes `rows` and keeps the delivered ones for the next pass to
+    /// mark published on the lock connection, so only a relay that still
+    /// leads marks rows: a lead lost before leaves them to the next leader
+    /// (delivered twice, as after a crash; the consumers' inboxes drop the
+    /// second).
     async fn publish(&self, rows: Vec<Row_>) -> Result<usize> {
         let Published {
             delivered,
@@ -227,20 +248,37 @@ impl Leader {
         );
         if !delivered.is_empty() {
             crate::base::failpoint::hit(crate::base::failpoint::RELAY_ACKED);
-            let mut lock = self.lock.lock().await;
-            let conn = lock.as_mut().context("the relay does not lead")?;
-            let marked = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-                .bind(&delivered)
-                .execute(&mut **conn);
-            match tokio::time::timeout(LEAD_CHECK_TIMEOUT, marked).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(lost(e.into())),
-                Err(_) => return Err(lost(anyhow::anyhow!("the lock connection did not answer"))),
-            }
+            self.delivered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(&delivered);
         }
         match first_error {
-            Some(e) => anyhow::bail!("Failed to publish outbox rows: {e}"),
+            Some(e) => {
+                // A failed pass resigns: what it delivered is marked first,
+                // so the next leader does not send it again.
+                self.mark_delivered().await?;
+                anyhow::bail!("Failed to publish outbox rows: {e}")
+            }
             None => Ok(delivered.len()),
+        }
+    }
+
+    /// Marks the rows delivered since the last pass published, alone.
+    async fn mark_delivered(&self) -> Result<()> {
+        let marks = std::mem::take(&mut *self.delivered.lock().unwrap_or_else(|e| e.into_inner()));
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut lock = self.lock.lock().await;
+        let conn = lock.as_mut().context("the relay does not lead")?;
+        let marked = sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&marks)
+            .execute(&mut *conn);
+        match tokio::time::timeout(LEAD_CHECK_TIMEOUT, marked).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(lost(e.into())),
+            Err(_) => Err(lost(anyhow::anyhow!("the lock connection did not answer"))),
         }
     }
 
@@ -283,10 +321,11 @@ impl Leader {
         if let Some(task) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).take() {
             task.abort();
         }
+        self.delivered.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if let Some(mut conn) = self.lock.lock().await.take() {
-            if self.relay.unlock(&mut conn).await.is_err() {
-                conn.close_on_drop();
-            }
+            // Closing the session releases the lock too.
+            let _ = self.relay.unlock(&mut conn).await;
+            let _ = conn.close().await;
         }
     }
 }
@@ -298,6 +337,17 @@ static LEAD_LOST: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::La
         &[],
     )
 });
+
+/// The connection that won the lock, taken out of the pool for the lead:
+/// its session commits the marks without waiting for the disk, a setting no
+/// business transaction may inherit.
+async fn lead(conn: PoolConnection<Postgres>) -> Result<PgConnection> {
+    let mut conn = conn.detach();
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
 
 /// The lead lost (its lock connection failed): counted and logged by the
 /// caller's failure, after which the relay resigns.

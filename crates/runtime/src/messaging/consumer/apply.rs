@@ -11,7 +11,8 @@ use crate::es::event::event_id;
 impl<H: Handler> Applier<H> {
     /// Applies `incoming` (decoded from `raw`) unless its key is parked.
     pub async fn apply(&self, raw: &Raw, incoming: &Incoming) -> Result<Applied, HandlerError> {
-        let (applied, written) = crate::work::noting(self.apply_noted(raw, incoming)).await;
+        let noted = crate::es::store::preloading(self.apply_noted(raw, incoming));
+        let (applied, written) = crate::work::noting(noted).await;
         if matches!(applied, Ok(Applied::Done | Applied::Parked)) {
             self.waker.wake_for(written);
         }
@@ -126,7 +127,9 @@ impl<H: Handler> Applier<H> {
     /// parked, in one statement: whether a key is parked (nothing recorded
     /// then), and the ids that were not in the inbox yet. A parked row it
     /// finds stays share-locked until `tx` ends, so a replay cannot unpark
-    /// the key in between.
+    /// the key in between. The same statement reads the streams the handler
+    /// loads for the batch's records ([`Handler::stream`]) and hands them to
+    /// its loads (`es::store::preload`).
     pub(super) async fn record(
         &self,
         tx: &mut PgConnection,
@@ -137,26 +140,79 @@ impl<H: Handler> Applier<H> {
         let topics: Vec<&str> = batch.iter().map(|(_, i)| i.topic.as_str()).collect();
         let partitions: Vec<i32> = batch.iter().map(|(_, i)| i.partition).collect();
         let offsets: Vec<i64> = batch.iter().map(|(_, i)| i.offset).collect();
-        let (parked, fresh): (bool, Vec<uuid::Uuid>) = sqlx::query_as(
-            "WITH parked_key AS (
-                 SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
-             ), recorded AS (
-                 INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
-                 SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
-                 WHERE NOT EXISTS (SELECT 1 FROM parked_key)
-                 ON CONFLICT DO NOTHING RETURNING event_id
-             )
-             SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded)",
-        )
-        .bind(&self.name)
-        .bind(&ids)
-        .bind(&topics)
-        .bind(&partitions)
-        .bind(&offsets)
-        .bind(keys)
-        .fetch_one(&mut *tx)
-        .instrument(crate::base::db::span("INSERT inbox"))
-        .await?;
+        let mut streams: Vec<String> = batch.iter().filter_map(|(_, i)| self.handler.stream(i)).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let query = if streams.is_empty() {
+            RECORD
+        } else {
+            RECORD_AND_READ
+        };
+        let (parked, fresh, stream_ids, versions, envelopes): Recorded = sqlx::query_as(query)
+            .bind(&self.name)
+            .bind(&ids)
+            .bind(&topics)
+            .bind(&partitions)
+            .bind(&offsets)
+            .bind(keys)
+            .bind(&streams)
+            .fetch_one(&mut *tx)
+            .instrument(crate::base::db::span("INSERT inbox"))
+            .await?;
+        if !streams.is_empty() && !parked {
+            crate::es::store::preload(read_ahead(streams, stream_ids, versions, envelopes)?);
+        }
         Ok((parked, fresh.into_iter().collect()))
     }
+}
+
+type Recorded = (bool, Vec<uuid::Uuid>, Vec<String>, Vec<i64>, Vec<Vec<u8>>);
+
+/// The inbox statement: the parked check and the new ids.
+const RECORD: &str = "WITH parked_key AS (
+         SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
+     ), recorded AS (
+         INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+         WHERE NOT EXISTS (SELECT 1 FROM parked_key)
+         ON CONFLICT DO NOTHING RETURNING event_id
+     )
+     SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded),
+            $7::text[], '{}'::bigint[], '{}'::bytea[]";
+
+/// [`RECORD`], and the events of the streams `$7`, in stream and version
+/// order.
+const RECORD_AND_READ: &str = "WITH parked_key AS (
+         SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
+     ), recorded AS (
+         INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+         WHERE NOT EXISTS (SELECT 1 FROM parked_key)
+         ON CONFLICT DO NOTHING RETURNING event_id
+     ), stored AS (
+         SELECT stream_id, version, envelope FROM events
+         WHERE stream_id = ANY($7) AND NOT EXISTS (SELECT 1 FROM parked_key)
+     )
+     SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded),
+            array(SELECT stream_id FROM stored ORDER BY stream_id, version),
+            array(SELECT version FROM stored ORDER BY stream_id, version),
+            array(SELECT envelope FROM stored ORDER BY stream_id, version)";
+
+/// Each of `streams` with its events as [`RECORD_AND_READ`] returned them
+/// (a stream with none is new, and read as such).
+fn read_ahead(
+    streams: Vec<String>,
+    stream_ids: Vec<String>,
+    versions: Vec<i64>,
+    envelopes: Vec<Vec<u8>>,
+) -> Result<Vec<(String, Vec<crate::es::store::StoredEvent>)>, HandlerError> {
+    let mut read: Vec<(String, Vec<crate::es::store::StoredEvent>)> =
+        streams.into_iter().map(|s| (s, Vec::new())).collect();
+    for ((stream_id, version), bytes) in stream_ids.iter().zip(versions).zip(&envelopes) {
+        let stored = crate::es::store::decode(version, bytes)?;
+        if let Some((_, events)) = read.iter_mut().find(|(s, _)| s == stream_id) {
+            events.push(stored);
+        }
+    }
+    Ok(read)
 }

@@ -27,7 +27,7 @@ impl<H: Handler> Consumer<H> {
         let name = self.applier.name.as_str();
         let mut links = Vec::with_capacity(raws.len());
         let mut outcomes = Vec::with_capacity(raws.len());
-        let applied = crate::work::noting(async {
+        let applied = crate::work::noting(crate::es::store::preloading(async {
             let mut tx = self.applier.pool.begin().await?;
             // One statement for the whole batch: is any key parked, and
             // which event ids are new to the inbox.
@@ -90,7 +90,7 @@ impl<H: Handler> Consumer<H> {
             );
             tx.commit().instrument(commit).await?;
             Ok::<_, HandlerError>(())
-        });
+        }));
         let (applied, written) = crate::base::db::counted(&tracing::Span::none(), applied).await;
         if let Err(e) = applied {
             tracing::debug!(error = %e, records = raws.len(), "batch rolled back, handling its records one by one");

@@ -145,6 +145,14 @@ pub trait Handler: Send + Sync + 'static {
         false
     }
 
+    /// The stream `handle` loads for `event`, if it loads one: read in the
+    /// statement that records the event in the inbox, so the load costs no
+    /// round trip of its own (`es::store::preload`). The default: none.
+    fn stream(&self, event: &Incoming) -> Option<String> {
+        let _ = event;
+        None
+    }
+
     /// Whether the handler acts on events of `event_type` (the record's
     /// `event_type` header). A record it does not act on is passed over
     /// before any transaction: no inbox row, no commit, counted as

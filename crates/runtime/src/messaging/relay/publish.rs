@@ -37,16 +37,27 @@ pub(super) struct Row_ {
 }
 
 impl Relay {
-    /// Up to one batch of the rows not yet published, oldest first, but for
-    /// the keys `held` back, read on `conn` (the leader's lock connection).
-    pub(super) async fn unpublished(&self, conn: &mut PgConnection, held: &[String]) -> Result<Vec<Row_>> {
+    /// Marks the rows `delivered` published and reads up to one batch of
+    /// the rows not yet published, oldest first, but for the keys `held`
+    /// back, in one statement on `conn` (the leader's lock connection). The
+    /// read sees the table as it was before the marks, so it leaves the
+    /// marked rows out by id.
+    pub(super) async fn unpublished(
+        &self,
+        conn: &mut PgConnection,
+        held: &[String],
+        delivered: &[i64],
+    ) -> Result<Vec<Row_>> {
         let rows = sqlx::query(
-            "SELECT id, topic, message_key, payload, headers,
+            "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($3))
+             SELECT id, topic, message_key, payload, headers,
                     EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8 FROM outbox
-             WHERE published_at IS NULL AND message_key <> ALL($2) ORDER BY id LIMIT $1",
+             WHERE published_at IS NULL AND message_key <> ALL($2) AND id <> ALL($3)
+             ORDER BY id LIMIT $1",
         )
         .bind(self.batch)
         .bind(held)
+        .bind(delivered)
         .fetch_all(conn)
         .await?;
         let read = std::time::Instant::now();
