@@ -15,12 +15,12 @@ use uuid::Uuid;
 
 use crate::helpers::{order_body, spawn_app_configured, TestApp};
 
-type Events = Pin<Box<dyn Stream<Item = Event> + Send>>;
+pub(crate) type Events = Pin<Box<dyn Stream<Item = Event> + Send>>;
 
 /// How long a message may take to arrive.
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
-async fn place(app: &TestApp) -> Uuid {
+pub(crate) async fn place(app: &TestApp) -> Uuid {
     let resp = app
         .post_order(Some(&Uuid::new_v4().to_string()), &order_body())
         .await;
@@ -30,7 +30,12 @@ async fn place(app: &TestApp) -> Uuid {
 }
 
 /// `GET path` as an event stream, after `last` when given.
-async fn open(app: &TestApp, client: &reqwest::Client, path: &str, last: Option<&str>) -> reqwest::Response {
+pub(crate) async fn open(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    last: Option<&str>,
+) -> reqwest::Response {
     let mut req = client
         .get(format!("{}{path}", app.url))
         .header("Accept", "text/event-stream")
@@ -42,7 +47,7 @@ async fn open(app: &TestApp, client: &reqwest::Client, path: &str, last: Option<
 }
 
 /// The messages of an open stream, through the SSE parser.
-fn events(resp: reqwest::Response) -> Events {
+pub(crate) fn events(resp: reqwest::Response) -> Events {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let chunks = futures::stream::unfold(resp, |mut r| async move {
@@ -55,14 +60,14 @@ fn events(resp: reqwest::Response) -> Events {
 }
 
 /// The next message, `None` once the stream ended.
-async fn next(events: &mut Events) -> Option<Event> {
+pub(crate) async fn next(events: &mut Events) -> Option<Event> {
     tokio::time::timeout(WAIT, events.next())
         .await
         .expect("a message or the end in time")
 }
 
 /// The next message, with its data: its type and status checked.
-async fn expect(events: &mut Events, event_type: &str, status: &str) -> (Event, Value) {
+pub(crate) async fn expect(events: &mut Events, event_type: &str, status: &str) -> (Event, Value) {
     let e = next(events).await.expect("one more message");
     let data: Value = serde_json::from_str(&e.data).unwrap();
     assert_eq!(
@@ -74,7 +79,7 @@ async fn expect(events: &mut Events, event_type: &str, status: &str) -> (Event, 
     (e, data)
 }
 
-async fn status_is(app: &TestApp, id: Uuid, status: &str) {
+pub(crate) async fn status_is(app: &TestApp, id: Uuid, status: &str) {
     testing::wait_for(&format!("the order to be {status}"), WAIT, || async {
         let o: Value = app
             .http
@@ -230,75 +235,32 @@ async fn a_stream_is_the_customers_own_bounded_kept_open_and_ends_when_cancelled
 }
 
 #[tokio::test]
-async fn all_of_a_customers_orders_are_followed_and_resumed_without_loss_or_repeat() {
+async fn an_event_whose_notification_was_lost_is_sent_once_the_listener_is_back() {
     let app = spawn_app_configured(|c| c.live.heartbeat = Duration::from_millis(300)).await;
-    let a = place(&app).await;
-    let mut stream = events(open(&app, &app.http, "/v1/orders/events", None).await);
-    let (first, data) = expect(&mut stream, "OrderPlaced", "PLACED").await;
-    assert_eq!(data["order_id"], a.to_string());
-    let b = place(&app).await;
-    let (second, data) = expect(&mut stream, "OrderPlaced", "PLACED").await;
-    assert_eq!(data["order_id"], b.to_string());
-    drop(stream);
-
-    // While away: A cancelled, C placed. Back: exactly those, in order.
+    let id = place(&app).await;
+    let mut stream = events(open(&app, &app.http, &format!("/v1/orders/{id}/events"), None).await);
+    expect(&mut stream, "OrderPlaced", "PLACED").await;
+    // The cancellation notifies no one; the listener's connection then drops.
+    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_notify")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let resp = app
         .http
-        .post(format!("{}/v1/orders/{a}/cancel", app.url))
+        .post(format!("{}/v1/orders/{id}/cancel", app.url))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let c = place(&app).await;
-    status_is(&app, c, "PLACED").await;
-    let mut stream = events(open(&app, &app.http, "/v1/orders/events", Some(&second.id)).await);
-    let (third, data) = expect(&mut stream, "OrderCancelled", "CANCELLED").await;
-    assert_eq!(data["order_id"], a.to_string());
-    let (fourth, data) = expect(&mut stream, "OrderPlaced", "PLACED").await;
-    assert_eq!(data["order_id"], c.to_string());
-    let ids = [&first.id, &second.id, &third.id, &fourth.id];
-    let positions: Vec<(i64, i64)> = ids
-        .iter()
-        .map(|id| {
-            let (tx, at) = id.split_once('-').expect("tx-position");
-            (tx.parse().unwrap(), at.parse().unwrap())
-        })
-        .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-    // Nothing more, not a repeat: the next thing is a heartbeat's silence.
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), stream.next())
-            .await
-            .is_err(),
-        "nothing repeated"
-    );
-
-    // A new reader starts from the open orders' current state (B and C; A is finished).
-    let mut stream = events(open(&app, &app.http, "/v1/orders/events", None).await);
-    let (_, data) = expect(&mut stream, "OrderPlaced", "PLACED").await;
-    assert_eq!(data["order_id"], b.to_string());
-    let (last, data) = expect(&mut stream, "OrderPlaced", "PLACED").await;
-    assert_eq!(data["order_id"], c.to_string());
-    assert_eq!(last.id, fourth.id);
-}
-
-#[tokio::test]
-async fn stopping_the_service_ends_open_streams_cleanly() {
-    let app = spawn_app_configured(|c| c.live.heartbeat = Duration::from_millis(200)).await;
-    let id = place(&app).await;
-    let mut one = open(&app, &app.http, &format!("/v1/orders/{id}/events"), None).await;
-    let mut all = open(&app, &app.http, "/v1/orders/events", None).await;
-    assert_eq!((one.status().as_u16(), all.status().as_u16()), (200, 200));
-    // Both have sent something: they are being served.
-    assert!(one.chunk().await.unwrap().is_some());
-    assert!(all.chunk().await.unwrap().is_some());
-    drop(app);
-    // The end of the body, not a connection cut at the end of the grace period (8 s).
-    for stream in [&mut one, &mut all] {
-        tokio::time::timeout(Duration::from_secs(4), async {
-            while stream.chunk().await.expect("a clean end").is_some() {}
-        })
-        .await
-        .expect("the stream ends at shutdown");
-    }
+    let dropped: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%order_events%'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(dropped, [true], "one listener per instance");
+    // Within the wait, before the 30 s re-read: the listener's return re-reads.
+    let (cancelled, _) = expect(&mut stream, "OrderCancelled", "CANCELLED").await;
+    assert_eq!(cancelled.id, "2");
 }

@@ -8,6 +8,7 @@ mod documents;
 mod helpers;
 mod limits;
 mod live;
+mod live_all;
 mod place_order;
 mod reconcile;
 mod rejects_bad_input;

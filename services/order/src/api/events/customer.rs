@@ -6,6 +6,8 @@
 //! that order, so no event can later commit before a position already sent:
 //! resuming after one misses nothing and repeats nothing. (The global
 //! position alone is taken before commit: an earlier one can commit later.)
+//! A long transaction anywhere on the server (transaction ids are the
+//! server's) holds the stream back until it ends; nothing is lost.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
