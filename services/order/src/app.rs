@@ -60,8 +60,8 @@ impl App {
         };
         tasks.extend(self.base.workers(1, deadlines, Deadlines::run));
         let feed = api::events::feed::Feed::new(self.config.live);
-        let (listener, pool) = (feed.clone(), self.base.pool.clone());
-        tasks.push(Box::new(move |stop| Box::pin(listener.listen(pool, stop))));
+        let (poller, pool) = (feed.clone(), self.base.pool.clone());
+        tasks.push(Box::new(move |stop| Box::pin(poller.poll(pool, stop))));
         let state = api::ApiState {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),

@@ -100,6 +100,9 @@ pub struct Args {
     /// Messages one live order update stream holds for a slow reader; a reader that leaves it full for a heartbeat interval is disconnected (it resumes with `Last-Event-ID`).
     #[arg(long, env = "ORDER_EVENTS_BUFFER", value_name = "N", default_value_t = 64)]
     pub order_events_buffer: usize,
+    /// Live order updates: while a stream is open on an instance, it looks this often, in one query, for events any instance recorded (a change arrives within about this long); with no stream open it does not look.
+    #[arg(long, env = "ORDER_EVENTS_POLL_MS", value_name = "MS", default_value_t = 250)]
+    pub order_events_poll_ms: u64,
     /// JSON catalog (prices) upserted at start.
     #[arg(long, env = "CATALOG_SEED_FILE", value_name = "PATH")]
     pub catalog_seed_file: Option<PathBuf>,
@@ -130,6 +133,7 @@ impl ServiceArgs for Args {
                 max_per_customer: self.order_events_max_per_customer.max(1),
                 max_streams: self.order_events_max_streams.max(1),
                 buffer: self.order_events_buffer.max(1),
+                poll: Duration::from_millis(self.order_events_poll_ms.max(1)),
             },
         })
     }
@@ -175,6 +179,8 @@ pub struct Live {
     pub max_streams: usize,
     /// Messages held for a slow reader before it is dropped.
     pub buffer: usize,
+    /// How often the instance looks for new events while a stream is open.
+    pub poll: Duration,
 }
 
 impl Default for Live {
@@ -184,6 +190,7 @@ impl Default for Live {
             max_per_customer: 5,
             max_streams: 1000,
             buffer: 64,
+            poll: Duration::from_millis(250),
         }
     }
 }

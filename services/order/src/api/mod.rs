@@ -106,7 +106,7 @@ pub struct ApiState {
     /// Client for the warehouse's stock levels.
     pub http: reqwest::Client,
     pub orders: Orders,
-    /// The live streams' listener and bounds.
+    /// The live streams' fan-out, poller switch and bounds.
     pub feed: Arc<events::feed::Feed>,
 }
 

@@ -8,6 +8,7 @@ use std::{pin::Pin, time::Duration};
 
 use eventsource_stream::{Event, Eventsource as _};
 use futures::{Stream, StreamExt as _};
+use omnisaga_order::api::events::poll;
 use omnisaga_proto::v1::{envelope::Payload, OrderReadyForShipment, OrderShipped, PaymentAuthorized};
 use omnisaga_runtime::testing::{self, assert_error};
 use serde_json::Value;
@@ -234,17 +235,40 @@ async fn a_stream_is_the_customers_own_bounded_kept_open_and_ends_when_cancelled
     );
 }
 
+/// The pids of the order app's poller connections.
+async fn pollers(app: &TestApp) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(poll::APPLICATION_NAME)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
-async fn an_event_whose_notification_was_lost_is_sent_once_the_listener_is_back() {
-    let app = spawn_app_configured(|c| c.live.heartbeat = Duration::from_millis(300)).await;
+async fn the_poller_runs_only_while_a_stream_is_open_and_misses_nothing_while_its_connection_is_down() {
+    let app = spawn_app_configured(|c| {
+        c.live.heartbeat = Duration::from_millis(300);
+        c.live.poll = Duration::from_millis(500);
+    })
+    .await;
     let id = place(&app).await;
+    assert_eq!(pollers(&app).await, [], "no stream open: no poller");
     let mut stream = events(open(&app, &app.http, &format!("/v1/orders/{id}/events"), None).await);
     expect(&mut stream, "OrderPlaced", "PLACED").await;
-    // The cancellation notifies no one; the listener's connection then drops.
-    sqlx::query("ALTER TABLE events DISABLE TRIGGER events_notify")
-        .execute(&app.pool)
+    let poller = testing::wait_for("the poller's connection", WAIT, || async {
+        pollers(&app).await.first().copied()
+    })
+    .await
+    .unwrap();
+    // Its connection dropped, the cancellation is recorded before it is back.
+    let dropped: Vec<bool> = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(poller)
+        .fetch_all(&app.pool)
         .await
         .unwrap();
+    assert_eq!(dropped, [true]);
     let resp = app
         .http
         .post(format!("{}/v1/orders/{id}/cancel", app.url))
@@ -252,15 +276,14 @@ async fn an_event_whose_notification_was_lost_is_sent_once_the_listener_is_back(
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let dropped: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%order_events%'",
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(dropped, [true], "one listener per instance");
-    // Within the wait, before the 30 s re-read: the listener's return re-reads.
+    // Within the wait, before the 30 s re-read: the poller goes on from where it was.
     let (cancelled, _) = expect(&mut stream, "OrderCancelled", "CANCELLED").await;
     assert_eq!(cancelled.id, "2");
+    assert!(next(&mut stream).await.is_none());
+    // The last stream ended: the poller stops and lets its connection go.
+    testing::wait_for("the poller to stop", WAIT, || async {
+        pollers(&app).await.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod limits;
 mod live;
 mod live_all;
+mod live_cost;
 mod place_order;
 mod reconcile;
 mod rejects_bad_input;

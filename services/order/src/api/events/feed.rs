@@ -1,14 +1,13 @@
-//! What the live streams of one instance share: the one listener that hears
-//! of every event appended to an order stream by any instance (PostgreSQL's
-//! `LISTEN order_events`, sent by the trigger of migration 1006), fanned
-//! out to the streams; and the bound on streams open at once.
+//! What the live streams of one instance share: the fan-out of the events
+//! any instance records to the streams of their orders and customers (read
+//! by the instance's poller, `poll.rs`), and the bound on streams open at
+//! once, which also tells the poller whether to run.
 //!
-//! A stream never trusts a notification to carry the change: it re-reads
-//! the store after the position it last sent. So a notification lost (the
-//! listener's connection dropped, a stream lagging behind the fan-out)
-//! costs a re-read, never an event: after each (re)connection, and on a
-//! lag, every stream is told to re-read ([`Change::Resync`]), and each
-//! re-reads on a slow timer besides ([`REREAD`]).
+//! A stream never trusts a [`Change`] to carry the event: it re-reads the
+//! store after the position it last sent. So a change missed (a stream
+//! lagging behind the fan-out) costs a re-read, never an event: on a lag,
+//! or when the poller (re)starts ([`Change::Resync`]), and on a slow timer
+//! besides ([`REREAD`]), each stream re-reads.
 
 use std::{
     collections::HashMap,
@@ -19,45 +18,30 @@ use std::{
 use axum::http::{header::RETRY_AFTER, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use omnisaga_runtime::http::ApiError;
-use sqlx::{postgres::PgListener, PgPool};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Live;
 
-/// The channel the trigger notifies on.
-pub const CHANNEL: &str = "order_events";
-
 /// How often a stream re-reads the store even when nothing was heard.
 pub const REREAD: Duration = Duration::from_secs(30);
 
-/// What the listener heard.
+/// What the poller read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// An event was appended to this order's stream, of this customer.
     Appended { order_id: String, customer_id: String },
-    /// Notifications may have been lost: every stream re-reads.
+    /// Events may have been recorded unannounced: every stream re-reads.
     Resync,
 }
 
-impl Change {
-    /// A notification's payload: the order id, a space, the customer id.
-    pub fn parse(payload: &str) -> Self {
-        match payload.split_once(' ') {
-            Some((order, customer)) => Change::Appended {
-                order_id: order.to_owned(),
-                customer_id: customer.to_owned(),
-            },
-            None => Change::Resync,
-        }
-    }
-}
-
-/// The instance's listener, its fan-out and its open streams.
+/// The instance's fan-out and its open streams.
 pub struct Feed {
     pub settings: Live,
-    changes: broadcast::Sender<Change>,
+    pub(super) changes: broadcast::Sender<Change>,
     open: Mutex<Open>,
+    /// How many streams are open: the poller runs while there is one.
+    pub(super) streams: watch::Sender<usize>,
     /// Cancelled when the service stops: every stream ends.
     pub closed: CancellationToken,
 }
@@ -75,11 +59,12 @@ impl Feed {
             settings,
             changes,
             open: Mutex::new(Open::default()),
+            streams: watch::Sender::new(0),
             closed: CancellationToken::new(),
         })
     }
 
-    /// What the listener hears from now on.
+    /// What the poller reads from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
@@ -97,59 +82,11 @@ impl Feed {
         }
         *mine += 1;
         open.total += 1;
+        self.streams.send_replace(open.total);
         Ok(Slot {
             feed: self.clone(),
             customer: customer.to_owned(),
         })
-    }
-
-    /// The listener: until `stop`, every notification to every stream;
-    /// reconnects when its connection drops. Then every stream ends.
-    pub async fn listen(self: Arc<Self>, pool: PgPool, stop: CancellationToken) -> anyhow::Result<()> {
-        let _closing = self.closed.clone().drop_guard();
-        loop {
-            let listener = tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                l = Self::connect(&pool) => l,
-            };
-            let mut listener = match listener {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "live updates: cannot listen; retrying");
-                    tokio::select! {
-                        _ = stop.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            // Whatever was appended while no one listened is read again.
-            let _ = self.changes.send(Change::Resync);
-            loop {
-                let heard = tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    heard = listener.try_recv() => heard,
-                };
-                match heard {
-                    Ok(Some(n)) => {
-                        let _ = self.changes.send(Change::parse(n.payload()));
-                    }
-                    // The connection dropped; the next call reconnects.
-                    Ok(None) => {
-                        let _ = self.changes.send(Change::Resync);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "live updates: the listener failed; reconnecting");
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(listener)
     }
 }
 
@@ -193,6 +130,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.feed.open.lock().unwrap_or_else(|e| e.into_inner());
         open.total = open.total.saturating_sub(1);
+        self.feed.streams.send_replace(open.total);
         if let Some(n) = open.by_customer.get_mut(&self.customer) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -205,18 +143,6 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_notification_names_the_order_and_its_customer() {
-        assert_eq!(
-            Change::parse("0190a1b2-0000-7000-8000-000000000001 cust 1"),
-            Change::Appended {
-                order_id: "0190a1b2-0000-7000-8000-000000000001".into(),
-                customer_id: "cust 1".into()
-            }
-        );
-        assert_eq!(Change::parse("garbage"), Change::Resync);
-    }
 
     #[test]
     fn streams_are_bounded_per_customer_and_in_all() {

@@ -1,7 +1,7 @@
 //! Live order updates as Server-Sent Events: `GET /v1/orders/{id}/events`
 //! follows one order (`order.rs`), `GET /v1/orders/events` all of the
-//! caller's (`customer.rs`); `feed.rs` holds the listener they share and
-//! the bound on streams open at once.
+//! caller's (`customer.rs`); `feed.rs` holds the fan-out they share and
+//! the bound on streams open at once, `poll.rs` the poller that feeds it.
 //!
 //! Each message is the order at a position of the store: `id:` the
 //! position (resume with `Last-Event-ID` exactly after it), `event:` the
@@ -13,6 +13,7 @@
 pub(super) mod customer;
 pub mod feed;
 pub(super) mod order;
+pub mod poll;
 
 use std::time::Duration;
 

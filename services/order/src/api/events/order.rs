@@ -54,7 +54,7 @@ pub(in crate::api) async fn order_events(
 ) -> Result<Response, ApiError> {
     let order_id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such order"))?;
     let after = last_event_id(&headers, |v| v.parse::<i64>().ok().filter(|v| *v >= 0))?;
-    // Listening before reading: nothing appended in between is missed.
+    // Subscribing before reading: nothing announced in between is missed.
     let changes = s.feed.subscribe();
     let events = read_after(&s.pool, order_id, 0)
         .await
