@@ -105,14 +105,10 @@ pub async fn record_sent(
         source_event_id: source,
         correlation_id,
     } = delivery;
-    if !store::mark_sent(tx, id, &text, channel).await? {
-        return Ok(false);
-    }
     let stream = MessagesAggregate::stream(&order_id.to_string());
-    let version = store::stream_versions(tx, std::slice::from_ref(&stream))
-        .await?
-        .remove(&stream)
-        .unwrap_or(0);
+    let Some(version) = store::mark_sent(tx, id, &text, channel, &stream).await? else {
+        return Ok(false);
+    };
 
     let meta = EventMeta {
         correlation_id,

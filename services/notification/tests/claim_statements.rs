@@ -2,7 +2,8 @@
 //! statement committed on its own, which also says how long until a refused
 //! message falls due (no BEGIN, COMMIT or ROLLBACK around it, no second
 //! query); and after sending, the dispatcher looks again only when the
-//! claim may have left a message sendable.
+//! claim may have left a message sendable. Recording a sent message is one
+//! statement with its stream version, then the event.
 
 use std::{sync::Arc, time::Duration};
 
@@ -126,4 +127,27 @@ async fn a_message_with_another_of_its_order_behind_it_is_followed_by_a_look() {
         Then::LookAgain,
         "the next of its order is sendable once it is sent"
     );
+}
+
+#[tokio::test]
+async fn a_sent_message_is_recorded_with_its_event_in_four_statements() {
+    let d = dispatcher("record_statements").await;
+    let order = queue(&d.pool, None).await;
+    let Claimed::Work { work, .. } = d.claim().await.expect("looked") else {
+        panic!("a message is queued");
+    };
+    let before = Statements::now(&d.pool).await.unwrap();
+    d.work(work).await.expect("sent and recorded");
+    let ran = Statements::now(&d.pool).await.unwrap().since(&before);
+    // BEGIN; the mark, which reads the stream's version; the event with its
+    // outbox row; COMMIT.
+    assert_eq!(ran.total(), 4, "{ran}");
+    let recorded: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'NotificationSent' AND version = 1",
+    )
+    .bind(format!("notifications-{order}"))
+    .fetch_one(&d.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded, 1);
 }

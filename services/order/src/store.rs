@@ -7,6 +7,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+pub mod find;
+
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct CatalogItem {
     pub sku: String,
@@ -130,6 +132,8 @@ pub struct NewOrderView<'a> {
     pub order_id: Uuid,
     pub order_number: &'a str,
     pub customer_id: &'a str,
+    /// mobile, web, pos or marketplace, as the API names it.
+    pub channel: &'a str,
     pub status: &'a str,
     pub trace_id: Option<&'a str>,
     pub traceparent: Option<&'a str>,
@@ -138,8 +142,8 @@ pub struct NewOrderView<'a> {
 
 pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO order_view (order_id, order_number, customer_id, status, trace_id, created_at, updated_at, traceparent)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
+        "INSERT INTO order_view (order_id, order_number, customer_id, status, trace_id, created_at, updated_at, traceparent, channel)
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)",
     )
     .bind(v.order_id)
     .bind(v.order_number)
@@ -148,6 +152,7 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     .bind(v.trace_id)
     .bind(v.at)
     .bind(v.traceparent)
+    .bind(v.channel)
     .execute(tx)
     .await?;
     Ok(())

@@ -17,6 +17,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   omnisaga events tail orders --from-beginning --order 0193c0de-...
   omnisaga topics
   omnisaga order timeline 0193c0de-... --json
+  omnisaga orders find --status PLACED --older-than 10m --channel pos
+  omnisaga orders find --stuck --json
+  omnisaga order why 0193c0de-...
   omnisaga dlq list payment
   omnisaga messages dead
   omnisaga reconcile --since 1h --until 5m")]
@@ -54,9 +57,12 @@ pub enum Command {
   omnisaga topics
   omnisaga topics --json | jq '.topics[].consumers'")]
     Topics,
-    /// One order as every service sees it.
+    /// One order as every service sees it, and what it waits for.
     #[command(subcommand)]
     Order(OrderCommand),
+    /// Every customer's orders, as operators find them.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
     /// Same as `order timeline`.
     #[command(after_help = "Example:
   omnisaga timeline 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70")]
@@ -301,6 +307,57 @@ pub enum OrderCommand {
     #[command(after_help = "Example:
   omnisaga order timeline 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70 --json")]
     Timeline(TimelineArgs),
+    /// What the order waits for and on whom, from the services' own APIs.
+    ///
+    /// The next event expected and the service that owes it, whether a
+    /// consumer on the way is parked behind a dead letter of this order
+    /// (which one), the lag of the order's partition, the next deadline and
+    /// what happens at it, and the trace link. Needs an operator's token
+    /// (`admin`).
+    #[command(after_help = "Examples:
+  omnisaga order why 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70
+  omnisaga order why 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70 --json")]
+    Why(TimelineArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrdersCommand {
+    /// Find orders of every customer by status, customer, channel, age and
+    /// whether they are stuck, newest first (GET /v1/admin/orders, `admin`).
+    ///
+    /// "Stuck" is what the SagaStuck and SagasStuckPastDeadline alerts
+    /// count: awaiting payment past its deadline, or PLACED, PAID or
+    /// READY_FOR_SHIPMENT unchanged for longer than ORDER_STUCK_AFTER_MS.
+    #[command(after_help = "Examples:
+  omnisaga orders find --status PLACED --older-than 10m --channel pos
+  omnisaga orders find --stuck
+  omnisaga orders find --customer customer-1 --since 1d --limit 200 --json")]
+    Find(FindArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Only orders in this status.
+    #[arg(long, value_parser = ["PLACED", "AWAITING_PAYMENT", "PAID", "READY_FOR_SHIPMENT", "SHIPPED", "CANCELLED"])]
+    pub status: Option<String>,
+    /// Only this customer's orders.
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+    /// Only orders placed through this channel.
+    #[arg(long, value_parser = ["mobile", "web", "pos", "marketplace"])]
+    pub channel: Option<String>,
+    /// Only orders placed before TIME: an age (90s, 10m, 2h, 1d) or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = crate::since::parse)]
+    pub older_than: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only orders placed at or after TIME: an age or RFC 3339.
+    #[arg(long, value_name = "TIME", value_parser = crate::since::parse)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only orders past their stage's limit, as the stuck-saga alerts count them.
+    #[arg(long)]
+    pub stuck: bool,
+    /// Most orders printed (pages of up to 100 are fetched until then).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +473,35 @@ mod tests {
     #[test]
     fn from_beginning_and_since_exclude_each_other() {
         assert!(parse(&["events", "tail", "orders", "--from-beginning", "--since", "5m"]).is_err());
+    }
+
+    #[test]
+    fn orders_find_takes_its_filters_and_ages() {
+        let cli = parse(&[
+            "orders",
+            "find",
+            "--status",
+            "PLACED",
+            "--older-than",
+            "10m",
+            "--channel",
+            "pos",
+            "--stuck",
+        ])
+        .unwrap();
+        let Command::Orders(OrdersCommand::Find(find)) = cli.command else {
+            panic!("not find: {:?}", cli.command)
+        };
+        assert_eq!(find.status.as_deref(), Some("PLACED"));
+        assert_eq!(find.channel.as_deref(), Some("pos"));
+        assert!(find.stuck && find.older_than.is_some() && find.since.is_none());
+        assert_eq!(find.limit, 50);
+        assert!(parse(&["orders", "find", "--status", "STUCK"]).is_err());
+        assert!(parse(&["orders", "find", "--older-than", "yesterday"]).is_err());
+        let cli = parse(&["order", "why", "abc"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Order(OrderCommand::Why(TimelineArgs { ref id })) if id == "abc")
+        );
     }
 
     #[test]

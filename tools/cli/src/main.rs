@@ -5,13 +5,16 @@
 //! (`messages`), tokens of the local key (`token mint`), and the broker's
 //! topics, users and ACLs (`kafka provision`), catalog entries and stock
 //! imported from files (`catalog import`, `stock import`), and the saga's
-//! invariants checked on the live stack (`reconcile`). `cli` holds the command line;
+//! invariants checked on the live stack (`reconcile`), every customer's
+//! orders found by status, age and more (`orders find`), and what one
+//! order waits for and on whom (`order why`). `cli` holds the command line;
 //! each command has its module; `settings` says where the stack is.
 
 mod cli;
 mod decode;
 mod dlq;
 mod events;
+mod find;
 mod http;
 mod import;
 mod kafka;
@@ -24,6 +27,7 @@ mod since;
 mod timeline;
 mod token;
 mod topics;
+mod why;
 
 use std::process::ExitCode;
 
@@ -31,7 +35,8 @@ use clap::Parser;
 
 use crate::{
     cli::{
-        CatalogCommand, Cli, Command, EventsCommand, KafkaCommand, OrderCommand, StockCommand, TokenCommand,
+        CatalogCommand, Cli, Command, EventsCommand, KafkaCommand, OrderCommand, OrdersCommand, StockCommand,
+        TokenCommand,
     },
     settings::Settings,
 };
@@ -47,6 +52,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Order(OrderCommand::Timeline(args)) | Command::Timeline(args) => {
             timeline::run(&args.id, &settings, json).await
         }
+        Command::Order(OrderCommand::Why(args)) => why::run(&args.id, &settings, json).await,
+        Command::Orders(OrdersCommand::Find(args)) => find::run(args, &settings, json).await,
         Command::Dlq(command) => dlq::run(command, &settings, json).await,
         Command::Messages(command) => messages::run(command, &settings, json).await,
         Command::Token(TokenCommand::Mint(args)) => token::mint(args),

@@ -2,7 +2,7 @@
 //! then record each send's outcome (sent, refused and due again, dead or
 //! stale), and the versions of the streams it appends to.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use omnisaga_runtime::TraceContext;
 use sqlx::{PgConnection, PgPool, Row};
@@ -183,22 +183,6 @@ pub async fn mark_dead(
     Ok(())
 }
 
-/// The current version of each of `streams` that has events; a stream
-/// without any is left out.
-pub async fn stream_versions(
-    conn: &mut PgConnection,
-    streams: &[String],
-) -> Result<HashMap<String, i64>, sqlx::Error> {
-    Ok(sqlx::query_as(
-        "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY($1) GROUP BY stream_id",
-    )
-    .bind(streams)
-    .fetch_all(conn)
-    .await?
-    .into_iter()
-    .collect())
-}
-
 /// Gives up the claims on messages `ids` that are still queued; how many.
 pub async fn release_claims(pool: &PgPool, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
     let released = sqlx::query(
@@ -223,23 +207,32 @@ pub async fn mark_stale(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::E
 }
 
 /// Marks message `id` sent through `channel` with its `text` and ends its
-/// claim; the send counts as an attempt. False when it is no longer queued
-/// (another dispatcher recorded it after this one's claim ran out).
+/// claim; the send counts as an attempt. Returns, in the same statement,
+/// the version of `stream` (0 when it has no event yet) for the event that
+/// records the send; `None` when the message is no longer queued (another
+/// dispatcher recorded it after this one's claim ran out).
 pub async fn mark_sent(
     conn: &mut PgConnection,
     id: Uuid,
     text: &str,
     channel: &str,
-) -> Result<bool, sqlx::Error> {
-    let marked = sqlx::query(
-        "UPDATE notifications SET status = 'SENT', text = $2, channel = $3, sent_at = now(),
-                attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL, claimed_until = NULL
-         WHERE notification_id = $1 AND status = 'QUEUED'",
+    stream: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let (marked, version): (bool, i64) = sqlx::query_as(
+        "WITH marked AS (
+             UPDATE notifications SET status = 'SENT', text = $2, channel = $3, sent_at = now(),
+                    attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL, claimed_until = NULL
+             WHERE notification_id = $1 AND status = 'QUEUED'
+             RETURNING 1
+         )
+         SELECT EXISTS (SELECT 1 FROM marked),
+                coalesce((SELECT max(version) FROM events WHERE stream_id = $4), 0)",
     )
     .bind(id)
     .bind(text)
     .bind(channel)
-    .execute(conn)
+    .bind(stream)
+    .fetch_one(conn)
     .await?;
-    Ok(marked.rows_affected() == 1)
+    Ok(marked.then_some(version))
 }

@@ -36,6 +36,13 @@ impl From<ChannelDto> for Channel {
     }
 }
 
+impl ChannelDto {
+    /// Its name in the API (and in the order view).
+    pub fn name(self) -> &'static str {
+        channel_name(Channel::from(self) as i32)
+    }
+}
+
 /// The API's name of a stored channel.
 fn channel_name(c: i32) -> &'static str {
     match Channel::try_from(c).unwrap_or(Channel::Unspecified) {

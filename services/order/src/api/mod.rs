@@ -17,11 +17,14 @@
 //! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
 //! | `GET /v1/internal/orders/{id}/payment-methods/{attempt}` | `orders.rs` (`payment_method`): the payment service's, the topics do not carry it |
 //! | `POST /v1/admin/reconcile` | `reconcile.rs`: its part of `omnisaga reconcile` |
+//! | `GET /v1/admin/orders` | `admin_orders.rs` (`find_orders`): every customer's, filtered, stuck or not |
+//! | `GET /v1/admin/orders/{id}` | `admin_orders.rs` (`admin_order`): one, with its deadlines |
 //!
 //! Beside them, `dto.rs` holds the request and response bodies,
 //! `validation.rs` the checks of a request and the problem list it answers
 //! with, and `idempotency.rs` the `Idempotency-Key` header.
 
+mod admin_orders;
 mod catalog;
 mod dto;
 pub mod events;
@@ -70,6 +73,8 @@ pub mod fuzzing {
     orders::cancel_order,
     orders::payment_method,
     reconcile::reconcile,
+    admin_orders::find_orders,
+    admin_orders::admin_order,
 ))]
 struct ApiDoc;
 
@@ -148,6 +153,12 @@ pub fn routes(state: ApiState) -> Routes {
         // After the limit: a request that lists shipped orders (which the
         // order service ignores) is refused by its bound, as the other
         // services' are, not by the size of its body.
+        .route("/v1/admin/orders", Scope::Admin, get(admin_orders::find_orders))
+        .route(
+            "/v1/admin/orders/{id}",
+            Scope::Admin,
+            get(admin_orders::admin_order),
+        )
         .route(
             "/v1/admin/reconcile",
             Scope::ReconcileRead,

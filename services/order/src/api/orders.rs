@@ -124,6 +124,7 @@ pub(super) async fn place_order(
             order_id,
             order_number: &order_number,
             customer_id: &customer_id,
+            channel: req.channel.name(),
             status: "PLACED",
             trace_id: trace.trace_id(),
             traceparent: trace.traceparent.as_deref(),

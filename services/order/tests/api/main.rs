@@ -1,4 +1,5 @@
 //! Service tests of the order API against the real PostgreSQL and broker.
+mod admin_orders;
 mod audit;
 mod audit_bounds;
 mod auth;
