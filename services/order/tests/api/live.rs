@@ -254,7 +254,11 @@ async fn the_poller_runs_only_while_a_stream_is_open_and_misses_nothing_while_it
     })
     .await;
     let id = place(&app).await;
-    assert_eq!(pollers(&app).await, [], "no stream open: no poller");
+    assert_eq!(
+        pollers(&app).await,
+        Vec::<i32>::new(),
+        "no stream open: no poller"
+    );
     let mut stream = events(open(&app, &app.http, &format!("/v1/orders/{id}/events"), None).await);
     expect(&mut stream, "OrderPlaced", "PLACED").await;
     let poller = testing::wait_for("the poller's connection", WAIT, || async {

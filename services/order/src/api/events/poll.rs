@@ -5,7 +5,7 @@
 //! customers ([`Change::Appended`]), which re-read the store after the
 //! position they last sent. With no stream open it runs no statement and
 //! holds no connection; the write path pays nothing but the
-//! `events_settled` index entry (migration 1006).
+//! `events_settled` index entry (migration 1007).
 //!
 //! Its position is `(tx, global_position)`, and it reads only events of
 //! transactions older than every one still running, as the customer's feed
