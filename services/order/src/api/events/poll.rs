@@ -33,9 +33,11 @@ pub const APPLICATION_NAME: &str = "omnisaga-order live updates";
 const BATCH: i64 = 500;
 
 /// The newest settled position.
-const NEWEST: &str = "SELECT tx::text::bigint, global_position FROM events
-     WHERE tx < pg_snapshot_xmin(pg_current_snapshot())
-     ORDER BY tx DESC, global_position DESC LIMIT 1";
+/// (Qualified: a bare `tx` would sort by the output column, the bigint,
+/// which no index serves.)
+const NEWEST: &str = "SELECT e.tx::text::bigint, e.global_position FROM events e
+     WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY e.tx DESC, e.global_position DESC LIMIT 1";
 
 /// The settled events after a position, each with its order's customer.
 const AFTER: &str = "SELECT e.tx::text::bigint, e.global_position, e.order_id, coalesce(v.customer_id, '')
