@@ -59,10 +59,14 @@ impl App {
             tick: self.config.deadline_tick,
         };
         tasks.extend(self.base.workers(1, deadlines, Deadlines::run));
+        let feed = api::events::feed::Feed::new(self.config.live);
+        let (poller, pool) = (feed.clone(), self.base.pool.clone());
+        tasks.push(Box::new(move |stop| Box::pin(poller.poll(pool, stop))));
         let state = api::ApiState {
             pool: self.base.pool.clone(),
             waker: self.base.waker.clone(),
             orders,
+            feed,
             config: self.config.clone(),
             http: self
                 .config

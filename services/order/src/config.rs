@@ -73,6 +73,36 @@ pub struct Args {
     /// The order service's `stock:read` bearer token for the warehouse's stock levels; a secret, so usually `WAREHOUSE_TOKEN_FILE`.
     #[arg(long, env = "WAREHOUSE_TOKEN", value_name = "TOKEN")]
     pub warehouse_token: Option<String>,
+    /// Live order updates (`GET /v1/orders/{id}/events`): a comment is sent on a stream quiet this long, so proxies keep it open.
+    #[arg(
+        long,
+        env = "ORDER_EVENTS_HEARTBEAT_MS",
+        value_name = "MS",
+        default_value_t = 15_000
+    )]
+    pub order_events_heartbeat_ms: u64,
+    /// Live order update streams one customer may have open on one instance; one more is answered 429 `too_many_streams`.
+    #[arg(
+        long,
+        env = "ORDER_EVENTS_MAX_PER_CUSTOMER",
+        value_name = "N",
+        default_value_t = 5
+    )]
+    pub order_events_max_per_customer: usize,
+    /// Live order update streams one instance serves at once; one more is answered 503 `overloaded`.
+    #[arg(
+        long,
+        env = "ORDER_EVENTS_MAX_STREAMS",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub order_events_max_streams: usize,
+    /// Messages one live order update stream holds for a slow reader; a reader that leaves it full for a heartbeat interval is disconnected (it resumes with `Last-Event-ID`).
+    #[arg(long, env = "ORDER_EVENTS_BUFFER", value_name = "N", default_value_t = 64)]
+    pub order_events_buffer: usize,
+    /// Live order updates: while a stream is open on an instance, it looks this often, in one query, for events any instance recorded (a change arrives within about this long); with no stream open it does not look.
+    #[arg(long, env = "ORDER_EVENTS_POLL_MS", value_name = "MS", default_value_t = 250)]
+    pub order_events_poll_ms: u64,
     /// JSON catalog (prices) upserted at start.
     #[arg(long, env = "CATALOG_SEED_FILE", value_name = "PATH")]
     pub catalog_seed_file: Option<PathBuf>,
@@ -98,6 +128,13 @@ impl ServiceArgs for Args {
             payment_delay_notice: Duration::from_millis(self.order_payment_delay_notice_ms),
             deadline_tick: Duration::from_millis(self.order_deadline_tick_ms),
             stuck_after: Duration::from_millis(self.order_stuck_after_ms),
+            live: Live {
+                heartbeat: Duration::from_millis(self.order_events_heartbeat_ms.max(1)),
+                max_per_customer: self.order_events_max_per_customer.max(1),
+                max_streams: self.order_events_max_streams.max(1),
+                buffer: self.order_events_buffer.max(1),
+                poll: Duration::from_millis(self.order_events_poll_ms.max(1)),
+            },
         })
     }
 }
@@ -127,6 +164,35 @@ pub struct Config {
     pub deadline_tick: Duration,
     /// An open order unchanged this long is stuck (`ORDER_STUCK_AFTER_MS`).
     pub stuck_after: Duration,
+    /// Live order updates' settings (`ORDER_EVENTS_*`).
+    pub live: Live,
+}
+
+/// The settings of the live order update streams.
+#[derive(Debug, Clone, Copy)]
+pub struct Live {
+    /// A stream quiet this long gets a comment.
+    pub heartbeat: Duration,
+    /// Streams one customer may have open on one instance.
+    pub max_per_customer: usize,
+    /// Streams one instance serves at once.
+    pub max_streams: usize,
+    /// Messages held for a slow reader before it is dropped.
+    pub buffer: usize,
+    /// How often the instance looks for new events while a stream is open.
+    pub poll: Duration,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(15),
+            max_per_customer: 5,
+            max_streams: 1000,
+            buffer: 64,
+            poll: Duration::from_millis(250),
+        }
+    }
 }
 
 impl Config {
@@ -150,6 +216,7 @@ impl Config {
             payment_delay_notice: Duration::from_secs(60),
             deadline_tick: Duration::from_millis(250),
             stuck_after: Duration::from_secs(1800),
+            live: Live::default(),
         }
     }
 }

@@ -11,6 +11,8 @@
 //! | `POST /v1/orders` | `orders.rs` (`place_order`) |
 //! | `GET /v1/orders` | `orders.rs` (`list_orders`) |
 //! | `GET /v1/orders/{id}` | `orders.rs` (`get_order`) |
+//! | `GET /v1/orders/{id}/events` | `events/order.rs`: one order, live (Server-Sent Events) |
+//! | `GET /v1/orders/events` | `events/customer.rs`: all of the caller's, live |
 //! | `POST /v1/orders/{id}/payment-retry` | `orders.rs` (`retry_payment`) |
 //! | `POST /v1/orders/{id}/cancel` | `orders.rs` (`cancel_order`) |
 //! | `GET /v1/internal/orders/{id}/payment-methods/{attempt}` | `orders.rs` (`payment_method`): the payment service's, the topics do not carry it |
@@ -25,6 +27,7 @@
 mod admin_orders;
 mod catalog;
 mod dto;
+pub mod events;
 mod idempotency;
 mod orders;
 mod reconcile;
@@ -64,6 +67,8 @@ pub mod fuzzing {
     orders::place_order,
     orders::list_orders,
     orders::get_order,
+    events::order::order_events,
+    events::customer::customer_events,
     orders::retry_payment,
     orders::cancel_order,
     orders::payment_method,
@@ -106,6 +111,8 @@ pub struct ApiState {
     /// Client for the warehouse's stock levels.
     pub http: reqwest::Client,
     pub orders: Orders,
+    /// The live streams' fan-out, poller switch and bounds.
+    pub feed: Arc<events::feed::Feed>,
 }
 
 /// The API's routes over `state`, each with its scope (on the listener the
@@ -117,6 +124,16 @@ pub fn routes(state: ApiState) -> Routes {
         .route("/v1/orders", Scope::OrdersWrite, post(orders::place_order))
         .route("/v1/orders", Scope::OrdersRead, get(orders::list_orders))
         .route("/v1/orders/{id}", Scope::OrdersRead, get(orders::get_order))
+        .route(
+            "/v1/orders/events",
+            Scope::OrdersRead,
+            get(events::customer::customer_events),
+        )
+        .route(
+            "/v1/orders/{id}/events",
+            Scope::OrdersRead,
+            get(events::order::order_events),
+        )
         .route(
             "/v1/orders/{id}/payment-retry",
             Scope::OrdersWrite,

@@ -1,0 +1,139 @@
+//! The instance's one poller: while at least one live stream is open on
+//! this instance, every `ORDER_EVENTS_POLL_MS` one indexed query (on a
+//! connection of its own) reads the events recorded since the last it saw,
+//! by any instance, and tells the streams of their orders and of their
+//! customers ([`Change::Appended`]), which re-read the store after the
+//! position they last sent. With no stream open it runs no statement and
+//! holds no connection; the write path pays nothing but the
+//! `events_settled` index entry (migration 1007).
+//!
+//! Its position is `(tx, global_position)`, and it reads only events of
+//! transactions older than every one still running, as the customer's feed
+//! does: an event whose transaction commits after a later one's is not
+//! passed over. When it (re)starts, it takes the newest such position and
+//! tells every stream to re-read ([`Change::Resync`]): what came between a
+//! stream's first read and that position is read then. A failed look (its
+//! connection dropped) keeps the position: the next one reads from there.
+
+use std::{collections::HashSet, sync::Arc};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgConnection},
+    Connection as _, PgPool,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::feed::{Change, Feed};
+
+/// The poller's connection's `application_name`.
+pub const APPLICATION_NAME: &str = "omnisaga-order live updates";
+
+/// Rows read at once.
+const BATCH: i64 = 500;
+
+/// The newest settled position.
+/// (Qualified: a bare `tx` would sort by the output column, the bigint,
+/// which no index serves.)
+const NEWEST: &str = "SELECT e.tx::text::bigint, e.global_position FROM events e
+     WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY e.tx DESC, e.global_position DESC LIMIT 1";
+
+/// The settled events after a position, each with its order's customer.
+const AFTER: &str = "SELECT e.tx::text::bigint, e.global_position, e.order_id, coalesce(v.customer_id, '')
+     FROM events e
+     LEFT JOIN order_view v
+       ON v.order_id = CASE WHEN e.order_id ~ '^[0-9a-fA-F-]{36}$' THEN e.order_id::uuid END
+     WHERE (e.tx, e.global_position) > ($1::bigint::text::xid8, $2)
+       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY e.tx, e.global_position LIMIT $3";
+
+impl Feed {
+    /// The poller: until `stop`, while a stream is open, every change to
+    /// every stream. Then every stream ends.
+    pub async fn poll(self: Arc<Self>, pool: PgPool, stop: CancellationToken) -> anyhow::Result<()> {
+        let _closing = self.closed.clone().drop_guard();
+        let options = (*pool.connect_options())
+            .clone()
+            .application_name(APPLICATION_NAME);
+        let mut streams = self.streams.subscribe();
+        loop {
+            // Idle, without a statement or a connection, while no stream is open.
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                open = streams.wait_for(|n| *n > 0) => if open.is_err() { return Ok(()) },
+            }
+            let mut poller = Poller {
+                options: &options,
+                conn: None,
+                at: None,
+            };
+            while *streams.borrow() > 0 {
+                if let Err(e) = poller.pass(&self.changes).await {
+                    tracing::warn!(error = %e, "live updates: cannot read new events; retrying");
+                    poller.conn = None;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(self.settings.poll) => {}
+                }
+            }
+            if let Some(conn) = poller.conn.take() {
+                let _ = conn.close().await;
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One run of the poller: its connection and position.
+struct Poller<'a> {
+    options: &'a PgConnectOptions,
+    conn: Option<PgConnection>,
+    /// `(tx, global_position)`; `None` until the first look.
+    at: Option<(i64, i64)>,
+}
+
+impl Poller<'_> {
+    /// One look: the first takes the newest position and has every stream
+    /// re-read; each later one announces what was settled since.
+    async fn pass(&mut self, changes: &broadcast::Sender<Change>) -> Result<(), sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(self.options).await?,
+        };
+        let conn = self.conn.insert(conn);
+        let Some(mut at) = self.at else {
+            let newest: Option<(i64, i64)> = sqlx::query_as(NEWEST).fetch_optional(&mut *conn).await?;
+            self.at = Some(newest.unwrap_or_default());
+            let _ = changes.send(Change::Resync);
+            return Ok(());
+        };
+        loop {
+            let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(AFTER)
+                .bind(at.0)
+                .bind(at.1)
+                .bind(BATCH)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut told = HashSet::new();
+            for (_, _, order_id, customer_id) in &rows {
+                if told.insert((order_id, customer_id)) {
+                    let _ = changes.send(Change::Appended {
+                        order_id: order_id.clone(),
+                        customer_id: customer_id.clone(),
+                    });
+                }
+            }
+            if let Some((tx, position, _, _)) = rows.last() {
+                at = (*tx, *position);
+                self.at = Some(at);
+            }
+            if (rows.len() as i64) < BATCH {
+                return Ok(());
+            }
+        }
+    }
+}
