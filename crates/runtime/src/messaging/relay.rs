@@ -26,8 +26,8 @@
 //! (`synchronous_commit = off`, that session only): a mark lost to a crash,
 //! or one still pending when the lead is lost, only has its row published
 //! again, which the consumers' inboxes drop, as after any crash between a
-//! send and its mark. A delivered row stays counted as unpublished until
-//! the next pass, at most one poll.
+//! send and its mark. A pass that published rows is followed at once by
+//! the next, which marks them.
 
 use std::time::Duration;
 
@@ -146,13 +146,14 @@ impl Worker for Leader {
         if rows.is_empty() {
             return Ok(Claimed::Wait(relay.poll));
         }
-        // A full batch may have left rows behind; a short one read them all.
-        let then = if rows.len() as i64 == relay.batch {
-            Then::LookAgain
-        } else {
-            Then::Wait(relay.poll)
-        };
-        Ok(Claimed::Work { work: rows, then })
+        // The next pass follows at once: it marks what this one delivers,
+        // and reads what came meanwhile (a full batch may have left rows
+        // behind). Under load passes follow one another, one statement
+        // each; when nothing came, the next finds nothing and waits.
+        Ok(Claimed::Work {
+            work: rows,
+            then: Then::LookAgain,
+        })
     }
 
     async fn work(&self, rows: Vec<Row_>) -> Result<()> {
