@@ -15,7 +15,7 @@ const WALL_CLOCK_READS: [&str; 4] = [
 ];
 
 /// Where the wall clock may be read directly: not a service's.
-const DIRECT_READS: [(&str, &str); 4] = [
+const DIRECT_READS: [(&str, &str); 6] = [
     ("crates/runtime/src/base/clock.rs", "the clock itself"),
     (
         "crates/auth/src/signer.rs",
@@ -28,6 +28,14 @@ const DIRECT_READS: [(&str, &str); 4] = [
     (
         "tools/cli/src/reconcile.rs",
         "when the operator's reconciliation ran, pushed as a metric",
+    ),
+    (
+        "tools/cli/src/find.rs",
+        "which of an order's deadlines is next, as the operator's table shows it",
+    ),
+    (
+        "tools/cli/src/why/print.rs",
+        "which deadlines passed, as `order why` tells the operator",
     ),
 ];
 

@@ -24,12 +24,69 @@ pub async fn catalog(pool: &PgPool) -> Result<Vec<CatalogItem>, sqlx::Error> {
     Ok(rows.into_iter().map(catalog_row).collect())
 }
 
-pub async fn catalog_items(pool: &PgPool, skus: &[String]) -> Result<Vec<CatalogItem>, sqlx::Error> {
-    let rows = sqlx::query("SELECT sku, name, unit_price_minor, currency FROM catalog WHERE sku = ANY($1)")
-        .bind(skus)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().map(catalog_row).collect())
+/// What a placement needs before its transaction, read in one statement:
+/// an earlier request's answer under the same idempotency key, the
+/// catalog's entries for the request's SKUs, and an order number, taken
+/// only when there is no earlier answer and every SKU is in the catalog (a
+/// replay of a placement that committed takes none).
+pub struct Placement {
+    pub earlier: Option<StoredResponse>,
+    pub catalog: Vec<CatalogItem>,
+    pub order_number: Option<String>,
+}
+
+pub async fn prepare_placement(
+    pool: &PgPool,
+    customer_id: &str,
+    key: &str,
+    skus: &[String],
+) -> Result<Placement, sqlx::Error> {
+    let row = sqlx::query(
+        "WITH earlier AS (
+             SELECT request_hash, response FROM idempotency_keys WHERE customer_id = $2 AND key = $3
+         ), found AS (
+             SELECT sku, name, unit_price_minor, currency FROM catalog WHERE sku = ANY($1) ORDER BY sku
+         ), number AS (
+             SELECT nextval('order_number_seq') AS n
+             WHERE NOT EXISTS (SELECT 1 FROM earlier)
+               AND (SELECT count(*) FROM found) = (SELECT count(DISTINCT s) FROM unnest($1::text[]) s)
+         )
+         SELECT array(SELECT sku FROM found), array(SELECT name FROM found),
+                array(SELECT unit_price_minor FROM found), array(SELECT currency FROM found),
+                (SELECT n FROM number), (SELECT request_hash FROM earlier), (SELECT response FROM earlier)",
+    )
+    .bind(skus)
+    .bind(customer_id)
+    .bind(key)
+    .fetch_one(pool)
+    .await?;
+    let (names, prices, currencies): (Vec<String>, Vec<i64>, Vec<String>) =
+        (row.get(1), row.get(2), row.get(3));
+    let catalog = row
+        .get::<Vec<String>, _>(0)
+        .into_iter()
+        .zip(names)
+        .zip(prices)
+        .zip(currencies)
+        .map(|(((sku, name), unit_price_minor), currency)| CatalogItem {
+            sku,
+            name,
+            unit_price_minor,
+            currency,
+        })
+        .collect();
+    let earlier = match (row.get::<Option<Vec<u8>>, _>(5), row.get::<Option<Value>, _>(6)) {
+        (Some(request_hash), Some(response)) => Some(StoredResponse {
+            request_hash,
+            response,
+        }),
+        _ => None,
+    };
+    Ok(Placement {
+        earlier,
+        catalog,
+        order_number: row.get::<Option<i64>, _>(4).map(|n| format!("OS-{n}")),
+    })
 }
 
 fn catalog_row(r: sqlx::postgres::PgRow) -> CatalogItem {

@@ -143,15 +143,22 @@ mod tests {
     fn reads_its_own_cpu_and_memory() {
         let pid = std::process::id();
         let before = cpu_seconds(pid).expect("own stat is readable");
-        // Burn a little CPU so the counter can move.
+        // Burn CPU until the counter moves (its tick is 10 ms of CPU, which
+        // a loaded machine may take long to give), for 10 s at most.
         let mut x = 0u64;
         let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_millis(60) {
-            x = x.wrapping_mul(31).wrapping_add(7);
+        let mut after = before;
+        while after <= before && start.elapsed() < std::time::Duration::from_secs(10) {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
+            after = cpu_seconds(pid).expect("own stat is readable");
         }
         std::hint::black_box(x);
-        let after = cpu_seconds(pid).expect("own stat is readable");
-        assert!(after > before, "cpu time did not grow: {before} -> {after}");
+        assert!(
+            after > before,
+            "cpu time did not grow in 10 s: {before} -> {after}"
+        );
         assert!(rss_bytes(pid).expect("own status is readable") > 1_000_000);
     }
 }

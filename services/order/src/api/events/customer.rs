@@ -103,32 +103,12 @@ pub(in crate::api) async fn customer_events(
 /// The current state of each open order of `customer`, oldest change
 /// first, and the position the stream goes on from (the last message's id).
 async fn snapshot(pool: &PgPool, customer: &str) -> Result<(Vec<Message>, Position), StoreError> {
-    let high: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT e.tx::text::bigint, e.global_position FROM events e
-         WHERE e.stream_id IN (SELECT 'order-' || order_id FROM order_view WHERE customer_id = $1)
-           AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY e.tx DESC, e.global_position DESC LIMIT 1",
-    )
-    .bind(customer)
-    .fetch_optional(pool)
-    .await?;
+    let high = crate::store::live::customer_newest(pool, customer).await?;
     let Some((tx, at)) = high else {
         return Ok((Vec::new(), Position::default()));
     };
     let high = Position { tx, at };
-    let latest: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-        "SELECT DISTINCT ON (e.stream_id) e.tx::text::bigint, e.global_position, e.stream_id, e.version
-         FROM events e
-         WHERE e.stream_id IN (SELECT 'order-' || order_id FROM order_view WHERE customer_id = $1
-                 AND status IN ('PLACED', 'AWAITING_PAYMENT', 'PAID', 'READY_FOR_SHIPMENT'))
-           AND (e.tx, e.global_position) <= ($2::bigint::text::xid8, $3)
-         ORDER BY e.stream_id, e.version DESC",
-    )
-    .bind(customer)
-    .bind(high.tx)
-    .bind(high.at)
-    .fetch_all(pool)
-    .await?;
+    let latest = crate::store::live::customer_open_latest(pool, customer, (high.tx, high.at)).await?;
     let mut rows: Vec<(Position, String, i64)> = latest
         .into_iter()
         .map(|(tx, at, stream, version)| (Position { tx, at }, stream, version))
@@ -219,19 +199,12 @@ impl Follow {
     /// looking again unasked.
     async fn catch_up(&mut self, out: &Out) -> Result<Duration, Ended> {
         loop {
-            let rows: Vec<(i64, i64, String, i64, bool)> = sqlx::query_as(
-                "SELECT e.tx::text::bigint, e.global_position, e.stream_id, e.version,
-                        e.tx < pg_snapshot_xmin(pg_current_snapshot())
-                 FROM events e
-                 WHERE e.stream_id IN (SELECT 'order-' || order_id FROM order_view WHERE customer_id = $1)
-                   AND (e.tx, e.global_position) > ($2::bigint::text::xid8, $3)
-                 ORDER BY e.tx, e.global_position LIMIT $4",
+            let rows = crate::store::live::customer_after(
+                &self.pool,
+                &self.customer,
+                (self.cursor.tx, self.cursor.at),
+                BATCH,
             )
-            .bind(&self.customer)
-            .bind(self.cursor.tx)
-            .bind(self.cursor.at)
-            .bind(BATCH)
-            .fetch_all(&self.pool)
             .await
             .map_err(|e| Ended::Store(e.into()))?;
             let full = rows.len() as i64 == BATCH;

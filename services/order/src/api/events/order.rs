@@ -14,7 +14,7 @@ use omnisaga_runtime::{
     http::{ApiError, ErrorBody},
     store::{self, StoreError, StoredEvent},
 };
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use tokio::{
     sync::broadcast::{self, error::RecvError},
     time::Instant,
@@ -195,14 +195,9 @@ impl From<Gone> for Ended {
 
 /// The events of `order_id`'s stream after version `after`, in order.
 async fn read_after(pool: &PgPool, order_id: Uuid, after: i64) -> Result<Vec<StoredEvent>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT version, envelope FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version",
-    )
-    .bind(OrderAggregate::stream(&order_id.to_string()))
-    .bind(after)
-    .fetch_all(pool)
-    .await?;
+    let rows =
+        crate::store::live::stream_after(pool, &OrderAggregate::stream(&order_id.to_string()), after).await?;
     rows.into_iter()
-        .map(|r| store::decode(r.get(0), r.get(1)))
+        .map(|(version, envelope)| store::decode(version, &envelope))
         .collect()
 }

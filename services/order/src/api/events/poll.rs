@@ -32,22 +32,6 @@ pub const APPLICATION_NAME: &str = "omnisaga-order live updates";
 /// Rows read at once.
 const BATCH: i64 = 500;
 
-/// The newest settled position.
-/// (Qualified: a bare `tx` would sort by the output column, the bigint,
-/// which no index serves.)
-const NEWEST: &str = "SELECT e.tx::text::bigint, e.global_position FROM events e
-     WHERE e.tx < pg_snapshot_xmin(pg_current_snapshot())
-     ORDER BY e.tx DESC, e.global_position DESC LIMIT 1";
-
-/// The settled events after a position, each with its order's customer.
-const AFTER: &str = "SELECT e.tx::text::bigint, e.global_position, e.order_id, coalesce(v.customer_id, '')
-     FROM events e
-     LEFT JOIN order_view v
-       ON v.order_id = CASE WHEN e.order_id ~ '^[0-9a-fA-F-]{36}$' THEN e.order_id::uuid END
-     WHERE (e.tx, e.global_position) > ($1::bigint::text::xid8, $2)
-       AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
-     ORDER BY e.tx, e.global_position LIMIT $3";
-
 impl Feed {
     /// The poller: until `stop`, while a stream is open, every change to
     /// every stream. Then every stream ends.
@@ -106,18 +90,13 @@ impl Poller<'_> {
         };
         let conn = self.conn.insert(conn);
         let Some(mut at) = self.at else {
-            let newest: Option<(i64, i64)> = sqlx::query_as(NEWEST).fetch_optional(&mut *conn).await?;
+            let newest = crate::store::live::newest(conn).await?;
             self.at = Some(newest.unwrap_or_default());
             let _ = changes.send(Change::Resync);
             return Ok(());
         };
         loop {
-            let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(AFTER)
-                .bind(at.0)
-                .bind(at.1)
-                .bind(BATCH)
-                .fetch_all(&mut *conn)
-                .await?;
+            let rows = crate::store::live::settled_after(conn, at, BATCH).await?;
             let mut told = HashSet::new();
             for (_, _, order_id, customer_id) in &rows {
                 if told.insert((order_id, customer_id)) {
