@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 pub mod find;
+pub mod live;
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct CatalogItem {

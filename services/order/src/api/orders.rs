@@ -67,11 +67,22 @@ pub(super) async fn place_order(
     let request_hash = request_hash(&req)?;
 
     let skus: Vec<String> = req.items.iter().map(|i| i.sku.clone()).collect();
-    let catalog = db::catalog_items(&s.pool, &skus).await?;
-    let items = priced_items(&req, &catalog)?;
+    let placement = db::prepare_placement(&s.pool, &customer_id, &key, &skus).await?;
+    // A replay of a placement that committed: its answer, and no number
+    // taken for it.
+    if let Some(earlier) = placement.earlier {
+        if earlier.request_hash != request_hash {
+            return Err(idempotency_key_reused());
+        }
+        return Ok((StatusCode::CREATED, Json(earlier.response)));
+    }
+    let items = priced_items(&req, &placement.catalog)?;
 
     let order_id = Uuid::now_v7();
-    let order_number = db::next_order_number(&s.pool).await?;
+    let order_number = match placement.order_number {
+        Some(number) => number,
+        None => db::next_order_number(&s.pool).await?,
+    };
     let now = omnisaga_runtime::clock::now();
     let estimated_delivery = add_business_days(now.date_naive(), s.config.delivery_days).to_string();
     let cmd = Command::Place(PlaceOrder {

@@ -53,6 +53,42 @@ async fn the_same_idempotency_key_gives_one_order_and_the_same_response() {
     assert_eq!(app.written().await, (2, 2), "one order per key");
 }
 
+#[tokio::test]
+async fn a_replayed_placement_takes_no_order_number() {
+    let app = spawn_app().await;
+    let number = |body: &Value| -> i64 {
+        body["order_number"].as_str().unwrap()["OS-".len()..]
+            .parse()
+            .unwrap()
+    };
+    let first: Value = app
+        .post_order(Some("k-1"), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let again: Value = app
+            .post_order(Some("k-1"), &order_body())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+    }
+    let next: Value = app
+        .post_order(Some("k-2"), &order_body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        number(&next),
+        number(&first) + 1,
+        "the replays took numbers: {first} then {next}"
+    );
+}
+
 async fn futures_join(app: &crate::helpers::TestApp, n: usize) -> Vec<(u16, Value)> {
     let mut handles = Vec::new();
     for _ in 0..n {
