@@ -26,8 +26,8 @@
 //! (`synchronous_commit = off`, that session only): a mark lost to a crash,
 //! or one still pending when the lead is lost, only has its row published
 //! again, which the consumers' inboxes drop, as after any crash between a
-//! send and its mark. A pass that published rows is followed at once by
-//! the next, which marks them.
+//! send and its mark. A pass that published rows is followed by the next,
+//! which marks them, at the next commit's wake or 50 ms later at most.
 
 use std::time::Duration;
 
@@ -146,14 +146,16 @@ impl Worker for Leader {
         if rows.is_empty() {
             return Ok(Claimed::Wait(relay.poll));
         }
-        // The next pass follows at once: it marks what this one delivers,
-        // and reads what came meanwhile (a full batch may have left rows
-        // behind). Under load passes follow one another, one statement
-        // each; when nothing came, the next finds nothing and waits.
-        Ok(Claimed::Work {
-            work: rows,
-            then: Then::LookAgain,
-        })
+        // The next pass marks what this one delivers: at once after a full
+        // batch (it may have left rows behind), else at the next commit's
+        // wake, which under load comes within milliseconds and brings rows
+        // to read in the same statement, or after MARK_WITHIN at most.
+        let then = if rows.len() as i64 == relay.batch {
+            Then::LookAgain
+        } else {
+            Then::Wait(relay.poll.min(MARK_WITHIN))
+        };
+        Ok(Claimed::Work { work: rows, then })
     }
 
     async fn work(&self, rows: Vec<Row_>) -> Result<()> {
@@ -192,6 +194,10 @@ impl Worker for Leader {
         }
     }
 }
+
+/// Longest a delivered row waits for its mark when no commit wakes the
+/// relay sooner.
+const MARK_WITHIN: Duration = Duration::from_millis(50);
 
 /// Longest the leader waits for its lock connection to answer before it
 /// takes the lead for lost: a connection that hangs (a network partition)
