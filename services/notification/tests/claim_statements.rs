@@ -99,14 +99,16 @@ async fn a_claim_and_an_empty_look_are_one_statement_each() {
 #[tokio::test]
 async fn an_empty_look_waits_for_the_first_refused_message_to_fall_due() {
     let d = dispatcher("claim_statements_due").await;
-    queue(&d.pool, Some(Duration::from_millis(400))).await;
+    // Due in 900 ms: longer than the setup takes on a busy machine, and
+    // under the dispatcher's longest wait (1 s), so the wait says when.
+    queue(&d.pool, Some(Duration::from_millis(900))).await;
     queue(&d.pool, Some(Duration::from_secs(60))).await;
     let (claimed, ran) = look(&d).await;
     let Claimed::Wait(wait) = claimed else {
         panic!("nothing is due yet");
     };
     assert!(
-        wait > Duration::from_millis(100) && wait <= Duration::from_millis(400),
+        wait > Duration::from_millis(100) && wait <= Duration::from_millis(900),
         "until the first falls due: {wait:?}"
     );
     assert_eq!(ran.total(), 1, "one statement claims and says when:\n{ran}");

@@ -132,10 +132,23 @@ async fn create_topics(
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-    let results = admin
-        .create_topics(&new, &opts)
-        .await
-        .with_context(|| "Failed to create topics (is the broker up? set KAFKA_BROKERS)")?;
+    // A broker still starting, or a busy one, can let the request time
+    // out; creating is idempotent (an existing topic is reported so), so
+    // it is asked again, three times in all.
+    let mut attempt = 1;
+    let results = loop {
+        match admin.create_topics(&new, &opts).await {
+            Err(rdkafka::error::KafkaError::AdminOp(rdkafka::types::RDKafkaErrorCode::OperationTimedOut))
+                if attempt < 3 =>
+            {
+                attempt += 1;
+            }
+            answer => {
+                break answer
+                    .with_context(|| "Failed to create topics (is the broker up? set KAFKA_BROKERS)")?
+            }
+        }
+    };
     let (mut created, mut existing) = (Vec::new(), 0);
     for result in results {
         match result {

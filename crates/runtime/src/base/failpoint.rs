@@ -159,15 +159,22 @@ mod tests {
     }
 
     /// What an unarmed failpoint costs in this build (printed with
-    /// `--nocapture`); a loose bound, far above a load and a compare.
+    /// `--nocapture`); a loose bound, far above a load and a compare, on
+    /// the fastest of 20 rounds, so a busy machine (the suite runs several
+    /// binaries at once) slows some rounds and not the verdict.
     #[test]
     fn an_unarmed_failpoint_costs_next_to_nothing() {
-        const N: u32 = 10_000_000;
-        let started = std::time::Instant::now();
-        for _ in 0..N {
-            hit(std::hint::black_box(RELAY_ACKED));
-        }
-        let per = started.elapsed() / N;
+        const N: u32 = 500_000;
+        let per = (0..20)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                for _ in 0..N {
+                    hit(std::hint::black_box(RELAY_ACKED));
+                }
+                started.elapsed() / N
+            })
+            .min()
+            .expect("20 rounds");
         eprintln!("an unarmed failpoint: {per:?} a hit (failpoints compiled: {COMPILED})");
         assert!(per < std::time::Duration::from_nanos(100), "{per:?}");
     }
