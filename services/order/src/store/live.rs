@@ -19,20 +19,21 @@ pub async fn newest(conn: &mut PgConnection) -> Result<Option<(i64, i64)>, sqlx:
     .await
 }
 
-/// Up to `limit` settled events after `(tx, at)`, each as its position,
-/// order id and its order's customer ('' when the order has no view).
-pub async fn settled_after(
+/// Up to `limit` committed events after `(tx, at)`, each as its position,
+/// order id, its order's customer ('' when the order has no view) and
+/// whether it is settled (settled ones sort first).
+pub async fn committed_after(
     conn: &mut PgConnection,
     (tx, at): (i64, i64),
     limit: i64,
-) -> Result<Vec<(i64, i64, String, String)>, sqlx::Error> {
+) -> Result<Vec<(i64, i64, String, String, bool)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT e.tx::text::bigint, e.global_position, e.order_id, coalesce(v.customer_id, '')
+        "SELECT e.tx::text::bigint, e.global_position, e.order_id, coalesce(v.customer_id, ''),
+                e.tx < pg_snapshot_xmin(pg_current_snapshot())
          FROM events e
          LEFT JOIN order_view v
            ON v.order_id = CASE WHEN e.order_id ~ '^[0-9a-fA-F-]{36}$' THEN e.order_id::uuid END
          WHERE (e.tx, e.global_position) > ($1::bigint::text::xid8, $2)
-           AND e.tx < pg_snapshot_xmin(pg_current_snapshot())
          ORDER BY e.tx, e.global_position LIMIT $3",
     )
     .bind(tx)

@@ -96,9 +96,15 @@ impl Poller<'_> {
             return Ok(());
         };
         loop {
-            let rows = crate::store::live::settled_after(conn, at, BATCH).await?;
+            // Every committed event is announced, settled or not: one
+            // order's stream reads by version, which needs no settling (a
+            // customer's stream waits for it itself). The position moves
+            // over settled events only, so one whose transaction commits
+            // late is still read; an unsettled one is announced again at
+            // each look until it settles.
+            let rows = crate::store::live::committed_after(conn, at, BATCH).await?;
             let mut told = HashSet::new();
-            for (_, _, order_id, customer_id) in &rows {
+            for (_, _, order_id, customer_id, _) in &rows {
                 if told.insert((order_id, customer_id)) {
                     let _ = changes.send(Change::Appended {
                         order_id: order_id.clone(),
@@ -106,11 +112,12 @@ impl Poller<'_> {
                     });
                 }
             }
-            if let Some((tx, position, _, _)) = rows.last() {
+            let before = at;
+            if let Some((tx, position, ..)) = rows.iter().take_while(|r| r.4).last() {
                 at = (*tx, *position);
                 self.at = Some(at);
             }
-            if (rows.len() as i64) < BATCH {
+            if (rows.len() as i64) < BATCH || at == before {
                 return Ok(());
             }
         }
