@@ -168,35 +168,42 @@ impl<H: Handler> Applier<H> {
 
 type Recorded = (bool, Vec<uuid::Uuid>, Vec<String>, Vec<i64>, Vec<Vec<u8>>);
 
+/// The part both inbox statements share: the parked check (`parked_key`)
+/// and the inbox rows written (`recorded`).
+macro_rules! parked_and_recorded {
+    () => {
+        "WITH parked_key AS (
+             SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
+         ), recorded AS (
+             INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
+             SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
+             WHERE NOT EXISTS (SELECT 1 FROM parked_key)
+             ON CONFLICT DO NOTHING RETURNING event_id
+         )"
+    };
+}
+
 /// The inbox statement: the parked check and the new ids.
-const RECORD: &str = "WITH parked_key AS (
-         SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
-     ), recorded AS (
-         INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
-         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
-         WHERE NOT EXISTS (SELECT 1 FROM parked_key)
-         ON CONFLICT DO NOTHING RETURNING event_id
-     )
+const RECORD: &str = concat!(
+    parked_and_recorded!(),
+    "
      SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded),
-            $7::text[], '{}'::bigint[], '{}'::bytea[]";
+            $7::text[], '{}'::bigint[], '{}'::bytea[]"
+);
 
 /// [`RECORD`], and the events of the streams `$7`, in stream and version
 /// order.
-const RECORD_AND_READ: &str = "WITH parked_key AS (
-         SELECT 1 FROM parked WHERE consumer = $1 AND message_key = ANY($6) LIMIT 1 FOR SHARE
-     ), recorded AS (
-         INSERT INTO inbox (consumer, event_id, topic, partition, \"offset\")
-         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bigint[])
-         WHERE NOT EXISTS (SELECT 1 FROM parked_key)
-         ON CONFLICT DO NOTHING RETURNING event_id
-     ), stored AS (
+const RECORD_AND_READ: &str = concat!(
+    parked_and_recorded!(),
+    ", stored AS (
          SELECT stream_id, version, envelope FROM events
          WHERE stream_id = ANY($7) AND NOT EXISTS (SELECT 1 FROM parked_key)
      )
      SELECT EXISTS (SELECT 1 FROM parked_key), array(SELECT event_id FROM recorded),
             array(SELECT stream_id FROM stored ORDER BY stream_id, version),
             array(SELECT version FROM stored ORDER BY stream_id, version),
-            array(SELECT envelope FROM stored ORDER BY stream_id, version)";
+            array(SELECT envelope FROM stored ORDER BY stream_id, version)"
+);
 
 /// Each of `streams` with its events as [`RECORD_AND_READ`] returned them
 /// (a stream with none is new, and read as such).
