@@ -35,6 +35,7 @@ impl v1::envelope::Payload {
             P::PaymentVoided(_) => "PaymentVoided",
             P::PaymentRetryRequested(_) => "PaymentRetryRequested",
             P::PaymentDelayed(_) => "PaymentDelayed",
+            P::OrderEscalated(_) => "OrderEscalated",
         }
     }
 
@@ -80,5 +81,6 @@ pub fn every_payload() -> Vec<v1::envelope::Payload> {
         P::PaymentVoided(Default::default()),
         P::PaymentRetryRequested(Default::default()),
         P::PaymentDelayed(Default::default()),
+        P::OrderEscalated(Default::default()),
     ]
 }

@@ -55,7 +55,8 @@ impl Stage {
             | Payload::StockReleased(_)
             | Payload::StockUnavailable(_)
             | Payload::PaymentRetryRequested(_)
-            | Payload::PaymentDelayed(_) => return None,
+            | Payload::PaymentDelayed(_)
+            | Payload::OrderEscalated(_) => return None,
         })
     }
 

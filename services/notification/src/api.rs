@@ -170,9 +170,9 @@ struct Messages {
 struct Message {
     notification_id: Uuid,
     order_id: Uuid,
-    /// What it tells: order_created, payment_confirmed, payment_failed, payment_delayed, ready_for_shipment, shipped or order_cancelled.
+    /// What it tells: order_created, payment_confirmed, payment_failed, payment_delayed, order_delayed, ready_for_shipment, shipped or order_cancelled.
     #[schema(
-        pattern = "^(order_created|payment_confirmed|payment_failed|payment_delayed|ready_for_shipment|shipped|order_cancelled)$"
+        pattern = "^(order_created|payment_confirmed|payment_failed|payment_delayed|order_delayed|ready_for_shipment|shipped|order_cancelled)$"
     )]
     template: String,
     /// The text as sent; null until sent.

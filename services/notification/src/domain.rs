@@ -72,6 +72,8 @@ pub enum Template {
     Shipped,
     OrderCancelled,
     PaymentDelayed,
+    /// The order waited in a stage past that stage's deadline (`OrderEscalated`).
+    OrderDelayed,
 }
 
 impl Template {
@@ -85,6 +87,7 @@ impl Template {
             Template::Shipped => "shipped",
             Template::OrderCancelled => "order_cancelled",
             Template::PaymentDelayed => "payment_delayed",
+            Template::OrderDelayed => "order_delayed",
         }
     }
 
@@ -105,6 +108,9 @@ impl Template {
                 Template::Shipped,
                 Template::OrderCancelled,
             ],
+            // Told once per stage an order is escalated in; once it shipped
+            // or was cancelled, a delay still queued would mislead.
+            Template::OrderDelayed => &[Template::Shipped, Template::OrderCancelled],
             Template::OrderCreated
             | Template::PaymentFailed
             | Template::Shipped
@@ -127,7 +133,8 @@ impl Template {
             | Template::PaymentConfirmed
             | Template::PaymentFailed
             | Template::OrderCancelled
-            | Template::PaymentDelayed => None,
+            | Template::PaymentDelayed
+            | Template::OrderDelayed => None,
         }
     }
 
@@ -145,6 +152,9 @@ impl Template {
             Template::PaymentDelayed => format!(
                 "Payment is delayed: order {number} is saved and will go ahead as soon as payment answers."
             ),
+            Template::OrderDelayed => format!(
+                "Order {number} is taking longer than usual. We are looking into it and will keep you posted."
+            ),
         }
     }
 }
@@ -159,6 +169,7 @@ pub fn template_for(event: &Payload) -> Option<Template> {
         Payload::OrderShipped(_) | Payload::OrderShippedV2(_) => Some(Template::Shipped),
         Payload::OrderCancelled(_) => Some(Template::OrderCancelled),
         Payload::PaymentDelayed(_) => Some(Template::PaymentDelayed),
+        Payload::OrderEscalated(_) => Some(Template::OrderDelayed),
         _ => None,
     }
 }
@@ -177,7 +188,7 @@ pub fn render(name: &str, number: &str) -> String {
 /// Longest a message waits for the one it follows ([`Template::follows`]).
 pub const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub const ALL: [Template; 7] = [
+pub const ALL: [Template; 8] = [
     Template::OrderCreated,
     Template::PaymentConfirmed,
     Template::PaymentFailed,
@@ -185,6 +196,7 @@ pub const ALL: [Template; 7] = [
     Template::Shipped,
     Template::OrderCancelled,
     Template::PaymentDelayed,
+    Template::OrderDelayed,
 ];
 
 /// What the dispatcher does with a message the channel refuses: try it
@@ -265,7 +277,8 @@ mod tests {
             [
                 Template::PaymentConfirmed,
                 Template::ReadyForShipment,
-                Template::PaymentDelayed
+                Template::PaymentDelayed,
+                Template::OrderDelayed
             ]
         );
     }

@@ -40,6 +40,7 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::PaymentRetryRequested(_)
         | Payload::OrderCancelled(_)
         | Payload::PaymentDelayed(_)
+        | Payload::OrderEscalated(_)
         | Payload::PaymentAuthorized(_)
         | Payload::PaymentFailed(_)
         | Payload::PaymentVoided(_)

@@ -56,6 +56,7 @@ impl App {
         let deadlines = Deadlines {
             orders: orders.clone(),
             delay_notice: self.config.payment_delay_notice,
+            stages: self.config.stage_deadlines,
             tick: self.config.deadline_tick,
         };
         tasks.extend(self.base.workers(1, deadlines, Deadlines::run));
@@ -87,10 +88,20 @@ impl App {
             "Orders PLACED, PAID or READY_FOR_SHIPMENT unchanged for longer than ORDER_STUCK_AFTER_MS, by status (the service they wait on is down or losing work)",
             &["status"],
         );
+        let escalated = omnisaga_runtime::metrics::gauge_vec(
+            "omnisaga_sagas_escalated",
+            "Orders escalated at their stage's deadline (ORDER_PLACED_DEADLINE_MS, ORDER_PAID_DEADLINE_MS, ORDER_READY_FOR_SHIPMENT_DEADLINE_MS) and still waiting in it, by status",
+            &["status"],
+        );
         let stuck_after = self.config.stuck_after;
         self.base.on_scrape(Arc::new(move |pool| {
-            let (gauge, stuck) = (past_deadline.clone(), stuck.clone());
+            let (gauge, stuck, escalated) = (past_deadline.clone(), stuck.clone(), escalated.clone());
             Box::pin(async move {
+                if let Ok(counts) = store::escalations::count(&pool).await {
+                    for (status, n) in counts {
+                        escalated.with_label_values(&[status.as_str()]).set(n);
+                    }
+                }
                 if let Ok(n) = store::count_past_payment_deadline(&pool).await {
                     gauge.with_label_values::<&str>(&[]).set(n);
                 }

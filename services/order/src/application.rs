@@ -110,19 +110,20 @@ impl Orders {
         let executor = self.executor();
         let key = order_id.to_string();
         let loaded = executor.load(tx, &key).await?;
-        let before = loaded.state.as_ref().map(|o| o.status);
+        let before = loaded.state.as_ref().map(|o| (o.status, o.escalated));
         let meta = match meta {
             Some(m) => m,
             None => own_meta(&loaded.history),
         };
         let done = executor.decide(tx, &key, loaded, cmd, cause, &meta).await?;
         let order = done.state.ok_or(OrderError::UnknownOrder)?;
-        if Some(order.status) != before || order.delay_noticed {
+        if Some((order.status, order.escalated)) != before || order.delay_noticed {
             crate::store::sync_view(
                 tx,
                 order_id,
                 order.status.as_str(),
                 order.delay_noticed,
+                order.escalated.map(|s| s.as_str()),
                 self.payment_deadline,
             )
             .await?;

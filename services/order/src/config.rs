@@ -59,6 +59,30 @@ pub struct Args {
         default_value_t = 1_800_000
     )]
     pub order_stuck_after_ms: u64,
+    /// An order `PLACED` this long (no payment answer) is escalated: the customer is told once it is delayed (`OrderEscalated`), it is listed escalated (`GET /v1/admin/orders?escalated=true`) and counted in `omnisaga_sagas_escalated{status}` (alert `SagaEscalated`). It is not cancelled: payment's answer still moves it on.
+    #[arg(
+        long,
+        env = "ORDER_PLACED_DEADLINE_MS",
+        value_name = "MS",
+        default_value_t = 1_800_000
+    )]
+    pub order_placed_deadline_ms: u64,
+    /// An order `PAID` this long (the warehouse has not packed it) is escalated as a `PLACED` one is; the warehouse's queued picks still complete it.
+    #[arg(
+        long,
+        env = "ORDER_PAID_DEADLINE_MS",
+        value_name = "MS",
+        default_value_t = 3_600_000
+    )]
+    pub order_paid_deadline_ms: u64,
+    /// An order `READY_FOR_SHIPMENT` this long (packed, not shipped) is escalated as a `PLACED` one is; its shipment still completes it.
+    #[arg(
+        long,
+        env = "ORDER_READY_FOR_SHIPMENT_DEADLINE_MS",
+        value_name = "MS",
+        default_value_t = 86_400_000
+    )]
+    pub order_ready_for_shipment_deadline_ms: u64,
     /// How often deadlines are checked (they are seconds to minutes long).
     #[arg(
         long,
@@ -127,6 +151,11 @@ impl ServiceArgs for Args {
             payment_deadline: Duration::from_millis(self.order_payment_deadline_ms),
             payment_delay_notice: Duration::from_millis(self.order_payment_delay_notice_ms),
             deadline_tick: Duration::from_millis(self.order_deadline_tick_ms),
+            stage_deadlines: StageDeadlines {
+                placed: Duration::from_millis(self.order_placed_deadline_ms),
+                paid: Duration::from_millis(self.order_paid_deadline_ms),
+                ready_for_shipment: Duration::from_millis(self.order_ready_for_shipment_deadline_ms),
+            },
             stuck_after: Duration::from_millis(self.order_stuck_after_ms),
             live: Live {
                 heartbeat: Duration::from_millis(self.order_events_heartbeat_ms.max(1)),
@@ -162,10 +191,46 @@ pub struct Config {
     pub payment_deadline: Duration,
     pub payment_delay_notice: Duration,
     pub deadline_tick: Duration,
+    /// When an order waiting in `PLACED`, `PAID` or `READY_FOR_SHIPMENT` is escalated.
+    pub stage_deadlines: StageDeadlines,
     /// An open order unchanged this long is stuck (`ORDER_STUCK_AFTER_MS`).
     pub stuck_after: Duration,
     /// Live order updates' settings (`ORDER_EVENTS_*`).
     pub live: Live,
+}
+
+/// How long an order may wait in each stage that waits on another
+/// service before it is escalated (`ORDER_*_DEADLINE_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageDeadlines {
+    /// In `PLACED`, since it was placed: no payment answer.
+    pub placed: Duration,
+    /// In `PAID`, since it was paid: not packed.
+    pub paid: Duration,
+    /// In `READY_FOR_SHIPMENT`, since it was packed: not shipped.
+    pub ready_for_shipment: Duration,
+}
+
+impl Default for StageDeadlines {
+    fn default() -> Self {
+        Self {
+            placed: Duration::from_secs(1800),
+            paid: Duration::from_secs(3600),
+            ready_for_shipment: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl StageDeadlines {
+    /// The deadline of the stage `status` names, if it has one of these.
+    pub fn of(&self, status: &str) -> Option<Duration> {
+        match status {
+            "PLACED" => Some(self.placed),
+            "PAID" => Some(self.paid),
+            "READY_FOR_SHIPMENT" => Some(self.ready_for_shipment),
+            _ => None,
+        }
+    }
 }
 
 /// The settings of the live order update streams.
@@ -215,6 +280,7 @@ impl Config {
             payment_deadline: Duration::from_secs(900),
             payment_delay_notice: Duration::from_secs(60),
             deadline_tick: Duration::from_millis(250),
+            stage_deadlines: StageDeadlines::default(),
             stuck_after: Duration::from_secs(1800),
             live: Live::default(),
         }

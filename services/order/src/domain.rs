@@ -6,14 +6,16 @@
 
 use omnisaga_proto::{
     v1::{
-        Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderPlaced, OrderReadyForShipment,
-        PaymentAuthorized, PaymentDelayed, PaymentFailed, PaymentRetryRequested, PaymentVoided,
-        PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
+        Address, Channel, Customer, LineItem, Money, OrderCancelled, OrderEscalated, OrderPlaced,
+        OrderReadyForShipment, PaymentAuthorized, PaymentDelayed, PaymentFailed, PaymentRetryRequested,
+        PaymentVoided, PickTaskCreated, StockReleased, StockReserved, StockUnavailable,
     },
     v2::OrderShipped,
 };
 use omnisaga_runtime::aggregate::Decider;
 
+#[cfg(test)]
+mod escalation_tests;
 #[cfg(test)]
 mod proptests;
 
@@ -28,6 +30,7 @@ pub enum Event {
     OrderCancelled(OrderCancelled),
     PaymentRetryRequested(PaymentRetryRequested),
     PaymentDelayed(PaymentDelayed),
+    OrderEscalated(OrderEscalated),
     // Payment's facts.
     PaymentAuthorized(PaymentAuthorized),
     PaymentFailed(PaymentFailed),
@@ -51,6 +54,7 @@ impl Event {
             Event::OrderCancelled(_) => "OrderCancelled",
             Event::PaymentRetryRequested(_) => "PaymentRetryRequested",
             Event::PaymentDelayed(_) => "PaymentDelayed",
+            Event::OrderEscalated(_) => "OrderEscalated",
             Event::PaymentAuthorized(_) => "PaymentAuthorized",
             Event::PaymentFailed(_) => "PaymentFailed",
             Event::PaymentVoided(_) => "PaymentVoided",
@@ -70,7 +74,8 @@ impl Event {
             Event::OrderPlaced(_)
             | Event::OrderCancelled(_)
             | Event::PaymentRetryRequested(_)
-            | Event::PaymentDelayed(_) => true,
+            | Event::PaymentDelayed(_)
+            | Event::OrderEscalated(_) => true,
             Event::PaymentAuthorized(_)
             | Event::PaymentFailed(_)
             | Event::PaymentVoided(_)
@@ -126,7 +131,30 @@ impl Status {
             Status::Cancelled => "CANCELLED",
         }
     }
+
+    /// The status `s` names, as [`Status::as_str`] spells it.
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Placed,
+            Status::AwaitingPayment,
+            Status::Paid,
+            Status::ReadyForShipment,
+            Status::Shipped,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
 }
+
+/// The stages that wait on news another service owes and end, at their
+/// deadline, in an escalation rather than a cancellation: nothing is lost
+/// by waiting there (payment's answer, the warehouse's packed and shipped
+/// news come late but come), and the business keeps such orders (SPEC:
+/// "when payment comes back every pending order completes"; a queued pick
+/// "completes later"). `AWAITING_PAYMENT` has its payment deadline, which
+/// cancels.
+pub const ESCALATED_STAGES: [Status; 3] = [Status::Placed, Status::Paid, Status::ReadyForShipment];
 
 /// The folded state of one order stream; `None` before `OrderPlaced`.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +166,9 @@ pub struct Order {
     /// A retry was requested and payment has not answered it yet.
     pub retry_pending: bool,
     pub delay_noticed: bool,
+    /// The stage it was last escalated in ([`Command::Escalate`]); the
+    /// order waits there still while it equals `status`.
+    pub escalated: Option<Status>,
     pub cancel_reason: Option<String>,
 }
 
@@ -173,6 +204,13 @@ pub enum Command {
     NoticePaymentDelay {
         waited_ms: i64,
     },
+    /// The order waited in `stage` past that stage's deadline: escalate it
+    /// (the customer told once, an operator alerted). Refused when it moved
+    /// on meanwhile or was escalated in that stage already.
+    Escalate {
+        stage: Status,
+        waited_ms: i64,
+    },
 }
 
 /// Why an order was cancelled when its payment deadline passed.
@@ -200,6 +238,10 @@ pub enum OrderError {
     TooLateToCancel(&'static str),
     #[error("nothing to tell: the order is not waiting for payment")]
     NotWaitingForPayment,
+    #[error("nothing to escalate: the order is {1}, not waiting in {0}")]
+    NotWaitingIn(&'static str, &'static str),
+    #[error("the order was escalated in {0} already")]
+    AlreadyEscalated(&'static str),
 }
 
 /// Decides which events a command produces.
@@ -242,8 +284,26 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Event>, OrderEr
                 waited_ms,
             })])
         }
+        (order, Command::Escalate { stage, waited_ms }) => escalate(order, stage, waited_ms),
         (_, Command::Place(_)) => Err(OrderError::AlreadyPlaced),
     }
+}
+
+/// An escalation of `order` in `stage`, once per stage and only while it is
+/// there: a fact that moved it on first (recorded in the same stream, so
+/// one of the two commits first) leaves nothing to escalate.
+fn escalate(order: &Order, stage: Status, waited_ms: i64) -> Result<Vec<Event>, OrderError> {
+    if order.status != stage || !ESCALATED_STAGES.contains(&stage) {
+        return Err(OrderError::NotWaitingIn(stage.as_str(), order.status.as_str()));
+    }
+    if order.escalated == Some(stage) {
+        return Err(OrderError::AlreadyEscalated(stage.as_str()));
+    }
+    Ok(vec![Event::OrderEscalated(OrderEscalated {
+        order_id: order.placed.order_id.clone(),
+        status: stage.as_str().to_owned(),
+        waited_ms,
+    })])
 }
 
 fn place(p: PlaceOrder) -> Result<Vec<Event>, OrderError> {
@@ -297,6 +357,7 @@ pub fn evolve(state: Option<Order>, event: &Event) -> Option<Order> {
             attempts: 0,
             retry_pending: false,
             delay_noticed: false,
+            escalated: None,
             cancel_reason: None,
         }),
         (None, _) => None,
@@ -319,6 +380,10 @@ pub fn evolve(state: Option<Order>, event: &Event) -> Option<Order> {
                 }
                 Event::PaymentDelayed(_) => {
                     order.delay_noticed = true;
+                    None
+                }
+                Event::OrderEscalated(e) => {
+                    order.escalated = Status::parse(&e.status);
                     None
                 }
                 Event::OrderReadyForShipment(_) => Some(Status::ReadyForShipment),

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+pub mod escalations;
 pub mod find;
 pub mod live;
 
@@ -217,26 +218,31 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
 }
 
 /// Keeps the order view in step with the order: its status, whether the
-/// customer was told of a payment delay, and, once the order awaits
-/// payment, its payment deadline `deadline` from now (set once).
+/// customer was told of a payment delay, the stage it was last escalated
+/// in (and when), and, once the order awaits payment, its payment deadline
+/// `deadline` from now (set once). One statement, as before escalations.
 pub async fn sync_view(
     tx: &mut PgConnection,
     order_id: Uuid,
     status: &str,
     delay_noticed: bool,
+    escalated: Option<&str>,
     deadline: std::time::Duration,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE order_view SET status = $2, updated_at = now(), delay_noticed = $3,
                 payment_deadline_at = CASE WHEN $2 = 'AWAITING_PAYMENT'
                     THEN coalesce(payment_deadline_at, now() + $4 * interval '1 millisecond')
-                    ELSE payment_deadline_at END
+                    ELSE payment_deadline_at END,
+                escalated_status = $5,
+                escalated_at = CASE WHEN $5::text IS DISTINCT FROM escalated_status THEN now() ELSE escalated_at END
          WHERE order_id = $1",
     )
     .bind(order_id)
     .bind(status)
     .bind(delay_noticed)
     .bind(deadline.as_millis() as f64)
+    .bind(escalated)
     .execute(tx)
     .await?;
     Ok(())

@@ -69,6 +69,7 @@ pub fn without_personal_data(payload: &mut Payload) {
         // decided here before it compiles.
         Payload::OrderCancelled(_)
         | Payload::PaymentDelayed(_)
+        | Payload::OrderEscalated(_)
         | Payload::PaymentAuthorized(_)
         | Payload::PaymentFailed(_)
         | Payload::PaymentVoided(_)
@@ -93,6 +94,7 @@ pub fn event(payload: &Payload) -> Option<Event> {
         Payload::OrderCancelled(e) => Some(Event::OrderCancelled(e.clone())),
         Payload::PaymentRetryRequested(e) => Some(Event::PaymentRetryRequested(e.clone())),
         Payload::PaymentDelayed(e) => Some(Event::PaymentDelayed(e.clone())),
+        Payload::OrderEscalated(e) => Some(Event::OrderEscalated(e.clone())),
         Payload::PaymentAuthorized(e) => Some(Event::PaymentAuthorized(e.clone())),
         Payload::PaymentFailed(e) => Some(Event::PaymentFailed(e.clone())),
         Payload::PaymentVoided(e) => Some(Event::PaymentVoided(e.clone())),
@@ -115,6 +117,7 @@ pub fn payload(event: &Event) -> Payload {
         Event::OrderCancelled(e) => Payload::OrderCancelled(e.clone()),
         Event::PaymentRetryRequested(e) => Payload::PaymentRetryRequested(e.clone()),
         Event::PaymentDelayed(e) => Payload::PaymentDelayed(e.clone()),
+        Event::OrderEscalated(e) => Payload::OrderEscalated(e.clone()),
         Event::PaymentAuthorized(e) => Payload::PaymentAuthorized(e.clone()),
         Event::PaymentFailed(e) => Payload::PaymentFailed(e.clone()),
         Event::PaymentVoided(e) => Payload::PaymentVoided(e.clone()),
@@ -140,6 +143,7 @@ mod tests {
             Event::OrderCancelled(Default::default()),
             Event::PaymentRetryRequested(Default::default()),
             Event::PaymentDelayed(Default::default()),
+            Event::OrderEscalated(Default::default()),
             Event::PaymentAuthorized(Default::default()),
             Event::PaymentFailed(Default::default()),
             Event::PaymentVoided(Default::default()),

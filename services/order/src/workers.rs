@@ -1,8 +1,13 @@
 //! Saga deadlines, looked for every `tick`: an order that still awaits
 //! payment when its payment deadline passes is cancelled (its compensations
-//! follow from `OrderCancelled`), and a customer whose order has had no
+//! follow from `OrderCancelled`), a customer whose order has had no
 //! payment answer for longer than the notice period is told payment is
-//! delayed. It is the runtime's durable-work loop (`work::run`) over the
+//! delayed, and an order left in `PLACED`, `PAID` or `READY_FOR_SHIPMENT`
+//! past its stage's deadline is escalated (`OrderEscalated`: the customer
+//! told once, the order listed escalated, the gauge behind `SagaEscalated`).
+//! An escalation and the news it waited for meet in the order's stream:
+//! whichever commits first wins, the other is refused (news recorded first
+//! leaves nothing to escalate) or simply recorded after it. It is the runtime's durable-work loop (`work::run`) over the
 //! order view, like every other worker: one look finds both, the
 //! cancellations are made first (a notice for an order cancelled meanwhile
 //! is refused by the order and left).
@@ -21,7 +26,8 @@ use uuid::Uuid;
 
 use crate::{
     application::{CommandError, Orders},
-    domain::{Command, PAYMENT_DEADLINE_PASSED},
+    config::StageDeadlines,
+    domain::{Command, Status, PAYMENT_DEADLINE_PASSED},
     store as db,
 };
 
@@ -32,6 +38,8 @@ const BATCH: i64 = 100;
 pub struct Deadlines {
     pub orders: Orders,
     pub delay_notice: Duration,
+    /// When an order waiting on another service is escalated.
+    pub stages: StageDeadlines,
     pub tick: Duration,
 }
 
@@ -41,6 +49,8 @@ pub struct Due {
     cancellations: Vec<(Uuid, Option<String>)>,
     /// Orders waiting for a payment answer past the notice period: how long.
     notices: Vec<(Uuid, i64, Option<String>)>,
+    /// Orders past their stage's deadline, not yet escalated there.
+    escalations: Vec<db::escalations::DueEscalation>,
 }
 
 impl Deadlines {
@@ -85,13 +95,15 @@ impl Worker for Deadlines {
     async fn claim(&self) -> Result<Claimed<Due>> {
         let cancellations = db::past_payment_deadline(&self.orders.pool, BATCH).await?;
         let notices = db::payment_delayed(&self.orders.pool, self.delay_notice, BATCH).await?;
-        if cancellations.is_empty() && notices.is_empty() {
+        let escalations = db::escalations::due(&self.orders.pool, &self.stages, BATCH).await?;
+        if cancellations.is_empty() && notices.is_empty() && escalations.is_empty() {
             return Ok(Claimed::Wait(self.tick));
         }
         Ok(Claimed::Work {
             work: Due {
                 cancellations,
                 notices,
+                escalations,
             },
             then: Then::Wait(self.tick),
         })
@@ -120,6 +132,21 @@ impl Worker for Deadlines {
             let cmd = Command::NoticePaymentDelay { waited_ms };
             if self.execute(order_id, cmd, span.clone(), traceparent).await? {
                 span.in_scope(|| tracing::info!(waited_ms, "payment delayed, customer told"));
+            }
+        }
+        for (order_id, status, waited_ms, traceparent) in due.escalations {
+            let Some(stage) = Status::parse(&status) else {
+                continue;
+            };
+            let span = tracing::info_span!(
+                "stage deadline",
+                order.id = %order_id,
+                order.status = %status,
+                omnisaga.db.statement_count = tracing::field::Empty,
+            );
+            let cmd = Command::Escalate { stage, waited_ms };
+            if self.execute(order_id, cmd, span.clone(), traceparent).await? {
+                span.in_scope(|| tracing::warn!(waited_ms, "stage deadline passed, order escalated"));
             }
         }
         Ok(())

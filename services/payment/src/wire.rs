@@ -53,7 +53,8 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::OrderShipped(_)
         | Payload::OrderShippedV2(_)
         | Payload::NotificationSent(_)
-        | Payload::PaymentDelayed(_) => None,
+        | Payload::PaymentDelayed(_)
+        | Payload::OrderEscalated(_) => None,
     }
 }
 

@@ -63,6 +63,7 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::PaymentVoided(_)
         | Payload::PaymentRetryRequested(_)
         | Payload::PaymentDelayed(_)
+        | Payload::OrderEscalated(_)
         | Payload::NotificationSent(_) => None,
     }
 }

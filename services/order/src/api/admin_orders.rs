@@ -56,6 +56,8 @@ pub(super) struct FindQuery {
     placed_before: Option<DateTime<Utc>>,
     /// Only orders past their stage's limit (true), as the stuck-saga alerts count them.
     stuck: Option<bool>,
+    /// Only orders escalated at their stage's deadline and still waiting in that stage (true).
+    escalated: Option<bool>,
     /// Orders per page, 1 to 100 (20).
     #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
@@ -80,6 +82,8 @@ pub(super) struct AdminOrder {
     customer_id: String,
     /// When the order service acts on the order if nothing else happens first, earliest first; empty once it is finished.
     deadlines: Vec<Deadline>,
+    /// Escalated at its stage's deadline and still waiting in that stage: the customer was told it is delayed, omnisaga_sagas_escalated counts it.
+    escalated: bool,
     order_id: Uuid,
     order_number: String,
     placed_at: DateTime<Utc>,
@@ -97,7 +101,7 @@ pub(super) struct AdminOrder {
 pub(super) struct Deadline {
     /// When; in the past when it is overdue.
     at: DateTime<Utc>,
-    /// payment_deadline, payment_delay_notice or stuck.
+    /// payment_deadline, payment_delay_notice, escalation or stuck.
     kind: &'static str,
     /// What happens then.
     then: &'static str,
@@ -110,7 +114,7 @@ pub(super) struct Deadline {
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "a page of orders", body = AdminOrderList),
-        (status = 400, description = "bad_request: a time that is not RFC 3339, stuck not true or false, an unknown parameter", body = ErrorBody),
+        (status = 400, description = "bad_request: a time that is not RFC 3339, stuck or escalated not true or false, an unknown parameter", body = ErrorBody),
         (status = 422, description = "validation_failed (details.fields): an unknown status or channel, limit out of range, a cursor this API did not return", body = ErrorBody),
     ))]
 pub(super) async fn find_orders(
@@ -151,6 +155,7 @@ pub(super) async fn find_orders(
         placed_after: q.placed_after,
         placed_before: q.placed_before,
         stuck: q.stuck.unwrap_or(false),
+        escalated: q.escalated.unwrap_or(false),
     };
     let mut rows = find::find(
         &s.pool,
@@ -195,6 +200,7 @@ impl AdminOrder {
     fn of(r: FoundOrder, config: &Config) -> Self {
         Self {
             deadlines: deadlines(&r, config),
+            escalated: r.escalated_status.as_deref() == Some(r.status.as_str()),
             channel: r.channel,
             customer_id: r.customer_id,
             order_id: r.order_id,
@@ -210,7 +216,7 @@ impl AdminOrder {
 
 /// When the order service acts on `r` by itself, earliest first: the
 /// payment deadline (it cancels), the delay notice (it tells the
-/// customer), the stuck limit (the gauge counts it, the alert follows).
+/// customer), the stage's deadline (it escalates), the stuck limit (the gauge counts it, the alert follows).
 fn deadlines(r: &FoundOrder, config: &Config) -> Vec<Deadline> {
     let after = |d: std::time::Duration, from: DateTime<Utc>| {
         chrono::Duration::from_std(d)
@@ -235,6 +241,21 @@ fn deadlines(r: &FoundOrder, config: &Config) -> Vec<Deadline> {
                     after(config.payment_delay_notice, r.created_at),
                     "payment_delay_notice",
                     "the customer is told payment is delayed",
+                );
+            }
+            if r.escalated_status.as_deref() != Some(r.status.as_str()) {
+                let since = if r.status == "PLACED" {
+                    r.created_at
+                } else {
+                    r.updated_at
+                };
+                push(
+                    config
+                        .stage_deadlines
+                        .of(&r.status)
+                        .and_then(|d| after(d, since)),
+                    "escalation",
+                    "the order service escalates the order (OrderEscalated): the customer is told once it is delayed, it is listed escalated and counted in omnisaga_sagas_escalated (alert SagaEscalated); it is not cancelled",
                 );
             }
             push(

@@ -253,6 +253,8 @@ pub(super) struct OrderResponse {
     /// mobile, web, pos, marketplace or unspecified.
     pub channel: &'static str,
     pub customer_id: Option<String>,
+    /// Waiting in its status past that stage's deadline: the customer was told it is delayed and operators were alerted; it goes on when the news it waits for comes.
+    pub escalated: bool,
     /// ISO 8601 date.
     #[schema(format = Date)]
     pub estimated_delivery: String,
@@ -332,6 +334,7 @@ impl OrderResponse {
         Self {
             channel: channel_name(p.channel),
             customer_id: p.customer.as_ref().map(|c| c.customer_id.clone()),
+            escalated: order.escalated == Some(order.status),
             estimated_delivery: p.estimated_delivery.clone(),
             items: p.items.iter().map(OrderItem::from).collect(),
             order_id: p.order_id.clone(),
@@ -423,6 +426,7 @@ mod tests {
             attempts: 2,
             retry_pending: false,
             delay_noticed: false,
+            escalated: None,
             cancel_reason: cancel_reason.map(str::to_owned),
         }
     }
@@ -549,6 +553,7 @@ mod tests {
                 "customer_id": p.customer.as_ref().map(|c| c.customer_id.clone()),
                 "channel": channel_name(p.channel),
                 "status": o.status.as_str(),
+                "escalated": false,
                 "items": items,
                 "total": money_json(&p.total),
                 "estimated_delivery": p.estimated_delivery,

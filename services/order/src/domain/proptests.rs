@@ -73,6 +73,10 @@ fn fact() -> impl Strategy<Value = Event> {
         Just(Event::OrderCancelled(OrderCancelled::default())),
         Just(Event::PaymentRetryRequested(PaymentRetryRequested::default())),
         Just(Event::PaymentDelayed(PaymentDelayed::default())),
+        Just(Event::OrderEscalated(OrderEscalated {
+            status: "PAID".into(),
+            ..Default::default()
+        })),
     ]
 }
 
@@ -84,6 +88,8 @@ fn command() -> impl Strategy<Value = Command> {
         1 => prop::sample::select(vec!["customer_request", PAYMENT_DEADLINE_PASSED])
             .prop_map(|reason| Command::Cancel { reason: reason.into() }),
         1 => (0i64..100_000).prop_map(|waited_ms| Command::NoticePaymentDelay { waited_ms }),
+        1 => (prop::sample::select(ESCALATED_STAGES.to_vec()), 0i64..100_000)
+            .prop_map(|(stage, waited_ms)| Command::Escalate { stage, waited_ms }),
     ]
 }
 
@@ -146,6 +152,14 @@ fn check_decision(before: Option<&Order>, cmd: &Command, history: &[Event], deci
                 );
             }
             Event::PaymentDelayed(_) => assert_eq!(order.status, Status::Placed),
+            Event::OrderEscalated(e) => {
+                assert_eq!(
+                    e.status,
+                    order.status.as_str(),
+                    "escalated in the stage it waits in"
+                );
+                assert_ne!(order.escalated, Some(order.status), "once per stage");
+            }
             _ => {}
         }
     }

@@ -24,6 +24,9 @@ pub struct Filter {
     /// `omnisaga_sagas_past_deadline` and `omnisaga_sagas_stuck` count
     /// (`count_past_payment_deadline`, `count_stuck`).
     pub stuck: bool,
+    /// Only orders escalated at their stage's deadline and still waiting
+    /// in that stage (what `omnisaga_sagas_escalated` counts).
+    pub escalated: bool,
 }
 
 /// One order as the view keeps it.
@@ -38,13 +41,15 @@ pub struct FoundOrder {
     pub updated_at: DateTime<Utc>,
     pub payment_deadline_at: Option<DateTime<Utc>>,
     pub delay_noticed: bool,
+    /// The stage it was last escalated in, if any.
+    pub escalated_status: Option<String>,
     pub trace_id: Option<String>,
     /// Past its stage's limit now (the filter's `stuck`).
     pub stuck: bool,
 }
 
 const COLUMNS: &str = "SELECT order_id, order_number, customer_id, channel, status, created_at, updated_at,
-       payment_deadline_at, delay_noticed, trace_id, ";
+       payment_deadline_at, delay_noticed, escalated_status, trace_id, ";
 
 /// The SQL of "past its stage's limit", with `stuck_after` in milliseconds
 /// bound: the same conditions as the gauges' counts. Null for an order
@@ -101,6 +106,9 @@ pub async fn find(
     if filter.stuck {
         q.push(" AND ");
         push_stuck(&mut q, stuck_after);
+    }
+    if filter.escalated {
+        q.push(" AND status IN ('PLACED', 'PAID', 'READY_FOR_SHIPMENT') AND escalated_status = status");
     }
     if let Some(before) = before {
         q.push(" AND order_id < ").push_bind(before);

@@ -15,3 +15,4 @@ mod place_order;
 mod reconcile;
 mod rejects_bad_input;
 mod scopes;
+mod stage_deadlines;
