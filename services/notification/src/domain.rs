@@ -264,6 +264,11 @@ mod tests {
             template_for(&Payload::StockReserved(StockReserved::default())),
             None
         );
+        // An order escalated at a stage's deadline: the customer is told it is delayed.
+        assert_eq!(
+            template_for(&Payload::OrderEscalated(Default::default())),
+            Some(Template::OrderDelayed)
+        );
     }
 
     #[test]

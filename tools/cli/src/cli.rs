@@ -328,9 +328,12 @@ pub enum OrdersCommand {
     /// "Stuck" is what the SagaStuck and SagasStuckPastDeadline alerts
     /// count: awaiting payment past its deadline, or PLACED, PAID or
     /// READY_FOR_SHIPMENT unchanged for longer than ORDER_STUCK_AFTER_MS.
+    /// "Escalated" is what the SagaEscalated alert counts: waiting in
+    /// PLACED, PAID or READY_FOR_SHIPMENT past that stage's deadline.
     #[command(after_help = "Examples:
   omnisaga orders find --status PLACED --older-than 10m --channel pos
   omnisaga orders find --stuck
+  omnisaga orders find --escalated --status PAID
   omnisaga orders find --customer customer-1 --since 1d --limit 200 --json")]
     Find(FindArgs),
 }
@@ -355,6 +358,9 @@ pub struct FindArgs {
     /// Only orders past their stage's limit, as the stuck-saga alerts count them.
     #[arg(long)]
     pub stuck: bool,
+    /// Only orders escalated at their stage's deadline and still waiting there (alert SagaEscalated).
+    #[arg(long)]
+    pub escalated: bool,
     /// Most orders printed (pages of up to 100 are fetched until then).
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub limit: u32,
@@ -499,6 +505,7 @@ mod tests {
             "--channel",
             "pos",
             "--stuck",
+            "--escalated",
         ])
         .unwrap();
         let Command::Orders(OrdersCommand::Find(find)) = cli.command else {
@@ -506,7 +513,7 @@ mod tests {
         };
         assert_eq!(find.status.as_deref(), Some("PLACED"));
         assert_eq!(find.channel.as_deref(), Some("pos"));
-        assert!(find.stuck && find.older_than.is_some() && find.since.is_none());
+        assert!(find.stuck && find.escalated && find.older_than.is_some() && find.since.is_none());
         assert_eq!(find.limit, 50);
         assert!(parse(&["orders", "find", "--status", "STUCK"]).is_err());
         assert!(parse(&["orders", "find", "--older-than", "yesterday"]).is_err());

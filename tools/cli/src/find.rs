@@ -71,6 +71,9 @@ fn query(args: &FindArgs) -> Vec<(&'static str, String)> {
     if args.stuck {
         q.push(("stuck", "true".to_owned()));
     }
+    if args.escalated {
+        q.push(("escalated", "true".to_owned()));
+    }
     q
 }
 
@@ -84,7 +87,16 @@ fn print_table(items: &[Value], more: bool) {
         return;
     }
     let mut table = output::table([
-        "ORDER ID", "NUMBER", "STATUS", "CHANNEL", "CUSTOMER", "PLACED", "CHANGED", "STUCK", "DEADLINE",
+        "ORDER ID",
+        "NUMBER",
+        "STATUS",
+        "CHANNEL",
+        "CUSTOMER",
+        "PLACED",
+        "CHANGED",
+        "STUCK",
+        "ESCALATED",
+        "DEADLINE",
     ]);
     for o in items {
         let next = next_deadline(o, Utc::now());
@@ -97,6 +109,7 @@ fn print_table(items: &[Value], more: bool) {
             text(&o["placed_at"]),
             text(&o["updated_at"]),
             if o["stuck"] == true { "yes" } else { "no" }.to_owned(),
+            if o["escalated"] == true { "yes" } else { "no" }.to_owned(),
             next,
         ]);
     }

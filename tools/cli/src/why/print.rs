@@ -19,6 +19,12 @@ pub(super) fn print(w: &Why) {
             ""
         }
     );
+    if o["escalated"] == true {
+        println!(
+            "escalated: its stage's deadline passed in {}; the customer was told it is delayed, it goes on when the news comes",
+            text(&o["status"])
+        );
+    }
     match &w.waiting {
         None => println!("waits for: nothing, the order is finished"),
         Some(wait) => {
