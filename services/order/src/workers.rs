@@ -7,10 +7,11 @@
 //! told once, the order listed escalated, the gauge behind `SagaEscalated`).
 //! An escalation and the news it waited for meet in the order's stream:
 //! whichever commits first wins, the other is refused (news recorded first
-//! leaves nothing to escalate) or simply recorded after it. It is the runtime's durable-work loop (`work::run`) over the
-//! order view, like every other worker: one look finds both, the
-//! cancellations are made first (a notice for an order cancelled meanwhile
-//! is refused by the order and left).
+//! leaves nothing to escalate) or simply recorded after it. It is the
+//! runtime's durable-work loop (`work::run`) over the order view, like
+//! every other worker: one look finds all three, the cancellations are made
+//! first (a notice for an order cancelled meanwhile is refused by the order
+//! and left).
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use uuid::Uuid;
 use crate::{
     application::{CommandError, Orders},
     config::StageDeadlines,
-    domain::{Command, Status, PAYMENT_DEADLINE_PASSED},
+    domain::{Command, Status},
     store as db,
 };
 
@@ -116,9 +117,7 @@ impl Worker for Deadlines {
                 order.id = %order_id,
                 omnisaga.db.statement_count = tracing::field::Empty,
             );
-            let cmd = Command::Cancel {
-                reason: PAYMENT_DEADLINE_PASSED.into(),
-            };
+            let cmd = Command::PaymentDeadlinePassed;
             if self.execute(order_id, cmd, span.clone(), traceparent).await? {
                 span.in_scope(|| tracing::info!("payment deadline passed, order cancelled"));
             }
