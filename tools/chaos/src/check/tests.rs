@@ -256,9 +256,11 @@ fn i6_fails_when_a_later_offset_committed_first() {
 
 #[test]
 fn i6_leaves_out_a_dead_letter_applied_when_an_operator_resolved_it() {
-    let mut seen = Observations::default();
     // 4 was dead-lettered; 5 and 6 went on; 4 was replayed later.
-    seen.applied = vec![applied(4, 9), applied(5, 1), applied(6, 2)];
+    let mut seen = Observations {
+        applied: vec![applied(4, 9), applied(5, 1), applied(6, 2)],
+        ..Default::default()
+    };
     fails(&delivery::streams_in_order(&seen), "committed orders.v1[3]@5");
     seen.records.push(Record {
         dead_lettered: Some(("payment".into(), "orders.v1".into(), 3, 4)),
