@@ -77,6 +77,16 @@ async fn run(stack: &mut Stack) -> Result<()> {
     .await?;
     println!("dlq redrive all --dry-run:\n{dry:#}");
     ensure!(keys_at(&dry, "payment") == sorted(&held), "{dry}");
+    let out = omnisaga(
+        stack,
+        &[&["dlq", "redrive", "payment"][..], &filters, &["--dry-run"]].concat(),
+    )
+    .await?;
+    println!(
+        "dlq redrive payment --dry-run:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for order in &held {
         ensure!(
             !bench.letters("payment", order).await?.is_empty(),
