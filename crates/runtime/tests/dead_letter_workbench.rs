@@ -294,6 +294,7 @@ async fn a_redrive_replays_each_matching_key_in_its_order_holds_the_rest_and_a_d
         json!({"from": "2026-12-07T10:00:00Z", "to": "2026-12-07T09:00:00Z"}),
         json!({"limit": 0}),
         json!({"topic": "  "}),
+        json!({"event_type": "Order\u{0}Placed"}),
         json!({"event": "OrderPlaced"}),
         json!({"from": "yesterday"}),
     ] {

@@ -104,9 +104,13 @@ impl Filters {
     fn of(req: &RedriveRequest) -> Result<Self, ApiError> {
         let text = |name: &str, v: &Option<String>| -> Result<Option<String>, ApiError> {
             match v.as_deref() {
-                Some(t) if t.trim().is_empty() || t.chars().count() > 200 => Err(ApiError::validation(
-                    format!("{name}: 1 to 200 characters, or leave it out"),
-                )),
+                Some(t)
+                    if t.trim().is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control) =>
+                {
+                    Err(ApiError::validation(format!(
+                        "{name}: 1 to 200 characters and no control character, or leave it out"
+                    )))
+                }
                 t => Ok(t.map(|t| t.trim().to_owned())),
             }
         };
@@ -142,7 +146,7 @@ impl Filters {
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "the keys replayed (or, in a dry run, to be) and the matching dead letters held behind others", body = Redrive),
-        (status = 422, description = "validation_failed: an empty or over-long filter, `to` not after `from`, `limit` outside 1 to 500, or an unknown field; nothing was replayed", body = crate::edge::http::ErrorBody),
+        (status = 422, description = "validation_failed: an empty or over-long filter or one with a control character, `to` not after `from`, `limit` outside 1 to 500, or an unknown field; nothing was replayed", body = crate::edge::http::ErrorBody),
     ))]
 pub(crate) async fn redrive(
     State(s): State<AdminState>,

@@ -62,7 +62,7 @@ pub struct Skipped {
         (status = 200, description = "skipped, its event marked applied, and the key's later records replayed", body = Skipped),
         (status = 404, description = "not_found: no such dead letter", body = crate::edge::http::ErrorBody),
         (status = 409, description = "conflict: the record does not decode, so it has no event id to mark applied (discard it)", body = crate::edge::http::ErrorBody),
-        (status = 422, description = "validation_failed: no reason, or a reason over 500 characters", body = crate::edge::http::ErrorBody),
+        (status = 422, description = "validation_failed: no reason, a reason over 500 characters, or one holding a NUL", body = crate::edge::http::ErrorBody),
     ))]
 pub(crate) async fn skip(
     State(s): State<AdminState>,
@@ -70,9 +70,9 @@ pub(crate) async fn skip(
     ApiJson(req): ApiJson<SkipRequest>,
 ) -> Result<Json<Skipped>, ApiError> {
     let reason = req.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    if reason.is_empty() || reason.chars().count() > 500 || reason.contains('\0') {
         return Err(ApiError::validation(
-            "reason: say why the record is skipped, in 1 to 500 characters",
+            "reason: say why the record is skipped, in 1 to 500 characters (no NUL)",
         ));
     }
     let row = sqlx::query(&format!(
