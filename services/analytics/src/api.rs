@@ -34,7 +34,13 @@ use crate::{
 
 /// Analytics' API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
-#[openapi(paths(summary, order_stages, export::orders_csv, history::customer_payments, dashboard::page))]
+#[openapi(paths(
+    summary,
+    order_stages,
+    export::orders_csv,
+    history::customer_payments,
+    dashboard::page
+))]
 struct ApiDoc;
 
 /// The whole OpenAPI document of the analytics service.
@@ -73,7 +79,11 @@ pub fn routes(pool: PgPool, config: Config) -> Routes {
     Routes::new()
         .route("/v1/summary", Scope::AnalyticsRead, get(summary))
         .route("/v1/orders/{id}/stages", Scope::AnalyticsRead, get(order_stages))
-        .route("/v1/exports/orders.csv", Scope::AnalyticsRead, get(export::orders_csv))
+        .route(
+            "/v1/exports/orders.csv",
+            Scope::AnalyticsRead,
+            get(export::orders_csv),
+        )
         .route(
             "/v1/customers/{id}/payments",
             Scope::AnalyticsRead,

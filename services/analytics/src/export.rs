@@ -72,7 +72,10 @@ pub struct ExportQuery {
         (status = 200, description = "the order facts, a header row first", body = String, content_type = "text/csv"),
         (status = 422, description = "validation_failed (details.fields): to is not after from, or more than 366 days after it", body = ErrorBody),
     ))]
-pub async fn orders_csv(State(s): State<ApiState>, Query(q): Query<ExportQuery>) -> Result<Response, ApiError> {
+pub async fn orders_csv(
+    State(s): State<ApiState>,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
     let window = window::closed(q.from, q.to, chrono::Duration::days(MAX_DAYS))?;
     let Ok(permit) = RUNNING.try_acquire() else {
         return Ok(overloaded());
@@ -91,7 +94,12 @@ pub async fn orders_csv(State(s): State<ApiState>, Query(q): Query<ExportQuery>)
             for fact in &batch {
                 row(&mut chunk, fact);
             }
-            if sender.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() || done {
+            if sender
+                .send(Ok(Bytes::from(std::mem::take(&mut chunk))))
+                .await
+                .is_err()
+                || done
+            {
                 // Done, or the client went away: the snapshot's transaction is rolled back.
                 return;
             }

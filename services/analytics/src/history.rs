@@ -97,10 +97,8 @@ pub async fn customer_payments(
         problems.push(json!({"field": "id", "problem": "must be 1 to 256 characters"}));
     }
     if !problems.is_empty() {
-        return Err(
-            ApiError::validation("the payment history request is invalid")
-                .with_details(json!({ "fields": problems })),
-        );
+        return Err(ApiError::validation("the payment history request is invalid")
+            .with_details(json!({ "fields": problems })));
     }
     let mut db = s.pool.acquire().await?;
     let mut rows = store::customer_payments(&mut db, &customer, before.flatten(), limit + 1).await?;
@@ -142,7 +140,11 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let (micros, id) = cursor.rsplit_once('-')?;
     // At most 16 digits: within what both chrono and PostgreSQL hold (1653 to 2286).
     if micros.trim_start_matches('-').len() > 16
-        || id.len() != 32 || !id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        || id.len() != 32
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
@@ -164,7 +166,15 @@ mod tests {
             Some((before_1970, id))
         );
         let far = format!("{}-{}", "9".repeat(17), id.simple());
-        for bad in ["", "abc", "12-xyz", "12-", &format!("x-{}", id.simple()), &format!("1-{id}"), &far] {
+        for bad in [
+            "",
+            "abc",
+            "12-xyz",
+            "12-",
+            &format!("x-{}", id.simple()),
+            &format!("1-{id}"),
+            &far,
+        ] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }
     }

@@ -92,11 +92,17 @@ mod tests {
         };
         assert_eq!(q(None, None).window().unwrap(), Window::default());
         assert!(!Window::default().is_bounded());
-        assert!(q(Some("2026-12-01T00:00:00Z"), None).window().unwrap().is_bounded());
+        assert!(q(Some("2026-12-01T00:00:00Z"), None)
+            .window()
+            .unwrap()
+            .is_bounded());
         let reversed = q(Some("2026-12-02T00:00:00Z"), Some("2026-12-01T00:00:00Z"))
             .window()
             .unwrap_err();
-        assert_eq!((reversed.status.as_u16(), reversed.code), (422, "validation_failed"));
+        assert_eq!(
+            (reversed.status.as_u16(), reversed.code),
+            (422, "validation_failed")
+        );
         assert!(q(Some("2026-12-01T00:00:00Z"), Some("2026-12-01T00:00:00Z"))
             .window()
             .is_err());

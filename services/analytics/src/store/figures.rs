@@ -13,7 +13,8 @@ use crate::{
 
 /// The orders of a [`Window`] (`$1` from, `$2` to) among `fact_orders o`:
 /// every order when it is open at both ends.
-const IN_WINDOW: &str = "($1::timestamptz IS NULL OR o.placed_at >= $1) AND ($2::timestamptz IS NULL OR o.placed_at < $2)";
+const IN_WINDOW: &str =
+    "($1::timestamptz IS NULL OR o.placed_at >= $1) AND ($2::timestamptz IS NULL OR o.placed_at < $2)";
 
 /// What one channel's orders reached: how many reached each stage, and
 /// their payment outcomes (`fact_orders.payment_outcome`).
@@ -69,7 +70,7 @@ pub async fn channel_counts(
         .bind(window.from)
         .bind(window.to)
         .fetch_all(conn)
-    .await?;
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| ChannelCounts {

@@ -28,11 +28,18 @@ pub struct PaymentFact<'a> {
 /// The payment `payload` tells of, if it is a payment answer or a void.
 pub fn payment_of(payload: &Payload) -> Option<PaymentFact<'_>> {
     fn amount(m: &Option<Money>) -> (i64, &str) {
-        m.as_ref().map_or((0, ""), |m| (m.minor_units, m.currency.as_str()))
+        m.as_ref()
+            .map_or((0, ""), |m| (m.minor_units, m.currency.as_str()))
     }
     let attempt = |n: u32| Some(i32::try_from(n).unwrap_or(i32::MAX));
     let (payment_id, attempt, outcome, (amount_minor_units, currency), reason) = match payload {
-        Payload::PaymentAuthorized(p) => (&p.payment_id, attempt(p.attempt), "authorized", amount(&p.amount), ""),
+        Payload::PaymentAuthorized(p) => (
+            &p.payment_id,
+            attempt(p.attempt),
+            "authorized",
+            amount(&p.amount),
+            "",
+        ),
         Payload::PaymentFailed(p) => (
             &p.payment_id,
             attempt(p.attempt),
@@ -161,7 +168,14 @@ mod tests {
         });
         let p = payment_of(&authorized).unwrap();
         assert_eq!(
-            (p.payment_id, p.attempt, p.outcome, p.amount_minor_units, p.currency, p.reason),
+            (
+                p.payment_id,
+                p.attempt,
+                p.outcome,
+                p.amount_minor_units,
+                p.currency,
+                p.reason
+            ),
             ("p-2", Some(2), "authorized", 1250, "EUR", "")
         );
         let failed = Payload::PaymentFailed(PaymentFailed {
@@ -181,6 +195,9 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(payment_of(&voided).unwrap().attempt, None);
-        assert_eq!(payment_of(&Payload::StockReserved(StockReserved::default())), None);
+        assert_eq!(
+            payment_of(&Payload::StockReserved(StockReserved::default())),
+            None
+        );
     }
 }

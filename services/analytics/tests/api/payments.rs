@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use omnisaga_proto::v1::{envelope::Payload, Channel, Money, PaymentAuthorized, PaymentFailed, PaymentVoided};
+use omnisaga_proto::v1::{
+    envelope::Payload, Channel, Money, PaymentAuthorized, PaymentFailed, PaymentVoided,
+};
 use omnisaga_runtime::testing;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -32,7 +34,9 @@ async fn pay(app: &TestApp, order_id: Uuid, payload: Payload, second: u32) {
 }
 
 async fn history(app: &TestApp, customer: &str, query: &str) -> Value {
-    let resp = app.get(&format!("/v1/customers/{customer}/payments?{query}")).await;
+    let resp = app
+        .get(&format!("/v1/customers/{customer}/payments?{query}"))
+        .await;
     assert_eq!(resp.status(), 200, "{query}");
     let body: Value = resp.json().await.unwrap();
     testing::openapi::check_response("analytics", "get", "/v1/customers/{id}/payments", 200, &body).unwrap();
@@ -91,11 +95,15 @@ async fn a_customers_payments_are_listed_newest_first_a_page_at_a_time() {
     };
     pay(&app, other, Payload::PaymentAuthorized(theirs), 6).await;
 
-    let page = testing::wait_for("the four payments to be listed", Duration::from_secs(30), || async {
-        let page = history(&app, &customer, "limit=3").await;
-        let listed = page["items"].as_array().unwrap().len() == 3 && !page["next_cursor"].is_null();
-        listed.then_some(page)
-    })
+    let page = testing::wait_for(
+        "the four payments to be listed",
+        Duration::from_secs(30),
+        || async {
+            let page = history(&app, &customer, "limit=3").await;
+            let listed = page["items"].as_array().unwrap().len() == 3 && !page["next_cursor"].is_null();
+            listed.then_some(page)
+        },
+    )
     .await
     .unwrap();
     assert_eq!(page["customer_id"], customer.as_str());
@@ -138,7 +146,9 @@ async fn a_customers_payments_are_listed_newest_first_a_page_at_a_time() {
     assert_eq!(nobody["items"], json!([]));
 
     for query in ["limit=0", "limit=101", "cursor=12-nothex"] {
-        let resp = app.get(&format!("/v1/customers/{customer}/payments?{query}")).await;
+        let resp = app
+            .get(&format!("/v1/customers/{customer}/payments?{query}"))
+            .await;
         assert_eq!(resp.status(), 422, "{query}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["code"], "validation_failed", "{query}: {body}");

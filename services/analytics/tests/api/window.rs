@@ -60,12 +60,18 @@ async fn a_window_sums_up_the_orders_placed_in_it_and_a_reversed_one_is_refused(
     let app = spawn_app().await;
     let topics = app.kafka.topics();
     let (early, late, stray) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    app.publish(&topics.orders, &placed_by(early, "c-1", Channel::Web, november(1)))
-        .await;
+    app.publish(
+        &topics.orders,
+        &placed_by(early, "c-1", Channel::Web, november(1)),
+    )
+    .await;
     app.publish(&topics.payments, &at(paid(early, true), november(1)))
         .await;
-    app.publish(&topics.orders, &placed_by(late, "c-2", Channel::Mobile, november(2)))
-        .await;
+    app.publish(
+        &topics.orders,
+        &placed_by(late, "c-2", Channel::Mobile, november(2)),
+    )
+    .await;
     app.publish(&topics.payments, &at(paid(late, false), november(2)))
         .await;
     // A payment whose placement has not arrived: in no bounded window.
@@ -80,7 +86,11 @@ async fn a_window_sums_up_the_orders_placed_in_it_and_a_reversed_one_is_refused(
     .unwrap();
 
     let hour = chrono::Duration::hours(1);
-    let second_day = summary_of(&app, &format!("from={}&to={}", q(november(2) - hour), q(november(3)))).await;
+    let second_day = summary_of(
+        &app,
+        &format!("from={}&to={}", q(november(2) - hour), q(november(3))),
+    )
+    .await;
     assert_eq!(second_day["orders"]["placed"], 1, "{second_day}");
     assert_eq!(second_day["orders"]["paid"], 0, "{second_day}");
     assert_eq!(second_day["payments"]["failed"], 1, "{second_day}");
@@ -96,9 +106,16 @@ async fn a_window_sums_up_the_orders_placed_in_it_and_a_reversed_one_is_refused(
 
     let since_first = summary_of(&app, &format!("from={}", q(november(1) - hour))).await;
     assert_eq!(since_first["orders"]["placed"], 2, "{since_first}");
-    assert_eq!(since_first["payments"]["authorized"], 1, "the stray payment is in no window");
+    assert_eq!(
+        since_first["payments"]["authorized"], 1,
+        "the stray payment is in no window"
+    );
     assert!(
-        since_first["channels"].as_array().unwrap().iter().all(|c| c["channel"] != "unknown"),
+        since_first["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["channel"] != "unknown"),
         "{since_first}"
     );
     let before_second = summary_of(&app, &format!("to={}", q(november(2) - hour))).await;
@@ -109,7 +126,14 @@ async fn a_window_sums_up_the_orders_placed_in_it_and_a_reversed_one_is_refused(
 
     let reversed = format!("/v1/summary?from={}&to={}", q(november(2)), q(november(1)));
     refused(&app, &reversed, "/v1/summary", 422, "validation_failed").await;
-    refused(&app, "/v1/summary?from=yesterday", "/v1/summary", 400, "bad_request").await;
+    refused(
+        &app,
+        "/v1/summary?from=yesterday",
+        "/v1/summary",
+        400,
+        "bad_request",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -122,21 +146,31 @@ async fn the_export_streams_the_windows_order_facts_as_csv_with_quoted_fields() 
         .await;
     app.publish(&topics.payments, &at(paid(quoted, true), november(1)))
         .await;
-    app.publish(&topics.orders, &placed_by(plain, "c-2", Channel::Pos, november(2)))
-        .await;
-    app.publish(&topics.orders, &placed_by(outside, "c-3", Channel::Pos, november(5)))
-        .await;
-    testing::wait_for("the placements and the payment", Duration::from_secs(30), || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM fact_orders WHERE placed_at IS NOT NULL")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM fact_orders WHERE paid_at IS NOT NULL")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-        (n == 3 && paid == 1).then_some(())
-    })
+    app.publish(
+        &topics.orders,
+        &placed_by(plain, "c-2", Channel::Pos, november(2)),
+    )
+    .await;
+    app.publish(
+        &topics.orders,
+        &placed_by(outside, "c-3", Channel::Pos, november(5)),
+    )
+    .await;
+    testing::wait_for(
+        "the placements and the payment",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM fact_orders WHERE placed_at IS NOT NULL")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+            let paid: i64 = sqlx::query_scalar("SELECT count(*) FROM fact_orders WHERE paid_at IS NOT NULL")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+            (n == 3 && paid == 1).then_some(())
+        },
+    )
     .await
     .unwrap();
     // Enough orders for several batches of the cursor, on a day of their own.
@@ -204,8 +238,22 @@ async fn the_export_streams_the_windows_order_facts_as_csv_with_quoted_fields() 
 
     let route = "/v1/exports/orders.csv";
     let window = |from: DateTime<Utc>, to: DateTime<Utc>| format!("{route}?from={}&to={}", q(from), q(to));
-    refused(&app, &window(november(2), november(1)), route, 422, "validation_failed").await;
+    refused(
+        &app,
+        &window(november(2), november(1)),
+        route,
+        422,
+        "validation_failed",
+    )
+    .await;
     let long = window(november(1), november(1) + chrono::Duration::days(367));
     refused(&app, &long, route, 422, "validation_failed").await;
-    refused(&app, &format!("{route}?from={}", q(november(1))), route, 400, "bad_request").await;
+    refused(
+        &app,
+        &format!("{route}?from={}", q(november(1))),
+        route,
+        400,
+        "bad_request",
+    )
+    .await;
 }
