@@ -156,7 +156,7 @@ pub fn row(out: &mut String, fact: &OrderFact) {
     let number = |n: Option<i64>| n.map(|n| n.to_string());
     let fields = [
         Some(fact.order_id.to_string()),
-        fact.customer_id.clone(),
+        fact.customer_id.as_deref().map(inert),
         fact.channel.clone(),
         time(fact.placed_at),
         time(fact.paid_at),
@@ -177,6 +177,18 @@ pub fn row(out: &mut String, fact: &OrderFact) {
         field_into(out, field.as_deref().unwrap_or(""));
     }
     out.push_str("\r\n");
+}
+
+/// `text` as a spreadsheet shows it and never runs it: a customer id (the
+/// identity provider's subject, not ours to choose) starting with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return would be read as a formula, so it
+/// gets a leading `'` (OWASP's advice for CSV injection).
+fn inert(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Appends `value` as one CSV field: quoted, its quotes doubled, when it
@@ -223,6 +235,27 @@ mod tests {
              payment_failures,payment_voids,items,total_minor_units,currency\r\n\
              00000000-0000-0000-0000-000000000000,c-1,web,2026-12-01T10:00:00.000001Z,,,,,none,0,0,3,2100,EUR\r\n"
         );
+    }
+
+    #[test]
+    fn a_customer_id_a_spreadsheet_would_run_as_a_formula_is_written_inert() {
+        for (id, written) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("c-1", "c-1"),
+        ] {
+            let mut out = String::new();
+            row(
+                &mut out,
+                &OrderFact {
+                    customer_id: Some(id.into()),
+                    ..fact()
+                },
+            );
+            assert_eq!(out.split(',').nth(1), Some(written), "{out}");
+        }
     }
 
     #[test]
