@@ -35,11 +35,13 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     pub dead_letters_parked: IntGauge,
     pub unknown_events: IntCounterVec,
+    /// The latency histograms' exemplars (`base::exemplars`).
+    pub exemplars: super::exemplars::Exemplars,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-fn latency_buckets() -> Vec<f64> {
+pub(crate) fn latency_buckets() -> Vec<f64> {
     // 1 ms to about 16 s.
     exponential_buckets(0.001, 2.0, 15).unwrap_or_default()
 }
@@ -130,6 +132,7 @@ impl Metrics {
                 "Events of a type this build does not know (a newer producer's), skipped",
                 &["consumer", "topic", "event_type"],
             )?,
+            exemplars: Default::default(),
             registry,
         })
     }
