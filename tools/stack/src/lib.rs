@@ -17,6 +17,7 @@ pub mod client;
 pub mod failpoints;
 pub mod logs;
 pub mod netfault;
+pub mod prometheus;
 pub mod traces;
 pub mod webhook_sink;
 
@@ -30,6 +31,7 @@ mod kafka;
 pub mod local_state;
 pub mod process;
 pub use process::{Stopped, STOP_GRACE};
+pub use prometheus::Prometheus;
 mod stack;
 mod viewer;
 
