@@ -60,7 +60,10 @@ async fn check(stack: &Stack, prometheus: &Prometheus) -> Result<()> {
     .await?;
     wait_for("every instance's series", Duration::from_secs(30), || async {
         let found = api("query?query=count(omnisaga_build_info)".into()).await?;
-        Ok((found["result"][0]["value"][1] == SERVICES.len().to_string()).then_some(()))
+        let count = found["result"][0]["value"][1]
+            .as_str()
+            .and_then(|n| n.parse().ok());
+        Ok((count == Some(SERVICES.len())).then_some(()))
     })
     .await?;
 
