@@ -38,13 +38,23 @@ struct Family {
     series: HashMap<Vec<String>, Vec<Option<Exemplar>>>,
 }
 
-/// Every histogram's exemplars, by family name.
+/// Every histogram's exemplars, by family name: histograms whose buckets
+/// are all `buckets`.
 #[derive(Debug, Default)]
 pub struct Exemplars {
+    buckets: Vec<f64>,
     families: Mutex<HashMap<String, Family>>,
 }
 
 impl Exemplars {
+    /// For histograms of these buckets' upper bounds (`+Inf` besides).
+    pub fn new(buckets: Vec<f64>) -> Self {
+        Self {
+            buckets,
+            families: Mutex::default(),
+        }
+    }
+
     /// Observes `value` in `histogram`'s series of `label_values` and, with
     /// a `trace_id` (of a sampled trace: one the trace viewer gets), keeps
     /// it as the exemplar of the bucket it fell in.
@@ -62,7 +72,7 @@ impl Exemplars {
         let Some(desc) = histogram.desc().into_iter().next() else {
             return;
         };
-        let buckets = super::metrics::latency_buckets();
+        let buckets = &self.buckets;
         let bucket = buckets.iter().position(|b| value <= *b).unwrap_or(buckets.len());
         let mut named: Vec<(&str, &str)> = desc
             .variable_labels
@@ -114,18 +124,19 @@ impl Exemplars {
 
 #[cfg(test)]
 mod tests {
-    use prometheus::HistogramOpts;
+    use prometheus::{exponential_buckets, HistogramOpts};
 
     use super::*;
 
     #[test]
     fn each_bucket_keeps_its_last_sampled_observation() {
+        let buckets = exponential_buckets(0.001, 2.0, 15).unwrap();
         let h = HistogramVec::new(
-            HistogramOpts::new("t_seconds", "t").buckets(super::super::metrics::latency_buckets()),
+            HistogramOpts::new("t_seconds", "t").buckets(buckets.clone()),
             &["route", "method"],
         )
         .unwrap();
-        let store = Exemplars::default();
+        let store = Exemplars::new(buckets);
         let (a, b) = (
             "4bf92f3577b34da6a3ce929d0e0e4736",
             "5bf92f3577b34da6a3ce929d0e0e4737",

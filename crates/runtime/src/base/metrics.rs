@@ -41,7 +41,7 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-pub(crate) fn latency_buckets() -> Vec<f64> {
+fn latency_buckets() -> Vec<f64> {
     // 1 ms to about 16 s.
     exponential_buckets(0.001, 2.0, 15).unwrap_or_default()
 }
@@ -132,7 +132,7 @@ impl Metrics {
                 "Events of a type this build does not know (a newer producer's), skipped",
                 &["consumer", "topic", "event_type"],
             )?,
-            exemplars: Default::default(),
+            exemplars: super::exemplars::Exemplars::new(latency_buckets()),
             registry,
         })
     }

@@ -165,7 +165,10 @@ fn escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+    use prometheus::{
+        exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+        TextEncoder,
+    };
 
     use super::*;
 
@@ -183,8 +186,12 @@ mod tests {
         requests.with_label_values(&["/v1/orders"]).inc_by(3);
         let gauge = IntGauge::new("omnisaga_outbox_backlog", "Rows \\ \"waiting\"\nnow").unwrap();
         gauge.set(7);
-        let buckets = crate::base::metrics::latency_buckets();
-        let h = HistogramVec::new(HistogramOpts::new("t_seconds", "t").buckets(buckets), &["route"]).unwrap();
+        let buckets = exponential_buckets(0.001, 2.0, 15).unwrap();
+        let h = HistogramVec::new(
+            HistogramOpts::new("t_seconds", "t").buckets(buckets.clone()),
+            &["route"],
+        )
+        .unwrap();
         for c in [
             Box::new(requests) as Box<dyn prometheus::core::Collector>,
             Box::new(gauge),
@@ -192,7 +199,7 @@ mod tests {
         ] {
             registry.register(c).unwrap();
         }
-        (registry, h, Exemplars::default())
+        (registry, h, Exemplars::new(buckets))
     }
 
     #[test]
