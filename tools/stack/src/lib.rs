@@ -9,7 +9,8 @@
 //! What they get: a [`Stack`] started from [`StackOptions`] (its URLs,
 //! logs and processes; services, broker and trace viewer stopped, killed and
 //! started again), a [`client`] of its HTTP APIs, and the checks of its
-//! [`logs`] and [`traces`]. [`bin_dir`], [`repo_root`] and [`pg_server`] say
+//! [`logs`] and [`traces`], and a [`Prometheus`] scraping it
+//! ([`prometheus`]). [`bin_dir`], [`repo_root`] and [`pg_server`] say
 //! where the build's binaries, the clone and the PostgreSQL server are.
 
 pub mod balancer;
