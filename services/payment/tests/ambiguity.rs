@@ -236,7 +236,17 @@ async fn a_caller_stopped_in_the_middle_of_a_call_hands_its_lease_back() {
         panic!("the placement queued a call");
     };
     let calls = p.calls.clone();
-    let making = tokio::spawn(async move { calls.work(work).await });
+    // The caller's task has begun the call before it is stopped: a task
+    // aborted before its first poll never began it, and on a busy machine
+    // this test's own look may end without ever yielding to it.
+    let (began, beginning) = tokio::sync::oneshot::channel();
+    let making = tokio::spawn(async move {
+        let _ = began.send(());
+        calls.work(work).await
+    });
+    // One thread: the task's first poll goes on into the call, which takes
+    // the hand-back guard before its first wait, before this one resumes.
+    beginning.await.expect("the call began");
     // In hand, waiting for the slow provider: no other caller may take it.
     assert!(matches!(p.calls.claim().await.expect("looked"), Claimed::Wait(_)));
     // A graceful stop's grace period ends: the caller is aborted.

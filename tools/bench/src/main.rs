@@ -358,34 +358,47 @@ async fn bench(args: &Args, stack: &mut Stack, prefix: &str, settings: serde_jso
     let ratios = runs.iter().map(|r| report::ratios(&limits, r)).collect();
 
     // On a CPU-bound machine throughput is inversely proportional to CPU per
-    // order, measured at a fixed rate both ways on freshly started services.
+    // order, measured at a fixed rate each way on freshly started services:
+    // every trace, one in ten (the root's choice, which the other services
+    // follow from the trace context), none.
     let tracing = if args.tracing_cost {
         let rate = (max * 0.5).max(1.0);
         let mut measured = Vec::new();
-        for sampler in ["always_on", "always_off"] {
-            eprintln!("restarting the services with OTEL_TRACES_SAMPLER={sampler}");
+        for (sampler, arg) in [
+            ("always_on", "1"),
+            ("parentbased_traceidratio", "0.1"),
+            ("always_off", "0"),
+        ] {
+            eprintln!(
+                "restarting the services with OTEL_TRACES_SAMPLER={sampler} OTEL_TRACES_SAMPLER_ARG={arg}"
+            );
             load::wait_idle(&target, idle).await?;
             stack.set_service_env("*", "OTEL_TRACES_SAMPLER", sampler);
+            stack.set_service_env("*", "OTEL_TRACES_SAMPLER_ARG", arg);
             restart_services(stack).await?;
             let target = target_of(stack, prefix);
             load::wait_idle(&target, idle).await?;
             let options = RunOptions {
-                label: format!("{sampler} {rate:.0}/s"),
+                label: format!("sampling {arg} {rate:.0}/s"),
                 rate,
                 duration: Duration::from_secs_f64(args.duration.min(60.0)),
                 drain: Duration::from_secs(60),
             };
             measured.push(load::run(&target, &follower, &options).await?);
         }
-        let (on, off) = (&measured[0], &measured[1]);
+        let (on, tenth, off) = (&measured[0], &measured[1], &measured[2]);
+        let cost = |run: &load::RunResult| 1.0 - off.cpu_seconds_per_order / run.cpu_seconds_per_order;
         Some(TracingCost {
             rate,
             sampled_cpu_per_order: on.cpu_seconds_per_order,
+            tenth_cpu_per_order: tenth.cpu_seconds_per_order,
             unsampled_cpu_per_order: off.cpu_seconds_per_order,
             sampled_saga_p50_ms: on.saga.p50_ms,
+            tenth_saga_p50_ms: tenth.saga.p50_ms,
             unsampled_saga_p50_ms: off.saga.p50_ms,
-            throughput_cost: 1.0 - off.cpu_seconds_per_order / on.cpu_seconds_per_order,
-            errors: on.errors + on.cancelled + off.errors + off.cancelled,
+            throughput_cost: cost(on),
+            tenth_throughput_cost: cost(tenth),
+            errors: measured.iter().map(|r| r.errors + r.cancelled).sum(),
         })
     } else {
         None

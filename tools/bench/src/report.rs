@@ -58,12 +58,17 @@ pub struct TracingCost {
     /// Orders per second of both runs (half the maximum).
     pub rate: f64,
     pub sampled_cpu_per_order: f64,
+    /// At 10% sampling (`parentbased_traceidratio`, 0.1).
+    pub tenth_cpu_per_order: f64,
     pub unsampled_cpu_per_order: f64,
     pub sampled_saga_p50_ms: f64,
+    pub tenth_saga_p50_ms: f64,
     pub unsampled_saga_p50_ms: f64,
     /// 1 - unsampled / sampled CPU per order: the share of throughput a
     /// CPU-bound stack gives up to 100% sampling.
     pub throughput_cost: f64,
+    /// The same for 10% sampling.
+    pub tenth_throughput_cost: f64,
     pub errors: u64,
 }
 
@@ -255,15 +260,19 @@ pub fn table(r: &Report) -> String {
     }
     if let Some(t) = &r.tracing {
         s += &format!(
-            "\nTracing at 100% sampling vs none, at {:.0} orders/s each on restarted services:\n  \
-             sampled {:.4} cpu s/order (saga p50 {} ms), unsampled {:.4} cpu s/order (saga p50 {} ms): \
-             throughput cost {:.1}%{}\n",
+            "\nTracing against none, at {:.0} orders/s each on restarted services:\n  \
+             100% sampling {:.4} cpu s/order (saga p50 {} ms): throughput cost {:.1}%\n  \
+             10% sampling  {:.4} cpu s/order (saga p50 {} ms): throughput cost {:.1}%\n  \
+             none          {:.4} cpu s/order (saga p50 {} ms){}\n",
             t.rate,
             t.sampled_cpu_per_order,
             ms(t.sampled_saga_p50_ms),
+            t.throughput_cost * 100.0,
+            t.tenth_cpu_per_order,
+            ms(t.tenth_saga_p50_ms),
+            t.tenth_throughput_cost * 100.0,
             t.unsampled_cpu_per_order,
             ms(t.unsampled_saga_p50_ms),
-            t.throughput_cost * 100.0,
             if t.errors > 0 {
                 format!(" ({} errors)", t.errors)
             } else {

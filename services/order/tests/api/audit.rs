@@ -81,11 +81,78 @@ async fn every_state_changing_call_is_logged_with_its_caller_and_outcome_and_kep
         let refused = sqlx::query(change).execute(&app.pool).await;
         assert!(refused.is_err(), "{change} went through");
     }
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
-        .fetch_one(&app.pool)
+    let kept: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT method, route, status FROM audit_log ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let log = "/v1/admin/audit".to_owned();
+    let get = "GET".to_owned();
+    assert_eq!(
+        kept[2..],
+        [
+            (get.clone(), log.clone(), 200),
+            (get.clone(), log.clone(), 200),
+            (get, log, 403)
+        ],
+        "the two writes, then the reads of the log (operators' reads are logged too): {kept:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_operators_read_of_any_customers_orders_is_logged_and_a_customers_own_is_not() {
+    let app = spawn_app().await;
+    let resp = app.post_order(Some("k-read"), &order_body()).await;
+    assert_eq!(resp.status(), 201);
+    let mine = app
+        .http
+        .get(format!("{}/v1/orders", app.url))
+        .send()
         .await
         .unwrap();
-    assert_eq!(kept, 2);
+    assert_eq!(mine.status(), 200);
+    let operator = app.as_caller(&testing::auth::admin_token());
+    let found = operator
+        .get(format!("{}/v1/admin/orders?status=PLACED", app.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
+
+    let page: Value = json_of(operator.get(format!("{}/v1/admin/audit?method=GET", app.admin_url))).await;
+    let reads: Vec<_> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["subject"].as_str(),
+                e["route"].as_str(),
+                e["path"].as_str(),
+                e["status"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [(
+            Some("test-operator"),
+            Some("/v1/admin/orders"),
+            Some("/v1/admin/orders"),
+            Some(200)
+        )],
+        "the operator's read, not the customer's: {page}"
+    );
+    let again: Value = json_of(operator.get(format!(
+        "{}/v1/admin/audit?route=%2Fv1%2Fadmin%2Faudit",
+        app.admin_url
+    )))
+    .await;
+    assert_eq!(
+        again["items"].as_array().unwrap().len(),
+        1,
+        "a read of the log is in it: {again}"
+    );
 }
 
 #[tokio::test]

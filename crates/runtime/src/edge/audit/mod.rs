@@ -1,6 +1,8 @@
 //! The audit log: every state-changing call (POST, PUT, PATCH, DELETE) of
 //! every service that reached a route, and every call of an internal route
-//! (`/v1/internal/...`: a read of a payment token included), with who made it (the token's
+//! (`/v1/internal/...`: a read of a payment token included) or an operator's
+//! route (`/v1/admin/...`: a read of any customer's orders, messages or
+//! dead letters, or of the log itself), with who made it (the token's
 //! subject and scopes), what (method, route, path, a bounded excerpt of the
 //! body with personal data and secrets redacted, and the body's size and
 //! SHA-256), when, its request id and how it ended (`ok`, the error code, or
@@ -86,6 +88,10 @@ const REDACTED: [&str; 12] = [
 /// an order's payment token), whose every call is recorded, reads too.
 pub const INTERNAL: &str = "/v1/internal/";
 
+/// The prefix of the operators' routes (`/v1/admin/...`), whose every call
+/// is recorded, reads too: they show any customer's data.
+pub const ADMIN: &str = "/v1/admin/";
+
 /// Where entries go, and the bound on failed authentications per client.
 pub struct Audit {
     pool: PgPool,
@@ -148,8 +154,10 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         *req.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    // A call of an internal route (a payment token) is recorded, reads too.
-    if !changes && !req.uri().path().starts_with(INTERNAL) {
+    // A call of an internal route (a payment token) or an operator's is
+    // recorded, reads too.
+    let path = req.uri().path();
+    if !changes && !path.starts_with(INTERNAL) && !path.starts_with(ADMIN) {
         return next.run(req).await;
     }
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
