@@ -40,7 +40,8 @@ pub fn routes(pool: PgPool, refresh: Vec<Refresh>) -> Router {
 /// OpenMetrics 1.0.0 with exemplars when `Accept` names
 /// `application/openmetrics-text` (docs/observability.md).
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
-    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics 1.0.0 with exemplars",
+        content((String = "text/plain"), (String = "application/openmetrics-text")))))]
 pub(crate) async fn scrape(State(s): State<MetricsState>, headers: HeaderMap) -> impl IntoResponse {
     let m = get();
     if let Ok(n) = crate::es::outbox::backlog(&s.pool).await {
