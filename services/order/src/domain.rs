@@ -165,10 +165,15 @@ pub enum Command {
     RetryPayment {
         payment_method_token: String,
     },
-    /// Cancel: by the customer, or because the payment deadline passed.
+    /// Cancel: by the customer (or an operator), with the reason.
     Cancel {
         reason: String,
     },
+    /// The payment deadline passed, as the order view said: cancel, if the
+    /// order still awaits payment and no retry the customer asked for in
+    /// time is still being answered. A retry accepted seconds before the
+    /// deadline gets its answer: paid, or declined and then cancelled.
+    PaymentDeadlinePassed,
     /// Payment has not answered for longer than usual: tell the customer.
     NoticePaymentDelay {
         waited_ms: i64,
@@ -233,6 +238,15 @@ pub fn decide(state: Option<&Order>, cmd: Command) -> Result<Vec<Event>, OrderEr
             Status::Shipped => Err(OrderError::TooLateToCancel(order.status.as_str())),
             _ => Ok(vec![cancelled(order, &reason)]),
         },
+        (order, Command::PaymentDeadlinePassed) => {
+            if order.status != Status::AwaitingPayment {
+                return Err(OrderError::NotWaitingForPayment);
+            }
+            if order.retry_pending {
+                return Err(OrderError::RetryPending);
+            }
+            Ok(vec![cancelled(order, PAYMENT_DEADLINE_PASSED)])
+        }
         (order, Command::NoticePaymentDelay { waited_ms }) => {
             if order.status != Status::Placed || order.delay_noticed {
                 return Err(OrderError::NotWaitingForPayment);
@@ -625,6 +639,33 @@ mod tests {
                 .filter(|e| matches!(e, Event::OrderCancelled(_)))
                 .count();
         assert_eq!(cancellations, 1);
+    }
+
+    #[test]
+    fn the_payment_deadline_waits_for_a_retry_asked_for_in_time_and_spares_a_paid_order() {
+        let waiting = given(&[placed()]).record(failed(1));
+        let retrying = waiting.when(retry()).accepted();
+        let retrying = retrying
+            .when(Command::PaymentDeadlinePassed)
+            .refused(OrderError::RetryPending);
+        // Declined again: the deadline has passed, so it cancels now.
+        let declined = retrying.record(failed(2));
+        let when = declined.when(Command::PaymentDeadlinePassed);
+        let Event::OrderCancelled(c) = &when.decided()[0] else {
+            panic!("expected a cancellation")
+        };
+        assert_eq!(c.reason, PAYMENT_DEADLINE_PASSED);
+        // Paid between the view's look and the command: nothing to cancel.
+        given(&[placed()])
+            .record(failed(1))
+            .when(retry())
+            .accepted()
+            .record(authorized(2))
+            .when(Command::PaymentDeadlinePassed)
+            .refused(OrderError::NotWaitingForPayment);
+        given(&[placed()])
+            .when(Command::PaymentDeadlinePassed)
+            .refused(OrderError::NotWaitingForPayment);
     }
 
     #[test]

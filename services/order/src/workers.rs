@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::{
     application::{CommandError, Orders},
-    domain::{Command, PAYMENT_DEADLINE_PASSED},
+    domain::Command,
     store as db,
 };
 
@@ -104,9 +104,7 @@ impl Worker for Deadlines {
                 order.id = %order_id,
                 omnisaga.db.statement_count = tracing::field::Empty,
             );
-            let cmd = Command::Cancel {
-                reason: PAYMENT_DEADLINE_PASSED.into(),
-            };
+            let cmd = Command::PaymentDeadlinePassed;
             if self.execute(order_id, cmd, span.clone(), traceparent).await? {
                 span.in_scope(|| tracing::info!("payment deadline passed, order cancelled"));
             }

@@ -84,6 +84,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => prop::sample::select(vec!["customer_request", PAYMENT_DEADLINE_PASSED])
             .prop_map(|reason| Command::Cancel { reason: reason.into() }),
         1 => (0i64..100_000).prop_map(|waited_ms| Command::NoticePaymentDelay { waited_ms }),
+        1 => Just(Command::PaymentDeadlinePassed),
     ]
 }
 

@@ -79,3 +79,77 @@ async fn a_declined_order_is_cancelled_at_its_deadline_and_a_waiting_customer_is
     .unwrap();
     assert_eq!(told["status"], "PLACED", "{told}");
 }
+
+#[tokio::test]
+async fn a_retry_asked_for_before_the_deadline_is_answered_before_the_order_is_cancelled() {
+    let app = spawn_app_configured(|c| {
+        c.payment_deadline = Duration::from_secs(5);
+        c.deadline_tick = Duration::from_millis(50);
+    })
+    .await;
+    let declined = |id: Uuid, attempt: u32| {
+        Payload::PaymentFailed(PaymentFailed {
+            order_id: id.to_string(),
+            attempt,
+            reason: "card_declined".into(),
+            retryable: true,
+            ..Default::default()
+        })
+    };
+    let awaiting = |id: Uuid| {
+        let app = &app;
+        async move {
+            testing::wait_for("the order to await payment", Duration::from_secs(30), || async {
+                (order(app, id).await["status"] == "AWAITING_PAYMENT").then_some(())
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let payments = app.kafka.topics().payments.clone();
+    // The retried order's deadline falls first; the other's comes after it.
+    let retried = place(&app).await;
+    app.publish_as("payment", &payments, retried, declined(retried, 1))
+        .await;
+    awaiting(retried).await;
+    let retry = app
+        .http
+        .post(format!("{}/v1/orders/{retried}/payment-retry", app.url))
+        .header("Idempotency-Key", "k-retry-in-time")
+        .json(&serde_json::json!({"payment_method": "tok_visa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 202, "asked for before the deadline");
+    let later = place(&app).await;
+    app.publish_as("payment", &payments, later, declined(later, 1))
+        .await;
+    awaiting(later).await;
+
+    // The later order's cancellation means the checker has passed the
+    // retried order's deadline too, and left it to the retry's answer.
+    testing::wait_for("the later order cancelled", Duration::from_secs(30), || async {
+        (order(&app, later).await["status"] == "CANCELLED").then_some(())
+    })
+    .await
+    .unwrap();
+    let spared = order(&app, retried).await;
+    assert_eq!(spared["status"], "AWAITING_PAYMENT", "{spared}");
+    assert!(!types(&spared).contains(&"OrderCancelled".to_owned()), "{spared}");
+
+    // Declined again after its deadline: now it is cancelled.
+    app.publish_as("payment", &payments, retried, declined(retried, 2))
+        .await;
+    let cancelled = testing::wait_for(
+        "the retried order cancelled once its retry was declined",
+        Duration::from_secs(30),
+        || async {
+            let o = order(&app, retried).await;
+            (o["status"] == "CANCELLED").then_some(o)
+        },
+    )
+    .await
+    .unwrap();
+    let tail: Vec<String> = types(&cancelled).into_iter().rev().take(2).collect();
+    assert_eq!(tail, ["OrderCancelled", "PaymentFailed"], "{cancelled}");
+}
