@@ -93,6 +93,22 @@ async fn check(stack: &Stack, prometheus: &Prometheus) -> Result<()> {
     )
     .await?;
 
+    // The page `make run` prints for them.
+    let page = http
+        .get(format!("{}/classic/alerts", prometheus.url))
+        .send()
+        .await?;
+    ensure!(
+        page.status().is_success(),
+        "/classic/alerts answered {}",
+        page.status()
+    );
+    let page = page.text().await?;
+    ensure!(
+        want.iter().all(|name| page.contains(name.as_str())),
+        "/classic/alerts lists every rule"
+    );
+
     // An order: its placement's latency sample carries its trace.
     let client = Client::new(stack);
     let id = client

@@ -104,7 +104,7 @@ async fn main() -> Result<()> {
         "traces", stack.traces_url
     );
     println!(
-        "  {:<13} {}   (every instance scraped, alert rules at /alerts; latency with exemplars, one click to a trace: {})",
+        "  {:<13} {}   (every instance scraped, alert rules at /classic/alerts; latency with exemplars, one click to a trace: {})",
         "prometheus", prometheus.url, prometheus.exemplars_url
     );
     println!("  {:<13} {}/logs/", "logs", dir.display());
