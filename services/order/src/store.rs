@@ -242,15 +242,17 @@ pub async fn sync_view(
     Ok(())
 }
 
-pub async fn trace_id<'e, E: sqlx::PgExecutor<'e>>(
+/// What the order's view adds to its stream for a reader: the trace that
+/// placed it and its payment deadline.
+pub async fn view_notes<'e, E: sqlx::PgExecutor<'e>>(
     ex: E,
     order_id: Uuid,
-) -> Result<Option<String>, sqlx::Error> {
-    let t: Option<Option<String>> = sqlx::query_scalar("SELECT trace_id FROM order_view WHERE order_id = $1")
+) -> Result<(Option<String>, Option<DateTime<Utc>>), sqlx::Error> {
+    let notes = sqlx::query_as("SELECT trace_id, payment_deadline_at FROM order_view WHERE order_id = $1")
         .bind(order_id)
         .fetch_optional(ex)
         .await?;
-    Ok(t.flatten())
+    Ok(notes.unwrap_or_default())
 }
 
 /// The customer who placed `order_id`, if it exists.

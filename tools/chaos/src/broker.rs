@@ -18,7 +18,7 @@ use rdkafka::{
     Message as _, Offset, TopicPartitionList,
 };
 
-use super::{faults::POISON, observe::Record};
+use super::{dead_letters::is_own, observe::Record};
 use omnisaga_stack::{KafkaAccess, Stack, SERVICES};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,7 +97,8 @@ fn read_all(kafka: &KafkaAccess, prefix: &str) -> Result<Vec<Record>> {
             offset: m.offset(),
             key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
             event_id: Envelope::decode(payload).ok().map(|e| e.event_id),
-            poison: payload == POISON,
+            poison: is_own(payload),
+            dead_lettered: dead_letter_source(&m),
         });
         let at = (m.topic().to_owned(), m.partition());
         if ends.get(&at).is_some_and(|end| m.offset() + 1 >= *end) {
@@ -138,4 +139,24 @@ pub async fn lag(stack: &Stack) -> Result<Vec<(String, i64)>> {
         anyhow::Ok(out)
     })
     .await?
+}
+
+/// Where a record on a dead-letter topic came from, as its headers say:
+/// `(consumer, source topic, partition, offset)`.
+fn dead_letter_source(m: &rdkafka::message::BorrowedMessage<'_>) -> Option<(String, String, i32, i64)> {
+    use rdkafka::message::{Headers as _, Message as _};
+    let headers = m.headers()?;
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    Some((
+        get("dlq.consumer")?,
+        get("dlq.source.topic")?,
+        get("dlq.source.partition")?.parse().ok()?,
+        get("dlq.source.offset")?.parse().ok()?,
+    ))
 }

@@ -59,6 +59,10 @@ pub enum Fault {
     ProviderDown(Duration),
     /// Records no service can decode, on every saga topic.
     Poison,
+    /// Orders of the load parked behind dead letters, each resolved by one
+    /// of the dead-letter verbs: replay after a fix, redrive, discard, skip
+    /// ([`super::dead_letters`]).
+    DeadLetterVerbs,
     /// Twice the load's rate for the duration.
     Overload(Duration),
     /// The database traffic of the instance of this service whose outbox
@@ -106,6 +110,7 @@ impl Fault {
             Self::CutDatabaseConnections => "pg_terminate_backend of every service connection".into(),
             Self::ProviderDown(d) => format!("payment provider down for {} s", d.as_secs()),
             Self::Poison => "poison records on every saga topic".into(),
+            Self::DeadLetterVerbs => "poisoned orders resolved by replay, redrive, discard and skip".into(),
             Self::Overload(d) => format!("twice the rate for {} s", d.as_secs()),
             Self::RestartDatabase => "PostgreSQL stopped in immediate mode and started".into(),
             Self::PartitionRelayLeader(s, d) => {
@@ -130,7 +135,7 @@ impl Fault {
     /// Parses a fault as the `omnisaga-chaos` command line names it:
     /// `kill:payment`, `random-kills:60`, `pause:warehouse:15`, `broker`,
     /// `net-delay:30:200`, `net-stall:15`, `net-cut`, `db-connections`,
-    /// `provider:30`, `poison`, `overload:20`, `pg-restart`,
+    /// `provider:30`, `poison`, `dlq-verbs`, `overload:20`, `pg-restart`,
     /// `rolling-restart`, `pg-partition:order:35`,
     /// `pg-partition-lock:order:35`, `pg-delay:20:200`,
     /// `leader-kills:3`, `leader-pause:15`, or `kill-each` for one kill of
@@ -165,6 +170,7 @@ impl Fault {
             ["db-connections"] => vec![Self::CutDatabaseConnections],
             ["provider", s] => vec![Self::ProviderDown(secs(s)?)],
             ["poison"] => vec![Self::Poison],
+            ["dlq-verbs"] => vec![Self::DeadLetterVerbs],
             ["overload", s] => vec![Self::Overload(secs(s)?)],
             ["pg-restart"] => vec![Self::RestartDatabase],
             ["rolling-restart"] => vec![Self::RollingRestart],
@@ -179,7 +185,7 @@ impl Fault {
             )],
             ["leader-pause", s] => vec![Self::PausePartitionLeader(secs(s)?)],
             _ => anyhow::bail!(
-                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, overload:SECONDS, pg-restart, rolling-restart, pg-partition:SERVICE:SECONDS, pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS"
+                "unknown fault {s:?}: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS, net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, dlq-verbs, overload:SECONDS, pg-restart, rolling-restart, pg-partition:SERVICE:SECONDS, pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS"
             ),
         })
     }
@@ -251,6 +257,7 @@ async fn apply(
             .map(|()| None),
         Fault::KillPartitionLeader(n) => super::cluster::kill_leader(stack, *n).await.map(Some),
         Fault::PausePartitionLeader(d) => super::cluster::pause_leader(stack, *d).await.map(Some),
+        Fault::DeadLetterVerbs => super::dead_letters::resolve_each_way(stack, load).await.map(Some),
         _ => apply_one(stack, client, load, fault, rng).await.map(|()| None),
     }
 }
@@ -365,7 +372,8 @@ async fn apply_one(
         | Fault::PartitionRelayLock(..)
         | Fault::SlowDatabase(..)
         | Fault::KillPartitionLeader(_)
-        | Fault::PausePartitionLeader(_) => anyhow::bail!("{} is applied by `apply`", fault.name()),
+        | Fault::PausePartitionLeader(_)
+        | Fault::DeadLetterVerbs => anyhow::bail!("{} is applied by `apply`", fault.name()),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod check;
 pub mod cluster;
 pub mod commits;
+pub mod dead_letters;
 pub mod faults;
 pub mod load;
 pub mod observe;

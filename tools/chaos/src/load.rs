@@ -74,6 +74,8 @@ impl Default for LoadOptions {
 /// The load while it runs; [`Load::stop`] ends it and returns the history.
 pub struct Load {
     history: Arc<Mutex<Vec<Placement>>>,
+    /// What a placement's `at` counts from.
+    started: Instant,
     /// The rate is `options.rate` times this.
     factor: Arc<std::sync::atomic::AtomicU32>,
     stop: watch::Sender<bool>,
@@ -89,9 +91,18 @@ impl Load {
         let history = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = watch::channel(false);
         let factor = Arc::new(std::sync::atomic::AtomicU32::new(1));
-        let task = tokio::spawn(run(client, options, history.clone(), factor.clone(), stopped));
+        let started = Instant::now();
+        let task = tokio::spawn(run(
+            client,
+            options,
+            history.clone(),
+            factor.clone(),
+            stopped,
+            started,
+        ));
         Self {
             history,
+            started,
             factor,
             stop,
             task,
@@ -107,6 +118,26 @@ impl Load {
     /// How many placements were made so far.
     pub fn placed(&self) -> usize {
         self.history.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Seconds since the load started, as a placement's `at` counts them.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The orders of the placements made at or after `at` (seconds since
+    /// the load started) answered so far, in the order their answers came:
+    /// those accepted, paid with a card that is approved and not cancelled.
+    pub fn accepted_since(&self, at: f64) -> Vec<String> {
+        let history = self.history.lock().map(|h| h.clone()).unwrap_or_default();
+        history
+            .into_iter()
+            .filter(|p| p.at >= at && p.token == "tok_visa" && p.cancel.is_none())
+            .filter_map(|p| match p.outcome {
+                Outcome::Accepted { order_id, .. } => Some(order_id),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Stops placing, waits for the placements in flight, returns the history.
@@ -125,8 +156,8 @@ async fn run(
     history: Arc<Mutex<Vec<Placement>>>,
     factor: Arc<std::sync::atomic::AtomicU32>,
     mut stop: watch::Receiver<bool>,
+    started: Instant,
 ) {
-    let started = Instant::now();
     // Customers of this load alone: a run on a stack earlier runs used
     // (`omnisaga-chaos --each`) judges only its own orders per customer.
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();

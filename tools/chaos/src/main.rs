@@ -17,7 +17,7 @@
 //! Faults: kill-each, kill:SERVICE, random-kills:SECONDS,
 //!         pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
 //!         net-stall:SECONDS, net-cut, db-connections, provider:SECONDS,
-//!         poison, overload:SECONDS, pg-restart (the machine's PostgreSQL:
+//!         poison, dlq-verbs, overload:SECONDS, pg-restart (the machine's PostgreSQL:
 //!         not while other tests run), pg-partition:SERVICE:SECONDS,
 //!         pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS; with --brokers 3: leader-kills:N,
 //!         leader-pause:SECONDS (and not the net-* faults)
@@ -31,12 +31,12 @@ use omnisaga_stack::{repo_root, Stack};
 const USAGE: &str =
     "usage: omnisaga-chaos [--faults F,F,...] [--each] [--rate N] [--gap S] [--minutes M] [--settle S] [--seed N] [--brokers N] [--out FILE]
 faults: kill-each, kill:SERVICE, random-kills:SECONDS, pause:SERVICE:SECONDS, broker, net-delay:SECONDS:MS,
-        net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison,\n        overload:SECONDS, pg-restart,
+        net-stall:SECONDS, net-cut, db-connections, provider:SECONDS, poison, dlq-verbs,\n        overload:SECONDS, pg-restart,
         pg-partition:SERVICE:SECONDS, pg-partition-lock:SERVICE:SECONDS, pg-delay:SECONDS:MS, leader-kills:N, leader-pause:SECONDS (with --brokers 3)";
 
 /// Every fault once: the suite `make chaos` runs.
 const ALL: &str = "kill-each,random-kills:60,pause:payment:15,broker,net-delay:30:200,net-stall:15,net-cut,\
-                   db-connections,provider:120,poison,overload:20";
+                   db-connections,provider:120,poison,dlq-verbs,overload:20";
 
 /// Every fault once on a cluster of three brokers (`--brokers 3`).
 const ALL_CLUSTER: &str =

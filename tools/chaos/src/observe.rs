@@ -65,8 +65,12 @@ pub struct Record {
     pub key: String,
     /// The envelope's event id; `None` when the payload is no envelope.
     pub event_id: Option<String>,
-    /// The payload is the fault suite's own poison ([`super::faults::POISON`]).
+    /// The payload is the fault suite's own poison ([`super::faults::POISON`],
+    /// or a [`super::dead_letters::bogus`] record).
     pub poison: bool,
+    /// On a dead-letter topic: `(consumer, source topic, partition,
+    /// offset)` of the record it is a copy of, from its headers.
+    pub dead_lettered: Option<(String, String, i32, i64)>,
 }
 
 /// A record applied by a consumer (its inbox row), and when its
@@ -121,6 +125,8 @@ pub struct Observations {
     pub records: Vec<Record>,
     /// The consumers' applied records, with when their commit was seen.
     pub applied: Vec<Applied>,
+    /// Keys parked behind a dead letter: `(service, key)`.
+    pub parked: Vec<(String, String)>,
 }
 
 pub(super) async fn connect(stack: &Stack, service: &str) -> Result<PgConnection> {
@@ -187,6 +193,11 @@ pub async fn databases(stack: &Stack) -> Result<Observations> {
             .await?;
         seen.inboxes
             .insert(service.to_owned(), inbox.into_iter().collect());
+        let parked: Vec<String> = sqlx::query_scalar("SELECT message_key FROM parked")
+            .fetch_all(&mut db)
+            .await?;
+        seen.parked
+            .extend(parked.into_iter().map(|key| (service.to_owned(), key)));
     }
     for topic in catalog().topics() {
         let mut db = connect(stack, &topic.owner).await?;

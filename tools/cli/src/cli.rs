@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   omnisaga orders find --stuck --json
   omnisaga order why 0193c0de-...
   omnisaga dlq list payment
+  omnisaga dlq redrive all --type OrderPlaced --since 1h --dry-run
   omnisaga messages dead
   omnisaga reconcile --since 1h --until 5m")]
 pub struct Cli {
@@ -67,7 +68,7 @@ pub enum Command {
     #[command(after_help = "Example:
   omnisaga timeline 0193c0de-7c4e-7d2a-9f10-2b3c4d5e6f70")]
     Timeline(TimelineArgs),
-    /// Dead letters a service kept: list, show, replay.
+    /// Dead letters a service kept: list, show, replay, discard, skip, redrive.
     #[command(subcommand)]
     Dlq(DlqCommand),
     /// Chat messages the notification service gave up (dead): list, retry.
@@ -422,6 +423,83 @@ pub enum DlqCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Pass a dead letter's event over as if applied, with the reason: its
+    /// event id goes into the consumer's inbox, so a copy of it that comes
+    /// again is dropped too (a discard marks nothing); the record is kept and
+    /// audited, then its key's later dead letters are replayed so the order
+    /// goes on (prints the report as JSON). A record that does not decode
+    /// cannot be skipped: discard it.
+    #[command(after_help = "Example:
+  omnisaga dlq skip notification 7 --reason \"a bogus PaymentAuthorized of a test producer; the order goes on without it\"")]
+    Skip {
+        service: Service,
+        id: i64,
+        /// Why its event is passed over.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Replay, after a fix, every parked key whose first dead letter matches
+    /// the filters, at one service or all: each key whole and oldest first,
+    /// so every order's records keep their order. A matching record behind a
+    /// first one the filters leave out is held, not replayed, and listed.
+    #[command(after_help = "Examples:
+  omnisaga dlq redrive payment --topic orders.v1 --type OrderPlaced --since 2h --dry-run
+  omnisaga dlq redrive payment --topic orders.v1 --type OrderPlaced --since 2h
+  omnisaga dlq redrive all --since 2026-12-07T10:00:00Z --until 2026-12-07T10:30:00Z --json")]
+    Redrive(RedriveArgs),
+}
+
+/// `dlq redrive`'s filters.
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// The service whose dead letters are replayed, or `all` for every one.
+    pub service: ServiceOrAll,
+    /// Only keys whose first dead letter came from this topic: `orders.v1` or its full name.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Only keys whose first dead letter is of this event type, e.g. OrderPlaced.
+    #[arg(long = "type", value_name = "EventType")]
+    pub event_type: Option<String>,
+    /// Only keys whose first dead letter was kept at or after TIME: RFC 3339 or an age such as 90s, 10m, 2h, 1d.
+    #[arg(long, value_name = "TIME", value_parser = crate::since::parse)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only keys whose first dead letter was kept before TIME (RFC 3339 or an age).
+    #[arg(long, value_name = "TIME", value_parser = crate::since::parse)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// List what would be replayed, and replay nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A service that keeps dead letters, or all of them.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ServiceOrAll {
+    All,
+    Order,
+    Payment,
+    Warehouse,
+    Notification,
+    Analytics,
+}
+
+impl ServiceOrAll {
+    /// The services it names.
+    pub fn services(self) -> Vec<Service> {
+        match self {
+            Self::All => vec![
+                Service::Order,
+                Service::Payment,
+                Service::Warehouse,
+                Service::Notification,
+                Service::Analytics,
+            ],
+            Self::Order => vec![Service::Order],
+            Self::Payment => vec![Service::Payment],
+            Self::Warehouse => vec![Service::Warehouse],
+            Self::Notification => vec![Service::Notification],
+            Self::Analytics => vec![Service::Analytics],
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -534,6 +612,34 @@ mod tests {
         let cli = parse(&["messages", "retry", "abc"]).unwrap();
         assert!(matches!(cli.command, Command::Messages(MessagesCommand::Retry { ref id }) if id == "abc"));
         assert!(parse(&["messages", "retry"]).is_err());
+    }
+
+    #[test]
+    fn a_redrive_takes_a_service_or_all_with_its_filters_and_a_skip_needs_a_reason() {
+        let cli = parse(&[
+            "dlq",
+            "redrive",
+            "all",
+            "--topic",
+            "orders.v1",
+            "--type",
+            "OrderPlaced",
+            "--since",
+            "1h",
+            "--dry-run",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Dlq(DlqCommand::Redrive(args)) => {
+                assert_eq!(args.service.services().len(), 5);
+                assert_eq!(args.event_type.as_deref(), Some("OrderPlaced"));
+                assert!(args.dry_run && args.since.is_some() && args.until.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["dlq", "redrive", "payment", "--since", "yesterday"]).is_err());
+        assert!(parse(&["dlq", "skip", "order", "3"]).is_err(), "no reason");
+        assert!(parse(&["dlq", "skip", "order", "3", "--reason", "bogus"]).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `omnisaga dlq`: a service's dead letters through its admin API
 //! (`/v1/admin/dead-letters`): list them, show one, replay a parked key,
-//! discard one for good.
+//! discard one for good, skip one (its event marked applied), and redrive
+//! in bulk ([`crate::redrive`]).
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -12,7 +13,7 @@ use crate::{
     settings::Settings,
 };
 
-/// Runs a `dlq` command. `show`, `replay` and `discard` print the service's JSON answer.
+/// Runs a `dlq` command. `show`, `replay`, `discard` and `skip` print the service's JSON answer.
 pub async fn run(command: &DlqCommand, settings: &Settings, json: bool) -> Result<()> {
     let client = http::client(settings)?;
     let base = |service: Service| format!("{}/v1/admin/dead-letters", settings.admin_url(service.name()));
@@ -50,6 +51,16 @@ pub async fn run(command: &DlqCommand, settings: &Settings, json: bool) -> Resul
             spinner.finish_and_clear();
             output::print_json(&body?)?;
         }
+        DlqCommand::Skip { service, id, reason } => {
+            let spinner = output::spinner(format!("skipping {id} at {}", service.name()), json);
+            let req = client
+                .post(format!("{}/{id}/skip", base(*service)))
+                .json(&json!({ "reason": reason }));
+            let body = http::call(service.name(), req).await;
+            spinner.finish_and_clear();
+            output::print_json(&body?)?;
+        }
+        DlqCommand::Redrive(args) => return crate::redrive::run(args, settings, &client, json).await,
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ mod messages;
 mod output;
 mod provision;
 mod reconcile;
+mod redrive;
 mod settings;
 mod since;
 mod timeline;

@@ -14,6 +14,10 @@ use uuid::Uuid;
 
 use crate::domain;
 
+mod payment;
+
+pub(super) use payment::PaymentState;
+
 /// The channel an order comes in through, as the API spells it.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[schema(as = Channel)]
@@ -250,6 +254,9 @@ impl CancelResponse {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Order)]
 pub(super) struct OrderResponse {
+    /// Why it was cancelled (`customer_request`, `payment_deadline_passed`,
+    /// `stock_unavailable`, ...); null unless it was.
+    pub cancel_reason: Option<String>,
     /// mobile, web, pos, marketplace or unspecified.
     pub channel: &'static str,
     pub customer_id: Option<String>,
@@ -260,6 +267,7 @@ pub(super) struct OrderResponse {
     #[schema(format = Uuid)]
     pub order_id: String,
     pub order_number: String,
+    pub payment: PaymentState,
     pub placed_at: Option<DateTime<Utc>>,
     /// The parcels it left in, each with its tracking number; null until it ships.
     pub shipment: Option<Shipment>,
@@ -326,16 +334,24 @@ pub(super) struct TimelineEntry {
 }
 
 impl OrderResponse {
-    /// The order folded from `events`, with the trace that placed it.
-    pub fn new(order: &domain::Order, events: &[StoredEvent], trace_id: Option<String>) -> Self {
+    /// The order folded from `events`, with the trace that placed it and
+    /// the payment deadline its view holds.
+    pub fn new(
+        order: &domain::Order,
+        events: &[StoredEvent],
+        trace_id: Option<String>,
+        payment_deadline: Option<DateTime<Utc>>,
+    ) -> Self {
         let p = &order.placed;
         Self {
+            cancel_reason: order.cancel_reason.clone(),
             channel: channel_name(p.channel),
             customer_id: p.customer.as_ref().map(|c| c.customer_id.clone()),
             estimated_delivery: p.estimated_delivery.clone(),
             items: p.items.iter().map(OrderItem::from).collect(),
             order_id: p.order_id.clone(),
             order_number: p.order_number.clone(),
+            payment: PaymentState::of(order, events, payment_deadline),
             placed_at: events.first().map(|e| event::occurred_at(&e.envelope)),
             shipment: Shipment::of(events),
             status: order.status.as_str(),
@@ -557,8 +573,10 @@ mod tests {
                 "updated_at": events.last().map(|e| event::occurred_at(&e.envelope)),
                 "timeline": timeline,
                 "shipment": null,
+                "cancel_reason": o.cancel_reason,
+                "payment": {"attempts": o.attempts, "last_failure": null, "retry_by": null, "retry_pending": false},
             });
-            same_bytes(OrderResponse::new(&o, events, trace_id.clone()), was);
+            same_bytes(OrderResponse::new(&o, events, trace_id.clone(), None), was);
         }
     }
 
@@ -583,6 +601,7 @@ mod tests {
             let body = serde_json::to_value(OrderResponse::new(
                 &order(Some("c-1"), None),
                 &[stored("OrderPlaced", "order"), shipped],
+                None,
                 None,
             ))
             .unwrap();

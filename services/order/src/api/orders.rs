@@ -220,8 +220,13 @@ pub(super) async fn get_order(
     if !caller.owns(owner) {
         return Err(ApiError::not_found("no such order"));
     }
-    let trace_id = db::trace_id(&s.pool, order_id).await?;
-    Ok(Json(OrderResponse::new(&state, &events, trace_id)))
+    let (trace_id, payment_deadline) = db::view_notes(&s.pool, order_id).await?;
+    Ok(Json(OrderResponse::new(
+        &state,
+        &events,
+        trace_id,
+        payment_deadline,
+    )))
 }
 
 /// Retry the payment

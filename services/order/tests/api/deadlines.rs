@@ -136,6 +136,23 @@ async fn a_retry_asked_for_before_the_deadline_is_answered_before_the_order_is_c
     let spared = order(&app, retried).await;
     assert_eq!(spared["status"], "AWAITING_PAYMENT", "{spared}");
     assert!(!types(&spared).contains(&"OrderCancelled".to_owned()), "{spared}");
+    // What the app shows meanwhile: the decline, that another card may
+    // help, the retry in flight, and until when one is taken.
+    testing::openapi::check_response("order", "get", "/v1/orders/{id}", 200, &spared).unwrap();
+    let payment = &spared["payment"];
+    assert_eq!(
+        (
+            &payment["attempts"],
+            &payment["retry_pending"],
+            &spared["cancel_reason"]
+        ),
+        (&Value::from(2), &Value::from(true), &Value::Null),
+        "{spared}"
+    );
+    assert_eq!(payment["last_failure"]["attempt"], 1, "{spared}");
+    assert_eq!(payment["last_failure"]["reason"], "card_declined", "{spared}");
+    assert_eq!(payment["last_failure"]["retryable"], true, "{spared}");
+    assert!(payment["retry_by"].is_string(), "{spared}");
 
     // Declined again after its deadline: now it is cancelled.
     app.publish_as("payment", &payments, retried, declined(retried, 2))
@@ -152,4 +169,16 @@ async fn a_retry_asked_for_before_the_deadline_is_answered_before_the_order_is_c
     .unwrap();
     let tail: Vec<String> = types(&cancelled).into_iter().rev().take(2).collect();
     assert_eq!(tail, ["OrderCancelled", "PaymentFailed"], "{cancelled}");
+    assert_eq!(
+        cancelled["cancel_reason"], "payment_deadline_passed",
+        "{cancelled}"
+    );
+    let payment = &cancelled["payment"];
+    assert_eq!(payment["last_failure"]["attempt"], 2, "{cancelled}");
+    assert_eq!(
+        payment["retry_by"],
+        Value::Null,
+        "no retry is taken any more: {cancelled}"
+    );
+    assert_eq!(payment["retry_pending"], false, "{cancelled}");
 }

@@ -126,6 +126,9 @@ fn channel_side(seen: &Observations, broken: &mut Vec<String>) -> usize {
 /// each consumer's transactions committed each partition's records in
 /// offset order: no offset's commit was seen before an earlier offset's
 /// ([`crate::commits`]; commits seen by the same poll are not told apart).
+/// A record the consumer dead-lettered (a copy of it is on the
+/// dead-letter topic) is left out: an operator's replay, skip or redrive
+/// commits it after later records of other keys, as it should.
 pub fn streams_in_order(seen: &Observations) -> Verdict {
     let mut broken = Vec::new();
     for (service, stream, n, min, max) in &seen.streams {
@@ -135,10 +138,22 @@ pub fn streams_in_order(seen: &Observations) -> Verdict {
             ));
         }
     }
-    broken.extend(commit_order(&seen.applied));
+    let dead_lettered: BTreeSet<(&str, &str, i32, i64)> = seen
+        .records
+        .iter()
+        .filter_map(|r| r.dead_lettered.as_ref())
+        .map(|(consumer, topic, partition, offset)| (consumer.as_str(), topic.as_str(), *partition, *offset))
+        .collect();
+    let applied: Vec<Applied> = seen
+        .applied
+        .iter()
+        .filter(|a| !dead_lettered.contains(&(a.consumer.as_str(), a.topic.as_str(), a.partition, a.offset)))
+        .cloned()
+        .collect();
+    broken.extend(commit_order(&applied));
     Verdict::new(
         "I6",
-        "streams gapless (versions 1..n); each consumer committed each partition's records in offset order",
+        "streams gapless (versions 1..n); each consumer committed each partition's records in offset order (but those it dead-lettered, applied when an operator resolved them)",
         seen.streams.len() + seen.applied.len(),
         broken,
     )
@@ -221,8 +236,13 @@ pub fn queues_empty(seen: &Observations) -> Verdict {
             .iter()
             .map(|(owner, topic)| format!("{owner}: an outbox row of {topic} that does not decode")),
     );
+    for (service, key) in &seen.parked {
+        if seen.orders.contains_key(key) {
+            broken.push(format!("{key}: parked at {service} behind a dead letter"));
+        }
+    }
     let empty = BTreeSet::new();
-    let mut checked = seen.lag.len();
+    let mut checked = seen.lag.len() + seen.parked.len();
     for topic in catalog().topics() {
         for e in seen.published.iter().filter(|e| e.topic == topic.base_name()) {
             for consumer in topic.consumers.iter().filter(|c| subscribes(c, &e.event_type)) {
@@ -238,7 +258,7 @@ pub fn queues_empty(seen: &Observations) -> Verdict {
     }
     Verdict::new(
         "I7",
-        "outboxes published, queues empty, consumer groups caught up, every event of every type a consumer subscribes to in its inbox",
+        "outboxes published, queues empty, consumer groups caught up, no order parked behind a dead letter, every event of every type a consumer subscribes to in its inbox",
         checked,
         broken,
     )

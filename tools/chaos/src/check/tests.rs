@@ -254,6 +254,34 @@ fn i6_fails_when_a_later_offset_committed_first() {
     );
 }
 
+#[test]
+fn i6_leaves_out_a_dead_letter_applied_when_an_operator_resolved_it() {
+    // 4 was dead-lettered; 5 and 6 went on; 4 was replayed later.
+    let mut seen = Observations {
+        applied: vec![applied(4, 9), applied(5, 1), applied(6, 2)],
+        ..Default::default()
+    };
+    fails(&delivery::streams_in_order(&seen), "committed orders.v1[3]@5");
+    seen.records.push(Record {
+        dead_lettered: Some(("payment".into(), "orders.v1".into(), 3, 4)),
+        ..record("orders.v1.dlq", 0, Some("e4"))
+    });
+    holds(&delivery::streams_in_order(&seen));
+}
+
+#[test]
+fn i7_fails_on_an_order_left_parked_and_not_on_another_key() {
+    let mut seen = Observations::default();
+    seen.orders.insert("a".into(), Default::default());
+    seen.parked.push(("warehouse".into(), "poison-key".into()));
+    holds(&delivery::queues_empty(&seen));
+    seen.parked.push(("order".into(), "a".into()));
+    fails(
+        &delivery::queues_empty(&seen),
+        "a: parked at order behind a dead letter",
+    );
+}
+
 fn published(topic: &str, event: &str, event_type: &str) -> Published {
     Published {
         owner: "order".into(),
@@ -310,6 +338,7 @@ fn record(topic: &str, offset: i64, event: Option<&str>) -> Record {
         key: "a".into(),
         event_id: event.map(Into::into),
         poison: false,
+        dead_lettered: None,
     }
 }
 

@@ -40,6 +40,8 @@ pub use html::page;
         crate::edge::dead_letters::show,
         crate::edge::dead_letters::replay,
         crate::edge::dead_letters::discard,
+        crate::edge::dead_letters::skip::skip,
+        crate::edge::dead_letters::redrive::redrive,
         crate::edge::audit::list,
         openapi_json,
         docs,

@@ -1,6 +1,10 @@
 //! `/v1/admin/dead-letters`: the dead letters of the service's consumers
-//! ([`crate::messaging::consumer::dead_letter`]) listed, shown, replayed and
-//! discarded by an operator (the `omnisaga` CLI calls it).
+//! ([`crate::messaging::consumer::dead_letter`]) listed, shown, replayed,
+//! discarded, skipped ([`skip`]) and redriven in bulk ([`redrive`]) by an
+//! operator (the `omnisaga` CLI calls it).
+
+pub(crate) mod redrive;
+pub(crate) mod skip;
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -27,13 +31,29 @@ pub(crate) struct AdminState {
     replayers: Arc<Vec<Arc<dyn Replay>>>,
 }
 
-/// `/v1/admin/dead-letters`: list, show, replay, discard.
+impl AdminState {
+    /// The replay of the consumer named `consumer`.
+    fn replayer(&self, consumer: &str) -> Result<&Arc<dyn Replay>, ApiError> {
+        self.replayers
+            .iter()
+            .find(|r| r.name() == consumer)
+            .ok_or_else(|| ApiError::internal(format!("no consumer {consumer} in this service")))
+    }
+}
+
+/// The columns [`DeadLetter::of`] reads.
+const COLUMNS: &str =
+    "id, consumer, message_key, topic, partition, \"offset\", event_type, error, attempts, created_at";
+
+/// `/v1/admin/dead-letters`: list, show, replay, discard, skip, redrive.
 pub fn routes(pool: PgPool, replayers: Vec<Arc<dyn Replay>>) -> Router {
     Router::new()
         .route("/v1/admin/dead-letters", get(list))
         .route("/v1/admin/dead-letters/replay", post(replay))
+        .route("/v1/admin/dead-letters/redrive", post(redrive::redrive))
         .route("/v1/admin/dead-letters/{id}", get(show))
         .route("/v1/admin/dead-letters/{id}/discard", post(discard))
+        .route("/v1/admin/dead-letters/{id}/skip", post(skip::skip))
         .with_state(AdminState {
             pool,
             replayers: Arc::new(replayers),
@@ -86,7 +106,8 @@ impl DeadLetter {
 pub struct DeadLetters {
     /// At most 1,000, oldest first.
     pub items: Vec<DeadLetter>,
-    /// Keys whose later records wait until their dead letters are replayed.
+    /// Keys whose later records wait until their dead letters are replayed
+    /// (or discarded, or skipped).
     pub parked_keys: Vec<String>,
 }
 
@@ -168,7 +189,7 @@ pub(crate) async fn list(
     responses(
         (status = 200, description = "the dead letter", body = DeadLetterRecord),
         (status = 404, description = "not_found: no such dead letter", body = crate::edge::http::ErrorBody),
-        (status = 405, description = "method_not_allowed: `replay` is no id but the replay route, which takes POST", body = crate::edge::http::ErrorBody),
+        (status = 405, description = "method_not_allowed: `replay` and `redrive` are no ids but routes of their own, which take POST", body = crate::edge::http::ErrorBody),
     ))]
 pub(crate) async fn show(
     State(s): State<AdminState>,
