@@ -57,6 +57,7 @@ async fn fuzz(stack: &Stack) -> Result<()> {
             Scope::StockRead,
             Scope::OrdersRead,
             Scope::ReconcileRead,
+            Scope::StockImport,
         ],
     );
     let callers = [

@@ -23,10 +23,14 @@ pub enum Scope {
     /// invariants, and nothing else (the reconcile CronJob's token, kept in
     /// the cluster as the services' own are; operators add it to theirs).
     ReconcileRead,
+    /// Stock imports: add goods received (`POST /v1/stock/batch` on the
+    /// warehouse), and nothing else (the stock import CronJob's token, kept
+    /// in the cluster as reconciliation's is; operators add it to theirs).
+    StockImport,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::OrdersRead,
         Scope::OrdersWrite,
         Scope::AnalyticsRead,
@@ -34,6 +38,7 @@ impl Scope {
         Scope::PaymentMethodsRead,
         Scope::Admin,
         Scope::ReconcileRead,
+        Scope::StockImport,
     ];
 
     /// The scopes only the services' own identities hold: a caller holding
@@ -49,6 +54,7 @@ impl Scope {
             Scope::PaymentMethodsRead => "payment-methods:read",
             Scope::Admin => "admin",
             Scope::ReconcileRead => "reconcile:read",
+            Scope::StockImport => "stock:import",
         }
     }
 }

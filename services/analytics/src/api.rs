@@ -1,10 +1,12 @@
 //! The analytics API: `GET /v1/summary` (stage counts, fulfilment time
-//! percentiles and the payment success share, overall and per channel),
-//! `GET /v1/orders/{id}/stages` (one order's stage events) and the
+//! percentiles and the payment success share, overall and per channel, of
+//! every order or those placed in a window), `GET /v1/orders/{id}/stages`
+//! (one order's stage events), the order facts of a window as CSV
+//! ([`crate::export`]), a customer's payments ([`crate::history`]) and the
 //! dashboard ([`crate::dashboard`]).
 
 use axum::{
-    extract::{FromRef, Path, State},
+    extract::{FromRef, Path, Query, State},
     middleware,
     routing::get,
     Json,
@@ -25,12 +27,20 @@ use crate::{
     config::Config,
     dashboard,
     domain::{success_share, to_tenths, Stage},
+    export, history,
     store::{self, totals, ChannelCounts, Percentiles as Measured},
+    window::WindowQuery,
 };
 
 /// Analytics' API document, from the handlers below and the runtime's.
 #[derive(OpenApi)]
-#[openapi(paths(summary, order_stages, dashboard::page))]
+#[openapi(paths(
+    summary,
+    order_stages,
+    export::orders_csv,
+    history::customer_payments,
+    dashboard::page
+))]
 struct ApiDoc;
 
 /// The whole OpenAPI document of the analytics service.
@@ -38,7 +48,7 @@ pub fn document() -> serde_json::Value {
     openapi::document(
         &About {
             service: "analytics",
-            description: "Saga stage counts, fulfilment time and payment success share, overall and per channel; one order's stages; the dashboard.",
+            description: "Saga stage counts, fulfilment time and payment success share, overall and per channel, of every order or a window's; the order facts of a window as CSV; one order's stages; each customer's payments; the dashboard.",
             port: 8084,
         },
         ApiDoc::openapi(),
@@ -69,6 +79,16 @@ pub fn routes(pool: PgPool, config: Config) -> Routes {
     Routes::new()
         .route("/v1/summary", Scope::AnalyticsRead, get(summary))
         .route("/v1/orders/{id}/stages", Scope::AnalyticsRead, get(order_stages))
+        .route(
+            "/v1/exports/orders.csv",
+            Scope::AnalyticsRead,
+            get(export::orders_csv),
+        )
+        .route(
+            "/v1/customers/{id}/payments",
+            Scope::AnalyticsRead,
+            get(history::customer_payments),
+        )
         // Open (see `App::run_until_stopped`): aggregate figures only.
         // A database query open to anyone: one answer a second, shared.
         .open(
@@ -171,15 +191,20 @@ pub struct Percentiles {
 
 /// Summary
 ///
-/// Counts per stage, fulfilment percentiles (ms), payment success share; overall and per channel.
-#[utoipa::path(get, path = "/v1/summary", tag = "analytics",
+/// Counts per stage, fulfilment percentiles (ms), payment success share; overall and per channel. With from and/or to, the figures of the orders placed in that window (at or after from, before to), whenever their later stages came; without, of every order, those whose placement analytics has not received yet included (channel unknown).
+#[utoipa::path(get, path = "/v1/summary", tag = "analytics", params(WindowQuery),
     security(("bearer" = ["analytics:read"])),
-    responses((status = 200, description = "the figures", body = Summary)))]
-async fn summary(State(s): State<ApiState>) -> Result<Json<Summary>, ApiError> {
+    responses(
+        (status = 200, description = "the figures", body = Summary),
+        (status = 422, description = "validation_failed (details.fields): to is not after from", body = ErrorBody),
+    ))]
+async fn summary(State(s): State<ApiState>, Query(q): Query<WindowQuery>) -> Result<Json<Summary>, ApiError> {
+    let window = q.window()?;
+    let w = &window;
     let mut db = store::snapshot(&s.pool).await?;
-    let channels = store::channel_counts(&mut db).await?;
+    let channels = store::channel_counts(&mut db, w).await?;
     let all = totals(&channels);
-    let (authorized, failed) = store::payment_answers(&mut db).await?;
+    let (authorized, failed) = store::payment_answers(&mut db, w).await?;
     let mut by_channel = Vec::with_capacity(channels.len());
     for c in &channels {
         by_channel.push(ChannelSummary {
@@ -188,7 +213,7 @@ async fn summary(State(s): State<ApiState>) -> Result<Json<Summary>, ApiError> {
             payments: order_payments(c),
             fulfilment_ms: ChannelFulfilment {
                 placed_to_shipped: percentiles(
-                    store::time_to(&mut db, Stage::Shipped, Some(&c.channel)).await?,
+                    store::time_to(&mut db, Stage::Shipped, Some(&c.channel), w).await?,
                 ),
             },
         });
@@ -202,9 +227,9 @@ async fn summary(State(s): State<ApiState>) -> Result<Json<Summary>, ApiError> {
         },
         fulfilment_ms: Fulfilment {
             placed_to_ready_for_shipment: percentiles(
-                store::time_to(&mut db, Stage::ReadyForShipment, None).await?,
+                store::time_to(&mut db, Stage::ReadyForShipment, None, w).await?,
             ),
-            placed_to_shipped: percentiles(store::time_to(&mut db, Stage::Shipped, None).await?),
+            placed_to_shipped: percentiles(store::time_to(&mut db, Stage::Shipped, None, w).await?),
         },
         channels: by_channel,
     }))

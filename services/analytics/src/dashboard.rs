@@ -47,7 +47,7 @@ struct Figures {
     responses((status = 200, description = "the page", body = String, content_type = "text/html")))]
 pub async fn page(State(pool): State<PgPool>, State(config): State<Config>) -> Result<Response, ApiError> {
     let mut db = store::snapshot(&pool).await?;
-    let channels = store::channel_counts(&mut db).await?;
+    let channels = store::channel_counts(&mut db, &crate::window::Window::default()).await?;
     let stuck_after_seconds = config.stuck_after.as_secs();
     let stuck = store::stuck_orders(&mut db, stuck_after_seconds as f64).await?;
     let figures = Figures {

@@ -99,6 +99,7 @@ fn received_of(event: &Incoming) -> Result<Option<Received<'_>>, HandlerError> {
             Payload::OrderPlaced(placed) => Some(placement(placed)),
             _ => None,
         },
+        payment: store::payment_of(payload),
     }))
 }
 
@@ -107,6 +108,7 @@ fn placement(placed: &OrderPlaced) -> Placement<'_> {
     let total = placed.total.as_ref();
     Placement {
         channel: channel_name(Channel::try_from(placed.channel).unwrap_or(Channel::Unspecified)),
+        customer_id: placed.customer.as_ref().map_or("", |c| c.customer_id.as_str()),
         lines: placed
             .items
             .iter()

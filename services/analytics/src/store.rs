@@ -1,18 +1,23 @@
 //! The analytics database: every event received (`received_events`), and
 //! the star schema analysts query (migrations/1001_star_schema.sql,
 //! docs/analytics.md): each stage event (`stage_events`), each order
-//! (`fact_orders`) and its lines (`fact_order_lines`), with the dimensions
+//! (`fact_orders`), its lines (`fact_order_lines`) and each payment
+//! (`fact_payments`), with the dimensions
 //! they name, written in `record` (the orders' rows in `fact_orders`) as
 //! events arrive. The API's and the dashboard's queries are in `figures`.
 //! Every statement of the service is in this module.
 
 use sqlx::{PgPool, Postgres, Transaction};
 
+mod export;
 mod fact_orders;
 mod figures;
+mod payments;
 mod record;
 
+pub use export::*;
 pub use figures::*;
+pub use payments::{customer_payments, payment_of, CustomerPayment, PaymentFact};
 pub use record::*;
 
 /// A read-only transaction that sees one snapshot, so that every figure of
@@ -27,8 +32,9 @@ pub async fn snapshot(pool: &PgPool) -> Result<Transaction<'static, Postgres>, s
 
 /// The tables and views analysts read (docs/analytics.md); the operational
 /// tables (outbox, inbox, dead letters with whole events) are not among them.
-pub const ANALYST_TABLES: [&str; 10] = [
+pub const ANALYST_TABLES: [&str; 11] = [
     "fact_orders",
+    "fact_payments",
     "stage_events",
     "fact_stages",
     "fact_order_lines",

@@ -3,6 +3,8 @@
 //! received, added to what is on hand. A SKU the warehouse has not stocked
 //! before starts at the quantity. See `omnisaga_runtime::batch` for how a
 //! batch is read, checked and applied (whole or not at all, once per id).
+//! It needs `stock:import`, not `admin`: the nightly import (a CronJob)
+//! keeps a token that can import stock and do nothing else.
 
 use omnisaga_runtime::batch::{Importer, Row, RowError};
 use sqlx::PgConnection;
@@ -39,6 +41,8 @@ impl Importer for StockImport {
     const KIND: &'static str = "stock";
     const DESCRIPTION: &'static str = "A row per SKU with sku and quantity, the units received, added to what is on hand; a SKU not stocked before starts at its quantity.";
     const FIELDS: &'static [&'static str] = &["sku", "quantity"];
+    /// The nightly import's token holds this scope alone (infra/k8s/stock-import.yaml).
+    const SCOPE: omnisaga_auth::Scope = omnisaga_auth::Scope::StockImport;
 
     fn check(&self, row: &Row) -> Result<Receipt, Vec<RowError>> {
         match (row.text("sku", 64), row.integer("quantity", 1..=MAX_QUANTITY)) {

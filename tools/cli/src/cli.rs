@@ -23,7 +23,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
   omnisaga dlq list payment
   omnisaga dlq redrive all --type OrderPlaced --since 1h --dry-run
   omnisaga messages dead
-  omnisaga reconcile --since 1h --until 5m")]
+  omnisaga reconcile --since 1h --until 5m
+  omnisaga summary --from 1d
+  omnisaga export orders --from 2026-12-01T00:00:00Z --to 2026-12-02T00:00:00Z > orders.csv
+  omnisaga customer payments customer-1")]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -101,6 +104,21 @@ pub enum Command {
   omnisaga reconcile --since 2h --until 10m --json
   omnisaga reconcile --since 20m --until 5m --push http://pushgateway:9091")]
     Reconcile(ReconcileArgs),
+    /// Stage counts, payment success and fulfilment time of the orders
+    /// placed in a window, overall and per channel (GET /v1/summary,
+    /// `analytics:read`).
+    ///
+    /// Without --from and --to, of every order.
+    #[command(after_help = "Examples:
+  omnisaga summary --from 1d
+  omnisaga summary --from 2026-12-01T00:00:00Z --to 2026-12-08T00:00:00Z --json")]
+    Summary(crate::analytics::SummaryArgs),
+    /// The analytics service's order facts as CSV.
+    #[command(subcommand)]
+    Export(crate::analytics::ExportCommand),
+    /// One customer's payments, for a CRM.
+    #[command(subcommand)]
+    Customer(crate::analytics::CustomerCommand),
 }
 
 #[derive(Debug, Args)]
@@ -138,7 +156,7 @@ pub enum CatalogCommand {
 #[derive(Debug, Subcommand)]
 pub enum StockCommand {
     /// Add goods received: a row per SKU with sku and quantity, added to
-    /// what is on hand (POST /v1/stock/batch, `admin`).
+    /// what is on hand (POST /v1/stock/batch, `stock:import`).
     ///
     /// FILE is CSV with a header line, JSON lines, or a JSON array of
     /// objects (the seed catalog: its `stock` is the quantity). Each batch
@@ -242,7 +260,7 @@ pub struct MintArgs {
     /// The subject: for a customer, the customer id.
     #[arg(long)]
     pub sub: String,
-    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin, reconcile:read.
+    /// A scope to grant (repeat for more): orders:read, orders:write, analytics:read, stock:read, admin, reconcile:read, stock:import.
     #[arg(long = "scope", required = true, value_parser = parse_scope)]
     pub scopes: Vec<omnisaga_auth::Scope>,
     /// How long it is valid, in seconds.
@@ -640,6 +658,24 @@ mod tests {
         assert!(parse(&["dlq", "redrive", "payment", "--since", "yesterday"]).is_err());
         assert!(parse(&["dlq", "skip", "order", "3"]).is_err(), "no reason");
         assert!(parse(&["dlq", "skip", "order", "3", "--reason", "bogus"]).is_ok());
+    }
+
+    #[test]
+    fn the_analytics_verbs_take_a_window_and_a_customer() {
+        let cli = parse(&["summary", "--from", "1d", "--to", "2026-12-01T00:00:00Z"]).unwrap();
+        assert!(matches!(cli.command, Command::Summary(ref s) if s.from.is_some() && s.to.is_some()));
+        assert!(parse(&["summary", "--from", "yesterday"]).is_err());
+        let cli = parse(&["export", "orders", "--from", "2h", "--output", "o.csv"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Export(crate::analytics::ExportCommand::Orders(ref e)) if e.to.is_none() && e.output.is_some()
+        ));
+        assert!(parse(&["export", "orders"]).is_err(), "--from is required");
+        let cli = parse(&["customer", "payments", "c-1", "--limit", "500"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Customer(crate::analytics::CustomerCommand::Payments(ref p)) if p.id == "c-1" && p.limit == 500
+        ));
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! imported from files (`catalog import`, `stock import`), and the saga's
 //! invariants checked on the live stack (`reconcile`), every customer's
 //! orders found by status, age and more (`orders find`), and what one
-//! order waits for and on whom (`order why`). `cli` holds the command line;
+//! order waits for and on whom (`order why`), and what analysts and a CRM
+//! read from analytics (`summary`, `export orders`, `customer payments`).
+//! `cli` holds the command line;
 //! each command has its module; `settings` says where the stack is.
 
+mod analytics;
 mod cli;
 mod decode;
 mod dlq;
@@ -65,6 +68,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Stock(StockCommand::Import(args)) => {
             import::run(import::Kind::Stock, args, &settings, json).await
+        }
+        Command::Summary(args) => analytics::summary(args, &settings, json).await,
+        Command::Export(analytics::ExportCommand::Orders(args)) => analytics::export(args, &settings).await,
+        Command::Customer(analytics::CustomerCommand::Payments(args)) => {
+            analytics::payments(args, &settings, json).await
         }
     }
     .map(|()| ExitCode::SUCCESS)

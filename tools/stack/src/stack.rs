@@ -17,15 +17,17 @@ use crate::{
 
 /// An operator's scopes, each granted (`admin` implies none): `admin`,
 /// reading what customers, analysts and the order service read, acting
-/// on a customer's order (support cancels or retries it), and reconciling.
+/// on a customer's order (support cancels or retries it), reconciling and
+/// importing stock.
 /// Not payment tokens: `payment-methods:read` is the payment service's alone.
-pub const OPERATOR_SCOPES: [Scope; 6] = [
+pub const OPERATOR_SCOPES: [Scope; 7] = [
     Scope::Admin,
     Scope::OrdersRead,
     Scope::OrdersWrite,
     Scope::AnalyticsRead,
     Scope::StockRead,
     Scope::ReconcileRead,
+    Scope::StockImport,
 ];
 
 /// The key of `service`'s admin listener among the stack's ports.

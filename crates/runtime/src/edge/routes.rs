@@ -43,14 +43,17 @@ pub fn admin_addr(http: std::net::SocketAddr) -> std::net::SocketAddr {
 
 impl Listener {
     /// The listener of a route needing `scope`: operators' (`admin`),
-    /// services' (`stock:read`, `payment-methods:read`) and reconciliation's
-    /// (`reconcile:read`) routes are internal.
+    /// services' (`stock:read`, `payment-methods:read`), reconciliation's
+    /// (`reconcile:read`) and the stock import's (`stock:import`) routes are
+    /// internal.
     pub fn of(scope: Scope) -> Listener {
         match scope {
             Scope::OrdersRead | Scope::OrdersWrite | Scope::AnalyticsRead => Listener::Public,
-            Scope::StockRead | Scope::PaymentMethodsRead | Scope::Admin | Scope::ReconcileRead => {
-                Listener::Admin
-            }
+            Scope::StockRead
+            | Scope::PaymentMethodsRead
+            | Scope::Admin
+            | Scope::ReconcileRead
+            | Scope::StockImport => Listener::Admin,
         }
     }
 }

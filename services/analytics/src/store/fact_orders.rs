@@ -17,6 +17,7 @@ use crate::domain::{completed, Stage, Stages};
 struct Change<'a> {
     // A placement's, the latest one's.
     channel: Option<&'static str>,
+    customer_id: Option<&'a str>,
     placed_day: Option<NaiveDate>,
     items: Option<i32>,
     total_minor_units: Option<i64>,
@@ -44,6 +45,7 @@ impl<'a> Change<'a> {
         let at = event.occurred_at;
         if let Some(p) = &event.placement {
             self.channel = Some(p.channel);
+            self.customer_id = Some(p.customer_id).filter(|c| !c.is_empty());
             self.placed_day = Some(at.date_naive());
             self.items = Some(p.lines.iter().map(|l| l.quantity).sum());
             self.total_minor_units = Some(p.total_minor_units);
@@ -106,12 +108,13 @@ pub(super) async fn record(
     let rows = sqlx::query(
         "INSERT INTO fact_orders AS o (order_id, channel, placed_day, items, total_minor_units, currency,
                                        placed_at, paid_at, ready_at, shipped_at, cancelled_at,
-                                       payment_failures, payment_voids)
+                                       payment_failures, payment_voids, customer_id)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::date[], $4::int[], $5::bigint[], $6::text[],
                               $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
-                              $11::timestamptz[], $12::int[], $13::int[])
+                              $11::timestamptz[], $12::int[], $13::int[], $15::text[])
          ON CONFLICT (order_id) DO UPDATE SET
              channel = coalesce(EXCLUDED.channel, o.channel),
+             customer_id = coalesce(EXCLUDED.customer_id, o.customer_id),
              placed_day = coalesce(EXCLUDED.placed_day, o.placed_day),
              items = coalesce(EXCLUDED.items, o.items),
              total_minor_units = coalesce(EXCLUDED.total_minor_units, o.total_minor_units),
@@ -148,6 +151,7 @@ pub(super) async fn record(
             .map(|(id, _)| *id)
             .collect::<Vec<_>>(),
     )
+    .bind(changes.values().map(|c| c.customer_id).collect::<Vec<_>>())
     .fetch_all(conn)
     .await?;
     let mut done = Vec::new();

@@ -6,7 +6,15 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::domain::{Kept, Stage};
+use crate::{
+    domain::{Kept, Stage},
+    window::Window,
+};
+
+/// The orders of a [`Window`] (`$1` from, `$2` to) among `fact_orders o`:
+/// every order when it is open at both ends.
+const IN_WINDOW: &str =
+    "($1::timestamptz IS NULL OR o.placed_at >= $1) AND ($2::timestamptz IS NULL OR o.placed_at < $2)";
 
 /// What one channel's orders reached: how many reached each stage, and
 /// their payment outcomes (`fact_orders.payment_outcome`).
@@ -43,19 +51,26 @@ pub fn totals(channels: &[ChannelCounts]) -> ChannelCounts {
         })
 }
 
-/// The counts of each channel's orders (`unknown` for orders whose
-/// placement has not arrived), by channel name.
-pub async fn channel_counts(conn: &mut PgConnection) -> Result<Vec<ChannelCounts>, sqlx::Error> {
-    let rows = sqlx::query(
+/// The counts of each channel's orders placed in `window` (`unknown` for
+/// orders whose placement has not arrived, in an open window only), by
+/// channel name.
+pub async fn channel_counts(
+    conn: &mut PgConnection,
+    window: &Window,
+) -> Result<Vec<ChannelCounts>, sqlx::Error> {
+    let sql = format!(
         "SELECT coalesce(channel, 'unknown'), count(placed_at), count(paid_at), count(ready_at),
                 count(shipped_at), count(cancelled_at),
                 count(*) FILTER (WHERE payment_outcome = 'authorized'),
                 count(*) FILTER (WHERE payment_outcome = 'declined'),
                 count(*) FILTER (WHERE payment_voids > 0)
-         FROM fact_orders GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(conn)
-    .await?;
+         FROM fact_orders o WHERE {IN_WINDOW} GROUP BY 1 ORDER BY 1"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(window.from)
+        .bind(window.to)
+        .fetch_all(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| ChannelCounts {
@@ -72,14 +87,20 @@ pub async fn channel_counts(conn: &mut PgConnection) -> Result<Vec<ChannelCounts
         .collect())
 }
 
-/// How many payment attempts were authorised and how many failed.
-pub async fn payment_answers(conn: &mut PgConnection) -> Result<(i64, i64), sqlx::Error> {
-    let r = sqlx::query(
+/// How many payment attempts of the orders placed in `window` were
+/// authorised and how many failed.
+pub async fn payment_answers(conn: &mut PgConnection, window: &Window) -> Result<(i64, i64), sqlx::Error> {
+    let sql = format!(
         "SELECT count(*) FILTER (WHERE stage = 'paid'), count(*) FILTER (WHERE stage = 'payment_declined')
-         FROM stage_events WHERE stage IN ('paid', 'payment_declined')",
-    )
-    .fetch_one(conn)
-    .await?;
+         FROM stage_events s WHERE stage IN ('paid', 'payment_declined')
+           AND (($1::timestamptz IS NULL AND $2::timestamptz IS NULL)
+                OR EXISTS (SELECT 1 FROM fact_orders o WHERE o.order_id = s.order_id AND {IN_WINDOW}))"
+    );
+    let r = sqlx::query(&sql)
+        .bind(window.from)
+        .bind(window.to)
+        .fetch_one(conn)
+        .await?;
     Ok((r.get(0), r.get(1)))
 }
 
@@ -93,12 +114,13 @@ pub struct Percentiles {
     pub max: Option<f64>,
 }
 
-/// The distribution of the time from placement to `stage`, over every
-/// order or one channel's.
+/// The distribution of the time from placement to `stage`, over the
+/// orders placed in `window`, all or one channel's.
 pub async fn time_to(
     conn: &mut PgConnection,
     stage: Stage,
     channel: Option<&str>,
+    window: &Window,
 ) -> Result<Percentiles, sqlx::Error> {
     let Kept::FirstTime(column) = stage.kept() else {
         return Ok(Percentiles {
@@ -117,10 +139,15 @@ pub async fn time_to(
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY ms),
                 max(ms)
          FROM (SELECT extract(epoch FROM {column} - placed_at)::float8 * 1000 AS ms
-               FROM fact_orders WHERE {column} IS NOT NULL AND placed_at IS NOT NULL
-                 AND ($1::text IS NULL OR coalesce(channel, 'unknown') = $1)) d"
+               FROM fact_orders o WHERE {column} IS NOT NULL AND placed_at IS NOT NULL AND {IN_WINDOW}
+                 AND ($3::text IS NULL OR coalesce(channel, 'unknown') = $3)) d"
     );
-    let r = sqlx::query(&sql).bind(channel).fetch_one(conn).await?;
+    let r = sqlx::query(&sql)
+        .bind(window.from)
+        .bind(window.to)
+        .bind(channel)
+        .fetch_one(conn)
+        .await?;
     Ok(Percentiles {
         count: r.get(0),
         p50: r.get(1),

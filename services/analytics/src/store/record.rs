@@ -15,7 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::fact_orders;
+use super::{fact_orders, payments, PaymentFact};
 use crate::domain::Stage;
 
 /// The `dim_day` and `dim_sku` rows this process has written (or found),
@@ -87,11 +87,15 @@ pub struct Received<'a> {
     pub stage: Option<Stage>,
     /// What it tells about the order besides its stage, for a placement.
     pub placement: Option<Placement<'a>>,
+    /// What it tells about the payment, for a payment answer or a void.
+    pub payment: Option<PaymentFact<'a>>,
 }
 
 /// What an `OrderPlaced` tells about the order besides its stage.
 pub struct Placement<'a> {
     pub channel: &'static str,
+    /// The customer who placed it; empty for none.
+    pub customer_id: &'a str,
     pub lines: Vec<Line<'a>>,
     pub total_minor_units: i64,
     pub currency: &'a str,
@@ -135,6 +139,7 @@ pub async fn record_all(
         record_lines(conn, &placements).await?;
     }
     record_stages(conn, &staged).await?;
+    payments::record(conn, &staged).await?;
     fact_orders::record(conn, &staged).await
 }
 

@@ -2,6 +2,8 @@
 mod dashboard;
 mod helpers;
 mod operations;
+mod payments;
 mod scopes;
 mod star;
 mod summary;
+mod window;

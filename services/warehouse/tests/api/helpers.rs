@@ -34,7 +34,7 @@ pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     TestApp(testing::TestApp::start(
         &common,
         (app.port(), app.admin_port()),
-        &testing::auth::operator_token(&[omnisaga_auth::Scope::StockRead]),
+        &testing::auth::operator_token(&[omnisaga_auth::Scope::StockRead, omnisaga_auth::Scope::StockImport]),
         |stop| app.run_until_stopped(stop),
     ))
 }

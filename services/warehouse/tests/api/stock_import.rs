@@ -187,3 +187,51 @@ async fn requests_that_are_not_a_batch_are_refused_and_change_nothing() {
     assert_eq!(resp.status(), 403);
     assert_eq!(app.on_hand("SKU-LAMP").await, 25);
 }
+
+#[tokio::test]
+async fn a_stock_import_token_imports_stock_and_nothing_else_and_admin_alone_does_not_import() {
+    use omnisaga_auth::Scope;
+    let app = spawn_app().await;
+    let post = |token: String, batch: &'static str| {
+        let url = format!("{}{PATH}", app.admin_url);
+        async move {
+            testing::auth::client_with(&token)
+                .post(url)
+                .header("content-type", "text/csv")
+                .header("batch-id", batch)
+                .body("sku,quantity\nSKU-LAMP,4\n")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // The nightly CronJob's token: this scope alone.
+    let nightly = testing::auth::token("stock-import", &[Scope::StockImport]);
+    let resp = post(nightly.clone(), "night-1").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(app.on_hand("SKU-LAMP").await, 25 + 4);
+    for (method, path) in [
+        ("GET", "/v1/stock".to_owned()),
+        ("GET", "/v1/pick-tasks/backlog".to_owned()),
+        ("GET", "/v1/admin/dead-letters".to_owned()),
+    ] {
+        let resp = testing::auth::client_with(&nightly)
+            .request(method.parse().unwrap(), format!("{}{path}", app.admin_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path} with stock:import alone");
+    }
+    // An operator's token without the scope is refused, and adds nothing.
+    let resp = post(testing::auth::token("ops", &[Scope::Admin]), "night-2").await;
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stock:import"),
+        "{body}"
+    );
+    assert_eq!(app.on_hand("SKU-LAMP").await, 29);
+}

@@ -136,6 +136,9 @@ pub trait Importer: Send + Sync {
     const DESCRIPTION: &'static str;
     /// The fields a row has; any other is a problem.
     const FIELDS: &'static [&'static str];
+    /// The scope a caller needs to import (operators' `admin` unless an
+    /// importer has a scope of its own).
+    const SCOPE: omnisaga_auth::Scope = omnisaga_auth::Scope::Admin;
     /// Checks one row: the item, or each of its problems.
     fn check(&self, row: &Row) -> Result<Self::Item, Vec<RowError>>;
     /// A key two rows of one batch may not share (the SKU), if any.

@@ -9,7 +9,6 @@ use axum::{
     routing::post,
     Json,
 };
-use omnisaga_auth::Scope;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -37,7 +36,7 @@ pub fn path_item<I: Importer>() -> Value {
     );
     json!({"post": {
         "tags": ["imports"],
-        "summary": format!("Import {} rows in one batch, applied whole or not at all (admin)", I::KIND),
+        "summary": format!("Import {} rows in one batch, applied whole or not at all ({})", I::KIND, I::SCOPE),
         "description": format!(
             "{} The body is CSV with a header line (text/csv) or JSON lines (application/x-ndjson, \
              application/jsonl), a row per line. Every row is checked first; when any row has a problem \
@@ -48,7 +47,7 @@ pub fn path_item<I: Importer>() -> Value {
             I::DESCRIPTION, MAX_BYTES >> 20, MAX_ROWS
         ),
         "operationId": format!("import_{}", I::KIND),
-        "security": [{"bearer": ["admin"]}],
+        "security": [{"bearer": [I::SCOPE.as_str()]}],
         "parameters": [{
             "name": "Batch-Id", "in": "header", "required": true,
             "description": "Names the batch: applied once, whatever number of times it is sent.",
@@ -70,13 +69,14 @@ pub fn path_item<I: Importer>() -> Value {
     }})
 }
 
-/// The route `POST path` importing batches with `importer`, for operators
-/// (`admin`), taking files of up to [`MAX_BYTES`].
+/// The route `POST path` importing batches with `importer`, for holders of
+/// its scope (`I::SCOPE`: operators' `admin` unless it has its own), taking
+/// files of up to [`MAX_BYTES`].
 pub fn routes<I: Importer + 'static>(path: &str, pool: PgPool, importer: I) -> Routes {
     Routes::new()
         .route(
             path,
-            Scope::Admin,
+            I::SCOPE,
             post(handle::<I>).layer(DefaultBodyLimit::max(MAX_BYTES)),
         )
         .with_state((pool, Arc::new(importer)))
