@@ -2,7 +2,8 @@
 # Installs what omnisaga needs on a fresh Debian machine: the Debian packages
 # the build and the stack use (protoc for the protobuf code, OpenSSL's headers
 # and pkg-config for librdkafka's TLS and SASL/SCRAM, a JDK and Maven for
-# Kafka, a headless Chromium for the dashboard's browser test), then Apache
+# Kafka, a headless Chromium for the dashboard's browser test, Prometheus for
+# `make run`'s metrics and promtool), then Apache
 # Kafka into the cache outside the clone
 # (install-kafka.sh), and schemathesis from PyPI into its own virtualenv in
 # the cache (the API fuzzer e2e/tests/api_fuzz.rs runs). PostgreSQL is
@@ -20,6 +21,7 @@ command -v unzip >/dev/null 2>&1 || need_pkgs+=(unzip)
 command -v pkg-config >/dev/null 2>&1 || need_pkgs+=(pkg-config)
 [ -f /usr/include/openssl/ssl.h ] || need_pkgs+=(libssl-dev)
 command -v chromium-headless-shell >/dev/null 2>&1 || need_pkgs+=(chromium-headless-shell)
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 if [ -z "${KAFKA_HOME:-}" ]; then
   # Kafka 4 needs Java 17 or newer.
   java_major="$("${JAVA_HOME:+$JAVA_HOME/bin/}java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1 || true)"

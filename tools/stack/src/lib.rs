@@ -9,7 +9,8 @@
 //! What they get: a [`Stack`] started from [`StackOptions`] (its URLs,
 //! logs and processes; services, broker and trace viewer stopped, killed and
 //! started again), a [`client`] of its HTTP APIs, and the checks of its
-//! [`logs`] and [`traces`]. [`bin_dir`], [`repo_root`] and [`pg_server`] say
+//! [`logs`] and [`traces`], and a [`Prometheus`] scraping it
+//! ([`prometheus`]). [`bin_dir`], [`repo_root`] and [`pg_server`] say
 //! where the build's binaries, the clone and the PostgreSQL server are.
 
 pub mod balancer;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod failpoints;
 pub mod logs;
 pub mod netfault;
+pub mod prometheus;
 pub mod traces;
 pub mod webhook_sink;
 
@@ -30,6 +32,7 @@ mod kafka;
 pub mod local_state;
 pub mod process;
 pub use process::{Stopped, STOP_GRACE};
+pub use prometheus::Prometheus;
 mod stack;
 mod viewer;
 

@@ -1,4 +1,5 @@
-//! `make run`: starts the whole system with durable local defaults, prints
+//! `make run`: starts the whole system with durable local defaults (and
+//! Prometheus scraping it, its alert rules loaded), prints
 //! where everything is, writes `.omnisaga/env`, and stops it all on Ctrl-C or
 //! SIGTERM. `omnisaga-stack clean` (`make clean-data`) forgets the stack:
 //! its data directory and its databases.
@@ -7,7 +8,7 @@ use std::{fmt::Write as _, path::PathBuf};
 
 use anyhow::Result;
 use omnisaga_auth::Scope;
-use omnisaga_stack::{local_state, repo_root, Broker, Stack, StackOptions};
+use omnisaga_stack::{local_state, repo_root, Broker, Prometheus, Stack, StackOptions};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -43,6 +44,7 @@ async fn main() -> Result<()> {
     eprintln!("starting the broker, the databases and five services...");
     let stack = Stack::start(options).await?;
     local_state::record(&dir, &db_prefix).await?;
+    let prometheus = Prometheus::start(&stack, std::time::Duration::from_secs(5)).await?;
 
     let mut env = String::new();
     for s in &stack.services {
@@ -68,6 +70,7 @@ async fn main() -> Result<()> {
     writeln!(env, "KAFKA_TOPIC_PREFIX={}", stack.topic_prefix())?;
     writeln!(env, "ANALYTICS_DATABASE={}", stack.database("analytics"))?;
     writeln!(env, "TRACES_URL={}", stack.traces_url)?;
+    writeln!(env, "PROMETHEUS_URL={}", prometheus.url)?;
     // Demo tokens of the local key (.omnisaga/auth), valid a day; mint more
     // with `omnisaga token mint`.
     writeln!(env, "CUSTOMER_TOKEN={}", stack.customer_token("customer-1"))?;
@@ -99,6 +102,10 @@ async fn main() -> Result<()> {
     println!(
         "  {:<13} {}   (Jaeger UI; find an order's trace by the trace_id its API returns)",
         "traces", stack.traces_url
+    );
+    println!(
+        "  {:<13} {}   (every instance scraped, alert rules at /classic/alerts; latency with exemplars, one click to a trace: {})",
+        "prometheus", prometheus.url, prometheus.exemplars_url
     );
     println!("  {:<13} {}/logs/", "logs", dir.display());
     println!("  {:<13} {}/env\n", "env file", dir.display());
@@ -134,6 +141,7 @@ async fn main() -> Result<()> {
 
     wait_for_stop().await;
     eprintln!("\nstopping...");
+    prometheus.stop().await;
     stack.stop().await?;
     eprintln!("stopped.");
     Ok(())

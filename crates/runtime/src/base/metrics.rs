@@ -35,6 +35,8 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     pub dead_letters_parked: IntGauge,
     pub unknown_events: IntCounterVec,
+    /// The latency histograms' exemplars (`base::exemplars`).
+    pub exemplars: super::exemplars::Exemplars,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -130,6 +132,7 @@ impl Metrics {
                 "Events of a type this build does not know (a newer producer's), skipped",
                 &["consumer", "topic", "event_type"],
             )?,
+            exemplars: super::exemplars::Exemplars::new(latency_buckets()),
             registry,
         })
     }

@@ -3,7 +3,8 @@
 //! [`FRESH_FOR`]: the requests in between, and those that come while it is
 //! computed, get that same answer, so a flood of them costs the pool one
 //! query a second instead of one each. On a router, each route keeps its
-//! own answer (by route template):
+//! own answer (by route template, and apart for an `Accept` asking for
+//! OpenMetrics):
 //! `.route_layer(middleware::from_fn_with_state(Cache::new(), cached))`.
 
 use std::{
@@ -63,11 +64,15 @@ pub async fn cached(State(cache): State<Arc<Cache>>, req: Request, next: Next) -
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return next.run(req).await;
     }
-    let route = req
+    let mut route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| req.uri().path(), MatchedPath::as_str)
         .to_owned();
+    // `/metrics` answers in two formats, each kept apart.
+    if crate::edge::scrape::wants_openmetrics(req.headers()) {
+        route.push_str(" (openmetrics)");
+    }
     let slot = cache
         .routes
         .lock()
@@ -147,6 +152,38 @@ mod tests {
             "a new answer after {FRESH_FOR:?}"
         );
         assert_eq!(computed.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_openmetrics_answer_is_kept_apart() {
+        let path = "/m";
+        let app = Router::new()
+            .route(
+                path,
+                get(|headers: HeaderMap| async move {
+                    let open = crate::edge::scrape::wants_openmetrics(&headers);
+                    if open {
+                        "openmetrics"
+                    } else {
+                        "classic"
+                    }
+                }),
+            )
+            .route_layer(middleware::from_fn_with_state(Cache::new(), cached));
+        for (accept, want) in [
+            ("text/plain", "classic"),
+            ("application/openmetrics-text", "openmetrics"),
+            ("*/*", "classic"),
+            ("application/openmetrics-text;version=1.0.0", "openmetrics"),
+        ] {
+            let req = Request::get(path)
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+            assert_eq!(&body[..], want.as_bytes(), "Accept: {accept}");
+        }
     }
 
     #[tokio::test]

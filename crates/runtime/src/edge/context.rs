@@ -119,7 +119,7 @@ pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, 
     }
     let (method, started) = (req.method().to_string(), std::time::Instant::now());
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    req.extensions_mut().insert(trace);
+    req.extensions_mut().insert(trace.clone());
     let mut resp = crate::base::db::counted(&span, next.run(req))
         .instrument(span.clone())
         .await;
@@ -135,9 +135,13 @@ pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, 
     m.http_requests
         .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
         .inc();
-    m.http_duration
-        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
-        .observe(started.elapsed().as_secs_f64());
+    // With the request's trace as its bucket's exemplar.
+    m.exemplars.observe(
+        &m.http_duration,
+        &[route.as_str(), method.as_str(), status.as_str()],
+        started.elapsed().as_secs_f64(),
+        sampled_trace_id(&trace),
+    );
     if resp.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -157,6 +161,14 @@ pub async fn request_context(State(trust): State<TraceTrust>, mut req: Request, 
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+/// The trace id of `trace` when its flags say it is sampled: an exemplar
+/// names only a trace the trace viewer gets.
+fn sampled_trace_id(trace: &TraceContext) -> Option<&str> {
+    let flags = trace.traceparent.as_deref()?.rsplit('-').next()?;
+    let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+    sampled.then(|| trace.trace_id()).flatten()
 }
 
 fn is_json(resp: &Response) -> bool {
