@@ -2,7 +2,7 @@
 //! percentiles and the payment success share, overall and per channel, of
 //! every order or those placed in a window), `GET /v1/orders/{id}/stages`
 //! (one order's stage events), the order facts of a window as CSV
-//! ([`crate::export`]), a customer's payments ([`crate::history`]) and the
+//! ([`export`]), a customer's payments ([`history`]) and the
 //! dashboard ([`crate::dashboard`]).
 
 use axum::{
@@ -23,11 +23,13 @@ use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
+mod export;
+mod history;
+
 use crate::{
     config::Config,
     dashboard,
     domain::{success_share, to_tenths, Stage},
-    export, history,
     store::{self, totals, ChannelCounts, Percentiles as Measured},
     window::WindowQuery,
 };

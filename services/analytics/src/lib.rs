@@ -12,8 +12,6 @@ pub mod app;
 pub mod config;
 pub mod dashboard;
 pub mod domain;
-pub mod export;
 pub mod handlers;
-pub mod history;
 pub mod store;
 pub mod window;

@@ -26,8 +26,12 @@ use omnisaga_proto::v1::{envelope::Payload, Envelope, PaymentAuthorized};
 use prost::Message as _;
 use serde_json::{json, Value};
 
-use super::{faults::POISON, load::Load, observe::connect};
+use super::{load::Load, observe::connect};
 use omnisaga_stack::{client::wait_for, produce_raw, Stack};
+
+/// The payload of the poison records [`super::faults::Fault::Poison`] and
+/// this fault send: not an envelope.
+pub const POISON: &[u8] = b"\xff\xfe poison, not an envelope";
 
 /// The producer named in the envelopes of [`bogus`] records.
 pub const BOGUS_PRODUCER: &str = "omnisaga-chaos";

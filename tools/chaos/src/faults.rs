@@ -18,6 +18,7 @@ use sqlx::Connection as _;
 use tokio::time::Instant;
 
 use super::{
+    dead_letters::POISON,
     load::Load,
     pgfault::Cut,
     schedule::{pick_instance, random_kill},
@@ -204,9 +205,6 @@ pub struct Injected {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
-
-/// The payload of the poison records [`Fault::Poison`] sends.
-pub const POISON: &[u8] = b"\xff\xfe poison, not an envelope";
 
 /// Injects `fault` into `stack` (under `load`) and heals it; `started` is
 /// the run's start, `rng` the run's seeded source of every random choice.

@@ -65,7 +65,7 @@ pub struct Record {
     pub key: String,
     /// The envelope's event id; `None` when the payload is no envelope.
     pub event_id: Option<String>,
-    /// The payload is the fault suite's own poison ([`super::faults::POISON`],
+    /// The payload is the fault suite's own poison ([`super::dead_letters::POISON`],
     /// or a [`super::dead_letters::bogus`] record).
     pub poison: bool,
     /// On a dead-letter topic: `(consumer, source topic, partition,

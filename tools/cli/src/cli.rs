@@ -112,13 +112,13 @@ pub enum Command {
     #[command(after_help = "Examples:
   omnisaga summary --from 1d
   omnisaga summary --from 2026-12-01T00:00:00Z --to 2026-12-08T00:00:00Z --json")]
-    Summary(crate::analytics::SummaryArgs),
+    Summary(crate::analytics::args::SummaryArgs),
     /// The analytics service's order facts as CSV.
     #[command(subcommand)]
-    Export(crate::analytics::ExportCommand),
+    Export(crate::analytics::args::ExportCommand),
     /// One customer's payments, for a CRM.
     #[command(subcommand)]
-    Customer(crate::analytics::CustomerCommand),
+    Customer(crate::analytics::args::CustomerCommand),
 }
 
 #[derive(Debug, Args)]
@@ -675,13 +675,13 @@ mod tests {
         let cli = parse(&["export", "orders", "--from", "2h", "--output", "o.csv"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Export(crate::analytics::ExportCommand::Orders(ref e)) if e.to.is_none() && e.output.is_some()
+            Command::Export(crate::analytics::args::ExportCommand::Orders(ref e)) if e.to.is_none() && e.output.is_some()
         ));
         assert!(parse(&["export", "orders"]).is_err(), "--from is required");
         let cli = parse(&["customer", "payments", "c-1", "--limit", "500"]).unwrap();
         assert!(matches!(
             cli.command,
-            Command::Customer(crate::analytics::CustomerCommand::Payments(ref p)) if p.id == "c-1" && p.limit == 500
+            Command::Customer(crate::analytics::args::CustomerCommand::Payments(ref p)) if p.id == "c-1" && p.limit == 500
         ));
     }
 

@@ -70,8 +70,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             import::run(import::Kind::Stock, args, &settings, json).await
         }
         Command::Summary(args) => analytics::summary(args, &settings, json).await,
-        Command::Export(analytics::ExportCommand::Orders(args)) => analytics::export(args, &settings).await,
-        Command::Customer(analytics::CustomerCommand::Payments(args)) => {
+        Command::Export(analytics::args::ExportCommand::Orders(args)) => {
+            analytics::export(args, &settings).await
+        }
+        Command::Customer(analytics::args::CustomerCommand::Payments(args)) => {
             analytics::payments(args, &settings, json).await
         }
     }
