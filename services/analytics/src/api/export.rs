@@ -17,7 +17,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
-use omnisaga_runtime::http::{ApiError, ErrorBody};
+use omnisaga_runtime::{
+    audit::PersonalRead,
+    http::{ApiError, ErrorBody},
+};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Semaphore};
 use utoipa::IntoParams;
@@ -128,7 +131,8 @@ pub async fn orders_csv(
     if let Ok(v) = HeaderValue::from_str(&filename) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(resp)
+    // Every customer's orders leave the service: audited.
+    Ok(PersonalRead::mark(resp))
 }
 
 /// 503 `overloaded` with `Retry-After`, as the runtime answers more requests than it takes.

@@ -7,10 +7,13 @@
 
 use axum::{
     extract::{Path, Query, State},
-    Json,
+    Extension, Json,
 };
 use chrono::{DateTime, Utc};
-use omnisaga_runtime::http::{ApiError, ErrorBody};
+use omnisaga_runtime::{
+    audit::PersonalRead,
+    http::{ApiError, ErrorBody},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -83,7 +86,7 @@ pub async fn customer_payments(
     State(s): State<ApiState>,
     Path(customer): Path<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<PaymentHistory>, ApiError> {
+) -> Result<(Extension<PersonalRead>, Json<PaymentHistory>), ApiError> {
     let limit = q.limit.unwrap_or(20);
     let before = q.cursor.as_deref().map(decode_cursor);
     let mut problems = Vec::new();
@@ -106,11 +109,15 @@ pub async fn customer_payments(
         rows.truncate(limit as usize);
         rows.last().map(|p| encode_cursor(p.at, p.event_id))
     });
-    Ok(Json(PaymentHistory {
-        customer_id: customer,
-        items: rows.into_iter().map(Payment::of).collect(),
-        next_cursor: next_cursor.flatten(),
-    }))
+    // One customer's payments shown to an analyst or a CRM: audited.
+    Ok((
+        Extension(PersonalRead),
+        Json(PaymentHistory {
+            customer_id: customer,
+            items: rows.into_iter().map(Payment::of).collect(),
+            next_cursor: next_cursor.flatten(),
+        }),
+    ))
 }
 
 impl Payment {

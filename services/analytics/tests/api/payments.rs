@@ -156,3 +156,30 @@ async fn a_customers_payments_are_listed_newest_first_a_page_at_a_time() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn reading_a_customers_payments_or_an_export_is_audited_and_the_summary_is_not() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/v1/summary").await.status(), 200);
+    history(&app, "c-9", "limit=5").await;
+    let export = app
+        .get("/v1/exports/orders.csv?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z")
+        .await;
+    assert_eq!(export.status(), 200);
+    export.text().await.unwrap();
+
+    let logged: Vec<(String, String, String, i32)> =
+        sqlx::query_as("SELECT method, route, path, status FROM audit_log ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let row = |route: &str, path: &str| ("GET".to_owned(), route.to_owned(), path.to_owned(), 200);
+    assert_eq!(
+        logged,
+        [
+            row("/v1/customers/{id}/payments", "/v1/customers/c-9/payments"),
+            row("/v1/exports/orders.csv", "/v1/exports/orders.csv"),
+        ],
+        "the reads that show customers' data, not the summary"
+    );
+}

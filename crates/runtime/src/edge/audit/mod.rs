@@ -2,7 +2,9 @@
 //! every service that reached a route, and every call of an internal route
 //! (`/v1/internal/...`: a read of a payment token included) or an operator's
 //! route (`/v1/admin/...`: a read of any customer's orders, messages or
-//! dead letters, or of the log itself), with who made it (the token's
+//! dead letters, or of the log itself), and every read whose handler marks
+//! it a [`PersonalRead`] (one customer's data shown to someone else), with
+//! who made it (the token's
 //! subject and scopes), what (method, route, path, a bounded excerpt of the
 //! body with personal data and secrets redacted, and the body's size and
 //! SHA-256), when, its request id and how it ended (`ok`, the error code, or
@@ -92,6 +94,20 @@ pub const INTERNAL: &str = "/v1/internal/";
 /// is recorded, reads too: they show any customer's data.
 pub const ADMIN: &str = "/v1/admin/";
 
+/// Put on its answer by a handler whose read showed one customer's data to
+/// someone else (a customer's payments, an export of order facts): the call
+/// is recorded as a write is.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonalRead;
+
+impl PersonalRead {
+    /// `resp`, marked.
+    pub fn mark(mut resp: Response) -> Response {
+        resp.extensions_mut().insert(PersonalRead);
+        resp
+    }
+}
+
 /// Where entries go, and the bound on failed authentications per client.
 pub struct Audit {
     pool: PgPool,
@@ -155,11 +171,10 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     // A call of an internal route (a payment token) or an operator's is
-    // recorded, reads too.
+    // recorded, reads too; another read only when its handler marks its
+    // answer a [`PersonalRead`].
     let path = req.uri().path();
-    if !changes && !path.starts_with(INTERNAL) && !path.starts_with(ADMIN) {
-        return next.run(req).await;
-    }
+    let always = changes || path.starts_with(INTERNAL) || path.starts_with(ADMIN);
     let Some(principal) = req.extensions().get::<Principal>().cloned() else {
         return next.run(req).await;
     };
@@ -170,6 +185,14 @@ pub async fn record(State(audit): State<Arc<Audit>>, req: Request, next: Next) -
         .collect::<Vec<_>>()
         .join(" ");
     let entry = Entry::of(&req, principal.subject, scopes);
+    if !always {
+        let resp = next.run(req).await;
+        if resp.extensions().get::<PersonalRead>().is_some() {
+            let outcome = resp.extensions().get::<ApiError>().map_or("ok", |e| e.code);
+            entry.store(&audit.pool, resp.status().as_u16(), outcome).await;
+        }
+        return resp;
+    }
     let (parts, body) = req.into_parts();
     let (body, seen) = tap::tap(body);
     let mut pending = Pending {
