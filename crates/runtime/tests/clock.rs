@@ -41,7 +41,7 @@ const DIRECT_READS: [(&str, &str); 6] = [
 
 /// Where `clock::now()` is read, each a record that nothing compares with a
 /// time the database wrote.
-const RECORDS: [(&str, &str); 7] = [
+const RECORDS: [(&str, &str); 8] = [
     ("crates/runtime/src/es/aggregate.rs", "an event's occurred_at"),
     ("crates/runtime/src/boot/logs.rs", "a log line's timestamp"),
     (
@@ -59,6 +59,10 @@ const RECORDS: [(&str, &str); 7] = [
     (
         "services/analytics/src/dashboard.rs",
         "the dashboard's \"as of\" line",
+    ),
+    (
+        "crates/runtime/src/base/exemplars.rs",
+        "an exemplar's timestamp, the time its request was observed",
     ),
     (
         "crates/runtime/src/edge/reconcile.rs",

@@ -11,11 +11,7 @@
 //! trace is sampled (the request middleware, in the edge layer), and with
 //! it the trace of an order's `POST /v1/orders` is the order's whole saga.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use prometheus::{core::Collector, HistogramVec};
 
@@ -81,9 +77,8 @@ impl Exemplars {
             .zip(label_values.iter().copied())
             .collect();
         named.sort_unstable();
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+        // The runtime's clock, as every record's time.
+        let timestamp = crate::base::clock::now().timestamp_micros() as f64 / 1e6;
         let mut families = self.families.lock().unwrap_or_else(|e| e.into_inner());
         let family = families.entry(desc.fq_name.clone()).or_insert_with(|| Family {
             labels: named.iter().map(|(n, _)| (*n).to_owned()).collect(),
