@@ -133,10 +133,20 @@ async fn a_picker_stopped_in_the_middle_of_picking_hands_its_task_back() {
     let Claimed::Work { work, .. } = pickers.claim().await.expect("claimed") else {
         panic!("the task is due");
     };
+    // The picker's task has begun picking before it is stopped: a task
+    // aborted before its first poll never began, and on a busy machine
+    // this test's look below may end without ever yielding to it. One
+    // thread: its first poll goes on into the pick, which takes the
+    // hand-back guard before its first wait, before this one resumes.
+    let (began, beginning) = tokio::sync::oneshot::channel();
     let picking = tokio::spawn({
         let pickers = pickers.clone();
-        async move { pickers.work(work).await }
+        async move {
+            let _ = began.send(());
+            pickers.work(work).await
+        }
     });
+    beginning.await.expect("the picking began");
     // Leased while it is picked: no other picker finds it due.
     let mut tx = pool.begin().await.unwrap();
     assert!(matches!(
