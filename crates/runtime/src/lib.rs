@@ -38,7 +38,7 @@ pub use edge::{
     audit, auth, batch, cached, consumers, context, dead_letters, deprecation, health, http, http_client,
     input, limits, openapi, page, reconcile, routes, scrape, server, tls,
 };
-pub use es::{aggregate, event, outbox, store, upcast};
+pub use es::{aggregate, event, outbox, projection, store, upcast};
 pub use messaging::{
     consumer::{self, dead_letter},
     kafka, probe, progress, relay,

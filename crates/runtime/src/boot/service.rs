@@ -16,6 +16,7 @@ use omnisaga_auth::Scope;
 use crate::{
     base::{db, metrics},
     boot::config::CommonConfig,
+    es::projection::Projection,
     edge::{
         audit, auth,
         cached::{self, Cache},
@@ -43,6 +44,7 @@ pub struct Base {
     pub topics: Topics,
     pub waker: OutboxWaker,
     replayers: Arc<std::sync::Mutex<Vec<Arc<dyn Replay>>>>,
+    projections: Arc<std::sync::Mutex<Vec<Arc<dyn Projection>>>>,
     consumers: Arc<std::sync::Mutex<Vec<progress::Registered>>>,
     refreshers: Arc<std::sync::Mutex<Vec<metrics::Refresh>>>,
     open_paths: Arc<std::sync::Mutex<Vec<&'static str>>>,
@@ -71,6 +73,7 @@ impl Base {
             pool,
             waker: OutboxWaker::default(),
             replayers: Default::default(),
+            projections: Default::default(),
             consumers: Default::default(),
             refreshers: Default::default(),
             open_paths: Arc::new(std::sync::Mutex::new(auth::OPEN_PATHS.to_vec())),
@@ -139,6 +142,16 @@ impl Base {
                 task
             })
             .collect()
+    }
+
+    /// Registers a read model the service keeps from its own events, so
+    /// `/v1/admin/rebuilds` can make it again from them
+    /// ([`crate::es::rebuild`]).
+    pub fn projection(&self, projection: Arc<dyn Projection>) {
+        self.projections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(projection);
     }
 
     /// Adds a scrape-time refresh of the service's own gauges.
