@@ -17,6 +17,7 @@
 
 use std::{fmt::Debug, marker::PhantomData};
 
+use chrono::{DateTime, Utc};
 use omnisaga_proto::v1::{envelope::Payload, Envelope};
 use sqlx::{PgConnection, PgPool};
 
@@ -151,6 +152,8 @@ pub enum ExecuteError<E: Debug> {
 /// Executes commands on aggregate `A`, publishing its events on `topic`.
 pub struct Executor<A> {
     topic: String,
+    /// When the events it decides occurred, if not at the clock's now.
+    at: Option<DateTime<Utc>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -158,6 +161,7 @@ impl<A> Clone for Executor<A> {
     fn clone(&self) -> Self {
         Self {
             topic: self.topic.clone(),
+            at: self.at,
             aggregate: PhantomData,
         }
     }
@@ -167,8 +171,19 @@ impl<A: Aggregate> Executor<A> {
     pub fn new(topic: impl Into<String>) -> Self {
         Self {
             topic: topic.into(),
+            at: None,
             aggregate: PhantomData,
         }
+    }
+
+    /// The events it decides occurred `at` (their envelopes'
+    /// `occurred_at`) instead of at the clock's now: for a caller that
+    /// wrote that moment into a read model in the same transaction, so the
+    /// row and a rebuild of it from the events agree (notification's
+    /// `sent_at`).
+    pub fn at(mut self, at: DateTime<Utc>) -> Self {
+        self.at = Some(at);
+        self
     }
 
     /// Loads `order_id`'s stream and folds it.
@@ -203,7 +218,10 @@ impl<A: Aggregate> Executor<A> {
         meta: &EventMeta,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         let events = A::decide(&loaded.state, cmd).map_err(ExecuteError::Refused)?;
-        let now = crate::base::clock::now();
+        let now = match self.at {
+            Some(at) => at,
+            None => crate::base::clock::now(),
+        };
         let mut envelopes = Vec::with_capacity(events.len());
         let mut published = Vec::new();
         for event in &events {
