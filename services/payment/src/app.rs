@@ -20,6 +20,7 @@ impl App {
     pub async fn build(config: Config) -> Result<Self> {
         let base = Base::start(config.common.clone(), sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
+        base.projection(Arc::new(crate::projection::PaymentView));
         Ok(Self {
             provider: Arc::new(Provider::new(config.provider, base.pool.clone())),
             base,

@@ -160,7 +160,7 @@ async fn decide(
         OUTCOMES.with_label_values(&[outcome(out)]).inc();
         tracing::info!(event.type = %out.event_type, "payment event");
     }
-    store::update_view(tx, order_id, &done.state).await?;
+    store::update_view(tx, order_id, &done).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod orders;
+pub mod projection;
 pub mod provider;
 pub mod reconcile;
 pub mod store;

@@ -1,7 +1,7 @@
 //! The payment database beside the streams (which the runtime's aggregate
-//! executor keeps, see `crate::wire`): the payment view support reads, and
-//! the queue of calls to the provider; the provider simulator's ledger in
-//! `ledger`. Every statement of the service is in this module.
+//! executor keeps, see `crate::wire`): the queue of calls to the provider;
+//! the payment view support reads in `view`, the provider simulator's
+//! ledger in `ledger`. Every statement of the service is in this module.
 
 use std::time::Duration;
 
@@ -13,83 +13,12 @@ use omnisaga_runtime::{
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
-use crate::domain::{Payment, Request};
+use crate::domain::Request;
 
 pub mod ledger;
+pub mod view;
 
-/// A payment as support sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ViewStatus {
-    /// An attempt was approved and stands.
-    Authorized,
-    /// No attempt was approved (yet): declined or the provider unreachable.
-    Failed,
-    /// The order was cancelled before any attempt was approved.
-    Cancelled,
-    /// The authorisation was released because nothing of the order ships.
-    Voided,
-}
-
-impl ViewStatus {
-    /// What the view says of `payment`.
-    pub fn of(payment: &Payment) -> Self {
-        match (payment.cancelled, payment.voided, payment.authorized.is_some()) {
-            (_, true, _) => ViewStatus::Voided,
-            (_, _, true) => ViewStatus::Authorized,
-            (true, _, _) => ViewStatus::Cancelled,
-            _ => ViewStatus::Failed,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ViewStatus::Authorized => "AUTHORIZED",
-            ViewStatus::Failed => "FAILED",
-            ViewStatus::Cancelled => "CANCELLED",
-            ViewStatus::Voided => "VOIDED",
-        }
-    }
-}
-
-/// Writes the order's payment as support sees it.
-pub async fn update_view(conn: &mut PgConnection, order_id: Uuid, p: &Payment) -> Result<(), sqlx::Error> {
-    let total = p.amount.clone().unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO payment_view (order_id, status, attempts, amount_minor, currency) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (order_id) DO UPDATE SET status = $2, attempts = $3, updated_at = now()",
-    )
-    .bind(order_id)
-    .bind(ViewStatus::of(p).as_str())
-    .bind(p.attempts as i32)
-    .bind(total.minor_units)
-    .bind(&total.currency)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// An order's payment as support sees it.
-pub struct ViewRow {
-    pub status: String,
-    pub attempts: i32,
-    pub amount_minor: i64,
-    pub currency: String,
-}
-
-/// The payment view of `order_id`; `None` until the provider answered.
-pub async fn view(pool: &PgPool, order_id: Uuid) -> Result<Option<ViewRow>, sqlx::Error> {
-    let row =
-        sqlx::query("SELECT status, attempts, amount_minor, currency FROM payment_view WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|r| ViewRow {
-        status: r.get(0),
-        attempts: r.get(1),
-        amount_minor: r.get(2),
-        currency: r.get(3),
-    }))
-}
+pub use view::{update_view, view, ViewRow, ViewStatus};
 
 /// A call to the provider, queued in the transaction that decided it.
 #[derive(Debug, Clone)]

@@ -263,7 +263,7 @@ impl ProviderCalls {
                 .inc();
             tracing::info!(event.type = %out.event_type, "payment event");
         }
-        store::update_view(&mut tx, call.order_id, &done.state).await?;
+        store::update_view(&mut tx, call.order_id, &done).await?;
         if approved {
             failpoint::hit(failpoint::PROVIDER_APPROVED);
         }

@@ -56,6 +56,12 @@ impl TestApp {
     /// Places an order of `minor_units` EUR as the order service would, on
     /// the orders topic the service consumes; returns the order's id.
     pub async fn place_order(&self, minor_units: i64) -> Uuid {
+        self.place_order_paying(minor_units, "tok_visa").await
+    }
+
+    /// [`Self::place_order`], paid with card `token` (see the provider
+    /// simulator's tokens).
+    pub async fn place_order_paying(&self, minor_units: i64, token: &str) -> Uuid {
         let order_id = Uuid::new_v4();
         let placed = Payload::OrderPlaced(OrderPlaced {
             order_id: order_id.to_string(),
@@ -63,7 +69,7 @@ impl TestApp {
                 minor_units,
                 currency: "EUR".into(),
             }),
-            payment_method_token: "tok_visa".into(),
+            payment_method_token: token.into(),
             ..Default::default()
         });
         self.publish_as("order", &self.kafka.topics().orders, order_id, placed)

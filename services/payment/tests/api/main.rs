@@ -2,5 +2,6 @@
 mod helpers;
 mod payments;
 mod provider_switch;
+mod rebuild;
 mod reconcile;
 mod scopes;
