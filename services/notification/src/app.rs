@@ -42,6 +42,7 @@ impl App {
         let trust = config.common.http_trust.clone();
         let base = Base::start(config.common, sqlx::migrate!("./migrations")).await?;
         let listener = base.bind().await?;
+        base.projection(Arc::new(crate::projection::SentMessages));
         let channel: Arc<dyn Channel> = match config.webhook {
             Some(hook) => {
                 tracing::info!(url = %hook.url, secrets = hook.secrets.len(), "messages go to the webhook");

@@ -88,7 +88,8 @@ pub struct Delivery {
 
 /// The message `delivery` tells of, sent through `channel`: marked sent
 /// (its claim ended) and recorded as the next `NotificationSent` event of
-/// its order's stream, with its outbox row on `topic`. False when it was no
+/// its order's stream, occurred when it was marked sent, with its outbox
+/// row on `topic`. False when it was no
 /// longer queued (its claim ran out and another dispatcher recorded it):
 /// nothing is recorded, the caller rolls back.
 pub async fn record_sent(
@@ -106,7 +107,7 @@ pub async fn record_sent(
         correlation_id,
     } = delivery;
     let stream = MessagesAggregate::stream(&order_id.to_string());
-    let Some(version) = store::mark_sent(tx, id, &text, channel, &stream).await? else {
+    let Some((version, sent_at)) = store::mark_sent(tx, id, &text, channel, &stream).await? else {
         return Ok(false);
     };
 
@@ -131,7 +132,9 @@ pub async fn record_sent(
         version,
         history: Vec::new(),
     };
-    let executor = Executor::<MessagesAggregate>::new(topic);
+    // The event occurred when the row says it was sent: the message a
+    // rebuild makes of it has the row's `sent_at` (`crate::projection`).
+    let executor = Executor::<MessagesAggregate>::new(topic).at(sent_at);
     match executor
         .decide(tx, &order, loaded, Command::RecordSent(sent), None, &meta)
         .await

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod config;
 pub mod domain;
 pub mod handlers;
+pub mod projection;
 pub mod reconcile;
 pub mod store;
 pub mod webhook;

@@ -1,8 +1,8 @@
 //! The notification database: who receives an order's messages
 //! (`recipients`), the messages queued, sent and dead (`notifications`), and
 //! the versions of their streams; the dispatcher's claims and outcomes in
-//! `dispatch`. Every statement of the service is in this module, one
-//! function per statement.
+//! `dispatch`, the sent messages a rebuild writes in `sent`. Every
+//! statement of the service is in this module, one function per statement.
 
 use chrono::{DateTime, Utc};
 use omnisaga_runtime::TraceContext;
@@ -12,8 +12,10 @@ use uuid::Uuid;
 use crate::domain::Template;
 
 mod dispatch;
+mod sent;
 
 pub use dispatch::*;
+pub use sent::*;
 
 /// Records who receives `order_id`'s messages; the first record stands.
 pub async fn add_recipient(

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use omnisaga_runtime::TraceContext;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -209,23 +210,24 @@ pub async fn mark_stale(conn: &mut PgConnection, id: Uuid) -> Result<(), sqlx::E
 /// Marks message `id` sent through `channel` with its `text` and ends its
 /// claim; the send counts as an attempt. Returns, in the same statement,
 /// the version of `stream` (0 when it has no event yet) for the event that
-/// records the send; `None` when the message is no longer queued (another
-/// dispatcher recorded it after this one's claim ran out).
+/// records the send, and the time it was sent (the transaction's), which
+/// that event is stamped with; `None` when the message is no longer queued
+/// (another dispatcher recorded it after this one's claim ran out).
 pub async fn mark_sent(
     conn: &mut PgConnection,
     id: Uuid,
     text: &str,
     channel: &str,
     stream: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    let (marked, version): (bool, i64) = sqlx::query_as(
+) -> Result<Option<(i64, DateTime<Utc>)>, sqlx::Error> {
+    let (sent_at, version): (Option<DateTime<Utc>>, i64) = sqlx::query_as(
         "WITH marked AS (
              UPDATE notifications SET status = 'SENT', text = $2, channel = $3, sent_at = now(),
                     attempts = attempts + 1, last_attempt_at = now(), next_attempt_at = NULL, claimed_until = NULL
              WHERE notification_id = $1 AND status = 'QUEUED'
-             RETURNING 1
+             RETURNING sent_at
          )
-         SELECT EXISTS (SELECT 1 FROM marked),
+         SELECT (SELECT sent_at FROM marked),
                 coalesce((SELECT max(version) FROM events WHERE stream_id = $4), 0)",
     )
     .bind(id)
@@ -234,5 +236,5 @@ pub async fn mark_sent(
     .bind(stream)
     .fetch_one(conn)
     .await?;
-    Ok(marked.then_some(version))
+    Ok(sent_at.map(|at| (version, at)))
 }

@@ -2,5 +2,6 @@
 mod dead;
 mod helpers;
 mod list;
+mod rebuild;
 mod reconcile;
 mod scopes;
