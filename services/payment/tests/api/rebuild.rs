@@ -54,7 +54,6 @@ async fn flows(app: &TestApp) -> [Uuid; 4] {
         Payload::OrderCancelled(OrderCancelled {
             order_id: id.to_string(),
             reason: "customer".into(),
-            ..Default::default()
         })
     };
     app.publish_as("order", &topics.orders, voided, cancel(voided))
