@@ -184,7 +184,8 @@ struct Message {
     /// "payment delayed" notice still queued).
     #[schema(pattern = "^(QUEUED|SENT|DEAD|STALE)$")]
     status: String,
-    /// The event it tells of.
+    /// The event it tells of; empty for a sent message a rebuild added back
+    /// (its `NotificationSent` does not say).
     source_event_type: String,
     created_at: DateTime<Utc>,
     sent_at: Option<DateTime<Utc>>,
