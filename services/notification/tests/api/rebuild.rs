@@ -5,6 +5,9 @@
 //! the event store into a table without sent messages makes the live sent
 //! messages exactly, on every column their events decide, whatever order
 //! the events come in; the dead message is no projection's and stays.
+//! Through `/v1/admin/rebuilds`, a verify finds them identical, then
+//! reports a message lost, one changed and a stray one, and a rebuild
+//! repairs them, keeping what no event decides.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,6 +21,7 @@ use omnisaga_runtime::{
     projection::{Projection, Recorded},
     store, testing,
 };
+use serde_json::{json, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -153,4 +157,156 @@ async fn the_sent_messages_folded_from_the_streams_are_the_live_ones() {
     assert_eq!(unsent, 1, "the dead message is left as it is");
     let (_, backwards, _) = live_and_folded(&app.pool, 1, true).await;
     assert_eq!(backwards, live, "the events' order does not matter");
+}
+
+/// Starts a run of `mode` over the service's projections, as an admin,
+/// and waits for it to end; the run as it ended.
+async fn rebuild(app: &TestApp, mode: &str) -> Value {
+    let admin = testing::auth::client_with(&testing::auth::admin_token());
+    let resp = app
+        .send(
+            admin
+                .post(format!("{}/v1/admin/rebuilds", app.admin_url))
+                .json(&json!({ "mode": mode })),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let run = testing::wait_for("the rebuild to end", Duration::from_secs(30), || async {
+        let url = format!("{}{location}", app.admin_url);
+        let run: Value = admin.get(url).send().await.ok()?.json().await.ok()?;
+        (run["status"] != "running").then_some(run)
+    })
+    .await
+    .unwrap();
+    testing::openapi::check_response("notification", "get", "/v1/admin/rebuilds/{id}", 200, &run).unwrap();
+    assert_eq!(run["status"], "finished", "{run}");
+    run
+}
+
+/// The sent messages' report in `run`.
+fn sent(run: &Value) -> &Value {
+    let report = run["report"].as_array().unwrap();
+    assert_eq!(report.len(), 1, "notification keeps one projection: {run}");
+    assert_eq!(report[0]["projection"], "sent_messages");
+    &report[0]["tables"][0]
+}
+
+/// Message `id`'s every column as JSON, but `but`; `None` when it is gone.
+async fn row(pool: &PgPool, id: Uuid, but: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT (to_jsonb(n) - $2)::text FROM notifications n WHERE notification_id = $1")
+        .bind(id)
+        .bind(but)
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+/// The id of `order_id`'s message of `template`.
+async fn message(pool: &PgPool, order_id: Uuid, template: &str) -> Uuid {
+    sqlx::query_scalar("SELECT notification_id FROM notifications WHERE order_id = $1 AND template = $2")
+        .bind(order_id)
+        .bind(template)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_sent_messages_are_rebuilt_from_the_streams_and_a_verify_finds_each_difference() {
+    let app = spawn_app_with(Arc::new(Gateway)).await;
+    let [shipped, cancelled, unreachable] = flows(&app).await;
+    let pool = &app.pool;
+
+    let run = rebuild(&app, "verify").await;
+    assert_eq!(run["identical"], true, "{run}");
+    let table = sent(&run);
+    assert_eq!(
+        (&table["live_rows"], &table["rebuilt_rows"]),
+        (&json!(7), &json!(7)),
+        "{run}"
+    );
+    let intact: Vec<String> = sqlx::query_scalar(&decided()).fetch_all(pool).await.unwrap();
+
+    // One message lost, one changed (and what no event decides of it
+    // changed too, which a rebuild keeps), one no stream gives.
+    let (lost, changed) = (
+        message(pool, shipped, "shipped").await,
+        message(pool, cancelled, "order_cancelled").await,
+    );
+    let dead = message(pool, unreachable, "order_created").await;
+    let dead_before = row(pool, dead, "").await;
+    let stray = Uuid::now_v7();
+    for statement in [
+        format!("DELETE FROM notifications WHERE notification_id = '{lost}'"),
+        format!(
+            "UPDATE notifications SET text = 'Your order was shipped.', attempts = 7, last_error = 'kept'
+             WHERE notification_id = '{changed}'"
+        ),
+        format!(
+            "INSERT INTO notifications (notification_id, order_id, source_event_id, source_event_type, template,
+                                        text, channel, status, sent_at)
+             VALUES ('{stray}', '{shipped}', '{stray}', 'OrderPlaced', 'order_created', 'Stray', 'log', 'SENT', now())"
+        ),
+    ] {
+        sqlx::query(&statement).execute(pool).await.unwrap();
+    }
+    let changed_but_text = row(pool, changed, "text").await;
+
+    let run = rebuild(&app, "verify").await;
+    assert_eq!(run["identical"], false, "{run}");
+    let table = sent(&run);
+    assert_eq!(
+        (&table["missing"], &table["extra"], &table["different"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "{run}"
+    );
+    let examples: Vec<&str> = table["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    for expected in [
+        format!("missing {lost}"),
+        format!("extra {stray}"),
+        format!("different {changed} (text)"),
+    ] {
+        assert!(
+            examples.contains(&expected.as_str()),
+            "{expected} in {examples:?}"
+        );
+    }
+    assert_eq!(table["repaired"], 0);
+    assert_eq!(row(pool, lost, "").await, None, "a verify changed nothing");
+
+    let run = rebuild(&app, "rebuild").await;
+    assert_eq!(sent(&run)["repaired"], 3, "{run}");
+    let repaired: Vec<String> = sqlx::query_scalar(&decided()).fetch_all(pool).await.unwrap();
+    assert_eq!(
+        repaired, intact,
+        "every sent message as its event says, none more"
+    );
+    assert_eq!(
+        row(pool, changed, "text").await,
+        changed_but_text,
+        "what no event decides is kept"
+    );
+    assert_eq!(
+        row(pool, dead, "").await,
+        dead_before,
+        "the dead message is untouched"
+    );
+    let (source_event_type, attempts): (String, i32) =
+        sqlx::query_as("SELECT source_event_type, attempts FROM notifications WHERE notification_id = $1")
+            .bind(lost)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (source_event_type.as_str(), attempts),
+        ("", 0),
+        "the re-added message's defaults"
+    );
+    assert_eq!(rebuild(&app, "verify").await["identical"], true);
 }
