@@ -16,7 +16,6 @@ use omnisaga_auth::Scope;
 use crate::{
     base::{db, metrics},
     boot::config::CommonConfig,
-    es::projection::Projection,
     edge::{
         audit, auth,
         cached::{self, Cache},
@@ -24,6 +23,7 @@ use crate::{
         routes::{Listener, Routes},
         scrape, server,
     },
+    es::projection::Projection,
     messaging::{
         consumer::{dead_letter::Replay, Applier, Consumer, Handler},
         kafka::{self, Topics},
