@@ -1,7 +1,9 @@
 //! The orders' rows (`fact_orders`) as a batch of stage events leaves them,
 //! one upsert for the whole batch: each order's events are folded in the
 //! order received into the change they make together, which is what they
-//! would make one after another.
+//! would make one after another. Whatever that order, the row comes out the
+//! same (each stage keeps its earliest time, counts add up), as a rebuild
+//! from the log needs (`crate::projection`).
 
 use std::collections::BTreeMap;
 
@@ -166,4 +168,55 @@ pub(super) async fn record(
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn event(stage: Stage, second: u32) -> Received<'static> {
+        Received {
+            event_id: Uuid::new_v4(),
+            order_id: Uuid::nil(),
+            event_type: "",
+            occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, second).unwrap(),
+            topic: "",
+            envelope: Vec::new(),
+            stage: Some(stage),
+            placement: None,
+            payment: None,
+        }
+    }
+
+    #[test]
+    fn an_orders_change_is_the_same_whichever_order_its_events_arrive_in() {
+        // Each stage twice (a redelivery under a new id, a second answer):
+        // the earlier time is kept, as a rebuild in log order keeps it.
+        let events = [
+            event(Stage::Placed, 5),
+            event(Stage::Placed, 1),
+            event(Stage::Paid, 9),
+            event(Stage::Paid, 7),
+            event(Stage::Cancelled, 20),
+            event(Stage::Cancelled, 12),
+            event(Stage::PaymentDeclined, 3),
+        ];
+        let fold = |events: &mut dyn Iterator<Item = &Received<'static>>| {
+            let mut change = Change::default();
+            events.for_each(|e| change.add(e));
+            (
+                change.placed_at,
+                change.paid_at,
+                change.cancelled_at,
+                change.payment_failures,
+            )
+        };
+        let forward = fold(&mut events.iter());
+        assert_eq!(forward, fold(&mut events.iter().rev()));
+        assert_eq!(forward.0, Some(events[1].occurred_at));
+        assert_eq!(forward.1, Some(events[3].occurred_at));
+        assert_eq!(forward.2, Some(events[5].occurred_at));
+    }
 }

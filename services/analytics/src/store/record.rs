@@ -76,6 +76,7 @@ pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
 }
 
 /// An event as received, with what analytics makes of it.
+#[derive(Debug, PartialEq)]
 pub struct Received<'a> {
     pub event_id: Uuid,
     pub order_id: Uuid,
@@ -95,6 +96,7 @@ pub struct Received<'a> {
 }
 
 /// What an `OrderPlaced` tells about the order besides its stage.
+#[derive(Debug, PartialEq)]
 pub struct Placement<'a> {
     pub channel: &'static str,
     /// The customer who placed it; empty for none.
@@ -105,6 +107,7 @@ pub struct Placement<'a> {
 }
 
 /// One line of an order.
+#[derive(Debug, PartialEq)]
 pub struct Line<'a> {
     pub sku: &'a str,
     pub name: &'a str,
