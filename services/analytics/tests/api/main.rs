@@ -3,6 +3,7 @@ mod dashboard;
 mod helpers;
 mod operations;
 mod payments;
+mod rebuild;
 mod scopes;
 mod star;
 mod summary;
