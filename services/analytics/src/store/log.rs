@@ -43,7 +43,16 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "dim_day",
         key: &["day"],
-        columns: &["day", "year", "quarter", "month", "iso_year", "iso_week", "iso_weekday", "is_weekend"],
+        columns: &[
+            "day",
+            "year",
+            "quarter",
+            "month",
+            "iso_year",
+            "iso_week",
+            "iso_weekday",
+            "is_weekend",
+        ],
         rows: Some(concat!(
             "day NOT IN (SELECT (occurred_at AT TIME ZONE 'UTC')::date FROM public.received_events
                          WHERE order_id IN (",
@@ -91,7 +100,14 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "fact_order_lines",
         key: &["order_id", "line"],
-        columns: &["order_id", "line", "sku", "quantity", "unit_price_minor_units", "currency"],
+        columns: &[
+            "order_id",
+            "line",
+            "sku",
+            "quantity",
+            "unit_price_minor_units",
+            "currency",
+        ],
         rows: Some(KEPT_ORDER),
     },
     Table {
