@@ -89,7 +89,6 @@ mod tests {
             channel: Channel::Web.into(),
             customer: Some(Customer {
                 customer_id: "c-7".into(),
-                ..Default::default()
             }),
             items: vec![LineItem {
                 sku: "SKU-TEA".into(),
