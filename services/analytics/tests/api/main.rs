@@ -1,4 +1,5 @@
 //! Service tests of the analytics API against the real PostgreSQL and broker.
+mod analysts;
 mod dashboard;
 mod helpers;
 mod operations;
