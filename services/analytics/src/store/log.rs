@@ -2,12 +2,11 @@
 //! schema from (`crate::projection`), and which rows of the schema its
 //! envelopes decide.
 //!
-//! Events received before the log kept envelopes (migration 1003) cannot be
-//! folded again, so an order with such an event is left out whole: its row,
-//! lines, stage events and payments, the days any of its events happened on
-//! and the SKUs its lines name ([`TABLES`]' `rows`). A rebuild neither
-//! compares nor touches those rows, and [`leave_out_unkept`] keeps them out
-//! of its copies.
+//! The log keeps envelopes since migration 1003, which noted what the
+//! schema held then: the orders, days and SKUs (`unkept_orders`,
+//! `unkept_days`, `unkept_skus`). Their rows are outside what a rebuild
+//! compares or touches ([`TABLES`]' `rows`), the rows of an unkept order's
+//! later events too, and [`leave_out_unkept`] keeps them out of its copies.
 
 use std::collections::BTreeSet;
 
@@ -25,17 +24,11 @@ pub const SOURCE: Source = Source {
     envelope: "envelope",
 };
 
-/// The orders with an event the log kept no envelope of. The log is named
-/// with its schema: the conditions below are evaluated on the live tables
-/// and on a rebuild's copies (`rebuild` first on the search path).
-macro_rules! unkept_orders {
-    () => {
-        "SELECT order_id FROM public.received_events WHERE envelope IS NULL"
-    };
-}
-
-/// A row of an order all of whose events were kept.
-const KEPT_ORDER: &str = concat!("order_id NOT IN (", unkept_orders!(), ")");
+/// A row of an order known before the log kept envelopes: its rows are not
+/// the events' alone. (Migration 1003's functions, one look-up by primary
+/// key per row, and bound to the live `unkept_*` tables whichever schema
+/// comes first on the search path.)
+const KEPT_ORDER: &str = "NOT public.unkept_order(order_id)";
 
 /// The tables, each before those that refer to it; every column but
 /// `fact_orders.payment_outcome` (generated from the others).
@@ -53,22 +46,13 @@ pub const TABLES: &[Table] = &[
             "iso_weekday",
             "is_weekend",
         ],
-        rows: Some(concat!(
-            "day NOT IN (SELECT (occurred_at AT TIME ZONE 'UTC')::date FROM public.received_events
-                         WHERE order_id IN (",
-            unkept_orders!(),
-            "))"
-        )),
+        rows: Some("NOT public.unkept_day(day)"),
     },
     Table {
         name: "dim_sku",
         key: &["sku"],
         columns: &["sku", "name"],
-        rows: Some(concat!(
-            "sku NOT IN (SELECT sku FROM public.fact_order_lines WHERE order_id IN (",
-            unkept_orders!(),
-            "))"
-        )),
+        rows: Some("NOT public.unkept_sku(sku)"),
     },
     Table {
         name: "fact_orders",
@@ -134,9 +118,12 @@ pub const TABLES: &[Table] = &[
 /// copies hold only rows the events decide. Nothing when every event was
 /// kept (one statement).
 pub async fn leave_out_unkept(conn: &mut PgConnection, events: &[&Received<'_>]) -> Result<(), sqlx::Error> {
-    let any: bool = sqlx::query_scalar(concat!("SELECT EXISTS (", unkept_orders!(), ")"))
-        .fetch_one(&mut *conn)
-        .await?;
+    let any: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM public.unkept_orders) OR EXISTS (SELECT 1 FROM public.unkept_days)
+                OR EXISTS (SELECT 1 FROM public.unkept_skus)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     if !any {
         return Ok(());
     }

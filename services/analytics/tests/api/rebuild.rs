@@ -60,7 +60,8 @@ fn table<'a>(report: &'a ProjectionReport, name: &str) -> &'a TableReport {
 }
 
 /// An order recorded before the log kept envelopes (migration 1003): its
-/// placement's event without one, and the rows it made then.
+/// placement's event without one, the rows it made then, and what the
+/// migration noted of them.
 async fn unkept_order(pool: &PgPool) -> Uuid {
     let order_id = Uuid::new_v4();
     for sql in [
@@ -73,6 +74,10 @@ async fn unkept_order(pool: &PgPool) -> Uuid {
         "INSERT INTO stage_events
          SELECT event_id, order_id, 'placed', occurred_at, '2019-06-01' FROM received_events WHERE order_id = $1",
         "INSERT INTO fact_order_lines VALUES ($1, 1, 'SKU-OLD', 1, 300, 'EUR')",
+        // What the migration notes.
+        "INSERT INTO unkept_orders VALUES ($1)",
+        "INSERT INTO unkept_days VALUES ('2019-06-01')",
+        "INSERT INTO unkept_skus VALUES ('SKU-OLD')",
     ] {
         sqlx::query(sql).bind(order_id).execute(pool).await.unwrap();
     }
