@@ -294,7 +294,7 @@ fn next_step(task: &DueTask, as_v1: bool) -> Command {
 }
 
 /// Where task `pick_task_id` belongs in the queue by its order's stream.
-fn queue_status(state: &Fulfilment, pick_task_id: &str) -> TaskStatus {
+pub(crate) fn queue_status(state: &Fulfilment, pick_task_id: &str) -> TaskStatus {
     if state.shipped {
         TaskStatus::Shipped
     } else if state.cancelled || state.pick_task_id.as_deref() != Some(pick_task_id) {

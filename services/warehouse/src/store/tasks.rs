@@ -51,7 +51,7 @@ pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sql
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskItem {
     pub sku: String,
     #[schema(minimum = 1)]
@@ -67,6 +67,8 @@ pub struct TaskContext {
     pub tracestate: Option<String>,
 }
 
+/// Queues an order's pick task, created when its `PickTaskCreated`
+/// occurred (`created_at`, as a rebuild makes it again).
 pub async fn create_task(
     conn: &mut PgConnection,
     pick_task_id: Uuid,
@@ -74,6 +76,7 @@ pub async fn create_task(
     items: &[LineItem],
     ready: bool,
     ctx: &TaskContext,
+    created_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let items: Vec<TaskItem> = items
         .iter()
@@ -83,8 +86,9 @@ pub async fn create_task(
         })
         .collect();
     sqlx::query(
-        "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent,
+                                 tracestate, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
     )
     .bind(pick_task_id)
     .bind(order_id)
@@ -94,6 +98,7 @@ pub async fn create_task(
     .bind(&ctx.causation_id)
     .bind(&ctx.traceparent)
     .bind(&ctx.tracestate)
+    .bind(created_at)
     .execute(conn)
     .await?;
     if ready {
