@@ -3,6 +3,7 @@ mod fulfilment;
 mod helpers;
 mod pick_backlog;
 mod picking;
+mod receipts;
 mod reconcile;
 mod scopes;
 mod stock;
