@@ -169,7 +169,10 @@ impl Catalog {
         }
         for u in &catalog.unpublished {
             let m = &u.message_type;
-            ensure!(types.insert(m), "{m} is unpublished and carried by a topic, or unpublished twice");
+            ensure!(
+                types.insert(m),
+                "{m} is unpublished and carried by a topic, or unpublished twice"
+            );
         }
         let replicas = catalog.topics[0].replication_factor;
         if let Some(t) = catalog.topics.iter().find(|t| t.replication_factor != replicas) {

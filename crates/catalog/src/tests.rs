@@ -78,7 +78,11 @@ fn every_payload_of_the_envelope_is_carried_by_exactly_one_topic() {
     let unpublished = |t: &str| catalog().unpublished().iter().any(|u| u.message_type == t);
     for event_type in payload_types() {
         let carriers = catalog().topics().iter().filter(|t| t.carries(&event_type));
-        assert_eq!(carriers.count() + usize::from(unpublished(&event_type)), 1, "{event_type}");
+        assert_eq!(
+            carriers.count() + usize::from(unpublished(&event_type)),
+            1,
+            "{event_type}"
+        );
     }
 }
 
@@ -97,7 +101,10 @@ fn a_payload_missing_from_the_catalog_or_a_type_that_is_no_payload_is_found() {
 #[test]
 fn an_unpublished_type_is_on_no_topic() {
     let err = edited(|json| {
-        let kept = json["unpublished"][0]["message_type"].as_str().unwrap().to_owned();
+        let kept = json["unpublished"][0]["message_type"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         topic_of(json, "warehouse")["message_types"]
             .as_array_mut()
             .unwrap()
@@ -105,7 +112,8 @@ fn an_unpublished_type_is_on_no_topic() {
     })
     .unwrap_err();
     assert!(
-        err.to_string().contains("GoodsReceived is unpublished and carried by a topic"),
+        err.to_string()
+            .contains("GoodsReceived is unpublished and carried by a topic"),
         "{err}"
     );
 }

@@ -41,7 +41,10 @@ impl App {
         }
         let opened = store::open_balances(&base.pool).await?;
         if !opened.is_empty() {
-            tracing::info!(skus = opened.len(), "opening balances recorded for stock counted before goods received were events");
+            tracing::info!(
+                skus = opened.len(),
+                "opening balances recorded for stock counted before goods received were events"
+            );
         }
         base.projection(Arc::new(StockLevels));
         base.projection(Arc::new(PickBacklog));

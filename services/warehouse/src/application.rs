@@ -133,7 +133,16 @@ async fn apply(
             let pick_task_id = Uuid::parse_str(&t.pick_task_id)
                 .map_err(|e| HandlerError::Rejected(anyhow::anyhow!("pick task id: {e}")))?;
             let created_at = omnisaga_runtime::event::occurred_at(out);
-            store::create_task(tx, pick_task_id, order_id, &t.items, after.pickable(), &ctx, created_at).await?;
+            store::create_task(
+                tx,
+                pick_task_id,
+                order_id,
+                &t.items,
+                after.pickable(),
+                &ctx,
+                created_at,
+            )
+            .await?;
             tracing::info!(pick_task.id = %pick_task_id, "item needs to be picked");
         }
         Event::StockUnavailable(u) => tracing::info!(skus = ?u.skus, "stock unavailable"),

@@ -140,14 +140,21 @@ pub fn stock_deltas(
     task_items: &HashMap<String, Vec<TaskItem>>,
 ) -> anyhow::Result<BTreeMap<String, StockDelta>> {
     let mut deltas: BTreeMap<String, StockDelta> = BTreeMap::new();
-    let mut add = |sku: &str, change: &dyn Fn(&mut StockDelta)| change(deltas.entry(sku.to_owned()).or_default());
+    let mut add =
+        |sku: &str, change: &dyn Fn(&mut StockDelta)| change(deltas.entry(sku.to_owned()).or_default());
     let units = |i: &LineItem| i64::from(i.quantity);
     for env in batch {
         match &env.payload {
             Some(Payload::GoodsReceived(g)) => add(&g.sku, &|d| d.on_hand += g.quantity),
             Some(p) => match wire::event(p) {
-                Some(Event::StockReserved(r)) => r.items.iter().for_each(|i| add(&i.sku, &|d| d.reserved += units(i))),
-                Some(Event::StockReleased(r)) => r.items.iter().for_each(|i| add(&i.sku, &|d| d.reserved -= units(i))),
+                Some(Event::StockReserved(r)) => r
+                    .items
+                    .iter()
+                    .for_each(|i| add(&i.sku, &|d| d.reserved += units(i))),
+                Some(Event::StockReleased(r)) => r
+                    .items
+                    .iter()
+                    .for_each(|i| add(&i.sku, &|d| d.reserved -= units(i))),
                 Some(Event::OrderShipped(_)) => {
                     let items = task_items
                         .get(&env.order_id)
@@ -199,7 +206,11 @@ fn fold(history: &[Envelope]) -> Option<(omnisaga_proto::v1::PickTaskCreated, Da
     let mut created = None;
     let mut state = Fulfilment::default();
     for env in history {
-        let Some(event) = env.payload.as_ref().and_then(<FulfilmentAggregate as Aggregate>::from_wire) else {
+        let Some(event) = env
+            .payload
+            .as_ref()
+            .and_then(<FulfilmentAggregate as Aggregate>::from_wire)
+        else {
             continue;
         };
         if let Event::PickTaskCreated(t) = &event {

@@ -79,14 +79,21 @@ fn stock_is_what_came_in_what_is_reserved_and_what_shipped() {
     let deltas = stock_deltas(&batch, &tasks).unwrap();
     assert_eq!(
         deltas,
-        BTreeMap::from([("A".to_owned(), delta(14, 2, 2)), ("B".to_owned(), delta(5, 1, 1))])
+        BTreeMap::from([
+            ("A".to_owned(), delta(14, 2, 2)),
+            ("B".to_owned(), delta(5, 1, 1))
+        ])
     );
     // The same events in two batches, the later first: the same sums.
     let (early, late) = batch.split_at(3);
     let mut split = stock_deltas(late, &tasks).unwrap();
     for (sku, d) in stock_deltas(early, &tasks).unwrap() {
         let s = split.entry(sku).or_default();
-        *s = delta(s.on_hand + d.on_hand, s.reserved + d.reserved, s.shipped + d.shipped);
+        *s = delta(
+            s.on_hand + d.on_hand,
+            s.reserved + d.reserved,
+            s.shipped + d.shipped,
+        );
     }
     assert_eq!(split, deltas);
 }
@@ -111,7 +118,11 @@ fn a_task_is_where_the_queue_puts_it_by_its_stream() {
         }),
         5,
     );
-    let paid = env(&order, Payload::PaymentAuthorized(PaymentAuthorized::default()), 6);
+    let paid = env(
+        &order,
+        Payload::PaymentAuthorized(PaymentAuthorized::default()),
+        6,
+    );
     let packed = env(
         &order,
         Payload::OrderReadyForShipment(OrderReadyForShipment::default()),
@@ -127,7 +138,10 @@ fn a_task_is_where_the_queue_puts_it_by_its_stream() {
     let sent = shipped(&order);
     for (history, status) in [
         (stream(&[]), TaskStatus::WaitingPayment),
-        (vec![paid.clone(), placed.clone(), created.clone()], TaskStatus::Ready),
+        (
+            vec![paid.clone(), placed.clone(), created.clone()],
+            TaskStatus::Ready,
+        ),
         (stream(&[&paid, &packed]), TaskStatus::Packed),
         (stream(&[&paid, &packed, &sent]), TaskStatus::Shipped),
         (stream(&[&paid, &packed, &sent, &cancelled]), TaskStatus::Shipped),

@@ -43,7 +43,10 @@ pub async fn load_fulfilments(
 }
 
 /// Adds `deltas` to the `stock` and `shipped` rows of their SKUs.
-pub async fn add_stock(conn: &mut PgConnection, deltas: &BTreeMap<String, StockDelta>) -> Result<(), sqlx::Error> {
+pub async fn add_stock(
+    conn: &mut PgConnection,
+    deltas: &BTreeMap<String, StockDelta>,
+) -> Result<(), sqlx::Error> {
     let counted: Vec<(&String, &StockDelta)> = deltas
         .iter()
         .filter(|(_, d)| d.on_hand != 0 || d.reserved != 0)

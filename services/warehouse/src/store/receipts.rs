@@ -103,7 +103,11 @@ pub async fn open_balances(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
 /// locked, as every writer of their streams does. An opening balance is
 /// appended only to a stream still empty when it is (another instance
 /// starting at once may have opened it meanwhile).
-async fn record(conn: &mut PgConnection, received: &[(&str, i64)], source: Receipt) -> Result<(), sqlx::Error> {
+async fn record(
+    conn: &mut PgConnection,
+    received: &[(&str, i64)],
+    source: Receipt,
+) -> Result<(), sqlx::Error> {
     if received.is_empty() {
         return Ok(());
     }

@@ -87,7 +87,9 @@ async fn a_receipt_adds_to_what_is_on_hand_once_per_batch_id() {
 #[tokio::test]
 async fn a_batch_of_a_thousand_rows_is_received_with_a_receipt_each() {
     let app = spawn_app().await;
-    let rows: String = (0..1000).map(|n| format!("SKU-BULK-{n:04},{}\n", n + 1)).collect();
+    let rows: String = (0..1000)
+        .map(|n| format!("SKU-BULK-{n:04},{}\n", n + 1))
+        .collect();
     let csv = format!("sku,quantity\n{rows}");
     let started = std::time::Instant::now();
     let (status, body) = app.import(Some("bulk-1"), "text/csv", &csv).await;
