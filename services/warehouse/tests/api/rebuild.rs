@@ -29,7 +29,7 @@ impl TestApp {
             (self.task_status(order_id).await? == status).then_some(())
         })
         .await
-        .unwrap_or_else(|| panic!("{order_id}'s task {status} within 30 s"));
+        .unwrap_or_else(|e| panic!("{order_id}'s task {status} within 30 s: {e}"));
     }
 
     async fn sql(&self, statement: &str) {
