@@ -12,7 +12,7 @@ use omnisaga_proto::v1::{Envelope, OrderCancelled, OrderPlaced, PaymentAuthorize
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     consumer::HandlerError,
-    event::EventMeta,
+    event::{occurred_at, EventMeta},
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -132,7 +132,7 @@ async fn apply(
         Event::PickTaskCreated(t) => {
             let pick_task_id = Uuid::parse_str(&t.pick_task_id)
                 .map_err(|e| HandlerError::Rejected(anyhow::anyhow!("pick task id: {e}")))?;
-            let created_at = omnisaga_runtime::event::occurred_at(out);
+            let created_at = occurred_at(out);
             store::create_task(
                 tx,
                 pick_task_id,
@@ -147,9 +147,9 @@ async fn apply(
         }
         Event::StockUnavailable(u) => tracing::info!(skus = ?u.skus, "stock unavailable"),
         Event::PaymentAuthorized(_) if after.pickable() => {
-            store::release_task(tx, order_id, &ctx).await?;
+            store::release_task(tx, order_id, &ctx, occurred_at(out)).await?;
         }
-        Event::OrderCancelled(_) => store::cancel_task(tx, order_id).await?,
+        Event::OrderCancelled(_) => store::cancel_task(tx, order_id, occurred_at(out)).await?,
         Event::StockReleased(r) => {
             store::release(tx, &r.items).await?;
             tracing::info!(event.type = %out.event_type, "reservation released");

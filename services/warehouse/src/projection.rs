@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use omnisaga_proto::v1::{envelope::Payload, Envelope, LineItem};
+use omnisaga_proto::v1::{envelope::Payload, Envelope, LineItem, PickTaskCreated};
 use omnisaga_runtime::{
     aggregate::Aggregate,
     event::occurred_at,
@@ -23,6 +23,7 @@ use crate::{
     domain::{evolve, Event, Fulfilment, FulfilmentAggregate},
     store::{self, TaskItem, TaskStatus},
     wire,
+    workers::queue_status,
 };
 
 #[cfg(test)]
@@ -50,14 +51,21 @@ const STOCK: &[Table] = &[
     },
 ];
 
-/// `due_at` (the queue's schedule and a picker's lease), the context of the
-/// event that made the task workable (`correlation_id`, `causation_id`,
-/// `traceparent`, `tracestate`) and `updated_at` (a refused step requeues
-/// a task with no event) are the queue's work state: not the events'.
+/// `due_at` (the queue's schedule and a picker's lease) and the context of
+/// the event that made the task workable (`correlation_id`,
+/// `causation_id`, `traceparent`, `tracestate`, for the events it causes)
+/// are the queue's work state: not the events'.
 const PICK_TASKS: &[Table] = &[Table {
     name: "pick_tasks",
     key: &["pick_task_id"],
-    columns: &["pick_task_id", "order_id", "items", "status", "created_at"],
+    columns: &[
+        "pick_task_id",
+        "order_id",
+        "items",
+        "status",
+        "created_at",
+        "updated_at",
+    ],
     rows: None,
 }];
 
@@ -76,7 +84,7 @@ impl Projection for StockLevels {
         let shipped = orders(&batch, |e| matches!(e, Event::OrderShipped(_)));
         let mut items = HashMap::new();
         for (order_id, history) in store::load_fulfilments(conn, &shipped).await? {
-            let created = fold(&history).map(|(created, _, _)| task_items(&created.items));
+            let created = fold(&history).map(|f| task_items(&f.created.items));
             items.insert(order_id, created.unwrap_or_default());
         }
         let deltas = stock_deltas(&batch, &items)?;
@@ -181,14 +189,22 @@ pub struct TaskRow {
     pub status: TaskStatus,
     /// When `PickTaskCreated` occurred.
     pub created_at: DateTime<Utc>,
+    /// When the last event that moved it in the queue occurred.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// The pick task of an order's fulfilment stream (`history`, in version
 /// order), if it has one: the task created with the reservation, where the
-/// queue puts it by the stream ([`crate::workers::queue_status`], what a
-/// refused step requeues it to).
+/// queue puts it by the stream ([`queue_status`], what a refused step
+/// requeues it to).
 pub fn task_row(history: &[Envelope]) -> anyhow::Result<Option<TaskRow>> {
-    let Some((created, at, state)) = fold(history) else {
+    let Some(Folded {
+        created,
+        created_at,
+        updated_at,
+        state,
+    }) = fold(history)
+    else {
         return Ok(None);
     };
     let uuid = |id: &str, what: &str| Uuid::parse_str(id).map_err(|e| anyhow::anyhow!("{what} {id:?}: {e}"));
@@ -196,14 +212,25 @@ pub fn task_row(history: &[Envelope]) -> anyhow::Result<Option<TaskRow>> {
         pick_task_id: uuid(&created.pick_task_id, "pick task id")?,
         order_id: uuid(&created.order_id, "order id")?,
         items: task_items(&created.items),
-        status: crate::workers::queue_status(&state, &created.pick_task_id),
-        created_at: at,
+        status: queue_status(&state, &created.pick_task_id),
+        created_at,
+        updated_at,
     }))
 }
 
-/// The stream folded, with its `PickTaskCreated` and when it occurred.
-fn fold(history: &[Envelope]) -> Option<(omnisaga_proto::v1::PickTaskCreated, DateTime<Utc>, Fulfilment)> {
-    let mut created = None;
+/// An order's fulfilment stream folded: its `PickTaskCreated`, if any, when
+/// that occurred, and when the last event that moved the task in the queue
+/// did (as the live path stamps `updated_at`).
+struct Folded {
+    created: PickTaskCreated,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    state: Fulfilment,
+}
+
+fn fold(history: &[Envelope]) -> Option<Folded> {
+    let mut task: Option<(PickTaskCreated, DateTime<Utc>)> = None;
+    let (mut status, mut updated_at) = (None, None);
     let mut state = Fulfilment::default();
     for env in history {
         let Some(event) = env
@@ -214,11 +241,23 @@ fn fold(history: &[Envelope]) -> Option<(omnisaga_proto::v1::PickTaskCreated, Da
             continue;
         };
         if let Event::PickTaskCreated(t) = &event {
-            created = Some((t.clone(), occurred_at(env)));
+            task = Some((t.clone(), occurred_at(env)));
         }
         state = evolve(state, &event);
+        if let Some((t, _)) = &task {
+            let now = queue_status(&state, &t.pick_task_id);
+            if status != Some(now) {
+                (status, updated_at) = (Some(now), Some(occurred_at(env)));
+            }
+        }
     }
-    created.map(|(t, at)| (t, at, state))
+    let (created, created_at) = task?;
+    Some(Folded {
+        created,
+        created_at,
+        updated_at: updated_at.unwrap_or(created_at),
+        state,
+    })
 }
 
 fn task_items(items: &[LineItem]) -> Vec<TaskItem> {

@@ -17,7 +17,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
-    event::EventMeta,
+    event::{occurred_at, EventMeta},
     hand_back::HandBack,
     work::{self, Claimed, Then, Wakes, Worker},
     work::{OutboxWaker, Written},
@@ -219,11 +219,12 @@ impl Pickers {
         };
         let appended = done.appended;
         let caused = appended.last().map_or("", |e| e.event_id.as_str());
+        let at = appended.last().map_or_else(chrono::Utc::now, occurred_at);
         let traceparent = meta.trace.traceparent.as_deref();
         store::advance_task(
             &mut tx,
             task.pick_task_id,
-            next_status,
+            (next_status, at),
             due_in,
             caused,
             traceparent,

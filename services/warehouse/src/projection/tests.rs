@@ -136,16 +136,24 @@ fn a_task_is_where_the_queue_puts_it_by_its_stream() {
         s
     };
     let sent = shipped(&order);
-    for (history, status) in [
-        (stream(&[]), TaskStatus::WaitingPayment),
+    // The time of the last event that moved the task: created at 5, paid
+    // at 6, packed at 7, shipped at 3 (clocks differ), cancelled at 8.
+    for (history, status, updated) in [
+        (stream(&[]), TaskStatus::WaitingPayment, 5),
+        (stream(&[&paid]), TaskStatus::Ready, 6),
         (
             vec![paid.clone(), placed.clone(), created.clone()],
             TaskStatus::Ready,
+            5,
         ),
-        (stream(&[&paid, &packed]), TaskStatus::Packed),
-        (stream(&[&paid, &packed, &sent]), TaskStatus::Shipped),
-        (stream(&[&paid, &packed, &sent, &cancelled]), TaskStatus::Shipped),
-        (stream(&[&paid, &cancelled]), TaskStatus::Cancelled),
+        (stream(&[&paid, &packed]), TaskStatus::Packed, 7),
+        (stream(&[&paid, &packed, &sent]), TaskStatus::Shipped, 3),
+        (
+            stream(&[&paid, &packed, &sent, &cancelled]),
+            TaskStatus::Shipped,
+            3,
+        ),
+        (stream(&[&paid, &cancelled]), TaskStatus::Cancelled, 8),
     ] {
         let row = task_row(&history).unwrap().expect("a task");
         let expected = TaskRow {
@@ -157,6 +165,7 @@ fn a_task_is_where_the_queue_puts_it_by_its_stream() {
             }],
             status,
             created_at: at(5),
+            updated_at: at(updated),
         };
         assert_eq!(row, expected, "{status:?}");
     }

@@ -94,19 +94,19 @@ pub async fn put_tasks(conn: &mut PgConnection, rows: &[TaskRow]) -> Result<(), 
     let items: Vec<Json<&[crate::store::TaskItem]>> = rows.iter().map(|r| Json(r.items.as_slice())).collect();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
     let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
+    let updated: Vec<DateTime<Utc>> = rows.iter().map(|r| r.updated_at).collect();
     sqlx::query(
         "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, created_at, updated_at)
-         SELECT t.id, t.order_id, t.items, t.status, t.created_at, t.created_at
-         FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::text[], $5::timestamptz[])
-              AS t(id, order_id, items, status, created_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[])
          ON CONFLICT (pick_task_id) DO UPDATE SET order_id = EXCLUDED.order_id, items = EXCLUDED.items,
-                status = EXCLUDED.status, created_at = EXCLUDED.created_at",
+                status = EXCLUDED.status, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
     )
     .bind(&ids)
     .bind(&orders)
     .bind(&items)
     .bind(&statuses)
     .bind(&created)
+    .bind(&updated)
     .execute(conn)
     .await?;
     Ok(())
