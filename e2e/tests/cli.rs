@@ -4,7 +4,7 @@
 //! messages, imports a catalog and its stock from files, and says clearly,
 //! with a non-zero exit, what it cannot do. One stack for all of it.
 
-use std::{process::Output, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
@@ -83,7 +83,7 @@ async fn a_catalog_and_its_stock_imported_from_files_take_orders(stack: &Stack, 
         "bad.csv",
         "sku,name,unit_price_minor,currency\n\nSKU-E2E-PAN,Frying pan,2400,EUR\nSKU-E2E-POT,,0,EUR\n",
     )?;
-    let out = omnisaga(stack, &["catalog", "import", &bad]).await?;
+    let out = stack.omnisaga(&["catalog", "import", &bad]).await?;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -168,9 +168,8 @@ async fn a_catalog_and_its_stock_imported_from_files_take_orders(stack: &Stack, 
 async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> Result<()> {
     let key_dir = stack.auth_dir();
     let key_dir = key_dir.to_str().context("a UTF-8 path")?;
-    let out = omnisaga(
-        stack,
-        &[
+    let out = stack
+        .omnisaga(&[
             "token",
             "mint",
             "--sub",
@@ -179,9 +178,8 @@ async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> 
             "orders:read",
             "--key-dir",
             key_dir,
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     ensure!(
         out.status.success(),
         "token mint: {}",
@@ -213,9 +211,8 @@ async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> 
         "another customer's order: {}",
         theirs.status()
     );
-    let refused = omnisaga(
-        stack,
-        &[
+    let refused = stack
+        .omnisaga(&[
             "token",
             "mint",
             "--sub",
@@ -224,22 +221,20 @@ async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> 
             "root",
             "--key-dir",
             key_dir,
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     ensure!(!refused.status.success(), "an unknown scope is refused");
 
     // A key of one's own makes tokens this stack does not take.
     let own_dir = std::env::temp_dir().join(format!("omnisaga-keygen-{}", uuid::Uuid::new_v4().simple()));
     let own = own_dir.to_str().context("a UTF-8 path")?;
-    let made = omnisaga(stack, &["token", "keygen", "--dir", own]).await?;
+    let made = stack.omnisaga(&["token", "keygen", "--dir", own]).await?;
     ensure!(
         made.status.success() && own_dir.join("jwks.json").exists(),
         "keygen made no JWKS"
     );
-    let out = omnisaga(
-        stack,
-        &[
+    let out = stack
+        .omnisaga(&[
             "token",
             "mint",
             "--sub",
@@ -248,9 +243,8 @@ async fn a_minted_token_is_the_customers_own(stack: &Stack, cli_order: &str) -> 
             "admin",
             "--key-dir",
             own,
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     let foreign = String::from_utf8(out.stdout)?.trim().to_owned();
     let resp = omnisaga_e2e::client_with(&foreign)
         .get(format!("{}/v1/orders/{cli_order}", stack.url("order")))
@@ -289,41 +283,9 @@ async fn no_topic_carries_personal_data(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-/// Runs `omnisaga args...` against the stack.
-async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    omnisaga_command(stack, args)?
-        .output()
-        .await
-        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
-}
-
-/// `omnisaga args...` with the stack's URLs, broker and topic prefix.
-fn omnisaga_command(stack: &Stack, args: &[&str]) -> Result<tokio::process::Command> {
-    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
-    cmd.args(args)
-        .envs(stack.kafka.admin_env())
-        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
-        .env("TRACES_URL", &stack.traces_url)
-        .env(
-            "OMNISAGA_TOKEN",
-            stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
-        )
-        .env_remove("KAFKA_GROUP_SUFFIX")
-        // No `.omnisaga/env` of a stack started by hand is read.
-        .current_dir(std::env::temp_dir());
-    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
-        cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
-        cmd.env(
-            format!("{}_ADMIN_URL", service.to_uppercase()),
-            stack.admin_url(service),
-        );
-    }
-    Ok(cmd)
-}
-
 /// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.
 async fn omnisaga_json(stack: &Stack, args: &[&str]) -> Result<Value> {
-    let out = omnisaga(stack, args).await?;
+    let out = stack.omnisaga(args).await?;
     ensure!(
         out.status.success(),
         "omnisaga {args:?} failed: {}",
@@ -334,7 +296,7 @@ async fn omnisaga_json(stack: &Stack, args: &[&str]) -> Result<Value> {
 
 /// Runs `events tail`, which must succeed, and parses its JSON lines.
 async fn tail(stack: &Stack, args: &[&str]) -> Result<Vec<Value>> {
-    let out = omnisaga(stack, args).await?;
+    let out = stack.omnisaga(args).await?;
     ensure!(
         out.status.success(),
         "omnisaga {args:?} failed: {}",
@@ -412,7 +374,11 @@ async fn events_tail_follows_new_records_from_a_time(stack: &Stack, c: &Client) 
         "--limit",
         "1",
     ];
-    let cli = omnisaga_command(stack, &args)?
+    let cli = stack
+        .omnisaga_command(
+            &args,
+            &stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
+        )?
         .kill_on_drop(true)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -478,7 +444,7 @@ async fn topics_lists_every_catalog_topic_with_each_groups_lag(stack: &Stack) ->
             assert!(c["partitions"].as_array().is_some_and(|p| !p.is_empty()), "{c}");
         }
     }
-    let table = omnisaga(stack, &["topics"]).await?;
+    let table = stack.omnisaga(&["topics"]).await?;
     ensure!(
         table.status.success() && String::from_utf8_lossy(&table.stdout).contains("LAG"),
         "no table"
@@ -527,7 +493,7 @@ async fn order_timeline_shows_every_services_view(stack: &Stack, id: &str) -> Re
         "{page}"
     );
 
-    let alias = omnisaga(stack, &["timeline", id]).await?;
+    let alias = stack.omnisaga(&["timeline", id]).await?;
     let text = String::from_utf8_lossy(&alias.stdout);
     ensure!(
         alias.status.success() && text.contains("SHIPPED") && text.contains("OrderPlaced"),
@@ -625,7 +591,7 @@ async fn what_the_cli_cannot_do_fails_with_a_clear_message(stack: &Stack) -> Res
         (&["messages", "retry", &unknown], "no such message"),
     ];
     for (args, message) in cases {
-        let out = omnisaga(stack, args).await?;
+        let out = stack.omnisaga(args).await?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(!out.status.success(), "omnisaga {args:?} succeeded");
         ensure!(

@@ -198,17 +198,8 @@ async fn run(stack: &Stack) -> Result<()> {
 }
 
 async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
-    cmd.args(args)
-        .env(
-            "OMNISAGA_TOKEN",
-            stack.token("crm", &[omnisaga_auth::Scope::AnalyticsRead]),
-        )
-        .env("ANALYTICS_URL", stack.url("analytics"))
-        .current_dir(std::env::temp_dir());
-    cmd.output()
-        .await
-        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
+    let token = stack.token("crm", &[omnisaga_auth::Scope::AnalyticsRead]);
+    stack.omnisaga_as(args, &token).await
 }
 
 /// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.

@@ -8,7 +8,7 @@
 //! lists the two in a dry run and changes nothing, refuses a window that
 //! ends before it starts, and once the bug is fixed replays both: they ship.
 
-use std::{process::Output, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
@@ -30,7 +30,7 @@ async fn a_skipped_record_and_a_redrive_after_a_fix_let_parked_orders_ship() -> 
 
 async fn run(stack: &mut Stack) -> Result<()> {
     let c = Client::new(stack);
-    let help = omnisaga(stack, &["dlq", "--help"]).await?;
+    let help = stack.omnisaga(&["dlq", "--help"]).await?;
     let help = String::from_utf8_lossy(&help.stdout);
     ensure!(help.contains("skip") && help.contains("redrive"), "{help}");
 
@@ -53,7 +53,9 @@ async fn run(stack: &mut Stack) -> Result<()> {
     for service in PAYMENTS_CONSUMERS {
         let head = bench.wait_parked(service, &skipped).await?;
         let id = head["id"].to_string();
-        let refused = omnisaga(stack, &["dlq", "skip", service, &id, "--reason", " "]).await?;
+        let refused = stack
+            .omnisaga(&["dlq", "skip", service, &id, "--reason", " "])
+            .await?;
         ensure!(!refused.status.success(), "{service} took a blank reason");
         let reason = "a PaymentAuthorized of no order; payment's own answer follows";
         let report = omnisaga_json(stack, &["dlq", "skip", service, &id, "--reason", reason]).await?;
@@ -77,11 +79,9 @@ async fn run(stack: &mut Stack) -> Result<()> {
     .await?;
     println!("dlq redrive all --dry-run:\n{dry:#}");
     ensure!(keys_at(&dry, "payment") == sorted(&held), "{dry}");
-    let out = omnisaga(
-        stack,
-        &[&["dlq", "redrive", "payment"][..], &filters, &["--dry-run"]].concat(),
-    )
-    .await?;
+    let out = stack
+        .omnisaga(&[&["dlq", "redrive", "payment"][..], &filters, &["--dry-run"]].concat())
+        .await?;
     println!(
         "dlq redrive payment --dry-run:\n{}",
         String::from_utf8_lossy(&out.stdout)
@@ -93,11 +93,9 @@ async fn run(stack: &mut Stack) -> Result<()> {
             "a dry run replayed {order}"
         );
     }
-    let out = omnisaga(
-        stack,
-        &[&["dlq", "redrive", "payment"][..], &filters, &["--until", "20m"]].concat(),
-    )
-    .await?;
+    let out = stack
+        .omnisaga(&[&["dlq", "redrive", "payment"][..], &filters, &["--until", "20m"]].concat())
+        .await?;
     ensure!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("422"),
         "a window that ends before it starts: {out:?}"
@@ -111,7 +109,9 @@ async fn run(stack: &mut Stack) -> Result<()> {
 
     // The fix, then the redrive: both ship.
     dead_letters::release_payments(stack).await?;
-    let out = omnisaga(stack, &[&["dlq", "redrive", "all"][..], &filters].concat()).await?;
+    let out = stack
+        .omnisaga(&[&["dlq", "redrive", "all"][..], &filters].concat())
+        .await?;
     println!("dlq redrive all:\n{}", String::from_utf8_lossy(&out.stdout));
     ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for order in &held {
@@ -144,32 +144,9 @@ fn keys_at(answer: &Value, service: &str) -> Vec<String> {
     keys
 }
 
-async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
-    cmd.args(args)
-        .envs(stack.kafka.admin_env())
-        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
-        .env(
-            "OMNISAGA_TOKEN",
-            stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
-        )
-        .env_remove("KAFKA_GROUP_SUFFIX")
-        .current_dir(std::env::temp_dir());
-    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
-        cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
-        cmd.env(
-            format!("{}_ADMIN_URL", service.to_uppercase()),
-            stack.admin_url(service),
-        );
-    }
-    cmd.output()
-        .await
-        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
-}
-
 /// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.
 async fn omnisaga_json(stack: &Stack, args: &[&str]) -> Result<Value> {
-    let out = omnisaga(stack, args).await?;
+    let out = stack.omnisaga(args).await?;
     ensure!(
         out.status.success(),
         "omnisaga {args:?} failed: {}",

@@ -9,7 +9,7 @@
 //! a record no service can read; discarding it, with a reason, lets the
 //! order go on.
 
-use std::{process::Output, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
@@ -41,7 +41,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
     stack.stop_service("payment").await?;
     let waiting = c.place(&with_channel("web", "on-call-1")).await?;
     let parked = c.place(&with_channel("pos", "on-call-2")).await?;
-    let out = omnisaga(stack, &["order", "why", &waiting]).await?;
+    let out = stack.omnisaga(&["order", "why", &waiting]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     println!("order why {waiting} (payment down):\n{text}");
     for expected in [
@@ -95,7 +95,9 @@ async fn a_discarded_record_lets_the_order_go_on(stack: &Stack, c: &Client, park
             .with_context(|| format!("{service} parked the order: {letters}"))?;
         let id = poison.to_string();
         // No reason, no discard.
-        let refused = omnisaga(stack, &["dlq", "discard", service, &id, "--reason", " "]).await?;
+        let refused = stack
+            .omnisaga(&["dlq", "discard", service, &id, "--reason", " "])
+            .await?;
         ensure!(!refused.status.success(), "{service} took a blank reason");
         let report = omnisaga_json(stack, &["dlq", "discard", service, &id, "--reason", reason]).await?;
         println!("dlq discard {service} {poison}:\n{report:#}");
@@ -124,7 +126,7 @@ async fn a_discarded_record_lets_the_order_go_on(stack: &Stack, c: &Client, park
 /// The fix of a parked order is a replay once the cause is fixed; a
 /// record no service can read fails again, and says so.
 async fn a_record_no_one_can_read_is_not_replayed(stack: &Stack, parked: &str) -> Result<()> {
-    let out = omnisaga(stack, &["dlq", "list", "order", "--key", parked]).await?;
+    let out = stack.omnisaga(&["dlq", "list", "order", "--key", parked]).await?;
     println!(
         "dlq list order --key {parked}:\n{}",
         String::from_utf8_lossy(&out.stdout)
@@ -205,7 +207,7 @@ async fn orders_find_lists_it_by_its_filters_and_as_stuck(
         .unwrap_or_default();
     println!("{gauge}");
     ensure!(gauge.ends_with(" 1"), "the stuck gauge says {gauge:?}");
-    let out = omnisaga(stack, &["orders", "find", "--stuck"]).await?;
+    let out = stack.omnisaga(&["orders", "find", "--stuck"]).await?;
     let table = String::from_utf8_lossy(&out.stdout);
     println!("orders find --stuck:\n{table}");
     let row = table.lines().find(|l| l.contains(parked)).unwrap_or_default();
@@ -213,7 +215,7 @@ async fn orders_find_lists_it_by_its_filters_and_as_stuck(
         out.status.success() && ["PLACED", "pos", "yes"].iter().all(|w| row.contains(w)),
         "orders find --stuck printed: {table}"
     );
-    let out = omnisaga(stack, &["orders", "find", "--status", "LOST"]).await?;
+    let out = stack.omnisaga(&["orders", "find", "--status", "LOST"]).await?;
     ensure!(!out.status.success(), "an unknown status was taken");
     Ok(())
 }
@@ -252,7 +254,7 @@ async fn order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(
         "{why}"
     );
 
-    let out = omnisaga(stack, &["order", "why", parked]).await?;
+    let out = stack.omnisaga(&["order", "why", parked]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     println!("order why {parked}:\n{text}");
     let trace = format!("{}/trace/", stack.traces_url.trim_end_matches('/'));
@@ -282,7 +284,7 @@ async fn order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(
         );
     }
 
-    let out = omnisaga(stack, &["order", "why", shipped]).await?;
+    let out = stack.omnisaga(&["order", "why", shipped]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     println!("order why {shipped} (payment back):\n{text}");
     ensure!(
@@ -292,7 +294,7 @@ async fn order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(
         "a shipped order: {text}"
     );
     let unknown = uuid::Uuid::now_v7().to_string();
-    let out = omnisaga(stack, &["order", "why", &unknown]).await?;
+    let out = stack.omnisaga(&["order", "why", &unknown]).await?;
     ensure!(
         !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not found"),
         "an unknown order: {:?}",
@@ -301,33 +303,9 @@ async fn order_why_names_the_dead_letter_the_lag_the_deadline_and_the_trace(
     Ok(())
 }
 
-async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
-    cmd.args(args)
-        .envs(stack.kafka.admin_env())
-        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
-        .env("TRACES_URL", &stack.traces_url)
-        .env(
-            "OMNISAGA_TOKEN",
-            stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
-        )
-        .env_remove("KAFKA_GROUP_SUFFIX")
-        .current_dir(std::env::temp_dir());
-    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
-        cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
-        cmd.env(
-            format!("{}_ADMIN_URL", service.to_uppercase()),
-            stack.admin_url(service),
-        );
-    }
-    cmd.output()
-        .await
-        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
-}
-
 /// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.
 async fn omnisaga_json(stack: &Stack, args: &[&str]) -> Result<Value> {
-    let out = omnisaga(stack, args).await?;
+    let out = stack.omnisaga(args).await?;
     ensure!(
         out.status.success(),
         "omnisaga {args:?} failed: {}",

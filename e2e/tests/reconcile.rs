@@ -6,7 +6,7 @@
 //! in PAID, a SKU whose shipped count does not add up), no order is blamed
 //! that was not broken, and the counts reach a Pushgateway (a fake one).
 
-use std::{process::Output, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::{ensure, Context, Result};
 use axum::{body::Bytes, extract::State, routing::put, Router};
@@ -127,7 +127,9 @@ async fn run(stack: &Stack) -> Result<()> {
     // The table names the order and the invariant; a window that ends
     // before it starts is refused, nothing checked.
     let started = std::time::Instant::now();
-    let out = omnisaga(stack, &["reconcile", "--since", since.as_str(), "--until", "0s"]).await?;
+    let out = stack
+        .omnisaga(&["reconcile", "--since", since.as_str(), "--until", "0s"])
+        .await?;
     let table = String::from_utf8_lossy(&out.stdout);
     eprintln!("omnisaga reconcile ({:?}):\n{table}", started.elapsed());
     ensure!(out.status.code() == Some(2), "{table}");
@@ -135,7 +137,9 @@ async fn run(stack: &Stack) -> Result<()> {
         table.contains(c_.as_str()) && table.contains("shipped_told"),
         "{table}"
     );
-    let out = omnisaga(stack, &["reconcile", "--since", "1m", "--until", "1h"]).await?;
+    let out = stack
+        .omnisaga(&["reconcile", "--since", "1m", "--until", "1h"])
+        .await?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
         out.status.code() == Some(1) && stderr.contains("since must be before until"),
@@ -207,7 +211,7 @@ fn verdict<'a>(report: &'a Value, invariant: &str, service: &str) -> Result<&'a 
 /// Runs `omnisaga reconcile args...`: its exit code and its JSON.
 async fn reconcile(stack: &Stack, args: &[&str]) -> Result<(Option<i32>, Value)> {
     let args: Vec<&str> = std::iter::once("reconcile").chain(args.iter().copied()).collect();
-    let out = omnisaga(stack, &args).await?;
+    let out = stack.omnisaga(&args).await?;
     let report = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "omnisaga {args:?} printed no JSON: {}",
@@ -215,27 +219,6 @@ async fn reconcile(stack: &Stack, args: &[&str]) -> Result<(Option<i32>, Value)>
         )
     })?;
     Ok((out.status.code(), report))
-}
-
-/// Runs `omnisaga args...` with the stack's admin URLs and an operator's token.
-async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
-    cmd.args(args)
-        .env(
-            "OMNISAGA_TOKEN",
-            stack.token("reconcile-operator", &omnisaga_e2e::OPERATOR_SCOPES),
-        )
-        .current_dir(std::env::temp_dir());
-    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
-        cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
-        cmd.env(
-            format!("{}_ADMIN_URL", service.to_uppercase()),
-            stack.admin_url(service),
-        );
-    }
-    cmd.output()
-        .await
-        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
 }
 
 /// The last PUT a [`Pushgateway`] took: its path and body.

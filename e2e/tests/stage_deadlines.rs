@@ -9,7 +9,7 @@
 //! more; the warehouse comes back and the order ships. Once per stage, no
 //! second message for a stage however many looks pass.
 
-use std::{process::Output, time::Duration};
+use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use omnisaga_e2e::{
@@ -52,7 +52,7 @@ async fn run(stack: &mut Stack) -> Result<()> {
     .await?;
     let found = omnisaga_json(stack, &["orders", "find", "--escalated", "--json"]).await?;
     ensure!(ids(&found) == [id.as_str()], "orders find --escalated: {found}");
-    let out = omnisaga(stack, &["order", "why", &id]).await?;
+    let out = stack.omnisaga(&["order", "why", &id]).await?;
     let text = String::from_utf8_lossy(&out.stdout);
     println!("order why {id} (escalated in PLACED):\n{text}");
     ensure!(
@@ -131,34 +131,9 @@ fn ids(found: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// Runs `omnisaga args...` against the stack as an operator.
-async fn omnisaga(stack: &Stack, args: &[&str]) -> Result<Output> {
-    let mut cmd = tokio::process::Command::new(omnisaga_e2e::bin_dir()?.join("omnisaga"));
-    cmd.args(args)
-        .envs(stack.kafka.admin_env())
-        .env("KAFKA_TOPIC_PREFIX", stack.topic_prefix())
-        .env("TRACES_URL", &stack.traces_url)
-        .env(
-            "OMNISAGA_TOKEN",
-            stack.token("cli-operator", &omnisaga_e2e::OPERATOR_SCOPES),
-        )
-        .env_remove("KAFKA_GROUP_SUFFIX")
-        .current_dir(std::env::temp_dir());
-    for service in ["order", "payment", "warehouse", "notification", "analytics"] {
-        cmd.env(format!("{}_URL", service.to_uppercase()), stack.url(service));
-        cmd.env(
-            format!("{}_ADMIN_URL", service.to_uppercase()),
-            stack.admin_url(service),
-        );
-    }
-    cmd.output()
-        .await
-        .context("Failed to run omnisaga (build it with `cargo build --bins`)")
-}
-
 /// Runs `omnisaga args...`, which must succeed, and parses its output as JSON.
 async fn omnisaga_json(stack: &Stack, args: &[&str]) -> Result<Value> {
-    let out = omnisaga(stack, args).await?;
+    let out = stack.omnisaga(args).await?;
     ensure!(
         out.status.success(),
         "omnisaga {args:?} failed: {}",

@@ -36,9 +36,9 @@ pub use base::{clock, db, env, failpoint, metrics, wait};
 pub use boot::{cli, config, logs, service, shutdown, telemetry};
 pub use edge::{
     audit, auth, batch, cached, consumers, context, dead_letters, deprecation, health, http, http_client,
-    input, limits, openapi, page, reconcile, routes, scrape, server, tls,
+    input, limits, openapi, page, rebuilds, reconcile, routes, scrape, server, tls,
 };
-pub use es::{aggregate, event, outbox, projection, store, upcast};
+pub use es::{aggregate, event, outbox, projection, rebuild, store, upcast};
 pub use messaging::{
     consumer::{self, dead_letter},
     kafka, probe, progress, relay,

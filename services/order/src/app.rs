@@ -49,6 +49,9 @@ impl App {
             topic: self.base.topics.orders.clone(),
             payment_deadline: self.config.payment_deadline,
         };
+        self.base.projection(Arc::new(crate::projection::OrderView {
+            payment_deadline: self.config.payment_deadline,
+        }));
         let handler = SagaEvents {
             orders: orders.clone(),
         };

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use omnisaga_proto::v1::Envelope;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor, Loaded},
@@ -110,21 +112,29 @@ impl Orders {
         let executor = self.executor();
         let key = order_id.to_string();
         let loaded = executor.load(tx, &key).await?;
-        let before = loaded.state.as_ref().map(|o| (o.status, o.escalated));
+        let before = loaded.state.clone();
         let meta = match meta {
             Some(m) => m,
             None => own_meta(&loaded.history),
         };
         let done = executor.decide(tx, &key, loaded, cmd, cause, &meta).await?;
+        // What the new events change in the view, judged event by event as
+        // a rebuild of the view judges them (crate::projection).
+        let at = done.appended.iter().map(omnisaga_runtime::event::occurred_at);
+        let (_, times) = crate::projection::view_times(before, done.events.iter().zip(at));
         let order = done.state.ok_or(OrderError::UnknownOrder)?;
-        if Some((order.status, order.escalated)) != before || order.delay_noticed {
+        if let Some(updated_at) = times.updated_at {
             crate::store::sync_view(
                 tx,
                 order_id,
-                order.status.as_str(),
-                order.delay_noticed,
-                order.escalated.map(|s| s.as_str()),
-                self.payment_deadline,
+                crate::store::ViewUpdate {
+                    status: order.status.as_str(),
+                    delay_noticed: order.delay_noticed,
+                    escalated: order.escalated.map(|s| s.as_str()),
+                    updated_at,
+                    payment_deadline_at: times.awaiting_since.map(|at| at + self.payment_deadline()),
+                    escalated_at: times.escalated_at,
+                },
             )
             .await?;
         }
@@ -134,20 +144,32 @@ impl Orders {
         })
     }
 
+    /// How long an order may wait for a successful payment after a failed
+    /// one, as the view's deadline adds it.
+    fn payment_deadline(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.payment_deadline).unwrap_or(chrono::Duration::MAX)
+    }
+
     /// Places a new order (`cmd` is a [`Command::Place`] with a fresh id) in
-    /// `tx`, without looking for a stream that cannot exist yet.
+    /// `tx`, without looking for a stream that cannot exist yet. Returns
+    /// the order and when it was placed (its event's time, the view's).
     pub async fn place_in(
         &self,
         tx: &mut PgConnection,
         order_id: Uuid,
         cmd: Command,
         meta: &EventMeta,
-    ) -> Result<Order, CommandError> {
+    ) -> Result<(Order, DateTime<Utc>), CommandError> {
         let done = self
             .executor()
             .decide(tx, &order_id.to_string(), Loaded::new_stream(), cmd, None, meta)
             .await?;
-        Ok(done.state.ok_or(OrderError::UnknownOrder)?)
+        let at = done
+            .appended
+            .first()
+            .map(omnisaga_runtime::event::occurred_at)
+            .unwrap_or_default();
+        Ok((done.state.ok_or(OrderError::UnknownOrder)?, at))
     }
 
     /// The order and its whole stream (its timeline), if it exists.

@@ -14,6 +14,17 @@ use omnisaga_proto::{
 };
 use omnisaga_runtime::aggregate::Decider;
 
+/// The API's name of a stored channel.
+pub fn channel_name(c: i32) -> &'static str {
+    match Channel::try_from(c).unwrap_or(Channel::Unspecified) {
+        Channel::Mobile => "mobile",
+        Channel::Web => "web",
+        Channel::Pos => "pos",
+        Channel::Marketplace => "marketplace",
+        Channel::Unspecified => "unspecified",
+    }
+}
+
 #[cfg(test)]
 mod escalation_tests;
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod application;
 pub mod config;
 pub mod domain;
 pub mod handlers;
+pub mod projection;
 pub mod store;
 pub mod wire;
 pub mod workers;

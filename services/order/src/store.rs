@@ -217,33 +217,80 @@ pub async fn insert_view(tx: &mut PgConnection, v: NewOrderView<'_>) -> Result<(
     Ok(())
 }
 
-/// Keeps the order view in step with the order: its status, whether the
-/// customer was told of a payment delay, the stage it was last escalated
-/// in (and when), and, once the order awaits payment, its payment deadline
-/// `deadline` from now (set once). One statement, as before escalations.
-pub async fn sync_view(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    status: &str,
-    delay_noticed: bool,
-    escalated: Option<&str>,
-    deadline: std::time::Duration,
-) -> Result<(), sqlx::Error> {
+/// What a command changed in an order's view row ([`sync_view`]).
+pub struct ViewUpdate<'a> {
+    pub status: &'a str,
+    pub delay_noticed: bool,
+    /// The stage it was last escalated in.
+    pub escalated: Option<&'a str>,
+    /// The time of the last event that changed status, escalation or
+    /// delay notice.
+    pub updated_at: DateTime<Utc>,
+    /// Its payment deadline, when it began awaiting payment (kept once set).
+    pub payment_deadline_at: Option<DateTime<Utc>>,
+    /// When its escalation changed, if it did.
+    pub escalated_at: Option<DateTime<Utc>>,
+}
+
+/// Keeps the order view in step with the order, as a rebuild of the view
+/// makes it (crate::projection): every time is an event's. One statement.
+pub async fn sync_view(tx: &mut PgConnection, order_id: Uuid, v: ViewUpdate<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE order_view SET status = $2, updated_at = now(), delay_noticed = $3,
-                payment_deadline_at = CASE WHEN $2 = 'AWAITING_PAYMENT'
-                    THEN coalesce(payment_deadline_at, now() + $4 * interval '1 millisecond')
-                    ELSE payment_deadline_at END,
-                escalated_status = $5,
-                escalated_at = CASE WHEN $5::text IS DISTINCT FROM escalated_status THEN now() ELSE escalated_at END
+        "UPDATE order_view SET status = $2, updated_at = $3, delay_noticed = $4,
+                payment_deadline_at = coalesce(payment_deadline_at, $5),
+                escalated_status = $6, escalated_at = coalesce($7, escalated_at)
          WHERE order_id = $1",
     )
     .bind(order_id)
-    .bind(status)
-    .bind(delay_noticed)
-    .bind(deadline.as_millis() as f64)
-    .bind(escalated)
+    .bind(v.status)
+    .bind(v.updated_at)
+    .bind(v.delay_noticed)
+    .bind(v.payment_deadline_at)
+    .bind(v.escalated)
+    .bind(v.escalated_at)
     .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// An order's view row as its stream gives it (crate::projection).
+pub struct ViewRow<'a> {
+    pub order_id: Uuid,
+    pub order_number: &'a str,
+    pub customer_id: &'a str,
+    pub channel: &'a str,
+    pub status: &'a str,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub payment_deadline_at: Option<DateTime<Utc>>,
+    pub delay_noticed: bool,
+    pub escalated_status: Option<&'a str>,
+    pub escalated_at: Option<DateTime<Utc>>,
+}
+
+/// Writes `v` whole, over the row of its order if there is one (a
+/// rebuild's fold; the columns no event decides are left as they are).
+pub async fn put_view(conn: &mut PgConnection, v: ViewRow<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_view (order_id, order_number, customer_id, channel, status, created_at,
+                                 updated_at, payment_deadline_at, delay_noticed, escalated_status, escalated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+             payment_deadline_at = EXCLUDED.payment_deadline_at, delay_noticed = EXCLUDED.delay_noticed,
+             escalated_status = EXCLUDED.escalated_status, escalated_at = EXCLUDED.escalated_at",
+    )
+    .bind(v.order_id)
+    .bind(v.order_number)
+    .bind(v.customer_id)
+    .bind(v.channel)
+    .bind(v.status)
+    .bind(v.created_at)
+    .bind(v.updated_at)
+    .bind(v.payment_deadline_at)
+    .bind(v.delay_noticed)
+    .bind(v.escalated_status)
+    .bind(v.escalated_at)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -3,11 +3,13 @@
 //! and the order the consumers' commits were seen in ([`observe`](super::observe));
 //! I1 to I8 and I10 are pure functions of those observations and the
 //! load's history ([`orders`], [`delivery`], [`topics`]), each tested on a
-//! planted counterexample; I9 asks the trace viewer. Each gives its
+//! planted counterexample; I9 asks the trace viewer, and I11 each service
+//! to verify its read models against its events ([`rebuilt`]). Each gives its
 //! verdict with counterexamples: the order ids, and what differed.
 
 pub mod delivery;
 pub mod orders;
+pub mod rebuilt;
 pub mod topics;
 pub mod traces;
 
@@ -93,6 +95,7 @@ pub async fn all(
     let (mut verdicts, read) = judge(history, before, &seen);
     let i9 = traces::traces_whole(stack, history, &seen.orders, faults, epoch).await?;
     verdicts.insert(8, i9);
+    verdicts.push(rebuilt::read_models_rebuilt(stack).await?);
     Ok((verdicts, read, seen))
 }
 

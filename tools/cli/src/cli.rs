@@ -119,6 +119,34 @@ pub enum Command {
     /// One customer's payments, for a CRM.
     #[command(subcommand)]
     Customer(crate::analytics::args::CustomerCommand),
+    /// Make a service's read models again from its own events, online.
+    ///
+    /// Each projection the service keeps (the order view, the payment
+    /// view, stock levels and the pick backlog, the sent messages, the
+    /// analytics star schema) is folded anew from the service's event
+    /// store into copies while the service runs, then merged into the live
+    /// tables in one short transaction (appenders wait for it; readers do
+    /// not). With --verify, only compared: prints what differs and exits 2
+    /// when anything does. POST /v1/admin/rebuilds (`admin`).
+    #[command(after_help = "Examples:
+  omnisaga rebuild order --verify
+  omnisaga rebuild warehouse --projection stock
+  omnisaga rebuild all --verify --json")]
+    Rebuild(RebuildArgs),
+}
+
+/// `rebuild`'s service and what to rebuild.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The service whose read models are rebuilt, or `all` for every one.
+    pub service: ServiceOrAll,
+    /// Compare what the events give with the live tables and change
+    /// nothing; exits 2 when they differ.
+    #[arg(long)]
+    pub verify: bool,
+    /// Only this projection (repeatable), e.g. order_view, stock.
+    #[arg(long = "projection", value_name = "NAME")]
+    pub projections: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ mod kafka;
 mod messages;
 mod output;
 mod provision;
+mod rebuild;
 mod reconcile;
 mod redrive;
 mod settings;
@@ -51,6 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         // The one command whose exit code says what it found.
         Command::Reconcile(args) => return reconcile::run(args, &settings, json).await,
+        Command::Rebuild(args) => return rebuild::run(args, &settings, json).await,
         Command::Events(EventsCommand::Tail(args)) => events::tail(args, &settings, json).await,
         Command::Topics => topics::run(&settings, json).await,
         Command::Order(OrderCommand::Timeline(args)) | Command::Timeline(args) => {

@@ -25,6 +25,7 @@ pub mod webhook_sink;
 pub use kafka::{describe_cluster_unauthenticated, KafkaAccess, KafkaUsers};
 
 mod broker;
+mod cli;
 pub use broker::CLUSTER_REPLICA_LAG;
 mod database;
 mod env;

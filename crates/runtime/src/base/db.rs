@@ -237,8 +237,9 @@ fn quote_ident(name: &str) -> String {
 /// What the role a service runs as may do, granted by the database's owner
 /// after every migration: read and write the rows of every table and use
 /// its sequences, but only read and append to the audit log and only read
-/// the migrations' record. It owns nothing, so it can neither alter nor
-/// drop a table, nor disable a trigger, nor grant itself more.
+/// the migrations' record, and make tables in the schema `rebuild` only (a
+/// rebuild's copies). It owns nothing else, so it can neither alter nor
+/// drop a live table, nor disable a trigger, nor grant itself more.
 pub async fn grant_runtime(owner: &PgPool, role: &str) -> Result<()> {
     let role = quote_ident(role);
     let statements = [
@@ -248,6 +249,8 @@ pub async fn grant_runtime(owner: &PgPool, role: &str) -> Result<()> {
         format!("REVOKE ALL ON audit_log, _sqlx_migrations FROM {role}"),
         format!("GRANT SELECT, INSERT ON audit_log TO {role}"),
         format!("GRANT SELECT ON _sqlx_migrations TO {role}"),
+        // A rebuild's copies of the read models (crate::es::rebuild).
+        format!("GRANT USAGE, CREATE ON SCHEMA rebuild TO {role}"),
     ];
     let mut tx = owner.begin().await?;
     for statement in &statements {

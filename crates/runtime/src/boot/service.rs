@@ -16,14 +16,14 @@ use omnisaga_auth::Scope;
 use crate::{
     base::{db, metrics},
     boot::config::CommonConfig,
-    es::projection::Projection,
     edge::{
         audit, auth,
         cached::{self, Cache},
-        consumers, context, dead_letters, health, http, limits,
+        consumers, context, dead_letters, health, http, limits, rebuilds,
         routes::{Listener, Routes},
         scrape, server,
     },
+    es::projection::Projection,
     messaging::{
         consumer::{dead_letter::Replay, Applier, Consumer, Handler},
         kafka::{self, Topics},
@@ -223,8 +223,10 @@ impl Base {
         let mut refreshers = self.refreshers.lock().unwrap_or_else(|e| e.into_inner()).clone();
         refreshers.push(progress::lag_refresh(consumers.clone()));
         let audit_log = audit::Audit::new(self.pool.clone());
+        let projections = self.projections.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let operators = dead_letters::routes(self.pool.clone(), replayers)
             .merge(consumers::routes(consumers))
+            .merge(rebuilds::routes(self.pool.clone(), projections))
             .merge(audit::routes(self.pool.clone()))
             .route_layer(middleware::from_fn_with_state(Scope::Admin, auth::require_scope));
         let api = api.checked(Listener::Admin, operators);

@@ -20,6 +20,7 @@ pub mod input;
 pub mod limits;
 pub mod openapi;
 pub mod page;
+pub mod rebuilds;
 pub mod reconcile;
 pub mod routes;
 pub mod scrape;

@@ -9,5 +9,6 @@ pub mod aggregate;
 pub mod event;
 pub mod outbox;
 pub mod projection;
+pub mod rebuild;
 pub mod store;
 pub mod upcast;

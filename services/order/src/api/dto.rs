@@ -43,18 +43,7 @@ impl From<ChannelDto> for Channel {
 impl ChannelDto {
     /// Its name in the API (and in the order view).
     pub fn name(self) -> &'static str {
-        channel_name(Channel::from(self) as i32)
-    }
-}
-
-/// The API's name of a stored channel.
-fn channel_name(c: i32) -> &'static str {
-    match Channel::try_from(c).unwrap_or(Channel::Unspecified) {
-        Channel::Mobile => "mobile",
-        Channel::Web => "web",
-        Channel::Pos => "pos",
-        Channel::Marketplace => "marketplace",
-        Channel::Unspecified => "unspecified",
+        domain::channel_name(Channel::from(self) as i32)
     }
 }
 
@@ -347,7 +336,7 @@ impl OrderResponse {
         let p = &order.placed;
         Self {
             cancel_reason: order.cancel_reason.clone(),
-            channel: channel_name(p.channel),
+            channel: domain::channel_name(p.channel),
             customer_id: p.customer.as_ref().map(|c| c.customer_id.clone()),
             escalated: order.escalated == Some(order.status),
             estimated_delivery: p.estimated_delivery.clone(),
@@ -567,7 +556,7 @@ mod tests {
                 "order_id": p.order_id,
                 "order_number": p.order_number,
                 "customer_id": p.customer.as_ref().map(|c| c.customer_id.clone()),
-                "channel": channel_name(p.channel),
+                "channel": domain::channel_name(p.channel),
                 "status": o.status.as_str(),
                 "escalated": false,
                 "items": items,

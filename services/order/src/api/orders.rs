@@ -124,11 +124,11 @@ pub(super) async fn place_order(
         causation_id: String::new(),
         trace: trace.clone(),
     };
-    match s.orders.place_in(&mut tx, order_id, cmd, &meta).await {
-        Ok(_) => {}
+    let placed_at = match s.orders.place_in(&mut tx, order_id, cmd, &meta).await {
+        Ok((_, at)) => at,
         Err(CommandError::Domain(e)) => return Err(ApiError::validation(e.to_string())),
         Err(e) => return Err(command_error(e)),
-    }
+    };
     db::insert_view(
         &mut tx,
         NewOrderView {
@@ -139,7 +139,7 @@ pub(super) async fn place_order(
             status: "PLACED",
             trace_id: trace.trace_id(),
             traceparent: trace.traceparent.as_deref(),
-            at: now,
+            at: placed_at,
         },
     )
     .await?;

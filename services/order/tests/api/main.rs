@@ -12,6 +12,7 @@ mod live;
 mod live_all;
 mod live_cost;
 mod place_order;
+mod rebuild;
 mod reconcile;
 mod rejects_bad_input;
 mod scopes;

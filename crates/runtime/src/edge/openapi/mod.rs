@@ -43,6 +43,8 @@ pub use html::page;
         crate::edge::dead_letters::skip::skip,
         crate::edge::dead_letters::redrive::redrive,
         crate::edge::audit::list,
+        crate::edge::rebuilds::start,
+        crate::edge::rebuilds::show,
         openapi_json,
         docs,
     ),
