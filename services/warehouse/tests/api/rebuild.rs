@@ -7,29 +7,64 @@
 use std::time::Duration;
 
 use omnisaga_proto::v1::{envelope::Payload, OrderCancelled};
-use omnisaga_runtime::{
-    projection::Projection,
-    rebuild::{self, Mode, Progress, ProjectionReport},
-    testing,
-};
-use omnisaga_warehouse::projection::{PickBacklog, StockLevels};
+use omnisaga_runtime::testing;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app_with, TestApp};
 
+const WAIT: Duration = Duration::from_secs(30);
+
 impl TestApp {
-    async fn rebuild(&self, projection: &dyn Projection, mode: Mode) -> ProjectionReport {
-        rebuild::run(&self.pool, projection, mode, &Progress::default())
+    /// Runs `/v1/admin/rebuilds` in `mode` over both projections and waits
+    /// for it to end: each projection's report, by name.
+    async fn rebuild(&self, mode: &str) -> Value {
+        let admin = testing::auth::client_with(&testing::auth::admin_token());
+        let resp = admin
+            .post(format!("{}/v1/admin/rebuilds", self.admin_url))
+            .json(&json!({ "mode": mode }))
+            .send()
             .await
-            .expect("the rebuild runs")
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        let run = testing::wait_for("the rebuild to end", WAIT, || async {
+            let run: Value = admin
+                .get(format!("{}{location}", self.admin_url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (run["status"] != "running").then_some(run)
+        })
+        .await
+        .unwrap();
+        assert_eq!(run["status"], "finished", "{run}");
+        let reports = run["report"].as_array().unwrap();
+        let names: Vec<&str> = reports
+            .iter()
+            .map(|r| r["projection"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["stock", "pick_tasks"], "{run}");
+        run
     }
 
     async fn wait_for_task(&self, order_id: Uuid, status: &str) {
-        testing::wait_for(status, Duration::from_secs(30), || async {
+        testing::wait_for(status, WAIT, || async {
             (self.task_status(order_id).await? == status).then_some(())
         })
         .await
         .unwrap_or_else(|e| panic!("{order_id}'s task {status} within 30 s: {e}"));
+    }
+
+    async fn task_id(&self, order_id: Uuid) -> Uuid {
+        sqlx::query_scalar("SELECT pick_task_id FROM pick_tasks WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     async fn sql(&self, statement: &str) {
@@ -37,14 +72,22 @@ impl TestApp {
     }
 }
 
-/// The table's report in `report`: (missing, extra, different, examples).
-fn found(report: &ProjectionReport, table: &str) -> (u64, u64, u64, String) {
-    let t = report
-        .tables
+/// `table`'s report in `run`: (missing, extra, different, examples).
+fn found(run: &Value, table: &str) -> (i64, i64, i64, String) {
+    let t = run["report"]
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|t| t.table == table)
-        .unwrap_or_else(|| panic!("{table} in {report:?}"));
-    (t.missing as u64, t.extra as u64, t.different as u64, t.examples.join(" | "))
+        .flat_map(|r| r["tables"].as_array().unwrap())
+        .find(|t| t["table"] == table)
+        .unwrap_or_else(|| panic!("{table} in {run}"));
+    let n = |k: &str| t[k].as_i64().unwrap();
+    (
+        n("missing"),
+        n("extra"),
+        n("different"),
+        t["examples"].to_string(),
+    )
 }
 
 #[tokio::test]
@@ -92,23 +135,15 @@ async fn stock_and_the_pick_backlog_are_rebuilt_from_the_events_alone() {
     let kettle = app.stock_of("SKU-KETTLE").await;
     assert_eq!((&kettle["on_hand"], &kettle["reserved"]), (&12.into(), &0.into()));
 
-    for projection in [&StockLevels as &dyn Projection, &PickBacklog] {
-        let report = app.rebuild(projection, Mode::Verify).await;
-        assert!(report.identical(), "{report:?}");
-    }
+    let run = app.rebuild("verify").await;
+    assert_eq!(run["identical"], true, "{run}");
 
     // By hand: a row deleted, a decided column changed, a stray row added
     // in each projection, and a column the events do not decide changed.
-    let task_of = |order: Uuid| async move {
-        sqlx::query_scalar::<_, Uuid>("SELECT pick_task_id FROM pick_tasks WHERE order_id = $1")
-            .bind(order)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap()
-    };
-    let (waiting_task, shipped_task) = (task_of(waiting).await, task_of(shipped).await);
+    let (waiting_task, shipped_task) = (app.task_id(waiting).await, app.task_id(shipped).await);
     let stray = Uuid::new_v4();
-    app.sql(&format!("DELETE FROM pick_tasks WHERE order_id = '{waiting}'")).await;
+    app.sql(&format!("DELETE FROM pick_tasks WHERE order_id = '{waiting}'"))
+        .await;
     app.sql(&format!(
         "UPDATE pick_tasks SET items = '[]', correlation_id = 'kept by hand' WHERE order_id = '{shipped}'"
     ))
@@ -119,28 +154,35 @@ async fn stock_and_the_pick_backlog_are_rebuilt_from_the_events_alone() {
     ))
     .await;
     app.sql("DELETE FROM stock WHERE sku = 'SKU-KETTLE'").await;
-    app.sql("UPDATE stock SET reserved = reserved + 5 WHERE sku = 'SKU-LAMP'").await;
-    app.sql("INSERT INTO shipped (sku, quantity) VALUES ('SKU-GHOST', 3)").await;
+    app.sql("UPDATE stock SET reserved = reserved + 5 WHERE sku = 'SKU-LAMP'")
+        .await;
+    app.sql("INSERT INTO shipped (sku, quantity) VALUES ('SKU-GHOST', 3)")
+        .await;
 
-    let tasks = app.rebuild(&PickBacklog, Mode::Verify).await;
-    let (missing, extra, different, examples) = found(&tasks, "pick_tasks");
-    assert_eq!((missing, extra, different), (1, 1, 1), "{tasks:?}");
-    for id in [waiting_task, shipped_task, stray] {
-        assert!(examples.contains(&id.to_string()), "{id} in {examples}");
+    let run = app.rebuild("verify").await;
+    assert_eq!(run["identical"], false, "{run}");
+    let (missing, extra, different, examples) = found(&run, "pick_tasks");
+    assert_eq!((missing, extra, different), (1, 1, 1), "{run}");
+    for example in [
+        format!("missing {waiting_task}"),
+        format!("extra {stray}"),
+        format!("different {shipped_task} (items)"),
+    ] {
+        assert!(examples.contains(&example), "{example} in {examples}");
     }
-    let stock = app.rebuild(&StockLevels, Mode::Verify).await;
-    let (missing, extra, different, examples) = found(&stock, "stock");
-    assert_eq!((missing, extra, different), (1, 0, 1), "{stock:?}");
-    assert!(examples.contains("SKU-KETTLE") && examples.contains("SKU-LAMP"), "{examples}");
-    let (missing, extra, different, examples) = found(&stock, "shipped");
-    assert_eq!((missing, extra, different), (0, 1, 0), "{stock:?}");
-    assert!(examples.contains("SKU-GHOST"), "{examples}");
+    let (missing, extra, different, examples) = found(&run, "stock");
+    assert_eq!((missing, extra, different), (1, 0, 1), "{run}");
+    for example in ["missing SKU-KETTLE", "different SKU-LAMP (reserved)"] {
+        assert!(examples.contains(example), "{example} in {examples}");
+    }
+    let (missing, extra, different, examples) = found(&run, "shipped");
+    assert_eq!((missing, extra, different), (0, 1, 0), "{run}");
+    assert!(examples.contains("extra SKU-GHOST"), "{examples}");
 
-    for projection in [&StockLevels as &dyn Projection, &PickBacklog] {
-        app.rebuild(projection, Mode::Rebuild).await;
-        let report = app.rebuild(projection, Mode::Verify).await;
-        assert!(report.identical(), "after the rebuild: {report:?}");
-    }
+    let run = app.rebuild("rebuild").await;
+    assert_eq!(run["identical"], false, "{run}");
+    let run = app.rebuild("verify").await;
+    assert_eq!(run["identical"], true, "after the rebuild: {run}");
     let kettle = app.stock_of("SKU-KETTLE").await;
     assert_eq!((&kettle["on_hand"], &kettle["reserved"]), (&12.into(), &0.into()));
     assert_eq!(app.stock_of("SKU-LAMP").await["reserved"], 0);
@@ -152,5 +194,8 @@ async fn stock_and_the_pick_backlog_are_rebuilt_from_the_events_alone() {
             .await
             .unwrap();
     assert_eq!(items, serde_json::json!([{"sku": "SKU-LAMP", "quantity": 2}]));
-    assert_eq!(correlation, "kept by hand", "a column the events do not decide is kept");
+    assert_eq!(
+        correlation, "kept by hand",
+        "a column the events do not decide is kept"
+    );
 }
