@@ -6,7 +6,7 @@ use anyhow::Result;
 use omnisaga_runtime::service::{Base, Listeners};
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, config::Config, handlers::SagaEvents, store};
+use crate::{api, config::Config, handlers::SagaEvents, projection::StarSchema, store};
 
 pub struct App {
     base: Base,
@@ -27,6 +27,7 @@ impl App {
             })
         })
         .await?;
+        base.projection(Arc::new(StarSchema));
         let listener = base.bind().await?;
         Ok(Self {
             base,

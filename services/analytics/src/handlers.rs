@@ -4,12 +4,14 @@
 
 use async_trait::async_trait;
 use chrono::SubsecRound as _;
-use omnisaga_proto::v1::{envelope::Payload, Channel, OrderPlaced};
+use omnisaga_proto::v1::{envelope::Payload, Channel, Envelope, OrderPlaced};
 use omnisaga_runtime::{
     consumer::{Handler, HandlerError, Incoming},
     event::{event_id, occurred_at},
 };
+use prost::Message as _;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::{
     domain::{channel_name, Stage},
@@ -84,23 +86,35 @@ impl SagaEvents {
 
 /// `event` as analytics records it; `None` for one without a payload.
 fn received_of(event: &Incoming) -> Result<Option<Received<'_>>, HandlerError> {
-    let env = &event.envelope;
-    let Some(payload) = &env.payload else {
-        return Ok(None);
-    };
-    Ok(Some(Received {
+    let order_id = event.order_id()?;
+    Ok(received(&event.envelope, order_id, &event.topic, true))
+}
+
+/// `env`, of `order_id`, read from `topic`, as analytics records it (with
+/// its encoding when `encode`: what a rebuild needs it not); `None` for one
+/// without a payload. The consumer's and a rebuild's
+/// (`crate::projection`) reading of an event.
+pub(crate) fn received<'a>(
+    env: &'a Envelope,
+    order_id: Uuid,
+    topic: &'a str,
+    encode: bool,
+) -> Option<Received<'a>> {
+    let payload = env.payload.as_ref()?;
+    Some(Received {
         event_id: event_id(env).unwrap_or_default(),
-        order_id: event.order_id()?,
+        order_id,
         event_type: &env.event_type,
         occurred_at: occurred_at(env).trunc_subsecs(6),
-        topic: &event.topic,
+        topic,
+        envelope: if encode { env.encode_to_vec() } else { Vec::new() },
         stage: Stage::of(payload),
         placement: match payload {
             Payload::OrderPlaced(placed) => Some(placement(placed)),
             _ => None,
         },
         payment: store::payment_of(payload),
-    }))
+    })
 }
 
 /// What `placed` tells besides the stage: channel, lines, total.

@@ -13,5 +13,6 @@ pub mod config;
 pub mod dashboard;
 pub mod domain;
 pub mod handlers;
+pub mod projection;
 pub mod store;
 pub mod window;

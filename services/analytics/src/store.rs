@@ -12,6 +12,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 mod export;
 mod fact_orders;
 mod figures;
+pub mod log;
 mod payments;
 mod record;
 
@@ -46,9 +47,23 @@ pub const ANALYST_TABLES: [&str; 11] = [
     "dim_sku",
 ];
 
-/// Lets `role` read [`ANALYST_TABLES`] and nothing else, when the role
-/// exists (the deployment creates it); whether it did. Granting again is
-/// harmless, so every start does it, for tables a migration added too.
+/// The columns of `received_events` analysts read: all but `envelope`, the
+/// whole event (a customer's details among them), kept for rebuilds.
+pub const ANALYST_LOG_COLUMNS: [&str; 7] = [
+    "event_id",
+    "order_id",
+    "event_type",
+    "occurred_at",
+    "topic",
+    "recorded_at",
+    "log_position",
+];
+
+/// Lets `role` read [`ANALYST_TABLES`] (of `received_events`, its
+/// [`ANALYST_LOG_COLUMNS`]) and nothing else, when the role exists (the
+/// deployment creates it); whether it did. Granting again is harmless, so
+/// every start does it, for tables a migration added too; it takes back the
+/// whole `received_events` an earlier release granted.
 pub async fn grant_analyst_reads(pool: &PgPool, role: &str) -> Result<bool, sqlx::Error> {
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
         .bind(role)
@@ -56,8 +71,23 @@ pub async fn grant_analyst_reads(pool: &PgPool, role: &str) -> Result<bool, sqlx
         .await?;
     if exists {
         // `role` is checked to be a plain identifier by the configuration.
-        let sql = format!("GRANT SELECT ON {} TO \"{role}\"", ANALYST_TABLES.join(", "));
-        sqlx::query(&sql).execute(pool).await?;
+        let tables: Vec<&str> = ANALYST_TABLES
+            .into_iter()
+            .filter(|t| *t != "received_events")
+            .collect();
+        let mut tx = pool.begin().await?;
+        for sql in [
+            format!("GRANT SELECT ON {} TO \"{role}\"", tables.join(", ")),
+            // Revoking the table's privilege takes its columns' too.
+            format!("REVOKE SELECT ON received_events FROM \"{role}\""),
+            format!(
+                "GRANT SELECT ({}) ON received_events TO \"{role}\"",
+                ANALYST_LOG_COLUMNS.join(", ")
+            ),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
     }
     Ok(exists)
 }

@@ -47,9 +47,9 @@ pub struct Table {
     /// on a row that exists, and takes its default on one a rebuild adds,
     /// so it must have one or be nullable. Never a generated column.
     pub columns: &'static [&'static str],
-    /// Which of the live table's rows the events decide, as an SQL
-    /// condition on its columns (`None`: all of them). Rows outside it are
-    /// neither compared nor touched.
+    /// Which rows the events decide, as an SQL condition on the table's
+    /// columns (`None`: all of them), applied to the live table and to the
+    /// rebuilt copy alike. Rows outside it are neither compared nor touched.
     pub rows: Option<&'static str>,
 }
 

@@ -1,7 +1,9 @@
 //! The orders' rows (`fact_orders`) as a batch of stage events leaves them,
 //! one upsert for the whole batch: each order's events are folded in the
 //! order received into the change they make together, which is what they
-//! would make one after another.
+//! would make one after another. Whatever that order, the row comes out the
+//! same (each stage keeps its earliest time, counts add up), as a rebuild
+//! from the log needs (`crate::projection`).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +24,8 @@ struct Change<'a> {
     items: Option<i32>,
     total_minor_units: Option<i64>,
     currency: Option<&'a str>,
-    // Each stage's first time in the batch (the row keeps an earlier one).
+    // Each stage's earliest time in the batch (the row keeps an earlier
+    // one): whichever order its events arrive in, as a rebuild has it.
     placed_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
     ready_at: Option<DateTime<Utc>>,
@@ -55,21 +58,11 @@ impl<'a> Change<'a> {
             return;
         };
         match stage {
-            Stage::Placed => {
-                self.placed_at.get_or_insert(at);
-            }
-            Stage::Paid => {
-                self.paid_at.get_or_insert(at);
-            }
-            Stage::ReadyForShipment => {
-                self.ready_at.get_or_insert(at);
-            }
-            Stage::Shipped => {
-                self.shipped_at.get_or_insert(at);
-            }
-            Stage::Cancelled => {
-                self.cancelled_at.get_or_insert(at);
-            }
+            Stage::Placed => earliest(&mut self.placed_at, at),
+            Stage::Paid => earliest(&mut self.paid_at, at),
+            Stage::ReadyForShipment => earliest(&mut self.ready_at, at),
+            Stage::Shipped => earliest(&mut self.shipped_at, at),
+            Stage::Cancelled => earliest(&mut self.cancelled_at, at),
             Stage::PaymentDeclined => self.payment_failures += 1,
             Stage::PaymentVoided => self.payment_voids += 1,
         }
@@ -90,6 +83,13 @@ impl<'a> Change<'a> {
             _ => None,
         };
         self.timed.iter().any(|(s, at)| *s == stage && Some(*at) == now)
+    }
+}
+
+/// `at`, if it is earlier than the time in `slot` (or there is none).
+fn earliest(slot: &mut Option<DateTime<Utc>>, at: DateTime<Utc>) {
+    if slot.is_none_or(|t| at < t) {
+        *slot = Some(at);
     }
 }
 
@@ -119,13 +119,13 @@ pub(super) async fn record(
              items = coalesce(EXCLUDED.items, o.items),
              total_minor_units = coalesce(EXCLUDED.total_minor_units, o.total_minor_units),
              currency = coalesce(EXCLUDED.currency, o.currency),
-             placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),
-             paid_at = coalesce(o.paid_at, EXCLUDED.paid_at),
-             ready_at = coalesce(o.ready_at, EXCLUDED.ready_at),
-             shipped_at = coalesce(o.shipped_at, EXCLUDED.shipped_at),
+             placed_at = least(o.placed_at, EXCLUDED.placed_at),
+             paid_at = least(o.paid_at, EXCLUDED.paid_at),
+             ready_at = least(o.ready_at, EXCLUDED.ready_at),
+             shipped_at = least(o.shipped_at, EXCLUDED.shipped_at),
              cancelled_at = CASE WHEN o.order_id = ANY($14::uuid[])
                                       AND coalesce(o.shipped_at, EXCLUDED.shipped_at) IS NOT NULL THEN NULL
-                                 ELSE coalesce(o.cancelled_at, EXCLUDED.cancelled_at) END,
+                                 ELSE least(o.cancelled_at, EXCLUDED.cancelled_at) END,
              payment_failures = o.payment_failures + EXCLUDED.payment_failures,
              payment_voids = o.payment_voids + EXCLUDED.payment_voids
          RETURNING order_id, placed_at, paid_at, ready_at, shipped_at",
@@ -168,4 +168,55 @@ pub(super) async fn record(
         }
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn event(stage: Stage, second: u32) -> Received<'static> {
+        Received {
+            event_id: Uuid::new_v4(),
+            order_id: Uuid::nil(),
+            event_type: "",
+            occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, second).unwrap(),
+            topic: "",
+            envelope: Vec::new(),
+            stage: Some(stage),
+            placement: None,
+            payment: None,
+        }
+    }
+
+    #[test]
+    fn an_orders_change_is_the_same_whichever_order_its_events_arrive_in() {
+        // Each stage twice (a redelivery under a new id, a second answer):
+        // the earlier time is kept, as a rebuild in log order keeps it.
+        let events = [
+            event(Stage::Placed, 5),
+            event(Stage::Placed, 1),
+            event(Stage::Paid, 9),
+            event(Stage::Paid, 7),
+            event(Stage::Cancelled, 20),
+            event(Stage::Cancelled, 12),
+            event(Stage::PaymentDeclined, 3),
+        ];
+        let fold = |events: &mut dyn Iterator<Item = &Received<'static>>| {
+            let mut change = Change::default();
+            events.for_each(|e| change.add(e));
+            (
+                change.placed_at,
+                change.paid_at,
+                change.cancelled_at,
+                change.payment_failures,
+            )
+        };
+        let forward = fold(&mut events.iter());
+        assert_eq!(forward, fold(&mut events.iter().rev()));
+        assert_eq!(forward.0, Some(events[1].occurred_at));
+        assert_eq!(forward.1, Some(events[3].occurred_at));
+        assert_eq!(forward.2, Some(events[5].occurred_at));
+    }
 }

@@ -76,6 +76,7 @@ pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
 }
 
 /// An event as received, with what analytics makes of it.
+#[derive(Debug, PartialEq)]
 pub struct Received<'a> {
     pub event_id: Uuid,
     pub order_id: Uuid,
@@ -83,6 +84,9 @@ pub struct Received<'a> {
     /// To the microsecond, as the database keeps it.
     pub occurred_at: DateTime<Utc>,
     pub topic: &'a str,
+    /// Its envelope, encoded as received: what a rebuild folds it from
+    /// again (`received_events.envelope`).
+    pub envelope: Vec<u8>,
     /// The stage it marks, if any.
     pub stage: Option<Stage>,
     /// What it tells about the order besides its stage, for a placement.
@@ -92,6 +96,7 @@ pub struct Received<'a> {
 }
 
 /// What an `OrderPlaced` tells about the order besides its stage.
+#[derive(Debug, PartialEq)]
 pub struct Placement<'a> {
     pub channel: &'static str,
     /// The customer who placed it; empty for none.
@@ -102,6 +107,7 @@ pub struct Placement<'a> {
 }
 
 /// One line of an order.
+#[derive(Debug, PartialEq)]
 pub struct Line<'a> {
     pub sku: &'a str,
     pub name: &'a str,
@@ -111,9 +117,8 @@ pub struct Line<'a> {
 }
 
 /// Records `events`, in the order received: each new one (a redelivered
-/// one is not), its stage, the order's row, a placement's channel, day,
-/// size, total, lines and SKUs. Returns the stage durations they completed
-/// (`domain::completed`).
+/// one is not) and what [`project`] makes of it. Returns the stage
+/// durations they completed (`domain::completed`).
 pub async fn record_all(
     conn: &mut PgConnection,
     known: &Known,
@@ -121,11 +126,21 @@ pub async fn record_all(
 ) -> Result<Vec<(&'static str, f64)>, sqlx::Error> {
     let mut fresh = record_received(conn, events).await?;
     // An event twice among them: only its first is new.
-    let staged: Vec<&Received> = events
-        .iter()
-        .filter(|e| fresh.remove(&e.event_id))
-        .filter(|e| e.stage.is_some())
-        .collect();
+    let new: Vec<&Received> = events.iter().filter(|e| fresh.remove(&e.event_id)).collect();
+    project(conn, known, &new).await
+}
+
+/// Folds `events` (each once, in the order received) into the star schema:
+/// each stage event, the order's row, a placement's channel, day, size,
+/// total, lines and SKUs, a payment's row. What the consumer does with the
+/// events it records, and what a rebuild does with the log
+/// (`crate::projection`). Returns the stage durations they completed.
+pub async fn project(
+    conn: &mut PgConnection,
+    known: &Known,
+    events: &[&Received<'_>],
+) -> Result<Vec<(&'static str, f64)>, sqlx::Error> {
+    let staged: Vec<&Received> = events.iter().copied().filter(|e| e.stage.is_some()).collect();
     if staged.is_empty() {
         return Ok(Vec::new());
     }
@@ -153,9 +168,10 @@ async fn record_received(
     let types: Vec<&str> = events.iter().map(|e| e.event_type).collect();
     let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
     let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
+    let envelopes: Vec<&[u8]> = events.iter().map(|e| e.envelope.as_slice()).collect();
     let fresh: Vec<Uuid> = sqlx::query_scalar(
-        "INSERT INTO received_events (event_id, order_id, event_type, occurred_at, topic)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
+        "INSERT INTO received_events (event_id, order_id, event_type, occurred_at, topic, envelope)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::bytea[])
          ON CONFLICT DO NOTHING RETURNING event_id",
     )
     .bind(&ids)
@@ -163,6 +179,7 @@ async fn record_received(
     .bind(&types)
     .bind(&times)
     .bind(&topics)
+    .bind(&envelopes)
     .fetch_all(conn)
     .await?;
     Ok(fresh.into_iter().collect())

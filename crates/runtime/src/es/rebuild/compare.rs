@@ -17,7 +17,7 @@ pub struct TableReport {
     pub table: String,
     /// Live rows the events decide (within the table's `rows`).
     pub live_rows: i64,
-    /// Rows the events give.
+    /// Rows the events give (within the table's `rows`).
     pub rebuilt_rows: i64,
     /// Rows the events give that the live table lacks.
     pub missing: i64,
@@ -63,10 +63,11 @@ fn same_key(table: &Table, a: &str, b: &str) -> String {
     format!("ROW({}) = ROW({})", list(a, table.key), list(b, table.key))
 }
 
-/// The live rows the events decide, as a subquery.
-fn live(table: &Table) -> String {
+/// The rows of `schema`'s `table` the events decide, as a subquery: the
+/// live ones (`public`) or the copy's (`rebuild`).
+fn decided(schema: &str, table: &Table) -> String {
     format!(
-        "(SELECT * FROM public.{} WHERE {})",
+        "(SELECT * FROM {schema}.{} WHERE {})",
         table.name,
         table.rows.unwrap_or("true")
     )
@@ -74,7 +75,7 @@ fn live(table: &Table) -> String {
 
 /// Counts and names the differences between `table`'s copy and its live rows.
 pub(super) async fn compare(conn: &mut PgConnection, table: &Table) -> Result<TableReport> {
-    let (live, copy) = (live(table), format!("rebuild.{}", table.name));
+    let (live, copy) = (decided("public", table), decided("rebuild", table));
     let key = |alias: &str| format!("concat_ws('/', {})", list(alias, table.key));
     let mut report = TableReport {
         table: table.name.to_owned(),
@@ -83,7 +84,7 @@ pub(super) async fn compare(conn: &mut PgConnection, table: &Table) -> Result<Ta
     report.live_rows = sqlx::query_scalar(&format!("SELECT count(*) FROM {live} l"))
         .fetch_one(&mut *conn)
         .await?;
-    report.rebuilt_rows = sqlx::query_scalar(&format!("SELECT count(*) FROM {copy}"))
+    report.rebuilt_rows = sqlx::query_scalar(&format!("SELECT count(*) FROM {copy} r"))
         .fetch_one(&mut *conn)
         .await?;
     let kinds = [
@@ -148,14 +149,20 @@ pub(super) async fn merge(
             continue;
         }
         let deleted = sqlx::query(&format!(
-            "DELETE FROM public.{t} l WHERE ({rows}) AND NOT EXISTS (SELECT 1 FROM rebuild.{t} r WHERE {same})",
+            "DELETE FROM public.{t} l WHERE ({rows}) AND NOT EXISTS (SELECT 1 FROM {copy} r WHERE {same})",
             t = table.name,
             rows = table.rows.unwrap_or("true"),
+            copy = decided("rebuild", table),
             same = same_key(table, "l", "r"),
         ))
         .execute(&mut *conn)
         .await
-        .with_context(|| format!("Failed to delete from {} the rows its events do not give", table.name))?;
+        .with_context(|| {
+            format!(
+                "Failed to delete from {} the rows its events do not give",
+                table.name
+            )
+        })?;
         report.repaired += deleted.rows_affected() as i64;
     }
     for (table, report) in tables.iter().zip(reports.iter_mut()) {
@@ -180,9 +187,10 @@ pub(super) async fn merge(
             )
         };
         let written = sqlx::query(&format!(
-            "INSERT INTO public.{t} AS l ({columns}) SELECT {columns} FROM rebuild.{t}
+            "INSERT INTO public.{t} AS l ({columns}) SELECT {columns} FROM {copy} r
              ON CONFLICT ({key}) {on_conflict}",
             t = table.name,
+            copy = decided("rebuild", table),
             columns = table.columns.join(", "),
             key = table.key.join(", "),
         ))
