@@ -36,6 +36,7 @@ impl v1::envelope::Payload {
             P::PaymentRetryRequested(_) => "PaymentRetryRequested",
             P::PaymentDelayed(_) => "PaymentDelayed",
             P::OrderEscalated(_) => "OrderEscalated",
+            P::GoodsReceived(_) => "GoodsReceived",
         }
     }
 
@@ -82,5 +83,6 @@ pub fn every_payload() -> Vec<v1::envelope::Payload> {
         P::PaymentRetryRequested(Default::default()),
         P::PaymentDelayed(Default::default()),
         P::OrderEscalated(Default::default()),
+        P::GoodsReceived(Default::default()),
     ]
 }

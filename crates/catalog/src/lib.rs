@@ -4,7 +4,8 @@
 //!
 //! The registry file other teams read is the only place a topic is written
 //! down: its name, owner, the event types it carries, who consumes it, its
-//! partitions and retention, its dead-letter topic. The runtime names,
+//! partitions and retention, its dead-letter topic; and the event types a
+//! service keeps without publishing them (`unpublished`). The runtime names,
 //! creates and subscribes to topics from it (`omnisaga_runtime::kafka::Topics`,
 //! `omnisaga_runtime::kafka::ensure_topics`), so a topic added or changed there is
 //! what the services use, and a catalog that contradicts itself or the
@@ -98,10 +99,23 @@ pub fn dead_letter(topic: &str) -> String {
     format!("{topic}{DEAD_LETTER_SUFFIX}")
 }
 
-/// Every topic of the saga.
+/// An event type (a payload of the `Envelope`) a service keeps in its own
+/// event store and publishes on no topic.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Unpublished {
+    pub message_type: String,
+    /// The service whose event store keeps it.
+    pub owner: String,
+    /// Why it is kept and not published, in a sentence.
+    pub purpose: String,
+}
+
+/// Every topic of the saga, and the event types on none.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Catalog {
     topics: Vec<Topic>,
+    #[serde(default)]
+    unpublished: Vec<Unpublished>,
 }
 
 static CATALOG: LazyLock<Catalog> =
@@ -153,6 +167,13 @@ impl Catalog {
                 "{name} keeps nothing"
             );
         }
+        for u in &catalog.unpublished {
+            let m = &u.message_type;
+            ensure!(
+                types.insert(m),
+                "{m} is unpublished and carried by a topic, or unpublished twice"
+            );
+        }
         let replicas = catalog.topics[0].replication_factor;
         if let Some(t) = catalog.topics.iter().find(|t| t.replication_factor != replicas) {
             bail!(
@@ -177,6 +198,11 @@ impl Catalog {
     /// Every topic, in the catalog's order.
     pub fn topics(&self) -> &[Topic] {
         &self.topics
+    }
+
+    /// The event types kept by their owner's event store and on no topic.
+    pub fn unpublished(&self) -> &[Unpublished] {
+        &self.unpublished
     }
 
     /// The topic `service` publishes on, if it owns one.

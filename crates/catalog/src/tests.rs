@@ -36,6 +36,7 @@ fn disagreement(catalog: &Catalog) -> (Vec<String>, Vec<String>) {
         .topics()
         .iter()
         .flat_map(|t| t.message_types.iter().cloned())
+        .chain(catalog.unpublished().iter().map(|u| u.message_type.clone()))
         .collect();
     let payloads = payload_types();
     (
@@ -74,9 +75,14 @@ fn every_payload_of_the_envelope_is_carried_by_exactly_one_topic() {
         "(payloads no topic carries, message types that are no payload): \
          schemas/topics.json and proto/omnisaga/v1/events.proto disagree"
     );
+    let unpublished = |t: &str| catalog().unpublished().iter().any(|u| u.message_type == t);
     for event_type in payload_types() {
         let carriers = catalog().topics().iter().filter(|t| t.carries(&event_type));
-        assert_eq!(carriers.count(), 1, "{event_type}");
+        assert_eq!(
+            carriers.count() + usize::from(unpublished(&event_type)),
+            1,
+            "{event_type}"
+        );
     }
 }
 
@@ -89,6 +95,26 @@ fn a_payload_missing_from_the_catalog_or_a_type_that_is_no_payload_is_found() {
     assert_eq!(
         disagreement(&catalog),
         (vec![dropped], vec!["OrderTeleported".to_owned()])
+    );
+}
+
+#[test]
+fn an_unpublished_type_is_on_no_topic() {
+    let err = edited(|json| {
+        let kept = json["unpublished"][0]["message_type"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        topic_of(json, "warehouse")["message_types"]
+            .as_array_mut()
+            .unwrap()
+            .push(kept.into());
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("GoodsReceived is unpublished and carried by a topic"),
+        "{err}"
     );
 }
 

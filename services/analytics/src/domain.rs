@@ -56,7 +56,8 @@ impl Stage {
             | Payload::StockUnavailable(_)
             | Payload::PaymentRetryRequested(_)
             | Payload::PaymentDelayed(_)
-            | Payload::OrderEscalated(_) => return None,
+            | Payload::OrderEscalated(_)
+            | Payload::GoodsReceived(_) => return None,
         })
     }
 

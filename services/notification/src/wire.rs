@@ -51,6 +51,8 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::OrderReadyForShipment(_)
         | Payload::OrderShipped(_)
         | Payload::OrderShippedV2(_) => None,
+        // The warehouse's record of goods received, on no topic.
+        Payload::GoodsReceived(_) => None,
     }
 }
 

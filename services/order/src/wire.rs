@@ -80,7 +80,8 @@ pub fn without_personal_data(payload: &mut Payload) {
         | Payload::OrderReadyForShipment(_)
         | Payload::OrderShipped(_)
         | Payload::OrderShippedV2(_)
-        | Payload::NotificationSent(_) => {}
+        | Payload::NotificationSent(_)
+        | Payload::GoodsReceived(_) => {}
     }
 }
 
@@ -107,6 +108,8 @@ pub fn event(payload: &Payload) -> Option<Event> {
         Payload::OrderShippedV2(e) => Some(Event::OrderShipped(e.clone())),
         // The customer's messages are notification's record, not the order's.
         Payload::NotificationSent(_) => None,
+        // The warehouse's record of goods received, on no topic.
+        Payload::GoodsReceived(_) => None,
     }
 }
 

@@ -54,7 +54,8 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::OrderShippedV2(_)
         | Payload::NotificationSent(_)
         | Payload::PaymentDelayed(_)
-        | Payload::OrderEscalated(_) => None,
+        | Payload::OrderEscalated(_)
+        | Payload::GoodsReceived(_) => None,
     }
 }
 

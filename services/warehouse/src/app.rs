@@ -7,7 +7,14 @@ use omnisaga_runtime::service::{Base, Listeners};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, config::Config, handlers::SagaEvents, store, workers::Pickers};
+use crate::{
+    api,
+    config::Config,
+    handlers::SagaEvents,
+    projection::{PickBacklog, StockLevels},
+    store,
+    workers::Pickers,
+};
 
 pub struct App {
     base: Base,
@@ -32,6 +39,15 @@ impl App {
             let stock: Vec<(String, i64)> = items.into_iter().map(|i| (i.sku, i.stock)).collect();
             store::seed_stock(&base.pool, &stock).await?;
         }
+        let opened = store::open_balances(&base.pool).await?;
+        if !opened.is_empty() {
+            tracing::info!(
+                skus = opened.len(),
+                "opening balances recorded for stock counted before goods received were events"
+            );
+        }
+        base.projection(Arc::new(StockLevels));
+        base.projection(Arc::new(PickBacklog));
         let listener = base.bind().await?;
         Ok(Self {
             base,

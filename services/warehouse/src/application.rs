@@ -12,7 +12,7 @@ use omnisaga_proto::v1::{Envelope, OrderCancelled, OrderPlaced, PaymentAuthorize
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
     consumer::HandlerError,
-    event::EventMeta,
+    event::{occurred_at, EventMeta},
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -132,14 +132,24 @@ async fn apply(
         Event::PickTaskCreated(t) => {
             let pick_task_id = Uuid::parse_str(&t.pick_task_id)
                 .map_err(|e| HandlerError::Rejected(anyhow::anyhow!("pick task id: {e}")))?;
-            store::create_task(tx, pick_task_id, order_id, &t.items, after.pickable(), &ctx).await?;
+            let created_at = occurred_at(out);
+            store::create_task(
+                tx,
+                pick_task_id,
+                order_id,
+                &t.items,
+                after.pickable(),
+                &ctx,
+                created_at,
+            )
+            .await?;
             tracing::info!(pick_task.id = %pick_task_id, "item needs to be picked");
         }
         Event::StockUnavailable(u) => tracing::info!(skus = ?u.skus, "stock unavailable"),
         Event::PaymentAuthorized(_) if after.pickable() => {
-            store::release_task(tx, order_id, &ctx).await?;
+            store::release_task(tx, order_id, &ctx, occurred_at(out)).await?;
         }
-        Event::OrderCancelled(_) => store::cancel_task(tx, order_id).await?,
+        Event::OrderCancelled(_) => store::cancel_task(tx, order_id, occurred_at(out)).await?,
         Event::StockReleased(r) => {
             store::release(tx, &r.items).await?;
             tracing::info!(event.type = %out.event_type, "reservation released");

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod import;
+pub mod projection;
 pub mod reconcile;
 pub mod store;
 pub mod wire;

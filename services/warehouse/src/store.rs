@@ -1,12 +1,17 @@
 //! The warehouse database beside the fulfilment streams (which the runtime's
-//! aggregate executor keeps, see `crate::wire`): stock levels here, pick
-//! tasks in `tasks`. Every statement of the service is in this module.
+//! aggregate executor keeps, see `crate::wire`): stock levels here, goods
+//! received in `receipts`, pick tasks in `tasks`, the projections' folds in
+//! `projection`. Every statement of the service is in this module.
 
 use omnisaga_proto::v1::LineItem;
 use sqlx::{PgConnection, PgPool, Row};
 
+mod projection;
+mod receipts;
 mod tasks;
 
+pub use projection::*;
+pub use receipts::*;
 pub use tasks::*;
 
 /// Where a pick task is in the queue.
@@ -82,42 +87,11 @@ pub async fn release(conn: &mut PgConnection, items: &[LineItem]) -> Result<(), 
     Ok(())
 }
 
-/// Adds seed stock for SKUs the warehouse does not know yet.
-pub async fn seed_stock(pool: &PgPool, items: &[(String, i64)]) -> Result<(), sqlx::Error> {
-    for (sku, qty) in items {
-        sqlx::query("INSERT INTO stock (sku, on_hand) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING")
-            .bind(sku)
-            .bind(qty)
-            .execute(pool)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Every SKU's stock: (sku, on hand, reserved), by SKU.
 pub async fn stock_levels(pool: &PgPool) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT sku, on_hand, reserved FROM stock_levels ORDER BY sku")
         .fetch_all(pool)
         .await
-}
-
-/// Adds received units to what is on hand, SKU by SKU in SKU order, in one
-/// statement: the rows are locked in the order a reservation of several
-/// SKUs locks them. A SKU not stocked before starts at its quantity.
-pub async fn receive_stock(tx: &mut PgConnection, received: &[(&str, i64)]) -> Result<(), sqlx::Error> {
-    let mut received = received.to_vec();
-    received.sort_by(|a, b| a.0.cmp(b.0));
-    let (skus, quantities): (Vec<&str>, Vec<i64>) = received.into_iter().unzip();
-    sqlx::query(
-        "INSERT INTO stock (sku, on_hand)
-         SELECT * FROM UNNEST($1::text[], $2::bigint[]) ORDER BY 1
-         ON CONFLICT (sku) DO UPDATE SET on_hand = stock.on_hand + EXCLUDED.on_hand",
-    )
-    .bind(&skus)
-    .bind(&quantities)
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 /// Each stocked SKU's counts, for reconciliation: (SKU, on hand, reserved,

@@ -65,6 +65,9 @@ pub fn event(payload: &Payload) -> Option<Event> {
         | Payload::PaymentDelayed(_)
         | Payload::OrderEscalated(_)
         | Payload::NotificationSent(_) => None,
+        // Goods received are a SKU's (streams `stock-<sku>`, kept by
+        // `crate::store::receipts`), not an order's fulfilment.
+        Payload::GoodsReceived(_) => None,
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use omnisaga_runtime::{
     aggregate::{ExecuteError, Executor},
-    event::EventMeta,
+    event::{occurred_at, EventMeta},
     hand_back::HandBack,
     work::{self, Claimed, Then, Wakes, Worker},
     work::{OutboxWaker, Written},
@@ -219,11 +219,12 @@ impl Pickers {
         };
         let appended = done.appended;
         let caused = appended.last().map_or("", |e| e.event_id.as_str());
+        let at = appended.last().map_or_else(chrono::Utc::now, occurred_at);
         let traceparent = meta.trace.traceparent.as_deref();
         store::advance_task(
             &mut tx,
             task.pick_task_id,
-            next_status,
+            (next_status, at),
             due_in,
             caused,
             traceparent,
@@ -294,7 +295,7 @@ fn next_step(task: &DueTask, as_v1: bool) -> Command {
 }
 
 /// Where task `pick_task_id` belongs in the queue by its order's stream.
-fn queue_status(state: &Fulfilment, pick_task_id: &str) -> TaskStatus {
+pub(crate) fn queue_status(state: &Fulfilment, pick_task_id: &str) -> TaskStatus {
     if state.shipped {
         TaskStatus::Shipped
     } else if state.cancelled || state.pick_task_id.as_deref() != Some(pick_task_id) {

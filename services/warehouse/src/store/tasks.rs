@@ -22,10 +22,16 @@ pub async fn lock_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sq
     Ok(())
 }
 
-/// Takes an order's task off the queue; a shipped task stays done.
-pub async fn cancel_task(conn: &mut PgConnection, order_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE pick_tasks SET status = 'CANCELLED', updated_at = now() WHERE order_id = $1 AND status <> 'SHIPPED'")
+/// Takes an order's task off the queue, as its cancellation occurred at
+/// `at`; a shipped task stays done.
+pub async fn cancel_task(
+    conn: &mut PgConnection,
+    order_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE pick_tasks SET status = 'CANCELLED', updated_at = $2 WHERE order_id = $1 AND status <> 'SHIPPED'")
         .bind(order_id)
+        .bind(at)
         .execute(conn)
         .await?;
     Ok(())
@@ -51,7 +57,7 @@ pub async fn ship(conn: &mut PgConnection, items: &[TaskItem]) -> Result<(), sql
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskItem {
     pub sku: String,
     #[schema(minimum = 1)]
@@ -67,6 +73,8 @@ pub struct TaskContext {
     pub tracestate: Option<String>,
 }
 
+/// Queues an order's pick task, created when its `PickTaskCreated`
+/// occurred (`created_at`, as a rebuild makes it again).
 pub async fn create_task(
     conn: &mut PgConnection,
     pick_task_id: Uuid,
@@ -74,6 +82,7 @@ pub async fn create_task(
     items: &[LineItem],
     ready: bool,
     ctx: &TaskContext,
+    created_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let items: Vec<TaskItem> = items
         .iter()
@@ -83,8 +92,9 @@ pub async fn create_task(
         })
         .collect();
     sqlx::query(
-        "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent, tracestate)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO pick_tasks (pick_task_id, order_id, items, status, correlation_id, causation_id, traceparent,
+                                 tracestate, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
     )
     .bind(pick_task_id)
     .bind(order_id)
@@ -94,6 +104,7 @@ pub async fn create_task(
     .bind(&ctx.causation_id)
     .bind(&ctx.traceparent)
     .bind(&ctx.tracestate)
+    .bind(created_at)
     .execute(conn)
     .await?;
     if ready {
@@ -102,14 +113,16 @@ pub async fn create_task(
     Ok(())
 }
 
-/// Makes a waiting task workable once its order is paid.
+/// Makes a waiting task workable once its order is paid (the payment's
+/// event occurred at `at`).
 pub async fn release_task(
     conn: &mut PgConnection,
     order_id: Uuid,
     ctx: &TaskContext,
+    at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let released = sqlx::query(
-        "UPDATE pick_tasks SET status = 'READY', due_at = now(), updated_at = now(),
+        "UPDATE pick_tasks SET status = 'READY', due_at = now(), updated_at = $6,
                 correlation_id = $2, causation_id = $3, traceparent = $4, tracestate = $5
          WHERE order_id = $1 AND status = 'WAITING_PAYMENT'",
     )
@@ -118,6 +131,7 @@ pub async fn release_task(
     .bind(&ctx.causation_id)
     .bind(&ctx.traceparent)
     .bind(&ctx.tracestate)
+    .bind(at)
     .execute(conn)
     .await?;
     if released.rows_affected() > 0 {
@@ -248,19 +262,20 @@ pub async fn relock_task(
     )
 }
 
-/// Moves a task on to `status`, due in `due_in`; the task's next events
-/// are caused by `event_id` and continue `traceparent`.
+/// Moves a task on to `status`, due in `due_in`, as the event that moved
+/// it occurred at `at`; the task's next events are caused by `event_id`
+/// and continue `traceparent`.
 pub async fn advance_task(
     conn: &mut PgConnection,
     pick_task_id: Uuid,
-    status: TaskStatus,
+    (status, at): (TaskStatus, DateTime<Utc>),
     due_in: Duration,
     event_id: &str,
     traceparent: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE pick_tasks SET status = $2, due_at = clock_timestamp() + $3 * interval '1 millisecond',
-                causation_id = $4, traceparent = $5, updated_at = now()
+                causation_id = $4, traceparent = $5, updated_at = $6
          WHERE pick_task_id = $1",
     )
     .bind(pick_task_id)
@@ -268,24 +283,25 @@ pub async fn advance_task(
     .bind(due_in.as_millis() as f64)
     .bind(event_id)
     .bind(traceparent)
+    .bind(at)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Puts a task whose step was refused back where its order's stream says it is.
+/// Puts a task whose step was refused back where its order's stream says
+/// it is. No event moved it: `updated_at` stays the time of the last that
+/// did, as a rebuild makes it.
 pub async fn requeue_task(
     conn: &mut PgConnection,
     pick_task_id: Uuid,
     status: TaskStatus,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE pick_tasks SET status = $2, due_at = now(), updated_at = now() WHERE pick_task_id = $1",
-    )
-    .bind(pick_task_id)
-    .bind(status.as_str())
-    .execute(conn)
-    .await?;
+    sqlx::query("UPDATE pick_tasks SET status = $2, due_at = now() WHERE pick_task_id = $1")
+        .bind(pick_task_id)
+        .bind(status.as_str())
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -3,6 +3,8 @@ mod fulfilment;
 mod helpers;
 mod pick_backlog;
 mod picking;
+mod rebuild;
+mod receipts;
 mod reconcile;
 mod scopes;
 mod stock;

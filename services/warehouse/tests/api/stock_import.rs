@@ -48,11 +48,17 @@ async fn a_receipt_adds_to_what_is_on_hand_once_per_batch_id() {
         app.stock_of("SKU-NEW-KETTLE").await,
         json!({"sku": "SKU-NEW-KETTLE", "on_hand": 12, "reserved": 0, "available": 12})
     );
+    // Each row is recorded as goods received, with the stock it adds.
+    let import = |q: i64| ("import".to_owned(), q);
+    let seed = ("seed".to_owned(), 25);
+    assert_eq!(app.receipts("SKU-LAMP").await, [seed.clone(), import(5)]);
+    assert_eq!(app.receipts("SKU-NEW-KETTLE").await, [import(12)]);
 
     // The same batch again (a retry after a lost answer) adds nothing.
     let (status, body) = app.import(Some("delivery-1"), "text/csv", csv).await;
     assert_eq!((status, &body["replayed"]), (200, &json!(true)), "{body}");
     assert_eq!(app.on_hand("SKU-LAMP").await, 30);
+    assert_eq!(app.receipts("SKU-LAMP").await, [seed.clone(), import(5)]);
 
     // Its id with another file is refused, and changes nothing.
     let (status, body) = app
@@ -75,6 +81,33 @@ async fn a_receipt_adds_to_what_is_on_hand_once_per_batch_id() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(app.on_hand("SKU-LAMP").await, 35);
+    assert_eq!(app.receipts("SKU-LAMP").await, [seed, import(5), import(5)]);
+}
+
+#[tokio::test]
+async fn a_batch_of_a_thousand_rows_is_received_with_a_receipt_each() {
+    let app = spawn_app().await;
+    let rows: String = (0..1000)
+        .map(|n| format!("SKU-BULK-{n:04},{}\n", n + 1))
+        .collect();
+    let csv = format!("sku,quantity\n{rows}");
+    let started = std::time::Instant::now();
+    let (status, body) = app.import(Some("bulk-1"), "text/csv", &csv).await;
+    eprintln!("a batch of 1,000 new SKUs took {:?}", started.elapsed());
+    assert_eq!(status, 200, "{body}");
+    // The same goods again: every SKU stocked, every stream one longer.
+    let started = std::time::Instant::now();
+    let (status, body) = app.import(Some("bulk-2"), "text/csv", &csv).await;
+    eprintln!("a batch of 1,000 stocked SKUs took {:?}", started.elapsed());
+    assert_eq!(status, 200, "{body}");
+    let import = |q: i64| ("import".to_owned(), q);
+    assert_eq!(app.receipts("SKU-BULK-0999").await, [import(1000), import(1000)]);
+    assert_eq!(app.on_hand("SKU-BULK-0999").await, 2000);
+    let receipts: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'GoodsReceived'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(receipts, 6 + 2 * 1000);
 }
 
 #[tokio::test]
