@@ -3,7 +3,8 @@
 //! sagas (shipped, declined, cancelled) `omnisaga rebuild all --verify`
 //! finds every projection identical; a read model damaged behind the
 //! service's back is reported (exit 2, the rows named) and repaired by
-//! `omnisaga rebuild`, after which a verify finds it identical again.
+//! `omnisaga rebuild`, after which a verify finds it identical again; and
+//! so is one of every other service at once, by `omnisaga rebuild all`.
 
 use std::{process::Output, time::Duration};
 
@@ -92,6 +93,60 @@ async fn run(stack: &Stack) -> Result<()> {
         .await?;
     ensure!(status != "SHIPPED", "the changed status is repaired: {status}");
     json(stack, &["rebuild", "order", "--verify", "--json"], 0).await?;
+
+    // One read model of every other service damaged: each is reported by
+    // its own service, and `rebuild all` repairs them all.
+    for (service, damage) in [
+        ("payment", "DELETE FROM payment_view"),
+        (
+            "warehouse",
+            "UPDATE stock SET on_hand = on_hand + 5 WHERE sku = 'SKU-MUG'",
+        ),
+        (
+            "notification",
+            "UPDATE notifications SET text = 'tampered' WHERE status = 'SENT'",
+        ),
+        ("analytics", "DELETE FROM fact_order_lines"),
+    ] {
+        let done = sqlx::query(damage)
+            .execute(&mut owner(stack, service).await?)
+            .await?;
+        ensure!(done.rows_affected() > 0, "{service}: {damage} changed nothing");
+    }
+    let all = json(stack, &["rebuild", "all", "--verify", "--json"], 2).await?;
+    let verdicts: Vec<(&str, bool)> = all["runs"]
+        .as_array()
+        .context("runs")?
+        .iter()
+        .map(|r| {
+            (
+                r["service"].as_str().unwrap_or("?"),
+                r["run"]["identical"] == true,
+            )
+        })
+        .collect();
+    ensure!(
+        verdicts
+            == [
+                ("order", true),
+                ("payment", false),
+                ("warehouse", false),
+                ("notification", false),
+                ("analytics", false)
+            ],
+        "each damaged service, and only those, differs: {all}"
+    );
+    let out = stack.omnisaga(&["rebuild", "all"]).await?;
+    ensure!(out.status.success(), "{}", text(&out));
+    let all = json(stack, &["rebuild", "all", "--verify", "--json"], 0).await?;
+    ensure!(
+        all["runs"]
+            .as_array()
+            .context("runs")?
+            .iter()
+            .all(|r| r["run"]["identical"] == true),
+        "every read model identical after `rebuild all`: {all}"
+    );
     Ok(())
 }
 
