@@ -185,18 +185,25 @@ async fn run(stack: &mut Stack, prefix: &str) -> Result<()> {
         .place(&order_body("SKU-MUG", 1, "tok_visa", "no-traces"))
         .await?;
     c.wait_status(&id, "SHIPPED", WAIT).await?;
-    let metrics_url = format!("{}/metrics", c.order);
+    // Each instance counts its own: ask each, not the balancer.
+    let instances: Vec<String> = (1..)
+        .map(|i| stack.instance_url("order", i))
+        .take_while(|url| !url.is_empty())
+        .collect();
     wait_for(
         "the order service to count spans it could not export",
         WAIT,
         || async {
-            let text = c.http.get(&metrics_url).send().await?.text().await?;
-            let dropped = text
-                .lines()
-                .find(|l| l.starts_with("omnisaga_spans_dropped_total"))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
+            let mut dropped = 0.0;
+            for url in &instances {
+                let text = c.http.get(format!("{url}/metrics")).send().await?.text().await?;
+                dropped += text
+                    .lines()
+                    .find(|l| l.starts_with("omnisaga_spans_dropped_total"))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0);
+            }
             Ok((dropped > 0.0).then_some(()))
         },
     )

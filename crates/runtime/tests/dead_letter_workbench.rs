@@ -205,6 +205,21 @@ async fn a_skipped_dead_letter_lets_its_order_go_on_and_a_copy_of_its_event_that
         "{body}"
     );
     assert_eq!(bench.letters("k1").await.len(), 2);
+    // A reason PostgreSQL cannot store is refused as such by both verbs.
+    for verb in ["skip", "discard"] {
+        let (status, body) = bench
+            .post(
+                &format!("/v1/admin/dead-letters/{head}/{verb}"),
+                json!({"reason": "bad\u{0}byte"}),
+            )
+            .await?;
+        assert_eq!(
+            (status, &body["code"]),
+            (422, &json!("validation_failed")),
+            "{verb}: {body}"
+        );
+    }
+    assert_eq!(bench.letters("k1").await.len(), 2);
 
     // A record that does not decode has no event id to mark: discard it.
     let undecodable = bench.letters("k3").await[0];

@@ -270,7 +270,7 @@ pub struct Discarded {
     responses(
         (status = 200, description = "discarded, and the key's later records replayed", body = Discarded),
         (status = 404, description = "not_found: no such dead letter", body = crate::edge::http::ErrorBody),
-        (status = 422, description = "validation_failed: no reason, or a reason over 500 characters", body = crate::edge::http::ErrorBody),
+        (status = 422, description = "validation_failed: no reason, a reason over 500 characters, or one holding a NUL", body = crate::edge::http::ErrorBody),
     ))]
 pub(crate) async fn discard(
     State(s): State<AdminState>,
@@ -278,9 +278,10 @@ pub(crate) async fn discard(
     ApiJson(req): ApiJson<DiscardRequest>,
 ) -> Result<Json<Discarded>, ApiError> {
     let reason = req.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    // PostgreSQL's text holds no NUL: refused here, not by a failed insert.
+    if reason.is_empty() || reason.chars().count() > 500 || reason.contains('\0') {
         return Err(ApiError::validation(
-            "reason: say why the record is discarded, in 1 to 500 characters",
+            "reason: say why the record is discarded, in 1 to 500 characters (no NUL)",
         ));
     }
     let letter = sqlx::query(
