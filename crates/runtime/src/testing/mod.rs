@@ -5,8 +5,9 @@
 //! waiting on a condition with a deadline, the given/when/then harness of
 //! the services' pure deciders, responses checked against the OpenAPI
 //! documents ([`openapi`]), tokens signed by the tests' key ([`auth`]), HTTPS
-//! servers with a certificate authority of the test's own ([`https`]), and the
-//! statements a piece of work runs ([`Statements`]). Behind the `testing`
+//! servers with a certificate authority of the test's own ([`https`]), the
+//! statements a piece of work runs ([`Statements`]), and a service's read
+//! models rebuilt through its admin API ([`rebuild`]). Behind the `testing`
 //! feature: only tests turn it on.
 
 mod app;
@@ -16,6 +17,7 @@ pub mod decider;
 mod events;
 pub mod https;
 pub mod openapi;
+pub mod rebuild;
 pub mod scopes;
 mod service;
 mod statements;

@@ -15,7 +15,7 @@ use omnisaga_runtime::{
     rebuild::{self, Mode, Progress, ProjectionReport, TableReport},
     testing,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -284,29 +284,7 @@ async fn the_admin_route_verifies_the_star_schema_the_service_registered() {
     )
     .await;
     wait_for_stages(&app, order, 1).await;
-    let admin = testing::auth::client_with(&testing::auth::admin_token());
-    let resp = admin
-        .post(format!("{}/v1/admin/rebuilds", app.admin_url))
-        .json(&json!({ "mode": "verify", "projections": ["star_schema"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let location = resp.headers()["location"].to_str().unwrap().to_owned();
-    let run: Value = testing::wait_for("the verify to end", Duration::from_secs(30), || async {
-        let run: Value = admin
-            .get(format!("{}{location}", app.admin_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (run["status"] != "running").then_some(run)
-    })
-    .await
-    .unwrap();
-    testing::openapi::check_response("analytics", "get", "/v1/admin/rebuilds/{id}", 200, &run).unwrap();
+    let run = testing::rebuild::run(&app, "analytics", "verify", Some(&["star_schema"])).await;
     assert_eq!(
         (&run["status"], &run["identical"]),
         (&json!("finished"), &json!(true)),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use omnisaga_proto::v1::{envelope::Payload, OrderCancelled};
 use omnisaga_runtime::testing;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{spawn_app_with, TestApp};
@@ -19,29 +19,7 @@ impl TestApp {
     /// Runs `/v1/admin/rebuilds` in `mode` over both projections and waits
     /// for it to end: each projection's report, by name.
     async fn rebuild(&self, mode: &str) -> Value {
-        let admin = testing::auth::client_with(&testing::auth::admin_token());
-        let resp = admin
-            .post(format!("{}/v1/admin/rebuilds", self.admin_url))
-            .json(&json!({ "mode": mode }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 202);
-        let location = resp.headers()["location"].to_str().unwrap().to_owned();
-        let run = testing::wait_for("the rebuild to end", WAIT, || async {
-            let run: Value = admin
-                .get(format!("{}{location}", self.admin_url))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (run["status"] != "running").then_some(run)
-        })
-        .await
-        .unwrap();
-        assert_eq!(run["status"], "finished", "{run}");
+        let run = testing::rebuild::run(self, "warehouse", mode, None).await;
         let reports = run["report"].as_array().unwrap();
         let names: Vec<&str> = reports
             .iter()
