@@ -3,7 +3,6 @@
 //! projection of the warehouse's events (`crate::projection`). A SKU's
 //! receipts are the stream `stock-<sku>`, published on no topic.
 
-use chrono::Utc;
 use omnisaga_proto::v1::{envelope::Payload, GoodsReceived};
 use omnisaga_runtime::event::{self, EventMeta};
 use prost::Message;
@@ -111,7 +110,7 @@ async fn record(
     if received.is_empty() {
         return Ok(());
     }
-    let now = Utc::now();
+    let now = omnisaga_runtime::clock::now();
     let (mut streams, mut ids, mut bodies) = (Vec::new(), Vec::new(), Vec::new());
     for (sku, quantity) in received {
         let payload = Payload::GoodsReceived(GoodsReceived {
