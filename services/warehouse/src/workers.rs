@@ -219,7 +219,10 @@ impl Pickers {
         };
         let appended = done.appended;
         let caused = appended.last().map_or("", |e| e.event_id.as_str());
-        let at = appended.last().map_or_else(chrono::Utc::now, occurred_at);
+        // A step decided is an event appended: the task moved when it occurred.
+        let Some(at) = appended.last().map(occurred_at) else {
+            anyhow::bail!("pick task step decided no event");
+        };
         let traceparent = meta.trace.traceparent.as_deref();
         store::advance_task(
             &mut tx,
