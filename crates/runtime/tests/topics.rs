@@ -40,11 +40,29 @@ async fn topics_are_created_with_the_configured_partitions_replicas_and_the_cata
     let orders = catalog().owned_by("order").expect("order owns a topic");
     let name = orders.name(&kafka.topic_prefix);
     let consumer: BaseConsumer = kafka::base(&kafka).create()?;
-    let metadata =
-        tokio::task::block_in_place(|| consumer.fetch_metadata(Some(&name), Duration::from_secs(10)))?;
-    let topic = &metadata.topics()[0];
-    assert_eq!(topic.partitions().len(), 2, "{name}'s partitions");
-    assert!(topic.partitions().iter().all(|p| p.replicas().len() == 1));
+    // A topic just created may be listed without its partitions until the
+    // broker's metadata has caught up: wait for them, then judge them.
+    let partitions = testing::wait_for(
+        &format!("{name}'s partitions in the metadata"),
+        Duration::from_secs(30),
+        || async {
+            let metadata =
+                tokio::task::block_in_place(|| consumer.fetch_metadata(Some(&name), Duration::from_secs(10)))
+                    .ok()?;
+            let replicas: Vec<usize> = metadata.topics()[0]
+                .partitions()
+                .iter()
+                .map(|p| p.replicas().len())
+                .collect();
+            (!replicas.is_empty()).then_some(replicas)
+        },
+    )
+    .await?;
+    assert_eq!(partitions.len(), 2, "{name}'s partitions");
+    assert!(
+        partitions.iter().all(|&r| r == 1),
+        "{name}'s replicas: {partitions:?}"
+    );
 
     let admin: AdminClient<DefaultClientContext> = kafka::base(&kafka).create()?;
     assert_eq!(topic_config(&admin, &name, "min.insync.replicas").await?, "1");
